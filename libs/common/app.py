@@ -1,0 +1,323 @@
+"""The runtime that starts a process's services together, and the FastAPI app around it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from libs.common import metrics
+from libs.common.auth import FailureThrottle, KeyStore, make_authenticator
+from libs.common.bus import ConsumerWorker, open_connection, wait_until
+from libs.common.clock import Clock, SystemClock
+from libs.common.county import County, load_county
+from libs.common.errors import BodyLimitMiddleware, install_error_handlers
+from libs.common.idempotency import IDEMPOTENCY_INDEXES
+from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
+from libs.common.platform_api import build_platform_router
+from libs.common.service import ServiceContext, ServiceSpec
+from libs.common.settings import Settings
+from libs.common.store import StoreFactory, ensure_indexes
+from libs.common.timers import TimerThread
+
+PLATFORM = "platform"
+
+
+class Runtime:
+    """Stores, contexts, consumers, relays and timers of the services in this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        specs: Sequence[ServiceSpec],
+        clock: Clock | None = None,
+        county: County | None = None,
+        stores: StoreFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.specs = list(specs)
+        self.clock = clock or SystemClock()
+        self.county = county or load_county(settings.county_file)
+        self.stores = stores or StoreFactory(settings)
+        self.log = structlog.get_logger().bind(service=PLATFORM)
+        platform_db = self.stores.database(PLATFORM)
+        self.keys = KeyStore(platform_db["api_keys"], self.clock)
+        self.throttle = FailureThrottle(
+            settings.auth_failure_limit, settings.auth_failure_window_seconds
+        )
+        self.authenticate = make_authenticator(self.keys, self.throttle)
+        self.contexts: dict[str, ServiceContext] = {}
+        self.relays: dict[str, OutboxRelay] = {}
+        self.consumers: dict[str, ConsumerWorker] = {}
+        self.timer_threads: dict[str, TimerThread] = {}
+        self.generated_admin_key: str | None = None
+        self.prepared = False
+        self.started = False
+        for spec in self.specs:
+            db = self.stores.database(spec.name)
+            ctx = ServiceContext(
+                name=spec.name,
+                settings=settings,
+                clock=self.clock,
+                db=db,
+                county=self.county,
+                authenticate=self.authenticate,
+                log=structlog.get_logger().bind(service=spec.name),
+            )
+            journal = db[JOURNAL_COLLECTION] if settings.memory_bus else None
+            relay = OutboxRelay(
+                settings, spec.name, [db[c] for c in spec.outbox_collections], self.clock, journal
+            )
+            ctx.wake_relay = relay.wake
+            self.contexts[spec.name] = ctx
+            self.relays[spec.name] = relay
+
+    @property
+    def platform_context(self) -> ServiceContext:
+        """The context platform routes run in (the first service's)."""
+        return next(iter(self.contexts.values()))
+
+    def known_queues(self) -> list[str]:
+        """Every queue this process consumes from."""
+        return [
+            sub.queue_name(name)
+            for name, worker in self.consumers.items()
+            for sub in worker.subscriptions
+        ]
+
+    def prepare(self) -> None:
+        """Create indexes and seed data, and build consumers (nothing runs yet)."""
+        if self.prepared:
+            return
+        self.prepared = True
+        self.keys.collection.create_index([("role", 1)])
+        self.generated_admin_key = self.keys.bootstrap(
+            self.settings.bootstrap_admin_key, self.settings.data_dir
+        )
+        for spec in self.specs:
+            ctx = self.contexts[spec.name]
+            for collection in spec.outbox_collections:
+                ensure_indexes(ctx.db[collection], [*OUTBOX_INDEXES, *IDEMPOTENCY_INDEXES])
+            if self.settings.memory_bus:
+                ctx.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
+            spec.setup(ctx)
+            subscriptions = list(spec.subscriptions(ctx))
+            if subscriptions:
+                self.consumers[spec.name] = ConsumerWorker(self.settings, spec.name, subscriptions)
+            timers = list(spec.timers(ctx))
+            if timers:
+                self.timer_threads[spec.name] = TimerThread(spec.name, timers)
+
+    def start(self) -> None:
+        """Start consumers, then relays, then timers."""
+        if self.started:
+            return
+        self.prepare()
+        if self.settings.memory_bus:
+            # In-memory exchanges drop what no queue is bound to yet: bind before publishing.
+            for worker in self.consumers.values():
+                worker.declare()
+        for worker in self.consumers.values():
+            worker.start()
+        if self.settings.memory_bus:
+            for worker in self.consumers.values():
+                worker.ready.wait(5)
+            for relay in self.relays.values():
+                try:
+                    relay.replay_journal()
+                except Exception as exc:
+                    self.log.error("journal_replay_failed", error=repr(exc))
+        for relay in self.relays.values():
+            relay.start()
+        for timers in self.timer_threads.values():
+            timers.start()
+        self.started = True
+        self.log.info(
+            "runtime_started",
+            services=[s.name for s in self.specs],
+            bus="memory" if self.settings.memory_bus else "amqp",
+            store="embedded" if self.stores.embedded else "mongodb",
+        )
+
+    def quiesce(self, timeout: float = 10.0) -> bool:
+        """Publish everything pending and let consumers finish; True when all is settled."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            flushed = all(
+                relay.flush(max(0.1, deadline - time.monotonic())) for relay in self.relays.values()
+            )
+            idle = wait_until(
+                lambda: (
+                    all(w.idle.is_set() for w in self.consumers.values()) and self._queues_empty()
+                ),
+                timeout=max(0.1, min(2.0, deadline - time.monotonic())),
+            )
+            if flushed and idle and all(r.pending()[0] == 0 for r in self.relays.values()):
+                return True
+        return False
+
+    def _queues_empty(self) -> bool:
+        if not self.settings.memory_bus:
+            return True
+        with open_connection(self.settings, confirms=False) as connection:
+            channel = connection.channel()
+            for name in self.known_queues():
+                _, count, _ = channel.queue_declare(queue=name, passive=True)
+                if count:
+                    return False
+        return True
+
+    def stop(self) -> None:
+        """Stop timers, settle the bus (embedded), stop relays and consumers, close the store."""
+        if not self.started:
+            self.stores.close()
+            return
+        for timers in self.timer_threads.values():
+            timers.stop()
+        if self.settings.memory_bus:
+            settled = self.quiesce(10.0)
+            self.log.info("runtime_quiesced", settled=settled)
+        for relay in self.relays.values():
+            relay.stop()
+        for worker in self.consumers.values():
+            worker.stop()
+        for thread in [
+            *self.relays.values(),
+            *self.consumers.values(),
+            *self.timer_threads.values(),
+        ]:
+            if thread.is_alive():
+                thread.join(timeout=10)
+        self.stores.close()
+        self.started = False
+        self.log.info("runtime_stopped")
+
+    def readiness(self) -> dict[str, Any]:
+        """Check the store and the bus for real."""
+        checks: dict[str, Any] = {}
+        try:
+            for ctx in self.contexts.values():
+                ctx.db.command("ping")
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"error: {type(exc).__name__}"
+        try:
+            with open_connection(self.settings, confirms=False) as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+                connection.channel()
+            checks["bus"] = "ok"
+        except Exception as exc:
+            checks["bus"] = f"error: {type(exc).__name__}"
+        consumers_up = all(w.ready.is_set() for w in self.consumers.values())
+        checks["consumers"] = "ok" if consumers_up else "connecting"
+        return checks
+
+
+class MetricsMiddleware:
+    """Counts requests and latency by route template, labelled with the owning service."""
+
+    def __init__(self, app: ASGIApp, route_owner: dict[str, str]) -> None:
+        self.app = app
+        self.route_owner = route_owner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            service = self.route_owner.get(template, PLATFORM)
+            metrics.HTTP_REQUESTS.labels(service, scope["method"], template, str(status)).inc()
+            metrics.HTTP_DURATION.labels(service, scope["method"], template).observe(
+                time.perf_counter() - start
+            )
+
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The HTTP app of a process: platform routes plus every service's router."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    names = ", ".join(spec.name for spec in runtime.specs)
+    app = FastAPI(
+        title="Yingji 應急 — county emergency coordination API",
+        version="1.0",
+        description=f"Services in this process: {names}. Auth: `Authorization: Bearer <api key>`.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app, PLATFORM)
+    runtime.prepare()
+
+    route_owner: dict[str, str] = {}
+    platform_router = build_platform_router(
+        runtime.platform_context, runtime.keys, runtime.known_queues()
+    )
+    app.include_router(platform_router)
+    for spec in runtime.specs:
+        ctx = runtime.contexts[spec.name]
+        for router in [spec.build_router(ctx), *spec.extra_routers(ctx)]:
+            for route in router.routes:
+                path = getattr(route, "path", None)
+                if path:
+                    route_owner[path] = spec.name
+            app.include_router(router)
+
+    @app.get("/healthz", tags=["platform"], summary="Liveness")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["platform"], summary="Readiness: bus and store reachable")
+    def readyz() -> Response:
+        checks = runtime.readiness()
+        ready = checks["store"] == "ok" and checks["bus"] == "ok"
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["platform"], summary="Prometheus metrics")
+    def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes, service=PLATFORM
+    )
+    app.add_middleware(MetricsMiddleware, route_owner=route_owner)
+    return app

@@ -1,0 +1,280 @@
+"""API-key authentication: five roles, township scoping, keys stored hashed.
+
+A key reads ``yj_<id>_<secret>``; only SHA-256 of the whole key is stored (keys are random and
+long, so a slow password hash buys nothing) and it is compared in constant time. Keys live in the
+platform database that every service reads; a verified key is cached for a few seconds, which is
+also how long a revoked key keeps working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import Request
+from pymongo.errors import DuplicateKeyError
+
+from libs.common.clock import Clock
+from libs.common.errors import ApiError
+
+BOOTSTRAP_KEY_ID = "bootstrap"
+BOOTSTRAP_KEY_FILE = "bootstrap-admin.key"
+CACHE_SECONDS = 5.0
+
+
+class Role(StrEnum):
+    """Who a caller is; see the actors table in the domain brief."""
+
+    ADMIN = "admin"
+    LEADER = "leader"
+    OPERATOR = "operator"
+    DEPARTMENT = "department"
+    TOWNSHIP = "township"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    key_id: str
+    name: str
+    role: Role
+    township_code: str | None = None
+    hazards: tuple[str, ...] = ()
+
+    def may_act_for(self, township_code: str) -> bool:
+        """A township key acts only for its own code; every other role for any."""
+        return self.role != Role.TOWNSHIP or self.township_code == township_code
+
+    def ensure_township(self, township_code: str, path: str = "township_code") -> None:
+        """403 unless the caller may act for ``township_code``."""
+        if not self.may_act_for(township_code):
+            raise ApiError(
+                403,
+                "forbidden_township",
+                f"a township key for {self.township_code} may not act for {township_code}",
+                fields=[{"path": path, "reason": "outside the caller's township"}],
+            )
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 hex digest of a key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key(key_id: str) -> str:
+    """A fresh key for ``key_id`` with 256 bits of randomness."""
+    return f"yj_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def key_id_of(key: str) -> str:
+    """The id part of a key; keys in another format can only be the bootstrap key."""
+    parts = key.split("_", 2)
+    if len(parts) == 3 and parts[0] == "yj" and parts[1]:
+        return parts[1]
+    return BOOTSTRAP_KEY_ID
+
+
+class FailureThrottle:
+    """Counts failed authentications per client and refuses a client that fails too often."""
+
+    def __init__(self, limit: int, window_seconds: float) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _trim(self, client: str, now: float) -> deque[float]:
+        entries = self._failures[client]
+        while entries and entries[0] < now - self.window:
+            entries.popleft()
+        return entries
+
+    def check(self, client: str) -> None:
+        """429 while the client is over its failure budget."""
+        with self._lock:
+            entries = self._trim(client, time.monotonic())
+            if len(entries) >= self.limit:
+                retry = max(1, int(self.window - (time.monotonic() - entries[0])))
+                raise ApiError(
+                    429,
+                    "throttled",
+                    "too many failed authentications; try again later",
+                    headers={"Retry-After": str(retry)},
+                )
+
+    def failed(self, client: str) -> None:
+        """Record a failed attempt."""
+        with self._lock:
+            self._trim(client, time.monotonic()).append(time.monotonic())
+
+
+class KeyStore:
+    """API keys in the platform database."""
+
+    def __init__(self, collection: Any, clock: Clock) -> None:
+        self.collection = collection
+        self.clock = clock
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
+
+    def create(
+        self,
+        role: Role,
+        name: str,
+        township_code: str | None = None,
+        hazards: tuple[str, ...] = (),
+        key_id: str | None = None,
+        key: str | None = None,
+    ) -> tuple[dict[str, Any], str]:
+        """Create a key; returns its record and the key itself (shown once, never stored)."""
+        ident = key_id or secrets.token_hex(8)
+        secret = key or new_key(ident)
+        record = {
+            "_id": ident,
+            "name": name,
+            "role": str(role),
+            "township_code": township_code,
+            "hazards": list(hazards),
+            "hash": hash_key(secret),
+            "created_at": self.clock.now(),
+            "revoked_at": None,
+        }
+        self.collection.insert_one(record)
+        return record, secret
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key; False if there is no such active key."""
+        result = self.collection.update_one(
+            {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": self.clock.now()}}
+        )
+        with self._lock:
+            self._cache.clear()
+        return bool(result.modified_count)
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every key record, without hashes."""
+        rows = self.collection.find({}, projection={"hash": 0}, sort=[("created_at", 1)])
+        return [dict(row) for row in rows]
+
+    def verify(self, key: str) -> Principal | None:
+        """The principal a key belongs to, or None."""
+        digest = hash_key(key)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+            if cached and now - cached[0] < CACHE_SECONDS:
+                return cached[1]
+        record = self.collection.find_one({"_id": key_id_of(key)})
+        principal = None
+        if (
+            record is not None
+            and record.get("revoked_at") is None
+            and hmac.compare_digest(record["hash"], digest)
+        ):
+            principal = Principal(
+                key_id=record["_id"],
+                name=record["name"],
+                role=Role(record["role"]),
+                township_code=record.get("township_code"),
+                hazards=tuple(record.get("hazards") or ()),
+            )
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now, principal)
+        return principal
+
+    def bootstrap(self, configured_key: str, data_dir: Path) -> str | None:
+        """Make sure an admin key exists; returns a newly generated key to print once, or None."""
+        log = structlog.get_logger().bind(service="platform")
+        if configured_key:
+            existing = self.collection.find_one({"_id": BOOTSTRAP_KEY_ID})
+            if existing is None or existing["hash"] != hash_key(configured_key):
+                self.collection.update_one(
+                    {"_id": BOOTSTRAP_KEY_ID},
+                    {
+                        "$set": {
+                            "name": "bootstrap admin",
+                            "role": "admin",
+                            "township_code": None,
+                            "hazards": [],
+                            "hash": hash_key(configured_key),
+                            "created_at": self.clock.now(),
+                            "revoked_at": None,
+                        }
+                    },
+                    upsert=True,
+                )
+            return None
+        if self.collection.find_one({"role": "admin", "revoked_at": None}) is not None:
+            return None
+        try:
+            _, secret = self.create(Role.ADMIN, "bootstrap admin", key_id=BOOTSTRAP_KEY_ID)
+        except DuplicateKeyError:
+            return None
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / BOOTSTRAP_KEY_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret + "\n")
+        os.chmod(path, 0o600)
+        log.info("bootstrap_admin_key_written", path=str(path))
+        return secret
+
+
+def client_address(request: Request) -> str:
+    """The caller's address, for throttling."""
+    return request.client.host if request.client else "unknown"
+
+
+def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[Request], Principal]:
+    """A FastAPI dependency that returns the caller or raises 401/429."""
+
+    def authenticate(request: Request) -> Principal:
+        client = client_address(request)
+        throttle.check(client)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            throttle.failed(client)
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "send Authorization: Bearer <api key>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = keys.verify(token.strip())
+        if principal is None:
+            throttle.failed(client)
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "the API key is not valid",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        request.state.principal = principal
+        return principal
+
+    return authenticate
+
+
+def require_role(principal: Principal, *roles: Role) -> Principal:
+    """403 unless the principal has one of ``roles``."""
+    if principal.role not in roles:
+        allowed = ", ".join(sorted(str(r) for r in roles))
+        raise ApiError(
+            403, "forbidden_role", f"role {principal.role} may not do this (needs {allowed})"
+        )
+    return principal

@@ -1,0 +1,109 @@
+"""Events emitted by the dispatch service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from libs.common.events import EventPayload, event_model
+
+
+class ResourceLine(EventPayload):
+    """One line of supplies in a dispatch order."""
+
+    warehouse_id: str
+    item_code: str
+    quantity: float
+
+
+@event_model("dispatch", "dispatch_ordered")
+class DispatchOrderedV1(EventPayload):
+    """Teams and supplies were committed to an incident (EDXL-RM commit)."""
+
+    dispatch_id: str
+    incident_id: str
+    team_ids: list[str]
+    resources: list[ResourceLine] = []
+
+
+@event_model("dispatch", "dispatch_status_changed")
+class DispatchStatusChangedV1(EventPayload):
+    """A dispatch moved along ordered → en_route → on_scene → completed → released."""
+
+    dispatch_id: str
+    incident_id: str
+    old_status: str
+    status: str
+
+
+@event_model("dispatch", "stock_low")
+class StockLowV1(EventPayload):
+    """A stock line fell below its minimum level."""
+
+    warehouse_id: str
+    item_code: str
+    quantity: float
+    min_level: float
+
+
+@event_model("dispatch", "plan_activated")
+class PlanActivatedV1(EventPayload):
+    """A response plan (預案) was activated."""
+
+    plan_id: str
+    level: int
+    trigger_kind: str
+    trigger_id: str
+    township_codes: list[str]
+    teams_on_standby: list[str] = []
+    incident_id: str | None = None
+    warning_id: str | None = None
+
+
+@event_model("dispatch", "plan_changed")
+class PlanChangedV1(EventPayload):
+    """A plan's response level changed."""
+
+    plan_id: str
+    old_level: int
+    level: int
+    reason: str
+
+
+@event_model("dispatch", "plan_ended")
+class PlanEndedV1(EventPayload):
+    """A plan was stood down."""
+
+    plan_id: str
+    reason: str
+    incident_id: str | None = None
+    warning_id: str | None = None
+
+
+@event_model("dispatch", "assignment_created")
+class AssignmentCreatedV1(EventPayload):
+    """A dispute was assigned to a responsible leader and unit (統一指派)."""
+
+    assignment_id: str
+    incident_id: str
+    level: str
+    due_at: datetime
+    major: bool = False
+
+
+@event_model("dispatch", "assignment_escalated")
+class AssignmentEscalatedV1(EventPayload):
+    """A dispute moved up a level after three unresolved attempts (三三制)."""
+
+    assignment_id: str
+    incident_id: str
+    from_level: str
+    to_level: str
+
+
+@event_model("dispatch", "assignment_overdue")
+class AssignmentOverdueV1(EventPayload):
+    """An assignment passed its deadline unresolved (督辦)."""
+
+    assignment_id: str
+    incident_id: str
+    due_at: datetime

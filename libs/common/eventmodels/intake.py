@@ -1,0 +1,64 @@
+"""Events emitted by the intake service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from libs.common.eventmodels.common import Affected, Casualties
+from libs.common.events import EventPayload, event_model
+
+
+@event_model("intake", "incident_reported")
+class IncidentReportedV1(EventPayload):
+    """An incident was accepted at intake (首報)."""
+
+    incident_id: str
+    township_code: str
+    category: str
+    title: str
+    grade: int
+    occurred_at: datetime
+    discovered_at: datetime
+    reported_at: datetime
+    late: bool = False
+    escalated: bool = False
+    escalation_reasons: list[str] = []
+    casualties: Casualties = Casualties()
+    affected: Affected = Affected()
+    people_involved: int = 0
+    lat: float | None = None
+    lon: float | None = None
+    exercise: bool = False
+
+
+@event_model("intake", "incident_regraded")
+class IncidentRegradedV1(EventPayload):
+    """The grade changed after new figures (越級 when it jumps more than one grade)."""
+
+    incident_id: str
+    township_code: str
+    category: str
+    old_grade: int
+    new_grade: int
+    reason: str
+    skipped_grades: bool = False
+
+
+@event_model("intake", "incident_merged")
+class IncidentMergedV1(EventPayload):
+    """A duplicate incident was merged into its primary."""
+
+    incident_id: str
+    primary_id: str
+    township_code: str
+    merged_by: str
+
+
+@event_model("intake", "incident_closed")
+class IncidentClosedV1(EventPayload):
+    """An incident was closed (by a leader, or by its final report)."""
+
+    incident_id: str
+    township_code: str
+    closed_by: str
+    reason: str

@@ -1,0 +1,62 @@
+"""Events emitted by the reporting service."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from libs.common.eventmodels.common import Affected, Casualties
+from libs.common.events import EventPayload, event_model
+
+
+@event_model("reporting", "followup_filed")
+class FollowupFiledV1(EventPayload):
+    """A follow-up report (續報) was filed; its figures are the incident's latest facts."""
+
+    report_id: str
+    incident_id: str
+    township_code: str
+    number: int
+    casualties: Casualties
+    affected: Affected
+    people_involved: int | None = None
+
+
+@event_model("reporting", "final_report_filed")
+class FinalReportFiledV1(EventPayload):
+    """The final report (終報) was filed; the chain and the incident close."""
+
+    report_id: str
+    incident_id: str
+    township_code: str
+    casualties: Casualties
+    affected: Affected
+
+
+@event_model("reporting", "report_overdue")
+class ReportOverdueV1(EventPayload):
+    """A report was not filed by its deadline (escalation 1), or long after it (2)."""
+
+    deadline_id: str
+    kind: str
+    township_code: str
+    due_at: datetime
+    escalation: int = 1
+    incident_id: str | None = None
+
+
+@event_model("reporting", "zero_report_missed")
+class ZeroReportMissedV1(EventPayload):
+    """A township did not file its daily zero report by the cut-off."""
+
+    township_code: str
+    date: date
+
+
+@event_model("reporting", "summary_published")
+class SummaryPublishedV1(EventPayload):
+    """A daily summary or a situation pack was published."""
+
+    summary_id: str
+    kind: str
+    period_start: datetime
+    period_end: datetime

@@ -1,0 +1,93 @@
+"""Events emitted by the warning service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from libs.common.events import EventPayload, event_model
+
+
+class _WarningVersion(EventPayload):
+    warning_id: str
+    version: int
+    level: int
+    color: str
+    hazard: str
+    areas: list[str]
+    exercise: bool = False
+
+
+@event_model("warning", "warning_issued")
+class WarningIssuedV1(_WarningVersion):
+    """A warning became active (levels 3–4 at once, 1–2 after approval)."""
+
+    headline: str
+    effective: datetime
+    expires: datetime
+    incident_ids: list[str] = []
+
+
+@event_model("warning", "warning_adjusted")
+class WarningAdjustedV1(_WarningVersion):
+    """A new version of an active warning (CAP Update)."""
+
+    old_level: int
+    reason: str
+    incident_ids: list[str] = []
+
+
+@event_model("warning", "warning_lifted")
+class WarningLiftedV1(_WarningVersion):
+    """A warning was lifted (CAP Cancel)."""
+
+    reason: str
+    incident_ids: list[str] = []
+
+
+@event_model("warning", "warning_expired")
+class WarningExpiredV1(_WarningVersion):
+    """A warning reached its expiry time."""
+
+    incident_ids: list[str] = []
+
+
+@event_model("warning", "warning_delivery_failed")
+class WarningDeliveryFailedV1(EventPayload):
+    """A channel gave up delivering a warning version to a township."""
+
+    warning_id: str
+    version: int
+    township_code: str
+    channel: str
+    attempts: int
+    error: str
+
+
+@event_model("warning", "warning_acknowledged")
+class WarningAcknowledgedV1(EventPayload):
+    """A township confirmed receipt of a warning."""
+
+    warning_id: str
+    version: int
+    township_code: str
+
+
+@event_model("warning", "warning_unacknowledged")
+class WarningUnacknowledgedV1(EventPayload):
+    """A township did not acknowledge a warning in time."""
+
+    warning_id: str
+    version: int
+    level: int
+    township_code: str
+
+
+@event_model("warning", "warning_suggested")
+class WarningSuggestedV1(EventPayload):
+    """A draft warning was suggested from an incident, for an operator to review."""
+
+    suggestion_id: str
+    incident_id: str
+    hazard: str
+    level: int
+    areas: list[str]

@@ -1,0 +1,103 @@
+"""Idempotency on both sides: consumers that tolerate redelivery, and ``Idempotency-Key`` POSTs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from libs.common.errors import ApiError
+from libs.common.outbox import merge_updates
+
+APPLIED = "_applied"
+IDEMPOTENCY = "_idem"
+APPLIED_KEEP = 500
+IDEMPOTENCY_INDEXES: list[dict[str, Any]] = [
+    {"keys": [(f"{IDEMPOTENCY}.key", 1)], "unique": True, "name": "idempotency_key"}
+]
+
+
+def apply_once(
+    collection: Any, selector: Mapping[str, Any], update: Mapping[str, Any], event_id: str
+) -> bool:
+    """Apply ``update`` to the document matching ``selector`` unless ``event_id`` already was.
+
+    The event id is recorded in the same single-document update as the effect, so a redelivered
+    event finds it and changes nothing. Returns True when the update was applied now.
+    """
+    guarded = {**selector, APPLIED: {"$ne": event_id}}
+    recorded = merge_updates(
+        update, {"$push": {APPLIED: {"$each": [event_id], "$slice": -APPLIED_KEEP}}}
+    )
+    return bool(collection.update_one(guarded, recorded).matched_count)
+
+
+def insert_once(collection: Any, document: Mapping[str, Any]) -> bool:
+    """Insert a document whose ``_id`` derives from the causing event; False if it exists."""
+    try:
+        collection.insert_one(dict(document))
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+def fingerprint(body: Any) -> str:
+    """A stable hash of a request body, to tell a retry from a different request."""
+    canonical = json.dumps(
+        body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotency_scope(caller_id: str, key: str | None, fallback: str) -> str:
+    """The unique key a created document carries: the caller's key, or its own id."""
+    return f"{caller_id}:{key}" if key else f"auto:{fallback}"
+
+
+def validate_key(key: str | None) -> str | None:
+    """Check an ``Idempotency-Key`` header value (printable ASCII, 1–200 characters)."""
+    if key is None:
+        return None
+    if not (1 <= len(key) <= 200) or not key.isascii() or not key.isprintable():
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1–200 printable ASCII characters",
+            fields=[
+                {"path": "header.Idempotency-Key", "reason": "1–200 printable ASCII characters"}
+            ],
+        )
+    return key
+
+
+def find_replay(collection: Any, scope: str, body_hash: str) -> dict[str, Any] | None:
+    """The document a previous request with the same key created; 409 if the body differs."""
+    existing = collection.find_one({f"{IDEMPOTENCY}.key": scope})
+    if existing is None:
+        return None
+    if existing[IDEMPOTENCY].get("hash") != body_hash:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            "this Idempotency-Key was already used with a different request body",
+            fields=[{"path": "header.Idempotency-Key", "reason": "reused with another body"}],
+        )
+    return dict(existing)
+
+
+def insert_idempotent(
+    collection: Any, document: Mapping[str, Any], scope: str, body_hash: str
+) -> tuple[dict[str, Any], bool]:
+    """Insert a created document stamped with its idempotency key; on a race return the winner."""
+    stamped = {**document, IDEMPOTENCY: {"key": scope, "hash": body_hash}}
+    try:
+        collection.insert_one(stamped)
+    except DuplicateKeyError:
+        winner = find_replay(collection, scope, body_hash)
+        if winner is None:
+            raise
+        return winner, False
+    return stamped, True

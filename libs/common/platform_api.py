@@ -1,0 +1,151 @@
+"""Platform routes every process serves: API keys, townships, the caller, dead-letter queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from libs.common import bus
+from libs.common.auth import KeyStore, Principal, Role
+from libs.common.errors import ApiError, not_found
+from libs.common.service import ServiceContext
+
+
+class KeyRequest(BaseModel):
+    """A new API key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role = Field(description="admin, leader, operator, department or township")
+    name: str = Field(min_length=1, max_length=100, description="who holds the key")
+    township_code: str | None = Field(
+        default=None, pattern=r"^\d{9}$", description="required for township keys (鄉鎮代碼)"
+    )
+    hazards: list[str] = Field(
+        default_factory=list, description="hazard categories a department key may warn about"
+    )
+
+    @model_validator(mode="after")
+    def _township_matches_role(self) -> KeyRequest:
+        if self.role == Role.TOWNSHIP and not self.township_code:
+            raise ValueError("township_code is required for a township key")
+        if self.role != Role.TOWNSHIP and self.township_code:
+            raise ValueError("township_code is only for township keys")
+        return self
+
+
+class ReplayRequest(BaseModel):
+    """Which dead-letter queue to move back to its queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str = Field(min_length=1, max_length=255)
+    limit: int | None = Field(default=None, ge=1, le=100_000)
+
+
+def _key_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": record["_id"],
+        "name": record["name"],
+        "role": record["role"],
+        "township_code": record.get("township_code"),
+        "hazards": record.get("hazards") or [],
+        "created_at": record.get("created_at"),
+        "revoked_at": record.get("revoked_at"),
+    }
+
+
+def build_platform_router(
+    ctx: ServiceContext, keys: KeyStore, known_queues: list[str]
+) -> APIRouter:
+    """Routes for keys, townships, the caller and dead letters."""
+    router = APIRouter(tags=["platform"])
+    admin = ctx.allow(Role.ADMIN)
+    anyone = ctx.allow(*Role)
+
+    @router.post("/v1/admin/keys", status_code=201, summary="Create an API key (shown once)")
+    def create_key(body: KeyRequest, principal: Principal = admin) -> dict[str, Any]:
+        if body.township_code and ctx.county.township(body.township_code) is None:
+            raise ApiError(
+                422,
+                "unknown_township",
+                f"{body.township_code} is not a township of this county",
+                fields=[{"path": "township_code", "reason": "not in the county file"}],
+            )
+        record, secret = keys.create(body.role, body.name, body.township_code, tuple(body.hazards))
+        ctx.log.info(
+            "api_key_created", key_id=record["_id"], role=str(body.role), by=principal.key_id
+        )
+        return {**_key_view(record), "key": secret}
+
+    @router.get("/v1/admin/keys", summary="List API keys (without secrets)")
+    def list_keys(principal: Principal = admin) -> dict[str, Any]:
+        return {"items": [_key_view(r) for r in keys.list()], "next_cursor": None}
+
+    @router.delete("/v1/admin/keys/{key_id}", status_code=204, summary="Revoke an API key")
+    def revoke_key(key_id: str, principal: Principal = admin) -> Response:
+        if not keys.revoke(key_id):
+            raise not_found("key", key_id)
+        ctx.log.info("api_key_revoked", key_id=key_id, by=principal.key_id)
+        return Response(status_code=204)
+
+    @router.get("/v1/townships", summary="The county's townships")
+    def townships(principal: Principal = anyone) -> dict[str, Any]:
+        items = [
+            {"code": t.code, "name": t.name, "lat": t.lat, "lon": t.lon}
+            for t in ctx.county.townships
+        ]
+        return {
+            "items": items,
+            "next_cursor": None,
+            "county": {
+                "code": ctx.county.code,
+                "name": ctx.county.name,
+                "timezone": ctx.county.timezone,
+            },
+        }
+
+    @router.get("/v1/me", summary="Who the API key belongs to")
+    def me(principal: Principal = anyone) -> dict[str, Any]:
+        return {
+            "id": principal.key_id,
+            "name": principal.name,
+            "role": str(principal.role),
+            "township_code": principal.township_code,
+            "hazards": list(principal.hazards),
+        }
+
+    @router.get("/v1/admin/dlq", summary="Dead-letter queues and their messages")
+    def dead_letters(
+        queue: str | None = None, limit: int = 20, principal: Principal = admin
+    ) -> dict[str, Any]:
+        if queue is None:
+            return {
+                "items": [
+                    {"queue": q, "dead_letter_queue": bus.dead_letter_queue_name(q)}
+                    for q in known_queues
+                ],
+                "next_cursor": None,
+            }
+        if queue not in known_queues:
+            raise not_found("queue", queue)
+        letters = bus.list_dead_letters(ctx.settings, queue, limit=max(1, min(limit, 200)))
+        return {
+            "items": [
+                {"queue": d.queue, "message_id": d.message_id, "headers": d.headers, "body": d.body}
+                for d in letters
+            ],
+            "next_cursor": None,
+        }
+
+    @router.post("/v1/admin/dlq/replay", summary="Move dead letters back to their queue")
+    def replay(body: ReplayRequest, principal: Principal = admin) -> dict[str, Any]:
+        if body.queue not in known_queues:
+            raise not_found("queue", body.queue)
+        moved = bus.replay_dead_letters(ctx.settings, body.queue, body.limit)
+        ctx.log.info("dead_letters_replayed", queue=body.queue, moved=moved, by=principal.key_id)
+        return {"queue": body.queue, "moved": moved}
+
+    return router

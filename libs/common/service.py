@@ -1,0 +1,84 @@
+"""What a service hands the runtime (its spec) and what the runtime hands it back (its context)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from libs.common.auth import Principal, Role, require_role
+from libs.common.bus import Subscription
+from libs.common.clock import Clock
+from libs.common.county import County
+from libs.common.events import EventEnvelope
+from libs.common.settings import Settings
+
+ALL_ROLES = tuple(Role)
+
+
+@dataclass
+class ServiceContext:
+    """Everything a service's router, handlers and timers need; built once per process."""
+
+    name: str
+    settings: Settings
+    clock: Clock
+    db: Any
+    county: County
+    authenticate: Callable[..., Principal]
+    wake_relay: Callable[[], None] = lambda: None
+    log: Any = None
+
+    def allow(self, *roles: Role) -> Any:
+        """A FastAPI dependency: authenticate, then 403 unless the caller has one of ``roles``.
+
+        The roles are kept on the dependency so the route table can be audited (every route
+        declares who may call it).
+        """
+        authenticate = self.authenticate
+
+        def dependency(principal: Principal = Depends(authenticate)) -> Principal:
+            return require_role(principal, *roles)
+
+        dependency.allowed_roles = tuple(roles)  # type: ignore[attr-defined]
+        return Depends(dependency)
+
+    def public(self) -> Any:
+        """Marks a route as deliberately open (no key needed), for the route audit."""
+
+        def dependency() -> None:
+            return None
+
+        dependency.allowed_roles = ("public",)  # type: ignore[attr-defined]
+        return Depends(dependency)
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A periodic job (deadline scans, expiry) run on the service's timer thread."""
+
+    name: str
+    interval_seconds: float
+    run: Callable[[], Any]
+
+
+@dataclass
+class ServiceSpec:
+    """A service as the runtime sees it."""
+
+    name: str
+    build_router: Callable[[ServiceContext], APIRouter]
+    setup: Callable[[ServiceContext], None] = lambda ctx: None
+    subscriptions: Callable[[ServiceContext], Sequence[Subscription]] = lambda ctx: ()
+    timers: Callable[[ServiceContext], Sequence[Timer]] = lambda ctx: ()
+    outbox_collections: Sequence[str] = field(default_factory=tuple)
+    extra_routers: Callable[[ServiceContext], Sequence[APIRouter]] = lambda ctx: ()
+
+
+def subscribe(
+    source: str, event_type: str, name: str, handler: Callable[[EventEnvelope], bool | None]
+) -> Subscription:
+    """Shorthand for a Subscription."""
+    return Subscription(source=source, event_type=event_type, handler=handler, name=name)

@@ -1,0 +1,49 @@
+"""Process settings read from the environment (prefix ``YINGJI_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """One Settings object per process; every field can be set as ``YINGJI_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="YINGJI_", extra="ignore")
+
+    data_dir: Path = Path("./yingji-data")
+    bus_url: str = "memory://"
+    mongo_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    bootstrap_admin_key: str = ""
+    county_file: Path | None = None
+    deadline_profile: str = "default"
+    timezone: str = "Asia/Shanghai"
+
+    max_body_bytes: int = 256 * 1024
+    relay_interval_seconds: float = 0.5
+    relay_batch_size: int = 100
+    outbox_lease_seconds: float = 30.0
+    consumer_prefetch: int = 32
+    handler_retries: int = 3
+    handler_backoff_seconds: list[float] = Field(default_factory=lambda: [0.2, 1.0, 3.0])
+    queue_delivery_limit: int = 10
+    timer_interval_seconds: float = 5.0
+    auth_failure_limit: int = 20
+    auth_failure_window_seconds: float = 60.0
+
+    @property
+    def embedded_store(self) -> bool:
+        """True when no MongoDB URL is configured and the embedded engine is used."""
+        return not self.mongo_url
+
+    @property
+    def memory_bus(self) -> bool:
+        """True when the bus is kombu's in-process memory transport."""
+        return self.bus_url.startswith("memory://")

@@ -1,0 +1,1 @@
+"""The composition root: assembles services into processes and provides the ``yingji`` command."""

@@ -1,0 +1,134 @@
+"""The ``yingji`` command: run the platform, one service, or operate dead-letter queues."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from libs.common import bus
+from libs.common.logging import configure_logging
+from libs.common.settings import Settings
+from yingji.platform import SERVICE_NAMES, build, load_specs
+
+
+def _banner(settings: Settings, key: str | None, services: Sequence[str]) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        f"Yingji 應急 is running ({', '.join(services)})",
+        f"  API      {base}/v1/",
+        f"  Docs     {base}/docs",
+        f"  Console  {base}/console",
+        f"  Metrics  {base}/metrics",
+        f"  Ready    {base}/readyz",
+        f"  Data     {settings.data_dir.resolve()}",
+    ]
+    if key:
+        lines += [
+            "",
+            "  Bootstrap admin key (shown once; also saved with mode 600 in the data directory):",
+            f"  {key}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _serve(settings: Settings, services: Sequence[str]) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    app, runtime = build(settings, services)
+    sys.stderr.write(_banner(settings, runtime.generated_admin_key, services))
+    sys.stderr.flush()
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+        access_log=False,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    """All four services in one process: embedded store, memory bus, demo county."""
+    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    _serve(settings, SERVICE_NAMES)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """One service, for the distributed mode (bus and store from the environment)."""
+    overrides = {"host": args.host, "port": args.port}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    _serve(settings, [args.service])
+
+
+def _all_queues(settings: Settings) -> list[str]:
+    from libs.common.app import Runtime
+
+    runtime = Runtime(settings, load_specs())
+    runtime.prepare()
+    queues = runtime.known_queues()
+    runtime.stop()
+    return queues
+
+
+def cmd_dlq(args: argparse.Namespace) -> None:
+    """List or replay a dead-letter queue on the configured broker."""
+    settings = Settings()
+    configure_logging("console", "WARNING")
+    if args.action == "queues":
+        for queue in _all_queues(settings):
+            print(queue)
+        return
+    if not args.queue:
+        raise SystemExit("name the queue (see `yingji dlq queues`)")
+    if args.action == "list":
+        for letter in bus.list_dead_letters(settings, args.queue, limit=args.limit or 100):
+            reason = letter.headers.get("x-yingji-dead-letter-reason", "")
+            print(f"{letter.message_id}\t{reason}\t{letter.body}")
+    else:
+        moved = bus.replay_dead_letters(settings, args.queue, args.limit)
+        print(
+            f"moved {moved} message(s) from {bus.dead_letter_queue_name(args.queue)} "
+            f"back to {args.queue}"
+        )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    top = argparse.ArgumentParser(prog="yingji", description="Yingji 應急 emergency platform")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run everything in one process (embedded)")
+    up.add_argument("--host")
+    up.add_argument("--port", type=int)
+    up.add_argument("--data-dir")
+    up.set_defaults(func=cmd_up)
+
+    run = commands.add_parser("run", help="run one service (distributed mode)")
+    run.add_argument("service", choices=SERVICE_NAMES)
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.set_defaults(func=cmd_run)
+
+    dlq = commands.add_parser("dlq", help="inspect or replay dead-letter queues")
+    dlq.add_argument("action", choices=["queues", "list", "replay"])
+    dlq.add_argument("queue", nargs="?")
+    dlq.add_argument("--limit", type=int, default=None)
+    dlq.set_defaults(func=cmd_dlq)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``yingji`` command."""
+    args = parser().parse_args(argv)
+    if args.command == "up":
+        os.environ.setdefault("YINGJI_LOG_FORMAT", "console")
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
