@@ -353,18 +353,21 @@ class ConsumerWorker(threading.Thread):
                 "x-yingji-dead-lettered-at": time.time(),
             }
         )
-        producer = Producer(channel)
-        producer.publish(
-            message.body,
-            exchange=dead_letter_exchange(),
-            routing_key=queue,
-            delivery_mode=PERSISTENT,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            headers=headers,
-            message_id=(message.properties or {}).get("message_id"),
-            retry=False,
-        )
+        # A connection of its own: waiting for the confirm on the consuming connection would
+        # dispatch the next deliveries re-entrantly, inside this callback.
+        with open_connection(self.settings) as connection:
+            producer = Producer(connection.channel())
+            producer.publish(
+                message.body,
+                exchange=dead_letter_exchange(),
+                routing_key=queue,
+                delivery_mode=PERSISTENT,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                headers=headers,
+                message_id=(message.properties or {}).get("message_id"),
+                retry=False,
+            )
         message.ack()
         metrics.BUS_DEAD_LETTERED.labels(self.service, queue).inc()
 

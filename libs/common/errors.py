@@ -104,6 +104,7 @@ def install_error_handlers(app: FastAPI, service: str) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {
+            400: "malformed_json",
             404: "not_found",
             405: "method_not_allowed",
             413: "body_too_large",

@@ -15,8 +15,10 @@ from libs.common.outbox import merge_updates
 APPLIED = "_applied"
 IDEMPOTENCY = "_idem"
 APPLIED_KEEP = 500
+# Sparse: documents created without a key (by event handlers, seeding) carry no ``_idem`` and
+# must not collide with each other on a missing value.
 IDEMPOTENCY_INDEXES: list[dict[str, Any]] = [
-    {"keys": [(f"{IDEMPOTENCY}.key", 1)], "unique": True, "name": "idempotency_key"}
+    {"keys": [(f"{IDEMPOTENCY}.key", 1)], "unique": True, "sparse": True, "name": "idempotency_key"}
 ]
 
 

@@ -59,7 +59,9 @@ class DeadlineProfile(BaseModel):
 def load_profiles(path: Path = PROFILES_FILE) -> dict[str, DeadlineProfile]:
     """Every profile in the file, by name."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return {name: DeadlineProfile.model_validate({"name": name, **body}) for name, body in raw.items()}
+    return {
+        name: DeadlineProfile.model_validate({"name": name, **body}) for name, body in raw.items()
+    }
 
 
 def deadline_profile(name: str) -> DeadlineProfile:

@@ -59,7 +59,10 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         replay = find_replay(coll, scope, digest) if key else None
         if replay is None:
             event = make_event(
-                ctx.clock, "echo", "echo_recorded", {"echo_id": echo_id, "text": body.text},
+                ctx.clock,
+                "echo",
+                "echo_recorded",
+                {"echo_id": echo_id, "text": body.text},
                 correlation_id=echo_id,
             )
             doc = new_document({"_id": echo_id, "text": body.text, "handled": 0}, [event])
@@ -86,7 +89,9 @@ def on_recorded(ctx: ServiceContext) -> Any:
             os.environ["ECHO_CRASHED"] = "1"
             raise RuntimeError("transient failure")
         return apply_once(
-            ctx.db["echoes"], {"_id": payload["echo_id"]}, {"$inc": {"handled": 1}},
+            ctx.db["echoes"],
+            {"_id": payload["echo_id"]},
+            {"$inc": {"handled": 1}},
             envelope.event_id,
         )
 

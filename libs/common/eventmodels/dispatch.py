@@ -23,6 +23,7 @@ class DispatchOrderedV1(EventPayload):
     incident_id: str
     team_ids: list[str]
     resources: list[ResourceLine] = []
+    township_code: str | None = None
 
 
 @event_model("dispatch", "dispatch_status_changed")
@@ -33,6 +34,8 @@ class DispatchStatusChangedV1(EventPayload):
     incident_id: str
     old_status: str
     status: str
+    team_ids: list[str] = []
+    returned: list[ResourceLine] = []
 
 
 @event_model("dispatch", "stock_low")
@@ -43,6 +46,8 @@ class StockLowV1(EventPayload):
     item_code: str
     quantity: float
     min_level: float
+    name: str | None = None
+    unit: str | None = None
 
 
 @event_model("dispatch", "plan_activated")
@@ -57,6 +62,10 @@ class PlanActivatedV1(EventPayload):
     teams_on_standby: list[str] = []
     incident_id: str | None = None
     warning_id: str | None = None
+    hazard: str | None = None
+    scope: str | None = None
+    reason: str | None = None
+    activated_by: str | None = None
 
 
 @event_model("dispatch", "plan_changed")
@@ -77,6 +86,7 @@ class PlanEndedV1(EventPayload):
     reason: str
     incident_id: str | None = None
     warning_id: str | None = None
+    teams_released: list[str] = []
 
 
 @event_model("dispatch", "assignment_created")
@@ -88,6 +98,9 @@ class AssignmentCreatedV1(EventPayload):
     level: str
     due_at: datetime
     major: bool = False
+    responsible_leader: str | None = None
+    responsible_unit: str | None = None
+    approved_by: str | None = None
 
 
 @event_model("dispatch", "assignment_escalated")
@@ -98,6 +111,8 @@ class AssignmentEscalatedV1(EventPayload):
     incident_id: str
     from_level: str
     to_level: str
+    reason: str | None = None
+    unresolved_attempts: int | None = None
 
 
 @event_model("dispatch", "assignment_overdue")

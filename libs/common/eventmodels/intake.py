@@ -8,6 +8,17 @@ from libs.common.eventmodels.common import Affected, Casualties
 from libs.common.events import EventPayload, event_model
 
 
+class DisputeFacts(EventPayload):
+    """A dispute's classification and markers (篇1/篇4)."""
+
+    nature: str | None = None
+    stability_impact: str | None = None
+    escalation_risk: str | None = None
+    petition_or_lawsuit: bool = False
+    repeated_petitions: bool = False
+    key_persons: bool = False
+
+
 @event_model("intake", "incident_reported")
 class IncidentReportedV1(EventPayload):
     """An incident was accepted at intake (首報)."""
@@ -29,6 +40,8 @@ class IncidentReportedV1(EventPayload):
     lat: float | None = None
     lon: float | None = None
     exercise: bool = False
+    address: str | None = None
+    dispute: DisputeFacts | None = None
 
 
 @event_model("intake", "incident_regraded")
@@ -42,6 +55,12 @@ class IncidentRegradedV1(EventPayload):
     new_grade: int
     reason: str
     skipped_grades: bool = False
+    exercise: bool = False
+    escalated: bool = False
+    escalation_reasons: list[str] = []
+    casualties: Casualties | None = None
+    affected: Affected | None = None
+    people_involved: int | None = None
 
 
 @event_model("intake", "incident_merged")
@@ -52,6 +71,8 @@ class IncidentMergedV1(EventPayload):
     primary_id: str
     township_code: str
     merged_by: str
+    reason: str = ""
+    exercise: bool = False
 
 
 @event_model("intake", "incident_closed")
@@ -62,3 +83,4 @@ class IncidentClosedV1(EventPayload):
     township_code: str
     closed_by: str
     reason: str
+    exercise: bool = False

@@ -25,6 +25,8 @@ class WarningIssuedV1(_WarningVersion):
     effective: datetime
     expires: datetime
     incident_ids: list[str] = []
+    issued_by: str | None = None
+    approved_by: str | None = None
 
 
 @event_model("warning", "warning_adjusted")
@@ -34,6 +36,8 @@ class WarningAdjustedV1(_WarningVersion):
     old_level: int
     reason: str
     incident_ids: list[str] = []
+    expires: datetime | None = None
+    approved_by: str | None = None
 
 
 @event_model("warning", "warning_lifted")
@@ -61,6 +65,8 @@ class WarningDeliveryFailedV1(EventPayload):
     channel: str
     attempts: int
     error: str
+    level: int | None = None
+    exercise: bool = False
 
 
 @event_model("warning", "warning_acknowledged")
@@ -70,6 +76,9 @@ class WarningAcknowledgedV1(EventPayload):
     warning_id: str
     version: int
     township_code: str
+    acknowledged_by: str | None = None
+    late: bool = False
+    exercise: bool = False
 
 
 @event_model("warning", "warning_unacknowledged")
@@ -80,6 +89,8 @@ class WarningUnacknowledgedV1(EventPayload):
     version: int
     level: int
     township_code: str
+    due_at: datetime | None = None
+    exercise: bool = False
 
 
 @event_model("warning", "warning_suggested")
@@ -91,3 +102,5 @@ class WarningSuggestedV1(EventPayload):
     hazard: str
     level: int
     areas: list[str]
+    grade: int | None = None
+    exercise: bool = False

@@ -1,0 +1,46 @@
+"""Helpers for tests against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from kombu import Connection
+
+pytestmark = pytest.mark.bus
+
+
+def rabbitmqctl(*args: str) -> None:
+    """Run rabbitmqctl and fail loudly if it does."""
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def wait_for_broker(url: str, timeout: float = 60) -> None:
+    """Block until the broker accepts connections again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with Connection(url, connect_timeout=2) as connection:
+                connection.ensure_connection(max_retries=1)
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise AssertionError("broker did not come back")
+
+
+@pytest.fixture
+def cleanup_queues(amqp_url: str) -> Iterator[list[str]]:
+    """Queues a test declares; deleted afterwards so the broker does not fill up."""
+    names: list[str] = []
+    yield names
+    wait_for_broker(amqp_url)
+    with Connection(amqp_url) as connection:
+        channel = connection.channel()
+        for name in names:
+            for queue in (name, f"{name}.dlq"):
+                try:
+                    channel.queue_delete(queue)
+                except Exception:
+                    channel = connection.channel()

@@ -1,0 +1,117 @@
+"""Outbox → relay → RabbitMQ → a consumer in another process, across a broker restart."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from libs.common.bus import queue_name
+from libs.common.clock import SystemClock
+from libs.common.events import make_event
+from libs.common.outbox import OutboxRelay, new_document
+from libs.common.settings import Settings
+from libs.common.store import EmbeddedEngine
+from tests.bus.conftest import rabbitmqctl, wait_for_broker
+from tests.support import echo_service  # noqa: F401  (registers echo_recorded)
+
+pytestmark = [pytest.mark.bus, pytest.mark.fault]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write_events(collection, count: int, offset: int) -> list[str]:
+    ids = []
+    for i in range(offset, offset + count):
+        event = make_event(
+            SystemClock(),
+            "echo",
+            "echo_recorded",
+            {"echo_id": f"e{i}", "text": f"t{i}"},
+            correlation_id=f"e{i}",
+        )
+        collection.insert_one(new_document({"_id": f"e{i}", "n": i}, [event]))
+        ids.append(event.event_id)
+    return ids
+
+
+def test_every_event_arrives_in_another_process_across_a_broker_restart(
+    tmp_path: Path, amqp_url: str, cleanup_queues: list[str]
+) -> None:
+    handler = f"restart_{uuid.uuid4().hex[:8]}"
+    cleanup_queues.append(queue_name("echo", "echo_recorded", "busproc", handler))
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.bus_consumer_proc", amqp_url, handler],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    applied: list[str] = []
+    duplicates: list[str] = []
+
+    def read_output() -> None:
+        assert consumer.stdout is not None
+        for line in consumer.stdout:
+            kind, _, rest = line.strip().partition(" ")
+            if kind == "APPLIED":
+                applied.append(rest)
+            elif kind == "DUPLICATE":
+                duplicates.append(rest)
+            elif kind == "READY":
+                ready.set()
+
+    ready = threading.Event()
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
+    assert ready.wait(30), "consumer process did not start"
+
+    engine = EmbeddedEngine(tmp_path / "store")
+    settings = Settings(bus_url=amqp_url, relay_interval_seconds=0.1, relay_batch_size=10)
+    collection = engine.database("yingji_echo")["echoes"]
+    relay = OutboxRelay(settings, "echo", [collection], SystemClock())
+    try:
+        expected = _write_events(collection, 60, 0)
+        relay.start()
+        time.sleep(0.3)
+        rabbitmqctl("stop_app")
+        # Accepted while the broker is down: stays in the outbox.
+        expected += _write_events(collection, 60, 60)
+        time.sleep(2)
+        assert relay.pending()[0] > 0
+        rabbitmqctl("start_app")
+        wait_for_broker(amqp_url)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(set(applied)) < len(expected):
+            time.sleep(0.2)
+        assert set(applied) == set(expected), f"lost {len(set(expected) - set(applied))}"
+        assert len(applied) == len(set(applied)), "an event was applied twice"
+        assert relay.pending()[0] == 0
+        assert collection.count_documents({"_outbox_pending": True}) == 0
+    finally:
+        relay.stop()
+        relay.join(10)
+        engine.close()
+        consumer.terminate()
+        consumer.wait(20)
+
+
+def test_accepted_events_wait_in_the_outbox_while_the_broker_is_unreachable(tmp_path: Path) -> None:
+    engine = EmbeddedEngine(tmp_path / "store")
+    settings = Settings(bus_url="amqp://guest:guest@127.0.0.1:1//")
+    collection = engine.database("yingji_echo")["echoes"]
+    relay = OutboxRelay(settings, "echo", [collection], SystemClock())
+    try:
+        _write_events(collection, 3, 0)
+        with pytest.raises(Exception, match="Error|refused|connect"):
+            relay.drain()
+        count, age = relay.pending()
+        assert count == 3
+        assert age >= 0
+        assert datetime.now(UTC)  # the outbox keeps them; nothing was removed
+    finally:
+        engine.close()

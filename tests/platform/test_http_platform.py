@@ -1,0 +1,211 @@
+"""Auth, key management, bad input and probes on the platform routes."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.echo_service import SPEC
+from tests.support.stack import Stack, running_stack
+
+
+@pytest.fixture
+def echo(tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(tmp_path, specs=[SPEC], auth_failure_limit=5) as stack:
+        yield stack
+
+
+def test_missing_and_bad_keys_get_401_with_the_uniform_body(echo: Stack) -> None:
+    missing = echo.client.get("/v1/townships")
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "unauthenticated"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    bad = echo.client.get("/v1/townships", headers={"Authorization": "Bearer yj_nope_nope"})
+    assert bad.status_code == 401
+
+
+def test_repeated_failures_are_throttled(echo: Stack) -> None:
+    for _ in range(5):
+        assert echo.client.get("/v1/me", headers={"Authorization": "Bearer x"}).status_code == 401
+    throttled = echo.client.get("/v1/me", headers=echo.headers("admin"))
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) >= 1
+
+
+def test_roles_are_enforced(echo: Stack) -> None:
+    denied = echo.call(
+        "POST", "/v1/admin/keys", who="operator", json={"role": "operator", "name": "x"}
+    )
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "forbidden_role"
+
+
+def test_township_keys_act_only_for_their_township(echo: Stack) -> None:
+    own = echo.call(
+        "POST", "/v1/echoes", who="township_a", json={"text": "hi", "township_code": "349901001"}
+    )
+    assert own.status_code == 201
+    other = echo.call(
+        "POST", "/v1/echoes", who="township_a", json={"text": "hi", "township_code": "349901101"}
+    )
+    assert other.status_code == 403
+    assert other.json()["error"]["fields"][0]["path"] == "township_code"
+
+
+def test_keys_are_created_shown_once_stored_hashed_and_revocable(echo: Stack) -> None:
+    created = echo.call(
+        "POST",
+        "/v1/admin/keys",
+        who="admin",
+        json={"role": "township", "name": "青石镇值班", "township_code": "349901101"},
+    )
+    assert created.status_code == 201
+    body = created.json()
+    key = body["key"]
+    record = echo.runtime.keys.collection.find_one({"_id": body["id"]})
+    assert key not in str(record)
+    assert record["hash"] != key
+    me = echo.client.get("/v1/me", headers={"Authorization": f"Bearer {key}"})
+    assert me.json()["township_code"] == "349901101"
+    listed = echo.call("GET", "/v1/admin/keys", who="admin").json()["items"]
+    assert all("key" not in item and "hash" not in item for item in listed)
+    assert echo.call("DELETE", f"/v1/admin/keys/{body['id']}", who="admin").status_code == 204
+    echo.runtime.keys._cache.clear()
+    assert echo.client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    assert echo.call("DELETE", f"/v1/admin/keys/{body['id']}", who="admin").status_code == 404
+
+
+def test_key_requests_are_validated(echo: Stack) -> None:
+    no_code = echo.call(
+        "POST", "/v1/admin/keys", who="admin", json={"role": "township", "name": "x"}
+    )
+    assert no_code.status_code == 422
+    unknown = echo.call(
+        "POST",
+        "/v1/admin/keys",
+        who="admin",
+        json={"role": "township", "name": "x", "township_code": "349901999"},
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["fields"][0]["path"] == "township_code"
+    bad_role = echo.call("POST", "/v1/admin/keys", who="admin", json={"role": "king", "name": "x"})
+    assert bad_role.json()["error"]["fields"][0]["path"] == "role"
+
+
+def test_bootstrap_key_file_is_private(echo: Stack) -> None:
+    path = echo.runtime.settings.data_dir / "bootstrap-admin.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = path.read_text().strip()
+    assert (
+        echo.client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}).json()["role"]
+        == "admin"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 400, "malformed_json"),
+        (b'{"text": 5}', {"content-type": "application/json"}, 422, "validation_failed"),
+        (
+            b'{"text": "x", "extra": 1}',
+            {"content-type": "application/json"},
+            422,
+            "validation_failed",
+        ),
+        (b"[1, 2]", {"content-type": "application/json"}, 422, "validation_failed"),
+        (
+            b"text=x",
+            {"content-type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported_media_type",
+        ),
+        (b"\xff\xfe\xfa", {"content-type": "application/json"}, 400, "malformed_json"),
+        (
+            b'{"text": "' + b"x" * 300_000 + b'"}',
+            {"content-type": "application/json"},
+            413,
+            "body_too_large",
+        ),
+    ],
+)
+def test_bad_input_gets_a_4xx_with_the_uniform_body(
+    echo: Stack, body: bytes, headers: dict[str, str], status: int, code: str
+) -> None:
+    response = echo.client.post(
+        "/v1/echoes", content=body, headers={**echo.headers("operator"), **headers}
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert set(error) == {"code", "message", "fields"}
+
+
+def test_oversized_chunked_body_is_refused_without_content_length(echo: Stack) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"text": "'
+        for _ in range(40):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    response = echo.client.post(
+        "/v1/echoes",
+        content=chunks(),
+        headers={**echo.headers("operator"), "content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert echo.runtime.contexts["echo"].db["echoes"].count_documents({}) == 0
+
+
+def test_deeply_nested_json_is_a_4xx(echo: Stack) -> None:
+    nested = b"[" * 5000 + b"]" * 5000
+    response = echo.client.post(
+        "/v1/echoes",
+        content=nested,
+        headers={**echo.headers("operator"), "content-type": "application/json"},
+    )
+    assert 400 <= response.status_code < 500
+
+
+def test_idempotency_key_replays_and_conflicts(echo: Stack) -> None:
+    headers = {"Idempotency-Key": "retry-1"}
+    first = echo.call("POST", "/v1/echoes", json={"text": "a"}, headers=headers)
+    again = echo.call("POST", "/v1/echoes", json={"text": "a"}, headers=headers)
+    assert first.json()["id"] == again.json()["id"]
+    conflict = echo.call("POST", "/v1/echoes", json={"text": "b"}, headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
+    other_caller = echo.call(
+        "POST", "/v1/echoes", who="leader", json={"text": "b"}, headers=headers
+    )
+    assert other_caller.status_code == 201
+    assert echo.runtime.contexts["echo"].db["echoes"].count_documents({}) == 2
+
+
+def test_probes_and_metrics(echo: Stack) -> None:
+    assert echo.client.get("/healthz").json() == {"status": "ok"}
+    ready = echo.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["store"] == "ok"
+    echo.client.get("/v1/townships")
+    text = echo.client.get("/metrics").text
+    assert (
+        'yingji_http_requests_total{method="GET",route="/v1/townships",service="platform",status="401"}'
+        in text
+    )
+    assert "yingji_outbox_pending" in text or "yingji_bus_connected" in text
+
+
+def test_unknown_routes_use_the_uniform_body(echo: Stack) -> None:
+    response = echo.client.get("/v1/nowhere")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_security_headers_are_set(echo: Stack) -> None:
+    response = echo.client.get("/healthz")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
