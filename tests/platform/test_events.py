@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from libs.common.clock import ManualClock
+from libs.common.eventmodels.intake import IncidentReportedV1
 from libs.common.events import (
     EventEnvelope,
     UnknownEventError,
@@ -18,7 +19,6 @@ from libs.common.events import (
     parse_payload,
     registered_event_types,
 )
-from libs.common.eventmodels.intake import IncidentReportedV1
 
 pytestmark = pytest.mark.unit
 
@@ -81,7 +81,7 @@ def test_unknown_payload_fields_from_newer_producers_are_kept() -> None:
 
 
 def test_registry_lists_every_service_event_with_its_source() -> None:
-    types = dict((t, s) for s, t in registered_event_types())
+    types = {t: s for s, t in registered_event_types()}
     assert types["incident_reported"] == "intake"
     assert types["warning_issued"] == "warning"
     assert types["dispatch_ordered"] == "dispatch"
