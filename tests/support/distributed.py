@@ -1,0 +1,164 @@
+"""The distributed stack for tests: one `yingji run` process per service on the real RabbitMQ,
+in a RabbitMQ virtual host of its own that is deleted afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("intake", "warning", "dispatch", "reporting")
+ROUTES = {
+    "/v1/incidents": "intake",
+    "/v1/admin": "intake",
+    "/v1/townships": "intake",
+    "/v1/me": "intake",
+    "/v1/warnings": "warning",
+    "/v1/teams": "dispatch",
+    "/v1/stock": "dispatch",
+    "/v1/dispatches": "dispatch",
+    "/v1/plans": "dispatch",
+    "/v1/assignments": "dispatch",
+}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rabbitmqctl(*args: str) -> None:
+    """Run rabbitmqctl, failing loudly."""
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+@dataclass
+class ServiceProcess:
+    """One running service."""
+
+    name: str
+    port: int
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start (or restart) the process."""
+        handle = open(self.log, "ab")  # noqa: SIM115 - the child keeps it open
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "yingji.cli", "run", self.name, "--port", str(self.port)],
+            cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean exit."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the process."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class DistributedStack:
+    """Four processes, a vhost, an admin key and a router that sends paths to their owner."""
+
+    vhost: str
+    amqp_url: str
+    admin_key: str
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def url_for(self, path: str) -> str:
+        """Where a path is served (what the reverse proxy does in production)."""
+        for prefix, service in ROUTES.items():
+            if path.startswith(prefix):
+                return self.processes[service].url + path
+        return self.processes["reporting"].url + path
+
+    def request(self, method: str, path: str, key: str | None = None, **kwargs: object) -> httpx.Response:
+        """Send a request to the owning service."""
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        headers.update(kwargs.pop("headers", {}) or {})  # type: ignore[arg-type]
+        return httpx.request(method, self.url_for(path), headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def wait_ready(self, names: Sequence[str] = SERVICES, timeout: float = 60) -> None:
+        """Block until every named service answers /readyz with 200."""
+        deadline = time.monotonic() + timeout
+        for name in names:
+            proc = self.processes[name]
+            while True:
+                assert proc.process and proc.process.poll() is None, proc.log.read_text()[-3000:]
+                try:
+                    if httpx.get(proc.url + "/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{name} not ready:\n{proc.log.read_text()[-3000:]}")
+                time.sleep(0.2)
+
+
+@contextmanager
+def distributed_stack(
+    tmp_path: Path, broker: str = "127.0.0.1:5672", extra_env: dict[str, str] | None = None
+) -> Iterator[DistributedStack]:
+    """Start the four services as separate processes sharing a fresh vhost."""
+    vhost = f"yingji-test-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    amqp_url = f"amqp://guest:guest@{broker}/{vhost}"
+    admin_key = f"test-admin-{uuid.uuid4().hex}"
+    stack = DistributedStack(vhost=vhost, amqp_url=amqp_url, admin_key=admin_key)
+    data_dir = tmp_path / "data"
+    base_env = {
+        **os.environ,
+        "YINGJI_BUS_URL": amqp_url,
+        "YINGJI_DATA_DIR": str(data_dir),
+        "YINGJI_BOOTSTRAP_ADMIN_KEY": admin_key,
+        "YINGJI_LOG_FORMAT": "json",
+        "YINGJI_TIMER_INTERVAL_SECONDS": "1",
+        "YINGJI_RELAY_INTERVAL_SECONDS": "0.2",
+        **(extra_env or {}),
+    }
+    base_env.pop("YINGJI_MONGO_URL", None)
+    if os.environ.get("YINGJI_TEST_MONGO_URL"):
+        base_env["YINGJI_MONGO_URL"] = os.environ["YINGJI_TEST_MONGO_URL"]
+    try:
+        for name in SERVICES:
+            proc = ServiceProcess(name, free_port(), dict(base_env), tmp_path / f"{name}.log")
+            stack.processes[name] = proc
+            proc.start()
+        stack.wait_ready()
+        yield stack
+    finally:
+        for proc in stack.processes.values():
+            proc.stop()
+        try:
+            rabbitmqctl("delete_vhost", vhost)
+        except subprocess.CalledProcessError:
+            pass
