@@ -1,0 +1,245 @@
+"""docker-compose.yml, the image and the broker/database configuration it mounts."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+
+from tests.ops.conftest import DEPLOY, ROOT, SERVICES, load_json, run, tool
+
+pytestmark = pytest.mark.ops
+
+SECRETS = ("RABBITMQ_PASSWORD", "YINGJI_BOOTSTRAP_ADMIN_KEY", "GRAFANA_ADMIN_PASSWORD")
+
+
+def filled_env(path: Path) -> Path:
+    """A .env made from .env.example the documented way: every empty secret generated."""
+    lines = []
+    for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^([A-Z0-9_]+)=$", line)
+        lines.append(f"{m.group(1)}={secrets.token_hex(24)}" if m else line)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def compose(env_file: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    exe = tool("docker-compose")
+    return run([exe, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), *args],
+               check=check)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The resolved compose model, as docker-compose itself renders it."""
+    env = filled_env(tmp_path_factory.mktemp("compose") / ".env")
+    compose(env, "config", "-q")
+    rendered = compose(env, "config").stdout
+    return yaml.safe_load(rendered)
+
+
+def test_compose_validates_with_env_from_example(tmp_path: Path) -> None:
+    env = filled_env(tmp_path / ".env")
+    compose(env, "config", "-q")
+
+
+def test_compose_refuses_to_start_without_secrets() -> None:
+    proc = compose(ROOT / ".env.example", "config", "-q", check=False)
+    assert proc.returncode != 0
+    assert any(name in proc.stderr for name in SECRETS), proc.stderr
+
+
+def test_env_example_names_every_variable_compose_reads() -> None:
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
+    example = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert used - example == set()
+    for name in SECRETS:
+        assert re.search(rf"^{name}=$", (ROOT / ".env.example").read_text(), re.M), (
+            f"{name} must be empty in .env.example (a secret is never committed)")
+
+
+def test_dotenv_is_ignored_by_git() -> None:
+    ignored = (ROOT / ".gitignore").read_text().split()
+    for entry in (".env", ".venv/", "yingji-data/", "__pycache__/", "*.egg-info/",
+                  ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", "node_modules/"):
+        assert entry in ignored
+    proc = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT)
+    assert proc.returncode == 0, ".env is not ignored by git"
+
+
+def test_services_share_one_image_and_are_scalable(config: dict[str, Any]) -> None:
+    services = config["services"]
+    images = {services[name]["image"] for name in SERVICES}
+    assert len(images) == 1
+    for name in SERVICES:
+        svc = services[name]
+        assert svc["command"] == ["yingji", "run", name]
+        # Scaling with --scale needs no fixed container name and no host port.
+        assert "container_name" not in svc
+        assert "ports" not in svc
+        assert svc["restart"] in ("unless-stopped", "always", "on-failure")
+        assert "/readyz" in " ".join(svc["healthcheck"]["test"])
+        assert svc["mem_limit"] and svc["cpus"]
+        assert svc["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+        assert svc["depends_on"]["mongodb"]["condition"] == "service_healthy"
+        env = svc["environment"]
+        assert env["YINGJI_HOST"] == "0.0.0.0" and env["YINGJI_PORT"] == "8000"
+        assert env["YINGJI_LOG_FORMAT"] == "json"
+        assert env["YINGJI_BOOTSTRAP_ADMIN_KEY"]
+
+
+def test_bus_url_matches_broker_user_vhost_and_definitions(config: dict[str, Any]) -> None:
+    services = config["services"]
+    rabbit_env = services["rabbitmq"]["environment"]
+    definitions = load_json(DEPLOY / "rabbitmq" / "definitions.json")
+    for name in SERVICES:
+        url = urlsplit(services[name]["environment"]["YINGJI_BUS_URL"])
+        assert url.scheme == "amqp" and url.hostname == "rabbitmq" and url.port == 5672
+        assert url.username == rabbit_env["RABBITMQ_DEFAULT_USER"]
+        assert url.password == rabbit_env["RABBITMQ_DEFAULT_PASS"]
+        vhost = url.path[1:]
+        assert vhost in {v["name"] for v in definitions["vhosts"]}
+        assert {"user": url.username, "vhost": vhost} in [
+            {"user": p["user"], "vhost": p["vhost"]} for p in definitions["permissions"]]
+
+
+def test_mongo_url_names_the_replica_set_the_server_runs(config: dict[str, Any]) -> None:
+    services = config["services"]
+    mongo = services["mongodb"]
+    command = mongo["command"]
+    replset = command[command.index("--replSet") + 1]
+    health = " ".join(mongo["healthcheck"]["test"])
+    assert "rs.initiate" in health and f"_id: '{replset}'" in health
+    assert any(v.endswith((":/data/db:rw", ":/data/db"))
+               for v in map(str, mongo["volumes"])), "MongoDB data must be on a volume"
+    for name in SERVICES:
+        url = urlsplit(services[name]["environment"]["YINGJI_MONGO_URL"])
+        assert url.scheme == "mongodb" and url.hostname == "mongodb"
+        assert parse_qs(url.query)["replicaSet"] == [replset]
+
+
+def test_rabbitmq_runs_prometheus_plugin_and_imports_definitions(config: dict[str, Any]) -> None:
+    rabbit = config["services"]["rabbitmq"]
+    assert rabbit["image"].startswith("rabbitmq:3.13-management")
+    plugins = (DEPLOY / "rabbitmq" / "enabled_plugins").read_text()
+    assert "rabbitmq_prometheus" in plugins and "rabbitmq_management" in plugins
+    mounts = " ".join(map(str, rabbit["volumes"]))
+    assert "/etc/rabbitmq/enabled_plugins" in mounts
+    assert "/etc/rabbitmq/conf.d/" in mounts
+    health = " ".join(rabbit["healthcheck"]["test"])
+    target = re.search(r"import_definitions (\S+)", health)
+    assert target, "the healthcheck imports the definitions"
+    assert target.group(1) in mounts
+    assert "/var/lib/rabbitmq" in mounts
+
+
+def test_definitions_declare_vhost_dlx_and_policy() -> None:
+    definitions = load_json(DEPLOY / "rabbitmq" / "definitions.json")
+    (vhost,) = definitions["vhosts"]
+    assert vhost["default_queue_type"] == "quorum"
+    assert vhost["metadata"]["default_queue_type"] == "quorum"
+    (dlx,) = [x for x in definitions["exchanges"] if x["name"] == "yingji.dlx"]
+    # Must equal what libs/common/bus.py declares, or the declare fails PRECONDITION_FAILED.
+    assert (dlx["type"], dlx["durable"], dlx["auto_delete"], dlx["internal"]) == (
+        "direct", True, False, False)
+    assert dlx["vhost"] == vhost["name"]
+    bus_py = ROOT / "libs" / "common" / "bus.py"
+    if bus_py.exists():
+        declared = re.search(r'DEAD_LETTER_EXCHANGE\s*=\s*"([^"]+)"', bus_py.read_text())
+        if declared:
+            assert declared.group(1) == dlx["name"]
+    (policy,) = definitions["policies"]
+    pattern = re.compile(policy["pattern"])
+    assert pattern.search("evt-intake-incident_reported--dispatch.on_incident_reported")
+    assert not pattern.search("evt-intake-incident_reported--dispatch.on_incident_reported.dlq")
+    assert policy["definition"] == {"dead-letter-strategy": "at-least-once",
+                                    "overflow": "reject-publish"}
+
+
+def _local_rabbit_schema_mappings() -> set[str] | None:
+    roots = sorted(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*"))
+    if not roots:
+        return None
+    keys: set[str] = set()
+    for schema in roots[-1].glob("plugins/*/priv/schema/*.schema"):
+        keys.update(re.findall(r'\{mapping,\s*"([^"]+)"', schema.read_text(errors="replace")))
+    return keys or None
+
+
+def test_rabbitmq_conf_keys_exist_in_rabbitmq_schema() -> None:
+    """Every rabbitmq.conf key is a known setting (a typo stops the node from booting)."""
+    mappings = _local_rabbit_schema_mappings()
+    if mappings is None:
+        pytest.skip("no local RabbitMQ installation to read its config schema from")
+    # Cuttlefish mappings name variable parts `$name`: any one dotted segment.
+    patterns = [re.compile("^" + re.sub(r"\\\$[A-Za-z_]+", "[^.]+", re.escape(m)) + "$")
+                for m in mappings]
+    for line in (DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key = line.split("=", 1)[0].strip()
+        assert any(p.match(key) for p in patterns), f"unknown rabbitmq.conf key {key}"
+
+
+def test_enabled_plugins_exist_in_rabbitmq() -> None:
+    roots = sorted(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*"))
+    if not roots:
+        pytest.skip("no local RabbitMQ installation to list its plugins")
+    available = {re.sub(r"-[0-9.]+(\.ez)?$", "", p.name) for p in (roots[-1] / "plugins").iterdir()}
+    text = (DEPLOY / "rabbitmq" / "enabled_plugins").read_text()
+    plugins = re.fullmatch(r"\s*\[([a-z_, ]+)\]\.\s*", text)
+    assert plugins, "enabled_plugins is an Erlang list term ending with a dot"
+    for plugin in (p.strip() for p in plugins.group(1).split(",")):
+        assert plugin in available, plugin
+
+
+def test_observability_and_proxy_mounts(config: dict[str, Any]) -> None:
+    services = config["services"]
+    proxy = " ".join(map(str, services["proxy"]["volumes"]))
+    assert "deploy/nginx/yingji.conf:/etc/nginx/conf.d/default.conf" in proxy
+    assert services["proxy"]["ports"]
+    prom = services["prometheus"]
+    assert "deploy/prometheus:/etc/prometheus" in " ".join(map(str, prom["volumes"]))
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    grafana = " ".join(map(str, services["grafana"]["volumes"]))
+    assert "deploy/grafana/provisioning:/etc/grafana/provisioning" in grafana
+    provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/yingji.yml").read_text())
+    dash_path = provider["providers"][0]["options"]["path"]
+    assert f"deploy/grafana/dashboards:{dash_path}" in grafana
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(dash_path + "/")
+    assert (DEPLOY / "grafana" / "dashboards" / Path(home).name).exists()
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+
+
+def test_backend_network_is_internal(config: dict[str, Any]) -> None:
+    assert config["networks"]["backend"]["internal"] is True
+    for name in (*SERVICES, "mongodb"):
+        assert list(config["services"][name]["networks"]) == ["backend"]
+
+
+def test_dockerfile_contract() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert froms and all(f == "python:3.11-slim" for f in froms)
+    assert re.search(r"pip install \.", text)
+    user = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0", (
+        "run as a numeric non-root user (Kubernetes runAsNonRoot checks the image user)")
+    assert re.search(r"^EXPOSE\s+8000\b", text, re.M)
+    copied = re.findall(r"^COPY\s+(?!--from)(.+?)\s+\S+$", text, re.M)
+    needed = {p for line in copied for p in line.split()}
+    ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+               if ln.strip() and not ln.startswith("#")}
+    for path in needed:
+        assert path not in ignored, f"{path} is copied but .dockerignore excludes it"
+    cmd = json.loads(re.search(r"^CMD\s+(\[.*\])", text, re.M).group(1))
+    assert cmd == ["yingji", "up"]
