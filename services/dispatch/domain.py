@@ -1,0 +1,390 @@
+"""Pure dispatch rules: team and order life cycles, ranking, plan levels, 三三制 mediation."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).parent
+CAPABILITIES_FILE = HERE / "capabilities.yaml"
+RULES_FILE = HERE / "rules.yaml"
+
+# ---------------------------------------------------------------------------------------------
+# Teams
+
+TEAM_STATUSES = ("available", "standby", "deployed", "resting")
+# Standby teams were put on alert by a plan precisely so they can be sent: they are dispatchable.
+DISPATCHABLE_STATUSES = ("available", "standby")
+# `deployed` belongs to dispatch orders: only an order puts a team there or takes it back.
+MANUAL_TEAM_STATUSES = ("available", "standby", "resting")
+
+
+def manual_status_change_error(current: str, wanted: str) -> str | None:
+    """Why an operator may not set a team from ``current`` to ``wanted`` by hand, or None."""
+    if wanted not in MANUAL_TEAM_STATUSES:
+        return f"status {wanted!r} is set by dispatch orders, not by hand"
+    if current == "deployed":
+        return "the team is deployed on an order; release the order instead"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch orders (EDXL-RM: request → commit → deployment → release)
+
+ORDER_STATUSES = ("ordered", "en_route", "on_scene", "completed", "released")
+# Recall (release) is allowed before arrival; once on scene the work is completed first.
+ORDER_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "ordered": ("en_route", "released"),
+    "en_route": ("on_scene", "released"),
+    "on_scene": ("completed",),
+    "completed": ("released",),
+    "released": (),
+}
+ACTIVE_ORDER_STATUSES = ("ordered", "en_route", "on_scene", "completed")
+EDXL_RM_PHASE = {
+    "reserving": "request",
+    "ordered": "commit",
+    "en_route": "deployment",
+    "on_scene": "deployment",
+    "completed": "deployment",
+    "released": "release",
+    "rejected": "request",
+}
+
+
+def transition_error(current: str, wanted: str) -> str | None:
+    """Why an order may not move from ``current`` to ``wanted``, or None when it may."""
+    if current not in ORDER_TRANSITIONS:
+        return f"the order is {current} and has no life cycle to follow"
+    allowed = ORDER_TRANSITIONS[current]
+    if wanted in allowed:
+        return None
+    if not allowed:
+        return f"the order is already {current}"
+    return f"an order that is {current} can only move to {' or '.join(allowed)}"
+
+
+@dataclass(frozen=True)
+class Line:
+    """A quantity of one item from one warehouse."""
+
+    warehouse_id: str
+    item_code: str
+    quantity: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The stock line this quantity belongs to."""
+        return (self.warehouse_id, self.item_code)
+
+
+def duplicate_lines(lines: Sequence[Line]) -> list[int]:
+    """Indexes of lines naming a stock line an earlier line already named."""
+    seen: set[tuple[str, str]] = set()
+    repeated = []
+    for index, line in enumerate(lines):
+        if line.key in seen:
+            repeated.append(index)
+        seen.add(line.key)
+    return repeated
+
+
+def return_errors(dispatched: Sequence[Line], returned: Sequence[Line]) -> list[dict[str, str]]:
+    """Field errors for returned supplies: only what went out, never more than went out."""
+    sent = {line.key: line.quantity for line in dispatched}
+    errors = []
+    for index in duplicate_lines(returned):
+        errors.append({"path": f"returned.{index}", "reason": "stock line listed twice"})
+    for index, line in enumerate(returned):
+        if line.key not in sent:
+            errors.append(
+                {
+                    "path": f"returned.{index}",
+                    "reason": f"{line.item_code} from {line.warehouse_id} was not dispatched",
+                }
+            )
+        elif line.quantity > sent[line.key] + 1e-9:
+            errors.append(
+                {
+                    "path": f"returned.{index}.quantity",
+                    "reason": f"more than the {sent[line.key]:g} dispatched",
+                }
+            )
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Stock
+
+
+def crossed_below(before: float, after: float, min_level: float) -> bool:
+    """True when a change takes a stock line from at/above its minimum to below it."""
+    return before >= min_level > after
+
+
+def valid_quantity(value: float) -> bool:
+    """A finite, non-negative quantity."""
+    return math.isfinite(value) and value >= 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Capabilities and suggestions
+
+
+@dataclass(frozen=True)
+class CapabilityTable:
+    """Which team capabilities answer which incident category or warning hazard."""
+
+    categories: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> CapabilityTable:
+        """Validate the YAML shape ``{categories: {name: [capability, ...]}}``."""
+        categories = raw.get("categories")
+        if not isinstance(categories, Mapping) or not categories:
+            raise ValueError("capabilities file needs a non-empty 'categories' mapping")
+        table: dict[str, tuple[str, ...]] = {}
+        for name, capabilities in categories.items():
+            if not isinstance(capabilities, list) or not all(
+                isinstance(c, str) and c for c in capabilities
+            ):
+                raise ValueError(f"category {name!r} must list capability names")
+            table[str(name)] = tuple(capabilities)
+        return cls(table)
+
+    def required(self, category: str) -> tuple[str, ...]:
+        """The capabilities that answer ``category`` (the category itself when unlisted)."""
+        return self.categories.get(category, (category,))
+
+    def matched(self, capabilities: Iterable[str], category: str) -> list[str]:
+        """The capabilities of a team that answer ``category``, in the table's order."""
+        have = set(capabilities)
+        return [c for c in self.required(category) if c in have]
+
+
+@dataclass(frozen=True)
+class TeamView:
+    """What ranking needs to know about a team."""
+
+    id: str
+    capabilities: tuple[str, ...]
+    township_code: str
+    headcount: int
+    status: str = "available"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A ranked team for an incident, with the reasons for its place."""
+
+    team_id: str
+    matched: tuple[str, ...]
+    distance_km: float
+    headcount: int
+    rank: int = 0
+
+
+def rank_teams(
+    teams: Iterable[TeamView],
+    category: str,
+    township_code: str,
+    distance_km: Callable[[str, str], float],
+    table: CapabilityTable,
+    *,
+    include_unmatched: bool = False,
+) -> list[Suggestion]:
+    """Dispatchable teams, best first: capability match, then distance, then headcount.
+
+    Capability match counts how many of the category's capabilities a team covers; a team
+    covering none is left out unless ``include_unmatched``. Ties on distance go to the larger
+    team, then to the team id so the order is stable.
+    """
+    ranked = []
+    for team in teams:
+        if team.status not in DISPATCHABLE_STATUSES:
+            continue
+        matched = tuple(table.matched(team.capabilities, category))
+        if not matched and not include_unmatched:
+            continue
+        distance = round(distance_km(township_code, team.township_code), 2)
+        ranked.append(Suggestion(team.id, matched, distance, team.headcount))
+    ranked.sort(key=lambda s: (-len(s.matched), s.distance_km, -s.headcount, s.team_id))
+    return [
+        Suggestion(s.team_id, s.matched, s.distance_km, s.headcount, rank=i + 1)
+        for i, s in enumerate(ranked)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Response plans (預案啟動)
+
+RESPONSE_LEVEL_LABELS = {1: "Ⅰ級響應", 2: "Ⅱ級響應", 3: "Ⅲ級響應", 4: "Ⅳ級響應"}
+
+
+@dataclass(frozen=True)
+class PlanRules:
+    """When plans start and how wide they reach."""
+
+    activate_max_level: int = 2
+    county_scope_max_level: int = 1
+    activate_on_escalated: bool = True
+
+
+def plan_action(
+    active_level: int | None, trigger_level: int, rules: PlanRules, *, force: bool = False
+) -> tuple[str, int] | None:
+    """What a trigger at ``trigger_level`` does to a plan at ``active_level`` (None: no plan).
+
+    Returns ``("activate", level)``, ``("change", level)`` (up or down: a warning adjusted to
+    level 3–4 steps its plan down) or None when nothing changes. ``force`` activates whatever
+    the level (篇3: 10 or more people involved).
+    """
+    if active_level is None:
+        if trigger_level <= rules.activate_max_level or force:
+            return ("activate", trigger_level)
+        return None
+    if trigger_level != active_level:
+        return ("change", trigger_level)
+    return None
+
+
+def plan_scope(level: int, rules: PlanRules) -> str:
+    """``county`` for county-level responses (every township), else ``township``."""
+    return "county" if level <= rules.county_scope_max_level else "township"
+
+
+def standby_candidates(
+    teams: Iterable[TeamView],
+    required: Sequence[str],
+    township_codes: Sequence[str] | None,
+) -> list[str]:
+    """Available teams with a required capability, based in the townships (None: anywhere)."""
+    wanted = set(required)
+    places = None if township_codes is None else set(township_codes)
+    chosen = [
+        team.id
+        for team in teams
+        if team.status == "available"
+        and wanted.intersection(team.capabilities)
+        and (places is None or team.township_code in places)
+    ]
+    return sorted(chosen)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispute assignments (篇4: 統一指派, 三三制, 督辦)
+
+MEDIATION_LEVELS = ("group", "village", "township", "county")
+MEDIATION_LEVEL_LABELS = {"group": "社", "village": "村", "township": "鄉", "county": "縣"}
+DISPUTE_CATEGORIES = ("dispute", "mass_incident")
+OPEN_ASSIGNMENT_STATUSES = ("pending_approval", "active")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One mediation attempt (調處) at a level."""
+
+    level: str
+    outcome: str
+
+
+def next_level(level: str) -> str | None:
+    """The level a dispute moves up to, or None at the county."""
+    index = MEDIATION_LEVELS.index(level)
+    return MEDIATION_LEVELS[index + 1] if index + 1 < len(MEDIATION_LEVELS) else None
+
+
+def unresolved_at(attempts: Iterable[Attempt], level: str) -> int:
+    """Unresolved attempts recorded at ``level``."""
+    return sum(1 for a in attempts if a.level == level and a.outcome == "unresolved")
+
+
+def escalation_error(
+    status: str, level: str, attempts: Sequence[Attempt], required: int
+) -> str | None:
+    """Why an assignment may not move up a level now (三三制), or None when it may."""
+    if status != "active":
+        return f"the assignment is {status}"
+    if next_level(level) is None:
+        return "the dispute is already at the county level"
+    done = unresolved_at(attempts, level)
+    if done < required:
+        label = MEDIATION_LEVEL_LABELS[level]
+        return (
+            f"三三制: {required} unresolved attempts at {level} ({label}) level are needed "
+            f"before escalating; {done} recorded"
+        )
+    return None
+
+
+def attempt_error(status: str, level: str, attempt_level: str) -> str | None:
+    """Why an attempt cannot be recorded, or None."""
+    if status == "pending_approval":
+        return "a major dispute takes effect only after a leader approves the assignment"
+    if status != "active":
+        return f"the assignment is {status}"
+    if attempt_level != level:
+        return f"the dispute is at {level} level; attempts are recorded at that level"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration files
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Everything numeric the service decides by (rules.yaml)."""
+
+    plans: PlanRules = field(default_factory=PlanRules)
+    reserve_timeout_seconds: float = 120.0
+    attempts_per_level: int = 3
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Rules:
+        """Validate the YAML shape of rules.yaml."""
+        plans = raw.get("plans") or {}
+        dispatch = raw.get("dispatch") or {}
+        mediation = raw.get("mediation") or {}
+        rules = cls(
+            plans=PlanRules(
+                activate_max_level=int(plans.get("activate_max_level", 2)),
+                county_scope_max_level=int(plans.get("county_scope_max_level", 1)),
+                activate_on_escalated=bool(plans.get("activate_on_escalated", True)),
+            ),
+            reserve_timeout_seconds=float(dispatch.get("reserve_timeout_seconds", 120)),
+            attempts_per_level=int(mediation.get("attempts_per_level", 3)),
+        )
+        if not 1 <= rules.plans.activate_max_level <= 4:
+            raise ValueError("plans.activate_max_level must be 1–4")
+        if not 0 <= rules.plans.county_scope_max_level <= 4:
+            raise ValueError("plans.county_scope_max_level must be 0–4")
+        if rules.reserve_timeout_seconds <= 0 or rules.attempts_per_level < 1:
+            raise ValueError("reserve_timeout_seconds and attempts_per_level must be positive")
+        return rules
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle) or {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{path}: expected a mapping")
+    return raw
+
+
+def load_capabilities(path: Path | None = None) -> CapabilityTable:
+    """The capability table from ``path``, the env override, or the shipped file."""
+    env = os.environ.get("YINGJI_DISPATCH_CAPABILITIES_FILE")
+    return CapabilityTable.from_mapping(_read_yaml(path or Path(env or CAPABILITIES_FILE)))
+
+
+def load_rules(path: Path | None = None) -> Rules:
+    """The rules from ``path``, the env override, or the shipped file."""
+    env = os.environ.get("YINGJI_DISPATCH_RULES_FILE")
+    return Rules.from_mapping(_read_yaml(path or Path(env or RULES_FILE)))
