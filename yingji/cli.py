@@ -97,6 +97,36 @@ def cmd_dlq(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_drill(args: argparse.Namespace) -> None:
+    """Drive a running stack with a seeded flood-day scenario and print what happened."""
+    from pathlib import Path
+
+    from yingji.drill import Drill, format_summary
+
+    key = args.admin_key or os.environ.get("YINGJI_BOOTSTRAP_ADMIN_KEY", "")
+    if not key:
+        key_file = Path(os.environ.get("YINGJI_DATA_DIR", "./yingji-data")) / "bootstrap-admin.key"
+        if key_file.exists():
+            key = key_file.read_text().strip()
+    if not key:
+        raise SystemExit(
+            "give --admin-key (or YINGJI_BOOTSTRAP_ADMIN_KEY, or run from the data dir)"
+        )
+    drill = Drill(
+        args.url,
+        key,
+        seed=args.seed,
+        rate=args.rate,
+        duration=args.duration,
+        concurrency=args.concurrency,
+    )
+    try:
+        recorder = drill.run()
+    finally:
+        drill.close()
+    print(format_summary(recorder, args.duration))
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="yingji", description="Yingji 應急 emergency platform")
@@ -119,6 +149,14 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_argument("queue", nargs="?")
     dlq.add_argument("--limit", type=int, default=None)
     dlq.set_defaults(func=cmd_dlq)
+    drill = commands.add_parser("drill", help="drive a running stack like a county on a flood day")
+    drill.add_argument("--url", default="http://127.0.0.1:8000")
+    drill.add_argument("--admin-key")
+    drill.add_argument("--seed", type=int, default=1)
+    drill.add_argument("--rate", type=float, default=10.0, help="operations per second")
+    drill.add_argument("--duration", type=float, default=60.0, help="seconds")
+    drill.add_argument("--concurrency", type=int, default=8)
+    drill.set_defaults(func=cmd_drill)
     return top
 
 

@@ -248,7 +248,7 @@ def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[R
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            throttle.failed(client)
+            # Only wrong keys count towards throttling: a missing one guesses nothing.
             raise ApiError(
                 401,
                 "unauthenticated",

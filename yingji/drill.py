@@ -1,0 +1,469 @@
+"""`yingji drill`: drive a running stack over HTTP like a county on a bad day (a flood day).
+
+Incidents arrive in waves from many townships, follow-ups raise the figures, some incidents get
+final reports, townships file zero reports, warnings are issued, adjusted and lifted, teams and
+supplies are dispatched and returned. Everything is marked as exercise data where the API has a
+flag for it. A seed makes the sequence of operations repeatable; the rate and the duration bound
+the load. It records every request (operation, status, latency, the id it created) so the same
+run serves training drills, benchmarks and the fault checker.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+CATEGORY_WEIGHTS = {
+    "flood": 8,
+    "geological": 3,
+    "traffic_accident": 3,
+    "fire": 2,
+    "production_accident": 1,
+    "dispute": 2,
+    "public_health": 1,
+    "lightning": 1,
+}
+HAZARD_OF = {"flood": "flood", "geological": "geological", "lightning": "lightning"}
+DRILL_PHONE = "13900000000"
+
+
+@dataclass
+class Outcome:
+    """One request the drill made."""
+
+    operation: str
+    status: int | None
+    latency: float
+    created_id: str | None = None
+    error: str | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        """The server accepted it (2xx)."""
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def indeterminate(self) -> bool:
+        """No answer, or a server error: it may or may not have taken effect."""
+        return self.status is None or self.status >= 500
+
+
+@dataclass
+class Recorder:
+    """Thread-safe log of outcomes."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, outcome: Outcome) -> None:
+        """Record an outcome."""
+        with self.lock:
+            self.outcomes.append(outcome)
+
+    def acknowledged_ids(self, operation: str) -> list[str]:
+        """Ids the server acknowledged creating with ``operation``."""
+        return [
+            o.created_id
+            for o in self.outcomes
+            if o.operation == operation and o.acknowledged and o.created_id
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and latency percentiles per operation."""
+        by_op: dict[str, list[Outcome]] = defaultdict(list)
+        for outcome in self.outcomes:
+            by_op[outcome.operation].append(outcome)
+        report: dict[str, Any] = {}
+        for op, rows in sorted(by_op.items()):
+            latencies = sorted(o.latency for o in rows if o.status is not None)
+            report[op] = {
+                "requests": len(rows),
+                "statuses": dict(Counter(str(o.status) for o in rows)),
+                "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+                "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+            }
+        return report
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The ``pct`` percentile of sorted ``values`` (nearest rank); 0 for none."""
+    if not values:
+        return 0.0
+    rank = max(0, min(len(values) - 1, math.ceil(pct / 100 * len(values)) - 1))
+    return values[rank]
+
+
+class Drill:
+    """A seeded flood-day scenario against one base URL (embedded, or a proxy in front)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        admin_key: str,
+        *,
+        seed: int = 1,
+        rate: float = 10.0,
+        duration: float = 30.0,
+        concurrency: int = 8,
+        route: Callable[[str], str] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.admin_key = admin_key
+        self.random = random.Random(seed)
+        self.rate = rate
+        self.duration = duration
+        self.concurrency = concurrency
+        self.route = route or (lambda path: self.base_url + path)
+        self.client = httpx.Client(timeout=timeout)
+        self.recorder = Recorder()
+        self.keys: dict[str, str] = {}
+        self.townships: list[str] = []
+        self.teams: list[str] = []
+        self.open_incidents: list[dict[str, Any]] = []
+        self.active_warnings: list[dict[str, Any]] = []
+        self.dispatches: list[dict[str, Any]] = []
+        self.state_lock = threading.Lock()
+        self.run_id = uuid.uuid4().hex[:6]
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        who: str,
+        body: Any = None,
+        id_field: str = "id",
+    ) -> httpx.Response | None:
+        """Make one request, record it, and return the response (None when none came)."""
+        headers = {"Authorization": f"Bearer {self.keys.get(who, self.admin_key)}"}
+        if method == "POST":
+            headers["Idempotency-Key"] = f"drill-{self.run_id}-{uuid.uuid4().hex}"
+        started = time.perf_counter()
+        try:
+            response = self.client.request(method, self.route(path), json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            self.recorder.add(
+                Outcome(operation, None, time.perf_counter() - started, error=type(exc).__name__)
+            )
+            return None
+        latency = time.perf_counter() - started
+        created = None
+        if response.status_code in (200, 201) and method == "POST":
+            try:
+                created = str(response.json().get(id_field) or "") or None
+            except ValueError:
+                created = None
+        self.recorder.add(Outcome(operation, response.status_code, latency, created))
+        return response
+
+    def setup(self) -> None:
+        """Create the drill's keys and learn the county."""
+        admin = {"Authorization": f"Bearer {self.admin_key}"}
+        townships = self.client.get(self.route("/v1/townships"), headers=admin)
+        townships.raise_for_status()
+        self.townships = [t["code"] for t in townships.json()["items"]]
+        wanted: list[tuple[str, str, str | None]] = [
+            ("operator", "operator", None),
+            ("leader", "leader", None),
+            ("department", "department", None),
+        ]
+        wanted += [(f"township:{code}", "township", code) for code in self.townships]
+        for who, role, code in wanted:
+            body: dict[str, Any] = {"role": role, "name": f"drill {self.run_id} {who}"}
+            if code:
+                body["township_code"] = code
+            if role == "department":
+                body["hazards"] = ["flood", "geological", "rainstorm", "lightning"]
+            made = self.client.post(self.route("/v1/admin/keys"), json=body, headers=admin)
+            made.raise_for_status()
+            self.keys[who] = made.json()["key"]
+        teams = self.client.get(
+            self.route("/v1/teams"), headers={"Authorization": f"Bearer {self.keys['operator']}"}
+        )
+        if teams.status_code == 200:
+            self.teams = [t["id"] for t in teams.json()["items"]]
+
+    # -- operations -----------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """Wall-clock time for the bodies (the server judges lateness on its own clock)."""
+        return datetime.now(UTC)
+
+    def report_incident(self) -> None:
+        """A township reports an incident (首報)."""
+        rnd = self.random
+        code = rnd.choice(self.townships)
+        category = rnd.choices(list(CATEGORY_WEIGHTS), weights=list(CATEGORY_WEIGHTS.values()))[0]
+        deaths = rnd.choices([0, 1, 2, 3, 5, 12], weights=[70, 12, 6, 6, 4, 2])[0]
+        now = self.now()
+        body: dict[str, Any] = {
+            "category": category,
+            "township_code": code,
+            "title": f"演练：{category} 事件",
+            "description": "演练数据：河水上涨，部分道路积水，村民正在转移。",
+            "occurred_at": (now - timedelta(minutes=rnd.randint(5, 40))).isoformat(),
+            "discovered_at": (now - timedelta(minutes=rnd.randint(0, 4))).isoformat(),
+            "location": {"address": f"演练地点 {rnd.randint(1, 99)} 号"},
+            "casualties": {
+                "deaths": deaths,
+                "injured": rnd.randint(0, 8),
+                "missing": 0,
+                "trapped": rnd.randint(0, 3),
+            },
+            "affected": {
+                "people_affected": rnd.randint(0, 2000),
+                "people_evacuated": rnd.randint(0, 300),
+                "houses_damaged": rnd.randint(0, 20),
+                "houses_collapsed": rnd.randint(0, 3),
+                "direct_loss_cny": rnd.randint(0, 500) * 1000,
+            },
+            "people_involved": rnd.randint(0, 15),
+            "measures_taken": "已组织人员转移，设置警戒。",
+            "needs": "需要沙袋和抽水泵。",
+            "reporter": {"name": "演练报送人", "phone": DRILL_PHONE},
+            "approver": {"name": "演练审签人", "phone": DRILL_PHONE},
+            "source": "演练",
+            "exercise": True,
+        }
+        response = self.call("incident", "POST", "/v1/incidents", f"township:{code}", body)
+        if response is not None and response.status_code == 201:
+            created = response.json()
+            with self.state_lock:
+                self.open_incidents.append(
+                    {
+                        "id": created["id"],
+                        "township": code,
+                        "category": category,
+                        "casualties": body["casualties"],
+                        "affected": body["affected"],
+                        "followups": 0,
+                    }
+                )
+
+    def file_followup(self) -> None:
+        """A township files a follow-up (續報) with figures that only rise."""
+        with self.state_lock:
+            if not self.open_incidents:
+                return
+            incident = self.random.choice(self.open_incidents)
+            incident["casualties"] = {
+                k: v + (1 if k == "injured" and self.random.random() < 0.5 else 0)
+                for k, v in incident["casualties"].items()
+            }
+            incident["affected"] = {
+                k: v + (10 if k == "people_affected" else 0)
+                for k, v in incident["affected"].items()
+            }
+            final = incident["followups"] >= 2 and self.random.random() < 0.3
+            if final:
+                self.open_incidents.remove(incident)
+            incident["followups"] += 1
+        body = {
+            "incident_id": incident["id"],
+            "kind": "final" if final else "followup",
+            "casualties": incident["casualties"],
+            "affected": incident["affected"],
+            "progress": "演练：险情得到控制，继续监测。",
+            "measures_taken": "持续转移群众。",
+            "needs": "无",
+            "reporter": {"name": "演练报送人", "phone": DRILL_PHONE},
+            "approver": {"name": "演练审签人", "phone": DRILL_PHONE},
+        }
+        self.call(
+            "final_report" if final else "followup",
+            "POST",
+            "/v1/reports",
+            f"township:{incident['township']}",
+            body,
+        )
+
+    def file_zero_report(self) -> None:
+        """A township files yesterday's zero report."""
+        code = self.random.choice(self.townships)
+        yesterday = (self.now() + timedelta(hours=8) - timedelta(days=1)).date().isoformat()
+        self.call(
+            "zero_report",
+            "POST",
+            "/v1/zero-reports",
+            f"township:{code}",
+            {"township_code": code, "date": yesterday, "nothing_to_report": True},
+        )
+
+    def issue_warning(self) -> None:
+        """The duty office issues a yellow or blue flood warning (drill)."""
+        rnd = self.random
+        areas = rnd.sample(self.townships, k=min(3, len(self.townships)))
+        now = self.now()
+        body = {
+            "hazard": "flood",
+            "level": rnd.choice([3, 4]),
+            "headline": "演练：暴雨洪水预警",
+            "description": "演练：预计未来6小时有强降雨。",
+            "instruction": "低洼地区群众注意转移。",
+            "areas": areas,
+            "effective": now.isoformat(),
+            "expires": (now + timedelta(hours=6)).isoformat(),
+            "exercise": True,
+        }
+        response = self.call("warning", "POST", "/v1/warnings", "operator", body)
+        if response is not None and response.status_code == 201:
+            with self.state_lock:
+                self.active_warnings.append(
+                    {"id": response.json()["id"], "areas": areas, "level": body["level"]}
+                )
+
+    def change_warning(self) -> None:
+        """Adjust, acknowledge or lift an active warning."""
+        with self.state_lock:
+            if not self.active_warnings:
+                return
+            warning = self.random.choice(self.active_warnings)
+            action = self.random.choice(["ack", "ack", "adjust", "lift"])
+            if action == "lift":
+                self.active_warnings.remove(warning)
+        wid = warning["id"]
+        if action == "ack":
+            code = self.random.choice(warning["areas"])
+            self.call("warning_ack", "POST", f"/v1/warnings/{wid}/ack", f"township:{code}", {})
+        elif action == "adjust":
+            level = 3 if warning["level"] == 4 else 4
+            warning["level"] = level
+            self.call(
+                "warning_adjust",
+                "POST",
+                f"/v1/warnings/{wid}/adjust",
+                "operator",
+                {"level": level, "reason": "演练：雨情变化"},
+            )
+        else:
+            self.call(
+                "warning_lift",
+                "POST",
+                f"/v1/warnings/{wid}/lift",
+                "operator",
+                {"reason": "演练：雨势减弱", "override_reason": "演练结束"},
+            )
+
+    def dispatch_team(self) -> None:
+        """Dispatch the best suggested team to an open incident, or move a dispatch along."""
+        with self.state_lock:
+            moving = [d for d in self.dispatches if d["status"] != "released"]
+        if moving and self.random.random() < 0.6:
+            order = self.random.choice(moving)
+            following = {
+                "ordered": "en_route",
+                "en_route": "on_scene",
+                "on_scene": "completed",
+                "completed": "released",
+            }[order["status"]]
+            response = self.call(
+                "dispatch_status",
+                "POST",
+                f"/v1/dispatches/{order['id']}/status",
+                "operator",
+                {"status": following},
+            )
+            if response is not None and response.status_code == 200:
+                order["status"] = following
+            return
+        with self.state_lock:
+            if not self.open_incidents:
+                return
+            incident = self.random.choice(self.open_incidents)
+        suggested = self.call(
+            "dispatch_suggest",
+            "GET",
+            f"/v1/dispatches/suggest?incident_id={incident['id']}",
+            "operator",
+        )
+        if suggested is None or suggested.status_code != 200:
+            return
+        items = suggested.json().get("items") or []
+        if not items:
+            return
+        team = items[0].get("team_id") or items[0].get("id")
+        body = {
+            "incident_id": incident["id"],
+            "team_ids": [team],
+            "resources": [{"warehouse_id": "W01", "item_code": "sandbag", "quantity": 50}],
+            "note": "演练调度",
+        }
+        response = self.call("dispatch", "POST", "/v1/dispatches", "operator", body)
+        if response is not None and response.status_code == 201:
+            with self.state_lock:
+                self.dispatches.append({"id": response.json()["id"], "status": "ordered"})
+
+    # -- the run --------------------------------------------------------------------------
+
+    def next_operation(self) -> Callable[[], None]:
+        """Choose the next operation; incidents come in waves."""
+        elapsed = time.monotonic() - self.started
+        wave = 1.5 if int(elapsed // 10) % 2 == 0 else 0.6
+        choices: list[tuple[Callable[[], None], float]] = [
+            (self.report_incident, 4 * wave),
+            (self.file_followup, 3),
+            (self.file_zero_report, 1),
+            (self.issue_warning, 0.5),
+            (self.change_warning, 1),
+            (self.dispatch_team, 1.5),
+        ]
+        ops, weights = zip(*choices, strict=True)
+        return self.random.choices(ops, weights=weights)[0]
+
+    def run(self) -> Recorder:
+        """Run the scenario at ``rate`` operations per second for ``duration`` seconds."""
+        if not self.keys:
+            self.setup()
+        self.started = time.monotonic()
+        interval = 1.0 / self.rate
+        futures = []
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            tick = 0
+            while True:
+                due = self.started + tick * interval
+                now = time.monotonic()
+                if due - self.started >= self.duration:
+                    break
+                if due > now:
+                    time.sleep(due - now)
+                futures.append(pool.submit(self.next_operation()))
+                tick += 1
+            for future in futures:
+                future.result()
+        return self.recorder
+
+    def close(self) -> None:
+        """Release the HTTP client."""
+        self.client.close()
+
+
+def format_summary(recorder: Recorder, duration: float) -> str:
+    """A human-readable table of a run."""
+    lines = [f"{'operation':<18}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}  statuses"]
+    total = 0
+    for op, row in recorder.summary().items():
+        total += row["requests"]
+        statuses = ", ".join(f"{k}:{v}" for k, v in sorted(row["statuses"].items()))
+        lines.append(
+            f"{op:<18}{row['requests']:>9}{row['p50_ms']:>9}{row['p99_ms']:>9}  {statuses}"
+        )
+    errors = sum(1 for o in recorder.outcomes if o.indeterminate)
+    lines.append(
+        f"total {total} requests in {duration:.0f} s "
+        f"({total / max(duration, 1e-9):.1f}/s); no answer or 5xx: {errors}"
+    )
+    return "\n".join(lines)
