@@ -1,12 +1,860 @@
-"""HTTP routes of the intake service."""
+"""HTTP routes of the intake service: report, read, merge and close incidents."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from libs.common.auth import Principal, Role
+from libs.common.errors import ApiError, field_error, not_found, validation_fields
+from libs.common.idempotency import fingerprint, idempotency_scope, validate_key
+from libs.common.outbox import new_document
 from libs.common.service import ServiceContext
+from services.intake import events, metrics
+from services.intake.config import IntakeConfig
+from services.intake.domain import (
+    CATEGORIES,
+    ESCALATION_TEXT,
+    GRADE_LABELS,
+    MEASURES,
+    Category,
+    DuplicateProbe,
+    Figures,
+    check_merge,
+    escalation_reasons,
+    is_late,
+    is_possible_duplicate,
+    missing_reason,
+    report_delay,
+    time_issues,
+)
+from services.intake.store import IncidentStore
+
+INCIDENTS_PATH = "/v1/incidents"
+READERS = (Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
+REPORTERS = (Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
 
 
-def build_router(ctx: ServiceContext) -> APIRouter:
+def _text(max_length: int) -> Any:
+    """A string that must say something: trimmed, not blank, at most ``max_length`` characters."""
+    return Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
+    ]
+
+
+def _to_utc(moment: datetime) -> datetime:
+    """Normalise an aware time to UTC; times that cannot be expressed in UTC are refused."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is outside the range of representable times") from exc
+
+
+# An ISO 8601 time with an offset, stored and compared in UTC.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+Rating = Literal["low", "medium", "high"]
+Status = Literal["open", "closed", "merged"]
+
+
+class Contact(BaseModel):
+    """A named person and how to reach them (篇6: 注明審簽人及報送人姓名、聯繫方式)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: _text(50) = Field(description="姓名 (name)")  # type: ignore[valid-type]
+    phone: str = Field(
+        pattern=r"^\+?\d[\d\- ]{4,23}$",
+        description="聯繫電話 (phone): digits, optional leading +, spaces or hyphens",
+    )
+
+
+class Location(BaseModel):
+    """Where it happened (地點, 篇2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: _text(200) = Field(  # type: ignore[valid-type]
+        description="地點 (address): village, road, landmark"
+    )
+    lat: float | None = Field(
+        default=None, ge=-90, le=90, description="緯度 (latitude, WGS84); give with lon"
+    )
+    lon: float | None = Field(
+        default=None, ge=-180, le=180, description="經度 (longitude, WGS84); give with lat"
+    )
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Location:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon must be given together")
+        return self
+
+
+class CasualtiesIn(BaseModel):
+    """人員傷亡 (casualties, 篇2 災害後果); an omitted figure means zero."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deaths: int = Field(default=0, ge=0, le=1_000_000, description="死亡人數 (deaths)")
+    injured: int = Field(default=0, ge=0, le=1_000_000, description="受傷人數 (injured)")
+    missing: int = Field(default=0, ge=0, le=1_000_000, description="失蹤人數 (missing)")
+    trapped: int = Field(default=0, ge=0, le=1_000_000, description="被困人數 (trapped)")
+
+
+class AffectedIn(BaseModel):
+    """影響範圍與損失 (scope and losses, 篇2 範圍、程度); an omitted figure means zero."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    people_affected: int = Field(
+        default=0, ge=0, le=100_000_000, description="受災人數 (people affected)"
+    )
+    people_evacuated: int = Field(
+        default=0, ge=0, le=100_000_000, description="緊急轉移安置人數 (people evacuated)"
+    )
+    houses_damaged: int = Field(
+        default=0, ge=0, le=100_000_000, description="損壞房屋（間） (houses damaged)"
+    )
+    houses_collapsed: int = Field(
+        default=0, ge=0, le=100_000_000, description="倒塌房屋（間） (houses collapsed)"
+    )
+    direct_loss_cny: float = Field(
+        default=0,
+        ge=0,
+        le=1e13,
+        allow_inf_nan=False,
+        description="直接經濟損失（元） (direct economic loss, CNY)",
+    )
+
+
+class DisputeIn(BaseModel):
+    """矛盾糾紛研判 (dispute classification and markers, 篇1 / 篇4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nature: (
+        Literal[
+            "relocation",
+            "enterprise",
+            "labour_wages",
+            "land",
+            "internal",
+            "family",
+            "neighbourhood",
+            "other",
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description=(
+            "糾紛性質 (nature, 篇1): relocation 動遷, enterprise 涉企, labour_wages 勞資/欠薪, "
+            "land 土地山林, internal 單位內部, family 家庭成員, neighbourhood 鄰里, other 其他; "
+            "null = 尚未研判 (not yet assessed)"
+        ),
+    )
+    stability_impact: Rating | None = Field(
+        default=None,
+        description="對社會穩定的影響程度 (impact on social stability, 篇1); high escalates",
+    )
+    escalation_risk: Rating | None = Field(
+        default=None,
+        description="激化的可能性 (likelihood of escalating, 篇1); high escalates",
+    )
+    petition_or_lawsuit: bool = Field(
+        default=False, description="涉法涉訴 (involves petitions or lawsuits, 篇1); escalates"
+    )
+    repeated_petitions: bool = Field(
+        default=False, description="纏訪纏訴 (repeated petitions or suits, 篇1); escalates"
+    )
+    key_persons: bool = Field(
+        default=False, description="涉及重點人員 (key persons involved, 篇1); escalates"
+    )
+
+
+class IncidentIn(BaseModel):
+    """An initial report (首報) with every required element (要素齊全, 篇2 / 篇6 / 篇9)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: Category = Field(description="事件類別 / 災害種類 (category, 篇2)")
+    township_code: str = Field(
+        pattern=r"^\d{9}$", description="鄉鎮（街道）代碼 (township code, GB/T 2260 style)"
+    )
+    title: _text(100) = Field(description="標題 (title)")  # type: ignore[valid-type]
+    description: _text(1500) = Field(  # type: ignore[valid-type]
+        description=(
+            "事件概況 (description): 程度、後果、危害 (篇2, 篇9); at most 1500 characters "
+            "(篇6: 綜合信息不超過1500字)"
+        )
+    )
+    occurred_at: UtcTime = Field(description="發生時間 (occurred at), ISO 8601 with offset")
+    discovered_at: UtcTime = Field(
+        description="發現時間 (discovered at), ISO 8601 with offset; the 遲報 clock starts here"
+    )
+    location: Location = Field(description="地點 (location)")
+    casualties: CasualtiesIn = Field(description="人員傷亡 (casualties)")
+    affected: AffectedIn = Field(description="影響範圍與損失 (scope and losses)")
+    people_involved: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="涉及人數 (people involved); 10 or more escalates (篇3)",
+    )
+    measures_taken: _text(500) = Field(  # type: ignore[valid-type]
+        description="已採取的措施 / 處置情況 (measures taken, 篇2 / 篇9); at most 500 characters"
+    )
+    needs: _text(500) = Field(  # type: ignore[valid-type]
+        description=(
+            "存在的困難和需求 / 請求協調事項 (difficulties, needs and coordination requested, "
+            "篇2 / 篇9); write 無 when there are none; at most 500 characters"
+        )
+    )
+    trend: _text(500) | None = Field(  # type: ignore[valid-type]
+        default=None, description="發展態勢 (development trend, 篇9)"
+    )
+    scope: _text(500) | None = Field(  # type: ignore[valid-type]
+        default=None, description="影響範圍描述 (scope in words: villages, roads, area; 篇2)"
+    )
+    reporter: Contact = Field(description="報送人 (submitter) with contact (篇6)")
+    approver: Contact = Field(description="審簽人 (reviewer/approver) with contact (篇6)")
+    source: _text(100) = Field(  # type: ignore[valid-type]
+        description="信息來源 (source), e.g. 村委會電話報告, 110 轉警, 部門監測"
+    )
+    dispute: DisputeIn | None = Field(
+        default=None, description="矛盾糾紛研判 (dispute classification, 篇1 / 篇4)"
+    )
+    exercise: bool = Field(
+        default=False, description="演練 (drill): true for exercise data, carried on every event"
+    )
+
+
+class MergeIn(BaseModel):
+    """Merge this incident (a duplicate) into a primary incident."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary_id: str = Field(
+        min_length=1, max_length=64, description="主事件編號 (the incident to keep)"
+    )
+    reason: _text(500) = Field(description="合併理由 (why they are the same event)")  # type: ignore[valid-type]
+
+
+class CloseIn(BaseModel):
+    """Close an incident (leader)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: _text(500) = Field(description="結案理由 (why the incident is closed)")  # type: ignore[valid-type]
+
+
+class GradeBasisOut(BaseModel):
+    """A measure that reached the incident's grade."""
+
+    measure: str = Field(description="deaths, injured, missing_trapped, people_evacuated, …")
+    value: float
+    threshold: float
+    grade: int
+    source: str = Field(description="where the threshold comes from")
+
+
+class EscalationOut(BaseModel):
+    """One escalation reason."""
+
+    code: str
+    text: str
+
+
+class IncidentOut(BaseModel):
+    """An incident as intake holds it: the latest facts, grade and flags."""
+
+    id: str
+    category: str
+    township_code: str
+    township_name: str
+    title: str
+    description: str
+    occurred_at: datetime
+    discovered_at: datetime
+    reported_at: datetime = Field(description="受理時間: when intake accepted the report")
+    location: dict[str, Any]
+    casualties: dict[str, Any]
+    affected: dict[str, Any]
+    people_involved: int
+    measures_taken: str
+    needs: str
+    trend: str | None = None
+    scope: str | None = None
+    reporter: dict[str, Any]
+    approver: dict[str, Any]
+    source: str
+    dispute: dict[str, Any] | None = None
+    exercise: bool
+    grade: int = Field(description="1 特別重大 (most severe) … 4 一般")
+    grade_label: str
+    grade_basis: list[GradeBasisOut] = Field(description="measures that reached the grade")
+    initial_grade: int = Field(description="grade at the initial report")
+    figures_grade: int = Field(description="grade the latest figures reach (downgrades are manual)")
+    status: Status
+    late: bool = Field(description="遲報: initial report after the grade's limit")
+    report_delay_minutes: float = Field(description="discovery → report, minutes")
+    late_limit_minutes: int = Field(description="the grade's initial-report limit in the profile")
+    escalated: bool
+    escalation_reasons: list[str]
+    escalation_details: list[EscalationOut]
+    possible_duplicates: list[str] = Field(description="ids of possible duplicates at report time")
+    merged_into: str | None = None
+    merged_ids: list[str] = []
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    close_reason: str | None = None
+    reported_by: dict[str, Any]
+    updated_at: datetime
+    version: int
+
+
+class IncidentDetail(IncidentOut):
+    """An incident with its history (reported, updated, regraded, merged, closed)."""
+
+    history: list[dict[str, Any]]
+
+
+class IncidentPage(BaseModel):
+    """A page of incidents."""
+
+    items: list[IncidentOut]
+    next_cursor: str | None
+
+
+def _is_missing(error: Mapping[str, Any]) -> bool:
+    kind = error.get("type")
+    if kind == "missing":
+        return True
+    if kind == "string_too_short" and (error.get("ctx") or {}).get("min_length") == 1:
+        return True
+    # An explicit null for a required object or text is as good as leaving it out.
+    return error.get("input", ...) is None and kind in {
+        "model_type",
+        "model_attributes_type",
+        "string_type",
+        "datetime_type",
+        "enum",
+        "literal_error",
+    }
+
+
+def _metric_field(error: Mapping[str, Any], path: str) -> str:
+    # Unknown field names come from the caller: one label for all of them keeps cardinality fixed.
+    if error.get("type") == "extra_forbidden":
+        return "unknown_field"
+    if error.get("type") == "json_invalid":
+        return "body"
+    return path[:60]
+
+
+class IntakeRoute(APIRoute):
+    """Counts rejections by field, and names an incomplete report for what it is (漏報)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap the handler FastAPI builds with the rejection accounting."""
+        handler = super().get_route_handler()
+        is_report = self.path == INCIDENTS_PATH and "POST" in (self.methods or set())
+
+        async def counted(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = list(exc.errors())
+                fields = validation_fields(errors)
+                for error, row in zip(errors, fields, strict=True):
+                    metrics.VALIDATION_REJECTIONS.labels(_metric_field(error, row["path"])).inc()
+                missing = [row for e, row in zip(errors, fields, strict=True) if _is_missing(e)]
+                if is_report and missing:
+                    explained = [
+                        {"path": row["path"], "reason": missing_reason(row["path"])}
+                        if _is_missing(e)
+                        else row
+                        for e, row in zip(errors, fields, strict=True)
+                    ]
+                    names = ", ".join(row["path"] for row in missing)
+                    raise ApiError(
+                        422,
+                        "incomplete_report",
+                        f"the report is missing required elements (要素不全): {names}",
+                        fields=explained,
+                    ) from exc
+                raise
+            except ApiError as exc:
+                if exc.status == 422:
+                    for row in exc.fields:
+                        metrics.VALIDATION_REJECTIONS.labels(row["path"][:60]).inc()
+                raise
+
+        return counted
+
+
+def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore) -> APIRouter:
     """The intake router."""
-    return APIRouter(tags=["intake"])
+    router = APIRouter(tags=["intake"], route_class=IntakeRoute)
+
+    @router.post(
+        INCIDENTS_PATH,
+        status_code=201,
+        response_model=IncidentDetail,
+        summary="Report an incident (首報)",
+        responses={
+            403: {"description": "a township key reporting for another township"},
+            409: {"description": "Idempotency-Key reused with a different body"},
+            422: {"description": "missing elements (incomplete_report), limits, bad times"},
+        },
+    )
+    def report_incident(
+        body: IncidentIn,
+        response: Response,
+        principal: Principal = ctx.allow(*REPORTERS),
+        idempotency_key: str | None = Header(
+            default=None,
+            description="冪等鍵: retry with the same key and body to get the original result",
+        ),
+    ) -> dict[str, Any]:
+        """Accept an initial report: grade it, flag 遲報 and escalation, look for duplicates."""
+        principal.ensure_township(body.township_code)
+        township = ctx.county.township(body.township_code)
+        if township is None:
+            raise field_error(
+                "township_code", f"not a township of {ctx.county.name} ({ctx.county.code})"
+            )
+        key = validate_key(idempotency_key)
+        incident_id = uuid.uuid4().hex
+        scope = idempotency_scope(principal.key_id, key, incident_id)
+        digest = fingerprint(body.model_dump(mode="json"))
+        if key and (replay := store.replay(scope, digest)):
+            response.headers["Idempotent-Replayed"] = "true"
+            return _view(replay, principal, detail=True)
+        now = ctx.clock.now()
+        occurred_at, discovered_at = body.occurred_at, body.discovered_at
+        issues = time_issues(
+            occurred_at, discovered_at, now, config.clock_skew, config.max_report_age
+        )
+        if issues:
+            raise ApiError(422, "invalid_times", "the report's times are not possible", issues)
+        doc = _new_incident(
+            incident_id, body, township.name, occurred_at, discovered_at, now, principal
+        )
+        probe = DuplicateProbe.of(doc)
+        duplicates = [
+            {"id": other["_id"], "township_code": other["township_code"]}
+            for other in store.duplicate_candidates(
+                body.category, occurred_at, config.duplicate_window, body.exercise
+            )
+            if is_possible_duplicate(
+                probe,
+                DuplicateProbe.of(other),
+                config.duplicate_window,
+                config.settings.duplicate_distance_km,
+            )
+        ][: config.settings.duplicate_limit]
+        doc["possible_duplicates"] = duplicates
+        saved, created = store.create(
+            new_document(doc, [events.incident_reported(ctx.clock, doc)]), scope, digest
+        )
+        if created:
+            ctx.wake_relay()
+            _count_new(doc)
+        else:
+            response.headers["Idempotent-Replayed"] = "true"
+        return _view(saved, principal, detail=True)
+
+    def _new_incident(
+        incident_id: str,
+        body: IncidentIn,
+        township_name: str,
+        occurred_at: datetime,
+        discovered_at: datetime,
+        now: datetime,
+        principal: Principal,
+    ) -> dict[str, Any]:
+        casualties = body.casualties.model_dump()
+        affected = body.affected.model_dump()
+        dispute = body.dispute.model_dump() if body.dispute else None
+        grading = config.grading.grade(body.category, Figures.from_report(casualties, affected))
+        limit = config.initial_minutes(grading.grade)
+        late = is_late(discovered_at, now, limit)
+        reasons = escalation_reasons(
+            grading.grade, body.people_involved, dispute, config.grading.escalation
+        )
+        who = f"{principal.name} ({principal.role})"
+        return {
+            "_id": incident_id,
+            "category": body.category,
+            "township_code": body.township_code,
+            "township_name": township_name,
+            "title": body.title,
+            "description": body.description,
+            "occurred_at": occurred_at,
+            "discovered_at": discovered_at,
+            "reported_at": now,
+            "location": body.location.model_dump(),
+            "casualties": casualties,
+            "affected": affected,
+            "people_involved": body.people_involved,
+            "measures_taken": body.measures_taken,
+            "needs": body.needs,
+            "trend": body.trend,
+            "scope": body.scope,
+            "reporter": body.reporter.model_dump(),
+            "approver": body.approver.model_dump(),
+            "source": body.source,
+            "dispute": dispute,
+            "exercise": body.exercise,
+            "grade": grading.grade,
+            "grade_label": grading.label,
+            "grade_basis": [b.as_dict() for b in grading.basis],
+            "initial_grade": grading.grade,
+            "figures_grade": grading.grade,
+            "late": late,
+            "report_delay_seconds": report_delay(discovered_at, now).total_seconds(),
+            "late_limit_minutes": limit,
+            "escalated": bool(reasons),
+            "escalation_reasons": reasons,
+            "possible_duplicates": [],
+            "status": "open",
+            "merged_into": None,
+            "merged_ids": [],
+            "closed_at": None,
+            "closed_by": None,
+            "close_reason": None,
+            "history": [
+                {
+                    "kind": "reported",
+                    "at": now,
+                    "by": who,
+                    "grade": grading.grade,
+                    "late": late,
+                    "escalation_reasons": reasons,
+                }
+            ],
+            "reported_by": {
+                "key_id": principal.key_id,
+                "name": principal.name,
+                "role": str(principal.role),
+            },
+            "last_followup_number": 0,
+            "updated_at": now,
+            "version": 1,
+        }
+
+    @router.get(
+        INCIDENTS_PATH,
+        response_model=IncidentPage,
+        summary="List incidents (townships see their own)",
+    )
+    def list_incidents(
+        principal: Principal = ctx.allow(*READERS),
+        township_code: str | None = Query(
+            default=None, pattern=r"^\d{9}$", description="鄉鎮代碼 (township code)"
+        ),
+        category: Category | None = Query(default=None, description="事件類別 (category)"),
+        status: Status | None = Query(default=None, description="狀態: open, closed, merged"),
+        grade: int | None = Query(default=None, ge=1, le=4, description="等級 1–4 (grade)"),
+        exercise: bool | None = Query(default=None, description="演練 (drills only / none)"),
+        late: bool | None = Query(default=None, description="遲報 (late reports)"),
+        escalated: bool | None = Query(default=None, description="已升級上報 (escalated)"),
+        reported_after: UtcTime | None = Query(
+            default=None, description="受理時間不早於 (reported at or after)"
+        ),
+        reported_before: UtcTime | None = Query(
+            default=None, description="受理時間早於 (reported before)"
+        ),
+        limit: int = Query(default=50, ge=1, le=200, description="page size"),
+        cursor: str | None = Query(default=None, max_length=500, description="next_cursor"),
+    ) -> dict[str, Any]:
+        """Incidents, newest report first, with filters and cursor pagination."""
+        selector: dict[str, Any] = {}
+        if principal.role == Role.TOWNSHIP:
+            if township_code is not None:
+                principal.ensure_township(township_code, path="query.township_code")
+            township_code = principal.township_code
+        filters = {
+            "township_code": township_code,
+            "category": category,
+            "status": status,
+            "grade": grade,
+            "exercise": exercise,
+            "late": late,
+            "escalated": escalated,
+        }
+        selector.update({k: v for k, v in filters.items() if v is not None})
+        window: dict[str, Any] = {}
+        if reported_after is not None:
+            window["$gte"] = reported_after
+        if reported_before is not None:
+            window["$lt"] = reported_before
+        if window:
+            selector["reported_at"] = window
+        rows, next_cursor = store.page(selector, limit, cursor)
+        return {"items": [_view(r, principal) for r in rows], "next_cursor": next_cursor}
+
+    @router.get(
+        f"{INCIDENTS_PATH}/grading-rules",
+        summary="The active grading table, escalation rules and initial-report limits",
+    )
+    def grading_rules(principal: Principal = ctx.allow(*READERS)) -> dict[str, Any]:
+        """What intake grades by, with the source of every threshold."""
+        table = config.grading
+        return {
+            "measures": list(MEASURES),
+            "default": {m: r.model_dump() for m, r in table.default.items()},
+            "categories": {
+                category: {m: r.model_dump() for m, r in table.rules_for(category).items()}
+                for category in CATEGORIES
+            },
+            "escalation": table.escalation.model_dump(),
+            "escalation_text": ESCALATION_TEXT,
+            "deadline_profile": {
+                "name": config.profile.name,
+                "initial_minutes": {
+                    str(g): config.initial_minutes(g) for g in sorted(config.profile.grades)
+                },
+            },
+        }
+
+    @router.get(
+        f"{INCIDENTS_PATH}/{{incident_id}}",
+        response_model=IncidentDetail,
+        summary="One incident with its history",
+    )
+    def get_incident(
+        incident_id: str = Path(max_length=64),
+        principal: Principal = ctx.allow(*READERS),
+    ) -> dict[str, Any]:
+        """The incident's current facts and grade (re-grades from follow-ups show here)."""
+        return _view(_visible(incident_id, principal), principal, detail=True)
+
+    @router.get(
+        f"{INCIDENTS_PATH}/{{incident_id}}/duplicates",
+        response_model=IncidentPage,
+        summary="Open incidents that may be the same event",
+    )
+    def list_duplicates(
+        incident_id: str = Path(max_length=64),
+        principal: Principal = ctx.allow(*READERS),
+    ) -> dict[str, Any]:
+        """Same category and township (or close by), occurring within the window; open only."""
+        doc = _visible(incident_id, principal)
+        probe = DuplicateProbe.of(doc)
+        rows = [
+            other
+            for other in store.duplicate_candidates(
+                doc["category"], doc["occurred_at"], config.duplicate_window, probe.exercise
+            )
+            if is_possible_duplicate(
+                probe,
+                DuplicateProbe.of(other),
+                config.duplicate_window,
+                config.settings.duplicate_distance_km,
+            )
+            and principal.may_act_for(other["township_code"])
+        ][: config.settings.duplicate_limit]
+        full = store.find_many([r["_id"] for r in rows])
+        order = {r["_id"]: i for i, r in enumerate(rows)}
+        full.sort(key=lambda d: order[d["_id"]])
+        return {"items": [_view(d, principal) for d in full], "next_cursor": None}
+
+    @router.post(
+        f"{INCIDENTS_PATH}/{{incident_id}}/merge",
+        response_model=IncidentDetail,
+        summary="Merge a duplicate into its primary (both histories are kept)",
+        responses={409: {"description": "either incident is not open, or a drill/real mix"}},
+    )
+    def merge_incident(
+        body: MergeIn,
+        incident_id: str = Path(max_length=64),
+        principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER),
+    ) -> dict[str, Any]:
+        """Mark this incident as a duplicate of ``primary_id``; retrying a done merge is a no-op."""
+        duplicate = store.get(incident_id)
+        if duplicate is None:
+            raise not_found("incident", incident_id)
+        primary = store.get(body.primary_id)
+        if primary is None:
+            raise field_error("primary_id", f"no incident {body.primary_id}")
+        if duplicate.get("merged_into") == primary["_id"]:
+            return _view(duplicate, principal, detail=True)
+        check = check_merge(duplicate, primary)
+        if not check.ok:
+            raise ApiError(409, "merge_conflict", "the incidents cannot be merged", check.problems)
+        now = ctx.clock.now()
+        who = f"{principal.name} ({principal.role})"
+        entry = {
+            "kind": "merged",
+            "at": now,
+            "by": who,
+            "duplicate_id": duplicate["_id"],
+            "primary_id": primary["_id"],
+            "reason": body.reason,
+        }
+        # The primary is claimed first: two opposite merges racing then both fail rather than
+        # leaving two incidents merged into each other.
+        claimed = store.raw_update(
+            {"_id": primary["_id"], "status": "open", "merged_ids": {"$ne": duplicate["_id"]}},
+            {
+                "$addToSet": {"merged_ids": duplicate["_id"]},
+                "$push": {"history": entry},
+                "$set": {"updated_at": now},
+            },
+        )
+        if not claimed:
+            fresh = store.get(primary["_id"]) or {}
+            if duplicate["_id"] not in (fresh.get("merged_ids") or []):
+                raise ApiError(
+                    409,
+                    "merge_conflict",
+                    "the primary changed meanwhile",
+                    [{"path": "primary_id", "reason": f"the primary is {fresh.get('status')}"}],
+                )
+        event = events.incident_merged(ctx.clock, duplicate, primary["_id"], who, body.reason)
+        merged = store.update(
+            duplicate["_id"],
+            duplicate["version"],
+            {
+                "$set": {"status": "merged", "merged_into": primary["_id"], "updated_at": now},
+                "$push": {"history": entry},
+            },
+            [event],
+            guard={"status": "open", "merged_ids": {"$size": 0}},
+        )
+        if not merged:
+            store.raw_update(
+                {"_id": primary["_id"]},
+                {
+                    "$pull": {
+                        "merged_ids": duplicate["_id"],
+                        "history": {"kind": "merged", "duplicate_id": duplicate["_id"]},
+                    }
+                },
+            )
+            raise ApiError(
+                409, "merge_conflict", "the incident changed meanwhile; read it and retry"
+            )
+        ctx.wake_relay()
+        metrics.MERGES.inc()
+        return _view(store.get(duplicate["_id"]) or duplicate, principal, detail=True)
+
+    @router.post(
+        f"{INCIDENTS_PATH}/{{incident_id}}/close",
+        response_model=IncidentDetail,
+        summary="Close an incident (leader)",
+        responses={409: {"description": "the incident is not open"}},
+    )
+    def close_incident(
+        body: CloseIn,
+        incident_id: str = Path(max_length=64),
+        principal: Principal = ctx.allow(Role.LEADER),
+    ) -> dict[str, Any]:
+        """Close an open incident; emits ``incident_closed`` with closed_by ``leader``."""
+        for _ in range(3):
+            doc = store.get(incident_id)
+            if doc is None:
+                raise not_found("incident", incident_id)
+            if doc["status"] != "open":
+                raise ApiError(
+                    409,
+                    "not_open",
+                    f"incident {incident_id} is {doc['status']}",
+                    [{"path": "incident_id", "reason": f"the incident is {doc['status']}"}],
+                )
+            now = ctx.clock.now()
+            who = f"{principal.name} ({principal.role})"
+            event = events.incident_closed(ctx.clock, doc, "leader", body.reason)
+            done = store.update(
+                incident_id,
+                doc["version"],
+                {
+                    "$set": {
+                        "status": "closed",
+                        "closed_at": now,
+                        "closed_by": "leader",
+                        "close_reason": body.reason,
+                        "updated_at": now,
+                    },
+                    "$push": {
+                        "history": {
+                            "kind": "closed",
+                            "at": now,
+                            "by": who,
+                            "closed_by": "leader",
+                            "reason": body.reason,
+                        }
+                    },
+                },
+                [event],
+                guard={"status": "open"},
+            )
+            if done:
+                ctx.wake_relay()
+                metrics.CLOSED.labels("leader").inc()
+                return _view(store.get(incident_id) or doc, principal, detail=True)
+        raise ApiError(409, "conflict", "the incident keeps changing; read it and retry")
+
+    def _visible(incident_id: str, principal: Principal) -> dict[str, Any]:
+        doc = store.get(incident_id)
+        # Another township's incident is reported as absent, not forbidden: ids reveal nothing.
+        if doc is None or not principal.may_act_for(doc["township_code"]):
+            raise not_found("incident", incident_id)
+        return doc
+
+    return router
+
+
+def _count_new(doc: Mapping[str, Any]) -> None:
+    grade, category, township = str(doc["grade"]), doc["category"], doc["township_code"]
+    metrics.INCIDENTS_RECEIVED.labels(category, grade, township).inc()
+    metrics.DISCOVERY_TO_REPORT.labels(category).observe(doc["report_delay_seconds"])
+    if doc["late"]:
+        metrics.LATE_REPORTS.labels(category, grade, township).inc()
+    for reason in doc["escalation_reasons"]:
+        metrics.ESCALATIONS.labels(reason).inc()
+    if doc["possible_duplicates"]:
+        metrics.POSSIBLE_DUPLICATES.labels(category).inc()
+
+
+def _view(doc: Mapping[str, Any], principal: Principal, detail: bool = False) -> dict[str, Any]:
+    """An incident as the API shows it to ``principal``."""
+    duplicates: Sequence[Mapping[str, Any]] = doc.get("possible_duplicates") or []
+    view = {
+        key: value
+        for key, value in doc.items()
+        if not key.startswith("_")
+        and key not in {"possible_duplicates", "report_delay_seconds", "last_followup_number"}
+        and (detail or key != "history")
+    }
+    view.update(
+        id=doc["_id"],
+        grade_label=GRADE_LABELS[doc["grade"]],
+        report_delay_minutes=round(doc["report_delay_seconds"] / 60, 1),
+        escalation_details=[
+            {"code": code, "text": ESCALATION_TEXT.get(code, code)}
+            for code in doc.get("escalation_reasons") or []
+        ],
+        # A township sees only its own incidents among the possible duplicates.
+        possible_duplicates=[
+            d["id"] for d in duplicates if principal.may_act_for(d["township_code"])
+        ],
+    )
+    return view

@@ -2,7 +2,62 @@
 
 from __future__ import annotations
 
-from libs.common.service import ServiceSpec
-from services.intake import api
+from collections.abc import Callable, Sequence
 
-SPEC = ServiceSpec(name="intake", build_router=api.build_router)
+from fastapi import APIRouter
+
+from libs.common.bus import Subscription
+from libs.common.service import ServiceContext, ServiceSpec, Timer
+from services.intake import api, handlers, metrics
+from services.intake.config import load_config
+from services.intake.store import INCIDENTS, IncidentStore
+
+
+def setup(ctx: ServiceContext) -> None:
+    """Check the configuration (a bad grading table stops start-up) and create indexes."""
+    load_config(ctx)
+    IncidentStore(ctx.db).ensure_indexes()
+
+
+def build_router(ctx: ServiceContext) -> APIRouter:
+    """The intake routes, bound to this context's configuration and store."""
+    return api.build_router(ctx, load_config(ctx), IncidentStore(ctx.db))
+
+
+def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
+    """Reporting's follow-ups and final reports."""
+    return handlers.subscriptions(ctx, load_config(ctx), IncidentStore(ctx.db))
+
+
+def refresh_open_gauge(ctx: ServiceContext) -> Callable[[], dict[int, int]]:
+    """The timer job that sets ``yingji_intake_incidents_open`` from the store."""
+    store = IncidentStore(ctx.db)
+
+    def run() -> dict[int, int]:
+        counts = store.count_open_by_grade()
+        for grade, count in counts.items():
+            metrics.INCIDENTS_OPEN.labels(str(grade)).set(count)
+        return counts
+
+    return run
+
+
+def timers(ctx: ServiceContext) -> Sequence[Timer]:
+    """One periodic job: the open-incident gauge."""
+    return [
+        Timer(
+            "incidents_open_gauge",
+            ctx.settings.timer_interval_seconds,
+            refresh_open_gauge(ctx),
+        )
+    ]
+
+
+SPEC = ServiceSpec(
+    name="intake",
+    build_router=build_router,
+    setup=setup,
+    subscriptions=subscriptions,
+    timers=timers,
+    outbox_collections=(INCIDENTS,),
+)

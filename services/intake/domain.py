@@ -1,0 +1,435 @@
+"""Pure intake rules: grading, escalation, lateness, time checks, duplicates, re-grading.
+
+Nothing here reads the clock, the store or a file: time and configuration are passed in, so every
+rule is unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from libs.common.county import haversine_km
+
+# The categories of api.md; other services map them to hazards and team capabilities.
+Category = Literal[
+    "flood",
+    "geological",
+    "lightning",
+    "forest_fire",
+    "production_accident",
+    "traffic_accident",
+    "fire",
+    "public_health",
+    "mass_incident",
+    "dispute",
+    "enterprise_risk",
+    "other",
+]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+
+Measure = Literal["deaths", "injured", "missing_trapped", "people_evacuated", "direct_loss_cny"]
+MEASURES: tuple[str, ...] = get_args(Measure)
+
+GRADES = (1, 2, 3, 4)
+GRADE_LABELS = {1: "特別重大", 2: "重大", 3: "較大", 4: "一般"}
+GRADE_NUMERALS = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ"}
+
+DisputeMarker = Literal["petition_or_lawsuit", "repeated_petitions", "key_persons"]
+DisputeRating = Literal["stability_impact", "escalation_risk"]
+
+# Escalation reason codes and what they mean (with the passage that asks for them).
+ESCALATION_TEXT: dict[str, str] = {
+    "people_involved": "涉及10人以上，立即上報市應急處置領導小組並啟動預案 (篇3)",
+    "major_grade": "Ⅰ/Ⅱ級（特別重大、重大）事件，立即報告縣領導",
+    "petition_or_lawsuit": "涉法涉訴矛盾糾紛 (篇1)",
+    "repeated_petitions": "纏訪纏訴 (篇1)",
+    "key_persons": "涉及重點人員 (篇1)",
+    "high_stability_impact": "對社會穩定影響程度高 (篇1)",
+    "high_escalation_risk": "激化的可能性高 (篇1, 篇4)",
+}
+
+# The required elements of a report (要素齊全) by request path, with the term and its passage.
+ELEMENTS: dict[str, str] = {
+    "category": "災害種類/事件類別 (篇2)",
+    "township_code": "報送鄉鎮（街道）代碼",
+    "title": "標題",
+    "description": "事件概況：程度、後果、危害 (篇2, 篇9)",
+    "occurred_at": "發生時間 (篇2)",
+    "discovered_at": "發現時間 (遲報判定)",
+    "location": "地點 (篇2)",
+    "location.address": "地點 (篇2)",
+    "casualties": "人員傷亡 (篇2 災害後果)",
+    "affected": "影響範圍與損失 (篇2 範圍、程度)",
+    "measures_taken": "採取的措施/處置情況 (篇2, 篇9)",
+    "needs": "存在的困難和需求/請求協調事項 (篇2, 篇9)",
+    "reporter": "報送人姓名及聯繫方式 (篇6)",
+    "reporter.name": "報送人姓名 (篇6)",
+    "reporter.phone": "報送人聯繫方式 (篇6)",
+    "approver": "審簽人姓名及聯繫方式 (篇6)",
+    "approver.name": "審簽人姓名 (篇6)",
+    "approver.phone": "審簽人聯繫方式 (篇6)",
+    "source": "信息來源",
+}
+
+
+def missing_reason(path: str) -> str:
+    """The rejection reason for a required element that is absent or blank."""
+    term = ELEMENTS.get(path)
+    suffix = f": {term}" if term else ""
+    return f"required element missing (要素不全){suffix}"
+
+
+class MeasureRule(BaseModel):
+    """One measure's cut-offs for grades I, II and III, and where they come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: list[int | float | None] = Field(min_length=3, max_length=3)
+    source: str = Field(min_length=1)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ordered(cls, values: list[int | float | None]) -> list[int | float | None]:
+        given = [v for v in values if v is not None]
+        if not given:
+            raise ValueError("at least one threshold must be set")
+        if any(v <= 0 for v in given):
+            raise ValueError("thresholds must be positive")
+        if any(a < b for a, b in itertools.pairwise(given)):
+            raise ValueError("thresholds must not increase from grade I to grade III")
+        return values
+
+    def grade(self, value: float) -> tuple[int, float | None]:
+        """The grade ``value`` reaches under this rule, and the threshold it reached."""
+        for grade, threshold in zip(GRADES, self.thresholds, strict=False):
+            if threshold is not None and value >= threshold:
+                return grade, threshold
+        return 4, None
+
+
+class EscalationRules(BaseModel):
+    """When a report is flagged for escalation (篇1, 篇3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    people_involved: int = Field(gt=0)
+    grades: list[int] = Field(default_factory=list)
+    dispute_markers: list[DisputeMarker] = Field(default_factory=list)
+    dispute_high_ratings: list[DisputeRating] = Field(default_factory=list)
+
+    @field_validator("grades")
+    @classmethod
+    def _known_grades(cls, values: list[int]) -> list[int]:
+        if any(g not in GRADES for g in values):
+            raise ValueError("grades must be between 1 and 4")
+        return values
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The figures of a report that grading looks at."""
+
+    deaths: int = 0
+    injured: int = 0
+    missing_trapped: int = 0
+    people_evacuated: int = 0
+    direct_loss_cny: float = 0.0
+
+    @classmethod
+    def from_report(cls, casualties: Mapping[str, Any], affected: Mapping[str, Any]) -> Figures:
+        """Figures from a report's ``casualties`` and ``affected`` objects."""
+        return cls(
+            deaths=int(casualties.get("deaths") or 0),
+            injured=int(casualties.get("injured") or 0),
+            missing_trapped=int(casualties.get("missing") or 0)
+            + int(casualties.get("trapped") or 0),
+            people_evacuated=int(affected.get("people_evacuated") or 0),
+            direct_loss_cny=float(affected.get("direct_loss_cny") or 0),
+        )
+
+    def value(self, measure: str) -> float:
+        """The figure for one measure."""
+        value: float = getattr(self, measure)
+        return value
+
+
+@dataclass(frozen=True)
+class Basis:
+    """A measure that reached the incident's grade."""
+
+    measure: str
+    value: float
+    threshold: float
+    grade: int
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain mapping, for storage and the API."""
+        return {
+            "measure": self.measure,
+            "value": self.value,
+            "threshold": self.threshold,
+            "grade": self.grade,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Grading:
+    """A grade and the measures that decided it (empty for grade IV: nothing reached III)."""
+
+    grade: int
+    basis: tuple[Basis, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The Chinese grade name, e.g. 重大."""
+        return GRADE_LABELS[self.grade]
+
+
+class GradingTable(BaseModel):
+    """The rule table: default measures, per-category changes, escalation rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: dict[Measure, MeasureRule]
+    categories: dict[Category, dict[Measure, MeasureRule | None]] = Field(default_factory=dict)
+    escalation: EscalationRules
+
+    @model_validator(mode="after")
+    def _deaths_everywhere(self) -> GradingTable:
+        # The domain brief makes deaths the general default; a table without it is a mistake.
+        if "deaths" not in self.default:
+            raise ValueError("the default rules must include deaths")
+        return self
+
+    def rules_for(self, category: str) -> dict[str, MeasureRule]:
+        """The measures that apply to ``category`` (the default, changed by the category)."""
+        rules: dict[str, MeasureRule] = {str(m): r for m, r in self.default.items()}
+        changes: Mapping[str, MeasureRule | None] = self.categories.get(category, {})  # type: ignore[call-overload]
+        for measure, rule in changes.items():
+            if rule is None:
+                rules.pop(measure, None)
+            else:
+                rules[measure] = rule
+        return rules
+
+    def grade(self, category: str, figures: Figures) -> Grading:
+        """The most severe grade any measure of ``category`` reaches for ``figures``."""
+        reached: list[Basis] = []
+        for measure, rule in self.rules_for(category).items():
+            value = figures.value(measure)
+            grade, threshold = rule.grade(value)
+            if threshold is not None:
+                reached.append(Basis(measure, value, threshold, grade, rule.source))
+        if not reached:
+            return Grading(4)
+        best = min(b.grade for b in reached)
+        return Grading(best, tuple(b for b in reached if b.grade == best))
+
+
+def escalation_reasons(
+    grade: int,
+    people_involved: int,
+    dispute: Mapping[str, Any] | None,
+    rules: EscalationRules,
+) -> list[str]:
+    """Why a report must be escalated (codes of ``ESCALATION_TEXT``), in a stable order."""
+    reasons: list[str] = []
+    if people_involved >= rules.people_involved:
+        reasons.append("people_involved")
+    if grade in rules.grades:
+        reasons.append("major_grade")
+    if dispute:
+        reasons.extend(marker for marker in rules.dispute_markers if dispute.get(marker))
+        for rating in rules.dispute_high_ratings:
+            if dispute.get(rating) == "high":
+                reasons.append(f"high_{rating}")
+    return reasons
+
+
+def merge_reasons(old: Sequence[str], new: Sequence[str]) -> list[str]:
+    """Reasons once raised stay raised (an escalation is never withdrawn automatically)."""
+    merged = list(old)
+    merged.extend(reason for reason in new if reason not in merged)
+    return merged
+
+
+def report_delay(discovered_at: datetime, reported_at: datetime) -> timedelta:
+    """Time from discovery to the report; zero when clocks put discovery a little later."""
+    return max(reported_at - discovered_at, timedelta(0))
+
+
+def is_late(discovered_at: datetime, reported_at: datetime, limit_minutes: int) -> bool:
+    """遲報: the initial report came after the grade's limit (exactly on the limit is in time)."""
+    return report_delay(discovered_at, reported_at) > timedelta(minutes=limit_minutes)
+
+
+def time_issues(
+    occurred_at: datetime,
+    discovered_at: datetime,
+    now: datetime,
+    skew: timedelta,
+    max_age: timedelta = timedelta(days=365),
+) -> list[dict[str, str]]:
+    """Every problem with a report's times, as ``{path, reason}`` rows (empty when fine)."""
+    issues: list[dict[str, str]] = []
+    if occurred_at < now - max_age:
+        # Almost always a mistyped year; such an old event is not an initial report any more.
+        issues.append(
+            {
+                "path": "occurred_at",
+                "reason": f"is more than {max_age.days} days before the server time; check the"
+                " year",
+            }
+        )
+    latest = now + skew
+    for path, moment in (("occurred_at", occurred_at), ("discovered_at", discovered_at)):
+        if moment > latest:
+            issues.append(
+                {
+                    "path": path,
+                    "reason": (
+                        f"is in the future: {moment.isoformat()} is later than the server time "
+                        f"{now.isoformat()} plus the allowed clock skew of "
+                        f"{int(skew.total_seconds())} s"
+                    ),
+                }
+            )
+    if discovered_at < occurred_at:
+        issues.append(
+            {
+                "path": "discovered_at",
+                "reason": "must not be earlier than occurred_at (an event is discovered after it"
+                " occurs)",
+            }
+        )
+    return issues
+
+
+@dataclass(frozen=True)
+class DuplicateProbe:
+    """The facts duplicate detection compares."""
+
+    incident_id: str
+    category: str
+    township_code: str
+    occurred_at: datetime
+    exercise: bool = False
+    lat: float | None = None
+    lon: float | None = None
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> DuplicateProbe:
+        """The probe of a stored incident document."""
+        location = doc.get("location") or {}
+        return cls(
+            incident_id=str(doc["_id"]),
+            category=doc["category"],
+            township_code=doc["township_code"],
+            occurred_at=doc["occurred_at"],
+            exercise=bool(doc.get("exercise")),
+            lat=location.get("lat"),
+            lon=location.get("lon"),
+        )
+
+
+def is_possible_duplicate(
+    new: DuplicateProbe, other: DuplicateProbe, window: timedelta, distance_km: float
+) -> bool:
+    """Same category, same drill status, close in time, and same township or close by."""
+    if new.incident_id == other.incident_id or new.category != other.category:
+        return False
+    if new.exercise != other.exercise:
+        return False
+    if abs(new.occurred_at - other.occurred_at) > window:
+        return False
+    if new.township_code == other.township_code:
+        return True
+    if new.lat is None or new.lon is None or other.lat is None or other.lon is None:
+        return False
+    return haversine_km(new.lat, new.lon, other.lat, other.lon) <= distance_km
+
+
+@dataclass(frozen=True)
+class Regrade:
+    """An automatic upgrade from new figures (越級 when it skips a grade)."""
+
+    old_grade: int
+    new_grade: int
+
+    @property
+    def skipped_grades(self) -> bool:
+        """True when the grade jumps more than one step (e.g. Ⅳ → Ⅱ)."""
+        return self.old_grade - self.new_grade > 1
+
+
+def upgrade(old_grade: int, figures_grade: int) -> Regrade | None:
+    """The upgrade new figures call for; None when they do not raise the grade.
+
+    Only upgrades are automatic: falling figures never lower a grade on their own (an operator
+    decides that), so a report can never quietly lose the clocks of a more severe grade.
+    """
+    if figures_grade < old_grade:
+        return Regrade(old_grade, figures_grade)
+    return None
+
+
+def regrade_reason(label: str, grading: Grading) -> str:
+    """A one-line reason for a re-grade, naming the measures that reached the new grade."""
+    parts = [f"{b.measure} {_number(b.value)} ≥ {_number(b.threshold)}" for b in grading.basis]
+    basis = "; ".join(parts) if parts else "figures"
+    return f"{label}: {basis} → {GRADE_NUMERALS[grading.grade]} {grading.label}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@dataclass
+class MergeCheck:
+    """Why a merge cannot go ahead (empty when it can)."""
+
+    problems: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing blocks the merge."""
+        return not self.problems
+
+
+def check_merge(duplicate: Mapping[str, Any], primary: Mapping[str, Any]) -> MergeCheck:
+    """Whether ``duplicate`` may be merged into ``primary``."""
+    check = MergeCheck()
+    if duplicate["_id"] == primary["_id"]:
+        check.problems.append(
+            {"path": "primary_id", "reason": "an incident cannot be merged into itself"}
+        )
+        return check
+    if primary.get("status") != "open":
+        check.problems.append(
+            {"path": "primary_id", "reason": f"the primary is {primary.get('status')}, not open"}
+        )
+    if duplicate.get("status") != "open":
+        check.problems.append(
+            {"path": "incident_id", "reason": f"the incident is {duplicate.get('status')}"}
+        )
+    if duplicate.get("merged_ids"):
+        check.problems.append(
+            {
+                "path": "incident_id",
+                "reason": "other incidents were merged into this one; merge those into the"
+                " primary first",
+            }
+        )
+    if bool(duplicate.get("exercise")) != bool(primary.get("exercise")):
+        check.problems.append(
+            {"path": "primary_id", "reason": "a drill and a real incident cannot be merged"}
+        )
+    return check

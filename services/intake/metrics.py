@@ -1,0 +1,51 @@
+"""Prometheus metrics of the intake service (listed in docs/metrics.md, section intake)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INCIDENTS_RECEIVED = Counter(
+    "yingji_intake_incidents_received_total",
+    "Incidents accepted at intake, by category, initial grade and township",
+    ["category", "grade", "township"],
+)
+LATE_REPORTS = Counter(
+    "yingji_intake_late_reports_total",
+    "Initial reports that arrived after their grade's limit (遲報)",
+    ["category", "grade", "township"],
+)
+VALIDATION_REJECTIONS = Counter(
+    "yingji_intake_validation_rejections_total",
+    "Incident requests rejected with 422, counted once per offending field",
+    ["field"],
+)
+DISCOVERY_TO_REPORT = Histogram(
+    "yingji_intake_discovery_to_report_seconds",
+    "Time from discovery of an incident to its initial report at intake",
+    ["category"],
+    buckets=(60, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400),
+)
+ESCALATIONS = Counter(
+    "yingji_intake_escalations_total",
+    "Escalation flags raised on incidents, by reason",
+    ["reason"],
+)
+POSSIBLE_DUPLICATES = Counter(
+    "yingji_intake_possible_duplicates_total",
+    "Incidents accepted with at least one possible duplicate",
+    ["category"],
+)
+REGRADES = Counter(
+    "yingji_intake_regrades_total",
+    "Automatic upgrades from follow-up or final-report figures",
+    ["old_grade", "new_grade"],
+)
+MERGES = Counter("yingji_intake_merges_total", "Duplicate incidents merged into a primary")
+CLOSED = Counter(
+    "yingji_intake_closed_total", "Incidents closed, by who closed them", ["closed_by"]
+)
+INCIDENTS_OPEN = Gauge(
+    "yingji_intake_incidents_open",
+    "Open incidents by current grade (drills excluded), refreshed by the intake timer",
+    ["grade"],
+)

@@ -1,0 +1,397 @@
+"""Every rejection path of POST /v1/incidents, and the OpenAPI documentation of its fields."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+
+from services.intake.domain import ELEMENTS
+from tests.intake.helpers import iso, post, report
+from tests.support.stack import TOWNSHIP_B, Stack
+
+REQUIRED = [
+    "category",
+    "township_code",
+    "title",
+    "description",
+    "occurred_at",
+    "discovered_at",
+    "location",
+    "location.address",
+    "casualties",
+    "affected",
+    "measures_taken",
+    "needs",
+    "reporter",
+    "reporter.name",
+    "reporter.phone",
+    "approver",
+    "approver.name",
+    "approver.phone",
+    "source",
+]
+
+
+def without(body: dict[str, Any], path: str) -> dict[str, Any]:
+    """``body`` with the element at a dotted ``path`` removed."""
+    trimmed = copy.deepcopy(body)
+    *parents, leaf = path.split(".")
+    node = trimmed
+    for part in parents:
+        node = node[part]
+    del node[leaf]
+    return trimmed
+
+
+def replaced(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``body`` with the element at a dotted ``path`` set to ``value``."""
+    changed = copy.deepcopy(body)
+    *parents, leaf = path.split(".")
+    node = changed
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    return changed
+
+
+def rejection_count(field: str) -> float:
+    value = REGISTRY.get_sample_value("yingji_intake_validation_rejections_total", {"field": field})
+    return value or 0.0
+
+
+def test_required_list_matches_the_documented_elements() -> None:
+    assert set(REQUIRED) == set(ELEMENTS)
+
+
+@pytest.mark.parametrize("path", REQUIRED)
+def test_each_missing_element_is_rejected_by_name(shared: Stack, path: str) -> None:
+    before = rejection_count(path)
+    response = post(shared, without(report(shared.clock.now()), path))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "incomplete_report"
+    assert [f["path"] for f in error["fields"]] == [path]
+    assert "要素不全" in error["fields"][0]["reason"]
+    assert rejection_count(path) == before + 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "title",
+        "description",
+        "location.address",
+        "measures_taken",
+        "needs",
+        "reporter.name",
+        "approver.name",
+        "source",
+    ],
+)
+def test_blank_text_counts_as_missing(shared: Stack, path: str) -> None:
+    response = post(shared, replaced(report(shared.clock.now()), path, "   "))
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "incomplete_report"
+    assert [f["path"] for f in error["fields"]] == [path]
+
+
+@pytest.mark.parametrize("path", ["approver", "reporter", "casualties", "location"])
+def test_null_object_counts_as_missing(shared: Stack, path: str) -> None:
+    response = post(shared, replaced(report(shared.clock.now()), path, None))
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "incomplete_report"
+
+
+def test_every_missing_element_is_listed_at_once(shared: Stack) -> None:
+    body = {"category": "flood", "reporter": {"name": "張偉"}, "approver": {}}
+    response = post(shared, body)
+    assert response.status_code == 422
+    paths = {f["path"] for f in response.json()["error"]["fields"]}
+    present = {"category", "reporter", "reporter.name", "approver", "location.address"}
+    assert paths == set(REQUIRED) - present
+
+
+def test_missing_and_invalid_are_reported_together(shared: Stack) -> None:
+    body = without(report(shared.clock.now(), title="x" * 101), "approver")
+    response = post(shared, body)
+    assert response.status_code == 422
+    fields = {f["path"]: f["reason"] for f in response.json()["error"]["fields"]}
+    assert set(fields) == {"title", "approver"}
+    assert "100" in fields["title"]
+
+
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [
+        ("title", 100),
+        ("description", 1500),
+        ("measures_taken", 500),
+        ("needs", 500),
+        ("source", 100),
+        ("location.address", 200),
+        ("reporter.name", 50),
+        ("trend", 500),
+        ("scope", 500),
+    ],
+)
+def test_length_limits(shared: Stack, path: str, limit: int) -> None:
+    now = shared.clock.now()
+    at_limit = post(shared, replaced(report(now), path, "字" * limit))
+    assert at_limit.status_code == 201, at_limit.text
+    over = post(shared, replaced(report(now), path, "字" * (limit + 1)))
+    assert over.status_code == 422
+    error = over.json()["error"]
+    assert error["code"] == "validation_failed"
+    assert [f["path"] for f in error["fields"]] == [path]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("casualties.deaths", -1),
+        ("casualties.injured", 1.5),
+        ("affected.direct_loss_cny", -0.01),
+        ("affected.people_evacuated", "many"),
+        ("people_involved", -3),
+        ("category", "volcano"),
+        ("township_code", "34990100"),
+        ("reporter.phone", "call me"),
+        ("approver.phone", "123"),
+        ("location.lat", 91),
+        ("location.lon", -181),
+        ("dispute", {"nature": "gossip", "stability_impact": "low", "escalation_risk": "low"}),
+        ("dispute", {"nature": "land", "stability_impact": "extreme", "escalation_risk": "low"}),
+        ("exercise", "maybe"),
+    ],
+)
+def test_bad_values_name_their_field(shared: Stack, path: str, value: Any) -> None:
+    response = post(shared, replaced(report(shared.clock.now()), path, value))
+    assert response.status_code == 422, response.text
+    paths = [f["path"] for f in response.json()["error"]["fields"]]
+    assert paths and all(p.startswith(path) for p in paths), paths
+
+
+def test_dispute_markers_alone_are_accepted_before_assessment(shared: Stack) -> None:
+    response = post(shared, report(shared.clock.now(), dispute={"key_persons": True}))
+    assert response.status_code == 201, response.text
+    dispute = response.json()["dispute"]
+    assert dispute["key_persons"] is True
+    assert (dispute["nature"], dispute["stability_impact"], dispute["escalation_risk"]) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_lat_without_lon_is_refused(shared: Stack) -> None:
+    body = report(shared.clock.now(), location={"address": "河口村", "lat": 31.5})
+    response = post(shared, body)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["path"] == "location"
+
+
+def test_unknown_fields_are_refused_without_growing_metric_labels(shared: Stack) -> None:
+    before = rejection_count("unknown_field")
+    response = post(shared, report(shared.clock.now(), casualty_count=3))
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["path"] == "casualty_count"
+    assert rejection_count("unknown_field") == before + 1
+
+
+def test_unknown_township_is_refused(shared: Stack) -> None:
+    response = post(shared, report(shared.clock.now(), township_code="349901999"), "operator")
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["path"] == "township_code"
+
+
+def test_township_may_only_report_for_itself(shared: Stack) -> None:
+    body = report(shared.clock.now(), township_code=TOWNSHIP_B)
+    response = post(shared, body, "township_a")
+    assert response.status_code == 403
+    assert response.json()["error"]["fields"][0]["path"] == "township_code"
+    assert post(shared, body, "township_b").status_code == 201
+
+
+@pytest.mark.parametrize("who", ["department", "operator", "leader"])
+def test_departments_operators_and_leaders_report_for_any_township(shared: Stack, who: str) -> None:
+    body = report(shared.clock.now(), township_code=TOWNSHIP_B)
+    assert post(shared, body, who).status_code == 201
+
+
+def test_admin_and_anonymous_callers_cannot_report(shared: Stack) -> None:
+    body = report(shared.clock.now())
+    assert post(shared, body, "admin").status_code == 403
+    assert shared.client.post("/v1/incidents", json=body).status_code == 401
+
+
+def test_naive_times_are_refused(shared: Stack) -> None:
+    now = shared.clock.now()
+    naive = (now - timedelta(minutes=30)).replace(tzinfo=None).isoformat()
+    response = post(shared, report(now, occurred_at=naive, discovered_at=naive))
+    assert response.status_code == 422
+    paths = {f["path"] for f in response.json()["error"]["fields"]}
+    assert paths == {"occurred_at", "discovered_at"}
+
+
+def test_discovered_before_occurred_is_refused(shared: Stack) -> None:
+    now = shared.clock.now()
+    body = report(
+        now,
+        occurred_at=iso(now - timedelta(minutes=10)),
+        discovered_at=iso(now - timedelta(minutes=11)),
+    )
+    response = post(shared, body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_times"
+    assert [f["path"] for f in error["fields"]] == ["discovered_at"]
+
+
+@pytest.mark.parametrize("path", ["occurred_at", "discovered_at"])
+def test_future_times_beyond_the_skew_are_refused(shared: Stack, path: str) -> None:
+    now = shared.clock.now()
+    at_skew = now + timedelta(minutes=5)
+    body = report(now, occurred_at=iso(at_skew), discovered_at=iso(at_skew))
+    assert post(shared, body).status_code == 201
+    beyond = iso(now + timedelta(minutes=5, seconds=1))
+    body = report(now, **{path: beyond})
+    if path == "occurred_at":
+        body["discovered_at"] = beyond
+    response = post(shared, body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_times"
+    assert path in {f["path"] for f in error["fields"]}
+    assert "future" in error["fields"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    "moment", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2026-07-06T01:00+25:00"]
+)
+def test_unrepresentable_times_are_refused_not_a_crash(shared: Stack, moment: str) -> None:
+    response = post(shared, report(shared.clock.now(), occurred_at=moment, discovered_at=moment))
+    assert response.status_code == 422
+    listing = shared.call("GET", "/v1/incidents", params={"reported_after": moment})
+    assert listing.status_code == 422
+    assert listing.json()["error"]["fields"][0]["path"] == "query.reported_after"
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+FIELD_PATHS = [
+    *REQUIRED,
+    "casualties.deaths",
+    "affected.direct_loss_cny",
+    "people_involved",
+    "location.lat",
+    "dispute",
+    "exercise",
+    "trend",
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(path=st.sampled_from(FIELD_PATHS), value=JSON_VALUES)
+def test_any_value_in_any_field_is_answered_without_a_server_error(
+    shared: Stack, path: str, value: Any
+) -> None:
+    # Encoded by hand: NaN and Infinity are not JSON, but clients send them anyway.
+    raw = json.dumps(replaced(report(shared.clock.now()), path, value), ensure_ascii=False)
+    response = shared.call(
+        "POST",
+        "/v1/incidents",
+        who="township_a",
+        content=raw.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code in {201, 400, 403, 422}, response.text
+
+
+def test_an_occurrence_in_year_one_is_refused_not_a_crash(shared: Stack) -> None:
+    now = shared.clock.now()
+    body = report(now, occurred_at="0001-01-01T00:00:00+00:00")
+    response = post(shared, body)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["path"] == "occurred_at"
+    assert "year" in response.json()["error"]["fields"][0]["reason"]
+
+
+def test_times_with_other_offsets_are_stored_in_utc(shared: Stack) -> None:
+    now = shared.clock.now()
+    local = (now - timedelta(minutes=45)).astimezone().isoformat()
+    body = report(now, occurred_at=local, discovered_at=local)
+    result = post(shared, body)
+    assert result.status_code == 201
+    assert result.json()["occurred_at"].endswith("Z") or result.json()["occurred_at"].endswith(
+        "+00:00"
+    )
+
+
+def test_malformed_json_is_a_400(shared: Stack) -> None:
+    response = shared.call(
+        "POST",
+        "/v1/incidents",
+        who="township_a",
+        content=b'{"category": ',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
+def test_rejections_write_nothing(shared: Stack) -> None:
+    before = shared.ctx("intake").db["incidents"].count_documents({})
+    post(shared, without(report(shared.clock.now()), "approver"))
+    post(shared, report(shared.clock.now(), township_code=TOWNSHIP_B))
+    assert shared.ctx("intake").db["incidents"].count_documents({}) == before
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def test_every_request_field_is_documented_in_chinese(shared: Stack) -> None:
+    schema = shared.client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    checked = 0
+    for model in [
+        "IncidentIn",
+        "Contact",
+        "Location",
+        "CasualtiesIn",
+        "AffectedIn",
+        "DisputeIn",
+        "MergeIn",
+        "CloseIn",
+    ]:
+        for name, prop in components[model]["properties"].items():
+            description = prop.get("description", "")
+            assert _has_cjk(description), f"{model}.{name} lacks a Chinese description"
+            checked += 1
+    assert checked > 35
+    assert "審簽人" in components["IncidentIn"]["properties"]["approver"]["description"]
+    assert "1500" in components["IncidentIn"]["properties"]["description"]["description"]
+    params = schema["paths"]["/v1/incidents"]["get"]["parameters"]
+    assert all(_has_cjk(p["description"]) for p in params if p["name"] not in {"limit", "cursor"})
