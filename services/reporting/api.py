@@ -1,12 +1,642 @@
-"""HTTP routes of the reporting service."""
+"""HTTP routes of the reporting service: report chains, deadlines, zero reports, timeline, audit,
+summaries and scores."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+import re
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo.errors import DuplicateKeyError
+
+from libs.common.auth import Principal, Role
+from libs.common.clock import as_utc
+from libs.common.errors import ApiError, field_error
+from libs.common.eventmodels.common import Affected, Casualties
+from libs.common.idempotency import (
+    find_replay,
+    fingerprint,
+    idempotency_scope,
+    insert_idempotent,
+    validate_key,
+)
+from libs.common.outbox import new_document
+from libs.common.pagination import page
 from libs.common.service import ServiceContext
+from services.reporting import domain, engine, events, metrics, render, summaries, zero
+from services.reporting.store import Store
+
+PHONE = r"^\+?[0-9][0-9\- ]{4,19}$"
+FigurePath = Literal[
+    "casualties.deaths",
+    "casualties.injured",
+    "casualties.missing",
+    "casualties.trapped",
+    "affected.people_affected",
+    "affected.people_evacuated",
+    "affected.houses_damaged",
+    "affected.houses_collapsed",
+    "affected.direct_loss_cny",
+    "people_involved",
+]
+
+
+class Person(BaseModel):
+    """A named person with a contact number (篇6: 審簽人及報送人姓名、聯繫方式)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=50, description="姓名")
+    phone: str | None = Field(default=None, pattern=PHONE, description="聯繫電話")
+
+
+class Correction(BaseModel):
+    """Why a figure is lower than in the previous report (核減說明)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: FigurePath = Field(description="核減的數字字段，如 casualties.deaths")
+    reason: str = Field(min_length=2, max_length=300, description="核減原因（如：經核實重複統計）")
+
+
+class ReportIn(BaseModel):
+    """A follow-up (續報) or final (終報) report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    incident_id: str = Field(min_length=1, max_length=100, description="事件編號")
+    kind: Literal["followup", "final"] = Field(description="報告類型：followup 續報，final 終報")
+    casualties: Casualties | None = Field(default=None, description="人員傷亡（災害後果）")
+    affected: Affected | None = Field(default=None, description="影響範圍與損失（災害後果）")
+    people_involved: int | None = Field(default=None, ge=0, description="涉及人數")
+    progress: str | None = Field(
+        default=None, max_length=5000, description="處置進展與發展態勢（單項信息≤500字，篇6）"
+    )
+    measures_taken: str | None = Field(default=None, max_length=5000, description="採取的措施")
+    needs: str | None = Field(
+        default=None, max_length=5000, description="存在的困難和需求、請求協調事項"
+    )
+    change_note: str | None = Field(
+        default=None, max_length=5000, description="與上次報告相比的變化說明（可選）"
+    )
+    corrections: list[Correction] = Field(
+        default_factory=list, max_length=20, description="數字下降時的核減說明，每個下降字段一條"
+    )
+    reporter: Person | None = Field(default=None, description="報送人")
+    approver: Person | None = Field(default=None, description="審簽人")
+
+
+class ZeroReportIn(BaseModel):
+    """A township's daily zero report (零報告)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    township_code: str = Field(pattern=r"^\d{9}$", description="鄉鎮代碼")
+    date: dt.date = Field(description="所報日期（當地日期，次日08:00前報送）")
+    nothing_to_report: bool = Field(description="無事可報（零報告）")
+    incident_ids: list[str] = Field(
+        default_factory=list, max_length=200, description="當日已報送的事件編號"
+    )
+
+
+# ---------------------------------------------------------------- views
+
+
+def report_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """A follow-up or final report as the API shows it."""
+    return {
+        "id": doc["_id"],
+        "incident_id": doc["incident_id"],
+        "township_code": doc["township_code"],
+        "kind": doc["kind"],
+        "number": doc.get("number"),
+        "filed_at": doc["filed_at"],
+        "filed_by": doc.get("filed_by"),
+        "casualties": doc["casualties"],
+        "affected": doc["affected"],
+        "people_involved": doc.get("people_involved"),
+        "progress": doc.get("progress"),
+        "measures_taken": doc.get("measures_taken"),
+        "needs": doc.get("needs"),
+        "change_note": doc.get("change_note"),
+        "changes": doc.get("changes") or [],
+        "corrections": doc.get("corrections") or [],
+        "reporter": doc.get("reporter"),
+        "approver": doc.get("approver"),
+        "deadline_id": doc.get("deadline_id"),
+        "deadline_ids": doc.get("deadline_ids") or [],
+        "late": doc.get("late"),
+    }
+
+
+def initial_view(incident: dict[str, Any]) -> dict[str, Any]:
+    """The initial report (首報) as intake announced it."""
+    return {
+        "id": f"{incident['_id']}:initial",
+        "incident_id": incident["_id"],
+        "township_code": incident["township_code"],
+        "kind": "initial",
+        "number": None,
+        "filed_at": incident["reported_at"],
+        "title": incident.get("title"),
+        "category": incident["category"],
+        "grade": incident.get("initial_grade", incident["grade"]),
+        "occurred_at": incident["occurred_at"],
+        "discovered_at": incident["discovered_at"],
+        "casualties": incident.get("casualties") or {},
+        "affected": incident.get("affected") or {},
+        "people_involved": incident.get("people_involved"),
+        "changes": [],
+        "late": incident.get("late", False),
+    }
+
+
+def deadline_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """A deadline as the API shows it."""
+    return {
+        "id": doc["_id"],
+        "incident_id": doc.get("incident_id"),
+        "township_code": doc["township_code"],
+        "kind": doc["kind"],
+        "grade": doc.get("grade"),
+        "profile": doc.get("profile"),
+        "due_at": doc["due_at"],
+        "window_start": doc.get("window_start"),
+        "status": doc["status"],
+        "late": doc.get("late", False),
+        "escalation": doc.get("escalation", 0),
+        "overdue_at": doc.get("overdue_at"),
+        "met_at": doc.get("met_at"),
+        "met_by": doc.get("met_by"),
+        "cancel_reason": doc.get("cancel_reason"),
+        "skipped_grades": doc.get("skipped_grades"),
+    }
+
+
+def timeline_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """One timeline or audit entry."""
+    return {
+        "event_id": doc["_id"],
+        "event_type": doc["event_type"],
+        "source": doc["source"],
+        "occurred_at": doc["occurred_at"],
+        "summary": doc.get("summary"),
+        "correlation_id": doc.get("correlation_id"),
+        "causation_id": doc.get("causation_id"),
+        "incident_ids": doc.get("incident_ids") or [],
+        "township_code": doc.get("township_code"),
+        "payload": doc.get("payload") or {},
+    }
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def causal_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events of the same instant arrive on separate queues in any order; put each effect after
+    its cause (``causation_id``) when both are on the page."""
+    ordered = list(rows)
+    for _ in range(len(ordered)):
+        moved = False
+        index = {row["_id"]: n for n, row in enumerate(ordered)}
+        for n, row in enumerate(ordered):
+            cause = index.get(row.get("causation_id") or "")
+            if cause is not None and cause > n:
+                ordered.insert(cause, ordered.pop(n))
+                moved = True
+                break
+        if not moved:
+            break
+    return ordered
+
+
+def _aware(value: datetime | None, path: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise field_error(path, "include a UTC offset, e.g. 2026-07-06T08:00:00+08:00")
+    return as_utc(value)
+
+
+def _visible_incident(store: Store, principal: Principal, incident_id: str) -> dict[str, Any]:
+    incident = store.incident(incident_id)
+    if incident is None:
+        raise ApiError(
+            404,
+            "incident_unknown",
+            f"incident {incident_id} is unknown to reporting (not reported, or not yet received)",
+            fields=[{"path": "incident_id", "reason": "unknown incident"}],
+        )
+    principal.ensure_township(incident["township_code"], "incident_id")
+    return incident
+
+
+def _township_filter(principal: Principal, requested: str | None) -> str | None:
+    if principal.role == Role.TOWNSHIP:
+        if requested and requested != principal.township_code:
+            principal.ensure_township(requested, "query.township_code")
+        return principal.township_code
+    return requested
+
+
+def file_report(
+    ctx: ServiceContext,
+    store: Store,
+    principal: Principal,
+    body: ReportIn,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """Validate and file a follow-up or final report; returns the stored document."""
+    key = validate_key(idempotency_key)
+    raw = body.model_dump(mode="json")
+    digest = fingerprint(raw)
+    if key:
+        replay = find_replay(store.reports, idempotency_scope(principal.key_id, key, ""), digest)
+        if replay is not None:
+            return replay
+    incident = _visible_incident(store, principal, body.incident_id)
+    if incident["status"] == "merged":
+        raise ApiError(
+            409,
+            "incident_merged",
+            f"incident {incident['_id']} was merged into {incident.get('merged_into')}; "
+            "report on the primary incident",
+            fields=[{"path": "incident_id", "reason": "merged duplicate"}],
+        )
+    final_exists = store.reports.find_one({"chain_key": f"{incident['_id']}:final"})
+    if incident.get("finalised") or final_exists is not None:
+        raise ApiError(
+            409,
+            "chain_finalised",
+            f"the final report (终报) of {incident['_id']} is filed; the chain is closed",
+            fields=[{"path": "incident_id", "reason": "final report already filed"}],
+        )
+    if body.kind == "followup" and incident["status"] == "closed":
+        raise ApiError(
+            409,
+            "incident_closed",
+            f"incident {incident['_id']} is closed; only its final report (终报) may be filed",
+            fields=[{"path": "kind", "reason": "incident closed: file kind=final"}],
+        )
+    problems = (
+        domain.missing_elements(raw) + domain.length_errors(raw) + domain.same_person_error(raw)
+    )
+    if problems:
+        raise ApiError(
+            422,
+            "incomplete_report",
+            "the report lacks required elements or breaks the length limits (要素不全)",
+            fields=problems,
+        )
+    for attempt in range(5):
+        last = store.last_report(incident["_id"])
+        if last is not None:
+            previous = domain.flatten_figures(
+                last["casualties"], last["affected"], last.get("people_involved")
+            )
+        else:
+            previous = domain.flatten_figures(
+                incident.get("casualties"),
+                incident.get("affected"),
+                incident.get("people_involved"),
+            )
+        current = domain.flatten_figures(raw["casualties"], raw["affected"], raw["people_involved"])
+        fallen = domain.fallen_figures(previous, current)
+        errors = domain.correction_errors(fallen, raw["corrections"])
+        if errors:
+            raise ApiError(
+                422,
+                "figures_fell",
+                "figures are lower than in the previous report without an explanation "
+                "(数字下降须附核减说明)",
+                fields=errors,
+            )
+        number = None
+        if body.kind == "followup":
+            number = (last.get("number") or 0) + 1 if last else 1
+        seq = (last["seq"] if last else 0) + 1
+        report_id = uuid.uuid4().hex
+        doc = {
+            "_id": report_id,
+            "incident_id": incident["_id"],
+            "township_code": incident["township_code"],
+            "kind": body.kind,
+            "exercise": bool(incident.get("exercise", False)),
+            "number": number,
+            "seq": seq,
+            "chain_key": f"{incident['_id']}:F{number}"
+            if body.kind == "followup"
+            else f"{incident['_id']}:final",
+            "filed_at": ctx.clock.now(),
+            "filed_by": principal.key_id,
+            "casualties": raw["casualties"],
+            "affected": raw["affected"],
+            "people_involved": raw["people_involved"],
+            "progress": raw["progress"],
+            "measures_taken": raw["measures_taken"],
+            "needs": raw["needs"],
+            "change_note": raw["change_note"],
+            "corrections": raw["corrections"],
+            "changes": domain.figure_changes(previous, current),
+            "reporter": raw["reporter"],
+            "approver": raw["approver"],
+            "deadline_id": None,
+            "late": None,
+            "event_id": str(uuid.uuid4()),
+        }
+        event = events.report_filed(ctx.clock, doc)
+        scope = idempotency_scope(principal.key_id, key, report_id)
+        try:
+            stored, created = insert_idempotent(
+                store.reports, new_document(doc, [event]), scope, digest
+            )
+        except DuplicateKeyError:
+            # Another report of the same chain won the number; read the chain again.
+            if attempt == 4:
+                break
+            continue
+        if created:
+            ctx.wake_relay()
+            metrics.REPORTS_FILED.labels(
+                metrics.SERVICE, body.kind, incident["township_code"]
+            ).inc()
+            engine.apply_report(ctx, store, stored)
+            return store.reports.find_one({"_id": report_id}) or stored
+        return stored
+    raise ApiError(409, "concurrent_report", "another report of this chain was filed; retry")
+
+
+def _parse_day(value: str, path: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise field_error(path, "a date as YYYY-MM-DD") from None
+
+
+# ---------------------------------------------------------------- router
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
     """The reporting router."""
-    return APIRouter(tags=["reporting"])
+    router = APIRouter(tags=["reporting"])
+    store = Store(ctx)
+    anyone = ctx.allow(*Role)
+    filers = ctx.allow(Role.TOWNSHIP, Role.OPERATOR, Role.DEPARTMENT, Role.LEADER)
+    readers = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN, Role.DEPARTMENT)
+    inspectors = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN)
+
+    def tz() -> Any:
+        return domain.zone(engine.profile(ctx))
+
+    @router.post("/v1/reports", status_code=201, summary="File a follow-up or final report")
+    def create_report(
+        body: ReportIn,
+        principal: Principal = filers,
+        idempotency_key: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        return report_view(file_report(ctx, store, principal, body, idempotency_key))
+
+    @router.get(
+        "/v1/reports", summary="The report chain of an incident: initial, follow-ups, final"
+    )
+    def list_reports(
+        incident_id: str = Query(min_length=1, description="事件編號"),
+        principal: Principal = anyone,
+    ) -> dict[str, Any]:
+        incident = _visible_incident(store, principal, incident_id)
+        items = [initial_view(incident)] + [report_view(r) for r in store.chain(incident_id)]
+        return {
+            "incident_id": incident_id,
+            "status": incident["status"],
+            "grade": incident["grade"],
+            "finalised": bool(incident.get("finalised")),
+            "items": items,
+            "next_cursor": None,
+        }
+
+    @router.get("/v1/reports/{report_id}", summary="One follow-up or final report")
+    def read_report(report_id: str, principal: Principal = anyone) -> dict[str, Any]:
+        doc = store.reports.find_one({"_id": report_id})
+        if doc is None or not principal.may_act_for(doc["township_code"]):
+            raise ApiError(404, "not_found", f"report {report_id} not found")
+        return report_view(dict(doc))
+
+    @router.get("/v1/deadlines", summary="Report deadlines by status and township")
+    def list_deadlines(
+        status: Literal["pending", "overdue", "met", "missed", "cancelled"] | None = Query(
+            default=None, description="狀態"
+        ),
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="鄉鎮代碼"),
+        incident_id: str | None = Query(default=None, description="事件編號"),
+        kind: Literal["initial", "followup", "escalation", "final"] | None = Query(
+            default=None, description="類型"
+        ),
+        limit: int = Query(default=50, ge=1, le=200, description="每頁條數"),
+        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        principal: Principal = anyone,
+    ) -> dict[str, Any]:
+        selector: dict[str, Any] = {}
+        code = _township_filter(principal, township_code)
+        if code:
+            selector["township_code"] = code
+        for name, value in (("status", status), ("incident_id", incident_id), ("kind", kind)):
+            if value:
+                selector[name] = value
+        rows, next_cursor = page(
+            store.deadlines,
+            selector,
+            sort_field="due_at",
+            descending=False,
+            limit=limit,
+            cursor=cursor,
+            projection={"_outbox": 0},
+        )
+        return {"items": [deadline_view(r) for r in rows], "next_cursor": next_cursor}
+
+    @router.post("/v1/zero-reports", status_code=201, summary="File a daily zero report")
+    def create_zero_report(
+        body: ZeroReportIn,
+        principal: Principal = ctx.allow(Role.TOWNSHIP, Role.OPERATOR),
+    ) -> dict[str, Any]:
+        principal.ensure_township(body.township_code)
+        township = ctx.county.township(body.township_code)
+        if township is None:
+            raise field_error("township_code", "not a township of this county")
+        doc, _ = zero.file(ctx, store, body.model_dump(mode="json"), principal.key_id)
+        return zero.view_of(doc, township.name)
+
+    @router.get("/v1/zero-reports", summary="Zero-report status of every township for a day")
+    def zero_status(
+        date: str = Query(description="日期 YYYY-MM-DD"),
+        principal: Principal = anyone,
+    ) -> dict[str, Any]:
+        day = _parse_day(date, "query.date")
+        result = zero.status(ctx, store, day)
+        if principal.role == Role.TOWNSHIP:
+            for part in ("filed", "missing", "late"):
+                result[part] = [
+                    r for r in result[part] if r["township_code"] == principal.township_code
+                ]
+        return result
+
+    @router.get("/v1/timeline/{incident_id}", summary="Every event about an incident, in order")
+    def timeline(
+        incident_id: str,
+        limit: int = Query(default=200, ge=1, le=200, description="每頁條數"),
+        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        principal: Principal = anyone,
+    ) -> dict[str, Any]:
+        incident = store.incident(incident_id)
+        if incident is not None:
+            principal.ensure_township(incident["township_code"], "incident_id")
+        elif principal.role == Role.TOWNSHIP:
+            raise ApiError(404, "not_found", f"incident {incident_id} not found")
+        rows, next_cursor = page(
+            store.timeline,
+            {"incident_ids": incident_id},
+            sort_field="order_key",
+            descending=False,
+            limit=limit,
+            cursor=cursor,
+        )
+        if incident is None and not rows:
+            raise ApiError(404, "not_found", f"no events about incident {incident_id}")
+        return {
+            "incident_id": incident_id,
+            "items": [timeline_view(r) for r in causal_order(rows)],
+            "next_cursor": next_cursor,
+        }
+
+    @router.get("/v1/audit", summary="Audit trail of every event, for inspectors")
+    def audit(
+        from_: datetime | None = Query(
+            default=None, alias="from", description="起始時間（含時區）"
+        ),
+        to: datetime | None = Query(default=None, description="截止時間（含時區，不含）"),
+        event_type: str | None = Query(default=None, description="事件類型"),
+        source: str | None = Query(default=None, description="來源服務"),
+        incident_id: str | None = Query(default=None, description="事件編號"),
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="鄉鎮代碼"),
+        limit: int = Query(default=100, ge=1, le=200, description="每頁條數"),
+        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        principal: Principal = inspectors,
+    ) -> dict[str, Any]:
+        start, end = _aware(from_, "query.from"), _aware(to, "query.to")
+        if start and end and end <= start:
+            raise field_error("query.to", "must be after from")
+        selector: dict[str, Any] = {}
+        if event_type:
+            selector["event_type"] = event_type
+        if source:
+            selector["source"] = source
+        if incident_id:
+            selector["incident_ids"] = incident_id
+        if township_code:
+            selector["township_code"] = township_code
+        span: dict[str, Any] = {}
+        if start:
+            span["$gte"] = start
+        if end:
+            span["$lt"] = end
+        if span:
+            selector["occurred_at"] = span
+        rows, next_cursor = page(
+            store.timeline,
+            selector,
+            sort_field="order_key",
+            descending=False,
+            limit=limit,
+            cursor=cursor,
+        )
+        return {"items": [timeline_view(r) for r in rows], "next_cursor": next_cursor}
+
+    @router.get("/v1/summaries/daily", summary="Daily situation report (JSON or printable HTML)")
+    def daily_summary(
+        date: str = Query(description="日期 YYYY-MM-DD（當地）"),
+        format: Literal["json", "html"] = Query(default="json", description="json 或 html"),
+        principal: Principal = readers,
+    ) -> Any:
+        day = _parse_day(date, "query.date")
+        published = store.summaries.find_one({"_id": f"daily:{day.isoformat()}"})
+        pack = summaries.daily(ctx, store, day)
+        pack["published_at"] = published["published_at"] if published else None
+        if format == "html":
+            return HTMLResponse(render.daily_html(pack, ctx.county.name, tz()))
+        return pack
+
+    @router.post(
+        "/v1/summaries/daily/publish", status_code=201, summary="Publish the daily summary"
+    )
+    def publish_daily(
+        date: str = Query(description="日期 YYYY-MM-DD（當地）"),
+        principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER),
+    ) -> Any:
+        day = _parse_day(date, "query.date")
+        today = domain.local_date(ctx.clock.now(), tz())
+        if day > today:
+            raise field_error("query.date", "cannot publish a day that has not begun")
+        doc, created = summaries.publish_daily(ctx, store, day, principal.key_id)
+        body = {
+            "id": doc["_id"],
+            "kind": doc["kind"],
+            "date": doc["date"],
+            "published_at": doc["published_at"],
+            "published_by": doc["published_by"],
+            "created": created,
+        }
+        return JSONResponse(content=_jsonable(body), status_code=201 if created else 200)
+
+    @router.get("/v1/summaries/situation", summary="會商研判 situation pack for any period")
+    def situation(
+        from_: datetime = Query(alias="from", description="起始時間（含時區）"),
+        to: datetime = Query(description="截止時間（含時區，不含）"),
+        format: Literal["json", "html"] = Query(default="json", description="json 或 html"),
+        principal: Principal = readers,
+    ) -> Any:
+        start, end = _aware(from_, "query.from"), _aware(to, "query.to")
+        assert start is not None and end is not None
+        if end <= start:
+            raise field_error("query.to", "must be after from")
+        if end - start > timedelta(days=366):
+            raise field_error("query.to", "a period is at most 366 days")
+        pack = summaries.situation(ctx, store, start, end)
+        if format == "html":
+            return HTMLResponse(render.situation_html(pack, ctx.county.name, tz()))
+        return pack
+
+    @router.get("/v1/scores", summary="Monthly reporting scores per township (篇6)")
+    def scores(
+        month: str = Query(description="月份 YYYY-MM"),
+        principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN, Role.TOWNSHIP),
+    ) -> dict[str, Any]:
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+            raise field_error("query.month", "a month as YYYY-MM")
+        current = domain.local_date(ctx.clock.now(), tz()).strftime("%Y-%m")
+        if month > current:
+            raise field_error("query.month", "a month that has begun")
+        result = summaries.scores(ctx, store, month)
+        if principal.role == Role.TOWNSHIP:
+            result = {
+                **result,
+                "items": [
+                    r for r in result["items"] if r["township_code"] == principal.township_code
+                ],
+            }
+        return result
+
+    return router
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value

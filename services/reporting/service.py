@@ -1,8 +1,58 @@
-"""How the runtime assembles the reporting service."""
+"""How the runtime assembles the reporting service: routes, indexes, subscriptions and timers."""
 
 from __future__ import annotations
 
-from libs.common.service import ServiceSpec
-from services.reporting import api
+from libs.common.service import ServiceContext, ServiceSpec, Timer
+from services.reporting import api, engine, handlers, summaries, zero
+from services.reporting.store import OUTBOX_COLLECTIONS, Store, setup_indexes
 
-SPEC = ServiceSpec(name="reporting", build_router=api.build_router)
+
+def setup(ctx: ServiceContext) -> None:
+    """Indexes, the validity of the active profile, and the zero-report scan cursor."""
+    engine.profile(ctx)  # fail at start, not at the first event, on an unknown profile name
+    setup_indexes(ctx)
+    store = Store(ctx)
+    zero.init_cursor(ctx, store)
+    engine.refresh_overdue_gauge(ctx, store)
+    zero.refresh_gauges(ctx, store)
+
+
+def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
+    """Timer job: overdue deadlines and their escalations."""
+    return engine.scan_deadlines(ctx, Store(ctx))
+
+
+def scan_zero_reports(ctx: ServiceContext) -> int:
+    """Timer job: missed zero reports after the cut-off."""
+    return zero.scan_missed(ctx, Store(ctx))
+
+
+def publish_daily_summary(ctx: ServiceContext) -> bool:
+    """Timer job: today's daily summary at the daily cut-off (17:00 local)."""
+    return summaries.publish_due_daily(ctx, Store(ctx))
+
+
+def publish_scores(ctx: ServiceContext) -> bool:
+    """Timer job: last month's scores on the publication day."""
+    return summaries.publish_due_scores(ctx, Store(ctx))
+
+
+def timers(ctx: ServiceContext) -> list[Timer]:
+    """The periodic jobs, every ``timer_interval_seconds``."""
+    every = ctx.settings.timer_interval_seconds
+    return [
+        Timer("deadline_scan", every, lambda: scan_deadlines(ctx)),
+        Timer("zero_report_scan", every, lambda: scan_zero_reports(ctx)),
+        Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
+        Timer("scores_publish", every, lambda: publish_scores(ctx)),
+    ]
+
+
+SPEC = ServiceSpec(
+    name="reporting",
+    build_router=api.build_router,
+    setup=setup,
+    subscriptions=handlers.subscriptions,
+    timers=timers,
+    outbox_collections=OUTBOX_COLLECTIONS,
+)

@@ -1,0 +1,359 @@
+"""Pure reporting rules: report elements, figure changes, deadline planning, zero-report cut-offs.
+
+Nothing here reads the clock or the store: time is passed in, so every rule is unit-tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from libs.common.clock import as_utc
+from libs.common.profiles import DeadlineProfile, GradeLimits
+
+# 篇6: 原則上綜合信息不超過1500字，單項工作信息不超過500字.
+SINGLE_ITEM_MAX_CHARS = 500
+COMPREHENSIVE_MAX_CHARS = 1500
+
+CASUALTY_FIELDS = ("deaths", "injured", "missing", "trapped")
+AFFECTED_FIELDS = (
+    "people_affected",
+    "people_evacuated",
+    "houses_damaged",
+    "houses_collapsed",
+    "direct_loss_cny",
+)
+FIGURE_LABELS: dict[str, str] = {
+    "casualties.deaths": "死亡人数",
+    "casualties.injured": "受伤人数",
+    "casualties.missing": "失踪人数",
+    "casualties.trapped": "被困人数",
+    "affected.people_affected": "受灾人数",
+    "affected.people_evacuated": "转移安置人数",
+    "affected.houses_damaged": "损坏房屋",
+    "affected.houses_collapsed": "倒塌房屋",
+    "affected.direct_loss_cny": "直接经济损失（元）",
+    "people_involved": "涉及人数",
+}
+FIGURE_PATHS = tuple(FIGURE_LABELS)
+
+# Required elements of a follow-up or final report and the seed passage each comes from.
+REQUIRED_ELEMENTS: dict[str, str] = {
+    "progress": "处置进展、发展态势（篇9）",
+    "measures_taken": "采取的措施（篇2）",
+    "needs": "存在的困难和需求、请求协调事项（篇2、篇9）",
+    "reporter.name": "报送人姓名（篇6）",
+    "reporter.phone": "报送人联系方式（篇6）",
+    "approver.name": "审签人姓名（篇6）",
+    "approver.phone": "审签人联系方式（篇6）",
+}
+
+GRADE_LABELS = {1: "特别重大（Ⅰ级）", 2: "重大（Ⅱ级）", 3: "较大（Ⅲ级）", 4: "一般（Ⅳ级）"}
+WARNING_LEVEL_LABELS = {1: "红色", 2: "橙色", 3: "黄色", 4: "蓝色"}
+CATEGORY_LABELS = {
+    "flood": "洪涝灾害",
+    "geological": "地质灾害",
+    "lightning": "雷电灾害",
+    "forest_fire": "森林火灾",
+    "production_accident": "生产安全事故",
+    "traffic_accident": "道路交通事故",
+    "fire": "火灾",
+    "public_health": "公共卫生事件",
+    "mass_incident": "群体性事件",
+    "dispute": "矛盾纠纷",
+    "enterprise_risk": "企业风险",
+    "other": "其他",
+}
+DEADLINE_KIND_LABELS = {
+    "initial": "首报",
+    "followup": "续报",
+    "escalation": "升级续报",
+    "final": "终报",
+}
+TIME_BANDS = ((0, 6), (6, 12), (12, 18), (18, 24))
+
+
+# ---------------------------------------------------------------- report elements
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _get(mapping: Mapping[str, Any], path: str) -> Any:
+    value: Any = mapping
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def missing_elements(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every required element (要素) that is absent or blank, as ``{path, reason}`` rows."""
+    rows = []
+    for path, label in REQUIRED_ELEMENTS.items():
+        if _blank(_get(report, path)):
+            rows.append({"path": path, "reason": f"required element missing: {label}"})
+    for group in ("casualties", "affected"):
+        if report.get(group) is None:
+            rows.append(
+                {"path": group, "reason": "required element missing: 灾害后果（伤亡、影响范围）"}
+            )
+    return rows
+
+
+def length_errors(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """篇6 length limits: each text ≤ 500 characters, the whole item ≤ 1500."""
+    rows = []
+    total = 0
+    for path in ("progress", "measures_taken", "needs", "change_note"):
+        text = report.get(path) or ""
+        total += len(text)
+        if len(text) > SINGLE_ITEM_MAX_CHARS:
+            rows.append(
+                {
+                    "path": path,
+                    "reason": f"{len(text)} characters; a single-item report allows "
+                    f"{SINGLE_ITEM_MAX_CHARS} (篇6)",
+                }
+            )
+    if not rows and total > COMPREHENSIVE_MAX_CHARS:
+        rows.append(
+            {
+                "path": "body",
+                "reason": f"{total} characters in all; a report allows "
+                f"{COMPREHENSIVE_MAX_CHARS} (篇6)",
+            }
+        )
+    return rows
+
+
+def same_person_error(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """誰提供、誰審核 (篇6): the approver must be someone other than the submitter."""
+    reporter, approver = report.get("reporter") or {}, report.get("approver") or {}
+    if _blank(reporter.get("name")) or _blank(approver.get("name")):
+        return []
+    same_name = reporter["name"].strip() == approver["name"].strip()
+    same_phone = (reporter.get("phone") or "").strip() == (approver.get("phone") or "").strip()
+    if same_name and same_phone:
+        return [
+            {
+                "path": "approver",
+                "reason": "the approver (审签人) must be a different person from the reporter",
+            }
+        ]
+    return []
+
+
+# ---------------------------------------------------------------- figures
+
+
+def flatten_figures(
+    casualties: Mapping[str, Any] | None,
+    affected: Mapping[str, Any] | None,
+    people_involved: int | None = None,
+) -> dict[str, float]:
+    """The report's figures keyed by their field path (``casualties.deaths`` …)."""
+    figures: dict[str, float] = {}
+    for name in CASUALTY_FIELDS:
+        figures[f"casualties.{name}"] = (casualties or {}).get(name, 0) or 0
+    for name in AFFECTED_FIELDS:
+        figures[f"affected.{name}"] = (affected or {}).get(name, 0) or 0
+    if people_involved is not None:
+        figures["people_involved"] = people_involved
+    return figures
+
+
+def figure_changes(
+    previous: Mapping[str, float], current: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """What changed since the previous report: one row per figure whose value moved."""
+    rows = []
+    for path in FIGURE_PATHS:
+        if path not in current or path not in previous:
+            continue
+        before, after = previous[path], current[path]
+        if before != after:
+            rows.append(
+                {
+                    "field": path,
+                    "label": FIGURE_LABELS[path],
+                    "previous": before,
+                    "current": after,
+                    "delta": after - before,
+                }
+            )
+    return rows
+
+
+def fallen_figures(previous: Mapping[str, float], current: Mapping[str, float]) -> list[str]:
+    """Paths of the figures that are lower than in the previous report."""
+    return [
+        path
+        for path in FIGURE_PATHS
+        if path in previous and path in current and current[path] < previous[path]
+    ]
+
+
+def correction_errors(
+    fallen: Sequence[str], corrections: Sequence[Mapping[str, Any]]
+) -> list[dict[str, str]]:
+    """A lowered figure needs a correction naming it with a reason (核減說明); none may be spare.
+
+    The rule: for every fallen figure there is an entry ``{field: <path>, reason: <text>}`` in
+    ``corrections``; an entry for a figure that did not fall, or named twice, is refused too, so
+    a stored correction always explains a real change.
+    """
+    rows = []
+    named: dict[str, int] = {}
+    for index, correction in enumerate(corrections):
+        field = correction.get("field")
+        if field in named:
+            rows.append({"path": f"corrections.{index}.field", "reason": "named twice"})
+            continue
+        named[str(field)] = index
+        if field not in fallen:
+            rows.append(
+                {
+                    "path": f"corrections.{index}.field",
+                    "reason": f"{field} did not fall since the previous report",
+                }
+            )
+    for path in fallen:
+        if path not in named:
+            rows.append(
+                {
+                    "path": path,
+                    "reason": f"{FIGURE_LABELS[path]} fell since the previous report without "
+                    "an explanation: add corrections[] {field, reason} (核减说明)",
+                }
+            )
+    return rows
+
+
+# ---------------------------------------------------------------- local time
+
+
+def zone(profile: DeadlineProfile) -> ZoneInfo:
+    """The profile's time zone."""
+    return ZoneInfo(profile.timezone)
+
+
+def local_date(moment: datetime, tz: ZoneInfo) -> date:
+    """The calendar date of ``moment`` in ``tz``."""
+    return as_utc(moment).astimezone(tz).date()
+
+
+def at_local(day: date, clock_time: time, tz: ZoneInfo) -> datetime:
+    """``day`` at ``clock_time`` in ``tz``, as aware UTC."""
+    return as_utc(datetime.combine(day, clock_time, tzinfo=tz))
+
+
+def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC start and end (exclusive) of a local calendar day."""
+    return at_local(day, time(0, 0), tz), at_local(day + timedelta(days=1), time(0, 0), tz)
+
+
+def time_band(moment: datetime, tz: ZoneInfo) -> str:
+    """The 6-hour local time band of a moment (篇10 時段), e.g. ``06–12``."""
+    hour = as_utc(moment).astimezone(tz).hour
+    for start, end in TIME_BANDS:
+        if start <= hour < end:
+            return f"{start:02d}–{end:02d}"
+    raise AssertionError("hour outside 0–23")
+
+
+# ---------------------------------------------------------------- deadlines
+
+
+def initial_due(discovered_at: datetime, limits: GradeLimits) -> datetime:
+    """The initial written report (首報) is due this long after discovery."""
+    return as_utc(discovered_at) + timedelta(minutes=limits.initial_minutes)
+
+
+def next_followup_due(after: datetime, times: Sequence[time], tz: ZoneInfo) -> datetime:
+    """The first local follow-up time strictly after ``after``, as UTC."""
+    if not times:
+        raise ValueError("a grade needs at least one follow-up time")
+    day = local_date(after, tz)
+    for offset in range(3):
+        for slot in sorted(times):
+            due = at_local(day + timedelta(days=offset), slot, tz)
+            if due > as_utc(after):
+                return due
+    raise AssertionError("no follow-up slot within three days")
+
+
+def first_followup(reported_at: datetime, limits: GradeLimits, tz: ZoneInfo) -> datetime:
+    """The first follow-up slot: the first follow-up time at least one initial-report limit
+    after the initial report, so a township is not asked to follow up minutes after reporting."""
+    earliest = as_utc(reported_at) + timedelta(minutes=limits.initial_minutes)
+    return next_followup_due(earliest, limits.followup_times, tz)
+
+
+def final_due(response_ended_at: datetime, limits: GradeLimits) -> datetime:
+    """The final report (終報) is due this many days after the response ended."""
+    return as_utc(response_ended_at) + timedelta(days=limits.final_days)
+
+
+def long_overdue_at(due_at: datetime, profile: DeadlineProfile) -> datetime:
+    """When an overdue deadline escalates a second time."""
+    return as_utc(due_at) + timedelta(minutes=profile.long_overdue_minutes)
+
+
+def deadlines_to_meet(
+    open_deadlines: Iterable[Mapping[str, Any]], filed_at: datetime, kinds: Sequence[str]
+) -> list[Mapping[str, Any]]:
+    """The deadlines a report filed at ``filed_at`` meets: every open one of ``kinds`` whose
+    window has opened (overdue ones late, pending ones on time). One report brings the chain up
+    to date; a report filed before the next slot's window opens meets nothing and is simply an
+    extra follow-up."""
+    met = [
+        d
+        for d in open_deadlines
+        if d["kind"] in kinds
+        and d["status"] in ("pending", "overdue")
+        and as_utc(d.get("window_start") or d["due_at"] - timedelta(days=3)) <= as_utc(filed_at)
+    ]
+    return sorted(met, key=lambda d: (as_utc(d["due_at"]), d["_id"]))
+
+
+# ---------------------------------------------------------------- zero reports
+
+
+def zero_report_cutoff(day: date, profile: DeadlineProfile) -> datetime:
+    """The zero report for ``day`` is due at the cut-off time of the next local day."""
+    return at_local(day + timedelta(days=1), profile.zero_report_cutoff, zone(profile))
+
+
+def last_closed_zero_date(now: datetime, profile: DeadlineProfile) -> date:
+    """The latest day whose zero-report cut-off has passed at ``now``."""
+    today = local_date(now, zone(profile))
+    candidate = today - timedelta(days=1)
+    if zero_report_cutoff(candidate, profile) <= as_utc(now):
+        return candidate
+    return candidate - timedelta(days=1)
+
+
+def zero_report_errors(
+    nothing_to_report: bool, incident_ids: Sequence[str], day: date, today: date
+) -> list[dict[str, str]]:
+    """A zero report says "nothing" with no ids, or lists ids; it covers a day already begun."""
+    rows = []
+    if nothing_to_report and incident_ids:
+        rows.append(
+            {"path": "incident_ids", "reason": "must be empty when nothing_to_report is true"}
+        )
+    if not nothing_to_report and not incident_ids:
+        rows.append(
+            {
+                "path": "incident_ids",
+                "reason": "list what was reported, or set nothing_to_report to true",
+            }
+        )
+    if day > today:
+        rows.append({"path": "date", "reason": "a zero report covers a day that has begun"})
+    return rows

@@ -1,0 +1,60 @@
+"""Prometheus metrics of the reporting service (listed in docs/metrics.md, used by the alerts)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SERVICE = "reporting"
+
+DEADLINES_OVERDUE = Gauge(
+    "yingji_reporting_deadlines_overdue",
+    "Report deadlines overdue now (not filed by their due time), by township",
+    ["service", "township_code"],
+)
+DEADLINES_WENT_OVERDUE = Counter(
+    "yingji_reporting_deadlines_went_overdue_total",
+    "Deadlines that turned overdue (escalation 1) or long overdue (escalation 2)",
+    ["service", "kind", "escalation"],
+)
+ZERO_REPORTS_MISSED = Counter(
+    "yingji_reporting_zero_reports_missed_total",
+    "Daily zero reports not filed by the cut-off",
+    ["service", "township_code"],
+)
+ZERO_REPORTS_FILED_TODAY = Gauge(
+    "yingji_reporting_zero_reports_filed_today",
+    "Townships that filed the zero report whose cut-off falls today (local)",
+    ["service"],
+)
+ZERO_REPORTS_MISSING_TODAY = Gauge(
+    "yingji_reporting_zero_reports_missing_today",
+    "Townships that have not yet filed the zero report whose cut-off falls today (local)",
+    ["service"],
+)
+REPORTS_FILED = Counter(
+    "yingji_reporting_reports_filed_total",
+    "Reports in the chain by kind (initial, followup, final, zero) and township",
+    ["service", "kind", "township_code"],
+)
+REPORTS_LATE = Counter(
+    "yingji_reporting_reports_late_total",
+    "Reports filed after their deadline (遲報), by kind",
+    ["service", "kind"],
+)
+REPORT_LATENCY = Histogram(
+    "yingji_reporting_report_latency_seconds",
+    "Initial report: discovery to report; follow-up and final: filed relative to the due time "
+    "(negative = early, observed as 0)",
+    ["service", "kind"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800),
+)
+SUMMARIES_PUBLISHED = Counter(
+    "yingji_reporting_summaries_published_total",
+    "Summaries published (daily, scores)",
+    ["service", "kind"],
+)
+TIMELINE_EVENTS = Counter(
+    "yingji_reporting_timeline_events_total",
+    "Events recorded in the timeline (first delivery only), by source",
+    ["service", "source"],
+)

@@ -1,0 +1,409 @@
+"""Daily summaries, situation packs and monthly scores, read from the service's own collections."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from libs.common.clock import as_utc
+from libs.common.idempotency import insert_once
+from libs.common.outbox import new_document
+from libs.common.service import ServiceContext
+from services.reporting import analysis, domain, events, metrics
+from services.reporting.engine import profile
+from services.reporting.store import Store
+
+
+def _names(ctx: ServiceContext) -> dict[str, str]:
+    return {t.code: t.name for t in ctx.county.townships}
+
+
+def _incident_row(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    current = row.get("current") or {}
+    return {
+        "id": row["_id"],
+        "title": row.get("title", ""),
+        "township_code": row["township_code"],
+        "township_name": names.get(row["township_code"], row["township_code"]),
+        "category": row["category"],
+        "category_label": domain.CATEGORY_LABELS.get(row["category"], row["category"]),
+        "grade": row["grade"],
+        "grade_label": domain.GRADE_LABELS.get(int(row["grade"]), str(row["grade"])),
+        "status": row["status"],
+        "occurred_at": row["occurred_at"],
+        "reported_at": row["reported_at"],
+        "late": row.get("late", False),
+        "casualties": current.get("casualties") or row.get("casualties") or {},
+        "affected": current.get("affected") or row.get("affected") or {},
+    }
+
+
+def _latest_figures(row: dict[str, Any]) -> dict[str, Any]:
+    """An incident with the figures of its latest report (the initial one's if none)."""
+    current = row.get("current") or {}
+    return {
+        **row,
+        "casualties": current.get("casualties") or row.get("casualties") or {},
+        "affected": current.get("affected") or row.get("affected") or {},
+    }
+
+
+def _deadline_row(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": row["_id"],
+        "incident_id": row.get("incident_id"),
+        "township_code": row["township_code"],
+        "township_name": names.get(row["township_code"], row["township_code"]),
+        "kind": row["kind"],
+        "kind_label": domain.DEADLINE_KIND_LABELS.get(row["kind"], row["kind"]),
+        "due_at": row["due_at"],
+        "status": row["status"],
+        "late": row.get("late", False),
+        "met_at": row.get("met_at"),
+        "escalation": row.get("escalation", 0),
+    }
+
+
+def zero_compliance(
+    ctx: ServiceContext, store: Store, start_day: date, end_day: date
+) -> dict[str, int]:
+    """On-time, late and missing zero reports for the days in [start_day, end_day] whose
+    cut-off has passed."""
+    prof = profile(ctx)
+    now = as_utc(ctx.clock.now())
+    counts = {"expected": 0, "on_time": 0, "late": 0, "missed": 0, "days": 0}
+    day = start_day
+    townships = {t.code for t in ctx.county.townships}
+    while day <= end_day:
+        if domain.zero_report_cutoff(day, prof) <= now:
+            counts["days"] += 1
+            rows = store.zero_reports.find({"date": day.isoformat()})
+            filed = {r["township_code"]: r for r in rows if r["township_code"] in townships}
+            counts["expected"] += len(townships)
+            counts["late"] += sum(1 for r in filed.values() if r["late"])
+            counts["on_time"] += sum(1 for r in filed.values() if not r["late"])
+            counts["missed"] += len(townships) - len(filed)
+        day += timedelta(days=1)
+    return counts
+
+
+def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime) -> dict[str, Any]:
+    """The 會商研判 pack for [start, end): drills (exercise) are left out of the statistics."""
+    start, end = as_utc(start), as_utc(end)
+    names = _names(ctx)
+    prof = profile(ctx)
+    tz = domain.zone(prof)
+    length = end - start
+    incidents = [
+        _latest_figures(r)
+        for r in store.between(store.incidents, "occurred_at", start, end, {"exercise": False})
+    ]
+    previous = store.between(
+        store.incidents, "occurred_at", start - length, start, {"exercise": False}
+    )
+    active_warnings = [
+        {
+            "warning_id": w["_id"],
+            "level": w["level"],
+            "color": domain.WARNING_LEVEL_LABELS.get(int(w["level"]), ""),
+            "hazard": w.get("hazard"),
+            "headline": w.get("headline"),
+            "areas": w.get("areas") or [],
+        }
+        for w in store.warnings.find({"issued_at": {"$lt": end}}, sort=[("issued_at", 1)])
+        if not w.get("exercise") and (w.get("ended_at") is None or as_utc(w["ended_at"]) > end)
+    ]
+    dispatches = store.between(store.dispatches, "ordered_at", start, end)
+    stock = [
+        {k: v for k, v in row.items() if k != "_id" and not k.startswith("_")}
+        for row in store.between(store.stock_alerts, "at", start, end)
+    ]
+    plans = [
+        {
+            "plan_id": p["_id"],
+            "level": p.get("level"),
+            "trigger_kind": p.get("trigger_kind"),
+            "incident_id": p.get("incident_id"),
+            "warning_id": p.get("warning_id"),
+        }
+        for p in store.plans.find({"activated_at": {"$lt": end}})
+        if p.get("ended_at") is None or as_utc(p["ended_at"]) > end
+    ]
+    late_initial = [
+        {
+            "kind": "initial",
+            "kind_label": "首报",
+            "incident_id": row["_id"],
+            "township_code": row["township_code"],
+            "township_name": names.get(row["township_code"], row["township_code"]),
+            "filed_at": row["reported_at"],
+        }
+        for row in store.between(
+            store.incidents, "reported_at", start, end, {"late": True, "exercise": False}
+        )
+    ]
+    late_met = [
+        {
+            "kind": row["kind"],
+            "kind_label": domain.DEADLINE_KIND_LABELS.get(row["kind"], row["kind"]),
+            "incident_id": row["incident_id"],
+            "township_code": row["township_code"],
+            "township_name": names.get(row["township_code"], row["township_code"]),
+            "filed_at": row["met_at"],
+            "due_at": row["due_at"],
+        }
+        for row in store.between(
+            store.deadlines, "met_at", start, end, {"late": True, "status": "met"}
+        )
+        if row["kind"] != "initial" and not row.get("exercise")
+    ]
+    overdue = [
+        _deadline_row(row, names)
+        for row in store.deadlines.find({"status": "overdue"}, sort=[("due_at", 1)])
+        if as_utc(row["due_at"]) < end and not row.get("exercise")
+    ]
+    first_day = domain.local_date(start, tz)
+    last_day = domain.local_date(end - timedelta(seconds=1), tz)
+    inputs = analysis.PackInputs(
+        incidents=incidents,
+        previous_count=len(previous),
+        active_warnings=active_warnings,
+        dispatches=dispatches,
+        stock_alerts=stock,
+        active_plans=plans,
+        late_reports=late_initial + late_met,
+        overdue_deadlines=overdue,
+        zero_reports=zero_compliance(ctx, store, first_day, last_day),
+        township_names=names,
+        tz=tz,
+    )
+    pack = analysis.situation_pack(inputs)
+    pack["period"] = {"from": start, "to": end}
+    pack["previous_period"] = {"from": start - length, "to": start}
+    pack["generated_at"] = ctx.clock.now()
+    pack["profile"] = prof.name
+    pack["county"] = {"code": ctx.county.code, "name": ctx.county.name}
+    pack["incident_list"] = [_incident_row(r, names) for r in incidents]
+    return pack
+
+
+def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
+    """The daily situation report (日報, before 17:00 per 篇9) for a local day, up to now."""
+    prof = profile(ctx)
+    tz = domain.zone(prof)
+    start, end = domain.day_bounds(day, tz)
+    now = as_utc(ctx.clock.now())
+    as_of = min(end, max(now, start))
+    names = _names(ctx)
+    pack = situation(ctx, store, start, end)
+    pack["kind"] = "daily"
+    pack["date"] = day.isoformat()
+    pack["as_of"] = as_of
+    pack["report_cutoff"] = domain.at_local(day, prof.daily_report_cutoff, tz)
+    open_rows = store.incidents.find(
+        {"status": "open", "exercise": False}, sort=[("grade", 1), ("reported_at", 1)]
+    )
+    pack["open_incidents"] = [
+        _incident_row(r, names) for r in open_rows if as_utc(r["reported_at"]) < end
+    ]
+    filed = store.between(store.reports, "filed_at", start, end)
+    pack["reports_filed"] = {
+        "initial": len(store.between(store.incidents, "reported_at", start, end)),
+        "followup": sum(1 for r in filed if r["kind"] == "followup"),
+        "final": sum(1 for r in filed if r["kind"] == "final"),
+    }
+    due_today = day - timedelta(days=1)
+    pack["zero_reports_due_today"] = {
+        "date": due_today.isoformat(),
+        **zero_compliance(ctx, store, due_today, due_today),
+    }
+    return pack
+
+
+def publish_daily(
+    ctx: ServiceContext, store: Store, day: date, published_by: str
+) -> tuple[dict[str, Any], bool]:
+    """Freeze and publish the daily summary of ``day`` once (``summary_published``)."""
+    ident = f"daily:{day.isoformat()}"
+    existing = store.summaries.find_one({"_id": ident})
+    if existing is not None:
+        return dict(existing), False
+    content = daily(ctx, store, day)
+    start, end = content["period"]["from"], content["period"]["to"]
+    event = events.summary_published(ctx.clock, ident, "daily", start, content["as_of"])
+    doc = {
+        "_id": ident,
+        "kind": "daily",
+        "date": day.isoformat(),
+        "period_start": start,
+        "period_end": end,
+        "published_at": ctx.clock.now(),
+        "published_by": published_by,
+        "content": _storable(content),
+    }
+    if not insert_once(store.summaries, new_document(doc, [event])):
+        return dict(store.summaries.find_one({"_id": ident}) or doc), False
+    metrics.SUMMARIES_PUBLISHED.labels(metrics.SERVICE, "daily").inc()
+    ctx.wake_relay()
+    return doc, True
+
+
+def _storable(value: Any) -> Any:
+    """Mongo keys must be strings; the pack has none that are not, but tuples become lists."""
+    if isinstance(value, dict):
+        return {str(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
+
+
+def publish_due_daily(ctx: ServiceContext, store: Store) -> bool:
+    """Timer: publish today's daily summary once the daily cut-off (17:00) has come."""
+    prof = profile(ctx)
+    tz = domain.zone(prof)
+    now = ctx.clock.now()
+    today = domain.local_date(now, tz)
+    if as_utc(now) < domain.at_local(today, prof.daily_report_cutoff, tz):
+        return False
+    _, created = publish_daily(ctx, store, today, "timer")
+    return created
+
+
+# ---------------------------------------------------------------- scores
+
+
+def month_bounds(month: str, ctx: ServiceContext) -> tuple[date, date, datetime, datetime]:
+    """First and last local day of a ``YYYY-MM`` month and its UTC bounds."""
+    year, number = (int(part) for part in month.split("-"))
+    first = date(year, number, 1)
+    following = date(year + (number == 12), number % 12 + 1, 1)
+    tz = domain.zone(profile(ctx))
+    return (
+        first,
+        following - timedelta(days=1),
+        domain.at_local(first, time(0), tz),
+        domain.at_local(following, time(0), tz),
+    )
+
+
+def publication_at(month: str, ctx: ServiceContext) -> datetime:
+    """When a month's scores are published: the configured day of the next month, 00:00 local."""
+    config = analysis.scoring_config()
+    _, last, _, _ = month_bounds(month, ctx)
+    following = last + timedelta(days=1)
+    return domain.at_local(
+        following.replace(day=config.publish_day), time(0), domain.zone(profile(ctx))
+    )
+
+
+def compute_scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, Any]:
+    """Every township's score for a month under scoring.yaml."""
+    config = analysis.scoring_config()
+    prof = profile(ctx)
+    first, last, start, end = month_bounds(month, ctx)
+    now = as_utc(ctx.clock.now())
+    horizon = min(now, end)
+    tallies = {
+        t.code: analysis.TownshipTally(township_code=t.code, name=t.name)
+        for t in ctx.county.townships
+    }
+    for row in store.between(store.deadlines, "due_at", start, horizon):
+        tally = tallies.get(row["township_code"])
+        if tally is None or row["status"] == "cancelled" or row.get("exercise"):
+            continue
+        tally.deadlines_due += 1
+        if row["status"] == "met":
+            if row.get("late"):
+                tally.deadlines_late += 1
+            else:
+                tally.deadlines_on_time += 1
+        if row["kind"] != "initial":
+            tally.completeness_due += 1
+            tally.completeness_met += row["status"] == "met"
+    # Drills (exercise) train the chain; they do not count towards a township's score.
+    for row in store.between(store.incidents, "reported_at", start, horizon, {"exercise": False}):
+        if row["township_code"] in tallies:
+            tallies[row["township_code"]].reports_filed += 1
+    for row in store.between(store.reports, "filed_at", start, horizon):
+        if row["township_code"] in tallies and not row.get("exercise"):
+            tallies[row["township_code"]].reports_filed += 1
+    day = first
+    days_closed = 0
+    while day <= last:
+        if domain.zero_report_cutoff(day, prof) <= now:
+            days_closed += 1
+            for tally in tallies.values():
+                tally.zero_days += 1
+        day += timedelta(days=1)
+    zero_rows = store.zero_reports.find(
+        {"date": {"$gte": first.isoformat(), "$lte": last.isoformat()}}
+    )
+    for row in zero_rows:
+        tally = tallies.get(row["township_code"])
+        if tally is None:
+            continue
+        tally.zero_reports_filed += 1
+        if domain.zero_report_cutoff(date.fromisoformat(row["date"]), prof) <= now:
+            if row["late"]:
+                tally.zero_late += 1
+            else:
+                tally.zero_on_time += 1
+    elapsed_days = (
+        max(1, round((horizon - start).total_seconds() / 86400)) if horizon > start else 0
+    )
+    rows = [analysis.township_score(t, config, elapsed_days) for t in tallies.values()]
+    published_at = publication_at(month, ctx)
+    return {
+        "month": month,
+        "status": "published" if now >= published_at else "provisional",
+        "publishes_at": published_at,
+        "computed_at": ctx.clock.now(),
+        "days_counted": elapsed_days,
+        "zero_report_days": days_closed,
+        "formula": {
+            "weights": config.weights.model_dump(),
+            "timeliness_late_credit": config.timeliness.late_credit,
+            "zero_report_late_credit": config.zero_report.late_credit,
+            "weekly_quota": config.volume.weekly_quota,
+            "zero_report_item_weight": config.volume.zero_report_item_weight,
+        },
+        "items": analysis.rank(rows),
+    }
+
+
+def scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, Any]:
+    """Published scores are frozen at publication; before that they are computed live."""
+    frozen = store.summaries.find_one({"_id": f"scores:{month}"})
+    if frozen is not None:
+        return dict(frozen["content"])
+    return compute_scores(ctx, store, month)
+
+
+def publish_due_scores(ctx: ServiceContext, store: Store) -> bool:
+    """Timer: on the publication day, freeze the previous month's scores and announce them."""
+    tz = domain.zone(profile(ctx))
+    today = domain.local_date(ctx.clock.now(), tz)
+    previous = (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    if as_utc(ctx.clock.now()) < publication_at(previous, ctx):
+        return False
+    ident = f"scores:{previous}"
+    if store.summaries.find_one({"_id": ident}) is not None:
+        return False
+    content = compute_scores(ctx, store, previous)
+    _, _, start, end = month_bounds(previous, ctx)
+    event = events.summary_published(ctx.clock, ident, "monthly_scores", start, end)
+    doc = {
+        "_id": ident,
+        "kind": "monthly_scores",
+        "month": previous,
+        "period_start": start,
+        "period_end": end,
+        "published_at": ctx.clock.now(),
+        "published_by": "timer",
+        "content": _storable(content),
+    }
+    if insert_once(store.summaries, new_document(doc, [event])):
+        metrics.SUMMARIES_PUBLISHED.labels(metrics.SERVICE, "monthly_scores").inc()
+        ctx.wake_relay()
+        return True
+    return False

@@ -1,0 +1,189 @@
+"""Daily zero reports (零報告): filing, the status of every township for a day, missed alerts."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from libs.common.clock import as_utc
+from libs.common.errors import ApiError
+from libs.common.idempotency import fingerprint, insert_once
+from libs.common.outbox import new_document
+from libs.common.service import ServiceContext
+from services.reporting import domain, events, metrics
+from services.reporting.engine import profile
+from services.reporting.store import Store
+
+CURSOR = "zero_scan"
+
+
+def file(
+    ctx: ServiceContext, store: Store, body: dict[str, Any], filed_by: str
+) -> tuple[dict[str, Any], bool]:
+    """File a township's zero report for a day; the same body again returns the original."""
+    prof = profile(ctx)
+    now = ctx.clock.now()
+    day = date.fromisoformat(body["date"])
+    today = domain.local_date(now, domain.zone(prof))
+    errors = domain.zero_report_errors(
+        body["nothing_to_report"], body.get("incident_ids") or [], day, today
+    )
+    code = body["township_code"]
+    for index, incident_id in enumerate(body.get("incident_ids") or []):
+        incident = store.incident(incident_id)
+        if incident is None:
+            errors.append(
+                {"path": f"incident_ids.{index}", "reason": "not an incident reporting knows of"}
+            )
+        elif incident["township_code"] != code:
+            errors.append({"path": f"incident_ids.{index}", "reason": f"not an incident of {code}"})
+    if errors:
+        raise ApiError(422, "invalid_zero_report", "the zero report is not valid", fields=errors)
+    digest = fingerprint(
+        {
+            "nothing_to_report": body["nothing_to_report"],
+            "incident_ids": sorted(body.get("incident_ids") or []),
+        }
+    )
+    ident = f"{code}:{day.isoformat()}"
+    cutoff = domain.zero_report_cutoff(day, prof)
+    doc = {
+        "_id": ident,
+        "township_code": code,
+        "date": day.isoformat(),
+        "nothing_to_report": body["nothing_to_report"],
+        "incident_ids": sorted(body.get("incident_ids") or []),
+        "filed_at": now,
+        "filed_by": filed_by,
+        "cutoff_at": cutoff,
+        "late": as_utc(now) > cutoff,
+        "hash": digest,
+    }
+    try:
+        store.zero_reports.insert_one(new_document(doc, []))
+    except DuplicateKeyError:
+        existing = store.zero_reports.find_one({"_id": ident})
+        if existing is None or existing.get("hash") != digest:
+            raise ApiError(
+                409,
+                "zero_report_exists",
+                f"{code} already filed a different zero report for {day.isoformat()}",
+                fields=[{"path": "date", "reason": "already filed with another content"}],
+            ) from None
+        return dict(existing), False
+    metrics.REPORTS_FILED.labels(metrics.SERVICE, "zero", code).inc()
+    if doc["late"]:
+        metrics.REPORTS_LATE.labels(metrics.SERVICE, "zero").inc()
+    refresh_gauges(ctx, store)
+    return doc, True
+
+
+def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
+    """Filed, missing and late townships for one day."""
+    prof = profile(ctx)
+    filed = {
+        row["township_code"]: row for row in store.zero_reports.find({"date": day.isoformat()})
+    }
+    missed = {row["township_code"] for row in store.zero_missed.find({"date": day.isoformat()})}
+    cutoff = domain.zero_report_cutoff(day, prof)
+    past_cutoff = as_utc(ctx.clock.now()) > cutoff
+    result: dict[str, Any] = {
+        "date": day.isoformat(),
+        "cutoff_at": cutoff,
+        "past_cutoff": past_cutoff,
+        "filed": [],
+        "missing": [],
+        "late": [],
+    }
+    for township in ctx.county.townships:
+        row = filed.get(township.code)
+        if row is None:
+            result["missing"].append(
+                {
+                    "township_code": township.code,
+                    "name": township.name,
+                    "missed_alert_raised": township.code in missed,
+                }
+            )
+            continue
+        view = view_of(row, township.name)
+        result["filed"].append(view)
+        if row["late"]:
+            result["late"].append(view)
+    return result
+
+
+def view_of(row: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """A zero report as the API shows it."""
+    return {
+        "id": row["_id"],
+        "township_code": row["township_code"],
+        "name": name,
+        "date": row["date"],
+        "nothing_to_report": row["nothing_to_report"],
+        "incident_ids": row.get("incident_ids") or [],
+        "filed_at": row["filed_at"],
+        "late": row["late"],
+        "cutoff_at": row.get("cutoff_at"),
+    }
+
+
+def init_cursor(ctx: ServiceContext, store: Store) -> None:
+    """On first start, days whose cut-off already passed are history, not alerts."""
+    last = domain.last_closed_zero_date(ctx.clock.now(), profile(ctx))
+    insert_once(store.state, {"_id": CURSOR, "checked_through": last.isoformat()})
+
+
+def scan_missed(ctx: ServiceContext, store: Store) -> int:
+    """Raise ``zero_report_missed`` once per township and day whose cut-off has passed."""
+    prof = profile(ctx)
+    last = domain.last_closed_zero_date(ctx.clock.now(), prof)
+    state = store.get_state(CURSOR)
+    if state is None:
+        init_cursor(ctx, store)
+        return 0
+    day = date.fromisoformat(state["checked_through"]) + timedelta(days=1)
+    raised = 0
+    while day <= last:
+        filed = {
+            row["township_code"]
+            for row in store.zero_reports.find(
+                {"date": day.isoformat()}, projection={"township_code": 1}
+            )
+        }
+        for township in ctx.county.townships:
+            if township.code in filed:
+                continue
+            event = events.zero_report_missed(ctx.clock, township.code, day)
+            doc = {
+                "_id": f"{township.code}:{day.isoformat()}",
+                "township_code": township.code,
+                "date": day.isoformat(),
+                "raised_at": ctx.clock.now(),
+            }
+            if insert_once(store.zero_missed, new_document(doc, [event])):
+                raised += 1
+                metrics.ZERO_REPORTS_MISSED.labels(metrics.SERVICE, township.code).inc()
+        store.state.update_one(
+            {"_id": CURSOR, "checked_through": {"$lt": day.isoformat()}},
+            {"$set": {"checked_through": day.isoformat()}},
+        )
+        day += timedelta(days=1)
+    if raised:
+        ctx.wake_relay()
+    refresh_gauges(ctx, store)
+    return raised
+
+
+def refresh_gauges(ctx: ServiceContext, store: Store) -> None:
+    """Filed / missing counts for the day whose cut-off falls today (local)."""
+    prof = profile(ctx)
+    today = domain.local_date(ctx.clock.now(), domain.zone(prof))
+    day = today - timedelta(days=1)
+    filed = store.zero_reports.count_documents({"date": day.isoformat()})
+    metrics.ZERO_REPORTS_FILED_TODAY.labels(metrics.SERVICE).set(filed)
+    metrics.ZERO_REPORTS_MISSING_TODAY.labels(metrics.SERVICE).set(
+        max(0, len(ctx.county.townships) - filed)
+    )

@@ -1,0 +1,292 @@
+"""The deadline engine on the manual clock: a whole incident under each profile, and scan cost."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libs.common.profiles import deadline_profile
+from services.reporting.service import SPEC
+from services.reporting.store import Store
+from tests.reporting.support import (
+    emit,
+    events_of,
+    incident_reported,
+    local,
+    report_body,
+    scan,
+)
+from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
+
+OVERDUE_GAUGE = (
+    f'yingji_reporting_deadlines_overdue{{service="reporting",township_code="{TOWNSHIP_A}"}}'
+)
+
+
+def by_kind(stack: Stack, incident_id: str) -> dict[str, list[dict[str, Any]]]:
+    rows = stack.call(
+        "GET", "/v1/deadlines", params={"incident_id": incident_id, "limit": "200"}
+    ).json()["items"]
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["kind"], []).append(row)
+    return grouped
+
+
+def iso(moment: Any) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize("profile_name", ["default", "national", "henan"])
+def test_whole_incident_under_each_profile(tmp_path: Path, profile_name: str) -> None:
+    profile = deadline_profile(profile_name)
+    g3, g1 = profile.limits(3), profile.limits(1)
+    start = local(2026, 7, 6, 10)
+    with running_stack(tmp_path, specs=[SPEC], start=start, deadline_profile=profile_name) as stack:
+        # Initial report late: discovered longer ago than the grade's limit.
+        late_id = incident_reported(
+            stack,
+            grade=3,
+            township_code=TOWNSHIP_B,
+            discovered_at=start - timedelta(minutes=g3.initial_minutes + 20),
+        ).payload["incident_id"]
+        late_initial = by_kind(stack, late_id)["initial"][0]
+        assert late_initial["status"] == "met" and late_initial["late"] is True
+        assert late_initial["profile"] == profile_name
+
+        # Initial report on time; the first follow-up is due at 17:00 (one limit later at least).
+        iid = incident_reported(stack, grade=3, discovered_at=start - timedelta(minutes=5)).payload[
+            "incident_id"
+        ]
+        deadlines = by_kind(stack, iid)
+        assert deadlines["initial"][0]["late"] is False
+        assert deadlines["initial"][0]["due_at"] == iso(
+            start - timedelta(minutes=5) + timedelta(minutes=g3.initial_minutes)
+        )
+        assert [d["due_at"] for d in deadlines["followup"]] == [iso(local(2026, 7, 6, 17))]
+
+        # Follow-up 1 at 16:00 meets the 17:00 slot; the next slot is 08:00 tomorrow.
+        stack.clock.set(local(2026, 7, 6, 16))
+        first = stack.call("POST", "/v1/reports", who="township_a", json=report_body(iid))
+        assert first.status_code == 201 and first.json()["late"] is False
+        followups = by_kind(stack, iid)["followup"]
+        assert [(d["due_at"], d["status"]) for d in followups] == [
+            (iso(local(2026, 7, 6, 17)), "met"),
+            (iso(local(2026, 7, 7, 8)), "pending"),
+        ]
+
+        # 08:00 passes without a follow-up: overdue at once, long overdue later, once each.
+        stack.clock.set(local(2026, 7, 7, 8, 1))
+        assert scan(stack)["overdue"] >= 1
+        assert scan(stack) == {"overdue": 0, "escalated": 0}
+        missed = by_kind(stack, iid)["followup"][1]
+        assert missed["status"] == "overdue" and missed["escalation"] == 1
+        stack.clock.advance(timedelta(minutes=profile.long_overdue_minutes))
+        assert scan(stack)["escalated"] >= 1
+        assert scan(stack) == {"overdue": 0, "escalated": 0}
+        overdue_events = [
+            e["payload"]
+            for e in events_of(stack, "report_overdue")
+            if e["payload"]["incident_id"] == iid
+        ]
+        assert [(e["deadline_id"], e["escalation"]) for e in overdue_events] == [
+            (missed["id"], 1),
+            (missed["id"], 2),
+        ]
+        listed = stack.call(
+            "GET", "/v1/deadlines", params={"status": "overdue", "township_code": TOWNSHIP_A}
+        ).json()["items"]
+        assert [d["id"] for d in listed] == [missed["id"]]
+
+        # Re-graded 3 → 1 mid-way (越級): a report at grade I within its initial limit, and
+        # grade I's follow-up times from then on.
+        regrade_at = local(2026, 7, 7, 9, 30)
+        stack.clock.set(regrade_at)
+        emit(
+            stack,
+            "intake",
+            "incident_regraded",
+            {
+                "incident_id": iid,
+                "township_code": TOWNSHIP_A,
+                "category": "flood",
+                "old_grade": 3,
+                "new_grade": 1,
+                "reason": "死亡人数上升",
+                "skipped_grades": True,
+            },
+            correlation_id=iid,
+        )
+        deadlines = by_kind(stack, iid)
+        escalation_due = regrade_at + timedelta(minutes=g1.initial_minutes)
+        assert [
+            (d["due_at"], d["status"], d["skipped_grades"]) for d in deadlines["escalation"]
+        ] == [(iso(escalation_due), "pending", True)]
+        pending = [d for d in deadlines["followup"] if d["status"] == "pending"]
+        expected_slot = min(
+            local(2026, 7, 7, t.hour, t.minute)
+            for t in g1.followup_times
+            if local(2026, 7, 7, t.hour, t.minute) > escalation_due
+        )
+        assert [(d["due_at"], d["grade"]) for d in pending] == [(iso(expected_slot), 1)]
+        assert [d["status"] for d in deadlines["followup"]].count("cancelled") == 1
+
+        # Follow-up 2 brings the chain up to date: the missed 08:00 slot late, the escalation
+        # on time; the next slot's window has not opened yet.
+        stack.clock.set(regrade_at + timedelta(minutes=10))
+        second = stack.call("POST", "/v1/reports", json=report_body(iid))
+        assert second.status_code == 201 and second.json()["number"] == 2
+        assert second.json()["late"] is True
+        deadlines = by_kind(stack, iid)
+        assert deadlines["escalation"][0]["status"] == "met"
+        assert deadlines["escalation"][0]["late"] is False
+        met_late = next(d for d in deadlines["followup"] if d["id"] == missed["id"])
+        assert met_late["status"] == "met" and met_late["late"] is True
+        assert [d["due_at"] for d in deadlines["followup"] if d["status"] == "pending"] == [
+            iso(expected_slot)
+        ]
+
+        # The leader closes the incident: follow-ups stop, the final report is due.
+        closed_at = local(2026, 7, 7, 11)
+        stack.clock.set(closed_at)
+        emit(
+            stack,
+            "intake",
+            "incident_closed",
+            {
+                "incident_id": iid,
+                "township_code": TOWNSHIP_A,
+                "closed_by": "leader",
+                "reason": "响应结束",
+            },
+            correlation_id=iid,
+        )
+        deadlines = by_kind(stack, iid)
+        assert not [d for d in deadlines["followup"] if d["status"] == "pending"]
+        assert deadlines["final"][0]["due_at"] == iso(closed_at + timedelta(days=g1.final_days))
+        stack.clock.advance(timedelta(days=2))
+        scan(stack)
+        assert by_kind(stack, iid)["final"][0]["status"] == "pending"
+        final = stack.call("POST", "/v1/reports", json=report_body(iid, "final"))
+        assert final.status_code == 201
+        deadlines = by_kind(stack, iid)
+        assert deadlines["final"][0]["status"] == "met" and deadlines["final"][0]["late"] is False
+        pending_now = stack.call(
+            "GET", "/v1/deadlines", params={"status": "pending", "incident_id": iid}
+        ).json()["items"]
+        assert pending_now == []
+
+
+def test_a_late_final_report_turns_overdue_then_is_met_late(rstack: Stack) -> None:
+    iid = incident_reported(rstack, grade=4).payload["incident_id"]
+    emit(
+        rstack,
+        "intake",
+        "incident_closed",
+        {"incident_id": iid, "township_code": TOWNSHIP_A, "closed_by": "leader", "reason": "结束"},
+        correlation_id=iid,
+    )
+    rstack.clock.advance(timedelta(days=7, minutes=1))
+    assert scan(rstack)["overdue"] == 1
+    metrics = rstack.client.get("/metrics").text
+    assert f"{OVERDUE_GAUGE} 1.0" in metrics
+    final = rstack.call("POST", "/v1/reports", json=report_body(iid, "final"))
+    assert final.status_code == 201 and final.json()["late"] is True
+    scan(rstack)
+    metrics = rstack.client.get("/metrics").text
+    assert f"{OVERDUE_GAUGE} 0.0" in metrics
+
+
+def test_a_regrade_caused_by_our_followup_is_met_by_that_followup(rstack: Stack) -> None:
+    iid = incident_reported(rstack, grade=4).payload["incident_id"]
+    response = rstack.call(
+        "POST",
+        "/v1/reports",
+        json=report_body(iid, casualties={"deaths": 12, "injured": 0, "missing": 0, "trapped": 0}),
+    )
+    assert response.status_code == 201
+    rstack.settle()
+    cause = events_of(rstack, "followup_filed")[0]
+    emit(
+        rstack,
+        "intake",
+        "incident_regraded",
+        {
+            "incident_id": iid,
+            "township_code": TOWNSHIP_A,
+            "category": "flood",
+            "old_grade": 4,
+            "new_grade": 2,
+            "reason": "死亡12人",
+            "skipped_grades": True,
+        },
+        correlation_id=iid,
+        causation_id=cause["event_id"],
+    )
+    escalation = by_kind(rstack, iid)["escalation"][0]
+    assert escalation["status"] == "met" and escalation["met_by"] == response.json()["id"]
+
+
+def test_township_keys_see_only_their_deadlines(rstack: Stack) -> None:
+    incident_reported(rstack, township_code=TOWNSHIP_A)
+    incident_reported(rstack, township_code=TOWNSHIP_B)
+    own = rstack.call("GET", "/v1/deadlines", who="township_b").json()["items"]
+    assert own and {d["township_code"] for d in own} == {TOWNSHIP_B}
+    other = rstack.call(
+        "GET", "/v1/deadlines", who="township_b", params={"township_code": TOWNSHIP_A}
+    )
+    assert other.status_code == 403
+    bad = rstack.call("GET", "/v1/deadlines", params={"status": "late"})
+    assert bad.status_code == 422
+
+
+def _examined(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the documents the embedded engine checks against a filter."""
+    from litemongo._vendor.mongomock import collection as engine_collection
+
+    seen = [0]
+    original = engine_collection.filter_applies
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        seen[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine_collection, "filter_applies", counting)
+    return seen
+
+
+def test_a_scan_touches_only_what_is_due(rstack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(rstack.ctx("reporting"))
+    now = rstack.clock.now()
+    history = [
+        {
+            "_id": f"old-{n}:followup",
+            "incident_id": f"old-{n}",
+            "township_code": TOWNSHIP_A,
+            "kind": "followup",
+            "grade": 4,
+            "due_at": now - timedelta(days=30, minutes=n),
+            "status": "met",
+            "late": False,
+            "escalation": 0,
+            "armed": None,
+            "next_check_at": None,
+            "met_at": now - timedelta(days=30),
+        }
+        for n in range(10_000)
+    ]
+    for chunk in range(0, len(history), 2_000):
+        store.deadlines.insert_many(history[chunk : chunk + 2_000])
+    for _n in range(3):
+        incident_reported(rstack, grade=4, settle=False)
+    rstack.settle()
+    assert store.deadlines.count_documents({"armed": True}) == 3
+    rstack.clock.advance(timedelta(days=2))
+    seen = _examined(monkeypatch)
+    due = store.due_for_check(rstack.clock.now())
+    assert len(due) == 3
+    # Only the armed hot set is examined, not the 10 000 met deadlines.
+    assert seen[0] <= 3

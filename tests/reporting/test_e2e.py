@@ -1,0 +1,131 @@
+"""End to end on the embedded stack: an incident reported late through intake's API, followed
+up, a follow-up missed on the manual clock, finalised; chain, deadlines and timeline read back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from services.reporting import service as reporting_service
+from tests.reporting.support import local, report_body
+from tests.support.stack import TOWNSHIP_A, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def incident_body(stack: Stack) -> dict[str, object]:
+    now = stack.clock.now()
+    return {
+        "category": "flood",
+        "township_code": TOWNSHIP_A,
+        "title": "河口村河堤漫溢",
+        "description": "持续强降雨致河口村段河堤漫溢，部分农田和民房进水。",
+        "occurred_at": (now - timedelta(hours=3, minutes=10)).isoformat(),
+        "discovered_at": (now - timedelta(hours=3)).isoformat(),
+        "location": {"address": "城关镇河口村三组"},
+        "casualties": {"deaths": 0, "injured": 1, "missing": 0, "trapped": 0},
+        "affected": {
+            "people_affected": 120,
+            "people_evacuated": 40,
+            "houses_damaged": 6,
+            "houses_collapsed": 0,
+            "direct_loss_cny": 150000,
+        },
+        "people_involved": 0,
+        "measures_taken": "已转移群众40人，组织抢险队加固堤防。",
+        "needs": "需要沙袋2000条。",
+        "reporter": {"name": "张伟", "phone": "13800001111"},
+        "approver": {"name": "李娜", "phone": "13900002222"},
+        "source": "村委会电话报告",
+    }
+
+
+def test_incident_reported_late_followed_up_and_finalised(stack: Stack) -> None:
+    stack.clock.set(local(2026, 7, 6, 10))
+    created = stack.call("POST", "/v1/incidents", who="township_a", json=incident_body(stack))
+    assert created.status_code == 201, created.text
+    iid = created.json()["id"]
+    stack.settle()
+
+    chain = stack.call("GET", "/v1/reports", params={"incident_id": iid}).json()
+    assert chain["items"][0]["kind"] == "initial" and chain["items"][0]["late"] is True
+    initial = stack.call("GET", "/v1/deadlines", params={"incident_id": iid, "kind": "initial"})
+    assert initial.json()["items"][0]["late"] is True
+
+    # A follow-up with higher figures: intake re-grades from it.
+    stack.clock.set(local(2026, 7, 6, 15))
+    followup = stack.call(
+        "POST",
+        "/v1/reports",
+        who="township_a",
+        json=report_body(
+            iid,
+            casualties={"deaths": 3, "injured": 4, "missing": 0, "trapped": 0},
+            affected={
+                "people_affected": 300,
+                "people_evacuated": 120,
+                "houses_damaged": 10,
+                "houses_collapsed": 1,
+                "direct_loss_cny": 400000,
+            },
+        ),
+    )
+    assert followup.status_code == 201 and followup.json()["number"] == 1
+    stack.settle()
+    incident = stack.call("GET", f"/v1/incidents/{iid}").json()
+    chain = stack.call("GET", "/v1/reports", params={"incident_id": iid}).json()
+    assert chain["grade"] == incident["grade"]
+
+    # The next follow-up slot passes unfiled: overdue on the manual clock.
+    pending = stack.call(
+        "GET", "/v1/deadlines", params={"incident_id": iid, "status": "pending"}
+    ).json()["items"]
+    assert pending, "a follow-up slot is planned while the incident is open"
+    stack.clock.set(local(2026, 7, 7, 8, 5))
+    reporting_service.scan_deadlines(stack.ctx("reporting"))
+    stack.settle()
+    overdue = stack.call(
+        "GET", "/v1/deadlines", params={"incident_id": iid, "status": "overdue"}
+    ).json()["items"]
+    assert [d["kind"] for d in overdue] == ["followup"]
+
+    # The final report closes the chain, and intake closes the incident.
+    stack.clock.set(local(2026, 7, 7, 9))
+    final = stack.call(
+        "POST",
+        "/v1/reports",
+        who="township_a",
+        json=report_body(
+            iid,
+            "final",
+            casualties={"deaths": 3, "injured": 4, "missing": 0, "trapped": 0},
+            affected={
+                "people_affected": 300,
+                "people_evacuated": 120,
+                "houses_damaged": 10,
+                "houses_collapsed": 1,
+                "direct_loss_cny": 400000,
+            },
+        ),
+    )
+    assert final.status_code == 201, final.text
+    stack.settle()
+    assert stack.call("GET", f"/v1/incidents/{iid}").json()["status"] == "closed"
+    chain = stack.call("GET", "/v1/reports", params={"incident_id": iid}).json()
+    assert [i["kind"] for i in chain["items"]] == ["initial", "followup", "final"]
+    assert chain["status"] == "closed" and chain["finalised"] is True
+    everything = stack.call("GET", "/v1/deadlines", params={"incident_id": iid}).json()["items"]
+    assert not [d for d in everything if d["status"] in ("pending", "overdue")]
+    assert not [d for d in everything if d["kind"] == "final"]  # filed before any was due
+
+    timeline = stack.call("GET", f"/v1/timeline/{iid}").json()["items"]
+    types = [i["event_type"] for i in timeline]
+    assert types[0] == "incident_reported"
+    for expected in ("followup_filed", "report_overdue", "final_report_filed", "incident_closed"):
+        assert expected in types
+    assert {"intake", "reporting"} <= {i["source"] for i in timeline}
+    assert types.index("final_report_filed") < types.index("incident_closed")
+
+    html = stack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06", "format": "html"})
+    assert html.status_code == 200 and "突发事件信息日报" in html.text and "<svg" in html.text

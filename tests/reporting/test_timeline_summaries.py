@@ -1,0 +1,412 @@
+"""Timeline and audit across services, daily and situation summaries, and monthly scores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from services.reporting import service as reporting_service
+from tests.reporting.support import emit, events_of, incident_reported, local, report_body, scan
+from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
+
+WARNING_BASE = {"hazard": "rainstorm", "areas": [TOWNSHIP_A], "exercise": False}
+
+
+def seed(stack: Stack) -> dict[str, str]:
+    """A seeded day (2026-07-06, Shanghai): 4 incidents, warnings, a dispatch, a stock alert."""
+    ids = {}
+    stack.clock.set(local(2026, 7, 6, 9))
+    ids["flood"] = incident_reported(
+        stack,
+        grade=2,
+        category="flood",
+        deaths=12,
+        occurred_at=local(2026, 7, 6, 8),
+        discovered_at=local(2026, 7, 6, 8, 50),
+    ).payload["incident_id"]
+    ids["late"] = incident_reported(
+        stack,
+        grade=4,
+        category="fire",
+        occurred_at=local(2026, 7, 6, 1),
+        discovered_at=local(2026, 7, 6, 2),
+    ).payload["incident_id"]
+    ids["b"] = incident_reported(
+        stack,
+        grade=4,
+        township_code=TOWNSHIP_B,
+        category="traffic_accident",
+        occurred_at=local(2026, 7, 6, 7),
+        discovered_at=local(2026, 7, 6, 8, 55),
+    ).payload["incident_id"]
+    ids["drill"] = incident_reported(
+        stack,
+        grade=3,
+        exercise=True,
+        occurred_at=local(2026, 7, 6, 8, 30),
+        discovered_at=local(2026, 7, 6, 8, 55),
+    ).payload["incident_id"]
+    stack.clock.set(local(2026, 7, 6, 10))
+    emit(
+        stack,
+        "warning",
+        "warning_issued",
+        {
+            **WARNING_BASE,
+            "warning_id": "W-red",
+            "version": 1,
+            "level": 1,
+            "color": "red",
+            "headline": "暴雨红色预警",
+            "effective": stack.clock.now(),
+            "expires": stack.clock.now() + timedelta(days=1),
+            "incident_ids": [ids["flood"]],
+        },
+        correlation_id="W-red",
+        settle=False,
+    )
+    emit(
+        stack,
+        "warning",
+        "warning_issued",
+        {
+            **WARNING_BASE,
+            "warning_id": "W-blue",
+            "version": 1,
+            "level": 4,
+            "color": "blue",
+            "headline": "大风蓝色预警",
+            "effective": stack.clock.now(),
+            "expires": stack.clock.now() + timedelta(days=1),
+        },
+        correlation_id="W-blue",
+        settle=False,
+    )
+    emit(
+        stack,
+        "dispatch",
+        "dispatch_ordered",
+        {
+            "dispatch_id": "D1",
+            "incident_id": ids["flood"],
+            "team_ids": ["T03", "T04"],
+            "resources": [{"warehouse_id": "W01", "item_code": "tent", "quantity": 50}],
+        },
+        correlation_id=ids["flood"],
+        settle=False,
+    )
+    emit(
+        stack,
+        "dispatch",
+        "plan_activated",
+        {
+            "plan_id": "P1",
+            "level": 2,
+            "trigger_kind": "incident",
+            "trigger_id": ids["flood"],
+            "township_codes": [TOWNSHIP_A],
+            "incident_id": ids["flood"],
+        },
+        correlation_id=ids["flood"],
+        settle=False,
+    )
+    emit(
+        stack,
+        "dispatch",
+        "stock_low",
+        {
+            "warehouse_id": "W01",
+            "item_code": "tent",
+            "quantity": 60,
+            "min_level": 80,
+        },
+        settle=False,
+    )
+    stack.settle()
+    stack.clock.set(local(2026, 7, 6, 11))
+    emit(
+        stack,
+        "warning",
+        "warning_lifted",
+        {
+            **WARNING_BASE,
+            "warning_id": "W-blue",
+            "version": 2,
+            "level": 4,
+            "color": "blue",
+            "reason": "风力减弱",
+        },
+        correlation_id="W-blue",
+        settle=False,
+    )
+    emit(
+        stack,
+        "dispatch",
+        "dispatch_status_changed",
+        {
+            "dispatch_id": "D1",
+            "incident_id": ids["flood"],
+            "old_status": "ordered",
+            "status": "on_scene",
+        },
+        correlation_id=ids["flood"],
+    )
+    stack.clock.set(local(2026, 7, 6, 12))
+    assert (
+        stack.call(
+            "POST",
+            "/v1/reports",
+            json=report_body(
+                ids["flood"],
+                casualties={"deaths": 13, "injured": 2, "missing": 0, "trapped": 0},
+            ),
+        ).status_code
+        == 201
+    )
+    stack.settle()
+    return ids
+
+
+def test_timeline_shows_events_of_several_services_in_order(rstack: Stack) -> None:
+    ids = seed(rstack)
+    items = rstack.call("GET", f"/v1/timeline/{ids['flood']}").json()["items"]
+    kinds = [(i["source"], i["event_type"]) for i in items]
+    # The three published at 10:00 in one batch may arrive in any order; time orders the rest.
+    assert kinds[0] == ("intake", "incident_reported")
+    assert sorted(kinds[1:4]) == [
+        ("dispatch", "dispatch_ordered"),
+        ("dispatch", "plan_activated"),
+        ("warning", "warning_issued"),
+    ]
+    assert kinds[4:] == [
+        ("dispatch", "dispatch_status_changed"),
+        ("reporting", "followup_filed"),
+    ]
+    times = [i["occurred_at"] for i in items]
+    assert times == sorted(times)
+    red = next(i for i in items if i["event_type"] == "warning_issued")
+    assert red["summary"] == "发布红色预警：暴雨红色预警"
+    assert items[0]["summary"].startswith("首报：城关镇")
+    audit = rstack.call(
+        "GET",
+        "/v1/audit",
+        params={
+            "source": "warning",
+            "from": "2026-07-06T10:30:00+08:00",
+            "to": "2026-07-06T12:00:00+08:00",
+        },
+    ).json()["items"]
+    assert [a["event_type"] for a in audit] == ["warning_lifted"]
+    assert rstack.call("GET", "/v1/audit", who="township_a").status_code == 403
+    naive = rstack.call("GET", "/v1/audit", params={"from": "2026-07-06T10:30:00"})
+    assert naive.status_code == 422
+    assert rstack.call("GET", "/v1/timeline/unknown").status_code == 404
+
+
+def test_daily_summary_numbers_and_publication(rstack: Stack) -> None:
+    ids = seed(rstack)
+    daily = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06"}).json()
+    incidents = daily["incidents"]
+    assert incidents["total"] == 3  # the drill is left out
+    assert [g["count"] for g in incidents["by_grade"]] == [0, 1, 0, 2]
+    assert incidents["casualties"]["deaths"] == 13  # the follow-up's latest figure
+    assert {r["township_code"]: r["count"] for r in incidents["by_township"]} == {
+        TOWNSHIP_A: 2,
+        TOWNSHIP_B: 1,
+    }
+    assert [b["count"] for b in daily["time_bands"]] == [1, 2, 0, 0]
+    assert daily["warnings"]["active_total"] == 1
+    assert daily["warnings"]["by_level"][0]["count"] == 1
+    assert daily["dispatches"] == {"total": 1, "by_status": {"on_scene": 1}}
+    assert daily["stock_alerts"]["total"] == 1
+    assert daily["plans"]["active_total"] == 1
+    assert [r["incident_id"] for r in daily["reporting"]["late_items"]] == [ids["late"]]
+    assert daily["reports_filed"] == {"initial": 4, "followup": 1, "final": 0}
+    rules = {r["rule"] for r in daily["recommendations"]}
+    assert {"severe_incidents", "high_warnings", "stock_alerts"} <= rules
+    html = rstack.call(
+        "GET", "/v1/summaries/daily", params={"date": "2026-07-06", "format": "html"}
+    )
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "突发事件信息日报" in html.text and "<svg" in html.text
+    assert "<script" not in html.text and "http://" not in html.text.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )
+    # Publishing: by the operator once, then the 17:00 timer does not publish again.
+    first = rstack.call("POST", "/v1/summaries/daily/publish", params={"date": "2026-07-06"})
+    again = rstack.call("POST", "/v1/summaries/daily/publish", params={"date": "2026-07-06"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    rstack.clock.set(local(2026, 7, 6, 17))
+    ctx = rstack.ctx("reporting")
+    assert reporting_service.publish_daily_summary(ctx) is False
+    rstack.clock.set(local(2026, 7, 7, 16, 59))
+    assert reporting_service.publish_daily_summary(ctx) is False
+    rstack.clock.set(local(2026, 7, 7, 17))
+    assert reporting_service.publish_daily_summary(ctx) is True
+    rstack.settle()
+    published = events_of(rstack, "summary_published")
+    assert [e["payload"]["summary_id"] for e in published] == [
+        "daily:2026-07-06",
+        "daily:2026-07-07",
+    ]
+
+
+def test_situation_pack_trend_hot_spots_and_overdue(rstack: Stack) -> None:
+    ids = seed(rstack)
+    rstack.clock.set(local(2026, 7, 8, 9))
+    scan(rstack)
+    pack = rstack.call(
+        "GET",
+        "/v1/summaries/situation",
+        params={"from": "2026-07-06T00:00:00+08:00", "to": "2026-07-07T00:00:00+08:00"},
+    ).json()
+    assert pack["trend"]["current"] == 3 and pack["trend"]["previous"] == 0
+    assert pack["hot_spots"][0]["township_code"] == TOWNSHIP_A
+    assert pack["hot_spots"][0]["share_percent"] == pytest.approx(66.7)
+    overdue_incidents = {d["incident_id"] for d in pack["reporting"]["overdue_items"]}
+    # Due within the period and still unfiled: the 17:00 follow-ups of the two grade IV
+    # incidents; the flood's 17:00 slot was met by its follow-up at 12:00.
+    assert {ids["late"], ids["b"]} <= overdue_incidents and ids["flood"] not in overdue_incidents
+    assert "overdue_reports" in {r["rule"] for r in pack["recommendations"]}
+    html = rstack.call(
+        "GET",
+        "/v1/summaries/situation",
+        params={
+            "from": "2026-07-06T00:00:00+08:00",
+            "to": "2026-07-07T00:00:00+08:00",
+            "format": "html",
+        },
+    ).text
+    assert "突发事件会商研判材料" in html and "研判建议" in html
+    bad = rstack.call(
+        "GET",
+        "/v1/summaries/situation",
+        params={"from": "2026-07-07T00:00:00+08:00", "to": "2026-07-06T00:00:00+08:00"},
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["path"] == "query.to"
+    assert (
+        rstack.call(
+            "GET",
+            "/v1/summaries/situation",
+            who="township_a",
+            params={"from": "2026-07-06T00:00:00+08:00", "to": "2026-07-07T00:00:00+08:00"},
+        ).status_code
+        == 403
+    )
+
+
+def test_scores_for_a_month_provisional_then_published(rstack: Stack) -> None:
+    ids = seed(rstack)
+    codes = [t.code for t in rstack.ctx("reporting").county.townships]
+    for day in range(6, 31):
+        rstack.clock.set(local(2026, 7, day, 20))
+        for code in codes[:-1]:
+            assert (
+                rstack.call(
+                    "POST",
+                    "/v1/zero-reports",
+                    json={
+                        "township_code": code,
+                        "date": f"2026-07-{day:02d}",
+                        "nothing_to_report": True,
+                    },
+                ).status_code
+                == 201
+            )
+    rstack.clock.set(local(2026, 8, 1, 9))
+    scan(rstack)
+    provisional = rstack.call("GET", "/v1/scores", params={"month": "2026-07"}).json()
+    assert provisional["status"] == "provisional"
+    rows = {r["township_code"]: r for r in provisional["items"]}
+    silent = rows[codes[-1]]
+    assert silent["components"]["zero_report"] == 0.0 and silent["basis"]["zero_report_days"] == 31
+    a = rows[TOWNSHIP_A]
+    # Township A: two initial reports (one late), one follow-up; the flood's follow-up slots
+    # after the report went unfiled, so timeliness and completeness fall.
+    assert a["basis"]["reports_filed"] == 3
+    assert a["basis"]["deadlines_late"] >= 1
+    assert a["components"]["completeness"] < 100
+    assert a["components"]["zero_report"] == pytest.approx(round(100 * 25 / 31, 1))
+    ranks = [r["rank"] for r in provisional["items"]]
+    assert ranks[0] == 1 and ranks == sorted(ranks)
+    quiet_and_diligent = rows[codes[5]]  # no incidents, every zero report on time
+    assert quiet_and_diligent["components"]["zero_report"] == pytest.approx(round(100 * 25 / 31, 1))
+    assert quiet_and_diligent["total"] > silent["total"]
+    own = rstack.call("GET", "/v1/scores", who="township_b", params={"month": "2026-07"}).json()
+    assert [r["township_code"] for r in own["items"]] == [TOWNSHIP_B]
+    assert rstack.call("GET", "/v1/scores", params={"month": "2026-13"}).status_code == 422
+    assert rstack.call("GET", "/v1/scores", params={"month": "2026-09"}).status_code == 422
+    ctx = rstack.ctx("reporting")
+    rstack.clock.set(local(2026, 8, 14, 23))
+    assert reporting_service.publish_scores(ctx) is False
+    rstack.clock.set(local(2026, 8, 15, 0, 5))
+    assert reporting_service.publish_scores(ctx) is True
+    assert reporting_service.publish_scores(ctx) is False
+    rstack.settle()
+    published = rstack.call("GET", "/v1/scores", params={"month": "2026-07"}).json()
+    assert published["status"] == "published"
+    assert [r["total"] for r in published["items"]] == [r["total"] for r in provisional["items"]]
+    # Late data after publication does not change published scores.
+    rstack.call("POST", "/v1/reports", json=report_body(ids["b"], "final"))
+    again = rstack.call("GET", "/v1/scores", params={"month": "2026-07"}).json()
+    assert again["items"] == published["items"]
+    assert any(
+        e["payload"]["kind"] == "monthly_scores" for e in events_of(rstack, "summary_published")
+    )
+
+
+@pytest.mark.browser
+def test_summaries_render_in_a_real_browser(rstack: Stack, tmp_path: Path) -> None:
+    """Screenshots go to $YINGJI_TEST_ARTIFACTS (or the test's tmp dir); they are not committed."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    seed(rstack)
+    out = Path(os.environ.get("YINGJI_TEST_ARTIFACTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    pages = {
+        "daily": ("/v1/summaries/daily", {"date": "2026-07-06", "format": "html"}),
+        "situation": (
+            "/v1/summaries/situation",
+            {
+                "from": "2026-07-06T00:00:00+08:00",
+                "to": "2026-07-07T00:00:00+08:00",
+                "format": "html",
+            },
+        ),
+    }
+    for name, (path, params) in pages.items():
+        html = rstack.call("GET", path, params=params).text
+        page = tmp_path / f"{name}.html"
+        page.write_text(html, encoding="utf-8")
+        shot = out / f"reporting-{name}.png"
+        dom = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert dom.count("<svg") >= 4 and 'class="bar"' in dom
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--screenshot={shot}",
+                "--window-size=1000,2400",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        assert shot.exists() and shot.stat().st_size > 10_000
+        print(f"screenshot: {shot}")

@@ -1,0 +1,99 @@
+"""Zero reports (零報告) for the 12-township demo county over three days."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from services.reporting import service as reporting_service
+from tests.reporting.support import events_of, incident_reported, local
+from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
+
+
+def file(stack: Stack, code: str, day: date, who: str = "operator", **body: object) -> object:
+    payload = {"township_code": code, "date": day.isoformat(), "nothing_to_report": True, **body}
+    return stack.call("POST", "/v1/zero-reports", who=who, json=payload)
+
+
+def missed_scan(stack: Stack) -> int:
+    raised = reporting_service.scan_zero_reports(stack.ctx("reporting"))
+    stack.settle()
+    return raised
+
+
+def test_three_days_of_zero_reports_and_missed_alerts(rstack: Stack) -> None:
+    codes = [t.code for t in rstack.ctx("reporting").county.townships]
+    assert len(codes) == 12
+    days = [date(2026, 7, 6), date(2026, 7, 7), date(2026, 7, 8)]
+    # Day 1: everyone but the last two files before the cut-off.
+    rstack.clock.set(local(2026, 7, 6, 20))
+    for code in codes[:10]:
+        assert file(rstack, code, days[0]).status_code == 201
+    rstack.clock.set(local(2026, 7, 7, 7, 59))
+    assert missed_scan(rstack) == 0
+    rstack.clock.set(local(2026, 7, 7, 8, 0))
+    assert missed_scan(rstack) == 2
+    assert missed_scan(rstack) == 0
+    # One of them files late; the alert stays raised once.
+    rstack.clock.set(local(2026, 7, 7, 9))
+    late = file(rstack, codes[10], days[0])
+    assert late.status_code == 201 and late.json()["late"] is True
+    status = rstack.call("GET", "/v1/zero-reports", params={"date": "2026-07-06"}).json()
+    assert len(status["filed"]) == 11 and [m["township_code"] for m in status["missing"]] == [
+        codes[11]
+    ]
+    assert status["missing"][0]["missed_alert_raised"] is True
+    assert [r["township_code"] for r in status["late"]] == [codes[10]]
+    # Day 2: nobody files; day 3: all file on time. Scans run late, once for two days.
+    rstack.clock.set(local(2026, 7, 8, 22))
+    for code in codes:
+        assert file(rstack, code, days[2], nothing_to_report=True).status_code == 201
+    rstack.clock.set(local(2026, 7, 9, 8, 30))
+    assert missed_scan(rstack) == 12
+    assert missed_scan(rstack) == 0
+    missed = events_of(rstack, "zero_report_missed")
+    assert len(missed) == 14
+    assert len({(e["payload"]["township_code"], e["payload"]["date"]) for e in missed}) == 14
+    day3 = rstack.call("GET", "/v1/zero-reports", params={"date": "2026-07-08"}).json()
+    assert len(day3["filed"]) == 12 and day3["missing"] == [] and day3["late"] == []
+    metrics = rstack.client.get("/metrics").text
+    assert 'yingji_reporting_zero_reports_filed_today{service="reporting"} 12.0' in metrics
+    missed_series = "yingji_reporting_zero_reports_missed_total"
+    assert f'{missed_series}{{service="reporting",township_code="{codes[11]}"}} 2.0' in metrics
+
+
+def test_a_fresh_install_does_not_alert_for_the_past(rstack: Stack) -> None:
+    # The stack starts on 2026-07-06 10:00: 07-05's cut-off had passed before the service ran.
+    assert missed_scan(rstack) == 0
+    rstack.clock.advance(timedelta(days=1))
+    assert missed_scan(rstack) == 12
+
+
+def test_filing_is_idempotent_and_scoped_to_the_township(rstack: Stack) -> None:
+    day = date(2026, 7, 6)
+    first = file(rstack, TOWNSHIP_A, day, who="township_a")
+    again = file(rstack, TOWNSHIP_A, day, who="township_a")
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    iid = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    changed = file(
+        rstack, TOWNSHIP_A, day, who="township_a", nothing_to_report=False, incident_ids=[iid]
+    )
+    assert changed.status_code == 409
+    assert file(rstack, TOWNSHIP_B, day, who="township_a").status_code == 403
+    future = file(rstack, TOWNSHIP_B, day + timedelta(days=1), who="township_b")
+    assert future.status_code == 422 and future.json()["error"]["fields"][0]["path"] == "date"
+    listed = file(
+        rstack,
+        TOWNSHIP_B,
+        day - timedelta(days=1),
+        who="township_b",
+        nothing_to_report=False,
+        incident_ids=[iid],
+    )
+    assert listed.status_code == 422
+    assert listed.json()["error"]["fields"][0]["path"] == "incident_ids.0"
+    empty = file(rstack, TOWNSHIP_B, day - timedelta(days=1), nothing_to_report=False)
+    assert empty.status_code == 422
+    own = rstack.call("GET", "/v1/zero-reports", who="township_b", params={"date": "2026-07-06"})
+    assert {r["township_code"] for r in own.json()["missing"]} == {TOWNSHIP_B}
+    assert rstack.call("GET", "/v1/zero-reports", params={"date": "07/06"}).status_code == 422
