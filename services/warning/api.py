@@ -1,12 +1,649 @@
-"""HTTP routes of the warning service."""
+"""HTTP routes of the warning service: issue, approve, adjust, lift, CAP, feed, deliveries, acks."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
 
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from libs.common.auth import Principal, Role
+from libs.common.errors import ApiError, not_found
+from libs.common.idempotency import find_replay, fingerprint, idempotency_scope, validate_key
+from libs.common.pagination import page
 from libs.common.service import ServiceContext
+from services.warning import domain
+from services.warning.cap import (
+    ATOM_MEDIA_TYPE,
+    CAP_MEDIA_TYPE,
+    render_atom,
+    render_cap,
+    sent_of,
+)
+from services.warning.core import WarningService
+
+TownshipCode = Field(pattern=r"^\d{9}$")
+ALL = tuple(Role)
+ISSUERS = (Role.OPERATOR, Role.LEADER, Role.DEPARTMENT)
 
 
-def build_router(ctx: ServiceContext) -> APIRouter:
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WarningIn(_Body):
+    """A new warning (预警发布)."""
+
+    hazard: str = Field(
+        min_length=1, max_length=40, description="预警类别 hazard, e.g. rainstorm 暴雨, flood 洪水"
+    )
+    level: int = Field(
+        ge=1, le=4, description="预警级别 level 1–4; 1 = 一级（红色）最高, 4 = 四级（蓝色）"
+    )
+    headline: str = Field(min_length=1, max_length=140, description="标题 headline")
+    description: str = Field(min_length=1, max_length=1500, description="预警内容 description")
+    instruction: str = Field(
+        min_length=1, max_length=1000, description="防御指南 instruction: what people should do"
+    )
+    areas: list[str] = Field(
+        min_length=1, max_length=200, description="预警区域 target townships (乡镇代码, 9 digits)"
+    )
+    effective: AwareDatetime | None = Field(
+        default=None, description="生效时间 effective from (with offset); default now"
+    )
+    expires: AwareDatetime = Field(description="失效时间 expires at (with offset)")
+    incident_ids: list[str] = Field(
+        default_factory=list, max_length=20, description="关联事件 linked incident ids"
+    )
+    exercise: bool = Field(default=False, description="演练 drill: CAP status Exercise")
+
+
+class AdjustIn(_Body):
+    """A new version of an active warning (预警调整)."""
+
+    level: int = Field(ge=1, le=4, description="调整后级别 new level 1–4 (1 = 红色)")
+    reason: str = Field(min_length=1, max_length=500, description="调整原因 reason")
+    headline: str | None = Field(
+        default=None, min_length=1, max_length=140, description="标题 headline"
+    )
+    description: str | None = Field(
+        default=None, min_length=1, max_length=1500, description="预警内容 description"
+    )
+    instruction: str | None = Field(
+        default=None, min_length=1, max_length=1000, description="防御指南 instruction"
+    )
+    expires: AwareDatetime | None = Field(default=None, description="失效时间 new expiry time")
+
+
+class LiftIn(_Body):
+    """Lifting a warning (预警解除)."""
+
+    reason: str = Field(min_length=1, max_length=500, description="解除原因 reason")
+    override_reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="强制解除理由 why to lift although linked incidents are still open",
+    )
+
+
+class ApproveIn(_Body):
+    """A leader's approval (领导审批)."""
+
+    note: str | None = Field(default=None, max_length=500, description="审批意见 note")
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="待审批版本 the pending version seen (guards against a race)",
+    )
+
+
+class RejectIn(_Body):
+    """A leader's rejection (审批不通过)."""
+
+    reason: str = Field(min_length=1, max_length=500, description="驳回理由 reason")
+    version: int | None = Field(
+        default=None, ge=1, description="待审批版本 the pending version seen"
+    )
+
+
+class AckIn(_Body):
+    """A township's receipt (签收)."""
+
+    version: int | None = Field(
+        default=None, ge=1, description="签收版本 version received; default current"
+    )
+    note: str | None = Field(default=None, max_length=500, description="签收备注 note")
+
+
+class AcceptIn(_Body):
+    """Turning a suggestion into a warning (采纳预警建议); every field overrides the draft."""
+
+    hazard: str | None = Field(
+        default=None, min_length=1, max_length=40, description="预警类别 hazard"
+    )
+    level: int | None = Field(default=None, ge=1, le=4, description="预警级别 level 1–4")
+    headline: str | None = Field(default=None, min_length=1, max_length=140, description="标题")
+    description: str | None = Field(
+        default=None, min_length=1, max_length=1500, description="预警内容"
+    )
+    instruction: str | None = Field(
+        default=None, min_length=1, max_length=1000, description="防御指南"
+    )
+    areas: list[str] | None = Field(
+        default=None, min_length=1, max_length=200, description="预警区域 township codes"
+    )
+    effective: AwareDatetime | None = Field(default=None, description="生效时间 effective from")
+    expires: AwareDatetime | None = Field(default=None, description="失效时间 expires at")
+    exercise: bool | None = Field(default=None, description="演练 drill")
+
+
+class DismissIn(_Body):
+    """Dismissing a suggestion (不采纳)."""
+
+    reason: str = Field(min_length=1, max_length=500, description="不采纳理由 reason")
+
+
+class Views:
+    """Turns documents into API bodies."""
+
+    def __init__(self, service: WarningService) -> None:
+        self.service = service
+        self.rules = service.rules
+        self.county = service.county
+
+    def area_names(self, codes: list[str]) -> list[dict[str, str]]:
+        """Codes with names."""
+        return [
+            {"code": c, "name": (t.name if (t := self.county.township(c)) else c)} for c in codes
+        ]
+
+    def version(self, version: Mapping[str, Any]) -> dict[str, Any]:
+        """One version as kept in the history."""
+        keys = (
+            "number",
+            "msg_type",
+            "identifier",
+            "state",
+            "hazard",
+            "level",
+            "color",
+            "headline",
+            "description",
+            "instruction",
+            "areas",
+            "effective",
+            "expires",
+            "exercise",
+            "incident_ids",
+            "reason",
+            "requested_by",
+            "requested_at",
+            "approved_by",
+            "approved_at",
+            "approval_note",
+            "rejected_by",
+            "rejected_at",
+            "rejection_reason",
+            "issued_at",
+            "old_level",
+            "override_reason",
+            "open_incidents",
+        )
+        body = {k: version.get(k) for k in keys if k in version}
+        body["level_label"] = self.rules.level(int(version["level"])).label
+        return body
+
+    def warning(self, doc: Mapping[str, Any], detail: bool = True) -> dict[str, Any]:
+        """A warning: current fields, and its full version history when ``detail``."""
+        level = int(doc["level"])
+        body: dict[str, Any] = {
+            "id": doc["_id"],
+            "hazard": doc["hazard"],
+            "hazard_name": self.rules.hazards[doc["hazard"]].name,
+            "level": level,
+            "color": doc["color"],
+            "level_label": self.rules.level(level).label,
+            "status": doc["status"],
+            "version": doc["version"],
+            "pending_version": doc.get("pending_version"),
+            "headline": doc["headline"],
+            "description": doc["description"],
+            "instruction": doc["instruction"],
+            "areas": doc["areas"],
+            "area_names": self.area_names(doc["areas"]),
+            "effective": doc["effective"],
+            "expires": doc["expires"],
+            "incident_ids": doc.get("incident_ids") or [],
+            "exercise": doc["exercise"],
+            "suggestion_id": doc.get("suggestion_id"),
+            "created_by": doc["created_by"],
+            "created_at": doc["created_at"],
+            "updated_at": doc["updated_at"],
+            "issued_at": doc.get("issued_at"),
+            "lifted_at": doc.get("lifted_at"),
+            "expired_at": doc.get("expired_at"),
+            "lift_reason": doc.get("lift_reason"),
+            "override_reason": doc.get("override_reason"),
+            "rejection_reason": doc.get("rejection_reason"),
+            "cap_url": f"/v1/warnings/{doc['_id']}/cap",
+        }
+        if detail:
+            body["versions"] = [self.version(v) for v in doc["versions"]]
+        return body
+
+    def suggestion(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """A suggestion."""
+        keys = (
+            "incident_id",
+            "incident_title",
+            "category",
+            "grade",
+            "hazard",
+            "level",
+            "color",
+            "township_code",
+            "areas",
+            "exercise",
+            "headline",
+            "description",
+            "instruction",
+            "status",
+            "created_at",
+            "warning_id",
+            "superseded_by",
+            "accepted_by",
+            "accepted_at",
+            "dismissed_by",
+            "dismissed_at",
+            "dismiss_reason",
+        )
+        body = {"id": doc["_id"], **{k: doc.get(k) for k in keys}}
+        body["level_label"] = self.rules.level(int(doc["level"])).label
+        body["area_names"] = self.area_names(list(doc["areas"]))
+        return body
+
+
+def _visible_to(principal: Principal, doc: Mapping[str, Any]) -> None:
+    """Township keys read only issued warnings addressed to them."""
+    if principal.role != Role.TOWNSHIP:
+        return
+    if not domain.township_visible(doc["status"]):
+        raise not_found("warning", str(doc["_id"]))
+    if principal.township_code not in doc["areas"]:
+        raise ApiError(
+            403,
+            "forbidden_township",
+            f"warning {doc['_id']} is not addressed to township {principal.township_code}",
+            fields=[{"path": "township_code", "reason": "not in the warning's areas"}],
+        )
+
+
+def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
     """The warning router."""
-    return APIRouter(tags=["warning"])
+    router = APIRouter(tags=["warning"])
+    views = Views(service)
+    store = service.store
+
+    def load(warning_id: str) -> dict[str, Any]:
+        doc = store.warning(warning_id)
+        if doc is None:
+            raise not_found("warning", warning_id)
+        return doc
+
+    # Static paths first: /v1/warnings/{warning_id} would otherwise swallow them.
+
+    @router.get("/v1/warnings/feed", summary="Public feed of active warnings (公开预警)")
+    def feed(
+        request: Request,
+        _: None = ctx.public(),
+        format: Literal["json", "atom"] = Query(
+            default="json", description="json, or atom (an Atom index of CAP documents)"
+        ),
+    ) -> Any:
+        docs = store.warnings.find(
+            {"status": "active", "exercise": False}, sort=[("issued_at", -1)], limit=500
+        )
+        items = []
+        for doc in docs:
+            current = service.find_version(doc, int(doc["version"])) or {}
+            items.append(
+                {
+                    "id": doc["_id"],
+                    "identifier": current.get("identifier"),
+                    "version": doc["version"],
+                    "msg_type": current.get("msg_type"),
+                    "hazard": doc["hazard"],
+                    "event": f"{service.rules.hazards[doc['hazard']].name}预警",
+                    "level": doc["level"],
+                    "color": doc["color"],
+                    "level_label": service.rules.level(int(doc["level"])).label,
+                    "headline": doc["headline"],
+                    "description": doc["description"],
+                    "instruction": doc["instruction"],
+                    "areas": views.area_names(doc["areas"]),
+                    "effective": doc["effective"],
+                    "expires": doc["expires"],
+                    "sent": sent_of(current) if current else doc["issued_at"],
+                    "cap_path": f"/v1/warnings/feed/{doc['_id']}/cap",
+                }
+            )
+        if format == "atom":
+            xml = render_atom(
+                f"{service.county.name}预警信息",
+                f"urn:yingji:{service.county.code}:warnings",
+                service.now(),
+                items,
+                service.county.timezone,
+                str(request.base_url).rstrip("/"),
+            )
+            return Response(xml, media_type=ATOM_MEDIA_TYPE)
+        return {"items": items, "updated": service.now(), "next_cursor": None}
+
+    @router.get(
+        "/v1/warnings/feed/{warning_id}/cap",
+        summary="Public CAP 1.2 document of a public warning's latest version",
+    )
+    def feed_cap(warning_id: str, _: None = ctx.public()) -> Response:
+        doc = store.warning(warning_id)
+        if doc is None or doc["exercise"] or not domain.township_visible(doc["status"]):
+            raise not_found("warning", warning_id)
+        version = service.find_version(doc, int(doc["version"]))
+        assert version is not None
+        return Response(
+            render_cap(service.rules, service.county, doc, version), media_type=CAP_MEDIA_TYPE
+        )
+
+    @router.get(
+        "/v1/warnings/suggestions", summary="Warning suggestions drawn from incidents (预警建议)"
+    )
+    def list_suggestions(
+        principal: Principal = ctx.allow(*ISSUERS, Role.ADMIN),
+        status: Literal["pending", "accepted", "dismissed", "superseded"] | None = Query(
+            default=None, description="状态 filter"
+        ),
+        incident_id: str | None = Query(default=None, description="事件 filter"),
+        limit: int = Query(default=50, description="page size 1–200"),
+        cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
+    ) -> dict[str, Any]:
+        selector: dict[str, Any] = {}
+        if status:
+            selector["status"] = status
+        if incident_id:
+            selector["incident_id"] = incident_id
+        rows, next_cursor = page(
+            store.suggestions, selector, sort_field="created_at", limit=limit, cursor=cursor
+        )
+        return {"items": [views.suggestion(r) for r in rows], "next_cursor": next_cursor}
+
+    @router.get("/v1/warnings/suggestions/{suggestion_id}", summary="One suggestion")
+    def get_suggestion(
+        suggestion_id: str, principal: Principal = ctx.allow(*ISSUERS, Role.ADMIN)
+    ) -> dict[str, Any]:
+        doc = store.suggestions.find_one({"_id": suggestion_id})
+        if doc is None:
+            raise not_found("suggestion", suggestion_id)
+        return views.suggestion(doc)
+
+    @router.post(
+        "/v1/warnings/suggestions/{suggestion_id}/accept",
+        status_code=201,
+        summary="Turn a suggestion into a warning (issue rules apply)",
+    )
+    def accept_suggestion(
+        suggestion_id: str,
+        response: Response,
+        body: AcceptIn = Body(default_factory=AcceptIn),
+        principal: Principal = ctx.allow(*ISSUERS),
+        idempotency_key: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        key = validate_key(idempotency_key)
+        scope = idempotency_scope(principal.key_id, key, f"{suggestion_id}:{uuid.uuid4().hex}")
+        digest = fingerprint({"suggestion": suggestion_id, **body.model_dump(mode="json")})
+        if key and (replay := find_replay(store.warnings, scope, digest)):
+            response.status_code = 200
+            return views.warning(replay)
+        doc, created = service.accept_suggestion(
+            principal, suggestion_id, body.model_dump(), scope, digest
+        )
+        if not created:
+            response.status_code = 200
+        return views.warning(doc)
+
+    @router.post("/v1/warnings/suggestions/{suggestion_id}/dismiss", summary="Dismiss a suggestion")
+    def dismiss_suggestion(
+        suggestion_id: str, body: DismissIn, principal: Principal = ctx.allow(*ISSUERS)
+    ) -> dict[str, Any]:
+        return views.suggestion(service.dismiss_suggestion(principal, suggestion_id, body.reason))
+
+    @router.post("/v1/warnings", status_code=201, summary="Issue a warning (预警发布)")
+    def create_warning(
+        body: WarningIn,
+        response: Response,
+        principal: Principal = ctx.allow(*ISSUERS),
+        idempotency_key: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        key = validate_key(idempotency_key)
+        scope = idempotency_scope(principal.key_id, key, uuid.uuid4().hex)
+        digest = fingerprint(body.model_dump(mode="json"))
+        if key and (replay := find_replay(store.warnings, scope, digest)):
+            response.status_code = 200
+            return views.warning(replay)
+        doc, created = service.create(principal, body.model_dump(), scope, digest)
+        if not created:
+            response.status_code = 200
+        return views.warning(doc)
+
+    @router.get("/v1/warnings", summary="List warnings")
+    def list_warnings(
+        principal: Principal = ctx.allow(*ALL),
+        status: Literal["pending_approval", "active", "rejected", "lifted", "expired"] | None = (
+            Query(default=None, description="状态 status filter")
+        ),
+        township_code: str | None = Query(
+            default=None, pattern=r"^\d{9}$", description="乡镇代码 warnings addressed to it"
+        ),
+        level: int | None = Query(default=None, ge=1, le=4, description="预警级别 1–4"),
+        hazard: str | None = Query(default=None, description="预警类别 hazard"),
+        exercise: bool | None = Query(default=None, description="演练 drills only / none"),
+        limit: int = Query(default=50, description="page size 1–200"),
+        cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
+    ) -> dict[str, Any]:
+        selector: dict[str, Any] = {}
+        if principal.role == Role.TOWNSHIP:
+            if township_code and township_code != principal.township_code:
+                principal.ensure_township(township_code, "query.township_code")
+            township_code = principal.township_code
+            if status and not domain.township_visible(status):
+                return {"items": [], "next_cursor": None}
+            selector["status"] = status or {"$in": list(domain.ISSUED_STATUSES)}
+        elif status:
+            selector["status"] = status
+        if township_code:
+            selector["areas"] = township_code
+        if level is not None:
+            selector["level"] = level
+        if hazard:
+            selector["hazard"] = hazard
+        if exercise is not None:
+            selector["exercise"] = exercise
+        rows, next_cursor = page(
+            store.warnings,
+            selector,
+            sort_field="created_at",
+            limit=limit,
+            cursor=cursor,
+            projection={"versions": 0, "_outbox": 0},
+        )
+        return {"items": [views.warning(r, detail=False) for r in rows], "next_cursor": next_cursor}
+
+    @router.get("/v1/warnings/{warning_id}", summary="One warning with its full version history")
+    def get_warning(warning_id: str, principal: Principal = ctx.allow(*ALL)) -> dict[str, Any]:
+        doc = load(warning_id)
+        _visible_to(principal, doc)
+        body = views.warning(doc)
+        if principal.role == Role.TOWNSHIP:
+            body["versions"] = [v for v in body["versions"] if v["state"] == domain.VERSION_ISSUED]
+        return body
+
+    @router.get(
+        "/v1/warnings/{warning_id}/cap",
+        summary="CAP 1.2 document of a version (default: the latest)",
+        response_class=Response,
+        responses={200: {"content": {CAP_MEDIA_TYPE: {}}}},
+    )
+    def get_cap(
+        warning_id: str,
+        principal: Principal = ctx.allow(*ALL),
+        version: int | None = Query(default=None, ge=1, description="版本 version number"),
+    ) -> Response:
+        doc = load(warning_id)
+        _visible_to(principal, doc)
+        number = version or int(doc["version"])
+        chosen = service.find_version(doc, number)
+        if chosen is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"warning {warning_id} has no version {number}",
+                fields=[{"path": "query.version", "reason": "no such version"}],
+            )
+        exportable = (domain.VERSION_ISSUED, domain.VERSION_PENDING)
+        if chosen["state"] not in exportable or (
+            principal.role == Role.TOWNSHIP and chosen["state"] != domain.VERSION_ISSUED
+        ):
+            raise ApiError(
+                409,
+                "version_not_exportable",
+                f"version {number} is {chosen['state']} and was never sent",
+                fields=[{"path": "query.version", "reason": chosen["state"]}],
+            )
+        xml = render_cap(service.rules, service.county, doc, chosen)
+        return Response(xml, media_type=CAP_MEDIA_TYPE)
+
+    @router.post(
+        "/v1/warnings/{warning_id}/approve", summary="Approve the pending version (leader)"
+    )
+    def approve(
+        warning_id: str,
+        body: ApproveIn = Body(default_factory=ApproveIn),
+        principal: Principal = ctx.allow(Role.LEADER),
+    ) -> dict[str, Any]:
+        return views.warning(service.approve(principal, warning_id, body.note, body.version))
+
+    @router.post("/v1/warnings/{warning_id}/reject", summary="Reject the pending version (leader)")
+    def reject(
+        warning_id: str, body: RejectIn, principal: Principal = ctx.allow(Role.LEADER)
+    ) -> dict[str, Any]:
+        return views.warning(service.reject(principal, warning_id, body.reason, body.version))
+
+    @router.post("/v1/warnings/{warning_id}/adjust", summary="Adjust: a new version (CAP Update)")
+    def adjust(
+        warning_id: str, body: AdjustIn, principal: Principal = ctx.allow(*ISSUERS)
+    ) -> dict[str, Any]:
+        return views.warning(service.adjust(principal, warning_id, body.model_dump()))
+
+    @router.post("/v1/warnings/{warning_id}/lift", summary="Lift a warning (CAP Cancel)")
+    def lift(
+        warning_id: str, body: LiftIn, principal: Principal = ctx.allow(*ISSUERS)
+    ) -> dict[str, Any]:
+        return views.warning(service.lift(principal, warning_id, body.reason, body.override_reason))
+
+    @router.post("/v1/warnings/{warning_id}/ack", summary="A township acknowledges receipt (签收)")
+    def ack(
+        warning_id: str,
+        body: AckIn = Body(default_factory=AckIn),
+        principal: Principal = ctx.allow(Role.TOWNSHIP),
+    ) -> dict[str, Any]:
+        record = service.acknowledge(principal, warning_id, body.version, body.note)
+        return _ack_view(record)
+
+    @router.get(
+        "/v1/warnings/{warning_id}/deliveries",
+        summary="Deliveries and acknowledgements per township",
+    )
+    def deliveries(warning_id: str, principal: Principal = ctx.allow(*ALL)) -> dict[str, Any]:
+        doc = load(warning_id)
+        _visible_to(principal, doc)
+        codes = list(doc["areas"])
+        if principal.role == Role.TOWNSHIP:
+            codes = [principal.township_code or ""]
+        rows = store.deliveries.find(
+            {"warning_id": warning_id, "township_code": {"$in": codes}},
+            projection={"message": 0, "_outbox": 0},
+            sort=[("version", 1), ("channel", 1)],
+        )
+        acks = store.acks.find(
+            {"warning_id": warning_id, "township_code": {"$in": codes}},
+            sort=[("version", 1)],
+        )
+        townships = []
+        counts = {"delivered": 0, "pending": 0, "failed": 0, "superseded": 0}
+        ack_counts = {"acked": 0, "pending": 0, "overdue": 0}
+        current = int(doc["version"])
+        for code in codes:
+            mine = [r for r in rows if r["township_code"] == code]
+            receipts = [_ack_view(a) for a in acks if a["township_code"] == code]
+            latest = next((r for r in reversed(receipts) if r["version"] == current), None)
+            for row in mine:
+                counts[row["state"]] = counts.get(row["state"], 0) + 1
+            if latest is not None and latest["state"] in ack_counts:
+                ack_counts[latest["state"]] += 1
+            townships.append(
+                {
+                    "township_code": code,
+                    "township_name": views.area_names([code])[0]["name"],
+                    "acknowledged": bool(latest and latest["acked_at"]),
+                    "acknowledgement": latest,
+                    "acknowledgements": receipts,
+                    "deliveries": [_delivery_view(r) for r in mine],
+                }
+            )
+        return {
+            "warning_id": warning_id,
+            "version": current,
+            "status": doc["status"],
+            "summary": {"deliveries": counts, "acknowledgements": ack_counts},
+            "townships": townships,
+        }
+
+    return router
+
+
+def _ack_view(record: Mapping[str, Any]) -> dict[str, Any]:
+    keys = (
+        "warning_id",
+        "version",
+        "township_code",
+        "level",
+        "state",
+        "issued_at",
+        "due_at",
+        "acked_at",
+        "acked_by",
+        "late",
+        "note",
+        "overdue_at",
+    )
+    body = {k: record.get(k) for k in keys}
+    body["acked_by"] = (record.get("acked_by") or {}).get("name")
+    return body
+
+
+def _delivery_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    keys = (
+        "version",
+        "msg_type",
+        "channel",
+        "channel_type",
+        "state",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "delivered_at",
+        "failed_at",
+        "created_at",
+    )
+    return {"id": row["_id"], **{k: row.get(k) for k in keys}}

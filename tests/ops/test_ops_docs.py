@@ -40,8 +40,8 @@ def test_operations_covers_the_runbook_topics() -> None:
 def test_metrics_section_for_alerts_is_last() -> None:
     text = METRICS.read_text(encoding="utf-8")
     headings = re.findall(r"^## (.+)$", text, re.M)
-    assert headings[-1] == "Used by alerts (to be exported by services)"
-    section = text.split("## Used by alerts (to be exported by services)", 1)[1]
+    assert headings[-1] == "Used by alerts and dashboards"
+    section = text.split("## Used by alerts and dashboards", 1)[1]
     for name in ("yingji_reporting_deadlines_overdue", "yingji_reporting_zero_reports_missed_total",
                  "yingji_warning_unacknowledged_total", "yingji_intake_incidents_open",
                  "yingji_warning_active", "yingji_dispatch_orders_active",

@@ -1,0 +1,172 @@
+"""CAP 1.2 documents (OASIS Common Alerting Protocol) and the Atom index of the public feed."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from libs.common.clock import as_utc
+from libs.common.county import County
+from services.warning.domain import MSG_ALERT, VERSION_PENDING, references_of
+from services.warning.rules import WarningRules
+
+CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+CAP_MEDIA_TYPE = "application/cap+xml"
+ATOM_MEDIA_TYPE = "application/atom+xml"
+
+
+def cap_time(moment: datetime, timezone: str) -> str:
+    """CAP dateTime: local time with its offset, no fractional seconds (CAP 1.2 §3.3.2)."""
+    local = as_utc(moment).astimezone(ZoneInfo(timezone)).replace(microsecond=0)
+    return local.isoformat()
+
+
+def cap_sender(rules: WarningRules, county: County) -> str:
+    """The CAP sender id of this county's platform."""
+    return rules.cap.sender.format(county_code=county.code, county_name=county.name)
+
+
+def cap_identifier(county: County, warning_id: str, version: int) -> str:
+    """A CAP identifier unique per sender (no spaces, commas or reserved characters)."""
+    return f"yingji.{county.code}.{warning_id}.v{version}"
+
+
+def sent_of(version: Mapping[str, Any]) -> datetime:
+    """When a version was sent: its issue time, or the request time of a draft."""
+    return version.get("issued_at") or version["requested_at"]
+
+
+def _sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
+    element = ET.SubElement(parent, f"{{{CAP_NS}}}{name}")
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _pair(parent: ET.Element, name: str, value_name: str, value: str) -> None:
+    element = _sub(parent, name)
+    _sub(element, "valueName", value_name)
+    _sub(element, "value", value)
+
+
+def render_cap(
+    rules: WarningRules,
+    county: County,
+    warning: Mapping[str, Any],
+    version: Mapping[str, Any],
+) -> bytes:
+    """The CAP 1.2 alert of one version of a warning.
+
+    Issue = Alert, adjust = Update, lift = Cancel; Update and Cancel reference every earlier
+    issued version. A version still waiting for approval is exported with status Draft.
+    """
+    sender = cap_sender(rules, county)
+    tz = county.timezone
+    level = int(version["level"])
+    level_rule = rules.level(level)
+    hazard = rules.hazards[version["hazard"]]
+    msg_type = version["msg_type"]
+
+    alert = ET.Element(f"{{{CAP_NS}}}alert")
+    _sub(alert, "identifier", version["identifier"])
+    _sub(alert, "sender", sender)
+    _sub(alert, "sent", cap_time(sent_of(version), tz))
+    if version.get("state") == VERSION_PENDING:
+        status = "Draft"
+    elif version.get("exercise"):
+        status = "Exercise"
+    else:
+        status = "Actual"
+    _sub(alert, "status", status)
+    _sub(alert, "msgType", msg_type)
+    _sub(alert, "source", "Yingji 应急")
+    _sub(alert, "scope", "Public")
+    if version.get("reason"):
+        _sub(alert, "note", str(version["reason"]))
+    if msg_type != MSG_ALERT:
+        cited = references_of(warning.get("versions", []), int(version["number"]))
+        if cited:
+            _sub(
+                alert,
+                "references",
+                " ".join(f"{sender},{v['identifier']},{cap_time(sent_of(v), tz)}" for v in cited),
+            )
+    if version.get("incident_ids"):
+        _sub(alert, "incidents", " ".join(version["incident_ids"]))
+
+    info = _sub(alert, "info")
+    _sub(info, "language", rules.cap.language)
+    _sub(info, "category", hazard.cap_category)
+    _sub(info, "event", f"{hazard.name}预警")
+    _sub(info, "responseType", "AllClear" if msg_type == "Cancel" else level_rule.response_type)
+    _sub(info, "urgency", level_rule.urgency)
+    _sub(info, "severity", level_rule.severity)
+    _sub(info, "certainty", level_rule.certainty)
+    _pair(info, "eventCode", "yingji:hazard", str(version["hazard"]))
+    _sub(info, "effective", cap_time(version["effective"], tz))
+    _sub(info, "onset", cap_time(version["effective"], tz))
+    _sub(info, "expires", cap_time(version["expires"], tz))
+    _sub(
+        info,
+        "senderName",
+        rules.cap.sender_name.format(county_code=county.code, county_name=county.name),
+    )
+    _sub(info, "headline", str(version["headline"]))
+    _sub(info, "description", str(version["description"]))
+    _sub(info, "instruction", str(version["instruction"]))
+    _pair(info, "parameter", "level", str(level))
+    _pair(info, "parameter", "color", level_rule.color)
+    _pair(info, "parameter", "levelLabel", level_rule.label)
+    _pair(info, "parameter", "yingji:warningId", str(warning["_id"]))
+    _pair(info, "parameter", "yingji:version", str(version["number"]))
+    for code in version["areas"]:
+        township = county.township(code)
+        area = _sub(info, "area")
+        _sub(area, "areaDesc", township.name if township else code)
+        if township is not None:
+            _sub(
+                area,
+                "circle",
+                f"{township.lat:.4f},{township.lon:.4f} {rules.cap.circle_radius_km:g}",
+            )
+        _pair(area, "geocode", rules.cap.geocode_name, code)
+    return ET.tostring(alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
+
+
+def render_atom(
+    title: str,
+    feed_id: str,
+    updated: datetime,
+    entries: Sequence[Mapping[str, Any]],
+    timezone: str,
+    base_url: str,
+) -> bytes:
+    """An Atom index of the public feed, one entry per active warning linking its CAP document."""
+    # Plain names under an explicit xmlns: ElementTree's default_namespace option refuses the
+    # unqualified attributes (rel, type, href) Atom needs.
+    feed = ET.Element("feed", {"xmlns": ATOM_NS})
+
+    def sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
+        element = ET.SubElement(parent, name)
+        if text is not None:
+            element.text = text
+        return element
+
+    sub(feed, "title", title)
+    sub(feed, "id", feed_id)
+    sub(feed, "updated", cap_time(updated, timezone))
+    for item in entries:
+        entry = sub(feed, "entry")
+        sub(entry, "id", f"urn:yingji:warning:{item['id']}:v{item['version']}")
+        sub(entry, "title", str(item["headline"]))
+        sub(entry, "updated", cap_time(item["sent"], timezone))
+        sub(entry, "summary", f"{item['level_label']} {item['event']}")
+        link = sub(entry, "link")
+        link.set("rel", "alternate")
+        link.set("type", CAP_MEDIA_TYPE)
+        link.set("href", f"{base_url}{item['cap_path']}")
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)

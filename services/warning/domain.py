@@ -1,0 +1,160 @@
+"""Pure warning rules: permissions and approval, time windows, back-off, suggestions, lift guard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.warning.rules import Action, WarningRules
+
+STATUSES = ("pending_approval", "active", "rejected", "lifted", "expired")
+ISSUED_STATUSES = ("active", "lifted", "expired")
+MSG_ALERT, MSG_UPDATE, MSG_CANCEL = "Alert", "Update", "Cancel"
+VERSION_PENDING, VERSION_ISSUED, VERSION_REJECTED, VERSION_SUPERSEDED = (
+    "pending",
+    "issued",
+    "rejected",
+    "superseded",
+)
+ACTION_ZH = {"issue": "发布", "adjust": "调整", "lift": "解除", "approve": "审批"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a caller may do an action, and whether it then waits for a leader's approval."""
+
+    allowed: bool
+    needs_approval: bool = False
+    reason: str = ""
+
+
+def decide(
+    rules: WarningRules,
+    action: Action,
+    role: str,
+    principal_hazards: Iterable[str],
+    hazard: str,
+    level: int,
+) -> Decision:
+    """Apply the permission table to ``role`` doing ``action`` on a ``hazard`` warning at ``level``.
+
+    For issue and adjust ``level`` is the target level, for lift and approve the current one.
+    """
+    row = rules.permissions.get(action, {}).get(role)
+    if row is None:
+        return Decision(
+            False, reason=f"role {role} may not {action} warnings ({ACTION_ZH[action]})"
+        )
+    if level not in row.levels:
+        allowed = ", ".join(str(x) for x in row.levels)
+        return Decision(
+            False, reason=f"role {role} may {action} warnings of levels {allowed} only, not {level}"
+        )
+    if row.hazard_scoped and hazard not in set(principal_hazards):
+        return Decision(
+            False,
+            reason=f"hazard {hazard} is outside this department's categories "
+            f"({', '.join(principal_hazards) or 'none'})",
+        )
+    needs = (
+        action in ("issue", "adjust") and level in rules.approval_levels and not row.approves_own
+    )
+    return Decision(True, needs_approval=needs)
+
+
+def color_of(rules: WarningRules, level: int) -> str:
+    """The colour of a level (1 red … 4 blue)."""
+    return rules.level(level).color
+
+
+def check_window(
+    effective: datetime, expires: datetime, now: datetime, max_hours: float
+) -> list[tuple[str, str]]:
+    """Problems with a warning's validity window, as ``(field path, reason)`` rows."""
+    problems: list[tuple[str, str]] = []
+    if expires <= effective:
+        problems.append(("expires", "must be after effective"))
+    if expires <= now:
+        problems.append(("expires", "must be in the future"))
+    if expires - effective > timedelta(hours=max_hours):
+        problems.append(("expires", f"a warning may last at most {max_hours:g} hours"))
+    if effective > now + timedelta(hours=max_hours):
+        problems.append(("effective", f"must be within {max_hours:g} hours from now"))
+    return problems
+
+
+def backoff_seconds(attempts: int, base: float, factor: float, ceiling: float) -> float:
+    """Delay before the next try after ``attempts`` failed tries (exponential, capped)."""
+    if attempts < 1:
+        return 0.0
+    return float(min(ceiling, base * factor ** (attempts - 1)))
+
+
+def ack_due(rules: WarningRules, level: int, issued_at: datetime) -> datetime:
+    """When a township must have acknowledged a version of this level."""
+    return issued_at + timedelta(minutes=rules.level(level).ack_minutes)
+
+
+def needs_ack(msg_type: str) -> bool:
+    """Alerts and Updates ask townships for a receipt; a Cancel does not (it ends the asking)."""
+    return msg_type in (MSG_ALERT, MSG_UPDATE)
+
+
+def suggested_warning(rules: WarningRules, category: str, grade: int) -> tuple[str, int] | None:
+    """The hazard and level an incident of ``category`` and ``grade`` suggests, if any."""
+    hazard = rules.suggestions.incident_hazards.get(category)
+    level = rules.suggestions.grade_levels.get(grade)
+    if hazard is None or level is None:
+        return None
+    return hazard, level
+
+
+def suggestion_texts(
+    rules: WarningRules, hazard: str, level: int, title: str, township_names: Sequence[str]
+) -> dict[str, str]:
+    """Draft headline, description and instruction for a suggestion, for the operator to edit."""
+    hazard_name = rules.hazards[hazard].name
+    label = rules.level(level).label
+    places = "、".join(township_names)
+    return {
+        "headline": f"{places}{hazard_name}{label}预警（建议）",
+        "description": (
+            f"据事件报告“{title}”，{places}可能受{hazard_name}影响，建议发布{label}预警。"
+        ),
+        "instruction": "请相关乡镇（街道）加强值守，做好人员转移避险和应急处置准备。",
+    }
+
+
+def open_linked_incidents(
+    linked: Sequence[str], view: Mapping[str, Mapping[str, Any]], max_hops: int = 5
+) -> list[str]:
+    """The linked incidents still open in the service's own view (a merged one counts as its
+    primary). Unknown incidents are not open: the view learns of every incident before a
+    warning may link it."""
+    still_open = []
+    for incident_id in linked:
+        current = incident_id
+        for _ in range(max_hops):
+            row = view.get(current)
+            if row is None or row.get("status") != "merged" or not row.get("primary_id"):
+                break
+            current = str(row["primary_id"])
+        row = view.get(current)
+        if row is not None and row.get("status") == "open":
+            still_open.append(incident_id)
+    return still_open
+
+
+def references_of(versions: Iterable[Mapping[str, Any]], before: int) -> list[Mapping[str, Any]]:
+    """Issued versions earlier than ``before``, oldest first (what an Update/Cancel cites)."""
+    earlier = [
+        v for v in versions if v.get("state") == VERSION_ISSUED and int(v["number"]) < before
+    ]
+    return sorted(earlier, key=lambda v: int(v["number"]))
+
+
+def township_visible(status: str) -> bool:
+    """Townships see warnings once issued, never drafts or rejected ones."""
+    return status in ISSUED_STATUSES

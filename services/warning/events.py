@@ -1,0 +1,154 @@
+"""Building the warning service's events from its documents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from libs.common.clock import Clock
+from libs.common.events import EventEnvelope, make_event
+
+SOURCE = "warning"
+
+
+def correlation_of(warning: Mapping[str, Any]) -> str:
+    """The chain a warning belongs to: the first incident it was raised for, else itself."""
+    incidents = warning.get("incident_ids") or []
+    return str(incidents[0]) if incidents else str(warning["_id"])
+
+
+def _version_fields(warning: Mapping[str, Any], version: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "warning_id": warning["_id"],
+        "version": version["number"],
+        "level": version["level"],
+        "color": version["color"],
+        "hazard": version["hazard"],
+        "areas": list(version["areas"]),
+        "exercise": bool(version.get("exercise")),
+        "incident_ids": list(version.get("incident_ids") or []),
+    }
+
+
+def _event(
+    clock: Clock,
+    event_type: str,
+    payload: dict[str, Any],
+    correlation_id: str,
+    causation_id: str | None = None,
+) -> EventEnvelope:
+    return make_event(
+        clock,
+        SOURCE,
+        event_type,
+        payload,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+    )
+
+
+def version_event(
+    clock: Clock, warning: Mapping[str, Any], version: Mapping[str, Any], old_level: int | None
+) -> EventEnvelope:
+    """``warning_issued`` / ``warning_adjusted`` / ``warning_lifted`` for a version just issued."""
+    fields = _version_fields(warning, version)
+    approver = (version.get("approved_by") or {}).get("name")
+    kind = version["msg_type"]
+    if kind == "Alert":
+        payload = {
+            **fields,
+            "headline": version["headline"],
+            "effective": version["effective"],
+            "expires": version["expires"],
+            "issued_by": (version.get("requested_by") or {}).get("name"),
+            "approved_by": approver,
+        }
+        return _event(clock, "warning_issued", payload, correlation_of(warning))
+    if kind == "Update":
+        payload = {
+            **fields,
+            "old_level": old_level if old_level is not None else version["level"],
+            "reason": version.get("reason") or "",
+            "expires": version["expires"],
+            "approved_by": approver,
+        }
+        return _event(clock, "warning_adjusted", payload, correlation_of(warning))
+    payload = {**fields, "reason": version.get("reason") or ""}
+    return _event(clock, "warning_lifted", payload, correlation_of(warning))
+
+
+def expired_event(clock: Clock, warning: Mapping[str, Any]) -> EventEnvelope:
+    """``warning_expired`` for a warning that reached its expiry time."""
+    current = warning["versions"][-1]
+    for version in reversed(warning["versions"]):
+        if version["number"] == warning["version"]:
+            current = version
+            break
+    return _event(
+        clock, "warning_expired", _version_fields(warning, current), correlation_of(warning)
+    )
+
+
+def delivery_failed_event(
+    clock: Clock, delivery: Mapping[str, Any], attempts: int, error: str
+) -> EventEnvelope:
+    """``warning_delivery_failed`` after a channel's last attempt."""
+    payload = {
+        "warning_id": delivery["warning_id"],
+        "version": delivery["version"],
+        "township_code": delivery["township_code"],
+        "channel": delivery["channel"],
+        "attempts": attempts,
+        "error": error,
+        "level": delivery.get("level"),
+        "exercise": bool(delivery.get("exercise")),
+    }
+    return _event(clock, "warning_delivery_failed", payload, delivery["correlation_id"])
+
+
+def acknowledged_event(clock: Clock, ack: Mapping[str, Any], by: str, late: bool) -> EventEnvelope:
+    """``warning_acknowledged`` when a township confirms receipt."""
+    payload = {
+        "warning_id": ack["warning_id"],
+        "version": ack["version"],
+        "township_code": ack["township_code"],
+        "acknowledged_by": by,
+        "late": late,
+        "exercise": bool(ack.get("exercise")),
+    }
+    return _event(clock, "warning_acknowledged", payload, ack["correlation_id"])
+
+
+def unacknowledged_event(clock: Clock, ack: Mapping[str, Any]) -> EventEnvelope:
+    """``warning_unacknowledged`` when a township's receipt is overdue."""
+    payload = {
+        "warning_id": ack["warning_id"],
+        "version": ack["version"],
+        "level": ack["level"],
+        "township_code": ack["township_code"],
+        "due_at": ack["due_at"],
+        "exercise": bool(ack.get("exercise")),
+    }
+    return _event(clock, "warning_unacknowledged", payload, ack["correlation_id"])
+
+
+def suggested_event(
+    clock: Clock, suggestion: Mapping[str, Any], causation_id: str
+) -> EventEnvelope:
+    """``warning_suggested`` for a draft drawn from an incident."""
+    payload = {
+        "suggestion_id": suggestion["_id"],
+        "incident_id": suggestion["incident_id"],
+        "hazard": suggestion["hazard"],
+        "level": suggestion["level"],
+        "areas": list(suggestion["areas"]),
+        "grade": suggestion.get("grade"),
+        "exercise": bool(suggestion.get("exercise")),
+    }
+    return _event(
+        clock,
+        "warning_suggested",
+        payload,
+        correlation_id=suggestion["incident_id"],
+        causation_id=causation_id,
+    )

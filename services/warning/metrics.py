@@ -1,0 +1,50 @@
+"""Prometheus metrics of the warning service (listed in docs/metrics.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SERVICE = "warning"
+
+ACTIVE = Gauge(
+    "yingji_warning_active",
+    "Active (issued, not lifted or expired) non-exercise warnings by level",
+    ["service", "level", "color"],
+)
+ISSUE_TO_FIRST_DELIVERY = Histogram(
+    "yingji_warning_issue_to_first_delivery_seconds",
+    "From a version's issue to its first successful delivery to a township (any channel)",
+    ["service", "level"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+ISSUE_TO_ACK = Histogram(
+    "yingji_warning_issue_to_ack_seconds",
+    "From a version's issue to a township's acknowledgement",
+    ["service", "level"],
+    buckets=(30, 60, 300, 600, 900, 1800, 3600, 7200, 14400),
+)
+DELIVERY_ATTEMPTS = Counter(
+    "yingji_warning_delivery_attempts_total",
+    "Delivery attempts by channel and outcome (delivered / error)",
+    ["service", "channel", "outcome"],
+)
+DELIVERY_FAILURES = Counter(
+    "yingji_warning_delivery_failures_total",
+    "Deliveries given up after their last attempt, by channel",
+    ["service", "channel"],
+)
+DELIVERIES_PENDING = Gauge(
+    "yingji_warning_deliveries_pending",
+    "Deliveries waiting for a (re)try",
+    ["service"],
+)
+UNACKNOWLEDGED = Counter(
+    "yingji_warning_unacknowledged_total",
+    "Townships that did not acknowledge a non-exercise warning version in time, by level",
+    ["service", "level"],
+)
+SUGGESTIONS = Counter(
+    "yingji_warning_suggestions_total",
+    "Warning suggestions drafted from incidents, by hazard",
+    ["service", "hazard"],
+)
