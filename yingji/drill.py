@@ -395,7 +395,10 @@ class Drill:
         items = suggested.json().get("items") or []
         if not items:
             return
-        team = items[0].get("team_id") or items[0].get("id")
+        best = items[0]
+        team = best.get("team_id") or (best.get("team") or {}).get("id")
+        if not team:
+            return
         body = {
             "incident_id": incident["id"],
             "team_ids": [team],

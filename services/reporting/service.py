@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from libs.common.service import ServiceContext, ServiceSpec, Timer
 from services.reporting import api, engine, handlers, summaries, zero
+from services.reporting.console import build_console_router
 from services.reporting.store import OUTBOX_COLLECTIONS, Store, setup_indexes
 
 
@@ -55,4 +56,5 @@ SPEC = ServiceSpec(
     subscriptions=handlers.subscriptions,
     timers=timers,
     outbox_collections=OUTBOX_COLLECTIONS,
+    extra_routers=lambda ctx: [build_console_router(ctx)],
 )

@@ -1,0 +1,347 @@
+"""The operator console (值班台): its HTML page, static files, and the live event stream.
+
+``GET /console`` serves a static single-page app (no build step, nothing from a CDN) under a
+strict Content-Security-Policy. ``GET /v1/stream`` is a Server-Sent-Events stream of the
+timeline: every event of every service that reporting records, polled from the shared timeline
+collection (so it works with several reporting replicas) and filtered to the caller's township
+for township keys. The page reads the stream with ``fetch()`` and the ``Authorization`` header,
+so an API key never appears in a URL or an access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+from fastapi import APIRouter, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
+from prometheus_client import Gauge
+
+from libs.common.auth import Principal, Role
+from libs.common.clock import as_utc
+from libs.common.errors import ApiError, not_found
+from libs.common.service import ServiceContext
+from services.reporting.store import TIMELINE
+
+CONSOLE_DIR = Path(__file__).with_name("console")
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+# Only plain file names: nothing that could walk out of the console directory.
+STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.[a-z]+$")
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Cache-Control": "no-cache",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 15.0
+# Events are found by their ``occurred_at``; one that reaches the timeline late (a relay that
+# was down for a while) is still picked up if it is no older than this behind the newest seen.
+LOOKBACK = timedelta(minutes=5)
+BATCH = 500
+CLOSING = "console_closing"
+
+OPEN_STREAMS = Gauge(
+    "yingji_reporting_console_streams", "Console event streams (/v1/stream) open in this process"
+)
+
+
+def township_codes_of(doc: Mapping[str, Any]) -> set[str]:
+    """Every township an event concerns: ``township_code``, ``township_codes`` or ``areas``."""
+    codes: set[str] = set()
+    payload = doc.get("payload")
+    for source in (doc, payload if isinstance(payload, Mapping) else {}):
+        single = source.get("township_code")
+        if isinstance(single, str):
+            codes.add(single)
+        for key in ("township_codes", "areas"):
+            many = source.get(key)
+            if isinstance(many, list):
+                codes.update(c for c in many if isinstance(c, str))
+    return codes
+
+
+def visible_to(principal: Principal) -> Callable[[Mapping[str, Any]], bool]:
+    """Which timeline events a caller may see: township keys only their own township's."""
+    if principal.role != Role.TOWNSHIP:
+        return lambda doc: True
+    own = principal.township_code
+    return lambda doc: own in township_codes_of(doc)
+
+
+def event_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored timeline entry as the stream sends it (internal fields removed)."""
+    view = {k: v for k, v in doc.items() if not k.startswith("_")}
+    view.setdefault("event_id", doc.get("_id"))
+    return jsonable_encoder(view)
+
+
+def sse_message(event_type: str, data: Mapping[str, Any], event_id: str | None = None) -> str:
+    """One SSE message; the event name is reduced to safe characters."""
+    name = re.sub(r"[^a-zA-Z0-9_.-]", "_", event_type) or "message"
+    lines = []
+    if event_id:
+        lines.append("id: " + re.sub(r"[\r\n]", "", str(event_id)))
+    lines.append(f"event: {name}")
+    # json.dumps never emits a raw newline, so one data line carries the whole object.
+    lines.append("data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
+
+
+class TimelineFeed:
+    """Reads timeline entries that are new since the stream opened, each exactly once.
+
+    The timeline has no insertion sequence, so entries are read in ``(occurred_at, _id)``
+    order from a window reaching ``LOOKBACK`` behind the newest ``occurred_at`` seen, and
+    remembered by id until they fall out of the window.
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        accept: Callable[[Mapping[str, Any]], bool],
+        now: Callable[[], datetime],
+        lookback: timedelta = LOOKBACK,
+        batch: int = BATCH,
+    ) -> None:
+        self.collection = collection
+        self.accept = accept
+        self.now = now
+        self.lookback = lookback
+        self.batch = batch
+        self.newest: datetime | None = None
+        self.seen: dict[str, datetime] = {}
+
+    def prime(self) -> None:
+        """Mark what is already stored as seen: the stream carries only what comes next."""
+        self.newest = as_utc(self.now())
+        for _ in self._window():
+            pass
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Entries stored since the last poll that the caller may see, oldest first."""
+        return [doc for doc in self._window() if self.accept(doc)]
+
+    def _window(self) -> Iterable[dict[str, Any]]:
+        assert self.newest is not None, "prime() first"
+        low = self.newest - self.lookback
+        fresh: list[dict[str, Any]] = []
+        after: tuple[datetime, Any] | None = None
+        while True:
+            query: dict[str, Any] = {"occurred_at": {"$gte": low}}
+            if after is not None:
+                query = {
+                    "$or": [
+                        {"occurred_at": {"$gt": after[0]}},
+                        {"occurred_at": after[0], "_id": {"$gt": after[1]}},
+                    ]
+                }
+            rows = self.collection.find(
+                query, sort=[("occurred_at", 1), ("_id", 1)], limit=self.batch
+            )
+            for row in rows:
+                doc = dict(row)
+                at = as_utc(doc["occurred_at"])
+                ident = str(doc.get("event_id") or doc["_id"])
+                if ident not in self.seen:
+                    self.seen[ident] = at
+                    fresh.append(doc)
+                # A producer clock running ahead must not push the window past real time.
+                if at > self.newest:
+                    self.newest = max(self.newest, min(at, as_utc(self.now())))
+            if len(rows) < self.batch:
+                break
+            last = rows[-1]
+            after = (last["occurred_at"], last["_id"])
+        floor = self.newest - self.lookback
+        self.seen = {k: v for k, v in self.seen.items() if v >= floor}
+        return fresh
+
+
+def _closing(request: Request) -> bool:
+    return bool(getattr(request.app.state, CLOSING, False))
+
+
+def _mark_closing(app: Any) -> None:
+    """Set the closing flag on the Starlette app found in a chain of ASGI wrappers."""
+    for _ in range(20):
+        if app is None:
+            return
+        state = getattr(app, "state", None)
+        if state is not None and hasattr(app, "router"):
+            setattr(state, CLOSING, True)
+            return
+        app = getattr(app, "app", None)
+
+
+def install_shutdown_hook() -> None:
+    """Make uvicorn tell open streams that it is shutting down.
+
+    Uvicorn waits for open connections before it runs the app's lifespan shutdown, so an
+    endless stream would hold the process up to its graceful-shutdown timeout. Its
+    ``Server.shutdown`` (reached from a signal and from ``should_exit`` alike) is wrapped to
+    flag the app first; streams see the flag within a poll interval and end.
+    """
+    try:
+        from uvicorn.server import Server
+    except ImportError:  # pragma: no cover - uvicorn is a dependency of the CLI
+        return
+    if getattr(Server.shutdown, "_yingji_console", False):
+        return
+    original = Server.shutdown
+
+    async def shutdown(self: Any, *args: Any, **kwargs: Any) -> None:
+        _mark_closing(getattr(self.config, "loaded_app", None))
+        _mark_closing(getattr(self.config, "app", None))
+        await original(self, *args, **kwargs)
+
+    shutdown._yingji_console = True  # type: ignore[attr-defined]
+    Server.shutdown = shutdown  # type: ignore[method-assign]
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    files = {}
+    for path in sorted(CONSOLE_DIR.iterdir()):
+        if path.is_file() and path.suffix in STATIC_TYPES and STATIC_NAME.match(path.name):
+            files[path.name] = (path.read_bytes(), STATIC_TYPES[path.suffix])
+    return files
+
+
+def build_console_router(
+    ctx: ServiceContext,
+    poll_seconds: float = POLL_SECONDS,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+) -> APIRouter:
+    """``/console`` (page and static files), ``/console/context`` and ``/v1/stream``."""
+    router = APIRouter(tags=["console"])
+    anyone = ctx.allow(*Role)
+    public = ctx.public()
+    index = (CONSOLE_DIR / "index.html").read_bytes()
+    static = _static_files()
+    timeline = ctx.db[TIMELINE]
+    install_shutdown_hook()
+
+    @router.get(
+        "/console",
+        summary="Operator console (值班台), HTML",
+        response_class=Response,
+        dependencies=[public],
+    )
+    def console_page() -> Response:
+        return Response(index, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    @router.get(
+        "/console/static/{name}",
+        summary="The console's scripts and styles",
+        response_class=Response,
+        dependencies=[public],
+    )
+    def console_static(name: str) -> Response:
+        found = static.get(name)
+        if found is None:
+            raise not_found("file", name)
+        body, media_type = found
+        return Response(body, media_type=media_type, headers=PAGE_HEADERS)
+
+    @router.get("/console/context", summary="What the console needs to know: county, today")
+    def console_context(principal: Principal = anyone) -> dict[str, Any]:
+        now = as_utc(ctx.clock.now())
+        zone = ZoneInfo(ctx.county.timezone)
+        return {
+            "now": now.isoformat(),
+            "today": now.astimezone(zone).date().isoformat(),
+            "timezone": ctx.county.timezone,
+            "county": {"code": ctx.county.code, "name": ctx.county.name},
+            "poll_seconds": poll_seconds,
+            "heartbeat_seconds": heartbeat_seconds,
+        }
+
+    @router.get(
+        "/v1/stream",
+        summary="Live timeline events (Server-Sent Events) 實時動態",
+        description=(
+            "`text/event-stream`: one `event: <event_type>` message per event recorded in the "
+            "timeline after the stream opened, with the event as JSON data (`event_id, "
+            "event_type, source, occurred_at, correlation_id, incident_ids, payload`). Township "
+            "keys receive only their own township's events. A comment line is sent every "
+            f"{HEARTBEAT_SECONDS:.0f} s. Read it with fetch() and the Authorization header."
+        ),
+        response_class=StreamingResponse,
+    )
+    async def stream(request: Request, principal: Principal = anyone) -> StreamingResponse:
+        # A client that does not ask for a stream (a plain HTTP client, a crawler of the route
+        # table) gets an answer instead of a response that never ends.
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            raise ApiError(
+                406,
+                "not_acceptable",
+                "this endpoint is a Server-Sent-Events stream: send Accept: text/event-stream",
+                fields=[{"path": "header.Accept", "reason": "must include text/event-stream"}],
+            )
+        feed = TimelineFeed(timeline, visible_to(principal), ctx.clock.now)
+        await anyio.to_thread.run_sync(feed.prime)
+        ctx.log.info("console_stream_opened", key_id=principal.key_id, role=str(principal.role))
+
+        async def events() -> AsyncIterator[str]:
+            yield sse_message("ready", {"role": str(principal.role)})
+            last_sent = time.monotonic()
+            OPEN_STREAMS.inc()
+            try:
+                while not _closing(request) and not await request.is_disconnected():
+                    try:
+                        fresh = await anyio.to_thread.run_sync(feed.poll)
+                    except Exception as exc:  # the store went away (shutdown, failover)
+                        ctx.log.warning("console_stream_failed", error=repr(exc))
+                        return
+                    for doc in fresh:
+                        view = event_view(doc)
+                        yield sse_message(str(view.get("event_type") or "message"), view)
+                        last_sent = time.monotonic()
+                    if time.monotonic() - last_sent >= heartbeat_seconds:
+                        yield ": heartbeat\n\n"
+                        last_sent = time.monotonic()
+                    await asyncio.sleep(poll_seconds)
+            finally:
+                OPEN_STREAMS.dec()
+                ctx.log.info("console_stream_closed", key_id=principal.key_id)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={
+                "Cache-Control": "no-cache, no-transform",
+                "X-Accel-Buffering": "no",
+                "Cross-Origin-Resource-Policy": "same-origin",
+            },
+        )
+
+    return router

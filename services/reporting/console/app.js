@@ -1,0 +1,1072 @@
+// The operator console: login, the county board, incident detail, approvals, live updates.
+// Every piece of data is rendered with textContent (never innerHTML); the API key lives in
+// sessionStorage and travels only in the Authorization header.
+
+import { label, lang, setLang, t } from "./i18n.js";
+
+const KEY_STORE = "yingji.console.key";
+const LANG_STORE = "yingji.console.lang";
+const PAGE_LIMIT = 100;
+const MAX_PAGES = 10;
+const REFRESH_MS = 60_000;
+const STALL_MS = 45_000; // the server sends a heartbeat every 15 s
+const FEED_MAX = 60;
+const ACTIVE_DISPATCH = new Set(["ordered", "en_route", "on_scene"]);
+
+const state = {
+  key: null,
+  me: null,
+  context: null,
+  townships: new Map(),
+  incidents: new Map(),
+  detailId: null,
+  streamGen: 0,
+  streamCtrl: null,
+  live: false,
+  netDown: false,
+  refreshTimer: null,
+  pendingRefresh: new Map(),
+  feed: [],
+};
+
+const $ = (id) => document.getElementById(id);
+
+// ------------------------------------------------------------------ DOM helpers
+
+// An element with attributes and children; strings become text nodes, so data is never parsed
+// as markup.
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") el.className = value;
+    else if (name === "text") el.textContent = value;
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+}
+
+function flash(el) {
+  if (!el) return;
+  el.classList.remove("flash");
+  void el.offsetWidth; // restart the animation
+  el.classList.add("flash");
+}
+
+// ------------------------------------------------------------------ formatting
+
+function zone() {
+  return state.context?.timezone || "Asia/Shanghai";
+}
+
+// "07-06 16:00" in the county's time zone, in either language (never an ambiguous 06/07).
+function fmtTime(value, withDate = true) {
+  if (!value) return "";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone(),
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    })
+      .formatToParts(date)
+      .map((p) => [p.type, p.value]),
+  );
+  const time = `${parts.hour}:${parts.minute}`;
+  return withDate ? `${parts.month}-${parts.day} ${time}` : time;
+}
+
+function fmtDuration(ms) {
+  const minutes = Math.max(0, Math.round(ms / 60000));
+  if (minutes < 60) return t("minutes", { n: minutes });
+  return t("hours", { h: Math.floor(minutes / 60), m: minutes % 60 });
+}
+
+function townshipName(code) {
+  if (!code) return "";
+  return state.townships.get(code) || code;
+}
+
+function nowMs() {
+  // The server's clock, so a board looked at in a drill (or a test) agrees with the data.
+  if (state.context?.now) {
+    return new Date(state.context.now).getTime() + (Date.now() - state.context.fetchedAt);
+  }
+  return Date.now();
+}
+
+// ------------------------------------------------------------------ banner and status
+
+function showBanner(text) {
+  const banner = $("banner");
+  banner.textContent = text;
+  banner.hidden = false;
+}
+
+function hideBanner() {
+  $("banner").hidden = true;
+}
+
+function setLive(live) {
+  state.live = live;
+  const el = $("live");
+  el.hidden = !state.key;
+  el.textContent = live ? t("live") : t("offline");
+  el.classList.toggle("on", live);
+  if (live && !state.netDown) hideBanner();
+  if (!live && state.key) showBanner(t("reconnecting"));
+}
+
+// ------------------------------------------------------------------ API
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(path, { method = "GET", body, as = "json" } = {}) {
+  if (!state.key) throw new ApiError(401, "unauthenticated", "not signed in");
+  const headers = { Authorization: `Bearer ${state.key}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "same-origin",
+      redirect: "error",
+    });
+  } catch (err) {
+    state.netDown = true;
+    showBanner(t("reconnecting"));
+    throw new ApiError(0, "network", String(err));
+  }
+  if (state.netDown) {
+    state.netDown = false;
+    if (state.live) hideBanner();
+  }
+  if (res.status === 401) {
+    logout(t("login.bad"));
+    throw new ApiError(401, "unauthenticated", t("login.bad"));
+  }
+  if (!res.ok) {
+    let code = "http_" + res.status;
+    let message = res.statusText || code;
+    try {
+      const err = (await res.json()).error;
+      if (err) {
+        code = err.code || code;
+        message = err.message || message;
+        if (err.fields?.length) {
+          message += " (" + err.fields.map((f) => `${f.path}: ${f.reason}`).join("; ") + ")";
+        }
+      }
+    } catch {
+      /* not JSON */
+    }
+    throw new ApiError(res.status, code, message);
+  }
+  return as === "text" ? res.text() : res.json();
+}
+
+// Every item of a cursor-paginated list (up to MAX_PAGES pages).
+async function listAll(path) {
+  const items = [];
+  let cursor = null;
+  for (let i = 0; i < MAX_PAGES; i++) {
+    const sep = path.includes("?") ? "&" : "?";
+    let url = `${path}${sep}limit=${PAGE_LIMIT}`;
+    if (cursor) url += `&cursor=${encodeURIComponent(cursor)}`;
+    const page = await api(url);
+    items.push(...(Array.isArray(page) ? page : page.items || []));
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  return items;
+}
+
+// ------------------------------------------------------------------ panels
+
+function panelError(panel, err) {
+  const box = panel.querySelector(".panel-error");
+  if (!box) return;
+  if (!err) {
+    box.hidden = true;
+    box.textContent = "";
+    return;
+  }
+  const what = err.status === 403 ? t("error.forbidden") : t("error.load");
+  box.textContent = err.status ? `${what}: ${err.message}` : `${what}: ${t("reconnecting")}`;
+  box.hidden = false;
+}
+
+function emptyItem(key) {
+  return h("li", { class: "empty", text: t(key) });
+}
+
+function setCount(id, n) {
+  $(id).textContent = n === null ? "" : `(${n})`;
+}
+
+function setTile(id, n) {
+  const el = $(id);
+  el.textContent = n === null ? "–" : String(n);
+  el.parentElement.classList.toggle("nonzero", Boolean(n));
+}
+
+function gradeBadge(grade) {
+  const g = Number(grade);
+  return h(
+    "span",
+    { class: `grade grade-${g}`, title: label("grade", g), "aria-label": label("grade", g) },
+    h("span", { class: "grade-roman", text: label("gradeShort", g) }),
+    h("span", { class: "grade-text", text: label("grade", g).replace(/^\S+\s/, "") }),
+  );
+}
+
+function marker(kind, text) {
+  return h("span", { class: `marker marker-${kind}`, text });
+}
+
+function levelChip(level, color) {
+  const lv = Number(level);
+  return h("span", {
+    class: `level level-${lv} color-${color || ""}`,
+    text: lang() === "zh" ? `${label("level", lv)}预警` : label("level", lv),
+  });
+}
+
+function warningItem(w, actions) {
+  const areas = (w.areas || []).map(townshipName).join("、");
+  return h(
+    "li",
+    { class: `item warn warn-${Number(w.level)}`, dataset: { id: w.id } },
+    h(
+      "div",
+      { class: "item-head" },
+      levelChip(w.level, w.color),
+      h("span", { class: "item-title", text: w.headline || w.id }),
+      w.exercise ? marker("exercise", t("exercise")) : null,
+    ),
+    h(
+      "div",
+      { class: "item-meta" },
+      h("span", { text: label("hazard", w.hazard) }),
+      areas ? h("span", { text: `${t("areas")}: ${areas}` }) : null,
+      w.expires ? h("span", { text: `${t("expires")} ${fmtTime(w.expires)}` }) : null,
+      w.version > 1 ? h("span", { text: t("version", { n: w.version }) }) : null,
+    ),
+    actions || null,
+  );
+}
+
+async function loadWarnings() {
+  const panel = $("panel-warnings");
+  const list = $("list-warnings");
+  try {
+    const items = await listAll("/v1/warnings?status=active");
+    items.sort((a, b) => a.level - b.level || String(b.effective).localeCompare(String(a.effective)));
+    clear(list);
+    list.append(...(items.length ? items.map((w) => warningItem(w)) : [emptyItem("empty.warnings")]));
+    setCount("c-warnings", items.length);
+    setTile("n-warnings", items.length);
+    panelError(panel, null);
+  } catch (err) {
+    panelError(panel, err);
+  }
+}
+
+function canApprove() {
+  return state.me?.role === "leader";
+}
+
+function seesPending() {
+  return ["leader", "operator", "admin"].includes(state.me?.role);
+}
+
+async function loadPending() {
+  const panel = $("panel-pending");
+  if (!seesPending()) return;
+  const list = $("list-pending");
+  try {
+    const items = await listAll("/v1/warnings?status=pending_approval");
+    items.sort((a, b) => a.level - b.level);
+    clear(list);
+    list.append(
+      ...(items.length
+        ? items.map((w) => warningItem(w, canApprove() ? approvalButtons(w) : null))
+        : [emptyItem("empty.pending")]),
+    );
+    setCount("c-pending", items.length);
+    panelError(panel, null);
+  } catch (err) {
+    panelError(panel, err);
+  }
+}
+
+function approvalButtons(w) {
+  const status = h("span", { class: "action-status", role: "status" });
+  const approve = h("button", {
+    type: "button",
+    class: "btn btn-primary",
+    text: t("approve"),
+    "aria-label": `${t("approve")}: ${w.headline || w.id}`,
+    onclick: async () => {
+      approve.disabled = true;
+      reject.disabled = true;
+      try {
+        await api(`/v1/warnings/${encodeURIComponent(w.id)}/approve`, {
+          method: "POST",
+          body: w.version ? { version: w.version } : {},
+        });
+        status.textContent = t("approved");
+        scheduleRefresh(["pending", "warnings"], 0);
+      } catch (err) {
+        status.textContent = `${t("error.action")}: ${err.message}`;
+        approve.disabled = false;
+        reject.disabled = false;
+      }
+    },
+  });
+  const reject = h("button", {
+    type: "button",
+    class: "btn btn-danger",
+    text: t("reject"),
+    "aria-label": `${t("reject")}: ${w.headline || w.id}`,
+    onclick: () => askReject(w, status, [approve, reject]),
+  });
+  return h("div", { class: "actions" }, approve, reject, status);
+}
+
+function askReject(w, status, buttons) {
+  const dialog = $("reject-dialog");
+  $("reject-headline").textContent = w.headline || w.id;
+  $("reject-reason").value = "";
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== "reject") return;
+    const reason = $("reject-reason").value.trim() || t("reject.default");
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      await api(`/v1/warnings/${encodeURIComponent(w.id)}/reject`, {
+        method: "POST",
+        body: w.version ? { reason, version: w.version } : { reason },
+      });
+      status.textContent = t("rejected");
+      scheduleRefresh(["pending"], 0);
+    } catch (err) {
+      status.textContent = `${t("error.action")}: ${err.message}`;
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  };
+  dialog.returnValue = "";
+  dialog.showModal();
+  $("reject-reason").focus();
+}
+
+function incidentItem(inc) {
+  const open = () => openDetail(inc.id);
+  return h(
+    "li",
+    { class: `item inc inc-grade-${Number(inc.grade)}`, dataset: { id: inc.id } },
+    h(
+      "button",
+      {
+        type: "button",
+        class: "item-button",
+        onclick: open,
+        "aria-label": `${label("grade", inc.grade)} ${inc.title || inc.id}`,
+      },
+      h(
+        "div",
+        { class: "item-head" },
+        gradeBadge(inc.grade),
+        h("span", { class: "item-title", text: inc.title || inc.id }),
+        inc.late ? marker("late", t("late")) : null,
+        inc.escalated ? marker("escalated", t("escalated")) : null,
+        inc.exercise ? marker("exercise", t("exercise")) : null,
+      ),
+      h(
+        "div",
+        { class: "item-meta" },
+        h("span", { text: townshipName(inc.township_code) }),
+        h("span", { text: label("category", inc.category) }),
+        h("span", { text: `${t("detail.reported")} ${fmtTime(inc.reported_at)}` }),
+      ),
+    ),
+  );
+}
+
+async function loadIncidents() {
+  const panel = $("panel-incidents");
+  const list = $("list-incidents");
+  try {
+    const items = await listAll("/v1/incidents?status=open");
+    items.sort(
+      (a, b) => a.grade - b.grade || String(b.reported_at).localeCompare(String(a.reported_at)),
+    );
+    state.incidents = new Map(items.map((i) => [i.id, i]));
+    clear(list);
+    list.append(...(items.length ? items.map(incidentItem) : [emptyItem("empty.incidents")]));
+    setCount("c-incidents", items.length);
+    setTile("n-incidents", items.length);
+    setTile("n-major", items.filter((i) => Number(i.grade) <= 3).length);
+    panelError(panel, null);
+  } catch (err) {
+    panelError(panel, err);
+  }
+}
+
+function incidentTitle(id) {
+  const inc = state.incidents.get(id);
+  return inc ? inc.title : id;
+}
+
+async function loadDispatches() {
+  const panel = $("panel-dispatches");
+  const list = $("list-dispatches");
+  try {
+    const items = await listAll("/v1/dispatches");
+    const active = (d) => ACTIVE_DISPATCH.has(d.status);
+    items.sort(
+      (a, b) =>
+        Number(active(b)) - Number(active(a)) ||
+        String(b.ordered_at || b.created_at).localeCompare(String(a.ordered_at || a.created_at)),
+    );
+    const shown = items.slice(0, 40);
+    clear(list);
+    list.append(
+      ...(shown.length
+        ? shown.map((d) =>
+            h(
+              "li",
+              { class: `item disp ${active(d) ? "disp-active" : "disp-done"}`, dataset: { id: d.id } },
+              h(
+                "button",
+                { type: "button", class: "item-button", onclick: () => openDetail(d.incident_id) },
+                h(
+                  "div",
+                  { class: "item-head" },
+                  h("span", { class: `status status-${d.status}`, text: label("status", d.status) }),
+                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) }),
+                ),
+                h(
+                  "div",
+                  { class: "item-meta" },
+                  h("span", { text: `${t("dispatch.teams")}: ${(d.team_ids || []).join("、") || "—"}` }),
+                  d.ordered_at || d.created_at
+                    ? h("span", { text: fmtTime(d.ordered_at || d.created_at) })
+                    : null,
+                ),
+              ),
+            ),
+          )
+        : [emptyItem("empty.dispatches")]),
+    );
+    const activeCount = items.filter(active).length;
+    setCount("c-dispatches", activeCount);
+    setTile("n-dispatches", activeCount);
+    panelError(panel, null);
+  } catch (err) {
+    panelError(panel, err);
+  }
+}
+
+async function loadDeadlines() {
+  const panel = $("panel-deadlines");
+  const list = $("list-deadlines");
+  try {
+    const items = await listAll("/v1/deadlines?status=overdue");
+    items.sort((a, b) => String(a.due_at).localeCompare(String(b.due_at)));
+    clear(list);
+    const now = nowMs();
+    list.append(
+      ...(items.length
+        ? items.map((d) =>
+            h(
+              "li",
+              { class: "item dl", dataset: { id: d.id || d.deadline_id || "" } },
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "item-button",
+                  disabled: !d.incident_id,
+                  onclick: () => d.incident_id && openDetail(d.incident_id),
+                },
+                h(
+                  "div",
+                  { class: "item-head" },
+                  d.grade ? gradeBadge(d.grade) : null,
+                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) || "" }),
+                  marker("late", label("kind", d.kind)),
+                ),
+                h(
+                  "div",
+                  { class: "item-meta" },
+                  h("span", { text: townshipName(d.township_code) }),
+                  h("span", { text: `${t("deadline.due")} ${fmtTime(d.due_at)}` }),
+                  h("span", {
+                    class: "overdue-for",
+                    text: t("deadline.overdue_for", { d: fmtDuration(now - new Date(d.due_at).getTime()) }),
+                  }),
+                  d.escalation > 1 ? h("span", { text: t("deadline.escalation", { n: d.escalation }) }) : null,
+                ),
+              ),
+            ),
+          )
+        : [emptyItem("empty.deadlines")]),
+    );
+    setCount("c-deadlines", items.length);
+    setTile("n-overdue", items.length);
+    panelError(panel, null);
+  } catch (err) {
+    panelError(panel, err);
+  }
+}
+
+function codeOf(entry) {
+  return typeof entry === "string" ? entry : entry?.township_code || entry?.code || "";
+}
+
+async function loadZero() {
+  const panel = $("panel-zero");
+  const body = $("zero-body");
+  try {
+    const today = state.context?.today;
+    const data = await api(`/v1/zero-reports?date=${encodeURIComponent(today)}`);
+    const filed = data.filed || [];
+    const missing = data.missing || [];
+    clear(body);
+    body.append(
+      ...[
+      h("p", { class: "zero-date", text: today }),
+      h(
+        "div",
+        { class: "zero-row" },
+        h("span", { class: "zero-label ok", text: `${t("zero.filed")} ${filed.length}` }),
+        h("span", { class: "zero-label bad", text: `${t("zero.missing")} ${missing.length}` }),
+      ),
+      missing.length
+        ? h(
+            "ul",
+            { class: "chips", "aria-label": t("zero.missing") },
+            ...missing.map((m) => h("li", { class: "chip chip-missing", text: townshipName(codeOf(m)) })),
+          )
+        : h("p", { class: "empty", text: t("zero.all") }),
+      filed.length
+        ? h(
+            "ul",
+            { class: "chips", "aria-label": t("zero.filed") },
+            ...filed.map((m) => h("li", { class: "chip chip-filed", text: townshipName(codeOf(m)) })),
+          )
+        : null,
+      ].filter(Boolean),
+    );
+    setCount("c-zero", `${filed.length}/${filed.length + missing.length}`);
+    setTile("n-zero", missing.length);
+    panelError(panel, null);
+  } catch (err) {
+    panelError(panel, err);
+  }
+}
+
+const LOADERS = {
+  warnings: loadWarnings,
+  pending: loadPending,
+  incidents: loadIncidents,
+  dispatches: loadDispatches,
+  deadlines: loadDeadlines,
+  zero: loadZero,
+  detail: () => (state.detailId ? loadDetail(state.detailId) : null),
+};
+const PANEL_IDS = {
+  warnings: "panel-warnings",
+  pending: "panel-pending",
+  incidents: "panel-incidents",
+  dispatches: "panel-dispatches",
+  deadlines: "panel-deadlines",
+  zero: "panel-zero",
+  detail: "detail",
+};
+
+async function loadContext() {
+  const context = await api("/console/context");
+  context.fetchedAt = Date.now();
+  state.context = context;
+  $("county-name").textContent = context.county?.name || "";
+  $("today").textContent = context.today || "";
+}
+
+async function refreshAll() {
+  try {
+    await loadContext();
+  } catch {
+    /* shown by the banner; the panels still try */
+  }
+  // Incidents first: the other panels show incident titles.
+  await loadIncidents();
+  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero()]);
+  if (state.detailId) await loadDetail(state.detailId);
+}
+
+// Coalesces bursts of events into one reload per panel, then flashes the panel.
+function scheduleRefresh(panels, delay = 250) {
+  for (const name of panels) {
+    if (state.pendingRefresh.has(name)) continue;
+    state.pendingRefresh.set(
+      name,
+      setTimeout(async () => {
+        state.pendingRefresh.delete(name);
+        if (!state.key) return;
+        await LOADERS[name]();
+        flash($(PANEL_IDS[name]));
+      }, delay),
+    );
+  }
+}
+
+// ------------------------------------------------------------------ incident detail
+
+function fact(dl, key, value) {
+  if (value === null || value === undefined || value === "") return;
+  dl.append(h("dt", { text: t(key) }), h("dd", {}, value));
+}
+
+function eventSummary(ev) {
+  // The reporting service writes a Chinese one-line summary of each event; English is built here.
+  if (lang() === "zh" && ev.summary) return ev.summary;
+  const p = ev.payload || {};
+  const parts = [];
+  if (p.title) parts.push(p.title);
+  if (p.grade) parts.push(label("grade", p.grade));
+  if (p.old_grade && p.new_grade) {
+    parts.push(`${label("gradeShort", p.old_grade)} → ${label("gradeShort", p.new_grade)}`);
+  }
+  if (p.headline) parts.push(p.headline);
+  if (p.level && p.color) parts.push(`${label("level", p.level)}`);
+  if (p.status) parts.push(label("status", p.status));
+  if (p.number) parts.push(`#${p.number}`);
+  if (p.kind) parts.push(label("kind", p.kind));
+  if (p.reason) parts.push(p.reason);
+  if (p.team_ids?.length) parts.push(`${t("dispatch.teams")}: ${p.team_ids.join("、")}`);
+  const code = p.township_code || ev.township_code;
+  if (code) parts.push(townshipName(code));
+  return parts.join(" · ");
+}
+
+async function openDetail(id) {
+  if (!id) return;
+  state.detailId = id;
+  const detail = $("detail");
+  detail.hidden = false;
+  $("detail-title").textContent = incidentTitle(id) || id;
+  clear($("detail-facts"));
+  clear($("detail-timeline"));
+  $("detail-timeline").append(h("li", { class: "empty", text: t("loading") }));
+  $("detail-close").focus();
+  await loadDetail(id);
+}
+
+function closeDetail() {
+  state.detailId = null;
+  $("detail").hidden = true;
+}
+
+async function loadDetail(id) {
+  const detail = $("detail");
+  try {
+    const [inc, tl] = await Promise.all([
+      api(`/v1/incidents/${encodeURIComponent(id)}`),
+      api(`/v1/timeline/${encodeURIComponent(id)}`),
+    ]);
+    if (state.detailId !== id) return;
+    $("detail-title").textContent = inc.title || id;
+    const dl = $("detail-facts");
+    clear(dl);
+    fact(dl, "detail.grade", gradeBadge(inc.grade));
+    const markers = [
+      inc.late ? marker("late", t("late")) : null,
+      inc.escalated ? marker("escalated", t("escalated")) : null,
+      inc.exercise ? marker("exercise", t("exercise")) : null,
+    ].filter(Boolean);
+    if (markers.length) fact(dl, "detail.markers", h("span", { class: "markers" }, ...markers));
+    fact(dl, "detail.status", label("status", inc.status));
+    fact(dl, "detail.township", townshipName(inc.township_code));
+    fact(dl, "detail.category", label("category", inc.category));
+    fact(dl, "detail.occurred", fmtTime(inc.occurred_at));
+    fact(dl, "detail.reported", fmtTime(inc.reported_at));
+    fact(dl, "detail.address", inc.location?.address);
+    if (inc.casualties) fact(dl, "detail.casualties", t("casualties", inc.casualties));
+    if (inc.affected) fact(dl, "detail.affected", t("affected", inc.affected));
+    fact(dl, "detail.description", inc.description);
+
+    const events = Array.isArray(tl) ? tl : tl.items || tl.events || [];
+    const ol = $("detail-timeline");
+    clear(ol);
+    ol.append(
+      ...(events.length
+        ? events.map((ev) =>
+            h(
+              "li",
+              { class: `tl tl-${ev.source || ""}` },
+              h("time", { datetime: ev.occurred_at, text: fmtTime(ev.occurred_at) }),
+              h("span", { class: `src src-${ev.source || ""}`, text: label("source", ev.source) }),
+              h("span", { class: "tl-type", text: label("event", ev.event_type) }),
+              h("span", { class: "tl-summary", text: eventSummary(ev) }),
+            ),
+          )
+        : [emptyItem("empty.timeline")]),
+    );
+    panelError(detail, null);
+  } catch (err) {
+    if (state.detailId === id) panelError(detail, err);
+  }
+}
+
+// ------------------------------------------------------------------ live stream
+
+function relatedIncident(ev) {
+  const p = ev.payload || {};
+  return p.incident_id || (ev.incident_ids || [])[0] || p.primary_id || null;
+}
+
+function panelsFor(type) {
+  if (type.startsWith("incident_")) return ["incidents", "deadlines"];
+  if (type.startsWith("warning_")) return ["warnings", "pending"];
+  if (type.startsWith("dispatch_")) return ["dispatches"];
+  if (["followup_filed", "final_report_filed", "report_overdue"].includes(type)) {
+    return ["deadlines", "incidents"];
+  }
+  if (type === "zero_report_missed") return ["zero"];
+  return [];
+}
+
+function feedItem(ev) {
+  const incident = relatedIncident(ev);
+  const text = h(
+    "span",
+    { class: "feed-text" },
+    h("span", { class: "tl-type", text: label("event", ev.event_type) }),
+    " ",
+    h("span", { class: "tl-summary", text: eventSummary(ev) }),
+  );
+  return h(
+    "li",
+    { class: `feed-item src-${ev.source || ""}` },
+    h("time", { datetime: ev.occurred_at, text: fmtTime(ev.occurred_at, false) }),
+    incident
+      ? h("button", { type: "button", class: "link", onclick: () => openDetail(incident) }, text)
+      : text,
+  );
+}
+
+function addToFeed(ev) {
+  state.feed.unshift(ev);
+  state.feed.length = Math.min(state.feed.length, FEED_MAX);
+  const list = $("list-feed");
+  list.querySelector(".empty")?.remove();
+  list.prepend(feedItem(ev));
+  while (list.children.length > FEED_MAX) list.lastChild.remove();
+}
+
+function renderFeed() {
+  const list = $("list-feed");
+  clear(list);
+  list.append(...(state.feed.length ? state.feed.map(feedItem) : [emptyItem("empty.feed")]));
+}
+
+function onEvent(type, data) {
+  if (type === "ready") return;
+  addToFeed(data);
+  const panels = panelsFor(type);
+  const incident = relatedIncident(data);
+  if (state.detailId && (incident === state.detailId || (data.incident_ids || []).includes(state.detailId))) {
+    panels.push("detail");
+  }
+  scheduleRefresh(panels);
+}
+
+function parseBlock(block) {
+  let type = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") type = value;
+    else if (field === "data") data.push(value);
+  }
+  if (!data.length) return null;
+  try {
+    return { type, data: JSON.parse(data.join("\n")) };
+  } catch {
+    return null;
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function runStream() {
+  const gen = ++state.streamGen;
+  let attempt = 0;
+  let connectedBefore = false;
+  while (state.key && gen === state.streamGen) {
+    const ctrl = new AbortController();
+    state.streamCtrl = ctrl;
+    let watchdog = null;
+    const kick = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => ctrl.abort(), STALL_MS);
+    };
+    try {
+      const res = await fetch("/v1/stream", {
+        headers: { Authorization: `Bearer ${state.key}`, Accept: "text/event-stream" },
+        signal: ctrl.signal,
+        cache: "no-store",
+        credentials: "same-origin",
+      });
+      if (res.status === 401) {
+        logout(t("login.bad"));
+        return;
+      }
+      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+      kick();
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        kick();
+        buffer += value.replace(/\r\n?/g, "\n");
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const message = parseBlock(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+          if (!message) continue;
+          if (message.type === "ready") {
+            attempt = 0;
+            setLive(true);
+            // Whatever happened while the stream was down is fetched afresh.
+            if (connectedBefore) refreshAll();
+            connectedBefore = true;
+          } else {
+            onEvent(message.type, message.data);
+          }
+        }
+      }
+    } catch {
+      /* network loss, stall or abort: reconnect below */
+    } finally {
+      clearTimeout(watchdog);
+    }
+    if (!state.key || gen !== state.streamGen) return;
+    setLive(false);
+    const delay = Math.min(30_000, 1000 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+    attempt = Math.min(attempt + 1, 6);
+    await sleep(delay);
+  }
+}
+
+function stopStream() {
+  state.streamGen++;
+  state.streamCtrl?.abort();
+  state.streamCtrl = null;
+}
+
+// ------------------------------------------------------------------ daily summary
+
+async function openSummary() {
+  // Opened inside the click so no pop-up blocker objects; filled once the HTML arrives.
+  const win = window.open("", "_blank");
+  if (!win) {
+    showBanner(t("summary.popup"));
+    return;
+  }
+  win.document.title = t("loading");
+  try {
+    const date = state.context?.today || "";
+    const html = await api(`/v1/summaries/daily?date=${encodeURIComponent(date)}&format=html`, {
+      as: "text",
+    });
+    showPrintable(win, html);
+  } catch (err) {
+    win.close();
+    if (err.status !== 401) showBanner(`${t("summary.failed")}: ${err.message}`);
+  }
+}
+
+// Puts the server's printable HTML into the pop-up. The pop-up shares the console's CSP, which
+// refuses the page's inline <style>; its rules are applied as a constructed stylesheet instead
+// (CSSOM is not subject to style-src), and scripts are dropped (DOMParser never runs them).
+function showPrintable(win, html) {
+  // <style> blocks are cut out before parsing: even an inert parsed document reports them to
+  // the CSP as refused inline styles.
+  const css = [];
+  const body = html.replace(/<style[^>]*>([\s\S]*?)<\/style>/gi, (_, rules) => {
+    css.push(rules);
+    return "";
+  });
+  const parsed = new DOMParser().parseFromString(body, "text/html");
+  parsed.querySelectorAll("style, script, link, meta[http-equiv]").forEach((el) => el.remove());
+  parsed.querySelectorAll("[style]").forEach((el) => el.removeAttribute("style"));
+  const doc = win.document;
+  doc.documentElement.lang = parsed.documentElement.lang || "zh-CN";
+  doc.title = parsed.title || t("summary");
+  doc.body.replaceWith(doc.importNode(parsed.body, true));
+  const sheet = new win.CSSStyleSheet();
+  sheet.replaceSync(css.join("\n"));
+  doc.adoptedStyleSheets = [sheet];
+}
+
+// ------------------------------------------------------------------ login and layout
+
+function showLogin(message = "") {
+  $("login").hidden = false;
+  $("board").hidden = true;
+  $("detail").hidden = true;
+  for (const id of ["who", "summary-btn", "logout-btn", "live"]) $(id).hidden = true;
+  $("login-error").textContent = message;
+  $("key-input").value = "";
+  $("key-input").focus();
+}
+
+function showBoard() {
+  $("login").hidden = true;
+  $("board").hidden = false;
+  const me = state.me;
+  const who = $("who");
+  who.textContent = `${me.name} · ${label("role", me.role)}${me.township_code ? " · " + townshipName(me.township_code) : ""}`;
+  who.hidden = false;
+  $("summary-btn").hidden = me.role === "township";
+  $("logout-btn").hidden = false;
+  const pending = seesPending();
+  $("panel-pending").hidden = !pending;
+  document.querySelector(".grid").classList.toggle("no-pending", !pending);
+  state.feed = [];
+  renderFeed();
+  setLive(false);
+  hideBanner();
+}
+
+function logout(message = "") {
+  const wasSignedIn = Boolean(state.key);
+  state.key = null;
+  state.me = null;
+  state.detailId = null;
+  state.feed = [];
+  sessionStorage.removeItem(KEY_STORE);
+  stopStream();
+  clearInterval(state.refreshTimer);
+  for (const timer of state.pendingRefresh.values()) clearTimeout(timer);
+  state.pendingRefresh.clear();
+  // Nothing of the board stays in the page once signed out.
+  for (const id of ["list-warnings", "list-pending", "list-incidents", "list-dispatches", "list-deadlines", "zero-body", "list-feed", "detail-facts", "detail-timeline"]) {
+    clear($(id));
+  }
+  hideBanner();
+  if (wasSignedIn || message) showLogin(message);
+}
+
+async function login(key) {
+  state.key = key;
+  let me;
+  try {
+    me = await api("/v1/me");
+  } catch (err) {
+    state.key = null;
+    sessionStorage.removeItem(KEY_STORE);
+    const msg =
+      err.status === 401
+        ? t("login.bad")
+        : err.status === 429
+          ? t("login.throttled")
+          : err.status === 0
+            ? t("login.network")
+            : err.message;
+    hideBanner();
+    showLogin(msg);
+    return;
+  }
+  state.me = me;
+  sessionStorage.setItem(KEY_STORE, key);
+  try {
+    const towns = await api("/v1/townships");
+    state.townships = new Map((towns.items || []).map((tw) => [tw.code, tw.name]));
+  } catch {
+    state.townships = new Map();
+  }
+  showBoard();
+  await refreshAll();
+  state.refreshTimer = setInterval(() => state.key && refreshAll(), REFRESH_MS);
+  runStream();
+}
+
+function applyLang(next) {
+  setLang(next);
+  localStorage.setItem(LANG_STORE, next);
+  $("lang-btn").textContent = t("lang.other");
+  document.title = `${t("title")} · Yingji`;
+  if (state.key && state.me) {
+    showBoardLabels();
+    refreshAll();
+  }
+}
+
+function showBoardLabels() {
+  const me = state.me;
+  $("who").textContent = `${me.name} · ${label("role", me.role)}${me.township_code ? " · " + townshipName(me.township_code) : ""}`;
+  $("live").textContent = state.live ? t("live") : t("offline");
+  renderFeed();
+}
+
+function init() {
+  applyLang(localStorage.getItem(LANG_STORE) || "zh");
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = $("key-input").value.trim();
+    if (!key) {
+      $("login-error").textContent = t("login.empty");
+      return;
+    }
+    $("key-input").value = "";
+    login(key);
+  });
+  $("lang-btn").addEventListener("click", () => applyLang(lang() === "zh" ? "en" : "zh"));
+  $("logout-btn").addEventListener("click", () => logout(""));
+  $("summary-btn").addEventListener("click", openSummary);
+  $("detail-close").addEventListener("click", closeDetail);
+  $("reject-cancel").addEventListener("click", () => $("reject-dialog").close(""));
+  $("reject-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    $("reject-dialog").close("reject");
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.detailId && !$("reject-dialog").open) closeDetail();
+  });
+  const saved = sessionStorage.getItem(KEY_STORE);
+  if (saved) login(saved);
+  else showLogin("");
+}
+
+init();

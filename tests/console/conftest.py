@@ -1,0 +1,26 @@
+"""Fixtures for the console tests: one stack (with the console router) and one server per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.console.support import LiveServer, console_specs, live_server
+from tests.support.stack import Stack, running_stack
+
+
+@pytest.fixture(scope="module")
+def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """All four services plus the console router; heartbeats every half second."""
+    with running_stack(
+        tmp_path_factory.mktemp("console"), specs=console_specs(heartbeat_seconds=0.5)
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def server(console_stack: Stack) -> Iterator[LiveServer]:
+    """The stack's app served by uvicorn on a free port."""
+    with live_server(console_stack.client.app) as running:
+        yield running
