@@ -34,5 +34,7 @@ def broker_reachable() -> bool:
 def amqp_url() -> str:
     """The real RabbitMQ; missing it fails the test (in CI and locally), it never skips."""
     if not broker_reachable():
-        pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672 (start it: rabbitmq-server -detached)")
+        pytest.fail(
+            "RabbitMQ is not reachable on 127.0.0.1:5672 (start it: rabbitmq-server -detached)"
+        )
     return RABBIT_URL

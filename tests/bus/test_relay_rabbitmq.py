@@ -68,7 +68,7 @@ def test_every_event_arrives_in_another_process_across_a_broker_restart(
     ready = threading.Event()
     reader = threading.Thread(target=read_output, daemon=True)
     reader.start()
-    assert ready.wait(30), "consumer process did not start"
+    assert ready.wait(60), (tmp_path / "consumer.log").read_text()[-3000:]
 
     engine = EmbeddedEngine(tmp_path / "store")
     settings = Settings(bus_url=amqp_url, relay_interval_seconds=0.1, relay_batch_size=10)

@@ -66,7 +66,7 @@ def in_ci() -> bool:
 INSTALL_HINT = "install it with scripts/install-ops-tools"
 HINTS = {
     "kubectl": "kubectl (with its built-in kustomize) comes with the machine image; Debian's "
-               "kubernetes-client is too old",
+    "kubernetes-client is too old",
 }
 
 
@@ -86,12 +86,15 @@ def tool(name: str) -> str:
     return found
 
 
-def run(args: list[str], *, cwd: Path = ROOT, check: bool = True, timeout: float = 120,
-        **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], *, cwd: Path = ROOT, check: bool = True, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs)
     if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {proc.returncode}\n"
-                    f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        pytest.fail(
+            f"{' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 
@@ -106,8 +109,21 @@ def load_json(path: Path) -> Any:
 # ------------------------------------------------------------------------- metric names
 
 _PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-    "bool", "offset", "inf", "nan", "Inf", "NaN",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "Inf",
+    "NaN",
 }
 
 
@@ -123,7 +139,7 @@ def promql_metric_names(expr: str) -> set[str]:
     names = set()
     for m in re.finditer(r"(?<![\w.$])[a-zA-Z_:][a-zA-Z0-9_:]*", text):
         name = m.group(0)
-        rest = text[m.end():].lstrip()
+        rest = text[m.end() :].lstrip()
         if rest.startswith("(") or name in _PROMQL_WORDS:
             continue
         names.add(name)

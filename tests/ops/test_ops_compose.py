@@ -32,8 +32,10 @@ def filled_env(path: Path) -> Path:
 
 def compose(env_file: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     exe = tool("docker-compose")
-    return run([exe, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), *args],
-               check=check)
+    return run(
+        [exe, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), *args],
+        check=check,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +64,23 @@ def test_env_example_names_every_variable_compose_reads() -> None:
     assert used - example == set()
     for name in SECRETS:
         assert re.search(rf"^{name}=$", (ROOT / ".env.example").read_text(), re.M), (
-            f"{name} must be empty in .env.example (a secret is never committed)")
+            f"{name} must be empty in .env.example (a secret is never committed)"
+        )
 
 
 def test_dotenv_is_ignored_by_git() -> None:
     ignored = (ROOT / ".gitignore").read_text().split()
-    for entry in (".env", ".venv/", "yingji-data/", "__pycache__/", "*.egg-info/",
-                  ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", "node_modules/"):
+    for entry in (
+        ".env",
+        ".venv/",
+        "yingji-data/",
+        "__pycache__/",
+        "*.egg-info/",
+        ".pytest_cache/",
+        ".mypy_cache/",
+        ".ruff_cache/",
+        "node_modules/",
+    ):
         assert entry in ignored
     proc = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT)
     assert proc.returncode == 0, ".env is not ignored by git"
@@ -107,7 +119,8 @@ def test_bus_url_matches_broker_user_vhost_and_definitions(config: dict[str, Any
         vhost = url.path[1:]
         assert vhost in {v["name"] for v in definitions["vhosts"]}
         assert {"user": url.username, "vhost": vhost} in [
-            {"user": p["user"], "vhost": p["vhost"]} for p in definitions["permissions"]]
+            {"user": p["user"], "vhost": p["vhost"]} for p in definitions["permissions"]
+        ]
 
 
 def test_mongo_url_names_the_replica_set_the_server_runs(config: dict[str, Any]) -> None:
@@ -117,8 +130,9 @@ def test_mongo_url_names_the_replica_set_the_server_runs(config: dict[str, Any])
     replset = command[command.index("--replSet") + 1]
     health = " ".join(mongo["healthcheck"]["test"])
     assert "rs.initiate" in health and f"_id: '{replset}'" in health
-    assert any(v.endswith((":/data/db:rw", ":/data/db"))
-               for v in map(str, mongo["volumes"])), "MongoDB data must be on a volume"
+    assert any(v.endswith((":/data/db:rw", ":/data/db")) for v in map(str, mongo["volumes"])), (
+        "MongoDB data must be on a volume"
+    )
     for name in SERVICES:
         url = urlsplit(services[name]["environment"]["YINGJI_MONGO_URL"])
         assert url.scheme == "mongodb" and url.hostname == "mongodb"
@@ -148,7 +162,11 @@ def test_definitions_declare_vhost_dlx_and_policy() -> None:
     (dlx,) = [x for x in definitions["exchanges"] if x["name"] == "yingji.dlx"]
     # Must equal what libs/common/bus.py declares, or the declare fails PRECONDITION_FAILED.
     assert (dlx["type"], dlx["durable"], dlx["auto_delete"], dlx["internal"]) == (
-        "direct", True, False, False)
+        "direct",
+        True,
+        False,
+        False,
+    )
     assert dlx["vhost"] == vhost["name"]
     bus_py = ROOT / "libs" / "common" / "bus.py"
     if bus_py.exists():
@@ -159,8 +177,10 @@ def test_definitions_declare_vhost_dlx_and_policy() -> None:
     pattern = re.compile(policy["pattern"])
     assert pattern.search("evt-intake-incident_reported--dispatch.on_incident_reported")
     assert not pattern.search("evt-intake-incident_reported--dispatch.on_incident_reported.dlq")
-    assert policy["definition"] == {"dead-letter-strategy": "at-least-once",
-                                    "overflow": "reject-publish"}
+    assert policy["definition"] == {
+        "dead-letter-strategy": "at-least-once",
+        "overflow": "reject-publish",
+    }
 
 
 def _local_rabbit_schema_mappings() -> set[str] | None:
@@ -179,8 +199,9 @@ def test_rabbitmq_conf_keys_exist_in_rabbitmq_schema() -> None:
     if mappings is None:
         pytest.skip("no local RabbitMQ installation to read its config schema from")
     # Cuttlefish mappings name variable parts `$name`: any one dotted segment.
-    patterns = [re.compile("^" + re.sub(r"\\\$[A-Za-z_]+", "[^.]+", re.escape(m)) + "$")
-                for m in mappings]
+    patterns = [
+        re.compile("^" + re.sub(r"\\\$[A-Za-z_]+", "[^.]+", re.escape(m)) + "$") for m in mappings
+    ]
     for line in (DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -233,12 +254,16 @@ def test_dockerfile_contract() -> None:
     assert re.search(r"pip install \.", text)
     user = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0", (
-        "run as a numeric non-root user (Kubernetes runAsNonRoot checks the image user)")
+        "run as a numeric non-root user (Kubernetes runAsNonRoot checks the image user)"
+    )
     assert re.search(r"^EXPOSE\s+8000\b", text, re.M)
     copied = re.findall(r"^COPY\s+(?!--from)(.+?)\s+\S+$", text, re.M)
     needed = {p for line in copied for p in line.split()}
-    ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
-               if ln.strip() and not ln.startswith("#")}
+    ignored = {
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
     for path in needed:
         assert path not in ignored, f"{path} is copied but .dockerignore excludes it"
     cmd = json.loads(re.search(r"^CMD\s+(\[.*\])", text, re.M).group(1))

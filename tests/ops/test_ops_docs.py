@@ -30,8 +30,13 @@ def test_operations_covers_the_runbook_topics() -> None:
         "management UI",
     ):
         assert needle in text, needle
-    for db in ("yingji_intake", "yingji_warning", "yingji_dispatch", "yingji_reporting",
-               "yingji_platform"):
+    for db in (
+        "yingji_intake",
+        "yingji_warning",
+        "yingji_dispatch",
+        "yingji_reporting",
+        "yingji_platform",
+    ):
         assert db in text
     assert re.search(r"-X POST \"\$API/v1/admin/keys\"", text)
     assert re.search(r"-X DELETE \"\$API/v1/admin/keys/", text)
@@ -42,10 +47,15 @@ def test_metrics_section_for_alerts_is_last() -> None:
     headings = re.findall(r"^## (.+)$", text, re.M)
     assert headings[-1] == "Used by alerts and dashboards"
     section = text.split("## Used by alerts and dashboards", 1)[1]
-    for name in ("yingji_reporting_deadlines_overdue", "yingji_reporting_zero_reports_missed_total",
-                 "yingji_warning_unacknowledged_total", "yingji_intake_incidents_open",
-                 "yingji_warning_active", "yingji_dispatch_orders_active",
-                 "yingji_reporting_zero_reports_filed_today"):
+    for name in (
+        "yingji_reporting_deadlines_overdue",
+        "yingji_reporting_zero_reports_missed_total",
+        "yingji_warning_unacknowledged_total",
+        "yingji_intake_incidents_open",
+        "yingji_warning_active",
+        "yingji_dispatch_orders_active",
+        "yingji_reporting_zero_reports_filed_today",
+    ):
         assert f"`{name}`" in section
 
 
@@ -54,6 +64,11 @@ def test_install_script_is_valid_bash() -> None:
     assert script.stat().st_mode & 0o111, "executable"
     run([tool("bash"), "-n", str(script)])
     text = script.read_text()
-    for needle in ("apt-get update", "prometheus", "docker-compose", "-m pip install",
-                   "kubernetes-validate"):
+    for needle in (
+        "apt-get update",
+        "prometheus",
+        "docker-compose",
+        "-m pip install",
+        "kubernetes-validate",
+    ):
         assert needle in text

@@ -68,8 +68,12 @@ def expressions(dashboard: dict[str, Any]) -> list[str]:
 
 def concrete(expr: str) -> str:
     """Grafana's variables replaced so promtool can parse the expression."""
-    return (expr.replace("$__rate_interval", "5m").replace("$__interval", "1m")
-            .replace("$__range", "1h").replace("$service", ".*"))
+    return (
+        expr.replace("$__rate_interval", "5m")
+        .replace("$__interval", "1m")
+        .replace("$__range", "1h")
+        .replace("$service", ".*")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +135,12 @@ def test_dashboard_promql_parses(dashboards: dict[str, dict[str, Any]], tmp_path
     rules = []
     for name, dashboard in dashboards.items():
         for i, expr in enumerate(expressions(dashboard)):
-            rules.append({"record": f"dashboard:{Path(name).stem.replace('-', '_')}:{i}",
-                          "expr": concrete(expr)})
+            rules.append(
+                {
+                    "record": f"dashboard:{Path(name).stem.replace('-', '_')}:{i}",
+                    "expr": concrete(expr),
+                }
+            )
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     run([tool("promtool"), "check", "rules", str(path)])

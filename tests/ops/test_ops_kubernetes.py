@@ -69,7 +69,8 @@ def validate_builtin(docs: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("tree", sorted(TREES))
 def test_manifests_validate_against_kubernetes_schemas(
-        rendered: dict[str, list[dict[str, Any]]], tree: str) -> None:
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
     docs = rendered[tree]
     unknown = {(d["apiVersion"], d["kind"]) for d in docs} - CRD_KINDS
     assert unknown, "nothing to validate"
@@ -80,11 +81,17 @@ def test_manifests_validate_against_kubernetes_schemas(
 
 
 def test_secret_template_validates_and_holds_every_key_the_pods_read(
-        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
     template = load_yaml(K8S / "base" / "secret.template.yaml")
     validate_builtin([template])
-    assert "secret.template.yaml" not in (K8S / "base" / "kustomization.yaml").read_text().split(
-        "resources:")[1].split("configMapGenerator")[0], "the template must not be applied"
+    assert (
+        "secret.template.yaml"
+        not in (K8S / "base" / "kustomization.yaml")
+        .read_text()
+        .split("resources:")[1]
+        .split("configMapGenerator")[0]
+    ), "the template must not be applied"
     keys = set(template["stringData"])
     assert {"YINGJI_BUS_URL", "YINGJI_MONGO_URL", "YINGJI_BOOTSTRAP_ADMIN_KEY"} <= keys
     for dep in by_kind(rendered["base"], "Deployment").values():
@@ -95,7 +102,8 @@ def test_secret_template_validates_and_holds_every_key_the_pods_read(
 
 @pytest.mark.parametrize("tree", sorted(TREES))
 def test_each_service_has_deployment_service_hpa_pdb(
-        rendered: dict[str, list[dict[str, Any]]], tree: str) -> None:
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
     docs = rendered[tree]
     deployments = by_kind(docs, "Deployment")
     services = by_kind(docs, "Service")
@@ -127,16 +135,18 @@ def test_each_service_has_deployment_service_hpa_pdb(
         assert csc["readOnlyRootFilesystem"] is True
         assert csc["capabilities"]["drop"] == ["ALL"]
         # The settings ConfigMap (hash-suffixed by kustomize) is the one rendered.
-        (settings_ref,) = [e["configMapRef"]["name"] for e in container["envFrom"]
-                           if "configMapRef" in e]
+        (settings_ref,) = [
+            e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e
+        ]
         settings = configmaps[settings_ref]["data"]
         assert settings["YINGJI_HOST"] == "0.0.0.0" and settings["YINGJI_PORT"] == "8000"
         # The county file is mounted where YINGJI_COUNTY_FILE points.
         county_path = Path(settings["YINGJI_COUNTY_FILE"])
         mounts = {m["name"]: m for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
-        (county_volume,) = [n for n, m in mounts.items()
-                            if m["mountPath"] == str(county_path.parent)]
+        (county_volume,) = [
+            n for n, m in mounts.items() if m["mountPath"] == str(county_path.parent)
+        ]
         county_cm = configmaps[volumes[county_volume]["configMap"]["name"]]
         assert county_path.name in county_cm["data"]
         # Writable paths under a read-only root.
@@ -148,8 +158,11 @@ def test_each_service_has_deployment_service_hpa_pdb(
 
         hpa = hpas[name]
         assert hpa["apiVersion"] == "autoscaling/v2"
-        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                 "name": name}
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
         assert "replicas" not in dep["spec"], "the HPA owns the replica count"
 
@@ -161,7 +174,8 @@ def test_each_service_has_deployment_service_hpa_pdb(
 
 @pytest.mark.parametrize("tree", sorted(TREES))
 def test_ingress_routes_every_prefix_to_its_owner(
-        rendered: dict[str, list[dict[str, Any]]], tree: str) -> None:
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
     (ingress,) = by_kind(rendered[tree], "Ingress").values()
     routes = {}
     for rule in ingress["spec"]["rules"]:
@@ -175,14 +189,18 @@ def test_ingress_routes_every_prefix_to_its_owner(
 
 @pytest.mark.parametrize("tree", sorted(TREES))
 def test_servicemonitor_scrapes_every_service(
-        rendered: dict[str, list[dict[str, Any]]], tree: str) -> None:
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
     docs = rendered[tree]
     (monitor,) = by_kind(docs, "ServiceMonitor").values()
     selector = monitor["spec"]["selector"]["matchLabels"]
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics" and endpoint["honorLabels"] is True
-    matched = [s for s in by_kind(docs, "Service").values()
-               if selector.items() <= s["metadata"]["labels"].items()]
+    matched = [
+        s
+        for s in by_kind(docs, "Service").values()
+        if selector.items() <= s["metadata"]["labels"].items()
+    ]
     assert sorted(s["metadata"]["name"] for s in matched) == sorted(SERVICES)
     job_label = monitor["spec"]["jobLabel"]
     for svc in matched:
@@ -193,14 +211,17 @@ def test_servicemonitor_scrapes_every_service(
 
 def test_prometheusrule_is_rules_yml() -> None:
     from tests.ops.render_prometheusrule import TARGET, render
+
     assert TARGET.read_text(encoding="utf-8") == render(), (
-        "deploy/k8s/base/prometheusrule.yaml is stale: python tests/ops/render_prometheusrule.py")
+        "deploy/k8s/base/prometheusrule.yaml is stale: python tests/ops/render_prometheusrule.py"
+    )
     rule = load_yaml(TARGET)
     assert rule["spec"]["groups"] == load_yaml(DEPLOY / "prometheus" / "rules.yml")["groups"]
 
 
 def test_overlay_puts_everything_in_its_namespace(
-        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
     overlay = load_yaml(TREES["demo-county"] / "kustomization.yaml")
     namespace = overlay["namespace"]
     docs = rendered["demo-county"]
@@ -211,8 +232,9 @@ def test_overlay_puts_everything_in_its_namespace(
             assert doc["metadata"]["namespace"] == namespace
     for hpa in by_kind(docs, "HorizontalPodAutoscaler").values():
         assert hpa["spec"]["minReplicas"] == 1
-    (settings,) = [c for n, c in by_kind(docs, "ConfigMap").items()
-                   if n.startswith("yingji-settings-")]
+    (settings,) = [
+        c for n, c in by_kind(docs, "ConfigMap").items() if n.startswith("yingji-settings-")
+    ]
     assert settings["data"]["YINGJI_TIMEZONE"] == "Asia/Shanghai"
     assert settings["data"]["YINGJI_LOG_FORMAT"] == "json", "merged over the base settings"
 
@@ -222,19 +244,30 @@ def test_county_file_is_the_demo_county_and_loads() -> None:
     county_file = K8S / "base" / "county.yaml"
     packaged = ROOT / "libs" / "common" / "data" / "demo-county.yaml"
     assert county_file.read_bytes() == packaged.read_bytes(), (
-        "deploy/k8s/base/county.yaml must be a copy of libs/common/data/demo-county.yaml")
+        "deploy/k8s/base/county.yaml must be a copy of libs/common/data/demo-county.yaml"
+    )
     from libs.common.county import load_county
+
     county = load_county(county_file)
     assert county.townships
 
 
 # ----------------------------------------------------------------- operators (CRDs)
 
+
 def test_operator_examples_render_and_are_structurally_valid() -> None:
     docs = render(K8S / "operators")
     kinds = {d["kind"] for d in docs}
-    assert {"RabbitmqCluster", "MongoDBCommunity", "Vhost", "Exchange", "Policy", "User",
-            "Permission", "ServiceMonitor"} <= kinds
+    assert {
+        "RabbitmqCluster",
+        "MongoDBCommunity",
+        "Vhost",
+        "Exchange",
+        "Policy",
+        "User",
+        "Permission",
+        "ServiceMonitor",
+    } <= kinds
     validate_builtin(docs)
     for doc in docs:
         check_crd(doc)
@@ -259,7 +292,8 @@ def _require(doc: dict[str, Any], *paths: str) -> None:
         node: Any = doc
         for part in path.split("."):
             assert isinstance(node, dict) and part in node, (
-                f"{doc['kind']}/{doc['metadata']['name']}: missing {path}")
+                f"{doc['kind']}/{doc['metadata']['name']}: missing {path}"
+            )
             node = node[part]
 
 
@@ -274,12 +308,30 @@ def check_crd(doc: dict[str, Any]) -> None:
     kind = doc["kind"]
     cluster_ref = "spec.rabbitmqClusterReference.name"
     if kind == "ServiceMonitor":
-        _only(doc, {"jobLabel", "selector", "namespaceSelector", "endpoints", "targetLabels",
-                    "podTargetLabels", "sampleLimit"})
+        _only(
+            doc,
+            {
+                "jobLabel",
+                "selector",
+                "namespaceSelector",
+                "endpoints",
+                "targetLabels",
+                "podTargetLabels",
+                "sampleLimit",
+            },
+        )
         _require(doc, "spec.selector", "spec.endpoints")
         for ep in doc["spec"]["endpoints"]:
-            assert set(ep) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels",
-                               "scheme", "relabelings", "metricRelabelings"}
+            assert set(ep) <= {
+                "port",
+                "path",
+                "interval",
+                "scrapeTimeout",
+                "honorLabels",
+                "scheme",
+                "relabelings",
+                "metricRelabelings",
+            }
             assert isinstance(ep["port"], str) and ep["path"].startswith("/")
             for key in ("interval", "scrapeTimeout"):
                 if key in ep:
@@ -292,11 +344,28 @@ def check_crd(doc: dict[str, Any]) -> None:
                 assert ("alert" in rule) != ("record" in rule) and rule["expr"]
                 assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}
     elif kind == "RabbitmqCluster":
-        _only(doc, {"replicas", "image", "resources", "persistence", "rabbitmq", "service",
-                    "override", "affinity", "tolerations", "tls"})
+        _only(
+            doc,
+            {
+                "replicas",
+                "image",
+                "resources",
+                "persistence",
+                "rabbitmq",
+                "service",
+                "override",
+                "affinity",
+                "tolerations",
+                "tls",
+            },
+        )
         assert isinstance(doc["spec"]["replicas"], int)
-        assert set(doc["spec"].get("rabbitmq", {})) <= {"additionalPlugins", "additionalConfig",
-                                                        "advancedConfig", "envConfig"}
+        assert set(doc["spec"].get("rabbitmq", {})) <= {
+            "additionalPlugins",
+            "additionalConfig",
+            "advancedConfig",
+            "envConfig",
+        }
     elif kind == "Vhost":
         _require(doc, "spec.name", cluster_ref)
         _only(doc, {"name", "tracing", "tags", "defaultQueueType", "rabbitmqClusterReference"})
@@ -304,27 +373,68 @@ def check_crd(doc: dict[str, Any]) -> None:
     elif kind == "User":
         _require(doc, cluster_ref)
         _only(doc, {"tags", "rabbitmqClusterReference", "importCredentialsSecret"})
-        assert set(doc["spec"].get("tags", [])) <= {"management", "policymaker", "monitoring",
-                                                    "administrator"}
+        assert set(doc["spec"].get("tags", [])) <= {
+            "management",
+            "policymaker",
+            "monitoring",
+            "administrator",
+        }
     elif kind == "Permission":
         _require(doc, "spec.vhost", "spec.permissions", cluster_ref)
         _only(doc, {"user", "userReference", "vhost", "permissions", "rabbitmqClusterReference"})
         assert ("user" in doc["spec"]) != ("userReference" in doc["spec"])
     elif kind == "Exchange":
         _require(doc, "spec.name", cluster_ref)
-        _only(doc, {"name", "vhost", "type", "durable", "autoDelete", "arguments",
-                    "rabbitmqClusterReference"})
+        _only(
+            doc,
+            {
+                "name",
+                "vhost",
+                "type",
+                "durable",
+                "autoDelete",
+                "arguments",
+                "rabbitmqClusterReference",
+            },
+        )
     elif kind == "Policy":
         _require(doc, "spec.name", "spec.pattern", "spec.definition", cluster_ref)
-        _only(doc, {"name", "vhost", "pattern", "applyTo", "priority", "definition",
-                    "rabbitmqClusterReference"})
-        assert doc["spec"].get("applyTo", "all") in ("queues", "classic_queues",
-                                                     "quorum_queues", "exchanges", "all")
+        _only(
+            doc,
+            {
+                "name",
+                "vhost",
+                "pattern",
+                "applyTo",
+                "priority",
+                "definition",
+                "rabbitmqClusterReference",
+            },
+        )
+        assert doc["spec"].get("applyTo", "all") in (
+            "queues",
+            "classic_queues",
+            "quorum_queues",
+            "exchanges",
+            "all",
+        )
         re.compile(doc["spec"]["pattern"])
     elif kind == "MongoDBCommunity":
         _require(doc, "spec.members", "spec.type", "spec.version")
-        _only(doc, {"members", "type", "version", "security", "users", "additionalMongodConfig",
-                    "statefulSet", "arbiters", "prometheus"})
+        _only(
+            doc,
+            {
+                "members",
+                "type",
+                "version",
+                "security",
+                "users",
+                "additionalMongodConfig",
+                "statefulSet",
+                "arbiters",
+                "prometheus",
+            },
+        )
         assert doc["spec"]["type"] == "ReplicaSet"
         for user in doc["spec"].get("users", []):
             assert {"name", "db", "passwordSecretRef", "roles"} <= set(user)

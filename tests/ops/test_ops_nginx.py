@@ -27,8 +27,9 @@ def routing_table(text: str) -> dict[str, str]:
     """location path -> upstream host, from `set $x host:port;` and `proxy_pass http://$x;`."""
     upstreams = dict(re.findall(r"set\s+\$(\w+)\s+([\w.-]+):\d+;", text))
     table = {}
-    for path, var in re.findall(r"location\s+(?:=\s+)?(\S+)\s*\{\s*proxy_pass\s+http://\$(\w+);",
-                                text):
+    for path, var in re.findall(
+        r"location\s+(?:=\s+)?(\S+)\s*\{\s*proxy_pass\s+http://\$(\w+);", text
+    ):
         table[path] = upstreams[var]
     return table
 
@@ -73,8 +74,9 @@ http {{
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     nginx = tool("nginx")
     main = wrapper(tmp_path, CONF)
-    run([nginx, "-t", "-q", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"),
-         "-c", str(main)])
+    run(
+        [nginx, "-t", "-q", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(main)]
+    )
 
 
 def free_port() -> int:
@@ -113,23 +115,35 @@ def stubs() -> Iterator[dict[str, int]]:
         server.server_close()
 
 
-def test_nginx_routes_requests_to_the_owning_service(tmp_path: Path,
-                                                     stubs: dict[str, int]) -> None:
+def test_nginx_routes_requests_to_the_owning_service(tmp_path: Path, stubs: dict[str, int]) -> None:
     """The same server block, with upstream names pointed at loopback stubs."""
     nginx = tool("nginx")
     text = CONF.read_text()
     for name, port in stubs.items():
         text = text.replace(f" {name}:8000;", f" 127.0.0.1:{port};")
     port = free_port()
-    text = re.sub(r"listen\s+80\s+default_server;", f"listen 127.0.0.1:{port} default_server;",
-                  text)
+    text = re.sub(
+        r"listen\s+80\s+default_server;", f"listen 127.0.0.1:{port} default_server;", text
+    )
     text = text.replace("access_log /dev/stdout yingji_json;", "access_log off;")
     conf = tmp_path / "yingji.conf"
     conf.write_text(text)
     main = wrapper(tmp_path, conf)
-    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"),
-                             "-c", str(main), "-g", "daemon off; master_process off;"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            nginx,
+            "-p",
+            str(tmp_path),
+            "-e",
+            str(tmp_path / "error.log"),
+            "-c",
+            str(main),
+            "-g",
+            "daemon off; master_process off;",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
@@ -139,11 +153,17 @@ def test_nginx_routes_requests_to_the_owning_service(tmp_path: Path,
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("nginx did not start: "
-                                + (tmp_path / "error.log").read_text(errors="replace"))
+                    pytest.fail(
+                        "nginx did not start: "
+                        + (tmp_path / "error.log").read_text(errors="replace")
+                    )
                 time.sleep(0.1)
-        cases = {**{p + "/x?y=1": s for p, s in ROUTES.items()}, **ROUTES,
-                 "/openapi.json": "reporting", "/v1/warnings/feed": "warning"}
+        cases = {
+            **{p + "/x?y=1": s for p, s in ROUTES.items()},
+            **ROUTES,
+            "/openapi.json": "reporting",
+            "/v1/warnings/feed": "warning",
+        }
         for path, owner in cases.items():
             body = urllib.request.urlopen(base + path, timeout=5).read().decode()
             assert body == f"{owner} {path}", f"{path} answered by {body!r}"

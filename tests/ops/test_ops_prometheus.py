@@ -50,8 +50,10 @@ def test_required_alerts_exist_with_severity_and_runbook() -> None:
     for name in REQUIRED_ALERTS:
         assert name in names
     operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
-    headings = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-                for h in re.findall(r"^#+\s+(.+)$", operations, re.M)}
+    headings = {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+\s+(.+)$", operations, re.M)
+    }
     for alert in alerts():
         assert alert["labels"]["severity"] in ("warning", "critical")
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
@@ -66,8 +68,10 @@ def test_alert_expressions_use_the_specified_signals() -> None:
     assert "yingji_reporting_deadlines_overdue" in exprs["YingjiReportsOverdue"]
     assert "> 0" in exprs["YingjiReportsOverdue"]
     assert "increase(yingji_reporting_zero_reports_missed_total" in exprs["YingjiZeroReportsMissed"]
-    assert 'increase(yingji_warning_unacknowledged_total{level="1"}' in exprs[
-        "YingjiRedWarningUnacknowledged"]
+    assert (
+        'increase(yingji_warning_unacknowledged_total{level="1"}'
+        in exprs["YingjiRedWarningUnacknowledged"]
+    )
     assert exprs["YingjiOutboxStuck"] == "yingji_outbox_oldest_pending_age_seconds > 60"
     assert fors["YingjiOutboxStuck"] == "2m"
     assert exprs["YingjiDeadLetters"] == 'rabbitmq_queue_messages{queue=~".*\\\\.dlq"} > 0'
@@ -113,9 +117,14 @@ def test_scrape_config_covers_services_and_rabbitmq_per_object() -> None:
 
 
 def test_promql_parser_finds_metric_names() -> None:
-    expr = ('histogram_quantile(0.99, sum by (service, route, le) '
-            '(rate(yingji_http_request_duration_seconds_bucket{service=~"$service"}'
-            '[$__rate_interval]))) or absent(up{job="intake"}) '
-            'and on (service) max without (instance, pod) (foo:bar:ratio) offset 5m > 1e3')
+    expr = (
+        "histogram_quantile(0.99, sum by (service, route, le) "
+        '(rate(yingji_http_request_duration_seconds_bucket{service=~"$service"}'
+        '[$__rate_interval]))) or absent(up{job="intake"}) '
+        "and on (service) max without (instance, pod) (foo:bar:ratio) offset 5m > 1e3"
+    )
     assert promql_metric_names(expr) == {
-        "yingji_http_request_duration_seconds_bucket", "up", "foo:bar:ratio"}
+        "yingji_http_request_duration_seconds_bucket",
+        "up",
+        "foo:bar:ratio",
+    }

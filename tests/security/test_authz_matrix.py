@@ -72,7 +72,8 @@ def concrete_path(path: str) -> str:
 
 def test_every_route_declares_who_may_call_it(stack: Stack) -> None:
     undeclared = [
-        f"{sorted(r.methods)} {r.path}" for r in api_routes(stack)
+        f"{sorted(r.methods)} {r.path}"
+        for r in api_routes(stack)
         if r.path not in OPEN_INFRASTRUCTURE and allowed_roles(r) is None
     ]
     assert undeclared == [], f"routes without an authorization rule: {undeclared}"
@@ -96,8 +97,11 @@ def test_the_matrix(stack: Stack) -> None:
                 response = stack.call(method, path, who=who, json=body)
                 checked += 1
                 permitted = "public" in roles or role in roles
-                if permitted and response.status_code in (401, 403) and \
-                        response.json()["error"]["code"] == "forbidden_role":
+                if (
+                    permitted
+                    and response.status_code in (401, 403)
+                    and response.json()["error"]["code"] == "forbidden_role"
+                ):
                     problems.append(f"{method} {route.path} as {role}: refused but allowed")
                 if not permitted and response.status_code != 403:
                     problems.append(

@@ -3,6 +3,7 @@ in a RabbitMQ virtual host of its own that is deleted afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -60,7 +61,10 @@ class ServiceProcess:
         handle = open(self.log, "ab")  # noqa: SIM115 - the child keeps it open
         self.process = subprocess.Popen(
             [sys.executable, "-m", "yingji.cli", "run", self.name, "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
 
     def kill(self) -> None:
@@ -100,7 +104,9 @@ class DistributedStack:
                 return self.processes[service].url + path
         return self.processes["reporting"].url + path
 
-    def request(self, method: str, path: str, key: str | None = None, **kwargs: object) -> httpx.Response:
+    def request(
+        self, method: str, path: str, key: str | None = None, **kwargs: object
+    ) -> httpx.Response:
         """Send a request to the owning service."""
         headers = {"Authorization": f"Bearer {key or self.admin_key}"}
         headers.update(kwargs.pop("headers", {}) or {})  # type: ignore[arg-type]
@@ -158,7 +164,5 @@ def distributed_stack(
     finally:
         for proc in stack.processes.values():
             proc.stop()
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             rabbitmqctl("delete_vhost", vhost)
-        except subprocess.CalledProcessError:
-            pass
