@@ -96,6 +96,20 @@ class DistributedStack:
     amqp_url: str
     admin_key: str
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    replicas: list[ServiceProcess] = field(default_factory=list)
+
+    def add_replica(self, name: str) -> ServiceProcess:
+        """Start one more process of service ``name``; it is stopped with the stack."""
+        first = self.processes[name]
+        replica = ServiceProcess(
+            name,
+            free_port(),
+            dict(first.env),
+            first.log.with_name(f"{name}-{len(self.replicas) + 2}.log"),
+        )
+        self.replicas.append(replica)
+        replica.start()
+        return replica
 
     def url_for(self, path: str) -> str:
         """Where a path is served (what the reverse proxy does in production)."""
@@ -114,19 +128,23 @@ class DistributedStack:
 
     def wait_ready(self, names: Sequence[str] = SERVICES, timeout: float = 60) -> None:
         """Block until every named service answers /readyz with 200."""
-        deadline = time.monotonic() + timeout
         for name in names:
-            proc = self.processes[name]
-            while True:
-                assert proc.process and proc.process.poll() is None, proc.log.read_text()[-3000:]
-                try:
-                    if httpx.get(proc.url + "/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{name} not ready:\n{proc.log.read_text()[-3000:]}")
-                time.sleep(0.2)
+            wait_process_ready(self.processes[name], timeout)
+
+
+def wait_process_ready(proc: ServiceProcess, timeout: float = 60) -> None:
+    """Block until one process answers /readyz with 200; fail with its log if it dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.process and proc.process.poll() is None, proc.log.read_text()[-3000:]
+        try:
+            if httpx.get(proc.url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{proc.name} not ready:\n{proc.log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 @contextmanager
@@ -162,7 +180,7 @@ def distributed_stack(
         stack.wait_ready()
         yield stack
     finally:
-        for proc in stack.processes.values():
+        for proc in [*stack.replicas, *stack.processes.values()]:
             proc.stop()
         with contextlib.suppress(subprocess.CalledProcessError):
             rabbitmqctl("delete_vhost", vhost)
