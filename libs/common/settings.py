@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./yingji-data")
     bus_url: str = "memory://"
     mongo_url: str = ""
+    database_prefix: str = "yingji"
     host: str = "127.0.0.1"
     port: int = 8000
     log_format: Literal["auto", "json", "console"] = "auto"

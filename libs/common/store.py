@@ -165,8 +165,8 @@ class StoreFactory:
         return self.settings.embedded_store
 
     def database(self, service: str) -> Any:
-        """The database that belongs to ``service`` (``yingji_<service>``)."""
-        name = f"yingji_{service}"
+        """The database that belongs to ``service`` (``yingji_<service>`` by default)."""
+        name = f"{self.settings.database_prefix}_{service}"
         with self._lock:
             if self.embedded:
                 if self._engine is None:

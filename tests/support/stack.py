@@ -1,4 +1,5 @@
-"""An in-process stack for service tests: embedded store, memory bus, manual clock, role keys."""
+"""An in-process stack for service tests: memory bus, manual clock, role keys, and the embedded
+store (or a real MongoDB: `YINGJI_TEST_MONGO_URL`, or testcontainers when Docker runs)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from libs.common.auth import Role
 from libs.common.clock import ManualClock
 from libs.common.service import ServiceSpec
 from libs.common.settings import Settings
+from tests.support.mongo import drop_databases, mongo_url_for_tests
 
 # A Monday 10:00 in Asia/Shanghai (02:00 UTC), inside working hours.
 DEFAULT_START = datetime(2026, 7, 6, 2, 0, tzinfo=UTC)
@@ -88,10 +90,13 @@ def running_stack(
 
     reset_memory_bus()
     clock = ManualClock(start)
+    mongo_url = mongo_url_for_tests() or ""
+    prefix = f"test{uuid.uuid4().hex[:10]}" if mongo_url else "yingji"
     config = Settings(
         data_dir=tmp_path / f"data-{uuid.uuid4().hex[:6]}",
         bus_url="memory://",
-        mongo_url="",
+        mongo_url=mongo_url,
+        database_prefix=prefix,
         timer_interval_seconds=3600,
         handler_backoff_seconds=[0.01, 0.02, 0.05],
         **settings,
@@ -102,3 +107,5 @@ def running_stack(
         stack = Stack(runtime=runtime, client=client, clock=clock, keys=make_keys(runtime))
         yield stack
     reset_memory_bus()
+    if mongo_url:
+        drop_databases(mongo_url, prefix)
