@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
-
-HERE = Path(__file__).parent
-CAPABILITIES_FILE = HERE / "capabilities.yaml"
-RULES_FILE = HERE / "rules.yaml"
 
 # ---------------------------------------------------------------------------------------------
 # Teams
@@ -368,23 +360,3 @@ class Rules:
         if rules.reserve_timeout_seconds <= 0 or rules.attempts_per_level < 1:
             raise ValueError("reserve_timeout_seconds and attempts_per_level must be positive")
         return rules
-
-
-def _read_yaml(path: Path) -> Mapping[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle) or {}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{path}: expected a mapping")
-    return raw
-
-
-def load_capabilities(path: Path | None = None) -> CapabilityTable:
-    """The capability table from ``path``, the env override, or the shipped file."""
-    env = os.environ.get("YINGJI_DISPATCH_CAPABILITIES_FILE")
-    return CapabilityTable.from_mapping(_read_yaml(path or Path(env or CAPABILITIES_FILE)))
-
-
-def load_rules(path: Path | None = None) -> Rules:
-    """The rules from ``path``, the env override, or the shipped file."""
-    env = os.environ.get("YINGJI_DISPATCH_RULES_FILE")
-    return Rules.from_mapping(_read_yaml(path or Path(env or RULES_FILE)))

@@ -39,7 +39,7 @@ from libs.common.idempotency import (
 from libs.common.outbox import new_document, with_events
 from libs.common.service import ServiceContext
 from libs.common.store import ensure_indexes
-from services.dispatch import domain, events
+from services.dispatch import config, domain, events
 
 TEAMS = "teams"
 WAREHOUSES = "warehouses"
@@ -80,8 +80,8 @@ class DispatchStore:
     ) -> None:
         self.ctx = ctx
         self.clock = ctx.clock
-        self.table = table or domain.load_capabilities()
-        self.rules = rules or domain.load_rules()
+        self.table = table or config.load_capabilities()
+        self.rules = rules or config.load_rules()
         db = ctx.db
         self.teams = db[TEAMS]
         self.warehouses = db[WAREHOUSES]

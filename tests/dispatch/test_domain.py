@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from libs.common.county import load_county
-from services.dispatch import domain
+from services.dispatch import config, domain
 from services.dispatch.domain import Attempt, Line, PlanRules, TeamView
 
 pytestmark = pytest.mark.unit
@@ -58,7 +58,7 @@ def test_crossing_below_minimum_alerts_once() -> None:
 
 
 def _table() -> domain.CapabilityTable:
-    return domain.load_capabilities()
+    return config.load_capabilities()
 
 
 def test_ranking_capability_then_distance_then_headcount() -> None:
@@ -158,7 +158,7 @@ def test_attempts_only_at_current_level_and_after_approval() -> None:
 
 
 def test_rules_file_validated() -> None:
-    rules = domain.load_rules()
+    rules = config.load_rules()
     assert rules.attempts_per_level == 3 and rules.plans.activate_max_level == 2
     with pytest.raises(ValueError):
         domain.Rules.from_mapping({"plans": {"activate_max_level": 9}})
