@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -134,8 +135,19 @@ class Runtime:
                     relay.replay_journal()
                 except Exception as exc:
                     self.log.error("journal_replay_failed", error=repr(exc))
-        for relay in self.relays.values():
-            relay.start()
+        if self.settings.memory_bus or not self.consumers:
+            for relay in self.relays.values():
+                relay.start()
+        else:
+            # On RabbitMQ a consumer declares its queues when it connects. Publishing before that
+            # would route nothing to the queues of this process's own handlers (an event that
+            # reaches some other queue is not even refused), so the relays start once the
+            # consumers are ready, or after a bounded wait while the broker is unreachable.
+            threading.Thread(
+                target=self._start_relays_when_consumers_ready,
+                name="yingji-relay-gate",
+                daemon=True,
+            ).start()
         for timers in self.timer_threads.values():
             timers.start()
         self.started = True
@@ -145,6 +157,14 @@ class Runtime:
             bus="memory" if self.settings.memory_bus else "amqp",
             store="embedded" if self.stores.embedded else "mongodb",
         )
+
+    def _start_relays_when_consumers_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        for worker in self.consumers.values():
+            worker.ready.wait(max(0.0, deadline - time.monotonic()))
+        for relay in self.relays.values():
+            if not relay.is_alive():
+                relay.start()
 
     def quiesce(self, timeout: float = 10.0) -> bool:
         """Publish everything pending and let consumers finish; True when all is settled."""
@@ -282,10 +302,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    install_error_handlers(app, PLATFORM)
     runtime.prepare()
 
     route_owner: dict[str, str] = {}
+    install_error_handlers(app, PLATFORM, route_owner)
     platform_router = build_platform_router(
         runtime.platform_context, runtime.keys, runtime.known_queues()
     )
@@ -306,7 +326,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/readyz", tags=["platform"], summary="Readiness: bus and store reachable")
     def readyz() -> Response:
         checks = runtime.readiness()
-        ready = checks["store"] == "ok" and checks["bus"] == "ok"
+        # Consumers must have declared their queues: before that this process's handlers would
+        # miss the events published meanwhile.
+        ready = all(checks[part] == "ok" for part in ("store", "bus", "consumers"))
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "checks": checks},
             status_code=200 if ready else 503,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -71,14 +71,25 @@ def validation_fields(errors: Sequence[Any]) -> list[dict[str, str]]:
     return rows
 
 
-def install_error_handlers(app: FastAPI, service: str) -> None:
-    """Register handlers so that no error leaves as anything but the uniform body."""
+def install_error_handlers(
+    app: FastAPI, service: str, route_owner: Mapping[str, str] | None = None
+) -> None:
+    """Register handlers so that no error leaves as anything but the uniform body.
+
+    Rejections are counted for the service that owns the route (``route_owner`` maps route
+    templates to services), or for ``service`` when the request matched no route.
+    """
     log = structlog.get_logger().bind(service=service)
+    owners = route_owner if route_owner is not None else {}
+
+    def owner(request: Request) -> str:
+        route = request.scope.get("route")
+        return owners.get(getattr(route, "path", ""), service)
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         if exc.status in (401, 403, 429):
-            metrics.HTTP_REJECTIONS.labels(service, exc.code).inc()
+            metrics.HTTP_REJECTIONS.labels(owner(request), exc.code).inc()
         return JSONResponse(
             error_body(exc.code, exc.message, exc.fields),
             status_code=exc.status,
@@ -86,11 +97,11 @@ def install_error_handlers(app: FastAPI, service: str) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = validation_fields(exc.errors())
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
         metrics.HTTP_REJECTIONS.labels(
-            service, "malformed_json" if malformed else "validation"
+            owner(request), "malformed_json" if malformed else "validation"
         ).inc()
         if malformed:
             return JSONResponse(

@@ -12,6 +12,7 @@ import yaml
 
 from tests.ops.conftest import (
     DEPLOY,
+    SERVICES,
     load_json,
     load_yaml,
     promql_metric_names,
@@ -46,6 +47,57 @@ PLATFORM_METRICS = {
     "rabbitmq_queue_messages_ready",
 }
 
+# Per-service dashboards (service-<name>.json): the platform metrics each one shows for its
+# own service, and the domain metrics it must chart.
+SERVICE_PLATFORM_METRICS = {
+    "yingji_http_requests_total",
+    "yingji_http_request_duration_seconds_bucket",
+    "yingji_bus_consumed_total",
+    "yingji_bus_failed_total",
+    "yingji_bus_dead_lettered_total",
+    "yingji_outbox_pending",
+    "yingji_outbox_oldest_pending_age_seconds",
+    "yingji_timer_runs_total",
+}
+SERVICE_METRICS = {
+    "intake": {
+        "yingji_intake_incidents_received_total",
+        "yingji_intake_late_reports_total",
+        "yingji_intake_validation_rejections_total",
+        "yingji_intake_discovery_to_report_seconds_bucket",
+        "yingji_intake_incidents_open",
+    },
+    "warning": {
+        "yingji_warning_active",
+        "yingji_warning_issue_to_first_delivery_seconds_bucket",
+        "yingji_warning_issue_to_ack_seconds_bucket",
+        "yingji_warning_delivery_failures_total",
+        "yingji_warning_unacknowledged_total",
+        "yingji_warning_deliveries_pending",
+    },
+    "dispatch": {
+        "yingji_dispatch_teams",
+        "yingji_dispatch_stock_below_min",
+        "yingji_dispatch_orders_active",
+        "yingji_dispatch_order_to_on_scene_seconds_bucket",
+        "yingji_dispatch_assignments_open",
+        "yingji_dispatch_assignments_overdue",
+    },
+    "reporting": {
+        "yingji_reporting_deadlines_overdue",
+        "yingji_reporting_zero_reports_filed_today",
+        "yingji_reporting_zero_reports_missing_today",
+        "yingji_reporting_zero_reports_missed_total",
+        "yingji_reporting_reports_filed_total",
+        "yingji_reporting_reports_late_total",
+        "yingji_reporting_summaries_published_total",
+    },
+}
+# Series whose `service` label names the route owner or the process's service.
+SERVICE_LABELLED = re.compile(r"\b(?:service:)?yingji_(?:http|bus|outbox|timer)_[\w:]+")
+# Grafana's built-in variables; every other $name must be a template variable.
+BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range"}
+
 
 def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
@@ -67,13 +119,24 @@ def expressions(dashboard: dict[str, Any]) -> list[str]:
 
 
 def concrete(expr: str) -> str:
-    """Grafana's variables replaced so promtool can parse the expression."""
-    return (
+    """Grafana's variables replaced so promtool can parse the expression (template variables
+    such as $service or $township, used in label matchers, become `.*`)."""
+    expr = (
         expr.replace("$__rate_interval", "5m")
         .replace("$__interval", "1m")
         .replace("$__range", "1h")
-        .replace("$service", ".*")
     )
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+def variables_used(expr: str) -> set[str]:
+    return set(re.findall(r"\$\{?(\w+)", expr))
+
+
+def service_dashboard(dashboards: dict[str, dict[str, Any]], service: str) -> dict[str, Any]:
+    name = f"service-{service}.json"
+    assert name in dashboards, f"missing deploy/grafana/dashboards/{name}"
+    return dashboards[name]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +191,72 @@ def test_dashboards_cover_the_required_panels(dashboards: dict[str, dict[str, An
     assert platform >= PLATFORM_METRICS
     quantiles = " ".join(expressions(by_title["Platform health"]))
     assert "histogram_quantile(0.5," in quantiles and "histogram_quantile(0.99," in quantiles
+
+
+def test_template_variables_are_defined(dashboards: dict[str, dict[str, Any]]) -> None:
+    for name, dashboard in dashboards.items():
+        defined = {v["name"] for v in dashboard.get("templating", {}).get("list", [])}
+        used: set[str] = set()
+        for expr in expressions(dashboard):
+            used |= variables_used(expr)
+        assert used - BUILTIN_VARIABLES <= defined, f"{name}: undefined variables"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_dashboard_covers_its_service(
+    dashboards: dict[str, dict[str, Any]], service: str
+) -> None:
+    dashboard = service_dashboard(dashboards, service)
+    assert dashboard["uid"] == f"yingji-service-{service}"
+    assert "yingji-service" in dashboard["tags"]
+    exprs = expressions(dashboard)
+    names: set[str] = set()
+    for expr in exprs:
+        names |= promql_metric_names(expr)
+    assert names >= SERVICE_PLATFORM_METRICS | SERVICE_METRICS[service]
+    text = " ".join(exprs)
+    assert "histogram_quantile(0.5," in text and "histogram_quantile(0.99," in text
+    # No other service's domain metrics.
+    for other in set(SERVICES) - {service}:
+        assert not {n for n in names if n.startswith(f"yingji_{other}_")}, other
+    # Every platform series is filtered to this service.
+    for expr in exprs:
+        for m in SERVICE_LABELLED.finditer(expr):
+            selector = re.match(r"\{([^{}]*)\}", expr[m.end() :])
+            assert selector and f'service="{service}"' in selector.group(1), (
+                f"{service}: {m.group(0)} not filtered by service in {expr}"
+            )
+    # RabbitMQ series only for this service's consumer queues (evt-<src>-<event>--<svc>.<h>).
+    for expr in exprs:
+        for m in re.finditer(r"\brabbitmq_\w+\{([^{}]*)\}", expr):
+            assert f"--{service}\\\\." in m.group(1), expr
+
+
+def test_dashboards_link_to_each_other(dashboards: dict[str, dict[str, Any]]) -> None:
+    uids = {d["uid"] for d in dashboards.values()}
+    by_uid = {d["uid"]: d for d in dashboards.values()}
+    for dashboard in dashboards.values():
+        for link in dashboard.get("links", []):
+            if link["type"] == "link":
+                m = re.fullmatch(r"/d/([\w-]+)", link["url"])
+                assert m and m.group(1) in uids, link["url"]
+
+    def targets(uid: str) -> set[str]:
+        return {
+            link["url"].removeprefix("/d/")
+            for link in by_uid[uid].get("links", [])
+            if link["type"] == "link"
+        }
+
+    services = {f"yingji-service-{s}" for s in SERVICES}
+    assert targets("yingji-platform-health") >= services | {"yingji-county-overview"}
+    assert targets("yingji-county-overview") >= services | {"yingji-platform-health"}
+    for uid in services:
+        assert targets(uid) >= {"yingji-platform-health", "yingji-county-overview"}
+        assert any(
+            link["type"] == "dashboards" and "yingji-service" in link["tags"]
+            for link in by_uid[uid]["links"]
+        ), f"{uid}: no dropdown of the other service dashboards"
 
 
 def test_dashboard_promql_parses(dashboards: dict[str, dict[str, Any]], tmp_path: Path) -> None:

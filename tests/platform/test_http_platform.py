@@ -209,3 +209,13 @@ def test_security_headers_are_set(echo: Stack) -> None:
     response = echo.client.get("/healthz")
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_rejections_are_counted_for_the_service_that_owns_the_route(echo: Stack) -> None:
+    echo.call("POST", "/v1/echoes", json={"text": 5})
+    echo.call(
+        "POST", "/v1/echoes", who="township_a", json={"text": "x", "township_code": "349901101"}
+    )
+    text = echo.client.get("/metrics").text
+    assert 'yingji_http_rejections_total{reason="validation",service="echo"}' in text
+    assert 'yingji_http_rejections_total{reason="forbidden_township",service="echo"}' in text
