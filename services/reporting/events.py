@@ -69,6 +69,23 @@ def zero_report_missed(clock: Clock, township_code: str, day: date) -> EventEnve
     )
 
 
+def zero_report_filed(clock: Clock, doc: dict[str, Any]) -> EventEnvelope:
+    """``zero_report_filed`` for a newly filed zero report."""
+    return make_event(
+        clock,
+        SOURCE,
+        "zero_report_filed",
+        {
+            "township_code": doc["township_code"],
+            "date": doc["date"],
+            "nothing_to_report": doc["nothing_to_report"],
+            "late": doc["late"],
+            "incident_ids": doc["incident_ids"],
+        },
+        correlation_id=f"zero:{doc['date']}",
+    )
+
+
 def summary_published(
     clock: Clock, summary_id: str, kind: str, start: datetime, end: datetime
 ) -> EventEnvelope:

@@ -46,6 +46,7 @@ SUMMARIES: dict[str, str] = {
     "final_report_filed": "终报",
     "report_overdue": "{kind_label}逾期未报（督办{escalation}级）",
     "zero_report_missed": "{township_code} {date} 零报告缺报",
+    "zero_report_filed": "{township_code} {date} 零报告已报送",
     "summary_published": "发布{kind}",
 }
 

@@ -62,7 +62,7 @@ def file(
         "hash": digest,
     }
     try:
-        store.zero_reports.insert_one(new_document(doc, []))
+        store.zero_reports.insert_one(new_document(doc, [events.zero_report_filed(ctx.clock, doc)]))
     except DuplicateKeyError:
         existing = store.zero_reports.find_one({"_id": ident})
         if existing is None or existing.get("hash") != digest:
@@ -77,6 +77,7 @@ def file(
     if doc["late"]:
         metrics.REPORTS_LATE.labels(metrics.SERVICE, "zero").inc()
     refresh_gauges(ctx, store)
+    ctx.wake_relay()
     return doc, True
 
 

@@ -97,3 +97,13 @@ def test_filing_is_idempotent_and_scoped_to_the_township(rstack: Stack) -> None:
     own = rstack.call("GET", "/v1/zero-reports", who="township_b", params={"date": "2026-07-06"})
     assert {r["township_code"] for r in own.json()["missing"]} == {TOWNSHIP_B}
     assert rstack.call("GET", "/v1/zero-reports", params={"date": "07/06"}).status_code == 422
+
+
+def test_filing_raises_one_zero_report_filed_event(rstack: Stack) -> None:
+    day = date(2026, 7, 6)
+    assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 201
+    assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 201
+    rstack.settle()
+    filed = events_of(rstack, "zero_report_filed")
+    assert len(filed) == 1
+    assert filed[0]["source"] == "reporting"

@@ -52,6 +52,17 @@ class ZeroReportMissedV1(EventPayload):
     date: date
 
 
+@event_model("reporting", "zero_report_filed")
+class ZeroReportFiledV1(EventPayload):
+    """A township filed its daily zero report (零報告), on time or late."""
+
+    township_code: str
+    date: date
+    nothing_to_report: bool
+    late: bool = False
+    incident_ids: list[str] = []
+
+
 @event_model("reporting", "summary_published")
 class SummaryPublishedV1(EventPayload):
     """A daily summary or a situation pack was published."""

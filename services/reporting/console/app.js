@@ -756,7 +756,7 @@ function panelsFor(type) {
   if (["followup_filed", "final_report_filed", "report_overdue"].includes(type)) {
     return ["deadlines", "incidents"];
   }
-  if (type === "zero_report_missed") return ["zero"];
+  if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   return [];
 }
 

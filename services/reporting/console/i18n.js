@@ -119,7 +119,7 @@ const zh = {
     dispatch_status_changed: "调度状态变化", stock_low: "物资低于储备线", plan_activated: "启动预案",
     plan_changed: "预案响应调整", plan_ended: "预案终止", assignment_created: "交办",
     assignment_escalated: "交办升级", assignment_overdue: "交办超期", followup_filed: "续报",
-    final_report_filed: "终报", report_overdue: "报告超时", zero_report_missed: "零报告漏报",
+    final_report_filed: "终报", report_overdue: "报告超时", zero_report_missed: "零报告漏报", zero_report_filed: "零报告已报",
     summary_published: "日报发布",
   },
 };
@@ -247,7 +247,7 @@ const en = {
     assignment_created: "Assignment created", assignment_escalated: "Assignment escalated",
     assignment_overdue: "Assignment overdue", followup_filed: "Follow-up filed",
     final_report_filed: "Final report filed", report_overdue: "Report overdue",
-    zero_report_missed: "Zero report missed", summary_published: "Summary published",
+    zero_report_missed: "Zero report missed", zero_report_filed: "Zero report filed", summary_published: "Summary published",
   },
 };
 
