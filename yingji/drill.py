@@ -47,6 +47,8 @@ class Outcome:
     latency: float
     created_id: str | None = None
     error: str | None = None
+    subject: str | None = None  # the incident or warning a request acts on, if any
+    started_at: float = 0.0  # time.monotonic() when the request was sent
 
     @property
     def acknowledged(self) -> bool:
@@ -121,7 +123,11 @@ class Drill:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.admin_key = admin_key
-        self.random = random.Random(seed)
+        # The schedule is drawn from one seeded generator; each operation gets a generator of
+        # its own seeded from it, so a seed gives the same operations and bodies even though
+        # they run on several threads.
+        self._schedule = random.Random(seed)
+        self._local = threading.local()
         self.rate = rate
         self.duration = duration
         self.concurrency = concurrency
@@ -147,17 +153,26 @@ class Drill:
         who: str,
         body: Any = None,
         id_field: str = "id",
+        subject: str | None = None,
     ) -> httpx.Response | None:
         """Make one request, record it, and return the response (None when none came)."""
         headers = {"Authorization": f"Bearer {self.keys.get(who, self.admin_key)}"}
         if method == "POST":
             headers["Idempotency-Key"] = f"drill-{self.run_id}-{uuid.uuid4().hex}"
         started = time.perf_counter()
+        sent_at = time.monotonic()
         try:
             response = self.client.request(method, self.route(path), json=body, headers=headers)
         except httpx.HTTPError as exc:
             self.recorder.add(
-                Outcome(operation, None, time.perf_counter() - started, error=type(exc).__name__)
+                Outcome(
+                    operation,
+                    None,
+                    time.perf_counter() - started,
+                    error=type(exc).__name__,
+                    subject=subject,
+                    started_at=sent_at,
+                )
             )
             return None
         latency = time.perf_counter() - started
@@ -167,7 +182,16 @@ class Drill:
                 created = str(response.json().get(id_field) or "") or None
             except ValueError:
                 created = None
-        self.recorder.add(Outcome(operation, response.status_code, latency, created))
+        self.recorder.add(
+            Outcome(
+                operation,
+                response.status_code,
+                latency,
+                created,
+                subject=subject,
+                started_at=sent_at,
+            )
+        )
         return response
 
     def setup(self) -> None:
@@ -289,6 +313,7 @@ class Drill:
             "/v1/reports",
             f"township:{incident['township']}",
             body,
+            subject=incident["id"],
         )
 
     def file_zero_report(self) -> None:
@@ -412,6 +437,18 @@ class Drill:
 
     # -- the run --------------------------------------------------------------------------
 
+    @property
+    def random(self) -> random.Random:
+        """The generator of the operation running on this thread (the schedule's otherwise)."""
+        return getattr(self._local, "random", None) or self._schedule
+
+    def _seeded(self, operation: Callable[[], None], seed: int) -> None:
+        self._local.random = random.Random(seed)
+        try:
+            operation()
+        finally:
+            self._local.random = None
+
     def next_operation(self) -> Callable[[], None]:
         """Choose the next operation; incidents come in waves."""
         elapsed = time.monotonic() - self.started
@@ -443,7 +480,9 @@ class Drill:
                     break
                 if due > now:
                     time.sleep(due - now)
-                futures.append(pool.submit(self.next_operation()))
+                futures.append(
+                    pool.submit(self._seeded, self.next_operation(), self._schedule.getrandbits(64))
+                )
                 tick += 1
             for future in futures:
                 future.result()

@@ -23,6 +23,7 @@ from libs.common.errors import BodyLimitMiddleware, install_error_handlers
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
 from libs.common.platform_api import build_platform_router
+from libs.common.ratelimit import RateLimitMiddleware, TokenBucketLimiter
 from libs.common.service import ServiceContext, ServiceSpec
 from libs.common.settings import Settings
 from libs.common.store import StoreFactory, ensure_indexes
@@ -341,5 +342,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes, service=PLATFORM
     )
+    if runtime.settings.rate_limit_per_second > 0:
+        limiter = TokenBucketLimiter(
+            runtime.settings.rate_limit_per_second, runtime.settings.rate_limit_burst
+        )
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, service=PLATFORM)
     app.add_middleware(MetricsMiddleware, route_owner=route_owner)
     return app

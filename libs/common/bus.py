@@ -133,21 +133,73 @@ class PublishError(RuntimeError):
     """The broker did not confirm an event (down, unroutable, or refused)."""
 
 
-class Publisher:
-    """Publishes envelopes with confirms; one instance per thread (kombu is not thread-safe)."""
+class _Confirms:
+    """Publisher-confirm bookkeeping for one channel: which delivery tags are still out."""
 
-    def __init__(self, settings: Settings, service: str) -> None:
+    def __init__(self) -> None:
+        self.next_tag = 1
+        self.outstanding: set[int] = set()
+        self.failures: list[str] = []
+
+    def sent(self) -> None:
+        self.outstanding.add(self.next_tag)
+        self.next_tag += 1
+
+    def _settle(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            self.outstanding = {t for t in self.outstanding if t > tag}
+        else:
+            self.outstanding.discard(tag)
+
+    def on_ack(self, tag: int, multiple: bool) -> None:
+        self._settle(tag, multiple)
+
+    def on_nack(self, tag: int, multiple: bool) -> None:
+        self.failures.append(f"nacked by the broker (delivery tag {tag})")
+        self._settle(tag, multiple)
+
+    def on_return(self, exc: Exception, exchange: Any, routing_key: Any, message: Any) -> None:
+        # RabbitMQ sends basic.return before the basic.ack of the same message, so a batch
+        # whose every tag is acknowledged has had all its returns seen.
+        self.failures.append(f"returned: {exc} ({exchange} {routing_key})")
+
+
+class Publisher:
+    """Publishes envelopes with confirms; one instance per thread (kombu is not thread-safe).
+
+    On AMQP the confirms are pipelined: a batch is published in full, then the publisher waits
+    until the broker has acknowledged every delivery tag of it. A nack, a ``basic.return`` (an
+    unroutable message under ``mandatory``), a lost connection or the timeout fails the whole
+    batch, so the caller keeps every event of it pending and publishes them again later.
+    """
+
+    def __init__(self, settings: Settings, service: str, *, confirm_timeout: float = 30.0) -> None:
         self.settings = settings
         self.service = service
+        self.confirm_timeout = confirm_timeout
         self._connection: Connection | None = None
         self._producer: Producer | None = None
+        self._confirms: _Confirms | None = None
         self._declared: set[str] = set()
 
     def _ensure(self) -> Producer:
         if self._producer is None:
-            self._connection = open_connection(self.settings)
+            amqp = _is_amqp(self.settings.bus_url)
+            # Confirms are switched on and tracked here (not by kombu, which waits per message).
+            self._connection = open_connection(self.settings, confirms=False)
             self._connection.ensure_connection(max_retries=1)
-            self._producer = Producer(self._connection.channel(), serializer="json")
+            channel = self._connection.channel()
+            confirms = _Confirms() if amqp else None
+            if confirms is not None:
+                channel.confirm_select()
+                channel.events["basic_ack"].add(confirms.on_ack)
+                channel.events["basic_nack"].add(confirms.on_nack)
+            self._producer = Producer(
+                channel,
+                serializer="json",
+                on_return=confirms.on_return if confirms is not None else None,
+            )
+            self._confirms = confirms
             self._declared.clear()
             metrics.BUS_CONNECTED.labels(self.service, "relay").set(1)
         return self._producer
@@ -156,6 +208,9 @@ class Publisher:
         """Publish in order; returns only when the broker has confirmed every one."""
         try:
             producer = self._ensure()
+            confirms = self._confirms
+            if confirms is not None:
+                confirms.failures.clear()
             for envelope in envelopes:
                 exchange = event_exchange(envelope.source)
                 if exchange.name not in self._declared:
@@ -175,11 +230,35 @@ class Publisher:
                     },
                     retry=False,
                 )
+                if confirms is not None:
+                    confirms.sent()
+            if confirms is not None:
+                self._await_confirms(confirms)
+            for envelope in envelopes:
                 metrics.BUS_PUBLISHED.labels(self.service, envelope.event_type).inc()
         except Exception as exc:
             metrics.BUS_PUBLISH_FAILURES.labels(self.service).inc()
             self.close()
+            if isinstance(exc, PublishError):
+                raise
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _await_confirms(self, confirms: _Confirms) -> None:
+        assert self._connection is not None
+        deadline = time.monotonic() + self.confirm_timeout
+        while confirms.outstanding:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PublishError(
+                    f"{len(confirms.outstanding)} publish(es) not confirmed "
+                    f"within {self.confirm_timeout} s"
+                )
+            try:
+                self._connection.drain_events(timeout=min(remaining, 1.0))
+            except TimeoutError:
+                continue
+        if confirms.failures:
+            raise PublishError("; ".join(confirms.failures[:3]))
 
     def close(self) -> None:
         """Drop the connection; the next publish reconnects."""
@@ -190,6 +269,7 @@ class Publisher:
                 self._connection.release()
         self._connection = None
         self._producer = None
+        self._confirms = None
 
 
 def declare_consumer_topology(

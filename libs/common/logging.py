@@ -10,18 +10,56 @@ from typing import Any
 
 import structlog
 
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_SECRET_KEYS = {"key", "api_key", "authorization", "token", "password", "phone"}
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
+# API keys (``yj_<id>_<secret>``) and bearer tokens, wherever they appear in text.
+_KEY = re.compile(r"\byj_[A-Za-z0-9]+_[A-Za-z0-9_\-]{8,}")
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+_SECRET_KEYS = {"key", "api_key", "authorization", "token", "password", "phone", "secret"}
+
+
+def redact_text(text: str) -> str:
+    """Mask personal phone numbers, API keys and bearer tokens in free text."""
+    text = _KEY.sub("yj_***", text)
+    text = _BEARER.sub(r"\1***", text)
+    return _PHONE.sub(r"\1****\2", text)
+
+
+def _redact_value(name: str, value: Any, depth: int = 0) -> Any:
+    if name.lower() in _SECRET_KEYS and value:
+        return "***"
+    if isinstance(value, str):
+        return redact_text(value)
+    if depth > 8:
+        return value
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_redact_value("", v, depth + 1) for v in value]
+    return value
 
 
 def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Mask personal phone numbers and secrets wherever they appear in a log line."""
+    """Mask personal phone numbers and secrets wherever they appear in a log line, nested values
+    and rendered exceptions included."""
     for name, value in list(event_dict.items()):
-        if name.lower() in _SECRET_KEYS and value:
-            event_dict[name] = "***"
-        elif isinstance(value, str):
-            event_dict[name] = _PHONE.sub(r"\1****\2", value)
+        event_dict[name] = _redact_value(name, value)
     return event_dict
+
+
+class _RedactingFilter(logging.Filter):
+    """The same masking for lines logged through the standard library (kombu, uvicorn, ...)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg, record.args = redact_text(message), None
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
 
 
 def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
@@ -37,8 +75,9 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
+            # Exceptions are rendered first, so their text is masked too.
             structlog.processors.format_exc_info,
+            _redact,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
@@ -46,6 +85,9 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
     for noisy in ("amqp", "kombu", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

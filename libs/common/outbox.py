@@ -132,7 +132,7 @@ class OutboxRelay(threading.Thread):
         total = 0
         for collection in self.collections:
             while not self._stopping.is_set():
-                sent = self._drain_batch(collection)
+                sent = self._drain_pending(collection)
                 total += sent
                 if sent == 0:
                     break
@@ -143,44 +143,93 @@ class OutboxRelay(threading.Thread):
     def _lease_free(self, now: float) -> dict[str, Any]:
         return {"$or": [{LEASE: None}, {f"{LEASE}.until": {"$lt": now}}]}
 
-    def _drain_batch(self, collection: Any) -> int:
-        now = time.time()
+    def _drain_pending(self, collection: Any) -> int:
+        # One look for many batches: the embedded engine computes a whole result before its
+        # limit, so asking per batch would read the entire backlog once per batch.
         candidates = collection.find(
-            {PENDING: True, **self._lease_free(now)},
-            projection={"_id": 1},
-            limit=self.settings.relay_batch_size,
+            {PENDING: True, **self._lease_free(time.time())},
+            projection={OUTBOX: 1},
+            limit=self.settings.relay_batch_size * 50,
         )
-        if not candidates:
-            return 0
-        ids = [doc["_id"] for doc in candidates]
+        sent = 0
+        size = self.settings.relay_batch_size
+        for start in range(0, len(candidates), size):
+            if self._stopping.is_set():
+                break
+            sent += self._drain_batch(collection, candidates[start : start + size])
+        return sent
+
+    def _drain_batch(self, collection: Any, seen: list[dict[str, Any]]) -> int:
+        now = time.time()
         token = f"{self.owner}:{uuid.uuid4().hex[:8]}"
-        collection.update_many(
+        ids = [doc["_id"] for doc in seen]
+        result = collection.update_many(
             {"_id": {"$in": ids}, **self._lease_free(now)},
             {"$set": {LEASE: {"owner": token, "until": now + self.settings.outbox_lease_seconds}}},
         )
+        if result.matched_count == 0:
+            return 0
+        # Read again under our lease: what we saw before the claim may have been sent and
+        # released by another relay, and new events pushed since. Only a lease holder removes
+        # events, so from here on the outbox can only grow (the release relies on that).
         claimed = collection.find(
             {"_id": {"$in": ids}, f"{LEASE}.owner": token}, projection={OUTBOX: 1}
         )
-        sent = 0
-        for document in claimed:
-            events = [EventEnvelope.model_validate(raw) for raw in document.get(OUTBOX) or []]
+        if not claimed:
+            return 0
+        # One batch for every claimed document, in order per document: the publisher pipelines
+        # the confirms and fails the whole batch on any nack or return, so either every event
+        # of the batch is confirmed and released, or none is.
+        events = [
+            EventEnvelope.model_validate(raw)
+            for document in claimed
+            for raw in document.get(OUTBOX) or []
+        ]
+        try:
             if events:
                 self.publisher.publish(events)
-                if self.journal is not None:
-                    self._journal(events)
-            self._release(collection, document["_id"], token, [e.event_id for e in events])
-            sent += len(events)
-        return sent
+        except PublishError:
+            # Give the documents back at once so the retry need not wait for the lease to end.
+            collection.update_many(
+                {"_id": {"$in": [d["_id"] for d in claimed]}, f"{LEASE}.owner": token},
+                {"$unset": {LEASE: ""}},
+            )
+            raise
+        if events and self.journal is not None:
+            self._journal(events)
+        self._release(collection, claimed, token, [e.event_id for e in events])
+        return len(events)
 
-    def _release(self, collection: Any, doc_id: Any, token: str, event_ids: list[str]) -> None:
-        pull = {"$pull": {OUTBOX: {"event_id": {"$in": event_ids}}}}
-        result = collection.update_one(
-            {"_id": doc_id, f"{LEASE}.owner": token}, {**pull, "$unset": {LEASE: ""}}
-        )
-        if result.matched_count == 0:
-            # Our lease ran out and another relay took the document; still drop what we sent.
-            collection.update_one({"_id": doc_id}, pull)
-        collection.update_one({"_id": doc_id, OUTBOX: {"$size": 0}}, {"$unset": {PENDING: ""}})
+    def _release(
+        self, collection: Any, claimed: list[dict[str, Any]], token: str, event_ids: list[str]
+    ) -> None:
+        """Drop the confirmed events from the documents and end the lease.
+
+        Usual case, one write per batch: a document we still lease whose outbox still holds
+        exactly the events we read (only relays remove events, and only under their lease) is
+        emptied. Otherwise (new events pushed meanwhile, or our lease ran out) the confirmed
+        events are pulled by id and the pending flag cleared where nothing is left.
+        """
+        by_size: dict[int, list[Any]] = {}
+        for document in claimed:
+            by_size.setdefault(len(document.get(OUTBOX) or []), []).append(document["_id"])
+        for size, doc_ids in by_size.items():
+            done = collection.update_many(
+                {"_id": {"$in": doc_ids}, f"{LEASE}.owner": token, OUTBOX: {"$size": size}},
+                {"$set": {OUTBOX: []}, "$unset": {PENDING: "", LEASE: ""}},
+            )
+            if done.matched_count == len(doc_ids):
+                continue
+            pull = {"$pull": {OUTBOX: {"event_id": {"$in": event_ids}}}}
+            collection.update_many(
+                {"_id": {"$in": doc_ids}, f"{LEASE}.owner": token}, {**pull, "$unset": {LEASE: ""}}
+            )
+            # A lease may have run out and another relay taken a document: still drop what we
+            # sent (pulling by id is harmless where it is already gone).
+            collection.update_many({"_id": {"$in": doc_ids}}, pull)
+            collection.update_many(
+                {"_id": {"$in": doc_ids}, OUTBOX: {"$size": 0}}, {"$unset": {PENDING: ""}}
+            )
 
     def _journal(self, events: Sequence[EventEnvelope]) -> None:
         from pymongo.errors import DuplicateKeyError

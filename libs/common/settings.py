@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     timer_interval_seconds: float = 5.0
     auth_failure_limit: int = 20
     auth_failure_window_seconds: float = 60.0
+    # Requests per second per API key (per client address without a key); 0 switches it off.
+    rate_limit_per_second: float = Field(default=500.0, ge=0)
+    rate_limit_burst: float = Field(default=1000.0, ge=1)
 
     @property
     def embedded_store(self) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from libs.common.clock import as_utc
 from libs.common.events import EventEnvelope
 from libs.common.idempotency import find_replay, insert_idempotent
 from libs.common.outbox import with_events
@@ -13,6 +14,11 @@ from libs.common.pagination import page
 from libs.common.store import ensure_indexes
 
 INCIDENTS = "incidents"
+# The hour an incident occurred in. Duplicate lookups ask for the hours of the window by
+# equality, so on the embedded engine (whose indexes answer equality, not ranges) a lookup
+# reads the incidents of the window, not every open incident of the category ever reported.
+DUP_SLOT = "_dup_slot"
+SLOT_SECONDS = 3600
 
 INDEXES: list[dict[str, Any]] = [
     # Lists sort newest first by report time, filtered by township, status or grade.
@@ -21,7 +27,13 @@ INDEXES: list[dict[str, Any]] = [
     {"keys": [("status", 1), ("grade", 1)]},
     # Duplicate detection looks up open incidents of a category around an occurrence time.
     {"keys": [("category", 1), ("status", 1), ("occurred_at", 1)]},
+    {"keys": [(DUP_SLOT, 1)]},
 ]
+
+
+def occurrence_slot(moment: datetime) -> int:
+    """The hour slot an occurrence time falls in."""
+    return int(as_utc(moment).timestamp() // SLOT_SECONDS)
 
 
 class IncidentStore:
@@ -33,6 +45,11 @@ class IncidentStore:
     def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on."""
         ensure_indexes(self.collection, INDEXES)
+        # Incidents stored before the slot existed get it once (a no-op afterwards).
+        for doc in self.collection.find({DUP_SLOT: None}, projection={"occurred_at": 1}):
+            self.collection.update_one(
+                {"_id": doc["_id"]}, {"$set": {DUP_SLOT: occurrence_slot(doc["occurred_at"])}}
+            )
 
     def get(self, incident_id: str) -> dict[str, Any] | None:
         """One incident document, internals included."""
@@ -44,7 +61,8 @@ class IncidentStore:
 
     def create(self, document: Mapping[str, Any], scope: str, digest: str) -> tuple[Any, bool]:
         """Insert a new incident with its events; on a key race, the winner and False."""
-        return insert_idempotent(self.collection, document, scope, digest)
+        slotted = {**document, DUP_SLOT: occurrence_slot(document["occurred_at"])}
+        return insert_idempotent(self.collection, slotted, scope, digest)
 
     def update(
         self,
@@ -74,6 +92,14 @@ class IncidentStore:
                     "status": "open",
                     "exercise": exercise,
                     "occurred_at": {"$gte": occurred_at - window, "$lte": occurred_at + window},
+                    DUP_SLOT: {
+                        "$in": list(
+                            range(
+                                occurrence_slot(occurred_at - window),
+                                occurrence_slot(occurred_at + window) + 1,
+                            )
+                        )
+                    },
                 },
                 sort=[("occurred_at", 1)],
                 limit=500,

@@ -174,18 +174,24 @@ def _dispatch_ordered(store: Store) -> Handler:
     def handle(envelope: EventEnvelope) -> bool:
         p = envelope.payload
         incident = store.incident(p["incident_id"])
-        return insert_once(
-            store.dispatches,
-            {
-                "_id": p["dispatch_id"],
-                "incident_id": p["incident_id"],
-                "township_code": incident["township_code"] if incident else None,
-                "team_ids": p.get("team_ids") or [],
-                "resources": p.get("resources") or [],
-                "status": "ordered",
-                "ordered_at": as_utc(envelope.occurred_at),
-            },
+        doc = {
+            "_id": p["dispatch_id"],
+            "incident_id": p["incident_id"],
+            "township_code": incident["township_code"] if incident else None,
+            "team_ids": p.get("team_ids") or [],
+            "resources": p.get("resources") or [],
+            "status": "ordered",
+            "ordered_at": as_utc(envelope.occurred_at),
+        }
+        if insert_once(store.dispatches, doc):
+            return True
+        # A status change that overtook the order (another queue) left a stub: fill in the
+        # order's facts and keep the status it reached. A real duplicate finds ordered_at set.
+        facts = {k: v for k, v in doc.items() if k not in ("_id", "status")}
+        filled = store.dispatches.update_one(
+            {"_id": p["dispatch_id"], "ordered_at": None}, {"$set": facts}
         )
+        return bool(filled.modified_count)
 
     return handle
 
@@ -194,7 +200,21 @@ def _dispatch_status(store: Store) -> Handler:
     def handle(envelope: EventEnvelope) -> bool:
         p = envelope.payload
         if store.dispatches.find_one({"_id": p["dispatch_id"]}) is None:
-            raise LookupError(f"dispatch {p['dispatch_id']} not yet received; retry")
+            # Events on different queues arrive in any order (a backlog, a restart): keep a stub
+            # that the order fills in later, rather than failing until the event is dead-lettered.
+            incident = store.incident(p["incident_id"])
+            insert_once(
+                store.dispatches,
+                {
+                    "_id": p["dispatch_id"],
+                    "incident_id": p["incident_id"],
+                    "township_code": incident["township_code"] if incident else None,
+                    "team_ids": p.get("team_ids") or [],
+                    "resources": [],
+                    "status": "ordered",
+                    "ordered_at": None,
+                },
+            )
         status = p["status"]
         earlier = (
             list(DISPATCH_ORDER[: DISPATCH_ORDER.index(status)])

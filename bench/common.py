@@ -1,0 +1,340 @@
+"""Shared plumbing for the benchmarks: stacks, load generators, percentiles, memory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import queue
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.distributed import (  # noqa: E402
+    DistributedStack,
+    distributed_stack,
+    free_port,
+    rabbitmqctl,
+)
+
+RABBIT = "127.0.0.1:5672"
+TOWNSHIPS = ["349901001", "349901002", *(f"3499011{n:02d}" for n in range(1, 11))]
+RESULTS: dict[str, Any] = {}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def ms(seconds: float) -> float:
+    """Seconds to milliseconds, rounded for printing."""
+    return round(seconds * 1000, 1)
+
+
+def record(name: str, **figures: Any) -> None:
+    """Print one benchmark's figures and keep them for the summary."""
+    RESULTS[name] = figures
+    shown = "  ".join(f"{k}={v}" for k, v in figures.items())
+    print(f"[{name}] {shown}", flush=True)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, KiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def incident_body(rnd: random.Random, exercise: bool = True) -> dict[str, Any]:
+    """A complete initial report, as the drill sends it."""
+    now = datetime.now(UTC)
+    return {
+        "category": rnd.choice(["flood", "flood", "geological", "traffic_accident", "fire"]),
+        "township_code": rnd.choice(TOWNSHIPS),
+        "title": "演练：压测事件",
+        "description": "演练数据：河水上涨，部分道路积水，村民正在转移。",
+        "occurred_at": (now - timedelta(minutes=rnd.randint(5, 40))).isoformat(),
+        "discovered_at": (now - timedelta(minutes=rnd.randint(0, 4))).isoformat(),
+        "location": {"address": f"演练地点 {rnd.randint(1, 99)} 号"},
+        "casualties": {"deaths": 0, "injured": rnd.randint(0, 8), "missing": 0, "trapped": 0},
+        "affected": {"people_affected": rnd.randint(0, 2000), "direct_loss_cny": 1000},
+        "people_involved": rnd.randint(0, 5),
+        "measures_taken": "已组织人员转移，设置警戒。",
+        "needs": "需要沙袋和抽水泵。",
+        "reporter": {"name": "演练报送人", "phone": "13900000000"},
+        "approver": {"name": "演练审签人", "phone": "13900000000"},
+        "source": "演练",
+        "exercise": exercise,
+    }
+
+
+@dataclass
+class LoadResult:
+    """What a load run saw."""
+
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    created: list[tuple[str, float]] = field(default_factory=list)  # (id, wall time sent)
+    statuses: dict[str, int] = field(default_factory=dict)
+    shed: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "requests": self.sent,
+            "ok": self.ok,
+            "errors": self.errors,
+            "req_per_s": round(self.rate, 1),
+            "p50_ms": ms(percentile(self.latencies, 50)),
+            "p99_ms": ms(percentile(self.latencies, 99)),
+            **({"error_statuses": self.statuses} if self.statuses else {}),
+            **({"not_sent_in_time": self.shed} if self.shed else {}),
+        }
+
+
+def _post(
+    client: httpx.Client, url: str, headers: dict[str, str], body: dict[str, Any]
+) -> tuple[int | None, dict[str, Any] | None]:
+    try:
+        response = client.post(url, json=body, headers=headers)
+    except httpx.HTTPError:
+        return None, None
+    data = None
+    if response.status_code == 201:
+        with contextlib.suppress(ValueError):
+            data = response.json()
+    return response.status_code, data
+
+
+def closed_loop(
+    url: str, headers: dict[str, str], seconds: float, concurrency: int = 8, seed: int = 1
+) -> LoadResult:
+    """``concurrency`` clients posting back to back for ``seconds``: the throughput."""
+    result = LoadResult()
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def worker(n: int) -> None:
+        rnd = random.Random(seed * 1000 + n)
+        with httpx.Client(timeout=30) as client:
+            while time.monotonic() < stop_at:
+                started = time.perf_counter()
+                status, _ = _post(client, url, headers, incident_body(rnd))
+                took = time.perf_counter() - started
+                with lock:
+                    result.sent += 1
+                    if status == 201:
+                        result.ok += 1
+                        result.latencies.append(took)
+                    else:
+                        result.errors += 1
+                        result.statuses[str(status)] = result.statuses.get(str(status), 0) + 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def open_loop(
+    url: str,
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    seed: int = 1,
+    workers: int = 32,
+    body: Callable[[random.Random], dict[str, Any]] = incident_body,
+    shed_after: float = 10.0,
+) -> LoadResult:
+    """Requests at a fixed ``rate`` for ``seconds``; latency counts from the scheduled time.
+
+    Counting from the schedule (not from when a worker got to it) keeps a slow server from
+    hiding its queueing (coordinated omission)."""
+    result = LoadResult()
+    lock = threading.Lock()
+    rnd = random.Random(seed)
+    jobs: queue.Queue[tuple[float, dict[str, Any], float] | None] = queue.Queue()
+    # Clients are made before the clock starts: building one costs tens of milliseconds.
+    clients = [httpx.Client(timeout=30) for _ in range(workers)]
+
+    give_up = time.perf_counter() + seconds + shed_after
+
+    def work(client: httpx.Client) -> None:
+        while (job := jobs.get()) is not None:
+            scheduled, payload, wall = job
+            if time.perf_counter() > give_up:
+                # Bounded in time: what the server could not take in by then is not sent.
+                with lock:
+                    result.shed += 1
+                continue
+            status, data = _post(client, url, headers, payload)
+            took = time.perf_counter() - scheduled
+            with lock:
+                result.sent += 1
+                if status == 201:
+                    result.ok += 1
+                    result.latencies.append(took)
+                    if data and "id" in data:
+                        result.created.append((data["id"], wall))
+                else:
+                    result.errors += 1
+                    result.statuses[str(status)] = result.statuses.get(str(status), 0) + 1
+
+    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in clients]
+    for thread in threads:
+        thread.start()
+    interval = 1.0 / rate
+    count = int(rate * seconds)
+    payloads = [body(rnd) for _ in range(count)]
+    started = time.perf_counter()
+    for i in range(count):
+        due = started + i * interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        jobs.put((due, payloads[i], time.time()))
+    for _ in threads:
+        jobs.put(None)
+    for thread in threads:
+        thread.join()
+    result.seconds = time.perf_counter() - started
+    for client in clients:
+        client.close()
+    return result
+
+
+# ------------------------------------------------------------------ stacks
+
+
+@dataclass
+class Embedded:
+    """``yingji up`` in a child process."""
+
+    url: str
+    admin_key: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    """Wait until ``url`` answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+@contextmanager
+def embedded_stack(extra_env: dict[str, str] | None = None) -> Iterator[Embedded]:
+    """All four services in one process on a free port, in a fresh data directory."""
+    with tempfile.TemporaryDirectory(prefix="yingji-bench-") as tmp:
+        port = free_port()
+        key = f"bench-admin-{uuid.uuid4().hex}"
+        env = {
+            **os.environ,
+            "YINGJI_BOOTSTRAP_ADMIN_KEY": key,
+            "YINGJI_LOG_FORMAT": "json",
+            **(extra_env or {}),
+        }
+        env.pop("YINGJI_MONGO_URL", None)
+        env.pop("YINGJI_BUS_URL", None)
+        log = open(Path(tmp) / "yingji.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "yingji.cli", "up", "--port", str(port), "--data-dir", tmp],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz")
+            yield Embedded(f"http://127.0.0.1:{port}", key, process, Path(tmp))
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+
+
+@contextmanager
+def distributed(extra_env: dict[str, str] | None = None) -> Iterator[DistributedStack]:
+    """The four services as separate processes on RabbitMQ, in a vhost of their own."""
+    with tempfile.TemporaryDirectory(prefix="yingji-bench-dist-") as tmp:
+        env = {"YINGJI_LOG_LEVEL": "WARNING", **(extra_env or {})}
+        await_broker()
+        with distributed_stack(Path(tmp), broker=RABBIT, extra_env=env) as stack:
+            yield stack
+
+
+def await_broker() -> None:
+    """Other work on this machine may restart RabbitMQ; wait until its app runs."""
+    subprocess.run(["rabbitmqctl", "await_startup", "--timeout", "300"], capture_output=True)
+
+
+def make_key(base: str, admin_key: str, role: str = "operator", **extra: Any) -> str:
+    """Create an API key through the admin API."""
+    response = httpx.post(
+        f"{base}/v1/admin/keys",
+        json={"role": role, "name": f"bench {role}", **extra},
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["key"])
+
+
+@contextmanager
+def vhost() -> Iterator[str]:
+    """A fresh RabbitMQ virtual host; its AMQP URL."""
+    name = f"yingji-bench-{uuid.uuid4().hex[:8]}"
+    await_broker()
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@{RABBIT}/{name}"
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            rabbitmqctl("delete_vhost", name)
+
+
+def save(path: Path) -> None:
+    """Write every recorded figure as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(RESULTS, indent=2, ensure_ascii=False, default=str))
