@@ -111,3 +111,36 @@ def test_the_matrix(stack: Stack) -> None:
                     problems.append(f"{method} {route.path} as {role}: {response.status_code}")
     assert checked > 0
     assert problems == [], "\n".join(problems)
+
+
+def test_township_keys_cannot_read_another_townships_lists(stack: Stack) -> None:
+    """Every list a township may read that filters by `township_code`: asking for another
+    township's data is refused or answers only the caller's own township."""
+    other = "349901101"  # township_b; the caller is township_a (349901001)
+    # The county's roster and stores are shared reference data every township may read.
+    county_reference = {"/v1/teams", "/v1/stock", "/v1/warehouses", "/v1/townships"}
+    checked = []
+    problems = []
+    for route in api_routes(stack):
+        roles = allowed_roles(route) or ()
+        if "GET" not in route.methods or "township" not in roles or "{" in route.path:
+            continue
+        if route.path in county_reference:
+            continue
+        params = {p.name for p in route.dependant.query_params}
+        if "township_code" not in params:
+            continue
+        checked.append(route.path)
+        response = stack.call("GET", route.path, who="township_a", params={"township_code": other})
+        if response.status_code == 403:
+            continue
+        if response.status_code != 200:
+            problems.append(f"{route.path}: {response.status_code}")
+            continue
+        body = response.json()
+        rows = body.get("items", []) if isinstance(body, dict) else []
+        leaked = [r for r in rows if isinstance(r, dict) and r.get("township_code") == other]
+        if leaked:
+            problems.append(f"{route.path}: {len(leaked)} rows of {other}")
+    assert checked, "no township-filtered list found"
+    assert problems == [], problems
