@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from pydantic import AfterValidator, AwareDatetime
 
 
 class Clock(Protocol):
@@ -60,4 +62,16 @@ def isoformat(moment: datetime | None) -> str | None:
     return as_utc(moment).isoformat()
 
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "as_utc", "isoformat", "timedelta"]
+def _to_utc(moment: datetime) -> datetime:
+    """Normalise an aware time to UTC; times that cannot be expressed in UTC are refused."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is outside the range of representable times") from exc
+
+
+# An ISO 8601 time with an offset, as every API field takes it: stored and compared in UTC, and
+# a 422 (not a 500) for a time such as 9999-12-31T23:59-23:59 that has no UTC equivalent.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+__all__ = ["Clock", "ManualClock", "SystemClock", "UtcTime", "as_utc", "isoformat", "timedelta"]

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from libs.common.auth import Principal, Role
+from libs.common.clock import UtcTime
 from libs.common.county import TEAM_KINDS, Contact
 from libs.common.errors import ApiError, field_error, not_found
 from libs.common.idempotency import (
@@ -266,7 +267,7 @@ class AssignmentIn(_Strict):
     responsible_unit: str = Field(
         min_length=1, max_length=100, description="化解責任單位 responsible unit"
     )
-    due_at: AwareDatetime = Field(description="化解時限 deadline (ISO 8601 with offset)")
+    due_at: UtcTime = Field(description="化解時限 deadline (ISO 8601 with offset)")
     major: bool = Field(
         default=False, description="重大矛盾糾紛 major dispute: needs a leader's approval (審批)"
     )
@@ -299,7 +300,7 @@ class EscalateIn(_Strict):
     responsible_unit: str | None = Field(
         default=None, min_length=1, max_length=100, description="新責任單位 new responsible unit"
     )
-    due_at: AwareDatetime | None = Field(default=None, description="新化解時限 new deadline")
+    due_at: UtcTime | None = Field(default=None, description="新化解時限 new deadline")
 
 
 class ApproveIn(_Strict):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +19,7 @@ from pydantic import (
 )
 
 from libs.common.auth import Principal, Role
+from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, field_error, not_found, validation_fields
 from libs.common.idempotency import fingerprint, idempotency_scope, validate_key
 from libs.common.outbox import new_document
@@ -56,17 +55,6 @@ def _text(max_length: int) -> Any:
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
     ]
 
-
-def _to_utc(moment: datetime) -> datetime:
-    """Normalise an aware time to UTC; times that cannot be expressed in UTC are refused."""
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("is outside the range of representable times") from exc
-
-
-# An ISO 8601 time with an offset, stored and compared in UTC.
-UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 Rating = Literal["low", "medium", "high"]
 Status = Literal["open", "closed", "merged"]

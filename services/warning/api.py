@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
+from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, not_found
 from libs.common.idempotency import find_replay, fingerprint, idempotency_scope, validate_key
 from libs.common.pagination import page
@@ -50,10 +51,10 @@ class WarningIn(_Body):
     areas: list[str] = Field(
         min_length=1, max_length=200, description="预警区域 target townships (乡镇代码, 9 digits)"
     )
-    effective: AwareDatetime | None = Field(
+    effective: UtcTime | None = Field(
         default=None, description="生效时间 effective from (with offset); default now"
     )
-    expires: AwareDatetime = Field(description="失效时间 expires at (with offset)")
+    expires: UtcTime = Field(description="失效时间 expires at (with offset)")
     incident_ids: list[str] = Field(
         default_factory=list, max_length=20, description="关联事件 linked incident ids"
     )
@@ -74,7 +75,7 @@ class AdjustIn(_Body):
     instruction: str | None = Field(
         default=None, min_length=1, max_length=1000, description="防御指南 instruction"
     )
-    expires: AwareDatetime | None = Field(default=None, description="失效时间 new expiry time")
+    expires: UtcTime | None = Field(default=None, description="失效时间 new expiry time")
 
 
 class LiftIn(_Body):
@@ -135,8 +136,8 @@ class AcceptIn(_Body):
     areas: list[str] | None = Field(
         default=None, min_length=1, max_length=200, description="预警区域 township codes"
     )
-    effective: AwareDatetime | None = Field(default=None, description="生效时间 effective from")
-    expires: AwareDatetime | None = Field(default=None, description="失效时间 expires at")
+    effective: UtcTime | None = Field(default=None, description="生效时间 effective from")
+    expires: UtcTime | None = Field(default=None, description="失效时间 expires at")
     exercise: bool | None = Field(default=None, description="演练 drill")
 
 
