@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from libs.common.clock import Clock, as_utc
 
-SCHEMA_VERSION_HEADER = "x-yingji-schema-version"
-
 
 class EventPayload(BaseModel):
     """Base of every payload model; unknown fields from newer producers are kept, not refused."""

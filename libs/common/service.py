@@ -15,8 +15,6 @@ from libs.common.county import County
 from libs.common.events import EventEnvelope
 from libs.common.settings import Settings
 
-ALL_ROLES = tuple(Role)
-
 
 @dataclass
 class ServiceContext:

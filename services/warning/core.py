@@ -961,38 +961,21 @@ class WarningService:
         """Keep the incident view and draft a suggestion for a grade I–III hazard incident."""
         incidents = self.store.incidents
         incident_id = str(payload["incident_id"])
-        if envelope.event_type == "incident_reported":
-            grade = int(payload["grade"])
-            incidents.update_one(
-                {"_id": incident_id},
-                {
-                    "$setOnInsert": {"status": "open"},
-                    "$set": {
-                        "township_code": payload["township_code"],
-                        "category": payload["category"],
-                        "grade": grade,
-                        "title": payload.get("title", ""),
-                        "exercise": bool(payload.get("exercise")),
-                    },
-                },
-                upsert=True,
-            )
-            exercise = bool(payload.get("exercise"))
-            title = str(payload.get("title", ""))
+        reported = envelope.event_type == "incident_reported"
+        grade = int(payload["grade"] if reported else payload["new_grade"])
+        facts: dict[str, Any] = {
+            "township_code": payload["township_code"],
+            "category": payload["category"],
+            "grade": grade,
+        }
+        if reported:
+            facts |= {"title": payload.get("title", ""), "exercise": bool(payload.get("exercise"))}
+        incidents.update_one(
+            {"_id": incident_id}, {"$setOnInsert": {"status": "open"}, "$set": facts}, upsert=True
+        )
+        if reported:
+            exercise, title = bool(facts["exercise"]), str(facts["title"])
         else:
-            grade = int(payload["new_grade"])
-            incidents.update_one(
-                {"_id": incident_id},
-                {
-                    "$setOnInsert": {"status": "open"},
-                    "$set": {
-                        "township_code": payload["township_code"],
-                        "category": payload["category"],
-                        "grade": grade,
-                    },
-                },
-                upsert=True,
-            )
             row = incidents.find_one({"_id": incident_id}) or {}
             exercise = bool(row.get("exercise"))
             title = str(row.get("title") or payload.get("reason") or "")
