@@ -108,42 +108,6 @@ def browser_required() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-INCIDENT: dict[str, Any] = {
-    "category": "flood",
-    "title": "河口村河堤漫溢",
-    "description": "持续强降雨致河口村段河堤漫溢，部分农田和民房进水。",
-    "location": {"address": "城关镇河口村三组"},
-    "casualties": {"deaths": 0, "injured": 0, "missing": 0, "trapped": 0},
-    "affected": {
-        "people_affected": 120,
-        "people_evacuated": 40,
-        "houses_damaged": 6,
-        "houses_collapsed": 0,
-        "direct_loss_cny": 150000,
-    },
-    "people_involved": 0,
-    "measures_taken": "已转移群众40人，组织抢险队加固堤防。",
-    "needs": "需要沙袋2000条。",
-    "reporter": {"name": "张伟", "phone": "13800001111"},
-    "approver": {"name": "李娜", "phone": "13900002222"},
-    "source": "村委会电话报告",
-}
-
-
-def incident_body(now: Any, township_code: str, **overrides: Any) -> dict[str, Any]:
-    """A complete incident report that occurred 30 and was discovered 20 minutes ago."""
-    from datetime import timedelta
-
-    body = {
-        **INCIDENT,
-        "township_code": township_code,
-        "occurred_at": (now - timedelta(minutes=30)).isoformat(),
-        "discovered_at": (now - timedelta(minutes=20)).isoformat(),
-    }
-    body.update(overrides)
-    return body
-
-
 def warning_body(now: Any, areas: list[str], **overrides: Any) -> dict[str, Any]:
     """A yellow rainstorm warning for ``areas`` expiring in six hours."""
     from datetime import timedelta

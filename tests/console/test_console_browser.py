@@ -25,11 +25,11 @@ from tests.console.support import (
     CHROMIUM_ARGS,
     LiveServer,
     browser_required,
-    incident_body,
     live_server,
     reopen,
     warning_body,
 )
+from tests.support.bodies import incident_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
 pytestmark = pytest.mark.browser

@@ -17,7 +17,8 @@ import pytest
 
 from libs.common.clock import ManualClock
 from services.reporting.console import CONSOLE_DIR, OPEN_STREAMS, TimelineFeed
-from tests.console.support import LiveServer, incident_body, live_server, reopen
+from tests.console.support import LiveServer, live_server, reopen
+from tests.support.bodies import incident_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
 FORBIDDEN_CSP = ("'unsafe-inline'", "'unsafe-eval'", "*", "http:", "https:")

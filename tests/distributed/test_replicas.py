@@ -9,13 +9,14 @@ reporting replicas did part of the work.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.bodies import incident_body
 from tests.support.distributed import ServiceProcess, distributed_stack, wait_process_ready
 
 pytestmark = [pytest.mark.bus, pytest.mark.e2e]
@@ -33,23 +34,7 @@ def _metric(proc: ServiceProcess, name: str, **labels: str) -> float:
 
 
 def _incident(township: str, n: int) -> dict[str, object]:
-    now = datetime.now(UTC)
-    return {
-        "category": "flood",
-        "township_code": township,
-        "title": f"副本测试 {n}",
-        "description": "河水上涨。",
-        "occurred_at": (now - timedelta(minutes=20)).isoformat(),
-        "discovered_at": (now - timedelta(minutes=5)).isoformat(),
-        "location": {"address": f"测试村 {n}"},
-        "casualties": {},
-        "affected": {},
-        "measures_taken": "转移群众。",
-        "needs": "无",
-        "source": "测试",
-        "reporter": {"name": "报送人", "phone": "13900000001"},
-        "approver": {"name": "审签人", "phone": "13900000002"},
-    }
+    return incident_body(datetime.now(UTC), township, title=f"副本测试 {n}")
 
 
 def test_two_replicas_share_work_without_duplicates(tmp_path: Path, amqp_url: str) -> None:

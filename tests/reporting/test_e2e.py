@@ -9,36 +9,21 @@ import pytest
 
 from services.reporting import service as reporting_service
 from tests.reporting.support import local, report_body
+from tests.support import bodies
 from tests.support.stack import TOWNSHIP_A, Stack
 
 pytestmark = pytest.mark.e2e
 
 
 def incident_body(stack: Stack) -> dict[str, object]:
-    now = stack.clock.now()
-    return {
-        "category": "flood",
-        "township_code": TOWNSHIP_A,
-        "title": "河口村河堤漫溢",
-        "description": "持续强降雨致河口村段河堤漫溢，部分农田和民房进水。",
-        "occurred_at": (now - timedelta(hours=3, minutes=10)).isoformat(),
-        "discovered_at": (now - timedelta(hours=3)).isoformat(),
-        "location": {"address": "城关镇河口村三组"},
-        "casualties": {"deaths": 0, "injured": 1, "missing": 0, "trapped": 0},
-        "affected": {
-            "people_affected": 120,
-            "people_evacuated": 40,
-            "houses_damaged": 6,
-            "houses_collapsed": 0,
-            "direct_loss_cny": 150000,
-        },
-        "people_involved": 0,
-        "measures_taken": "已转移群众40人，组织抢险队加固堤防。",
-        "needs": "需要沙袋2000条。",
-        "reporter": {"name": "张伟", "phone": "13800001111"},
-        "approver": {"name": "李娜", "phone": "13900002222"},
-        "source": "村委会电话报告",
-    }
+    """A report discovered three hours ago: late under every profile's initial limit."""
+    return bodies.incident_body(
+        stack.clock.now(),
+        TOWNSHIP_A,
+        occurred_ago=timedelta(hours=3, minutes=10),
+        discovered_ago=timedelta(hours=3),
+        casualties={"deaths": 0, "injured": 1, "missing": 0, "trapped": 0},
+    )
 
 
 def test_incident_reported_late_followed_up_and_finalised(stack: Stack) -> None:
