@@ -30,10 +30,9 @@ from tests.support.distributed import (  # noqa: E402
     DistributedStack,
     distributed_stack,
     free_port,
-    rabbitmqctl,
 )
+from tests.support.rabbitmq import Broker  # noqa: E402
 
-RABBIT = "127.0.0.1:5672"
 TOWNSHIPS = ["349901001", "349901002", *(f"3499011{n:02d}" for n in range(1, 11))]
 RESULTS: dict[str, Any] = {}
 
@@ -299,7 +298,7 @@ def distributed(extra_env: dict[str, str] | None = None) -> Iterator[Distributed
     with tempfile.TemporaryDirectory(prefix="yingji-bench-dist-") as tmp:
         env = {"YINGJI_LOG_LEVEL": "WARNING", **(extra_env or {})}
         await_broker()
-        with distributed_stack(Path(tmp), broker=RABBIT, extra_env=env) as stack:
+        with distributed_stack(Path(tmp), extra_env=env) as stack:
             yield stack
 
 
@@ -322,16 +321,11 @@ def make_key(base: str, admin_key: str, role: str = "operator", **extra: Any) ->
 
 @contextmanager
 def vhost() -> Iterator[str]:
-    """A fresh RabbitMQ virtual host; its AMQP URL."""
-    name = f"yingji-bench-{uuid.uuid4().hex[:8]}"
+    """A fresh virtual host of the shared broker (`YINGJI_TEST_AMQP_URL`); its AMQP URL."""
+    broker = Broker.shared()
     await_broker()
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    try:
-        yield f"amqp://guest:guest@{RABBIT}/{name}"
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            rabbitmqctl("delete_vhost", name)
+    with broker.vhost("yingji-bench") as name:
+        yield broker.vhost_url(name)
 
 
 def save(path: Path) -> None:

@@ -9,7 +9,9 @@ service SIGKILLed and restarted (twice for intake and reporting), the broker dow
 minute while intake keeps answering 201, a short stop during the catch-up, and at the end every
 event the run produced published again (duplicate deliveries). Prints the checker's figures
 (requests acknowledged/rejected/indeterminate; effects delivered/lost/duplicated/unexpected).
-Needs RabbitMQ on 127.0.0.1:5672 and `rabbitmqctl`; stops and starts the broker application.
+Starts a RabbitMQ node of its own (tests/support/rabbitmq.py: own name, ports and data in a
+temporary folder) and stops and starts that node's application; the machine's broker is never
+touched. Needs `rabbitmq-server` installed.
 """
 
 from __future__ import annotations
@@ -27,21 +29,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import RABBIT_URL  # noqa: E402
 from tests.fault.checker import INCIDENT, check, settle  # noqa: E402
 from tests.fault.support import (  # noqa: E402
     Workload,
     audit_envelopes,
-    broker_restored,
-    broker_start,
-    broker_stop,
     publish_again,
 )
 from tests.support.distributed import DistributedStack, distributed_stack  # noqa: E402
+from tests.support.rabbitmq import OwnNode, own_node  # noqa: E402
 
 
 def schedule(
-    stack: DistributedStack, duration: float
+    stack: DistributedStack, node: OwnNode, duration: float
 ) -> list[tuple[float, str, Callable[[], None]]]:
     """The faults, at fractions of the run (the long outage is a full minute regardless)."""
 
@@ -54,10 +53,10 @@ def schedule(
         return run
 
     def stop() -> None:
-        broker_stop()
+        node.stop_app()
 
     def start() -> None:
-        broker_start(stack.amqp_url)
+        node.start_app()
 
     at = duration / 260
     return [
@@ -89,12 +88,13 @@ def main() -> int:
     log: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        broker_restored(RABBIT_URL),
-        distributed_stack(Path(tmp)) as stack,
+        own_node() as node,
+        node.restored(),
+        distributed_stack(Path(tmp), broker=node) as stack,
     ):
         load = Workload.on(stack, seed=args.seed, rate=args.rate, duration=args.duration)
         load.start()
-        for offset, what, action in schedule(stack, args.duration):
+        for offset, what, action in schedule(stack, node, args.duration):
             load.at(offset)
             t0 = time.monotonic()
             action()
@@ -105,13 +105,13 @@ def main() -> int:
         outcomes = load.join()
         urls = [p.url + "/metrics" for p in stack.processes.values()]
         t0 = time.monotonic()
-        settled = settle(urls, stack.vhost, timeout=600)
+        settled = settle(urls, (stack.broker, stack.vhost), timeout=600)
         settle_after_run = time.monotonic() - t0
         first = check(outcomes, load.get)
         envelopes = audit_envelopes(load.get, limit=1_000_000)
         publish_again(stack.amqp_url, envelopes)
         t0 = time.monotonic()
-        replayed = settle(urls, stack.vhost, timeout=600)
+        replayed = settle(urls, (stack.broker, stack.vhost), timeout=600)
         settle_after_replay = time.monotonic() - t0
         verdict = check(outcomes, load.get)
         load.close()

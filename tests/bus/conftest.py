@@ -1,8 +1,8 @@
-"""Helpers for tests against the real RabbitMQ."""
+"""Helpers for tests against the shared RabbitMQ (`YINGJI_TEST_AMQP_URL`); tests that stop or
+cut a broker use their own node instead (`own_rabbitmq`, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -10,11 +10,6 @@ import pytest
 from kombu import Connection
 
 pytestmark = pytest.mark.bus
-
-
-def rabbitmqctl(*args: str) -> None:
-    """Run rabbitmqctl and fail loudly if it does."""
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 def wait_for_broker(url: str, timeout: float = 60) -> None:

@@ -1,4 +1,7 @@
-"""Outbox → relay → RabbitMQ → a consumer in another process, across a broker restart."""
+"""Outbox → relay → RabbitMQ → a consumer in another process, across a broker restart.
+
+The restart is of the session's own RabbitMQ node (`own_rabbitmq`, tests/support/rabbitmq.py),
+never of the machine's broker."""
 
 from __future__ import annotations
 
@@ -12,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.bus import PublishError, queue_name
+from libs.common.bus import PublishError
 from libs.common.clock import SystemClock
 from libs.common.events import make_event
 from libs.common.outbox import OutboxRelay, new_document
 from libs.common.settings import Settings
 from libs.common.store import EmbeddedEngine
-from tests.bus.conftest import rabbitmqctl, wait_for_broker
 from tests.support import echo_service  # noqa: F401  (registers echo_recorded)
+from tests.support.rabbitmq import OwnNode
 
 pytestmark = [pytest.mark.bus, pytest.mark.fault]
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,11 +62,14 @@ def _read_consumer(
 
 
 def test_every_event_arrives_in_another_process_across_a_broker_restart(
-    tmp_path: Path, amqp_url: str, cleanup_queues: list[str]
+    tmp_path: Path, own_rabbitmq: OwnNode
 ) -> None:
     handler = f"restart_{uuid.uuid4().hex[:8]}"
-    cleanup_queues.append(queue_name("echo", "echo_recorded", "busproc", handler))
-    wait_for_broker(amqp_url)
+    with own_rabbitmq.restored(), own_rabbitmq.vhost("relay-restart") as vhost:
+        _relay_across_a_restart(tmp_path, own_rabbitmq, own_rabbitmq.vhost_url(vhost), handler)
+
+
+def _relay_across_a_restart(tmp_path: Path, node: OwnNode, amqp_url: str, handler: str) -> None:
     applied: list[str] = []
     duplicates: list[str] = []
     consumer = None
@@ -100,13 +106,12 @@ def test_every_event_arrives_in_another_process_across_a_broker_restart(
         expected = _write_events(collection, 60, 0)
         relay.start()
         time.sleep(0.3)
-        rabbitmqctl("stop_app")
+        node.stop_app()
         # Accepted while the broker is down: stays in the outbox.
         expected += _write_events(collection, 60, 60)
         time.sleep(2)
         assert relay.pending()[0] > 0
-        rabbitmqctl("start_app")
-        wait_for_broker(amqp_url)
+        node.start_app()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and len(set(applied)) < len(expected):
             time.sleep(0.2)

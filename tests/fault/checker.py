@@ -25,7 +25,6 @@ What must be where, per acknowledged request:
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -36,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.rabbitmq import Broker
 from yingji.drill import Outcome
 
 ACKNOWLEDGED, REJECTED, INDETERMINATE = "acknowledged", "rejected", "indeterminate"
@@ -279,26 +279,15 @@ def consumers_connected(metrics_text: str) -> bool:
     return bool(values) and all(v == 1.0 for v in values)
 
 
-def queue_depths(vhost: str) -> dict[str, int]:
-    """Messages (ready + unacknowledged) per queue of a vhost, from ``rabbitmqctl``."""
-    result = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-p", vhost, "name", "messages", "--formatter", "json"],
-        capture_output=True,
-        timeout=60,
-        check=True,
-        text=True,
-    )
-    return {row["name"]: int(row["messages"]) for row in json.loads(result.stdout or "[]")}
-
-
 def settle(
     metrics_urls: Sequence[str],
-    vhost: str | None,
+    queues: tuple[Broker, str] | None,
     timeout: float = 60.0,
     stable_for: int = 2,
 ) -> dict[str, Any]:
-    """Wait (bounded) until every outbox is empty and every queue but the dead-letter ones is
-    drained, ``stable_for`` polls in a row; returns what was seen last."""
+    """Wait (bounded) until every outbox is empty and every queue but the dead-letter ones of
+    ``queues`` (a broker and a vhost) is drained, ``stable_for`` polls in a row; returns what
+    was seen last."""
     deadline = time.monotonic() + timeout
     in_a_row = 0
     seen: dict[str, Any] = {}
@@ -316,9 +305,9 @@ def settle(
                 seen[url] = type(exc).__name__
             seen.setdefault(url, {"pending": pending, "consumers_connected": connected})
             quiet = quiet and pending == 0 and connected
-        if vhost is not None:
+        if queues is not None:
             try:
-                depths = queue_depths(vhost)
+                depths = queues[0].queue_depths(queues[1])
             except (subprocess.SubprocessError, ValueError) as exc:
                 depths = {"<rabbitmqctl>": -1}
                 seen["rabbitmqctl"] = repr(exc)

@@ -1,18 +1,15 @@
-"""Workloads and faults for the fault suite: the seeded drill in a background thread, broker
-stops and starts, and replays of published events."""
+"""Workloads for the fault suite: the seeded drill in a background thread, driven until enough
+requests are acknowledged or a time budget ends, and replays of published events. Broker faults
+are injected on the test's own node (tests/support/rabbitmq.py), never the machine's broker."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-from kombu import Connection
 
 from libs.common.bus import Publisher
 from libs.common.events import EventEnvelope
@@ -21,48 +18,12 @@ from tests.support.distributed import DistributedStack
 from yingji.drill import Drill, Outcome
 
 
-def rabbitmqctl(*args: str, timeout: float = 120) -> None:
-    """Run rabbitmqctl and fail loudly."""
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=timeout)
-
-
-def wait_for_broker(url: str, timeout: float = 60) -> None:
-    """Block (bounded) until the broker accepts connections again."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with Connection(url, connect_timeout=2) as connection:
-                connection.ensure_connection(max_retries=1)
-                return
-        except Exception:
-            time.sleep(0.5)
-    raise AssertionError("the broker did not come back")
-
-
-def broker_stop() -> None:
-    """Stop the RabbitMQ application (the node stays up for rabbitmqctl)."""
-    rabbitmqctl("stop_app")
-
-
-def broker_start(url: str) -> None:
-    """Start it again and wait until it accepts connections."""
-    rabbitmqctl("start_app")
-    wait_for_broker(url)
-
-
-@contextmanager
-def broker_restored(url: str) -> Iterator[None]:
-    """Whatever happens inside, the broker is running again afterwards."""
-    try:
-        yield
-    finally:
-        with contextlib.suppress(subprocess.SubprocessError):
-            rabbitmqctl("start_app")
-        wait_for_broker(url)
-
-
 class Workload:
-    """The seeded drill against a stack, run in a thread while the test injects faults."""
+    """The seeded drill against a stack, run in a thread while the test injects faults.
+
+    ``duration`` is the time budget: tests stop the run earlier, once enough requests were
+    acknowledged (`until_acknowledged`, `stop`), so a slow machine sends fewer requests and the
+    checks stay about correctness, never throughput."""
 
     def __init__(
         self,
@@ -113,8 +74,29 @@ class Workload:
         self.thread.start()
 
     def at(self, seconds: float) -> None:
-        """Sleep until ``seconds`` after the start of the workload."""
+        """Sleep until ``seconds`` after the start of the workload (the large run's schedule)."""
         time.sleep(max(0.0, self.started_at + seconds - time.monotonic()))
+
+    def acknowledged(self, operation: str) -> int:
+        """How many ``operation`` requests got a 2xx so far."""
+        with self.drill.recorder.lock:
+            rows = list(self.drill.recorder.outcomes)
+        return sum(1 for o in rows if o.operation == operation and o.acknowledged)
+
+    def until_acknowledged(self, count: int, budget: float, operation: str = "incident") -> bool:
+        """Wait until ``count`` ``operation`` requests were acknowledged, ``budget`` seconds
+        passed or the run ended; whether the count was reached."""
+        deadline = time.monotonic() + budget
+        while self.acknowledged(operation) < count:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                return False
+            time.sleep(0.1)
+        return True
+
+    def stop(self) -> None:
+        """End the run at the drill's next tick; requests in flight complete."""
+        # The drill's schedule compares each tick with `duration`, so this ends it cleanly.
+        self.drill.duration = 0.0
 
     def join(self) -> list[Outcome]:
         """Wait (bounded) for the run to finish; return every outcome."""
@@ -203,8 +185,6 @@ def metric_sum(metrics_text: str, name: str, **labels: str) -> float:
     return total
 
 
-def queue_depth(vhost: str, queue: str) -> int:
-    """Messages (ready + unacknowledged) in one queue."""
-    from tests.fault.checker import queue_depths
-
-    return queue_depths(vhost).get(queue, 0)
+def queue_depth(stack: DistributedStack, queue: str) -> int:
+    """Messages (ready + unacknowledged) in one queue of the stack's vhost."""
+    return stack.broker.queue_depths(stack.vhost).get(queue, 0)

@@ -1,12 +1,16 @@
-"""The distributed mode under faults: four `yingji run` processes on the real RabbitMQ while
+"""The distributed mode under faults: four `yingji run` processes on a real RabbitMQ while
 townships post incidents and follow-ups and operators issue warnings (the seeded drill).
 
-One stack serves the whole module; every scenario adds its requests to one ledger and the
-checker (tests/fault/checker.py) judges the whole ledger after each scenario settles. Pass
-condition everywhere: lost = 0, duplicated = 0, unexpected = 0.
+The broker is the session's own RabbitMQ node (`own_rabbitmq`, tests/support/rabbitmq.py): the
+scenarios stop and start it, so they never touch the machine's broker. One stack serves the whole
+module; every scenario adds its requests to one ledger and the checker (tests/fault/checker.py)
+judges the whole ledger after each scenario settles. Pass condition everywhere: lost = 0,
+duplicated = 0, unexpected = 0, with at least one request of the scenario acknowledged.
 
-CI sizes: the broker is down for 15 s in the outage scenario (a full minute in the large run,
-`bench/fault_run.py`)."""
+Each workload runs until enough incidents are acknowledged or its time budget ends, and faults
+are injected at shares of that count, so a slow machine sends fewer requests but meets the same
+faults; nothing asserts on throughput. CI sizes: the broker is down for at least 10 s in the
+outage scenario (a full minute in the large run, `bench/fault_run.py`)."""
 
 from __future__ import annotations
 
@@ -33,18 +37,16 @@ from libs.common.bus import (
 )
 from libs.common.events import EventEnvelope
 from libs.common.settings import Settings
-from tests.fault.checker import ACKNOWLEDGED, INCIDENT, Verdict, check, outbox_pending, settle
+from tests.fault.checker import INCIDENT, Verdict, check, outbox_pending, settle
 from tests.fault.support import (
     Workload,
     audit_envelopes,
-    broker_restored,
-    broker_start,
-    broker_stop,
     metric_sum,
     publish_again,
     queue_depth,
 )
 from tests.support.distributed import ROOT, DistributedStack, distributed_stack
+from tests.support.rabbitmq import OwnNode
 from yingji.drill import DRILL_PHONE, Outcome
 
 pytestmark = [pytest.mark.fault, pytest.mark.bus]
@@ -55,8 +57,9 @@ REPORTING_INCIDENTS = queue_name("intake", "incident_reported", "reporting", "on
 class Ledger:
     """Every request of the module's scenarios, and the workload whose keys read the results."""
 
-    def __init__(self, stack: DistributedStack) -> None:
+    def __init__(self, stack: DistributedStack, node: OwnNode) -> None:
         self.stack = stack
+        self.node = node
         self.outcomes: list[Outcome] = []
         self.reader: Workload | None = None
         self.ignored: set[str] = set()
@@ -76,7 +79,7 @@ class Ledger:
     def settle_and_check(self, timeout: float = 90) -> Verdict:
         urls = [p.url + "/metrics" for p in self.stack.processes.values()]
         started = time.monotonic()
-        seen = settle(urls, self.stack.vhost, timeout=timeout)
+        seen = settle(urls, (self.stack.broker, self.stack.vhost), timeout=timeout)
         # Nothing waits in a dead-letter queue but what a scenario put there on purpose.
         assert seen["dead_letters"] == self.expected_dead_letters, seen["dead_letters"]
         settled = time.monotonic()
@@ -91,18 +94,22 @@ class Ledger:
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
-    from tests.conftest import RABBIT_URL, broker_reachable
-
-    if not broker_reachable():
-        pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672 (rabbitmq-server -detached)")
+def ledger(own_rabbitmq: OwnNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
     env = {"YINGJI_HANDLER_RETRIES": "2", "YINGJI_HANDLER_BACKOFF_SECONDS": "[0.1, 0.3]"}
     tmp = Path(tmp_path_factory.mktemp("distributed-faults"))
-    with broker_restored(RABBIT_URL), distributed_stack(tmp, extra_env=env) as stack:
-        book = Ledger(stack)
+    with (
+        own_rabbitmq.restored(),
+        distributed_stack(tmp, broker=own_rabbitmq, extra_env=env) as stack,
+    ):
+        book = Ledger(stack, own_rabbitmq)
         yield book
         for load in {book.reader} - {None}:
             load.close()  # type: ignore[union-attr]
+
+
+def acknowledged_incidents(outcomes: list[Outcome]) -> int:
+    """Incidents of one scenario that got a 2xx (a check over none would prove nothing)."""
+    return sum(1 for o in outcomes if o.operation == INCIDENT and o.acknowledged)
 
 
 def metrics_text(stack: DistributedStack) -> list[str]:
@@ -112,15 +119,21 @@ def metrics_text(stack: DistributedStack) -> list[str]:
 def test_duplicate_deliveries_change_nothing(ledger: Ledger) -> None:
     """Every event the run produced is published again: no effect is applied twice."""
     stack = ledger.stack
-    load = ledger.workload(seed=404, rate=15, duration=8)
+    load = ledger.workload(seed=404, rate=15, duration=60)
     load.start()
-    ledger.add(load.join())
+    try:
+        load.until_acknowledged(30, 60)
+    finally:
+        load.stop()
+        outcomes = load.join()
+        ledger.add(outcomes)
     before = ledger.settle_and_check()
     envelopes = audit_envelopes(load.get)
     duplicates_before = sum(
         metric_sum(t, "yingji_bus_consumed_total", outcome="duplicate") for t in metrics_text(stack)
     )
-    assert len(envelopes) >= 80
+    # Reporting's audit trail holds at least one `incident_reported` per acknowledged incident.
+    assert len(envelopes) >= acknowledged_incidents(outcomes) >= 1
     assert publish_again(stack.amqp_url, envelopes) == len(envelopes)
     after = ledger.settle_and_check()
     duplicates_after = sum(
@@ -140,59 +153,72 @@ def test_duplicate_deliveries_change_nothing(ledger: Ledger) -> None:
 
 
 def test_broker_stopped_and_started_twice(ledger: Ledger) -> None:
-    load = ledger.workload(seed=101, rate=12, duration=16)
+    """The broker stopped for 3 s after a third and after two thirds of the target."""
+    target, budget = 60, 90.0
+    load = ledger.workload(seed=101, rate=12, duration=budget)
     load.start()
     try:
-        for offset in (2, 9):
-            load.at(offset)
-            broker_stop()
-            load.at(offset + 3)
-            broker_start(ledger.stack.amqp_url)
+        for share in (1, 2):
+            load.until_acknowledged(target * share // 3, budget / 3)
+            ledger.node.stop_app()
+            time.sleep(3)  # the outage itself: what is accepted meanwhile waits in the outboxes
+            ledger.node.start_app()
+        load.until_acknowledged(target, budget / 3)
     finally:
-        ledger.add(load.join())
-    verdict = ledger.settle_and_check()
-    assert verdict.requests[INCIDENT][ACKNOWLEDGED] >= 60
+        load.stop()
+        outcomes = load.join()
+        ledger.add(outcomes)
+    assert acknowledged_incidents(outcomes) >= 1
+    ledger.settle_and_check()
 
 
 def test_every_process_killed_mid_run_and_restarted(ledger: Ledger) -> None:
+    """Each service SIGKILLed and restarted in turn, at shares of the target."""
     stack = ledger.stack
-    load = ledger.workload(seed=202, rate=12, duration=14)
+    target, budget = 48, 120.0
+    load = ledger.workload(seed=202, rate=12, duration=budget)
     load.start()
     try:
-        for offset, name in ((2, "intake"), (5, "reporting"), (8, "dispatch"), (11, "warning")):
-            load.at(offset)
+        for share, name in enumerate(("intake", "reporting", "dispatch", "warning"), start=1):
+            load.until_acknowledged(target * share // 5, budget / 5)
             stack.processes[name].kill()
             stack.processes[name].start()
             stack.wait_ready([name], timeout=60)
+        load.until_acknowledged(target, budget / 5)
     finally:
-        ledger.add(load.join())
+        load.stop()
+        outcomes = load.join()
+        ledger.add(outcomes)
+    assert acknowledged_incidents(outcomes) >= 1
     ledger.settle_and_check()
 
 
 def test_broker_down_while_intake_keeps_accepting(ledger: Ledger) -> None:
-    """CI size: the broker is down for 15 s; every incident posted meanwhile gets 201."""
+    """The broker stays down for at least 10 s and until 30 incidents were posted meanwhile
+    (or a minute passed); every incident posted meanwhile gets 201 and waits in the outbox."""
     stack = ledger.stack
-    outage = 15.0
-    load = ledger.workload(seed=303, rate=12, duration=outage + 4)
+    load = ledger.workload(seed=303, rate=12, duration=120)
     load.start()
     try:
-        load.at(2)
+        load.until_acknowledged(5, 30)
+        ledger.node.stop_app()
         down_at = time.monotonic()
-        broker_stop()
-        load.at(2 + outage - 0.5)
+        before = load.acknowledged(INCIDENT)
+        time.sleep(10)
+        load.until_acknowledged(before + 30, 50)
         waiting = outbox_pending(httpx.get(stack.processes["intake"].url + "/metrics").text)
-        load.at(2 + outage)
         up_at = time.monotonic()
-        broker_start(stack.amqp_url)
+        ledger.node.start_app()
     finally:
+        load.stop()
         outcomes = load.join()
         ledger.add(outcomes)
     during = [
         o for o in outcomes if o.operation == INCIDENT and down_at <= o.started_at <= up_at - 1
     ]
-    assert len(during) >= 30, "too few incidents posted while the broker was down"
+    assert during, "no incident was posted while the broker was down"
     assert all(o.status == 201 for o in during), [o.status for o in during]
-    assert waiting and waiting >= 10, f"intake's outbox held {waiting} events"
+    assert waiting, f"intake's outbox held {waiting} events while the broker was down"
     ledger.settle_and_check()
 
 
@@ -271,7 +297,7 @@ def test_poison_message_dead_lettered_visible_and_replayable(ledger: Ledger) -> 
     load.drill.report_incident()
     valid_id = load.outcomes[-1].created_id
     assert load.outcomes[-1].status == 201 and valid_id
-    _wait(lambda: queue_depth(stack.vhost, REPORTING_INCIDENTS) >= 1, 30, "the delivery")
+    _wait(lambda: queue_depth(stack, REPORTING_INCIDENTS) >= 1, 30, "the delivery")
     with Connection(stack.amqp_url) as connection:
         channel = connection.channel()
         message = channel.basic_get(REPORTING_INCIDENTS, no_ack=False)
@@ -291,7 +317,7 @@ def test_poison_message_dead_lettered_visible_and_replayable(ledger: Ledger) -> 
     assert DEAD_LETTER_EXCHANGE == "yingji.dlx"
     reporting.start()
     stack.wait_ready(["reporting"], timeout=60)
-    _wait(lambda: queue_depth(stack.vhost, REPORTING_INCIDENTS) == 0, 30, "reporting to catch up")
+    _wait(lambda: queue_depth(stack, REPORTING_INCIDENTS) == 0, 30, "reporting to catch up")
     assert not applied(valid_id), "the dead-lettered event was applied without a replay"
     assert len(_dead_letters(stack, REPORTING_INCIDENTS)) == 2
 
@@ -318,9 +344,8 @@ def test_poison_message_dead_lettered_visible_and_replayable(ledger: Ledger) -> 
 def dead_lettered_poison(stack: DistributedStack) -> list[str]:
     """The dead-letter queues holding the poison: every consumer of `incident_reported` that
     validates what it reads (the timeline records any well-formed envelope as received)."""
-    from tests.fault.checker import queue_depths
-
-    found = [q for q, n in queue_depths(stack.vhost).items() if n and q.endswith(".dlq")]
+    depths = stack.broker.queue_depths(stack.vhost)
+    found = [q for q, n in depths.items() if n and q.endswith(".dlq")]
     assert f"{REPORTING_INCIDENTS}.dlq" in found
     print("poison dead-lettered in:", found)
     return found

@@ -13,9 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from tests.ops.conftest import DEPLOY, ROOT, SERVICES, load_json, run, tool
+from tests.ops.conftest import DEPLOY, ROOT, SERVICES, load_json, missing, run, tool
 
 pytestmark = pytest.mark.ops
+RABBIT_HINT = "scripts/ensure-rabbitmq installs Debian's rabbitmq-server"
 
 SECRETS = ("RABBITMQ_PASSWORD", "YINGJI_BOOTSTRAP_ADMIN_KEY", "GRAFANA_ADMIN_PASSWORD")
 
@@ -197,7 +198,8 @@ def test_rabbitmq_conf_keys_exist_in_rabbitmq_schema() -> None:
     """Every rabbitmq.conf key is a known setting (a typo stops the node from booting)."""
     mappings = _local_rabbit_schema_mappings()
     if mappings is None:
-        pytest.skip("no local RabbitMQ installation to read its config schema from")
+        missing("no local RabbitMQ installation to read its config schema from", RABBIT_HINT)
+        return
     # Cuttlefish mappings name variable parts `$name`: any one dotted segment.
     patterns = [
         re.compile("^" + re.sub(r"\\\$[A-Za-z_]+", "[^.]+", re.escape(m)) + "$") for m in mappings
@@ -213,7 +215,8 @@ def test_rabbitmq_conf_keys_exist_in_rabbitmq_schema() -> None:
 def test_enabled_plugins_exist_in_rabbitmq() -> None:
     roots = sorted(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*"))
     if not roots:
-        pytest.skip("no local RabbitMQ installation to list its plugins")
+        missing("no local RabbitMQ installation to list its plugins", RABBIT_HINT)
+        return
     available = {re.sub(r"-[0-9.]+(\.ez)?$", "", p.name) for p in (roots[-1] / "plugins").iterdir()}
     text = (DEPLOY / "rabbitmq" / "enabled_plugins").read_text()
     plugins = re.fullmatch(r"\s*\[([a-z_, ]+)\]\.\s*", text)

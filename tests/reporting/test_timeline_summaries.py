@@ -12,6 +12,7 @@ import pytest
 
 from services.reporting import service as reporting_service
 from tests.reporting.support import emit, events_of, incident_reported, local, report_body, scan
+from tests.support.ci import unavailable
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
 WARNING_BASE = {"hazard": "rainstorm", "areas": [TOWNSHIP_A], "exercise": False}
@@ -365,7 +366,8 @@ def test_summaries_render_in_a_real_browser(rstack: Stack, tmp_path: Path) -> No
     """Screenshots go to $YINGJI_TEST_ARTIFACTS (or the test's tmp dir); they are not committed."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+        unavailable("Debian chromium is not installed", "scripts/install-browser installs it")
+        return
     seed(rstack)
     out = Path(os.environ.get("YINGJI_TEST_ARTIFACTS", tmp_path))
     out.mkdir(parents=True, exist_ok=True)

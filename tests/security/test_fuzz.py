@@ -16,7 +16,7 @@ import schemathesis
 from tests.security.test_authz_matrix import ROLE_KEYS, allowed_roles
 from tests.support.stack import Stack, running_stack
 
-pytestmark = pytest.mark.fault
+pytestmark = pytest.mark.fuzz
 
 ROLE_PREFERENCE = ("operator", "leader", "township", "department", "admin")
 

@@ -1,12 +1,15 @@
 """The distributed stack for tests: one `yingji run` process per service on the real RabbitMQ,
-in a RabbitMQ virtual host of its own that is deleted afterwards."""
+in a RabbitMQ virtual host of its own that is deleted afterwards.
+
+The broker is the shared one at `YINGJI_TEST_AMQP_URL` unless a test passes its own node
+(tests/support/rabbitmq.py). Virtual hosts are made with `rabbitmqctl` against the broker's node,
+which works without the management plugin: for the shared broker that is rabbitmqctl's default
+node (the machine's) or `YINGJI_TEST_RABBITMQ_NODE`; a URL on another host needs the latter."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.support.rabbitmq import Broker, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "warning", "dispatch", "reporting")
@@ -32,18 +37,6 @@ ROUTES = {
     "/v1/plans": "dispatch",
     "/v1/assignments": "dispatch",
 }
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rabbitmqctl(*args: str) -> None:
-    """Run rabbitmqctl, failing loudly."""
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 @dataclass
@@ -95,6 +88,7 @@ class DistributedStack:
     vhost: str
     amqp_url: str
     admin_key: str
+    broker: Broker
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     replicas: list[ServiceProcess] = field(default_factory=list)
 
@@ -149,15 +143,21 @@ def wait_process_ready(proc: ServiceProcess, timeout: float = 60) -> None:
 
 @contextmanager
 def distributed_stack(
-    tmp_path: Path, broker: str = "127.0.0.1:5672", extra_env: dict[str, str] | None = None
+    tmp_path: Path, broker: Broker | None = None, extra_env: dict[str, str] | None = None
 ) -> Iterator[DistributedStack]:
-    """Start the four services as separate processes sharing a fresh vhost."""
-    vhost = f"yingji-test-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    amqp_url = f"amqp://guest:guest@{broker}/{vhost}"
+    """Start the four services as separate processes sharing a fresh vhost of ``broker``
+    (default: the shared test broker)."""
+    broker = broker or Broker.shared()
+    with broker.vhost("yingji-test") as vhost:
+        yield from _stack_in(tmp_path, broker, vhost, extra_env)
+
+
+def _stack_in(
+    tmp_path: Path, broker: Broker, vhost: str, extra_env: dict[str, str] | None
+) -> Iterator[DistributedStack]:
+    amqp_url = broker.vhost_url(vhost)
     admin_key = f"test-admin-{uuid.uuid4().hex}"
-    stack = DistributedStack(vhost=vhost, amqp_url=amqp_url, admin_key=admin_key)
+    stack = DistributedStack(vhost=vhost, amqp_url=amqp_url, admin_key=admin_key, broker=broker)
     data_dir = tmp_path / "data"
     base_env = {
         **os.environ,
@@ -182,5 +182,3 @@ def distributed_stack(
     finally:
         for proc in [*stack.replicas, *stack.processes.values()]:
             proc.stop()
-        with contextlib.suppress(subprocess.CalledProcessError):
-            rabbitmqctl("delete_vhost", vhost)
