@@ -46,10 +46,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def rabbitmq_script(name: str) -> str:
-    """Path of `rabbitmq-server`/`rabbitmqctl`; a missing installation fails the test."""
+def rabbitmq_script(name: str, *, own: bool) -> str:
+    """Path of `rabbitmq-server`/`rabbitmqctl`; a missing installation fails the test. For a
+    node of the tests' own, the script that keeps the caller's user and environment; for the
+    machine's broker, the one on PATH (Debian's switches to the broker's user and cookie)."""
     debian = DEBIAN_SCRIPTS / name
-    if debian.exists():
+    if own and debian.exists():
         return str(debian)
     found = shutil.which(name)
     if found is None:
@@ -99,7 +101,7 @@ class Broker:
     def ctl(self, *args: str, timeout: float = 120) -> str:
         """Run rabbitmqctl against this broker's node and fail loudly; its output."""
         node = ("-n", self.node) if self.node else ()
-        command = [rabbitmq_script("rabbitmqctl"), *node, *args]
+        command = [rabbitmq_script("rabbitmqctl", own=bool(self.env)), *node, *args]
         env = {**os.environ, **self.env}
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
         if result.returncode != 0:
@@ -215,7 +217,7 @@ def _start(node: OwnNode, timeout: float) -> None:
     """Start the node's process and wait (bounded) until it accepts AMQP connections."""
     log = open(node.folder / "server.out", "ab")  # noqa: SIM115 - the node keeps it open
     node.process = subprocess.Popen(
-        [rabbitmq_script("rabbitmq-server")],
+        [rabbitmq_script("rabbitmq-server", own=True)],
         env={**os.environ, **node.env},
         cwd=node.folder,
         stdout=log,
