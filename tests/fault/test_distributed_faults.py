@@ -49,7 +49,9 @@ from tests.support.distributed import ROOT, DistributedStack, distributed_stack
 from tests.support.rabbitmq import OwnNode
 from yingji.drill import DRILL_PHONE, Outcome
 
-pytestmark = [pytest.mark.fault, pytest.mark.bus]
+# Bounds, not expectations: on a shared two-core machine a scenario's workload, settling and
+# check can take minutes; each still ends within its own budgets.
+pytestmark = [pytest.mark.fault, pytest.mark.bus, pytest.mark.timeout(900)]
 
 REPORTING_INCIDENTS = queue_name("intake", "incident_reported", "reporting", "on_incident_reported")
 
@@ -76,7 +78,7 @@ class Ledger:
     def add(self, outcomes: list[Outcome]) -> None:
         self.outcomes += outcomes
 
-    def settle_and_check(self, timeout: float = 90) -> Verdict:
+    def settle_and_check(self, timeout: float = 240) -> Verdict:
         urls = [p.url + "/metrics" for p in self.stack.processes.values()]
         started = time.monotonic()
         seen = settle(urls, (self.stack.broker, self.stack.vhost), timeout=timeout)

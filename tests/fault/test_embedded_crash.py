@@ -20,7 +20,7 @@ from tests.fault.checker import ACKNOWLEDGED, INCIDENT, Verdict, check, settle
 from tests.fault.support import Workload
 from tests.support.distributed import ROOT, free_port
 
-pytestmark = pytest.mark.fault
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 
 class Embedded:
@@ -100,7 +100,7 @@ def test_sigkill_of_the_embedded_platform_mid_drill(tmp_path: Path) -> None:
         load.until_acknowledged(target, budget / 3)
         load.stop()
         outcomes = load.join()
-        settle([platform.url + "/metrics"], None, timeout=60)
+        settle([platform.url + "/metrics"], None, timeout=240)
         # The memory bus cannot be inspected from outside: check until it passes (bounded).
         verdict: Verdict | None = None
         deadline = time.monotonic() + 30
