@@ -2,7 +2,7 @@
 skips quietly.
 
 Brokers: tests that only publish and consume use the shared broker at `YINGJI_TEST_AMQP_URL`
-(default `amqp://guest:guest@127.0.0.1:5672/`); tests that stop, kill or cut a broker use
+(default `amqp://guest:guest@127.0.0.1:5672//`); tests that stop, kill or cut a broker use
 `own_rabbitmq`, a node of the session's own (tests/support/rabbitmq.py). Either missing fails
 the test, it never skips."""
 

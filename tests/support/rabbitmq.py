@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from kombu import Connection
 
-DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # Debian's /usr/sbin/rabbitmq-server switches to the `rabbitmq` user and its home; the scripts
 # behind it run the node as whoever calls them, with the environment given here.
@@ -257,7 +257,7 @@ def own_node(startup_timeout: float = 180) -> Iterator[OwnNode]:
     folder = Path(tempfile.mkdtemp(prefix="yingji-rabbit-"))
     name = f"yingji-test-{secrets.token_hex(4)}@localhost"
     env, amqp_port = _node_env(folder, name)
-    node = OwnNode(url=f"amqp://guest:guest@127.0.0.1:{amqp_port}/", node=name, env=env)
+    node = OwnNode(url=f"amqp://guest:guest@127.0.0.1:{amqp_port}//", node=name, env=env)
     node.folder = folder
     try:
         _start(node, startup_timeout)
