@@ -812,7 +812,10 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
 
 def _count_new(doc: Mapping[str, Any]) -> None:
     grade, category, township = str(doc["grade"]), doc["category"], doc["township_code"]
-    metrics.INCIDENTS_RECEIVED.labels(category, grade, township).inc()
+    exercise = "true" if doc.get("exercise") else "false"
+    metrics.INCIDENTS_RECEIVED.labels(category, grade, township, exercise).inc()
+    if doc.get("exercise"):
+        return  # drills (演练) are left out of every other count
     metrics.DISCOVERY_TO_REPORT.labels(category).observe(doc["report_delay_seconds"])
     if doc["late"]:
         metrics.LATE_REPORTS.labels(category, grade, township).inc()

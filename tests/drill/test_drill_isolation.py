@@ -1,0 +1,253 @@
+"""A real drill (`yingji drill`) against the embedded stack leaves real operations exactly as they
+were: a snapshot over HTTP before the run equals the one after it, and every event the drill
+caused carries ``exercise: true``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from libs.common.app import Runtime, create_app
+from libs.common.settings import Settings
+from tests.console.support import live_server
+from tests.support.bodies import incident_body
+from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, make_keys, reset_memory_bus
+from yingji.drill import Drill
+
+pytestmark = pytest.mark.e2e
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# What the drill must have done for the comparison to mean anything.
+DRILL_OPERATIONS = ("incident", "followup", "zero_report", "dispatch", "warning")
+GAUGES = (
+    "yingji_dispatch_teams",
+    "yingji_dispatch_orders_active",
+    "yingji_dispatch_plans_active",
+    "yingji_reporting_deadlines_overdue",
+    "yingji_reporting_zero_reports_filed_today",
+    "yingji_reporting_zero_reports_missing_today",
+    "yingji_warning_active",
+)
+
+
+class Platform:
+    """The embedded stack on the system clock, served over HTTP on a free port."""
+
+    def __init__(self, runtime: Runtime, url: str, keys: dict[str, str]) -> None:
+        self.runtime = runtime
+        self.url = url
+        self.keys = keys
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def call(self, method: str, path: str, who: str = "operator", **kwargs: Any) -> Any:
+        """A request as ``who``."""
+        headers = {"Authorization": f"Bearer {self.keys[who]}"}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def ok(self, method: str, path: str, who: str = "operator", **kwargs: Any) -> Any:
+        """The JSON of a request that must succeed."""
+        response = self.call(method, path, who, **kwargs)
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    def settle(self) -> None:
+        """Every event published and handled."""
+        assert self.runtime.quiesce(30), "the bus did not settle"
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """All four services in one process, like `yingji up`, with the real clock."""
+    reset_memory_bus()
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        bus_url="memory://",
+        mongo_url="",
+        timer_interval_seconds=3600,
+        handler_backoff_seconds=[0.01, 0.02, 0.05],
+        rate_limit_per_second=0,
+    )
+    from yingji.platform import load_specs
+
+    runtime = Runtime(settings, load_specs())
+    app = create_app(runtime)
+    with TestClient(app, raise_server_exceptions=False), live_server(app) as server:
+        running = Platform(runtime, server.url, make_keys(runtime))
+        yield running
+        running.http.close()
+    reset_memory_bus()
+
+
+def seed_real_work(platform: Platform) -> None:
+    """A real day so far: two incidents, a follow-up, a dispatch with sandbags, a zero report."""
+    now = datetime.now(UTC)
+    flood = platform.ok("POST", "/v1/incidents", "township_a", json=incident_body(now, TOWNSHIP_A))[
+        "id"
+    ]
+    platform.ok(
+        "POST",
+        "/v1/incidents",
+        "township_b",
+        json=incident_body(now, TOWNSHIP_B, category="geological", title="青石镇山体滑坡"),
+    )
+    platform.settle()
+    platform.ok(
+        "POST",
+        "/v1/dispatches",
+        json={
+            "incident_id": flood,
+            "team_ids": ["T03"],
+            "resources": [{"warehouse_id": "W01", "item_code": "sandbag", "quantity": 200}],
+        },
+    )
+    yesterday = (now.astimezone(SHANGHAI) - timedelta(days=1)).date().isoformat()
+    platform.ok(
+        "POST",
+        "/v1/zero-reports",
+        "township_b",
+        json={"township_code": TOWNSHIP_B, "date": yesterday, "nothing_to_report": True},
+    )
+    platform.settle()
+
+
+def gauges(platform: Platform) -> dict[str, str]:
+    """The alerting gauges, line by line, from /metrics."""
+    text = platform.http.get("/metrics").text
+    return {
+        line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1]
+        for line in text.splitlines()
+        if line.startswith(GAUGES)
+    }
+
+
+def snapshot(platform: Platform) -> dict[str, Any]:
+    """Everything a drill must never change, read over HTTP."""
+    local = datetime.now(UTC).astimezone(SHANGHAI)
+    today, yesterday = local.date(), local.date() - timedelta(days=1)
+    teams = platform.ok("GET", "/v1/teams", params={"limit": 200})["items"]
+    stock = platform.ok("GET", "/v1/stock", params={"limit": 200})["items"]
+    ledger = platform.ok("GET", "/v1/stock/ledger", params={"limit": 200})["items"]
+    summary = platform.ok("GET", "/v1/summaries/daily", params={"date": today.isoformat()})
+    for moving in ("generated_at", "as_of", "published_at"):
+        summary.pop(moving, None)
+    zero = {
+        day.isoformat(): {
+            part: platform.ok("GET", "/v1/zero-reports", params={"date": day.isoformat()})[part]
+            for part in ("filed", "missing", "late")
+        }
+        for day in (yesterday, today)
+    }
+    scores = platform.ok("GET", "/v1/scores", params={"month": today.strftime("%Y-%m")})
+    real_open = platform.ok("GET", "/v1/incidents", params={"status": "open", "exercise": "false"})
+    return {
+        "teams": {t["id"]: (t["status"], t["dispatch_id"], t["standby_plan_id"]) for t in teams},
+        "stock": {f"{s['warehouse_id']}:{s['item_code']}": s["quantity"] for s in stock},
+        "ledger": [(e["id"], e["delta"], e["quantity_after"]) for e in ledger],
+        "summary": summary,
+        "zero_reports": zero,
+        "scores": scores["items"],
+        "open_incidents": sorted(i["id"] for i in real_open["items"]),
+        "real_dispatches": platform.ok("GET", "/v1/dispatches", params={"exercise": "false"}),
+        "gauges": gauges(platform),
+    }
+
+
+def run_drill(platform: Platform, budget: float = 90.0) -> Drill:
+    """Drive the drill until it has done each kind of write at least once, or the budget ends."""
+    drill = Drill(platform.url, platform.keys["admin"], seed=7, rate=20, duration=4, concurrency=4)
+    ends = time.monotonic() + budget
+    while time.monotonic() < ends:
+        drill.run()
+        done = {op: drill.recorder.acknowledged_ids(op) for op in DRILL_OPERATIONS}
+        if all(done.values()):
+            break
+    drill.close()
+    return drill
+
+
+def drill_events(platform: Platform, since: datetime) -> list[dict[str, Any]]:
+    """Every event recorded from ``since`` on (the audit trail), all pages."""
+    events: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"from": since.isoformat(), "limit": 200}
+        if cursor:
+            params["cursor"] = cursor
+        page = platform.ok("GET", "/v1/audit", params=params)
+        events.extend(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return events
+
+
+def test_a_drill_leaves_real_operations_exactly_as_they_were(platform: Platform) -> None:
+    seed_real_work(platform)
+    before = snapshot(platform)
+    started = datetime.now(UTC)
+
+    drill = run_drill(platform)
+    platform.settle()
+
+    for operation in DRILL_OPERATIONS:
+        assert drill.recorder.acknowledged_ids(operation), f"the drill made no {operation}"
+    after = snapshot(platform)
+    for part in before:
+        assert after[part] == before[part], f"the drill changed {part}"
+    # Every event the drill caused says it is a drill, so no consumer can take it for real work.
+    caused = drill_events(platform, started)
+    assert caused, "the drill caused no events"
+    untagged = [
+        (e["event_type"], e["payload"]) for e in caused if e["payload"].get("exercise") is not True
+    ]
+    assert untagged == []
+    # Its texts are Chinese: hazard names, not codes.
+    titles = {e["payload"]["title"] for e in caused if e["event_type"] == "incident_reported"}
+    assert titles
+    assert [t for t in titles if not t.startswith("演练：") or any(c.isascii() for c in t)] == []
+
+
+def test_drill_zero_report_and_report_carry_the_flag_end_to_end(platform: Platform) -> None:
+    now = datetime.now(UTC)
+    drill = platform.ok(
+        "POST",
+        "/v1/incidents",
+        "township_a",
+        json=incident_body(now, TOWNSHIP_A, exercise=True, title="演练：洪涝灾害"),
+    )["id"]
+    platform.settle()
+    body = {
+        "incident_id": drill,
+        "kind": "followup",
+        "casualties": {"deaths": 0, "injured": 0, "missing": 0, "trapped": 0},
+        "affected": {
+            "people_affected": 130,
+            "people_evacuated": 40,
+            "houses_damaged": 6,
+            "houses_collapsed": 0,
+            "direct_loss_cny": 150000,
+        },
+        "progress": "演练：险情得到控制。",
+        "measures_taken": "持续转移群众。",
+        "needs": "无",
+        "reporter": {"name": "演练报送人", "phone": "13900000000"},
+        "approver": {"name": "演练审签人", "phone": "13900000001"},
+    }
+    wrong = platform.call("POST", "/v1/reports", "township_a", json={**body, "exercise": False})
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["fields"][0]["path"] == "exercise"
+    filed = platform.ok("POST", "/v1/reports", "township_a", json={**body, "exercise": True})
+    platform.settle()
+    events = platform.ok("GET", "/v1/audit", params={"incident_id": drill, "limit": 200})["items"]
+    followups = [e for e in events if e["event_type"] == "followup_filed"]
+    assert [e["payload"]["report_id"] for e in followups] == [filed["id"]]
+    assert all(e["payload"]["exercise"] is True for e in events), [
+        e["event_type"] for e in events if not e["payload"].get("exercise")
+    ]
