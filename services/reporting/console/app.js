@@ -251,7 +251,7 @@ function isDrill(item) {
 }
 
 // What a panel lists: drills only when asked for. Tiles and counts use real() alone.
-function shown(items) {
+function listed(items) {
   return state.showExercise ? items : items.filter((item) => !isDrill(item));
 }
 
@@ -304,7 +304,7 @@ async function loadWarnings() {
   const list = $("list-warnings");
   try {
     const all = await listAll("/v1/warnings?status=active");
-    const items = shown(all);
+    const items = listed(all);
     items.sort((a, b) => a.level - b.level || String(b.effective).localeCompare(String(a.effective)));
     clear(list);
     list.append(...(items.length ? items.map((w) => warningItem(w)) : [emptyItem("empty.warnings")]));
@@ -330,7 +330,7 @@ async function loadPending() {
   const list = $("list-pending");
   try {
     const all = await listAll("/v1/warnings?status=pending_approval");
-    const items = shown(all);
+    const items = listed(all);
     items.sort((a, b) => a.level - b.level);
     clear(list);
     list.append(
@@ -446,7 +446,7 @@ async function loadIncidents() {
       (a, b) => a.grade - b.grade || String(b.reported_at).localeCompare(String(a.reported_at)),
     );
     state.incidents = new Map(all.map((i) => [i.id, i]));
-    const items = shown(all);
+    const items = listed(all);
     const open = real(all);
     clear(list);
     list.append(...(items.length ? items.map(incidentItem) : [emptyItem("empty.incidents")]));
@@ -469,7 +469,7 @@ async function loadDispatches() {
   const list = $("list-dispatches");
   try {
     const all = await listAll("/v1/dispatches");
-    const items = shown(all);
+    const items = listed(all);
     const active = (d) => ACTIVE_DISPATCH.has(d.status);
     items.sort(
       (a, b) =>
@@ -524,7 +524,7 @@ async function loadDeadlines() {
   const list = $("list-deadlines");
   try {
     const all = await listAll("/v1/deadlines?status=overdue");
-    const items = shown(all);
+    const items = listed(all);
     items.sort((a, b) => String(a.due_at).localeCompare(String(b.due_at)));
     clear(list);
     const now = nowMs();
@@ -834,7 +834,7 @@ function addToFeed(ev) {
 function renderFeed() {
   const list = $("list-feed");
   clear(list);
-  const items = shown(state.feed);
+  const items = listed(state.feed);
   list.append(...(items.length ? items.map(feedItem) : [emptyItem("empty.feed")]));
 }
 
