@@ -104,6 +104,7 @@ def test_filing_raises_one_zero_report_filed_event(rstack: Stack) -> None:
     assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 201
     assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 201
     rstack.settle()
+    rstack.settle()
     filed = events_of(rstack, "zero_report_filed")
     assert len(filed) == 1
     assert filed[0]["source"] == "reporting"
@@ -127,6 +128,7 @@ def test_drill_zero_report_is_kept_apart_from_the_real_filing(rstack: Stack) -> 
     assert real.json()["exercise"] is False
     status = rstack.call("GET", "/v1/zero-reports", params={"date": day.isoformat()}).json()
     assert [r["township_code"] for r in status["filed"]] == [TOWNSHIP_A]
+    rstack.settle()
     filed = events_of(rstack, "zero_report_filed")
     assert sorted(e["payload"]["exercise"] for e in filed) == [False, True]
 
