@@ -741,7 +741,8 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
                 409, "merge_conflict", "the incident changed meanwhile; read it and retry"
             )
         ctx.wake_relay()
-        metrics.MERGES.inc()
+        if not duplicate.get("exercise"):  # drills (演练) are left out of every count
+            metrics.MERGES.inc()
         return _view(store.get(duplicate["_id"]) or duplicate, principal, detail=True)
 
     @router.post(
@@ -796,7 +797,8 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
             )
             if done:
                 ctx.wake_relay()
-                metrics.CLOSED.labels("leader").inc()
+                if not doc.get("exercise"):  # drills (演练) are left out of every count
+                    metrics.CLOSED.labels("leader").inc()
                 return _view(store.get(incident_id) or doc, principal, detail=True)
         raise ApiError(409, "conflict", "the incident keeps changing; read it and retry")
 
