@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from libs.common.app import Runtime, create_app
-from libs.common.settings import Settings
 from tests.console.support import live_server
 from tests.support.bodies import incident_body
-from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, make_keys, reset_memory_bus
+from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 from yingji.drill import Drill
 
 pytestmark = pytest.mark.e2e
@@ -39,13 +36,17 @@ GAUGES = (
 
 
 class Platform:
-    """The embedded stack on the system clock, served over HTTP on a free port."""
+    """The embedded stack (all four services, one process) served over HTTP on a free port."""
 
-    def __init__(self, runtime: Runtime, url: str, keys: dict[str, str]) -> None:
-        self.runtime = runtime
+    def __init__(self, stack: Stack, url: str) -> None:
+        self.stack = stack
         self.url = url
-        self.keys = keys
+        self.keys = stack.keys
         self.http = httpx.Client(base_url=url, timeout=30)
+
+    def now(self) -> datetime:
+        """The platform's clock (a manual one: no day or month boundary moves under the test)."""
+        return self.stack.clock.now()
 
     def call(self, method: str, path: str, who: str = "operator", **kwargs: Any) -> Any:
         """A request as ``who``."""
@@ -60,35 +61,33 @@ class Platform:
 
     def settle(self) -> None:
         """Every event published and handled."""
-        assert self.runtime.quiesce(30), "the bus did not settle"
+        self.stack.settle(30)
+
+
+class PlatformDrill(Drill):
+    """The drill, with its bodies timed on the platform's clock instead of the wall clock."""
+
+    def __init__(self, platform: Platform, **kwargs: Any) -> None:
+        super().__init__(platform.url, platform.keys["admin"], **kwargs)
+        self.platform = platform
+
+    def now(self) -> datetime:
+        """The platform's time."""
+        return self.platform.now()
 
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
-    """All four services in one process, like `yingji up`, with the real clock."""
-    reset_memory_bus()
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        bus_url="memory://",
-        mongo_url="",
-        timer_interval_seconds=3600,
-        handler_backoff_seconds=[0.01, 0.02, 0.05],
-        rate_limit_per_second=0,
-    )
-    from yingji.platform import load_specs
-
-    runtime = Runtime(settings, load_specs())
-    app = create_app(runtime)
-    with TestClient(app, raise_server_exceptions=False), live_server(app) as server:
-        running = Platform(runtime, server.url, make_keys(runtime))
+    """All four services in one process, like `yingji up`, on a Monday at 10:00 local."""
+    with running_stack(tmp_path) as stack, live_server(stack.client.app) as server:
+        running = Platform(stack, server.url)
         yield running
         running.http.close()
-    reset_memory_bus()
 
 
 def seed_real_work(platform: Platform) -> None:
     """A real day so far: two incidents, a follow-up, a dispatch with sandbags, a zero report."""
-    now = datetime.now(UTC)
+    now = platform.now()
     flood = platform.ok("POST", "/v1/incidents", "township_a", json=incident_body(now, TOWNSHIP_A))[
         "id"
     ]
@@ -130,7 +129,7 @@ def gauges(platform: Platform) -> dict[str, str]:
 
 def snapshot(platform: Platform) -> dict[str, Any]:
     """Everything a drill must never change, read over HTTP."""
-    local = datetime.now(UTC).astimezone(SHANGHAI)
+    local = platform.now().astimezone(SHANGHAI)
     today, yesterday = local.date(), local.date() - timedelta(days=1)
     teams = platform.ok("GET", "/v1/teams", params={"limit": 200})["items"]
     stock = platform.ok("GET", "/v1/stock", params={"limit": 200})["items"]
@@ -162,7 +161,7 @@ def snapshot(platform: Platform) -> dict[str, Any]:
 
 def run_drill(platform: Platform, budget: float = 90.0) -> Drill:
     """Drive the drill until it has done each kind of write at least once, or the budget ends."""
-    drill = Drill(platform.url, platform.keys["admin"], seed=7, rate=20, duration=4, concurrency=4)
+    drill = PlatformDrill(platform, seed=7, rate=20, duration=4, concurrency=4)
     ends = time.monotonic() + budget
     while time.monotonic() < ends:
         drill.run()
@@ -190,8 +189,9 @@ def drill_events(platform: Platform, since: datetime) -> list[dict[str, Any]]:
 
 def test_a_drill_leaves_real_operations_exactly_as_they_were(platform: Platform) -> None:
     seed_real_work(platform)
+    # The drill's events are told apart from the real ones by their time.
+    started = platform.stack.clock.advance(60)
     before = snapshot(platform)
-    started = datetime.now(UTC)
 
     drill = run_drill(platform)
     platform.settle()
@@ -215,7 +215,7 @@ def test_a_drill_leaves_real_operations_exactly_as_they_were(platform: Platform)
 
 
 def test_drill_zero_report_and_report_carry_the_flag_end_to_end(platform: Platform) -> None:
-    now = datetime.now(UTC)
+    now = platform.now()
     drill = platform.ok(
         "POST",
         "/v1/incidents",
