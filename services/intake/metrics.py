@@ -12,7 +12,7 @@ INCIDENTS_RECEIVED = Counter(
 )
 LATE_REPORTS = Counter(
     "yingji_intake_late_reports_total",
-    "Real initial reports that arrived after their grade's limit (遲報); drills not counted",
+    "Real initial reports that arrived after their grade's limit (迟报); drills not counted",
     ["category", "grade", "township"],
 )
 VALIDATION_REJECTIONS = Counter(

@@ -40,7 +40,7 @@ REPORTS_FILED = Counter(
 REPORT_KINDS = ("initial", "followup", "final", "zero")
 REPORTS_LATE = Counter(
     "yingji_reporting_reports_late_total",
-    "Real reports filed after their deadline (遲報), by kind; drills are not counted",
+    "Real reports filed after their deadline (迟报), by kind; drills are not counted",
     ["service", "kind"],
 )
 REPORT_LATENCY = Histogram(
