@@ -2,10 +2,12 @@
 
 Incidents arrive in waves from many townships, follow-ups raise the figures, some incidents get
 final reports, townships file zero reports, warnings are issued, adjusted and lifted, teams and
-supplies are dispatched and returned. Everything is marked as exercise data where the API has a
-flag for it. A seed makes the sequence of operations repeatable; the rate and the duration bound
-the load. It records every request (operation, status, latency, the id it created) so the same
-run serves training drills, benchmarks and the fault checker.
+supplies are dispatched and returned. Every write carries ``exercise: true`` (演练) or acts on an
+object that does, so the platform keeps it apart: it reserves no real team or stock, files no
+real zero report, and is left out of every count. Its texts are Chinese. A seed makes the
+sequence of operations repeatable; the rate and the duration bound the load. It records every
+request (operation, status, latency, the id it created) so the same run serves training drills,
+benchmarks and the fault checker.
 """
 
 from __future__ import annotations
@@ -34,6 +36,18 @@ CATEGORY_WEIGHTS = {
     "public_health": 1,
     "lightning": 1,
 }
+# The Chinese names of the categories, as the platform shows them (titles carry no raw codes).
+CATEGORY_NAMES = {
+    "flood": "洪涝灾害",
+    "geological": "地质灾害",
+    "traffic_accident": "道路交通事故",
+    "fire": "火灾",
+    "production_accident": "生产安全事故",
+    "dispute": "矛盾纠纷",
+    "public_health": "公共卫生事件",
+    "lightning": "雷电灾害",
+}
+ROLE_NAMES = {"operator": "值班员", "leader": "带班领导", "department": "水利气象部门"}
 HAZARD_OF = {"flood": "flood", "geological": "geological", "lightning": "lightning"}
 DRILL_PHONE = "13900000000"
 
@@ -200,6 +214,7 @@ class Drill:
         townships = self.client.get(self.route("/v1/townships"), headers=admin)
         townships.raise_for_status()
         self.townships = [t["code"] for t in townships.json()["items"]]
+        names = {t["code"]: t.get("name") or t["code"] for t in townships.json()["items"]}
         wanted: list[tuple[str, str, str | None]] = [
             ("operator", "operator", None),
             ("leader", "leader", None),
@@ -207,7 +222,8 @@ class Drill:
         ]
         wanted += [(f"township:{code}", "township", code) for code in self.townships]
         for who, role, code in wanted:
-            body: dict[str, Any] = {"role": role, "name": f"drill {self.run_id} {who}"}
+            title = ROLE_NAMES.get(who) or f"{names.get(code or '', code)}值班"
+            body: dict[str, Any] = {"role": role, "name": f"演练 {self.run_id} {title}"}
             if code:
                 body["township_code"] = code
             if role == "department":
@@ -237,7 +253,7 @@ class Drill:
         body: dict[str, Any] = {
             "category": category,
             "township_code": code,
-            "title": f"演练：{category} 事件",
+            "title": f"演练：{CATEGORY_NAMES[category]}",
             "description": "演练数据：河水上涨，部分道路积水，村民正在转移。",
             "occurred_at": (now - timedelta(minutes=rnd.randint(5, 40))).isoformat(),
             "discovered_at": (now - timedelta(minutes=rnd.randint(0, 4))).isoformat(),
@@ -306,6 +322,7 @@ class Drill:
             "needs": "无",
             "reporter": {"name": "演练报送人", "phone": DRILL_PHONE},
             "approver": {"name": "演练审签人", "phone": DRILL_PHONE},
+            "exercise": True,
         }
         self.call(
             "final_report" if final else "followup",
@@ -325,7 +342,7 @@ class Drill:
             "POST",
             "/v1/zero-reports",
             f"township:{code}",
-            {"township_code": code, "date": yesterday, "nothing_to_report": True},
+            {"township_code": code, "date": yesterday, "nothing_to_report": True, "exercise": True},
         )
 
     def issue_warning(self) -> None:
@@ -429,6 +446,7 @@ class Drill:
             "team_ids": [team],
             "resources": [{"warehouse_id": "W01", "item_code": "sandbag", "quantity": 50}],
             "note": "演练调度",
+            "exercise": True,
         }
         response = self.call("dispatch", "POST", "/v1/dispatches", "operator", body)
         if response is not None and response.status_code == 201:

@@ -25,7 +25,13 @@ from libs.common.outbox import new_document
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
 from services.dispatch import domain, events
-from services.dispatch.metrics import ORDERS, STOCK_ADJUSTMENTS, observe_on_scene, refresh
+from services.dispatch.metrics import (
+    ORDERS,
+    STOCK_ADJUSTMENTS,
+    exercise_label,
+    observe_on_scene,
+    refresh,
+)
 from services.dispatch.store import (
     ConflictError,
     DispatchStore,
@@ -140,6 +146,11 @@ class DispatchIn(_Strict):
         default_factory=list, max_length=50, description="調撥物資 supplies to send"
     )
     note: str = Field(default="", max_length=1000, description="備註 note for the teams")
+    exercise: bool = Field(
+        default=False,
+        description="演练 drill order: reserves no real team or stock, records what it would take; "
+        "always true for a drill incident",
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> DispatchIn:
@@ -232,6 +243,10 @@ class PlanIn(_Strict):
         default=None, pattern=CODE_PATTERN, description="請求支援的鄉鎮 requesting township"
     )
     reason: str = Field(min_length=1, max_length=1000, description="啟動理由 why")
+    exercise: bool = Field(
+        default=False,
+        description="演练 drill plan: puts no real team on standby, names the teams it would call",
+    )
 
     @field_validator("township_codes")
     @classmethod
@@ -382,6 +397,8 @@ def _order_out(doc: Mapping[str, Any]) -> dict[str, Any]:
         "returned": doc.get("returned") or [],
         "rejection": doc.get("rejection"),
         "history": doc.get("history") or [],
+        "exercise": bool(doc.get("exercise")),
+        "simulated": doc.get("simulated"),
     }
 
 
@@ -408,6 +425,8 @@ def _plan_out(doc: Mapping[str, Any]) -> dict[str, Any]:
         "end_reason": doc.get("end_reason"),
         "teams_released": doc.get("teams_released") or [],
         "history": doc.get("history") or [],
+        "exercise": bool(doc.get("exercise")),
+        "simulated_standby": doc.get("simulated_standby") or [],
     }
 
 
@@ -439,6 +458,7 @@ def _assignment_out(doc: Mapping[str, Any], required: int) -> dict[str, Any]:
         "approved_by": doc.get("approved_by"),
         "approved_at": doc.get("approved_at"),
         "resolved_at": doc.get("resolved_at"),
+        "exercise": bool(doc.get("exercise")),
     }
 
 
@@ -770,12 +790,17 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         incident = store.incident(body.incident_id)
         if incident is None:
             errors.append({"path": "incident_id", "reason": "unknown incident"})
+        exercise = body.exercise or bool(incident and incident.get("exercise"))
+        if incident is not None and body.exercise and not incident.get("exercise"):
+            errors.append(
+                {"path": "exercise", "reason": "a drill order (演练) needs a drill incident"}
+            )
         if errors:
-            ORDERS.labels("invalid").inc()
+            ORDERS.labels("invalid", exercise_label(exercise)).inc()
             raise ApiError(422, "invalid", "the order is not valid", fields=errors)
         assert incident is not None
         if incident.get("status") != "open":
-            ORDERS.labels("rejected").inc()
+            ORDERS.labels("rejected", exercise_label(exercise)).inc()
             raise ConflictError("incident_closed", "the incident is closed", "incident_id")
         now = store.now()
         order = {
@@ -791,15 +816,16 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             "updated_at": now,
             "reserve_deadline": deadline(now, store.rules.reserve_timeout_seconds),
             "history": [{"status": "requested", "at": now, "by": principal.name}],
+            "exercise": exercise,
         }
         try:
             placed, created = store.place_order(order, scope, digest)
         except ConflictError:
-            ORDERS.labels("rejected").inc()
+            ORDERS.labels("rejected", exercise_label(exercise)).inc()
             refresh(store)
             raise
         if created:
-            ORDERS.labels("ordered").inc()
+            ORDERS.labels("ordered", exercise_label(exercise)).inc()
         refresh(store)
         return _order_out(placed)
 
@@ -810,6 +836,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             "reserving", "ordered", "en_route", "on_scene", "completed", "released", "rejected"
         ]
         | None = None,
+        exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: int = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
@@ -817,6 +844,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         selector: dict[str, Any] = {}
         if incident_id:
             selector["incident_id"] = incident_id
+        if exercise is not None:
+            selector["exercise"] = True if exercise else {"$ne": True}
         # Refused requests are kept for the record but only listed when asked for.
         selector["status"] = status or {"$ne": "rejected"}
         if principal.role == Role.TOWNSHIP:
@@ -843,7 +872,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         order = store.change_order_status(
             dispatch_id, body.status, principal.name, returned, body.note
         )
-        if body.status == "on_scene":
+        if body.status == "on_scene" and not order.get("exercise"):
             observe_on_scene(order.get("ordered_at"), order["on_scene_at"])
         refresh(store)
         return _order_out(order)
@@ -863,11 +892,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         trigger_kind: Literal["incident", "warning", "operator"] | None = None,
         incident_id: str | None = None,
         warning_id: str | None = None,
+        exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: int = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
+        if exercise is not None:
+            selector["exercise"] = True if exercise else {"$ne": True}
         for name, value in (
             ("status", status),
             ("trigger_kind", trigger_kind),
@@ -922,7 +954,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             "requested_by": body.requested_by,
             "requesting_township": body.requesting_township,
             "activated_by": principal.name,
-            "exercise": False,
+            "exercise": body.exercise,
         }
         created, _ = store.activate_plan(plan, scope_key=(scope, digest))
         refresh(store)
@@ -1009,6 +1041,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             "created_at": now,
             "created_by": principal.name,
             "version": 1,
+            "exercise": bool(incident.get("exercise")),
         }
         evts = [] if body.major else [events.assignment_created(ctx.clock, doc)]
         from pymongo.errors import DuplicateKeyError
@@ -1033,11 +1066,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         overdue: bool | None = None,
         incident_id: str | None = None,
         level: Literal["group", "village", "township", "county"] | None = None,
+        exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: int = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP),
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
+        if exercise is not None:
+            selector["exercise"] = True if exercise else {"$ne": True}
         for name, value in (("status", status), ("incident_id", incident_id), ("level", level)):
             if value:
                 selector[name] = value

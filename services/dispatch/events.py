@@ -30,6 +30,7 @@ def dispatch_ordered(clock: Clock, order: Mapping[str, Any]) -> EventEnvelope:
             "team_ids": list(order["team_ids"]),
             "resources": _lines(order["resources"]),
             "township_code": order.get("township_code"),
+            "exercise": bool(order.get("exercise")),
         },
         correlation_id=order["incident_id"],
     )
@@ -54,6 +55,7 @@ def dispatch_status_changed(
             "status": status,
             "team_ids": list(order["team_ids"]),
             "returned": _lines(returned),
+            "exercise": bool(order.get("exercise")),
         },
         correlation_id=order["incident_id"],
     )
@@ -104,6 +106,7 @@ def plan_activated(
             "scope": plan.get("scope"),
             "reason": plan.get("reason"),
             "activated_by": plan.get("activated_by"),
+            "exercise": bool(plan.get("exercise")),
         },
         correlation_id=_plan_correlation(plan),
         causation_id=causation_id,
@@ -123,7 +126,13 @@ def plan_changed(
         clock,
         SOURCE,
         "plan_changed",
-        {"plan_id": plan["_id"], "old_level": old_level, "level": level, "reason": reason},
+        {
+            "plan_id": plan["_id"],
+            "old_level": old_level,
+            "level": level,
+            "reason": reason,
+            "exercise": bool(plan.get("exercise")),
+        },
         correlation_id=_plan_correlation(plan),
         causation_id=causation_id,
     )
@@ -147,6 +156,7 @@ def plan_ended(
             "incident_id": plan.get("incident_id"),
             "warning_id": plan.get("warning_id"),
             "teams_released": list(teams_released),
+            "exercise": bool(plan.get("exercise")),
         },
         correlation_id=_plan_correlation(plan),
         causation_id=causation_id,
@@ -168,6 +178,7 @@ def assignment_created(clock: Clock, assignment: Mapping[str, Any]) -> EventEnve
             "responsible_leader": assignment["responsible_leader"],
             "responsible_unit": assignment["responsible_unit"],
             "approved_by": assignment.get("approved_by"),
+            "exercise": bool(assignment.get("exercise")),
         },
         correlation_id=assignment["incident_id"],
     )
@@ -193,6 +204,7 @@ def assignment_escalated(
             "to_level": to_level,
             "reason": reason,
             "unresolved_attempts": unresolved,
+            "exercise": bool(assignment.get("exercise")),
         },
         correlation_id=assignment["incident_id"],
     )
@@ -208,6 +220,7 @@ def assignment_overdue(clock: Clock, assignment: Mapping[str, Any]) -> EventEnve
             "assignment_id": assignment["_id"],
             "incident_id": assignment["incident_id"],
             "due_at": assignment["due_at"],
+            "exercise": bool(assignment.get("exercise")),
         },
         correlation_id=assignment["incident_id"],
     )

@@ -51,17 +51,24 @@ class PlanHandlers:
             "title": p.title,
             "status": "open",
             "escalated": p.escalated,
-            "exercise": p.exercise,
             "reported_at": p.reported_at,
             "lat": p.lat,
             "lon": p.lon,
             "_applied": [envelope.event_id],
         }
         result = self.store.incidents.update_one(
-            {"_id": p.incident_id}, {"$setOnInsert": doc}, upsert=True
+            # The drill flag is a fact of the incident: set it even over a placeholder that an
+            # earlier event left, so a drill is never taken for a real incident.
+            {"_id": p.incident_id},
+            {"$setOnInsert": doc, "$set": {"exercise": p.exercise}},
+            upsert=True,
         )
         fresh = result.upserted_id is not None
-        incident = self.store.incident(p.incident_id) or {"_id": p.incident_id, **doc}
+        incident = self.store.incident(p.incident_id) or {
+            "_id": p.incident_id,
+            **doc,
+            "exercise": p.exercise,
+        }
         planned = self._incident_plan(incident, p.grade, envelope, escalated=p.escalated)
         return fresh or planned
 
@@ -80,7 +87,7 @@ class PlanHandlers:
                         "title": "",
                         "status": "open",
                         "escalated": False,
-                        "exercise": False,
+                        "exercise": p.exercise,
                     }
                 },
                 upsert=True,

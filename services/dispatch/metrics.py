@@ -28,7 +28,11 @@ ORDER_TO_ON_SCENE = Histogram(
     "Time from an order being placed to its teams reporting on scene",
     buckets=(300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 10800, 21600),
 )
-ORDERS = Counter("yingji_dispatch_orders_total", "Dispatch order requests by outcome", ["outcome"])
+ORDERS = Counter(
+    "yingji_dispatch_orders_total",
+    "Dispatch order requests by outcome; exercise=true for drills (演练), left out of dashboards",
+    ["outcome", "exercise"],
+)
 STOCK_ADJUSTMENTS = Counter(
     "yingji_dispatch_stock_adjustments_total", "Stock changes by kind", ["kind", "outcome"]
 )
@@ -42,25 +46,35 @@ ASSIGNMENTS_OVERDUE = Gauge(
 
 # Children exist from the start so the first increment shows in increase().
 for _outcome in ("ordered", "rejected", "invalid"):
-    ORDERS.labels(_outcome)
+    for _exercise in ("false", "true"):
+        ORDERS.labels(_outcome, _exercise)
 for _outcome in ("applied", "duplicate", "short", "missing"):
     STOCK_ADJUSTMENTS.labels("adjustment", _outcome)
 for _status in domain.TEAM_STATUSES:
     TEAMS.labels(_status)
 
 
+def exercise_label(exercise: bool) -> str:
+    """The ``exercise`` label value of a drill (``true``) or real (``false``) operation."""
+    return "true" if exercise else "false"
+
+
 def refresh(store: DispatchStore) -> None:
-    """Recompute every gauge from the store (a handful of indexed counts)."""
+    """Recompute every gauge from the store (a handful of indexed counts); drills (演练) are
+    left out: they hold no team and no stock."""
+    real = {"exercise": {"$ne": True}}
     for status in domain.TEAM_STATUSES:
         TEAMS.labels(status).set(store.teams.count_documents({"status": status}))
     STOCK_BELOW_MIN.set(
         store.stock.count_documents({"$expr": {"$lt": ["$quantity", "$min_level"]}})
     )
     ORDERS_ACTIVE.set(
-        store.orders.count_documents({"status": {"$in": list(domain.ACTIVE_ORDER_STATUSES)}})
+        store.orders.count_documents(
+            {"status": {"$in": list(domain.ACTIVE_ORDER_STATUSES)}, **real}
+        )
     )
-    PLANS_ACTIVE.set(store.plans.count_documents({"status": "active"}))
-    open_selector = {"status": {"$in": list(domain.OPEN_ASSIGNMENT_STATUSES)}}
+    PLANS_ACTIVE.set(store.plans.count_documents({"status": "active", **real}))
+    open_selector = {"status": {"$in": list(domain.OPEN_ASSIGNMENT_STATUSES)}, **real}
     ASSIGNMENTS_OPEN.set(store.assignments.count_documents(open_selector))
     ASSIGNMENTS_OVERDUE.set(store.assignments.count_documents({**open_selector, "overdue": True}))
 

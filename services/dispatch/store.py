@@ -10,6 +10,9 @@ Consistency without transactions:
   collection under its deterministic id and pulled from the line (a timer finishes the copy
   after a crash; reading the ledger finishes it first), so no quantity change is ever visible
   without its ledger entry.
+- A drill (演练, ``exercise``) order or plan reserves nothing: it records what it would have
+  taken (``simulated``, ``simulated_standby``) read from the real roster and stock, and never
+  changes a team, a stock line or the ledger.
 - A dispatch order is written first, in state ``reserving`` with the planned teams and lines;
   each reservation names the order; on any failure what was taken is given back
   (compensation). An order stuck in ``reserving`` (the process died mid-order) is repaired by
@@ -475,6 +478,8 @@ class DispatchStore:
 
         Returns the order and whether this call created it (False: an idempotent replay).
         """
+        if order.get("exercise"):
+            return self._place_exercise_order(order, scope, digest)
         doc, created = insert_idempotent(self.orders, order, scope, digest)
         if not created:
             return doc, False
@@ -504,6 +509,54 @@ class DispatchStore:
             raise ConflictError("dispatch_interrupted", "the reservation timed out; order again")
         self.ctx.wake_relay()
         return self.order(doc["_id"]) or committed, True
+
+    def _place_exercise_order(
+        self, order: Mapping[str, Any], scope: str, digest: str
+    ) -> tuple[dict[str, Any], bool]:
+        """A drill (演练) order: recorded as ordered with what it *would* have taken; no real
+        team, stock line or ledger entry is touched, so one write carries it and its event."""
+        now = self.now()
+        doc = {
+            **order,
+            "status": "ordered",
+            "ordered_at": now,
+            "updated_at": now,
+            "simulated": self.simulate_reservation(order),
+            "history": [
+                *order.get("history", []),
+                {"status": "ordered", "at": now, "by": order["created_by"], "note": "演练"},
+            ],
+        }
+        doc.pop("reserve_deadline", None)
+        event = events.dispatch_ordered(self.clock, doc)
+        stored, created = insert_idempotent(self.orders, new_document(doc, [event]), scope, digest)
+        if created:
+            self.ctx.wake_relay()
+        return stored, created
+
+    def simulate_reservation(self, order: Mapping[str, Any]) -> dict[str, Any]:
+        """What an order would take from the real roster and stock, read without changing them."""
+        teams = []
+        for team_id in order["team_ids"]:
+            team = self.team(team_id)
+            status = team["status"] if team else "unknown"
+            teams.append(
+                {
+                    "team_id": team_id,
+                    "status": status,
+                    "available": status in domain.DISPATCHABLE_STATUSES,
+                }
+            )
+        lines = []
+        for line in order["resources"]:
+            current = self.line(line["warehouse_id"], line["item_code"])
+            have = float(current["quantity"]) if current else 0.0
+            lines.append({**line, "on_hand": have, "available": have >= line["quantity"]})
+        return {
+            "teams": teams,
+            "resources": lines,
+            "note": "演练：仅模拟占用，真实队伍状态、库存和台账均未改变",
+        }
 
     def _reserve(self, order: Mapping[str, Any]) -> dict[str, str] | None:
         """Reserve the order's teams, then its supplies; the first failure, or None."""
@@ -631,6 +684,10 @@ class DispatchStore:
         order = self.order(order_id)
         if order is None or not order.get(RELEASE_PENDING):
             return
+        if order.get("exercise"):
+            # A drill order held nothing real, so nothing real comes back.
+            self.orders.update_one({"_id": order_id}, {"$unset": {RELEASE_PENDING: ""}})
+            return
         self.release_order_teams(order_id)
         for line in order.get("returned") or []:
             if line["quantity"] <= 0:
@@ -689,6 +746,14 @@ class DispatchStore:
             [team_view(row) for row in candidates], required, townships
         )
         now = self.now()
+        if plan.get("exercise"):
+            # A drill plan (演练) names the teams it would call; none is put on standby.
+            return self._record_plan(
+                {**plan, "teams_on_standby": [], "simulated_standby": sorted(chosen)},
+                now,
+                causation_id,
+                scope_key,
+            )
         for team_id in chosen:
             self.teams.update_one(
                 {"_id": team_id, "status": "available"},
@@ -703,10 +768,24 @@ class DispatchStore:
         ours = self.teams.find(
             {"standby_plan_id": plan["_id"], "status": "standby"}, projection={"_id": 1}
         )
+        return self._record_plan(
+            {**plan, "teams_on_standby": sorted(row["_id"] for row in ours)},
+            now,
+            causation_id,
+            scope_key,
+        )
+
+    def _record_plan(
+        self,
+        plan: Mapping[str, Any],
+        now: datetime,
+        causation_id: str | None,
+        scope_key: tuple[str, str] | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Insert an activated plan with its ``plan_activated`` event (once per id)."""
         doc = {
             **plan,
             "status": "active",
-            "teams_on_standby": sorted(row["_id"] for row in ours),
             "activated_at": now,
             "history": [
                 {

@@ -741,7 +741,8 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
                 409, "merge_conflict", "the incident changed meanwhile; read it and retry"
             )
         ctx.wake_relay()
-        metrics.MERGES.inc()
+        if not duplicate.get("exercise"):  # drills (演练) are left out of every count
+            metrics.MERGES.inc()
         return _view(store.get(duplicate["_id"]) or duplicate, principal, detail=True)
 
     @router.post(
@@ -796,7 +797,8 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
             )
             if done:
                 ctx.wake_relay()
-                metrics.CLOSED.labels("leader").inc()
+                if not doc.get("exercise"):  # drills (演练) are left out of every count
+                    metrics.CLOSED.labels("leader").inc()
                 return _view(store.get(incident_id) or doc, principal, detail=True)
         raise ApiError(409, "conflict", "the incident keeps changing; read it and retry")
 
@@ -812,7 +814,10 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
 
 def _count_new(doc: Mapping[str, Any]) -> None:
     grade, category, township = str(doc["grade"]), doc["category"], doc["township_code"]
-    metrics.INCIDENTS_RECEIVED.labels(category, grade, township).inc()
+    exercise = "true" if doc.get("exercise") else "false"
+    metrics.INCIDENTS_RECEIVED.labels(category, grade, township, exercise).inc()
+    if doc.get("exercise"):
+        return  # drills (演练) are left out of every other count
     metrics.DISCOVERY_TO_REPORT.labels(category).observe(doc["report_delay_seconds"])
     if doc["late"]:
         metrics.LATE_REPORTS.labels(category, grade, township).inc()

@@ -192,6 +192,8 @@ def _plan(
 def _count(
     doc: Mapping[str, Any], raised: tuple[int, int] | None, added: Sequence[str], close: bool
 ) -> None:
+    if doc.get("exercise"):
+        return  # drills (演练) are left out of every count
     if raised is not None:
         metrics.REGRADES.labels(str(raised[0]), str(raised[1])).inc()
     for reason in added:

@@ -6,12 +6,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 INCIDENTS_RECEIVED = Counter(
     "yingji_intake_incidents_received_total",
-    "Incidents accepted at intake, by category, initial grade and township",
-    ["category", "grade", "township"],
+    "Incidents accepted at intake, by category, initial grade and township; exercise=true for "
+    "drills (演练), which dashboards leave out",
+    ["category", "grade", "township", "exercise"],
 )
 LATE_REPORTS = Counter(
     "yingji_intake_late_reports_total",
-    "Initial reports that arrived after their grade's limit (遲報)",
+    "Real initial reports that arrived after their grade's limit (迟报); drills not counted",
     ["category", "grade", "township"],
 )
 VALIDATION_REJECTIONS = Counter(

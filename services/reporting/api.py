@@ -89,6 +89,10 @@ class ReportIn(BaseModel):
     )
     reporter: Person | None = Field(default=None, description="報送人")
     approver: Person | None = Field(default=None, description="審簽人")
+    exercise: bool | None = Field(
+        default=None,
+        description="演练 drill report: when given, must match the incident's own drill flag",
+    )
 
 
 class ZeroReportIn(BaseModel):
@@ -101,6 +105,10 @@ class ZeroReportIn(BaseModel):
     nothing_to_report: bool = Field(description="無事可報（零報告）")
     incident_ids: list[str] = Field(
         default_factory=list, max_length=200, description="當日已報送的事件編號"
+    )
+    exercise: bool = Field(
+        default=False,
+        description="演练 drill zero report: kept apart, never the township's real filing",
     )
 
 
@@ -175,6 +183,7 @@ def deadline_view(doc: dict[str, Any]) -> dict[str, Any]:
         "met_by": doc.get("met_by"),
         "cancel_reason": doc.get("cancel_reason"),
         "skipped_grades": doc.get("skipped_grades"),
+        "exercise": bool(doc.get("exercise")),
     }
 
 
@@ -268,6 +277,9 @@ def file_report(
             "report on the primary incident",
             fields=[{"path": "incident_id", "reason": "merged duplicate"}],
         )
+    if body.exercise is not None and body.exercise != bool(incident.get("exercise")):
+        what = "a drill (演练)" if incident.get("exercise") else "real"
+        raise field_error("exercise", f"the incident is {what}")
     final_exists = store.reports.find_one({"chain_key": f"{incident['_id']}:final"})
     if incident.get("finalised") or final_exists is not None:
         raise ApiError(
@@ -363,7 +375,10 @@ def file_report(
         if created:
             ctx.wake_relay()
             metrics.REPORTS_FILED.labels(
-                metrics.SERVICE, body.kind, incident["township_code"]
+                metrics.SERVICE,
+                body.kind,
+                incident["township_code"],
+                metrics.exercise_label(doc["exercise"]),
             ).inc()
             engine.apply_report(ctx, store, stored)
             return store.reports.find_one({"_id": report_id}) or stored
@@ -436,11 +451,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         kind: Literal["initial", "followup", "escalation", "final"] | None = Query(
             default=None, description="類型"
         ),
+        exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: int = Query(default=50, ge=1, le=200, description="每頁條數"),
         cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
+        if exercise is not None:
+            selector["exercise"] = True if exercise else {"$ne": True}
         code = _township_filter(principal, township_code)
         if code:
             selector["township_code"] = code
@@ -478,7 +496,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         day = _parse_day(date, "query.date")
         result = zero.status(ctx, store, day)
         if principal.role == Role.TOWNSHIP:
-            for part in ("filed", "missing", "late"):
+            for part in ("filed", "missing", "late", "exercise_filed"):
                 result[part] = [
                     r for r in result[part] if r["township_code"] == principal.township_code
                 ]

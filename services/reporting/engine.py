@@ -107,8 +107,12 @@ def record_incident(ctx: ServiceContext, store: Store, envelope: EventEnvelope) 
         "regrades": [],
     }
     created = insert_once(store.incidents, incident)
+    exercise = metrics.exercise_label(incident["exercise"])
     if created:
-        metrics.REPORTS_FILED.labels(metrics.SERVICE, "initial", incident["township_code"]).inc()
+        metrics.REPORTS_FILED.labels(
+            metrics.SERVICE, "initial", incident["township_code"], exercise
+        ).inc()
+    if created and not incident["exercise"]:
         metrics.REPORT_LATENCY.labels(metrics.SERVICE, "initial").observe(
             max(0.0, (reported - discovered).total_seconds())
         )
@@ -388,9 +392,10 @@ def apply_report(ctx: ServiceContext, store: Store, report: Mapping[str, Any]) -
                 continue
             met_ids.append(target["_id"])
             any_late = any_late or late
-            metrics.REPORT_LATENCY.labels(metrics.SERVICE, report["kind"]).observe(
-                max(0.0, (filed_at - as_utc(target["due_at"])).total_seconds())
-            )
+            if not report.get("exercise"):
+                metrics.REPORT_LATENCY.labels(metrics.SERVICE, report["kind"]).observe(
+                    max(0.0, (filed_at - as_utc(target["due_at"])).total_seconds())
+                )
             if target["kind"] == "followup" and target["status"] == "pending":
                 latest_slot = as_utc(target["due_at"])
         if met_ids:
@@ -399,7 +404,7 @@ def apply_report(ctx: ServiceContext, store: Store, report: Mapping[str, Any]) -
                 {"_id": report["_id"]},
                 {"$set": {"deadline_id": met_ids[0], "deadline_ids": met_ids, "late": any_late}},
             )
-            if any_late:
+            if any_late and not report.get("exercise"):
                 metrics.REPORTS_LATE.labels(metrics.SERVICE, report["kind"]).inc()
             if latest_slot is not None:
                 plan_next_followup(ctx, store, incident_id, latest_slot)
@@ -461,11 +466,12 @@ def scan_deadlines(ctx: ServiceContext, store: Store) -> dict[str, int]:
                         [event],
                     ),
                 )
-                if result.modified_count:
-                    counts["overdue"] += 1
+                if result.modified_count and not deadline.get("exercise"):
                     metrics.DEADLINES_WENT_OVERDUE.labels(
                         metrics.SERVICE, deadline["kind"], "1"
                     ).inc()
+                if result.modified_count:
+                    counts["overdue"] += 1
                     if deadline["kind"] == "followup":
                         plan_next_followup(
                             ctx, store, deadline["incident_id"], as_utc(deadline["due_at"])
@@ -488,6 +494,7 @@ def scan_deadlines(ctx: ServiceContext, store: Store) -> dict[str, int]:
                 )
                 if result.modified_count:
                     counts["escalated"] += 1
+                if result.modified_count and not deadline.get("exercise"):
                     metrics.DEADLINES_WENT_OVERDUE.labels(
                         metrics.SERVICE, deadline["kind"], "2"
                     ).inc()

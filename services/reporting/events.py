@@ -20,6 +20,7 @@ def report_filed(clock: Clock, report: Mapping[str, Any]) -> EventEnvelope:
         "township_code": report["township_code"],
         "casualties": report["casualties"],
         "affected": report["affected"],
+        "exercise": bool(report.get("exercise")),
     }
     if report["kind"] == "followup":
         payload["number"] = report["number"]
@@ -52,6 +53,7 @@ def report_overdue(
             "due_at": deadline["due_at"],
             "escalation": escalation,
             "incident_id": deadline.get("incident_id"),
+            "exercise": bool(deadline.get("exercise")),
         },
         correlation_id=deadline.get("incident_id"),
         causation_id=causation_id,
@@ -81,6 +83,7 @@ def zero_report_filed(clock: Clock, doc: dict[str, Any]) -> EventEnvelope:
             "nothing_to_report": doc["nothing_to_report"],
             "late": doc["late"],
             "incident_ids": doc["incident_ids"],
+            "exercise": bool(doc.get("exercise")),
         },
         correlation_id=f"zero:{doc['date']}",
     )

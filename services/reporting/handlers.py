@@ -170,6 +170,11 @@ def _warning_handler(store: Store, kind: str) -> Handler:
     return handle
 
 
+def _is_exercise(payload: dict[str, Any], incident: dict[str, Any] | None) -> bool:
+    """A drill (演练) order: flagged in its event, or made for a drill incident."""
+    return bool(payload.get("exercise")) or bool(incident and incident.get("exercise"))
+
+
 def _dispatch_ordered(store: Store) -> Handler:
     def handle(envelope: EventEnvelope) -> bool:
         p = envelope.payload
@@ -182,6 +187,7 @@ def _dispatch_ordered(store: Store) -> Handler:
             "resources": p.get("resources") or [],
             "status": "ordered",
             "ordered_at": as_utc(envelope.occurred_at),
+            "exercise": _is_exercise(p, incident),
         }
         if insert_once(store.dispatches, doc):
             return True
@@ -213,6 +219,7 @@ def _dispatch_status(store: Store) -> Handler:
                     "resources": [],
                     "status": "ordered",
                     "ordered_at": None,
+                    "exercise": _is_exercise(p, incident),
                 },
             )
         status = p["status"]
@@ -267,6 +274,7 @@ def _plan_handler(store: Store, kind: str) -> Handler:
                     "status": "active",
                     "activated_at": at,
                     "ended_at": None,
+                    "exercise": bool(p.get("exercise", False)),
                 },
             )
         if store.plans.find_one({"_id": p["plan_id"]}) is None:

@@ -33,12 +33,14 @@ ZERO_REPORTS_MISSING_TODAY = Gauge(
 )
 REPORTS_FILED = Counter(
     "yingji_reporting_reports_filed_total",
-    "Reports in the chain by kind (initial, followup, final, zero) and township",
-    ["service", "kind", "township_code"],
+    "Reports in the chain by kind (initial, followup, final, zero) and township; "
+    "exercise=true for drills (演练), left out of dashboards",
+    ["service", "kind", "township_code", "exercise"],
 )
+REPORT_KINDS = ("initial", "followup", "final", "zero")
 REPORTS_LATE = Counter(
     "yingji_reporting_reports_late_total",
-    "Reports filed after their deadline (遲報), by kind",
+    "Real reports filed after their deadline (迟报), by kind; drills are not counted",
     ["service", "kind"],
 )
 REPORT_LATENCY = Histogram(
@@ -58,3 +60,16 @@ TIMELINE_EVENTS = Counter(
     "Events recorded in the timeline (first delivery only), by source",
     ["service", "source"],
 )
+
+
+def exercise_label(exercise: object) -> str:
+    """The ``exercise`` label value of a drill (``true``) or real (``false``) report."""
+    return "true" if exercise else "false"
+
+
+def init_report_counters(township_codes: list[str]) -> None:
+    """Create every ``reports_filed`` child at 0, real and drill, so rates start from zero."""
+    for code in township_codes:
+        for kind in REPORT_KINDS:
+            for exercise in ("false", "true"):
+                REPORTS_FILED.labels(SERVICE, kind, code, exercise)

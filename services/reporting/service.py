@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from libs.common.service import ServiceContext, ServiceSpec, Timer
-from services.reporting import api, engine, handlers, summaries, zero
+from services.reporting import api, engine, handlers, metrics, summaries, zero
 from services.reporting.console import build_console_router
 from services.reporting.store import OUTBOX_COLLECTIONS, Store, setup_indexes
 
@@ -16,6 +16,7 @@ def setup(ctx: ServiceContext) -> None:
     zero.init_cursor(ctx, store)
     engine.refresh_overdue_gauge(ctx, store)
     zero.refresh_gauges(ctx, store)
+    metrics.init_report_counters([t.code for t in ctx.county.townships])
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:

@@ -18,6 +18,8 @@ INCIDENTS = "incidents"
 REPORTS = "reports"
 DEADLINES = "deadlines"
 ZERO_REPORTS = "zero_reports"
+# Drill (演练) zero reports live apart: nothing that counts a township's filings reads them.
+EXERCISE_ZERO_REPORTS = "exercise_zero_reports"
 ZERO_MISSED = "zero_missed"
 STATE = "state"
 TIMELINE = "timeline"
@@ -27,7 +29,14 @@ STOCK_ALERTS = "stock_alerts"
 PLANS = "plans"
 SUMMARIES = "summaries"
 
-OUTBOX_COLLECTIONS = (REPORTS, DEADLINES, ZERO_REPORTS, ZERO_MISSED, SUMMARIES)
+OUTBOX_COLLECTIONS = (
+    REPORTS,
+    DEADLINES,
+    ZERO_REPORTS,
+    EXERCISE_ZERO_REPORTS,
+    ZERO_MISSED,
+    SUMMARIES,
+)
 
 INDEXES: dict[str, list[dict[str, Any]]] = {
     INCIDENTS: [
@@ -51,6 +60,9 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
         {"keys": [("due_at", 1)]},
     ],
     ZERO_REPORTS: [
+        {"keys": [("date", 1), ("township_code", 1)]},
+    ],
+    EXERCISE_ZERO_REPORTS: [
         {"keys": [("date", 1), ("township_code", 1)]},
     ],
     ZERO_MISSED: [{"keys": [("date", 1)]}],
@@ -85,6 +97,7 @@ class Store:
         self.reports = db[REPORTS]
         self.deadlines = db[DEADLINES]
         self.zero_reports = db[ZERO_REPORTS]
+        self.exercise_zero_reports = db[EXERCISE_ZERO_REPORTS]
         self.zero_missed = db[ZERO_MISSED]
         self.state = db[STATE]
         self.timeline = db[TIMELINE]
@@ -133,9 +146,11 @@ class Store:
         return [dict(r) for r in rows]
 
     def overdue_by_township(self) -> dict[str, int]:
-        """How many deadlines are overdue now, per township."""
+        """How many real deadlines are overdue now, per township."""
         counts: dict[str, int] = {}
-        for row in self.deadlines.find({"status": "overdue"}, projection={"township_code": 1}):
+        # Drills (演练) never make a real township overdue.
+        overdue = {"status": "overdue", "exercise": {"$ne": True}}
+        for row in self.deadlines.find(overdue, projection={"township_code": 1}):
             counts[row["township_code"]] = counts.get(row["township_code"], 0) + 1
         return counts
 

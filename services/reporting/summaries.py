@@ -113,7 +113,11 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
         for w in store.warnings.find({"issued_at": {"$lt": end}}, sort=[("issued_at", 1)])
         if not w.get("exercise") and (w.get("ended_at") is None or as_utc(w["ended_at"]) > end)
     ]
-    dispatches = store.between(store.dispatches, "ordered_at", start, end)
+    dispatches = [
+        row
+        for row in store.between(store.dispatches, "ordered_at", start, end)
+        if not row.get("exercise")
+    ]
     stock = [
         {k: v for k, v in row.items() if k != "_id" and not k.startswith("_")}
         for row in store.between(store.stock_alerts, "at", start, end)
@@ -127,7 +131,7 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
             "warning_id": p.get("warning_id"),
         }
         for p in store.plans.find({"activated_at": {"$lt": end}})
-        if p.get("ended_at") is None or as_utc(p["ended_at"]) > end
+        if not p.get("exercise") and (p.get("ended_at") is None or as_utc(p["ended_at"]) > end)
     ]
     late_initial = [
         {
@@ -206,9 +210,12 @@ def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
     pack["open_incidents"] = [
         _incident_row(r, names) for r in open_rows if as_utc(r["reported_at"]) < end
     ]
-    filed = store.between(store.reports, "filed_at", start, end)
+    # Drills (演练) are left out of every count.
+    reports = store.between(store.reports, "filed_at", start, end)
+    filed = [row for row in reports if not row.get("exercise")]
+    initial = store.between(store.incidents, "reported_at", start, end, {"exercise": False})
     pack["reports_filed"] = {
-        "initial": len(store.between(store.incidents, "reported_at", start, end)),
+        "initial": len(initial),
         "followup": sum(1 for r in filed if r["kind"] == "followup"),
         "final": sum(1 for r in filed if r["kind"] == "final"),
     }

@@ -22,8 +22,13 @@ CURSOR = "zero_scan"
 def file(
     ctx: ServiceContext, store: Store, body: dict[str, Any], filed_by: str
 ) -> tuple[dict[str, Any], bool]:
-    """File a township's zero report for a day; the same body again returns the original."""
+    """File a township's zero report for a day; the same body again returns the original.
+
+    A drill's (``exercise``) zero report is kept apart: it is never the township's real filing
+    for that day, so it neither counts for the township nor makes its real one late or missing.
+    """
     prof = profile(ctx)
+    exercise = bool(body.get("exercise"))
     now = ctx.clock.now()
     day = date.fromisoformat(body["date"])
     today = domain.local_date(now, domain.zone(prof))
@@ -39,6 +44,15 @@ def file(
             )
         elif incident["township_code"] != code:
             errors.append({"path": f"incident_ids.{index}", "reason": f"not an incident of {code}"})
+        elif bool(incident.get("exercise")) != exercise:
+            errors.append(
+                {
+                    "path": f"incident_ids.{index}",
+                    "reason": "a drill (演练) incident belongs only in a drill zero report"
+                    if incident.get("exercise")
+                    else "a drill zero report lists only drill (演练) incidents",
+                }
+            )
     if errors:
         raise ApiError(422, "invalid_zero_report", "the zero report is not valid", fields=errors)
     digest = fingerprint(
@@ -60,11 +74,13 @@ def file(
         "cutoff_at": cutoff,
         "late": as_utc(now) > cutoff,
         "hash": digest,
+        "exercise": exercise,
     }
+    collection = store.exercise_zero_reports if exercise else store.zero_reports
     try:
-        store.zero_reports.insert_one(new_document(doc, [events.zero_report_filed(ctx.clock, doc)]))
+        collection.insert_one(new_document(doc, [events.zero_report_filed(ctx.clock, doc)]))
     except DuplicateKeyError:
-        existing = store.zero_reports.find_one({"_id": ident})
+        existing = collection.find_one({"_id": ident})
         if existing is None or existing.get("hash") != digest:
             raise ApiError(
                 409,
@@ -73,8 +89,9 @@ def file(
                 fields=[{"path": "date", "reason": "already filed with another content"}],
             ) from None
         return dict(existing), False
-    metrics.REPORTS_FILED.labels(metrics.SERVICE, "zero", code).inc()
-    if doc["late"]:
+    drill = metrics.exercise_label(exercise)
+    metrics.REPORTS_FILED.labels(metrics.SERVICE, "zero", code, drill).inc()
+    if doc["late"] and not exercise:
         metrics.REPORTS_LATE.labels(metrics.SERVICE, "zero").inc()
     refresh_gauges(ctx, store)
     ctx.wake_relay()
@@ -97,6 +114,13 @@ def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
         "filed": [],
         "missing": [],
         "late": [],
+        # Drill (演练) zero reports of the day: shown apart, never counted as a filing.
+        "exercise_filed": [
+            view_of(row, _name(ctx, row["township_code"]))
+            for row in store.exercise_zero_reports.find(
+                {"date": day.isoformat()}, sort=[("township_code", 1)]
+            )
+        ],
     }
     for township in ctx.county.townships:
         row = filed.get(township.code)
@@ -116,6 +140,11 @@ def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
     return result
 
 
+def _name(ctx: ServiceContext, code: str) -> str | None:
+    township = ctx.county.township(code)
+    return township.name if township else None
+
+
 def view_of(row: dict[str, Any], name: str | None = None) -> dict[str, Any]:
     """A zero report as the API shows it."""
     return {
@@ -128,6 +157,7 @@ def view_of(row: dict[str, Any], name: str | None = None) -> dict[str, Any]:
         "filed_at": row["filed_at"],
         "late": row["late"],
         "cutoff_at": row.get("cutoff_at"),
+        "exercise": bool(row.get("exercise")),
     }
 
 

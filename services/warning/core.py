@@ -585,9 +585,10 @@ class WarningService:
         if result.matched_count:
             self.ctx.wake_relay()
             issued_at = as_utc(issued["issued_at"])
-            metrics.ISSUE_TO_ACK.labels(SERVICE, str(issued["level"])).observe(
-                max(0.0, (now - issued_at).total_seconds())
-            )
+            if not issued.get("exercise"):  # drills (演练) are left out of every count
+                metrics.ISSUE_TO_ACK.labels(SERVICE, str(issued["level"])).observe(
+                    max(0.0, (now - issued_at).total_seconds())
+                )
             self.log.info("warning_acknowledged", correlation_id=warning_id, township_code=code)
         final = self.store.acks.find_one({"_id": ack_id})
         assert final is not None
@@ -852,7 +853,7 @@ class WarningService:
             "at": now,
             "channel": delivery["channel"],
         }
-        if insert_once(self.marks, mark):
+        if insert_once(self.marks, mark) and not delivery.get("exercise"):
             latency = (now - as_utc(delivery["issued_at"])).total_seconds()
             metrics.ISSUE_TO_FIRST_DELIVERY.labels(SERVICE, str(delivery["level"])).observe(
                 max(0.0, latency)
@@ -1021,7 +1022,8 @@ class WarningService:
             {"incident_id": incident_id, "status": "pending", "_id": {"$ne": suggestion_id}},
             {"$set": {"status": "superseded", "superseded_by": suggestion_id}},
         )
-        metrics.SUGGESTIONS.labels(SERVICE, hazard).inc()
+        if not exercise:
+            metrics.SUGGESTIONS.labels(SERVICE, hazard).inc()
         self.ctx.wake_relay()
         self.log.info(
             "warning_suggested",

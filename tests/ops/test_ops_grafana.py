@@ -279,3 +279,38 @@ def test_dashboard_provider_points_at_the_dashboards() -> None:
     provider = load_yaml(GRAFANA / "provisioning/dashboards/yingji.yml")
     (prov,) = provider["providers"]
     assert prov["type"] == "file" and prov["options"]["path"].startswith("/")
+
+
+# Counters that also count drills (演练) carry an `exercise` label; dashboards chart real work only.
+EXERCISE_LABELLED = (
+    "yingji_intake_incidents_received_total",
+    "yingji_dispatch_orders_total",
+    "yingji_reporting_reports_filed_total",
+)
+
+
+def drill_leaks(expr: str) -> list[str]:
+    """Uses of an exercise-labelled counter in ``expr`` that do not select exercise="false"."""
+    leaks = []
+    for name in EXERCISE_LABELLED:
+        for match in re.finditer(rf"\b{name}\b(\{{[^}}]*\}})?", expr):
+            if 'exercise="false"' not in (match.group(1) or ""):
+                leaks.append(match.group(0))
+    return leaks
+
+
+def test_drill_leak_check_catches_an_unfiltered_counter() -> None:
+    assert drill_leaks("sum(rate(yingji_dispatch_orders_total[5m]))")
+    assert drill_leaks('rate(yingji_dispatch_orders_total{outcome="ordered"}[5m])')
+    assert not drill_leaks('rate(yingji_dispatch_orders_total{exercise="false"}[5m])')
+
+
+def test_dashboards_leave_drills_out(dashboards: dict[str, dict[str, Any]]) -> None:
+    leaks = {
+        name: found
+        for name, dashboard in dashboards.items()
+        for expr in expressions(dashboard)
+        # label_values() lists label values (township, category): no count is shown.
+        if expr not in EXERCISE_LABELLED and (found := drill_leaks(expr))
+    }
+    assert leaks == {}

@@ -104,6 +104,44 @@ def test_filing_raises_one_zero_report_filed_event(rstack: Stack) -> None:
     assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 201
     assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 201
     rstack.settle()
+    rstack.settle()
     filed = events_of(rstack, "zero_report_filed")
     assert len(filed) == 1
     assert filed[0]["source"] == "reporting"
+
+
+def test_drill_zero_report_is_kept_apart_from_the_real_filing(rstack: Stack) -> None:
+    day = date(2026, 7, 6)
+    rstack.clock.set(local(2026, 7, 7, 9))  # after the cut-off: a real filing now is late
+    drill = file(rstack, TOWNSHIP_A, day, who="township_a", exercise=True)
+    assert drill.status_code == 201, drill.text
+    assert drill.json()["exercise"] is True
+    status = rstack.call("GET", "/v1/zero-reports", params={"date": day.isoformat()}).json()
+    # The drill is not the township's filing: it is missing, not late, and its alert stands.
+    assert TOWNSHIP_A in [m["township_code"] for m in status["missing"]]
+    assert status["filed"] == [] and status["late"] == []
+    assert [r["township_code"] for r in status["exercise_filed"]] == [TOWNSHIP_A]
+    assert missed_scan(rstack) == 12
+    # The real filing is still possible and is the one that counts.
+    real = file(rstack, TOWNSHIP_A, day, who="township_a")
+    assert real.status_code == 201, real.text
+    assert real.json()["exercise"] is False
+    status = rstack.call("GET", "/v1/zero-reports", params={"date": day.isoformat()}).json()
+    assert [r["township_code"] for r in status["filed"]] == [TOWNSHIP_A]
+    rstack.settle()
+    filed = events_of(rstack, "zero_report_filed")
+    assert sorted(e["payload"]["exercise"] for e in filed) == [False, True]
+
+
+def test_drill_zero_report_cannot_cite_a_real_incident(rstack: Stack) -> None:
+    real = incident_reported(rstack).payload["incident_id"]
+    refused = file(
+        rstack,
+        TOWNSHIP_A,
+        date(2026, 7, 5),
+        nothing_to_report=False,
+        incident_ids=[real],
+        exercise=True,
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["fields"][0]["path"] == "incident_ids.0"

@@ -24,6 +24,7 @@ class DispatchOrderedV1(EventPayload):
     team_ids: list[str]
     resources: list[ResourceLine] = []
     township_code: str | None = None
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("dispatch", "dispatch_status_changed")
@@ -36,6 +37,7 @@ class DispatchStatusChangedV1(EventPayload):
     status: str
     team_ids: list[str] = []
     returned: list[ResourceLine] = []
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("dispatch", "stock_low")
@@ -66,6 +68,7 @@ class PlanActivatedV1(EventPayload):
     scope: str | None = None
     reason: str | None = None
     activated_by: str | None = None
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("dispatch", "plan_changed")
@@ -76,6 +79,7 @@ class PlanChangedV1(EventPayload):
     old_level: int
     level: int
     reason: str
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("dispatch", "plan_ended")
@@ -87,6 +91,7 @@ class PlanEndedV1(EventPayload):
     incident_id: str | None = None
     warning_id: str | None = None
     teams_released: list[str] = []
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("dispatch", "assignment_created")
@@ -101,6 +106,7 @@ class AssignmentCreatedV1(EventPayload):
     responsible_leader: str | None = None
     responsible_unit: str | None = None
     approved_by: str | None = None
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("dispatch", "assignment_escalated")
@@ -113,6 +119,7 @@ class AssignmentEscalatedV1(EventPayload):
     to_level: str
     reason: str | None = None
     unresolved_attempts: int | None = None
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("dispatch", "assignment_overdue")
@@ -122,3 +129,4 @@ class AssignmentOverdueV1(EventPayload):
     assignment_id: str
     incident_id: str
     due_at: datetime
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count

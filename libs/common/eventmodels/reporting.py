@@ -19,6 +19,7 @@ class FollowupFiledV1(EventPayload):
     casualties: Casualties
     affected: Affected
     people_involved: int | None = None
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("reporting", "final_report_filed")
@@ -30,6 +31,7 @@ class FinalReportFiledV1(EventPayload):
     township_code: str
     casualties: Casualties
     affected: Affected
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("reporting", "report_overdue")
@@ -42,6 +44,7 @@ class ReportOverdueV1(EventPayload):
     due_at: datetime
     escalation: int = 1
     incident_id: str | None = None
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("reporting", "zero_report_missed")
@@ -61,6 +64,7 @@ class ZeroReportFiledV1(EventPayload):
     nothing_to_report: bool
     late: bool = False
     incident_ids: list[str] = []
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
 @event_model("reporting", "summary_published")

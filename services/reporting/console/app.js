@@ -6,6 +6,7 @@ import { label, lang, setLang, t } from "./i18n.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
+const EXERCISE_STORE = "yingji.console.exercise";
 const PAGE_LIMIT = 100;
 const MAX_PAGES = 10;
 const REFRESH_MS = 60_000;
@@ -27,6 +28,8 @@ const state = {
   refreshTimer: null,
   pendingRefresh: new Map(),
   feed: [],
+  // Drills (演练) are hidden unless the duty officer asks for them; counts never include them.
+  showExercise: false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -243,6 +246,23 @@ function gradeBadge(grade) {
   );
 }
 
+function isDrill(item) {
+  return Boolean(item?.exercise || item?.payload?.exercise);
+}
+
+// What a panel lists: drills only when asked for. Tiles and counts use real() alone.
+function listed(items) {
+  return state.showExercise ? items : items.filter((item) => !isDrill(item));
+}
+
+function real(items) {
+  return items.filter((item) => !isDrill(item));
+}
+
+function drillMarker(item) {
+  return isDrill(item) ? marker("exercise", t("exercise")) : null;
+}
+
 function marker(kind, text) {
   return h("span", { class: `marker marker-${kind}`, text });
 }
@@ -259,7 +279,7 @@ function warningItem(w, actions) {
   const areas = (w.areas || []).map(townshipName).join("、");
   return h(
     "li",
-    { class: `item warn warn-${Number(w.level)}`, dataset: { id: w.id } },
+    { class: `item warn warn-${Number(w.level)}${isDrill(w) ? " drill" : ""}`, dataset: { id: w.id } },
     h(
       "div",
       { class: "item-head" },
@@ -283,12 +303,13 @@ async function loadWarnings() {
   const panel = $("panel-warnings");
   const list = $("list-warnings");
   try {
-    const items = await listAll("/v1/warnings?status=active");
+    const all = await listAll("/v1/warnings?status=active");
+    const items = listed(all);
     items.sort((a, b) => a.level - b.level || String(b.effective).localeCompare(String(a.effective)));
     clear(list);
     list.append(...(items.length ? items.map((w) => warningItem(w)) : [emptyItem("empty.warnings")]));
-    setCount("c-warnings", items.length);
-    setTile("n-warnings", items.length);
+    setCount("c-warnings", real(all).length);
+    setTile("n-warnings", real(all).length);
     panelError(panel, null);
   } catch (err) {
     panelError(panel, err);
@@ -308,7 +329,8 @@ async function loadPending() {
   if (!seesPending()) return;
   const list = $("list-pending");
   try {
-    const items = await listAll("/v1/warnings?status=pending_approval");
+    const all = await listAll("/v1/warnings?status=pending_approval");
+    const items = listed(all);
     items.sort((a, b) => a.level - b.level);
     clear(list);
     list.append(
@@ -316,7 +338,7 @@ async function loadPending() {
         ? items.map((w) => warningItem(w, canApprove() ? approvalButtons(w) : null))
         : [emptyItem("empty.pending")]),
     );
-    setCount("c-pending", items.length);
+    setCount("c-pending", real(all).length);
     panelError(panel, null);
   } catch (err) {
     panelError(panel, err);
@@ -386,7 +408,7 @@ function incidentItem(inc) {
   const open = () => openDetail(inc.id);
   return h(
     "li",
-    { class: `item inc inc-grade-${Number(inc.grade)}`, dataset: { id: inc.id } },
+    { class: `item inc inc-grade-${Number(inc.grade)}${isDrill(inc) ? " drill" : ""}`, dataset: { id: inc.id } },
     h(
       "button",
       {
@@ -419,16 +441,18 @@ async function loadIncidents() {
   const panel = $("panel-incidents");
   const list = $("list-incidents");
   try {
-    const items = await listAll("/v1/incidents?status=open");
-    items.sort(
+    const all = await listAll("/v1/incidents?status=open");
+    all.sort(
       (a, b) => a.grade - b.grade || String(b.reported_at).localeCompare(String(a.reported_at)),
     );
-    state.incidents = new Map(items.map((i) => [i.id, i]));
+    state.incidents = new Map(all.map((i) => [i.id, i]));
+    const items = listed(all);
+    const open = real(all);
     clear(list);
     list.append(...(items.length ? items.map(incidentItem) : [emptyItem("empty.incidents")]));
-    setCount("c-incidents", items.length);
-    setTile("n-incidents", items.length);
-    setTile("n-major", items.filter((i) => Number(i.grade) <= 3).length);
+    setCount("c-incidents", open.length);
+    setTile("n-incidents", open.length);
+    setTile("n-major", open.filter((i) => Number(i.grade) <= 3).length);
     panelError(panel, null);
   } catch (err) {
     panelError(panel, err);
@@ -444,7 +468,8 @@ async function loadDispatches() {
   const panel = $("panel-dispatches");
   const list = $("list-dispatches");
   try {
-    const items = await listAll("/v1/dispatches");
+    const all = await listAll("/v1/dispatches");
+    const items = listed(all);
     const active = (d) => ACTIVE_DISPATCH.has(d.status);
     items.sort(
       (a, b) =>
@@ -458,7 +483,10 @@ async function loadDispatches() {
         ? shown.map((d) =>
             h(
               "li",
-              { class: `item disp ${active(d) ? "disp-active" : "disp-done"}`, dataset: { id: d.id } },
+              {
+                class: `item disp ${active(d) ? "disp-active" : "disp-done"}${isDrill(d) ? " drill" : ""}`,
+                dataset: { id: d.id },
+              },
               h(
                 "button",
                 { type: "button", class: "item-button", onclick: () => openDetail(d.incident_id) },
@@ -467,6 +495,7 @@ async function loadDispatches() {
                   { class: "item-head" },
                   h("span", { class: `status status-${d.status}`, text: label("status", d.status) }),
                   h("span", { class: "item-title", text: incidentTitle(d.incident_id) }),
+                  drillMarker(d),
                 ),
                 h(
                   "div",
@@ -481,7 +510,7 @@ async function loadDispatches() {
           )
         : [emptyItem("empty.dispatches")]),
     );
-    const activeCount = items.filter(active).length;
+    const activeCount = real(all).filter(active).length;
     setCount("c-dispatches", activeCount);
     setTile("n-dispatches", activeCount);
     panelError(panel, null);
@@ -494,7 +523,8 @@ async function loadDeadlines() {
   const panel = $("panel-deadlines");
   const list = $("list-deadlines");
   try {
-    const items = await listAll("/v1/deadlines?status=overdue");
+    const all = await listAll("/v1/deadlines?status=overdue");
+    const items = listed(all);
     items.sort((a, b) => String(a.due_at).localeCompare(String(b.due_at)));
     clear(list);
     const now = nowMs();
@@ -503,7 +533,7 @@ async function loadDeadlines() {
         ? items.map((d) =>
             h(
               "li",
-              { class: "item dl", dataset: { id: d.id || d.deadline_id || "" } },
+              { class: `item dl${isDrill(d) ? " drill" : ""}`, dataset: { id: d.id || d.deadline_id || "" } },
               h(
                 "button",
                 {
@@ -518,6 +548,7 @@ async function loadDeadlines() {
                   d.grade ? gradeBadge(d.grade) : null,
                   h("span", { class: "item-title", text: incidentTitle(d.incident_id) || "" }),
                   marker("late", label("kind", d.kind)),
+                  drillMarker(d),
                 ),
                 h(
                   "div",
@@ -535,8 +566,8 @@ async function loadDeadlines() {
           )
         : [emptyItem("empty.deadlines")]),
     );
-    setCount("c-deadlines", items.length);
-    setTile("n-overdue", items.length);
+    setCount("c-deadlines", real(all).length);
+    setTile("n-overdue", real(all).length);
     panelError(panel, null);
   } catch (err) {
     panelError(panel, err);
@@ -555,6 +586,7 @@ async function loadZero() {
     const data = await api(`/v1/zero-reports?date=${encodeURIComponent(today)}`);
     const filed = data.filed || [];
     const missing = data.missing || [];
+    const drills = state.showExercise ? data.exercise_filed || [] : [];
     clear(body);
     body.append(
       ...[
@@ -577,6 +609,15 @@ async function loadZero() {
             "ul",
             { class: "chips", "aria-label": t("zero.filed") },
             ...filed.map((m) => h("li", { class: "chip chip-filed", text: townshipName(codeOf(m)) })),
+          )
+        : null,
+      drills.length
+        ? h(
+            "ul",
+            { class: "chips drill", "aria-label": t("zero.exercise") },
+            ...drills.map((m) =>
+              h("li", { class: "chip chip-exercise", text: `${t("exercise")} ${townshipName(codeOf(m))}` }),
+            ),
           )
         : null,
       ].filter(Boolean),
@@ -769,9 +810,10 @@ function feedItem(ev) {
     " ",
     h("span", { class: "tl-summary", text: eventSummary(ev) }),
   );
+  if (isDrill(ev)) text.append(" ", drillMarker(ev));
   return h(
     "li",
-    { class: `feed-item src-${ev.source || ""}` },
+    { class: `feed-item src-${ev.source || ""}${isDrill(ev) ? " drill" : ""}` },
     h("time", { datetime: ev.occurred_at, text: fmtTime(ev.occurred_at, false) }),
     incident
       ? h("button", { type: "button", class: "link", onclick: () => openDetail(incident) }, text)
@@ -782,6 +824,7 @@ function feedItem(ev) {
 function addToFeed(ev) {
   state.feed.unshift(ev);
   state.feed.length = Math.min(state.feed.length, FEED_MAX);
+  if (isDrill(ev) && !state.showExercise) return;
   const list = $("list-feed");
   list.querySelector(".empty")?.remove();
   list.prepend(feedItem(ev));
@@ -791,7 +834,8 @@ function addToFeed(ev) {
 function renderFeed() {
   const list = $("list-feed");
   clear(list);
-  list.append(...(state.feed.length ? state.feed.map(feedItem) : [emptyItem("empty.feed")]));
+  const items = listed(state.feed);
+  list.append(...(items.length ? items.map(feedItem) : [emptyItem("empty.feed")]));
 }
 
 function onEvent(type, data) {
@@ -945,7 +989,7 @@ function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  for (const id of ["who", "summary-btn", "logout-btn", "live"]) $(id).hidden = true;
+  for (const id of ["who", "summary-btn", "exercise-toggle", "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
   $("key-input").focus();
@@ -959,6 +1003,8 @@ function showBoard() {
   who.textContent = `${me.name} · ${label("role", me.role)}${me.township_code ? " · " + townshipName(me.township_code) : ""}`;
   who.hidden = false;
   $("summary-btn").hidden = me.role === "township";
+  $("exercise-toggle").hidden = false;
+  $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
   const pending = seesPending();
   $("panel-pending").hidden = !pending;
@@ -1055,6 +1101,13 @@ function init() {
   $("lang-btn").addEventListener("click", () => applyLang(lang() === "zh" ? "en" : "zh"));
   $("logout-btn").addEventListener("click", () => logout(""));
   $("summary-btn").addEventListener("click", openSummary);
+  state.showExercise = localStorage.getItem(EXERCISE_STORE) === "1";
+  $("exercise-input").addEventListener("change", (event) => {
+    state.showExercise = event.target.checked;
+    localStorage.setItem(EXERCISE_STORE, state.showExercise ? "1" : "0");
+    renderFeed();
+    if (state.key) refreshAll();
+  });
   $("detail-close").addEventListener("click", closeDetail);
   $("reject-cancel").addEventListener("click", () => $("reject-dialog").close(""));
   $("reject-form").addEventListener("submit", (event) => {
