@@ -7,7 +7,6 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from libs.common.bus import list_dead_letters, queue_name
-
 from tests.intake.helpers import (
     affected,
     casualties,

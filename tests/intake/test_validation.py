@@ -222,8 +222,18 @@ def test_township_may_only_report_for_itself(shared: Stack) -> None:
 
 @pytest.mark.parametrize("who", ["department", "operator", "leader"])
 def test_departments_operators_and_leaders_report_for_any_township(shared: Stack, who: str) -> None:
-    body = report(shared.clock.now(), township_code=TOWNSHIP_B)
-    assert post(shared, body, who).status_code == 201
+    body = report(shared.clock.now(), township_code=TOWNSHIP_B, title=f"{who}代报事件")
+    response = post(shared, body, who)
+    assert response.status_code == 201, response.text
+    incident_id = response.json()["id"]
+    stored = shared.call("GET", f"/v1/incidents/{incident_id}", who="township_b")
+    assert stored.status_code == 200
+    incident = stored.json()
+    assert (incident["township_code"], incident["title"]) == (TOWNSHIP_B, f"{who}代报事件")
+    assert incident["reported_by"]["role"] == who
+    assert incident["reported_by"]["name"] == who
+    # Filed for township B, the incident is B's: township A does not see it.
+    assert shared.call("GET", f"/v1/incidents/{incident_id}", who="township_a").status_code == 404
 
 
 def test_admin_and_anonymous_callers_cannot_report(shared: Stack) -> None:
