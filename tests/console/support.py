@@ -6,7 +6,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +32,28 @@ def _is_console(router: APIRouter) -> bool:
     return any(getattr(route, "path", None) == "/v1/stream" for route in router.routes)
 
 
-def console_specs(poll_seconds: float = 0.2, heartbeat_seconds: float = 15.0) -> list[ServiceSpec]:
+class ManualTicker:
+    """A monotonic clock that moves only when the test moves it: it drives the heartbeat."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.value
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        with self.lock:
+            self.value += seconds
+
+
+def console_specs(
+    poll_seconds: float = 0.2,
+    heartbeat_seconds: float = 15.0,
+    ticker: Callable[[], float] = time.monotonic,
+) -> list[ServiceSpec]:
     """All four services, reporting with the console router (a fast poll for tests) added.
 
     A console router that reporting's spec may already register is replaced, not doubled.
@@ -46,7 +67,8 @@ def console_specs(poll_seconds: float = 0.2, heartbeat_seconds: float = 15.0) ->
 
             def extra(ctx: ServiceContext, original: Any = original) -> Sequence[APIRouter]:
                 kept = [r for r in original(ctx) if not _is_console(r)]
-                return [*kept, build_console_router(ctx, poll_seconds, heartbeat_seconds)]
+                router = build_console_router(ctx, poll_seconds, heartbeat_seconds, ticker)
+                return [*kept, router]
 
             spec = dataclasses.replace(spec, extra_routers=extra)
         specs.append(spec)
