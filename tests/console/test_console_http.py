@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from libs.common.clock import ManualClock
 from services.reporting.console import CONSOLE_DIR, HEARTBEAT_SECONDS, OPEN_STREAMS, TimelineFeed
-from tests.console.support import LiveServer, ManualTicker, live_server, reopen
+from tests.console.support import (
+    LiveServer,
+    ManualTicker,
+    live_server,
+    messages_until,
+    open_stream,
+    reopen,
+)
 from tests.support.bodies import incident_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
@@ -136,78 +139,6 @@ def test_stream_answers_406_to_clients_that_do_not_ask_for_a_stream(console_stac
 # ------------------------------------------------------------------ stream delivery
 
 
-class SseReader:
-    """Reads an SSE response on a thread and hands over parsed messages."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.comments = 0
-        self.ended = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        import json
-
-        current: dict[str, Any] = {}
-        try:
-            for line in self.response.iter_lines():
-                if line.startswith(":"):
-                    self.comments += 1
-                elif line.startswith("event: "):
-                    current["event"] = line[len("event: ") :]
-                elif line.startswith("data: "):
-                    current["data"] = json.loads(line[len("data: ") :])
-                elif line.startswith("id: "):
-                    current["id"] = line[len("id: ") :]
-                elif line == "" and current:
-                    self.messages.put(current)
-                    current = {}
-        except (httpx.HTTPError, RuntimeError):
-            pass
-        finally:
-            self.ended.set()
-
-    def next(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The next message (fails the test after ``timeout``)."""
-        try:
-            return self.messages.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("no SSE message arrived") from None
-
-    def collect(self, seconds: float) -> list[dict[str, Any]]:
-        """Every message that arrives within ``seconds``."""
-        found = []
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                found.append(self.messages.get(timeout=left))
-            except queue.Empty:
-                break
-        return found
-
-
-@contextmanager
-def open_stream(server: LiveServer, key: str) -> Iterator[SseReader]:
-    """An open ``/v1/stream`` after its ``ready`` message."""
-    with (
-        httpx.Client(timeout=httpx.Timeout(10.0)) as client,
-        client.stream(
-            "GET",
-            f"{server.url}/v1/stream",
-            headers={"Authorization": f"Bearer {key}", "Accept": "text/event-stream"},
-        ) as response,
-    ):
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["cache-control"].startswith("no-cache")
-        reader = SseReader(response)
-        ready = reader.next()
-        assert ready["event"] == "ready"
-        yield reader
-
-
 def timeline_doc(stack: Stack, event_type: str, payload: dict[str, Any], **extra: Any) -> dict:
     """A timeline entry shaped as reporting stores it (see services/reporting/handlers.py)."""
     event_id = str(uuid.uuid4())
@@ -271,17 +202,6 @@ def test_stream_delivers_an_incident_posted_through_the_api(
                 break
         assert message["data"]["payload"]["incident_id"] == incident_id
         assert message["data"]["source"] == "intake"
-
-
-def messages_until(reader: SseReader, event_id: str, timeout: float = 10.0) -> list[dict]:
-    """Every message before the one carrying ``event_id`` (the marker), which must arrive."""
-    found = []
-    deadline = time.monotonic() + timeout
-    while True:
-        message = reader.next(timeout=max(0.1, deadline - time.monotonic()))
-        if message.get("data", {}).get("event_id") == event_id:
-            return found
-        found.append(message)
 
 
 def test_township_keys_receive_only_their_own_townships_events(

@@ -17,15 +17,19 @@ route, or a new write open to township keys, fails here until it is classified b
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from fastapi.routing import APIRoute
 
+from tests.console.support import live_server, messages_before, open_stream, reopen
 from tests.security.townships import Township, followup_body, seed_two_townships
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import Stack, running_stack
@@ -454,3 +458,65 @@ def test_township_writes_on_another_townships_resources_are_refused(seeded: Seed
     assert problems == [], "\n".join(problems)
     after = {key: owner_views(seeded, t) for key, t in seeded.townships.items()}
     assert after == before
+
+
+# ------------------------------------------------------------------ the live event stream
+
+
+def report_of(message: dict[str, Any]) -> Any:
+    """The report id a ``followup_filed`` message carries (None for any other message)."""
+    if message.get("event") != "followup_filed":
+        return None
+    return message.get("data", {}).get("payload", {}).get("report_id")
+
+
+def is_report(report_id: str, message: dict[str, Any]) -> bool:
+    """Whether ``message`` is the ``followup_filed`` of ``report_id``."""
+    return bool(report_of(message) == report_id)
+
+
+def file_followups(seeded: Seeded) -> dict[str, str]:
+    """A follow-up of each township's incident, filed by the township; report ids by key."""
+    filed = {}
+    for key, township in seeded.townships.items():
+        response = seeded.stack.call(
+            "POST", "/v1/reports", who=key, json=followup_body(township.incident)
+        )
+        assert response.status_code == 201, response.text
+        filed[key] = response.json()["id"]
+    seeded.stack.settle()
+    return filed
+
+
+def test_township_streams_carry_only_their_own_townships_events(seeded: Seeded) -> None:
+    """`GET /v1/stream` as each township key and the duty office, with events of both townships.
+
+    Markers make it deterministic: each township's marker is filed after every other event was
+    stored and a second later, so by the time a stream sends its marker it has sent everything
+    before it that it ever will.
+    """
+    stack = seeded.stack
+    stack.settle()
+    with live_server(stack.client.app) as server, ExitStack() as streams:
+        readers = {
+            who: streams.enter_context(open_stream(server, stack.keys[who]))
+            for who in ("operator", *seeded.townships)
+        }
+        events = file_followups(seeded)
+        stack.clock.advance(1)
+        markers = file_followups(seeded)
+        for key in seeded.townships:
+            sent = json.dumps(messages_before(readers[key], partial(is_report, markers[key])))
+            other = seeded.other(key)
+            foreign = other.markers() | {events[other.key], markers[other.key]}
+            assert sorted(m for m in foreign if m in sent) == [], f"{key} got {other.code}'s"
+            assert events[key] in sent, f"{key} did not get its own follow-up"
+        seen: set[Any] = set()
+
+        def both_markers(message: dict[str, Any]) -> bool:
+            seen.add(report_of(message))
+            return set(markers.values()) <= seen
+
+        sent = json.dumps(messages_before(readers["operator"], both_markers))
+        assert all(report_id in sent for report_id in events.values())
+    reopen(stack)
