@@ -328,8 +328,14 @@ class ApproveIn(_Strict):
 # Views
 
 
-def _team_out(doc: Mapping[str, Any], ctx: ServiceContext) -> dict[str, Any]:
+def _team_out(
+    doc: Mapping[str, Any], ctx: ServiceContext, principal: Principal | None = None
+) -> dict[str, Any]:
     township = ctx.county.township(doc["township_code"])
+    # The roster is county data, but the order or plan a team serves may be another
+    # township's: a township key gets the team without those links.
+    linked = principal is None or principal.role != Role.TOWNSHIP
+    standby = doc["status"] == "standby" and linked
     return {
         "id": doc["_id"],
         "name": doc["name"],
@@ -340,8 +346,8 @@ def _team_out(doc: Mapping[str, Any], ctx: ServiceContext) -> dict[str, Any]:
         "headcount": doc["headcount"],
         "contact": doc.get("contact"),
         "status": doc["status"],
-        "dispatch_id": doc.get("dispatch_id"),
-        "standby_plan_id": doc.get("standby_plan_id") if doc["status"] == "standby" else None,
+        "dispatch_id": doc.get("dispatch_id") if linked else None,
+        "standby_plan_id": doc.get("standby_plan_id") if standby else None,
         "source": doc.get("source", "api"),
         "status_changed_at": doc.get("status_changed_at"),
         "created_at": doc.get("created_at"),
@@ -498,7 +504,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         capability: str | None = Query(default=None, pattern=NAME_PATTERN),
         limit: int = 50,
         cursor: str | None = None,
-        _: Principal = ctx.allow(*READ_ROLES),
+        principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
         if status:
@@ -512,14 +518,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         rows, nxt = page(
             store.teams, selector, sort_field="_id", descending=False, limit=limit, cursor=cursor
         )
-        return _page_out([_team_out(r, ctx) for r in rows], nxt)
+        return _page_out([_team_out(r, ctx, principal) for r in rows], nxt)
 
     @router.get("/v1/teams/{team_id}", summary="One team")
-    def get_team(team_id: str, _: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:
+    def get_team(team_id: str, principal: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:
         team = store.team(team_id)
         if team is None:
             raise not_found("team", team_id)
-        return _team_out(team, ctx)
+        return _team_out(team, ctx, principal)
 
     @router.post("/v1/teams", status_code=201, summary="Add a team to the roster")
     def create_team(
@@ -748,7 +754,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             "items": [
                 {
                     "rank": s.rank,
-                    "team": _team_out(teams[s.team_id], ctx),
+                    "team": _team_out(teams[s.team_id], ctx, principal),
                     "matched_capabilities": list(s.matched),
                     "match_score": len(s.matched),
                     "distance_km": s.distance_km,

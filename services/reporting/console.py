@@ -240,8 +240,12 @@ def build_console_router(
     ctx: ServiceContext,
     poll_seconds: float = POLL_SECONDS,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ticker: Callable[[], float] = time.monotonic,
 ) -> APIRouter:
-    """``/console`` (page and static files), ``/console/context`` and ``/v1/stream``."""
+    """``/console`` (page and static files), ``/console/context`` and ``/v1/stream``.
+
+    ``ticker`` is the monotonic clock the heartbeat interval is measured on (tests drive it).
+    """
     router = APIRouter(tags=["console"])
     anyone = ctx.allow(*Role)
     public = ctx.public()
@@ -313,7 +317,7 @@ def build_console_router(
 
         async def events() -> AsyncIterator[str]:
             yield sse_message("ready", {"role": str(principal.role)})
-            last_sent = time.monotonic()
+            last_sent = ticker()
             OPEN_STREAMS.inc()
             try:
                 while not _closing(request) and not await request.is_disconnected():
@@ -325,10 +329,10 @@ def build_console_router(
                     for doc in fresh:
                         view = event_view(doc)
                         yield sse_message(str(view.get("event_type") or "message"), view)
-                        last_sent = time.monotonic()
-                    if time.monotonic() - last_sent >= heartbeat_seconds:
+                        last_sent = ticker()
+                    if ticker() - last_sent >= heartbeat_seconds:
                         yield ": heartbeat\n\n"
-                        last_sent = time.monotonic()
+                        last_sent = ticker()
                     await asyncio.sleep(poll_seconds)
             finally:
                 OPEN_STREAMS.dec()

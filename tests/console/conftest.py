@@ -6,16 +6,24 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.console.support import LiveServer, console_specs, live_server
+from services.reporting.console import HEARTBEAT_SECONDS
+from tests.console.support import LiveServer, ManualTicker, console_specs, live_server
 from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="module")
-def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """All four services plus the console router; heartbeats every half second."""
-    with running_stack(
-        tmp_path_factory.mktemp("console"), specs=console_specs(heartbeat_seconds=0.5)
-    ) as stack:
+def ticker() -> ManualTicker:
+    """The clock the module's streams measure their heartbeat interval on."""
+    return ManualTicker()
+
+
+@pytest.fixture(scope="module")
+def console_stack(
+    tmp_path_factory: pytest.TempPathFactory, ticker: ManualTicker
+) -> Iterator[Stack]:
+    """All four services plus the console router; heartbeats when the test moves ``ticker``."""
+    specs = console_specs(heartbeat_seconds=HEARTBEAT_SECONDS, ticker=ticker)
+    with running_stack(tmp_path_factory.mktemp("console"), specs=specs) as stack:
         yield stack
 
 

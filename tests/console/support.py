@@ -1,15 +1,19 @@
-"""Helpers for console tests: the stack with the console router, and uvicorn in a thread."""
+"""Helpers for console tests: the stack with the console router, uvicorn in a thread, and a
+reader of the live event stream that waits for a marker message instead of sleeping."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import APIRouter
 
@@ -32,7 +36,28 @@ def _is_console(router: APIRouter) -> bool:
     return any(getattr(route, "path", None) == "/v1/stream" for route in router.routes)
 
 
-def console_specs(poll_seconds: float = 0.2, heartbeat_seconds: float = 15.0) -> list[ServiceSpec]:
+class ManualTicker:
+    """A monotonic clock that moves only when the test moves it: it drives the heartbeat."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.value
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        with self.lock:
+            self.value += seconds
+
+
+def console_specs(
+    poll_seconds: float = 0.2,
+    heartbeat_seconds: float = 15.0,
+    ticker: Callable[[], float] = time.monotonic,
+) -> list[ServiceSpec]:
     """All four services, reporting with the console router (a fast poll for tests) added.
 
     A console router that reporting's spec may already register is replaced, not doubled.
@@ -46,7 +71,8 @@ def console_specs(poll_seconds: float = 0.2, heartbeat_seconds: float = 15.0) ->
 
             def extra(ctx: ServiceContext, original: Any = original) -> Sequence[APIRouter]:
                 kept = [r for r in original(ctx) if not _is_console(r)]
-                return [*kept, build_console_router(ctx, poll_seconds, heartbeat_seconds)]
+                router = build_console_router(ctx, poll_seconds, heartbeat_seconds, ticker)
+                return [*kept, router]
 
             spec = dataclasses.replace(spec, extra_routers=extra)
         specs.append(spec)
@@ -128,3 +154,91 @@ def warning_body(now: Any, areas: list[str], **overrides: Any) -> dict[str, Any]
 def reopen(stack: Any) -> None:
     """Clear the closing flag a stopped uvicorn left on the app, to serve it again."""
     stack.client.app.state.console_closing = False
+
+
+class SseReader:
+    """Reads an SSE response on a thread and hands over parsed messages."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.comments = 0
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        current: dict[str, Any] = {}
+        try:
+            for line in self.response.iter_lines():
+                if line.startswith(":"):
+                    self.comments += 1
+                elif line.startswith("event: "):
+                    current["event"] = line[len("event: ") :]
+                elif line.startswith("data: "):
+                    current["data"] = json.loads(line[len("data: ") :])
+                elif line.startswith("id: "):
+                    current["id"] = line[len("id: ") :]
+                elif line == "" and current:
+                    self.messages.put(current)
+                    current = {}
+        except (httpx.HTTPError, RuntimeError):
+            pass
+        finally:
+            self.ended.set()
+
+    def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next message (fails the test after ``timeout``)."""
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no SSE message arrived") from None
+
+    def collect(self, seconds: float) -> list[dict[str, Any]]:
+        """Every message that arrives within ``seconds``."""
+        found = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                found.append(self.messages.get(timeout=left))
+            except queue.Empty:
+                break
+        return found
+
+
+@contextmanager
+def open_stream(server: LiveServer, key: str) -> Iterator[SseReader]:
+    """An open ``/v1/stream`` after its ``ready`` message."""
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0)) as client,
+        client.stream(
+            "GET",
+            f"{server.url}/v1/stream",
+            headers={"Authorization": f"Bearer {key}", "Accept": "text/event-stream"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"].startswith("no-cache")
+        reader = SseReader(response)
+        ready = reader.next()
+        assert ready["event"] == "ready"
+        yield reader
+
+
+def messages_before(
+    reader: SseReader, is_marker: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """Every message before the first marker (a message ``is_marker`` picks), which must come."""
+    found = []
+    deadline = time.monotonic() + timeout
+    while True:
+        message = reader.next(timeout=max(0.1, deadline - time.monotonic()))
+        if is_marker(message):
+            return found
+        found.append(message)
+
+
+def messages_until(reader: SseReader, event_id: str, timeout: float = 10.0) -> list[dict]:
+    """Every message before the one carrying ``event_id`` (the marker), which must arrive."""
+    return messages_before(reader, lambda m: m.get("data", {}).get("event_id") == event_id, timeout)

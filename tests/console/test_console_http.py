@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from libs.common.clock import ManualClock
-from services.reporting.console import CONSOLE_DIR, OPEN_STREAMS, TimelineFeed
-from tests.console.support import LiveServer, live_server, reopen
+from services.reporting.console import CONSOLE_DIR, HEARTBEAT_SECONDS, OPEN_STREAMS, TimelineFeed
+from tests.console.support import (
+    LiveServer,
+    ManualTicker,
+    live_server,
+    messages_until,
+    open_stream,
+    reopen,
+)
 from tests.support.bodies import incident_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
@@ -136,78 +139,6 @@ def test_stream_answers_406_to_clients_that_do_not_ask_for_a_stream(console_stac
 # ------------------------------------------------------------------ stream delivery
 
 
-class SseReader:
-    """Reads an SSE response on a thread and hands over parsed messages."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.comments = 0
-        self.ended = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        import json
-
-        current: dict[str, Any] = {}
-        try:
-            for line in self.response.iter_lines():
-                if line.startswith(":"):
-                    self.comments += 1
-                elif line.startswith("event: "):
-                    current["event"] = line[len("event: ") :]
-                elif line.startswith("data: "):
-                    current["data"] = json.loads(line[len("data: ") :])
-                elif line.startswith("id: "):
-                    current["id"] = line[len("id: ") :]
-                elif line == "" and current:
-                    self.messages.put(current)
-                    current = {}
-        except (httpx.HTTPError, RuntimeError):
-            pass
-        finally:
-            self.ended.set()
-
-    def next(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The next message (fails the test after ``timeout``)."""
-        try:
-            return self.messages.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("no SSE message arrived") from None
-
-    def collect(self, seconds: float) -> list[dict[str, Any]]:
-        """Every message that arrives within ``seconds``."""
-        found = []
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                found.append(self.messages.get(timeout=left))
-            except queue.Empty:
-                break
-        return found
-
-
-@contextmanager
-def open_stream(server: LiveServer, key: str) -> Iterator[SseReader]:
-    """An open ``/v1/stream`` after its ``ready`` message."""
-    with (
-        httpx.Client(timeout=httpx.Timeout(10.0)) as client,
-        client.stream(
-            "GET",
-            f"{server.url}/v1/stream",
-            headers={"Authorization": f"Bearer {key}", "Accept": "text/event-stream"},
-        ) as response,
-    ):
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["cache-control"].startswith("no-cache")
-        reader = SseReader(response)
-        ready = reader.next()
-        assert ready["event"] == "ready"
-        yield reader
-
-
 def timeline_doc(stack: Stack, event_type: str, payload: dict[str, Any], **extra: Any) -> dict:
     """A timeline entry shaped as reporting stores it (see services/reporting/handlers.py)."""
     event_id = str(uuid.uuid4())
@@ -277,6 +208,7 @@ def test_township_keys_receive_only_their_own_townships_events(
     console_stack: Stack, server: LiveServer
 ) -> None:
     timeline = console_stack.ctx("reporting").db["timeline"]
+    console_stack.settle()  # nothing of an earlier test is still on its way to the timeline
     with open_stream(server, console_stack.keys["township_a"]) as reader:
         other = timeline_doc(
             console_stack, "incident_reported", {"incident_id": "b-1", "township_code": TOWNSHIP_B}
@@ -300,32 +232,79 @@ def test_township_keys_receive_only_their_own_townships_events(
             console_stack, "stock_low", {"warehouse_id": "W1", "item_code": "sandbag"}
         )
         timeline.insert_many([other, own, warned, not_warned, countywide])
-        got = {m["data"]["event_id"] for m in reader.collect(1.5) if m["event"] != "ready"}
-        assert got == {own["_id"], warned["_id"]}
+        # Stored after the others and a second later: a poll that finds the marker has found
+        # every event before it, so what came before it is all the stream will ever send.
+        marker = timeline_doc(
+            console_stack,
+            "followup_filed",
+            {"incident_id": "a-1", "township_code": TOWNSHIP_A},
+            occurred_at=console_stack.clock.now() + timedelta(seconds=1),
+            source="reporting",
+        )
+        timeline.insert_one(marker)
+        got = [m["data"]["event_id"] for m in messages_until(reader, marker["_id"])]
+        assert sorted(got) == sorted([own["_id"], warned["_id"]])
 
 
-def test_stream_sends_heartbeats(console_stack: Stack, server: LiveServer) -> None:
+def test_stream_sends_heartbeats(
+    console_stack: Stack, server: LiveServer, ticker: ManualTicker
+) -> None:
+    """A heartbeat once per interval of silence, on the clock the test moves."""
+    timeline = console_stack.ctx("reporting").db["timeline"]
+
+    def marker() -> list[dict]:
+        doc = timeline_doc(console_stack, "stock_low", {"warehouse_id": "W1", "item_code": "tent"})
+        timeline.insert_one(doc)
+        return messages_until(reader, doc["_id"])
+
+    console_stack.settle()  # nothing of an earlier test is still on its way to the timeline
     with open_stream(server, console_stack.keys["operator"]) as reader:
-        time.sleep(1.3)  # the module's stack beats every 0.5 s (15 s in production)
-        assert reader.comments >= 1
+        # However long this took in real time, the interval has not passed on the ticker.
+        assert marker() == [] and reader.comments == 0
+        ticker.advance(HEARTBEAT_SECONDS - 0.5)
+        assert marker() == [] and reader.comments == 0
+        # A message resets the interval: the silence starts after the marker.
+        ticker.advance(HEARTBEAT_SECONDS)
+        assert wait_for(lambda: reader.comments == 1)
+        # One beat per interval: a poll later (the marker came through) there is no second.
+        assert marker() == [] and reader.comments == 1
+        ticker.advance(HEARTBEAT_SECONDS)
+        assert wait_for(lambda: reader.comments == 2)
 
 
-def open_streams_settle_at(value: float, timeout: float = 5.0) -> bool:
-    """Wait until the open-streams gauge reads ``value``."""
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def open_streams_settle_at(value: float, ticker: ManualTicker, timeout: float = 5.0) -> bool:
+    """Wait until the open-streams gauge reads ``value``, a heartbeat interval per look.
+
+    A stream learns that its client left when it next writes to the connection, so every
+    look moves the heartbeat clock on: each open stream writes a heartbeat within a poll.
+    """
     deadline = time.monotonic() + timeout
     while OPEN_STREAMS._value.get() != value:
         if time.monotonic() > deadline:
             return False
+        ticker.advance(HEARTBEAT_SECONDS)
         time.sleep(0.05)
     return True
 
 
-def test_stream_closes_when_the_client_goes(console_stack: Stack, server: LiveServer) -> None:
-    # Streams of earlier tests end within a poll interval of their clients leaving.
-    assert open_streams_settle_at(0)
+def test_stream_closes_when_the_client_goes(
+    console_stack: Stack, server: LiveServer, ticker: ManualTicker
+) -> None:
+    # Streams of earlier tests end at their first write after their clients left.
+    assert open_streams_settle_at(0, ticker)
     with open_stream(server, console_stack.keys["operator"]):
         assert OPEN_STREAMS._value.get() == 1
-    assert open_streams_settle_at(0)
+    assert open_streams_settle_at(0, ticker)
 
 
 def test_open_streams_do_not_hold_up_server_shutdown(console_stack: Stack) -> None:

@@ -11,6 +11,7 @@ from libs.common.idempotency import fingerprint, idempotency_scope
 from services.dispatch.service import repair
 from services.dispatch.store import ConflictError, DispatchStore, deadline
 from tests.dispatch.conftest import report_incident, stock, store_of, team
+from tests.support.errors import refusal
 from tests.support.stack import Stack
 
 
@@ -277,7 +278,12 @@ def test_orders_for_closed_incidents_are_refused(dstack: Stack) -> None:
         "reason": "done",
     }
     deliver_twice(dstack, envelope(dstack, "intake", "incident_closed", closed))
-    assert _order(dstack, incident, team_ids=["T01"]).status_code == 409
+    refused = _order(dstack, incident, team_ids=["T01"])
+    assert refusal(refused) == (409, "incident_closed", ["incident_id"])
+    # Nothing was reserved or recorded: the team is free and the incident has no order.
+    assert team(dstack, "T01")["status"] == "available"
+    listed = dstack.call("GET", "/v1/dispatches", params={"incident_id": incident})
+    assert listed.status_code == 200 and listed.json()["items"] == []
 
 
 def test_township_sees_only_its_own_orders(dstack: Stack) -> None:

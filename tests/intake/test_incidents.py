@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from services.intake.service import SPEC, refresh_open_gauge
 from tests.intake.helpers import casualties, created, iso, post, report, sent_events
+from tests.support.errors import refusal
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 
 
@@ -312,30 +313,39 @@ def test_merge_keeps_both_histories_and_emits_once(
 
 def test_merge_refusals(pair: tuple[Stack, dict[str, Any], dict[str, Any]]) -> None:
     stack, primary, duplicate = pair
-    assert merge(stack, duplicate["id"], primary["id"], "township_a").status_code == 403
-    assert merge(stack, duplicate["id"], primary["id"], "department").status_code == 403
-    assert merge(stack, "nope", primary["id"]).status_code == 404
+    forbidden = (403, "forbidden_role", [])
+    assert refusal(merge(stack, duplicate["id"], primary["id"], "township_a")) == forbidden
+    assert refusal(merge(stack, duplicate["id"], primary["id"], "department")) == forbidden
+    assert refusal(merge(stack, "nope", primary["id"])) == (404, "not_found", [])
     unknown = merge(stack, duplicate["id"], "nope")
-    assert unknown.status_code == 422
-    assert unknown.json()["error"]["fields"][0]["path"] == "primary_id"
+    assert refusal(unknown) == (422, "invalid", ["primary_id"])
     itself = merge(stack, duplicate["id"], duplicate["id"])
-    assert itself.status_code == 409
+    assert refusal(itself) == (409, "merge_conflict", ["primary_id"])
+    assert "into itself" in itself.json()["error"]["fields"][0]["reason"]
     missing_reason = stack.call(
         "POST", f"/v1/incidents/{duplicate['id']}/merge", json={"primary_id": primary["id"]}
     )
-    assert missing_reason.status_code == 422
-    assert missing_reason.json()["error"]["fields"][0]["path"] == "reason"
+    assert refusal(missing_reason) == (422, "validation_failed", ["reason"])
     drill = created(stack, report(stack.clock.now(), exercise=True))
-    assert merge(stack, drill["id"], primary["id"]).status_code == 409
+    mixed = merge(stack, drill["id"], primary["id"])
+    assert refusal(mixed) == (409, "merge_conflict", ["primary_id"])
+    assert "drill" in mixed.json()["error"]["fields"][0]["reason"]
     # Merged into the primary, the duplicate cannot be a primary or be merged elsewhere.
     assert merge(stack, duplicate["id"], primary["id"], "leader").status_code == 200
     third = created(stack, report(stack.clock.now(), title="第三次報告"))
-    assert merge(stack, third["id"], duplicate["id"]).status_code == 409
-    assert merge(stack, duplicate["id"], third["id"]).status_code == 409
+    into_merged = merge(stack, third["id"], duplicate["id"])
+    assert refusal(into_merged) == (409, "merge_conflict", ["primary_id"])
+    assert "merged, not open" in into_merged.json()["error"]["fields"][0]["reason"]
+    elsewhere = merge(stack, duplicate["id"], third["id"])
+    assert refusal(elsewhere) == (409, "merge_conflict", ["incident_id"])
+    assert "merged" in elsewhere.json()["error"]["fields"][0]["reason"]
     # The primary now has a merged child: it cannot itself be merged away.
     refused = merge(stack, primary["id"], third["id"])
-    assert refused.status_code == 409
+    assert refusal(refused) == (409, "merge_conflict", ["incident_id"])
     assert "merged into this one" in refused.json()["error"]["fields"][0]["reason"]
+    # Nothing a refusal touched changed: the third report and the drill are still open.
+    for ident in (third["id"], drill["id"]):
+        assert stack.call("GET", f"/v1/incidents/{ident}").json()["status"] == "open"
 
 
 def test_merge_into_a_closed_primary_is_refused(

@@ -6,6 +6,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from libs.common.bus import list_dead_letters, queue_name
 from tests.intake.helpers import (
     affected,
     casualties,
@@ -146,8 +147,33 @@ def test_followup_people_involved_escalates(intake: Stack) -> None:
     assert incident(intake, reported["id"])["people_involved"] == 14
 
 
+FOLLOWUP_QUEUE = queue_name("reporting", "followup_filed", "intake", "on_followup_filed")
+
+
+def bus_counts(queue: str) -> dict[str, float]:
+    """Intake's consumer counters for one queue: acknowledged, failed attempts, dead-lettered."""
+
+    def sample(name: str, **labels: str) -> float:
+        found = REGISTRY.get_sample_value(name, {"service": "intake", "queue": queue, **labels})
+        return found or 0.0
+
+    return {
+        "acknowledged": sum(
+            sample("yingji_bus_consumed_total", outcome=o) for o in ("applied", "duplicate")
+        ),
+        "failed": sample("yingji_bus_failed_total"),
+        "dead_lettered": sample("yingji_bus_dead_lettered_total"),
+    }
+
+
 def test_followup_for_an_unknown_incident_is_acknowledged(intake: Stack) -> None:
+    """Acknowledged once: never raised (retried) nor moved to the dead-letter queue."""
+    before = bus_counts(FOLLOWUP_QUEUE)
     deliver(intake, followup(intake, "does-not-exist", 1, deaths=40))
+    after = bus_counts(FOLLOWUP_QUEUE)
+    delta = {name: after[name] - before[name] for name in before}
+    assert delta == {"acknowledged": 1.0, "failed": 0.0, "dead_lettered": 0.0}
+    assert list_dead_letters(intake.runtime.settings, FOLLOWUP_QUEUE) == []
     assert intake.ctx("intake").db["incidents"].count_documents({}) == 0
 
 

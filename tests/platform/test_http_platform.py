@@ -160,14 +160,17 @@ def test_oversized_chunked_body_is_refused_without_content_length(echo: Stack) -
     assert echo.runtime.contexts["echo"].db["echoes"].count_documents({}) == 0
 
 
-def test_deeply_nested_json_is_a_4xx(echo: Stack) -> None:
+def test_deeply_nested_json_is_a_400(echo: Stack) -> None:
+    """Nesting past the parser's depth limit is a body that cannot be read: malformed JSON."""
     nested = b"[" * 5000 + b"]" * 5000
     response = echo.client.post(
         "/v1/echoes",
         content=nested,
         headers={**echo.headers("operator"), "content-type": "application/json"},
     )
-    assert 400 <= response.status_code < 500
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "malformed_json"
+    assert echo.runtime.contexts["echo"].db["echoes"].count_documents({}) == 0
 
 
 def test_idempotency_key_replays_and_conflicts(echo: Stack) -> None:

@@ -30,6 +30,7 @@ def test_incident_reported_late_followed_up_and_finalised(stack: Stack) -> None:
     stack.clock.set(local(2026, 7, 6, 10))
     created = stack.call("POST", "/v1/incidents", who="township_a", json=incident_body(stack))
     assert created.status_code == 201, created.text
+    assert created.json()["grade"] == 4  # one injured: Ⅳ 一般
     iid = created.json()["id"]
     stack.settle()
 
@@ -58,9 +59,24 @@ def test_incident_reported_late_followed_up_and_finalised(stack: Stack) -> None:
     )
     assert followup.status_code == 201 and followup.json()["number"] == 1
     stack.settle()
+    # Three deaths reach the Ⅲ threshold (3–9 deaths): re-graded from Ⅳ to Ⅲ, one step.
     incident = stack.call("GET", f"/v1/incidents/{iid}").json()
+    assert incident["grade"] == 3
+    regraded = incident["history"][-1]
+    assert (regraded["kind"], regraded["old_grade"], regraded["new_grade"]) == ("regraded", 4, 3)
+    assert regraded["skipped_grades"] is False
     chain = stack.call("GET", "/v1/reports", params={"incident_id": iid}).json()
-    assert chain["grade"] == incident["grade"]
+    assert chain["grade"] == 3
+    # The new grade's clocks: an escalation report (met by this follow-up) and follow-ups
+    # before 08:00 as well as 17:00; the Ⅳ slot of tomorrow 17:00 is cancelled.
+    clocks = stack.call("GET", "/v1/deadlines", params={"incident_id": iid}).json()["items"]
+    [escalation] = [d for d in clocks if d["kind"] == "escalation"]
+    assert (escalation["grade"], escalation["status"]) == (3, "met")
+    assert escalation["met_by"] == followup.json()["id"]
+    planned = [(d["grade"], d["due_at"]) for d in clocks if d["status"] == "pending"]
+    assert planned == [(3, local(2026, 7, 7, 8).isoformat().replace("+00:00", "Z"))]
+    cancelled = [d for d in clocks if d["status"] == "cancelled"]
+    assert [(d["grade"], d["cancel_reason"]) for d in cancelled] == [(4, "regraded 4→3")]
 
     # The next follow-up slot passes unfiled: overdue on the manual clock.
     pending = stack.call(
@@ -110,6 +126,8 @@ def test_incident_reported_late_followed_up_and_finalised(stack: Stack) -> None:
     for expected in ("followup_filed", "report_overdue", "final_report_filed", "incident_closed"):
         assert expected in types
     assert {"intake", "reporting"} <= {i["source"] for i in timeline}
+    [regrade] = [i for i in timeline if i["event_type"] == "incident_regraded"]
+    assert (regrade["payload"]["old_grade"], regrade["payload"]["new_grade"]) == (4, 3)
     assert types.index("final_report_filed") < types.index("incident_closed")
 
     html = stack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06", "format": "html"})

@@ -139,6 +139,25 @@ def test_township_keys_report_only_on_their_own_incidents(rstack: Stack) -> None
     assert rstack.call("GET", f"/v1/timeline/{iid}", who="township_b").status_code == 403
 
 
+def test_a_report_read_by_id_is_found_only_by_its_own_township(rstack: Stack) -> None:
+    """Another township asking for a report by its id learns nothing: 404, as for no report."""
+    iid = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    filed = rstack.call("POST", "/v1/reports", who="township_a", json=report_body(iid))
+    assert filed.status_code == 201, filed.text
+    report_id = filed.json()["id"]
+    own = rstack.call("GET", f"/v1/reports/{report_id}", who="township_a")
+    assert own.status_code == 200
+    assert own.json()["incident_id"] == iid and own.json()["township_code"] == TOWNSHIP_A
+    other = rstack.call("GET", f"/v1/reports/{report_id}", who="township_b")
+    assert other.status_code == 404
+    assert other.json()["error"]["code"] == "not_found"
+    assert iid not in other.text
+    absent = rstack.call("GET", "/v1/reports/no-such-report", who="township_b")
+    assert (absent.status_code, absent.json()["error"]["code"]) == (404, "not_found")
+    for role in ("operator", "leader", "department", "admin"):
+        assert rstack.call("GET", f"/v1/reports/{report_id}", who=role).status_code == 200
+
+
 def test_unknown_closed_and_merged_incidents(rstack: Stack) -> None:
     unknown = rstack.call("POST", "/v1/reports", json=report_body("nope"))
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "incident_unknown"

@@ -6,12 +6,23 @@ from datetime import date, timedelta
 
 from services.reporting import service as reporting_service
 from tests.reporting.support import events_of, incident_reported, local
+from tests.support.errors import refusal
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
 
 def file(stack: Stack, code: str, day: date, who: str = "operator", **body: object) -> object:
     payload = {"township_code": code, "date": day.isoformat(), "nothing_to_report": True, **body}
     return stack.call("POST", "/v1/zero-reports", who=who, json=payload)
+
+
+def filed_on(stack: Stack, day: date) -> dict[str, tuple[bool, list[str]]]:
+    """What each township filed for a day: ``nothing_to_report`` and the incident ids."""
+    response = stack.call("GET", "/v1/zero-reports", params={"date": day.isoformat()})
+    assert response.status_code == 200, response.text
+    return {
+        r["township_code"]: (r["nothing_to_report"], r["incident_ids"])
+        for r in response.json()["filed"]
+    }
 
 
 def missed_scan(stack: Stack) -> int:
@@ -78,10 +89,12 @@ def test_filing_is_idempotent_and_scoped_to_the_township(rstack: Stack) -> None:
     changed = file(
         rstack, TOWNSHIP_A, day, who="township_a", nothing_to_report=False, incident_ids=[iid]
     )
-    assert changed.status_code == 409
-    assert file(rstack, TOWNSHIP_B, day, who="township_a").status_code == 403
+    assert refusal(changed) == (409, "zero_report_exists", ["date"])
+    assert filed_on(rstack, day) == {TOWNSHIP_A: (True, [])}
+    other = file(rstack, TOWNSHIP_B, day, who="township_a")
+    assert refusal(other) == (403, "forbidden_township", ["township_code"])
     future = file(rstack, TOWNSHIP_B, day + timedelta(days=1), who="township_b")
-    assert future.status_code == 422 and future.json()["error"]["fields"][0]["path"] == "date"
+    assert refusal(future) == (422, "invalid_zero_report", ["date"])
     listed = file(
         rstack,
         TOWNSHIP_B,
@@ -90,10 +103,13 @@ def test_filing_is_idempotent_and_scoped_to_the_township(rstack: Stack) -> None:
         nothing_to_report=False,
         incident_ids=[iid],
     )
-    assert listed.status_code == 422
-    assert listed.json()["error"]["fields"][0]["path"] == "incident_ids.0"
+    assert refusal(listed) == (422, "invalid_zero_report", ["incident_ids.0"])
     empty = file(rstack, TOWNSHIP_B, day - timedelta(days=1), nothing_to_report=False)
-    assert empty.status_code == 422
+    assert refusal(empty) == (422, "invalid_zero_report", ["incident_ids"])
+    assert "nothing_to_report" in empty.json()["error"]["fields"][0]["reason"]
+    # No refused filing left a row behind: only the first filing of township A is kept.
+    assert filed_on(rstack, day - timedelta(days=1)) == {}
+    assert filed_on(rstack, day) == {TOWNSHIP_A: (True, [])}
     own = rstack.call("GET", "/v1/zero-reports", who="township_b", params={"date": "2026-07-06"})
     assert {r["township_code"] for r in own.json()["missing"]} == {TOWNSHIP_B}
     assert rstack.call("GET", "/v1/zero-reports", params={"date": "07/06"}).status_code == 422

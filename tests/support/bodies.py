@@ -1,10 +1,10 @@
 """Request bodies shared by the test suites: a complete incident report (every element 篇2/篇6/篇9
-require), with its times relative to a given moment."""
+require), with its times relative to a given moment, and a daily zero report."""
 
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from tests.support.stack import TOWNSHIP_A
@@ -44,5 +44,16 @@ def incident_body(
     body["township_code"] = township_code
     body["occurred_at"] = (now - occurred_ago).isoformat()
     body["discovered_at"] = (now - discovered_ago).isoformat()
+    body.update(overrides)
+    return body
+
+
+def zero_report_body(township_code: str, day: date, **overrides: Any) -> dict[str, Any]:
+    """A township's daily zero report (零报告, nothing to report) for ``day``."""
+    body: dict[str, Any] = {
+        "township_code": township_code,
+        "date": day.isoformat(),
+        "nothing_to_report": True,
+    }
     body.update(overrides)
     return body

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +14,7 @@ from urllib.parse import unquote
 
 from prometheus_client import REGISTRY
 
-from tests.warning.capschema import assert_conforms
+from tests.warning.capschema import CAP_NS, assert_conforms
 from tests.warning.conftest import (
     TOWNSHIP_A,
     TOWNSHIP_B,
@@ -325,8 +324,15 @@ def test_the_cap_in_a_message_is_parseable(wstack: WarningStack) -> None:
     wid = wstack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
     row = wstack.service.store.deliveries.find_one({"warning_id": wid})
     assert row is not None
-    root = ET.fromstring(row["message"]["cap"])
-    assert root.tag.endswith("alert")
+    message = row["message"]
+    document = message["cap"]
+    root = assert_conforms(document.encode() if isinstance(document, str) else document)
+    ns = {"cap": CAP_NS}
+    assert root.findtext("cap:identifier", namespaces=ns) == message["identifier"]
+    assert root.findtext("cap:msgType", namespaces=ns) == "Alert"
+    assert root.findtext("cap:status", namespaces=ns) == "Actual"
+    geocodes = root.findall("cap:info/cap:area/cap:geocode/cap:value", ns)
+    assert TOWNSHIP_A in {g.text for g in geocodes}
 
 
 def test_the_delivery_timer_runs_on_its_own(make_stack: Callable[..., Any]) -> None:

@@ -1,0 +1,204 @@
+"""Two townships' worth of data for the authorization matrix: every resource a township owns.
+
+Each township files an incident (twice: a possible duplicate) and a dispute, a follow-up and a
+zero report; a department warns
+it (a warning for its area only), the warning is delivered and acknowledged; the duty office
+sends a team, activates a township plan and assigns the dispute. Deadlines, timeline entries,
+audit rows and scores follow from these. The ids are kept per township, so a test can look for
+any of them in an answer meant for the other township.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from services.warning.service import service_for
+from tests.support.bodies import incident_body, zero_report_body
+from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
+
+DISPUTE = {
+    "nature": "relocation",
+    "stability_impact": "medium",
+    "escalation_risk": "high",
+    "key_persons": False,
+}
+
+
+@dataclass(frozen=True)
+class Township:
+    """The key of one township and the ids of everything seeded for it."""
+
+    key: str
+    code: str
+    incident: str
+    duplicate: str
+    dispute: str
+    report: str
+    warning: str
+    dispatch: str
+    plan: str
+    assignment: str
+
+    def ids(self) -> dict[str, str]:
+        """Every seeded id by the path parameter that names it."""
+        return {
+            "incident_id": self.incident,
+            "report_id": self.report,
+            "warning_id": self.warning,
+            "dispatch_id": self.dispatch,
+            "plan_id": self.plan,
+            "assignment_id": self.assignment,
+        }
+
+    def markers(self) -> set[str]:
+        """What may appear only in answers about this township: its code and its ids."""
+        return {self.code, self.duplicate, self.dispute, *self.ids().values()}
+
+
+def created(response: Any) -> dict[str, Any]:
+    """The body of a 201, failing the seeding loudly otherwise."""
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
+    """Everything a township owns, filed the way a county would file it."""
+    now = stack.clock.now()
+    incident = created(
+        stack.call(
+            "POST", "/v1/incidents", who=key, json=incident_body(now, code, title=f"{code}河堤漫溢")
+        )
+    )["id"]
+    # The same flood reported again (by the village, say): a possible duplicate of the first.
+    again = created(
+        stack.call(
+            "POST", "/v1/incidents", who=key, json=incident_body(now, code, title=f"{code}河堤漫溢")
+        )
+    )
+    assert again["possible_duplicates"] == [incident], again["possible_duplicates"]
+    dispute = created(
+        stack.call(
+            "POST",
+            "/v1/incidents",
+            who=key,
+            json=incident_body(
+                now, code, category="dispute", title=f"{code}征地纠纷", dispute=DISPUTE
+            ),
+        )
+    )["id"]
+    stack.settle()
+    report = created(stack.call("POST", "/v1/reports", who=key, json=followup_body(incident)))["id"]
+    created(
+        stack.call("POST", "/v1/zero-reports", who=key, json=zero_report_body(code, now.date()))
+    )
+    warning = created(
+        stack.call("POST", "/v1/warnings", who="department", json=warning_body(stack, code))
+    )["id"]
+    dispatch = created(
+        stack.call(
+            "POST",
+            "/v1/dispatches",
+            json={"incident_id": incident, "team_ids": [team_id], "note": f"{code}抢险"},
+        )
+    )["id"]
+    plan = created(stack.call("POST", "/v1/plans", json=plan_body(code)))["id"]
+    assignment = created(
+        stack.call(
+            "POST",
+            "/v1/assignments",
+            json={
+                "incident_id": dispute,
+                "responsible_leader": "李副镇长",
+                "responsible_unit": "镇综治办",
+                "due_at": (now + timedelta(days=3)).isoformat(),
+            },
+        )
+    )["id"]
+    return Township(
+        key, code, incident, again["id"], dispute, report, warning, dispatch, plan, assignment
+    )
+
+
+def followup_body(incident_id: str) -> dict[str, Any]:
+    """A complete follow-up report (续报) with unchanged figures."""
+    return {
+        "incident_id": incident_id,
+        "kind": "followup",
+        "casualties": {"deaths": 0, "injured": 0, "missing": 0, "trapped": 0},
+        "affected": {
+            "people_affected": 120,
+            "people_evacuated": 40,
+            "houses_damaged": 6,
+            "houses_collapsed": 0,
+            "direct_loss_cny": 150000,
+        },
+        "progress": "堤防已加固，水位回落。",
+        "measures_taken": "组织抢险队员20人巡堤。",
+        "needs": "暂无。",
+        "reporter": {"name": "张伟", "phone": "13800001111"},
+        "approver": {"name": "李娜", "phone": "13900002222"},
+    }
+
+
+def warning_body(stack: Stack, code: str) -> dict[str, Any]:
+    """A yellow rainstorm warning for one township only."""
+    return {
+        "hazard": "rainstorm",
+        "level": 3,
+        "headline": f"{code}暴雨黄色预警",
+        "description": "预计未来6小时降雨量将达50毫米以上。",
+        "instruction": "注意防范，转移低洼地带人员。",
+        "areas": [code],
+        "expires": (stack.clock.now() + timedelta(hours=6)).isoformat(),
+    }
+
+
+def plan_body(code: str) -> dict[str, Any]:
+    """A township-scope flood plan activated by hand at the township's request."""
+    return {
+        "level": 4,
+        "hazard": "flood",
+        "township_codes": [code],
+        "scope": "township",
+        "requested_by": f"{code}人民政府",
+        "requesting_township": code,
+        "reason": "河堤漫溢，请求启动防汛四级响应。",
+    }
+
+
+def available_teams(stack: Stack, count: int) -> list[str]:
+    """Ids of ``count`` available teams of the county roster."""
+    response = stack.call("GET", "/v1/teams", params={"status": "available", "limit": 100})
+    assert response.status_code == 200, response.text
+    teams = [t["id"] for t in response.json()["items"]]
+    assert len(teams) >= count, teams
+    return teams[:count]
+
+
+def seed_a_third_township(stack: Stack) -> None:
+    """A grade Ⅲ flood in a third township, reported by the duty office: a warning suggestion."""
+    codes = [t["code"] for t in stack.call("GET", "/v1/townships").json()["items"]]
+    third = next(c for c in codes if c not in (TOWNSHIP_A, TOWNSHIP_B))
+    casualties = {"deaths": 3, "injured": 2, "missing": 0, "trapped": 0}
+    body = incident_body(stack.clock.now(), third, title="山洪冲毁村道", casualties=casualties)
+    assert created(stack.call("POST", "/v1/incidents", json=body))["grade"] == 3
+
+
+def seed_two_townships(stack: Stack) -> dict[str, Township]:
+    """Seed townships A and B (and a third), deliver and acknowledge warnings; by key name."""
+    first, second = available_teams(stack, 2)
+    seeded = {
+        "township_a": seed_township(stack, "township_a", TOWNSHIP_A, first),
+        "township_b": seed_township(stack, "township_b", TOWNSHIP_B, second),
+    }
+    seed_a_third_township(stack)
+    stack.settle()
+    service_for(stack.ctx("warning")).run_deliveries()
+    for township in seeded.values():
+        ack = stack.call("POST", f"/v1/warnings/{township.warning}/ack", who=township.key)
+        assert ack.status_code == 200, ack.text
+    stack.settle()
+    return seeded
