@@ -228,6 +228,12 @@ class PlanRules:
     activate_on_escalated: bool = True
 
 
+def crowd_rule_fires(escalation_reasons: Sequence[str]) -> bool:
+    """篇3's plan trigger: intake escalated the incident because 10 or more people were involved
+    (intake owns the threshold); an escalation for a dispute marker alone starts no plan."""
+    return "people_involved" in escalation_reasons
+
+
 def plan_action(
     active_level: int | None, trigger_level: int, rules: PlanRules, *, force: bool = False
 ) -> tuple[str, int] | None:

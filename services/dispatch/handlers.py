@@ -69,7 +69,8 @@ class PlanHandlers:
             **doc,
             "exercise": p.exercise,
         }
-        planned = self._incident_plan(incident, p.grade, envelope, escalated=p.escalated)
+        crowd = domain.crowd_rule_fires(p.escalation_reasons)
+        planned = self._incident_plan(incident, p.grade, envelope, escalated=crowd)
         return fresh or planned
 
     def incident_regraded(self, envelope: EventEnvelope) -> bool:

@@ -58,6 +58,8 @@ def incident_payload(
     category: str = "flood",
     grade: int = 4,
     escalated: bool = False,
+    escalation_reasons: list[str] | None = None,
+    people_involved: int = 0,
     exercise: bool = False,
 ) -> dict[str, Any]:
     """An ``incident_reported`` payload."""
@@ -72,6 +74,8 @@ def incident_payload(
         "discovered_at": now.isoformat(),
         "reported_at": now.isoformat(),
         "escalated": escalated,
+        "escalation_reasons": escalation_reasons or [],
+        "people_involved": people_involved,
         "exercise": exercise,
     }
 

@@ -172,10 +172,31 @@ def test_incident_grades_drive_the_plan(dstack: Stack) -> None:
 
 def test_escalated_incident_starts_a_plan_whatever_its_grade(dstack: Stack) -> None:
     """篇3: 10 or more people involved → the response plan is started."""
-    incident = report_incident(dstack, category="enterprise_risk", grade=4, escalated=True)
+    incident = report_incident(
+        dstack,
+        category="enterprise_risk",
+        grade=4,
+        escalated=True,
+        escalation_reasons=["people_involved"],
+        people_involved=12,
+    )
     plan = _plan(dstack, f"incident-{incident}").json()
     assert plan["level"] == 4 and "篇3" in plan["reason"]
     assert plan["teams_on_standby"] == ["T10", "T11", "T15"]
+
+
+def test_a_small_escalated_dispute_starts_no_plan(dstack: Stack) -> None:
+    """A 4-person petition dispute is escalated for its markers, not for 篇3's ≥ 10 people:
+    the people rule must not start a plan for it."""
+    incident = report_incident(
+        dstack,
+        category="dispute",
+        grade=4,
+        escalated=True,
+        escalation_reasons=["petition_or_lawsuit"],
+        people_involved=4,
+    )
+    assert _plan(dstack, f"incident-{incident}").status_code == 404
 
 
 def test_operator_activates_on_a_township_request(dstack: Stack) -> None:
