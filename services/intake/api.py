@@ -23,6 +23,7 @@ from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, field_error, not_found, validation_fields
 from libs.common.idempotency import fingerprint, idempotency_scope, validate_key
 from libs.common.outbox import new_document
+from libs.common.signatures import SAME_PERSON_REASON, same_person_errors
 from libs.common.service import ServiceContext
 from services.intake import events, metrics
 from services.intake.config import IntakeConfig
@@ -441,6 +442,9 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
         )
         if issues:
             raise ApiError(422, "invalid_times", "the report's times are not possible", issues)
+        signed_twice = same_person_errors(body.reporter.model_dump(), body.approver.model_dump())
+        if signed_twice:
+            raise ApiError(422, "same_person", SAME_PERSON_REASON, signed_twice)
         doc = _new_incident(
             incident_id, body, township.name, occurred_at, discovered_at, now, principal
         )

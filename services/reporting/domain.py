@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from libs.common.clock import as_utc
 from libs.common.profiles import DeadlineProfile, GradeLimits
+from libs.common.signatures import same_person_errors
 
 # 篇6: 原則上綜合信息不超過1500字，單項工作信息不超過500字.
 SINGLE_ITEM_MAX_CHARS = 500
@@ -133,19 +134,7 @@ def length_errors(report: Mapping[str, Any]) -> list[dict[str, str]]:
 
 def same_person_error(report: Mapping[str, Any]) -> list[dict[str, str]]:
     """誰提供、誰審核 (篇6): the approver must be someone other than the submitter."""
-    reporter, approver = report.get("reporter") or {}, report.get("approver") or {}
-    if _blank(reporter.get("name")) or _blank(approver.get("name")):
-        return []
-    same_name = reporter["name"].strip() == approver["name"].strip()
-    same_phone = (reporter.get("phone") or "").strip() == (approver.get("phone") or "").strip()
-    if same_name and same_phone:
-        return [
-            {
-                "path": "approver",
-                "reason": "the approver (审签人) must be a different person from the reporter",
-            }
-        ]
-    return []
+    return same_person_errors(report.get("reporter"), report.get("approver"))
 
 
 # ---------------------------------------------------------------- figures

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
+from libs.common.signatures import SAME_PERSON_REASON
 from services.intake.domain import ELEMENTS, Category
 from tests.intake.helpers import iso, post, report
 from tests.support.stack import TOWNSHIP_B, Stack
@@ -189,6 +190,24 @@ def test_dispute_markers_alone_are_accepted_before_assessment(shared: Stack) -> 
         None,
         None,
     )
+
+
+@pytest.mark.parametrize(
+    "approver",
+    [
+        {"name": "张伟", "phone": "13800001111"},
+        {"name": "张伟", "phone": "13700009999"},
+        {"name": "王芳", "phone": "138-0000-1111"},
+    ],
+)
+def test_the_reporter_cannot_approve_their_own_report(shared: Stack, approver: Any) -> None:
+    """篇6 谁提供、谁审核: the same rule as reporting's (libs/common/signatures.py)."""
+    body = report(shared.clock.now(), reporter={"name": "张伟", "phone": "13800001111"})
+    response = post(shared, {**body, "approver": approver})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "same_person"
+    assert error["fields"] == [{"path": "approver", "reason": SAME_PERSON_REASON}]
 
 
 def test_lat_without_lon_is_refused(shared: Stack) -> None:

@@ -52,6 +52,11 @@ def test_approver_must_differ_from_reporter() -> None:
     same = full_report(approver={"name": "甲", "phone": "13900000001"})
     assert domain.same_person_error(same)[0]["path"] == "approver"
     assert domain.same_person_error(full_report()) == []
+    # One name or one phone (however formatted) is one person: the rule intake applies too.
+    renamed = full_report(approver={"name": "甲", "phone": "13900000009"})
+    assert domain.same_person_error(renamed)[0]["path"] == "approver"
+    rephoned = full_report(approver={"name": "丙", "phone": "139-0000-0001"})
+    assert domain.same_person_error(rephoned)[0]["path"] == "approver"
 
 
 def test_fallen_figures_need_one_correction_each() -> None:
