@@ -83,7 +83,7 @@ def incident_body(rnd: random.Random, exercise: bool = True) -> dict[str, Any]:
         "measures_taken": "已组织人员转移，设置警戒。",
         "needs": "需要沙袋和抽水泵。",
         "reporter": {"name": "演练报送人", "phone": "13900000000"},
-        "approver": {"name": "演练审签人", "phone": "13900000000"},
+        "approver": {"name": "演练审签人", "phone": "13900000001"},
         "source": "演练",
         "exercise": exercise,
     }

@@ -50,6 +50,8 @@ CATEGORY_NAMES = {
 ROLE_NAMES = {"operator": "值班员", "leader": "带班领导", "department": "水利气象部门"}
 HAZARD_OF = {"flood": "flood", "geological": "geological", "lightning": "lightning"}
 DRILL_PHONE = "13900000000"
+# 篇6: the approver is another person, with a phone of their own.
+DRILL_APPROVER_PHONE = "13900000001"
 
 
 @dataclass
@@ -275,7 +277,7 @@ class Drill:
             "measures_taken": "已组织人员转移，设置警戒。",
             "needs": "需要沙袋和抽水泵。",
             "reporter": {"name": "演练报送人", "phone": DRILL_PHONE},
-            "approver": {"name": "演练审签人", "phone": DRILL_PHONE},
+            "approver": {"name": "演练审签人", "phone": DRILL_APPROVER_PHONE},
             "source": "演练",
             "exercise": True,
         }
@@ -321,7 +323,7 @@ class Drill:
             "measures_taken": "持续转移群众。",
             "needs": "无",
             "reporter": {"name": "演练报送人", "phone": DRILL_PHONE},
-            "approver": {"name": "演练审签人", "phone": DRILL_PHONE},
+            "approver": {"name": "演练审签人", "phone": DRILL_APPROVER_PHONE},
             "exercise": True,
         }
         self.call(
