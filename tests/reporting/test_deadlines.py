@@ -134,17 +134,23 @@ def test_whole_incident_under_each_profile(tmp_path: Path, profile_name: str) ->
         assert [(d["due_at"], d["grade"]) for d in pending] == [(iso(expected_slot), 1)]
         assert [d["status"] for d in deadlines["followup"]].count("cancelled") == 1
 
-        # Follow-up 2 brings the chain up to date: the missed 08:00 slot late, the escalation
-        # on time; the next slot's window has not opened yet.
+        # One follow-up meets one deadline: follow-up 2 meets the missed 08:00 slot (late) and
+        # leaves the escalation open; follow-up 3 meets the escalation on time. The next
+        # slot's window has not opened yet.
         stack.clock.set(regrade_at + timedelta(minutes=10))
         second = stack.call("POST", "/v1/reports", json=report_body(iid))
         assert second.status_code == 201 and second.json()["number"] == 2
         assert second.json()["late"] is True
         deadlines = by_kind(stack, iid)
-        assert deadlines["escalation"][0]["status"] == "met"
-        assert deadlines["escalation"][0]["late"] is False
+        assert deadlines["escalation"][0]["status"] == "pending"
         met_late = next(d for d in deadlines["followup"] if d["id"] == missed["id"])
         assert met_late["status"] == "met" and met_late["late"] is True
+        stack.clock.set(regrade_at + timedelta(minutes=11))
+        third = stack.call("POST", "/v1/reports", json=report_body(iid))
+        assert third.status_code == 201 and third.json()["late"] is False
+        deadlines = by_kind(stack, iid)
+        assert deadlines["escalation"][0]["status"] == "met"
+        assert deadlines["escalation"][0]["late"] is False
         assert [d["due_at"] for d in deadlines["followup"] if d["status"] == "pending"] == [
             iso(expected_slot)
         ]
@@ -178,6 +184,30 @@ def test_whole_incident_under_each_profile(tmp_path: Path, profile_name: str) ->
             "GET", "/v1/deadlines", params={"status": "pending", "incident_id": iid}
         ).json()["items"]
         assert pending_now == []
+
+
+def test_one_followup_meets_one_deadline_only(tmp_path: Path) -> None:
+    """A follow-up at 17:05 after a missed 17:00 slot meets that slot (late), not also the next
+    day's 17:00 slot whose window opened at 17:00."""
+    start = local(2026, 12, 1, 9)
+    with running_stack(tmp_path, specs=[SPEC], start=start) as stack:
+        iid = incident_reported(stack, grade=4).payload["incident_id"]
+        stack.clock.set(local(2026, 12, 1, 17, 1))
+        scan(stack)
+        stack.clock.set(local(2026, 12, 1, 17, 5))
+        filed = stack.call("POST", "/v1/reports", json=report_body(iid))
+        assert filed.status_code == 201, filed.text
+        assert filed.json()["late"] is True
+        followups = sorted(by_kind(stack, iid)["followup"], key=lambda d: d["due_at"])
+        assert [(d["due_at"], d["status"], d["late"]) for d in followups] == [
+            (iso(local(2026, 12, 1, 17)), "met", True),
+            (iso(local(2026, 12, 2, 17)), "pending", False),
+        ]
+        # The next day's slot is met by the next day's follow-up, on time.
+        stack.clock.set(local(2026, 12, 2, 16))
+        assert stack.call("POST", "/v1/reports", json=report_body(iid)).json()["late"] is False
+        followups = sorted(by_kind(stack, iid)["followup"], key=lambda d: d["due_at"])
+        assert [d["status"] for d in followups[:2]] == ["met", "met"]
 
 
 def test_a_late_final_report_turns_overdue_then_is_met_late(rstack: Stack) -> None:
