@@ -296,18 +296,20 @@ def long_overdue_at(due_at: datetime, profile: DeadlineProfile) -> datetime:
 def deadlines_to_meet(
     open_deadlines: Iterable[Mapping[str, Any]], filed_at: datetime, kinds: Sequence[str]
 ) -> list[Mapping[str, Any]]:
-    """The deadlines a report filed at ``filed_at`` meets: every open one of ``kinds`` whose
-    window has opened (overdue ones late, pending ones on time). One report brings the chain up
-    to date; a report filed before the next slot's window opens meets nothing and is simply an
-    extra follow-up."""
-    met = [
+    """The one deadline a report filed at ``filed_at`` meets: the earliest due open one of
+    ``kinds`` whose window has opened (overdue late, pending on time), or none.
+
+    One report meets one deadline: a follow-up filed at 17:05 meets the missed 17:00 slot late,
+    never tomorrow's 17:00 slot as well. A report filed before any window opens meets nothing
+    and is simply an extra follow-up."""
+    candidates = [
         d
         for d in open_deadlines
         if d["kind"] in kinds
         and d["status"] in ("pending", "overdue")
         and as_utc(d.get("window_start") or d["due_at"] - timedelta(days=3)) <= as_utc(filed_at)
     ]
-    return sorted(met, key=lambda d: (as_utc(d["due_at"]), d["_id"]))
+    return sorted(candidates, key=lambda d: (as_utc(d["due_at"]), d["_id"]))[:1]
 
 
 # ---------------------------------------------------------------- zero reports

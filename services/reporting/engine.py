@@ -367,47 +367,9 @@ def apply_report(ctx: ServiceContext, store: Store, report: Mapping[str, Any]) -
     changed = False
     incident_id = report["incident_id"]
     filed_at = as_utc(report["filed_at"])
-    if store.deadlines.find_one({"met_by": report["_id"]}) is None:
-        kinds = FOLLOWUP_KINDS if report["kind"] == "followup" else ("final",)
-        targets = domain.deadlines_to_meet(store.open_deadlines(incident_id), filed_at, kinds)
-        met_ids: list[str] = []
-        any_late = False
-        latest_slot: datetime | None = None
-        for target in targets:
-            late = filed_at > as_utc(target["due_at"])
-            result = store.deadlines.update_one(
-                {"_id": target["_id"], "status": {"$in": list(OPEN)}},
-                {
-                    "$set": {
-                        "status": "met",
-                        "met_at": filed_at,
-                        "met_by": report["_id"],
-                        "late": late,
-                        "armed": None,
-                        "next_check_at": None,
-                    }
-                },
-            )
-            if not result.modified_count:
-                continue
-            met_ids.append(target["_id"])
-            any_late = any_late or late
-            if not report.get("exercise"):
-                metrics.REPORT_LATENCY.labels(metrics.SERVICE, report["kind"]).observe(
-                    max(0.0, (filed_at - as_utc(target["due_at"])).total_seconds())
-                )
-            if target["kind"] == "followup" and target["status"] == "pending":
-                latest_slot = as_utc(target["due_at"])
-        if met_ids:
-            changed = True
-            store.reports.update_one(
-                {"_id": report["_id"]},
-                {"$set": {"deadline_id": met_ids[0], "deadline_ids": met_ids, "late": any_late}},
-            )
-            if any_late and not report.get("exercise"):
-                metrics.REPORTS_LATE.labels(metrics.SERVICE, report["kind"]).inc()
-            if latest_slot is not None:
-                plan_next_followup(ctx, store, incident_id, latest_slot)
+    target_id = _claim_deadline(store, report, filed_at)
+    if target_id is not None:
+        changed = _meet(ctx, store, report, target_id, filed_at)
     update: dict[str, Any] = {
         "$set": {
             "current": {
@@ -430,6 +392,68 @@ def apply_report(ctx: ServiceContext, store: Store, report: Mapping[str, Any]) -
             bool(end_chain(store, incident_id, "final report filed", FOLLOWUP_KINDS)) or changed
         )
     return changed
+
+
+def _claim_deadline(store: Store, report: Mapping[str, Any], filed_at: datetime) -> str | None:
+    """The one deadline this report meets, claimed on the report itself first.
+
+    The API and the handler of the report's own event may run this at the same moment; the
+    conditional claim makes both settle on one deadline, so a report never meets two."""
+    saved = store.reports.find_one({"_id": report["_id"]}) or {}
+    if saved.get("meets"):
+        return str(saved["meets"])
+    kinds = FOLLOWUP_KINDS if report["kind"] == "followup" else ("final",)
+    targets = domain.deadlines_to_meet(store.open_deadlines(report["incident_id"]), filed_at, kinds)
+    if not targets:
+        return None
+    store.reports.update_one(
+        {"_id": report["_id"], "meets": {"$exists": False}}, {"$set": {"meets": targets[0]["_id"]}}
+    )
+    claimed = (store.reports.find_one({"_id": report["_id"]}) or {}).get("meets")
+    return str(claimed) if claimed else None
+
+
+def _meet(
+    ctx: ServiceContext,
+    store: Store,
+    report: Mapping[str, Any],
+    target_id: str,
+    filed_at: datetime,
+) -> bool:
+    """Mark the claimed deadline met by the report (once), flag 遲報, plan the next slot."""
+    target = store.deadlines.find_one({"_id": target_id})
+    if target is None:
+        return False
+    late = filed_at > as_utc(target["due_at"])
+    result = store.deadlines.update_one(
+        {"_id": target_id, "status": {"$in": list(OPEN)}},
+        {
+            "$set": {
+                "status": "met",
+                "met_at": filed_at,
+                "met_by": report["_id"],
+                "late": late,
+                "armed": None,
+                "next_check_at": None,
+            }
+        },
+    )
+    if not result.modified_count:
+        return False
+    # Drill reports stay out of the latency and lateness metrics the alerts read.
+    if not report.get("exercise"):
+        metrics.REPORT_LATENCY.labels(metrics.SERVICE, report["kind"]).observe(
+            max(0.0, (filed_at - as_utc(target["due_at"])).total_seconds())
+        )
+    store.reports.update_one(
+        {"_id": report["_id"]},
+        {"$set": {"deadline_id": target_id, "deadline_ids": [target_id], "late": late}},
+    )
+    if late and not report.get("exercise"):
+        metrics.REPORTS_LATE.labels(metrics.SERVICE, report["kind"]).inc()
+    if target["kind"] == "followup" and target["status"] == "pending":
+        plan_next_followup(ctx, store, report["incident_id"], as_utc(target["due_at"]))
+    return True
 
 
 # ---------------------------------------------------------------- the scan
