@@ -344,7 +344,14 @@ class Drill:
             "POST",
             "/v1/zero-reports",
             f"township:{code}",
-            {"township_code": code, "date": yesterday, "nothing_to_report": True, "exercise": True},
+            {
+                "township_code": code,
+                "date": yesterday,
+                "nothing_to_report": True,
+                "exercise": True,
+                "reporter": {"name": "演练报送人", "phone": DRILL_PHONE},
+                "approver": {"name": "演练审签人", "phone": DRILL_APPROVER_PHONE},
+            },
         )
 
     def issue_warning(self) -> None:

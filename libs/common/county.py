@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,11 @@ class County(BaseModel):
     name: str
     name_en: str = ""
     timezone: str = "Asia/Shanghai"
+    start_date: date | None = Field(
+        default=None,
+        description="平台启用日期（当地）：此前的日子不计零报告缺报、不计报送率与考核；"
+        "不设时取平台首次启动之日",
+    )
     townships: list[Township]
     teams: list[Team] = []
     warehouses: list[Warehouse] = []

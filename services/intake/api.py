@@ -23,8 +23,8 @@ from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, field_error, not_found, validation_fields
 from libs.common.idempotency import fingerprint, idempotency_scope, validate_key
 from libs.common.outbox import new_document
-from libs.common.signatures import SAME_PERSON_REASON, same_person_errors
 from libs.common.service import ServiceContext
+from libs.common.signatures import SAME_PERSON_REASON, same_person_errors
 from services.intake import events, metrics
 from services.intake.config import IntakeConfig
 from services.intake.domain import (

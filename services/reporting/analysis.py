@@ -333,30 +333,35 @@ class TownshipTally:
     zero_reports_filed: int = 0
 
 
+def _earned(credit: float, owed: float) -> float:
+    """Credit as a percentage of what was owed; nothing owed earns nothing (never 100)."""
+    return 100.0 * credit / owed if owed else 0.0
+
+
 def township_score(tally: TownshipTally, config: ScoringConfig, days: int) -> dict[str, Any]:
-    """One township's components and total under the configured formula."""
-    if tally.deadlines_due:
-        timeliness = (
-            100.0
-            * (tally.deadlines_on_time + config.timeliness.late_credit * tally.deadlines_late)
-            / tally.deadlines_due
-        )
-    else:
-        timeliness = 100.0
-    completeness = (
-        100.0 * tally.completeness_met / tally.completeness_due if tally.completeness_due else 100.0
+    """One township's components and total under the configured formula (scoring.yaml).
+
+    Every component is a share of what the township owed in the period: its incident deadlines
+    and one zero report per closed day. A township that owed and filed nothing scores 0, so
+    silence never outranks reporting."""
+    late_credit = config.timeliness.late_credit
+    owed = tally.deadlines_due + tally.zero_days
+    timeliness = _earned(
+        tally.deadlines_on_time
+        + tally.zero_on_time
+        + late_credit * (tally.deadlines_late + tally.zero_late),
+        owed,
     )
-    if tally.zero_days:
-        zero = (
-            100.0
-            * (tally.zero_on_time + config.zero_report.late_credit * tally.zero_late)
-            / tally.zero_days
-        )
-    else:
-        zero = 100.0
+    completeness = _earned(
+        tally.completeness_met + tally.zero_on_time + tally.zero_late,
+        tally.completeness_due + tally.zero_days,
+    )
+    zero = _earned(
+        tally.zero_on_time + config.zero_report.late_credit * tally.zero_late, tally.zero_days
+    )
     quota = config.volume.weekly_quota * days / 7.0
     items = tally.reports_filed + config.volume.zero_report_item_weight * tally.zero_reports_filed
-    volume = min(100.0, 100.0 * items / quota) if quota else 100.0
+    volume = min(100.0, _earned(items, quota))
     w = config.weights
     total = (
         w.timeliness * timeliness
@@ -380,6 +385,7 @@ def township_score(tally: TownshipTally, config: ScoringConfig, days: int) -> di
             "deadlines_late": tally.deadlines_late,
             "completeness_due": tally.completeness_due,
             "completeness_met": tally.completeness_met,
+            "owed": owed,
             "zero_report_days": tally.zero_days,
             "zero_reports_on_time": tally.zero_on_time,
             "zero_reports_late": tally.zero_late,

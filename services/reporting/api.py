@@ -55,6 +55,15 @@ class Person(BaseModel):
     phone: str | None = Field(default=None, pattern=PHONE, description="聯繫電話")
 
 
+class Signatory(BaseModel):
+    """报送人或审签人：姓名和联系电话都必填（篇6：注明审签人及报送人姓名、联系方式）。"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=50, pattern=r"\S", description="姓名")
+    phone: str = Field(pattern=PHONE, description="联系电话")
+
+
 class Correction(BaseModel):
     """Why a figure is lower than in the previous report (核減說明)."""
 
@@ -110,6 +119,8 @@ class ZeroReportIn(BaseModel):
         default=False,
         description="演练 drill zero report: kept apart, never the township's real filing",
     )
+    reporter: Signatory = Field(description="报送人（篇6）")
+    approver: Signatory = Field(description="审签人，须为报送人以外的另一人（篇6）")
 
 
 # ---------------------------------------------------------------- views
@@ -496,7 +507,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         day = _parse_day(date, "query.date")
         result = zero.status(ctx, store, day)
         if principal.role == Role.TOWNSHIP:
-            for part in ("filed", "missing", "late", "exercise_filed"):
+            for part in ("filed", "missing", "late", "exercise_filed", "contradictions"):
                 result[part] = [
                     r for r in result[part] if r["township_code"] == principal.township_code
                 ]

@@ -89,6 +89,22 @@ def zero_report_filed(clock: Clock, doc: dict[str, Any]) -> EventEnvelope:
     )
 
 
+def zero_report_contradicted(clock: Clock, doc: Mapping[str, Any]) -> EventEnvelope:
+    """``zero_report_contradicted``: a 「无事件」 refused for a day with incidents (疑似瞒报)."""
+    return make_event(
+        clock,
+        SOURCE,
+        "zero_report_contradicted",
+        {
+            "township_code": doc["township_code"],
+            "date": doc["date"],
+            "incident_ids": doc["incident_ids"],
+            "attempted_by": doc["attempted_by"],
+        },
+        correlation_id=f"zero:{doc['date']}",
+    )
+
+
 def summary_published(
     clock: Clock, summary_id: str, kind: str, start: datetime, end: datetime
 ) -> EventEnvelope:

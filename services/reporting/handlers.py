@@ -47,6 +47,7 @@ SUMMARIES: dict[str, str] = {
     "report_overdue": "{kind_label}逾期未报（督办{escalation}级）",
     "zero_report_missed": "{township_code} {date} 零报告缺报",
     "zero_report_filed": "{township_code} {date} 零报告已报送",
+    "zero_report_contradicted": "{township_code} {date} 已报送事件却报「无事件」，疑似瞒报",
     "summary_published": "发布{kind}",
 }
 

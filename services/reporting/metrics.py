@@ -21,6 +21,12 @@ ZERO_REPORTS_MISSED = Counter(
     "Daily zero reports not filed by the cut-off",
     ["service", "township_code"],
 )
+ZERO_REPORTS_CONTRADICTED = Counter(
+    "yingji_reporting_zero_reports_contradicted_total",
+    "Refused 「无事件」 zero reports for a day the township reported incidents on (疑似瞒报)",
+    ["service"],
+)
+ZERO_REPORTS_CONTRADICTED.labels(SERVICE)  # exists at 0 from the start
 ZERO_REPORTS_FILED_TODAY = Gauge(
     "yingji_reporting_zero_reports_filed_today",
     "Townships that filed the zero report whose cut-off falls today (local)",

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from libs.common.service import ServiceContext, ServiceSpec, Timer
-from services.reporting import api, engine, handlers, metrics, summaries, zero
+from services.reporting import api, engine, handlers, metrics, start, summaries, zero
 from services.reporting.console import build_console_router
 from services.reporting.store import OUTBOX_COLLECTIONS, Store, setup_indexes
 
 
 def setup(ctx: ServiceContext) -> None:
-    """Indexes, the validity of the active profile, and the zero-report scan cursor."""
+    """Indexes, the validity of the active profile, the first start and the zero-report scan
+    cursor."""
     engine.profile(ctx)  # fail at start, not at the first event, on an unknown profile name
     setup_indexes(ctx)
     store = Store(ctx)
+    start.record_first_start(ctx, store)
     zero.init_cursor(ctx, store)
     engine.refresh_overdue_gauge(ctx, store)
     zero.refresh_gauges(ctx, store)

@@ -21,6 +21,7 @@ ZERO_REPORTS = "zero_reports"
 # Drill (演练) zero reports live apart: nothing that counts a township's filings reads them.
 EXERCISE_ZERO_REPORTS = "exercise_zero_reports"
 ZERO_MISSED = "zero_missed"
+ZERO_CONFLICTS = "zero_conflicts"
 STATE = "state"
 TIMELINE = "timeline"
 WARNINGS = "warnings"
@@ -35,6 +36,7 @@ OUTBOX_COLLECTIONS = (
     ZERO_REPORTS,
     EXERCISE_ZERO_REPORTS,
     ZERO_MISSED,
+    ZERO_CONFLICTS,
     SUMMARIES,
 )
 
@@ -66,6 +68,7 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
         {"keys": [("date", 1), ("township_code", 1)]},
     ],
     ZERO_MISSED: [{"keys": [("date", 1)]}],
+    ZERO_CONFLICTS: [{"keys": [("date", 1), ("attempted_at", 1)]}],
     TIMELINE: [
         {"keys": [("incident_ids", 1), ("order_key", 1)]},
         {"keys": [("correlation_id", 1)]},
@@ -99,6 +102,7 @@ class Store:
         self.zero_reports = db[ZERO_REPORTS]
         self.exercise_zero_reports = db[EXERCISE_ZERO_REPORTS]
         self.zero_missed = db[ZERO_MISSED]
+        self.zero_conflicts = db[ZERO_CONFLICTS]
         self.state = db[STATE]
         self.timeline = db[TIMELINE]
         self.warnings = db[WARNINGS]

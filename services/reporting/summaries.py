@@ -11,6 +11,7 @@ from libs.common.outbox import new_document
 from libs.common.service import ServiceContext
 from services.reporting import analysis, domain, events, metrics
 from services.reporting.engine import profile
+from services.reporting.start import start_date
 from services.reporting.store import Store
 
 
@@ -68,11 +69,12 @@ def zero_compliance(
     ctx: ServiceContext, store: Store, start_day: date, end_day: date
 ) -> dict[str, int]:
     """On-time, late and missing zero reports for the days in [start_day, end_day] whose
-    cut-off has passed."""
+    cut-off has passed, from the county's start date on."""
     prof = profile(ctx)
     now = as_utc(ctx.clock.now())
     counts = {"expected": 0, "on_time": 0, "late": 0, "missed": 0, "days": 0}
-    day = start_day
+    # Days before the county's start owed nothing: no missed reports, no 0 % rates.
+    day = max(start_day, start_date(ctx, store))
     townships = {t.code for t in ctx.county.townships}
     while day <= end_day:
         if domain.zero_report_cutoff(day, prof) <= now:
@@ -308,6 +310,9 @@ def compute_scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, A
     config = analysis.scoring_config()
     prof = profile(ctx)
     first, last, start, end = month_bounds(month, ctx)
+    # Days before the county's start owed nothing: they neither count nor set the quota.
+    first = max(first, start_date(ctx, store))
+    start = max(start, domain.at_local(first, time(0), domain.zone(prof)))
     now = as_utc(ctx.clock.now())
     horizon = min(now, end)
     tallies = {
@@ -347,7 +352,7 @@ def compute_scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, A
     )
     for row in zero_rows:
         tally = tallies.get(row["township_code"])
-        if tally is None:
+        if tally is None or row.get("exercise"):
             continue
         tally.zero_reports_filed += 1
         if domain.zero_report_cutoff(date.fromisoformat(row["date"]), prof) <= now:
@@ -372,6 +377,7 @@ def compute_scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, A
             "timeliness_late_credit": config.timeliness.late_credit,
             "zero_report_late_credit": config.zero_report.late_credit,
             "weekly_quota": config.volume.weekly_quota,
+            "counted_from": first.isoformat(),
             "zero_report_item_weight": config.volume.zero_report_item_weight,
         },
         "items": analysis.rank(rows),

@@ -14,6 +14,7 @@ from libs.common.outbox import new_document
 from libs.common.service import ServiceContext
 from services.reporting import domain, events, metrics
 from services.reporting.engine import profile
+from services.reporting.start import start_date
 from services.reporting.store import Store
 
 CURSOR = "zero_scan"
@@ -26,39 +27,37 @@ def file(
 
     A drill's (``exercise``) zero report is kept apart: it is never the township's real filing
     for that day, so it neither counts for the township nor makes its real one late or missing.
-    """
+    Refused with 422 when invalid or dated before the county's start, and with 409 when a real
+    one says 「无事件」 for a day the township reported incidents on (the attempt is recorded and
+    announced as possible concealment, 瞒报)."""
     prof = profile(ctx)
     exercise = bool(body.get("exercise"))
     now = ctx.clock.now()
     day = date.fromisoformat(body["date"])
-    today = domain.local_date(now, domain.zone(prof))
-    errors = domain.zero_report_errors(
-        body["nothing_to_report"], body.get("incident_ids") or [], day, today
-    )
     code = body["township_code"]
-    for index, incident_id in enumerate(body.get("incident_ids") or []):
-        incident = store.incident(incident_id)
-        if incident is None:
-            errors.append(
-                {"path": f"incident_ids.{index}", "reason": "not an incident reporting knows of"}
-            )
-        elif incident["township_code"] != code:
-            errors.append({"path": f"incident_ids.{index}", "reason": f"not an incident of {code}"})
-        elif bool(incident.get("exercise")) != exercise:
-            errors.append(
+    _check(ctx, store, body, day)
+    reported = [] if exercise else incidents_reported_on(ctx, store, code, day)
+    if body["nothing_to_report"] and reported:
+        record_contradiction(ctx, store, body, reported, filed_by)
+        raise ApiError(
+            409,
+            "zero_report_contradicts_incidents",
+            f"{code} reported incidents on {day.isoformat()} ({', '.join(reported)}); "
+            "a zero report for that day cannot say nothing happened (无事件). The attempt is "
+            "recorded for the duty office as possible concealment (疑似瞒报)",
+            fields=[
                 {
-                    "path": f"incident_ids.{index}",
-                    "reason": "a drill (演练) incident belongs only in a drill zero report"
-                    if incident.get("exercise")
-                    else "a drill zero report lists only drill (演练) incidents",
+                    "path": "nothing_to_report",
+                    "reason": f"当日已报送事件 {', '.join(reported)}，不能报「无事件」",
                 }
-            )
-    if errors:
-        raise ApiError(422, "invalid_zero_report", "the zero report is not valid", fields=errors)
+            ],
+        )
+    signatures = {"reporter": body["reporter"], "approver": body["approver"]}
     digest = fingerprint(
         {
             "nothing_to_report": body["nothing_to_report"],
             "incident_ids": sorted(body.get("incident_ids") or []),
+            **signatures,
         }
     )
     ident = f"{code}:{day.isoformat()}"
@@ -69,6 +68,7 @@ def file(
         "date": day.isoformat(),
         "nothing_to_report": body["nothing_to_report"],
         "incident_ids": sorted(body.get("incident_ids") or []),
+        **signatures,
         "filed_at": now,
         "filed_by": filed_by,
         "cutoff_at": cutoff,
@@ -98,6 +98,104 @@ def file(
     return doc, True
 
 
+def _check(ctx: ServiceContext, store: Store, body: dict[str, Any], day: date) -> None:
+    """422 for a zero report that cannot be filed as it stands, naming every bad field."""
+    exercise = bool(body.get("exercise"))
+    today = domain.local_date(ctx.clock.now(), domain.zone(profile(ctx)))
+    errors = domain.zero_report_errors(
+        body["nothing_to_report"], body.get("incident_ids") or [], day, today
+    )
+    first = start_date(ctx, store)
+    if day < first:
+        errors.append(
+            {
+                "path": "date",
+                "reason": f"早于本县平台启用日期 {first.isoformat()}：启用前的日子无需零报告",
+            }
+        )
+    code = body["township_code"]
+    for index, incident_id in enumerate(body.get("incident_ids") or []):
+        incident = store.incident(incident_id)
+        if incident is None:
+            errors.append(
+                {"path": f"incident_ids.{index}", "reason": "not an incident reporting knows of"}
+            )
+        elif incident["township_code"] != code:
+            errors.append({"path": f"incident_ids.{index}", "reason": f"not an incident of {code}"})
+        elif bool(incident.get("exercise")) != exercise:
+            errors.append(
+                {
+                    "path": f"incident_ids.{index}",
+                    "reason": "a drill (演练) incident belongs only in a drill zero report"
+                    if incident.get("exercise")
+                    else "a drill zero report lists only drill (演练) incidents",
+                }
+            )
+    errors.extend(domain.same_person_error(body))
+    if errors:
+        raise ApiError(422, "invalid_zero_report", "the zero report is not valid", fields=errors)
+
+
+def incidents_reported_on(ctx: ServiceContext, store: Store, code: str, day: date) -> list[str]:
+    """Real (not exercise) incidents of a township that occurred or were reported on a local day."""
+    begin, end = domain.day_bounds(day, domain.zone(profile(ctx)))
+    found: set[str] = set()
+    for field in ("reported_at", "occurred_at"):
+        for row in store.between(
+            store.incidents, field, begin, end, {"township_code": code, "exercise": False}
+        ):
+            found.add(row["_id"])
+    return sorted(found)
+
+
+def record_contradiction(
+    ctx: ServiceContext,
+    store: Store,
+    body: dict[str, Any],
+    reported: list[str],
+    attempted_by: str,
+) -> bool:
+    """Keep a refused 「无事件」 for a day with incidents, once per distinct attempt, and
+    announce it (``zero_report_contradicted``) so the duty office sees possible 瞒报."""
+    doc = {
+        "township_code": body["township_code"],
+        "date": body["date"],
+        "incident_ids": reported,
+        "reporter": body["reporter"],
+        "approver": body["approver"],
+        "attempted_by": attempted_by,
+    }
+    doc["_id"] = f"{body['township_code']}:{body['date']}:{fingerprint(doc)[:16]}"
+    doc["attempted_at"] = ctx.clock.now()
+    created = insert_once(
+        store.zero_conflicts, new_document(doc, [events.zero_report_contradicted(ctx.clock, doc)])
+    )
+    if created:
+        metrics.ZERO_REPORTS_CONTRADICTED.labels(metrics.SERVICE).inc()
+        ctx.wake_relay()
+    return created
+
+
+def contradictions(store: Store, day: date, names: dict[str, str]) -> list[dict[str, Any]]:
+    """Refused 「无事件」 attempts for a day with incidents (疑似瞒报), oldest first."""
+    rows = store.zero_conflicts.find({"date": day.isoformat()}, sort=[("attempted_at", 1)])
+    return [
+        {
+            "id": row["_id"],
+            "township_code": row["township_code"],
+            "name": names.get(row["township_code"]),
+            "date": row["date"],
+            "incident_ids": row["incident_ids"],
+            "attempted_at": row["attempted_at"],
+            "attempted_by": row["attempted_by"],
+            "reporter": row.get("reporter"),
+            "approver": row.get("approver"),
+            "label": "疑似瞒报：当日已报送事件，却报「无事件」",
+        }
+        for row in rows
+    ]
+
+
 def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
     """Filed, missing and late townships for one day."""
     prof = profile(ctx)
@@ -107,10 +205,13 @@ def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
     missed = {row["township_code"] for row in store.zero_missed.find({"date": day.isoformat()})}
     cutoff = domain.zero_report_cutoff(day, prof)
     past_cutoff = as_utc(ctx.clock.now()) > cutoff
+    before_start = day < start_date(ctx, store)
+    names = {t.code: t.name for t in ctx.county.townships}
     result: dict[str, Any] = {
         "date": day.isoformat(),
         "cutoff_at": cutoff,
         "past_cutoff": past_cutoff,
+        "before_start": before_start,
         "filed": [],
         "missing": [],
         "late": [],
@@ -121,10 +222,14 @@ def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
                 {"date": day.isoformat()}, sort=[("township_code", 1)]
             )
         ],
+        "contradictions": contradictions(store, day, names),
     }
     for township in ctx.county.townships:
         row = filed.get(township.code)
         if row is None:
+            if before_start:
+                # The platform did not run yet: nobody owed a zero report for that day.
+                continue
             result["missing"].append(
                 {
                     "township_code": township.code,
@@ -158,6 +263,8 @@ def view_of(row: dict[str, Any], name: str | None = None) -> dict[str, Any]:
         "late": row["late"],
         "cutoff_at": row.get("cutoff_at"),
         "exercise": bool(row.get("exercise")),
+        "reporter": row.get("reporter"),
+        "approver": row.get("approver"),
     }
 
 
@@ -175,7 +282,9 @@ def scan_missed(ctx: ServiceContext, store: Store) -> int:
     if state is None:
         init_cursor(ctx, store)
         return 0
-    day = date.fromisoformat(state["checked_through"]) + timedelta(days=1)
+    day = max(
+        date.fromisoformat(state["checked_through"]) + timedelta(days=1), start_date(ctx, store)
+    )
     raised = 0
     while day <= last:
         filed = {

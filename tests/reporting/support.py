@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -118,6 +118,19 @@ def report_body(incident_id: str, kind: str = "followup", **overrides: Any) -> d
         "progress": "积水已基本排除，道路恢复通行。",
         "measures_taken": "组织抢险队员20人，调用抽水泵4台。",
         "needs": "暂无。",
+        "reporter": {"name": "李华", "phone": "13900000001"},
+        "approver": {"name": "王镇长", "phone": "13900000002"},
+    }
+    body.update(overrides)
+    return body
+
+
+def zero_body(code: str, day: date, **overrides: Any) -> dict[str, Any]:
+    """A signed zero report (零报告) saying nothing happened, as a township files it."""
+    body: dict[str, Any] = {
+        "township_code": code,
+        "date": day.isoformat(),
+        "nothing_to_report": True,
         "reporter": {"name": "李华", "phone": "13900000001"},
         "approver": {"name": "王镇长", "phone": "13900000002"},
     }

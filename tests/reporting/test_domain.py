@@ -239,21 +239,27 @@ def test_score_formula_uses_the_configured_weights() -> None:
         zero_reports_filed=10,
     )
     row = analysis.township_score(tally, config, days=14)
+    # Owed: 4 deadlines and 10 zero reports. Timeliness (3 + 8) / 14; completeness: 1 of 2
+    # follow-up/final deadlines and 10 of 10 zero reports; zero 8 + 0.5 × 2 of 10; volume
+    # 5 + 0.5 × 10 items of a quota of 5 × 14 / 7.
     assert row["components"] == {
-        "timeliness": 75.0,
-        "completeness": 50.0,
+        "timeliness": 78.6,
+        "completeness": 91.7,
         "zero_report": 90.0,
         "volume": 100.0,
     }
-    assert row["total"] == round(0.4 * 75 + 0.25 * 50 + 0.2 * 90 + 0.15 * 100, 1)
+    assert row["total"] == round(0.4 * 11 / 14 * 100 + 0.25 * 11 / 12 * 100 + 0.2 * 90 + 15, 1)
+    assert row["total"] == 87.3
+    # Owing 7 zero reports and filing nothing earns nothing: silence never scores.
     silent = analysis.TownshipTally("B", "乙镇", zero_days=7)
     empty = analysis.township_score(silent, config, days=7)
     assert empty["components"] == {
-        "timeliness": 100.0,
-        "completeness": 100.0,
+        "timeliness": 0.0,
+        "completeness": 0.0,
         "zero_report": 0.0,
         "volume": 0.0,
     }
+    assert empty["total"] == 0.0
     ranked = analysis.rank([row, empty, {**empty, "township_code": "C"}])
     assert [(r["township_code"], r["rank"]) for r in ranked] == [("A", 1), ("B", 2), ("C", 2)]
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.reporting import service as reporting_service
-from tests.reporting.support import emit, events_of, incident_reported, local, report_body, scan
+from tests.reporting.support import (
+    emit,
+    events_of,
+    incident_reported,
+    local,
+    report_body,
+    scan,
+    zero_body,
+)
 from tests.support.ci import unavailable
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
@@ -305,39 +313,35 @@ def test_situation_pack_trend_hot_spots_and_overdue(rstack: Stack) -> None:
 def test_scores_for_a_month_provisional_then_published(rstack: Stack) -> None:
     ids = seed(rstack)
     codes = [t.code for t in rstack.ctx("reporting").county.townships]
+    # On the seeded day A and B list their incidents; 「无事件」 would be refused (409).
+    listed = {TOWNSHIP_A: [ids["flood"], ids["late"]], TOWNSHIP_B: [ids["b"]]}
     for day in range(6, 31):
         rstack.clock.set(local(2026, 7, day, 20))
         for code in codes[:-1]:
-            assert (
-                rstack.call(
-                    "POST",
-                    "/v1/zero-reports",
-                    json={
-                        "township_code": code,
-                        "date": f"2026-07-{day:02d}",
-                        "nothing_to_report": True,
-                    },
-                ).status_code
-                == 201
-            )
+            body = zero_body(code, date(2026, 7, day))
+            if day == 6 and code in listed:
+                body.update(nothing_to_report=False, incident_ids=listed[code])
+            assert rstack.call("POST", "/v1/zero-reports", json=body).status_code == 201
     rstack.clock.set(local(2026, 8, 1, 9))
     scan(rstack)
     provisional = rstack.call("GET", "/v1/scores", params={"month": "2026-07"}).json()
     assert provisional["status"] == "provisional"
     rows = {r["township_code"]: r for r in provisional["items"]}
     silent = rows[codes[-1]]
-    assert silent["components"]["zero_report"] == 0.0 and silent["basis"]["zero_report_days"] == 31
+    # The platform first started on 07-06: the five days before it owed nothing.
+    assert silent["components"]["zero_report"] == 0.0 and silent["basis"]["zero_report_days"] == 26
+    assert silent["total"] == 0.0 and silent["rank"] == len(codes)
     a = rows[TOWNSHIP_A]
     # Township A: two initial reports (one late), one follow-up; the flood's follow-up slots
     # after the report went unfiled, so timeliness and completeness fall.
     assert a["basis"]["reports_filed"] == 3
     assert a["basis"]["deadlines_late"] >= 1
     assert a["components"]["completeness"] < 100
-    assert a["components"]["zero_report"] == pytest.approx(round(100 * 25 / 31, 1))
+    assert a["components"]["zero_report"] == pytest.approx(round(100 * 25 / 26, 1))
     ranks = [r["rank"] for r in provisional["items"]]
     assert ranks[0] == 1 and ranks == sorted(ranks)
     quiet_and_diligent = rows[codes[5]]  # no incidents, every zero report on time
-    assert quiet_and_diligent["components"]["zero_report"] == pytest.approx(round(100 * 25 / 31, 1))
+    assert quiet_and_diligent["components"]["zero_report"] == pytest.approx(round(100 * 25 / 26, 1))
     assert quiet_and_diligent["total"] > silent["total"]
     own = rstack.call("GET", "/v1/scores", who="township_b", params={"month": "2026-07"}).json()
     assert [r["township_code"] for r in own["items"]] == [TOWNSHIP_B]

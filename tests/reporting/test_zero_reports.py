@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from services.reporting import service as reporting_service
-from tests.reporting.support import events_of, incident_reported, local
+from tests.reporting.support import events_of, incident_reported, local, zero_body
 from tests.support.errors import refusal
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
 
 def file(stack: Stack, code: str, day: date, who: str = "operator", **body: object) -> object:
-    payload = {"township_code": code, "date": day.isoformat(), "nothing_to_report": True, **body}
+    payload = zero_body(code, day, **body)
     return stack.call("POST", "/v1/zero-reports", who=who, json=payload)
 
 
@@ -98,13 +98,13 @@ def test_filing_is_idempotent_and_scoped_to_the_township(rstack: Stack) -> None:
     listed = file(
         rstack,
         TOWNSHIP_B,
-        day - timedelta(days=1),
+        day,
         who="township_b",
         nothing_to_report=False,
         incident_ids=[iid],
     )
     assert refusal(listed) == (422, "invalid_zero_report", ["incident_ids.0"])
-    empty = file(rstack, TOWNSHIP_B, day - timedelta(days=1), nothing_to_report=False)
+    empty = file(rstack, TOWNSHIP_B, day, nothing_to_report=False)
     assert refusal(empty) == (422, "invalid_zero_report", ["incident_ids"])
     assert "nothing_to_report" in empty.json()["error"]["fields"][0]["reason"]
     # No refused filing left a row behind: only the first filing of township A is kept.

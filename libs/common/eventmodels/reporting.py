@@ -67,6 +67,18 @@ class ZeroReportFiledV1(EventPayload):
     exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
+@event_model("reporting", "zero_report_contradicted")
+class ZeroReportContradictedV1(EventPayload):
+    """A township's 「无事件」 zero report was refused: it had reported incidents that day.
+
+    The duty office reads it as possible concealment (疑似瞒报)."""
+
+    township_code: str
+    date: date
+    incident_ids: list[str]
+    attempted_by: str
+
+
 @event_model("reporting", "summary_published")
 class SummaryPublishedV1(EventPayload):
     """A daily summary or a situation pack was published."""
