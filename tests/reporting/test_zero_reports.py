@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
+import yaml
+
+from libs.common.county import load_county
+from libs.common.signatures import SAME_PERSON_REASON
 from services.reporting import service as reporting_service
+from services.reporting.service import SPEC
 from tests.reporting.support import events_of, incident_reported, local, zero_body
 from tests.support.errors import refusal
-from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
+from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 
 
 def file(stack: Stack, code: str, day: date, who: str = "operator", **body: object) -> object:
@@ -154,10 +160,100 @@ def test_drill_zero_report_cannot_cite_a_real_incident(rstack: Stack) -> None:
     refused = file(
         rstack,
         TOWNSHIP_A,
-        date(2026, 7, 5),
+        date(2026, 7, 6),
         nothing_to_report=False,
         incident_ids=[real],
         exercise=True,
     )
     assert refused.status_code == 422
     assert refused.json()["error"]["fields"][0]["path"] == "incident_ids.0"
+
+
+def test_zero_reports_carry_two_different_signatures(rstack: Stack) -> None:
+    """篇6: a zero report names its reporter and its approver (审签), two different people."""
+    day = date(2026, 7, 6)
+    unsigned = {"township_code": TOWNSHIP_A, "date": day.isoformat(), "nothing_to_report": True}
+    response = rstack.call("POST", "/v1/zero-reports", json=unsigned)
+    assert response.status_code == 422
+    assert {f["path"] for f in response.json()["error"]["fields"]} == {"reporter", "approver"}
+    same = zero_body(TOWNSHIP_A, day, approver={"name": "李华", "phone": "13900000009"})
+    refused = rstack.call("POST", "/v1/zero-reports", json=same)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["fields"] == [
+        {"path": "approver", "reason": SAME_PERSON_REASON}
+    ]
+    filed = file(rstack, TOWNSHIP_A, day)
+    assert filed.status_code == 201
+    assert filed.json()["reporter"] == {"name": "李华", "phone": "13900000001"}
+    assert filed.json()["approver"] == {"name": "王镇长", "phone": "13900000002"}
+
+
+def test_nothing_to_report_on_a_day_with_incidents_is_refused_as_possible_concealment(
+    rstack: Stack,
+) -> None:
+    day = date(2026, 7, 6)
+    iid = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    incident_reported(rstack, township_code=TOWNSHIP_B, exercise=True)
+    refused = file(rstack, TOWNSHIP_A, day, who="township_a")
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert error["code"] == "zero_report_contradicts_incidents" and iid in error["message"]
+    assert [f["path"] for f in error["fields"]] == ["nothing_to_report"]
+    assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 409
+    # The duty office sees the attempt: once in the day's status, once on the bus and audit.
+    status = rstack.call("GET", "/v1/zero-reports", params={"date": day.isoformat()}).json()
+    assert [(c["township_code"], c["incident_ids"]) for c in status["contradictions"]] == [
+        (TOWNSHIP_A, [iid])
+    ]
+    assert "瞒报" in status["contradictions"][0]["label"]
+    rstack.settle()
+    raised = events_of(rstack, "zero_report_contradicted")
+    assert [(e["payload"]["township_code"], e["payload"]["incident_ids"]) for e in raised] == [
+        (TOWNSHIP_A, [iid])
+    ]
+    audit = rstack.call("GET", "/v1/audit", params={"event_type": "zero_report_contradicted"})
+    assert [row["summary"] for row in audit.json()["items"]] == [
+        "城关镇 2026-07-06 已报送事件却报「无事件」，疑似瞒报"
+    ]
+    other = rstack.call("GET", "/v1/zero-reports", who="township_b", params={"date": "2026-07-06"})
+    assert other.json()["contradictions"] == []
+    # Listing the incident is accepted; a drill does not make 「无事件」 false for B.
+    listed = file(rstack, TOWNSHIP_A, day, nothing_to_report=False, incident_ids=[iid])
+    assert listed.status_code == 201
+    assert file(rstack, TOWNSHIP_B, day).status_code == 201
+
+
+def test_days_before_the_start_owe_nothing(rstack: Stack) -> None:
+    """The stack first started on 2026-07-06: 07-05 is before the platform ran."""
+    before = date(2026, 7, 5)
+    refused = file(rstack, TOWNSHIP_A, before)
+    assert refused.status_code == 422
+    assert [f["path"] for f in refused.json()["error"]["fields"]] == ["date"]
+    status = rstack.call("GET", "/v1/zero-reports", params={"date": before.isoformat()}).json()
+    assert status["before_start"] is True and status["missing"] == []
+    daily = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06"}).json()
+    assert daily["zero_reports_due_today"]["expected"] == 0
+    assert daily["zero_reports_due_today"]["missed"] == 0
+    assert "zero_report_compliance" not in {r["rule"] for r in daily["recommendations"]}
+
+
+def test_the_county_file_sets_the_start_date(tmp_path: Path) -> None:
+    """A county that went live on 07-08 while the service first ran on 07-06: nothing is
+    missed for 07-06 and 07-07, and 07-08 is the first day owed."""
+    county = load_county()
+    county_file = tmp_path / "county.yaml"
+    raw = county.model_dump(mode="json", exclude={"start_date"})
+    county_file.write_text(
+        yaml.safe_dump({**raw, "start_date": "2026-07-08"}, allow_unicode=True), encoding="utf-8"
+    )
+    with running_stack(tmp_path, specs=[SPEC], county_file=county_file) as stack:
+        stack.clock.set(local(2026, 7, 9, 7, 59))  # 07-06 and 07-07 closed, before the start
+        assert missed_scan(stack) == 0
+        stack.clock.set(local(2026, 7, 9, 8, 30))
+        assert missed_scan(stack) == 12
+        assert {e["payload"]["date"] for e in events_of(stack, "zero_report_missed")} == {
+            "2026-07-08"
+        }
+        early = file(stack, TOWNSHIP_A, date(2026, 7, 7))
+        assert early.status_code == 422
+        assert "2026-07-08" in early.json()["error"]["fields"][0]["reason"]
