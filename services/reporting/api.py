@@ -31,6 +31,17 @@ from libs.common.service import ServiceContext
 from services.reporting import domain, engine, events, metrics, render, summaries, zero
 from services.reporting.store import Store
 
+# One rule for falling figures, stated alike in this 422, the route's description and
+# docs/api.md: a structured correction per figure keeps the data checkable; prose does not.
+FIGURES_FELL_RULE = (
+    "A figure lower than in the previous report needs corrections[] {field, reason} (核减说明) "
+    "naming it; an explanation in progress alone is not enough."
+)
+FIGURES_FELL_MESSAGE = (
+    "figures are lower than in the previous report without a correction: "
+    "add corrections[] {field, reason} for each (数字下降须在 corrections[] 中逐项附核减说明，"
+    "progress 中的文字说明不能代替)"
+)
 PHONE = r"^\+?[0-9][0-9\- ]{4,19}$"
 FigurePath = Literal[
     "casualties.deaths",
@@ -335,8 +346,7 @@ def file_report(
             raise ApiError(
                 422,
                 "figures_fell",
-                "figures are lower than in the previous report without an explanation "
-                "(数字下降须附核减说明)",
+                FIGURES_FELL_MESSAGE,
                 fields=errors,
             )
         number = None
@@ -419,7 +429,13 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     def tz() -> Any:
         return domain.zone(engine.profile(ctx))
 
-    @router.post("/v1/reports", status_code=201, summary="File a follow-up or final report")
+    @router.post(
+        "/v1/reports",
+        status_code=201,
+        summary="File a follow-up or final report; a figure lower than before needs "
+        "corrections[] {field, reason}, text in progress is not enough (422 figures_fell)",
+        description=FIGURES_FELL_RULE,
+    )
     def create_report(
         body: ReportIn,
         principal: Principal = filers,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from libs.common.events import make_event
 from tests.reporting.support import (
     emit,
@@ -108,10 +110,15 @@ def test_falling_figures_need_a_correction_for_each(rstack: Stack) -> None:
         casualties=casualties(deaths=2, injured=5),
         affected={"people_affected": 150, "people_evacuated": 50},
     )
+    # An explanation in progress is not a correction: one rule in code, 422 and docs/api.md.
+    lower["progress"] = "经核实，死亡1人系重复统计，受影响人数重新核对为150人。"
     refused = rstack.call("POST", "/v1/reports", json=lower)
     assert refused.status_code == 422
     error = refused.json()["error"]
     assert error["code"] == "figures_fell"
+    assert "corrections[]" in error["message"] and "progress" in error["message"]
+    api_doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text("utf-8")
+    assert "corrections[] {field, reason}, text in progress is not enough" in api_doc
     assert [f["path"] for f in error["fields"]] == [
         "casualties.deaths",
         "affected.people_affected",
