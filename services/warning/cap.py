@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from libs.common.clock import as_utc
 from libs.common.county import County
-from services.warning.domain import MSG_ALERT, VERSION_PENDING, references_of
+from services.warning.domain import MSG_ALERT, VERSION_PENDING, issuer_name, references_of
 from services.warning.rules import WarningRules
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -28,6 +28,13 @@ def cap_time(moment: datetime, timezone: str) -> str:
 def cap_sender(rules: WarningRules, county: County) -> str:
     """The CAP sender id of this county's platform."""
     return rules.cap.sender.format(county_code=county.code, county_name=county.name)
+
+
+def sender_name(rules: WarningRules, county: County, warning: Mapping[str, Any]) -> str:
+    """CAP senderName: the issuing department (县水利局 for its flood warnings), else the
+    county's emergency office from the rules."""
+    office = rules.cap.sender_name.format(county_code=county.code, county_name=county.name)
+    return issuer_name(warning, county.departments, office)
 
 
 def cap_identifier(county: County, warning_id: str, version: int) -> str:
@@ -110,11 +117,7 @@ def render_cap(
     _sub(info, "effective", cap_time(version["effective"], tz))
     _sub(info, "onset", cap_time(version["effective"], tz))
     _sub(info, "expires", cap_time(version["expires"], tz))
-    _sub(
-        info,
-        "senderName",
-        rules.cap.sender_name.format(county_code=county.code, county_name=county.name),
-    )
+    _sub(info, "senderName", sender_name(rules, county, warning))
     _sub(info, "headline", str(version["headline"]))
     _sub(info, "description", str(version["description"]))
     _sub(info, "instruction", str(version["instruction"]))

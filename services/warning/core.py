@@ -426,6 +426,9 @@ class WarningService:
         for key in ("level", "headline", "description", "instruction", "expires"):
             if change.get(key) is not None:
                 content[key] = change[key]
+        content["headline"] = domain.adjusted_headline(
+            self.rules, content["headline"], content["hazard"], int(doc["level"]), level
+        )
         fields = [
             {"path": path, "reason": reason}
             for path, reason in domain.check_window(
@@ -637,11 +640,6 @@ class WarningService:
         township = self.county.township(code)
         level_rule = self.rules.level(int(version["level"]))
         hazard_name = self.rules.hazards[version["hazard"]].name
-        prefix = "【演练】" if version.get("exercise") else ""
-        if version["msg_type"] == MSG_CANCEL:
-            text = f"{prefix}【解除】{version['headline']}。{version.get('reason') or ''}"
-        else:
-            text = f"{prefix}{version['headline']}。{version['instruction']}"
         return {
             "warning_id": doc["_id"],
             "version": int(version["number"]),
@@ -661,7 +659,7 @@ class WarningService:
             "expires": as_utc(version["expires"]).isoformat(),
             "sent": as_utc(version["issued_at"]).isoformat(),
             "exercise": bool(version.get("exercise")),
-            "text": f"【{self.county.name}】{text}"[:500],
+            "text": domain.message_text(version, self.county.name),
             "cap": cap_xml,
         }
 

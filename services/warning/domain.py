@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -158,3 +159,52 @@ def references_of(versions: Iterable[Mapping[str, Any]], before: int) -> list[Ma
 def township_visible(status: str) -> bool:
     """Townships see warnings once issued, never drafts or rejected ones."""
     return status in ISSUED_STATUSES
+
+
+# ---------------------------------------------------------------- texts of an adjustment
+
+COLOR_ZH = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
+_MARKER = re.compile(r"^【[^】]*调整[^】]*】")
+
+
+def adjusted_headline(
+    rules: WarningRules, headline: str, hazard: str, old_level: int, new_level: int
+) -> str:
+    """The headline of an adjustment (CAP Update): it says 调整为 and states the new level and
+    colour, and the old colour word no longer stands in it (「…黄色预警」 adjusted to orange
+    reads 「…橙色预警」)."""
+    old, new = rules.level(old_level), rules.level(new_level)
+    text = _MARKER.sub("", headline).strip()
+    if old_level != new_level:
+        text = text.replace(COLOR_ZH[old.color], COLOR_ZH[new.color])
+    name = rules.hazards[hazard].name if hazard in rules.hazards else ""
+    if old_level == new_level:
+        return f"【{name}预警调整，仍为{new.label}预警】{text}"
+    return f"【{name}预警由{old.label}调整为{new.label}预警】{text}"
+
+
+def message_text(version: Mapping[str, Any], county_name: str) -> str:
+    """The SMS / channel text of one version: an adjustment says so (its headline does), a
+    lift says 解除, a drill says 演练."""
+    prefix = "【演练】" if version.get("exercise") else ""
+    if version["msg_type"] == MSG_CANCEL:
+        body = f"{prefix}【解除】{version['headline']}。{version.get('reason') or ''}"
+    elif version["msg_type"] == MSG_UPDATE:
+        reason = f"{version['reason']}。" if version.get("reason") else ""
+        body = f"{prefix}{version['headline']}。{reason}{version['instruction']}"
+    else:
+        body = f"{prefix}{version['headline']}。{version['instruction']}"
+    return f"【{county_name}】{body}"[:500]
+
+
+def issuer_name(warning: Mapping[str, Any], departments: Iterable[Any], default: str) -> str:
+    """CAP senderName: the county department that issued the warning (a department key's
+    warning about its hazard, e.g. 县水利局 for flood), else the emergency office (default)."""
+    versions = warning.get("versions") or []
+    first = versions[0] if versions else {}
+    if (first.get("requested_by") or {}).get("role") != "department":
+        return default
+    for department in departments:
+        if warning.get("hazard") in department.hazards:
+            return str(department.name)
+    return default

@@ -41,9 +41,7 @@ def _incidents_of_the_10th(stack: Stack) -> dict[str, str]:
     on_time = local(2026, 11, 10, 9, 50)
     ids = {
         EXEMPLARY: incident_reported(stack, township_code=EXEMPLARY, discovered_at=on_time),
-        LATE: incident_reported(
-            stack, township_code=LATE, discovered_at=local(2026, 11, 10, 6)
-        ),
+        LATE: incident_reported(stack, township_code=LATE, discovered_at=local(2026, 11, 10, 6)),
         ACTIVE: incident_reported(stack, township_code=ACTIVE, discovered_at=on_time),
     }
     incident_reported(stack, township_code=EXEMPLARY, discovered_at=on_time, exercise=True)

@@ -179,9 +179,7 @@ def test_zero_reports_carry_two_different_signatures(rstack: Stack) -> None:
     same = zero_body(TOWNSHIP_A, day, approver={"name": "李华", "phone": "13900000009"})
     refused = rstack.call("POST", "/v1/zero-reports", json=same)
     assert refused.status_code == 422
-    assert refused.json()["error"]["fields"] == [
-        {"path": "approver", "reason": SAME_PERSON_REASON}
-    ]
+    assert refused.json()["error"]["fields"] == [{"path": "approver", "reason": SAME_PERSON_REASON}]
     filed = file(rstack, TOWNSHIP_A, day)
     assert filed.status_code == 201
     assert filed.json()["reporter"] == {"name": "李华", "phone": "13900000001"}

@@ -75,7 +75,7 @@ def test_alert_of_an_issued_warning(wstack: WarningStack) -> None:
         "Likely",
     )
     assert text(info, "cap:expires") == "2026-07-06T16:00:00+08:00"
-    assert text(info, "cap:senderName") == "安河县应急管理局"
+    assert text(info, "cap:senderName") == "县气象局"  # the issuing department (its key)
     assert text(info, "cap:headline") == "安河县暴雨黄色预警"
     assert params(root)["level"] == "3" and params(root)["color"] == "yellow"
     areas = info.findall("cap:area", NS)
@@ -145,3 +145,40 @@ def test_linked_incidents_appear_in_cap(wstack: WarningStack) -> None:
     wid = wstack.issue(hazard="flood", incident_ids=["inc-77"]).json()["id"]
     root = assert_conforms(cap(wstack, wid, who="township_b"))
     assert text(root, "cap:incidents") == "inc-77"
+
+
+def test_an_adjustment_states_its_new_level_and_colour_everywhere(wstack: WarningStack) -> None:
+    """Headline, CAP and SMS text of an adjustment say 调整为 with the new level and colour; the
+    SMS of 3 → 1 does not read like the first alert."""
+    wid = wstack.issue(level=3).json()["id"]
+    wstack.clock.advance(600)
+    adjusted = wstack.call(
+        "POST", f"/v1/warnings/{wid}/adjust", who="leader", json={"level": 1, "reason": "雨势加强"}
+    )
+    assert adjusted.status_code == 200, adjusted.text
+    headline = adjusted.json()["headline"]
+    assert headline == "【暴雨预警由三级（黄色）调整为一级（红色）预警】安河县暴雨红色预警"
+    update = assert_conforms(cap(wstack, wid, 2))
+    assert text(update, "cap:info/cap:headline") == headline
+    texts = {
+        row["version"]: row["message"]["text"]
+        for row in wstack.service.store.deliveries.find({"warning_id": wid})
+    }
+    assert "调整为一级（红色）" in texts[2] and "安河县暴雨红色预警" in texts[2]
+    assert texts[2] != texts[1]
+    # A second adjustment replaces the marker, it does not stack a second one.
+    wstack.clock.advance(600)
+    again = wstack.call(
+        "POST", f"/v1/warnings/{wid}/adjust", who="leader", json={"level": 2, "reason": "减弱"}
+    ).json()["headline"]
+    assert again == "【暴雨预警由一级（红色）调整为二级（橙色）预警】安河县暴雨橙色预警"
+
+
+def test_sender_name_is_the_issuing_department(wstack: WarningStack) -> None:
+    """A flood warning issued with the water department's key is sent by 县水利局; one issued
+    by the duty office by the emergency office."""
+    water = wstack.issue("water_department", hazard="flood", headline="洪水黄色预警").json()["id"]
+    office = wstack.issue(hazard="flood", headline="洪水黄色预警").json()["id"]
+    sender = "cap:info/cap:senderName"
+    assert text(assert_conforms(cap(wstack, water)), sender) == "县水利局"
+    assert text(assert_conforms(cap(wstack, office)), sender) == "安河县应急管理局"

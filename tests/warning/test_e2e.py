@@ -126,7 +126,10 @@ def test_orange_approved_adjusted_to_red_acknowledged_lifted(wstack: WarningStac
     ]
     assert alert.findtext("cap:info/cap:severity", namespaces=NS) == "Severe"
     assert update.findtext("cap:info/cap:severity", namespaces=NS) == "Extreme"
-    assert update.findtext("cap:info/cap:headline", namespaces=NS) == "安河县洪水红色预警"
+    assert update.findtext("cap:info/cap:headline", namespaces=NS) == (
+        "【洪水预警由二级（橙色）调整为一级（红色）预警】安河县洪水红色预警"
+    )
+    assert update.findtext("cap:info/cap:senderName", namespaces=NS) == "县水利局"
     cite = [
         f"{d.findtext('cap:sender', namespaces=NS)},{d.findtext('cap:identifier', namespaces=NS)},"
         f"{d.findtext('cap:sent', namespaces=NS)}"

@@ -145,7 +145,7 @@ def test_versions_are_kept_in_full(wstack: WarningStack) -> None:
     assert (approved["version"], approved["level"], approved["headline"]) == (
         3,
         2,
-        "安河县暴雨橙色预警",
+        "【暴雨预警由四级（蓝色）调整为二级（橙色）预警】安河县暴雨橙色预警",
     )
     refused = wstack.call(
         "POST", f"/v1/warnings/{wid}/adjust", json={"level": 1, "reason": "特大暴雨"}
