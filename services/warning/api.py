@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -524,33 +524,111 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         xml = render_cap(service.rules, service.county, doc, chosen)
         return Response(xml, media_type=CAP_MEDIA_TYPE)
 
+    def once(
+        warning_id: str,
+        action: str,
+        body: BaseModel,
+        principal: Principal,
+        idempotency_key: str | None,
+        response: Response,
+        run: Callable[[dict[str, str] | None], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Run a command on a warning once per Idempotency-Key: a retry with the key and body
+        gets the warning back (200, Idempotent-Replayed), another body 409, as the creates."""
+        key = validate_key(idempotency_key)
+        if key is None:
+            return views.warning(run(None))
+        mark = {
+            "scope": idempotency_scope(principal.key_id, key, warning_id),
+            "hash": fingerprint({"action": action, **body.model_dump(mode="json")}),
+        }
+        if (replay := service.replay(warning_id, action, mark)) is not None:
+            response.headers["Idempotent-Replayed"] = "true"
+            return views.warning(replay)
+        try:
+            return views.warning(run(mark))
+        except ApiError as exc:
+            # Two tries with one key at once: the loser sees the winner's state change (409).
+            if exc.status == 409 and (replay := service.replay(warning_id, action, mark)):
+                response.headers["Idempotent-Replayed"] = "true"
+                return views.warning(replay)
+            raise
+
     @router.post(
         "/v1/warnings/{warning_id}/approve", summary="Approve the pending version (leader)"
     )
     def approve(
         warning_id: str,
+        response: Response,
         body: ApproveIn = Body(default_factory=ApproveIn),
         principal: Principal = ctx.allow(Role.LEADER),
+        idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return views.warning(service.approve(principal, warning_id, body.note, body.version))
+        return once(
+            warning_id,
+            "approve",
+            body,
+            principal,
+            idempotency_key,
+            response,
+            lambda mark: service.approve(principal, warning_id, body.note, body.version, mark),
+        )
 
     @router.post("/v1/warnings/{warning_id}/reject", summary="Reject the pending version (leader)")
     def reject(
-        warning_id: str, body: RejectIn, principal: Principal = ctx.allow(Role.LEADER)
+        warning_id: str,
+        body: RejectIn,
+        response: Response,
+        principal: Principal = ctx.allow(Role.LEADER),
+        idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return views.warning(service.reject(principal, warning_id, body.reason, body.version))
+        return once(
+            warning_id,
+            "reject",
+            body,
+            principal,
+            idempotency_key,
+            response,
+            lambda mark: service.reject(principal, warning_id, body.reason, body.version, mark),
+        )
 
     @router.post("/v1/warnings/{warning_id}/adjust", summary="Adjust: a new version (CAP Update)")
     def adjust(
-        warning_id: str, body: AdjustIn, principal: Principal = ctx.allow(*ISSUERS)
+        warning_id: str,
+        body: AdjustIn,
+        response: Response,
+        principal: Principal = ctx.allow(*ISSUERS),
+        idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return views.warning(service.adjust(principal, warning_id, body.model_dump()))
+        return once(
+            warning_id,
+            "adjust",
+            body,
+            principal,
+            idempotency_key,
+            response,
+            lambda mark: service.adjust(principal, warning_id, body.model_dump(), mark),
+        )
 
     @router.post("/v1/warnings/{warning_id}/lift", summary="Lift a warning (CAP Cancel)")
     def lift(
-        warning_id: str, body: LiftIn, principal: Principal = ctx.allow(*ISSUERS)
+        warning_id: str,
+        body: LiftIn,
+        response: Response,
+        principal: Principal = ctx.allow(*ISSUERS),
+        idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return views.warning(service.lift(principal, warning_id, body.reason, body.override_reason))
+        return once(
+            warning_id,
+            "lift",
+            body,
+            principal,
+            idempotency_key,
+            response,
+            lambda mark: service.lift(
+                principal, warning_id, body.reason, body.override_reason, mark
+            ),
+        )
 
     @router.post("/v1/warnings/{warning_id}/ack", summary="A township acknowledges receipt (签收)")
     def ack(

@@ -49,6 +49,16 @@ def actor(principal: Principal) -> dict[str, Any]:
     return {"key_id": principal.key_id, "name": principal.name, "role": str(principal.role)}
 
 
+def _marked(
+    version: Mapping[str, Any], action: str, mark: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The version's idempotency marks, with ``action``'s key added when the request had one."""
+    marks = dict(version.get("commands") or {})
+    if mark:
+        marks[action] = dict(mark)
+    return marks
+
+
 def conflict(code: str, message: str, fields: Sequence[dict[str, str]] = ()) -> ApiError:
     """409 for a request that does not fit the warning's current state."""
     return ApiError(409, code, message, fields=list(fields))
@@ -329,7 +339,12 @@ class WarningService:
         return saved, created
 
     def approve(
-        self, principal: Principal, warning_id: str, note: str | None, expected: int | None
+        self,
+        principal: Principal,
+        warning_id: str,
+        note: str | None,
+        expected: int | None,
+        mark: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """A leader approves the pending version: the first issue or an adjustment."""
         doc, pending = self._pending(warning_id, expected)
@@ -343,6 +358,7 @@ class WarningService:
             approved_at=now,
             approval_note=note,
             issued_at=now,
+            commands=_marked(pending, "approve", mark),
         )
         versions = [pending if v["number"] == pending["number"] else v for v in doc["versions"]]
         changes = {
@@ -361,7 +377,12 @@ class WarningService:
         return saved
 
     def reject(
-        self, principal: Principal, warning_id: str, reason: str, expected: int | None
+        self,
+        principal: Principal,
+        warning_id: str,
+        reason: str,
+        expected: int | None,
+        mark: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """A leader rejects the pending version; a rejected first issue ends the warning."""
         doc, pending = self._pending(warning_id, expected)
@@ -372,6 +393,7 @@ class WarningService:
             rejected_by=actor(principal),
             rejected_at=now,
             rejection_reason=reason,
+            commands=_marked(pending, "reject", mark),
         )
         versions = [pending if v["number"] == pending["number"] else v for v in doc["versions"]]
         changes: dict[str, Any] = {"versions": versions, "pending_version": None}
@@ -404,7 +426,11 @@ class WarningService:
         return doc, pending
 
     def adjust(
-        self, principal: Principal, warning_id: str, change: Mapping[str, Any]
+        self,
+        principal: Principal,
+        warning_id: str,
+        change: Mapping[str, Any],
+        mark: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """A new version of an active warning (CAP Update); levels 1–2 may wait for approval."""
         doc = self.store.warning(warning_id)
@@ -454,6 +480,7 @@ class WarningService:
             self_approved=issued and level in self.rules.approval_levels,
         )
         version["old_level"] = int(doc["level"])
+        version["commands"] = _marked(version, "adjust", mark)
         changes: dict[str, Any] = {"versions": [*doc["versions"], version]}
         evts: list[EventEnvelope] = []
         if issued:
@@ -480,11 +507,17 @@ class WarningService:
         warning_id: str,
         reason: str,
         override_reason: str | None,
+        mark: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Lift an active warning (CAP Cancel); refused while linked incidents are open."""
+        """Lift an active warning (CAP Cancel); refused while linked incidents are open.
+
+        The same caller lifting an already lifted warning with the same reason is a retry whose
+        answer was lost: it gets the lifted warning back, not 409."""
         doc = self.store.warning(warning_id)
         if doc is None:
             raise not_found("warning", warning_id)
+        if domain.is_lift_retry(doc, principal.key_id, reason, override_reason):
+            return doc
         if doc["status"] != "active":
             hint = (
                 " (reject a pending warning instead)" if doc["status"] == "pending_approval" else ""
@@ -516,6 +549,7 @@ class WarningService:
         )
         version["override_reason"] = override_reason if still_open else None
         version["open_incidents"] = still_open
+        version["commands"] = _marked(version, "lift", mark)
         versions = [
             {**v, "state": VERSION_SUPERSEDED} if v["state"] == VERSION_PENDING else v
             for v in doc["versions"]
@@ -536,6 +570,18 @@ class WarningService:
         self.log.info("warning_lifted", correlation_id=warning_id, version=number)
         self._after_write(warning_id)
         return saved
+
+    def replay(
+        self, warning_id: str, action: str, mark: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        """The warning as left by an earlier ``action`` request with this Idempotency-Key (the
+        key is kept on the version it wrote); 409 when the key came with another body."""
+        doc = self.store.warning(warning_id)
+        if doc is None:
+            return None
+        if domain.command_replayed(doc.get("versions") or [], action, mark):
+            return doc
+        return None
 
     def acknowledge(
         self, principal: Principal, warning_id: str, version: int | None, note: str | None

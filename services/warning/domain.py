@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from libs.common.errors import ApiError
 from services.warning.rules import Action, WarningRules
 
 STATUSES = ("pending_approval", "active", "rejected", "lifted", "expired")
@@ -159,6 +160,45 @@ def references_of(versions: Iterable[Mapping[str, Any]], before: int) -> list[Ma
 def township_visible(status: str) -> bool:
     """Townships see warnings once issued, never drafts or rejected ones."""
     return status in ISSUED_STATUSES
+
+
+# ---------------------------------------------------------------- retried commands
+
+
+def command_replayed(
+    versions: Sequence[Mapping[str, Any]], action: str, mark: Mapping[str, str]
+) -> bool:
+    """True when a version carries ``action``'s Idempotency-Key with the same body; an error
+    when the key was used with another body (the creates' rule)."""
+    for version in versions:
+        seen = (version.get("commands") or {}).get(action)
+        if not seen or seen.get("scope") != mark["scope"]:
+            continue
+        if seen.get("hash") != mark["hash"]:
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                "this Idempotency-Key was already used with a different request body",
+                fields=[{"path": "header.Idempotency-Key", "reason": "reused with another body"}],
+            )
+        return True
+    return False
+
+
+def is_lift_retry(
+    doc: Mapping[str, Any], key_id: str, reason: str, override_reason: str | None
+) -> bool:
+    """A lift by the caller who lifted the warning, with the same reason: its answer was lost."""
+    if doc.get("status") != "lifted":
+        return False
+    last = (doc.get("versions") or [{}])[-1]
+    # override_reason is kept only when incidents were open, so the reason alone identifies it.
+    del override_reason
+    return (
+        last.get("msg_type") == MSG_CANCEL
+        and (last.get("requested_by") or {}).get("key_id") == key_id
+        and last.get("reason") == reason
+    )
 
 
 # ---------------------------------------------------------------- texts of an adjustment

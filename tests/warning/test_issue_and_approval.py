@@ -232,3 +232,59 @@ def test_township_reads_only_its_own_issued_warnings(wstack: WarningStack) -> No
     page2 = wstack.call("GET", f"/v1/warnings?limit=2&cursor={page1['next_cursor']}").json()
     assert len(page1["items"]) == 2 and len(page2["items"]) == 1
     assert wstack.call("GET", "/v1/warnings/nope").status_code == 404
+
+
+def test_a_lift_retried_after_a_lost_answer_gets_the_same_result(wstack: WarningStack) -> None:
+    wid = wstack.issue(level=3).json()["id"]
+    first = wstack.call("POST", f"/v1/warnings/{wid}/lift", json={"reason": "降雨结束"})
+    assert first.status_code == 200, first.text
+    retry = wstack.call("POST", f"/v1/warnings/{wid}/lift", json={"reason": "降雨结束"})
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first.json()
+    # Another reason, or another caller, is not a retry: the warning is no longer active.
+    other = wstack.call("POST", f"/v1/warnings/{wid}/lift", json={"reason": "另一个原因"})
+    assert (other.status_code, other.json()["error"]["code"]) == (409, "not_active")
+    by_leader = wstack.call(
+        "POST", f"/v1/warnings/{wid}/lift", who="leader", json={"reason": "降雨结束"}
+    )
+    assert by_leader.status_code == 409
+
+
+def test_adjust_approve_and_reject_accept_an_idempotency_key(wstack: WarningStack) -> None:
+    wid = wstack.issue(level=3).json()["id"]
+    change = {"level": 2, "reason": "雨势加强"}
+    key = {"Idempotency-Key": "adjust-1"}
+    first = wstack.call("POST", f"/v1/warnings/{wid}/adjust", json=change, headers=key)
+    again = wstack.call("POST", f"/v1/warnings/{wid}/adjust", json=change, headers=key)
+    assert (first.status_code, again.status_code) == (200, 200), again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json() and first.json()["pending_version"] == 2
+    assert len(first.json()["versions"]) == 2
+    other = wstack.call(
+        "POST", f"/v1/warnings/{wid}/adjust", json={**change, "reason": "别的"}, headers=key
+    )
+    assert (other.status_code, other.json()["error"]["code"]) == (409, "idempotency_conflict")
+    approve_key = {"Idempotency-Key": "approve-1"}
+    approved = wstack.call(
+        "POST", f"/v1/warnings/{wid}/approve", who="leader", json={}, headers=approve_key
+    )
+    replayed = wstack.call(
+        "POST", f"/v1/warnings/{wid}/approve", who="leader", json={}, headers=approve_key
+    )
+    assert (approved.status_code, replayed.status_code) == (200, 200), replayed.text
+    assert replayed.json() == approved.json() and approved.json()["level"] == 2
+    # Without the key a second approval is refused: nothing is pending any more.
+    bare = wstack.call("POST", f"/v1/warnings/{wid}/approve", who="leader", json={})
+    assert bare.status_code == 409
+    wstack.call("POST", f"/v1/warnings/{wid}/adjust", json={"level": 1, "reason": "红色"})
+    reject_key = {"Idempotency-Key": "reject-1"}
+    body = {"reason": "证据不足"}
+    rejected = wstack.call(
+        "POST", f"/v1/warnings/{wid}/reject", who="leader", json=body, headers=reject_key
+    )
+    again_rejected = wstack.call(
+        "POST", f"/v1/warnings/{wid}/reject", who="leader", json=body, headers=reject_key
+    )
+    assert (rejected.status_code, again_rejected.status_code) == (200, 200)
+    assert again_rejected.json() == rejected.json()
+    assert [v["state"] for v in rejected.json()["versions"]] == ["issued", "issued", "rejected"]
