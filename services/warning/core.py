@@ -925,8 +925,14 @@ class WarningService:
             ]
             evt = events.expired_event(self.clock, doc)
             self._save(doc, changes, [evt], unset=["expiry_due"])
+            # Receipts due before the warning ran out stay for the ack scan: after a downtime
+            # that spanned both, the missed acknowledgement still raises its alarm.
             self.store.acks.update_many(
-                {"warning_id": doc["_id"], "state": "pending"},
+                {
+                    "warning_id": doc["_id"],
+                    "state": "pending",
+                    "due_at": {"$gte": as_utc(doc["expires"])},
+                },
                 {"$set": {"state": "closed"}, "$unset": {"ack_due_at": ""}},
             )
             self.ctx.wake_relay()
@@ -962,7 +968,11 @@ class WarningService:
             if wid not in cache:
                 cache[wid] = self.store.warning(wid)
             doc = cache[wid]
-            if doc is None or doc["status"] != "active" or int(doc["version"]) != ack["version"]:
+            if (
+                doc is None
+                or int(doc["version"]) != ack["version"]
+                or not domain.receipt_still_owed(doc, ack["due_at"])
+            ):
                 self.store.acks.update_one(
                     {"_id": ack["_id"], "state": "pending"},
                     {"$set": {"state": "closed"}, "$unset": {"ack_due_at": ""}},

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from libs.common.clock import as_utc
 from libs.common.errors import ApiError
 from services.warning.rules import Action, WarningRules
 
@@ -160,6 +161,16 @@ def references_of(versions: Iterable[Mapping[str, Any]], before: int) -> list[Ma
 def township_visible(status: str) -> bool:
     """Townships see warnings once issued, never drafts or rejected ones."""
     return status in ISSUED_STATUSES
+
+
+def receipt_still_owed(doc: Mapping[str, Any], due_at: datetime) -> bool:
+    """Whether a township's receipt due at ``due_at`` is still chased: while the warning is
+    active, and afterwards when it fell due before the warning ran out or was lifted (a scan
+    that runs late, after a downtime, still raises it)."""
+    if doc.get("status") == "active":
+        return True
+    ended = doc.get("expires") if doc.get("status") == "expired" else doc.get("lifted_at")
+    return ended is not None and as_utc(due_at) < as_utc(ended)
 
 
 # ---------------------------------------------------------------- retried commands

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
@@ -292,6 +293,24 @@ def test_unacknowledged_escalates_once_per_township_and_version(wstack: WarningS
     assert svc.run_ack_scan() == 2
     wstack.settle()
     assert len(wstack.probe.of("warning_unacknowledged")) == 3
+
+
+def test_a_red_warning_that_ran_out_during_a_downtime_still_raises_its_alarm(
+    wstack: WarningStack,
+) -> None:
+    """The service was down from issue until after expiry: on restart the expiry runs, then the
+    ack scan, and the townships that never acknowledged within 15 minutes are still reported."""
+    expires = (wstack.now() + timedelta(minutes=30)).isoformat()
+    wid = wstack.issue("leader", level=1, expires=expires).json()["id"]
+    wstack.clock.advance(2 * 3600)  # down: no timer ran
+    svc = wstack.service
+    assert svc.run_expiry() == 1
+    assert svc.run_ack_scan() == 2
+    assert svc.run_ack_scan() == 0
+    wstack.settle()
+    raised = wstack.probe.of("warning_unacknowledged")
+    assert sorted(e["township_code"] for e in raised) == [TOWNSHIP_A, TOWNSHIP_B]
+    assert {e["warning_id"] for e in raised} == {wid}
 
 
 def test_exercise_unacknowledged_does_not_page(wstack: WarningStack) -> None:
