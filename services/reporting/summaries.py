@@ -14,6 +14,8 @@ from services.reporting.engine import profile
 from services.reporting.start import start_date
 from services.reporting.store import Store
 
+DAILY_CURSOR = "daily_published"
+
 
 def _names(ctx: ServiceContext) -> dict[str, str]:
     return {t.code: t.name for t in ctx.county.townships}
@@ -267,14 +269,28 @@ def _storable(value: Any) -> Any:
 
 
 def publish_due_daily(ctx: ServiceContext, store: Store) -> bool:
-    """Timer: publish today's daily summary once the daily cut-off (17:00) has come."""
+    """Timer: publish every daily summary whose cut-off (17:00) has come and that is not yet
+    published, from the county's start date on: days that fell due while the service was down
+    are published when it runs again (each once, in date order)."""
     prof = profile(ctx)
     tz = domain.zone(prof)
-    now = ctx.clock.now()
+    now = as_utc(ctx.clock.now())
     today = domain.local_date(now, tz)
-    if as_utc(now) < domain.at_local(today, prof.daily_report_cutoff, tz):
-        return False
-    _, created = publish_daily(ctx, store, today, "timer")
+    last = today if now >= domain.at_local(today, prof.daily_report_cutoff, tz) else None
+    if last is None:
+        last = today - timedelta(days=1)
+    day = start_date(ctx, store)
+    state = store.get_state(DAILY_CURSOR)
+    if state is not None:
+        day = max(day, date.fromisoformat(state["published_through"]) + timedelta(days=1))
+    created = False
+    while day <= last:
+        _, fresh = publish_daily(ctx, store, day, "timer")
+        created = created or fresh
+        store.state.update_one(
+            {"_id": DAILY_CURSOR}, {"$set": {"published_through": day.isoformat()}}, upsert=True
+        )
+        day += timedelta(days=1)
     return created
 
 

@@ -366,6 +366,20 @@ def test_scores_for_a_month_provisional_then_published(rstack: Stack) -> None:
     )
 
 
+def test_daily_summaries_missed_during_a_downtime_are_published_on_restart(
+    rstack: Stack,
+) -> None:
+    """The service first ran on 07-06 and was down until 07-10 18:00: the timer's first run
+    publishes the summaries of 07-06 to 07-10, each once, in date order."""
+    ctx = rstack.ctx("reporting")
+    rstack.clock.set(local(2026, 7, 10, 18))
+    assert reporting_service.publish_daily_summary(ctx) is True
+    assert reporting_service.publish_daily_summary(ctx) is False
+    rstack.settle()
+    published = [e["payload"]["summary_id"] for e in events_of(rstack, "summary_published")]
+    assert published == [f"daily:2026-07-{day:02d}" for day in range(6, 11)]
+
+
 @pytest.mark.browser
 def test_summaries_render_in_a_real_browser(rstack: Stack, tmp_path: Path) -> None:
     """Screenshots go to $YINGJI_TEST_ARTIFACTS (or the test's tmp dir); they are not committed."""
