@@ -106,7 +106,9 @@ def _check(ctx: ServiceContext, store: Store, body: dict[str, Any], day: date) -
         body["nothing_to_report"], body.get("incident_ids") or [], day, today
     )
     first = start_date(ctx, store)
-    if day < first:
+    # A drill's zero report never counts, so it may rehearse any day; a real one owes nothing
+    # before the start.
+    if day < first and not exercise:
         errors.append(
             {
                 "path": "date",

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import yaml
 
+from libs.common.county import load_county
 from tests.console.support import live_server
-from tests.support.bodies import incident_body
+from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 from yingji.drill import Drill
 
@@ -79,7 +81,16 @@ class PlatformDrill(Drill):
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
     """All four services in one process, like `yingji up`, on a Monday at 10:00 local."""
-    with running_stack(tmp_path) as stack, live_server(stack.client.app) as server:
+    # The county went live a week before: yesterday's zero reports (real and drill) are owed.
+    county = load_county().model_dump(mode="json", exclude={"start_date"})
+    county_file = tmp_path / "county.yaml"
+    county_file.write_text(
+        yaml.safe_dump({**county, "start_date": "2026-06-29"}, allow_unicode=True), "utf-8"
+    )
+    with (
+        running_stack(tmp_path, county_file=county_file) as stack,
+        live_server(stack.client.app) as server,
+    ):
         running = Platform(stack, server.url)
         yield running
         running.http.close()
@@ -112,7 +123,7 @@ def seed_real_work(platform: Platform) -> None:
         "POST",
         "/v1/zero-reports",
         "township_b",
-        json={"township_code": TOWNSHIP_B, "date": yesterday, "nothing_to_report": True},
+        json=zero_report_body(TOWNSHIP_B, date.fromisoformat(yesterday)),
     )
     platform.settle()
 

@@ -92,7 +92,16 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
     stack.settle()
     report = created(stack.call("POST", "/v1/reports", who=key, json=followup_body(incident)))["id"]
     created(
-        stack.call("POST", "/v1/zero-reports", who=key, json=zero_report_body(code, now.date()))
+        stack.call(
+            "POST",
+            "/v1/zero-reports",
+            who=key,
+            # The township reported incidents today: its zero report lists them (「无事件」
+            # would be refused as a contradiction).
+            json=zero_report_body(
+                code, now.date(), nothing_to_report=False, incident_ids=[incident]
+            ),
+        )
     )
     warning = created(
         stack.call("POST", "/v1/warnings", who="department", json=warning_body(stack, code))

@@ -54,6 +54,9 @@ def zero_report_body(township_code: str, day: date, **overrides: Any) -> dict[st
         "township_code": township_code,
         "date": day.isoformat(),
         "nothing_to_report": True,
+        # 篇6: signed by its reporter and approved (审签) by another person.
+        "reporter": {"name": "张伟", "phone": "13800001111"},
+        "approver": {"name": "李娜", "phone": "13900002222"},
     }
     body.update(overrides)
     return body
