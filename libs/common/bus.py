@@ -5,19 +5,26 @@ routing key, a JSON body, and queues named ``evt-<source>-<event_type>--<consume
 a nameko service can subscribe with ``@event_handler("intake", "incident_reported")``.
 
 Publishing uses publisher confirms, ``mandatory=True`` and persistent messages. Consumers run
-in threads, ack only after the handler has committed, retry with back-off and then move the
-message to the queue's dead-letter queue. On RabbitMQ the queues are quorum queues with
+in threads and ack only after the handler has committed. A failed delivery is never retried in
+place (a sleeping consumer would hold up every other queue it serves): it is handed back for a
+later attempt and acknowledged, and the consumer goes on with the next delivery. On RabbitMQ the
+copy waits in ``<queue>.retry``, whose messages expire (per-attempt TTL) back into the work queue
+by dead-lettering; on the memory transport, which ignores queue arguments and expiry, the
+consumer thread keeps it on a timer and re-publishes it when due. After the last retry the
+message goes to the queue's dead-letter queue. On RabbitMQ the work queues are quorum queues with
 ``x-delivery-limit`` and a dead-letter exchange, so a message whose consumer keeps dying is
-dead-lettered by the broker too; the memory transport ignores those arguments.
+dead-lettered by the broker too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -30,6 +37,9 @@ from libs.common.settings import Settings
 
 DEAD_LETTER_EXCHANGE = "yingji.dlx"
 PERSISTENT = 2
+# How many times a delivery has been handed back for a later attempt (dropped on dead-lettering,
+# so a replayed message gets its retries again).
+RETRY_HEADER = "x-yingji-retry"
 
 # A handler returns False when it recognised a duplicate and changed nothing.
 Handler = Callable[[EventEnvelope], bool | None]
@@ -59,6 +69,25 @@ def queue_name(source: str, event_type: str, consumer: str, handler: str) -> str
 def dead_letter_queue_name(queue: str) -> str:
     """The dead-letter queue that belongs to ``queue``."""
     return f"{queue}.dlq"
+
+
+def retry_queue_name(queue: str) -> str:
+    """The queue where a failed delivery of ``queue`` waits for its next attempt (RabbitMQ)."""
+    return f"{queue}.retry"
+
+
+def declare_retry_queue(channel: Any, queue: str) -> None:
+    """A classic queue whose expired messages are dead-lettered back into ``queue``.
+
+    Classic, not quorum: it holds nothing for long, and per-message TTL is what makes it a delay.
+    The default exchange routes the expired message to the work queue by its name.
+    """
+    channel.queue_declare(
+        queue=retry_queue_name(queue),
+        durable=True,
+        auto_delete=False,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue},
+    )
 
 
 @dataclass(frozen=True)
@@ -282,12 +311,34 @@ def declare_consumer_topology(
         queue = consumer_queue(settings, subscription, consumer)(channel)
         queue.declare()
         dead_letter_queue(settings, queue.name)(channel).declare()
+        if _is_amqp(settings.bus_url):
+            declare_retry_queue(channel, queue.name)
         queues.append(queue)
     return queues
 
 
+@dataclass(order=True)
+class _HeldRetry:
+    """A failed delivery the memory transport's consumer keeps until its next attempt is due."""
+
+    due: float
+    seq: int
+    queue: str = field(compare=False)
+    body: Any = field(compare=False)
+    content_type: str | None = field(compare=False)
+    content_encoding: str | None = field(compare=False)
+    headers: dict[str, Any] = field(compare=False)
+    message_id: str | None = field(compare=False)
+
+
 class ConsumerWorker(threading.Thread):
-    """Consumes a service's queues in one thread and reconnects whenever the broker goes away."""
+    """Consumes a service's queues in one thread and reconnects whenever the broker goes away.
+
+    A handler runs once per delivery: a failure hands the message back for a later attempt
+    (``<queue>.retry`` on RabbitMQ, a timer of this thread on the memory transport) and the
+    thread goes straight on with the next delivery, so one event's back-off never holds up
+    another's, nor the event it may be waiting for.
+    """
 
     def __init__(
         self, settings: Settings, service: str, subscriptions: Sequence[Subscription]
@@ -300,7 +351,20 @@ class ConsumerWorker(threading.Thread):
         self.idle = threading.Event()
         self.idle.set()
         self._stopping = threading.Event()
+        self._held: list[_HeldRetry] = []
+        self._held_seq = itertools.count()
+        self._side: Connection | None = None
         self.log = structlog.get_logger().bind(service=service, component="consumer")
+        for subscription in self.subscriptions:
+            # Every queue's counters exist from the start at 0.
+            name = subscription.queue_name(service)
+            for counter in (metrics.BUS_FAILED, metrics.BUS_RETRIED, metrics.BUS_DEAD_LETTERED):
+                counter.labels(service, name)
+
+    @property
+    def held_retries(self) -> int:
+        """Failed deliveries this thread keeps for a later attempt (memory transport only)."""
+        return len(self._held)
 
     def declare(self) -> None:
         """Declare the topology once, synchronously (before anything is published)."""
@@ -324,9 +388,11 @@ class ConsumerWorker(threading.Thread):
             except Exception as exc:
                 metrics.BUS_CONNECTED.labels(self.service, "consumer").set(0)
                 self.ready.clear()
+                self._close_side_connection()
                 self.log.warning("bus_consumer_disconnected", error=str(exc), retry_in=backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+        self._close_side_connection()
         metrics.BUS_CONNECTED.labels(self.service, "consumer").set(0)
 
     def _consume_until_stopped(self) -> None:
@@ -352,27 +418,32 @@ class ConsumerWorker(threading.Thread):
             self.ready.set()
             self.log.info("bus_consumer_ready", queues=len(queues))
             while not self._stopping.is_set():
+                self._release_due_retries(channel)
                 try:
-                    connection.drain_events(timeout=0.5)
+                    connection.drain_events(timeout=self._next_wait())
                 except TimeoutError:
-                    self.idle.set()
+                    if not self._held:
+                        self.idle.set()
                     if _is_amqp(self.settings.bus_url):
                         connection.heartbeat_check()
             for consumer in consumers:
                 consumer.cancel()
+
+    def _next_wait(self) -> float:
+        if not self._held:
+            return 0.5
+        return min(0.5, max(0.0, self._held[0].due - time.monotonic()))
 
     def _callback(
         self, channel: Any, queue: str, subscription: Subscription
     ) -> Callable[[Any, Message], None]:
         def on_message(body: Any, message: Message) -> None:
             self.idle.clear()
-            self._handle(channel, queue, subscription, body, message)
+            self._handle(queue, subscription, body, message)
 
         return on_message
 
-    def _handle(
-        self, channel: Any, queue: str, subscription: Subscription, body: Any, message: Message
-    ) -> None:
+    def _handle(self, queue: str, subscription: Subscription, body: Any, message: Message) -> None:
         info = message.delivery_info or {}
         try:
             envelope = envelope_from_wire(
@@ -382,7 +453,7 @@ class ConsumerWorker(threading.Thread):
                 message_id=(message.properties or {}).get("message_id"),
             )
         except Exception as exc:
-            self._dead_letter(channel, queue, message, f"unreadable envelope: {exc}", attempts=0)
+            self._dead_letter(queue, message, f"unreadable envelope: {exc}", attempts=1)
             return
         log = self.log.bind(
             queue=queue,
@@ -390,41 +461,111 @@ class ConsumerWorker(threading.Thread):
             correlation_id=envelope.correlation_id,
             event_type=envelope.event_type,
         )
-        attempts = 0
-        delays = list(self.settings.handler_backoff_seconds)
-        while True:
-            attempts += 1
-            try:
-                with structlog.contextvars.bound_contextvars(
-                    correlation_id=envelope.correlation_id, event_id=envelope.event_id
-                ):
-                    result = subscription.handler(envelope)
-            except Exception as exc:
-                metrics.BUS_FAILED.labels(self.service, queue).inc()
-                if attempts > self.settings.handler_retries or self._stopping.is_set():
-                    if self._stopping.is_set():
-                        # Not acknowledged: the broker redelivers it to whoever consumes next.
-                        log.warning("bus_handler_interrupted", attempts=attempts)
-                        message.requeue()
-                        return
-                    log.error("bus_handler_gave_up", attempts=attempts, error=repr(exc))
-                    self._dead_letter(channel, queue, message, repr(exc), attempts=attempts)
-                    return
-                delay = delays[min(attempts - 1, len(delays) - 1)] if delays else 0
+        attempts = _retries_of(message) + 1
+        try:
+            with structlog.contextvars.bound_contextvars(
+                correlation_id=envelope.correlation_id, event_id=envelope.event_id
+            ):
+                result = subscription.handler(envelope)
+        except Exception as exc:
+            metrics.BUS_FAILED.labels(self.service, queue).inc()
+            if self._stopping.is_set():
+                # Not acknowledged: the broker redelivers it to whoever consumes next.
+                log.warning("bus_handler_interrupted", attempts=attempts)
+                message.requeue()
+            elif attempts > self.settings.handler_retries:
+                log.error("bus_handler_gave_up", attempts=attempts, error=repr(exc))
+                self._dead_letter(queue, message, repr(exc), attempts=attempts)
+            else:
+                delay = self._delay_after(attempts)
                 log.warning(
                     "bus_handler_failed", attempts=attempts, error=repr(exc), retry_in=delay
                 )
-                self._stopping.wait(delay)
-                continue
-            message.ack()
-            outcome = "duplicate" if result is False else "applied"
-            metrics.BUS_CONSUMED.labels(self.service, queue, outcome).inc()
+                self._retry_later(queue, message, attempts, delay)
             return
+        message.ack()
+        outcome = "duplicate" if result is False else "applied"
+        metrics.BUS_CONSUMED.labels(self.service, queue, outcome).inc()
 
-    def _dead_letter(
-        self, channel: Any, queue: str, message: Message, reason: str, attempts: int
-    ) -> None:
-        headers = dict(message.headers or {})
+    def _delay_after(self, attempts: int) -> float:
+        delays = list(self.settings.handler_backoff_seconds)
+        return delays[min(attempts - 1, len(delays) - 1)] if delays else 0.0
+
+    def _retry_later(self, queue: str, message: Message, attempts: int, delay: float) -> None:
+        """Hand the delivery back for attempt ``attempts + 1`` in ``delay`` seconds; then ack."""
+        headers = {**(message.headers or {}), RETRY_HEADER: attempts}
+        message_id = (message.properties or {}).get("message_id")
+        if _is_amqp(self.settings.bus_url):
+            # Confirmed before the ack: a crash in between leaves a duplicate, never a loss.
+            self._side_producer().publish(
+                message.body,
+                exchange="",
+                routing_key=retry_queue_name(queue),
+                delivery_mode=PERSISTENT,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                headers=headers,
+                message_id=message_id,
+                expiration=max(delay, 0.001),
+                retry=False,
+            )
+        else:
+            # The memory transport forgets everything when the process dies, held retries too;
+            # the relay's start-up journal replay covers both alike.
+            heapq.heappush(
+                self._held,
+                _HeldRetry(
+                    time.monotonic() + delay,
+                    next(self._held_seq),
+                    queue,
+                    message.body,
+                    message.content_type,
+                    message.content_encoding,
+                    headers,
+                    message_id,
+                ),
+            )
+        message.ack()
+        metrics.BUS_RETRIED.labels(self.service, queue).inc()
+
+    def _release_due_retries(self, channel: Any) -> None:
+        """Memory transport: put held deliveries whose time has come back on their queue."""
+        if not self._held:
+            return
+        producer = Producer(channel)
+        now = time.monotonic()
+        while self._held and (self._held[0].due <= now or self._stopping.is_set()):
+            held = heapq.heappop(self._held)
+            producer.publish(
+                held.body,
+                exchange="",
+                routing_key=held.queue,
+                content_type=held.content_type,
+                content_encoding=held.content_encoding,
+                headers=held.headers,
+                message_id=held.message_id,
+                retry=False,
+            )
+
+    def _side_producer(self) -> Producer:
+        """A confirming producer on a connection of its own.
+
+        Waiting for a confirm on the consuming connection would dispatch the next deliveries
+        re-entrantly, inside the callback that is publishing.
+        """
+        if self._side is None:
+            self._side = open_connection(self.settings)
+            self._side.ensure_connection(max_retries=1)
+        return Producer(self._side.default_channel)
+
+    def _close_side_connection(self) -> None:
+        if self._side is not None:
+            with contextlib.suppress(Exception):
+                self._side.release()
+            self._side = None
+
+    def _dead_letter(self, queue: str, message: Message, reason: str, attempts: int) -> None:
+        headers = {k: v for k, v in (message.headers or {}).items() if k != RETRY_HEADER}
         headers.update(
             {
                 "x-yingji-dead-letter-reason": reason[:1000],
@@ -433,11 +574,8 @@ class ConsumerWorker(threading.Thread):
                 "x-yingji-dead-lettered-at": time.time(),
             }
         )
-        # A connection of its own: waiting for the confirm on the consuming connection would
-        # dispatch the next deliveries re-entrantly, inside this callback.
-        with open_connection(self.settings) as connection:
-            producer = Producer(connection.channel())
-            producer.publish(
+        try:
+            self._side_producer().publish(
                 message.body,
                 exchange=dead_letter_exchange(),
                 routing_key=queue,
@@ -448,8 +586,19 @@ class ConsumerWorker(threading.Thread):
                 message_id=(message.properties or {}).get("message_id"),
                 retry=False,
             )
+        except Exception:
+            self._close_side_connection()
+            raise
         message.ack()
         metrics.BUS_DEAD_LETTERED.labels(self.service, queue).inc()
+
+
+def _retries_of(message: Message) -> int:
+    """How many times this delivery was handed back already (0 for a first delivery)."""
+    try:
+        return max(0, int((message.headers or {}).get(RETRY_HEADER, 0)))
+    except (TypeError, ValueError):
+        return 0
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -14,6 +14,8 @@ from libs.common.outbox import merge_updates
 
 APPLIED = "_applied"
 IDEMPOTENCY = "_idem"
+REVISION = "_rev"
+MERGE_ATTEMPTS = 20
 APPLIED_KEEP = 500
 # Sparse: documents created without a key (by event handlers, seeding) carry no ``_idem`` and
 # must not collide with each other on a missing value.
@@ -35,6 +37,52 @@ def apply_once(
         update, {"$push": {APPLIED: {"$each": [event_id], "$slice": -APPLIED_KEEP}}}
     )
     return bool(collection.update_one(guarded, recorded).matched_count)
+
+
+class ConcurrentMergeError(RuntimeError):
+    """The document kept changing under a merge; the bus retries the event later."""
+
+
+def merge_once(
+    collection: Any,
+    doc_id: str,
+    event_id: str,
+    merge: Callable[[Mapping[str, Any] | None], Mapping[str, Any]],
+) -> bool:
+    """Fold one event into the document ``doc_id`` (created if absent), once per ``event_id``.
+
+    ``merge`` is a pure rule: given what the document knows (None when nothing yet), it returns
+    the fields as they should be once this event is taken into account, whatever the order the
+    events arrive in. The write is guarded by a revision number, so two concurrent merges never
+    lose each other's facts, and records the event id with the change. Returns True when the
+    event changed something now.
+    """
+    for _ in range(MERGE_ATTEMPTS):
+        current = collection.find_one({"_id": doc_id})
+        if current is not None and event_id in (current.get(APPLIED) or []):
+            return False
+        merged = merge(dict(current) if current is not None else None)
+        fields = {
+            k: v
+            for k, v in merged.items()
+            if k not in ("_id", APPLIED, REVISION)
+            and (current is None or k not in current or current[k] != v)
+        }
+        if current is None:
+            if insert_once(collection, {"_id": doc_id, **fields, APPLIED: [event_id], REVISION: 1}):
+                return True
+            continue
+        revision = current.get(REVISION)
+        result = collection.update_one(
+            {"_id": doc_id, REVISION: revision, APPLIED: {"$ne": event_id}},
+            {
+                "$set": {**fields, REVISION: int(revision or 0) + 1},
+                "$push": {APPLIED: {"$each": [event_id], "$slice": -APPLIED_KEEP}},
+            },
+        )
+        if result.matched_count:
+            return True
+    raise ConcurrentMergeError(f"{doc_id} changed {MERGE_ATTEMPTS} times during a merge")
 
 
 def insert_once(collection: Any, document: Mapping[str, Any]) -> bool:

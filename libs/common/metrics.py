@@ -32,6 +32,11 @@ BUS_CONSUMED = Counter(
 BUS_FAILED = Counter(
     "yingji_bus_failed_total", "Handler attempts that raised", ["service", "queue"]
 )
+BUS_RETRIED = Counter(
+    "yingji_bus_retried_total",
+    "Failed deliveries handed back for a later attempt (retry queue or held by the consumer)",
+    ["service", "queue"],
+)
 BUS_DEAD_LETTERED = Counter(
     "yingji_bus_dead_lettered_total",
     "Deliveries moved to a dead-letter queue",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 # ---------------------------------------------------------------------------------------------
@@ -366,3 +367,128 @@ class Rules:
         if rules.reserve_timeout_seconds <= 0 or rules.attempts_per_level < 1:
             raise ValueError("reserve_timeout_seconds and attempts_per_level must be positive")
         return rules
+
+
+# ---------------------------------------------------------------------------------------------
+# Events in any order: the local views of incidents and warnings
+#
+# Intake's and warning's events reach dispatch on separate queues, in any order. Each view
+# remembers what its events said; these rules combine them so that every arrival order ends in
+# the same view, and the plan follows the view, never a single event.
+
+ENDING_WARNING_EVENTS = ("warning_lifted", "warning_expired")
+
+
+def new_incident_view(incident_id: str) -> dict[str, Any]:
+    """What dispatch knows of an incident before any of its events: nothing, not even whether
+    it is an exercise (``None`` until the initial report says)."""
+    return {
+        "_id": incident_id,
+        "township_code": None,
+        "category": None,
+        "title": "",
+        "grade": None,
+        "grade_at": None,
+        "status": "open",
+        "escalated": False,
+        "exercise": None,
+    }
+
+
+def apply_incident_event(
+    view: Mapping[str, Any] | None,
+    incident_id: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    """An incident view after one more of its events, whatever the order they arrive in.
+
+    The grade is the latest re-grade's (by when it occurred), else the initial report's; closed
+    is final (a late report or re-grade does not reopen it); facts only the initial report
+    carries (title, exercise, where) come from it alone.
+    """
+    incident = dict(view) if view is not None else new_incident_view(incident_id)
+    for key in ("township_code", "category"):
+        if incident.get(key) is None and payload.get(key) is not None:
+            incident[key] = payload[key]
+    if payload.get("exercise") is True:
+        # A drill is never taken for a real incident, whichever of its events says so first.
+        incident["exercise"] = True
+    if event_type == "incident_reported":
+        incident.update(
+            title=payload.get("title") or "",
+            exercise=bool(payload.get("exercise", False)),
+            reported_at=payload.get("reported_at"),
+            lat=payload.get("lat"),
+            lon=payload.get("lon"),
+            escalated=bool(incident.get("escalated")) or bool(payload.get("escalated")),
+            crowd_rule=crowd_rule_fires(payload.get("escalation_reasons") or []),
+        )
+        if incident.get("grade_at") is None:
+            incident["grade"] = int(payload["grade"])
+    elif event_type == "incident_regraded":
+        known = incident.get("grade_at")
+        if known is None or at >= known:
+            incident.update(grade=int(payload["new_grade"]), grade_at=at)
+    elif event_type == "incident_closed":
+        incident.update(
+            status="closed",
+            closed_at=at,
+            closed_by=payload.get("closed_by"),
+            close_reason=payload.get("reason"),
+        )
+    return incident
+
+
+def incident_plan_grade(incident: Mapping[str, Any]) -> int | None:
+    """The grade that drives an incident's plan now; None while no plan may start or change:
+    closed, an exercise (drills do not move real teams), or not yet known to be real."""
+    if incident.get("status") != "open" or incident.get("exercise") is not False:
+        return None
+    grade = incident.get("grade")
+    return int(grade) if grade is not None else None
+
+
+def new_warning_view(warning_id: str) -> dict[str, Any]:
+    """What dispatch knows of a warning before any of its events."""
+    return {
+        "_id": warning_id,
+        "version": None,
+        "level": None,
+        "hazard": None,
+        "areas": [],
+        "exercise": None,
+        "ended": False,
+    }
+
+
+def apply_warning_event(
+    view: Mapping[str, Any] | None,
+    warning_id: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A warning view after one more of its events: the highest version's level, hazard and
+    areas; lifted or expired is final (a late issue or adjustment does not revive it)."""
+    warning = dict(view) if view is not None else new_warning_view(warning_id)
+    version = int(payload["version"])
+    if warning.get("version") is None or version >= int(warning["version"]):
+        warning.update(
+            version=version,
+            level=int(payload["level"]),
+            hazard=payload.get("hazard"),
+            areas=list(payload.get("areas") or []),
+            exercise=bool(payload.get("exercise", False)),
+        )
+    if event_type in ENDING_WARNING_EVENTS:
+        warning["ended"] = True
+    return warning
+
+
+def warning_plan_level(warning: Mapping[str, Any]) -> int | None:
+    """The level that drives a warning's plan now; None once ended or for an exercise."""
+    if warning.get("ended") or warning.get("exercise") is not False:
+        return None
+    level = warning.get("level")
+    return int(level) if level is not None else None

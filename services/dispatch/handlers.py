@@ -1,9 +1,11 @@
 """Bus consumers: the local incident view (intake) and response plans (intake, warning).
 
-Every handler tolerates redelivery: incident changes record the event id in the same write
-(``apply_once``), plans have deterministic ids (``incident-<id>``, ``warning-<id>``) and are
-inserted once, level changes are applied once per event, and ending a plan releases its
-standby teams on every delivery (so a crash between the two writes strands nobody).
+Every handler tolerates redelivery and any arrival order: each event is folded into a local view
+of its incident or warning (``domain.apply_incident_event`` / ``apply_warning_event``, the event
+id recorded in the same write), then the plan is brought in line with the view. Plans have
+deterministic ids (``incident-<id>``, ``warning-<id>``) and are inserted once, level changes are
+applied once per event, and ending a plan releases its standby teams on every delivery (so a
+crash between the two writes strands nobody).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Any
 
 from libs.common.bus import Subscription
 from libs.common.events import EventEnvelope, parse_payload
-from libs.common.idempotency import apply_once
 from libs.common.service import ServiceContext, subscribe
 from services.dispatch import domain
 from services.dispatch.metrics import refresh
@@ -41,98 +42,56 @@ class PlanHandlers:
 
     # -- incidents --------------------------------------------------------------------------
 
-    def incident_reported(self, envelope: EventEnvelope) -> bool:
-        """Keep a local copy of the incident; grade I–II (or 篇3 escalation) starts a plan."""
-        p: Any = parse_payload(envelope)
-        doc = {
-            "township_code": p.township_code,
-            "category": p.category,
-            "grade": p.grade,
-            "title": p.title,
-            "status": "open",
-            "escalated": p.escalated,
-            "reported_at": p.reported_at,
-            "lat": p.lat,
-            "lon": p.lon,
-            "_applied": [envelope.event_id],
-        }
-        result = self.store.incidents.update_one(
-            # The drill flag is a fact of the incident: set it even over a placeholder that an
-            # earlier event left, so a drill is never taken for a real incident.
-            {"_id": p.incident_id},
-            {"$setOnInsert": doc, "$set": {"exercise": p.exercise}},
-            upsert=True,
-        )
-        fresh = result.upserted_id is not None
-        incident = self.store.incident(p.incident_id) or {
-            "_id": p.incident_id,
-            **doc,
-            "exercise": p.exercise,
-        }
-        crowd = domain.crowd_rule_fires(p.escalation_reasons)
-        planned = self._incident_plan(incident, p.grade, envelope, escalated=crowd)
-        return fresh or planned
+    def incident_event(self, envelope: EventEnvelope) -> bool:
+        """``incident_reported`` / ``_regraded`` / ``_closed``: fold the event into the local
+        view, then bring the incident's plan and assignments in line with the view.
 
-    def incident_regraded(self, envelope: EventEnvelope) -> bool:
-        """Update the grade; a plan starts, steps up or steps down with it."""
-        p: Any = parse_payload(envelope)
-        store = self.store
-        if store.incident(p.incident_id) is None:
-            # Regrade seen before the report (reordering): keep what we learn now.
-            store.incidents.update_one(
-                {"_id": p.incident_id},
-                {
-                    "$setOnInsert": {
-                        "township_code": p.township_code,
-                        "category": p.category,
-                        "title": "",
-                        "status": "open",
-                        "escalated": False,
-                        "exercise": p.exercise,
-                    }
-                },
-                upsert=True,
-            )
-        changed = apply_once(
-            store.incidents,
-            {"_id": p.incident_id},
-            {"$set": {"grade": p.new_grade}},
+        The view, not the event, decides: a close that came first keeps a late report from
+        starting a plan; a re-grade that came first is not undone by the report's older grade;
+        nothing starts a plan until the initial report has said the incident is real.
+        """
+        payload = parse_payload(envelope).model_dump(mode="python")
+        incident_id = str(payload["incident_id"])
+        merged = self.store.merge_incident_event(
+            incident_id,
             envelope.event_id,
+            lambda view: domain.apply_incident_event(
+                view, incident_id, envelope.event_type, payload, envelope.occurred_at
+            ),
         )
-        incident = store.incident(p.incident_id) or {}
-        if incident.get("status") != "open":
-            return changed
-        planned = self._incident_plan(incident, p.new_grade, envelope)
-        return changed or planned
+        incident = self.store.incident_view(incident_id)
+        assert incident is not None
+        if incident["status"] == "closed":
+            return self._incident_closed(incident, envelope) or merged
+        grade = domain.incident_plan_grade(incident)
+        if grade is None:
+            return merged
+        # 篇3: only the 10-or-more-people escalation starts a plan by itself.
+        escalated = bool(incident.get("crowd_rule"))
+        return self._incident_plan(incident, grade, envelope, escalated=escalated) or merged
 
-    def incident_closed(self, envelope: EventEnvelope) -> bool:
-        """Close the local copy, end the incident's plan and its open dispute assignments."""
-        p: Any = parse_payload(envelope)
+    def _incident_closed(self, incident: dict[str, Any], envelope: EventEnvelope) -> bool:
+        """End the incident's plan and its open dispute assignments (again on every event)."""
         store = self.store
-        changed = apply_once(
-            store.incidents,
-            {"_id": p.incident_id},
-            {"$set": {"status": "closed", "closed_at": envelope.occurred_at}},
-            envelope.event_id,
-        )
+        closed_at = incident.get("closed_at") or envelope.occurred_at
         store.assignments.update_many(
             {
-                "incident_id": p.incident_id,
+                "incident_id": incident["_id"],
                 "status": {"$in": list(domain.OPEN_ASSIGNMENT_STATUSES)},
             },
             {
-                "$set": {"status": "closed", "closed_at": envelope.occurred_at},
+                "$set": {"status": "closed", "closed_at": closed_at},
                 "$unset": {"open_incident": ""},
             },
         )
-        plan = store.plan(incident_plan_id(p.incident_id))
+        plan = store.plan(incident_plan_id(incident["_id"]))
         ended = False
         if plan is not None:
-            ended = store.end_plan(
-                plan, f"incident closed: {p.reason}", p.closed_by, envelope.event_id
-            )
+            reason = f"incident closed: {incident.get('close_reason') or ''}"
+            by = str(incident.get("closed_by") or "intake")
+            ended = store.end_plan(plan, reason, by, envelope.event_id)
         refresh(store)
-        return changed or ended
+        return ended
 
     def _incident_plan(
         self,
@@ -185,35 +144,48 @@ class PlanHandlers:
 
     # -- warnings ---------------------------------------------------------------------------
 
-    def warning_issued(self, envelope: EventEnvelope) -> bool:
-        """A warning of level 1–2 activates a plan for its areas and hazard."""
+    def warning_event(self, envelope: EventEnvelope) -> bool:
+        """Issued, adjusted, lifted or expired: fold into the warning view, then the plan follows
+        the view (levels 1–2 activate, other levels step it, lifted or expired ends it, also when
+        the end came before the issue)."""
         p: Any = parse_payload(envelope)
-        return self._warning_level(p, p.level, envelope, f"warning issued at level {p.level}")
+        merged = self.store.merge_warning_event(
+            p.warning_id,
+            envelope.event_id,
+            lambda view: domain.apply_warning_event(
+                view, p.warning_id, envelope.event_type, p.model_dump(mode="python")
+            ),
+        )
+        warning = self.store.warning_view(p.warning_id)
+        assert warning is not None
+        if warning["ended"]:
+            return self._warning_ended(p, envelope) or merged
+        level = domain.warning_plan_level(warning)
+        if level is None:
+            return merged
+        if envelope.event_type == "warning_adjusted":
+            reason = f"warning adjusted from level {p.old_level} to {p.level}: {p.reason}"
+        else:
+            reason = f"warning at level {level}"
+        return self._warning_level(warning, level, envelope, reason) or merged
 
-    def warning_adjusted(self, envelope: EventEnvelope) -> bool:
-        """A new level steps the plan up or down (or activates one at 1–2)."""
-        p: Any = parse_payload(envelope)
-        reason = f"warning adjusted from level {p.old_level} to {p.level}: {p.reason}"
-        return self._warning_level(p, p.level, envelope, reason)
-
-    def warning_ended(self, envelope: EventEnvelope) -> bool:
+    def _warning_ended(self, p: Any, envelope: EventEnvelope) -> bool:
         """Lifting or expiry ends the warning's plan and releases its standby teams."""
-        p: Any = parse_payload(envelope)
         plan = self.store.plan(warning_plan_id(p.warning_id))
         if plan is None:
             return False
-        what = "lifted" if envelope.event_type == "warning_lifted" else "expired"
+        what = "lifted" if envelope.event_type == "warning_lifted" else "ended"
         detail = getattr(p, "reason", None)
         reason = f"warning {what}" + (f": {detail}" if detail else "")
         ended = self.store.end_plan(plan, reason, "warning", envelope.event_id)
         refresh(self.store)
         return ended
 
-    def _warning_level(self, p: Any, level: int, envelope: EventEnvelope, reason: str) -> bool:
-        if p.exercise:
-            return False
+    def _warning_level(
+        self, warning: dict[str, Any], level: int, envelope: EventEnvelope, reason: str
+    ) -> bool:
         store = self.store
-        plan_id = warning_plan_id(p.warning_id)
+        plan_id = warning_plan_id(warning["_id"])
         plan = store.plan(plan_id)
         if plan is not None and plan["status"] != "active":
             return False
@@ -222,16 +194,18 @@ class PlanHandlers:
             return False
         kind, new_level = action
         if kind == "activate":
-            areas = [code for code in p.areas if store.ctx.county.township(code) is not None]
+            areas = [
+                code for code in warning["areas"] if store.ctx.county.township(code) is not None
+            ]
             _, created = store.activate_plan(
                 {
                     "_id": plan_id,
                     "level": new_level,
                     "trigger_kind": "warning",
-                    "trigger_id": p.warning_id,
+                    "trigger_id": warning["_id"],
                     "incident_id": None,
-                    "warning_id": p.warning_id,
-                    "hazard": p.hazard,
+                    "warning_id": warning["_id"],
+                    "hazard": warning["hazard"],
                     "township_codes": areas,
                     "scope": domain.plan_scope(new_level, self.rules),
                     "reason": reason,
@@ -250,13 +224,13 @@ class PlanHandlers:
     def subscriptions(self) -> Sequence[Subscription]:
         """Every event the dispatch service consumes."""
         return [
-            subscribe("intake", "incident_reported", "incident_reported", self.incident_reported),
-            subscribe("intake", "incident_regraded", "incident_regraded", self.incident_regraded),
-            subscribe("intake", "incident_closed", "incident_closed", self.incident_closed),
-            subscribe("warning", "warning_issued", "warning_issued", self.warning_issued),
-            subscribe("warning", "warning_adjusted", "warning_adjusted", self.warning_adjusted),
-            subscribe("warning", "warning_lifted", "warning_lifted", self.warning_ended),
-            subscribe("warning", "warning_expired", "warning_expired", self.warning_ended),
+            subscribe("intake", "incident_reported", "incident_reported", self.incident_event),
+            subscribe("intake", "incident_regraded", "incident_regraded", self.incident_event),
+            subscribe("intake", "incident_closed", "incident_closed", self.incident_event),
+            subscribe("warning", "warning_issued", "warning_issued", self.warning_event),
+            subscribe("warning", "warning_adjusted", "warning_adjusted", self.warning_event),
+            subscribe("warning", "warning_lifted", "warning_lifted", self.warning_event),
+            subscribe("warning", "warning_expired", "warning_expired", self.warning_event),
         ]
 
 

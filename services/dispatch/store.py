@@ -21,7 +21,7 @@ Consistency without transactions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from libs.common.idempotency import (
     apply_once,
     insert_idempotent,
     insert_once,
+    merge_once,
 )
 from libs.common.outbox import new_document, with_events
 from libs.common.service import ServiceContext
@@ -52,6 +53,7 @@ ORDERS = "dispatches"
 PLANS = "plans"
 ASSIGNMENTS = "assignments"
 INCIDENTS = "incidents"
+WARNING_VIEWS = "warning_views"
 OUTBOX_COLLECTIONS = (ORDERS, PLANS, ASSIGNMENTS, STOCK)
 
 LEDGER_PENDING = "_ledger_pending"
@@ -94,6 +96,7 @@ class DispatchStore:
         self.plans = db[PLANS]
         self.assignments = db[ASSIGNMENTS]
         self.incidents = db[INCIDENTS]
+        self.warning_views = db[WARNING_VIEWS]
 
     def now(self) -> datetime:
         """The service clock."""
@@ -217,8 +220,34 @@ class DispatchStore:
     # Incidents (local view from intake's events)
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
-        """The local copy of an incident."""
+        """The local copy of an incident, once its category is known (what the API may show)."""
+        return self.incidents.find_one({"_id": incident_id, "category": {"$ne": None}})
+
+    def incident_view(self, incident_id: str) -> dict[str, Any] | None:
+        """Whatever the incident's events have said so far (possibly only a close)."""
         return self.incidents.find_one({"_id": incident_id})
+
+    def merge_incident_event(
+        self,
+        incident_id: str,
+        event_id: str,
+        merge: Callable[[Mapping[str, Any] | None], Mapping[str, Any]],
+    ) -> bool:
+        """Fold one incident event into the local view (created if absent), once per event."""
+        return merge_once(self.incidents, incident_id, event_id, merge)
+
+    def warning_view(self, warning_id: str) -> dict[str, Any] | None:
+        """What the warning's events have said so far."""
+        return self.warning_views.find_one({"_id": warning_id})
+
+    def merge_warning_event(
+        self,
+        warning_id: str,
+        event_id: str,
+        merge: Callable[[Mapping[str, Any] | None], Mapping[str, Any]],
+    ) -> bool:
+        """Fold one warning event into the local view (created if absent), once per event."""
+        return merge_once(self.warning_views, warning_id, event_id, merge)
 
     # -----------------------------------------------------------------------------------------
     # Teams

@@ -433,3 +433,17 @@ def check_merge(duplicate: Mapping[str, Any], primary: Mapping[str, Any]) -> Mer
             {"path": "primary_id", "reason": "a drill and a real incident cannot be merged"}
         )
     return check
+
+
+def report_is_outdated(incident: Mapping[str, Any], followup_number: int | None) -> bool:
+    """True when a report's figures are older than what the incident already holds.
+
+    Reports reach intake in any order. A follow-up numbered at or below one already applied is
+    older, and so is every follow-up once the final report (終報) is applied: a final report is
+    filed after every follow-up of its chain, so its figures are the incident's last word.
+    """
+    if followup_number is None:
+        return False
+    if incident.get("closed_by") == "final_report":
+        return True
+    return followup_number <= int(incident.get("last_followup_number") or 0)

@@ -19,6 +19,7 @@ from services.intake.domain import (
     escalation_reasons,
     merge_reasons,
     regrade_reason,
+    report_is_outdated,
     upgrade,
 )
 from services.intake.store import IncidentStore
@@ -46,8 +47,8 @@ def apply_report(
     """Take a report's figures as the incident's facts; upgrade, and close on a final report.
 
     Returns False (acknowledged, nothing changed) for a redelivered event, an unknown incident, a
-    follow-up older than one already applied, or a final report for an incident that is no
-    longer open.
+    follow-up older than one already applied or than the final report, or a final report for an
+    incident that is no longer open.
     """
     for _ in range(MAX_ATTEMPTS):
         doc = store.get(incident_id)
@@ -58,8 +59,8 @@ def apply_report(
             return False
         if close and doc["status"] != "open":
             return False
-        if number is not None and number <= int(doc.get("last_followup_number") or 0):
-            # An older follow-up redelivered after a newer one: its figures are out of date.
+        if report_is_outdated(doc, number):
+            # An older follow-up arriving after a newer one or after the final report.
             return False
         plan = _plan(ctx, config, doc, envelope, figures, label, number=number, close=close)
         update, raised, added_reasons = plan

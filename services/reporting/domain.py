@@ -348,3 +348,76 @@ def zero_report_errors(
     if day > today:
         rows.append({"path": "date", "reason": "a zero report covers a day that has begun"})
     return rows
+
+
+# ---------------------------------------------------------------- events in any order
+# Queues deliver in any order (a backlog, a restart, a retry). These rules make every read
+# model end in the same state whatever order the events about one incident or plan arrive in.
+
+# Changes to an incident that only mean something once its initial report (首報) is known: they
+# wait with the incident (parked) until it arrives, then apply in the order they occurred.
+NEEDS_INITIAL_REPORT = frozenset({"incident_regraded", "incident_closed", "incident_merged"})
+
+
+def replay_order(parked: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Parked events in the order they occurred (event id breaks ties, for a stable order)."""
+    return sorted(parked, key=lambda p: (as_utc(p["occurred_at"]), str(p["_id"])))
+
+
+def regrade_is_current(incident: Mapping[str, Any], regraded_at: datetime) -> bool:
+    """True when a re-grade at ``regraded_at`` is the latest one known (or the same again).
+
+    A re-grade that arrives after a later one changes the history only, never the grade or the
+    clocks: the later grade is the incident's grade.
+    """
+    known = incident.get("grade_at")
+    return known is None or as_utc(regraded_at) >= as_utc(known)
+
+
+def new_plan_view(plan_id: str) -> dict[str, Any]:
+    """What reporting knows of a plan before any of its events: nothing."""
+    return {
+        "_id": plan_id,
+        "status": None,
+        "level": None,
+        "level_at": None,
+        "activated_at": None,
+        "ended_at": None,
+    }
+
+
+def apply_plan_event(
+    view: Mapping[str, Any] | None,
+    plan_id: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    """A plan view after one more of its events, whatever the order they arrive in.
+
+    Ended wins over an activation that arrives later; the level is the one of the latest
+    activation or change (a change wins a tie: it always follows the activation).
+    """
+    plan = dict(view) if view is not None else new_plan_view(plan_id)
+    at = as_utc(at)
+    level_at = as_utc(plan["level_at"]) if plan.get("level_at") else None
+    if event_type == "plan_activated":
+        plan.update(
+            trigger_kind=payload.get("trigger_kind"),
+            trigger_id=payload.get("trigger_id"),
+            township_codes=list(payload.get("township_codes") or []),
+            incident_id=payload.get("incident_id"),
+            warning_id=payload.get("warning_id"),
+            exercise=bool(payload.get("exercise", False)),
+            activated_at=at,
+        )
+        if level_at is None or at > level_at:
+            plan.update(level=payload["level"], level_at=at)
+        if plan.get("status") != "ended":
+            plan["status"] = "active"
+    elif event_type == "plan_changed":
+        if level_at is None or at >= level_at:
+            plan.update(level=payload["level"], level_at=at)
+    elif event_type == "plan_ended":
+        plan.update(status="ended", ended_at=at)
+    return plan

@@ -192,15 +192,21 @@ def regrade(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
     incident_id = p["incident_id"]
     incident = store.incident(incident_id)
     if incident is None:
-        raise LookupError(f"incident {incident_id} not yet received; retry")
+        raise LookupError(f"incident {incident_id} unknown: the handler parks changes until it is")
     now = ctx.clock.now()
     at = as_utc(envelope.occurred_at)
     new_grade, old_grade = int(p["new_grade"]), int(p["old_grade"])
+    current = domain.regrade_is_current(incident, at)
+    if current:
+        # Guarded by time: a later re-grade that got here first keeps its grade.
+        store.incidents.update_one(
+            {"_id": incident_id, "$or": [{"grade_at": None}, {"grade_at": {"$lte": at}}]},
+            {"$set": {"grade": new_grade, "grade_at": at}},
+        )
     applied = apply_once(
         store.incidents,
         {"_id": incident_id},
         {
-            "$set": {"grade": new_grade},
             "$push": {
                 "regrades": {
                     "old_grade": old_grade,
@@ -214,6 +220,10 @@ def regrade(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
         envelope.event_id,
     )
     incident = store.incident(incident_id) or incident
+    if not current:
+        return applied
+    if incident["status"] == "closed":
+        return _regrade_final_deadline(ctx, store, incident, new_grade) or applied
     if incident["status"] != "open" or incident.get("finalised"):
         return applied
     prof = profile(ctx)
@@ -248,6 +258,24 @@ def regrade(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
                 next_check_at=None,
             )
         changed = insert_once(store.deadlines, doc) or changed
+    # An earlier re-grade's report is owed no more: the report at this grade covers it.
+    superseded = store.deadlines.update_many(
+        {
+            "incident_id": incident_id,
+            "kind": "escalation",
+            "status": "pending",
+            "window_start": {"$lt": at},
+        },
+        {
+            "$set": {
+                "status": "cancelled",
+                "cancel_reason": f"superseded by the re-grade to {new_grade}",
+                "armed": None,
+                "next_check_at": None,
+            }
+        },
+    )
+    changed = bool(superseded.modified_count) or changed
     # Pending slots of the old grade give way to the new grade's times.
     stale = store.deadlines.find(
         {"incident_id": incident_id, "kind": "followup", "status": "pending"}
@@ -279,6 +307,20 @@ def regrade(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
     return plan_next_followup(ctx, store, incident_id, start) or changed
 
 
+def _regrade_final_deadline(
+    ctx: ServiceContext, store: Store, incident: Mapping[str, Any], grade: int
+) -> bool:
+    """A re-grade that arrives after the close (it occurred before it) sets the final report's
+    due time as if it had arrived first: the final report is due by the grade at closing."""
+    limits = profile(ctx).limits(grade)
+    due = domain.final_due(as_utc(incident["closed_at"]), limits)
+    result = store.deadlines.update_one(
+        {"_id": f"{incident['_id']}:final", "status": "pending"},
+        {"$set": {"grade": grade, "due_at": due, "next_check_at": due}},
+    )
+    return bool(result.modified_count)
+
+
 def end_chain(store: Store, incident_id: str, reason: str, kinds: tuple[str, ...]) -> int:
     """Stop follow-up clocks: pending ones are cancelled, overdue ones stay on record as missed."""
     changed = 0
@@ -304,7 +346,7 @@ def close(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
     incident_id = p["incident_id"]
     incident = store.incident(incident_id)
     if incident is None:
-        raise LookupError(f"incident {incident_id} not yet received; retry")
+        raise LookupError(f"incident {incident_id} unknown: the handler parks changes until it is")
     at = as_utc(envelope.occurred_at)
     applied = apply_once(
         store.incidents,
@@ -335,7 +377,7 @@ def merge(store: Store, envelope: EventEnvelope) -> bool:
     p = envelope.payload
     incident_id = p["incident_id"]
     if store.incident(incident_id) is None:
-        raise LookupError(f"incident {incident_id} not yet received; retry")
+        raise LookupError(f"incident {incident_id} unknown: the handler parks changes until it is")
     applied = apply_once(
         store.incidents,
         {"_id": incident_id},

@@ -1,5 +1,8 @@
 """Bus consumers: the timeline of every event, intake's incident events, and the read models of
-warnings, dispatches, stock alerts and plans that the summaries use. All idempotent."""
+warnings, dispatches, stock alerts and plans that the summaries use. All idempotent, and none
+depends on the order its queues deliver in: an incident change that comes before the incident
+waits with it (parked) and applies when the initial report arrives; plan events fold into the
+plan view by ``domain.apply_plan_event``."""
 
 from __future__ import annotations
 
@@ -257,35 +260,68 @@ def _stock_low(store: Store) -> Handler:
     return handle
 
 
-def _plan_handler(store: Store, kind: str) -> Handler:
+def _plan_handler(store: Store) -> Handler:
+    """Plan events fold into the plan view in any order (ended wins over a late activation)."""
+
     def handle(envelope: EventEnvelope) -> bool:
         p = envelope.payload
-        at = as_utc(envelope.occurred_at)
-        if kind == "activated":
-            return insert_once(
-                store.plans,
-                {
-                    "_id": p["plan_id"],
-                    "level": p["level"],
-                    "trigger_kind": p.get("trigger_kind"),
-                    "trigger_id": p.get("trigger_id"),
-                    "township_codes": p.get("township_codes") or [],
-                    "incident_id": p.get("incident_id"),
-                    "warning_id": p.get("warning_id"),
-                    "status": "active",
-                    "activated_at": at,
-                    "ended_at": None,
-                    "exercise": bool(p.get("exercise", False)),
-                },
-            )
-        if store.plans.find_one({"_id": p["plan_id"]}) is None:
-            raise LookupError(f"plan {p['plan_id']} not yet received; retry")
-        update = (
-            {"$set": {"level": p["level"]}}
-            if kind == "changed"
-            else {"$set": {"status": "ended", "ended_at": at}}
+        plan_id = p["plan_id"]
+        return store.merge_plan_event(
+            plan_id,
+            envelope.event_id,
+            lambda view: domain.apply_plan_event(
+                view, plan_id, envelope.event_type, p, envelope.occurred_at
+            ),
         )
-        return apply_once(store.plans, {"_id": p["plan_id"]}, update, envelope.event_id)
+
+    return handle
+
+
+IncidentChange = Callable[[EventEnvelope], bool]
+
+
+def _incident_changes(ctx: ServiceContext, store: Store) -> dict[str, IncidentChange]:
+    """How each change to a known incident is applied (each idempotent by its event id)."""
+    return {
+        "incident_regraded": lambda e: engine.regrade(ctx, store, e),
+        "incident_closed": lambda e: engine.close(ctx, store, e),
+        "incident_merged": lambda e: engine.merge(store, e),
+    }
+
+
+def apply_parked(ctx: ServiceContext, store: Store, incident_id: str) -> bool:
+    """Apply the events that came before the incident, in the order they occurred."""
+    changes = _incident_changes(ctx, store)
+    changed = False
+    for parked in domain.replay_order(store.parked_events(incident_id)):
+        envelope = EventEnvelope.model_validate(parked["envelope"])
+        changed = changes[envelope.event_type](envelope) or changed
+        store.unpark(envelope.event_id)
+    return changed
+
+
+def _incident_reported(ctx: ServiceContext, store: Store) -> Handler:
+    def handle(envelope: EventEnvelope) -> bool:
+        created = engine.record_incident(ctx, store, envelope)
+        # Also on a redelivery: a crash between the two steps must not strand a parked event.
+        return apply_parked(ctx, store, envelope.payload["incident_id"]) or created
+
+    return handle
+
+
+def _incident_change(ctx: ServiceContext, store: Store) -> Handler:
+    """A change to an incident; one that came before the incident waits with it (parked)."""
+    changes = _incident_changes(ctx, store)
+
+    def handle(envelope: EventEnvelope) -> bool:
+        incident_id = envelope.payload["incident_id"]
+        if store.incident(incident_id) is not None:
+            return changes[envelope.event_type](envelope)
+        parked = store.park_early_event(incident_id, envelope)
+        if store.incident(incident_id) is None:
+            return parked
+        # The incident arrived meanwhile (another consumer of the queue): apply what waits.
+        return apply_parked(ctx, store, incident_id) or parked
 
     return handle
 
@@ -309,10 +345,10 @@ def subscriptions(ctx: ServiceContext) -> list[Subscription]:
         for source, event_type in registered_event_types()
     ]
     domain_handlers: list[tuple[str, str, Handler]] = [
-        ("intake", "incident_reported", lambda e: engine.record_incident(ctx, store, e)),
-        ("intake", "incident_regraded", lambda e: engine.regrade(ctx, store, e)),
-        ("intake", "incident_closed", lambda e: engine.close(ctx, store, e)),
-        ("intake", "incident_merged", lambda e: engine.merge(store, e)),
+        ("intake", "incident_reported", _incident_reported(ctx, store)),
+        ("intake", "incident_regraded", _incident_change(ctx, store)),
+        ("intake", "incident_closed", _incident_change(ctx, store)),
+        ("intake", "incident_merged", _incident_change(ctx, store)),
         ("reporting", "followup_filed", _own_report(ctx, store)),
         ("reporting", "final_report_filed", _own_report(ctx, store)),
         ("warning", "warning_issued", _warning_handler(store, "issued")),
@@ -322,9 +358,9 @@ def subscriptions(ctx: ServiceContext) -> list[Subscription]:
         ("dispatch", "dispatch_ordered", _dispatch_ordered(store)),
         ("dispatch", "dispatch_status_changed", _dispatch_status(store)),
         ("dispatch", "stock_low", _stock_low(store)),
-        ("dispatch", "plan_activated", _plan_handler(store, "activated")),
-        ("dispatch", "plan_changed", _plan_handler(store, "changed")),
-        ("dispatch", "plan_ended", _plan_handler(store, "ended")),
+        ("dispatch", "plan_activated", _plan_handler(store)),
+        ("dispatch", "plan_changed", _plan_handler(store)),
+        ("dispatch", "plan_ended", _plan_handler(store)),
     ]
     subs.extend(
         subscribe(source, event_type, f"on_{event_type}", handler)

@@ -7,10 +7,13 @@ ones drop it), so a scan costs what is due, not all history.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from libs.common.clock import as_utc
+from libs.common.events import EventEnvelope
+from libs.common.idempotency import insert_once, merge_once
 from libs.common.service import ServiceContext
 from libs.common.store import ensure_indexes
 
@@ -29,6 +32,8 @@ DISPATCHES = "dispatches"
 STOCK_ALERTS = "stock_alerts"
 PLANS = "plans"
 SUMMARIES = "summaries"
+# Incident events that arrived before the incident's initial report, kept until it does.
+PARKED = "parked_events"
 
 OUTBOX_COLLECTIONS = (
     REPORTS,
@@ -81,6 +86,7 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
     DISPATCHES: [{"keys": [("ordered_at", 1)]}, {"keys": [("incident_id", 1)]}],
     STOCK_ALERTS: [{"keys": [("at", 1)]}],
     PLANS: [{"keys": [("status", 1)]}],
+    PARKED: [{"keys": [("incident_id", 1), ("occurred_at", 1)]}],
     SUMMARIES: [{"keys": [("kind", 1), ("published_at", 1)]}],
 }
 
@@ -110,6 +116,7 @@ class Store:
         self.stock_alerts = db[STOCK_ALERTS]
         self.plans = db[PLANS]
         self.summaries = db[SUMMARIES]
+        self.parked = db[PARKED]
 
     # ------------------------------------------------------------ incidents and reports
 
@@ -129,6 +136,38 @@ class Store:
         """The latest report of the chain, if any."""
         rows = self.reports.find({"incident_id": incident_id}, sort=[("seq", -1)], limit=1)
         return dict(rows[0]) if rows else None
+
+    # ------------------------------------------------------------ events that came early
+
+    def park_early_event(self, incident_id: str, envelope: EventEnvelope) -> bool:
+        """Keep an incident event that came before the incident; once per event id."""
+        return insert_once(
+            self.parked,
+            {
+                "_id": envelope.event_id,
+                "incident_id": incident_id,
+                "event_type": envelope.event_type,
+                "occurred_at": as_utc(envelope.occurred_at),
+                "envelope": envelope.to_wire(),
+            },
+        )
+
+    def parked_events(self, incident_id: str) -> list[dict[str, Any]]:
+        """The events waiting for ``incident_id``."""
+        return [dict(r) for r in self.parked.find({"incident_id": incident_id})]
+
+    def unpark(self, event_id: str) -> None:
+        """Forget a parked event once it has been applied."""
+        self.parked.delete_one({"_id": event_id})
+
+    def merge_plan_event(
+        self,
+        plan_id: str,
+        event_id: str,
+        merge: Callable[[Mapping[str, Any] | None], Mapping[str, Any]],
+    ) -> bool:
+        """Fold one plan event into the plan view (created if absent), once per event id."""
+        return merge_once(self.plans, plan_id, event_id, merge)
 
     # ------------------------------------------------------------ deadlines
 

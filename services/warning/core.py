@@ -1013,38 +1013,29 @@ class WarningService:
     # ------------------------------------------------------------------ incidents and suggestions
 
     def on_incident(self, envelope: EventEnvelope, payload: Mapping[str, Any]) -> bool:
-        """Keep the incident view and draft a suggestion for a grade I–III hazard incident."""
-        incidents = self.store.incidents
+        """Keep the incident view and draft a suggestion for a grade I–III hazard incident.
+
+        The suggestion follows the view, not the event: a re-grade that came before the initial
+        report waits for it (only the report says whether it is an exercise), and the report
+        then drafts at the re-graded grade.
+        """
         incident_id = str(payload["incident_id"])
-        reported = envelope.event_type == "incident_reported"
-        grade = int(payload["grade"] if reported else payload["new_grade"])
-        facts: dict[str, Any] = {
-            "township_code": payload["township_code"],
-            "category": payload["category"],
-            "grade": grade,
-        }
-        if reported:
-            facts |= {"title": payload.get("title", ""), "exercise": bool(payload.get("exercise"))}
-        incidents.update_one(
-            {"_id": incident_id}, {"$setOnInsert": {"status": "open"}, "$set": facts}, upsert=True
-        )
-        if reported:
-            exercise, title = bool(facts["exercise"]), str(facts["title"])
-        else:
-            row = incidents.find_one({"_id": incident_id}) or {}
-            exercise = bool(row.get("exercise"))
-            title = str(row.get("title") or payload.get("reason") or "")
-        suggestion = domain.suggested_warning(self.rules, str(payload["category"]), grade)
-        code = str(payload["township_code"])
+        merged = self._merge_incident(envelope, payload)
+        row = self.store.incident(incident_id) or {}
+        grade = domain.suggestion_grade(row)
+        if grade is None:
+            return merged
+        exercise, title = bool(row["exercise"]), str(row.get("title") or "")
+        category, code = str(row["category"]), str(row["township_code"])
+        suggestion = domain.suggested_warning(self.rules, category, grade)
         if suggestion is None or self.county.township(code) is None:
-            return True
+            return merged
         hazard, level = suggestion
-        if envelope.event_type == "incident_regraded":
-            stronger_pending = self.store.suggestions.find_one(
-                {"incident_id": incident_id, "status": "pending", "level": {"$lte": level}}
-            )
-            if stronger_pending is not None:
-                return True
+        stronger_pending = self.store.suggestions.find_one(
+            {"incident_id": incident_id, "status": "pending", "level": {"$lte": level}}
+        )
+        if stronger_pending is not None:
+            return merged
         neighbours = self.county.neighbours(code, self.rules.suggestions.neighbour_km)
         areas = [code, *neighbours]
         names = [t.name for c in areas if (t := self.county.township(c)) is not None]
@@ -1054,7 +1045,7 @@ class WarningService:
             "_id": suggestion_id,
             "incident_id": incident_id,
             "incident_title": title,
-            "category": payload["category"],
+            "category": category,
             "grade": grade,
             "hazard": hazard,
             "level": level,
@@ -1071,7 +1062,7 @@ class WarningService:
         }
         evt = events.suggested_event(self.clock, doc, envelope.event_id)
         if not insert_once(self.store.suggestions, new_document(doc, [evt])):
-            return False
+            return merged
         self.store.suggestions.update_many(
             {"incident_id": incident_id, "status": "pending", "_id": {"$ne": suggestion_id}},
             {"$set": {"status": "superseded", "superseded_by": suggestion_id}},
@@ -1089,16 +1080,17 @@ class WarningService:
 
     def on_incident_status(self, envelope: EventEnvelope, payload: Mapping[str, Any]) -> bool:
         """Closed and merged incidents no longer hold a warning open (the lift guard's view)."""
+        return self._merge_incident(envelope, payload)
+
+    def _merge_incident(self, envelope: EventEnvelope, payload: Mapping[str, Any]) -> bool:
         incident_id = str(payload["incident_id"])
-        if envelope.event_type == "incident_closed":
-            change = {"status": "closed", "closed_by": payload.get("closed_by")}
-        else:
-            change = {"status": "merged", "primary_id": payload["primary_id"]}
-        change["township_code"] = payload["township_code"]
-        result = self.store.incidents.update_one(
-            {"_id": incident_id}, {"$set": change}, upsert=True
+        return self.store.merge_incident_event(
+            incident_id,
+            envelope.event_id,
+            lambda view: domain.apply_incident_event(
+                view, incident_id, envelope.event_type, payload, envelope.occurred_at
+            ),
         )
-        return bool(result.modified_count or result.upserted_id)
 
     def accept_suggestion(
         self,

@@ -259,3 +259,64 @@ def issuer_name(warning: Mapping[str, Any], departments: Iterable[Any], default:
         if warning.get("hazard") in department.hazards:
             return str(department.name)
     return default
+
+
+# ---------------------------------------------------------------- incidents in any order
+
+INCIDENT_END_STATUSES = ("closed", "merged")
+
+
+def new_incident_view(incident_id: str) -> dict[str, Any]:
+    """What the service knows of an incident before any of its events."""
+    return {
+        "_id": incident_id,
+        "township_code": None,
+        "category": None,
+        "title": "",
+        "grade": None,
+        "grade_at": None,
+        "status": "open",
+        "exercise": None,
+    }
+
+
+def apply_incident_event(
+    view: Mapping[str, Any] | None,
+    incident_id: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    """An incident view after one more of its events, whatever the order they arrive in.
+
+    The grade is the latest re-grade's (by when it occurred), else the initial report's; closed
+    and merged are final; title and exercise come from the initial report alone.
+    """
+    incident = dict(view) if view is not None else new_incident_view(incident_id)
+    for key in ("township_code", "category"):
+        if payload.get(key) is not None and incident.get(key) is None:
+            incident[key] = payload[key]
+    if payload.get("exercise") is True:
+        # A drill is never taken for a real incident, whichever of its events says so first.
+        incident["exercise"] = True
+    if event_type == "incident_reported":
+        incident.update(title=payload.get("title") or "", exercise=bool(payload.get("exercise")))
+        if incident.get("grade_at") is None:
+            incident["grade"] = int(payload["grade"])
+    elif event_type == "incident_regraded":
+        known = incident.get("grade_at")
+        if known is None or at >= known:
+            incident.update(grade=int(payload["new_grade"]), grade_at=at)
+    elif event_type == "incident_closed" and incident.get("status") != "merged":
+        incident.update(status="closed", closed_by=payload.get("closed_by"))
+    elif event_type == "incident_merged":
+        incident.update(status="merged", primary_id=payload.get("primary_id"))
+    return incident
+
+
+def suggestion_grade(incident: Mapping[str, Any]) -> int | None:
+    """The grade a suggestion is drafted for; None until the initial report has said whether
+    the incident is an exercise (a re-grade alone does not say)."""
+    if incident.get("exercise") is None or incident.get("grade") is None:
+        return None
+    return int(incident["grade"])

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from libs.common.idempotency import merge_once
 from libs.common.store import ensure_indexes
 
 WARNINGS = "warnings"
@@ -62,6 +63,20 @@ class WarningStore:
         """One warning document."""
         doc = self.warnings.find_one({"_id": warning_id})
         return dict(doc) if doc else None
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        """What the incident's events have said so far."""
+        doc = self.incidents.find_one({"_id": incident_id})
+        return dict(doc) if doc else None
+
+    def merge_incident_event(
+        self,
+        incident_id: str,
+        event_id: str,
+        merge: Callable[[Mapping[str, Any] | None], Mapping[str, Any]],
+    ) -> bool:
+        """Fold one incident event into the view (created if absent), once per event id."""
+        return merge_once(self.incidents, incident_id, event_id, merge)
 
     def incident_view(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The service's own rows for ``ids`` and for the primaries they were merged into."""

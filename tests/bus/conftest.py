@@ -34,7 +34,7 @@ def cleanup_queues(amqp_url: str) -> Iterator[list[str]]:
     with Connection(amqp_url) as connection:
         channel = connection.channel()
         for name in names:
-            for queue in (name, f"{name}.dlq"):
+            for queue in (name, f"{name}.dlq", f"{name}.retry"):
                 try:
                     channel.queue_delete(queue)
                 except Exception:

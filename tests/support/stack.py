@@ -85,7 +85,10 @@ def running_stack(
     start: datetime = DEFAULT_START,
     **settings: Any,
 ) -> Iterator[Stack]:
-    """Start the given services (all four by default) in-process and stop them afterwards."""
+    """Start the given services (all four by default) in-process and stop them afterwards.
+
+    The bus is the memory transport unless ``bus_url`` names a broker.
+    """
     from yingji.platform import load_specs
 
     reset_memory_bus()
@@ -94,7 +97,7 @@ def running_stack(
     prefix = f"test{uuid.uuid4().hex[:10]}" if mongo_url else "yingji"
     config = Settings(
         data_dir=tmp_path / f"data-{uuid.uuid4().hex[:6]}",
-        bus_url="memory://",
+        bus_url=settings.pop("bus_url", "memory://"),
         mongo_url=mongo_url,
         database_prefix=prefix,
         timer_interval_seconds=3600,
