@@ -202,21 +202,7 @@ class KeyStore:
         if configured_key:
             existing = self.collection.find_one({"_id": BOOTSTRAP_KEY_ID})
             if existing is None or existing["hash"] != hash_key(configured_key):
-                self.collection.update_one(
-                    {"_id": BOOTSTRAP_KEY_ID},
-                    {
-                        "$set": {
-                            "name": "bootstrap admin",
-                            "role": "admin",
-                            "township_code": None,
-                            "hazards": [],
-                            "hash": hash_key(configured_key),
-                            "created_at": self.clock.now(),
-                            "revoked_at": None,
-                        }
-                    },
-                    upsert=True,
-                )
+                self._store_configured_admin_key(configured_key)
             return None
         if self.collection.find_one({"role": "admin", "revoked_at": None}) is not None:
             return None
@@ -232,6 +218,26 @@ class KeyStore:
         os.chmod(path, 0o600)
         log.info("bootstrap_admin_key_written", path=str(path))
         return secret
+
+
+    def _store_configured_admin_key(self, configured_key: str) -> None:
+        """Write the configured admin key; services starting together may race to insert it."""
+        change = {
+            "$set": {
+                "name": "bootstrap admin",
+                "role": "admin",
+                "township_code": None,
+                "hazards": [],
+                "hash": hash_key(configured_key),
+                "created_at": self.clock.now(),
+                "revoked_at": None,
+            }
+        }
+        try:
+            self.collection.update_one({"_id": BOOTSTRAP_KEY_ID}, change, upsert=True)
+        except DuplicateKeyError:
+            # Another service inserted it between our read and our upsert: update theirs.
+            self.collection.update_one({"_id": BOOTSTRAP_KEY_ID}, change)
 
 
 def client_address(request: Request) -> str:
