@@ -73,7 +73,7 @@ def test_dotenv_is_ignored_by_git() -> None:
     ignored = (ROOT / ".gitignore").read_text().split()
     for entry in (
         ".env",
-        ".venv/",
+        ".venv",
         "yingji-data/",
         "__pycache__/",
         "*.egg-info/",
