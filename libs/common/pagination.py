@@ -20,6 +20,8 @@ import json
 import math
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,11 +63,18 @@ class CursorScopeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = _SCOPE.set(CursorScope(self.secret, scope["path"]))
-        try:
+        with cursor_scope(self.secret, scope["path"]):
             await self.app(scope, receive, send)
-        finally:
-            _SCOPE.reset(token)
+
+
+@contextmanager
+def cursor_scope(secret: bytes, list_id: str) -> Iterator[None]:
+    """Within the block, cursors are issued and read for ``list_id`` under ``secret``."""
+    token = _SCOPE.set(CursorScope(secret, list_id))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
 
 
 def load_cursor_secret(configured: str, data_dir: Path) -> bytes:
@@ -128,7 +137,11 @@ def encode_cursor(value: Any, ident: Any) -> str:
         raw = {"t": as_utc(value).isoformat(), "i": ident}
     else:
         raw = {"v": value, "i": ident}
-    payload = _b64(json.dumps(raw, separators=(",", ":"), sort_keys=True).encode())
+    return signed(_b64(json.dumps(raw, separators=(",", ":"), sort_keys=True).encode()))
+
+
+def signed(payload: str) -> str:
+    """A cursor of ``payload`` (base64url JSON) signed for the current request's list."""
     return f"{payload}.{_tag(_current_scope(), payload)}"
 
 

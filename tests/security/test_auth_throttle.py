@@ -117,7 +117,8 @@ def test_guessing_one_key_is_throttled_per_key_id_across_addresses(echo: Stack) 
 
 def test_throttle_counters_exist_from_the_start() -> None:
     for scope in ("address", "key_id"):
-        assert REGISTRY.get_sample_value("yingji_auth_throttled_total", {"scope": scope}) is not None
+        sample = REGISTRY.get_sample_value("yingji_auth_throttled_total", {"scope": scope})
+        assert sample is not None
 
 
 @pytest.mark.parametrize("value", ["10.0.0.300", "proxy.internal", "10.0.0.0/33", "10.0.0.1;*"])
