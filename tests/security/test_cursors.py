@@ -15,6 +15,7 @@ import json
 import os
 import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,13 @@ def test_the_generated_secret_is_private_and_kept(tmp_path: Path) -> None:
     # A restart reads the same secret, so cursors issued before it stay valid.
     with cursor_scope(load_cursor_secret("", tmp_path), "/v1/incidents"):
         assert decode_cursor(cursor) == ("a", "b")
+
+
+def test_processes_starting_together_on_one_data_dir_agree_on_the_secret(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = set(pool.map(lambda _: load_cursor_secret("", tmp_path), range(32)))
+    assert len(found) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [CURSOR_SECRET_FILE]
 
 
 def test_a_configured_secret_is_used_and_nothing_is_written(tmp_path: Path) -> None:
