@@ -114,12 +114,14 @@ class _FailureWindow:
     def _make_room(self, now: float) -> None:
         if len(self._failures) < self.max_names:
             return
-        # Forget names whose failures have all expired; if every name is recent, forget all
-        # (memory stays bounded when someone sprays addresses or key ids).
+        # Forget names whose failures have all expired; if every name is recent, forget the half
+        # that failed longest ago (memory stays bounded when someone sprays addresses or key ids).
         for name in [n for n, e in self._failures.items() if not e or e[-1] <= now - self.window]:
             del self._failures[name]
         if len(self._failures) >= self.max_names:
-            self._failures.clear()
+            by_age = sorted(self._failures, key=lambda n: self._failures[n][-1])
+            for name in by_age[: len(by_age) // 2 + 1]:
+                del self._failures[name]
 
 
 class FailureThrottle:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from libs.common.auth import key_id_of
+from libs.common.auth import FailureThrottle, key_id_of
 from libs.common.settings import Settings
 from tests.support.echo_service import SPEC
 from tests.support.stack import Stack, running_stack
@@ -125,3 +125,12 @@ def test_throttle_counters_exist_from_the_start() -> None:
 def test_trusted_proxies_must_be_addresses_or_networks(value: str) -> None:
     with pytest.raises(ValidationError):
         Settings(forwarded_allow_ips=value)
+
+
+def test_memory_stays_bounded_when_names_are_sprayed() -> None:
+    throttle = FailureThrottle(limit=2, window_seconds=600)
+    for n in range(FailureThrottle.MAX_NAMES * 2):
+        # Someone sprays made-up key ids from many addresses.
+        throttle.failed(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", f"spray{n}")
+    sizes = [len(window._failures) for window in throttle._scopes.values()]
+    assert max(sizes) <= FailureThrottle.MAX_NAMES
