@@ -17,7 +17,9 @@ HEADER = """# HTTP API v1
 Generated from the route table by `scripts/gen-api-doc` (a test fails when it drifts). The
 contract rules — JSON, snake_case, ISO 8601 times with offset, `Authorization: Bearer <key>`,
 401/403, the uniform error body `{"error": {"code", "message", "fields": [{"path", "reason"}]}}`,
-lists as `{"items": [...], "next_cursor": ...}`, `Idempotency-Key` on POSTs that create and on
+lists as `{"items": [...], "next_cursor": ...}` (pass `next_cursor` back as `?cursor=`: cursors
+are opaque, signed and bound to their list; any other value gets 400 `invalid_cursor` on
+`query.cursor`), `Idempotency-Key` on POSTs that create and on
 a warning's adjust, approve, reject and lift (same key and body → the original result; same key,
 other body → 409; a lift retried without a key by its caller with the same reason → 200 with the
 lifted warning) — are those of the customer's API

@@ -46,6 +46,8 @@ def _serve(settings: Settings, services: Sequence[str]) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        # The app reads forwarded headers itself, from YINGJI_FORWARDED_ALLOW_IPS only.
+        proxy_headers=False,
         timeout_graceful_shutdown=20,
         access_log=False,
     )

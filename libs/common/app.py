@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from libs.common import metrics
 from libs.common.auth import FailureThrottle, KeyStore, make_authenticator
@@ -22,6 +23,7 @@ from libs.common.county import County, load_county
 from libs.common.errors import BodyLimitMiddleware, install_error_handlers
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
+from libs.common.pagination import CursorScopeMiddleware, load_cursor_secret
 from libs.common.platform_api import build_platform_router
 from libs.common.ratelimit import RateLimitMiddleware, TokenBucketLimiter
 from libs.common.service import ServiceContext, ServiceSpec
@@ -348,4 +350,16 @@ def create_app(runtime: Runtime) -> FastAPI:
         )
         app.add_middleware(RateLimitMiddleware, limiter=limiter, service=PLATFORM)
     app.add_middleware(MetricsMiddleware, route_owner=route_owner)
+    _add_security_middleware(app, runtime.settings)
     return app
+
+
+def _add_security_middleware(app: FastAPI, settings: Settings) -> None:
+    """Signed cursors for every list, and the client address as forwarded by a trusted proxy.
+
+    The proxy-header middleware is the outermost layer so that throttling and rate limits see
+    the real client; forwarded headers are believed only from ``forwarded_allow_ips``.
+    """
+    secret = load_cursor_secret(settings.cursor_secret, settings.data_dir)
+    app.add_middleware(CursorScopeMiddleware, secret=secret)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,11 +37,37 @@ class Settings(BaseSettings):
     handler_backoff_seconds: list[float] = Field(default_factory=lambda: [0.2, 1.0, 3.0])
     queue_delivery_limit: int = 10
     timer_interval_seconds: float = 5.0
-    auth_failure_limit: int = 20
+    # Failed authentications allowed per client address and per key id in the window.
+    auth_failure_limit: int = Field(default=20, ge=1)
     auth_failure_window_seconds: float = 60.0
     # Requests per second per API key (per client address without a key); 0 switches it off.
     rate_limit_per_second: float = Field(default=500.0, ge=0)
     rate_limit_burst: float = Field(default=1000.0, ge=1)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the reverse proxy): comma-
+    # separated addresses or networks, "*" for any, empty for none. Other peers' are ignored.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    # HMAC key that signs pagination cursors; empty = generated once into the data directory.
+    # Every replica of a service must share it.
+    cursor_secret: str = ""
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item in ("", "*"):
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
+
+    @field_validator("cursor_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters (e.g. openssl rand -hex 32)")
+        return value
 
     @property
     def embedded_store(self) -> bool:

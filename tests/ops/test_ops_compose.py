@@ -271,3 +271,23 @@ def test_dockerfile_contract() -> None:
         assert path not in ignored, f"{path} is copied but .dockerignore excludes it"
     cmd = json.loads(re.search(r"^CMD\s+(\[.*\])", text, re.M).group(1))
     assert cmd == ["yingji", "up"]
+
+
+def test_services_believe_forwarded_addresses_from_the_backend_network_only(
+    config: dict[str, Any],
+) -> None:
+    """Behind the proxy every client would otherwise share the proxy's address."""
+    from libs.common.settings import Settings
+
+    (subnet,) = [c["subnet"] for c in config["networks"]["backend"]["ipam"]["config"]]
+    for name in SERVICES:
+        env = config["services"][name]["environment"]
+        assert env["YINGJI_FORWARDED_ALLOW_IPS"] == subnet
+        assert Settings(forwarded_allow_ips=env["YINGJI_FORWARDED_ALLOW_IPS"])
+    assert "backend" in config["services"]["proxy"]["networks"]
+
+
+def test_every_replica_reads_the_one_cursor_secret(config: dict[str, Any]) -> None:
+    secrets_read = {config["services"][n]["environment"]["YINGJI_CURSOR_SECRET"] for n in SERVICES}
+    assert len(secrets_read) == 1 and len(secrets_read.pop()) >= 32
+    assert re.search(r"^YINGJI_CURSOR_SECRET=$", (ROOT / ".env.example").read_text(), re.M)

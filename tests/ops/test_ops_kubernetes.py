@@ -441,3 +441,21 @@ def check_crd(doc: dict[str, Any]) -> None:
             assert all({"name", "db"} == set(r) for r in user["roles"])
     else:
         pytest.fail(f"no structural check for {kind}")
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_pods_share_a_cursor_secret_and_trust_only_the_ingress_network(
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
+    from libs.common.settings import Settings
+
+    template = load_yaml(K8S / "base" / "secret.template.yaml")
+    assert "YINGJI_CURSOR_SECRET" in template["stringData"]
+    (settings,) = [
+        c["data"]
+        for n, c in by_kind(rendered[tree], "ConfigMap").items()
+        if n.startswith("yingji-settings-")
+    ]
+    trusted = settings["YINGJI_FORWARDED_ALLOW_IPS"]
+    assert "*" not in trusted
+    assert Settings(forwarded_allow_ips=trusted)
