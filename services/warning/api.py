@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
@@ -20,8 +20,11 @@ from services.warning import domain
 from services.warning.cap import (
     ATOM_MEDIA_TYPE,
     CAP_MEDIA_TYPE,
+    FEED_PATH,
+    office_name,
     render_atom,
     render_cap,
+    sender_name,
     sent_of,
 )
 from services.warning.core import WarningService
@@ -299,14 +302,15 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
 
     @router.get("/v1/warnings/feed", summary="Public feed of active warnings (公开预警)")
     def feed(
-        request: Request,
         _: None = ctx.public(),
         format: Literal["json", "atom"] = Query(
             default="json", description="json, or atom (an Atom index of CAP documents)"
         ),
     ) -> Any:
-        docs = store.warnings.find(
-            {"status": "active", "exercise": False}, sort=[("issued_at", -1)], limit=500
+        docs = list(
+            store.warnings.find(
+                {"status": "active", "exercise": False}, sort=[("issued_at", -1)], limit=500
+            )
         )
         items = []
         for doc in docs:
@@ -329,17 +333,19 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
                     "effective": doc["effective"],
                     "expires": doc["expires"],
                     "sent": sent_of(current) if current else doc["issued_at"],
-                    "cap_path": f"/v1/warnings/feed/{doc['_id']}/cap",
+                    "cap_path": f"{FEED_PATH}/{doc['_id']}/cap",
                 }
             )
         if format == "atom":
+            authors = {doc["_id"]: sender_name(service.rules, service.county, doc) for doc in docs}
             xml = render_atom(
                 f"{service.county.name}预警信息",
                 f"urn:yingji:{service.county.code}:warnings",
                 service.now(),
-                items,
+                [{**item, "author": authors[item["id"]]} for item in items],
                 service.county.timezone,
-                str(request.base_url).rstrip("/"),
+                ctx.settings.public_base_url,
+                office_name(service.rules, service.county),
             )
             return Response(xml, media_type=ATOM_MEDIA_TYPE)
         return {"items": items, "updated": service.now(), "next_cursor": None}
