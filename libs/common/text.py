@@ -50,8 +50,9 @@ def xml_safe(value: str) -> str:
     return XML_FORBIDDEN.sub(REPLACEMENT, value)
 
 
-def _refuse_forbidden(value: str) -> str:
-    reason = forbidden_reason(value)
+def _refuse_forbidden(value: Any) -> Any:
+    # Before the string check: pydantic's own refusal of a lone surrogate would say less.
+    reason = forbidden_reason(value) if isinstance(value, str) else None
     if reason is not None:
         raise PydanticCustomError("xml_forbidden_character", "{reason}", {"reason": reason})
     return value
@@ -59,12 +60,12 @@ def _refuse_forbidden(value: str) -> str:
 
 @dataclass(frozen=True)
 class _XmlChars:
-    """Pydantic marker: validate after the string checks, and state the rule in the schema."""
+    """Pydantic marker: check the raw string first, and state the rule in the schema."""
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(_refuse_forbidden, handler(source))
+        return core_schema.no_info_before_validator_function(_refuse_forbidden, handler(source))
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
