@@ -79,9 +79,9 @@ class _XmlChars:
 Text = Annotated[str, _XmlChars()]
 """Any text field of a request or of the county file; add Field(...) for lengths.
 
-A field's own ``pattern`` is still enforced but no longer shown in the JSON schema, which shows
-the XML rule instead; fields whose pattern already admits only safe characters (codes, phone
-numbers) stay plain ``str``.
+The JSON schema shows the XML rule as the field's pattern unless the field states its own
+pattern, which is then shown (both are enforced). Fields whose pattern already admits only safe
+characters (codes, phone numbers) stay plain ``str``.
 """
 
 

@@ -69,7 +69,7 @@ class TeamIn(_Strict):
     )
     name: Text = Field(min_length=1, max_length=100, description="隊伍名稱 team name")
     kind: TeamKind = Field(description="隊伍類型 kind: rescue, fire, medical, militia, police, …")
-    capabilities: list[str] = Field(
+    capabilities: list[Text] = Field(
         min_length=1, max_length=30, description="專業能力 capabilities, e.g. flood, rescue"
     )
     township_code: str = Field(pattern=CODE_PATTERN, description="駐地鄉鎮代碼 base township")
@@ -90,7 +90,7 @@ class TeamPatch(_Strict):
 
     name: Text | None = Field(default=None, min_length=1, max_length=100, description="隊伍名稱")
     kind: TeamKind | None = Field(default=None, description="隊伍類型 kind")
-    capabilities: list[str] | None = Field(
+    capabilities: list[Text] | None = Field(
         default=None, min_length=1, max_length=30, description="專業能力 capabilities"
     )
     township_code: str | None = Field(
@@ -230,7 +230,7 @@ class PlanIn(_Strict):
     hazard: str = Field(
         pattern=NAME_PATTERN, description="災種 hazard or incident category (capabilities table)"
     )
-    township_codes: list[str] = Field(
+    township_codes: list[Text] = Field(
         min_length=1, max_length=100, description="受影響鄉鎮 affected townships"
     )
     scope: Literal["township", "county"] | None = Field(
