@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from libs.common.county import DEMO_COUNTY_FILE, load_county
 from libs.common.text import XML_TEXT_PATTERN, Text, bounded_text, forbidden_reason, xml_safe
 from tests.security.test_authz_matrix import ROLE_KEYS, allowed_roles, api_routes
+from tests.support.bodies import incident_body
 from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -150,6 +151,20 @@ def test_accepted_edges_pass_and_are_stored_as_sent(stack: Stack) -> None:
     response = post_raw(stack, "post", "/v1/admin/keys", {"role": "operator", "name": name})
     assert response.status_code == 201, response.text
     assert response.json()["name"] == name
+
+
+def test_a_township_cannot_plant_a_control_character_in_an_incident_title(stack: Stack) -> None:
+    """The title a township reports is copied into warning suggestions: it is refused at once."""
+    body = incident_body(stack.clock.now(), title="河堤\b溃口")
+    headers = {**stack.headers("township_a"), "Content-Type": "application/json"}
+    response = stack.client.post("/v1/incidents", content=json.dumps(body), headers=headers)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["error"]["fields"]
+    assert problem["path"] == "title" and "U+0008" in problem["reason"]
+    good = stack.client.post(
+        "/v1/incidents", json=incident_body(stack.clock.now()), headers=headers
+    )
+    assert good.status_code == 201, good.text
 
 
 @pytest.mark.unit
