@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from libs.common.text import Text
+
 DEMO_COUNTY_FILE = Path(__file__).parent / "data" / "demo-county.yaml"
 
 TEAM_KINDS = ("rescue", "fire", "medical", "militia", "police", "utility", "expert")
@@ -21,8 +23,8 @@ class Contact(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=50)
-    phone: str = Field(min_length=5, max_length=20)
+    name: Text = Field(min_length=1, max_length=50)
+    phone: Text = Field(min_length=5, max_length=20)
 
 
 class Township(BaseModel):
@@ -31,7 +33,7 @@ class Township(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=r"^\d{9}$")
-    name: str
+    name: Text
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     population: int = Field(default=0, ge=0)
@@ -43,8 +45,8 @@ class StockLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_code: str = Field(pattern=r"^[a-z0-9_]+$")
-    name: str
-    unit: str
+    name: Text
+    unit: Text
     quantity: float = Field(ge=0)
     min_level: float = Field(default=0, ge=0)
 
@@ -54,9 +56,9 @@ class Warehouse(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    name: str
-    township_code: str
+    id: Text
+    name: Text
+    township_code: Text
     stock: list[StockLine] = []
 
 
@@ -65,14 +67,14 @@ class Team(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    name: str
-    kind: str
-    capabilities: list[str]
-    township_code: str
+    id: Text
+    name: Text
+    kind: Text
+    capabilities: list[Text]
+    township_code: Text
     headcount: int = Field(ge=1)
     contact: Contact
-    status: str = "available"
+    status: Text = "available"
 
     @field_validator("kind")
     @classmethod
@@ -87,9 +89,9 @@ class Department(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    name: str
-    hazards: list[str]
+    id: Text
+    name: Text
+    hazards: list[Text]
 
 
 class Channel(BaseModel):
@@ -97,8 +99,8 @@ class Channel(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
-    name: str
+    type: Text
+    name: Text
 
 
 class County(BaseModel):
@@ -107,9 +109,9 @@ class County(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=r"^\d{6}$")
-    name: str
-    name_en: str = ""
-    timezone: str = "Asia/Shanghai"
+    name: Text
+    name_en: Text = ""
+    timezone: Text = "Asia/Shanghai"
     start_date: date | None = Field(
         default=None,
         description="平台启用日期（当地）：此前的日子不计零报告缺报、不计报送率与考核；"

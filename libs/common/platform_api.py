@@ -11,6 +11,7 @@ from libs.common import bus
 from libs.common.auth import KeyStore, Principal, Role
 from libs.common.errors import ApiError, not_found
 from libs.common.service import ServiceContext
+from libs.common.text import Text
 
 
 class KeyRequest(BaseModel):
@@ -19,11 +20,11 @@ class KeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role = Field(description="admin, leader, operator, department or township")
-    name: str = Field(min_length=1, max_length=100, description="who holds the key")
+    name: Text = Field(min_length=1, max_length=100, description="who holds the key")
     township_code: str | None = Field(
         default=None, pattern=r"^\d{9}$", description="required for township keys (鄉鎮代碼)"
     )
-    hazards: list[str] = Field(
+    hazards: list[Text] = Field(
         default_factory=list, description="hazard categories a department key may warn about"
     )
 
@@ -41,7 +42,7 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    queue: str = Field(min_length=1, max_length=255)
+    queue: Text = Field(min_length=1, max_length=255)
     limit: int | None = Field(default=None, ge=1, le=100_000)
 
 

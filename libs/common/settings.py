@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     database_prefix: str = "yingji"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Where the public reaches the API (links in the Atom feed); never taken from a request's
+    # Host header, which any client can set. Empty: the listening address.
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     bootstrap_admin_key: str = ""
@@ -68,6 +71,14 @@ class Settings(BaseSettings):
         if value and len(value) < 32:
             raise ValueError("must be at least 32 characters (e.g. openssl rand -hex 32)")
         return value
+
+    @property
+    def public_base_url(self) -> str:
+        """The configured public URL without a trailing slash, else the listening address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def embedded_store(self) -> bool:

@@ -24,6 +24,7 @@ from libs.common.idempotency import (
 from libs.common.outbox import new_document
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
+from libs.common.text import Text
 from services.dispatch import domain, events
 from services.dispatch.metrics import (
     ORDERS,
@@ -66,9 +67,9 @@ class TeamIn(_Strict):
     id: str | None = Field(
         default=None, pattern=ID_PATTERN, description="隊伍編號 team id; generated when omitted"
     )
-    name: str = Field(min_length=1, max_length=100, description="隊伍名稱 team name")
+    name: Text = Field(min_length=1, max_length=100, description="隊伍名稱 team name")
     kind: TeamKind = Field(description="隊伍類型 kind: rescue, fire, medical, militia, police, …")
-    capabilities: list[str] = Field(
+    capabilities: list[Text] = Field(
         min_length=1, max_length=30, description="專業能力 capabilities, e.g. flood, rescue"
     )
     township_code: str = Field(pattern=CODE_PATTERN, description="駐地鄉鎮代碼 base township")
@@ -87,9 +88,9 @@ class TeamIn(_Strict):
 class TeamPatch(_Strict):
     """Changes to a team; `deployed` is set only by dispatch orders."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=100, description="隊伍名稱")
+    name: Text | None = Field(default=None, min_length=1, max_length=100, description="隊伍名稱")
     kind: TeamKind | None = Field(default=None, description="隊伍類型 kind")
-    capabilities: list[str] | None = Field(
+    capabilities: list[Text] | None = Field(
         default=None, min_length=1, max_length=30, description="專業能力 capabilities"
     )
     township_code: str | None = Field(
@@ -130,7 +131,7 @@ def _names(values: list[str]) -> list[str]:
 class ResourceIn(_Strict):
     """A quantity of one item from one warehouse (物資)."""
 
-    warehouse_id: str = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
+    warehouse_id: Text = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
     item_code: str = Field(pattern=NAME_PATTERN, description="物資代碼 item code")
     quantity: float = Field(gt=0, le=1e9, allow_inf_nan=False, description="數量 quantity")
 
@@ -138,14 +139,14 @@ class ResourceIn(_Strict):
 class DispatchIn(_Strict):
     """A dispatch order (調派單): teams and supplies for one incident, all or nothing."""
 
-    incident_id: str = Field(min_length=1, max_length=64, description="事件編號 incident id")
-    team_ids: list[str] = Field(
+    incident_id: Text = Field(min_length=1, max_length=64, description="事件編號 incident id")
+    team_ids: list[Text] = Field(
         default_factory=list, max_length=50, description="調派隊伍 teams to send"
     )
     resources: list[ResourceIn] = Field(
         default_factory=list, max_length=50, description="調撥物資 supplies to send"
     )
-    note: str = Field(default="", max_length=1000, description="備註 note for the teams")
+    note: Text = Field(default="", max_length=1000, description="備註 note for the teams")
     exercise: bool = Field(
         default=False,
         description="演练 drill order: reserves no real team or stock, records what it would take; "
@@ -162,7 +163,7 @@ class DispatchIn(_Strict):
 class ReturnedIn(_Strict):
     """Unused supplies brought back on release (歸還物資)."""
 
-    warehouse_id: str = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
+    warehouse_id: Text = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
     item_code: str = Field(pattern=NAME_PATTERN, description="物資代碼 item code")
     quantity: float = Field(ge=0, le=1e9, allow_inf_nan=False, description="歸還數量 quantity")
 
@@ -173,7 +174,7 @@ class StatusIn(_Strict):
     status: Literal["en_route", "on_scene", "completed", "released"] = Field(
         description="狀態 en_route (出發), on_scene (到達現場), completed (完成), released (撤回)"
     )
-    note: str | None = Field(default=None, max_length=1000, description="備註 note")
+    note: Text | None = Field(default=None, max_length=1000, description="備註 note")
     returned: list[ReturnedIn] = Field(
         default_factory=list, max_length=50, description="歸還物資 unused supplies, on release"
     )
@@ -182,12 +183,12 @@ class StatusIn(_Strict):
 class StockAdjustIn(_Strict):
     """A stock adjustment (庫存調整) with its reason, for the ledger."""
 
-    warehouse_id: str = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
+    warehouse_id: Text = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
     item_code: str = Field(pattern=NAME_PATTERN, description="物資代碼 item code")
     delta: float = Field(
         ge=-1e9, le=1e9, allow_inf_nan=False, description="變動數量 change (+ in, − out)"
     )
-    reason: str = Field(min_length=1, max_length=500, description="調整原因 reason")
+    reason: Text = Field(min_length=1, max_length=500, description="調整原因 reason")
 
     @field_validator("delta")
     @classmethod
@@ -200,10 +201,10 @@ class StockAdjustIn(_Strict):
 class StockLineIn(_Strict):
     """A new item kept in a warehouse (儲備物資)."""
 
-    warehouse_id: str = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
+    warehouse_id: Text = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
     item_code: str = Field(pattern=NAME_PATTERN, description="物資代碼 item code")
-    name: str = Field(min_length=1, max_length=100, description="物資名稱 item name")
-    unit: str = Field(min_length=1, max_length=20, description="計量單位 unit")
+    name: Text = Field(min_length=1, max_length=100, description="物資名稱 item name")
+    unit: Text = Field(min_length=1, max_length=20, description="計量單位 unit")
     quantity: float = Field(
         default=0, ge=0, le=1e9, allow_inf_nan=False, description="初始數量 initial quantity"
     )
@@ -215,8 +216,8 @@ class StockLineIn(_Strict):
 class StockLinePatch(_Strict):
     """Changes to a stock line's description or minimum level (not its quantity)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=100, description="物資名稱")
-    unit: str | None = Field(default=None, min_length=1, max_length=20, description="計量單位")
+    name: Text | None = Field(default=None, min_length=1, max_length=100, description="物資名稱")
+    unit: Text | None = Field(default=None, min_length=1, max_length=20, description="計量單位")
     min_level: float | None = Field(
         default=None, ge=0, le=1e9, allow_inf_nan=False, description="最低儲備 minimum level"
     )
@@ -229,20 +230,20 @@ class PlanIn(_Strict):
     hazard: str = Field(
         pattern=NAME_PATTERN, description="災種 hazard or incident category (capabilities table)"
     )
-    township_codes: list[str] = Field(
+    township_codes: list[Text] = Field(
         min_length=1, max_length=100, description="受影響鄉鎮 affected townships"
     )
     scope: Literal["township", "county"] | None = Field(
         default=None,
         description="範圍 township (teams based there) or county (全縣); default from the level",
     )
-    requested_by: str = Field(
+    requested_by: Text = Field(
         min_length=1, max_length=100, description="請求方 who asked (township, superior, …)"
     )
     requesting_township: str | None = Field(
         default=None, pattern=CODE_PATTERN, description="請求支援的鄉鎮 requesting township"
     )
-    reason: str = Field(min_length=1, max_length=1000, description="啟動理由 why")
+    reason: Text = Field(min_length=1, max_length=1000, description="啟動理由 why")
     exercise: bool = Field(
         default=False,
         description="演练 drill plan: puts no real team on standby, names the teams it would call",
@@ -263,23 +264,23 @@ class PlanLevelIn(_Strict):
     """A new response level (調整響應級別)."""
 
     level: int = Field(ge=1, le=4, description="響應級別 response level")
-    reason: str = Field(min_length=1, max_length=1000, description="調整理由 why")
+    reason: Text = Field(min_length=1, max_length=1000, description="調整理由 why")
 
 
 class PlanEndIn(_Strict):
     """Standing a plan down (終止響應)."""
 
-    reason: str = Field(min_length=1, max_length=1000, description="終止理由 why")
+    reason: Text = Field(min_length=1, max_length=1000, description="終止理由 why")
 
 
 class AssignmentIn(_Strict):
     """A dispute assignment (統一指派化解, 篇4)."""
 
-    incident_id: str = Field(min_length=1, max_length=64, description="糾紛事件編號 incident id")
-    responsible_leader: str = Field(
+    incident_id: Text = Field(min_length=1, max_length=64, description="糾紛事件編號 incident id")
+    responsible_leader: Text = Field(
         min_length=1, max_length=50, description="化解責任領導 responsible leader"
     )
-    responsible_unit: str = Field(
+    responsible_unit: Text = Field(
         min_length=1, max_length=100, description="化解責任單位 responsible unit"
     )
     due_at: UtcTime = Field(description="化解時限 deadline (ISO 8601 with offset)")
@@ -290,7 +291,7 @@ class AssignmentIn(_Strict):
         default=False,
         description="跨區域、跨行業 cross-area dispute: handled at county level from the start",
     )
-    note: str = Field(default="", max_length=1000, description="處理意見 handling opinion")
+    note: Text = Field(default="", max_length=1000, description="處理意見 handling opinion")
 
 
 class AttemptIn(_Strict):
@@ -302,17 +303,17 @@ class AttemptIn(_Strict):
     outcome: Literal["resolved", "unresolved"] = Field(
         description="調處結果 outcome: resolved (化解) or unresolved (未化解)"
     )
-    note: str = Field(default="", max_length=1000, description="調處情況 what was done")
+    note: Text = Field(default="", max_length=1000, description="調處情況 what was done")
 
 
 class EscalateIn(_Strict):
     """Moving a dispute up one level (移交上一級) after 三三制 attempts."""
 
-    reason: str = Field(default="", max_length=1000, description="移交理由 why")
-    responsible_leader: str | None = Field(
+    reason: Text = Field(default="", max_length=1000, description="移交理由 why")
+    responsible_leader: Text | None = Field(
         default=None, min_length=1, max_length=50, description="新責任領導 new responsible leader"
     )
-    responsible_unit: str | None = Field(
+    responsible_unit: Text | None = Field(
         default=None, min_length=1, max_length=100, description="新責任單位 new responsible unit"
     )
     due_at: UtcTime | None = Field(default=None, description="新化解時限 new deadline")
@@ -321,7 +322,7 @@ class EscalateIn(_Strict):
 class ApproveIn(_Strict):
     """A leader's approval of a major-dispute assignment (黨委書記審批)."""
 
-    note: str = Field(default="", max_length=1000, description="審批意見 approval note")
+    note: Text = Field(default="", max_length=1000, description="審批意見 approval note")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +14,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     model_validator,
 )
 
@@ -25,6 +24,7 @@ from libs.common.idempotency import fingerprint, idempotency_scope, validate_key
 from libs.common.outbox import new_document
 from libs.common.service import ServiceContext
 from libs.common.signatures import SAME_PERSON_REASON, same_person_errors
+from libs.common.text import Text, bounded_text
 from services.intake import events, metrics
 from services.intake.config import IntakeConfig
 from services.intake.domain import (
@@ -52,9 +52,7 @@ REPORTERS = (Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
 
 def _text(max_length: int) -> Any:
     """A string that must say something: trimmed, not blank, at most ``max_length`` characters."""
-    return Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
-    ]
+    return bounded_text(max_length)
 
 
 Rating = Literal["low", "medium", "high"]
@@ -238,7 +236,7 @@ class MergeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    primary_id: str = Field(
+    primary_id: Text = Field(
         min_length=1, max_length=64, description="主事件編號 (the incident to keep)"
     )
     reason: _text(500) = Field(description="合併理由 (why they are the same event)")  # type: ignore[valid-type]

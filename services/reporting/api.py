@@ -28,6 +28,7 @@ from libs.common.idempotency import (
 from libs.common.outbox import new_document
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
+from libs.common.text import Text
 from services.reporting import domain, engine, events, metrics, render, summaries, zero
 from services.reporting.store import Store
 
@@ -62,7 +63,7 @@ class Person(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=50, description="姓名")
+    name: Text | None = Field(default=None, max_length=50, description="姓名")
     phone: str | None = Field(default=None, pattern=PHONE, description="聯繫電話")
 
 
@@ -71,7 +72,7 @@ class Signatory(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=50, pattern=r"\S", description="姓名")
+    name: Text = Field(min_length=1, max_length=50, pattern=r"\S", description="姓名")
     phone: str = Field(pattern=PHONE, description="联系电话")
 
 
@@ -81,7 +82,7 @@ class Correction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     field: FigurePath = Field(description="核減的數字字段，如 casualties.deaths")
-    reason: str = Field(min_length=2, max_length=300, description="核減原因（如：經核實重複統計）")
+    reason: Text = Field(min_length=2, max_length=300, description="核減原因（如：經核實重複統計）")
 
 
 class ReportIn(BaseModel):
@@ -89,19 +90,19 @@ class ReportIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    incident_id: str = Field(min_length=1, max_length=100, description="事件編號")
+    incident_id: Text = Field(min_length=1, max_length=100, description="事件編號")
     kind: Literal["followup", "final"] = Field(description="報告類型：followup 續報，final 終報")
     casualties: Casualties | None = Field(default=None, description="人員傷亡（災害後果）")
     affected: Affected | None = Field(default=None, description="影響範圍與損失（災害後果）")
     people_involved: int | None = Field(default=None, ge=0, description="涉及人數")
-    progress: str | None = Field(
+    progress: Text | None = Field(
         default=None, max_length=5000, description="處置進展與發展態勢（單項信息≤500字，篇6）"
     )
-    measures_taken: str | None = Field(default=None, max_length=5000, description="採取的措施")
-    needs: str | None = Field(
+    measures_taken: Text | None = Field(default=None, max_length=5000, description="採取的措施")
+    needs: Text | None = Field(
         default=None, max_length=5000, description="存在的困難和需求、請求協調事項"
     )
-    change_note: str | None = Field(
+    change_note: Text | None = Field(
         default=None, max_length=5000, description="與上次報告相比的變化說明（可選）"
     )
     corrections: list[Correction] = Field(
@@ -123,7 +124,7 @@ class ZeroReportIn(BaseModel):
     township_code: str = Field(pattern=r"^\d{9}$", description="鄉鎮代碼")
     date: dt.date = Field(description="所報日期（當地日期，次日08:00前報送）")
     nothing_to_report: bool = Field(description="無事可報（零報告）")
-    incident_ids: list[str] = Field(
+    incident_ids: list[Text] = Field(
         default_factory=list, max_length=200, description="當日已報送的事件編號"
     )
     exercise: bool = Field(
