@@ -243,14 +243,17 @@ def build_console_router(
     poll_seconds: float = POLL_SECONDS,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ticker: Callable[[], float] = time.monotonic,
-    reverify_seconds: float = CACHE_SECONDS,
+    reverify_seconds: float | None = None,
 ) -> APIRouter:
     """``/console`` (page and static files), ``/console/context`` and ``/v1/stream``.
 
     ``ticker`` is the monotonic clock the heartbeat and key re-checks are measured on (tests
-    drive it). An open stream looks its key up again every ``reverify_seconds`` (by default the
-    key cache's lifetime, so a revoked key loses its stream as soon as its requests fail).
+    drive it). An open stream looks its key up again every ``reverify_seconds``: by default the
+    key cache's lifetime less one poll interval, so a revoked key loses its stream within the
+    cache's lifetime, when its other requests start to fail.
     """
+    if reverify_seconds is None:
+        reverify_seconds = max(poll_seconds, CACHE_SECONDS - poll_seconds)
     router = APIRouter(tags=["console"])
     anyone = ctx.allow(*Role)
     public = ctx.public()
@@ -302,9 +305,9 @@ def build_console_router(
             "timeline after the stream opened, with the event as JSON data (`event_id, "
             "event_type, source, occurred_at, correlation_id, incident_ids, payload`). Township "
             "keys receive only their own township's events. A comment line is sent every "
-            f"{HEARTBEAT_SECONDS:.0f} s. The key is checked again every {CACHE_SECONDS:.0f} s: "
-            "once it is revoked the stream sends `event: revoked` and ends. Read it with "
-            "fetch() and the Authorization header."
+            f"{HEARTBEAT_SECONDS:.0f} s. The key is checked again within every "
+            f"{CACHE_SECONDS:.0f} s (the key cache's lifetime): once it is revoked the stream "
+            "sends `event: revoked` and ends. Read it with fetch() and the Authorization header."
         ),
         response_class=StreamingResponse,
     )
