@@ -74,6 +74,7 @@ class Runtime:
                 county=self.county,
                 authenticate=self.authenticate,
                 log=structlog.get_logger().bind(service=spec.name),
+                verify_key=lambda key: self.keys.verify(key, fresh=True),
             )
             journal = db[JOURNAL_COLLECTION] if settings.memory_bus else None
             relay = OutboxRelay(

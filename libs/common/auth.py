@@ -212,12 +212,12 @@ class KeyStore:
         rows = self.collection.find({}, projection={"hash": 0}, sort=[("created_at", 1)])
         return [dict(row) for row in rows]
 
-    def verify(self, key: str) -> Principal | None:
-        """The principal a key belongs to, or None."""
+    def verify(self, key: str, *, fresh: bool = False) -> Principal | None:
+        """The principal a key belongs to, or None; ``fresh`` reads the database, not the cache."""
         digest = hash_key(key)
         now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(digest)
+            cached = None if fresh else self._cache.get(digest)
             if cached and now - cached[0] < CACHE_SECONDS:
                 return cached[1]
         record = self.collection.find_one({"_id": key_id_of(key)})

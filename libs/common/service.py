@@ -28,6 +28,8 @@ class ServiceContext:
     authenticate: Callable[..., Principal]
     wake_relay: Callable[[], None] = lambda: None
     log: Any = None
+    # Looks an API key up in the database, bypassing the cache (long-lived streams re-check).
+    verify_key: Callable[[str], Principal | None] = lambda key: None
 
     def allow(self, *roles: Role) -> Any:
         """A FastAPI dependency: authenticate, then 403 unless the caller has one of ``roles``.

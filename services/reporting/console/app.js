@@ -908,6 +908,11 @@ async function runStream() {
           const message = parseBlock(buffer.slice(0, cut));
           buffer = buffer.slice(cut + 2);
           if (!message) continue;
+          if (message.type === "revoked") {
+            // The server ends the stream: the key was revoked while the page was open.
+            logout(t("login.bad"));
+            return;
+          }
           if (message.type === "ready") {
             attempt = 0;
             setLive(true);
