@@ -196,6 +196,21 @@ def seed_a_third_township(stack: Stack) -> None:
     assert created(stack.call("POST", "/v1/incidents", json=body))["grade"] == 3
 
 
+def seed_shared_warning(stack: Stack, townships: dict[str, Township]) -> str:
+    """A warning addressed to both townships, delivered to and acknowledged by each; its id."""
+    codes = [t.code for t in townships.values()]
+    body = {**warning_body(stack, codes[0]), "headline": "两镇暴雨黄色预警", "areas": codes}
+    warning = str(created(stack.call("POST", "/v1/warnings", who="department", json=body))["id"])
+    stack.settle()
+    service_for(stack.ctx("warning")).run_deliveries()
+    for township in townships.values():
+        note = {"note": f"{township.code}已签收"}
+        ack = stack.call("POST", f"/v1/warnings/{warning}/ack", who=township.key, json=note)
+        assert ack.status_code == 200, ack.text
+    stack.settle()
+    return warning
+
+
 def seed_two_townships(stack: Stack) -> dict[str, Township]:
     """Seed townships A and B (and a third), deliver and acknowledge warnings; by key name."""
     first, second = available_teams(stack, 2)
