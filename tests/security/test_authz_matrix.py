@@ -236,6 +236,7 @@ READS: dict[str, Read] = {
     "/v1/reports/{report_id}": Read("own", "report_id", refused=NOT_FOUND),
     "/v1/deadlines": Read("own"),
     "/v1/zero-reports": Read("own", params=lambda _: {"date": TODAY}),
+    "/v1/zero-reports/contradictions": Read("own"),
     "/v1/timeline/{incident_id}": Read("own", "incident_id", refused=FORBIDDEN_TOWNSHIP),
     "/v1/audit": Read("county"),
     "/v1/summaries/daily": Read("county", params=lambda _: {"date": TODAY}),

@@ -1,7 +1,7 @@
 """Two townships' worth of data for the authorization matrix: every resource a township owns.
 
-Each township files an incident (twice: a possible duplicate) and a dispute, a follow-up and a
-zero report; a department warns
+Each township files an incident (twice: a possible duplicate) and a dispute, a follow-up, a
+refused 「无事件」 (kept as possible concealment) and a zero report; a department warns
 it (a warning for its area only), the warning is delivered and acknowledged; the duty office
 sends a team, activates a township plan and assigns the dispute. Deadlines, timeline entries,
 audit rows and scores follow from these. The ids are kept per township, so a test can look for
@@ -91,13 +91,17 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
     )["id"]
     stack.settle()
     report = created(stack.call("POST", "/v1/reports", who=key, json=followup_body(incident)))["id"]
+    # 「无事件」 on a day with incidents: refused, and kept for the duty office (疑似瞒报).
+    concealed = stack.call(
+        "POST", "/v1/zero-reports", who=key, json=zero_report_body(code, now.date())
+    )
+    assert concealed.status_code == 409, concealed.text
     created(
         stack.call(
             "POST",
             "/v1/zero-reports",
             who=key,
-            # The township reported incidents today: its zero report lists them (「无事件」
-            # would be refused as a contradiction).
+            # The township reported incidents today: its zero report lists them.
             json=zero_report_body(
                 code, now.date(), nothing_to_report=False, incident_ids=[incident]
             ),
