@@ -304,3 +304,23 @@ def test_refused_nothing_to_report_attempts_are_listed_for_the_duty_office(rstac
     too_long = contradictions(rstack, **{"from": "2026-01-01", "to": "2026-07-06"})
     assert refusal(too_long) == (422, "invalid", ["query.from"])
     assert refusal(contradictions(rstack, to="07/06")) == (422, "invalid", ["query.to"])
+
+
+def test_zero_reports_missed_during_a_downtime_are_raised_on_restart(rstack: Stack) -> None:
+    """Up on 07-06 (A filed that day), down until 07-09 09:00: the first scan raises every
+    township and day whose cut-off passed meanwhile, each once; 07-09 is not closed yet."""
+    codes = [t.code for t in rstack.ctx("reporting").county.townships]
+    rstack.clock.set(local(2026, 7, 6, 20))
+    assert file(rstack, TOWNSHIP_A, date(2026, 7, 6)).status_code == 201
+    assert missed_scan(rstack) == 0
+    rstack.clock.set(local(2026, 7, 9, 9))
+    assert missed_scan(rstack) == 11 + 12 + 12
+    assert missed_scan(rstack) == 0
+    raised = sorted(
+        (e["payload"]["date"], e["payload"]["township_code"])
+        for e in events_of(rstack, "zero_report_missed")
+    )
+    expected = [("2026-07-06", c) for c in codes if c != TOWNSHIP_A] + [
+        (day, c) for day in ("2026-07-07", "2026-07-08") for c in codes
+    ]
+    assert raised == sorted(expected)
