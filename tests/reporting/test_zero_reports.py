@@ -234,6 +234,12 @@ def test_days_before_the_start_owe_nothing(rstack: Stack) -> None:
     assert daily["zero_reports_due_today"]["expected"] == 0
     assert daily["zero_reports_due_today"]["missed"] == 0
     assert "zero_report_compliance" not in {r["rule"] for r in daily["recommendations"]}
+    # The week before the start, as a situation pack: nothing owed, no rate, no criticism.
+    span = {"from": "2026-06-29T00:00:00+08:00", "to": "2026-07-06T00:00:00+08:00"}
+    pack = rstack.call("GET", "/v1/summaries/situation", params=span).json()
+    assert (pack["zero_reports"]["expected"], pack["zero_reports"]["missed"]) == (0, 0)
+    assert pack["zero_reports"]["compliance_percent"] == 100.0
+    assert "zero_report_compliance" not in {r["rule"] for r in pack["recommendations"]}
 
 
 def test_the_county_file_sets_the_start_date(tmp_path: Path) -> None:
