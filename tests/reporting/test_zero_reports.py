@@ -216,6 +216,16 @@ def test_nothing_to_report_on_a_day_with_incidents_is_refused_as_possible_concea
     ]
     other = rstack.call("GET", "/v1/zero-reports", who="township_b", params={"date": "2026-07-06"})
     assert other.json()["contradictions"] == []
+    # The day's summary (日报) lists it too, in JSON and on the printable page.
+    daily = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06"}).json()
+    assert [(c["township_code"], c["incident_ids"]) for c in daily["concealment"]] == [
+        (TOWNSHIP_A, [iid])
+    ]
+    page = rstack.call(
+        "GET", "/v1/summaries/daily", params={"date": "2026-07-06", "format": "html"}
+    ).text
+    section = page.split("八、疑似瞒报", 1)[1]
+    assert "城关镇" in section and "2026-07-06" in section and f"flood {iid}" in section
     # Listing the incident is accepted; a drill does not make 「无事件」 false for B.
     listed = file(rstack, TOWNSHIP_A, day, nothing_to_report=False, incident_ids=[iid])
     assert listed.status_code == 201
