@@ -34,6 +34,8 @@ from services.reporting.store import Store
 
 # One rule for falling figures, stated alike in this 422, the route's description and
 # docs/api.md: a structured correction per figure keeps the data checkable; prose does not.
+# The longest span of report days one request for refused 「无事件」 attempts may cover.
+CONTRADICTION_DAYS = 92
 FIGURES_FELL_RULE = (
     "A figure lower than in the previous report needs corrections[] {field, reason} (核减说明) "
     "naming it; an explanation in progress alone is not enough."
@@ -529,6 +531,35 @@ def build_router(ctx: ServiceContext) -> APIRouter:
                     r for r in result[part] if r["township_code"] == principal.township_code
                 ]
         return result
+
+    @router.get(
+        "/v1/zero-reports/contradictions",
+        summary="Refused 「无事件」 zero reports on days with incidents (疑似瞒报)",
+        description=(
+            "Every refused attempt to file 「无事件」 for a day on which the township had "
+            "reported incidents, with the incidents that contradict it, the latest attempt "
+            "first. `from`/`to` are report days (default: the last 7 days up to today), at most "
+            f"{CONTRADICTION_DAYS} days apart. Township keys see their own township's only. "
+            "Drills (演练) never appear: only real zero reports are checked against incidents."
+        ),
+    )
+    def zero_contradictions(
+        from_: str | None = Query(default=None, alias="from", description="起始日期 YYYY-MM-DD"),
+        to: str | None = Query(default=None, description="截止日期 YYYY-MM-DD（含）"),
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
+        principal: Principal = anyone,
+    ) -> dict[str, Any]:
+        today = domain.local_date(ctx.clock.now(), tz())
+        last = _parse_day(to, "query.to") if to else today
+        first = _parse_day(from_, "query.from") if from_ else last - timedelta(days=6)
+        if first > last:
+            raise field_error("query.from", "must not be after to")
+        if (last - first).days >= CONTRADICTION_DAYS:
+            raise field_error("query.from", f"at most {CONTRADICTION_DAYS} days before to")
+        code = _township_filter(principal, township_code)
+        names = {t.code: t.name for t in ctx.county.townships}
+        items = zero.contradictions_between(store, first, last, names, code)
+        return {"from": first.isoformat(), "to": last.isoformat(), "items": items}
 
     @router.get("/v1/timeline/{incident_id}", summary="Every event about an incident, in order")
     def timeline(

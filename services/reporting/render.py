@@ -260,6 +260,20 @@ def daily_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
         + _table(["事件", "乡镇", "类别", "等级", "首报时间"], open_rows, "无处置中事件")
         + f"<p>今日报送：首报{filed['initial']}份，续报{filed['followup']}份，"
         f"终报{filed['final']}份。{zero['date']}零报告：按时{zero['on_time']}份，迟报{zero['late']}份，缺报{zero['missed']}份。</p>"
+        + "<h2>八、疑似瞒报</h2>"
+        + _table(
+            ["乡镇", "报告日", "报「无事件」时间", "当日已报事件"],
+            [
+                (
+                    c["name"] or c["township_code"],
+                    c["date"],
+                    _t(c["attempted_at"], tz),
+                    "、".join(i["title"] or i["id"] for i in c["incidents"]),
+                )
+                for c in pack.get("concealment", [])
+            ],
+            "无",
+        )
     )
     return _page(
         "突发事件信息日报",

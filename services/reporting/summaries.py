@@ -9,7 +9,7 @@ from libs.common.clock import as_utc
 from libs.common.idempotency import insert_once
 from libs.common.outbox import new_document
 from libs.common.service import ServiceContext
-from services.reporting import analysis, domain, events, metrics
+from services.reporting import analysis, domain, events, metrics, zero
 from services.reporting.engine import profile
 from services.reporting.start import start_date
 from services.reporting.store import Store
@@ -228,6 +228,11 @@ def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
         "date": due_today.isoformat(),
         **zero_compliance(ctx, store, due_today, due_today),
     }
+    # 「无事件」 refused during the day for a day with incidents: possible concealment (疑似瞒报).
+    pack["concealment"] = [
+        zero.contradiction_view(store, row, names)
+        for row in store.between(store.zero_conflicts, "attempted_at", start, end)
+    ]
     return pack
 
 

@@ -630,6 +630,66 @@ async function loadZero() {
   }
 }
 
+// Refused 「无事件」 zero reports for days on which the township had reported incidents: possible
+// concealment (疑似瞒报), shown to the duty office with the incidents that contradict them.
+async function loadConcealment() {
+  const panel = $("panel-zero");
+  const section = $("concealment");
+  const list = $("list-concealment");
+  const badge = $("badge-concealment");
+  try {
+    const data = await api("/v1/zero-reports/contradictions");
+    const items = data.items || [];
+    clear(list);
+    list.append(...items.map(concealmentItem));
+    section.hidden = items.length === 0;
+    badge.hidden = items.length === 0;
+    badge.textContent = t("concealment.badge", { n: items.length });
+    panelError(panel, null);
+  } catch (err) {
+    panelError(panel, err);
+  }
+}
+
+function concealmentItem(c) {
+  const person = (p) => p?.name || "—";
+  return h(
+    "li",
+    { class: "item concealment-item", dataset: { id: c.id } },
+    h(
+      "div",
+      { class: "item-head" },
+      marker("concealment", t("concealment.title")),
+      h("span", { class: "item-title", text: c.name || townshipName(c.township_code) }),
+      h("span", { class: "concealment-day", text: t("concealment.day", { d: c.date }) }),
+    ),
+    h(
+      "div",
+      { class: "item-meta" },
+      h("span", { class: "concealment-attempt", text: t("concealment.attempt", { t: fmtTime(c.attempted_at) }) }),
+      h("span", { text: t("concealment.signers", { r: person(c.reporter), a: person(c.approver) }) }),
+    ),
+    h(
+      "ul",
+      { class: "concealment-incidents", "aria-label": t("concealment.incidents") },
+      ...(c.incidents || []).map((inc) =>
+        h(
+          "li",
+          { dataset: { id: inc.id } },
+          h(
+            "button",
+            { type: "button", class: "link", onclick: () => openDetail(inc.id) },
+            inc.grade ? gradeBadge(inc.grade) : null,
+            " ",
+            inc.title || incidentTitle(inc.id),
+            inc.reported_at ? ` · ${fmtTime(inc.reported_at)}` : "",
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 const LOADERS = {
   warnings: loadWarnings,
   pending: loadPending,
@@ -637,6 +697,7 @@ const LOADERS = {
   dispatches: loadDispatches,
   deadlines: loadDeadlines,
   zero: loadZero,
+  concealment: loadConcealment,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -646,6 +707,7 @@ const PANEL_IDS = {
   dispatches: "panel-dispatches",
   deadlines: "panel-deadlines",
   zero: "panel-zero",
+  concealment: "panel-zero",
   detail: "detail",
 };
 
@@ -665,7 +727,7 @@ async function refreshAll() {
   }
   // Incidents first: the other panels show incident titles.
   await loadIncidents();
-  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero()]);
+  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero(), loadConcealment()]);
   if (state.detailId) await loadDetail(state.detailId);
 }
 
@@ -798,6 +860,7 @@ function panelsFor(type) {
     return ["deadlines", "incidents"];
   }
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
+  if (type === "zero_report_contradicted") return ["concealment"];
   return [];
 }
 
@@ -1032,9 +1095,11 @@ function logout(message = "") {
   for (const timer of state.pendingRefresh.values()) clearTimeout(timer);
   state.pendingRefresh.clear();
   // Nothing of the board stays in the page once signed out.
-  for (const id of ["list-warnings", "list-pending", "list-incidents", "list-dispatches", "list-deadlines", "zero-body", "list-feed", "detail-facts", "detail-timeline"]) {
+  for (const id of ["list-warnings", "list-pending", "list-incidents", "list-dispatches", "list-deadlines", "zero-body", "list-concealment", "list-feed", "detail-facts", "detail-timeline"]) {
     clear($(id));
   }
+  $("concealment").hidden = true;
+  $("badge-concealment").hidden = true;
   hideBanner();
   if (wasSignedIn || message) showLogin(message);
 }
