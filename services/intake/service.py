@@ -56,7 +56,21 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
 
 def contract(ctx: ServiceContext) -> Contract:
     """What intake's request fields are checked against beyond their types."""
-    return {"IncidentIn": {"township_code": one_of(t.code for t in ctx.county.townships)}}
+    return {
+        "IncidentIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
+        # Coordinates come as a pair or not at all.
+        "Location": {
+            "": {
+                "anyOf": [
+                    {"properties": {"lat": {"type": "null"}, "lon": {"type": "null"}}},
+                    {
+                        "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                        "required": ["lat", "lon"],
+                    },
+                ]
+            }
+        },
+    }
 
 
 SPEC = ServiceSpec(
