@@ -91,7 +91,7 @@ def _iso_day(value: Any) -> Any:
 
 
 # A page size: the schema states the bounds page() enforces.
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size 1–{MAX_LIMIT}")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"每页条数 page size 1–{MAX_LIMIT}")]
 # A calendar day as YYYY-MM-DD only (date.fromisoformat alone also takes 20260706 or 2026-W28-1).
 Day = Annotated[date, BeforeValidator(_iso_day), Query(description="日期 YYYY-MM-DD（当地）")]
 Month = Annotated[str, Query(pattern=r"^[1-9]\d{3}-(0[1-9]|1[0-2])$", description="月份 YYYY-MM")]
