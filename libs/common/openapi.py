@@ -8,6 +8,7 @@ route → 429 from the rate limiter); a route adds its own with ``responses=erro
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
@@ -20,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from libs.common.errors import error_body
 from libs.common.pagination import MAX_LIMIT
 
 BEARER = "bearer"
@@ -216,7 +218,7 @@ def finish(schema: dict[str, Any], routes: Iterable[Any]) -> None:
             continue
         roles = roles_of(route)
         protected = roles is not None and "public" not in roles
-        for method in sorted(route.methods - {"HEAD"}):
+        for method in sorted((route.methods or set()) - {"HEAD"}):
             operation = schema["paths"][route.path_format][method.lower()]
             if protected:
                 operation["security"] = [{BEARER: []}]
@@ -270,7 +272,8 @@ def install_openapi(app: FastAPI, contract: Callable[[], Contract]) -> None:
 
 
 class OptionsMiddleware:
-    """Answers OPTIONS on every path the app serves with 204 and the methods it allows."""
+    """Answers OPTIONS on every path the app serves with 204 and the methods it allows (a CORS
+    preflight with 403: no origin is granted access)."""
 
     def __init__(self, app: ASGIApp, router_app: Callable[[], FastAPI]) -> None:
         self.app = app
@@ -284,6 +287,9 @@ class OptionsMiddleware:
         if not allowed:
             await self.app(scope, receive, send)
             return
+        if any(name == b"access-control-request-method" for name, _ in scope["headers"]):
+            await self._refuse_preflight(send, allowed)
+            return
         await send(
             {
                 "type": "http.response.start",
@@ -292,6 +298,24 @@ class OptionsMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": b""})
+
+    async def _refuse_preflight(self, send: Send, allowed: list[str]) -> None:
+        # The API grants no cross-origin access: a CORS preflight gets a refusal, not a 204.
+        body = json.dumps(
+            error_body("cors_not_allowed", "cross-origin requests are not allowed")
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"allow", ", ".join(allowed).encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 def allowed_methods(routes: Iterable[Any], scope: Scope) -> list[str]:
