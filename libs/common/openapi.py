@@ -86,17 +86,27 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # ---------------------------------------------------------------- query parameter types
 
 
+# Days and months from 1900 to 2999: the platform's records lie there, and a day's arithmetic
+# (the day before, the local midnight in UTC) stays within what dates can hold.
+DAY_PATTERN = r"^(19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}$"
+MONTH_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
+
+
 def _iso_day(value: Any) -> Any:
-    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        raise ValueError("a date as YYYY-MM-DD")
+    if isinstance(value, str) and not re.fullmatch(DAY_PATTERN, value):
+        raise ValueError("a date as YYYY-MM-DD, from 1900 to 2999")
     return value
 
 
 # A page size: the schema states the bounds page() enforces.
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"每页条数 page size 1–{MAX_LIMIT}")]
 # A calendar day as YYYY-MM-DD only (date.fromisoformat alone also takes 20260706 or 2026-W28-1).
-Day = Annotated[date, BeforeValidator(_iso_day), Query(description="日期 YYYY-MM-DD（当地）")]
-Month = Annotated[str, Query(pattern=r"^[1-9]\d{3}-(0[1-9]|1[0-2])$", description="月份 YYYY-MM")]
+Day = Annotated[
+    date,
+    BeforeValidator(_iso_day),
+    Query(description="日期 YYYY-MM-DD（当地）", json_schema_extra={"pattern": DAY_PATTERN}),
+]
+Month = Annotated[str, Query(pattern=MONTH_PATTERN, description="月份 YYYY-MM")]
 
 
 # ---------------------------------------------------------------- the document

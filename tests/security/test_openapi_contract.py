@@ -137,9 +137,10 @@ def test_month_day_and_times_are_what_the_schema_says(
         refused = module_stack.call("GET", "/v1/scores", params={"month": bad})
         assert refused.status_code == 422, (bad, refused.text)
     assert parameter(doc, "get", "/v1/zero-reports", "date")["format"] == "date"
-    for bad in ("20260706", "2026-W28-1", "2026-02-30"):
-        refused = module_stack.call("GET", "/v1/zero-reports", params={"date": bad})
-        assert refused.status_code == 422, (bad, refused.text)
+    for bad in ("20260706", "2026-W28-1", "2026-02-30", "0001-01-01"):
+        for path in ("/v1/zero-reports", "/v1/summaries/daily"):
+            refused = module_stack.call("GET", path, params={"date": bad})
+            assert refused.status_code == 422, (bad, refused.text)
     assert parameter(doc, "get", "/v1/summaries/situation", "to")["format"] == "date-time"
     start = "2026-07-01T00:00:00+08:00"
     for path in ("/v1/summaries/situation", "/v1/audit"):
