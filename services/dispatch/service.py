@@ -64,12 +64,14 @@ def contract(ctx: ServiceContext) -> Contract:
             "capabilities": {"nullable": False, **names},
         },
         "DispatchIn": {
+            "team_ids": {"uniqueItems": True},
+            "resources": {"uniqueItems": True},
             "": {
                 "anyOf": [
                     {"required": ["team_ids"], "properties": {"team_ids": {"minItems": 1}}},
                     {"required": ["resources"], "properties": {"resources": {"minItems": 1}}},
                 ]
-            }
+            },
         },
         "StockAdjustIn": {"delta": {"not": {"const": 0}}},
         "PlanIn": {
