@@ -329,7 +329,7 @@ class OptionsMiddleware:
 
 
 def allowed_methods(routes: Iterable[Any], scope: Scope) -> list[str]:
-    """Every method the routes matching the scope's path accept, plus HEAD and OPTIONS."""
+    """Every method the routes matching the scope's path accept, and OPTIONS."""
     methods: set[str] = set()
     probe = {**scope, "method": "GET"}
     for route in flat_routes(routes):
@@ -338,8 +338,7 @@ def allowed_methods(routes: Iterable[Any], scope: Scope) -> list[str]:
             methods |= set(route.methods)
     if not methods:
         return []
-    if "GET" in methods:
-        methods.add("HEAD")
+    # HEAD is not listed: the routes do not answer it (405).
     methods.add("OPTIONS")
     order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))

@@ -177,8 +177,10 @@ def test_options_answers_the_allowed_methods_of_every_path(
         response = module_stack.client.options(concrete)
         assert response.status_code == 204, (path, response.text)
         allowed = {m.strip() for m in response.headers["allow"].split(",")}
-        assert {m.upper() for m in item} | {"OPTIONS"} <= allowed, (path, allowed)
-        assert allowed - {"HEAD", "OPTIONS"} == {m.upper() for m in item}, (path, allowed)
+        assert allowed == {m.upper() for m in item} | {"OPTIONS"}, (path, allowed)
+        for method in allowed - {"OPTIONS"}:
+            answered = module_stack.client.request(method, concrete)
+            assert answered.status_code != 405, (method, path)
     assert module_stack.client.options("/v1/nowhere").status_code == 404
 
 
