@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,11 @@ class ServiceSpec:
     timers: Callable[[ServiceContext], Sequence[Timer]] = lambda ctx: ()
     outbox_collections: Sequence[str] = field(default_factory=tuple)
     extra_routers: Callable[[ServiceContext], Sequence[APIRouter]] = lambda ctx: ()
+    # What request fields are checked against beyond their types, for the OpenAPI document:
+    # {schema component: {field: JSON Schema keywords}} (see libs.common.openapi.constrain).
+    contract: Callable[[ServiceContext], Mapping[str, Mapping[str, Mapping[str, Any]]]] = (
+        lambda ctx: {}
+    )
 
 
 def subscribe(

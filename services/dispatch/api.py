@@ -21,6 +21,7 @@ from libs.common.idempotency import (
     insert_idempotent,
     validate_key,
 )
+from libs.common.openapi import Limit, errors
 from libs.common.outbox import new_document
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
@@ -503,7 +504,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         kind: TeamKind | None = None,
         township_code: str | None = Query(default=None, pattern=CODE_PATTERN),
         capability: str | None = Query(default=None, pattern=NAME_PATTERN),
-        limit: int = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
@@ -585,7 +586,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         warehouse_id: str | None = None,
         item_code: str | None = Query(default=None, pattern=NAME_PATTERN),
         below_min: bool | None = Query(default=None, description="低於最低儲備 only lines below"),
-        limit: int = 200,
+        limit: Limit = 200,
         cursor: str | None = None,
         _: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
@@ -645,7 +646,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         refresh(store)
         return _stock_out(store.line(warehouse_id, item_code) or {})
 
-    @router.post("/v1/stock/adjust", summary="Adjust a stock line with a reason (ledger entry)")
+    @router.post(
+        "/v1/stock/adjust",
+        summary="Adjust a stock line with a reason (ledger entry)",
+        responses=errors(404),
+    )
     def adjust_stock(
         body: StockAdjustIn,
         principal: Principal = ctx.allow(*STOCK_KEEPERS),
@@ -706,7 +711,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         item_code: str | None = Query(default=None, pattern=NAME_PATTERN),
         dispatch_id: str | None = None,
         kind: Literal["adjustment", "dispatch", "return", "compensation"] | None = None,
-        limit: int = 100,
+        limit: Limit = 100,
         cursor: str | None = None,
         _: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN),
     ) -> dict[str, Any]:
@@ -726,7 +731,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     # -- dispatch orders ------------------------------------------------------------------------
 
-    @router.get("/v1/dispatches/suggest", summary="Ranked teams for an incident (推薦隊伍)")
+    @router.get(
+        "/v1/dispatches/suggest",
+        summary="Ranked teams for an incident (推薦隊伍)",
+        responses=errors(404),
+    )
     def suggest(
         incident_id: str,
         limit: int = Query(default=10, ge=1, le=100),
@@ -844,7 +853,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         ]
         | None = None,
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
@@ -900,7 +909,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         incident_id: str | None = None,
         warning_id: str | None = None,
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
@@ -1074,7 +1083,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         incident_id: str | None = None,
         level: Literal["group", "village", "township", "county"] | None = None,
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP),
     ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from fastapi import APIRouter
 
 from libs.common.bus import Subscription
+from libs.common.openapi import Contract, one_of
 from libs.common.service import ServiceContext, ServiceSpec, Timer
 from services.intake import api, handlers, metrics
 from services.intake.config import load_config
@@ -53,8 +54,28 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
     ]
 
 
+def contract(ctx: ServiceContext) -> Contract:
+    """What intake's request fields are checked against beyond their types."""
+    return {
+        "IncidentIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
+        # Coordinates come as a pair or not at all.
+        "Location": {
+            "": {
+                "anyOf": [
+                    {"properties": {"lat": {"type": "null"}, "lon": {"type": "null"}}},
+                    {
+                        "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                        "required": ["lat", "lon"],
+                    },
+                ]
+            }
+        },
+    }
+
+
 SPEC = ServiceSpec(
     name="intake",
+    contract=contract,
     build_router=build_router,
     setup=setup,
     subscriptions=subscriptions,

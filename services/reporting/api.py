@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
 from libs.common.auth import Principal, Role
-from libs.common.clock import as_utc
+from libs.common.clock import UtcTime, as_utc
 from libs.common.errors import ApiError, field_error
 from libs.common.eventmodels.common import Affected, Casualties
 from libs.common.idempotency import (
@@ -25,6 +25,7 @@ from libs.common.idempotency import (
     insert_idempotent,
     validate_key,
 )
+from libs.common.openapi import DAY_PATTERN, Day, Month, OptionalDay, errors
 from libs.common.outbox import new_document
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
@@ -410,14 +411,13 @@ def file_report(
     raise ApiError(409, "concurrent_report", "another report of this chain was filed; retry")
 
 
-def _parse_day(value: str, path: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise field_error(path, "a date as YYYY-MM-DD") from None
-
-
 # ---------------------------------------------------------------- router
+
+
+# format=html answers the printable page.
+PRINTABLE = {
+    "content": {"application/json": {}, "text/html": {"schema": {"type": "string"}}},
+}
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
@@ -438,6 +438,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         summary="File a follow-up or final report; a figure lower than before needs "
         "corrections[] {field, reason}, text in progress is not enough (422 figures_fell)",
         description=FIGURES_FELL_RULE,
+        responses=errors(404),
     )
     def create_report(
         body: ReportIn,
@@ -447,7 +448,9 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         return report_view(file_report(ctx, store, principal, body, idempotency_key))
 
     @router.get(
-        "/v1/reports", summary="The report chain of an incident: initial, follow-ups, final"
+        "/v1/reports",
+        summary="The report chain of an incident: initial, follow-ups, final",
+        responses=errors(404),
     )
     def list_reports(
         incident_id: str = Query(min_length=1, description="事件編號"),
@@ -520,10 +523,10 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/v1/zero-reports", summary="Zero-report status of every township for a day")
     def zero_status(
-        date: str = Query(description="日期 YYYY-MM-DD"),
+        date: Day,
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        day = _parse_day(date, "query.date")
+        day = date
         result = zero.status(ctx, store, day)
         if principal.role == Role.TOWNSHIP:
             for part in ("filed", "missing", "late", "exercise_filed", "contradictions"):
@@ -544,14 +547,23 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         ),
     )
     def zero_contradictions(
-        from_: str | None = Query(default=None, alias="from", description="起始日期 YYYY-MM-DD"),
-        to: str | None = Query(default=None, description="截止日期 YYYY-MM-DD（含）"),
+        from_: OptionalDay = Query(
+            default=None,
+            alias="from",
+            description="起始日期 YYYY-MM-DD",
+            json_schema_extra={"pattern": DAY_PATTERN},
+        ),
+        to: OptionalDay = Query(
+            default=None,
+            description="截止日期 YYYY-MM-DD（含）",
+            json_schema_extra={"pattern": DAY_PATTERN},
+        ),
         township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         today = domain.local_date(ctx.clock.now(), tz())
-        last = _parse_day(to, "query.to") if to else today
-        first = _parse_day(from_, "query.from") if from_ else last - timedelta(days=6)
+        last = to or today
+        first = from_ or last - timedelta(days=6)
         if first > last:
             raise field_error("query.from", "must not be after to")
         if (last - first).days >= CONTRADICTION_DAYS:
@@ -591,10 +603,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/v1/audit", summary="Audit trail of every event, for inspectors")
     def audit(
-        from_: datetime | None = Query(
-            default=None, alias="from", description="起始時間（含時區）"
-        ),
-        to: datetime | None = Query(default=None, description="截止時間（含時區，不含）"),
+        from_: UtcTime | None = Query(default=None, alias="from", description="起始時間（含時區）"),
+        to: UtcTime | None = Query(default=None, description="截止時間（含時區，不含）"),
         event_type: str | None = Query(default=None, description="事件類型"),
         source: str | None = Query(default=None, description="來源服務"),
         incident_id: str | None = Query(default=None, description="事件編號"),
@@ -632,13 +642,17 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         )
         return {"items": [timeline_view(r) for r in rows], "next_cursor": next_cursor}
 
-    @router.get("/v1/summaries/daily", summary="Daily situation report (JSON or printable HTML)")
+    @router.get(
+        "/v1/summaries/daily",
+        summary="Daily situation report (JSON or printable HTML)",
+        responses={200: PRINTABLE},
+    )
     def daily_summary(
-        date: str = Query(description="日期 YYYY-MM-DD（當地）"),
+        date: Day,
         format: Literal["json", "html"] = Query(default="json", description="json 或 html"),
         principal: Principal = readers,
     ) -> Any:
-        day = _parse_day(date, "query.date")
+        day = date
         published = store.summaries.find_one({"_id": f"daily:{day.isoformat()}"})
         pack = summaries.daily(ctx, store, day)
         pack["published_at"] = published["published_at"] if published else None
@@ -647,13 +661,16 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         return pack
 
     @router.post(
-        "/v1/summaries/daily/publish", status_code=201, summary="Publish the daily summary"
+        "/v1/summaries/daily/publish",
+        status_code=201,
+        summary="Publish the daily summary",
+        responses={200: {"description": "Already published: the earlier publication"}},
     )
     def publish_daily(
-        date: str = Query(description="日期 YYYY-MM-DD（當地）"),
+        date: Day,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER),
     ) -> Any:
-        day = _parse_day(date, "query.date")
+        day = date
         today = domain.local_date(ctx.clock.now(), tz())
         if day > today:
             raise field_error("query.date", "cannot publish a day that has not begun")
@@ -668,10 +685,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         }
         return JSONResponse(content=_jsonable(body), status_code=201 if created else 200)
 
-    @router.get("/v1/summaries/situation", summary="會商研判 situation pack for any period")
+    @router.get(
+        "/v1/summaries/situation",
+        summary="會商研判 situation pack for any period",
+        responses={200: PRINTABLE},
+    )
     def situation(
-        from_: datetime = Query(alias="from", description="起始時間（含時區）"),
-        to: datetime = Query(description="截止時間（含時區，不含）"),
+        from_: Annotated[UtcTime, Query(alias="from", description="起始時間（含時區）")],
+        to: Annotated[UtcTime, Query(description="截止時間（含時區，不含）")],
         format: Literal["json", "html"] = Query(default="json", description="json 或 html"),
         principal: Principal = readers,
     ) -> Any:
@@ -688,7 +709,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/v1/scores", summary="Monthly reporting scores per township (篇6)")
     def scores(
-        month: str = Query(description="月份 YYYY-MM"),
+        month: Month,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN, Role.TOWNSHIP),
     ) -> dict[str, Any]:
         if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):

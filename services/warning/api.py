@@ -13,6 +13,7 @@ from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, not_found
 from libs.common.idempotency import find_replay, fingerprint, idempotency_scope, validate_key
+from libs.common.openapi import Limit
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -286,6 +287,12 @@ def _visible_to(principal: Principal, doc: Mapping[str, Any]) -> None:
         )
 
 
+REPLAYED = {
+    "description": "The warning this Idempotency-Key already created (a retry)",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
 def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
     """The warning router."""
     router = APIRouter(tags=["warning"])
@@ -300,7 +307,11 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
 
     # Static paths first: /v1/warnings/{warning_id} would otherwise swallow them.
 
-    @router.get("/v1/warnings/feed", summary="Public feed of active warnings (公开预警)")
+    @router.get(
+        "/v1/warnings/feed",
+        summary="Public feed of active warnings (公开预警)",
+        responses={200: {"content": {ATOM_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
+    )
     def feed(
         _: None = ctx.public(),
         format: Literal["json", "atom"] = Query(
@@ -353,6 +364,8 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
     @router.get(
         "/v1/warnings/feed/{warning_id}/cap",
         summary="Public CAP 1.2 document of a public warning's latest version",
+        response_class=Response,
+        responses={200: {"content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
     )
     def feed_cap(warning_id: str, _: None = ctx.public()) -> Response:
         doc = store.warning(warning_id)
@@ -373,7 +386,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
             default=None, description="状态 filter"
         ),
         incident_id: str | None = Query(default=None, description="事件 filter"),
-        limit: int = Query(default=50, description="page size 1–200"),
+        limit: Limit = 50,
         cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
@@ -399,6 +412,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         "/v1/warnings/suggestions/{suggestion_id}/accept",
         status_code=201,
         summary="Turn a suggestion into a warning (issue rules apply)",
+        responses={200: REPLAYED},
     )
     def accept_suggestion(
         suggestion_id: str,
@@ -426,7 +440,12 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
     ) -> dict[str, Any]:
         return views.suggestion(service.dismiss_suggestion(principal, suggestion_id, body.reason))
 
-    @router.post("/v1/warnings", status_code=201, summary="Issue a warning (预警发布)")
+    @router.post(
+        "/v1/warnings",
+        status_code=201,
+        summary="Issue a warning (预警发布)",
+        responses={200: REPLAYED},
+    )
     def create_warning(
         body: WarningIn,
         response: Response,
@@ -456,7 +475,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         level: int | None = Query(default=None, ge=1, le=4, description="预警级别 1–4"),
         hazard: str | None = Query(default=None, description="预警类别 hazard"),
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = Query(default=50, description="page size 1–200"),
+        limit: Limit = 50,
         cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
@@ -500,7 +519,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         "/v1/warnings/{warning_id}/cap",
         summary="CAP 1.2 document of a version (default: the latest)",
         response_class=Response,
-        responses={200: {"content": {CAP_MEDIA_TYPE: {}}}},
+        responses={200: {"content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
     )
     def get_cap(
         warning_id: str,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter
 
 from libs.common.bus import Subscription
+from libs.common.openapi import Contract, each_one_of, one_of
 from libs.common.service import ServiceContext, ServiceSpec, Timer
 from services.warning import api, handlers
 from services.warning.core import WarningService
@@ -54,8 +55,17 @@ def build_spec(rules: WarningRules | None = None) -> ServiceSpec:
             Timer("warning_gauges", scan, service.refresh_gauges),
         ]
 
+    def contract(ctx: ServiceContext) -> Contract:
+        hazards = list(service_for(ctx, rules).rules.hazards)
+        areas = {**each_one_of(t.code for t in ctx.county.townships), "uniqueItems": True}
+        return {
+            "WarningIn": {"hazard": one_of(hazards), "areas": areas},
+            "AcceptIn": {"hazard": one_of(hazards), "areas": areas},
+        }
+
     return ServiceSpec(
         name="warning",
+        contract=contract,
         build_router=router,
         setup=setup,
         subscriptions=subscriptions,
