@@ -274,3 +274,25 @@ def test_drill_bulletin_is_marked_in_the_title(rstack: Stack) -> None:
     text = docx_text(response.content)
     assert "【演练】信息专报" in text and "【演练】关于城关镇" in text
     assert filename(response).startswith("【演练】")
+
+
+def test_printable_html_has_names_headings_and_losses(rstack: Stack) -> None:
+    seed(rstack)
+    severe_overnight(rstack)
+    rstack.clock.set(local(2026, 7, 6, 16))
+    html = daily(rstack, "html").text
+    for element in (
+        "2026年第1期（暂定）",
+        "签发人：周建国",
+        "审核人：李文华",
+        "<h3>迟报情况</h3>",
+        "<td>青石镇后山村山体滑坡</td>",
+        "<td>县应急物资储备库</td><td>救灾帐篷</td>",
+        "<td>暴雨</td>",
+        "直接经济损失480.00万元",
+        "被困3人",
+        "损坏房屋12间、倒塌房屋4间",
+        "尚无到期应报的零报告",
+    ):
+        assert element in html, element
+    assert "<td>W01</td>" not in html and "<td>rainstorm</td>" not in html
