@@ -688,6 +688,9 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         published = store.summaries.find_one({"_id": f"daily:{day.isoformat()}"})
         pack = summaries.daily(ctx, store, day)
         pack["published_at"] = published["published_at"] if published else None
+        if published and "issue_number" in published["content"]:
+            # 第N期 stays what it was when the report went out.
+            pack["issue_number"] = published["content"]["issue_number"]
         if format == "html":
             return HTMLResponse(render.daily_html(pack, ctx.county.name, tz()))
         if format in ("docx", "pdf"):

@@ -422,7 +422,7 @@ def bulletin_document(chain: Mapping[str, Any], tz: ZoneInfo) -> Official:
         masthead=f"{drill}信息专报",
         issue_line=labels,
         issuer=office["name"],
-        signer=(last.get("approver") or {}).get("name") or office.get("signer", ""),
+        signer=office.get("signer", ""),
         reviewer=office.get("reviewer", ""),
         title="",
         blocks=blocks,
