@@ -409,12 +409,15 @@ def bulletin_document(chain: Mapping[str, Any], tz: ZoneInfo) -> Official:
     inc = chain["incident"]
     office = chain["issuer"]
     drill = "【演练】" if inc.get("exercise") else ""
+    # Titles usually name the township already (青石镇山体滑坡); it is not said twice.
+    title = inc["title"]
+    subject = title if title.startswith(inc["township_name"]) else inc["township_name"] + title
     blocks: list[Block] = []
     for index, item in enumerate(chain["items"]):
         if index:
             blocks.append(Block("break"))
         label = item["chain_label"]
-        blocks.append(Block("title", f"{drill}关于{inc['township_name']}{inc['title']}的{label}"))
+        blocks.append(Block("title", f"{drill}关于{subject}的{label}"))
         blocks += _bulletin_blocks(chain, item, tz)
     labels = "、".join(i["chain_label"] for i in chain["items"])
     last = chain["items"][-1]

@@ -228,8 +228,8 @@ def test_bulletin_chain_as_docx_and_pdf(rstack: Stack) -> None:
         text = (docx_text if fmt == "docx" else pdf_text)(response.content)
         for element in (
             "信息专报",
-            "关于青石镇青石镇后山村山体滑坡的首报",
-            "关于青石镇青石镇后山村山体滑坡的续报第1次",
+            "关于青石镇后山村山体滑坡的首报",
+            "关于青石镇后山村山体滑坡的续报第1次",
             "时间：2026年7月5日 23:00发生",
             "地点：青石镇后山村三组",
             "事件性质：地质灾害，特别重大（Ⅰ级）",
