@@ -219,13 +219,12 @@ def _response_blocks(pack: Mapping[str, Any]) -> list[Block]:
     ]
 
 
-def zero_text(zero: Mapping[str, Any], provisional: bool = False) -> str:
+def zero_text(zero: Mapping[str, Any]) -> str:
     """Zero-report figures of the days that are due; none due yet says so, without a rate."""
     if not zero.get("expected"):
         return "零报告：统计期内尚无到期应报的零报告。"
-    mark = "（暂定）" if provisional else ""
     return (
-        f"零报告{mark}：应报{zero['expected']}份，按时{zero['on_time']}份，迟报{zero['late']}份，"
+        f"零报告：应报{zero['expected']}份，按时{zero['on_time']}份，迟报{zero['late']}份，"
         f"缺报{zero['missed']}份，按时报送率{zero['compliance_percent']:.1f}%。"
     )
 
