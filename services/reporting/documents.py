@@ -89,6 +89,15 @@ def local_time(value: Any, tz: ZoneInfo) -> str:
     return f"{at.year}年{at.month}月{at.day}日 {at:%H:%M}"
 
 
+def short_time(value: Any, tz: ZoneInfo) -> str:
+    """A moment for a table cell: 7月5日23:00."""
+    if value is None:
+        return "—"
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    at = as_utc(moment).astimezone(tz)
+    return f"{at.month}月{at.day}日{at:%H:%M}"
+
+
 def chinese_date(day: date) -> str:
     """成文日期 in Arabic numerals, as GB/T 9704-2012 writes it: 2026年7月6日."""
     return f"{day.year}年{day.month}月{day.day}日"
@@ -147,8 +156,11 @@ def _incident_blocks(pack: Mapping[str, Any], tz: ZoneInfo) -> list[Block]:
             i["township_name"],
             i["category_label"],
             i["grade_label"],
-            local_time(i["occurred_at"], tz),
-            casualty_text(i["casualties"]),
+            short_time(i["occurred_at"], tz),
+            *(
+                int(i["casualties"].get(k, 0) or 0)
+                for k in ("deaths", "missing", "injured", "trapped")
+            ),
         )
         for i in pack["incident_list"]
     ]
@@ -165,13 +177,15 @@ def _incident_blocks(pack: Mapping[str, Any], tz: ZoneInfo) -> list[Block]:
         Block(
             "table",
             table=Table(
-                ["事件", "乡镇", "类别", "等级", "发生时间", "伤亡"], rows, "本期无突发事件"
+                ["事件", "乡镇", "类别", "等级", "发生时间", "死亡", "失踪", "受伤", "被困"],
+                rows,
+                "本期无突发事件",
             ),
         ),
     ]
     if "open_incidents" in pack:
         open_rows = [
-            (i["title"], i["township_name"], i["grade_label"], local_time(i["reported_at"], tz))
+            (i["title"], i["township_name"], i["grade_label"], short_time(i["reported_at"], tz))
             for i in pack["open_incidents"]
         ]
         blocks += [
@@ -219,12 +233,12 @@ def _response_blocks(pack: Mapping[str, Any]) -> list[Block]:
     ]
 
 
-def zero_text(zero: Mapping[str, Any]) -> str:
+def zero_text(zero: Mapping[str, Any], subject: str = "零报告") -> str:
     """Zero-report figures of the days that are due; none due yet says so, without a rate."""
     if not zero.get("expected"):
-        return "零报告：统计期内尚无到期应报的零报告。"
+        return f"{subject}：尚无到期应报的零报告（未到次日08:00截止时间，或在平台启用之前）。"
     return (
-        f"零报告：应报{zero['expected']}份，按时{zero['on_time']}份，迟报{zero['late']}份，"
+        f"{subject}：应报{zero['expected']}份，按时{zero['on_time']}份，迟报{zero['late']}份，"
         f"缺报{zero['missed']}份，按时报送率{zero['compliance_percent']:.1f}%。"
     )
 
@@ -232,7 +246,7 @@ def zero_text(zero: Mapping[str, Any]) -> str:
 def _reporting_blocks(pack: Mapping[str, Any], tz: ZoneInfo) -> list[Block]:
     rep = pack["reporting"]
     late = [
-        (r["kind_label"], r["township_name"], r["incident_title"], local_time(r["filed_at"], tz))
+        (r["kind_label"], r["township_name"], r["incident_title"], short_time(r["filed_at"], tz))
         for r in rep["late_items"]
     ]
     overdue = [
@@ -240,7 +254,7 @@ def _reporting_blocks(pack: Mapping[str, Any], tz: ZoneInfo) -> list[Block]:
             r["kind_label"],
             r["township_name"],
             r["incident_title"],
-            local_time(r["due_at"], tz),
+            short_time(r["due_at"], tz),
             f"{r['escalation']}级",
         )
         for r in rep["overdue_items"]
@@ -265,7 +279,8 @@ def _reporting_blocks(pack: Mapping[str, Any], tz: ZoneInfo) -> list[Block]:
             Block(
                 "p",
                 f"今日报送首报{filed['initial']}份、续报{filed['followup']}份、"
-                f"终报{filed['final']}份。{zero['date']}" + zero_text(zero),
+                f"终报{filed['final']}份。"
+                + zero_text(zero, f"{chinese_date(date.fromisoformat(zero['date']))}零报告"),
             )
         )
     else:
@@ -575,6 +590,7 @@ def _css() -> str:
         "p{text-indent:2em;margin:0}"
         f"table{{border-collapse:collapse;width:100%;font-size:{SIZES_PT['table']}pt}}"
         "th,td{border:0.75pt solid #000;padding:2pt 4pt}"
+        "th{white-space:nowrap}tr{break-inside:avoid}"
         f"th{{font-family:{_family('heading')};font-weight:normal}}"
         ".sign{text-align:right;text-indent:0}"
         f".record{{border-top:1pt solid #{RED};border-bottom:1pt solid #{RED};"

@@ -281,7 +281,7 @@ def daily_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
         + _table(["事件", "乡镇", "类别", "等级", "首报时间"], open_rows, "无处置中事件")
         + f"<p>今日报送：首报{filed['initial']}份，续报{filed['followup']}份，"
         f"终报{filed['final']}份。</p>"
-        f"<p>{escape(zero['date'] + zero_text(zero))}</p>"
+        f"<p>{escape(zero_text(zero, zero['date'] + '零报告'))}</p>"
     )
     return _page(
         "突发事件信息日报" + mark,
