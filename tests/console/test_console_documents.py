@@ -69,7 +69,10 @@ def test_the_incident_view_downloads_its_bulletin(page: Any, slide: dict[str, An
     download = info.value
     assert download.suggested_filename == "信息专报_青石镇山体滑坡_首报.docx"
     text = paragraphs(download.path())
-    assert "关于青石镇山体滑坡的首报" in text and "三、已采取措施" in text
+    assert "关于青石镇山体滑坡的首报" in text
+    # The 首报's own elements travelled from intake with incident_reported.
+    assert "已转移群众40人，组织抢险队加固堤防。" in text and "需要沙袋2000条。" in text
+    assert "报送人：张伟（13800001111）" in text
     with page.expect_download(timeout=WAIT_MS) as info:
         page.click("#bulletin-pdf")
     pdf = info.value
