@@ -721,7 +721,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/summaries/situation",
-        summary="會商研判 situation pack for any period (JSON, HTML, .docx or PDF)",
+        summary="会商研判 situation pack for any period (JSON, HTML, .docx or PDF)",
         responses={
             200: {
                 "content": {
