@@ -44,6 +44,38 @@ def pdf_text(content: bytes) -> str:
     return re.sub(r"\s+", "", out.stdout.decode("utf-8"))
 
 
+def assert_official_layout(content: bytes) -> None:
+    """GB/T 9704 in the .docx: A4, its margins, the red 发文机关标志 in 小标宋, 仿宋 body."""
+    from docx.shared import Mm, RGBColor
+
+    document = docx.Document(io.BytesIO(content))
+    section = document.sections[0]
+    # Lengths are stored in twips: equal to a tenth of a millimetre.
+    for length, mm in (
+        (section.page_width, 210),
+        (section.page_height, 297),
+        (section.top_margin, 37),
+        (section.bottom_margin, 35),
+        (section.left_margin, 28),
+        (section.right_margin, 26),
+    ):
+        assert length is not None and abs(length - Mm(mm)) < Mm(0.1), (length, mm)
+    masthead = document.paragraphs[0].runs[0]
+    assert masthead.font.color.rgb == RGBColor(0xC0, 0x00, 0x00)
+    assert east_asian_font(masthead) == "方正小标宋简体"
+    body = next(p for p in document.paragraphs if p.text.startswith("本期共发生")).runs[0]
+    assert east_asian_font(body) == "仿宋_GB2312"
+    assert body.font.size is not None and body.font.size.pt == 16  # 三号
+
+
+def east_asian_font(run: Any) -> str | None:
+    """The font a run names for Chinese text (w:rFonts/@w:eastAsia)."""
+    from docx.oxml.ns import qn
+
+    value: str | None = run._element.get_or_add_rPr().get_or_add_rFonts().get(qn("w:eastAsia"))
+    return value
+
+
 def filename(response: Any) -> str:
     """The Chinese file name of a download (RFC 5987 ``filename*``)."""
     header = response.headers["content-disposition"]
@@ -138,6 +170,8 @@ def test_daily_report_as_docx_and_pdf_carries_every_element(rstack: Stack) -> No
         assert response.headers["content-type"] == (DOCX if fmt == "docx" else "application/pdf")
         assert filename(response) == f"安河县突发事件信息日报_2026-07-06.{fmt}"
         text = (docx_text if fmt == "docx" else pdf_text)(response.content)
+        if fmt == "docx":
+            assert_official_layout(response.content)
         for element in (
             "突发事件信息日报",
             "2026年第1期（暂定）",
