@@ -39,6 +39,36 @@ FONTS = {
     "body": ("仿宋_GB2312", "仿宋", "FangSong", "Noto Serif CJK SC"),
     "kai": ("楷体_GB2312", "楷体", "KaiTi", "Noto Serif CJK SC"),
 }
+# The children of w:pPr that must follow w:pBdr (ECMA-376 CT_PPrBase order).
+AFTER_PBDR = (
+    "w:shd",
+    "w:tabs",
+    "w:suppressAutoHyphens",
+    "w:kinsoku",
+    "w:wordWrap",
+    "w:overflowPunct",
+    "w:topLinePunct",
+    "w:autoSpaceDE",
+    "w:autoSpaceDN",
+    "w:bidi",
+    "w:adjustRightInd",
+    "w:snapToGrid",
+    "w:spacing",
+    "w:ind",
+    "w:contextualSpacing",
+    "w:mirrorIndents",
+    "w:suppressOverlap",
+    "w:jc",
+    "w:textDirection",
+    "w:textAlignment",
+    "w:textboxTightWrap",
+    "w:outlineLvl",
+    "w:divId",
+    "w:cnfStyle",
+    "w:rPr",
+    "w:sectPr",
+    "w:pPrChange",
+)
 SIZES_PT = {"masthead": 36, "title": 22, "body": 16, "table": 12, "note": 14}
 
 
@@ -474,15 +504,30 @@ def _para(doc: Any, text: str, role: str = "body", size: float | None = None, **
     return paragraph
 
 
-def _red_rule(paragraph: Any) -> None:
-    """A red line under a paragraph: GB/T 9704's 版头 separator."""
+def _rules(paragraph: Any, edges: Sequence[str], color: str, eighths: int) -> None:
+    """Lines above and/or below a paragraph (``edges``: top, bottom), ``eighths`` of a point
+    thick: the red 版头 separator and the 版记's lines."""
     p_pr = paragraph._p.get_or_add_pPr()
     border = p_pr.makeelement(qn("w:pBdr"), {})
-    bottom = border.makeelement(
-        qn("w:bottom"), {qn("w:val"): "single", qn("w:sz"): "12", qn("w:color"): RED}
-    )
-    border.append(bottom)
-    p_pr.append(border)
+    for edge in ("top", "bottom"):  # the schema's order within w:pBdr
+        if edge in edges:
+            line = {qn("w:val"): "single", qn("w:sz"): str(eighths), qn("w:color"): color}
+            border.append(border.makeelement(qn("w:" + edge), line))
+    # w:pPr's children have a fixed order; w:pBdr goes before w:shd, w:spacing, w:jc, …
+    p_pr.insert_element_before(border, *AFTER_PBDR)
+
+
+def _page_numbers(section: Any) -> None:
+    """Page numbers at the foot, centred, as 「— 1 —」 (GB/T 9704 页码)."""
+    paragraph = section.footer.paragraphs[0]
+    paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    _font(paragraph.add_run("— "), "body", 14)
+    field = paragraph._p.makeelement(qn("w:fldSimple"), {qn("w:instr"): "PAGE"})
+    paragraph._p.append(field)
+    _font(paragraph.add_run(" —"), "body", 14)
+    # The field sits between the two dashes.
+    paragraph._p.remove(field)
+    paragraph.runs[0]._element.addnext(field)
 
 
 def _docx_table(doc: Any, table: Table) -> None:
@@ -528,7 +573,7 @@ def to_docx(official: Official) -> bytes:
     _para(doc, official.masthead, "title", SIZES_PT["masthead"], align=center, red=True)
     _para(doc, official.issue_line, align=center)
     head = _para(doc, f"{official.issuer}　　签发人：{official.signer or '＿＿＿＿'}", align=right)
-    _red_rule(head)
+    _rules(head, ["bottom"], RED, 12)
     if official.title:
         _para(doc, official.title, "title", SIZES_PT["title"], align=center)
     for note in official.notes:
@@ -553,9 +598,12 @@ def to_docx(official: Official) -> bytes:
         f"审核人：{official.reviewer or '＿＿＿＿'}　　签发人：{official.signer or '＿＿＿＿'}",
         size=SIZES_PT["note"],
     )
+    closing = footer
     if official.contact:
-        _para(doc, official.contact, size=SIZES_PT["note"])
-    _red_rule(footer)
+        closing = _para(doc, official.contact, size=SIZES_PT["note"])
+    _rules(footer, ["top"], "000000", 8)
+    _rules(closing, ["bottom"], "000000", 8)
+    _page_numbers(section)
     _font_fallbacks(doc)
     doc.core_properties.title = official.title or official.masthead
     doc.core_properties.author = official.issuer
@@ -574,7 +622,9 @@ def _family(role: str) -> str:
 def _css() -> str:
     m = MARGINS_MM
     return (
-        f"@page{{size:A4;margin:{m['top']}mm {m['right']}mm {m['bottom']}mm {m['left']}mm}}"
+        f"@page{{size:A4;margin:{m['top']}mm {m['right']}mm {m['bottom']}mm {m['left']}mm;"
+        f"@bottom-center{{content:'— ' counter(page) ' —';font-family:{_family('body')};"
+        "font-size:14pt}}"
         f"body{{font-family:{_family('body')};font-size:{SIZES_PT['body']}pt;line-height:1.6}}"
         f".masthead{{font-family:{_family('title')};color:#{RED};font-size:"
         f"{SIZES_PT['masthead']}pt;text-align:center;margin:0}}"
@@ -593,7 +643,7 @@ def _css() -> str:
         "th{white-space:nowrap}tr{break-inside:avoid}"
         f"th{{font-family:{_family('heading')};font-weight:normal}}"
         ".sign{text-align:right;text-indent:0}"
-        f".record{{border-top:1pt solid #{RED};border-bottom:1pt solid #{RED};"
+        ".record{border-top:1pt solid #000;border-bottom:1pt solid #000;"
         f"font-size:{SIZES_PT['note']}pt;margin-top:16pt}}"
         ".record p{text-indent:0}"
         ".break{break-after:page}"

@@ -66,6 +66,9 @@ def assert_official_layout(content: bytes) -> None:
     body = next(p for p in document.paragraphs if p.text.startswith("本期共发生")).runs[0]
     assert east_asian_font(body) == "仿宋_GB2312"
     assert body.font.size is not None and body.font.size.pt == 16  # 三号
+    # 页码 in the footer: a PAGE field between dashes.
+    footer = section.footer.paragraphs[0]._p.xml
+    assert 'w:instr="PAGE"' in footer and "— " in footer
 
 
 def east_asian_font(run: Any) -> str | None:
@@ -172,6 +175,8 @@ def test_daily_report_as_docx_and_pdf_carries_every_element(rstack: Stack) -> No
         text = (docx_text if fmt == "docx" else pdf_text)(response.content)
         if fmt == "docx":
             assert_official_layout(response.content)
+        else:
+            assert "—1—" in text and "—2—" in text  # page numbers
         for element in (
             "突发事件信息日报",
             "2026年第1期（暂定）",
