@@ -103,6 +103,17 @@ class Channel(BaseModel):
     name: Text
 
 
+class IssuingOffice(BaseModel):
+    """The unit whose reports go upward (发文机关) and who signs and reviews them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=60, description="发文机关（报送单位）全称")
+    signer: str = Field(default="", max_length=50, description="签发人")
+    reviewer: str = Field(default="", max_length=50, description="审核人")
+    contact: Contact | None = Field(default=None, description="值班联系人及电话")
+
+
 class County(BaseModel):
     """The whole county file."""
 
@@ -122,6 +133,9 @@ class County(BaseModel):
     warehouses: list[Warehouse] = []
     departments: list[Department] = []
     warning_channels: list[Channel] = []
+    office: IssuingOffice | None = Field(
+        default=None, description="报送单位：日报、信息专报的发文机关、签发人和审核人"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> County:
@@ -141,6 +155,11 @@ class County(BaseModel):
             if len(set(ids)) != len(ids):
                 raise ValueError("team and warehouse ids must be unique")
         return self
+
+    @property
+    def issuing_office(self) -> IssuingOffice:
+        """The configured issuing unit, else the county's emergency office by its usual name."""
+        return self.office or IssuingOffice(name=f"{self.name}应急管理局")
 
     @cached_property
     def township_index(self) -> dict[str, Township]:

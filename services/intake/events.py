@@ -41,6 +41,14 @@ def incident_reported(clock: Clock, doc: Mapping[str, Any]) -> EventEnvelope:
         exercise=doc["exercise"],
         address=location.get("address"),
         dispute=doc.get("dispute"),
+        description=doc.get("description"),
+        scope=doc.get("scope"),
+        measures_taken=doc.get("measures_taken"),
+        needs=doc.get("needs"),
+        trend=doc.get("trend"),
+        source=doc.get("source"),
+        reporter=doc.get("reporter"),
+        approver=doc.get("approver"),
     )
     return make_event(clock, SOURCE, "incident_reported", payload, correlation_id=doc["_id"])
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
@@ -30,7 +30,17 @@ from libs.common.outbox import new_document
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
 from libs.common.text import Text
-from services.reporting import domain, engine, events, metrics, render, summaries, zero
+from services.reporting import (
+    bulletins,
+    documents,
+    domain,
+    engine,
+    events,
+    metrics,
+    render,
+    summaries,
+    zero,
+)
 from services.reporting.store import Store
 
 # One rule for falling figures, stated alike in this 422, the route's description and
@@ -411,12 +421,28 @@ def file_report(
     raise ApiError(409, "concurrent_report", "another report of this chain was filed; retry")
 
 
+def _document(official: documents.Official, fmt: str) -> Response:
+    """A .docx or PDF download with its Chinese file name (RFC 5987 ``filename*``)."""
+    content, media_type, filename = documents.render(official, fmt)
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": documents.disposition(filename)},
+    )
+
+
 # ---------------------------------------------------------------- router
 
 
 # format=html answers the printable page.
-PRINTABLE = {
-    "content": {"application/json": {}, "text/html": {"schema": {"type": "string"}}},
+# A summary as JSON, printable HTML, or an official document (.docx, PDF) to send upward.
+DOCUMENTS = {
+    "content": {
+        "application/json": {},
+        "text/html": {"schema": {"type": "string"}},
+        documents.DOCX_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        documents.PDF_TYPE: {"schema": {"type": "string", "format": "binary"}},
+    },
 }
 
 
@@ -449,13 +475,34 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/reports",
-        summary="The report chain of an incident: initial, follow-ups, final",
-        responses=errors(404),
+        summary="The report chain of an incident: initial, follow-ups, final (JSON, or the "
+        "信息专报 as .docx or PDF)",
+        responses={
+            **errors(404),
+            200: {
+                "content": {
+                    documents.DOCX_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                    documents.PDF_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
     )
     def list_reports(
-        incident_id: str = Query(min_length=1, description="事件編號"),
+        incident_id: str = Query(min_length=1, description="事件编号"),
+        format: Literal["json", "docx", "pdf"] = Query(
+            default="json",
+            description="json; docx or pdf: the 信息专报 of every report in the chain "
+            "(首报 / 续报第N次 / 终报), one per page",
+        ),
+        report_id: str | None = Query(
+            default=None,
+            max_length=200,
+            description="docx/pdf: only this report of the chain (an id from items[].id)",
+        ),
         principal: Principal = anyone,
-    ) -> dict[str, Any]:
+    ) -> Any:
+        if format != "json":
+            return _bulletin(incident_id, report_id, format, principal)
         incident = _visible_incident(store, principal, incident_id)
         items = [initial_view(incident)] + [report_view(r) for r in store.chain(incident_id)]
         return {
@@ -466,6 +513,28 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             "items": items,
             "next_cursor": None,
         }
+
+    def _bulletin(
+        incident_id: str, report_id: str | None, fmt: str, principal: Principal
+    ) -> Response:
+        incident = store.incident(incident_id)
+        # A township sees its own incidents only: another township's is as if unknown (404).
+        if incident is None or not principal.may_act_for(incident["township_code"]):
+            raise ApiError(
+                404,
+                "incident_unknown",
+                f"incident {incident_id} not found",
+                fields=[{"path": "query.incident_id", "reason": "unknown incident"}],
+            )
+        chain = bulletins.report_chain(ctx, store, incident, report_id)
+        if chain is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"report {report_id} is not in the chain of incident {incident_id}",
+                fields=[{"path": "query.report_id", "reason": "not a report of this incident"}],
+            )
+        return _document(documents.bulletin_document(chain, tz()), fmt)
 
     @router.get("/v1/reports/{report_id}", summary="One follow-up or final report")
     def read_report(report_id: str, principal: Principal = anyone) -> dict[str, Any]:
@@ -644,20 +713,27 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/summaries/daily",
-        summary="Daily situation report (JSON or printable HTML)",
-        responses={200: PRINTABLE},
+        summary="Daily situation report (JSON, printable HTML, or .docx / PDF to send upward)",
+        responses={200: DOCUMENTS},
     )
     def daily_summary(
         date: Day,
-        format: Literal["json", "html"] = Query(default="json", description="json 或 html"),
+        format: Literal["json", "html", "docx", "pdf"] = Query(
+            default="json", description="json、html、docx（公文格式）或 pdf"
+        ),
         principal: Principal = readers,
     ) -> Any:
         day = date
         published = store.summaries.find_one({"_id": f"daily:{day.isoformat()}"})
         pack = summaries.daily(ctx, store, day)
         pack["published_at"] = published["published_at"] if published else None
+        if published and "issue_number" in published["content"]:
+            # 第N期 stays what it was when the report went out.
+            pack["issue_number"] = published["content"]["issue_number"]
         if format == "html":
             return HTMLResponse(render.daily_html(pack, ctx.county.name, tz()))
+        if format in ("docx", "pdf"):
+            return _document(documents.daily_document(pack, tz()), format)
         return pack
 
     @router.post(
@@ -687,13 +763,15 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/summaries/situation",
-        summary="會商研判 situation pack for any period",
-        responses={200: PRINTABLE},
+        summary="会商研判 situation pack for any period (JSON, HTML, .docx or PDF)",
+        responses={200: DOCUMENTS},
     )
     def situation(
-        from_: Annotated[UtcTime, Query(alias="from", description="起始時間（含時區）")],
-        to: Annotated[UtcTime, Query(description="截止時間（含時區，不含）")],
-        format: Literal["json", "html"] = Query(default="json", description="json 或 html"),
+        from_: Annotated[UtcTime, Query(alias="from", description="起始时间（含时区）")],
+        to: Annotated[UtcTime, Query(description="截止时间（含时区，不含）")],
+        format: Literal["json", "html", "docx", "pdf"] = Query(
+            default="json", description="json、html、docx（公文格式）或 pdf"
+        ),
         principal: Principal = readers,
     ) -> Any:
         start, end = _aware(from_, "query.from"), _aware(to, "query.to")
@@ -705,6 +783,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         pack = summaries.situation(ctx, store, start, end)
         if format == "html":
             return HTMLResponse(render.situation_html(pack, ctx.county.name, tz()))
+        if format in ("docx", "pdf"):
+            return _document(documents.situation_document(pack, tz()), format)
         return pack
 
     @router.get("/v1/scores", summary="Monthly reporting scores per township (篇6)")

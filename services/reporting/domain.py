@@ -74,6 +74,44 @@ DEADLINE_KIND_LABELS = {
     "final": "终报",
 }
 TIME_BANDS = ((0, 6), (6, 12), (12, 18), (18, 24))
+# Warning hazards (预警类别) by their Chinese names, as the warning service's rules.yaml has them.
+HAZARD_LABELS = {
+    "rainstorm": "暴雨",
+    "typhoon": "台风",
+    "lightning": "雷电",
+    "heat": "高温",
+    "cold": "寒潮",
+    "hail": "冰雹",
+    "fog": "大雾",
+    "wind": "大风",
+    "snow": "暴雪",
+    "flood": "洪水",
+    "drought": "干旱",
+    "geological": "地质灾害",
+    "earthquake": "地震",
+    "forest_fire": "森林火险",
+    "public_health": "突发公共卫生事件",
+    "hazmat": "危险化学品",
+    "production_accident": "安全生产",
+    "traffic": "交通",
+    "other": "其他",
+}
+
+
+def chain_label(kind: str, number: int | None) -> str:
+    """The place of a report in its chain: 首报, 续报第N次 or 终报."""
+    if kind == "initial":
+        return "首报"
+    if kind == "final":
+        return "终报"
+    return f"续报第{number}次" if number else "续报"
+
+
+def issue_number(day: date, counted_from: date) -> int:
+    """第N期 of a day's report: its place among the year's days from the year's first day (or
+    the county's start date, when later), so the number never changes once issued."""
+    first = max(date(day.year, 1, 1), counted_from)
+    return max(1, (day - first).days + 1)
 
 
 # ---------------------------------------------------------------- report elements

@@ -95,6 +95,20 @@ def record_incident(ctx: ServiceContext, store: Store, envelope: EventEnvelope) 
         "casualties": p.get("casualties") or {},
         "affected": p.get("affected") or {},
         "people_involved": p.get("people_involved", 0),
+        "initial_report": {
+            name: p.get(name)
+            for name in (
+                "address",
+                "description",
+                "scope",
+                "measures_taken",
+                "needs",
+                "trend",
+                "source",
+                "reporter",
+                "approver",
+            )
+        },
         "current": {
             "casualties": p.get("casualties") or {},
             "affected": p.get("affected") or {},

@@ -188,7 +188,42 @@ async function api(path, { method = "GET", body, as = "json" } = {}) {
     }
     throw new ApiError(res.status, code, message);
   }
+  if (as === "file") return { blob: await res.blob(), name: fileName(res) };
   return as === "text" ? res.text() : res.json();
+}
+
+// The Chinese file name of a download (RFC 5987 filename*), else the plain one.
+function fileName(res) {
+  const header = res.headers.get("Content-Disposition") || "";
+  const star = /filename\*=UTF-8''([^;]+)/i.exec(header);
+  if (star) return decodeURIComponent(star[1]);
+  const plain = /filename="([^"]+)"/i.exec(header);
+  return plain ? plain[1] : "download";
+}
+
+// Fetches a document with the key (a plain link would carry none) and saves it under its name.
+async function download(path) {
+  try {
+    const { blob, name } = await api(path, { as: "file" });
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (err) {
+    if (err.status !== 401) showBanner(`${t("download.failed")}: ${err.message}`);
+  }
+}
+
+function downloadSummary(format) {
+  const date = state.context?.today || "";
+  return download(`/v1/summaries/daily?date=${encodeURIComponent(date)}&format=${format}`);
+}
+
+function downloadBulletin(format) {
+  if (!state.detailId) return undefined;
+  return download(`/v1/reports?incident_id=${encodeURIComponent(state.detailId)}&format=${format}`);
 }
 
 // Every item of a cursor-paginated list (up to MAX_PAGES pages).
@@ -1057,7 +1092,8 @@ function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  for (const id of ["who", "summary-btn", "exercise-toggle", "logout-btn", "live"]) $(id).hidden = true;
+  const headerItems = ["who", "summary-btn", "summary-docx", "summary-pdf", "exercise-toggle"];
+  for (const id of [...headerItems, "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
   $("key-input").focus();
@@ -1071,6 +1107,8 @@ function showBoard() {
   who.textContent = `${me.name} · ${label("role", me.role)}${me.township_code ? " · " + townshipName(me.township_code) : ""}`;
   who.hidden = false;
   $("summary-btn").hidden = me.role === "township";
+  $("summary-docx").hidden = me.role === "township";
+  $("summary-pdf").hidden = me.role === "township";
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1171,6 +1209,10 @@ function init() {
   $("lang-btn").addEventListener("click", () => applyLang(lang() === "zh" ? "en" : "zh"));
   $("logout-btn").addEventListener("click", () => logout(""));
   $("summary-btn").addEventListener("click", openSummary);
+  $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
+  $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
+  $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));
+  $("bulletin-pdf").addEventListener("click", () => downloadBulletin("pdf"));
   state.showExercise = localStorage.getItem(EXERCISE_STORE) === "1";
   $("exercise-input").addEventListener("change", (event) => {
     state.showExercise = event.target.checked;
