@@ -319,7 +319,7 @@ def test_refused_nothing_to_report_attempts_are_listed_for_the_duty_office(rstac
     assert refusal(backwards) == (422, "invalid", ["query.from"])
     too_long = contradictions(rstack, **{"from": "2026-01-01", "to": "2026-07-06"})
     assert refusal(too_long) == (422, "invalid", ["query.from"])
-    assert refusal(contradictions(rstack, to="07/06")) == (422, "invalid", ["query.to"])
+    assert refusal(contradictions(rstack, to="07/06")) == (422, "validation_failed", ["query.to"])
 
 
 def test_zero_reports_missed_during_a_downtime_are_raised_on_restart(rstack: Stack) -> None:
