@@ -297,7 +297,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     names = ", ".join(spec.name for spec in runtime.specs)
     app = FastAPI(
-        title="Yingji 應急 — county emergency coordination API",
+        title="Yingji 应急 — county emergency coordination API",
         version="1.0",
         description=f"Services in this process: {names}. Auth: `Authorization: Bearer <api key>`.",
         lifespan=lifespan,

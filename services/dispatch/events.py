@@ -88,7 +88,7 @@ def _plan_correlation(plan: Mapping[str, Any]) -> str:
 def plan_activated(
     clock: Clock, plan: Mapping[str, Any], causation_id: str | None = None
 ) -> EventEnvelope:
-    """A response plan (預案) was activated and its teams put on standby."""
+    """A response plan (预案) was activated and its teams put on standby."""
     return make_event(
         clock,
         SOURCE,
@@ -211,7 +211,7 @@ def assignment_escalated(
 
 
 def assignment_overdue(clock: Clock, assignment: Mapping[str, Any]) -> EventEnvelope:
-    """An assignment passed its deadline unresolved (督辦)."""
+    """An assignment passed its deadline unresolved (督办)."""
     return make_event(
         clock,
         SOURCE,

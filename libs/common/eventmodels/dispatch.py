@@ -54,7 +54,7 @@ class StockLowV1(EventPayload):
 
 @event_model("dispatch", "plan_activated")
 class PlanActivatedV1(EventPayload):
-    """A response plan (預案) was activated."""
+    """A response plan (预案) was activated."""
 
     plan_id: str
     level: int
@@ -96,7 +96,7 @@ class PlanEndedV1(EventPayload):
 
 @event_model("dispatch", "assignment_created")
 class AssignmentCreatedV1(EventPayload):
-    """A dispute was assigned to a responsible leader and unit (統一指派)."""
+    """A dispute was assigned to a responsible leader and unit (统一指派)."""
 
     assignment_id: str
     incident_id: str
@@ -124,7 +124,7 @@ class AssignmentEscalatedV1(EventPayload):
 
 @event_model("dispatch", "assignment_overdue")
 class AssignmentOverdueV1(EventPayload):
-    """An assignment passed its deadline unresolved (督辦)."""
+    """An assignment passed its deadline unresolved (督办)."""
 
     assignment_id: str
     incident_id: str
