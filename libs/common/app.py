@@ -21,6 +21,7 @@ from libs.common.clock import Clock, SystemClock
 from libs.common.county import County, load_county
 from libs.common.errors import BodyLimitMiddleware, install_error_handlers
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
+from libs.common.offline_docs import install_offline_docs
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
 from libs.common.platform_api import build_platform_router
 from libs.common.ratelimit import RateLimitMiddleware, TokenBucketLimiter
@@ -303,6 +304,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    install_offline_docs(app)
     runtime.prepare()
 
     route_owner: dict[str, str] = {}
