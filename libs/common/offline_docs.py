@@ -12,9 +12,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from libs.common.errors import not_found
 
@@ -62,8 +62,9 @@ def install_offline_docs(app: FastAPI) -> None:
     ]
     favicon = asset_url("favicon-32x32.png")
 
-    @app.get(docs_url, include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
+    # Plain routes, as FastAPI registers its own docs pages: outside the OpenAPI document and
+    # open to everyone, like the document itself.
+    async def swagger_ui(_: Request) -> Response:
         return get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} — Swagger UI",
@@ -74,8 +75,7 @@ def install_offline_docs(app: FastAPI) -> None:
             swagger_ui_parameters={**(app.swagger_ui_parameters or {}), **SWAGGER_PARAMETERS},
         )
 
-    @app.get(redoc_url, include_in_schema=False)
-    def redoc() -> HTMLResponse:
+    async def redoc(_: Request) -> Response:
         return get_redoc_html(
             openapi_url=openapi_url,
             title=f"{app.title} — ReDoc",
@@ -84,9 +84,13 @@ def install_offline_docs(app: FastAPI) -> None:
             with_google_fonts=False,
         )
 
-    @app.get(f"{ASSET_PREFIX}/{{name}}", include_in_schema=False)
-    def docs_asset(name: str) -> Response:
+    async def docs_asset(request: Request) -> Response:
+        name = request.path_params["name"]
         media_type = ASSET_TYPES.get(name)
         if media_type is None:
             raise not_found("docs asset", name)
         return Response(asset_bytes(name), media_type=media_type, headers=ASSET_CACHE)
+
+    app.add_route(docs_url, swagger_ui, include_in_schema=False)
+    app.add_route(redoc_url, redoc, include_in_schema=False)
+    app.add_route(f"{ASSET_PREFIX}/{{name}}", docs_asset, include_in_schema=False)
