@@ -21,6 +21,7 @@ from libs.common.clock import Clock, SystemClock
 from libs.common.county import County, load_county
 from libs.common.errors import BodyLimitMiddleware, install_error_handlers
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
+from libs.common.metrics_start import start_at_zero
 from libs.common.offline_docs import install_offline_docs
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
 from libs.common.platform_api import build_platform_router
@@ -341,6 +342,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    start_at_zero(runtime, app.routes, route_owner)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes, service=PLATFORM
     )
