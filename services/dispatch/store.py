@@ -849,7 +849,13 @@ class DispatchStore:
     ) -> bool:
         """Step a plan up or down; applied once per ``applied_id``."""
         event = events.plan_changed(
-            self.clock, plan, plan["level"], level, reason.text, causation_id=applied_id
+            self.clock,
+            plan,
+            plan["level"],
+            level,
+            reason.text,
+            causation_id=applied_id,
+            reason_label=reason.label,
         )
         done = apply_once(
             self.plans,
@@ -885,7 +891,12 @@ class DispatchStore:
         if plan["status"] == "active":
             released = self._standby_of(plan["_id"])
             event = events.plan_ended(
-                self.clock, plan, reason.text, released, causation_id=applied_id
+                self.clock,
+                plan,
+                reason.text,
+                released,
+                causation_id=applied_id,
+                reason_label=reason.label,
             )
             done = apply_once(
                 self.plans,

@@ -85,6 +85,7 @@ def test_orange_warning_activates_then_steps_down_then_ends(dstack: Stack) -> No
     assert len(_published(dstack, "plan_changed")) == 1
     ended = _published(dstack, "plan_ended")
     assert len(ended) == 1 and ended[0]["payload"]["teams_released"] == ["T04"]
+    assert ended[0]["payload"]["reason_label"] == "预警已解除：解除"
     assert ended[0]["causation_id"] == lifted.event_id
 
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from opencc import OpenCC
 
+from services.reporting.handlers import summarise
 from tests.console.support import warning_body
 from tests.support.bodies import incident_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
@@ -179,6 +180,15 @@ def test_labels_the_issue_named_are_simplified(stack: Stack, seeded: dict[str, s
     plans = ok(stack.call("GET", "/v1/plans"))["items"]
     assert {p["level_label"] for p in plans} <= {"Ⅰ级响应", "Ⅱ级响应", "Ⅲ级响应", "Ⅳ级响应"}
     assert all(traditional(p["reason_label"]) == [] for p in plans)
+
+
+def test_timeline_names_plan_reasons_in_chinese() -> None:
+    payload = {
+        "plan_id": "p1",
+        "reason": "warning lifted: 雨停",
+        "reason_label": "预警已解除：雨停",
+    }
+    assert summarise("plan_ended", payload) == "预案终止：预警已解除：雨停"
 
 
 def test_daily_summary_html_is_simplified(stack: Stack, seeded: dict[str, str]) -> None:

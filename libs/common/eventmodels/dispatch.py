@@ -67,6 +67,7 @@ class PlanActivatedV1(EventPayload):
     hazard: str | None = None
     scope: str | None = None
     reason: str | None = None
+    reason_label: str | None = None  # the reason in Chinese (the operator's words, or the rule's)
     activated_by: str | None = None
     exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
@@ -79,6 +80,7 @@ class PlanChangedV1(EventPayload):
     old_level: int
     level: int
     reason: str
+    reason_label: str | None = None
     exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
@@ -88,6 +90,7 @@ class PlanEndedV1(EventPayload):
 
     plan_id: str
     reason: str
+    reason_label: str | None = None
     incident_id: str | None = None
     warning_id: str | None = None
     teams_released: list[str] = []
