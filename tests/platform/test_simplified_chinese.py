@@ -20,7 +20,8 @@ from opencc import OpenCC
 
 from services.reporting.handlers import summarise
 from tests.console.support import warning_body
-from tests.support.bodies import incident_body
+from tests.reporting.support import report_body
+from tests.support.bodies import INCIDENT, incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +68,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def seeded(stack: Stack) -> dict[str, str]:
-    """Incidents (escalated, grade Ⅱ), a red warning approved, a plan, a follow-up, a dispatch."""
+    """Incidents (escalated, grade Ⅱ), a red warning approved, its plan, a dispatch, a follow-up
+    report and a zero report."""
     now = stack.clock.now()
     ids: dict[str, str] = {}
     ids["incident_id"] = ok(
@@ -113,6 +115,19 @@ def seeded(stack: Stack) -> dict[str, str]:
     )["id"]
     stack.settle()
     ids["plan_id"] = ok(stack.call("GET", "/v1/plans"))["items"][0]["id"]
+    followup = report_body(
+        ids["incident_id"],
+        "followup",
+        casualties=INCIDENT["casualties"],
+        affected={**INCIDENT["affected"], "people_evacuated": 60},
+    )
+    ids["report_id"] = ok(stack.call("POST", "/v1/reports", who="township_a", json=followup))["id"]
+    today = stack.clock.now().astimezone(SHANGHAI).date()
+    quiet = next(
+        t.code for t in stack.runtime.county.townships if t.code not in (TOWNSHIP_A, TOWNSHIP_B)
+    )
+    ok(stack.call("POST", "/v1/zero-reports", json=zero_report_body(quiet, today)))
+    stack.settle()
     return ids
 
 
