@@ -19,7 +19,7 @@ def _banner(settings: Settings, key: str | None, services: Sequence[str]) -> str
     base = f"http://{settings.host}:{settings.port}"
     lines = [
         "",
-        f"Yingji 應急 is running ({', '.join(services)})",
+        f"Yingji 应急 is running ({', '.join(services)})",
         f"  API      {base}/v1/",
         f"  Docs     {base}/docs",
         f"  Console  {base}/console",
@@ -131,7 +131,7 @@ def cmd_drill(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    top = argparse.ArgumentParser(prog="yingji", description="Yingji 應急 emergency platform")
+    top = argparse.ArgumentParser(prog="yingji", description="Yingji 应急 emergency platform")
     commands = top.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run everything in one process (embedded)")

@@ -23,6 +23,8 @@ from libs.common.county import County, load_county
 from libs.common.errors import BodyLimitMiddleware, install_error_handlers
 from libs.common.hazards import HAZARDS
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
+from libs.common.metrics_start import start_at_zero
+from libs.common.offline_docs import install_offline_docs
 from libs.common.openapi import Contract, OptionsMiddleware, each_one_of, install_openapi, one_of
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
 from libs.common.pagination import CursorScopeMiddleware, load_cursor_secret
@@ -302,12 +304,13 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     names = ", ".join(spec.name for spec in runtime.specs)
     app = FastAPI(
-        title="Yingji 應急 — county emergency coordination API",
+        title="Yingji 应急 — county emergency coordination API",
         version="1.0",
         description=f"Services in this process: {names}. Auth: `Authorization: Bearer <api key>`.",
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    install_offline_docs(app)
     runtime.prepare()
 
     route_owner: dict[str, str] = {}
@@ -352,6 +355,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     install_openapi(app, lambda: contract_of(runtime))
 
+    start_at_zero(runtime, app.routes, route_owner)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes, service=PLATFORM
     )

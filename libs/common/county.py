@@ -28,7 +28,7 @@ class Contact(BaseModel):
 
 
 class Township(BaseModel):
-    """A township or street (鄉鎮/街道) identified by its 9-digit GB/T 2260-style code."""
+    """A township or street (乡镇/街道) identified by its 9-digit GB/T 2260-style code."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +52,7 @@ class StockLine(BaseModel):
 
 
 class Warehouse(BaseModel):
-    """An emergency supplies store (應急物資儲備庫)."""
+    """An emergency supplies store (应急物资储备库)."""
 
     model_config = ConfigDict(extra="forbid")
 

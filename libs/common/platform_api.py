@@ -24,7 +24,7 @@ class KeyRequest(BaseModel):
     role: Role = Field(description="admin, leader, operator, department or township")
     name: Text = Field(min_length=1, max_length=100, description="who holds the key")
     township_code: str | None = Field(
-        default=None, pattern=r"^\d{9}$", description="required for township keys (鄉鎮代碼)"
+        default=None, pattern=r"^\d{9}$", description="required for township keys (乡镇代码)"
     )
     hazards: list[Text] = Field(
         default_factory=list, description="hazard categories a department key may warn about"

@@ -32,7 +32,7 @@ def repair(store: DispatchStore) -> dict[str, int]:
 
 
 def overdue(store: DispatchStore) -> int:
-    """The 督辦 job: flag assignments past their deadline (once each)."""
+    """The 督办 job: flag assignments past their deadline (once each)."""
     flagged = store.scan_overdue()
     refresh(store)
     return flagged

@@ -215,7 +215,7 @@ def _figures(payload: FollowupFiledV1 | FinalReportFiledV1) -> dict[str, Any]:
 def on_followup_filed(
     ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
 ) -> Callable[[EventEnvelope], bool]:
-    """續報 figures become the incident's facts; a higher grade re-grades it (upgrades only)."""
+    """续报 figures become the incident's facts; a higher grade re-grades it (upgrades only)."""
 
     def handle(envelope: EventEnvelope) -> bool:
         payload: Any = parse_payload(envelope)
@@ -227,7 +227,7 @@ def on_followup_filed(
             envelope,
             incident_id=payload.incident_id,
             figures=figures,
-            label=f"續報 {payload.number} ({payload.report_id})",
+            label=f"续报 {payload.number} ({payload.report_id})",
             number=payload.number,
         )
 
@@ -237,7 +237,7 @@ def on_followup_filed(
 def on_final_report_filed(
     ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
 ) -> Callable[[EventEnvelope], bool]:
-    """終報 closes the incident (closed_by ``final_report``), upgrading first if its figures do."""
+    """终报 closes the incident (closed_by ``final_report``), upgrading first if its figures do."""
 
     def handle(envelope: EventEnvelope) -> bool:
         payload: Any = parse_payload(envelope)
@@ -249,7 +249,7 @@ def on_final_report_filed(
             envelope,
             incident_id=payload.incident_id,
             figures=figures,
-            label=f"終報 ({payload.report_id})",
+            label=f"终报 ({payload.report_id})",
             close=True,
         )
 

@@ -18,6 +18,7 @@ def setup(ctx: ServiceContext) -> None:
     """Check the configuration (a bad grading table stops start-up) and create indexes."""
     load_config(ctx)
     IncidentStore(ctx.db).ensure_indexes()
+    metrics.start_at_zero([t.code for t in ctx.county.townships])
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:

@@ -1,4 +1,4 @@
-"""Pure analysis: the situation pack (會商研判), its recommendation rules, and monthly scores."""
+"""Pure analysis: the situation pack (会商研判), its recommendation rules, and monthly scores."""
 
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def trend(current: int, previous: int) -> dict[str, Any]:
 
 
 def situation_pack(inputs: PackInputs) -> dict[str, Any]:
-    """The 會商研判 pack: statistics, trend, hot spots, warnings, response, discipline, advice."""
+    """The 会商研判 pack: statistics, trend, hot spots, warnings, response, discipline, advice."""
     breakdown = incident_breakdown(inputs.incidents, inputs.township_names, inputs.tz)
     total = breakdown["total"]
     hot_spots = [

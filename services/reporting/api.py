@@ -72,12 +72,12 @@ FigurePath = Literal[
 
 
 class Person(BaseModel):
-    """A named person with a contact number (篇6: 審簽人及報送人姓名、聯繫方式)."""
+    """A named person with a contact number (篇6: 审签人及报送人姓名、联系方式)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: Text | None = Field(default=None, max_length=50, description="姓名")
-    phone: str | None = Field(default=None, pattern=PHONE, description="聯繫電話")
+    phone: str | None = Field(default=None, pattern=PHONE, description="联系电话")
 
 
 class Signatory(BaseModel):
@@ -90,39 +90,39 @@ class Signatory(BaseModel):
 
 
 class Correction(BaseModel):
-    """Why a figure is lower than in the previous report (核減說明)."""
+    """Why a figure is lower than in the previous report (核减说明)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    field: FigurePath = Field(description="核減的數字字段，如 casualties.deaths")
-    reason: Text = Field(min_length=2, max_length=300, description="核減原因（如：經核實重複統計）")
+    field: FigurePath = Field(description="核减的数字字段，如 casualties.deaths")
+    reason: Text = Field(min_length=2, max_length=300, description="核减原因（如：经核实重复统计）")
 
 
 class ReportIn(BaseModel):
-    """A follow-up (續報) or final (終報) report."""
+    """A follow-up (续报) or final (终报) report."""
 
     model_config = ConfigDict(extra="forbid")
 
-    incident_id: Text = Field(min_length=1, max_length=100, description="事件編號")
-    kind: Literal["followup", "final"] = Field(description="報告類型：followup 續報，final 終報")
-    casualties: Casualties | None = Field(default=None, description="人員傷亡（災害後果）")
-    affected: Affected | None = Field(default=None, description="影響範圍與損失（災害後果）")
-    people_involved: int | None = Field(default=None, ge=0, description="涉及人數")
+    incident_id: Text = Field(min_length=1, max_length=100, description="事件编号")
+    kind: Literal["followup", "final"] = Field(description="报告类型：followup 续报，final 终报")
+    casualties: Casualties | None = Field(default=None, description="人员伤亡（灾害后果）")
+    affected: Affected | None = Field(default=None, description="影响范围与损失（灾害后果）")
+    people_involved: int | None = Field(default=None, ge=0, description="涉及人数")
     progress: Text | None = Field(
-        default=None, max_length=5000, description="處置進展與發展態勢（單項信息≤500字，篇6）"
+        default=None, max_length=5000, description="处置进展与发展态势（单项信息≤500字，篇6）"
     )
-    measures_taken: Text | None = Field(default=None, max_length=5000, description="採取的措施")
+    measures_taken: Text | None = Field(default=None, max_length=5000, description="采取的措施")
     needs: Text | None = Field(
-        default=None, max_length=5000, description="存在的困難和需求、請求協調事項"
+        default=None, max_length=5000, description="存在的困难和需求、请求协调事项"
     )
     change_note: Text | None = Field(
-        default=None, max_length=5000, description="與上次報告相比的變化說明（可選）"
+        default=None, max_length=5000, description="与上次报告相比的变化说明（可选）"
     )
     corrections: list[Correction] = Field(
-        default_factory=list, max_length=20, description="數字下降時的核減說明，每個下降字段一條"
+        default_factory=list, max_length=20, description="数字下降时的核减说明，每个下降字段一条"
     )
-    reporter: Person | None = Field(default=None, description="報送人")
-    approver: Person | None = Field(default=None, description="審簽人")
+    reporter: Person | None = Field(default=None, description="报送人")
+    approver: Person | None = Field(default=None, description="审签人")
     exercise: bool | None = Field(
         default=None,
         description="演练 drill report: when given, must match the incident's own drill flag",
@@ -130,15 +130,15 @@ class ReportIn(BaseModel):
 
 
 class ZeroReportIn(BaseModel):
-    """A township's daily zero report (零報告)."""
+    """A township's daily zero report (零报告)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    township_code: str = Field(pattern=r"^\d{9}$", description="鄉鎮代碼")
-    date: dt.date = Field(description="所報日期（當地日期，次日08:00前報送）")
-    nothing_to_report: bool = Field(description="無事可報（零報告）")
+    township_code: str = Field(pattern=r"^\d{9}$", description="乡镇代码")
+    date: dt.date = Field(description="所报日期（当地日期，次日08:00前报送）")
+    nothing_to_report: bool = Field(description="无事可报（零报告）")
     incident_ids: list[Text] = Field(
-        default_factory=list, max_length=200, description="當日已報送的事件編號"
+        default_factory=list, max_length=200, description="当日已报送的事件编号"
     )
     exercise: bool = Field(
         default=False,
@@ -179,7 +179,7 @@ def report_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def initial_view(incident: dict[str, Any]) -> dict[str, Any]:
-    """The initial report (首報) as intake announced it."""
+    """The initial report (首报) as intake announced it."""
     return {
         "id": f"{incident['_id']}:initial",
         "incident_id": incident["_id"],
@@ -546,16 +546,16 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/v1/deadlines", summary="Report deadlines by status and township")
     def list_deadlines(
         status: Literal["pending", "overdue", "met", "missed", "cancelled"] | None = Query(
-            default=None, description="狀態"
+            default=None, description="状态"
         ),
-        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="鄉鎮代碼"),
-        incident_id: str | None = Query(default=None, description="事件編號"),
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
+        incident_id: str | None = Query(default=None, description="事件编号"),
         kind: Literal["initial", "followup", "escalation", "final"] | None = Query(
-            default=None, description="類型"
+            default=None, description="类型"
         ),
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = Query(default=50, ge=1, le=200, description="每頁條數"),
-        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        limit: int = Query(default=50, ge=1, le=200, description="每页条数"),
+        cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
@@ -645,8 +645,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/v1/timeline/{incident_id}", summary="Every event about an incident, in order")
     def timeline(
         incident_id: str,
-        limit: int = Query(default=200, ge=1, le=200, description="每頁條數"),
-        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        limit: int = Query(default=200, ge=1, le=200, description="每页条数"),
+        cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         incident = store.incident(incident_id)
@@ -672,14 +672,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/v1/audit", summary="Audit trail of every event, for inspectors")
     def audit(
-        from_: UtcTime | None = Query(default=None, alias="from", description="起始時間（含時區）"),
-        to: UtcTime | None = Query(default=None, description="截止時間（含時區，不含）"),
-        event_type: str | None = Query(default=None, description="事件類型"),
-        source: str | None = Query(default=None, description="來源服務"),
-        incident_id: str | None = Query(default=None, description="事件編號"),
-        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="鄉鎮代碼"),
-        limit: int = Query(default=100, ge=1, le=200, description="每頁條數"),
-        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        from_: UtcTime | None = Query(default=None, alias="from", description="起始时间（含时区）"),
+        to: UtcTime | None = Query(default=None, description="截止时间（含时区，不含）"),
+        event_type: str | None = Query(default=None, description="事件类型"),
+        source: str | None = Query(default=None, description="来源服务"),
+        incident_id: str | None = Query(default=None, description="事件编号"),
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
+        limit: int = Query(default=100, ge=1, le=200, description="每页条数"),
+        cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = inspectors,
     ) -> dict[str, Any]:
         start, end = _aware(from_, "query.from"), _aware(to, "query.to")

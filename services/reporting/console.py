@@ -299,7 +299,7 @@ def build_console_router(
 
     @router.get(
         "/v1/stream",
-        summary="Live timeline events (Server-Sent Events) 實時動態",
+        summary="Live timeline events (Server-Sent Events) 实时动态",
         description=(
             "`text/event-stream`: one `event: <event_type>` message per event recorded in the "
             "timeline after the stream opened, with the event as JSON data (`event_id, "

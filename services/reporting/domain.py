@@ -14,7 +14,7 @@ from libs.common.clock import as_utc
 from libs.common.profiles import DeadlineProfile, GradeLimits
 from libs.common.signatures import same_person_errors
 
-# 篇6: 原則上綜合信息不超過1500字，單項工作信息不超過500字.
+# 篇6: 原则上综合信息不超过1500字，单项工作信息不超过500字.
 SINGLE_ITEM_MAX_CHARS = 500
 COMPREHENSIVE_MAX_CHARS = 1500
 
@@ -171,7 +171,7 @@ def length_errors(report: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def same_person_error(report: Mapping[str, Any]) -> list[dict[str, str]]:
-    """誰提供、誰審核 (篇6): the approver must be someone other than the submitter."""
+    """谁提供、谁审核 (篇6): the approver must be someone other than the submitter."""
     return same_person_errors(report.get("reporter"), report.get("approver"))
 
 
@@ -228,7 +228,7 @@ def fallen_figures(previous: Mapping[str, float], current: Mapping[str, float]) 
 def correction_errors(
     fallen: Sequence[str], corrections: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, str]]:
-    """A lowered figure needs a correction naming it with a reason (核減說明); none may be spare.
+    """A lowered figure needs a correction naming it with a reason (核减说明); none may be spare.
 
     The rule: for every fallen figure there is an entry ``{field: <path>, reason: <text>}`` in
     ``corrections``; an entry for a figure that did not fall, or named twice, is refused too, so
@@ -285,7 +285,7 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def time_band(moment: datetime, tz: ZoneInfo) -> str:
-    """The 6-hour local time band of a moment (篇10 時段), e.g. ``06–12``."""
+    """The 6-hour local time band of a moment (篇10 时段), e.g. ``06–12``."""
     hour = as_utc(moment).astimezone(tz).hour
     for start, end in TIME_BANDS:
         if start <= hour < end:
@@ -297,7 +297,7 @@ def time_band(moment: datetime, tz: ZoneInfo) -> str:
 
 
 def initial_due(discovered_at: datetime, limits: GradeLimits) -> datetime:
-    """The initial written report (首報) is due this long after discovery."""
+    """The initial written report (首报) is due this long after discovery."""
     return as_utc(discovered_at) + timedelta(minutes=limits.initial_minutes)
 
 
@@ -322,7 +322,7 @@ def first_followup(reported_at: datetime, limits: GradeLimits, tz: ZoneInfo) -> 
 
 
 def final_due(response_ended_at: datetime, limits: GradeLimits) -> datetime:
-    """The final report (終報) is due this many days after the response ended."""
+    """The final report (终报) is due this many days after the response ended."""
     return as_utc(response_ended_at) + timedelta(days=limits.final_days)
 
 
@@ -392,7 +392,7 @@ def zero_report_errors(
 # Queues deliver in any order (a backlog, a restart, a retry). These rules make every read
 # model end in the same state whatever order the events about one incident or plan arrive in.
 
-# Changes to an incident that only mean something once its initial report (首報) is known: they
+# Changes to an incident that only mean something once its initial report (首报) is known: they
 # wait with the incident (parked) until it arrives, then apply in the order they occurred.
 NEEDS_INITIAL_REPORT = frozenset({"incident_regraded", "incident_closed", "incident_merged"})
 

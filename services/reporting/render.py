@@ -247,7 +247,7 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
 
 
 def situation_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
-    """The 會商研判 pack as a printable page."""
+    """The 会商研判 pack as a printable page."""
     period = pack["period"]
     subtitle = f"{county}　{_t(period['from'], tz)} 至 {_t(period['to'], tz)}"
     return _page(

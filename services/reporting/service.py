@@ -19,7 +19,7 @@ def setup(ctx: ServiceContext) -> None:
     zero.init_cursor(ctx, store)
     engine.refresh_overdue_gauge(ctx, store)
     zero.refresh_gauges(ctx, store)
-    metrics.init_report_counters([t.code for t in ctx.county.townships])
+    metrics.start_at_zero([t.code for t in ctx.county.townships])
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:

@@ -126,7 +126,7 @@ def zero_compliance(
 
 
 def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime) -> dict[str, Any]:
-    """The 會商研判 pack for [start, end): drills (exercise) are left out of the statistics."""
+    """The 会商研判 pack for [start, end): drills (exercise) are left out of the statistics."""
     start, end = as_utc(start), as_utc(end)
     names = _names(ctx)
     prof = profile(ctx)
@@ -228,7 +228,7 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
 
 
 def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
-    """The daily situation report (日報, before 17:00 per 篇9) for a local day, up to now."""
+    """The daily situation report (日报, before 17:00 per 篇9) for a local day, up to now."""
     prof = profile(ctx)
     tz = domain.zone(prof)
     start, end = domain.day_bounds(day, tz)

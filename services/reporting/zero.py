@@ -1,4 +1,4 @@
-"""Daily zero reports (零報告): filing, the status of every township for a day, missed alerts."""
+"""Daily zero reports (零报告): filing, the status of every township for a day, missed alerts."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ def test_whole_incident_under_each_profile(tmp_path: Path, profile_name: str) ->
         ).json()["items"]
         assert [d["id"] for d in listed] == [missed["id"]]
 
-        # Re-graded 3 → 1 mid-way (越級): a report at grade I within its initial limit, and
+        # Re-graded 3 → 1 mid-way (越级): a report at grade I within its initial limit, and
         # grade I's follow-up times from then on.
         regrade_at = local(2026, 7, 7, 9, 30)
         stack.clock.set(regrade_at)

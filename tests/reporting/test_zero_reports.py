@@ -1,4 +1,4 @@
-"""Zero reports (零報告) for the 12-township demo county over three days."""
+"""Zero reports (零报告) for the 12-township demo county over three days."""
 
 from __future__ import annotations
 

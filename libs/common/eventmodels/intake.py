@@ -28,7 +28,7 @@ class Signatory(EventPayload):
 
 @event_model("intake", "incident_reported")
 class IncidentReportedV1(EventPayload):
-    """An incident was accepted at intake (首報)."""
+    """An incident was accepted at intake (首报)."""
 
     incident_id: str
     township_code: str
@@ -62,7 +62,7 @@ class IncidentReportedV1(EventPayload):
 
 @event_model("intake", "incident_regraded")
 class IncidentRegradedV1(EventPayload):
-    """The grade changed after new figures (越級 when it jumps more than one grade)."""
+    """The grade changed after new figures (越级 when it jumps more than one grade)."""
 
     incident_id: str
     township_code: str
