@@ -8,12 +8,16 @@ import threading
 
 from libs.common.bus import ConsumerWorker, Subscription
 from libs.common.events import EventEnvelope
+from libs.common.logging import configure_logging
 from libs.common.settings import Settings
 
 
 def main() -> None:
     """argv: broker URL, handler name. Prints READY, then APPLIED <event_id> lines."""
     url, handler_name = sys.argv[1], sys.argv[2]
+    # Logs to stderr: stdout carries only the protocol lines, which a log line written by the
+    # consumer thread at the same instant would otherwise run into.
+    configure_logging()
     seen: set[str] = set()
     lock = threading.Lock()
 
