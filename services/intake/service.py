@@ -1,4 +1,4 @@
-"""How the runtime assembles the intake service."""
+"""How the runtime assembles the intake service: repository, use cases, routes, handlers."""
 
 from __future__ import annotations
 
@@ -7,34 +7,82 @@ from collections.abc import Callable, Sequence
 from fastapi import APIRouter
 
 from libs.common.bus import Subscription
-from libs.common.service import ServiceContext, ServiceSpec, Timer
+from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
+from libs.common.sqlite import SqliteDatabase
+from libs.common.store import sqlite_file
 from services.intake import api, handlers, metrics
 from services.intake.config import load_config
-from services.intake.store import INCIDENTS, IncidentStore
+from services.intake.repository import IncidentRepository
+from services.intake.repository.legacy import import_legacy_incidents
+from services.intake.repository.mongo import MongoIntakeRepository
+from services.intake.repository.sqlite import SqliteIntakeRepository
+from services.intake.usecases import IntakeUseCases
+
+NAME = "intake"
+
+
+def open_repository(ctx: ServiceContext) -> IncidentRepository:
+    """SQLite unless the database URL is ``mongodb://``; opened once per context."""
+    repo: IncidentRepository | None = ctx.resources.get("repository")
+    if repo is None:
+        path = sqlite_file(ctx.settings, NAME)
+        if path is None:
+            repo = MongoIntakeRepository(ctx.db)
+        else:
+            repo = SqliteIntakeRepository(SqliteDatabase(path))
+        repo.ensure_schema()
+        ctx.resources["repository"] = repo
+        ctx.closers.append(repo.close)
+    return repo
+
+
+def use_cases(ctx: ServiceContext) -> IntakeUseCases:
+    """The use cases of this context (one instance, shared by routes, handlers and timers)."""
+    intake: IntakeUseCases | None = ctx.resources.get("usecases")
+    if intake is None:
+        intake = IntakeUseCases(
+            repo=open_repository(ctx),
+            config=load_config(ctx),
+            clock=ctx.clock,
+            county=ctx.county,
+            wake_relay=lambda: ctx.wake_relay(),
+            log=ctx.log,
+        )
+        ctx.resources["usecases"] = intake
+    return intake
 
 
 def setup(ctx: ServiceContext) -> None:
-    """Check the configuration (a bad grading table stops start-up) and create indexes."""
+    """Check the configuration (a bad grading table stops start-up); bring older data over."""
     load_config(ctx)
-    IncidentStore(ctx.db).ensure_indexes()
+    repo = open_repository(ctx)
+    if isinstance(repo, SqliteIntakeRepository):
+        copied = import_legacy_incidents(ctx.db, repo)
+        if copied:
+            ctx.log.info("incidents_migrated", incidents=copied)
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    """The intake routes, bound to this context's configuration and store."""
-    return api.build_router(ctx, load_config(ctx), IncidentStore(ctx.db))
+    """The intake routes, bound to this context's use cases."""
+    return api.build_router(ctx, use_cases(ctx))
 
 
 def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
     """Reporting's follow-ups and final reports."""
-    return handlers.subscriptions(ctx, load_config(ctx), IncidentStore(ctx.db))
+    return handlers.subscriptions(use_cases(ctx))
+
+
+def relay_parts(ctx: ServiceContext) -> RelayParts:
+    """The repository's outbox and journal."""
+    return open_repository(ctx).relay_parts()
 
 
 def refresh_open_gauge(ctx: ServiceContext) -> Callable[[], dict[int, int]]:
-    """The timer job that sets ``yingji_intake_incidents_open`` from the store."""
-    store = IncidentStore(ctx.db)
+    """The timer job that sets ``yingji_intake_incidents_open`` from the repository."""
+    intake = use_cases(ctx)
 
     def run() -> dict[int, int]:
-        counts = store.count_open_by_grade()
+        counts = intake.open_counts()
         for grade, count in counts.items():
             metrics.INCIDENTS_OPEN.labels(str(grade)).set(count)
         return counts
@@ -54,10 +102,10 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
 
 
 SPEC = ServiceSpec(
-    name="intake",
+    name=NAME,
     build_router=build_router,
     setup=setup,
     subscriptions=subscriptions,
     timers=timers,
-    outbox_collections=(INCIDENTS,),
+    relay_parts=relay_parts,
 )
