@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import APIRouter
 
 from libs.common.bus import Subscription
 from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
+from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
 from services.intake import api, handlers, metrics
@@ -34,6 +36,19 @@ def open_repository(ctx: ServiceContext) -> IncidentRepository:
         ctx.resources["repository"] = repo
         ctx.closers.append(repo.close)
     return repo
+
+
+def migrate_store(settings: Settings, legacy_db: Any) -> int:
+    """Copy incidents of the previous embedded store into intake's SQLite file (CLI)."""
+    path = sqlite_file(settings, NAME)
+    if path is None:
+        return 0  # on MongoDB the documents are already where they belong
+    repo = SqliteIntakeRepository(SqliteDatabase(path))
+    try:
+        repo.ensure_schema()
+        return import_legacy_incidents(legacy_db, repo)
+    finally:
+        repo.close()
 
 
 def use_cases(ctx: ServiceContext) -> IntakeUseCases:
