@@ -245,6 +245,9 @@ class Runtime:
         try:
             for ctx in self.contexts.values():
                 ctx.db.command("ping")
+                repository = ctx.resources.get("repository")
+                if repository is not None:
+                    repository.ping()
             checks["store"] = "ok"
         except Exception as exc:
             checks["store"] = f"error: {type(exc).__name__}"
