@@ -92,13 +92,16 @@ def post_rate(url: str, headers: dict[str, str], seconds: float) -> float:
 
 
 # One program per engine, run inside that engine's tree: load, then time duplicate lookups.
-LOOKUP_COMMON = """
+LOOKUP_HEAD = """
 import json, sys, time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 tmp, history, sizes = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
 at = datetime(2026, 7, 6, 2, 0, tzinfo=UTC)
 window = timedelta(hours=6)
+"""
+
+LOOKUP_BODY = """
 def doc(i, occurred, status):
     return {"_id": f"i{i:07d}", "category": "flood", "status": status, "exercise": False,
             "township_code": "349901001", "occurred_at": occurred, "reported_at": occurred,
@@ -141,28 +144,31 @@ def lookup():
 
 LOOKUP_NEW = """
 from libs.common.sqlite import SqliteDatabase
+from services.intake.domain import Neighbourhood
 from services.intake.repository.sqlite import SqliteIntakeRepository
+near = Neighbourhood("349901001", (31.4, 31.6, 116.3, 116.5))
 repo = SqliteIntakeRepository(SqliteDatabase(tmp / "intake.sqlite3"))
 repo.ensure_schema()
 def insert(d):
     repo.record_incident_with_event(d, "auto:" + d["_id"], "h", [])
 def lookup():
-    repo.duplicate_candidates("flood", at - window, at + window, False)
+    repo.duplicate_candidates("flood", at - window, at + window, False, near)
 """
 
 
 def lookup_costs(tree: Path, setup: str, history: int, sizes: list[int]) -> dict[str, dict]:
     """Run the lookup program of one engine in its own tree and process."""
     with tempfile.TemporaryDirectory(prefix="yingji-bench-lookup-") as tmp:
-        program = setup + LOOKUP_COMMON
+        program = LOOKUP_HEAD + setup + LOOKUP_BODY
         out = subprocess.run(
             [sys.executable, "-c", program, tmp, str(history), json.dumps(sizes)],
             cwd=tree,
             env={**os.environ, "PYTHONPATH": str(tree)},
             capture_output=True,
             text=True,
-            check=True,
         )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
     result: dict[str, dict] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

@@ -27,6 +27,7 @@ from services.intake.domain import (
     GRADE_LABELS,
     DuplicateProbe,
     Figures,
+    Neighbourhood,
     check_merge,
     escalation_reasons,
     is_late,
@@ -282,11 +283,13 @@ class IntakeUseCases:
         """Candidates in the window that the duplicate rule accepts (the incident itself not)."""
         window = self.config.duplicate_window
         probe = DuplicateProbe.of(doc)
+        near = Neighbourhood.of(probe, self.config.settings.duplicate_distance_km)
         candidates = self.repo.duplicate_candidates(
             doc["category"],
             doc["occurred_at"] - window,
             doc["occurred_at"] + window,
             probe.exercise,
+            near,
         )
         return [
             other

@@ -15,6 +15,7 @@ import pytest
 from libs.common.clock import ManualClock
 from libs.common.eventmodels.intake import IncidentClosedV1
 from libs.common.events import EventEnvelope, make_event
+from services.intake.domain import Neighbourhood
 from services.intake.repository import IncidentFilter, IncidentRepository
 from services.intake.repository.mongo import MongoIntakeRepository
 from services.intake.repository.sqlite import SqliteIntakeRepository
@@ -23,6 +24,7 @@ from tests.support.engines import engine_names, mongo_database, sqlite_database
 pytestmark = pytest.mark.store
 
 T0 = datetime(2026, 7, 6, 2, 0, tzinfo=UTC)
+HERE = Neighbourhood("349901001")
 CLOCK = ManualClock(T0)
 
 
@@ -304,7 +306,7 @@ def test_duplicate_candidates_are_open_same_kind_incidents_inside_the_window(
     record(repo, incident("other", category="fire"))
     record(repo, incident("drill", exercise=True))
     found = repo.duplicate_candidates(
-        "flood", T0 - timedelta(hours=1), T0 + timedelta(hours=2), False
+        "flood", T0 - timedelta(hours=1), T0 + timedelta(hours=2), False, HERE
     )
     assert [d["_id"] for d in found] == ["early", "inside", "edge"]
     assert set(found[0]) == {
@@ -316,6 +318,24 @@ def test_duplicate_candidates_are_open_same_kind_incidents_inside_the_window(
         "location",
     }
     assert found[1]["occurred_at"] == T0 + timedelta(minutes=30)
+
+
+def test_duplicate_candidates_are_the_township_s_or_inside_the_box(
+    repo: IncidentRepository,
+) -> None:
+    def at(lat: float | None, lon: float | None) -> dict[str, Any]:
+        return {"address": "x", "lat": lat, "lon": lon}
+
+    record(repo, incident("same_township"))
+    record(repo, incident("near", township_code="349901101", location=at(31.5, 116.4)))
+    record(repo, incident("far", township_code="349901101", location=at(33.0, 116.4)))
+    record(repo, incident("no_place", township_code="349901101"))
+    box = Neighbourhood("349901001", (31.4, 31.6, 116.3, 116.5))
+    window = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    found = repo.duplicate_candidates("flood", *window, False, box)
+    assert sorted(d["_id"] for d in found) == ["near", "same_township"]
+    found = repo.duplicate_candidates("flood", *window, False, HERE)
+    assert [d["_id"] for d in found] == ["same_township"]
 
 
 # The outbox ---------------------------------------------------------------------------------

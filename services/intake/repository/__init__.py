@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from libs.common.events import EventEnvelope
 from libs.common.service import RelayParts
+from services.intake.domain import Neighbourhood
 
 # Fields a duplicate lookup returns (enough for the domain's duplicate rule).
 DUPLICATE_FIELDS = ("_id", "category", "township_code", "occurred_at", "exercise", "location")
@@ -71,9 +72,15 @@ class IncidentRepository(Protocol):
         """Insert a new incident and its events; on a key race, the stored winner and False."""
 
     def duplicate_candidates(
-        self, category: str, earliest: datetime, latest: datetime, exercise: bool
+        self,
+        category: str,
+        earliest: datetime,
+        latest: datetime,
+        exercise: bool,
+        near: Neighbourhood,
     ) -> list[dict[str, Any]]:
-        """Open incidents of ``category`` occurring in [earliest, latest], oldest first."""
+        """Open incidents of ``category`` occurring in [earliest, latest] in the neighbourhood
+        (same township, or coordinates inside its box), oldest first."""
 
     def incidents_page(
         self, filters: IncidentFilter, limit: int, cursor: str | None

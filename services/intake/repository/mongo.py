@@ -22,6 +22,7 @@ from libs.common.outbox import (
 from libs.common.pagination import page
 from libs.common.service import RelayParts
 from libs.common.store import ensure_indexes
+from services.intake.domain import Neighbourhood
 from services.intake.repository import DUPLICATE_FIELDS, DUPLICATE_SCAN_LIMIT, IncidentFilter
 
 INCIDENTS = "incidents"
@@ -32,6 +33,15 @@ INDEXES: list[dict[str, Any]] = [
     {"keys": [("status", 1), ("grade", 1)]},
     # Duplicate detection looks up open incidents of a category around an occurrence time.
     {"keys": [("category", 1), ("status", 1), ("exercise", 1), ("occurred_at", 1)]},
+    {
+        "keys": [
+            ("category", 1),
+            ("status", 1),
+            ("exercise", 1),
+            ("township_code", 1),
+            ("occurred_at", 1),
+        ]
+    },
     *OUTBOX_INDEXES,
     *IDEMPOTENCY_INDEXES,
 ]
@@ -78,9 +88,23 @@ class MongoIntakeRepository:
         return stamped, True
 
     def duplicate_candidates(
-        self, category: str, earliest: datetime, latest: datetime, exercise: bool
+        self,
+        category: str,
+        earliest: datetime,
+        latest: datetime,
+        exercise: bool,
+        near: Neighbourhood,
     ) -> list[dict[str, Any]]:
-        """Range on the (category, status, exercise, occurred_at) index."""
+        """Ranges on the duplicate indexes: the township's, or the window filtered by the box."""
+        places: list[dict[str, Any]] = [{"township_code": near.township_code}]
+        if near.box is not None:
+            lat_min, lat_max, lon_min, lon_max = near.box
+            places.append(
+                {
+                    "location.lat": {"$gte": lat_min, "$lte": lat_max},
+                    "location.lon": {"$gte": lon_min, "$lte": lon_max},
+                }
+            )
         return list(
             self.incidents.find(
                 {
@@ -88,6 +112,7 @@ class MongoIntakeRepository:
                     "status": "open",
                     "exercise": exercise,
                     "occurred_at": {"$gte": earliest, "$lte": latest},
+                    "$or": places,
                 },
                 sort=[("occurred_at", 1), ("_id", 1)],
                 limit=DUPLICATE_SCAN_LIMIT,

@@ -22,6 +22,7 @@ from libs.common.outbox import (
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from libs.common.service import RelayParts
 from libs.common.sqlite import SqliteDatabase, dumps, iso, patched
+from services.intake.domain import Neighbourhood
 from services.intake.repository import DUPLICATE_FIELDS, DUPLICATE_SCAN_LIMIT, IncidentFilter
 
 SCHEMA = [
@@ -38,16 +39,21 @@ SCHEMA = [
     " escalated INTEGER GENERATED ALWAYS AS (doc ->> '$.escalated') VIRTUAL,"
     " version INTEGER GENERATED ALWAYS AS (doc ->> '$.version') VIRTUAL,"
     " occurred_at TEXT GENERATED ALWAYS AS (doc ->> '$.occurred_at.\"$date\"') VIRTUAL,"
-    " reported_at TEXT GENERATED ALWAYS AS (doc ->> '$.reported_at.\"$date\"') VIRTUAL)",
+    " reported_at TEXT GENERATED ALWAYS AS (doc ->> '$.reported_at.\"$date\"') VIRTUAL,"
+    " lat REAL GENERATED ALWAYS AS (doc ->> '$.location.lat') VIRTUAL,"
+    " lon REAL GENERATED ALWAYS AS (doc ->> '$.location.lon') VIRTUAL)",
     # NULLs are distinct in a unique index: incidents created without a key never collide.
     "CREATE UNIQUE INDEX IF NOT EXISTS incidents_idem ON incidents (idem_key)",
     # Lists: newest report first, optionally by township or status.
     "CREATE INDEX IF NOT EXISTS incidents_reported ON incidents (reported_at, id)",
     "CREATE INDEX IF NOT EXISTS incidents_township ON incidents (township_code, reported_at, id)",
     "CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, grade, exercise)",
-    # Duplicate lookups: open incidents of a category around an occurrence time.
+    # Duplicate lookups: open incidents of a category around an occurrence time, in the same
+    # township (the usual case) or anywhere (then filtered by the coordinates' box).
     "CREATE INDEX IF NOT EXISTS incidents_duplicates"
     " ON incidents (category, status, exercise, occurred_at)",
+    "CREATE INDEX IF NOT EXISTS incidents_duplicates_township"
+    " ON incidents (category, status, exercise, township_code, occurred_at)",
     *SQLITE_OUTBOX_SCHEMA,
 ]
 LEGACY_MARK = "migrated_from_document_store"
@@ -100,15 +106,42 @@ class SqliteIntakeRepository:
         return stamped, True
 
     def duplicate_candidates(
-        self, category: str, earliest: datetime, latest: datetime, exercise: bool
+        self,
+        category: str,
+        earliest: datetime,
+        latest: datetime,
+        exercise: bool,
+        near: Neighbourhood,
     ) -> list[dict[str, Any]]:
-        """Index range scan on (category, status, exercise, occurred_at)."""
+        """The township's incidents by index range; nearby ones by the window, then the box."""
         pairs = ", ".join(f"'{name}', doc -> '$.{name}'" for name in DUPLICATE_FIELDS[1:])
+        params: dict[str, Any] = {
+            "category": category,
+            "exercise": int(exercise),
+            "township": near.township_code,
+            "earliest": iso(earliest),
+            "latest": iso(latest),
+            "limit": DUPLICATE_SCAN_LIMIT,
+        }
+        branches = [
+            "SELECT id, occurred_at FROM incidents WHERE category = :category"
+            " AND status = 'open' AND exercise = :exercise AND township_code = :township"
+            " AND occurred_at BETWEEN :earliest AND :latest"
+        ]
+        if near.box is not None:
+            branches.append(
+                "SELECT id, occurred_at FROM incidents WHERE category = :category"
+                " AND status = 'open' AND exercise = :exercise"
+                " AND occurred_at BETWEEN :earliest AND :latest"
+                " AND lat BETWEEN :lat_min AND :lat_max AND lon BETWEEN :lon_min AND :lon_max"
+            )
+            params.update(zip(("lat_min", "lat_max", "lon_min", "lon_max"), near.box, strict=True))
         return self.db.documents(
-            f"SELECT json_object('_id', id, {pairs}) FROM incidents"
-            " WHERE category = ? AND status = 'open' AND exercise = ?"
-            " AND occurred_at BETWEEN ? AND ? ORDER BY occurred_at, id LIMIT ?",
-            (category, int(exercise), iso(earliest), iso(latest), DUPLICATE_SCAN_LIMIT),
+            f"SELECT json_object('_id', id, {pairs}) FROM incidents WHERE id IN"
+            f" (SELECT id FROM ({' UNION '.join(branches)})"
+            "  ORDER BY occurred_at, id LIMIT :limit)"
+            " ORDER BY occurred_at, id",
+            params,
         )
 
     def incidents_page(
