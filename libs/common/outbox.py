@@ -255,6 +255,8 @@ class SqliteOutbox:
         Leasing every free row of an aggregate, and skipping aggregates another relay is
         publishing, keeps each aggregate's events in order across relay processes.
         """
+        if not self.db.query("SELECT 1 FROM outbox LIMIT 1"):
+            return None  # nothing pending: no need to take the write lock
         now = time.time()
         token = f"{owner}:{uuid.uuid4().hex[:8]}"
         with self.db.transaction() as conn:
