@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, closed_loop, free_port, make_key, record, wait_http
 from bench.http_intake import bare
@@ -154,7 +155,7 @@ def lookup():
 """
 
 
-def lookup_costs(tree: Path, setup: str, history: int, sizes: list[int]) -> dict[str, dict]:
+def lookup_costs(tree: Path, setup: str, history: int, sizes: list[int]) -> dict[str, Any]:
     """Run the lookup program of one engine in its own tree and process."""
     with tempfile.TemporaryDirectory(prefix="yingji-bench-lookup-") as tmp:
         program = LOOKUP_HEAD + setup + LOOKUP_BODY
@@ -167,7 +168,7 @@ def lookup_costs(tree: Path, setup: str, history: int, sizes: list[int]) -> dict
         )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
-    result: dict[str, dict] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -190,22 +191,26 @@ def main() -> None:
         sizes = [30, 1030]
         old = lookup_costs(old_tree, LOOKUP_OLD, args.history, sizes)
         new = lookup_costs(ROOT, LOOKUP_NEW, args.history, sizes)
+        record(
+            "store_intake.insert_with_unique_key",
+            documents=args.history,
+            old_ms=old["insert_wall_ms"],
+            new_ms=new["insert_wall_ms"],
+            old_over_new=_ratio(old["insert_wall_ms"], new["insert_wall_ms"]),
+        )
         for size in sizes:
             o, n = old[str(size)], new[str(size)]
             record(f"store_intake.lookup.open_{size}", history=args.history, old=o, new=n)
             record(
                 f"store_intake.lookup.open_{size}.ratios",
-                lookup_cpu_old_over_new=round(
-                    o["lookup_cpu_ms"] / max(n["lookup_cpu_ms"], 1e-3), 1
-                ),
-                insert_old_over_new=round(o["insert_wall_ms"] / max(n["insert_wall_ms"], 1e-3), 1),
+                lookup_cpu_old_over_new=_ratio(o["lookup_cpu_ms"], n["lookup_cpu_ms"]),
+                lookup_wall_old_over_new=_ratio(o["lookup_wall_ms"], n["lookup_wall_ms"]),
             )
         rates: dict[str, float] = {"bare": 0.0, "old": 0.0, "new": 0.0}
         for _ in range(args.rounds):
             with bare() as url:
-                rates["bare"] = max(
-                    rates["bare"], post_rate(url + "/v1/incidents", {}, args.seconds)
-                )
+                rate = post_rate(url + "/v1/incidents", {}, args.seconds)
+                rates["bare"] = max(rates["bare"], rate)
             for side, tree in (("old", old_tree), ("new", ROOT)):
                 with intake_process(tree) as (url, key):
                     headers = {"Authorization": f"Bearer {key}"}
