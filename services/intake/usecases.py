@@ -27,7 +27,9 @@ from services.intake.domain import (
     GRADE_LABELS,
     DuplicateProbe,
     Figures,
+    Grading,
     Neighbourhood,
+    Regrade,
     check_merge,
     escalation_reasons,
     is_late,
@@ -413,36 +415,7 @@ class IntakeUseCases:
         if report.number is not None:
             change.fields["last_followup_number"] = report.number
         if regrade is not None:
-            reason = regrade_reason(report.label, grading)
-            change.fields.update(
-                grade=regrade.new_grade,
-                grade_label=GRADE_LABELS[regrade.new_grade],
-                grade_basis=[b.as_dict() for b in grading.basis],
-            )
-            change.entries.append(
-                {
-                    "kind": "regraded",
-                    "at": now,
-                    "by": report.label,
-                    "old_grade": regrade.old_grade,
-                    "new_grade": regrade.new_grade,
-                    "skipped_grades": regrade.skipped_grades,
-                    "reason": reason,
-                    "event_id": envelope.event_id,
-                }
-            )
-            change.events.append(
-                events.incident_regraded(
-                    self.clock,
-                    doc,
-                    regrade,
-                    reason,
-                    figures=figures,
-                    escalation_reasons=reasons,
-                    causation_id=envelope.event_id,
-                )
-            )
-            change.raised = (regrade.old_grade, regrade.new_grade)
+            self._regrade(doc, envelope, report.label, regrade, grading, now, change)
         else:
             change.entries.append(
                 {
@@ -456,6 +429,49 @@ class IntakeUseCases:
         if report.close:
             self._close_by_report(doc, envelope, report.label, now, change)
         return change
+
+    def _regrade(
+        self,
+        doc: Mapping[str, Any],
+        envelope: EventEnvelope,
+        label: str,
+        regrade: Regrade,
+        grading: Grading,
+        now: datetime,
+        change: ReportChange,
+    ) -> None:
+        """Add an upgrade to the change: the new grade, its history entry and its event."""
+        reason = regrade_reason(label, grading)
+        change.fields.update(
+            grade=regrade.new_grade,
+            grade_label=GRADE_LABELS[regrade.new_grade],
+            grade_basis=[b.as_dict() for b in grading.basis],
+        )
+        change.entries.append(
+            {
+                "kind": "regraded",
+                "at": now,
+                "by": label,
+                "old_grade": regrade.old_grade,
+                "new_grade": regrade.new_grade,
+                "skipped_grades": regrade.skipped_grades,
+                "reason": reason,
+                "event_id": envelope.event_id,
+            }
+        )
+        figures = {k: change.fields[k] for k in ("casualties", "affected", "people_involved")}
+        change.events.append(
+            events.incident_regraded(
+                self.clock,
+                doc,
+                regrade,
+                reason,
+                figures=figures,
+                escalation_reasons=change.fields["escalation_reasons"],
+                causation_id=envelope.event_id,
+            )
+        )
+        change.raised = (regrade.old_grade, regrade.new_grade)
 
     def _close_by_report(
         self,
