@@ -219,10 +219,9 @@ class KeyStore:
         log.info("bootstrap_admin_key_written", path=str(path))
         return secret
 
-
     def _store_configured_admin_key(self, configured_key: str) -> None:
         """Write the configured admin key; services starting together may race to insert it."""
-        change = {
+        change: dict[str, Any] = {
             "$set": {
                 "name": "bootstrap admin",
                 "role": "admin",
