@@ -280,6 +280,8 @@ class SqliteOutbox:
                 " AND (lease_until IS NULL OR lease_until < ?) RETURNING seq, body",
                 [token, now + lease_seconds, *aggregates, now],
             ).fetchall()
+        if not rows:
+            return None
         rows.sort()
         events = [EventEnvelope.model_validate_json(body) for _, body in rows]
         return Batch(events=events, token=token, held=[seq for seq, _ in rows])

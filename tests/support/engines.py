@@ -5,6 +5,7 @@ set (or testcontainers finds a Docker engine)."""
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,44 @@ def engine_names() -> list[str]:
     if os.environ.get("YINGJI_TEST_MONGO_URL") or docker_engine_reachable():
         names.append("mongodb")
     return names
+
+
+class AtomicCollection:
+    """A mongomock collection whose every operation runs alone, as each runs atomically on a
+    MongoDB server (mongomock's own objects are not safe to share between threads)."""
+
+    def __init__(self, collection: Any, lock: threading.RLock) -> None:
+        self._collection = collection
+        self._lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._collection, name)
+        if not callable(method):
+            return method
+
+        def atomic(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                result = method(*args, **kwargs)
+                # Cursors are read inside the lock too.
+                return list(result) if type(result).__name__ == "Cursor" else result
+
+        return atomic
+
+
+class AtomicDatabase:
+    """A mongomock database handing out ``AtomicCollection``s that share one lock."""
+
+    def __init__(self, database: Any) -> None:
+        self._database = database
+        self._lock = threading.RLock()
+
+    def __getitem__(self, name: str) -> AtomicCollection:
+        return AtomicCollection(self._database[name], self._lock)
+
+    def command(self, name: str) -> Any:
+        """Database commands (ping)."""
+        with self._lock:
+            return self._database.command(name)
 
 
 @contextmanager
@@ -46,7 +85,7 @@ def mongo_database(engine: str) -> Iterator[Any]:
         import mongomock
 
         mock: Any = mongomock.MongoClient(tz_aware=True)
-        yield mock.get_database(name)
+        yield AtomicDatabase(mock.get_database(name))
         return
     import pymongo
 
