@@ -363,6 +363,23 @@ def test_events_leave_in_order_per_incident_and_only_once_confirmed(
     assert source.claim(100, 30.0, "relay-1") is None
 
 
+def test_a_later_event_waits_while_an_earlier_one_of_its_incident_is_leased(
+    repo: IncidentRepository,
+) -> None:
+    first, later = event("a", "1"), event("a", "2")
+    record(repo, incident("a"), first)
+    [source] = repo.relay_parts().sources
+    held = source.claim(100, 30.0, "relay-1")
+    assert held is not None
+    assert repo.close_incident("a", 1, {"status": "closed"}, {"kind": "closed"}, later)
+    # Publishing the later event now could overtake the earlier one: another relay must wait.
+    assert source.claim(100, 30.0, "relay-2") is None
+    source.confirm(held)
+    after = source.claim(100, 30.0, "relay-2")
+    assert after is not None
+    assert [e.event_id for e in after.events] == [later.event_id]
+
+
 def test_an_expired_lease_lets_another_relay_publish_again(repo: IncidentRepository) -> None:
     record(repo, incident("a"), event("a"))
     [source] = repo.relay_parts().sources
