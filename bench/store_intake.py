@@ -172,6 +172,60 @@ def lookup_costs(tree: Path, setup: str, history: int, sizes: list[int]) -> dict
     return result
 
 
+READS = """
+import json, random, statistics, sys, time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from libs.common.sqlite import SqliteDatabase
+from services.intake.repository import IncidentFilter
+from services.intake.repository.sqlite import SqliteIntakeRepository
+tmp, count = Path(sys.argv[1]), int(sys.argv[2])
+repo = SqliteIntakeRepository(SqliteDatabase(tmp / "intake.sqlite3"))
+repo.ensure_schema()
+rnd = random.Random(5)
+start = datetime(2023, 1, 1, tzinfo=UTC)
+for i in range(count):
+    at = start + timedelta(minutes=15 * i)
+    repo.record_incident_with_event({"_id": f"i{i:07d}", "category": "flood",
+        "township_code": f"3499011{i % 12:02d}", "status": rnd.choice(["open", "closed"]),
+        "grade": rnd.randint(1, 4), "exercise": False, "late": False, "escalated": False,
+        "occurred_at": at, "reported_at": at, "location": {"address": "x"},
+        "history": [{"kind": "reported", "at": at}], "merged_ids": [], "version": 1,
+        "description": "x" * 400}, f"auto:{i}", "h", [])
+def p99(fn, n=200):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return round(times[int(len(times) * 0.99) - 1], 2)
+out = {
+    "get_by_id_p99_ms": p99(lambda: repo.incident_by_id(f"i{rnd.randrange(count):07d}")),
+    "list_page1_p99_ms": p99(lambda: repo.incidents_page(IncidentFilter(), 50, None)),
+    "list_township_p99_ms": p99(
+        lambda: repo.incidents_page(IncidentFilter(township_code="349901105"), 50, None)),
+    "list_open_grade1_p99_ms": p99(
+        lambda: repo.incidents_page(IncidentFilter(status="open", grade=1), 50, None)),
+    "open_by_grade_p99_ms": p99(repo.count_open_by_grade, 20),
+}
+print(json.dumps(out))
+"""
+
+
+def read_costs(count: int) -> dict[str, Any]:
+    """p99 of the repository's reads over ``count`` incidents of history (SQLite only)."""
+    with tempfile.TemporaryDirectory(prefix="yingji-bench-reads-") as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", READS, tmp, str(count)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _ratio(old: float, new: float) -> float:
     return round(old / max(new, 1e-3), 1)
 
@@ -183,7 +237,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--history", type=int, default=5000)
+    parser.add_argument("--reads", type=int, default=0, help="history size for the read p99s")
     args = parser.parse_args()
+    if args.reads:
+        record("store_intake.sqlite_reads", history=args.reads, **read_costs(args.reads))
     ref = args.old_ref or old_ref()
     with tempfile.TemporaryDirectory(prefix="yingji-bench-old-") as tmp:
         old_tree = export_tree(ref, Path(tmp))
