@@ -56,6 +56,24 @@ def plan(db: SqliteDatabase, sql: str, params: tuple[object, ...]) -> str:
             "incidents_township",
         ),
         (
+            "SELECT doc FROM incidents WHERE status = ? AND grade = ?"
+            " ORDER BY reported_at DESC, id DESC LIMIT 51",
+            ("open", 1),
+            "incidents_status_grade_list",
+        ),
+        (
+            "SELECT doc FROM incidents WHERE status = ?"
+            " ORDER BY reported_at DESC, id DESC LIMIT 51",
+            ("open",),
+            "incidents_status_list",
+        ),
+        (
+            "SELECT doc FROM incidents WHERE category = ?"
+            " ORDER BY reported_at DESC, id DESC LIMIT 51",
+            ("flood",),
+            "incidents_category_list",
+        ),
+        (
             "SELECT grade, count(*) FROM incidents WHERE status = 'open' AND exercise = 0"
             " GROUP BY grade",
             (),

@@ -44,9 +44,15 @@ SCHEMA = [
     " lon REAL GENERATED ALWAYS AS (doc ->> '$.location.lon') VIRTUAL)",
     # NULLs are distinct in a unique index: incidents created without a key never collide.
     "CREATE UNIQUE INDEX IF NOT EXISTS incidents_idem ON incidents (idem_key)",
-    # Lists: newest report first, optionally by township or status.
+    # Lists: newest report first, walked in index order (no sort) also when filtered by
+    # township, status, status and grade, or category.
     "CREATE INDEX IF NOT EXISTS incidents_reported ON incidents (reported_at, id)",
     "CREATE INDEX IF NOT EXISTS incidents_township ON incidents (township_code, reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_status_list ON incidents (status, reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_category_list ON incidents (category, reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_status_grade_list"
+    " ON incidents (status, grade, reported_at, id)",
+    # Open incidents per grade (the gauge).
     "CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, grade, exercise)",
     # Duplicate lookups: open incidents of a category around an occurrence time, in the same
     # township (the usual case) or anywhere (then filtered by the coordinates' box).
