@@ -23,6 +23,10 @@ ENV PATH=/opt/yingji/bin:$PATH \
     YINGJI_PORT=8000 \
     YINGJI_DATA_DIR=/var/lib/yingji \
     YINGJI_LOG_FORMAT=json
+# Pango and a CJK font: the PDF documents (WeasyPrint) embed the Chinese glyphs from them.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 yingji \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/yingji --shell /usr/sbin/nologin yingji \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/yingji

@@ -17,12 +17,17 @@ HEADER = """# HTTP API v1
 Generated from the route table by `scripts/gen-api-doc` (a test fails when it drifts). The
 contract rules — JSON, snake_case, ISO 8601 times with offset, `Authorization: Bearer <key>`,
 401/403, the uniform error body `{"error": {"code", "message", "fields": [{"path", "reason"}]}}`,
-lists as `{"items": [...], "next_cursor": ...}`, `Idempotency-Key` on POSTs that create and on
+lists as `{"items": [...], "next_cursor": ...}` (pass `next_cursor` back as `?cursor=`: cursors
+are opaque, signed and bound to their list; any other value gets 400 `invalid_cursor` on
+`query.cursor`), `Idempotency-Key` on POSTs that create and on
 a warning's adjust, approve, reject and lift (same key and body → the original result; same key,
 other body → 409; a lift retried without a key by its caller with the same reason → 200 with the
 lifted warning) — are those of the customer's API
 brief; every path and field name there is kept. Request and response fields, with their Chinese
-terms, are in the OpenAPI document at `/docs` (`/openapi.json`). Service-specific rules are in
+terms, are in the OpenAPI document at `/docs` (`/openapi.json`), which also declares the bearer
+scheme and every status each operation can answer (docs/reliability.md, "The API contract").
+Request bodies are `application/json` in UTF-8 (other media types 415, UTF-16/32 400); `OPTIONS`
+on any path answers 204 with `Allow`. Service-specific rules are in
 `docs/services/<service>.md`.
 
 Roles: `admin`, `leader`, `operator`, `department`, `township` (own township only); `public`

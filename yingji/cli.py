@@ -19,7 +19,7 @@ def _banner(settings: Settings, key: str | None, services: Sequence[str]) -> str
     base = f"http://{settings.host}:{settings.port}"
     lines = [
         "",
-        f"Yingji 應急 is running ({', '.join(services)})",
+        f"Yingji 应急 is running ({', '.join(services)})",
         f"  API      {base}/v1/",
         f"  Docs     {base}/docs",
         f"  Console  {base}/console",
@@ -46,6 +46,8 @@ def _serve(settings: Settings, services: Sequence[str]) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        # The app reads forwarded headers itself, from YINGJI_FORWARDED_ALLOW_IPS only.
+        proxy_headers=False,
         timeout_graceful_shutdown=20,
         access_log=False,
     )
@@ -139,12 +141,12 @@ def cmd_migrate_store(args: argparse.Namespace) -> None:
         copied = migrate_intake(settings, stores.database("intake"))
     finally:
         stores.close()
-    print(f"intake: {copied} incidents copied (已遷移事件數)")
+    print(f"intake: {copied} incidents copied (已迁移事件数)")
 
 
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    top = argparse.ArgumentParser(prog="yingji", description="Yingji 應急 emergency platform")
+    top = argparse.ArgumentParser(prog="yingji", description="Yingji 应急 emergency platform")
     commands = top.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run everything in one process (embedded)")

@@ -246,7 +246,7 @@ class Drill:
         return datetime.now(UTC)
 
     def report_incident(self) -> None:
-        """A township reports an incident (首報)."""
+        """A township reports an incident (首报)."""
         rnd = self.random
         code = rnd.choice(self.townships)
         category = rnd.choices(list(CATEGORY_WEIGHTS), weights=list(CATEGORY_WEIGHTS.values()))[0]
@@ -297,7 +297,7 @@ class Drill:
                 )
 
     def file_followup(self) -> None:
-        """A township files a follow-up (續報) with figures that only rise."""
+        """A township files a follow-up (续报) with figures that only rise."""
         with self.state_lock:
             if not self.open_incidents:
                 return

@@ -10,18 +10,24 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from libs.common import metrics
-from libs.common.auth import FailureThrottle, KeyStore, make_authenticator
+from libs.common.auth import FailureThrottle, KeyStore, Role, make_authenticator
 from libs.common.bus import ConsumerWorker, open_connection, wait_until
 from libs.common.clock import Clock, SystemClock
 from libs.common.county import County, load_county
 from libs.common.errors import BodyLimitMiddleware, install_error_handlers
+from libs.common.hazards import HAZARDS
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
+from libs.common.metrics_start import start_at_zero
+from libs.common.offline_docs import install_offline_docs
+from libs.common.openapi import Contract, OptionsMiddleware, each_one_of, install_openapi, one_of
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
+from libs.common.pagination import CursorScopeMiddleware, load_cursor_secret
 from libs.common.platform_api import build_platform_router
 from libs.common.ratelimit import RateLimitMiddleware, TokenBucketLimiter
 from libs.common.service import ServiceContext, ServiceSpec
@@ -72,6 +78,7 @@ class Runtime:
                 county=self.county,
                 authenticate=self.authenticate,
                 log=structlog.get_logger().bind(service=spec.name),
+                verify_key=lambda key: self.keys.verify(key, fresh=True),
             )
             relay = self._relay(spec, ctx)
             ctx.wake_relay = relay.wake
@@ -319,12 +326,13 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     names = ", ".join(spec.name for spec in runtime.specs)
     app = FastAPI(
-        title="Yingji 應急 — county emergency coordination API",
+        title="Yingji 应急 — county emergency coordination API",
         version="1.0",
         description=f"Services in this process: {names}. Auth: `Authorization: Bearer <api key>`.",
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    install_offline_docs(app)
     runtime.prepare()
 
     route_owner: dict[str, str] = {}
@@ -357,10 +365,19 @@ def create_app(runtime: Runtime) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["platform"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["platform"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    install_openapi(app, lambda: contract_of(runtime))
+
+    start_at_zero(runtime, app.routes, route_owner)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes, service=PLATFORM
     )
@@ -369,5 +386,47 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.settings.rate_limit_per_second, runtime.settings.rate_limit_burst
         )
         app.add_middleware(RateLimitMiddleware, limiter=limiter, service=PLATFORM)
+    app.add_middleware(OptionsMiddleware, router_app=lambda: app)
     app.add_middleware(MetricsMiddleware, route_owner=route_owner)
+    _add_security_middleware(app, runtime.settings)
     return app
+
+
+def _add_security_middleware(app: FastAPI, settings: Settings) -> None:
+    """Signed cursors for every list, and the client address as forwarded by a trusted proxy.
+
+    The proxy-header middleware is the outermost layer so that throttling and rate limits see
+    the real client; forwarded headers are believed only from ``forwarded_allow_ips``.
+    """
+    secret = load_cursor_secret(settings.cursor_secret, settings.data_dir)
+    app.add_middleware(CursorScopeMiddleware, secret=secret)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
+
+
+def contract_of(runtime: Runtime) -> Contract:
+    """What request fields are checked against beyond their types (the county's townships, the
+    hazard list, validator rules), for the OpenAPI document."""
+    codes = [t.code for t in runtime.county.townships]
+    others = [str(role) for role in Role if role != Role.TOWNSHIP]
+    found: dict[str, Any] = {
+        "KeyRequest": {
+            "township_code": one_of(codes),
+            "hazards": each_one_of(HAZARDS),
+            # A township key names its township; no other key does.
+            "": {
+                "anyOf": [
+                    {
+                        "properties": {
+                            "role": {"const": "township"},
+                            "township_code": {"type": "string"},
+                        },
+                        "required": ["township_code"],
+                    },
+                    {"properties": {"role": {"enum": others}, "township_code": {"type": "null"}}},
+                ]
+            },
+        }
+    }
+    for spec in runtime.specs:
+        found.update(spec.contract(runtime.contexts[spec.name]))
+    return found

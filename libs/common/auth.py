@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +26,7 @@ import structlog
 from fastapi import Request
 from pymongo.errors import DuplicateKeyError
 
+from libs.common import metrics
 from libs.common.clock import Clock
 from libs.common.errors import ApiError
 
@@ -86,38 +88,80 @@ def key_id_of(key: str) -> str:
     return BOOTSTRAP_KEY_ID
 
 
+class _FailureWindow:
+    """The recent failures of each name in one scope (client addresses, or key ids)."""
+
+    def __init__(self, limit: int, window_seconds: float, max_names: int) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self.max_names = max_names
+        # Only the newest ``limit`` failures of a name matter: a bounded deque per name.
+        self._failures: dict[str, deque[float]] = {}
+
+    def record(self, name: str, now: float) -> float:
+        """Record a failure; the seconds until ``name`` is under budget again (0 when it is)."""
+        entries = self._failures.get(name)
+        if entries is None:
+            self._make_room(now)
+            entries = self._failures[name] = deque(maxlen=max(1, self.limit))
+        while entries and entries[0] <= now - self.window:
+            entries.popleft()
+        over = len(entries) >= self.limit
+        wait = self.window - (now - entries[0]) if over else 0.0
+        entries.append(now)
+        return wait
+
+    def _make_room(self, now: float) -> None:
+        if len(self._failures) < self.max_names:
+            return
+        # Forget names whose failures have all expired; if every name is recent, forget the half
+        # that failed longest ago (memory stays bounded when someone sprays addresses or key ids).
+        for name in [n for n, e in self._failures.items() if not e or e[-1] <= now - self.window]:
+            del self._failures[name]
+        if len(self._failures) >= self.max_names:
+            by_age = sorted(self._failures, key=lambda n: self._failures[n][-1])
+            for name in by_age[: len(by_age) // 2 + 1]:
+                del self._failures[name]
+
+
 class FailureThrottle:
-    """Counts failed authentications per client and refuses a client that fails too often."""
+    """Throttles failed authentications per client address and per presented key id.
+
+    Only failures are counted, and a key is always checked before the throttle is asked: a valid
+    key passes however many failures its address or its key id have seen (behind a proxy or a
+    shared office NAT those are other people's failures). A wrong key over either budget is
+    answered 429 with ``Retry-After`` instead of 401.
+    """
+
+    MAX_NAMES = 10_000
+    MAX_KEY_ID_CHARS = 64
 
     def __init__(self, limit: int, window_seconds: float) -> None:
         self.limit = limit
         self.window = window_seconds
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._scopes = {
+            "address": _FailureWindow(limit, window_seconds, self.MAX_NAMES),
+            "key_id": _FailureWindow(limit, window_seconds, self.MAX_NAMES),
+        }
         self._lock = threading.Lock()
 
-    def _trim(self, client: str, now: float) -> deque[float]:
-        entries = self._failures[client]
-        while entries and entries[0] < now - self.window:
-            entries.popleft()
-        return entries
-
-    def check(self, client: str) -> None:
-        """429 while the client is over its failure budget."""
+    def failed(self, address: str, key_id: str) -> None:
+        """Record a failed attempt; 429 when its address or its key id is over the budget."""
+        now = time.monotonic()
+        names = {"address": address, "key_id": key_id[: self.MAX_KEY_ID_CHARS]}
         with self._lock:
-            entries = self._trim(client, time.monotonic())
-            if len(entries) >= self.limit:
-                retry = max(1, int(self.window - (time.monotonic() - entries[0])))
-                raise ApiError(
-                    429,
-                    "throttled",
-                    "too many failed authentications; try again later",
-                    headers={"Retry-After": str(retry)},
-                )
-
-    def failed(self, client: str) -> None:
-        """Record a failed attempt."""
-        with self._lock:
-            self._trim(client, time.monotonic()).append(time.monotonic())
+            waits = {scope: self._scopes[scope].record(names[scope], now) for scope in names}
+        over = {scope: wait for scope, wait in waits.items() if wait > 0}
+        if not over:
+            return
+        for scope in over:
+            metrics.AUTH_THROTTLED.labels(scope).inc()
+        raise ApiError(
+            429,
+            "throttled",
+            "too many failed authentications; try again later",
+            headers={"Retry-After": str(max(1, math.ceil(max(over.values()))))},
+        )
 
 
 class KeyStore:
@@ -168,12 +212,12 @@ class KeyStore:
         rows = self.collection.find({}, projection={"hash": 0}, sort=[("created_at", 1)])
         return [dict(row) for row in rows]
 
-    def verify(self, key: str) -> Principal | None:
-        """The principal a key belongs to, or None."""
+    def verify(self, key: str, *, fresh: bool = False) -> Principal | None:
+        """The principal a key belongs to, or None; ``fresh`` reads the database, not the cache."""
         digest = hash_key(key)
         now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(digest)
+            cached = None if fresh else self._cache.get(digest)
             if cached and now - cached[0] < CACHE_SECONDS:
                 return cached[1]
         record = self.collection.find_one({"_id": key_id_of(key)})
@@ -240,7 +284,11 @@ class KeyStore:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address, for throttling."""
+    """The caller's address, for throttling.
+
+    Behind a trusted proxy this is the forwarded client address: the app rewrites the peer from
+    ``X-Forwarded-For`` only when the peer is in ``YINGJI_FORWARDED_ALLOW_IPS``.
+    """
     return request.client.host if request.client else "unknown"
 
 
@@ -248,8 +296,6 @@ def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[R
     """A FastAPI dependency that returns the caller or raises 401/429."""
 
     def authenticate(request: Request) -> Principal:
-        client = client_address(request)
-        throttle.check(client)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -262,7 +308,7 @@ def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[R
             )
         principal = keys.verify(token.strip())
         if principal is None:
-            throttle.failed(client)
+            throttle.failed(client_address(request), key_id_of(token.strip()))
             raise ApiError(
                 401,
                 "unauthenticated",

@@ -14,6 +14,14 @@ consumer thread keeps it on a timer and re-publishes it when due. After the last
 message goes to the queue's dead-letter queue. On RabbitMQ the work queues are quorum queues with
 ``x-delivery-limit`` and a dead-letter exchange, so a message whose consumer keeps dying is
 dead-lettered by the broker too.
+
+Trust: each service has a broker user of its own (deploy/rabbitmq/definitions.json) that may
+write only to its own exchanges, ``<service>.events`` and ``<service>.redelivery``, and read only
+its own queues. Retries and replays therefore go through the consumer's ``<service>.redelivery``
+exchange, never through the default exchange (writing to that reaches every queue of the vhost),
+and another service's exchange is only checked for, never declared. A consumer also refuses an
+envelope whose source or type is not the one its queue is bound to, so a service cannot speak for
+another through its own exchange.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from amqp.exceptions import NotFound
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.message import Message
 
@@ -56,6 +65,26 @@ def event_exchange(source: str) -> Exchange:
     )
 
 
+def redelivery_exchange(consumer: str) -> Exchange:
+    """A consuming service's own direct exchange for retries and replays of its queues.
+
+    Bound: each work queue by its name, each ``<queue>.retry`` by its name. Only the service's
+    broker user may write to it, so it reaches none but the service's own queues.
+    """
+    return Exchange(
+        f"{consumer}.redelivery",
+        type="direct",
+        durable=True,
+        auto_delete=False,
+        delivery_mode=PERSISTENT,
+    )
+
+
+def consumer_of(queue: str) -> str:
+    """The consuming service a queue belongs to (``evt-<source>-<type>--<consumer>.<handler>``)."""
+    return queue.rpartition("--")[2].split(".", 1)[0]
+
+
 def dead_letter_exchange() -> Exchange:
     """The direct exchange that routes dead letters to ``<queue>.dlq`` by queue name."""
     return Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True, auto_delete=False)
@@ -80,13 +109,18 @@ def declare_retry_queue(channel: Any, queue: str) -> None:
     """A classic queue whose expired messages are dead-lettered back into ``queue``.
 
     Classic, not quorum: it holds nothing for long, and per-message TTL is what makes it a delay.
-    The default exchange routes the expired message to the work queue by its name.
+    The consumer's redelivery exchange routes the expired message to the work queue by its name
+    (the default exchange would need a broker user allowed to write to every queue).
     """
+    redelivery = redelivery_exchange(consumer_of(queue)).name
     channel.queue_declare(
         queue=retry_queue_name(queue),
         durable=True,
         auto_delete=False,
-        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue},
+        arguments={"x-dead-letter-exchange": redelivery, "x-dead-letter-routing-key": queue},
+    )
+    channel.queue_bind(
+        queue=retry_queue_name(queue), exchange=redelivery, routing_key=retry_queue_name(queue)
     )
 
 
@@ -140,6 +174,46 @@ def dead_letter_queue(settings: Settings, queue: str) -> Queue:
         auto_delete=False,
         queue_arguments=arguments,
     )
+
+
+def ensure_exchange(connection: Connection, exchange: Exchange) -> None:
+    """Make sure an exchange exists, declaring it only when it does not.
+
+    A service's broker user may configure only its own exchanges, so another service's exchange
+    (and ``yingji.dlx``, which the broker definitions create) is checked with a passive declare,
+    which needs no permission. Only a missing one is declared, which succeeds on an open broker
+    (development, tests) and is refused to a service user (it then retries until the owner has
+    declared it).
+    """
+    if not _is_amqp(str(connection.as_uri())):
+        exchange(connection.default_channel).declare()
+        return
+    channel = connection.channel()
+    try:
+        exchange(channel).declare(passive=True)
+    except NotFound:
+        # The failed passive declare closed that channel.
+        channel = connection.channel()
+        exchange(channel).declare()
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+
+
+def declare_queue(queue: Queue) -> None:
+    """Declare a bound queue and its bindings without declaring the exchanges it is bound to."""
+    queue.queue_declare()
+    queue.queue_bind()
+
+
+def declare_dead_letter_queue(
+    connection: Connection, channel: Any, settings: Settings, queue: str
+) -> Queue:
+    """Make sure ``yingji.dlx`` exists and declare ``<queue>.dlq`` bound to it; the bound queue."""
+    ensure_exchange(connection, dead_letter_exchange())
+    dlq = dead_letter_queue(settings, queue)(channel)
+    declare_queue(dlq)
+    return dlq
 
 
 def open_connection(settings: Settings, *, confirms: bool = True) -> Connection:
@@ -302,15 +376,28 @@ class Publisher:
 
 
 def declare_consumer_topology(
-    channel: Any, settings: Settings, subscriptions: Iterable[Subscription], consumer: str
+    connection: Connection,
+    channel: Any,
+    settings: Settings,
+    subscriptions: Iterable[Subscription],
+    consumer: str,
 ) -> list[Queue]:
-    """Declare the dead-letter exchange, each queue and its dead-letter queue; return the queues."""
-    dead_letter_exchange()(channel).declare()
+    """Declare the consumer's redelivery exchange, each queue with its dead-letter and retry
+    queues, and check that the exchanges they are bound to exist; return the work queues."""
+    redelivery = redelivery_exchange(consumer)
+    redelivery(channel).declare()
+    ensure_exchange(connection, dead_letter_exchange())
     queues = []
+    checked: set[str] = set()
     for subscription in subscriptions:
+        source = event_exchange(subscription.source)
+        if source.name not in checked:
+            ensure_exchange(connection, source)
+            checked.add(source.name)
         queue = consumer_queue(settings, subscription, consumer)(channel)
-        queue.declare()
-        dead_letter_queue(settings, queue.name)(channel).declare()
+        declare_queue(queue)
+        queue.bind_to(redelivery, routing_key=queue.name)
+        declare_dead_letter_queue(connection, channel, settings, queue.name)
         if _is_amqp(settings.bus_url):
             declare_retry_queue(channel, queue.name)
         queues.append(queue)
@@ -371,7 +458,7 @@ class ConsumerWorker(threading.Thread):
         with open_connection(self.settings, confirms=False) as connection:
             connection.ensure_connection(max_retries=3)
             declare_consumer_topology(
-                connection.channel(), self.settings, self.subscriptions, self.service
+                connection, connection.channel(), self.settings, self.subscriptions, self.service
             )
 
     def stop(self) -> None:
@@ -400,7 +487,7 @@ class ConsumerWorker(threading.Thread):
             connection.ensure_connection(max_retries=1)
             channel = connection.channel()
             queues = declare_consumer_topology(
-                channel, self.settings, self.subscriptions, self.service
+                connection, channel, self.settings, self.subscriptions, self.service
             )
             channel.basic_qos(0, self.settings.consumer_prefetch, False)
             consumers = []
@@ -411,6 +498,8 @@ class ConsumerWorker(threading.Thread):
                     callbacks=[self._callback(channel, queue.name, subscription)],
                     accept=["json"],
                     no_ack=False,
+                    # Declared above; re-declaring would declare other services' exchanges.
+                    auto_declare=False,
                 )
                 consumer.consume()
                 consumers.append(consumer)
@@ -444,16 +533,28 @@ class ConsumerWorker(threading.Thread):
         return on_message
 
     def _handle(self, queue: str, subscription: Subscription, body: Any, message: Message) -> None:
-        info = message.delivery_info or {}
         try:
+            # The queue is bound to one exchange with one routing key: a bare payload is read as
+            # that (a retried or replayed delivery arrives through another exchange).
             envelope = envelope_from_wire(
                 body,
-                exchange=info.get("exchange"),
-                routing_key=info.get("routing_key"),
+                exchange=event_exchange(subscription.source).name,
+                routing_key=subscription.event_type,
                 message_id=(message.properties or {}).get("message_id"),
             )
         except Exception as exc:
             self._dead_letter(queue, message, f"unreadable envelope: {exc}", attempts=1)
+            return
+        if (envelope.source, envelope.event_type) != (subscription.source, subscription.event_type):
+            # Only the source's broker user can publish to its exchange; an envelope claiming
+            # another source (or another type than its routing key) speaks for someone else.
+            reason = (
+                f"envelope says {envelope.source}/{envelope.event_type}, "
+                f"the queue takes {subscription.source}/{subscription.event_type}"
+            )
+            metrics.BUS_FAILED.labels(self.service, queue).inc()
+            self.log.error("bus_envelope_refused", queue=queue, reason=reason)
+            self._dead_letter(queue, message, f"refused: {reason}", attempts=1)
             return
         log = self.log.bind(
             queue=queue,
@@ -499,7 +600,7 @@ class ConsumerWorker(threading.Thread):
             # Confirmed before the ack: a crash in between leaves a duplicate, never a loss.
             self._side_producer().publish(
                 message.body,
-                exchange="",
+                exchange=redelivery_exchange(consumer_of(queue)),
                 routing_key=retry_queue_name(queue),
                 delivery_mode=PERSISTENT,
                 content_type=message.content_type,
@@ -616,8 +717,7 @@ def list_dead_letters(settings: Settings, queue: str, limit: int = 100) -> list[
     letters: list[DeadLetter] = []
     with open_connection(settings, confirms=False) as connection:
         channel = connection.channel()
-        dlq = dead_letter_queue(settings, queue)(channel)
-        dlq.declare()
+        dlq = declare_dead_letter_queue(connection, channel, settings, queue)
         held = []
         try:
             while len(letters) < limit:
@@ -640,12 +740,16 @@ def list_dead_letters(settings: Settings, queue: str, limit: int = 100) -> list[
 
 
 def replay_dead_letters(settings: Settings, queue: str, limit: int | None = None) -> int:
-    """Move messages from ``<queue>.dlq`` back to ``queue``; returns how many moved."""
+    """Move messages from ``<queue>.dlq`` back to ``queue``; returns how many moved.
+
+    They go through the consumer's redelivery exchange, which the consumer has bound ``queue`` to.
+    """
     moved = 0
+    redelivery = redelivery_exchange(consumer_of(queue))
     with open_connection(settings) as connection:
         channel = connection.channel()
-        dlq = dead_letter_queue(settings, queue)(channel)
-        dlq.declare()
+        dlq = declare_dead_letter_queue(connection, channel, settings, queue)
+        redelivery(channel).declare()
         producer = Producer(channel)
         while limit is None or moved < limit:
             message = dlq.get(no_ack=False)
@@ -655,10 +759,9 @@ def replay_dead_letters(settings: Settings, queue: str, limit: int | None = None
                 k: v for k, v in (message.headers or {}).items() if not k.startswith("x-death")
             }
             headers["x-yingji-replayed"] = int(headers.get("x-yingji-replayed", 0)) + 1
-            # The default exchange routes straight to the queue by its name.
             producer.publish(
                 message.body,
-                exchange="",
+                exchange=redelivery,
                 routing_key=queue,
                 delivery_mode=PERSISTENT,
                 content_type=message.content_type,

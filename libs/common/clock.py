@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Protocol
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 
 class Clock(Protocol):
@@ -70,8 +71,18 @@ def _to_utc(moment: datetime) -> datetime:
         raise ValueError("is outside the range of representable times") from exc
 
 
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_text(value: object) -> object:
+    """Only ISO 8601 text (or a datetime) is a time: pydantic alone reads 0.5 as a Unix time."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_TIME.match(value)):
+        return value
+    raise ValueError("an ISO 8601 date-time with offset, e.g. 2026-07-06T08:00:00+08:00")
+
+
 # An ISO 8601 time with an offset, as every API field takes it: stored and compared in UTC, and
 # a 422 (not a 500) for a time such as 9999-12-31T23:59-23:59 that has no UTC equivalent.
-UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_to_utc)]
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "UtcTime", "as_utc", "isoformat", "timedelta"]

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from libs.common.text import Text
+
 DEMO_COUNTY_FILE = Path(__file__).parent / "data" / "demo-county.yaml"
 
 TEAM_KINDS = ("rescue", "fire", "medical", "militia", "police", "utility", "expert")
@@ -21,17 +23,17 @@ class Contact(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=50)
-    phone: str = Field(min_length=5, max_length=20)
+    name: Text = Field(min_length=1, max_length=50)
+    phone: Text = Field(min_length=5, max_length=20)
 
 
 class Township(BaseModel):
-    """A township or street (鄉鎮/街道) identified by its 9-digit GB/T 2260-style code."""
+    """A township or street (乡镇/街道) identified by its 9-digit GB/T 2260-style code."""
 
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=r"^\d{9}$")
-    name: str
+    name: Text
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     population: int = Field(default=0, ge=0)
@@ -43,20 +45,20 @@ class StockLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_code: str = Field(pattern=r"^[a-z0-9_]+$")
-    name: str
-    unit: str
+    name: Text
+    unit: Text
     quantity: float = Field(ge=0)
     min_level: float = Field(default=0, ge=0)
 
 
 class Warehouse(BaseModel):
-    """An emergency supplies store (應急物資儲備庫)."""
+    """An emergency supplies store (应急物资储备库)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    name: str
-    township_code: str
+    id: Text
+    name: Text
+    township_code: Text
     stock: list[StockLine] = []
 
 
@@ -65,14 +67,14 @@ class Team(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    name: str
-    kind: str
-    capabilities: list[str]
-    township_code: str
+    id: Text
+    name: Text
+    kind: Text
+    capabilities: list[Text]
+    township_code: Text
     headcount: int = Field(ge=1)
     contact: Contact
-    status: str = "available"
+    status: Text = "available"
 
     @field_validator("kind")
     @classmethod
@@ -87,9 +89,9 @@ class Department(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    name: str
-    hazards: list[str]
+    id: Text
+    name: Text
+    hazards: list[Text]
 
 
 class Channel(BaseModel):
@@ -97,8 +99,19 @@ class Channel(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
-    name: str
+    type: Text
+    name: Text
+
+
+class IssuingOffice(BaseModel):
+    """The unit whose reports go upward (发文机关) and who signs and reviews them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=60, description="发文机关（报送单位）全称")
+    signer: str = Field(default="", max_length=50, description="签发人")
+    reviewer: str = Field(default="", max_length=50, description="审核人")
+    contact: Contact | None = Field(default=None, description="值班联系人及电话")
 
 
 class County(BaseModel):
@@ -107,9 +120,9 @@ class County(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=r"^\d{6}$")
-    name: str
-    name_en: str = ""
-    timezone: str = "Asia/Shanghai"
+    name: Text
+    name_en: Text = ""
+    timezone: Text = "Asia/Shanghai"
     start_date: date | None = Field(
         default=None,
         description="平台启用日期（当地）：此前的日子不计零报告缺报、不计报送率与考核；"
@@ -120,6 +133,9 @@ class County(BaseModel):
     warehouses: list[Warehouse] = []
     departments: list[Department] = []
     warning_channels: list[Channel] = []
+    office: IssuingOffice | None = Field(
+        default=None, description="报送单位：日报、信息专报的发文机关、签发人和审核人"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> County:
@@ -139,6 +155,11 @@ class County(BaseModel):
             if len(set(ids)) != len(ids):
                 raise ValueError("team and warehouse ids must be unique")
         return self
+
+    @property
+    def issuing_office(self) -> IssuingOffice:
+        """The configured issuing unit, else the county's emergency office by its usual name."""
+        return self.office or IssuingOffice(name=f"{self.name}应急管理局")
 
     @cached_property
     def township_index(self) -> dict[str, Township]:

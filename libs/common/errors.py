@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -159,22 +160,33 @@ class BodyLimitMiddleware:
             )
             return
         content_type = headers.get("content-type", "")
-        if declared not in (None, "0") and content_type and "json" not in content_type:
+        if declared not in (None, "0") and content_type and not is_utf8_json(content_type):
             await self._refuse(
-                send, 415, "unsupported_media_type", "request bodies must be application/json"
+                send,
+                415,
+                "unsupported_media_type",
+                "request bodies must be application/json in UTF-8 "
+                f"(not {content_type.split(';')[0].strip()[:80]})",
             )
             return
         received = 0
-        too_large = False
+        decoder = codecs.getincrementaldecoder("utf-8")()
 
         async def limited_receive() -> Message:
-            nonlocal received, too_large
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
-                    too_large = True
                     raise _BodyTooLarge()
+                # json.loads reads UTF-16 and UTF-32 too (guessing from NUL bytes): refuse them.
+                try:
+                    decoder.decode(chunk, final=not message.get("more_body", False))
+                except UnicodeDecodeError:
+                    raise _NotUtf8() from None
+                if b"\x00" in chunk:
+                    raise _NotUtf8()
             return message
 
         try:
@@ -183,6 +195,8 @@ class BodyLimitMiddleware:
             await self._refuse(
                 send, 413, "body_too_large", f"request body exceeds {self.max_bytes} bytes"
             )
+        except _NotUtf8:
+            await self._refuse(send, 400, "malformed_json", _NotUtf8.MESSAGE)
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         metrics.HTTP_REJECTIONS.labels(self.service, code).inc()
@@ -198,6 +212,22 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def is_utf8_json(content_type: str) -> bool:
+    """Whether a Content-Type is application/json (in UTF-8, the only charset JSON has)."""
+    media_type, *params = (part.strip().lower() for part in content_type.split(";"))
+    charsets = [p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")]
+    return media_type == "application/json" and all(c in ("utf-8", "utf8") for c in charsets)
+
+
+class _NotUtf8(StarletteHTTPException):
+    """Raised from ``receive`` for a body that is not UTF-8 (a 400 through the error handler)."""
+
+    MESSAGE = "the request body is not UTF-8 JSON (UTF-16 and UTF-32 are not accepted)"
+
+    def __init__(self) -> None:
+        super().__init__(400, self.MESSAGE)
 
 
 class _BodyTooLarge(StarletteHTTPException):

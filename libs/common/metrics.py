@@ -20,6 +20,13 @@ HTTP_REJECTIONS = Counter(
     "Requests refused before or by validation",
     ["service", "reason"],
 )
+AUTH_THROTTLED = Counter(
+    "yingji_auth_throttled_total",
+    "Failed authentications answered 429, by the budget exceeded (client address or key id)",
+    ["scope"],
+)
+for _scope in ("address", "key_id"):
+    AUTH_THROTTLED.labels(_scope)
 BUS_PUBLISHED = Counter(
     "yingji_bus_published_total", "Events confirmed by the broker", ["service", "event_type"]
 )

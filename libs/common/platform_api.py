@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from libs.common import bus
 from libs.common.auth import KeyStore, Principal, Role
 from libs.common.errors import ApiError, not_found
+from libs.common.hazards import HAZARDS
+from libs.common.openapi import errors
 from libs.common.service import ServiceContext
+from libs.common.text import Text
 
 
 class KeyRequest(BaseModel):
@@ -19,11 +22,11 @@ class KeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role = Field(description="admin, leader, operator, department or township")
-    name: str = Field(min_length=1, max_length=100, description="who holds the key")
+    name: Text = Field(min_length=1, max_length=100, description="who holds the key")
     township_code: str | None = Field(
-        default=None, pattern=r"^\d{9}$", description="required for township keys (鄉鎮代碼)"
+        default=None, pattern=r"^\d{9}$", description="required for township keys (乡镇代码)"
     )
-    hazards: list[str] = Field(
+    hazards: list[Text] = Field(
         default_factory=list, description="hazard categories a department key may warn about"
     )
 
@@ -41,7 +44,7 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    queue: str = Field(min_length=1, max_length=255)
+    queue: Text = Field(min_length=1, max_length=255)
     limit: int | None = Field(default=None, ge=1, le=100_000)
 
 
@@ -74,6 +77,16 @@ def build_platform_router(
                 f"{body.township_code} is not a township of this county",
                 fields=[{"path": "township_code", "reason": "not in the county file"}],
             )
+        unknown = [
+            {
+                "path": f"hazards.{i}",
+                "reason": f"not a hazard category; one of {', '.join(HAZARDS)}",
+            }
+            for i, hazard in enumerate(body.hazards)
+            if hazard not in HAZARDS
+        ]
+        if unknown:
+            raise ApiError(422, "unknown_hazard", "a hazard is not in the hazard list", unknown)
         record, secret = keys.create(body.role, body.name, body.township_code, tuple(body.hazards))
         ctx.log.info(
             "api_key_created", key_id=record["_id"], role=str(body.role), by=principal.key_id
@@ -117,9 +130,13 @@ def build_platform_router(
             "hazards": list(principal.hazards),
         }
 
-    @router.get("/v1/admin/dlq", summary="Dead-letter queues and their messages")
+    @router.get(
+        "/v1/admin/dlq", summary="Dead-letter queues and their messages", responses=errors(404)
+    )
     def dead_letters(
-        queue: str | None = None, limit: int = 20, principal: Principal = admin
+        queue: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+        principal: Principal = admin,
     ) -> dict[str, Any]:
         if queue is None:
             return {
@@ -131,7 +148,7 @@ def build_platform_router(
             }
         if queue not in known_queues:
             raise not_found("queue", queue)
-        letters = bus.list_dead_letters(ctx.settings, queue, limit=max(1, min(limit, 200)))
+        letters = bus.list_dead_letters(ctx.settings, queue, limit=limit)
         return {
             "items": [
                 {"queue": d.queue, "message_id": d.message_id, "headers": d.headers, "body": d.body}
@@ -140,7 +157,11 @@ def build_platform_router(
             "next_cursor": None,
         }
 
-    @router.post("/v1/admin/dlq/replay", summary="Move dead letters back to their queue")
+    @router.post(
+        "/v1/admin/dlq/replay",
+        summary="Move dead letters back to their queue",
+        responses=errors(404),
+    )
     def replay(body: ReplayRequest, principal: Principal = admin) -> dict[str, Any]:
         if body.queue not in known_queues:
             raise not_found("queue", body.queue)

@@ -1,4 +1,4 @@
-"""Deadline profiles (信息報送時限) as data: initial, follow-up and final limits per grade."""
+"""Deadline profiles (信息报送时限) as data: initial, follow-up and final limits per grade."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,8 @@ class ServiceContext:
     # What service.py assembled once for this context (its repository), and how to release it.
     resources: dict[str, Any] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # Looks an API key up in the database, bypassing the cache (long-lived streams re-check).
+    verify_key: Callable[[str], Principal | None] = lambda key: None
 
     def allow(self, *roles: Role) -> Any:
         """A FastAPI dependency: authenticate, then 403 unless the caller has one of ``roles``.
@@ -86,6 +88,11 @@ class ServiceSpec:
     # A service on a repository names its outbox itself: the sources and the sent-events journal.
     relay_parts: Callable[[ServiceContext], RelayParts] | None = None
     extra_routers: Callable[[ServiceContext], Sequence[APIRouter]] = lambda ctx: ()
+    # What request fields are checked against beyond their types, for the OpenAPI document:
+    # {schema component: {field: JSON Schema keywords}} (see libs.common.openapi.constrain).
+    contract: Callable[[ServiceContext], Mapping[str, Mapping[str, Mapping[str, Any]]]] = (
+        lambda ctx: {}
+    )
 
 
 def subscribe(

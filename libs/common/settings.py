@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +21,9 @@ class Settings(BaseSettings):
     database_prefix: str = "yingji"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Where the public reaches the API (links in the Atom feed); never taken from a request's
+    # Host header, which any client can set. Empty: the listening address.
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     bootstrap_admin_key: str = ""
@@ -36,11 +40,45 @@ class Settings(BaseSettings):
     handler_backoff_seconds: list[float] = Field(default_factory=lambda: [0.2, 1.0, 3.0])
     queue_delivery_limit: int = 10
     timer_interval_seconds: float = 5.0
-    auth_failure_limit: int = 20
+    # Failed authentications allowed per client address and per key id in the window.
+    auth_failure_limit: int = Field(default=20, ge=1)
     auth_failure_window_seconds: float = 60.0
     # Requests per second per API key (per client address without a key); 0 switches it off.
     rate_limit_per_second: float = Field(default=500.0, ge=0)
     rate_limit_burst: float = Field(default=1000.0, ge=1)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the reverse proxy): comma-
+    # separated addresses or networks, "*" for any, empty for none. Other peers' are ignored.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    # HMAC key that signs pagination cursors; empty = generated once into the data directory.
+    # Every replica of a service must share it.
+    cursor_secret: str = ""
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item in ("", "*"):
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
+
+    @field_validator("cursor_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters (e.g. openssl rand -hex 32)")
+        return value
+
+    @property
+    def public_base_url(self) -> str:
+        """The configured public URL without a trailing slash, else the listening address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def embedded_store(self) -> bool:

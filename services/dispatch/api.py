@@ -21,9 +21,11 @@ from libs.common.idempotency import (
     insert_idempotent,
     validate_key,
 )
+from libs.common.openapi import Limit, errors
 from libs.common.outbox import new_document
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
+from libs.common.text import Text
 from services.dispatch import domain, events
 from services.dispatch.metrics import (
     ORDERS,
@@ -61,21 +63,21 @@ class _Strict(BaseModel):
 
 
 class TeamIn(_Strict):
-    """A team or expert group joining the roster (應急救援隊伍/專家組)."""
+    """A team or expert group joining the roster (应急救援队伍/专家组)."""
 
     id: str | None = Field(
-        default=None, pattern=ID_PATTERN, description="隊伍編號 team id; generated when omitted"
+        default=None, pattern=ID_PATTERN, description="队伍编号 team id; generated when omitted"
     )
-    name: str = Field(min_length=1, max_length=100, description="隊伍名稱 team name")
-    kind: TeamKind = Field(description="隊伍類型 kind: rescue, fire, medical, militia, police, …")
-    capabilities: list[str] = Field(
-        min_length=1, max_length=30, description="專業能力 capabilities, e.g. flood, rescue"
+    name: Text = Field(min_length=1, max_length=100, description="队伍名称 team name")
+    kind: TeamKind = Field(description="队伍类型 kind: rescue, fire, medical, militia, police, …")
+    capabilities: list[Text] = Field(
+        min_length=1, max_length=30, description="专业能力 capabilities, e.g. flood, rescue"
     )
-    township_code: str = Field(pattern=CODE_PATTERN, description="駐地鄉鎮代碼 base township")
-    headcount: int = Field(ge=1, le=100_000, description="人數 headcount")
-    contact: Contact = Field(description="聯繫人 contact person and phone")
+    township_code: str = Field(pattern=CODE_PATTERN, description="驻地乡镇代码 base township")
+    headcount: int = Field(ge=1, le=100_000, description="人数 headcount")
+    contact: Contact = Field(description="联系人 contact person and phone")
     status: Literal["available", "standby", "resting"] = Field(
-        default="available", description="狀態 status: available (待命可用), standby, resting"
+        default="available", description="状态 status: available (待命可用), standby, resting"
     )
 
     @field_validator("capabilities")
@@ -87,18 +89,18 @@ class TeamIn(_Strict):
 class TeamPatch(_Strict):
     """Changes to a team; `deployed` is set only by dispatch orders."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=100, description="隊伍名稱")
-    kind: TeamKind | None = Field(default=None, description="隊伍類型 kind")
-    capabilities: list[str] | None = Field(
-        default=None, min_length=1, max_length=30, description="專業能力 capabilities"
+    name: Text | None = Field(default=None, min_length=1, max_length=100, description="队伍名称")
+    kind: TeamKind | None = Field(default=None, description="队伍类型 kind")
+    capabilities: list[Text] | None = Field(
+        default=None, min_length=1, max_length=30, description="专业能力 capabilities"
     )
     township_code: str | None = Field(
-        default=None, pattern=CODE_PATTERN, description="駐地鄉鎮代碼 base township"
+        default=None, pattern=CODE_PATTERN, description="驻地乡镇代码 base township"
     )
-    headcount: int | None = Field(default=None, ge=1, le=100_000, description="人數 headcount")
-    contact: Contact | None = Field(default=None, description="聯繫人 contact")
+    headcount: int | None = Field(default=None, ge=1, le=100_000, description="人数 headcount")
+    contact: Contact | None = Field(default=None, description="联系人 contact")
     status: Literal["available", "standby", "resting"] | None = Field(
-        default=None, description="狀態 status: available, standby or resting (休整)"
+        default=None, description="状态 status: available, standby or resting (休整)"
     )
 
     @field_validator("capabilities")
@@ -128,24 +130,24 @@ def _names(values: list[str]) -> list[str]:
 
 
 class ResourceIn(_Strict):
-    """A quantity of one item from one warehouse (物資)."""
+    """A quantity of one item from one warehouse (物资)."""
 
-    warehouse_id: str = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
-    item_code: str = Field(pattern=NAME_PATTERN, description="物資代碼 item code")
-    quantity: float = Field(gt=0, le=1e9, allow_inf_nan=False, description="數量 quantity")
+    warehouse_id: Text = Field(min_length=1, max_length=64, description="仓库编号 warehouse id")
+    item_code: str = Field(pattern=NAME_PATTERN, description="物资代码 item code")
+    quantity: float = Field(gt=0, le=1e9, allow_inf_nan=False, description="数量 quantity")
 
 
 class DispatchIn(_Strict):
-    """A dispatch order (調派單): teams and supplies for one incident, all or nothing."""
+    """A dispatch order (调派单): teams and supplies for one incident, all or nothing."""
 
-    incident_id: str = Field(min_length=1, max_length=64, description="事件編號 incident id")
-    team_ids: list[str] = Field(
-        default_factory=list, max_length=50, description="調派隊伍 teams to send"
+    incident_id: Text = Field(min_length=1, max_length=64, description="事件编号 incident id")
+    team_ids: list[Text] = Field(
+        default_factory=list, max_length=50, description="调派队伍 teams to send"
     )
     resources: list[ResourceIn] = Field(
-        default_factory=list, max_length=50, description="調撥物資 supplies to send"
+        default_factory=list, max_length=50, description="调拨物资 supplies to send"
     )
-    note: str = Field(default="", max_length=1000, description="備註 note for the teams")
+    note: Text = Field(default="", max_length=1000, description="备注 note for the teams")
     exercise: bool = Field(
         default=False,
         description="演练 drill order: reserves no real team or stock, records what it would take; "
@@ -160,34 +162,34 @@ class DispatchIn(_Strict):
 
 
 class ReturnedIn(_Strict):
-    """Unused supplies brought back on release (歸還物資)."""
+    """Unused supplies brought back on release (归还物资)."""
 
-    warehouse_id: str = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
-    item_code: str = Field(pattern=NAME_PATTERN, description="物資代碼 item code")
-    quantity: float = Field(ge=0, le=1e9, allow_inf_nan=False, description="歸還數量 quantity")
+    warehouse_id: Text = Field(min_length=1, max_length=64, description="仓库编号 warehouse id")
+    item_code: str = Field(pattern=NAME_PATTERN, description="物资代码 item code")
+    quantity: float = Field(ge=0, le=1e9, allow_inf_nan=False, description="归还数量 quantity")
 
 
 class StatusIn(_Strict):
     """A step in the order's life cycle (EDXL-RM deployment status / release)."""
 
     status: Literal["en_route", "on_scene", "completed", "released"] = Field(
-        description="狀態 en_route (出發), on_scene (到達現場), completed (完成), released (撤回)"
+        description="状态 en_route (出发), on_scene (到达现场), completed (完成), released (撤回)"
     )
-    note: str | None = Field(default=None, max_length=1000, description="備註 note")
+    note: Text | None = Field(default=None, max_length=1000, description="备注 note")
     returned: list[ReturnedIn] = Field(
-        default_factory=list, max_length=50, description="歸還物資 unused supplies, on release"
+        default_factory=list, max_length=50, description="归还物资 unused supplies, on release"
     )
 
 
 class StockAdjustIn(_Strict):
-    """A stock adjustment (庫存調整) with its reason, for the ledger."""
+    """A stock adjustment (库存调整) with its reason, for the ledger."""
 
-    warehouse_id: str = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
-    item_code: str = Field(pattern=NAME_PATTERN, description="物資代碼 item code")
+    warehouse_id: Text = Field(min_length=1, max_length=64, description="仓库编号 warehouse id")
+    item_code: str = Field(pattern=NAME_PATTERN, description="物资代码 item code")
     delta: float = Field(
-        ge=-1e9, le=1e9, allow_inf_nan=False, description="變動數量 change (+ in, − out)"
+        ge=-1e9, le=1e9, allow_inf_nan=False, description="变动数量 change (+ in, − out)"
     )
-    reason: str = Field(min_length=1, max_length=500, description="調整原因 reason")
+    reason: Text = Field(min_length=1, max_length=500, description="调整原因 reason")
 
     @field_validator("delta")
     @classmethod
@@ -198,51 +200,51 @@ class StockAdjustIn(_Strict):
 
 
 class StockLineIn(_Strict):
-    """A new item kept in a warehouse (儲備物資)."""
+    """A new item kept in a warehouse (储备物资)."""
 
-    warehouse_id: str = Field(min_length=1, max_length=64, description="倉庫編號 warehouse id")
-    item_code: str = Field(pattern=NAME_PATTERN, description="物資代碼 item code")
-    name: str = Field(min_length=1, max_length=100, description="物資名稱 item name")
-    unit: str = Field(min_length=1, max_length=20, description="計量單位 unit")
+    warehouse_id: Text = Field(min_length=1, max_length=64, description="仓库编号 warehouse id")
+    item_code: str = Field(pattern=NAME_PATTERN, description="物资代码 item code")
+    name: Text = Field(min_length=1, max_length=100, description="物资名称 item name")
+    unit: Text = Field(min_length=1, max_length=20, description="计量单位 unit")
     quantity: float = Field(
-        default=0, ge=0, le=1e9, allow_inf_nan=False, description="初始數量 initial quantity"
+        default=0, ge=0, le=1e9, allow_inf_nan=False, description="初始数量 initial quantity"
     )
     min_level: float = Field(
-        default=0, ge=0, le=1e9, allow_inf_nan=False, description="最低儲備 minimum level"
+        default=0, ge=0, le=1e9, allow_inf_nan=False, description="最低储备 minimum level"
     )
 
 
 class StockLinePatch(_Strict):
     """Changes to a stock line's description or minimum level (not its quantity)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=100, description="物資名稱")
-    unit: str | None = Field(default=None, min_length=1, max_length=20, description="計量單位")
+    name: Text | None = Field(default=None, min_length=1, max_length=100, description="物资名称")
+    unit: Text | None = Field(default=None, min_length=1, max_length=20, description="计量单位")
     min_level: float | None = Field(
-        default=None, ge=0, le=1e9, allow_inf_nan=False, description="最低儲備 minimum level"
+        default=None, ge=0, le=1e9, allow_inf_nan=False, description="最低储备 minimum level"
     )
 
 
 class PlanIn(_Strict):
-    """An operator's activation of a response plan (預案啟動), e.g. on a township's request."""
+    """An operator's activation of a response plan (预案启动), e.g. on a township's request."""
 
-    level: int = Field(ge=1, le=4, description="響應級別 response level, 1 = Ⅰ級 highest")
+    level: int = Field(ge=1, le=4, description="响应级别 response level, 1 = Ⅰ级 highest")
     hazard: str = Field(
-        pattern=NAME_PATTERN, description="災種 hazard or incident category (capabilities table)"
+        pattern=NAME_PATTERN, description="灾种 hazard or incident category (capabilities table)"
     )
-    township_codes: list[str] = Field(
-        min_length=1, max_length=100, description="受影響鄉鎮 affected townships"
+    township_codes: list[Text] = Field(
+        min_length=1, max_length=100, description="受影响乡镇 affected townships"
     )
     scope: Literal["township", "county"] | None = Field(
         default=None,
-        description="範圍 township (teams based there) or county (全縣); default from the level",
+        description="范围 township (teams based there) or county (全县); default from the level",
     )
-    requested_by: str = Field(
-        min_length=1, max_length=100, description="請求方 who asked (township, superior, …)"
+    requested_by: Text = Field(
+        min_length=1, max_length=100, description="请求方 who asked (township, superior, …)"
     )
     requesting_township: str | None = Field(
-        default=None, pattern=CODE_PATTERN, description="請求支援的鄉鎮 requesting township"
+        default=None, pattern=CODE_PATTERN, description="请求支援的乡镇 requesting township"
     )
-    reason: str = Field(min_length=1, max_length=1000, description="啟動理由 why")
+    reason: Text = Field(min_length=1, max_length=1000, description="启动理由 why")
     exercise: bool = Field(
         default=False,
         description="演练 drill plan: puts no real team on standby, names the teams it would call",
@@ -260,68 +262,68 @@ class PlanIn(_Strict):
 
 
 class PlanLevelIn(_Strict):
-    """A new response level (調整響應級別)."""
+    """A new response level (调整响应级别)."""
 
-    level: int = Field(ge=1, le=4, description="響應級別 response level")
-    reason: str = Field(min_length=1, max_length=1000, description="調整理由 why")
+    level: int = Field(ge=1, le=4, description="响应级别 response level")
+    reason: Text = Field(min_length=1, max_length=1000, description="调整理由 why")
 
 
 class PlanEndIn(_Strict):
-    """Standing a plan down (終止響應)."""
+    """Standing a plan down (终止响应)."""
 
-    reason: str = Field(min_length=1, max_length=1000, description="終止理由 why")
+    reason: Text = Field(min_length=1, max_length=1000, description="终止理由 why")
 
 
 class AssignmentIn(_Strict):
-    """A dispute assignment (統一指派化解, 篇4)."""
+    """A dispute assignment (统一指派化解, 篇4)."""
 
-    incident_id: str = Field(min_length=1, max_length=64, description="糾紛事件編號 incident id")
-    responsible_leader: str = Field(
-        min_length=1, max_length=50, description="化解責任領導 responsible leader"
+    incident_id: Text = Field(min_length=1, max_length=64, description="纠纷事件编号 incident id")
+    responsible_leader: Text = Field(
+        min_length=1, max_length=50, description="化解责任领导 responsible leader"
     )
-    responsible_unit: str = Field(
-        min_length=1, max_length=100, description="化解責任單位 responsible unit"
+    responsible_unit: Text = Field(
+        min_length=1, max_length=100, description="化解责任单位 responsible unit"
     )
-    due_at: UtcTime = Field(description="化解時限 deadline (ISO 8601 with offset)")
+    due_at: UtcTime = Field(description="化解时限 deadline (ISO 8601 with offset)")
     major: bool = Field(
-        default=False, description="重大矛盾糾紛 major dispute: needs a leader's approval (審批)"
+        default=False, description="重大矛盾纠纷 major dispute: needs a leader's approval (审批)"
     )
     cross_area: bool = Field(
         default=False,
-        description="跨區域、跨行業 cross-area dispute: handled at county level from the start",
+        description="跨区域、跨行业 cross-area dispute: handled at county level from the start",
     )
-    note: str = Field(default="", max_length=1000, description="處理意見 handling opinion")
+    note: Text = Field(default="", max_length=1000, description="处理意见 handling opinion")
 
 
 class AttemptIn(_Strict):
-    """One mediation attempt (調處) at the dispute's current level."""
+    """One mediation attempt (调处) at the dispute's current level."""
 
     level: Literal["group", "village", "township", "county"] = Field(
-        description="調處層級 level: group (社), village (村), township (鄉), county (縣)"
+        description="调处层级 level: group (社), village (村), township (乡), county (县)"
     )
     outcome: Literal["resolved", "unresolved"] = Field(
-        description="調處結果 outcome: resolved (化解) or unresolved (未化解)"
+        description="调处结果 outcome: resolved (化解) or unresolved (未化解)"
     )
-    note: str = Field(default="", max_length=1000, description="調處情況 what was done")
+    note: Text = Field(default="", max_length=1000, description="调处情况 what was done")
 
 
 class EscalateIn(_Strict):
-    """Moving a dispute up one level (移交上一級) after 三三制 attempts."""
+    """Moving a dispute up one level (移交上一级) after 三三制 attempts."""
 
-    reason: str = Field(default="", max_length=1000, description="移交理由 why")
-    responsible_leader: str | None = Field(
-        default=None, min_length=1, max_length=50, description="新責任領導 new responsible leader"
+    reason: Text = Field(default="", max_length=1000, description="移交理由 why")
+    responsible_leader: Text | None = Field(
+        default=None, min_length=1, max_length=50, description="新责任领导 new responsible leader"
     )
-    responsible_unit: str | None = Field(
-        default=None, min_length=1, max_length=100, description="新責任單位 new responsible unit"
+    responsible_unit: Text | None = Field(
+        default=None, min_length=1, max_length=100, description="新责任单位 new responsible unit"
     )
-    due_at: UtcTime | None = Field(default=None, description="新化解時限 new deadline")
+    due_at: UtcTime | None = Field(default=None, description="新化解时限 new deadline")
 
 
 class ApproveIn(_Strict):
-    """A leader's approval of a major-dispute assignment (黨委書記審批)."""
+    """A leader's approval of a major-dispute assignment (党委书记审批)."""
 
-    note: str = Field(default="", max_length=1000, description="審批意見 approval note")
+    note: Text = Field(default="", max_length=1000, description="审批意见 approval note")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,14 +425,19 @@ def _plan_out(doc: Mapping[str, Any]) -> dict[str, Any]:
         "scope": doc.get("scope"),
         "teams_on_standby": doc.get("teams_on_standby") or [],
         "reason": doc.get("reason"),
+        "reason_label": doc.get("reason_label") or doc.get("reason"),
         "activated_by": doc.get("activated_by"),
         "requested_by": doc.get("requested_by"),
         "requesting_township": doc.get("requesting_township"),
         "activated_at": doc.get("activated_at"),
         "ended_at": doc.get("ended_at"),
         "end_reason": doc.get("end_reason"),
+        "end_reason_label": doc.get("end_reason_label") or doc.get("end_reason"),
         "teams_released": doc.get("teams_released") or [],
-        "history": doc.get("history") or [],
+        "history": [
+            {**entry, "reason_label": entry.get("reason_label") or entry.get("reason")}
+            for entry in doc.get("history") or []
+        ],
         "exercise": bool(doc.get("exercise")),
         "simulated_standby": doc.get("simulated_standby") or [],
     }
@@ -496,13 +503,13 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     # -- teams ----------------------------------------------------------------------------------
 
-    @router.get("/v1/teams", summary="Team roster (應急救援隊伍名冊)")
+    @router.get("/v1/teams", summary="Team roster (应急救援队伍名册)")
     def list_teams(
         status: Literal["available", "standby", "deployed", "resting"] | None = None,
         kind: TeamKind | None = None,
         township_code: str | None = Query(default=None, pattern=CODE_PATTERN),
         capability: str | None = Query(default=None, pattern=NAME_PATTERN),
-        limit: int = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
@@ -565,7 +572,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     # -- stock ----------------------------------------------------------------------------------
 
-    @router.get("/v1/warehouses", summary="Emergency supply stores (應急物資儲備庫)")
+    @router.get("/v1/warehouses", summary="Emergency supply stores (应急物资储备库)")
     def list_warehouses(_: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:
         rows = store.warehouses.find({}, sort=[("_id", 1)], limit=500)
         items = [
@@ -579,12 +586,12 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         ]
         return _page_out(items, None)
 
-    @router.get("/v1/stock", summary="Stock lines (庫存)")
+    @router.get("/v1/stock", summary="Stock lines (库存)")
     def list_stock(
         warehouse_id: str | None = None,
         item_code: str | None = Query(default=None, pattern=NAME_PATTERN),
-        below_min: bool | None = Query(default=None, description="低於最低儲備 only lines below"),
-        limit: int = 200,
+        below_min: bool | None = Query(default=None, description="低于最低储备 only lines below"),
+        limit: Limit = 200,
         cursor: str | None = None,
         _: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
@@ -644,7 +651,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         refresh(store)
         return _stock_out(store.line(warehouse_id, item_code) or {})
 
-    @router.post("/v1/stock/adjust", summary="Adjust a stock line with a reason (ledger entry)")
+    @router.post(
+        "/v1/stock/adjust",
+        summary="Adjust a stock line with a reason (ledger entry)",
+        responses=errors(404),
+    )
     def adjust_stock(
         body: StockAdjustIn,
         principal: Principal = ctx.allow(*STOCK_KEEPERS),
@@ -699,13 +710,13 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         entry = store.ledger.find_one({"_id": entry_id})
         return {**_stock_out(line), "entry": _ledger_out(entry) if entry else None}
 
-    @router.get("/v1/stock/ledger", summary="Full stock ledger (庫存台賬)")
+    @router.get("/v1/stock/ledger", summary="Full stock ledger (库存台账)")
     def stock_ledger(
         warehouse_id: str | None = None,
         item_code: str | None = Query(default=None, pattern=NAME_PATTERN),
         dispatch_id: str | None = None,
         kind: Literal["adjustment", "dispatch", "return", "compensation"] | None = None,
-        limit: int = 100,
+        limit: Limit = 100,
         cursor: str | None = None,
         _: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN),
     ) -> dict[str, Any]:
@@ -725,7 +736,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     # -- dispatch orders ------------------------------------------------------------------------
 
-    @router.get("/v1/dispatches/suggest", summary="Ranked teams for an incident (推薦隊伍)")
+    @router.get(
+        "/v1/dispatches/suggest",
+        summary="Ranked teams for an incident (推荐队伍)",
+        responses=errors(404),
+    )
     def suggest(
         incident_id: str,
         limit: int = Query(default=10, ge=1, le=100),
@@ -764,7 +779,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             ],
         }
 
-    @router.post("/v1/dispatches", status_code=201, summary="Order teams and supplies (調派)")
+    @router.post("/v1/dispatches", status_code=201, summary="Order teams and supplies (调派)")
     def create_dispatch(
         body: DispatchIn,
         principal: Principal = ctx.allow(*OPERATIONS),
@@ -843,7 +858,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         ]
         | None = None,
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
@@ -892,14 +907,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             plan.get("township_codes") or []
         )
 
-    @router.get("/v1/plans", summary="Response plans (預案)")
+    @router.get("/v1/plans", summary="Response plans (预案)")
     def list_plans(
         status: Literal["active", "ended"] | None = None,
         trigger_kind: Literal["incident", "warning", "operator"] | None = None,
         incident_id: str | None = None,
         warning_id: str | None = None,
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
@@ -928,7 +943,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             raise not_found("plan", plan_id)
         return _plan_out(plan)
 
-    @router.post("/v1/plans", status_code=201, summary="Activate a plan (預案啟動) by hand")
+    @router.post("/v1/plans", status_code=201, summary="Activate a plan (预案启动) by hand")
     def create_plan(
         body: PlanIn,
         principal: Principal = ctx.allow(*OPERATIONS),
@@ -966,7 +981,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         refresh(store)
         return _plan_out(created)
 
-    @router.post("/v1/plans/{plan_id}/level", summary="Step a plan up or down (調整響應級別)")
+    @router.post("/v1/plans/{plan_id}/level", summary="Step a plan up or down (调整响应级别)")
     def plan_level(
         plan_id: str, body: PlanLevelIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
@@ -978,12 +993,16 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         if plan["level"] == body.level:
             raise ConflictError("same_level", f"the plan is already at level {body.level}", "level")
         if not store.change_plan_level(
-            plan, body.level, body.reason, principal.name, f"api:{uuid.uuid4().hex}"
+            plan,
+            body.level,
+            domain.manual_reason(body.reason),
+            principal.name,
+            f"api:{uuid.uuid4().hex}",
         ):
             raise ConflictError("concurrent_change", "the plan changed meanwhile; reload")
         return _plan_out(store.plan(plan_id) or plan)
 
-    @router.post("/v1/plans/{plan_id}/end", summary="Stand a plan down (終止響應)")
+    @router.post("/v1/plans/{plan_id}/end", summary="Stand a plan down (终止响应)")
     def plan_end(
         plan_id: str, body: PlanEndIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
@@ -992,7 +1011,9 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             raise not_found("plan", plan_id)
         if plan["status"] != "active":
             raise ConflictError("plan_ended", "the plan has already ended")
-        store.end_plan(plan, body.reason, principal.name, f"api:{uuid.uuid4().hex}")
+        store.end_plan(
+            plan, domain.manual_reason(body.reason), principal.name, f"api:{uuid.uuid4().hex}"
+        )
         refresh(store)
         return _plan_out(store.plan(plan_id) or plan)
 
@@ -1004,7 +1025,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             raise not_found("assignment", assignment_id)
         return doc
 
-    @router.post("/v1/assignments", status_code=201, summary="Assign a dispute (統一指派)")
+    @router.post("/v1/assignments", status_code=201, summary="Assign a dispute (统一指派)")
     def create_assignment(
         body: AssignmentIn,
         principal: Principal = ctx.allow(*OPERATIONS),
@@ -1066,14 +1087,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         refresh(store)
         return _assignment_out(created, required_attempts)
 
-    @router.get("/v1/assignments", summary="Dispute assignments (督辦台賬)")
+    @router.get("/v1/assignments", summary="Dispute assignments (督办台账)")
     def list_assignments(
         status: Literal["pending_approval", "active", "resolved", "closed"] | None = None,
         overdue: bool | None = None,
         incident_id: str | None = None,
         level: Literal["group", "village", "township", "county"] | None = None,
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = 50,
+        limit: Limit = 50,
         cursor: str | None = None,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP),
     ) -> dict[str, Any]:

@@ -215,9 +215,76 @@ def rank_teams(
 
 
 # ---------------------------------------------------------------------------------------------
-# Response plans (預案啟動)
+# Response plans (预案启动)
 
-RESPONSE_LEVEL_LABELS = {1: "Ⅰ級響應", 2: "Ⅱ級響應", 3: "Ⅲ級響應", 4: "Ⅳ級響應"}
+RESPONSE_LEVEL_LABELS = {1: "Ⅰ级响应", 2: "Ⅱ级响应", 3: "Ⅲ级响应", 4: "Ⅳ级响应"}
+
+LEVEL_NUMERALS = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ"}
+
+
+@dataclass(frozen=True)
+class PlanReason:
+    """Why a plan started, changed or ended: English ``text`` and its Chinese ``label``."""
+
+    text: str
+    label: str
+
+
+def _level(level: int) -> str:
+    return f"{LEVEL_NUMERALS.get(level, str(level))}级"
+
+
+def incident_grade_reason(grade: int) -> PlanReason:
+    """An incident's grade started the plan."""
+    return PlanReason(
+        f"incident grade {grade}", f"事件定为{_level(grade)}，启动{_level(grade)}响应"
+    )
+
+
+def crowd_rule_reason() -> PlanReason:
+    """篇3: 10 or more people involved started the plan whatever the grade."""
+    return PlanReason(
+        "篇3: 10 or more people involved (escalated at intake)",
+        "涉及10人以上（接报时已上报），启动预案",
+    )
+
+
+def incident_regraded_reason(grade: int) -> PlanReason:
+    """An incident's new grade stepped the plan."""
+    return PlanReason(f"incident regraded to {grade}", f"事件调整为{_level(grade)}")
+
+
+def incident_closed_reason(detail: str) -> PlanReason:
+    """The incident closed, so its plan ends."""
+    return PlanReason(
+        f"incident closed: {detail}", f"事件已办结：{detail}" if detail else "事件已办结"
+    )
+
+
+def warning_level_reason(level: int) -> PlanReason:
+    """A warning's level started or stepped the plan."""
+    return PlanReason(f"warning at level {level}", f"预警级别为{_level(level)}")
+
+
+def warning_adjusted_reason(old_level: int, level: int, detail: str) -> PlanReason:
+    """A warning was adjusted from one level to another."""
+    return PlanReason(
+        f"warning adjusted from level {old_level} to {level}: {detail}",
+        f"预警由{_level(old_level)}调整为{_level(level)}：{detail}",
+    )
+
+
+def warning_ended_reason(lifted: bool, detail: str | None) -> PlanReason:
+    """The warning was lifted (解除) or expired, so its plan ends."""
+    what, label = ("lifted", "预警已解除") if lifted else ("ended", "预警已到期")
+    if detail:
+        return PlanReason(f"warning {what}: {detail}", f"{label}：{detail}")
+    return PlanReason(f"warning {what}", label)
+
+
+def manual_reason(text: str) -> PlanReason:
+    """An operator's own words: the same text in both places."""
+    return PlanReason(text, text)
 
 
 @dataclass(frozen=True)
@@ -277,17 +344,17 @@ def standby_candidates(
 
 
 # ---------------------------------------------------------------------------------------------
-# Dispute assignments (篇4: 統一指派, 三三制, 督辦)
+# Dispute assignments (篇4: 统一指派, 三三制, 督办)
 
 MEDIATION_LEVELS = ("group", "village", "township", "county")
-MEDIATION_LEVEL_LABELS = {"group": "社", "village": "村", "township": "鄉", "county": "縣"}
+MEDIATION_LEVEL_LABELS = {"group": "社", "village": "村", "township": "乡", "county": "县"}
 DISPUTE_CATEGORIES = ("dispute", "mass_incident")
 OPEN_ASSIGNMENT_STATUSES = ("pending_approval", "active")
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One mediation attempt (調處) at a level."""
+    """One mediation attempt (调处) at a level."""
 
     level: str
     outcome: str

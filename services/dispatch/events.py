@@ -88,7 +88,7 @@ def _plan_correlation(plan: Mapping[str, Any]) -> str:
 def plan_activated(
     clock: Clock, plan: Mapping[str, Any], causation_id: str | None = None
 ) -> EventEnvelope:
-    """A response plan (預案) was activated and its teams put on standby."""
+    """A response plan (预案) was activated and its teams put on standby."""
     return make_event(
         clock,
         SOURCE,
@@ -105,6 +105,7 @@ def plan_activated(
             "hazard": plan.get("hazard"),
             "scope": plan.get("scope"),
             "reason": plan.get("reason"),
+            "reason_label": plan.get("reason_label") or plan.get("reason"),
             "activated_by": plan.get("activated_by"),
             "exercise": bool(plan.get("exercise")),
         },
@@ -120,6 +121,7 @@ def plan_changed(
     level: int,
     reason: str,
     causation_id: str | None = None,
+    reason_label: str | None = None,
 ) -> EventEnvelope:
     """A plan's response level went up or down."""
     return make_event(
@@ -131,6 +133,7 @@ def plan_changed(
             "old_level": old_level,
             "level": level,
             "reason": reason,
+            "reason_label": reason_label or reason,
             "exercise": bool(plan.get("exercise")),
         },
         correlation_id=_plan_correlation(plan),
@@ -144,6 +147,7 @@ def plan_ended(
     reason: str,
     teams_released: Sequence[str],
     causation_id: str | None = None,
+    reason_label: str | None = None,
 ) -> EventEnvelope:
     """A plan was stood down."""
     return make_event(
@@ -153,6 +157,7 @@ def plan_ended(
         {
             "plan_id": plan["_id"],
             "reason": reason,
+            "reason_label": reason_label or reason,
             "incident_id": plan.get("incident_id"),
             "warning_id": plan.get("warning_id"),
             "teams_released": list(teams_released),
@@ -211,7 +216,7 @@ def assignment_escalated(
 
 
 def assignment_overdue(clock: Clock, assignment: Mapping[str, Any]) -> EventEnvelope:
-    """An assignment passed its deadline unresolved (督辦)."""
+    """An assignment passed its deadline unresolved (督办)."""
     return make_event(
         clock,
         SOURCE,

@@ -87,7 +87,7 @@ class PlanHandlers:
         plan = store.plan(incident_plan_id(incident["_id"]))
         ended = False
         if plan is not None:
-            reason = f"incident closed: {incident.get('close_reason') or ''}"
+            reason = domain.incident_closed_reason(str(incident.get("close_reason") or ""))
             by = str(incident.get("closed_by") or "intake")
             ended = store.end_plan(plan, reason, by, envelope.event_id)
         refresh(store)
@@ -115,9 +115,9 @@ class PlanHandlers:
             return False
         kind, level = action
         if kind == "activate":
-            reason = f"incident grade {grade}"
+            reason = domain.incident_grade_reason(grade)
             if force and grade > self.rules.activate_max_level:
-                reason = "篇3: 10 or more people involved (escalated at intake)"
+                reason = domain.crowd_rule_reason()
             _, created = store.activate_plan(
                 {
                     "_id": plan_id,
@@ -129,7 +129,8 @@ class PlanHandlers:
                     "hazard": incident.get("category") or "other",
                     "township_codes": [incident["township_code"]],
                     "scope": domain.plan_scope(level, self.rules),
-                    "reason": reason,
+                    "reason": reason.text,
+                    "reason_label": reason.label,
                     "activated_by": "intake",
                     "exercise": False,
                 },
@@ -139,7 +140,7 @@ class PlanHandlers:
             return created
         assert plan is not None
         return store.change_plan_level(
-            plan, level, f"incident regraded to {grade}", "intake", envelope.event_id
+            plan, level, domain.incident_regraded_reason(grade), "intake", envelope.event_id
         )
 
     # -- warnings ---------------------------------------------------------------------------
@@ -164,9 +165,9 @@ class PlanHandlers:
         if level is None:
             return merged
         if envelope.event_type == "warning_adjusted":
-            reason = f"warning adjusted from level {p.old_level} to {p.level}: {p.reason}"
+            reason = domain.warning_adjusted_reason(p.old_level, p.level, p.reason)
         else:
-            reason = f"warning at level {level}"
+            reason = domain.warning_level_reason(level)
         return self._warning_level(warning, level, envelope, reason) or merged
 
     def _warning_ended(self, p: Any, envelope: EventEnvelope) -> bool:
@@ -174,15 +175,18 @@ class PlanHandlers:
         plan = self.store.plan(warning_plan_id(p.warning_id))
         if plan is None:
             return False
-        what = "lifted" if envelope.event_type == "warning_lifted" else "ended"
-        detail = getattr(p, "reason", None)
-        reason = f"warning {what}" + (f": {detail}" if detail else "")
+        lifted = envelope.event_type == "warning_lifted"
+        reason = domain.warning_ended_reason(lifted, getattr(p, "reason", None))
         ended = self.store.end_plan(plan, reason, "warning", envelope.event_id)
         refresh(self.store)
         return ended
 
     def _warning_level(
-        self, warning: dict[str, Any], level: int, envelope: EventEnvelope, reason: str
+        self,
+        warning: dict[str, Any],
+        level: int,
+        envelope: EventEnvelope,
+        reason: domain.PlanReason,
     ) -> bool:
         store = self.store
         plan_id = warning_plan_id(warning["_id"])
@@ -208,7 +212,8 @@ class PlanHandlers:
                     "hazard": warning["hazard"],
                     "township_codes": areas,
                     "scope": domain.plan_scope(new_level, self.rules),
-                    "reason": reason,
+                    "reason": reason.text,
+                    "reason_label": reason.label,
                     "activated_by": "warning",
                     "exercise": False,
                 },

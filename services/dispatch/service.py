@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from libs.common.openapi import Contract, each_one_of, one_of
 from libs.common.service import ServiceContext, ServiceSpec, Timer
-from services.dispatch import api, handlers
+from services.dispatch import api, config, handlers
 from services.dispatch.metrics import refresh
 from services.dispatch.store import OUTBOX_COLLECTIONS, DispatchStore
 
@@ -31,7 +32,7 @@ def repair(store: DispatchStore) -> dict[str, int]:
 
 
 def overdue(store: DispatchStore) -> int:
-    """The 督辦 job: flag assignments past their deadline (once each)."""
+    """The 督办 job: flag assignments past their deadline (once each)."""
     flagged = store.scan_overdue()
     refresh(store)
     return flagged
@@ -47,8 +48,43 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
     ]
 
 
+def contract(ctx: ServiceContext) -> Contract:
+    """What dispatch's request fields are checked against beyond their types."""
+    codes = [t.code for t in ctx.county.townships]
+    names = {"items": {"pattern": api.NAME_PATTERN}, "uniqueItems": True}
+    return {
+        "TeamIn": {"township_code": one_of(codes), "capabilities": names},
+        "TeamPatch": {
+            "": {"minProperties": 1},
+            **{
+                field: {"nullable": False}
+                for field in ("name", "kind", "headcount", "contact", "status")
+            },
+            "township_code": {"nullable": False, **one_of(codes)},
+            "capabilities": {"nullable": False, **names},
+        },
+        "DispatchIn": {
+            "team_ids": {"uniqueItems": True},
+            "resources": {"uniqueItems": True},
+            "": {
+                "anyOf": [
+                    {"required": ["team_ids"], "properties": {"team_ids": {"minItems": 1}}},
+                    {"required": ["resources"], "properties": {"resources": {"minItems": 1}}},
+                ]
+            },
+        },
+        "StockAdjustIn": {"delta": {"not": {"const": 0}}},
+        "PlanIn": {
+            "township_codes": each_one_of(codes),
+            "requesting_township": one_of(codes),
+            "hazard": one_of(sorted(config.load_capabilities().categories)),
+        },
+    }
+
+
 SPEC = ServiceSpec(
     name="dispatch",
+    contract=contract,
     build_router=api.build_router,
     setup=setup,
     subscriptions=handlers.subscriptions,

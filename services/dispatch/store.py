@@ -146,7 +146,7 @@ class DispatchStore:
                 {"keys": [("status", 1), ("due_at", 1)]},
                 {"keys": [("incident_id", 1)]},
                 {"keys": [("created_at", -1)]},
-                # One open assignment per dispute (一個口子入、一個口子出).
+                # One open assignment per dispute (一个口子入、一个口子出).
                 {"keys": [("open_incident", 1)], "unique": True, "sparse": True},
             ],
         )
@@ -823,6 +823,7 @@ class DispatchStore:
                     "at": now,
                     "by": plan.get("activated_by"),
                     "reason": plan.get("reason"),
+                    "reason_label": plan.get("reason_label") or plan.get("reason"),
                 }
             ],
         }
@@ -839,11 +840,22 @@ class DispatchStore:
         return dict(created_doc), created
 
     def change_plan_level(
-        self, plan: Mapping[str, Any], level: int, reason: str, by: str, applied_id: str
+        self,
+        plan: Mapping[str, Any],
+        level: int,
+        reason: domain.PlanReason,
+        by: str,
+        applied_id: str,
     ) -> bool:
         """Step a plan up or down; applied once per ``applied_id``."""
         event = events.plan_changed(
-            self.clock, plan, plan["level"], level, reason, causation_id=applied_id
+            self.clock,
+            plan,
+            plan["level"],
+            level,
+            reason.text,
+            causation_id=applied_id,
+            reason_label=reason.label,
         )
         done = apply_once(
             self.plans,
@@ -858,7 +870,8 @@ class DispatchStore:
                             "level": level,
                             "at": self.now(),
                             "by": by,
-                            "reason": reason,
+                            "reason": reason.text,
+                            "reason_label": reason.label,
                         }
                     },
                 },
@@ -870,12 +883,21 @@ class DispatchStore:
             self.ctx.wake_relay()
         return done
 
-    def end_plan(self, plan: Mapping[str, Any], reason: str, by: str, applied_id: str) -> bool:
+    def end_plan(
+        self, plan: Mapping[str, Any], reason: domain.PlanReason, by: str, applied_id: str
+    ) -> bool:
         """Stand a plan down and release its standby teams (never deployed ones)."""
         done = False
         if plan["status"] == "active":
             released = self._standby_of(plan["_id"])
-            event = events.plan_ended(self.clock, plan, reason, released, causation_id=applied_id)
+            event = events.plan_ended(
+                self.clock,
+                plan,
+                reason.text,
+                released,
+                causation_id=applied_id,
+                reason_label=reason.label,
+            )
             done = apply_once(
                 self.plans,
                 {"_id": plan["_id"], "status": "active"},
@@ -884,7 +906,8 @@ class DispatchStore:
                         "$set": {
                             "status": "ended",
                             "ended_at": self.now(),
-                            "end_reason": reason,
+                            "end_reason": reason.text,
+                            "end_reason_label": reason.label,
                             "teams_released": released,
                         },
                         "$push": {
@@ -892,7 +915,8 @@ class DispatchStore:
                                 "action": "ended",
                                 "at": self.now(),
                                 "by": by,
-                                "reason": reason,
+                                "reason": reason.text,
+                                "reason_label": reason.label,
                             }
                         },
                     },

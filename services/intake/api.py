@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +13,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     model_validator,
 )
 
@@ -22,6 +21,7 @@ from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, validation_fields
 from libs.common.idempotency import fingerprint, validate_key
 from libs.common.service import ServiceContext
+from libs.common.text import Text, bounded_text
 from services.intake import metrics
 from services.intake.config import IntakeConfig
 from services.intake.domain import (
@@ -42,9 +42,7 @@ REPORTERS = (Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
 
 def _text(max_length: int) -> Any:
     """A string that must say something: trimmed, not blank, at most ``max_length`` characters."""
-    return Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
-    ]
+    return bounded_text(max_length)
 
 
 Rating = Literal["low", "medium", "high"]
@@ -52,30 +50,30 @@ Status = Literal["open", "closed", "merged"]
 
 
 class Contact(BaseModel):
-    """A named person and how to reach them (篇6: 注明審簽人及報送人姓名、聯繫方式)."""
+    """A named person and how to reach them (篇6: 注明审签人及报送人姓名、联系方式)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: _text(50) = Field(description="姓名 (name)")  # type: ignore[valid-type]
     phone: str = Field(
         pattern=r"^\+?\d[\d\- ]{4,23}$",
-        description="聯繫電話 (phone): digits, optional leading +, spaces or hyphens",
+        description="联系电话 (phone): digits, optional leading +, spaces or hyphens",
     )
 
 
 class Location(BaseModel):
-    """Where it happened (地點, 篇2)."""
+    """Where it happened (地点, 篇2)."""
 
     model_config = ConfigDict(extra="forbid")
 
     address: _text(200) = Field(  # type: ignore[valid-type]
-        description="地點 (address): village, road, landmark"
+        description="地点 (address): village, road, landmark"
     )
     lat: float | None = Field(
-        default=None, ge=-90, le=90, description="緯度 (latitude, WGS84); give with lon"
+        default=None, ge=-90, le=90, description="纬度 (latitude, WGS84); give with lon"
     )
     lon: float | None = Field(
-        default=None, ge=-180, le=180, description="經度 (longitude, WGS84); give with lat"
+        default=None, ge=-180, le=180, description="经度 (longitude, WGS84); give with lat"
     )
 
     @model_validator(mode="after")
@@ -86,44 +84,44 @@ class Location(BaseModel):
 
 
 class CasualtiesIn(BaseModel):
-    """人員傷亡 (casualties, 篇2 災害後果); an omitted figure means zero."""
+    """人员伤亡 (casualties, 篇2 灾害后果); an omitted figure means zero."""
 
     model_config = ConfigDict(extra="forbid")
 
-    deaths: int = Field(default=0, ge=0, le=1_000_000, description="死亡人數 (deaths)")
-    injured: int = Field(default=0, ge=0, le=1_000_000, description="受傷人數 (injured)")
-    missing: int = Field(default=0, ge=0, le=1_000_000, description="失蹤人數 (missing)")
-    trapped: int = Field(default=0, ge=0, le=1_000_000, description="被困人數 (trapped)")
+    deaths: int = Field(default=0, ge=0, le=1_000_000, description="死亡人数 (deaths)")
+    injured: int = Field(default=0, ge=0, le=1_000_000, description="受伤人数 (injured)")
+    missing: int = Field(default=0, ge=0, le=1_000_000, description="失踪人数 (missing)")
+    trapped: int = Field(default=0, ge=0, le=1_000_000, description="被困人数 (trapped)")
 
 
 class AffectedIn(BaseModel):
-    """影響範圍與損失 (scope and losses, 篇2 範圍、程度); an omitted figure means zero."""
+    """影响范围与损失 (scope and losses, 篇2 范围、程度); an omitted figure means zero."""
 
     model_config = ConfigDict(extra="forbid")
 
     people_affected: int = Field(
-        default=0, ge=0, le=100_000_000, description="受災人數 (people affected)"
+        default=0, ge=0, le=100_000_000, description="受灾人数 (people affected)"
     )
     people_evacuated: int = Field(
-        default=0, ge=0, le=100_000_000, description="緊急轉移安置人數 (people evacuated)"
+        default=0, ge=0, le=100_000_000, description="紧急转移安置人数 (people evacuated)"
     )
     houses_damaged: int = Field(
-        default=0, ge=0, le=100_000_000, description="損壞房屋（間） (houses damaged)"
+        default=0, ge=0, le=100_000_000, description="损坏房屋（间） (houses damaged)"
     )
     houses_collapsed: int = Field(
-        default=0, ge=0, le=100_000_000, description="倒塌房屋（間） (houses collapsed)"
+        default=0, ge=0, le=100_000_000, description="倒塌房屋（间） (houses collapsed)"
     )
     direct_loss_cny: float = Field(
         default=0,
         ge=0,
         le=1e13,
         allow_inf_nan=False,
-        description="直接經濟損失（元） (direct economic loss, CNY)",
+        description="直接经济损失（元） (direct economic loss, CNY)",
     )
 
 
 class DisputeIn(BaseModel):
-    """矛盾糾紛研判 (dispute classification and markers, 篇1 / 篇4)."""
+    """矛盾纠纷研判 (dispute classification and markers, 篇1 / 篇4)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -142,84 +140,84 @@ class DisputeIn(BaseModel):
     ) = Field(
         default=None,
         description=(
-            "糾紛性質 (nature, 篇1): relocation 動遷, enterprise 涉企, labour_wages 勞資/欠薪, "
-            "land 土地山林, internal 單位內部, family 家庭成員, neighbourhood 鄰里, other 其他; "
+            "纠纷性质 (nature, 篇1): relocation 动迁, enterprise 涉企, labour_wages 劳资/欠薪, "
+            "land 土地山林, internal 单位内部, family 家庭成员, neighbourhood 邻里, other 其他; "
             "null = 尚未研判 (not yet assessed)"
         ),
     )
     stability_impact: Rating | None = Field(
         default=None,
-        description="對社會穩定的影響程度 (impact on social stability, 篇1); high escalates",
+        description="对社会稳定的影响程度 (impact on social stability, 篇1); high escalates",
     )
     escalation_risk: Rating | None = Field(
         default=None,
         description="激化的可能性 (likelihood of escalating, 篇1); high escalates",
     )
     petition_or_lawsuit: bool = Field(
-        default=False, description="涉法涉訴 (involves petitions or lawsuits, 篇1); escalates"
+        default=False, description="涉法涉诉 (involves petitions or lawsuits, 篇1); escalates"
     )
     repeated_petitions: bool = Field(
-        default=False, description="纏訪纏訴 (repeated petitions or suits, 篇1); escalates"
+        default=False, description="缠访缠诉 (repeated petitions or suits, 篇1); escalates"
     )
     key_persons: bool = Field(
-        default=False, description="涉及重點人員 (key persons involved, 篇1); escalates"
+        default=False, description="涉及重点人员 (key persons involved, 篇1); escalates"
     )
 
 
 class IncidentIn(BaseModel):
-    """An initial report (首報) with every required element (要素齊全, 篇2 / 篇6 / 篇9)."""
+    """An initial report (首报) with every required element (要素齐全, 篇2 / 篇6 / 篇9)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    category: Category = Field(description="事件類別 / 災害種類 (category, 篇2)")
+    category: Category = Field(description="事件类别 / 灾害种类 (category, 篇2)")
     township_code: str = Field(
-        pattern=r"^\d{9}$", description="鄉鎮（街道）代碼 (township code, GB/T 2260 style)"
+        pattern=r"^\d{9}$", description="乡镇（街道）代码 (township code, GB/T 2260 style)"
     )
-    title: _text(100) = Field(description="標題 (title)")  # type: ignore[valid-type]
+    title: _text(100) = Field(description="标题 (title)")  # type: ignore[valid-type]
     description: _text(1500) = Field(  # type: ignore[valid-type]
         description=(
-            "事件概況 (description): 程度、後果、危害 (篇2, 篇9); at most 1500 characters "
-            "(篇6: 綜合信息不超過1500字)"
+            "事件概况 (description): 程度、后果、危害 (篇2, 篇9); at most 1500 characters "
+            "(篇6: 综合信息不超过1500字)"
         )
     )
-    occurred_at: UtcTime = Field(description="發生時間 (occurred at), ISO 8601 with offset")
+    occurred_at: UtcTime = Field(description="发生时间 (occurred at), ISO 8601 with offset")
     discovered_at: UtcTime = Field(
-        description="發現時間 (discovered at), ISO 8601 with offset; the 遲報 clock starts here"
+        description="发现时间 (discovered at), ISO 8601 with offset; the 迟报 clock starts here"
     )
-    location: Location = Field(description="地點 (location)")
-    casualties: CasualtiesIn = Field(description="人員傷亡 (casualties)")
-    affected: AffectedIn = Field(description="影響範圍與損失 (scope and losses)")
+    location: Location = Field(description="地点 (location)")
+    casualties: CasualtiesIn = Field(description="人员伤亡 (casualties)")
+    affected: AffectedIn = Field(description="影响范围与损失 (scope and losses)")
     people_involved: int = Field(
         default=0,
         ge=0,
         le=10_000_000,
-        description="涉及人數 (people involved); 10 or more escalates (篇3)",
+        description="涉及人数 (people involved); 10 or more escalates (篇3)",
     )
     measures_taken: _text(500) = Field(  # type: ignore[valid-type]
-        description="已採取的措施 / 處置情況 (measures taken, 篇2 / 篇9); at most 500 characters"
+        description="已采取的措施 / 处置情况 (measures taken, 篇2 / 篇9); at most 500 characters"
     )
     needs: _text(500) = Field(  # type: ignore[valid-type]
         description=(
-            "存在的困難和需求 / 請求協調事項 (difficulties, needs and coordination requested, "
-            "篇2 / 篇9); write 無 when there are none; at most 500 characters"
+            "存在的困难和需求 / 请求协调事项 (difficulties, needs and coordination requested, "
+            "篇2 / 篇9); write 无 when there are none; at most 500 characters"
         )
     )
     trend: _text(500) | None = Field(  # type: ignore[valid-type]
-        default=None, description="發展態勢 (development trend, 篇9)"
+        default=None, description="发展态势 (development trend, 篇9)"
     )
     scope: _text(500) | None = Field(  # type: ignore[valid-type]
-        default=None, description="影響範圍描述 (scope in words: villages, roads, area; 篇2)"
+        default=None, description="影响范围描述 (scope in words: villages, roads, area; 篇2)"
     )
-    reporter: Contact = Field(description="報送人 (submitter) with contact (篇6)")
-    approver: Contact = Field(description="審簽人 (reviewer/approver) with contact (篇6)")
+    reporter: Contact = Field(description="报送人 (submitter) with contact (篇6)")
+    approver: Contact = Field(description="审签人 (reviewer/approver) with contact (篇6)")
     source: _text(100) = Field(  # type: ignore[valid-type]
-        description="信息來源 (source), e.g. 村委會電話報告, 110 轉警, 部門監測"
+        description="信息来源 (source), e.g. 村委会电话报告, 110 转警, 部门监测"
     )
     dispute: DisputeIn | None = Field(
-        default=None, description="矛盾糾紛研判 (dispute classification, 篇1 / 篇4)"
+        default=None, description="矛盾纠纷研判 (dispute classification, 篇1 / 篇4)"
     )
     exercise: bool = Field(
-        default=False, description="演練 (drill): true for exercise data, carried on every event"
+        default=False, description="演练 (drill): true for exercise data, carried on every event"
     )
 
 
@@ -228,10 +226,10 @@ class MergeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    primary_id: str = Field(
-        min_length=1, max_length=64, description="主事件編號 (the incident to keep)"
+    primary_id: Text = Field(
+        min_length=1, max_length=64, description="主事件编号 (the incident to keep)"
     )
-    reason: _text(500) = Field(description="合併理由 (why they are the same event)")  # type: ignore[valid-type]
+    reason: _text(500) = Field(description="合并理由 (why they are the same event)")  # type: ignore[valid-type]
 
 
 class CloseIn(BaseModel):
@@ -239,7 +237,7 @@ class CloseIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: _text(500) = Field(description="結案理由 (why the incident is closed)")  # type: ignore[valid-type]
+    reason: _text(500) = Field(description="结案理由 (why the incident is closed)")  # type: ignore[valid-type]
 
 
 class GradeBasisOut(BaseModel):
@@ -270,7 +268,7 @@ class IncidentOut(BaseModel):
     description: str
     occurred_at: datetime
     discovered_at: datetime
-    reported_at: datetime = Field(description="受理時間: when intake accepted the report")
+    reported_at: datetime = Field(description="受理时间: when intake accepted the report")
     location: dict[str, Any]
     casualties: dict[str, Any]
     affected: dict[str, Any]
@@ -284,13 +282,13 @@ class IncidentOut(BaseModel):
     source: str
     dispute: dict[str, Any] | None = None
     exercise: bool
-    grade: int = Field(description="1 特別重大 (most severe) … 4 一般")
+    grade: int = Field(description="1 特别重大 (most severe) … 4 一般")
     grade_label: str
     grade_basis: list[GradeBasisOut] = Field(description="measures that reached the grade")
     initial_grade: int = Field(description="grade at the initial report")
     figures_grade: int = Field(description="grade the latest figures reach (downgrades are manual)")
     status: Status
-    late: bool = Field(description="遲報: initial report after the grade's limit")
+    late: bool = Field(description="迟报: initial report after the grade's limit")
     report_delay_minutes: float = Field(description="discovery → report, minutes")
     late_limit_minutes: int = Field(description="the grade's initial-report limit in the profile")
     escalated: bool
@@ -347,7 +345,7 @@ def _metric_field(error: Mapping[str, Any], path: str) -> str:
 
 
 class IntakeRoute(APIRoute):
-    """Counts rejections by field, and names an incomplete report for what it is (漏報)."""
+    """Counts rejections by field, and names an incomplete report for what it is (漏报)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """Wrap the handler FastAPI builds with the rejection accounting."""
@@ -401,7 +399,7 @@ def _report_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases
         INCIDENTS_PATH,
         status_code=201,
         response_model=IncidentDetail,
-        summary="Report an incident (首報)",
+        summary="Report an incident (首报)",
         responses={
             403: {"description": "a township key reporting for another township"},
             409: {"description": "Idempotency-Key reused with a different body"},
@@ -414,10 +412,10 @@ def _report_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases
         principal: Principal = ctx.allow(*REPORTERS),
         idempotency_key: str | None = Header(
             default=None,
-            description="冪等鍵: retry with the same key and body to get the original result",
+            description="幂等键: retry with the same key and body to get the original result",
         ),
     ) -> dict[str, Any]:
-        """Accept an initial report: grade it, flag 遲報 and escalation, look for duplicates."""
+        """Accept an initial report: grade it, flag 迟报 and escalation, look for duplicates."""
         principal.ensure_township(body.township_code)
         command = ReportCommand(
             fields=body.model_dump(),
@@ -440,19 +438,19 @@ def _read_routes(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases)
     def list_incidents(
         principal: Principal = ctx.allow(*READERS),
         township_code: str | None = Query(
-            default=None, pattern=r"^\d{9}$", description="鄉鎮代碼 (township code)"
+            default=None, pattern=r"^\d{9}$", description="乡镇代码 (township code)"
         ),
-        category: Category | None = Query(default=None, description="事件類別 (category)"),
-        status: Status | None = Query(default=None, description="狀態: open, closed, merged"),
-        grade: int | None = Query(default=None, ge=1, le=4, description="等級 1–4 (grade)"),
-        exercise: bool | None = Query(default=None, description="演練 (drills only / none)"),
-        late: bool | None = Query(default=None, description="遲報 (late reports)"),
-        escalated: bool | None = Query(default=None, description="已升級上報 (escalated)"),
+        category: Category | None = Query(default=None, description="事件类别 (category)"),
+        status: Status | None = Query(default=None, description="状态: open, closed, merged"),
+        grade: int | None = Query(default=None, ge=1, le=4, description="等级 1–4 (grade)"),
+        exercise: bool | None = Query(default=None, description="演练 (drills only / none)"),
+        late: bool | None = Query(default=None, description="迟报 (late reports)"),
+        escalated: bool | None = Query(default=None, description="已升级上报 (escalated)"),
         reported_after: UtcTime | None = Query(
-            default=None, description="受理時間不早於 (reported at or after)"
+            default=None, description="受理时间不早于 (reported at or after)"
         ),
         reported_before: UtcTime | None = Query(
-            default=None, description="受理時間早於 (reported before)"
+            default=None, description="受理时间早于 (reported before)"
         ),
         limit: int = Query(default=50, ge=1, le=200, description="page size"),
         cursor: str | None = Query(default=None, max_length=500, description="next_cursor"),

@@ -38,7 +38,7 @@ Measure = Literal["deaths", "injured", "missing_trapped", "people_evacuated", "d
 MEASURES: tuple[str, ...] = get_args(Measure)
 
 GRADES = (1, 2, 3, 4)
-GRADE_LABELS = {1: "特別重大", 2: "重大", 3: "較大", 4: "一般"}
+GRADE_LABELS = {1: "特别重大", 2: "重大", 3: "较大", 4: "一般"}
 GRADE_NUMERALS = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ"}
 
 DisputeMarker = Literal["petition_or_lawsuit", "repeated_petitions", "key_persons"]
@@ -46,36 +46,36 @@ DisputeRating = Literal["stability_impact", "escalation_risk"]
 
 # Escalation reason codes and what they mean (with the passage that asks for them).
 ESCALATION_TEXT: dict[str, str] = {
-    "people_involved": "涉及10人以上，立即上報市應急處置領導小組並啟動預案 (篇3)",
-    "major_grade": "Ⅰ/Ⅱ級（特別重大、重大）事件，立即報告縣領導",
-    "petition_or_lawsuit": "涉法涉訴矛盾糾紛 (篇1)",
-    "repeated_petitions": "纏訪纏訴 (篇1)",
-    "key_persons": "涉及重點人員 (篇1)",
-    "high_stability_impact": "對社會穩定影響程度高 (篇1)",
+    "people_involved": "涉及10人以上，立即上报市应急处置领导小组并启动预案 (篇3)",
+    "major_grade": "Ⅰ/Ⅱ级（特别重大、重大）事件，立即报告县领导",
+    "petition_or_lawsuit": "涉法涉诉矛盾纠纷 (篇1)",
+    "repeated_petitions": "缠访缠诉 (篇1)",
+    "key_persons": "涉及重点人员 (篇1)",
+    "high_stability_impact": "对社会稳定影响程度高 (篇1)",
     "high_escalation_risk": "激化的可能性高 (篇1, 篇4)",
 }
 
-# The required elements of a report (要素齊全) by request path, with the term and its passage.
+# The required elements of a report (要素齐全) by request path, with the term and its passage.
 ELEMENTS: dict[str, str] = {
-    "category": "災害種類/事件類別 (篇2)",
-    "township_code": "報送鄉鎮（街道）代碼",
-    "title": "標題",
-    "description": "事件概況：程度、後果、危害 (篇2, 篇9)",
-    "occurred_at": "發生時間 (篇2)",
-    "discovered_at": "發現時間 (遲報判定)",
-    "location": "地點 (篇2)",
-    "location.address": "地點 (篇2)",
-    "casualties": "人員傷亡 (篇2 災害後果)",
-    "affected": "影響範圍與損失 (篇2 範圍、程度)",
-    "measures_taken": "採取的措施/處置情況 (篇2, 篇9)",
-    "needs": "存在的困難和需求/請求協調事項 (篇2, 篇9)",
-    "reporter": "報送人姓名及聯繫方式 (篇6)",
-    "reporter.name": "報送人姓名 (篇6)",
-    "reporter.phone": "報送人聯繫方式 (篇6)",
-    "approver": "審簽人姓名及聯繫方式 (篇6)",
-    "approver.name": "審簽人姓名 (篇6)",
-    "approver.phone": "審簽人聯繫方式 (篇6)",
-    "source": "信息來源",
+    "category": "灾害种类/事件类别 (篇2)",
+    "township_code": "报送乡镇（街道）代码",
+    "title": "标题",
+    "description": "事件概况：程度、后果、危害 (篇2, 篇9)",
+    "occurred_at": "发生时间 (篇2)",
+    "discovered_at": "发现时间 (迟报判定)",
+    "location": "地点 (篇2)",
+    "location.address": "地点 (篇2)",
+    "casualties": "人员伤亡 (篇2 灾害后果)",
+    "affected": "影响范围与损失 (篇2 范围、程度)",
+    "measures_taken": "采取的措施/处置情况 (篇2, 篇9)",
+    "needs": "存在的困难和需求/请求协调事项 (篇2, 篇9)",
+    "reporter": "报送人姓名及联系方式 (篇6)",
+    "reporter.name": "报送人姓名 (篇6)",
+    "reporter.phone": "报送人联系方式 (篇6)",
+    "approver": "审签人姓名及联系方式 (篇6)",
+    "approver.name": "审签人姓名 (篇6)",
+    "approver.phone": "审签人联系方式 (篇6)",
+    "source": "信息来源",
 }
 
 
@@ -268,7 +268,7 @@ def report_delay(discovered_at: datetime, reported_at: datetime) -> timedelta:
 
 
 def is_late(discovered_at: datetime, reported_at: datetime, limit_minutes: int) -> bool:
-    """遲報: the initial report came after the grade's limit (exactly on the limit is in time)."""
+    """迟报: the initial report came after the grade's limit (exactly on the limit is in time)."""
     return report_delay(discovered_at, reported_at) > timedelta(minutes=limit_minutes)
 
 
@@ -384,7 +384,7 @@ class Neighbourhood:
 
 @dataclass(frozen=True)
 class Regrade:
-    """An automatic upgrade from new figures (越級 when it skips a grade)."""
+    """An automatic upgrade from new figures (越级 when it skips a grade)."""
 
     old_grade: int
     new_grade: int
@@ -464,7 +464,7 @@ def report_is_outdated(incident: Mapping[str, Any], followup_number: int | None)
     """True when a report's figures are older than what the incident already holds.
 
     Reports reach intake in any order. A follow-up numbered at or below one already applied is
-    older, and so is every follow-up once the final report (終報) is applied: a final report is
+    older, and so is every follow-up once the final report (终报) is applied: a final report is
     filed after every follow-up of its chain, so its figures are the incident's last word.
     """
     if followup_number is None:

@@ -19,7 +19,7 @@ SOURCE = "intake"
 
 
 def incident_reported(clock: Clock, doc: Mapping[str, Any]) -> EventEnvelope:
-    """首報 accepted: the incident's facts, grade and flags."""
+    """首报 accepted: the incident's facts, grade and flags."""
     location = doc.get("location") or {}
     payload = IncidentReportedV1(
         incident_id=doc["_id"],
@@ -41,6 +41,14 @@ def incident_reported(clock: Clock, doc: Mapping[str, Any]) -> EventEnvelope:
         exercise=doc["exercise"],
         address=location.get("address"),
         dispute=doc.get("dispute"),
+        description=doc.get("description"),
+        scope=doc.get("scope"),
+        measures_taken=doc.get("measures_taken"),
+        needs=doc.get("needs"),
+        trend=doc.get("trend"),
+        source=doc.get("source"),
+        reporter=doc.get("reporter"),
+        approver=doc.get("approver"),
     )
     return make_event(clock, SOURCE, "incident_reported", payload, correlation_id=doc["_id"])
 
@@ -55,7 +63,7 @@ def incident_regraded(
     escalation_reasons: list[str],
     causation_id: str | None,
 ) -> EventEnvelope:
-    """The grade rose after new figures; carries the figures and 越級 (skipped_grades)."""
+    """The grade rose after new figures; carries the figures and 越级 (skipped_grades)."""
     payload = IncidentRegradedV1(
         incident_id=doc["_id"],
         township_code=doc["township_code"],

@@ -12,11 +12,11 @@ from services.intake.usecases import IntakeUseCases, report_figures
 
 
 def on_followup_filed(intake: IntakeUseCases) -> Callable[[EventEnvelope], bool]:
-    """續報 figures become the incident's facts; a higher grade re-grades it (upgrades only)."""
+    """续报 figures become the incident's facts; a higher grade re-grades it (upgrades only)."""
 
     def handle(envelope: EventEnvelope) -> bool:
         payload: Any = parse_payload(envelope)
-        label = f"續報 {payload.number} ({payload.report_id})"
+        label = f"续报 {payload.number} ({payload.report_id})"
         figures = report_figures(payload, label, number=payload.number, close=False)
         return intake.take_report(envelope, figures)
 
@@ -24,11 +24,11 @@ def on_followup_filed(intake: IntakeUseCases) -> Callable[[EventEnvelope], bool]
 
 
 def on_final_report_filed(intake: IntakeUseCases) -> Callable[[EventEnvelope], bool]:
-    """終報 closes the incident (closed_by ``final_report``), upgrading first if its figures do."""
+    """终报 closes the incident (closed_by ``final_report``), upgrading first if its figures do."""
 
     def handle(envelope: EventEnvelope) -> bool:
         payload: Any = parse_payload(envelope)
-        label = f"終報 ({payload.report_id})"
+        label = f"终报 ({payload.report_id})"
         figures = report_figures(payload, label, number=None, close=True)
         return intake.take_report(envelope, figures)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.intake.domain import CATEGORIES, ELEMENTS, ESCALATION_TEXT, GRADES
+
 INCIDENTS_RECEIVED = Counter(
     "yingji_intake_incidents_received_total",
     "Incidents accepted at intake, by category, initial grade and township; exercise=true for "
@@ -50,3 +52,31 @@ INCIDENTS_OPEN = Gauge(
     "Open incidents by current grade (drills excluded), refreshed by the intake timer",
     ["grade"],
 )
+
+CLOSED_BY = ("leader", "final_report")
+# Fields a rejection names beyond the report's elements: unknown fields and an unreadable body.
+OTHER_REJECTED_FIELDS = ("unknown_field", "body")
+
+
+def start_at_zero(township_codes: list[str]) -> None:
+    """Every series whose labels are known up front (categories, grades, the county's
+    townships, escalation reasons, report fields) at 0, so the first increment shows."""
+    for category in CATEGORIES:
+        DISCOVERY_TO_REPORT.labels(category)
+        POSSIBLE_DUPLICATES.labels(category)
+        for grade_label in map(str, GRADES):
+            for township in township_codes:
+                LATE_REPORTS.labels(category, grade_label, township)
+                for exercise in ("false", "true"):
+                    INCIDENTS_RECEIVED.labels(category, grade_label, township, exercise)
+    for grade in GRADES:
+        INCIDENTS_OPEN.labels(str(grade))
+        for new_grade in GRADES:
+            if new_grade < grade:
+                REGRADES.labels(str(grade), str(new_grade))
+    for reason in ESCALATION_TEXT:
+        ESCALATIONS.labels(reason)
+    for field in [*ELEMENTS, *OTHER_REJECTED_FIELDS]:
+        VALIDATION_REJECTIONS.labels(field)
+    for who in CLOSED_BY:
+        CLOSED.labels(who)

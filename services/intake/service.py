@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from libs.common.bus import Subscription
+from libs.common.openapi import Contract, one_of
 from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
 from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
@@ -75,6 +76,7 @@ def setup(ctx: ServiceContext) -> None:
         copied = import_legacy_incidents(ctx.db, repo)
         if copied:
             ctx.log.info("incidents_migrated", incidents=copied)
+    metrics.start_at_zero([t.code for t in ctx.county.townships])
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
@@ -116,8 +118,28 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
     ]
 
 
+def contract(ctx: ServiceContext) -> Contract:
+    """What intake's request fields are checked against beyond their types."""
+    return {
+        "IncidentIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
+        # Coordinates come as a pair or not at all.
+        "Location": {
+            "": {
+                "anyOf": [
+                    {"properties": {"lat": {"type": "null"}, "lon": {"type": "null"}}},
+                    {
+                        "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                        "required": ["lat", "lon"],
+                    },
+                ]
+            }
+        },
+    }
+
+
 SPEC = ServiceSpec(
     name=NAME,
+    contract=contract,
     build_router=build_router,
     setup=setup,
     subscriptions=subscriptions,

@@ -123,7 +123,7 @@ class IntakeUseCases:
     # Commands ------------------------------------------------------------------------------
 
     def report(self, cmd: ReportCommand) -> tuple[dict[str, Any], bool]:
-        """Accept an initial report: grade, flag 遲報 and escalation, find duplicates, store.
+        """Accept an initial report: grade, flag 迟报 and escalation, find duplicates, store.
 
         Returns the stored incident and whether this was a replay of an earlier request.
         """

@@ -1,4 +1,4 @@
-"""Pure analysis: the situation pack (會商研判), its recommendation rules, and monthly scores."""
+"""Pure analysis: the situation pack (会商研判), its recommendation rules, and monthly scores."""
 
 from __future__ import annotations
 
@@ -120,10 +120,14 @@ def incident_breakdown(
     categories = Counter(str(i["category"]) for i in incidents)
     townships = Counter(str(i["township_code"]) for i in incidents)
     bands = Counter(time_band(i["occurred_at"], tz) for i in incidents)
-    deaths = sum(int((i.get("casualties") or {}).get("deaths", 0)) for i in incidents)
-    injured = sum(int((i.get("casualties") or {}).get("injured", 0)) for i in incidents)
-    missing = sum(int((i.get("casualties") or {}).get("missing", 0)) for i in incidents)
-    evacuated = sum(int((i.get("affected") or {}).get("people_evacuated", 0)) for i in incidents)
+    cas = {
+        name: sum(int((i.get("casualties") or {}).get(name, 0)) for i in incidents)
+        for name in ("deaths", "injured", "missing", "trapped")
+    }
+    hit = {
+        name: sum(int((i.get("affected") or {}).get(name, 0)) for i in incidents)
+        for name in ("people_affected", "people_evacuated", "houses_damaged", "houses_collapsed")
+    }
     loss = sum(float((i.get("affected") or {}).get("direct_loss_cny", 0)) for i in incidents)
     return {
         "total": total,
@@ -146,8 +150,11 @@ def incident_breakdown(
             }
             for a, b in TIME_BANDS
         ],
-        "casualties": {"deaths": deaths, "injured": injured, "missing": missing},
-        "people_evacuated": evacuated,
+        "casualties": cas,
+        "people_evacuated": hit["people_evacuated"],
+        "people_affected": hit["people_affected"],
+        "houses_damaged": hit["houses_damaged"],
+        "houses_collapsed": hit["houses_collapsed"],
         "direct_loss_cny": loss,
     }
 
@@ -167,7 +174,7 @@ def trend(current: int, previous: int) -> dict[str, Any]:
 
 
 def situation_pack(inputs: PackInputs) -> dict[str, Any]:
-    """The 會商研判 pack: statistics, trend, hot spots, warnings, response, discipline, advice."""
+    """The 会商研判 pack: statistics, trend, hot spots, warnings, response, discipline, advice."""
     breakdown = incident_breakdown(inputs.incidents, inputs.township_names, inputs.tz)
     total = breakdown["total"]
     hot_spots = [
@@ -177,6 +184,8 @@ def situation_pack(inputs: PackInputs) -> dict[str, Any]:
     dispatch_status = Counter(str(d.get("status", "ordered")) for d in inputs.dispatches)
     zero: dict[str, Any] = dict(inputs.zero_reports)
     expected = zero.get("expected", 0)
+    # No day's cut-off has passed yet: nothing is owed, so there is no rate to show.
+    zero["due"] = expected > 0
     zero["compliance_percent"] = (
         round(100.0 * zero.get("on_time", 0) / expected, 1) if expected else 100.0
     )

@@ -6,16 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
 from libs.common.auth import Principal, Role
-from libs.common.clock import as_utc
+from libs.common.clock import UtcTime, as_utc
 from libs.common.errors import ApiError, field_error
 from libs.common.eventmodels.common import Affected, Casualties
 from libs.common.idempotency import (
@@ -25,14 +25,28 @@ from libs.common.idempotency import (
     insert_idempotent,
     validate_key,
 )
+from libs.common.openapi import DAY_PATTERN, Day, Month, OptionalDay, errors
 from libs.common.outbox import new_document
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
-from services.reporting import domain, engine, events, metrics, render, summaries, zero
+from libs.common.text import Text
+from services.reporting import (
+    bulletins,
+    documents,
+    domain,
+    engine,
+    events,
+    metrics,
+    render,
+    summaries,
+    zero,
+)
 from services.reporting.store import Store
 
 # One rule for falling figures, stated alike in this 422, the route's description and
 # docs/api.md: a structured correction per figure keeps the data checkable; prose does not.
+# The longest span of report days one request for refused 「无事件」 attempts may cover.
+CONTRADICTION_DAYS = 92
 FIGURES_FELL_RULE = (
     "A figure lower than in the previous report needs corrections[] {field, reason} (核减说明) "
     "naming it; an explanation in progress alone is not enough."
@@ -58,12 +72,12 @@ FigurePath = Literal[
 
 
 class Person(BaseModel):
-    """A named person with a contact number (篇6: 審簽人及報送人姓名、聯繫方式)."""
+    """A named person with a contact number (篇6: 审签人及报送人姓名、联系方式)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=50, description="姓名")
-    phone: str | None = Field(default=None, pattern=PHONE, description="聯繫電話")
+    name: Text | None = Field(default=None, max_length=50, description="姓名")
+    phone: str | None = Field(default=None, pattern=PHONE, description="联系电话")
 
 
 class Signatory(BaseModel):
@@ -71,44 +85,44 @@ class Signatory(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=50, pattern=r"\S", description="姓名")
+    name: Text = Field(min_length=1, max_length=50, pattern=r"\S", description="姓名")
     phone: str = Field(pattern=PHONE, description="联系电话")
 
 
 class Correction(BaseModel):
-    """Why a figure is lower than in the previous report (核減說明)."""
+    """Why a figure is lower than in the previous report (核减说明)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    field: FigurePath = Field(description="核減的數字字段，如 casualties.deaths")
-    reason: str = Field(min_length=2, max_length=300, description="核減原因（如：經核實重複統計）")
+    field: FigurePath = Field(description="核减的数字字段，如 casualties.deaths")
+    reason: Text = Field(min_length=2, max_length=300, description="核减原因（如：经核实重复统计）")
 
 
 class ReportIn(BaseModel):
-    """A follow-up (續報) or final (終報) report."""
+    """A follow-up (续报) or final (终报) report."""
 
     model_config = ConfigDict(extra="forbid")
 
-    incident_id: str = Field(min_length=1, max_length=100, description="事件編號")
-    kind: Literal["followup", "final"] = Field(description="報告類型：followup 續報，final 終報")
-    casualties: Casualties | None = Field(default=None, description="人員傷亡（災害後果）")
-    affected: Affected | None = Field(default=None, description="影響範圍與損失（災害後果）")
-    people_involved: int | None = Field(default=None, ge=0, description="涉及人數")
-    progress: str | None = Field(
-        default=None, max_length=5000, description="處置進展與發展態勢（單項信息≤500字，篇6）"
+    incident_id: Text = Field(min_length=1, max_length=100, description="事件编号")
+    kind: Literal["followup", "final"] = Field(description="报告类型：followup 续报，final 终报")
+    casualties: Casualties | None = Field(default=None, description="人员伤亡（灾害后果）")
+    affected: Affected | None = Field(default=None, description="影响范围与损失（灾害后果）")
+    people_involved: int | None = Field(default=None, ge=0, description="涉及人数")
+    progress: Text | None = Field(
+        default=None, max_length=5000, description="处置进展与发展态势（单项信息≤500字，篇6）"
     )
-    measures_taken: str | None = Field(default=None, max_length=5000, description="採取的措施")
-    needs: str | None = Field(
-        default=None, max_length=5000, description="存在的困難和需求、請求協調事項"
+    measures_taken: Text | None = Field(default=None, max_length=5000, description="采取的措施")
+    needs: Text | None = Field(
+        default=None, max_length=5000, description="存在的困难和需求、请求协调事项"
     )
-    change_note: str | None = Field(
-        default=None, max_length=5000, description="與上次報告相比的變化說明（可選）"
+    change_note: Text | None = Field(
+        default=None, max_length=5000, description="与上次报告相比的变化说明（可选）"
     )
     corrections: list[Correction] = Field(
-        default_factory=list, max_length=20, description="數字下降時的核減說明，每個下降字段一條"
+        default_factory=list, max_length=20, description="数字下降时的核减说明，每个下降字段一条"
     )
-    reporter: Person | None = Field(default=None, description="報送人")
-    approver: Person | None = Field(default=None, description="審簽人")
+    reporter: Person | None = Field(default=None, description="报送人")
+    approver: Person | None = Field(default=None, description="审签人")
     exercise: bool | None = Field(
         default=None,
         description="演练 drill report: when given, must match the incident's own drill flag",
@@ -116,15 +130,15 @@ class ReportIn(BaseModel):
 
 
 class ZeroReportIn(BaseModel):
-    """A township's daily zero report (零報告)."""
+    """A township's daily zero report (零报告)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    township_code: str = Field(pattern=r"^\d{9}$", description="鄉鎮代碼")
-    date: dt.date = Field(description="所報日期（當地日期，次日08:00前報送）")
-    nothing_to_report: bool = Field(description="無事可報（零報告）")
-    incident_ids: list[str] = Field(
-        default_factory=list, max_length=200, description="當日已報送的事件編號"
+    township_code: str = Field(pattern=r"^\d{9}$", description="乡镇代码")
+    date: dt.date = Field(description="所报日期（当地日期，次日08:00前报送）")
+    nothing_to_report: bool = Field(description="无事可报（零报告）")
+    incident_ids: list[Text] = Field(
+        default_factory=list, max_length=200, description="当日已报送的事件编号"
     )
     exercise: bool = Field(
         default=False,
@@ -165,7 +179,7 @@ def report_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def initial_view(incident: dict[str, Any]) -> dict[str, Any]:
-    """The initial report (首報) as intake announced it."""
+    """The initial report (首报) as intake announced it."""
     return {
         "id": f"{incident['_id']}:initial",
         "incident_id": incident["_id"],
@@ -407,14 +421,29 @@ def file_report(
     raise ApiError(409, "concurrent_report", "another report of this chain was filed; retry")
 
 
-def _parse_day(value: str, path: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise field_error(path, "a date as YYYY-MM-DD") from None
+def _document(official: documents.Official, fmt: str) -> Response:
+    """A .docx or PDF download with its Chinese file name (RFC 5987 ``filename*``)."""
+    content, media_type, filename = documents.render(official, fmt)
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": documents.disposition(filename)},
+    )
 
 
 # ---------------------------------------------------------------- router
+
+
+# format=html answers the printable page.
+# A summary as JSON, printable HTML, or an official document (.docx, PDF) to send upward.
+DOCUMENTS = {
+    "content": {
+        "application/json": {},
+        "text/html": {"schema": {"type": "string"}},
+        documents.DOCX_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        documents.PDF_TYPE: {"schema": {"type": "string", "format": "binary"}},
+    },
+}
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
@@ -435,6 +464,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         summary="File a follow-up or final report; a figure lower than before needs "
         "corrections[] {field, reason}, text in progress is not enough (422 figures_fell)",
         description=FIGURES_FELL_RULE,
+        responses=errors(404),
     )
     def create_report(
         body: ReportIn,
@@ -444,12 +474,35 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         return report_view(file_report(ctx, store, principal, body, idempotency_key))
 
     @router.get(
-        "/v1/reports", summary="The report chain of an incident: initial, follow-ups, final"
+        "/v1/reports",
+        summary="The report chain of an incident: initial, follow-ups, final (JSON, or the "
+        "信息专报 as .docx or PDF)",
+        responses={
+            **errors(404),
+            200: {
+                "content": {
+                    documents.DOCX_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                    documents.PDF_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
     )
     def list_reports(
-        incident_id: str = Query(min_length=1, description="事件編號"),
+        incident_id: str = Query(min_length=1, description="事件编号"),
+        format: Literal["json", "docx", "pdf"] = Query(
+            default="json",
+            description="json; docx or pdf: the 信息专报 of every report in the chain "
+            "(首报 / 续报第N次 / 终报), one per page",
+        ),
+        report_id: str | None = Query(
+            default=None,
+            max_length=200,
+            description="docx/pdf: only this report of the chain (an id from items[].id)",
+        ),
         principal: Principal = anyone,
-    ) -> dict[str, Any]:
+    ) -> Any:
+        if format != "json":
+            return _bulletin(incident_id, report_id, format, principal)
         incident = _visible_incident(store, principal, incident_id)
         items = [initial_view(incident)] + [report_view(r) for r in store.chain(incident_id)]
         return {
@@ -461,6 +514,28 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             "next_cursor": None,
         }
 
+    def _bulletin(
+        incident_id: str, report_id: str | None, fmt: str, principal: Principal
+    ) -> Response:
+        incident = store.incident(incident_id)
+        # A township sees its own incidents only: another township's is as if unknown (404).
+        if incident is None or not principal.may_act_for(incident["township_code"]):
+            raise ApiError(
+                404,
+                "incident_unknown",
+                f"incident {incident_id} not found",
+                fields=[{"path": "query.incident_id", "reason": "unknown incident"}],
+            )
+        chain = bulletins.report_chain(ctx, store, incident, report_id)
+        if chain is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"report {report_id} is not in the chain of incident {incident_id}",
+                fields=[{"path": "query.report_id", "reason": "not a report of this incident"}],
+            )
+        return _document(documents.bulletin_document(chain, tz()), fmt)
+
     @router.get("/v1/reports/{report_id}", summary="One follow-up or final report")
     def read_report(report_id: str, principal: Principal = anyone) -> dict[str, Any]:
         doc = store.reports.find_one({"_id": report_id})
@@ -471,16 +546,16 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/v1/deadlines", summary="Report deadlines by status and township")
     def list_deadlines(
         status: Literal["pending", "overdue", "met", "missed", "cancelled"] | None = Query(
-            default=None, description="狀態"
+            default=None, description="状态"
         ),
-        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="鄉鎮代碼"),
-        incident_id: str | None = Query(default=None, description="事件編號"),
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
+        incident_id: str | None = Query(default=None, description="事件编号"),
         kind: Literal["initial", "followup", "escalation", "final"] | None = Query(
-            default=None, description="類型"
+            default=None, description="类型"
         ),
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = Query(default=50, ge=1, le=200, description="每頁條數"),
-        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        limit: int = Query(default=50, ge=1, le=200, description="每页条数"),
+        cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
@@ -517,10 +592,10 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/v1/zero-reports", summary="Zero-report status of every township for a day")
     def zero_status(
-        date: str = Query(description="日期 YYYY-MM-DD"),
+        date: Day,
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        day = _parse_day(date, "query.date")
+        day = date
         result = zero.status(ctx, store, day)
         if principal.role == Role.TOWNSHIP:
             for part in ("filed", "missing", "late", "exercise_filed", "contradictions"):
@@ -529,11 +604,49 @@ def build_router(ctx: ServiceContext) -> APIRouter:
                 ]
         return result
 
+    @router.get(
+        "/v1/zero-reports/contradictions",
+        summary="Refused 「无事件」 zero reports on days with incidents (疑似瞒报)",
+        description=(
+            "Every refused attempt to file 「无事件」 for a day on which the township had "
+            "reported incidents, with the incidents that contradict it, the latest attempt "
+            "first. `from`/`to` are report days (default: the last 7 days up to today), at most "
+            f"{CONTRADICTION_DAYS} days apart. Township keys see their own township's only. "
+            "Drills (演练) never appear: only real zero reports are checked against incidents."
+        ),
+    )
+    def zero_contradictions(
+        from_: OptionalDay = Query(
+            default=None,
+            alias="from",
+            description="起始日期 YYYY-MM-DD",
+            json_schema_extra={"pattern": DAY_PATTERN},
+        ),
+        to: OptionalDay = Query(
+            default=None,
+            description="截止日期 YYYY-MM-DD（含）",
+            json_schema_extra={"pattern": DAY_PATTERN},
+        ),
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
+        principal: Principal = anyone,
+    ) -> dict[str, Any]:
+        today = domain.local_date(ctx.clock.now(), tz())
+        last = to or today
+        first = from_ or last - timedelta(days=6)
+        if first > last:
+            raise field_error("query.from", "must not be after to")
+        if (last - first).days >= CONTRADICTION_DAYS:
+            raise field_error("query.from", f"at most {CONTRADICTION_DAYS} days before to")
+        code = _township_filter(principal, township_code)
+        names = {t.code: t.name for t in ctx.county.townships}
+        items = zero.contradictions_between(store, first, last, names, code)
+        return {"from": first.isoformat(), "to": last.isoformat(), "items": items}
+
     @router.get("/v1/timeline/{incident_id}", summary="Every event about an incident, in order")
     def timeline(
         incident_id: str,
-        limit: int = Query(default=200, ge=1, le=200, description="每頁條數"),
-        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        limit: int = Query(default=200, ge=1, le=200, description="每页条数"),
+        cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         incident = store.incident(incident_id)
@@ -559,16 +672,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/v1/audit", summary="Audit trail of every event, for inspectors")
     def audit(
-        from_: datetime | None = Query(
-            default=None, alias="from", description="起始時間（含時區）"
-        ),
-        to: datetime | None = Query(default=None, description="截止時間（含時區，不含）"),
-        event_type: str | None = Query(default=None, description="事件類型"),
-        source: str | None = Query(default=None, description="來源服務"),
-        incident_id: str | None = Query(default=None, description="事件編號"),
-        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="鄉鎮代碼"),
-        limit: int = Query(default=100, ge=1, le=200, description="每頁條數"),
-        cursor: str | None = Query(default=None, description="翻頁游標（上一頁的 next_cursor）"),
+        from_: UtcTime | None = Query(default=None, alias="from", description="起始时间（含时区）"),
+        to: UtcTime | None = Query(default=None, description="截止时间（含时区，不含）"),
+        event_type: str | None = Query(default=None, description="事件类型"),
+        source: str | None = Query(default=None, description="来源服务"),
+        incident_id: str | None = Query(default=None, description="事件编号"),
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
+        limit: int = Query(default=100, ge=1, le=200, description="每页条数"),
+        cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = inspectors,
     ) -> dict[str, Any]:
         start, end = _aware(from_, "query.from"), _aware(to, "query.to")
@@ -600,28 +711,42 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         )
         return {"items": [timeline_view(r) for r in rows], "next_cursor": next_cursor}
 
-    @router.get("/v1/summaries/daily", summary="Daily situation report (JSON or printable HTML)")
+    @router.get(
+        "/v1/summaries/daily",
+        summary="Daily situation report (JSON, printable HTML, or .docx / PDF to send upward)",
+        responses={200: DOCUMENTS},
+    )
     def daily_summary(
-        date: str = Query(description="日期 YYYY-MM-DD（當地）"),
-        format: Literal["json", "html"] = Query(default="json", description="json 或 html"),
+        date: Day,
+        format: Literal["json", "html", "docx", "pdf"] = Query(
+            default="json", description="json、html、docx（公文格式）或 pdf"
+        ),
         principal: Principal = readers,
     ) -> Any:
-        day = _parse_day(date, "query.date")
+        day = date
         published = store.summaries.find_one({"_id": f"daily:{day.isoformat()}"})
         pack = summaries.daily(ctx, store, day)
         pack["published_at"] = published["published_at"] if published else None
+        if published and "issue_number" in published["content"]:
+            # 第N期 stays what it was when the report went out.
+            pack["issue_number"] = published["content"]["issue_number"]
         if format == "html":
             return HTMLResponse(render.daily_html(pack, ctx.county.name, tz()))
+        if format in ("docx", "pdf"):
+            return _document(documents.daily_document(pack, tz()), format)
         return pack
 
     @router.post(
-        "/v1/summaries/daily/publish", status_code=201, summary="Publish the daily summary"
+        "/v1/summaries/daily/publish",
+        status_code=201,
+        summary="Publish the daily summary",
+        responses={200: {"description": "Already published: the earlier publication"}},
     )
     def publish_daily(
-        date: str = Query(description="日期 YYYY-MM-DD（當地）"),
+        date: Day,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER),
     ) -> Any:
-        day = _parse_day(date, "query.date")
+        day = date
         today = domain.local_date(ctx.clock.now(), tz())
         if day > today:
             raise field_error("query.date", "cannot publish a day that has not begun")
@@ -636,11 +761,17 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         }
         return JSONResponse(content=_jsonable(body), status_code=201 if created else 200)
 
-    @router.get("/v1/summaries/situation", summary="會商研判 situation pack for any period")
+    @router.get(
+        "/v1/summaries/situation",
+        summary="会商研判 situation pack for any period (JSON, HTML, .docx or PDF)",
+        responses={200: DOCUMENTS},
+    )
     def situation(
-        from_: datetime = Query(alias="from", description="起始時間（含時區）"),
-        to: datetime = Query(description="截止時間（含時區，不含）"),
-        format: Literal["json", "html"] = Query(default="json", description="json 或 html"),
+        from_: Annotated[UtcTime, Query(alias="from", description="起始时间（含时区）")],
+        to: Annotated[UtcTime, Query(description="截止时间（含时区，不含）")],
+        format: Literal["json", "html", "docx", "pdf"] = Query(
+            default="json", description="json、html、docx（公文格式）或 pdf"
+        ),
         principal: Principal = readers,
     ) -> Any:
         start, end = _aware(from_, "query.from"), _aware(to, "query.to")
@@ -652,11 +783,13 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         pack = summaries.situation(ctx, store, start, end)
         if format == "html":
             return HTMLResponse(render.situation_html(pack, ctx.county.name, tz()))
+        if format in ("docx", "pdf"):
+            return _document(documents.situation_document(pack, tz()), format)
         return pack
 
     @router.get("/v1/scores", summary="Monthly reporting scores per township (篇6)")
     def scores(
-        month: str = Query(description="月份 YYYY-MM"),
+        month: Month,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN, Role.TOWNSHIP),
     ) -> dict[str, Any]:
         if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):

@@ -26,7 +26,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from prometheus_client import Gauge
 
-from libs.common.auth import Principal, Role
+from libs.common.auth import CACHE_SECONDS, Principal, Role
 from libs.common.clock import as_utc
 from libs.common.errors import ApiError, not_found
 from libs.common.service import ServiceContext
@@ -69,6 +69,8 @@ HEARTBEAT_SECONDS = 15.0
 LOOKBACK = timedelta(minutes=5)
 BATCH = 500
 CLOSING = "console_closing"
+# The message a stream ends with when its key no longer authenticates.
+REVOKED = {"reason": "key_revoked", "message": "API 密钥已被吊销或已失效，实时动态已关闭。"}
 
 OPEN_STREAMS = Gauge(
     "yingji_reporting_console_streams", "Console event streams (/v1/stream) open in this process"
@@ -241,11 +243,17 @@ def build_console_router(
     poll_seconds: float = POLL_SECONDS,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ticker: Callable[[], float] = time.monotonic,
+    reverify_seconds: float | None = None,
 ) -> APIRouter:
     """``/console`` (page and static files), ``/console/context`` and ``/v1/stream``.
 
-    ``ticker`` is the monotonic clock the heartbeat interval is measured on (tests drive it).
+    ``ticker`` is the monotonic clock the heartbeat and key re-checks are measured on (tests
+    drive it). An open stream looks its key up again every ``reverify_seconds``: by default the
+    key cache's lifetime less one poll interval, so a revoked key loses its stream within the
+    cache's lifetime, when its other requests start to fail.
     """
+    if reverify_seconds is None:
+        reverify_seconds = max(poll_seconds, CACHE_SECONDS - poll_seconds)
     router = APIRouter(tags=["console"])
     anyone = ctx.allow(*Role)
     public = ctx.public()
@@ -291,13 +299,15 @@ def build_console_router(
 
     @router.get(
         "/v1/stream",
-        summary="Live timeline events (Server-Sent Events) 實時動態",
+        summary="Live timeline events (Server-Sent Events) 实时动态",
         description=(
             "`text/event-stream`: one `event: <event_type>` message per event recorded in the "
             "timeline after the stream opened, with the event as JSON data (`event_id, "
             "event_type, source, occurred_at, correlation_id, incident_ids, payload`). Township "
             "keys receive only their own township's events. A comment line is sent every "
-            f"{HEARTBEAT_SECONDS:.0f} s. Read it with fetch() and the Authorization header."
+            f"{HEARTBEAT_SECONDS:.0f} s. The key is checked again within every "
+            f"{CACHE_SECONDS:.0f} s (the key cache's lifetime): once it is revoked the stream "
+            "sends `event: revoked` and ends. Read it with fetch() and the Authorization header."
         ),
         response_class=StreamingResponse,
     )
@@ -313,14 +323,30 @@ def build_console_router(
             )
         feed = TimelineFeed(timeline, visible_to(principal), ctx.clock.now)
         await anyio.to_thread.run_sync(feed.prime)
+        # Authentication succeeded, so the header is ``Bearer <key>``.
+        key = request.headers.get("authorization", "").partition(" ")[2].strip()
         ctx.log.info("console_stream_opened", key_id=principal.key_id, role=str(principal.role))
+
+        def key_still_valid() -> bool:
+            return ctx.verify_key(key) == principal
 
         async def events() -> AsyncIterator[str]:
             yield sse_message("ready", {"role": str(principal.role)})
-            last_sent = ticker()
+            last_sent = last_checked = ticker()
             OPEN_STREAMS.inc()
             try:
                 while not _closing(request) and not await request.is_disconnected():
+                    if ticker() - last_checked >= reverify_seconds:
+                        last_checked = ticker()
+                        try:
+                            valid = await anyio.to_thread.run_sync(key_still_valid)
+                        except Exception as exc:  # the key store went away: fail closed
+                            ctx.log.warning("console_stream_failed", error=repr(exc))
+                            return
+                        if not valid:
+                            ctx.log.info("console_stream_revoked", key_id=principal.key_id)
+                            yield sse_message("revoked", REVOKED)
+                            return
                     try:
                         fresh = await anyio.to_thread.run_sync(feed.poll)
                     except Exception as exc:  # the store went away (shutdown, failover)

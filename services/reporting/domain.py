@@ -14,7 +14,7 @@ from libs.common.clock import as_utc
 from libs.common.profiles import DeadlineProfile, GradeLimits
 from libs.common.signatures import same_person_errors
 
-# 篇6: 原則上綜合信息不超過1500字，單項工作信息不超過500字.
+# 篇6: 原则上综合信息不超过1500字，单项工作信息不超过500字.
 SINGLE_ITEM_MAX_CHARS = 500
 COMPREHENSIVE_MAX_CHARS = 1500
 
@@ -74,6 +74,44 @@ DEADLINE_KIND_LABELS = {
     "final": "终报",
 }
 TIME_BANDS = ((0, 6), (6, 12), (12, 18), (18, 24))
+# Warning hazards (预警类别) by their Chinese names, as the warning service's rules.yaml has them.
+HAZARD_LABELS = {
+    "rainstorm": "暴雨",
+    "typhoon": "台风",
+    "lightning": "雷电",
+    "heat": "高温",
+    "cold": "寒潮",
+    "hail": "冰雹",
+    "fog": "大雾",
+    "wind": "大风",
+    "snow": "暴雪",
+    "flood": "洪水",
+    "drought": "干旱",
+    "geological": "地质灾害",
+    "earthquake": "地震",
+    "forest_fire": "森林火险",
+    "public_health": "突发公共卫生事件",
+    "hazmat": "危险化学品",
+    "production_accident": "安全生产",
+    "traffic": "交通",
+    "other": "其他",
+}
+
+
+def chain_label(kind: str, number: int | None) -> str:
+    """The place of a report in its chain: 首报, 续报第N次 or 终报."""
+    if kind == "initial":
+        return "首报"
+    if kind == "final":
+        return "终报"
+    return f"续报第{number}次" if number else "续报"
+
+
+def issue_number(day: date, counted_from: date) -> int:
+    """第N期 of a day's report: its place among the year's days from the year's first day (or
+    the county's start date, when later), so the number never changes once issued."""
+    first = max(date(day.year, 1, 1), counted_from)
+    return max(1, (day - first).days + 1)
 
 
 # ---------------------------------------------------------------- report elements
@@ -133,7 +171,7 @@ def length_errors(report: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def same_person_error(report: Mapping[str, Any]) -> list[dict[str, str]]:
-    """誰提供、誰審核 (篇6): the approver must be someone other than the submitter."""
+    """谁提供、谁审核 (篇6): the approver must be someone other than the submitter."""
     return same_person_errors(report.get("reporter"), report.get("approver"))
 
 
@@ -190,7 +228,7 @@ def fallen_figures(previous: Mapping[str, float], current: Mapping[str, float]) 
 def correction_errors(
     fallen: Sequence[str], corrections: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, str]]:
-    """A lowered figure needs a correction naming it with a reason (核減說明); none may be spare.
+    """A lowered figure needs a correction naming it with a reason (核减说明); none may be spare.
 
     The rule: for every fallen figure there is an entry ``{field: <path>, reason: <text>}`` in
     ``corrections``; an entry for a figure that did not fall, or named twice, is refused too, so
@@ -247,7 +285,7 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def time_band(moment: datetime, tz: ZoneInfo) -> str:
-    """The 6-hour local time band of a moment (篇10 時段), e.g. ``06–12``."""
+    """The 6-hour local time band of a moment (篇10 时段), e.g. ``06–12``."""
     hour = as_utc(moment).astimezone(tz).hour
     for start, end in TIME_BANDS:
         if start <= hour < end:
@@ -259,7 +297,7 @@ def time_band(moment: datetime, tz: ZoneInfo) -> str:
 
 
 def initial_due(discovered_at: datetime, limits: GradeLimits) -> datetime:
-    """The initial written report (首報) is due this long after discovery."""
+    """The initial written report (首报) is due this long after discovery."""
     return as_utc(discovered_at) + timedelta(minutes=limits.initial_minutes)
 
 
@@ -284,7 +322,7 @@ def first_followup(reported_at: datetime, limits: GradeLimits, tz: ZoneInfo) -> 
 
 
 def final_due(response_ended_at: datetime, limits: GradeLimits) -> datetime:
-    """The final report (終報) is due this many days after the response ended."""
+    """The final report (终报) is due this many days after the response ended."""
     return as_utc(response_ended_at) + timedelta(days=limits.final_days)
 
 
@@ -354,7 +392,7 @@ def zero_report_errors(
 # Queues deliver in any order (a backlog, a restart, a retry). These rules make every read
 # model end in the same state whatever order the events about one incident or plan arrive in.
 
-# Changes to an incident that only mean something once its initial report (首報) is known: they
+# Changes to an incident that only mean something once its initial report (首报) is known: they
 # wait with the incident (parked) until it arrives, then apply in the order they occurred.
 NEEDS_INITIAL_REPORT = frozenset({"incident_regraded", "incident_closed", "incident_merged"})
 

@@ -67,7 +67,7 @@ def _deadline(
 
 
 def record_incident(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
-    """``incident_reported``: keep the initial report (首報), its deadline and the first slot."""
+    """``incident_reported``: keep the initial report (首报), its deadline and the first slot."""
     p = envelope.payload
     prof = profile(ctx)
     limits = prof.limits(int(p["grade"]))
@@ -95,6 +95,20 @@ def record_incident(ctx: ServiceContext, store: Store, envelope: EventEnvelope) 
         "casualties": p.get("casualties") or {},
         "affected": p.get("affected") or {},
         "people_involved": p.get("people_involved", 0),
+        "initial_report": {
+            name: p.get(name)
+            for name in (
+                "address",
+                "description",
+                "scope",
+                "measures_taken",
+                "needs",
+                "trend",
+                "source",
+                "reporter",
+                "approver",
+            )
+        },
         "current": {
             "casualties": p.get("casualties") or {},
             "affected": p.get("affected") or {},
@@ -127,7 +141,7 @@ def record_incident(ctx: ServiceContext, store: Store, envelope: EventEnvelope) 
         window_start=discovered,
         profile_name=prof.name,
     )
-    # The initial deadline is met by the report that created it: 遲報 is flagged at once.
+    # The initial deadline is met by the report that created it: 迟报 is flagged at once.
     initial.update(
         status="met", met_at=reported, met_by="initial", late=late, armed=None, next_check_at=None
     )
@@ -187,7 +201,7 @@ def plan_next_followup(
 
 
 def regrade(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
-    """``incident_regraded``: the new grade's clocks (越級 when grades are skipped)."""
+    """``incident_regraded``: the new grade's clocks (越级 when grades are skipped)."""
     p = envelope.payload
     incident_id = p["incident_id"]
     incident = store.incident(incident_id)
@@ -230,7 +244,7 @@ def regrade(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
     limits = prof.limits(new_grade)
     changed = applied
     if new_grade < old_grade:
-        # Upgrade: a report at the new grade is due within its initial limit (越級上報 when
+        # Upgrade: a report at the new grade is due within its initial limit (越级上报 when
         # grades were skipped), unless the follow-up whose figures caused it already is one.
         ident = f"{incident_id}:escalation:{envelope.event_id}"
         doc = _deadline(
@@ -341,7 +355,7 @@ def end_chain(store: Store, incident_id: str, reason: str, kinds: tuple[str, ...
 
 
 def close(ctx: ServiceContext, store: Store, envelope: EventEnvelope) -> bool:
-    """``incident_closed``: the response ended; the final report (終報) is due unless filed."""
+    """``incident_closed``: the response ended; the final report (终报) is due unless filed."""
     p = envelope.payload
     incident_id = p["incident_id"]
     incident = store.incident(incident_id)
@@ -462,7 +476,7 @@ def _meet(
     target_id: str,
     filed_at: datetime,
 ) -> bool:
-    """Mark the claimed deadline met by the report (once), flag 遲報, plan the next slot."""
+    """Mark the claimed deadline met by the report (once), flag 迟报, plan the next slot."""
     target = store.deadlines.find_one({"_id": target_id})
     if target is None:
         return False

@@ -72,6 +72,8 @@ def summarise(event_type: str, payload: dict[str, Any], names: dict[str, str] | 
         fields["color_label"] = domain.WARNING_LEVEL_LABELS.get(payload["level"], "") + ""
     if "team_ids" in payload:
         fields["team_count"] = len(payload["team_ids"] or [])
+    if payload.get("reason_label"):  # plans: the reason in Chinese beside the rule's English
+        fields["reason"] = payload["reason_label"]
     if "kind" in payload:
         fields["kind_label"] = domain.DEADLINE_KIND_LABELS.get(payload["kind"], payload["kind"])
     template = SUMMARIES.get(event_type)

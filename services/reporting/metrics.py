@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from libs.common.events import registered_event_types
+
 SERVICE = "reporting"
 
 DEADLINES_OVERDUE = Gauge(
@@ -79,3 +81,33 @@ def init_report_counters(township_codes: list[str]) -> None:
         for kind in REPORT_KINDS:
             for exercise in ("false", "true"):
                 REPORTS_FILED.labels(SERVICE, kind, code, exercise)
+
+
+DEADLINE_KINDS = ("initial", "followup", "escalation", "final")
+ESCALATIONS = ("1", "2")
+LATENCY_KINDS = ("initial", "followup", "final")
+SUMMARY_KINDS = ("daily", "monthly_scores")
+
+
+def start_at_zero(township_codes: list[str]) -> None:
+    """Every series whose labels are known up front (the county's townships, report and
+    deadline kinds, summary kinds, event sources) at 0, so a first missed zero report shows
+    in ``increase()`` and every dashboard panel has a series."""
+    init_report_counters(township_codes)
+    for code in township_codes:
+        DEADLINES_OVERDUE.labels(SERVICE, code)
+        ZERO_REPORTS_MISSED.labels(SERVICE, code)
+    for kind in DEADLINE_KINDS:
+        for escalation in ESCALATIONS:
+            DEADLINES_WENT_OVERDUE.labels(SERVICE, kind, escalation)
+    for kind in REPORT_KINDS:
+        REPORTS_LATE.labels(SERVICE, kind)
+    for kind in LATENCY_KINDS:
+        REPORT_LATENCY.labels(SERVICE, kind)
+    for kind in SUMMARY_KINDS:
+        SUMMARIES_PUBLISHED.labels(SERVICE, kind)
+    # The timeline records every registered event type, so every source.
+    for source in sorted({source for source, _ in registered_event_types()}):
+        TIMELINE_EVENTS.labels(SERVICE, source)
+    ZERO_REPORTS_FILED_TODAY.labels(SERVICE)
+    ZERO_REPORTS_MISSING_TODAY.labels(SERVICE)

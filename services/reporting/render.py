@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from libs.common.clock import as_utc
+from services.reporting.documents import affected_text, casualty_text, zero_text
 
 CSS = """
 body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei","PingFang SC",
@@ -129,6 +130,8 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
                 ("死亡（人）", cas["deaths"]),
                 ("受伤（人）", cas["injured"]),
                 ("失踪（人）", cas["missing"]),
+                ("被困（人）", cas.get("trapped", 0)),
+                ("直接经济损失（万元）", f"{incidents.get('direct_loss_cny', 0) / 10000:.2f}"),
                 ("转移安置（人）", incidents["people_evacuated"]),
                 ("生效预警（条）", pack["warnings"]["active_total"]),
                 ("调度（次）", pack["dispatches"]["total"]),
@@ -136,6 +139,7 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
             ]
         ),
         f"<p>与上期对比：{escape(trend_text)}。</p>",
+        f"<p>人员伤亡：{escape(casualty_text(cas))}；{escape(affected_text(incidents))}。</p>",
         "<h2>二、事件统计</h2>",
         '<div class="charts">',
         '<div class="chart">'
@@ -173,9 +177,14 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
         )
         + "</div>",
         _table(
-            ["级别", "灾种", "标题"],
+            ["级别", "灾种", "标题", "范围"],
             [
-                (f"{w['color']}预警", w.get("hazard") or "", w.get("headline") or "")
+                (
+                    f"{w['color']}预警",
+                    w.get("hazard_label") or "其他",
+                    w.get("headline") or "",
+                    "、".join(w.get("area_names") or []),
+                )
                 for w in pack["warnings"]["items"]
             ],
             "无生效预警",
@@ -183,7 +192,7 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
         _table(
             ["调度状态", "次数"],
             [
-                (DISPATCH_LABELS.get(status, status), count)
+                (DISPATCH_LABELS.get(status, "其他"), count)
                 for status, count in pack["dispatches"]["by_status"].items()
             ],
             "本期无调度",
@@ -191,29 +200,35 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
         _table(
             ["仓库", "物资", "库存", "下限"],
             [
-                (a.get("warehouse_id"), a.get("item_code"), a.get("quantity"), a.get("min_level"))
+                (
+                    a.get("warehouse_name"),
+                    a.get("item_name"),
+                    f"{a.get('quantity', 0):g}{a.get('unit', '')}",
+                    f"{a.get('min_level', 0):g}{a.get('unit', '')}",
+                )
                 for a in pack["stock_alerts"]["items"]
             ],
             "无物资低库存告警",
         ),
         f"<p>启动中的应急预案：{pack['plans']['active_total']}个。</p>",
         "<h2>五、信息报送情况</h2>",
+        "<h3>迟报情况</h3>",
         _table(
             ["类型", "乡镇", "事件", "报送时间"],
             [
-                (r["kind_label"], r["township_name"], r["incident_id"], _t(r["filed_at"], tz))
+                (r["kind_label"], r["township_name"], r["incident_title"], _t(r["filed_at"], tz))
                 for r in pack["reporting"]["late_items"]
             ],
             "无迟报",
         ),
-        '<p class="warn">逾期未报：</p>' if pack["reporting"]["overdue_now"] else "",
+        "<h3>逾期未报</h3>",
         _table(
             ["类型", "乡镇", "事件", "应报时间", "督办级别"],
             [
                 (
                     r["kind_label"],
                     r["township_name"],
-                    r["incident_id"],
+                    r["incident_title"],
                     _t(r["due_at"], tz),
                     r["escalation"],
                 )
@@ -221,8 +236,8 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
             ],
             "无逾期未报",
         ),
-        "<p>零报告：应报{expected}份，按时{on_time}份，迟报{late}份，缺报{missed}份，"
-        "按时报送率{compliance_percent:.1f}%。</p>".format(**pack["zero_reports"]),
+        "<h3>零报告</h3>",
+        f"<p>{escape(zero_text(pack['zero_reports']))}</p>",
         "<h2>六、研判建议</h2>",
         "<ol>" + "".join(f"<li>{escape(r['text'])}</li>" for r in pack["recommendations"]) + "</ol>"
         if pack["recommendations"]
@@ -232,7 +247,7 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
 
 
 def situation_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
-    """The 會商研判 pack as a printable page."""
+    """The 会商研判 pack as a printable page."""
     period = pack["period"]
     subtitle = f"{county}　{_t(period['from'], tz)} 至 {_t(period['to'], tz)}"
     return _page(
@@ -242,7 +257,13 @@ def situation_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
 
 def daily_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
     """The daily situation report as a printable page."""
-    subtitle = f"{county}　{pack['date']}（截至 {_t(pack['as_of'], tz)}）"
+    office = pack.get("issuer") or {}
+    mark = "（暂定）" if pack.get("provisional") else ""
+    subtitle = (
+        f"{office.get('name', county)}　{pack['issue_year']}年第{pack['issue_number']}期{mark}　"
+        f"签发人：{office.get('signer') or '＿＿'}　审核人：{office.get('reviewer') or '＿＿'}　"
+        f"{pack['date']}（截至 {_t(pack['as_of'], tz)}）"
+    )
     filed = pack["reports_filed"]
     zero = pack["zero_reports_due_today"]
     open_rows = [
@@ -259,10 +280,25 @@ def daily_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
         "<h2>七、处置中事件</h2>"
         + _table(["事件", "乡镇", "类别", "等级", "首报时间"], open_rows, "无处置中事件")
         + f"<p>今日报送：首报{filed['initial']}份，续报{filed['followup']}份，"
-        f"终报{filed['final']}份。{zero['date']}零报告：按时{zero['on_time']}份，迟报{zero['late']}份，缺报{zero['missed']}份。</p>"
+        f"终报{filed['final']}份。</p>"
+        f"<p>{escape(zero_text(zero, zero['date'] + '零报告'))}</p>"
+        + "<h2>八、疑似瞒报</h2>"
+        + _table(
+            ["乡镇", "报告日", "报「无事件」时间", "当日已报事件"],
+            [
+                (
+                    c["name"] or c["township_code"],
+                    c["date"],
+                    _t(c["attempted_at"], tz),
+                    "、".join(i["title"] or i["id"] for i in c["incidents"]),
+                )
+                for c in pack.get("concealment", [])
+            ],
+            "无",
+        )
     )
     return _page(
-        "突发事件信息日报",
+        "突发事件信息日报" + mark,
         subtitle,
         _pack_sections(pack, tz) + extra,
         _t(pack["generated_at"], tz),

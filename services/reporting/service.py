@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from libs.common.openapi import Contract, one_of
 from libs.common.service import ServiceContext, ServiceSpec, Timer
 from services.reporting import api, engine, handlers, metrics, start, summaries, zero
 from services.reporting.console import build_console_router
@@ -18,7 +19,7 @@ def setup(ctx: ServiceContext) -> None:
     zero.init_cursor(ctx, store)
     engine.refresh_overdue_gauge(ctx, store)
     zero.refresh_gauges(ctx, store)
-    metrics.init_report_counters([t.code for t in ctx.county.townships])
+    metrics.start_at_zero([t.code for t in ctx.county.townships])
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
@@ -52,8 +53,14 @@ def timers(ctx: ServiceContext) -> list[Timer]:
     ]
 
 
+def contract(ctx: ServiceContext) -> Contract:
+    """What reporting's request fields are checked against beyond their types."""
+    return {"ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)}}
+
+
 SPEC = ServiceSpec(
     name="reporting",
+    contract=contract,
     build_router=api.build_router,
     setup=setup,
     subscriptions=handlers.subscriptions,

@@ -9,7 +9,7 @@ from libs.common.clock import as_utc
 from libs.common.idempotency import insert_once
 from libs.common.outbox import new_document
 from libs.common.service import ServiceContext
-from services.reporting import analysis, domain, events, metrics
+from services.reporting import analysis, domain, events, metrics, zero
 from services.reporting.engine import profile
 from services.reporting.start import start_date
 from services.reporting.store import Store
@@ -67,6 +67,40 @@ def _deadline_row(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _incidents_of_period(store: Store, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Real incidents first reported (首报) in [start, end), in order of occurrence: one that
+    happened before midnight and was reported today is today's, and no incident counts in two
+    periods."""
+    rows = store.between(store.incidents, "reported_at", start, end, {"exercise": False})
+    return sorted(rows, key=lambda r: (as_utc(r["occurred_at"]), r["_id"]))
+
+
+def _warehouse_names(ctx: ServiceContext) -> tuple[dict[str, str], dict[tuple[str, str], Any]]:
+    warehouses = {w.id: w.name for w in ctx.county.warehouses}
+    items = {(w.id, s.item_code): s for w in ctx.county.warehouses for s in w.stock}
+    return warehouses, items
+
+
+def _stock_row(row: dict[str, Any], ctx: ServiceContext) -> dict[str, Any]:
+    """A low-stock alert with the warehouse's and the item's names and unit."""
+    warehouses, items = _warehouse_names(ctx)
+    line = items.get((row.get("warehouse_id", ""), row.get("item_code", "")))
+    return {
+        **{k: v for k, v in row.items() if k != "_id" and not k.startswith("_")},
+        "warehouse_name": warehouses.get(row.get("warehouse_id", ""), row.get("warehouse_id")),
+        "item_name": line.name if line else row.get("item_code"),
+        "unit": line.unit if line else "",
+    }
+
+
+def _titled(rows: list[dict[str, Any]], store: Store) -> list[dict[str, Any]]:
+    """Rows naming an incident get its title, so nothing upward shows an id."""
+    for row in rows:
+        incident = store.incident(row.get("incident_id") or "") or {}
+        row["incident_title"] = incident.get("title") or "（事件标题未收到）"
+    return rows
+
+
 def zero_compliance(
     ctx: ServiceContext, store: Store, start_day: date, end_day: date
 ) -> dict[str, int]:
@@ -92,40 +126,37 @@ def zero_compliance(
 
 
 def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime) -> dict[str, Any]:
-    """The 會商研判 pack for [start, end): drills (exercise) are left out of the statistics."""
+    """The 会商研判 pack for [start, end): drills (exercise) are left out of the statistics."""
     start, end = as_utc(start), as_utc(end)
     names = _names(ctx)
     prof = profile(ctx)
     tz = domain.zone(prof)
     length = end - start
-    incidents = [
-        _latest_figures(r)
-        for r in store.between(store.incidents, "occurred_at", start, end, {"exercise": False})
-    ]
-    previous = store.between(
-        store.incidents, "occurred_at", start - length, start, {"exercise": False}
-    )
+    incidents = [_latest_figures(r) for r in _incidents_of_period(store, start, end)]
+    previous = _incidents_of_period(store, start - length, start)
     active_warnings = [
         {
             "warning_id": w["_id"],
             "level": w["level"],
             "color": domain.WARNING_LEVEL_LABELS.get(int(w["level"]), ""),
             "hazard": w.get("hazard"),
+            "hazard_label": domain.HAZARD_LABELS.get(w.get("hazard") or "", "其他"),
             "headline": w.get("headline"),
             "areas": w.get("areas") or [],
+            "area_names": [names.get(a, a) for a in w.get("areas") or []],
+            "issued_at": w.get("issued_at"),
         }
         for w in store.warnings.find({"issued_at": {"$lt": end}}, sort=[("issued_at", 1)])
         if not w.get("exercise") and (w.get("ended_at") is None or as_utc(w["ended_at"]) > end)
     ]
+    # Red (level 1) first, then by time of issue.
+    active_warnings.sort(key=lambda w: (int(w["level"]), as_utc(w["issued_at"])))
     dispatches = [
         row
         for row in store.between(store.dispatches, "ordered_at", start, end)
         if not row.get("exercise")
     ]
-    stock = [
-        {k: v for k, v in row.items() if k != "_id" and not k.startswith("_")}
-        for row in store.between(store.stock_alerts, "at", start, end)
-    ]
+    stock = [_stock_row(row, ctx) for row in store.between(store.stock_alerts, "at", start, end)]
     plans = [
         {
             "plan_id": p["_id"],
@@ -179,8 +210,8 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
         dispatches=dispatches,
         stock_alerts=stock,
         active_plans=plans,
-        late_reports=late_initial + late_met,
-        overdue_deadlines=overdue,
+        late_reports=_titled(late_initial + late_met, store),
+        overdue_deadlines=_titled(overdue, store),
         zero_reports=zero_compliance(ctx, store, first_day, last_day),
         township_names=names,
         tz=tz,
@@ -191,12 +222,13 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
     pack["generated_at"] = ctx.clock.now()
     pack["profile"] = prof.name
     pack["county"] = {"code": ctx.county.code, "name": ctx.county.name}
+    pack["issuer"] = ctx.county.issuing_office.model_dump()
     pack["incident_list"] = [_incident_row(r, names) for r in incidents]
     return pack
 
 
 def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
-    """The daily situation report (日報, before 17:00 per 篇9) for a local day, up to now."""
+    """The daily situation report (日报, before 17:00 per 篇9) for a local day, up to now."""
     prof = profile(ctx)
     tz = domain.zone(prof)
     start, end = domain.day_bounds(day, tz)
@@ -208,6 +240,10 @@ def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
     pack["date"] = day.isoformat()
     pack["as_of"] = as_of
     pack["report_cutoff"] = domain.at_local(day, prof.daily_report_cutoff, tz)
+    # Before 17:00 the day's figures may still change: the report is marked 暂定.
+    pack["provisional"] = now < pack["report_cutoff"]
+    pack["issue_number"] = domain.issue_number(day, start_date(ctx, store))
+    pack["issue_year"] = day.year
     open_rows = store.incidents.find(
         {"status": "open", "exercise": False}, sort=[("grade", 1), ("reported_at", 1)]
     )
@@ -228,6 +264,11 @@ def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
         "date": due_today.isoformat(),
         **zero_compliance(ctx, store, due_today, due_today),
     }
+    # 「无事件」 refused during the day for a day with incidents: possible concealment (疑似瞒报).
+    pack["concealment"] = [
+        zero.contradiction_view(store, row, names)
+        for row in store.between(store.zero_conflicts, "attempted_at", start, end)
+    ]
     return pack
 
 

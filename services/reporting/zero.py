@@ -1,4 +1,4 @@
-"""Daily zero reports (零報告): filing, the status of every township for a day, missed alerts."""
+"""Daily zero reports (零报告): filing, the status of every township for a day, missed alerts."""
 
 from __future__ import annotations
 
@@ -178,24 +178,54 @@ def record_contradiction(
     return created
 
 
+CONCEALMENT_LABEL = "疑似瞒报：当日已报送事件，却报「无事件」"
+
+
 def contradictions(store: Store, day: date, names: dict[str, str]) -> list[dict[str, Any]]:
     """Refused 「无事件」 attempts for a day with incidents (疑似瞒报), oldest first."""
     rows = store.zero_conflicts.find({"date": day.isoformat()}, sort=[("attempted_at", 1)])
-    return [
-        {
-            "id": row["_id"],
-            "township_code": row["township_code"],
-            "name": names.get(row["township_code"]),
-            "date": row["date"],
-            "incident_ids": row["incident_ids"],
-            "attempted_at": row["attempted_at"],
-            "attempted_by": row["attempted_by"],
-            "reporter": row.get("reporter"),
-            "approver": row.get("approver"),
-            "label": "疑似瞒报：当日已报送事件，却报「无事件」",
-        }
-        for row in rows
-    ]
+    return [contradiction_view(store, row, names) for row in rows]
+
+
+def contradictions_between(
+    store: Store, first: date, last: date, names: dict[str, str], township_code: str | None
+) -> list[dict[str, Any]]:
+    """Refused 「无事件」 attempts for the days first..last (疑似瞒报), the latest attempt first.
+
+    Only real zero reports are checked against incidents, so no drill (演练) is ever listed."""
+    selector: dict[str, Any] = {"date": {"$gte": first.isoformat(), "$lte": last.isoformat()}}
+    if township_code:
+        selector["township_code"] = township_code
+    rows = store.zero_conflicts.find(selector, sort=[("attempted_at", -1)])
+    return [contradiction_view(store, row, names) for row in rows]
+
+
+def contradiction_view(store: Store, row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """One refused attempt with the incidents that contradict it (title, grade, reported at)."""
+    return {
+        "id": row["_id"],
+        "township_code": row["township_code"],
+        "name": names.get(row["township_code"]),
+        "date": row["date"],
+        "incident_ids": row["incident_ids"],
+        "incidents": [_incident_brief(store, iid) for iid in row["incident_ids"]],
+        "attempted_at": row["attempted_at"],
+        "attempted_by": row["attempted_by"],
+        "reporter": row.get("reporter"),
+        "approver": row.get("approver"),
+        "label": CONCEALMENT_LABEL,
+    }
+
+
+def _incident_brief(store: Store, incident_id: str) -> dict[str, Any]:
+    incident = store.incident(incident_id) or {}
+    return {
+        "id": incident_id,
+        "title": incident.get("title"),
+        "category": incident.get("category"),
+        "grade": incident.get("grade"),
+        "reported_at": incident.get("reported_at"),
+    }
 
 
 def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:

@@ -6,21 +6,26 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, not_found
 from libs.common.idempotency import find_replay, fingerprint, idempotency_scope, validate_key
+from libs.common.openapi import Limit
 from libs.common.pagination import page
 from libs.common.service import ServiceContext
+from libs.common.text import Text
 from services.warning import domain
 from services.warning.cap import (
     ATOM_MEDIA_TYPE,
     CAP_MEDIA_TYPE,
+    FEED_PATH,
+    office_name,
     render_atom,
     render_cap,
+    sender_name,
     sent_of,
 )
 from services.warning.core import WarningService
@@ -37,25 +42,25 @@ class _Body(BaseModel):
 class WarningIn(_Body):
     """A new warning (预警发布)."""
 
-    hazard: str = Field(
+    hazard: Text = Field(
         min_length=1, max_length=40, description="预警类别 hazard, e.g. rainstorm 暴雨, flood 洪水"
     )
     level: int = Field(
         ge=1, le=4, description="预警级别 level 1–4; 1 = 一级（红色）最高, 4 = 四级（蓝色）"
     )
-    headline: str = Field(min_length=1, max_length=140, description="标题 headline")
-    description: str = Field(min_length=1, max_length=1500, description="预警内容 description")
-    instruction: str = Field(
+    headline: Text = Field(min_length=1, max_length=140, description="标题 headline")
+    description: Text = Field(min_length=1, max_length=1500, description="预警内容 description")
+    instruction: Text = Field(
         min_length=1, max_length=1000, description="防御指南 instruction: what people should do"
     )
-    areas: list[str] = Field(
+    areas: list[Text] = Field(
         min_length=1, max_length=200, description="预警区域 target townships (乡镇代码, 9 digits)"
     )
     effective: UtcTime | None = Field(
         default=None, description="生效时间 effective from (with offset); default now"
     )
     expires: UtcTime = Field(description="失效时间 expires at (with offset)")
-    incident_ids: list[str] = Field(
+    incident_ids: list[Text] = Field(
         default_factory=list, max_length=20, description="关联事件 linked incident ids"
     )
     exercise: bool = Field(default=False, description="演练 drill: CAP status Exercise")
@@ -65,14 +70,14 @@ class AdjustIn(_Body):
     """A new version of an active warning (预警调整)."""
 
     level: int = Field(ge=1, le=4, description="调整后级别 new level 1–4 (1 = 红色)")
-    reason: str = Field(min_length=1, max_length=500, description="调整原因 reason")
-    headline: str | None = Field(
+    reason: Text = Field(min_length=1, max_length=500, description="调整原因 reason")
+    headline: Text | None = Field(
         default=None, min_length=1, max_length=140, description="标题 headline"
     )
-    description: str | None = Field(
+    description: Text | None = Field(
         default=None, min_length=1, max_length=1500, description="预警内容 description"
     )
-    instruction: str | None = Field(
+    instruction: Text | None = Field(
         default=None, min_length=1, max_length=1000, description="防御指南 instruction"
     )
     expires: UtcTime | None = Field(default=None, description="失效时间 new expiry time")
@@ -81,8 +86,8 @@ class AdjustIn(_Body):
 class LiftIn(_Body):
     """Lifting a warning (预警解除)."""
 
-    reason: str = Field(min_length=1, max_length=500, description="解除原因 reason")
-    override_reason: str | None = Field(
+    reason: Text = Field(min_length=1, max_length=500, description="解除原因 reason")
+    override_reason: Text | None = Field(
         default=None,
         min_length=1,
         max_length=500,
@@ -93,7 +98,7 @@ class LiftIn(_Body):
 class ApproveIn(_Body):
     """A leader's approval (领导审批)."""
 
-    note: str | None = Field(default=None, max_length=500, description="审批意见 note")
+    note: Text | None = Field(default=None, max_length=500, description="审批意见 note")
     version: int | None = Field(
         default=None,
         ge=1,
@@ -104,7 +109,7 @@ class ApproveIn(_Body):
 class RejectIn(_Body):
     """A leader's rejection (审批不通过)."""
 
-    reason: str = Field(min_length=1, max_length=500, description="驳回理由 reason")
+    reason: Text = Field(min_length=1, max_length=500, description="驳回理由 reason")
     version: int | None = Field(
         default=None, ge=1, description="待审批版本 the pending version seen"
     )
@@ -116,24 +121,24 @@ class AckIn(_Body):
     version: int | None = Field(
         default=None, ge=1, description="签收版本 version received; default current"
     )
-    note: str | None = Field(default=None, max_length=500, description="签收备注 note")
+    note: Text | None = Field(default=None, max_length=500, description="签收备注 note")
 
 
 class AcceptIn(_Body):
     """Turning a suggestion into a warning (采纳预警建议); every field overrides the draft."""
 
-    hazard: str | None = Field(
+    hazard: Text | None = Field(
         default=None, min_length=1, max_length=40, description="预警类别 hazard"
     )
     level: int | None = Field(default=None, ge=1, le=4, description="预警级别 level 1–4")
-    headline: str | None = Field(default=None, min_length=1, max_length=140, description="标题")
-    description: str | None = Field(
+    headline: Text | None = Field(default=None, min_length=1, max_length=140, description="标题")
+    description: Text | None = Field(
         default=None, min_length=1, max_length=1500, description="预警内容"
     )
-    instruction: str | None = Field(
+    instruction: Text | None = Field(
         default=None, min_length=1, max_length=1000, description="防御指南"
     )
-    areas: list[str] | None = Field(
+    areas: list[Text] | None = Field(
         default=None, min_length=1, max_length=200, description="预警区域 township codes"
     )
     effective: UtcTime | None = Field(default=None, description="生效时间 effective from")
@@ -144,7 +149,7 @@ class AcceptIn(_Body):
 class DismissIn(_Body):
     """Dismissing a suggestion (不采纳)."""
 
-    reason: str = Field(min_length=1, max_length=500, description="不采纳理由 reason")
+    reason: Text = Field(min_length=1, max_length=500, description="不采纳理由 reason")
 
 
 class Views:
@@ -282,6 +287,12 @@ def _visible_to(principal: Principal, doc: Mapping[str, Any]) -> None:
         )
 
 
+REPLAYED = {
+    "description": "The warning this Idempotency-Key already created (a retry)",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
 def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
     """The warning router."""
     router = APIRouter(tags=["warning"])
@@ -296,16 +307,21 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
 
     # Static paths first: /v1/warnings/{warning_id} would otherwise swallow them.
 
-    @router.get("/v1/warnings/feed", summary="Public feed of active warnings (公开预警)")
+    @router.get(
+        "/v1/warnings/feed",
+        summary="Public feed of active warnings (公开预警)",
+        responses={200: {"content": {ATOM_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
+    )
     def feed(
-        request: Request,
         _: None = ctx.public(),
         format: Literal["json", "atom"] = Query(
             default="json", description="json, or atom (an Atom index of CAP documents)"
         ),
     ) -> Any:
-        docs = store.warnings.find(
-            {"status": "active", "exercise": False}, sort=[("issued_at", -1)], limit=500
+        docs = list(
+            store.warnings.find(
+                {"status": "active", "exercise": False}, sort=[("issued_at", -1)], limit=500
+            )
         )
         items = []
         for doc in docs:
@@ -328,17 +344,19 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
                     "effective": doc["effective"],
                     "expires": doc["expires"],
                     "sent": sent_of(current) if current else doc["issued_at"],
-                    "cap_path": f"/v1/warnings/feed/{doc['_id']}/cap",
+                    "cap_path": f"{FEED_PATH}/{doc['_id']}/cap",
                 }
             )
         if format == "atom":
+            authors = {doc["_id"]: sender_name(service.rules, service.county, doc) for doc in docs}
             xml = render_atom(
                 f"{service.county.name}预警信息",
                 f"urn:yingji:{service.county.code}:warnings",
                 service.now(),
-                items,
+                [{**item, "author": authors[item["id"]]} for item in items],
                 service.county.timezone,
-                str(request.base_url).rstrip("/"),
+                ctx.settings.public_base_url,
+                office_name(service.rules, service.county),
             )
             return Response(xml, media_type=ATOM_MEDIA_TYPE)
         return {"items": items, "updated": service.now(), "next_cursor": None}
@@ -346,6 +364,8 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
     @router.get(
         "/v1/warnings/feed/{warning_id}/cap",
         summary="Public CAP 1.2 document of a public warning's latest version",
+        response_class=Response,
+        responses={200: {"content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
     )
     def feed_cap(warning_id: str, _: None = ctx.public()) -> Response:
         doc = store.warning(warning_id)
@@ -366,7 +386,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
             default=None, description="状态 filter"
         ),
         incident_id: str | None = Query(default=None, description="事件 filter"),
-        limit: int = Query(default=50, description="page size 1–200"),
+        limit: Limit = 50,
         cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
@@ -392,6 +412,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         "/v1/warnings/suggestions/{suggestion_id}/accept",
         status_code=201,
         summary="Turn a suggestion into a warning (issue rules apply)",
+        responses={200: REPLAYED},
     )
     def accept_suggestion(
         suggestion_id: str,
@@ -419,7 +440,12 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
     ) -> dict[str, Any]:
         return views.suggestion(service.dismiss_suggestion(principal, suggestion_id, body.reason))
 
-    @router.post("/v1/warnings", status_code=201, summary="Issue a warning (预警发布)")
+    @router.post(
+        "/v1/warnings",
+        status_code=201,
+        summary="Issue a warning (预警发布)",
+        responses={200: REPLAYED},
+    )
     def create_warning(
         body: WarningIn,
         response: Response,
@@ -449,7 +475,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         level: int | None = Query(default=None, ge=1, le=4, description="预警级别 1–4"),
         hazard: str | None = Query(default=None, description="预警类别 hazard"),
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: int = Query(default=50, description="page size 1–200"),
+        limit: Limit = 50,
         cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
     ) -> dict[str, Any]:
         selector: dict[str, Any] = {}
@@ -493,7 +519,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         "/v1/warnings/{warning_id}/cap",
         summary="CAP 1.2 document of a version (default: the latest)",
         response_class=Response,
-        responses={200: {"content": {CAP_MEDIA_TYPE: {}}}},
+        responses={200: {"content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
     )
     def get_cap(
         warning_id: str,

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from libs.common.clock import as_utc
 from libs.common.county import County
+from libs.common.text import xml_safe
 from services.warning.domain import MSG_ALERT, VERSION_PENDING, issuer_name, references_of
 from services.warning.rules import WarningRules
 
@@ -17,6 +18,8 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 CAP_MEDIA_TYPE = "application/cap+xml"
 ATOM_MEDIA_TYPE = "application/atom+xml"
+FEED_PATH = "/v1/warnings/feed"
+DRAFT_SUFFIX = ".draft"
 
 
 def cap_time(moment: datetime, timezone: str) -> str:
@@ -30,16 +33,31 @@ def cap_sender(rules: WarningRules, county: County) -> str:
     return rules.cap.sender.format(county_code=county.code, county_name=county.name)
 
 
+def office_name(rules: WarningRules, county: County) -> str:
+    """The county's emergency office as the rules name it (the feed's author)."""
+    return rules.cap.sender_name.format(county_code=county.code, county_name=county.name)
+
+
 def sender_name(rules: WarningRules, county: County, warning: Mapping[str, Any]) -> str:
     """CAP senderName: the issuing department (县水利局 for its flood warnings), else the
     county's emergency office from the rules."""
-    office = rules.cap.sender_name.format(county_code=county.code, county_name=county.name)
-    return issuer_name(warning, county.departments, office)
+    return issuer_name(warning, county.departments, office_name(rules, county))
 
 
 def cap_identifier(county: County, warning_id: str, version: int) -> str:
     """A CAP identifier unique per sender (no spaces, commas or reserved characters)."""
     return f"yingji.{county.code}.{warning_id}.v{version}"
+
+
+def message_identifier(version: Mapping[str, Any]) -> str:
+    """The identifier of the CAP message a version is exported as.
+
+    A version waiting for approval goes out as a Draft; once approved, the Actual message is a
+    different message and CAP 1.2 wants each message's identifier unique, so the draft's own
+    identifier carries a suffix.
+    """
+    identifier = str(version["identifier"])
+    return identifier + DRAFT_SUFFIX if version.get("state") == VERSION_PENDING else identifier
 
 
 def sent_of(version: Mapping[str, Any]) -> datetime:
@@ -50,7 +68,9 @@ def sent_of(version: Mapping[str, Any]) -> datetime:
 def _sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
     element = ET.SubElement(parent, f"{{{CAP_NS}}}{name}")
     if text is not None:
-        element.text = text
+        # ElementTree escapes markup but writes forbidden characters as they are; values stored
+        # before input was checked may hold some.
+        element.text = xml_safe(text)
     return element
 
 
@@ -79,7 +99,7 @@ def render_cap(
     msg_type = version["msg_type"]
 
     alert = ET.Element(f"{{{CAP_NS}}}alert")
-    _sub(alert, "identifier", version["identifier"])
+    _sub(alert, "identifier", message_identifier(version))
     _sub(alert, "sender", sender)
     _sub(alert, "sent", cap_time(sent_of(version), tz))
     if version.get("state") == VERSION_PENDING:
@@ -147,8 +167,10 @@ def render_atom(
     entries: Sequence[Mapping[str, Any]],
     timezone: str,
     base_url: str,
+    author: str,
 ) -> bytes:
-    """An Atom index of the public feed, one entry per active warning linking its CAP document."""
+    """An Atom (RFC 4287) index of the public feed, one entry per active warning linking its CAP
+    document; every link starts with ``base_url``, the configured public address."""
     # Plain names under an explicit xmlns: ElementTree's default_namespace option refuses the
     # unqualified attributes (rel, type, href) Atom needs.
     feed = ET.Element("feed", {"xmlns": ATOM_NS})
@@ -156,20 +178,24 @@ def render_atom(
     def sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
         element = ET.SubElement(parent, name)
         if text is not None:
-            element.text = text
+            element.text = xml_safe(text)
         return element
+
+    def link(parent: ET.Element, rel: str, media_type: str, path: str) -> None:
+        attributes = {"rel": rel, "type": media_type, "href": xml_safe(f"{base_url}{path}")}
+        ET.SubElement(parent, "link", attributes)
 
     sub(feed, "title", title)
     sub(feed, "id", feed_id)
     sub(feed, "updated", cap_time(updated, timezone))
+    sub(sub(feed, "author"), "name", author)
+    link(feed, "self", ATOM_MEDIA_TYPE, f"{FEED_PATH}?format=atom")
     for item in entries:
         entry = sub(feed, "entry")
         sub(entry, "id", f"urn:yingji:warning:{item['id']}:v{item['version']}")
         sub(entry, "title", str(item["headline"]))
         sub(entry, "updated", cap_time(item["sent"], timezone))
+        sub(sub(entry, "author"), "name", str(item.get("author") or author))
         sub(entry, "summary", f"{item['level_label']} {item['event']}")
-        link = sub(entry, "link")
-        link.set("rel", "alternate")
-        link.set("type", CAP_MEDIA_TYPE)
-        link.set("href", f"{base_url}{item['cap_path']}")
+        link(entry, "alternate", CAP_MEDIA_TYPE, str(item["cap_path"]))
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)

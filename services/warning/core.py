@@ -1122,6 +1122,7 @@ class WarningService:
             "exercise": bool(suggestion.get("exercise")),
         }
         content.update({k: v for k, v in overrides.items() if v is not None})
+        content.update(self._redrafted_texts(suggestion, content, overrides))
         digest_id = hashlib.sha256(suggestion_id.encode()).hexdigest()[:16]
         try:
             doc, created = self.create(
@@ -1149,6 +1150,28 @@ class WarningService:
             },
         )
         return doc, created
+
+    def _redrafted_texts(
+        self,
+        suggestion: Mapping[str, Any],
+        content: Mapping[str, Any],
+        overrides: Mapping[str, Any],
+    ) -> dict[str, str]:
+        """The draft texts again when the operator changed the hazard, level or areas: the
+        suggestion's headline and description speak of the old ones. Texts the operator wrote
+        stay; an unknown hazard is left for the issue rules to refuse."""
+        changed = any(content[k] != suggestion[k] for k in ("hazard", "level", "areas"))
+        if not changed or content["hazard"] not in self.rules.hazards:
+            return {}
+        names = [t.name for c in content["areas"] if (t := self.county.township(c)) is not None]
+        texts = domain.suggestion_texts(
+            self.rules,
+            content["hazard"],
+            int(content["level"]),
+            str(suggestion.get("incident_title") or ""),
+            names,
+        )
+        return {k: v for k, v in texts.items() if overrides.get(k) is None}
 
     def dismiss_suggestion(
         self, principal: Principal, suggestion_id: str, reason: str

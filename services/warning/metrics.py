@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import Counter, Gauge, Histogram
 
 SERVICE = "warning"
@@ -48,3 +50,24 @@ SUGGESTIONS = Counter(
     "Warning suggestions drafted from incidents, by hazard",
     ["service", "hazard"],
 )
+
+DELIVERY_OUTCOMES = ("delivered", "error")
+
+
+def start_at_zero(
+    level_colors: Mapping[int, str], channels: Iterable[str], hazards: Iterable[str]
+) -> None:
+    """Every series of the rule table's levels, the county's channels and the hazards at 0,
+    so the first unacknowledged red warning shows in ``increase()``."""
+    for level, color in level_colors.items():
+        ACTIVE.labels(SERVICE, str(level), color)
+        ISSUE_TO_FIRST_DELIVERY.labels(SERVICE, str(level))
+        ISSUE_TO_ACK.labels(SERVICE, str(level))
+        UNACKNOWLEDGED.labels(SERVICE, str(level))
+    for channel in channels:
+        DELIVERY_FAILURES.labels(SERVICE, channel)
+        for outcome in DELIVERY_OUTCOMES:
+            DELIVERY_ATTEMPTS.labels(SERVICE, channel, outcome)
+    for hazard in hazards:
+        SUGGESTIONS.labels(SERVICE, hazard)
+    DELIVERIES_PENDING.labels(SERVICE)

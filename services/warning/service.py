@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from fastapi import APIRouter
 
 from libs.common.bus import Subscription
+from libs.common.openapi import Contract, each_one_of, one_of
 from libs.common.service import ServiceContext, ServiceSpec, Timer
-from services.warning import api, handlers
+from services.warning import api, handlers, metrics
 from services.warning.core import WarningService
 from services.warning.rules import WarningRules, load_rules
 from services.warning.store import OUTBOX_COLLECTIONS, create_indexes
@@ -32,7 +33,13 @@ def build_spec(rules: WarningRules | None = None) -> ServiceSpec:
 
     def setup(ctx: ServiceContext) -> None:
         create_indexes(ctx.db)
-        service_for(ctx, rules).refresh_gauges()
+        service = service_for(ctx, rules)
+        metrics.start_at_zero(
+            {level: rule.color for level, rule in service.rules.levels.items()},
+            service.channels,
+            service.rules.hazards,
+        )
+        service.refresh_gauges()
 
     def router(ctx: ServiceContext) -> APIRouter:
         return api.build_router(ctx, service_for(ctx, rules))
@@ -54,8 +61,17 @@ def build_spec(rules: WarningRules | None = None) -> ServiceSpec:
             Timer("warning_gauges", scan, service.refresh_gauges),
         ]
 
+    def contract(ctx: ServiceContext) -> Contract:
+        hazards = list(service_for(ctx, rules).rules.hazards)
+        areas = {**each_one_of(t.code for t in ctx.county.townships), "uniqueItems": True}
+        return {
+            "WarningIn": {"hazard": one_of(hazards), "areas": areas},
+            "AcceptIn": {"hazard": one_of(hazards), "areas": areas},
+        }
+
     return ServiceSpec(
         name="warning",
+        contract=contract,
         build_router=router,
         setup=setup,
         subscriptions=subscriptions,

@@ -194,17 +194,6 @@ class SseReader:
         except queue.Empty:
             raise AssertionError("no SSE message arrived") from None
 
-    def collect(self, seconds: float) -> list[dict[str, Any]]:
-        """Every message that arrives within ``seconds``."""
-        found = []
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                found.append(self.messages.get(timeout=left))
-            except queue.Empty:
-                break
-        return found
-
 
 @contextmanager
 def open_stream(server: LiveServer, key: str) -> Iterator[SseReader]:

@@ -1,4 +1,4 @@
-"""Dispute assignments (篇4): approval of major disputes, 三三制 at every level, 督辦."""
+"""Dispute assignments (篇4): approval of major disputes, 三三制 at every level, 督办."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def _due(stack: Stack, hours: float = 48) -> str:
 def _assign(stack: Stack, incident: str, **extra: Any) -> Any:
     body = {
         "incident_id": incident,
-        "responsible_leader": "李副鄉長",
-        "responsible_unit": "鄉綜治辦",
+        "responsible_leader": "李副乡长",
+        "responsible_unit": "乡综治办",
         "due_at": _due(stack),
         **extra,
     }
@@ -31,7 +31,7 @@ def _attempt(stack: Stack, aid: str, level: str, outcome: str = "unresolved", **
     return stack.call(
         "POST",
         f"/v1/assignments/{aid}/attempts",
-        json={"level": level, "outcome": outcome, "note": "調解"},
+        json={"level": level, "outcome": outcome, "note": "调解"},
         **kw,
     )
 
@@ -55,7 +55,7 @@ def test_three_three_rule_from_group_to_county(dstack: Stack) -> None:
         assert view["unresolved_at_level"] == 3 and view["escalation_allowed"]
         # Not automatic: the dispute stays at its level until someone escalates.
         assert view["level"] == level
-        moved = dstack.call("POST", escalate, json={"reason": "三次調處未果"})
+        moved = dstack.call("POST", escalate, json={"reason": "三次调处未果"})
         assert moved.status_code == 200, moved.text
         assert moved.json()["level"] == upper and moved.json()["unresolved_at_level"] == 0
     for _ in range(3):

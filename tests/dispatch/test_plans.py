@@ -1,4 +1,4 @@
-"""Response plans (預案啟動) from warnings, incidents and operators; every event delivered twice."""
+"""Response plans (预案启动) from warnings, incidents and operators; every event delivered twice."""
 
 from __future__ import annotations
 
@@ -52,13 +52,15 @@ def test_orange_warning_activates_then_steps_down_then_ends(dstack: Stack) -> No
             "level": 3,
             "color": "yellow",
             "old_level": 2,
-            "reason": "雨勢減弱",
+            "reason": "雨势减弱",
         },
     )
     assert deliver_twice(dstack, adjusted) == (True, False)
     plan = _plan(dstack, plan_id).json()
     assert plan["level"] == 3 and plan["status"] == "active"
     assert [h["action"] for h in plan["history"]] == ["activated", "changed"]
+    assert plan["reason_label"] == "预警级别为Ⅱ级"
+    assert plan["history"][1]["reason_label"] == "预警由Ⅱ级调整为Ⅲ级：雨势减弱"
     assert team(dstack, "T04")["status"] == "standby"  # stepping down keeps the alert
 
     # A standby team sent out meanwhile must not be touched when the plan ends.
@@ -74,6 +76,7 @@ def test_orange_warning_activates_then_steps_down_then_ends(dstack: Stack) -> No
     assert deliver_twice(dstack, lifted) == (True, False)
     plan = _plan(dstack, plan_id).json()
     assert plan["status"] == "ended" and plan["teams_released"] == ["T04"]
+    assert plan["end_reason_label"] == "预警已解除：解除"
     assert team(dstack, "T04")["status"] == "available"
     assert team(dstack, "T09")["status"] == "deployed"
 
@@ -82,6 +85,7 @@ def test_orange_warning_activates_then_steps_down_then_ends(dstack: Stack) -> No
     assert len(_published(dstack, "plan_changed")) == 1
     ended = _published(dstack, "plan_ended")
     assert len(ended) == 1 and ended[0]["payload"]["teams_released"] == ["T04"]
+    assert ended[0]["payload"]["reason_label"] == "预警已解除：解除"
     assert ended[0]["causation_id"] == lifted.event_id
 
 
@@ -89,7 +93,7 @@ def test_red_warning_is_county_level(dstack: Stack) -> None:
     payload = warning_payload(dstack, level=1, hazard="rainstorm", areas=[QINGSHI])
     deliver_twice(dstack, envelope(dstack, "warning", "warning_issued", payload))
     plan = _plan(dstack, f"warning-{payload['warning_id']}").json()
-    assert plan["scope"] == "county" and plan["level_label"] == "Ⅰ級響應"
+    assert plan["scope"] == "county" and plan["level_label"] == "Ⅰ级响应"
     # rainstorm → flood, evacuation, power: every matching team in the county.
     assert plan["teams_on_standby"] == [
         "T01",
@@ -125,7 +129,7 @@ def test_low_warnings_and_drills_do_not_activate(dstack: Stack) -> None:
         "level": 2,
         "color": "orange",
         "old_level": 3,
-        "reason": "加強",
+        "reason": "加强",
     }
     assert deliver_twice(dstack, envelope(dstack, "warning", "warning_adjusted", raised)) == (
         True,
@@ -168,6 +172,11 @@ def test_incident_grades_drive_the_plan(dstack: Stack) -> None:
     )
     plan = _plan(dstack, f"incident-{incident}").json()
     assert plan["status"] == "ended" and plan["end_reason"].startswith("incident closed")
+    assert plan["end_reason_label"] == "事件已办结：final report"
+    assert [h["reason_label"] for h in plan["history"][:2]] == [
+        "事件定为Ⅱ级，启动Ⅱ级响应",
+        "事件调整为Ⅰ级",
+    ]
     assert team(dstack, "T05")["status"] == "available"
 
 
@@ -183,6 +192,7 @@ def test_escalated_incident_starts_a_plan_whatever_its_grade(dstack: Stack) -> N
     )
     plan = _plan(dstack, f"incident-{incident}").json()
     assert plan["level"] == 4 and "篇3" in plan["reason"]
+    assert plan["reason_label"] == "涉及10人以上（接报时已上报），启动预案"
     assert plan["teams_on_standby"] == ["T10", "T11", "T15"]
 
 
@@ -225,10 +235,11 @@ def test_operator_activates_on_a_township_request(dstack: Stack) -> None:
     assert dstack.call("POST", "/v1/plans", who="township_a", json=body).status_code == 403
 
     level = dstack.call(
-        "POST", f"/v1/plans/{plan['id']}/level", json={"level": 3, "reason": "火勢受控"}
+        "POST", f"/v1/plans/{plan['id']}/level", json={"level": 3, "reason": "火势受控"}
     )
     assert level.status_code == 200 and level.json()["level"] == 3
-    ended = dstack.call("POST", f"/v1/plans/{plan['id']}/end", json={"reason": "明火撲滅"})
+    ended = dstack.call("POST", f"/v1/plans/{plan['id']}/end", json={"reason": "明火扑灭"})
+    assert ended.json()["end_reason_label"] == "明火扑灭"
     assert ended.status_code == 200 and ended.json()["teams_released"] == ["T05"]
     assert (
         dstack.call("POST", f"/v1/plans/{plan['id']}/end", json={"reason": "x"}).status_code == 409

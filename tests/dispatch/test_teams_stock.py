@@ -11,7 +11,7 @@ from tests.support.stack import Stack
 
 
 def _adjust(stack: Stack, delta: float, item: str = "generator", **kw: Any) -> Any:
-    body = {"warehouse_id": "W01", "item_code": item, "delta": delta, "reason": "盤點"}
+    body = {"warehouse_id": "W01", "item_code": item, "delta": delta, "reason": "盘点"}
     return stack.call("POST", "/v1/stock/adjust", json=body, **kw)
 
 
@@ -91,7 +91,7 @@ def test_adjustment_never_goes_negative_and_is_ledgered(dstack: Stack) -> None:
     assert _adjust(dstack, 7).json()["quantity"] == 7
     ledger = dstack.call("GET", "/v1/stock/ledger", params={"item_code": "generator"}).json()
     assert [e["delta"] for e in ledger["items"]] == [7, -20]
-    assert all(e["reason"] == "盤點" for e in ledger["items"])
+    assert all(e["reason"] == "盘点" for e in ledger["items"])
     assert _adjust(dstack, 0).status_code == 422
     missing = _adjust(dstack, 1, item="caviar")
     assert missing.status_code == 404

@@ -16,7 +16,7 @@ must then be present everywhere else too, like an acknowledged one.
 
 What must be where, per acknowledged request:
 
-- an acknowledged incident (首報): in intake once; in reporting its report chain (the initial
+- an acknowledged incident (首报): in intake once; in reporting its report chain (the initial
   report), one `incident_reported` in the audit trail/timeline and one initial deadline; in
   dispatch, `/v1/dispatches/suggest` knows it;
 - an acknowledged follow-up or final report: once in its incident's chain in reporting;

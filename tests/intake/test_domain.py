@@ -347,8 +347,8 @@ def test_only_upgrades_are_automatic() -> None:
 
 
 def test_regrade_reason_names_the_measure() -> None:
-    text = regrade_reason("續報 1", TABLE.grade("flood", Figures(deaths=12)))
-    assert text == "續報 1: deaths 12 ≥ 10 → Ⅱ 重大"
+    text = regrade_reason("续报 1", TABLE.grade("flood", Figures(deaths=12)))
+    assert text == "续报 1: deaths 12 ≥ 10 → Ⅱ 重大"
 
 
 def test_merge_checks() -> None:

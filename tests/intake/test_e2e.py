@@ -82,7 +82,7 @@ def test_two_townships_report_and_read_back_grades_and_flags(stack: Stack) -> No
     reported = {e["payload"]["incident_id"] for e in sent_events(stack, "incident_reported")}
     assert reported == {a["id"], b["id"]}
 
-    # Reporting's follow-up raises township B's figures: the incident is re-graded (越級).
+    # Reporting's follow-up raises township B's figures: the incident is re-graded (越级).
     followup = reporting_event(
         stack,
         "followup_filed",

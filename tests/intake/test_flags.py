@@ -1,4 +1,4 @@
-"""Grades, 遲報 and escalation flags over HTTP, on one intake stack shared by the module."""
+"""Grades, 迟报 and escalation flags over HTTP, on one intake stack shared by the module."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_grade_edges_over_http(
     result = created(shared, body)
     assert result["grade"] == grade
     assert result["initial_grade"] == grade
-    assert result["grade_label"] == {1: "特別重大", 2: "重大", 3: "較大", 4: "一般"}[grade]
+    assert result["grade_label"] == {1: "特别重大", 2: "重大", 3: "较大", 4: "一般"}[grade]
     if grade < 4:
         assert result["grade_basis"] and result["grade_basis"][0]["source"]
     else:

@@ -176,7 +176,8 @@ def test_cursor_pagination(populated: tuple[Stack, dict[str, str]]) -> None:
     assert pages == 3
     assert seen == listed(stack)
     bad = stack.call("GET", "/v1/incidents", params={"cursor": "nonsense"})
-    assert bad.status_code == 422
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_cursor"
     assert bad.json()["error"]["fields"][0]["path"] == "query.cursor"
 
 

@@ -99,7 +99,7 @@ def test_followup_delivered_twice_regrades_once_and_flags_skipped_grades(intake:
     [sent] = sent_events(intake, "incident_regraded", reported["id"])
     payload = sent["payload"]
     assert (payload["old_grade"], payload["new_grade"], payload["skipped_grades"]) == (4, 2, True)
-    assert payload["reason"].startswith("續報 1")
+    assert payload["reason"].startswith("续报 1")
     assert payload["casualties"]["deaths"] == 11
     assert sent["causation_id"] == event.event_id
     assert sent["correlation_id"] == reported["id"]

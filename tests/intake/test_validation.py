@@ -492,7 +492,7 @@ def test_every_request_field_is_documented_in_chinese(shared: Stack) -> None:
             assert _has_cjk(description), f"{model}.{name} lacks a Chinese description"
             checked += 1
     assert checked > 35
-    assert "審簽人" in components["IncidentIn"]["properties"]["approver"]["description"]
+    assert "审签人" in components["IncidentIn"]["properties"]["approver"]["description"]
     assert "1500" in components["IncidentIn"]["properties"]["description"]["description"]
     params = schema["paths"]["/v1/incidents"]["get"]["parameters"]
     assert all(_has_cjk(p["description"]) for p in params if p["name"] not in {"limit", "cursor"})

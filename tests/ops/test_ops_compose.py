@@ -18,7 +18,12 @@ from tests.ops.conftest import DEPLOY, ROOT, SERVICES, load_json, missing, run, 
 pytestmark = pytest.mark.ops
 RABBIT_HINT = "scripts/ensure-rabbitmq installs Debian's rabbitmq-server"
 
-SECRETS = ("RABBITMQ_PASSWORD", "YINGJI_BOOTSTRAP_ADMIN_KEY", "GRAFANA_ADMIN_PASSWORD")
+SECRETS = (
+    "RABBITMQ_PASSWORD",
+    *(f"RABBITMQ_{name.upper()}_PASSWORD" for name in SERVICES),
+    "YINGJI_BOOTSTRAP_ADMIN_KEY",
+    "GRAFANA_ADMIN_PASSWORD",
+)
 
 
 def filled_env(path: Path) -> Path:
@@ -73,7 +78,7 @@ def test_dotenv_is_ignored_by_git() -> None:
     ignored = (ROOT / ".gitignore").read_text().split()
     for entry in (
         ".env",
-        ".venv/",
+        ".venv",
         "yingji-data/",
         "__pycache__/",
         "*.egg-info/",
@@ -108,20 +113,36 @@ def test_services_share_one_image_and_are_scalable(config: dict[str, Any]) -> No
         assert env["YINGJI_BOOTSTRAP_ADMIN_KEY"]
 
 
-def test_bus_url_matches_broker_user_vhost_and_definitions(config: dict[str, Any]) -> None:
+def test_each_service_uses_its_own_broker_user(config: dict[str, Any]) -> None:
+    """Its own user of the definitions, whose password the broker sets from the same secret."""
     services = config["services"]
     rabbit_env = services["rabbitmq"]["environment"]
+    health = " ".join(services["rabbitmq"]["healthcheck"]["test"])
     definitions = load_json(DEPLOY / "rabbitmq" / "definitions.json")
+    users = {u["name"]: u for u in definitions["users"]}
+    seen = set()
     for name in SERVICES:
         url = urlsplit(services[name]["environment"]["YINGJI_BUS_URL"])
         assert url.scheme == "amqp" and url.hostname == "rabbitmq" and url.port == 5672
-        assert url.username == rabbit_env["RABBITMQ_DEFAULT_USER"]
-        assert url.password == rabbit_env["RABBITMQ_DEFAULT_PASS"]
+        assert url.username == f"yingji-{name}" != rabbit_env["RABBITMQ_DEFAULT_USER"]
+        secret = f"RABBITMQ_{name.upper()}_PASSWORD"
+        assert url.password == rabbit_env[secret] and url.password not in seen
+        seen.add(url.password)
+        # No password in the committed file: the healthcheck sets it after each import.
+        assert users[url.username]["password_hash"] == ""
+        # (`docker-compose config` keeps the `$$` that stops compose from interpolating.)
+        assert f'change_password {url.username} "$${secret}"' in health
         vhost = url.path[1:]
         assert vhost in {v["name"] for v in definitions["vhosts"]}
-        assert {"user": url.username, "vhost": vhost} in [
-            {"user": p["user"], "vhost": p["vhost"]} for p in definitions["permissions"]
+        (grant,) = [
+            p
+            for p in definitions["permissions"]
+            if (p["user"], p["vhost"]) == (url.username, vhost)
         ]
+        assert ".*" not in (grant["configure"], grant["write"], grant["read"])
+    assert re.search(r"sha256sum", health) and "_PASSWORD=" in health, (
+        "a changed password makes the healthcheck set the passwords again"
+    )
 
 
 def test_mongo_url_names_the_replica_set_the_server_runs(config: dict[str, Any]) -> None:
@@ -174,6 +195,23 @@ def test_definitions_declare_vhost_dlx_and_policy() -> None:
         declared = re.search(r'DEAD_LETTER_EXCHANGE\s*=\s*"([^"]+)"', bus_py.read_text())
         if declared:
             assert declared.group(1) == dlx["name"]
+    # The event exchanges exist before any service runs (a service user may only check for
+    # another service's exchange), declared exactly as libs/common/bus.py declares them.
+    from libs.common.bus import event_exchange
+
+    for name in SERVICES:
+        exchange = event_exchange(name)
+        (declared,) = [x for x in definitions["exchanges"] if x["name"] == exchange.name]
+        assert (declared["type"], declared["durable"], declared["auto_delete"]) == (
+            exchange.type,
+            exchange.durable,
+            exchange.auto_delete,
+        )
+        assert (declared["internal"], declared["arguments"], declared["vhost"]) == (
+            False,
+            {},
+            vhost["name"],
+        )
     (policy,) = definitions["policies"]
     pattern = re.compile(policy["pattern"])
     assert pattern.search("evt-intake-incident_reported--dispatch.on_incident_reported")
@@ -271,3 +309,23 @@ def test_dockerfile_contract() -> None:
         assert path not in ignored, f"{path} is copied but .dockerignore excludes it"
     cmd = json.loads(re.search(r"^CMD\s+(\[.*\])", text, re.M).group(1))
     assert cmd == ["yingji", "up"]
+
+
+def test_services_believe_forwarded_addresses_from_the_backend_network_only(
+    config: dict[str, Any],
+) -> None:
+    """Behind the proxy every client would otherwise share the proxy's address."""
+    from libs.common.settings import Settings
+
+    (subnet,) = [c["subnet"] for c in config["networks"]["backend"]["ipam"]["config"]]
+    for name in SERVICES:
+        env = config["services"][name]["environment"]
+        assert env["YINGJI_FORWARDED_ALLOW_IPS"] == subnet
+        assert Settings(forwarded_allow_ips=env["YINGJI_FORWARDED_ALLOW_IPS"])
+    assert "backend" in config["services"]["proxy"]["networks"]
+
+
+def test_every_replica_reads_the_one_cursor_secret(config: dict[str, Any]) -> None:
+    secrets_read = {config["services"][n]["environment"]["YINGJI_CURSOR_SECRET"] for n in SERVICES}
+    assert len(secrets_read) == 1 and len(secrets_read.pop()) >= 32
+    assert re.search(r"^YINGJI_CURSOR_SECRET=$", (ROOT / ".env.example").read_text(), re.M)

@@ -93,11 +93,59 @@ def test_secret_template_validates_and_holds_every_key_the_pods_read(
         .split("configMapGenerator")[0]
     ), "the template must not be applied"
     keys = set(template["stringData"])
-    assert {"YINGJI_BUS_URL", "YINGJI_MONGO_URL", "YINGJI_BOOTSTRAP_ADMIN_KEY"} <= keys
+    assert {"YINGJI_MONGO_URL", "YINGJI_BOOTSTRAP_ADMIN_KEY"} <= keys
+    # The bus URL is per service: a shared one would give every service the same broker user.
+    assert "YINGJI_BUS_URL" not in keys
     for dep in by_kind(rendered["base"], "Deployment").values():
         (container,) = dep["spec"]["template"]["spec"]["containers"]
         refs = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
         assert refs == [template["metadata"]["name"]]
+
+
+def test_each_service_connects_as_its_own_broker_user(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Its Deployment reads YINGJI_BUS_URL from its own Secret, the Secret the topology's User
+    of that service imports its credentials from; the User's Permission is the one of
+    deploy/rabbitmq/definitions.json."""
+    templates = {
+        doc["metadata"]["name"]: doc
+        for doc in yaml.safe_load_all((K8S / "base" / "bus-secrets.template.yaml").read_text())
+    }
+    validate_builtin(list(templates.values()))
+    topology = list(yaml.safe_load_all((K8S / "operators" / "rabbitmq-topology.yaml").read_text()))
+    users = by_kind(topology, "User")
+    permissions = {
+        p["spec"]["userReference"]["name"]: p for p in by_kind(topology, "Permission").values()
+    }
+    definitions = __import__("json").loads((DEPLOY / "rabbitmq/definitions.json").read_text())
+    grants = {p["user"]: p for p in definitions["permissions"]}
+    for tree in TREES:
+        for name, dep in by_kind(rendered[tree], "Deployment").items():
+            (container,) = dep["spec"]["template"]["spec"]["containers"]
+            (bus,) = [e for e in container.get("env", []) if e["name"] == "YINGJI_BUS_URL"]
+            ref = bus["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": f"yingji-bus-{name}", "key": "YINGJI_BUS_URL"}
+            secret = templates[ref["name"]]["stringData"]
+            assert secret["username"] == f"yingji-{name}"
+            assert secret["YINGJI_BUS_URL"].startswith(f"amqp://yingji-{name}:")
+            user = users[f"yingji-{name}"]["spec"]
+            assert user["importCredentialsSecret"]["name"] == ref["name"]
+            assert not user.get("tags"), "a service user needs no management access"
+            permission = permissions[f"yingji-{name}"]["spec"]
+            grant = grants[f"yingji-{name}"]
+            assert permission["vhost"] == grant["vhost"]
+            assert permission["permissions"] == {
+                k: grant[k] for k in ("configure", "write", "read")
+            }
+    exchanges = {e["spec"]["name"]: e["spec"] for e in by_kind(topology, "Exchange").values()}
+    for declared in definitions["exchanges"]:
+        spec = exchanges[declared["name"]]
+        assert (spec["type"], spec["durable"], spec["autoDelete"]) == (
+            declared["type"],
+            declared["durable"],
+            declared["auto_delete"],
+        )
 
 
 @pytest.mark.parametrize("tree", sorted(TREES))
@@ -441,3 +489,21 @@ def check_crd(doc: dict[str, Any]) -> None:
             assert all({"name", "db"} == set(r) for r in user["roles"])
     else:
         pytest.fail(f"no structural check for {kind}")
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_pods_share_a_cursor_secret_and_trust_only_the_ingress_network(
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
+    from libs.common.settings import Settings
+
+    template = load_yaml(K8S / "base" / "secret.template.yaml")
+    assert "YINGJI_CURSOR_SECRET" in template["stringData"]
+    (settings,) = [
+        c["data"]
+        for n, c in by_kind(rendered[tree], "ConfigMap").items()
+        if n.startswith("yingji-settings-")
+    ]
+    trusted = settings["YINGJI_FORWARDED_ALLOW_IPS"]
+    assert "*" not in trusted
+    assert Settings(forwarded_allow_ips=trusted)

@@ -101,7 +101,7 @@ def test_whole_incident_under_each_profile(tmp_path: Path, profile_name: str) ->
         ).json()["items"]
         assert [d["id"] for d in listed] == [missed["id"]]
 
-        # Re-graded 3 → 1 mid-way (越級): a report at grade I within its initial limit, and
+        # Re-graded 3 → 1 mid-way (越级): a report at grade I within its initial limit, and
         # grade I's follow-up times from then on.
         regrade_at = local(2026, 7, 7, 9, 30)
         stack.clock.set(regrade_at)
@@ -320,3 +320,29 @@ def test_a_scan_touches_only_what_is_due(rstack: Stack, monkeypatch: pytest.Monk
     assert len(due) == 3
     # Only the armed hot set is examined, not the 10 000 met deadlines.
     assert seen[0] <= 3
+
+
+def test_deadlines_that_fell_due_during_a_downtime_are_raised_on_restart(rstack: Stack) -> None:
+    """Down for three days after a grade Ⅳ report: the first scan turns every slot that fell due
+    overdue (the follow-up slots planned one after another), each raised once, none left."""
+    iid = incident_reported(rstack, grade=4).payload["incident_id"]
+    assert scan(rstack) == {"overdue": 0, "escalated": 0}
+    rstack.clock.advance(timedelta(days=3))
+    first = scan(rstack)
+    assert first["overdue"] >= 3, first
+    assert scan(rstack) == {"overdue": 0, "escalated": 0}
+    now = rstack.clock.now()
+    rows = [r for rows in by_kind(rstack, iid).values() for r in rows]
+    still_due = [r["id"] for r in rows if r["status"] == "pending" and r["due_at"] <= iso(now)]
+    assert still_due == []
+    overdue = [r for r in rows if r["status"] == "overdue"]
+    assert len(overdue) == first["overdue"]
+    raised = events_of(rstack, "report_overdue")
+    per_deadline: dict[str, list[int]] = {}
+    for event in raised:
+        per_deadline.setdefault(event["payload"]["deadline_id"], []).append(
+            event["payload"]["escalation"]
+        )
+    assert sorted(per_deadline) == sorted(r["id"] for r in overdue)
+    assert len(raised) == first["overdue"] + first["escalated"]
+    assert all(levels in ([1], [1, 2]) for levels in per_deadline.values()), per_deadline

@@ -1,7 +1,8 @@
 """Monthly scores (篇6) with exact totals: exemplary, late, active-but-lax and silent townships.
 
-The month holds a drill (exercise) incident whose deadlines all go overdue: counting drill data
-in the scores changes the exemplary township's total, so this test catches it.
+The month holds a drill (exercise) incident in the exemplary township: one follow-up is filed on
+it and its other deadlines go overdue. Counting drill deadlines, drill incidents or drill reports
+in the scores changes the exemplary township's total, so this test catches each of them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 EXEMPLARY, LATE = TOWNSHIP_A, TOWNSHIP_B
 ACTIVE = "349901002"  # 河西街道
 SILENT = "349901102"  # 柳湾镇
+DRILL = "drill"
 
 
 def _zero(stack: Stack, code: str, day: date, incidents: dict[str, str]) -> None:
@@ -36,7 +38,7 @@ def _file(stack: Stack, incident_id: str, kind: str = "followup") -> dict[str, A
 
 def _incidents_of_the_10th(stack: Stack) -> dict[str, str]:
     """Grade IV incidents reported at 10:00: on time for two townships, late for one, and a
-    drill in the exemplary township that nobody follows up."""
+    drill in the exemplary township (under the key ``DRILL``)."""
     stack.clock.set(local(2026, 11, 10, 10))
     on_time = local(2026, 11, 10, 9, 50)
     ids = {
@@ -44,7 +46,9 @@ def _incidents_of_the_10th(stack: Stack) -> dict[str, str]:
         LATE: incident_reported(stack, township_code=LATE, discovered_at=local(2026, 11, 10, 6)),
         ACTIVE: incident_reported(stack, township_code=ACTIVE, discovered_at=on_time),
     }
-    incident_reported(stack, township_code=EXEMPLARY, discovered_at=on_time, exercise=True)
+    ids[DRILL] = incident_reported(
+        stack, township_code=EXEMPLARY, discovered_at=on_time, exercise=True
+    )
     return {code: envelope.payload["incident_id"] for code, envelope in ids.items()}
 
 
@@ -61,6 +65,7 @@ def _november(stack: Stack) -> None:
             incidents = _incidents_of_the_10th(stack)
             stack.clock.set(local(2026, 11, 10, 16))
             assert _file(stack, incidents[EXEMPLARY])["late"] is False
+            assert _file(stack, incidents[DRILL])["late"] is False
             stack.clock.set(local(2026, 11, 10, 17, 30))
             assert _file(stack, incidents[LATE])["late"] is True
             assert _file(stack, incidents[ACTIVE])["late"] is True
@@ -80,8 +85,8 @@ def test_exact_scores_rank_reporting_above_silence(tmp_path: Path) -> None:
     report + 0.15 volume, each a share of what was owed over the 30 days of November.
 
     - exemplary: 2 deadlines and 30 zero reports owed, all on time → 100, 100, 100; items
-      3 + 0.5 × 30 = 18 of a quota of 5 × 30 / 7 → volume 84.0 → 97.6. Its drill's 22
-      deadlines (21 follow-ups overdue) do not count.
+      3 + 0.5 × 30 = 18 of a quota of 5 × 30 / 7 → volume 84.0 → 97.6. Its drill (the
+      incident, one follow-up and 22 deadlines of which 20 go overdue) does not count.
     - late: initial and follow-up late (credit 0), 30 zero reports late (credit 0.5) →
       timeliness 0, completeness 31/31, zero 50, volume 84.0 → 47.6.
     - active: initial on time, one follow-up late, 20 follow-ups overdue, no zero report →

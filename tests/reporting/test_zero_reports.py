@@ -1,9 +1,10 @@
-"""Zero reports (零報告) for the 12-township demo county over three days."""
+"""Zero reports (零报告) for the 12-township demo county over three days."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -215,6 +216,16 @@ def test_nothing_to_report_on_a_day_with_incidents_is_refused_as_possible_concea
     ]
     other = rstack.call("GET", "/v1/zero-reports", who="township_b", params={"date": "2026-07-06"})
     assert other.json()["contradictions"] == []
+    # The day's summary (日报) lists it too, in JSON and on the printable page.
+    daily = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06"}).json()
+    assert [(c["township_code"], c["incident_ids"]) for c in daily["concealment"]] == [
+        (TOWNSHIP_A, [iid])
+    ]
+    page = rstack.call(
+        "GET", "/v1/summaries/daily", params={"date": "2026-07-06", "format": "html"}
+    ).text
+    section = page.split("八、疑似瞒报", 1)[1]
+    assert "城关镇" in section and "2026-07-06" in section and f"flood {iid}" in section
     # Listing the incident is accepted; a drill does not make 「无事件」 false for B.
     listed = file(rstack, TOWNSHIP_A, day, nothing_to_report=False, incident_ids=[iid])
     assert listed.status_code == 201
@@ -233,6 +244,12 @@ def test_days_before_the_start_owe_nothing(rstack: Stack) -> None:
     assert daily["zero_reports_due_today"]["expected"] == 0
     assert daily["zero_reports_due_today"]["missed"] == 0
     assert "zero_report_compliance" not in {r["rule"] for r in daily["recommendations"]}
+    # The week before the start, as a situation pack: nothing owed, no rate, no criticism.
+    span = {"from": "2026-06-29T00:00:00+08:00", "to": "2026-07-06T00:00:00+08:00"}
+    pack = rstack.call("GET", "/v1/summaries/situation", params=span).json()
+    assert (pack["zero_reports"]["expected"], pack["zero_reports"]["missed"]) == (0, 0)
+    assert pack["zero_reports"]["compliance_percent"] == 100.0
+    assert "zero_report_compliance" not in {r["rule"] for r in pack["recommendations"]}
 
 
 def test_the_county_file_sets_the_start_date(tmp_path: Path) -> None:
@@ -255,3 +272,71 @@ def test_the_county_file_sets_the_start_date(tmp_path: Path) -> None:
         early = file(stack, TOWNSHIP_A, date(2026, 7, 7))
         assert early.status_code == 422
         assert "2026-07-08" in early.json()["error"]["fields"][0]["reason"]
+
+
+def contradictions(stack: Stack, who: str = "operator", **query: str) -> Any:
+    """``GET /v1/zero-reports/contradictions`` as ``who``."""
+    return stack.call("GET", "/v1/zero-reports/contradictions", who=who, params=query)
+
+
+def test_refused_nothing_to_report_attempts_are_listed_for_the_duty_office(rstack: Stack) -> None:
+    """疑似瞒报 over several days: who tried, when, for which day, and the incidents that
+    contradict it; township keys see their own; drills never appear; the window is checked."""
+    rstack.clock.set(local(2026, 7, 6, 10))
+    iid = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    drill = incident_reported(rstack, township_code=TOWNSHIP_B, exercise=True)
+    rstack.clock.set(local(2026, 7, 6, 20, 15))
+    assert file(rstack, TOWNSHIP_A, date(2026, 7, 6), who="township_a").status_code == 409
+    # A drill's 「无事件」 on the day of a drill incident is a rehearsal, never 瞒报.
+    assert drill.payload["exercise"] is True
+    drill_zero = file(rstack, TOWNSHIP_B, date(2026, 7, 6), who="township_b", exercise=True)
+    assert drill_zero.status_code == 201, drill_zero.text  # type: ignore[attr-defined]
+    response = contradictions(rstack)
+    assert response.status_code == 200
+    listed = response.json()
+    assert (listed["from"], listed["to"]) == ("2026-06-30", "2026-07-06")
+    [item] = listed["items"]
+    assert (item["township_code"], item["name"], item["date"]) == (
+        TOWNSHIP_A,
+        "城关镇",
+        "2026-07-06",
+    )
+    assert item["attempted_at"].startswith("2026-07-06T12:15")  # 20:15 in Asia/Shanghai
+    assert item["attempted_by"] and item["label"].startswith("疑似瞒报")
+    assert [(i["id"], i["title"], i["grade"]) for i in item["incidents"]] == [
+        (iid, f"flood {iid}", 4)
+    ]
+    assert [i["id"] for i in contradictions(rstack, "township_a").json()["items"]] == [item["id"]]
+    assert contradictions(rstack, "township_b").json()["items"] == []
+    foreign = contradictions(rstack, "township_b", township_code=TOWNSHIP_A)
+    assert refusal(foreign) == (403, "forbidden_township", ["query.township_code"])
+    # A week later the attempt has left the default window; asked for, it is still there.
+    rstack.clock.set(local(2026, 7, 13, 9))
+    assert contradictions(rstack).json()["items"] == []
+    asked = contradictions(rstack, **{"from": "2026-07-06", "to": "2026-07-06"})
+    assert [i["id"] for i in asked.json()["items"]] == [item["id"]]
+    backwards = contradictions(rstack, **{"from": "2026-07-07", "to": "2026-07-06"})
+    assert refusal(backwards) == (422, "invalid", ["query.from"])
+    too_long = contradictions(rstack, **{"from": "2026-01-01", "to": "2026-07-06"})
+    assert refusal(too_long) == (422, "invalid", ["query.from"])
+    assert refusal(contradictions(rstack, to="07/06")) == (422, "validation_failed", ["query.to"])
+
+
+def test_zero_reports_missed_during_a_downtime_are_raised_on_restart(rstack: Stack) -> None:
+    """Up on 07-06 (A filed that day), down until 07-09 09:00: the first scan raises every
+    township and day whose cut-off passed meanwhile, each once; 07-09 is not closed yet."""
+    codes = [t.code for t in rstack.ctx("reporting").county.townships]
+    rstack.clock.set(local(2026, 7, 6, 20))
+    assert file(rstack, TOWNSHIP_A, date(2026, 7, 6)).status_code == 201
+    assert missed_scan(rstack) == 0
+    rstack.clock.set(local(2026, 7, 9, 9))
+    assert missed_scan(rstack) == 11 + 12 + 12
+    assert missed_scan(rstack) == 0
+    raised = sorted(
+        (e["payload"]["date"], e["payload"]["township_code"])
+        for e in events_of(rstack, "zero_report_missed")
+    )
+    expected = [("2026-07-06", c) for c in codes if c != TOWNSHIP_A] + [
+        (day, c) for day in ("2026-07-07", "2026-07-08") for c in codes
+    ]
+    assert raised == sorted(expected)

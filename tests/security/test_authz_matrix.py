@@ -11,8 +11,10 @@ resources (tests/security/townships.py seeds incidents, reports, deadlines, time
 zero reports, warnings with their deliveries and receipts, dispatches, plans, assignments and
 scores for townships A and B): a township key gets its own rows and never a code or an id of the
 other township, in lists and by id, and the other township's ids answer the one refusal the route
-states. Writes a township key may make are tried on the other township's resources. A new GET
-route, or a new write open to township keys, fails here until it is classified below.
+states. A warning addressed to both townships shows each township key only its own deliveries
+and receipts, and the county-wide views (audit trail, summaries, admin) refuse township keys.
+Writes a township key may make are tried on the other township's resources. A new GET route, or
+a new write open to township keys, fails here until it is classified below.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ import pytest
 from fastapi.routing import APIRoute
 
 from tests.console.support import live_server, messages_before, open_stream, reopen
-from tests.security.townships import Township, followup_body, seed_two_townships
+from tests.security.townships import (
+    Township,
+    followup_body,
+    seed_shared_warning,
+    seed_two_townships,
+)
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import Stack, running_stack
 
@@ -78,6 +85,8 @@ class Seeded:
 
     stack: Stack
     townships: dict[str, Township]
+    # A warning addressed to both townships, delivered to and acknowledged by each.
+    shared_warning: str
 
     def other(self, key: str) -> Township:
         """The township that is not ``key``'s."""
@@ -87,7 +96,8 @@ class Seeded:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     with running_stack(Path(tmp_path_factory.mktemp("authz")), auth_failure_limit=10**6) as stack:
-        yield Seeded(stack, seed_two_townships(stack))
+        townships = seed_two_townships(stack)
+        yield Seeded(stack, townships, seed_shared_warning(stack, townships))
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +236,7 @@ READS: dict[str, Read] = {
     "/v1/reports/{report_id}": Read("own", "report_id", refused=NOT_FOUND),
     "/v1/deadlines": Read("own"),
     "/v1/zero-reports": Read("own", params=lambda _: {"date": TODAY}),
+    "/v1/zero-reports/contradictions": Read("own"),
     "/v1/timeline/{incident_id}": Read("own", "incident_id", refused=FORBIDDEN_TOWNSHIP),
     "/v1/audit": Read("county"),
     "/v1/summaries/daily": Read("county", params=lambda _: {"date": TODAY}),
@@ -296,6 +307,18 @@ def answer(response: Any) -> Any:
         return response.status_code, response.text[:80]
 
 
+def without_shared(seeded: Seeded, response: Any) -> str:
+    """The answer's text without the warning addressed to both townships, whose list row names
+    both by right (its deliveries and receipts have a test of their own)."""
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        return str(response.text)
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        items = [i for i in body["items"] if i.get("id") != seeded.shared_warning]
+        return json.dumps({**body, "items": items}, ensure_ascii=False)
+    return str(response.text)
+
+
 def read_problems(
     seeded: Seeded, route: APIRoute, caller: str, target: Township, county: Mapping[str, str]
 ) -> list[str]:
@@ -313,7 +336,7 @@ def read_problems(
     if got != 200 or not (read.scope == "own" or read.roster):
         return []
     problems = []
-    text = response.text
+    text = without_shared(seeded, response)
     if role == "township":
         other = seeded.other(caller)
         markers = other.markers() - ({other.code} if read.roster else set())
@@ -360,6 +383,30 @@ def test_every_read_by_every_role_of_every_township(seeded: Seeded) -> None:
     assert problems == [], "\n".join(problems)
 
 
+# County-wide views that name every township's rows: no township key may read them at all (the
+# matrix above takes the allowed roles from the code, so it cannot notice one opened to them).
+COUNTY_WIDE = {
+    "/v1/audit": no_params,
+    "/v1/summaries/daily": lambda _: {"date": TODAY},
+    "/v1/summaries/situation": lambda _: {
+        "from": f"{TODAY}T00:00:00+08:00",
+        "to": f"{TODAY}T23:59:59+08:00",
+    },
+    "/v1/admin/keys": no_params,
+    "/v1/admin/dlq": no_params,
+}
+
+
+def test_county_wide_views_are_closed_to_township_keys(seeded: Seeded) -> None:
+    """The audit trail, the summaries and the admin views answer a township key 403."""
+    for caller, township in seeded.townships.items():
+        for path, params in COUNTY_WIDE.items():
+            response = seeded.stack.call("GET", path, who=caller, params=params(township))
+            assert answer(response) == FORBIDDEN_ROLE, f"{path} as {caller}: {answer(response)}"
+        operator = seeded.stack.call("GET", "/v1/audit", params={"township_code": township.code})
+        assert operator.status_code == 200 and township.incident in operator.text
+
+
 def test_township_keys_cannot_filter_for_another_township(seeded: Seeded) -> None:
     """Every list a township key reads that takes ``township_code``: another code is refused."""
     checked = []
@@ -381,6 +428,30 @@ def test_township_keys_cannot_filter_for_another_township(seeded: Seeded) -> Non
                 )
     assert {"/v1/incidents", "/v1/warnings", "/v1/deadlines"} <= set(checked)
     assert problems == [], "\n".join(problems)
+
+
+def test_a_warning_to_both_townships_shows_each_only_its_own_deliveries_and_receipts(
+    seeded: Seeded,
+) -> None:
+    """Deliveries and acknowledgements of a warning both townships received: a township key
+    gets its own township's rows only, the duty office and the department get both."""
+    path = f"/v1/warnings/{seeded.shared_warning}/deliveries"
+    both = {t.code for t in seeded.townships.values()}
+    for caller in ("operator", "department", "leader", *seeded.townships):
+        response = seeded.stack.call("GET", path, who=caller)
+        assert response.status_code == 200, f"{caller}: {response.text}"
+        body = response.json()
+        own = {seeded.townships[caller].code} if caller in seeded.townships else both
+        rows = body["townships"]
+        assert {row["township_code"] for row in rows} == own, caller
+        for row in rows:
+            assert row["acknowledged"] is True, (caller, row)
+            assert {a["township_code"] for a in row["acknowledgements"]} == {row["township_code"]}
+            assert row["deliveries"], (caller, row)
+        assert body["summary"]["acknowledgements"]["acked"] == len(own), caller
+        if caller in seeded.townships:
+            other = seeded.other(caller).code
+            assert other not in response.text, f"{caller} sees township {other}'s receipts"
 
 
 # ------------------------------------------------------------------ writes across townships

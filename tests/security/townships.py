@@ -1,7 +1,7 @@
 """Two townships' worth of data for the authorization matrix: every resource a township owns.
 
-Each township files an incident (twice: a possible duplicate) and a dispute, a follow-up and a
-zero report; a department warns
+Each township files an incident (twice: a possible duplicate) and a dispute, a follow-up, a
+refused 「无事件」 (kept as possible concealment) and a zero report; a department warns
 it (a warning for its area only), the warning is delivered and acknowledged; the duty office
 sends a team, activates a township plan and assigns the dispute. Deadlines, timeline entries,
 audit rows and scores follow from these. The ids are kept per township, so a test can look for
@@ -91,13 +91,17 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
     )["id"]
     stack.settle()
     report = created(stack.call("POST", "/v1/reports", who=key, json=followup_body(incident)))["id"]
+    # 「无事件」 on a day with incidents: refused, and kept for the duty office (疑似瞒报).
+    concealed = stack.call(
+        "POST", "/v1/zero-reports", who=key, json=zero_report_body(code, now.date())
+    )
+    assert concealed.status_code == 409, concealed.text
     created(
         stack.call(
             "POST",
             "/v1/zero-reports",
             who=key,
-            # The township reported incidents today: its zero report lists them (「无事件」
-            # would be refused as a contradiction).
+            # The township reported incidents today: its zero report lists them.
             json=zero_report_body(
                 code, now.date(), nothing_to_report=False, incident_ids=[incident]
             ),
@@ -194,6 +198,21 @@ def seed_a_third_township(stack: Stack) -> None:
     casualties = {"deaths": 3, "injured": 2, "missing": 0, "trapped": 0}
     body = incident_body(stack.clock.now(), third, title="山洪冲毁村道", casualties=casualties)
     assert created(stack.call("POST", "/v1/incidents", json=body))["grade"] == 3
+
+
+def seed_shared_warning(stack: Stack, townships: dict[str, Township]) -> str:
+    """A warning addressed to both townships, delivered to and acknowledged by each; its id."""
+    codes = [t.code for t in townships.values()]
+    body = {**warning_body(stack, codes[0]), "headline": "两镇暴雨黄色预警", "areas": codes}
+    warning = str(created(stack.call("POST", "/v1/warnings", who="department", json=body))["id"])
+    stack.settle()
+    service_for(stack.ctx("warning")).run_deliveries()
+    for township in townships.values():
+        note = {"note": f"{township.code}已签收"}
+        ack = stack.call("POST", f"/v1/warnings/{warning}/ack", who=township.key, json=note)
+        assert ack.status_code == 200, ack.text
+    stack.settle()
+    return warning
 
 
 def seed_two_townships(stack: Stack) -> dict[str, Township]:

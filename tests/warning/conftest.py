@@ -137,8 +137,10 @@ def warning_stack(
     county: County | None = None,
     rules: WarningRules | None = None,
     start: datetime = DEFAULT_START,
+    **settings: Any,
 ) -> Iterator[WarningStack]:
-    """All services in-process (the warning service with ``rules``), a probe, a manual clock."""
+    """All services in-process (the warning service with ``rules``), a probe, a manual clock;
+    ``settings`` override process settings."""
     from yingji.platform import load_specs
 
     reset_memory_bus()
@@ -149,6 +151,7 @@ def warning_stack(
         mongo_url="",
         timer_interval_seconds=3600,
         handler_backoff_seconds=[0.01, 0.02, 0.05],
+        **settings,
     )
     probe = Probe()
     # A long worker interval: the tests call the delivery job themselves, deterministically.

@@ -54,7 +54,7 @@ class StockLowV1(EventPayload):
 
 @event_model("dispatch", "plan_activated")
 class PlanActivatedV1(EventPayload):
-    """A response plan (預案) was activated."""
+    """A response plan (预案) was activated."""
 
     plan_id: str
     level: int
@@ -67,6 +67,7 @@ class PlanActivatedV1(EventPayload):
     hazard: str | None = None
     scope: str | None = None
     reason: str | None = None
+    reason_label: str | None = None  # the reason in Chinese (the operator's words, or the rule's)
     activated_by: str | None = None
     exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
@@ -79,6 +80,7 @@ class PlanChangedV1(EventPayload):
     old_level: int
     level: int
     reason: str
+    reason_label: str | None = None
     exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
 
 
@@ -88,6 +90,7 @@ class PlanEndedV1(EventPayload):
 
     plan_id: str
     reason: str
+    reason_label: str | None = None
     incident_id: str | None = None
     warning_id: str | None = None
     teams_released: list[str] = []
@@ -96,7 +99,7 @@ class PlanEndedV1(EventPayload):
 
 @event_model("dispatch", "assignment_created")
 class AssignmentCreatedV1(EventPayload):
-    """A dispute was assigned to a responsible leader and unit (統一指派)."""
+    """A dispute was assigned to a responsible leader and unit (统一指派)."""
 
     assignment_id: str
     incident_id: str
@@ -124,7 +127,7 @@ class AssignmentEscalatedV1(EventPayload):
 
 @event_model("dispatch", "assignment_overdue")
 class AssignmentOverdueV1(EventPayload):
-    """An assignment passed its deadline unresolved (督辦)."""
+    """An assignment passed its deadline unresolved (督办)."""
 
     assignment_id: str
     incident_id: str

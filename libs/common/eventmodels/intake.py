@@ -19,9 +19,16 @@ class DisputeFacts(EventPayload):
     key_persons: bool = False
 
 
+class Signatory(EventPayload):
+    """报送人或审签人 with a contact number (篇6)."""
+
+    name: str
+    phone: str
+
+
 @event_model("intake", "incident_reported")
 class IncidentReportedV1(EventPayload):
-    """An incident was accepted at intake (首報)."""
+    """An incident was accepted at intake (首报)."""
 
     incident_id: str
     township_code: str
@@ -42,11 +49,20 @@ class IncidentReportedV1(EventPayload):
     exercise: bool = False
     address: str | None = None
     dispute: DisputeFacts | None = None
+    # The elements of the 首报 itself, so the 信息专报 of the initial report is complete.
+    description: str | None = None
+    scope: str | None = None
+    measures_taken: str | None = None
+    needs: str | None = None
+    trend: str | None = None
+    source: str | None = None
+    reporter: Signatory | None = None
+    approver: Signatory | None = None
 
 
 @event_model("intake", "incident_regraded")
 class IncidentRegradedV1(EventPayload):
-    """The grade changed after new figures (越級 when it jumps more than one grade)."""
+    """The grade changed after new figures (越级 when it jumps more than one grade)."""
 
     incident_id: str
     township_code: str

@@ -10,7 +10,7 @@ from libs.common.events import EventPayload, event_model
 
 @event_model("reporting", "followup_filed")
 class FollowupFiledV1(EventPayload):
-    """A follow-up report (續報) was filed; its figures are the incident's latest facts."""
+    """A follow-up report (续报) was filed; its figures are the incident's latest facts."""
 
     report_id: str
     incident_id: str
@@ -24,7 +24,7 @@ class FollowupFiledV1(EventPayload):
 
 @event_model("reporting", "final_report_filed")
 class FinalReportFiledV1(EventPayload):
-    """The final report (終報) was filed; the chain and the incident close."""
+    """The final report (终报) was filed; the chain and the incident close."""
 
     report_id: str
     incident_id: str
@@ -57,7 +57,7 @@ class ZeroReportMissedV1(EventPayload):
 
 @event_model("reporting", "zero_report_filed")
 class ZeroReportFiledV1(EventPayload):
-    """A township filed its daily zero report (零報告), on time or late."""
+    """A township filed its daily zero report (零报告), on time or late."""
 
     township_code: str
     date: date

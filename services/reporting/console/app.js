@@ -188,7 +188,42 @@ async function api(path, { method = "GET", body, as = "json" } = {}) {
     }
     throw new ApiError(res.status, code, message);
   }
+  if (as === "file") return { blob: await res.blob(), name: fileName(res) };
   return as === "text" ? res.text() : res.json();
+}
+
+// The Chinese file name of a download (RFC 5987 filename*), else the plain one.
+function fileName(res) {
+  const header = res.headers.get("Content-Disposition") || "";
+  const star = /filename\*=UTF-8''([^;]+)/i.exec(header);
+  if (star) return decodeURIComponent(star[1]);
+  const plain = /filename="([^"]+)"/i.exec(header);
+  return plain ? plain[1] : "download";
+}
+
+// Fetches a document with the key (a plain link would carry none) and saves it under its name.
+async function download(path) {
+  try {
+    const { blob, name } = await api(path, { as: "file" });
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (err) {
+    if (err.status !== 401) showBanner(`${t("download.failed")}: ${err.message}`);
+  }
+}
+
+function downloadSummary(format) {
+  const date = state.context?.today || "";
+  return download(`/v1/summaries/daily?date=${encodeURIComponent(date)}&format=${format}`);
+}
+
+function downloadBulletin(format) {
+  if (!state.detailId) return undefined;
+  return download(`/v1/reports?incident_id=${encodeURIComponent(state.detailId)}&format=${format}`);
 }
 
 // Every item of a cursor-paginated list (up to MAX_PAGES pages).
@@ -630,6 +665,66 @@ async function loadZero() {
   }
 }
 
+// Refused 「无事件」 zero reports for days on which the township had reported incidents: possible
+// concealment (疑似瞒报), shown to the duty office with the incidents that contradict them.
+async function loadConcealment() {
+  const panel = $("panel-zero");
+  const section = $("concealment");
+  const list = $("list-concealment");
+  const badge = $("badge-concealment");
+  try {
+    const data = await api("/v1/zero-reports/contradictions");
+    const items = data.items || [];
+    clear(list);
+    list.append(...items.map(concealmentItem));
+    section.hidden = items.length === 0;
+    badge.hidden = items.length === 0;
+    badge.textContent = t("concealment.badge", { n: items.length });
+    panelError(panel, null);
+  } catch (err) {
+    panelError(panel, err);
+  }
+}
+
+function concealmentItem(c) {
+  const person = (p) => p?.name || "—";
+  return h(
+    "li",
+    { class: "item concealment-item", dataset: { id: c.id } },
+    h(
+      "div",
+      { class: "item-head" },
+      marker("concealment", t("concealment.title")),
+      h("span", { class: "item-title", text: c.name || townshipName(c.township_code) }),
+      h("span", { class: "concealment-day", text: t("concealment.day", { d: c.date }) }),
+    ),
+    h(
+      "div",
+      { class: "item-meta" },
+      h("span", { class: "concealment-attempt", text: t("concealment.attempt", { t: fmtTime(c.attempted_at) }) }),
+      h("span", { text: t("concealment.signers", { r: person(c.reporter), a: person(c.approver) }) }),
+    ),
+    h(
+      "ul",
+      { class: "concealment-incidents", "aria-label": t("concealment.incidents") },
+      ...(c.incidents || []).map((inc) =>
+        h(
+          "li",
+          { dataset: { id: inc.id } },
+          h(
+            "button",
+            { type: "button", class: "link", onclick: () => openDetail(inc.id) },
+            inc.grade ? gradeBadge(inc.grade) : null,
+            " ",
+            inc.title || incidentTitle(inc.id),
+            inc.reported_at ? ` · ${fmtTime(inc.reported_at)}` : "",
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 const LOADERS = {
   warnings: loadWarnings,
   pending: loadPending,
@@ -637,6 +732,7 @@ const LOADERS = {
   dispatches: loadDispatches,
   deadlines: loadDeadlines,
   zero: loadZero,
+  concealment: loadConcealment,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -646,6 +742,7 @@ const PANEL_IDS = {
   dispatches: "panel-dispatches",
   deadlines: "panel-deadlines",
   zero: "panel-zero",
+  concealment: "panel-zero",
   detail: "detail",
 };
 
@@ -665,7 +762,7 @@ async function refreshAll() {
   }
   // Incidents first: the other panels show incident titles.
   await loadIncidents();
-  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero()]);
+  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero(), loadConcealment()]);
   if (state.detailId) await loadDetail(state.detailId);
 }
 
@@ -798,6 +895,7 @@ function panelsFor(type) {
     return ["deadlines", "incidents"];
   }
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
+  if (type === "zero_report_contradicted") return ["concealment"];
   return [];
 }
 
@@ -908,6 +1006,11 @@ async function runStream() {
           const message = parseBlock(buffer.slice(0, cut));
           buffer = buffer.slice(cut + 2);
           if (!message) continue;
+          if (message.type === "revoked") {
+            // The server ends the stream: the key was revoked while the page was open.
+            logout(t("login.bad"));
+            return;
+          }
           if (message.type === "ready") {
             attempt = 0;
             setLive(true);
@@ -989,7 +1092,8 @@ function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  for (const id of ["who", "summary-btn", "exercise-toggle", "logout-btn", "live"]) $(id).hidden = true;
+  const headerItems = ["who", "summary-btn", "summary-docx", "summary-pdf", "exercise-toggle"];
+  for (const id of [...headerItems, "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
   $("key-input").focus();
@@ -1003,6 +1107,8 @@ function showBoard() {
   who.textContent = `${me.name} · ${label("role", me.role)}${me.township_code ? " · " + townshipName(me.township_code) : ""}`;
   who.hidden = false;
   $("summary-btn").hidden = me.role === "township";
+  $("summary-docx").hidden = me.role === "township";
+  $("summary-pdf").hidden = me.role === "township";
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1027,9 +1133,11 @@ function logout(message = "") {
   for (const timer of state.pendingRefresh.values()) clearTimeout(timer);
   state.pendingRefresh.clear();
   // Nothing of the board stays in the page once signed out.
-  for (const id of ["list-warnings", "list-pending", "list-incidents", "list-dispatches", "list-deadlines", "zero-body", "list-feed", "detail-facts", "detail-timeline"]) {
+  for (const id of ["list-warnings", "list-pending", "list-incidents", "list-dispatches", "list-deadlines", "zero-body", "list-concealment", "list-feed", "detail-facts", "detail-timeline"]) {
     clear($(id));
   }
+  $("concealment").hidden = true;
+  $("badge-concealment").hidden = true;
   hideBanner();
   if (wasSignedIn || message) showLogin(message);
 }
@@ -1101,6 +1209,10 @@ function init() {
   $("lang-btn").addEventListener("click", () => applyLang(lang() === "zh" ? "en" : "zh"));
   $("logout-btn").addEventListener("click", () => logout(""));
   $("summary-btn").addEventListener("click", openSummary);
+  $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
+  $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
+  $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));
+  $("bulletin-pdf").addEventListener("click", () => downloadBulletin("pdf"));
   state.showExercise = localStorage.getItem(EXERCISE_STORE) === "1";
   $("exercise-input").addEventListener("change", (event) => {
     state.showExercise = event.target.checked;
