@@ -15,6 +15,7 @@ import pytest
 from libs.common.clock import ManualClock
 from libs.common.eventmodels.intake import IncidentClosedV1
 from libs.common.events import EventEnvelope, make_event
+from libs.common.pagination import cursor_scope
 from services.intake.domain import Neighbourhood
 from services.intake.repository import IncidentFilter, IncidentRepository
 from services.intake.repository.mongo import MongoIntakeRepository
@@ -26,6 +27,13 @@ pytestmark = pytest.mark.store
 T0 = datetime(2026, 7, 6, 2, 0, tzinfo=UTC)
 HERE = Neighbourhood("349901001")
 CLOCK = ManualClock(T0)
+
+
+@pytest.fixture(autouse=True)
+def incidents_list() -> Iterator[None]:
+    """Pages sign and check their cursors for the list a request names, as the API's do."""
+    with cursor_scope(b"contract-cursor-secret-32-bytes!", "/v1/incidents"):
+        yield
 
 
 @pytest.fixture(params=engine_names())
