@@ -129,6 +129,21 @@ def cmd_drill(args: argparse.Namespace) -> None:
     print(format_summary(recorder, args.duration))
 
 
+def cmd_migrate_store(args: argparse.Namespace) -> None:
+    """Bring a data directory of the previous embedded store over to the SQLite files."""
+    from libs.common.store import StoreFactory
+    from services.intake.service import migrate_store as migrate_intake
+
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    settings = Settings(**overrides)
+    stores = StoreFactory(settings)
+    try:
+        copied = migrate_intake(settings, stores.database("intake"))
+    finally:
+        stores.close()
+    print(f"intake: {copied} incidents copied (已迁移事件数)")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="yingji", description="Yingji 应急 emergency platform")
@@ -159,6 +174,11 @@ def parser() -> argparse.ArgumentParser:
     drill.add_argument("--duration", type=float, default=60.0, help="seconds")
     drill.add_argument("--concurrency", type=int, default=8)
     drill.set_defaults(func=cmd_drill)
+    migrate = commands.add_parser(
+        "migrate-store", help="copy data of the previous embedded store into the SQLite files"
+    )
+    migrate.add_argument("--data-dir")
+    migrate.set_defaults(func=cmd_migrate_store)
     return top
 
 

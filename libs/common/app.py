@@ -80,13 +80,26 @@ class Runtime:
                 log=structlog.get_logger().bind(service=spec.name),
                 verify_key=lambda key: self.keys.verify(key, fresh=True),
             )
-            journal = db[JOURNAL_COLLECTION] if settings.memory_bus else None
-            relay = OutboxRelay(
-                settings, spec.name, [db[c] for c in spec.outbox_collections], self.clock, journal
-            )
+            relay = self._relay(spec, ctx)
             ctx.wake_relay = relay.wake
             self.contexts[spec.name] = ctx
             self.relays[spec.name] = relay
+
+    def _relay(self, spec: ServiceSpec, ctx: ServiceContext) -> OutboxRelay:
+        """The relay of a service: its repository's outbox, or its outbox collections."""
+        if spec.relay_parts is not None:
+            parts = spec.relay_parts(ctx)
+            sources, journal = list(parts.sources), parts.journal
+        else:
+            sources = [ctx.db[c] for c in spec.outbox_collections]
+            journal = ctx.db[JOURNAL_COLLECTION]
+        return OutboxRelay(
+            self.settings,
+            spec.name,
+            sources,
+            self.clock,
+            journal if self.settings.memory_bus else None,
+        )
 
     @property
     def platform_context(self) -> ServiceContext:
@@ -114,7 +127,7 @@ class Runtime:
             ctx = self.contexts[spec.name]
             for collection in spec.outbox_collections:
                 ensure_indexes(ctx.db[collection], [*OUTBOX_INDEXES, *IDEMPOTENCY_INDEXES])
-            if self.settings.memory_bus:
+            if self.settings.memory_bus and spec.relay_parts is None:
                 ctx.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
             spec.setup(ctx)
             subscriptions = list(spec.subscriptions(ctx))
@@ -205,7 +218,7 @@ class Runtime:
     def stop(self) -> None:
         """Stop timers, settle the bus (embedded), stop relays and consumers, close the store."""
         if not self.started:
-            self.stores.close()
+            self._close_stores()
             return
         for timers in self.timer_threads.values():
             timers.stop()
@@ -223,9 +236,15 @@ class Runtime:
         ]:
             if thread.is_alive():
                 thread.join(timeout=10)
-        self.stores.close()
+        self._close_stores()
         self.started = False
         self.log.info("runtime_stopped")
+
+    def _close_stores(self) -> None:
+        for ctx in self.contexts.values():
+            while ctx.closers:
+                ctx.closers.pop()()
+        self.stores.close()
 
     def readiness(self) -> dict[str, Any]:
         """Check the store and the bus for real."""
@@ -233,6 +252,9 @@ class Runtime:
         try:
             for ctx in self.contexts.values():
                 ctx.db.command("ping")
+                repository = ctx.resources.get("repository")
+                if repository is not None:
+                    repository.ping()
             checks["store"] = "ok"
         except Exception as exc:
             checks["store"] = f"error: {type(exc).__name__}"

@@ -125,7 +125,11 @@ def validate_key(key: str | None) -> str | None:
 
 def find_replay(collection: Any, scope: str, body_hash: str) -> dict[str, Any] | None:
     """The document a previous request with the same key created; 409 if the body differs."""
-    existing = collection.find_one({f"{IDEMPOTENCY}.key": scope})
+    return check_replay(collection.find_one({f"{IDEMPOTENCY}.key": scope}), body_hash)
+
+
+def check_replay(existing: Mapping[str, Any] | None, body_hash: str) -> dict[str, Any] | None:
+    """``existing`` (created under the same key) as a replay; 409 if its body differs."""
     if existing is None:
         return None
     if existing[IDEMPOTENCY].get("hash") != body_hash:

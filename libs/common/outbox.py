@@ -1,7 +1,8 @@
-"""The single-document outbox and its relay.
+"""The outbox and its relay.
 
-A command writes its aggregate and the events it raises in one single-document update (atomic
-on every MongoDB deployment and on the embedded engine). The relay publishes pending events with
+A command writes its aggregate and the events it raises atomically: on MongoDB (and the older
+document store) in one single-document update; on SQLite as rows of the ``outbox`` table written
+in the same transaction as the document. The relay publishes pending events with
 publisher confirms and removes them only after the broker confirmed them, so an accepted request
 is never lost while the broker is down. Replicas claim documents with a lease, so two replicas do
 not publish the same event in normal operation (after a crash, a lease expires and the events are
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import structlog
 
@@ -26,6 +29,7 @@ from libs.common.bus import Publisher, PublishError
 from libs.common.clock import Clock, as_utc
 from libs.common.events import EventEnvelope
 from libs.common.settings import Settings
+from libs.common.sqlite import SqliteDatabase, iso
 
 OUTBOX = "_outbox"
 PENDING = "_outbox_pending"
@@ -73,14 +77,312 @@ def strip_internal(document: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in document.items() if not k.startswith("_") or k == "_id"}
 
 
+@dataclass
+class Batch:
+    """Events a relay claimed from one source, with what the source needs to settle them."""
+
+    events: list[EventEnvelope]
+    token: str
+    held: list[Any] = field(default_factory=list)
+
+
+class OutboxSource(Protocol):
+    """Where a service's pending events wait: claimed in batches, removed once confirmed."""
+
+    def claim(self, size: int, lease_seconds: float, owner: str) -> Batch | None:
+        """Lease the next events (in order per aggregate); None when nothing is free."""
+
+    def confirm(self, batch: Batch) -> None:
+        """The broker confirmed every event of the batch: remove them and end the lease."""
+
+    def give_back(self, batch: Batch) -> None:
+        """Publishing failed: end the lease at once so the retry need not wait for it."""
+
+    def pending(self) -> tuple[int, datetime | None]:
+        """How many events wait, and when the oldest occurred."""
+
+
+class DocumentOutbox:
+    """Events kept inside the documents of a collection (MongoDB and the document store).
+
+    One look serves many batches: the embedded document engine computes a whole result before its
+    limit, so asking per batch would read the entire backlog once per batch.
+    """
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+        self._seen: list[dict[str, Any]] = []
+
+    def _lease_free(self, now: float) -> dict[str, Any]:
+        return {"$or": [{LEASE: None}, {f"{LEASE}.until": {"$lt": now}}]}
+
+    def claim(self, size: int, lease_seconds: float, owner: str) -> Batch | None:
+        """Lease the next documents with pending events and read their outboxes under the lease."""
+        if not self._seen:
+            self._seen = list(
+                self.collection.find(
+                    {PENDING: True, **self._lease_free(time.time())},
+                    projection={OUTBOX: 1},
+                    limit=size * 50,
+                )
+            )
+        while self._seen:
+            chunk, self._seen = self._seen[:size], self._seen[size:]
+            batch = self._claim_chunk(chunk, lease_seconds, owner)
+            if batch is not None:
+                return batch
+        return None
+
+    def _claim_chunk(
+        self, chunk: list[dict[str, Any]], lease_seconds: float, owner: str
+    ) -> Batch | None:
+        now = time.time()
+        token = f"{owner}:{uuid.uuid4().hex[:8]}"
+        ids = [doc["_id"] for doc in chunk]
+        result = self.collection.update_many(
+            {"_id": {"$in": ids}, **self._lease_free(now)},
+            {"$set": {LEASE: {"owner": token, "until": now + lease_seconds}}},
+        )
+        if result.matched_count == 0:
+            return None
+        # Read again under our lease: what we saw before the claim may have been sent and
+        # released by another relay, and new events pushed since. Only a lease holder removes
+        # events, so from here on the outbox can only grow (the release relies on that).
+        claimed = list(
+            self.collection.find(
+                {"_id": {"$in": ids}, f"{LEASE}.owner": token}, projection={OUTBOX: 1}
+            )
+        )
+        if not claimed:
+            return None
+        events = [
+            EventEnvelope.model_validate(raw)
+            for document in claimed
+            for raw in document.get(OUTBOX) or []
+        ]
+        return Batch(events=events, token=token, held=claimed)
+
+    def give_back(self, batch: Batch) -> None:
+        """End the lease without touching the events."""
+        self.collection.update_many(
+            {"_id": {"$in": [d["_id"] for d in batch.held]}, f"{LEASE}.owner": batch.token},
+            {"$unset": {LEASE: ""}},
+        )
+
+    def confirm(self, batch: Batch) -> None:
+        """Drop the confirmed events from the documents and end the lease.
+
+        Usual case, one write per batch: a document we still lease whose outbox still holds
+        exactly the events we read (only relays remove events, and only under their lease) is
+        emptied. Otherwise (new events pushed meanwhile, or our lease ran out) the confirmed
+        events are pulled by id and the pending flag cleared where nothing is left.
+        """
+        event_ids = [e.event_id for e in batch.events]
+        by_size: dict[int, list[Any]] = {}
+        for document in batch.held:
+            by_size.setdefault(len(document.get(OUTBOX) or []), []).append(document["_id"])
+        for size, doc_ids in by_size.items():
+            done = self.collection.update_many(
+                {"_id": {"$in": doc_ids}, f"{LEASE}.owner": batch.token, OUTBOX: {"$size": size}},
+                {"$set": {OUTBOX: []}, "$unset": {PENDING: "", LEASE: ""}},
+            )
+            if done.matched_count == len(doc_ids):
+                continue
+            pull = {"$pull": {OUTBOX: {"event_id": {"$in": event_ids}}}}
+            self.collection.update_many(
+                {"_id": {"$in": doc_ids}, f"{LEASE}.owner": batch.token},
+                {**pull, "$unset": {LEASE: ""}},
+            )
+            # A lease may have run out and another relay taken a document: still drop what we
+            # sent (pulling by id is harmless where it is already gone).
+            self.collection.update_many({"_id": {"$in": doc_ids}}, pull)
+            self.collection.update_many(
+                {"_id": {"$in": doc_ids}, OUTBOX: {"$size": 0}}, {"$unset": {PENDING: ""}}
+            )
+
+    def pending(self) -> tuple[int, datetime | None]:
+        """Pending events across the collection and the oldest occurrence time."""
+        count = 0
+        oldest: datetime | None = None
+        for document in self.collection.find({PENDING: True}, projection={OUTBOX: 1}):
+            for raw in document.get(OUTBOX) or []:
+                count += 1
+                occurred = as_utc(EventEnvelope.model_validate(raw).occurred_at)
+                oldest = occurred if oldest is None else min(oldest, occurred)
+        return count, oldest
+
+
+SQLITE_OUTBOX_SCHEMA = [
+    # One row per event, in the order the service wrote them (seq); rows of one aggregate are
+    # published in seq order. The table holds only what is still pending, so it stays small.
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " event_id TEXT NOT NULL UNIQUE,"
+    " aggregate_id TEXT NOT NULL,"
+    " occurred_at TEXT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " lease_owner TEXT,"
+    " lease_until REAL)",
+    "CREATE INDEX IF NOT EXISTS outbox_aggregate ON outbox (aggregate_id, seq)",
+    "CREATE TABLE IF NOT EXISTS sent_journal ("
+    " event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, sent_at REAL NOT NULL, body TEXT)",
+    "CREATE INDEX IF NOT EXISTS sent_journal_at ON sent_journal (sent_at)",
+]
+
+
+def append_events(
+    conn: sqlite3.Connection, aggregate_id: str, events: Sequence[EventEnvelope]
+) -> None:
+    """Write events to the SQLite outbox inside the caller's transaction (with the document)."""
+    conn.executemany(
+        "INSERT INTO outbox (event_id, aggregate_id, occurred_at, body) VALUES (?, ?, ?, ?)",
+        [
+            (e.event_id, aggregate_id, iso(as_utc(e.occurred_at)), e.model_dump_json())
+            for e in events
+        ],
+    )
+
+
+class SqliteOutbox:
+    """The outbox table of a service's SQLite file (rows written with their document)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    def claim(self, size: int, lease_seconds: float, owner: str) -> Batch | None:
+        """Lease whole aggregates whose rows no other live relay holds, oldest first.
+
+        Leasing every free row of an aggregate, and skipping aggregates another relay is
+        publishing, keeps each aggregate's events in order across relay processes.
+        """
+        if not self.db.query("SELECT 1 FROM outbox LIMIT 1"):
+            return None  # nothing pending: no need to take the write lock
+        now = time.time()
+        token = f"{owner}:{uuid.uuid4().hex[:8]}"
+        with self.db.transaction() as conn:
+            aggregates = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT aggregate_id FROM outbox AS o"
+                    " WHERE (lease_until IS NULL OR lease_until < :now)"
+                    " AND NOT EXISTS (SELECT 1 FROM outbox AS b"
+                    "   WHERE b.aggregate_id = o.aggregate_id AND b.lease_until >= :now)"
+                    " GROUP BY aggregate_id ORDER BY min(seq) LIMIT :size",
+                    {"now": now, "size": size},
+                )
+            ]
+            if not aggregates:
+                return None
+            marks = ",".join("?" * len(aggregates))
+            rows = conn.execute(
+                "UPDATE outbox SET lease_owner = ?, lease_until = ?"
+                f" WHERE aggregate_id IN ({marks})"
+                " AND (lease_until IS NULL OR lease_until < ?) RETURNING seq, body",
+                [token, now + lease_seconds, *aggregates, now],
+            ).fetchall()
+        if not rows:
+            return None
+        rows.sort()
+        events = [EventEnvelope.model_validate_json(body) for _, body in rows]
+        return Batch(events=events, token=token, held=[seq for seq, _ in rows])
+
+    def confirm(self, batch: Batch) -> None:
+        """Delete the confirmed rows (even if our lease ran out: they were sent)."""
+        with self.db.transaction() as conn:
+            conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in batch.held])
+
+    def give_back(self, batch: Batch) -> None:
+        """End our lease on the rows."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                (batch.token,),
+            )
+
+    def pending(self) -> tuple[int, datetime | None]:
+        """Rows waiting and the oldest event's occurrence time."""
+        [(count, oldest)] = self.db.query("SELECT count(*), min(occurred_at) FROM outbox")
+        return count, datetime.fromisoformat(oldest) if oldest else None
+
+
+class Journal(Protocol):
+    """What the relay sent recently (the memory bus loses undelivered messages on a crash)."""
+
+    def record(self, events: Sequence[EventEnvelope]) -> None:
+        """Remember sent events (a repeat of an event id is ignored)."""
+
+    def purge(self, before: float) -> None:
+        """Forget what was sent before ``before`` (epoch seconds)."""
+
+    def since(self, after: float) -> list[EventEnvelope]:
+        """What was sent at or after ``after``, in sending order."""
+
+
+class DocumentJournal:
+    """The journal as a collection of the document store."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+
+    def record(self, events: Sequence[EventEnvelope]) -> None:
+        """One document per event, keyed by its id."""
+        from pymongo.errors import DuplicateKeyError
+
+        for event in events:
+            try:
+                self.collection.insert_one(
+                    {"_id": event.event_id, "event": event.to_wire(), "sent_at": time.time()}
+                )
+            except DuplicateKeyError:
+                continue
+
+    def purge(self, before: float) -> None:
+        """Delete old entries."""
+        self.collection.delete_many({"sent_at": {"$lt": before}})
+
+    def since(self, after: float) -> list[EventEnvelope]:
+        """Entries sent at or after ``after``."""
+        rows = self.collection.find({"sent_at": {"$gte": after}}, sort=[("sent_at", 1)])
+        return [EventEnvelope.model_validate(row["event"]) for row in rows]
+
+
+class SqliteJournal:
+    """The journal as a table of the service's SQLite file."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    def record(self, events: Sequence[EventEnvelope]) -> None:
+        """One row per event (a repeat is ignored)."""
+        now = time.time()
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO sent_journal (event_id, event_type, sent_at, body)"
+                " VALUES (?, ?, ?, ?)",
+                [(e.event_id, e.event_type, now, e.model_dump_json()) for e in events],
+            )
+
+    def purge(self, before: float) -> None:
+        """Delete old rows."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM sent_journal WHERE sent_at < ?", (before,))
+
+    def since(self, after: float) -> list[EventEnvelope]:
+        """Rows sent at or after ``after``."""
+        rows = self.db.query(
+            "SELECT body FROM sent_journal WHERE sent_at >= ? ORDER BY sent_at, rowid", (after,)
+        )
+        return [EventEnvelope.model_validate_json(body) for (body,) in rows]
+
+
 class OutboxRelay(threading.Thread):
-    """Publishes a service's pending events, in order per document, until stopped."""
+    """Publishes a service's pending events, in order per aggregate, until stopped."""
 
     def __init__(
         self,
         settings: Settings,
         service: str,
-        collections: Iterable[Any],
+        sources: Iterable[Any],
         clock: Clock,
         journal: Any | None = None,
         journal_window: timedelta = timedelta(minutes=10),
@@ -88,9 +390,19 @@ class OutboxRelay(threading.Thread):
         super().__init__(name=f"yingji-relay-{service}", daemon=True)
         self.settings = settings
         self.service = service
-        self.collections = list(collections)
+        # A bare collection is a document outbox (the form older callers pass).
+        self.sources: list[OutboxSource] = [
+            s if isinstance(s, (DocumentOutbox, SqliteOutbox)) else DocumentOutbox(s)
+            for s in sources
+        ]
         self.clock = clock
-        self.journal = journal
+        self.journal: Journal | None = (
+            None
+            if journal is None
+            else journal
+            if isinstance(journal, (DocumentJournal, SqliteJournal))
+            else DocumentJournal(journal)
+        )
         self.journal_window = journal_window
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.publisher = Publisher(settings, service)
@@ -130,118 +442,32 @@ class OutboxRelay(threading.Thread):
     def drain(self) -> int:
         """Publish everything pending now; returns how many events were confirmed."""
         total = 0
-        for collection in self.collections:
+        for source in self.sources:
             while not self._stopping.is_set():
-                sent = self._drain_pending(collection)
-                total += sent
-                if sent == 0:
+                batch = source.claim(
+                    self.settings.relay_batch_size, self.settings.outbox_lease_seconds, self.owner
+                )
+                if batch is None:
                     break
+                total += self._publish(source, batch)
         if self.journal is not None:
             self._purge_journal()
         return total
 
-    def _lease_free(self, now: float) -> dict[str, Any]:
-        return {"$or": [{LEASE: None}, {f"{LEASE}.until": {"$lt": now}}]}
-
-    def _drain_pending(self, collection: Any) -> int:
-        # One look for many batches: the embedded engine computes a whole result before its
-        # limit, so asking per batch would read the entire backlog once per batch.
-        candidates = collection.find(
-            {PENDING: True, **self._lease_free(time.time())},
-            projection={OUTBOX: 1},
-            limit=self.settings.relay_batch_size * 50,
-        )
-        sent = 0
-        size = self.settings.relay_batch_size
-        for start in range(0, len(candidates), size):
-            if self._stopping.is_set():
-                break
-            sent += self._drain_batch(collection, candidates[start : start + size])
-        return sent
-
-    def _drain_batch(self, collection: Any, seen: list[dict[str, Any]]) -> int:
-        now = time.time()
-        token = f"{self.owner}:{uuid.uuid4().hex[:8]}"
-        ids = [doc["_id"] for doc in seen]
-        result = collection.update_many(
-            {"_id": {"$in": ids}, **self._lease_free(now)},
-            {"$set": {LEASE: {"owner": token, "until": now + self.settings.outbox_lease_seconds}}},
-        )
-        if result.matched_count == 0:
-            return 0
-        # Read again under our lease: what we saw before the claim may have been sent and
-        # released by another relay, and new events pushed since. Only a lease holder removes
-        # events, so from here on the outbox can only grow (the release relies on that).
-        claimed = collection.find(
-            {"_id": {"$in": ids}, f"{LEASE}.owner": token}, projection={OUTBOX: 1}
-        )
-        if not claimed:
-            return 0
-        # One batch for every claimed document, in order per document: the publisher pipelines
-        # the confirms and fails the whole batch on any nack or return, so either every event
-        # of the batch is confirmed and released, or none is.
-        events = [
-            EventEnvelope.model_validate(raw)
-            for document in claimed
-            for raw in document.get(OUTBOX) or []
-        ]
+    def _publish(self, source: OutboxSource, batch: Batch) -> int:
+        # One batch, in order per aggregate: the publisher pipelines the confirms and fails the
+        # whole batch on any nack or return, so either every event of the batch is confirmed
+        # and released, or none is.
         try:
-            if events:
-                self.publisher.publish(events)
+            if batch.events:
+                self.publisher.publish(batch.events)
         except PublishError:
-            # Give the documents back at once so the retry need not wait for the lease to end.
-            collection.update_many(
-                {"_id": {"$in": [d["_id"] for d in claimed]}, f"{LEASE}.owner": token},
-                {"$unset": {LEASE: ""}},
-            )
+            source.give_back(batch)
             raise
-        if events and self.journal is not None:
-            self._journal(events)
-        self._release(collection, claimed, token, [e.event_id for e in events])
-        return len(events)
-
-    def _release(
-        self, collection: Any, claimed: list[dict[str, Any]], token: str, event_ids: list[str]
-    ) -> None:
-        """Drop the confirmed events from the documents and end the lease.
-
-        Usual case, one write per batch: a document we still lease whose outbox still holds
-        exactly the events we read (only relays remove events, and only under their lease) is
-        emptied. Otherwise (new events pushed meanwhile, or our lease ran out) the confirmed
-        events are pulled by id and the pending flag cleared where nothing is left.
-        """
-        by_size: dict[int, list[Any]] = {}
-        for document in claimed:
-            by_size.setdefault(len(document.get(OUTBOX) or []), []).append(document["_id"])
-        for size, doc_ids in by_size.items():
-            done = collection.update_many(
-                {"_id": {"$in": doc_ids}, f"{LEASE}.owner": token, OUTBOX: {"$size": size}},
-                {"$set": {OUTBOX: []}, "$unset": {PENDING: "", LEASE: ""}},
-            )
-            if done.matched_count == len(doc_ids):
-                continue
-            pull = {"$pull": {OUTBOX: {"event_id": {"$in": event_ids}}}}
-            collection.update_many(
-                {"_id": {"$in": doc_ids}, f"{LEASE}.owner": token}, {**pull, "$unset": {LEASE: ""}}
-            )
-            # A lease may have run out and another relay taken a document: still drop what we
-            # sent (pulling by id is harmless where it is already gone).
-            collection.update_many({"_id": {"$in": doc_ids}}, pull)
-            collection.update_many(
-                {"_id": {"$in": doc_ids}, OUTBOX: {"$size": 0}}, {"$unset": {PENDING: ""}}
-            )
-
-    def _journal(self, events: Sequence[EventEnvelope]) -> None:
-        from pymongo.errors import DuplicateKeyError
-
-        assert self.journal is not None
-        for event in events:
-            try:
-                self.journal.insert_one(
-                    {"_id": event.event_id, "event": event.to_wire(), "sent_at": time.time()}
-                )
-            except DuplicateKeyError:
-                continue
+        if batch.events and self.journal is not None:
+            self.journal.record(batch.events)
+        source.confirm(batch)
+        return len(batch.events)
 
     def _purge_journal(self) -> None:
         now = time.time()
@@ -249,15 +475,13 @@ class OutboxRelay(threading.Thread):
             return
         self._last_purge = now
         assert self.journal is not None
-        self.journal.delete_many({"sent_at": {"$lt": now - self.journal_window.total_seconds()}})
+        self.journal.purge(now - self.journal_window.total_seconds())
 
     def replay_journal(self) -> int:
         """Publish again what was sent within the window (embedded bus lost it on a crash)."""
         if self.journal is None:
             return 0
-        since = time.time() - self.journal_window.total_seconds()
-        rows = self.journal.find({"sent_at": {"$gte": since}}, sort=[("sent_at", 1)])
-        events = [EventEnvelope.model_validate(row["event"]) for row in rows]
+        events = self.journal.since(time.time() - self.journal_window.total_seconds())
         if events:
             self.publisher.publish(events)
             self.log.info("outbox_journal_replayed", events=len(events))
@@ -266,16 +490,15 @@ class OutboxRelay(threading.Thread):
     def pending(self) -> tuple[int, float]:
         """Number of pending events and the age in seconds of the oldest one."""
         count = 0
-        oldest: float | None = None
-        now = self.clock.now()
-        for collection in self.collections:
-            for document in collection.find({PENDING: True}, projection={OUTBOX: 1}):
-                for raw in document.get(OUTBOX) or []:
-                    count += 1
-                    occurred = EventEnvelope.model_validate(raw).occurred_at
-                    age = (as_utc(now) - as_utc(occurred)).total_seconds()
-                    oldest = age if oldest is None else max(oldest, age)
-        return count, max(oldest or 0.0, 0.0)
+        oldest: datetime | None = None
+        for source in self.sources:
+            waiting, first = source.pending()
+            count += waiting
+            if first is not None:
+                oldest = first if oldest is None else min(oldest, first)
+        if oldest is None:
+            return count, 0.0
+        return count, max((as_utc(self.clock.now()) - oldest).total_seconds(), 0.0)
 
     def _update_gauges(self) -> None:
         now = time.monotonic()

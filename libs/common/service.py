@@ -28,6 +28,9 @@ class ServiceContext:
     authenticate: Callable[..., Principal]
     wake_relay: Callable[[], None] = lambda: None
     log: Any = None
+    # What service.py assembled once for this context (its repository), and how to release it.
+    resources: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], None]] = field(default_factory=list)
     # Looks an API key up in the database, bypassing the cache (long-lived streams re-check).
     verify_key: Callable[[str], Principal | None] = lambda key: None
 
@@ -56,6 +59,14 @@ class ServiceContext:
 
 
 @dataclass(frozen=True)
+class RelayParts:
+    """Where a service's relay finds pending events, and where it journals what it sent."""
+
+    sources: Sequence[Any]
+    journal: Any | None = None
+
+
+@dataclass(frozen=True)
 class Timer:
     """A periodic job (deadline scans, expiry) run on the service's timer thread."""
 
@@ -74,6 +85,8 @@ class ServiceSpec:
     subscriptions: Callable[[ServiceContext], Sequence[Subscription]] = lambda ctx: ()
     timers: Callable[[ServiceContext], Sequence[Timer]] = lambda ctx: ()
     outbox_collections: Sequence[str] = field(default_factory=tuple)
+    # A service on a repository names its outbox itself: the sources and the sent-events journal.
+    relay_parts: Callable[[ServiceContext], RelayParts] | None = None
     extra_routers: Callable[[ServiceContext], Sequence[APIRouter]] = lambda ctx: ()
     # What request fields are checked against beyond their types, for the OpenAPI document:
     # {schema component: {field: JSON Schema keywords}} (see libs.common.openapi.constrain).

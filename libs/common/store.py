@@ -199,3 +199,26 @@ def ensure_indexes(collection: Any, specs: Iterable[Mapping[str, Any]]) -> None:
     for spec in specs:
         options = {k: v for k, v in spec.items() if k != "keys"}
         collection.create_index(list(spec["keys"]), **options)
+
+
+def sqlite_file(settings: Settings, service: str) -> Path | None:
+    """The SQLite file of ``service``, or None when its database URL is ``mongodb://``.
+
+    Embedded mode and one-host distributed mode use SQLite: one file per service in the data
+    directory, shared by that service's processes. A MongoDB URL selects the cluster engine.
+    """
+    if settings.mongo_url.startswith(("mongodb://", "mongodb+srv://")):
+        return None
+    return Path(settings.data_dir) / f"{settings.database_prefix}_{service}.sqlite3"
+
+
+def legacy_documents(collection: Any, batch: int = 500) -> Iterable[dict[str, Any]]:
+    """Every document of a collection, in ``_id`` order, read a batch at a time (migrations)."""
+    last: Any = None
+    while True:
+        selector = {} if last is None else {"_id": {"$gt": last}}
+        rows = list(collection.find(selector, sort=[("_id", 1)], limit=batch))
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1]["_id"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -19,13 +18,11 @@ from pydantic import (
 
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
-from libs.common.errors import ApiError, field_error, not_found, validation_fields
-from libs.common.idempotency import fingerprint, idempotency_scope, validate_key
-from libs.common.outbox import new_document
+from libs.common.errors import ApiError, validation_fields
+from libs.common.idempotency import fingerprint, validate_key
 from libs.common.service import ServiceContext
-from libs.common.signatures import SAME_PERSON_REASON, same_person_errors
 from libs.common.text import Text, bounded_text
-from services.intake import events, metrics
+from services.intake import metrics
 from services.intake.config import IntakeConfig
 from services.intake.domain import (
     CATEGORIES,
@@ -33,17 +30,10 @@ from services.intake.domain import (
     GRADE_LABELS,
     MEASURES,
     Category,
-    DuplicateProbe,
-    Figures,
-    check_merge,
-    escalation_reasons,
-    is_late,
-    is_possible_duplicate,
     missing_reason,
-    report_delay,
-    time_issues,
 )
-from services.intake.store import IncidentStore
+from services.intake.repository import IncidentFilter
+from services.intake.usecases import IntakeUseCases, ReportCommand
 
 INCIDENTS_PATH = "/v1/incidents"
 READERS = (Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
@@ -395,10 +385,16 @@ class IntakeRoute(APIRoute):
         return counted
 
 
-def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore) -> APIRouter:
-    """The intake router."""
+def build_router(ctx: ServiceContext, intake: IntakeUseCases) -> APIRouter:
+    """The intake router: reports, reads, and the merge and close commands."""
     router = APIRouter(tags=["intake"], route_class=IntakeRoute)
+    _report_route(router, ctx, intake)
+    _read_routes(router, ctx, intake)
+    _change_routes(router, ctx, intake)
+    return router
 
+
+def _report_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases) -> None:
     @router.post(
         INCIDENTS_PATH,
         status_code=201,
@@ -421,134 +417,19 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
     ) -> dict[str, Any]:
         """Accept an initial report: grade it, flag 迟报 and escalation, look for duplicates."""
         principal.ensure_township(body.township_code)
-        township = ctx.county.township(body.township_code)
-        if township is None:
-            raise field_error(
-                "township_code", f"not a township of {ctx.county.name} ({ctx.county.code})"
-            )
-        key = validate_key(idempotency_key)
-        incident_id = uuid.uuid4().hex
-        scope = idempotency_scope(principal.key_id, key, incident_id)
-        digest = fingerprint(body.model_dump(mode="json"))
-        if key and (replay := store.replay(scope, digest)):
+        command = ReportCommand(
+            fields=body.model_dump(),
+            digest=fingerprint(body.model_dump(mode="json")),
+            idempotency_key=validate_key(idempotency_key),
+            principal=principal,
+        )
+        doc, replayed = intake.report(command)
+        if replayed:
             response.headers["Idempotent-Replayed"] = "true"
-            return _view(replay, principal, detail=True)
-        now = ctx.clock.now()
-        occurred_at, discovered_at = body.occurred_at, body.discovered_at
-        issues = time_issues(
-            occurred_at, discovered_at, now, config.clock_skew, config.max_report_age
-        )
-        if issues:
-            raise ApiError(422, "invalid_times", "the report's times are not possible", issues)
-        signed_twice = same_person_errors(body.reporter.model_dump(), body.approver.model_dump())
-        if signed_twice:
-            raise ApiError(422, "same_person", SAME_PERSON_REASON, signed_twice)
-        doc = _new_incident(
-            incident_id, body, township.name, occurred_at, discovered_at, now, principal
-        )
-        probe = DuplicateProbe.of(doc)
-        duplicates = [
-            {"id": other["_id"], "township_code": other["township_code"]}
-            for other in store.duplicate_candidates(
-                body.category, occurred_at, config.duplicate_window, body.exercise
-            )
-            if is_possible_duplicate(
-                probe,
-                DuplicateProbe.of(other),
-                config.duplicate_window,
-                config.settings.duplicate_distance_km,
-            )
-        ][: config.settings.duplicate_limit]
-        doc["possible_duplicates"] = duplicates
-        saved, created = store.create(
-            new_document(doc, [events.incident_reported(ctx.clock, doc)]), scope, digest
-        )
-        if created:
-            ctx.wake_relay()
-            _count_new(doc)
-        else:
-            response.headers["Idempotent-Replayed"] = "true"
-        return _view(saved, principal, detail=True)
+        return _view(doc, principal, detail=True)
 
-    def _new_incident(
-        incident_id: str,
-        body: IncidentIn,
-        township_name: str,
-        occurred_at: datetime,
-        discovered_at: datetime,
-        now: datetime,
-        principal: Principal,
-    ) -> dict[str, Any]:
-        casualties = body.casualties.model_dump()
-        affected = body.affected.model_dump()
-        dispute = body.dispute.model_dump() if body.dispute else None
-        grading = config.grading.grade(body.category, Figures.from_report(casualties, affected))
-        limit = config.initial_minutes(grading.grade)
-        late = is_late(discovered_at, now, limit)
-        reasons = escalation_reasons(
-            grading.grade, body.people_involved, dispute, config.grading.escalation
-        )
-        who = f"{principal.name} ({principal.role})"
-        return {
-            "_id": incident_id,
-            "category": body.category,
-            "township_code": body.township_code,
-            "township_name": township_name,
-            "title": body.title,
-            "description": body.description,
-            "occurred_at": occurred_at,
-            "discovered_at": discovered_at,
-            "reported_at": now,
-            "location": body.location.model_dump(),
-            "casualties": casualties,
-            "affected": affected,
-            "people_involved": body.people_involved,
-            "measures_taken": body.measures_taken,
-            "needs": body.needs,
-            "trend": body.trend,
-            "scope": body.scope,
-            "reporter": body.reporter.model_dump(),
-            "approver": body.approver.model_dump(),
-            "source": body.source,
-            "dispute": dispute,
-            "exercise": body.exercise,
-            "grade": grading.grade,
-            "grade_label": grading.label,
-            "grade_basis": [b.as_dict() for b in grading.basis],
-            "initial_grade": grading.grade,
-            "figures_grade": grading.grade,
-            "late": late,
-            "report_delay_seconds": report_delay(discovered_at, now).total_seconds(),
-            "late_limit_minutes": limit,
-            "escalated": bool(reasons),
-            "escalation_reasons": reasons,
-            "possible_duplicates": [],
-            "status": "open",
-            "merged_into": None,
-            "merged_ids": [],
-            "closed_at": None,
-            "closed_by": None,
-            "close_reason": None,
-            "history": [
-                {
-                    "kind": "reported",
-                    "at": now,
-                    "by": who,
-                    "grade": grading.grade,
-                    "late": late,
-                    "escalation_reasons": reasons,
-                }
-            ],
-            "reported_by": {
-                "key_id": principal.key_id,
-                "name": principal.name,
-                "role": str(principal.role),
-            },
-            "last_followup_number": 0,
-            "updated_at": now,
-            "version": 1,
-        }
 
+def _read_routes(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases) -> None:
     @router.get(
         INCIDENTS_PATH,
         response_model=IncidentPage,
@@ -575,29 +456,22 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
         cursor: str | None = Query(default=None, max_length=500, description="next_cursor"),
     ) -> dict[str, Any]:
         """Incidents, newest report first, with filters and cursor pagination."""
-        selector: dict[str, Any] = {}
         if principal.role == Role.TOWNSHIP:
             if township_code is not None:
                 principal.ensure_township(township_code, path="query.township_code")
             township_code = principal.township_code
-        filters = {
-            "township_code": township_code,
-            "category": category,
-            "status": status,
-            "grade": grade,
-            "exercise": exercise,
-            "late": late,
-            "escalated": escalated,
-        }
-        selector.update({k: v for k, v in filters.items() if v is not None})
-        window: dict[str, Any] = {}
-        if reported_after is not None:
-            window["$gte"] = reported_after
-        if reported_before is not None:
-            window["$lt"] = reported_before
-        if window:
-            selector["reported_at"] = window
-        rows, next_cursor = store.page(selector, limit, cursor)
+        filters = IncidentFilter(
+            township_code=township_code,
+            category=category,
+            status=status,
+            grade=grade,
+            exercise=exercise,
+            late=late,
+            escalated=escalated,
+            reported_after=reported_after,
+            reported_before=reported_before,
+        )
+        rows, next_cursor = intake.incidents_page(filters, limit, cursor)
         return {"items": [_view(r, principal) for r in rows], "next_cursor": next_cursor}
 
     @router.get(
@@ -606,23 +480,7 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
     )
     def grading_rules(principal: Principal = ctx.allow(*READERS)) -> dict[str, Any]:
         """What intake grades by, with the source of every threshold."""
-        table = config.grading
-        return {
-            "measures": list(MEASURES),
-            "default": {m: r.model_dump() for m, r in table.default.items()},
-            "categories": {
-                category: {m: r.model_dump() for m, r in table.rules_for(category).items()}
-                for category in CATEGORIES
-            },
-            "escalation": table.escalation.model_dump(),
-            "escalation_text": ESCALATION_TEXT,
-            "deadline_profile": {
-                "name": config.profile.name,
-                "initial_minutes": {
-                    str(g): config.initial_minutes(g) for g in sorted(config.profile.grades)
-                },
-            },
-        }
+        return _grading_rules(intake.config)
 
     @router.get(
         f"{INCIDENTS_PATH}/{{incident_id}}",
@@ -634,7 +492,7 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
         principal: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:
         """The incident's current facts and grade (re-grades from follow-ups show here)."""
-        return _view(_visible(incident_id, principal), principal, detail=True)
+        return _view(intake.visible_incident(incident_id, principal), principal, detail=True)
 
     @router.get(
         f"{INCIDENTS_PATH}/{{incident_id}}/duplicates",
@@ -646,26 +504,11 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
         principal: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:
         """Same category and township (or close by), occurring within the window; open only."""
-        doc = _visible(incident_id, principal)
-        probe = DuplicateProbe.of(doc)
-        rows = [
-            other
-            for other in store.duplicate_candidates(
-                doc["category"], doc["occurred_at"], config.duplicate_window, probe.exercise
-            )
-            if is_possible_duplicate(
-                probe,
-                DuplicateProbe.of(other),
-                config.duplicate_window,
-                config.settings.duplicate_distance_km,
-            )
-            and principal.may_act_for(other["township_code"])
-        ][: config.settings.duplicate_limit]
-        full = store.find_many([r["_id"] for r in rows])
-        order = {r["_id"]: i for i, r in enumerate(rows)}
-        full.sort(key=lambda d: order[d["_id"]])
-        return {"items": [_view(d, principal) for d in full], "next_cursor": None}
+        rows = intake.duplicates_of(incident_id, principal)
+        return {"items": [_view(d, principal) for d in rows], "next_cursor": None}
 
+
+def _change_routes(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases) -> None:
     @router.post(
         f"{INCIDENTS_PATH}/{{incident_id}}/merge",
         response_model=IncidentDetail,
@@ -678,74 +521,8 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER),
     ) -> dict[str, Any]:
         """Mark this incident as a duplicate of ``primary_id``; retrying a done merge is a no-op."""
-        duplicate = store.get(incident_id)
-        if duplicate is None:
-            raise not_found("incident", incident_id)
-        primary = store.get(body.primary_id)
-        if primary is None:
-            raise field_error("primary_id", f"no incident {body.primary_id}")
-        if duplicate.get("merged_into") == primary["_id"]:
-            return _view(duplicate, principal, detail=True)
-        check = check_merge(duplicate, primary)
-        if not check.ok:
-            raise ApiError(409, "merge_conflict", "the incidents cannot be merged", check.problems)
-        now = ctx.clock.now()
-        who = f"{principal.name} ({principal.role})"
-        entry = {
-            "kind": "merged",
-            "at": now,
-            "by": who,
-            "duplicate_id": duplicate["_id"],
-            "primary_id": primary["_id"],
-            "reason": body.reason,
-        }
-        # The primary is claimed first: two opposite merges racing then both fail rather than
-        # leaving two incidents merged into each other.
-        claimed = store.raw_update(
-            {"_id": primary["_id"], "status": "open", "merged_ids": {"$ne": duplicate["_id"]}},
-            {
-                "$addToSet": {"merged_ids": duplicate["_id"]},
-                "$push": {"history": entry},
-                "$set": {"updated_at": now},
-            },
-        )
-        if not claimed:
-            fresh = store.get(primary["_id"]) or {}
-            if duplicate["_id"] not in (fresh.get("merged_ids") or []):
-                raise ApiError(
-                    409,
-                    "merge_conflict",
-                    "the primary changed meanwhile",
-                    [{"path": "primary_id", "reason": f"the primary is {fresh.get('status')}"}],
-                )
-        event = events.incident_merged(ctx.clock, duplicate, primary["_id"], who, body.reason)
-        merged = store.update(
-            duplicate["_id"],
-            duplicate["version"],
-            {
-                "$set": {"status": "merged", "merged_into": primary["_id"], "updated_at": now},
-                "$push": {"history": entry},
-            },
-            [event],
-            guard={"status": "open", "merged_ids": {"$size": 0}},
-        )
-        if not merged:
-            store.raw_update(
-                {"_id": primary["_id"]},
-                {
-                    "$pull": {
-                        "merged_ids": duplicate["_id"],
-                        "history": {"kind": "merged", "duplicate_id": duplicate["_id"]},
-                    }
-                },
-            )
-            raise ApiError(
-                409, "merge_conflict", "the incident changed meanwhile; read it and retry"
-            )
-        ctx.wake_relay()
-        if not duplicate.get("exercise"):  # drills (演练) are left out of every count
-            metrics.MERGES.inc()
-        return _view(store.get(duplicate["_id"]) or duplicate, principal, detail=True)
+        doc = intake.merge(incident_id, body.primary_id, body.reason, principal)
+        return _view(doc, principal, detail=True)
 
     @router.post(
         f"{INCIDENTS_PATH}/{{incident_id}}/close",
@@ -759,74 +536,28 @@ def build_router(ctx: ServiceContext, config: IntakeConfig, store: IncidentStore
         principal: Principal = ctx.allow(Role.LEADER),
     ) -> dict[str, Any]:
         """Close an open incident; emits ``incident_closed`` with closed_by ``leader``."""
-        for _ in range(3):
-            doc = store.get(incident_id)
-            if doc is None:
-                raise not_found("incident", incident_id)
-            if doc["status"] != "open":
-                raise ApiError(
-                    409,
-                    "not_open",
-                    f"incident {incident_id} is {doc['status']}",
-                    [{"path": "incident_id", "reason": f"the incident is {doc['status']}"}],
-                )
-            now = ctx.clock.now()
-            who = f"{principal.name} ({principal.role})"
-            event = events.incident_closed(ctx.clock, doc, "leader", body.reason)
-            done = store.update(
-                incident_id,
-                doc["version"],
-                {
-                    "$set": {
-                        "status": "closed",
-                        "closed_at": now,
-                        "closed_by": "leader",
-                        "close_reason": body.reason,
-                        "updated_at": now,
-                    },
-                    "$push": {
-                        "history": {
-                            "kind": "closed",
-                            "at": now,
-                            "by": who,
-                            "closed_by": "leader",
-                            "reason": body.reason,
-                        }
-                    },
-                },
-                [event],
-                guard={"status": "open"},
-            )
-            if done:
-                ctx.wake_relay()
-                if not doc.get("exercise"):  # drills (演练) are left out of every count
-                    metrics.CLOSED.labels("leader").inc()
-                return _view(store.get(incident_id) or doc, principal, detail=True)
-        raise ApiError(409, "conflict", "the incident keeps changing; read it and retry")
-
-    def _visible(incident_id: str, principal: Principal) -> dict[str, Any]:
-        doc = store.get(incident_id)
-        # Another township's incident is reported as absent, not forbidden: ids reveal nothing.
-        if doc is None or not principal.may_act_for(doc["township_code"]):
-            raise not_found("incident", incident_id)
-        return doc
-
-    return router
+        return _view(intake.close(incident_id, body.reason, principal), principal, detail=True)
 
 
-def _count_new(doc: Mapping[str, Any]) -> None:
-    grade, category, township = str(doc["grade"]), doc["category"], doc["township_code"]
-    exercise = "true" if doc.get("exercise") else "false"
-    metrics.INCIDENTS_RECEIVED.labels(category, grade, township, exercise).inc()
-    if doc.get("exercise"):
-        return  # drills (演练) are left out of every other count
-    metrics.DISCOVERY_TO_REPORT.labels(category).observe(doc["report_delay_seconds"])
-    if doc["late"]:
-        metrics.LATE_REPORTS.labels(category, grade, township).inc()
-    for reason in doc["escalation_reasons"]:
-        metrics.ESCALATIONS.labels(reason).inc()
-    if doc["possible_duplicates"]:
-        metrics.POSSIBLE_DUPLICATES.labels(category).inc()
+def _grading_rules(config: IntakeConfig) -> dict[str, Any]:
+    """The grading table as the API shows it."""
+    table = config.grading
+    return {
+        "measures": list(MEASURES),
+        "default": {m: r.model_dump() for m, r in table.default.items()},
+        "categories": {
+            category: {m: r.model_dump() for m, r in table.rules_for(category).items()}
+            for category in CATEGORIES
+        },
+        "escalation": table.escalation.model_dump(),
+        "escalation_text": ESCALATION_TEXT,
+        "deadline_profile": {
+            "name": config.profile.name,
+            "initial_minutes": {
+                str(g): config.initial_minutes(g) for g in sorted(config.profile.grades)
+            },
+        },
+    }
 
 
 def _view(doc: Mapping[str, Any], principal: Principal, detail: bool = False) -> dict[str, Any]:

@@ -7,6 +7,7 @@ rule is unit-tested on its own.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -355,6 +356,30 @@ def is_possible_duplicate(
     if new.lat is None or new.lon is None or other.lat is None or other.lon is None:
         return False
     return haversine_km(new.lat, new.lon, other.lat, other.lon) <= distance_km
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Where duplicates of a report may be: its township, or a box around its coordinates.
+
+    The box holds every point within ``distance_km`` (it is a little larger than the circle);
+    ``is_possible_duplicate`` still decides on the exact distance.
+    """
+
+    township_code: str
+    box: tuple[float, float, float, float] | None = None  # min lat, max lat, min lon, max lon
+
+    @classmethod
+    def of(cls, probe: DuplicateProbe, distance_km: float) -> Neighbourhood:
+        """The neighbourhood of a probe."""
+        if probe.lat is None or probe.lon is None:
+            return cls(probe.township_code)
+        dlat = distance_km / 110.574
+        # Near the poles the longitude span grows without bound: take every longitude there.
+        cos_lat = math.cos(math.radians(min(abs(probe.lat) + dlat, 89.9)))
+        dlon = min(distance_km / (111.320 * cos_lat), 180.0)
+        box = (probe.lat - dlat, probe.lat + dlat, probe.lon - dlon, probe.lon + dlon)
+        return cls(probe.township_code, box)
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,9 @@ def deliver(stack: Stack, *envelopes: EventEnvelope) -> None:
 def sent_events(stack: Stack, event_type: str, incident_id: str | None = None) -> list[dict]:
     """Events intake's relay has published (the embedded bus keeps a journal of them)."""
     stack.settle()
-    rows = stack.ctx("intake").db["_sent_journal"].find({"event.event_type": event_type})
-    events = [row["event"] for row in rows]
+    journal = stack.runtime.relays["intake"].journal
+    assert journal is not None
+    events = [e.to_wire() for e in journal.since(0) if e.event_type == event_type]
     if incident_id is not None:
         events = [e for e in events if e["payload"]["incident_id"] == incident_id]
     return events

@@ -75,7 +75,7 @@ def test_retry_with_the_same_key_returns_the_original(intake: Stack) -> None:
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["reported_at"] == first.json()["reported_at"]
-    assert intake.ctx("intake").db["incidents"].count_documents({}) == 1
+    assert intake.ctx("intake").resources["repository"].count_incidents() == 1
     assert len(sent_events(intake, "incident_reported")) == 1
 
 
@@ -395,13 +395,9 @@ def test_merge_interrupted_after_claiming_the_primary_completes_on_retry(
 ) -> None:
     stack, primary, duplicate = pair
     # As if the process died between the two writes of a merge: the primary already claims it.
-    stack.ctx("intake").db["incidents"].update_one(
-        {"_id": primary["id"]},
-        {
-            "$addToSet": {"merged_ids": duplicate["id"]},
-            "$push": {"history": {"kind": "merged", "duplicate_id": duplicate["id"]}},
-        },
-    )
+    repo = stack.ctx("intake").resources["repository"]
+    entry = {"kind": "merged", "duplicate_id": duplicate["id"]}
+    assert repo.claim_for_merge(primary["id"], duplicate["id"], entry, stack.clock.now())
     response = merge(stack, duplicate["id"], primary["id"])
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "merged"

@@ -174,7 +174,7 @@ def test_followup_for_an_unknown_incident_is_acknowledged(intake: Stack) -> None
     delta = {name: after[name] - before[name] for name in before}
     assert delta == {"acknowledged": 1.0, "failed": 0.0, "dead_lettered": 0.0}
     assert list_dead_letters(intake.runtime.settings, FOLLOWUP_QUEUE) == []
-    assert intake.ctx("intake").db["incidents"].count_documents({}) == 0
+    assert intake.ctx("intake").resources["repository"].count_incidents() == 0
 
 
 def test_final_report_closes_once_even_when_redelivered(intake: Stack) -> None:

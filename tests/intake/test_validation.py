@@ -460,10 +460,10 @@ def test_malformed_json_is_a_400(shared: Stack) -> None:
 
 
 def test_rejections_write_nothing(shared: Stack) -> None:
-    before = shared.ctx("intake").db["incidents"].count_documents({})
+    before = shared.ctx("intake").resources["repository"].count_incidents()
     post(shared, without(report(shared.clock.now()), "approver"))
     post(shared, report(shared.clock.now(), township_code=TOWNSHIP_B))
-    assert shared.ctx("intake").db["incidents"].count_documents({}) == before
+    assert shared.ctx("intake").resources["repository"].count_incidents() == before
 
 
 # --- OpenAPI --------------------------------------------------------------------------------

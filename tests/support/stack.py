@@ -96,7 +96,7 @@ def running_stack(
     mongo_url = mongo_url_for_tests() or ""
     prefix = f"test{uuid.uuid4().hex[:10]}" if mongo_url else "yingji"
     config = Settings(
-        data_dir=tmp_path / f"data-{uuid.uuid4().hex[:6]}",
+        data_dir=settings.pop("data_dir", None) or tmp_path / f"data-{uuid.uuid4().hex[:6]}",
         bus_url=settings.pop("bus_url", "memory://"),
         mongo_url=mongo_url,
         database_prefix=prefix,

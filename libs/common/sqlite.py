@@ -1,0 +1,171 @@
+"""SQLite through the standard library: one file per service, WAL, a connection per thread.
+
+Documents are stored as JSON text. Datetimes are written as ``{"$date": "<fixed-width UTC ISO>"}``
+so they come back as datetimes and compare correctly as text inside SQL (a generated column
+``doc ->> '$.at."$date"'`` sorts in time order). Several processes may open the same file: WAL
+lets readers run beside the one writer, and the busy timeout makes a writer wait for the lock
+instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DATE = "$date"
+BUSY_TIMEOUT_MS = 10_000
+_ISO = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+def iso(moment: datetime) -> str:
+    """A datetime as fixed-width UTC text (naive values are taken as UTC), sortable as text."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime(_ISO)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {DATE: iso(value)}
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and DATE in obj and isinstance(obj[DATE], str):
+        return datetime.fromisoformat(obj[DATE]).astimezone(UTC)
+    return obj
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a document or value, datetimes tagged."""
+    return json.dumps(value, default=_encode, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """A document back from JSON text, tagged datetimes restored (aware, UTC)."""
+    return json.loads(text, object_hook=_decode)
+
+
+class SqliteDatabase:
+    """One service's SQLite file: a connection per thread, transactions that take the write lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        with self.transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use; autocommit, transactions explicit)."""
+        if self._closed:
+            raise RuntimeError(f"database {self.path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            # Also after a failed COMMIT: the connection must not stay inside a transaction.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        """Rows of one read statement."""
+        return self.connection().execute(sql, params).fetchall()
+
+    def documents(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        """The decoded documents of a statement selecting one JSON column."""
+        return [loads(row[0]) for row in self.query(sql, params)]
+
+    def script(self, statements: Sequence[str]) -> None:
+        """Run schema statements in one transaction."""
+        with self.transaction() as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def get_meta(self, key: str) -> str | None:
+        """A bookkeeping value (schema and migration markers)."""
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        """Record a bookkeeping value inside the caller's transaction."""
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def ping(self) -> None:
+        """Touch the file (readiness)."""
+        self.query("SELECT 1")
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            self._closed = True
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+
+def _field(name: str) -> str:
+    # Field names are the repository's own constants, never caller input; checked anyway so a
+    # typo cannot build odd SQL.
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a field name: {name!r}")
+    return name
+
+
+def patched(
+    fields: Mapping[str, Any], appends: Mapping[str, Sequence[Any]] | None = None
+) -> tuple[str, list[Any]]:
+    """The SQL expression of ``doc`` with top-level ``fields`` set and values appended to arrays.
+
+    For ``UPDATE … SET doc = <expression>``; values go through ``dumps`` so datetimes keep their
+    tag. An array that is missing starts empty.
+    """
+    expr, params = "doc", list[Any]()
+    for name, values in (appends or {}).items():
+        if not values:
+            continue
+        base = f"coalesce(json_extract(doc, '$.{_field(name)}'), json('[]'))"
+        inserts = ", ".join("'$[#]', json(?)" for _ in values)
+        expr = f"json_set({expr}, '$.{name}', json_insert({base}, {inserts}))"
+        params.extend(dumps(v) for v in values)
+    if fields:
+        pairs = ", ".join(f"'$.{_field(name)}', json(?)" for name in fields)
+        expr = f"json_set({expr}, {pairs})"
+        params.extend(dumps(v) for v in fields.values())
+    return expr, params
