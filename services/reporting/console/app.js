@@ -13,6 +13,7 @@ const REFRESH_MS = 60_000;
 const STALL_MS = 45_000; // the server sends a heartbeat every 15 s
 const FEED_MAX = 60;
 const BACKLOG_MS = 12 * 3600_000;
+const DAY_MS = 24 * 3600_000;
 const ACTIVE_DISPATCH = new Set(["ordered", "en_route", "on_scene"]);
 
 const state = {
@@ -358,7 +359,7 @@ async function loadWarnings() {
     clear(list);
     list.append(
       ...(items.length
-        ? items.map((w, i) => warningItem(w, acks[i] ? ackLine(acks[i]) : null))
+        ? items.map((w, i) => activeWarningItem(w, acks[i]))
         : [emptyItem("empty.warnings")]),
     );
     setCount("c-warnings", real(all).length);
@@ -379,25 +380,51 @@ async function loadAcks(w) {
   }
 }
 
+// An active warning in one or two short lines (six fit on a 1366×768 screen): level, headline,
+// expiry, and who has signed for it (签收) township by township.
+function activeWarningItem(w, report) {
+  const item = h(
+    "li",
+    { class: `item warn warn-compact warn-${Number(w.level)}${isDrill(w) ? " drill" : ""}`, dataset: { id: w.id } },
+    h(
+      "div",
+      { class: "item-head" },
+      levelChip(w.level, w.color),
+      h("span", { class: "item-title", text: w.headline || label("hazard", w.hazard) }),
+      w.exercise ? marker("exercise", t("exercise")) : null,
+      w.expires ? h("span", { class: "warn-until", text: `${t("until")} ${fmtTime(w.expires)}` }) : null,
+    ),
+    report ? ackLine(report) : h("div", { class: "item-meta", text: (w.areas || []).map(townshipName).join(t("list")) }),
+  );
+  item.title = `${label("hazard", w.hazard)} · ${t("areas")}: ${(w.areas || []).map(townshipName).join(t("list"))}`;
+  return item;
+}
+
+const ACK_CHIPS = 4;
+
+// 签收 a/b, then a chip per township (✓ signed, ✗ not yet); for a warning over many townships
+// only those that have not signed are listed.
 function ackLine(report) {
   const towns = report.townships || [];
   const acked = towns.filter((tw) => tw.acknowledged).length;
+  const shown = towns.length <= ACK_CHIPS ? towns : towns.filter((tw) => !tw.acknowledged);
+  const chips = shown.slice(0, 8).map((tw) => {
+    const name = tw.township_name || townshipName(tw.township_code);
+    const words = tw.acknowledged ? t("ack.acked") : t("ack.pending");
+    return h("li", {
+      class: `chip ack ${tw.acknowledged ? "ack-yes" : "ack-no"}`,
+      dataset: { code: tw.township_code },
+      title: `${name}${words}`,
+      "aria-label": `${name}${words}`,
+      text: `${tw.acknowledged ? "✓" : "✗"}${name}`,
+    });
+  });
+  if (shown.length > 8) chips.push(h("li", { class: "chip ack-more", text: `+${shown.length - 8}` }));
   return h(
     "div",
     { class: "acks" },
     h("span", { class: "ack-summary", text: t("ack.summary", { acked, total: towns.length }) }),
-    h(
-      "ul",
-      { class: "chips" },
-      ...towns.map((tw) =>
-        h("li", {
-          class: `chip ack ${tw.acknowledged ? "ack-yes" : "ack-no"}`,
-          dataset: { code: tw.township_code },
-          title: tw.acknowledged ? t("ack.acked") : t("ack.pending"),
-          text: `${tw.township_name || townshipName(tw.township_code)}${tw.acknowledged ? t("ack.acked") : t("ack.pending")}`,
-        }),
-      ),
-    ),
+    h("ul", { class: "chips", "aria-label": t("ack.pending") }, ...chips),
   );
 }
 
@@ -744,7 +771,17 @@ async function loadZero() {
     clear(body);
     body.append(
       ...[
-      h("p", { class: "zero-date", text: today }),
+      h(
+        "p",
+        { class: "zero-date" },
+        today,
+        data.past_cutoff === false
+          ? h("span", {
+              class: "zero-provisional",
+              text: ` · ${t("zero.before_cutoff", { t: fmtTime(data.cutoff_at) })}（${t("zero.provisional")}）`,
+            })
+          : null,
+      ),
       h(
         "div",
         { class: "zero-row" },
@@ -777,18 +814,27 @@ async function loadZero() {
       ].filter(Boolean),
     );
     setCount("c-zero", `${filed.length}/${filed.length + missing.length}`);
-    // Before the day's cut-off (17:00) a missing zero report is not yet late: the tile stays
-    // neutral and says when they are due.
-    const due = data.past_cutoff !== false;
-    setTile("n-zero", missing.length, due);
-    const tile = $("n-zero").parentElement;
-    tile.classList.toggle("provisional", !due);
-    $("zero-due").hidden = due;
-    $("zero-due").textContent = due ? "" : t("zero.before_cutoff", { t: fmtTime(data.cutoff_at, false) });
+    await loadZeroTile(data);
     panelError(panel, null);
   } catch (err) {
     panelError(panel, err);
   }
+}
+
+// The tile counts the missing zero reports of the latest day whose cut-off has passed (today's
+// are due only the next morning): a day not yet due never shows as missed.
+async function loadZeroTile(today) {
+  if (!state.context?.today || !today.cutoff_at) return;
+  const cutoff = new Date(today.cutoff_at).getTime();
+  const day = new Date(`${state.context.today}T00:00:00Z`);
+  // Yesterday's reports were due at today's cut-off time, one day before today's cut-off.
+  const back = nowMs() >= cutoff - DAY_MS ? 1 : 2;
+  const due = new Date(day.getTime() - back * DAY_MS).toISOString().slice(0, 10);
+  const data = await api(`/v1/zero-reports?date=${encodeURIComponent(due)}`);
+  const missing = (data.missing || []).length;
+  setTile("n-zero", missing, data.past_cutoff !== false);
+  $("zero-due").textContent = t("zero.tile_day", { d: due.slice(5) });
+  $("zero-due").hidden = false;
 }
 
 // Refused 「无事件」 zero reports for days on which the township had reported incidents: possible

@@ -21,7 +21,7 @@ const zh = {
   "tile.major": "较大及以上",
   "tile.dispatches": "在途调度",
   "tile.overdue": "超时未报",
-  "tile.zero": "今日零报告未报",
+  "tile.zero": "零报告未报",
   "panel.warnings": "生效预警",
   "panel.pending": "待审批预警",
   "panel.incidents": "未结事件",
@@ -123,6 +123,7 @@ const zh = {
   "approve.submit": "确认批准发布",
   "summary.date": "日报日期",
   "zero.before_cutoff": "{t} 截止",
+  "zero.tile_day": "{d} 已截止",
   "zero.provisional": "未到截止时间",
   tl: {
     incident_reported: "{town}报告「{title}」，定为{grade}",
@@ -231,7 +232,7 @@ const en = {
   "tile.major": "Grade III or higher",
   "tile.dispatches": "Active dispatches",
   "tile.overdue": "Overdue reports",
-  "tile.zero": "Zero reports missing",
+  "tile.zero": "Zero reports missed",
   "panel.warnings": "Active warnings",
   "panel.pending": "Warnings awaiting approval",
   "panel.incidents": "Open incidents",
@@ -333,6 +334,7 @@ const en = {
   "approve.submit": "Approve and issue",
   "summary.date": "Summary date",
   "zero.before_cutoff": "due {t}",
+  "zero.tile_day": "{d}, closed",
   "zero.provisional": "not yet due",
   tl: {
     incident_reported: "{town} reported “{title}”, graded {grade}",
