@@ -272,6 +272,91 @@ def test_any_days_summary_can_be_printed(board: Any, console_stack: Stack) -> No
     popup.close()
 
 
+def test_a_phoned_in_incident_is_entered_on_a_townships_behalf(
+    board: Any, console_stack: Stack
+) -> None:
+    board.click("#phone-btn")
+    form = board.locator("#incident-form")
+    expect(form).to_be_visible()
+    form.locator("select[name=township_code]").select_option(TOWNSHIP_A)
+    form.locator("select[name=category]").select_option(label="洪涝")
+    fields = {
+        "title": "城关镇东门桥被冲毁",
+        "description": "山洪冲毁东门桥，两岸交通中断。",
+        "address": "城关镇东门村",
+        "trapped": "2",
+        "measures_taken": "已封闭道路，设置警示。",
+        "needs": "需要冲锋舟1艘。",
+        "trend": "水位仍在上涨。",
+        "caller_name": "陈刚",
+        "caller_phone": "13700003333",
+        "approver_name": "周敏",
+        "approver_phone": "13600004444",
+    }
+    for name, value in fields.items():
+        form.locator(f"[name={name}]").fill(value)
+    assert form.locator("[name=taker]").input_value() == "leader"  # the signed-in officer
+    board.screenshot(path=str(SHOTS / "46-phone-form.png"))
+    form.locator("button[type=submit]").click()
+    expect(board.locator("#detail-title")).to_have_text("城关镇东门桥被冲毁", timeout=WAIT_MS)
+    listed = ok(console_stack.call("GET", "/v1/incidents?status=open"))["items"]
+    created = next(i for i in listed if i["title"] == "城关镇东门桥被冲毁")
+    assert created["township_code"] == TOWNSHIP_A
+    assert created["source"] == "电话报告（接听人：leader）"
+    assert created["reporter"] == {"name": "陈刚", "phone": "13700003333"}
+    assert created["approver"] == {"name": "周敏", "phone": "13600004444"}
+    assert created["casualties"]["trapped"] == 2 and created["trend"] == "水位仍在上涨。"
+    assert created["reported_by"]["role"] == "leader"
+    expect(board.locator("#detail-facts")).to_contain_text("电话报告（接听人：leader）")
+    board.keyboard.press("Escape")
+
+
+def test_a_warning_is_issued_from_the_form(board: Any, console_stack: Stack) -> None:
+    board.click("#warn-btn")
+    form = board.locator("#warning-form")
+    expect(form).to_be_visible()
+    form.locator("select[name=hazard]").select_option(label="大风")
+    form.locator("select[name=level]").select_option("3")
+    form.locator("[name=headline]").fill("青石镇大风黄色预警")
+    form.locator("[name=description]").fill("预计今天夜间青石镇有8级以上大风。")
+    form.locator("[name=instruction]").fill("加固搭建物，停止高空作业。")
+    form.locator(f"input[name=area][value='{TOWNSHIP_B}']").check()
+    form.locator("button[type=submit]").click()
+    expect(form).to_be_hidden(timeout=WAIT_MS)
+    listed = ok(console_stack.call("GET", "/v1/warnings?status=active"))["items"]
+    issued = next(w for w in listed if w["headline"] == "青石镇大风黄色预警")
+    assert issued["hazard"] == "wind" and issued["level"] == 3
+    assert issued["areas"] == [TOWNSHIP_B]
+    board.locator(f"#list-warnings li[data-id='{issued['id']}']").wait_for(timeout=WAIT_MS)
+
+
+def test_a_dispatch_is_ordered_from_the_incident_detail(
+    board: Any, console_stack: Stack, seeded: dict[str, Any]
+) -> None:
+    slide = seeded["slide"]["id"]
+    board.click(f"#list-incidents li[data-id='{slide}'] button")
+    board.click("#dispatch-btn")
+    form = board.locator("#dispatch-form")
+    first = form.locator("input[name=team]").first
+    first.wait_for(timeout=WAIT_MS)
+    team = first.get_attribute("value")
+    assert team not in form.text_content()  # teams by name
+    first.check()
+    line = seeded["line"]
+    form.locator("select[name=stock]").select_option(f"{line['warehouse_id']}/{line['item_code']}")
+    form.locator("[name=quantity]").fill("2")
+    board.screenshot(path=str(SHOTS / "47-dispatch-form.png"))
+    form.locator("button[type=submit]").click()
+    expect(form).to_be_hidden(timeout=WAIT_MS)
+    orders = ok(console_stack.call("GET", f"/v1/dispatches?incident_id={slide}"))["items"]
+    ordered = [o for o in orders if o["id"] != seeded["dispatch"]["id"]]
+    assert len(ordered) == 1, orders
+    assert ordered[0]["team_ids"] == [team]
+    assert ordered[0]["resources"][0]["quantity"] == 2
+    board.locator(f"#list-dispatches li[data-id='{ordered[0]['id']}']").wait_for(timeout=WAIT_MS)
+    board.keyboard.press("Escape")
+
+
 def test_the_zero_report_tile_stays_neutral_until_the_cut_off(
     board: Any, console_stack: Stack
 ) -> None:

@@ -2,7 +2,7 @@
 // Every piece of data is rendered with textContent (never innerHTML); the API key lives in
 // sessionStorage and travels only in the Authorization header.
 
-import { label, lang, sentence, setLang, t } from "./i18n.js";
+import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -1449,13 +1449,220 @@ function showPrintable(win, html) {
   doc.adoptedStyleSheets = [sheet];
 }
 
+// ------------------------------------------------------------------ forms
+
+// "YYYY-MM-DDTHH:MM" in the county's zone (a datetime-local input's value) for a moment.
+function localInput(ms) {
+  const p = Object.fromEntries(
+    new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone(), year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+    }).formatToParts(new Date(ms)).map((x) => [x.type, x.value]),
+  );
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+}
+
+// A datetime-local value read as county time, as an ISO time with the county's offset.
+function fromLocalInput(value) {
+  const offset = new Intl.DateTimeFormat("en-US", { timeZone: zone(), timeZoneName: "longOffset" })
+    .formatToParts(new Date(nowMs()))
+    .find((x) => x.type === "timeZoneName")?.value.replace("GMT", "") || "+08:00";
+  return `${value}:00${offset === "" ? "+00:00" : offset}`;
+}
+
+function options(select, entries, selected) {
+  clear(select);
+  select.append(...entries.map(([value, text]) => h("option", { value, selected: value === selected, text })));
+}
+
+function formError(form, err) {
+  form.querySelector(".form-error").textContent = err ? `${t("error.action")}: ${err.message}` : "";
+}
+
+function openForm(dialogId) {
+  const dialog = $(dialogId);
+  formError(dialog.querySelector("form"), null);
+  dialog.showModal();
+  return dialog;
+}
+
+function townshipEntries() {
+  return [...state.townships.entries()];
+}
+
+function canPhoneIn() {
+  return ["operator", "leader", "admin"].includes(state.me?.role);
+}
+
+function canIssue() {
+  return ["operator", "leader", "department"].includes(state.me?.role);
+}
+
+function canDispatch() {
+  return ["operator", "leader"].includes(state.me?.role);
+}
+
+// 电话报告: a township phones the incident in and the duty officer enters it on its behalf.
+// The caller is the 报送人; who took the call goes into the source, which intake keeps as text.
+function openPhoneForm() {
+  const form = $("incident-form");
+  form.reset();
+  options(form.township_code, townshipEntries());
+  const categories = Object.keys(DICTS.zh.category);
+  options(form.category, categories.map((c) => [c, label("category", c)]));
+  const now = localInput(nowMs());
+  form.occurred_at.value = now;
+  form.discovered_at.value = now;
+  form.taker.value = state.me?.name || "";
+  openForm("incident-dialog");
+  form.title.focus();
+}
+
+
+async function submitPhoneForm(form) {
+  const n = (name) => Number(form[name].value || 0);
+  const body = {
+    township_code: form.township_code.value,
+    category: form.category.value,
+    title: form.title.value.trim(),
+    description: form.description.value.trim(),
+    occurred_at: fromLocalInput(form.occurred_at.value),
+    discovered_at: fromLocalInput(form.discovered_at.value),
+    location: { address: form.address.value.trim() },
+    casualties: { deaths: n("deaths"), injured: n("injured"), missing: n("missing"), trapped: n("trapped") },
+    affected: { people_affected: n("people_affected"), people_evacuated: n("people_evacuated") },
+    people_involved: n("people_involved"),
+    measures_taken: form.measures_taken.value.trim(),
+    needs: form.needs.value.trim(),
+    reporter: { name: form.caller_name.value.trim(), phone: form.caller_phone.value.trim() },
+    approver: { name: form.approver_name.value.trim(), phone: form.approver_phone.value.trim() },
+    source: t("form.phone.source", { taker: form.taker.value.trim() }),
+  };
+  const trend = form.trend.value.trim();
+  if (trend) body.trend = trend;
+  const created = await api("/v1/incidents", { method: "POST", body });
+  $("incident-dialog").close();
+  scheduleRefresh(["incidents"], 0);
+  openDetail(created.id);
+}
+
+function openWarningForm() {
+  const form = $("warning-form");
+  form.reset();
+  const hazards = Object.keys(DICTS.zh.hazard);
+  options(form.hazard, hazards.map((c) => [c, label("hazard", c)]));
+  options(form.level, [4, 3, 2, 1].map((lv) => [String(lv), `${label("level", lv)}（${roman(lv)}）`]));
+  form.expires.value = localInput(nowMs() + 6 * 3600_000);
+  const box = $("warning-areas");
+  clear(box);
+  box.append(
+    ...townshipEntries().map(([code, name]) =>
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "area", value: code }), name),
+    ),
+  );
+  openForm("warning-dialog");
+  form.headline.focus();
+}
+
+
+async function submitWarningForm(form) {
+  const areas = [...form.querySelectorAll("input[name=area]:checked")].map((el) => el.value);
+  if (!areas.length) throw new ApiError(422, "validation_failed", t("form.areas.empty"));
+  const body = {
+    hazard: form.hazard.value,
+    level: Number(form.level.value),
+    headline: form.headline.value.trim(),
+    description: form.description.value.trim(),
+    instruction: form.instruction.value.trim(),
+    areas,
+    expires: fromLocalInput(form.expires.value),
+  };
+  await api("/v1/warnings", { method: "POST", body });
+  $("warning-dialog").close();
+  scheduleRefresh(["warnings", "pending"], 0);
+}
+
+// 调派 from the incident detail: the suggested teams (best match first) and one stock line.
+async function openDispatchForm() {
+  const id = state.detailId;
+  if (!id) return;
+  const form = $("dispatch-form");
+  form.reset();
+  form.dataset.incident = id;
+  $("dispatch-incident").textContent = titleOf(id);
+  const box = $("dispatch-teams");
+  clear(box);
+  box.append(h("p", { class: "hint", text: t("loading") }));
+  openForm("dispatch-dialog");
+  try {
+    const [suggested, stock] = await Promise.all([
+      api(`/v1/dispatches/suggest?incident_id=${encodeURIComponent(id)}`),
+      listAll("/v1/stock"),
+    ]);
+    clear(box);
+    box.append(
+      ...(suggested.items || []).map((s) =>
+        h(
+          "label",
+          { class: "check" },
+          h("input", { type: "checkbox", name: "team", value: s.team.id }),
+          `${s.team.name}（${s.team.township_name || townshipName(s.team.township_code)}，${t("people", { n: s.team.headcount })}${s.distance_km != null ? `，${s.distance_km} km` : ""}）`,
+        ),
+      ),
+    );
+    options(form.stock, [
+      ["", t("form.stock.none")],
+      ...stock.map((line) => [
+        `${line.warehouse_id}/${line.item_code}`,
+        `${warehouseName(line.warehouse_id)} · ${line.name}（${line.quantity}${line.unit || ""}）`,
+      ]),
+    ]);
+  } catch (err) {
+    formError(form, err);
+  }
+}
+
+async function submitDispatchForm(form) {
+  const teamIds = [...form.querySelectorAll("input[name=team]:checked")].map((el) => el.value);
+  const resources = [];
+  if (form.stock.value && Number(form.quantity.value) > 0) {
+    const [warehouse, item] = form.stock.value.split("/");
+    resources.push({ warehouse_id: warehouse, item_code: item, quantity: Number(form.quantity.value) });
+  }
+  if (!teamIds.length && !resources.length) throw new ApiError(422, "validation_failed", t("form.dispatch.empty"));
+  await api("/v1/dispatches", {
+    method: "POST",
+    body: { incident_id: form.dataset.incident, team_ids: teamIds, resources, note: form.note.value.trim() },
+  });
+  $("dispatch-dialog").close();
+  scheduleRefresh(["dispatches", "detail"], 0);
+}
+
+function wireForm(formId, submit) {
+  const form = $(formId);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      formError(form, null);
+      await submit(form);
+    } catch (err) {
+      if (err.status !== 401) formError(form, err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  form.querySelector(".form-cancel").addEventListener("click", () => form.closest("dialog").close());
+}
+
 // ------------------------------------------------------------------ login and layout
 
 function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  const headerItems = ["who", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock"];
+  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock"];
   for (const id of [...headerItems, "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
@@ -1473,6 +1680,9 @@ function showBoard() {
   $("summary-docx").hidden = me.role === "township";
   $("summary-pdf").hidden = me.role === "township";
   $("summary-date-box").hidden = me.role === "township";
+  $("phone-btn").hidden = !canPhoneIn();
+  $("warn-btn").hidden = !canIssue();
+  $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
@@ -1593,6 +1803,12 @@ function init() {
   });
   $("detail-close").addEventListener("click", closeDetail);
   $("reject-cancel").addEventListener("click", () => $("reject-dialog").close(""));
+  $("phone-btn").addEventListener("click", openPhoneForm);
+  $("warn-btn").addEventListener("click", openWarningForm);
+  $("dispatch-btn").addEventListener("click", openDispatchForm);
+  wireForm("incident-form", submitPhoneForm);
+  wireForm("warning-form", submitWarningForm);
+  wireForm("dispatch-form", submitDispatchForm);
   $("approve-cancel").addEventListener("click", () => $("approve-dialog").close(""));
   $("approve-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -1603,7 +1819,7 @@ function init() {
     $("reject-dialog").close("reject");
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && state.detailId && !$("reject-dialog").open && !$("approve-dialog").open) closeDetail();
+    if (event.key === "Escape" && state.detailId && !document.querySelector("dialog[open]")) closeDetail();
   });
   const saved = sessionStorage.getItem(KEY_STORE);
   if (saved) login(saved);
