@@ -357,6 +357,30 @@ def test_a_dispatch_is_ordered_from_the_incident_detail(
     board.keyboard.press("Escape")
 
 
+def test_the_english_toggle_translates_the_new_texts(
+    board: Any, console_stack: Stack, seeded: dict[str, Any]
+) -> None:
+    slide = ok(console_stack.call("GET", f"/v1/incidents/{seeded['slide']['id']}"))
+    board.click("#lang-btn")
+    try:
+        board.click(f"#list-incidents li[data-id='{slide['id']}'] button")
+        expect(board.locator("#detail-facts")).to_contain_text("Why late", timeout=WAIT_MS)
+        facts = board.text_content("#detail-facts")
+        assert "Measures taken" in facts and "Difficulties and needs" in facts
+        delay = round(slide["report_delay_minutes"])
+        assert f"First reported {delay} min after discovery" in facts
+        sentences = board.locator("#detail-timeline .tl-summary").all_text_contents()
+        assert any(s.startswith("Dispatched ") for s in sentences), sentences
+        assert any(s.startswith("Response at level III activated") for s in sentences), sentences
+        assert board.text_content("#clock").startswith("Beijing time")
+        expect(board.locator("#zero-body .zero-provisional")).to_contain_text("(not yet due)")
+        board.screenshot(path=str(SHOTS / "48-english-detail.png"))
+        board.keyboard.press("Escape")
+    finally:
+        board.click("#lang-btn")
+    expect(board.locator("html")).to_have_attribute("lang", "zh-CN")
+
+
 def test_the_zero_report_tile_stays_neutral_until_the_cut_off(
     board: Any, console_stack: Stack
 ) -> None:

@@ -679,7 +679,7 @@ async function loadDispatches() {
                   { class: "item-meta" },
                   h("span", { class: "disp-teams", text: `${t("dispatch.teams")}${t("colon")}${teamNames(d.team_ids) || "—"}` }),
                   d.resources?.length
-                    ? h("span", { class: "disp-resources", text: resourceText(d.resources).replace(/^[，;,]\s*/, "") })
+                    ? h("span", { class: "disp-resources", text: resourceText(d.resources, t("dispatch.supplies")) })
                     : null,
                   d.ordered_at || d.created_at
                     ? h("span", { text: fmtTime(d.ordered_at || d.created_at) })
@@ -778,7 +778,7 @@ async function loadZero() {
         data.past_cutoff === false
           ? h("span", {
               class: "zero-provisional",
-              text: ` · ${t("zero.before_cutoff", { t: fmtTime(data.cutoff_at) })}（${t("zero.provisional")}）`,
+              text: ` · ${t("zero.provisional", { t: fmtTime(data.cutoff_at) })}`,
             })
           : null,
       ),
@@ -987,7 +987,8 @@ function roman(n) {
 function gradeWords(grade) {
   const g = Number(grade);
   if (!g) return "";
-  const words = label("grade", g).replace(/^\S+\s/, "");
+  // "Ⅲ级 较大" / "III · Large": the words after the numeral.
+  const words = label("grade", g).split(/\s+/).slice(1).join(" ").replace(/^·\s*/, "");
   return lang() === "zh" ? `${roman(g)}（${words}）` : `${roman(g)} (${words})`;
 }
 
@@ -1003,13 +1004,13 @@ function itemName(warehouse, code) {
   return state.items.get(`${warehouse}/${code}`)?.name || state.items.get(code)?.name || "";
 }
 
-function resourceText(lines) {
+function resourceText(lines, lead = t("resources.label")) {
   if (!lines?.length) return "";
   const parts = lines.map((r) => {
     const unit = state.items.get(`${r.warehouse_id}/${r.item_code}`)?.unit || "";
     return `${warehouseName(r.warehouse_id)}${itemName(r.warehouse_id, r.item_code)} ${r.quantity}${unit}`;
   });
-  return t("resources.label") + parts.join(t("list"));
+  return lead + parts.join(t("list"));
 }
 
 function because(reason) {
