@@ -12,7 +12,7 @@ const MAX_PAGES = 10;
 const REFRESH_MS = 60_000;
 const STALL_MS = 45_000; // the server sends a heartbeat every 15 s
 const FEED_MAX = 60;
-const BACKLOG_MS = 12 * 3600_000;
+const BACKLOG_HOURS = [1, 3, 12];
 const DAY_MS = 24 * 3600_000;
 const ACTIVE_DISPATCH = new Set(["ordered", "en_route", "on_scene"]);
 
@@ -1266,13 +1266,19 @@ function feedItem(ev) {
   );
 }
 
-// The recent backlog for the feed on sign-in: the last events of the past 12 hours (the audit
-// trail, which duty staff may read; a township key starts with an empty feed).
+// The recent backlog for the feed on sign-in: the latest events of the past hour, widened to 3
+// and then 12 hours while fewer than a feed's worth came back. The audit trail (duty roles
+// only) lists oldest first, so a short window keeps the newest within the pages fetched; a
+// township key starts with an empty feed.
 async function loadBacklog() {
   if (!["operator", "leader", "admin"].includes(state.me?.role)) return;
-  const from = new Date(nowMs() - BACKLOG_MS).toISOString();
   try {
-    const events = await listAll(`/v1/audit?from=${encodeURIComponent(from)}`, 200, 5);
+    let events = [];
+    for (const hours of BACKLOG_HOURS) {
+      const from = new Date(nowMs() - hours * 3600_000).toISOString();
+      events = await listAll(`/v1/audit?from=${encodeURIComponent(from)}`, 200, 5);
+      if (events.length >= FEED_MAX) break;
+    }
     const recent = events.slice(-FEED_MAX).reverse();
     const seen = new Set(state.feed.map((ev) => ev.event_id));
     state.feed = [...state.feed, ...recent.filter((ev) => !seen.has(ev.event_id))].slice(0, FEED_MAX);
