@@ -424,7 +424,7 @@ function ackLine(report) {
     "div",
     { class: "acks" },
     h("span", { class: "ack-summary", text: t("ack.summary", { acked, total: towns.length }) }),
-    h("ul", { class: "chips", "aria-label": t("ack.pending") }, ...chips),
+    h("ul", { class: "chips", "aria-label": t("ack.list") }, ...chips),
   );
 }
 
