@@ -104,6 +104,7 @@ def seeded(console_stack: Stack) -> dict[str, Any]:
     stack.settle()
     suggestions = ok(stack.call("GET", f"/v1/dispatches/suggest?incident_id={slide['id']}"))
     team = suggestions["items"][0]["team"]["id"]
+    team_name = suggestions["items"][0]["team"]["name"]
     dispatch = ok(
         stack.call(
             "POST",
@@ -119,6 +120,7 @@ def seeded(console_stack: Stack) -> dict[str, Any]:
         "pending": pending,
         "dispatch": dispatch,
         "team": team,
+        "team_name": team_name,
     }
 
 
@@ -188,7 +190,9 @@ def test_board_shows_the_seeded_situation(page: Any, seeded: dict[str, Any]) -> 
 
     dispatch = page.locator(f"#list-dispatches li[data-id='{seeded['dispatch']['id']}']")
     assert "青石镇山体滑坡" in dispatch.text_content()
-    assert seeded["team"] in dispatch.text_content()
+    # Teams by name, never by id.
+    assert seeded["team_name"] in dispatch.text_content()
+    assert seeded["team"] not in dispatch.text_content()
     expect(page.locator("#zero-body")).to_contain_text("未报")
     assert page.text_content("#n-incidents") == "2"
     assert page.text_content("#n-warnings") == "1"
@@ -214,6 +218,9 @@ def test_the_leader_approves_a_pending_warning(
 ) -> None:
     warning_id = seeded["pending"]["id"]
     page.get_by_role("button", name="批准: 暴雨橙色预警").click()
+    # The first click only opens the full text for checking; 确认批准发布 sends it.
+    expect(page.locator("#approve-dialog")).to_be_visible()
+    page.click("#approve-submit")
     page.wait_for_selector(f"#list-warnings li[data-id='{warning_id}'] .level-2", timeout=WAIT_MS)
     page.wait_for_selector(
         f"#list-pending li[data-id='{warning_id}']", state="detached", timeout=WAIT_MS

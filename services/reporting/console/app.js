@@ -2,7 +2,7 @@
 // Every piece of data is rendered with textContent (never innerHTML); the API key lives in
 // sessionStorage and travels only in the Authorization header.
 
-import { label, lang, setLang, t } from "./i18n.js";
+import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -12,6 +12,8 @@ const MAX_PAGES = 10;
 const REFRESH_MS = 60_000;
 const STALL_MS = 45_000; // the server sends a heartbeat every 15 s
 const FEED_MAX = 60;
+const BACKLOG_HOURS = [1, 3, 12];
+const DAY_MS = 24 * 3600_000;
 const ACTIVE_DISPATCH = new Set(["ordered", "en_route", "on_scene"]);
 
 const state = {
@@ -20,12 +22,19 @@ const state = {
   context: null,
   townships: new Map(),
   incidents: new Map(),
+  // Names of what events and orders refer to by id: teams, warehouses, stock items, and the
+  // titles of incidents that are not open any more.
+  teams: new Map(),
+  warehouses: new Map(),
+  items: new Map(),
+  titles: new Map(),
   detailId: null,
   streamGen: 0,
   streamCtrl: null,
   live: false,
   netDown: false,
   refreshTimer: null,
+  clockTimer: null,
   pendingRefresh: new Map(),
   feed: [],
   // Drills (演练) are hidden unless the duty officer asks for them; counts never include them.
@@ -216,8 +225,13 @@ async function download(path) {
   }
 }
 
+// The day the summary buttons print: the date picker, else today in the county.
+function summaryDate() {
+  return $("summary-date").value || state.context?.today || "";
+}
+
 function downloadSummary(format) {
-  const date = state.context?.today || "";
+  const date = summaryDate();
   return download(`/v1/summaries/daily?date=${encodeURIComponent(date)}&format=${format}`);
 }
 
@@ -227,12 +241,12 @@ function downloadBulletin(format) {
 }
 
 // Every item of a cursor-paginated list (up to MAX_PAGES pages).
-async function listAll(path) {
+async function listAll(path, limit = PAGE_LIMIT, pages = MAX_PAGES) {
   const items = [];
   let cursor = null;
-  for (let i = 0; i < MAX_PAGES; i++) {
+  for (let i = 0; i < pages; i++) {
     const sep = path.includes("?") ? "&" : "?";
-    let url = `${path}${sep}limit=${PAGE_LIMIT}`;
+    let url = `${path}${sep}limit=${limit}`;
     if (cursor) url += `&cursor=${encodeURIComponent(cursor)}`;
     const page = await api(url);
     items.push(...(Array.isArray(page) ? page : page.items || []));
@@ -265,10 +279,10 @@ function setCount(id, n) {
   $(id).textContent = n === null ? "" : `(${n})`;
 }
 
-function setTile(id, n) {
+function setTile(id, n, alarming = true) {
   const el = $(id);
   el.textContent = n === null ? "–" : String(n);
-  el.parentElement.classList.toggle("nonzero", Boolean(n));
+  el.parentElement.classList.toggle("nonzero", Boolean(n) && alarming);
 }
 
 function gradeBadge(grade) {
@@ -341,14 +355,77 @@ async function loadWarnings() {
     const all = await listAll("/v1/warnings?status=active");
     const items = listed(all);
     items.sort((a, b) => a.level - b.level || String(b.effective).localeCompare(String(a.effective)));
+    const acks = await Promise.all(items.map(loadAcks));
     clear(list);
-    list.append(...(items.length ? items.map((w) => warningItem(w)) : [emptyItem("empty.warnings")]));
+    list.append(
+      ...(items.length
+        ? items.map((w, i) => activeWarningItem(w, acks[i]))
+        : [emptyItem("empty.warnings")]),
+    );
     setCount("c-warnings", real(all).length);
     setTile("n-warnings", real(all).length);
     panelError(panel, null);
   } catch (err) {
     panelError(panel, err);
   }
+}
+
+// Who has acknowledged (签收) a warning: one entry per township of its areas.
+async function loadAcks(w) {
+  try {
+    return await api(`/v1/warnings/${encodeURIComponent(w.id)}/deliveries`);
+  } catch (err) {
+    if (err.status === 401) throw err;
+    return null;
+  }
+}
+
+// An active warning in one or two short lines (six fit on a 1366×768 screen): level, headline,
+// expiry, and who has signed for it (签收) township by township.
+function activeWarningItem(w, report) {
+  const item = h(
+    "li",
+    { class: `item warn warn-compact warn-${Number(w.level)}${isDrill(w) ? " drill" : ""}`, dataset: { id: w.id } },
+    h(
+      "div",
+      { class: "item-head" },
+      levelChip(w.level, w.color),
+      h("span", { class: "item-title", text: w.headline || label("hazard", w.hazard) }),
+      w.exercise ? marker("exercise", t("exercise")) : null,
+      w.expires ? h("span", { class: "warn-until", text: `${t("until")} ${fmtTime(w.expires)}` }) : null,
+    ),
+    report ? ackLine(report) : h("div", { class: "item-meta", text: (w.areas || []).map(townshipName).join(t("list")) }),
+  );
+  item.title = `${label("hazard", w.hazard)} · ${t("areas")}: ${(w.areas || []).map(townshipName).join(t("list"))}`;
+  return item;
+}
+
+const ACK_CHIPS = 4;
+
+// 签收 a/b, then a chip per township (✓ signed, ✗ not yet); for a warning over many townships
+// only those that have not signed are listed.
+function ackLine(report) {
+  const towns = report.townships || [];
+  const acked = towns.filter((tw) => tw.acknowledged).length;
+  const shown = towns.length <= ACK_CHIPS ? towns : towns.filter((tw) => !tw.acknowledged);
+  const chips = shown.slice(0, 8).map((tw) => {
+    const name = tw.township_name || townshipName(tw.township_code);
+    const words = tw.acknowledged ? t("ack.acked") : t("ack.pending");
+    return h("li", {
+      class: `chip ack ${tw.acknowledged ? "ack-yes" : "ack-no"}`,
+      dataset: { code: tw.township_code },
+      title: `${name}${words}`,
+      "aria-label": `${name}${words}`,
+      text: `${tw.acknowledged ? "✓" : "✗"}${name}`,
+    });
+  });
+  if (shown.length > 8) chips.push(h("li", { class: "chip ack-more", text: `+${shown.length - 8}` }));
+  return h(
+    "div",
+    { class: "acks" },
+    h("span", { class: "ack-summary", text: t("ack.summary", { acked, total: towns.length }) }),
+    h("ul", { class: "chips", "aria-label": t("ack.list") }, ...chips),
+  );
 }
 
 function canApprove() {
@@ -387,22 +464,7 @@ function approvalButtons(w) {
     class: "btn btn-primary",
     text: t("approve"),
     "aria-label": `${t("approve")}: ${w.headline || w.id}`,
-    onclick: async () => {
-      approve.disabled = true;
-      reject.disabled = true;
-      try {
-        await api(`/v1/warnings/${encodeURIComponent(w.id)}/approve`, {
-          method: "POST",
-          body: w.version ? { version: w.version } : {},
-        });
-        status.textContent = t("approved");
-        scheduleRefresh(["pending", "warnings"], 0);
-      } catch (err) {
-        status.textContent = `${t("error.action")}: ${err.message}`;
-        approve.disabled = false;
-        reject.disabled = false;
-      }
-    },
+    onclick: () => askApprove(w, status, [approve, reject]),
   });
   const reject = h("button", {
     type: "button",
@@ -412,6 +474,45 @@ function approvalButtons(w) {
     onclick: () => askReject(w, status, [approve, reject]),
   });
   return h("div", { class: "actions" }, approve, reject, status);
+}
+
+// The leader reads the whole warning (description, 防御指南, areas, period) and confirms before
+// it goes out; nothing is sent on the first click.
+function askApprove(w, status, buttons) {
+  const dialog = $("approve-dialog");
+  const body = $("approve-body");
+  clear(body);
+  body.append(
+    h("div", { class: "item-head" }, levelChip(w.level, w.color), h("strong", { id: "approve-headline", text: w.headline || "" })),
+    h("dl", { class: "facts" },
+      h("dt", { text: t("approve.areas") }),
+      h("dd", { id: "approve-areas", text: (w.areas || []).map(townshipName).join(t("list")) }),
+      h("dt", { text: t("approve.period") }),
+      h("dd", { text: `${fmtTime(w.effective)} ${t("until")} ${fmtTime(w.expires)}` }),
+      h("dt", { text: t("approve.description") }),
+      h("dd", { id: "approve-description", text: w.description || "" }),
+      h("dt", { text: t("approve.instruction") }),
+      h("dd", { id: "approve-instruction", text: w.instruction || "" }),
+    ),
+  );
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== "approve") return;
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      await api(`/v1/warnings/${encodeURIComponent(w.id)}/approve`, {
+        method: "POST",
+        body: w.version ? { version: w.version } : {},
+      });
+      status.textContent = t("approved");
+      scheduleRefresh(["pending", "warnings"], 0);
+    } catch (err) {
+      status.textContent = `${t("error.action")}: ${err.message}`;
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  };
+  dialog.returnValue = "";
+  dialog.showModal();
+  $("approve-cancel").focus();
 }
 
 function askReject(w, status, buttons) {
@@ -495,8 +596,48 @@ async function loadIncidents() {
 }
 
 function incidentTitle(id) {
-  const inc = state.incidents.get(id);
-  return inc ? inc.title : id;
+  return titleOf(id);
+}
+
+// Titles of incidents no longer open (a dispatch or deadline may still name one), fetched once.
+async function fetchTitles(ids) {
+  const missing = [...new Set(ids)].filter(
+    (id) => id && !state.incidents.has(id) && !state.titles.has(id),
+  );
+  await Promise.all(
+    missing.slice(0, 40).map(async (id) => {
+      try {
+        const inc = await api(`/v1/incidents/${encodeURIComponent(id)}`);
+        state.titles.set(id, inc.title);
+      } catch {
+        /* not visible to this key: shown as 「（事件）」 */
+      }
+    }),
+  );
+}
+
+// The names behind the ids events and orders carry: teams, warehouses and stock items.
+async function loadNames() {
+  const quietly = async (path) => {
+    try {
+      return await listAll(path);
+    } catch {
+      return [];
+    }
+  };
+  const [teams, warehouses, stock] = await Promise.all([
+    quietly("/v1/teams"),
+    quietly("/v1/warehouses"),
+    quietly("/v1/stock"),
+  ]);
+  state.teams = new Map(teams.map((tm) => [tm.id, tm.name]));
+  state.warehouses = new Map(warehouses.map((w) => [w.id, w.name]));
+  state.items = new Map();
+  for (const line of stock) {
+    const entry = { name: line.name, unit: line.unit || "" };
+    state.items.set(`${line.warehouse_id}/${line.item_code}`, entry);
+    if (!state.items.has(line.item_code)) state.items.set(line.item_code, entry);
+  }
 }
 
 async function loadDispatches() {
@@ -505,6 +646,7 @@ async function loadDispatches() {
   try {
     const all = await listAll("/v1/dispatches");
     const items = listed(all);
+    await fetchTitles(items.map((d) => d.incident_id));
     const active = (d) => ACTIVE_DISPATCH.has(d.status);
     items.sort(
       (a, b) =>
@@ -535,7 +677,10 @@ async function loadDispatches() {
                 h(
                   "div",
                   { class: "item-meta" },
-                  h("span", { text: `${t("dispatch.teams")}: ${(d.team_ids || []).join("、") || "—"}` }),
+                  h("span", { class: "disp-teams", text: `${t("dispatch.teams")}${t("colon")}${teamNames(d.team_ids) || "—"}` }),
+                  d.resources?.length
+                    ? h("span", { class: "disp-resources", text: resourceText(d.resources, t("dispatch.supplies")) })
+                    : null,
                   d.ordered_at || d.created_at
                     ? h("span", { text: fmtTime(d.ordered_at || d.created_at) })
                     : null,
@@ -561,6 +706,7 @@ async function loadDeadlines() {
     const all = await listAll("/v1/deadlines?status=overdue");
     const items = listed(all);
     items.sort((a, b) => String(a.due_at).localeCompare(String(b.due_at)));
+    await fetchTitles(items.map((d) => d.incident_id));
     clear(list);
     const now = nowMs();
     list.append(
@@ -625,7 +771,17 @@ async function loadZero() {
     clear(body);
     body.append(
       ...[
-      h("p", { class: "zero-date", text: today }),
+      h(
+        "p",
+        { class: "zero-date" },
+        today,
+        data.past_cutoff === false
+          ? h("span", {
+              class: "zero-provisional",
+              text: ` · ${t("zero.provisional", { t: fmtTime(data.cutoff_at) })}`,
+            })
+          : null,
+      ),
       h(
         "div",
         { class: "zero-row" },
@@ -658,11 +814,27 @@ async function loadZero() {
       ].filter(Boolean),
     );
     setCount("c-zero", `${filed.length}/${filed.length + missing.length}`);
-    setTile("n-zero", missing.length);
+    await loadZeroTile(data);
     panelError(panel, null);
   } catch (err) {
     panelError(panel, err);
   }
+}
+
+// The tile counts the missing zero reports of the latest day whose cut-off has passed (today's
+// are due only the next morning): a day not yet due never shows as missed.
+async function loadZeroTile(today) {
+  if (!state.context?.today || !today.cutoff_at) return;
+  const cutoff = new Date(today.cutoff_at).getTime();
+  const day = new Date(`${state.context.today}T00:00:00Z`);
+  // Yesterday's reports were due at today's cut-off time, one day before today's cut-off.
+  const back = nowMs() >= cutoff - DAY_MS ? 1 : 2;
+  const due = new Date(day.getTime() - back * DAY_MS).toISOString().slice(0, 10);
+  const data = await api(`/v1/zero-reports?date=${encodeURIComponent(due)}`);
+  const missing = (data.missing || []).length;
+  setTile("n-zero", missing, data.past_cutoff !== false);
+  $("zero-due").textContent = t("zero.tile_day", { d: due.slice(5) });
+  $("zero-due").hidden = false;
 }
 
 // Refused 「无事件」 zero reports for days on which the township had reported incidents: possible
@@ -752,6 +924,22 @@ async function loadContext() {
   state.context = context;
   $("county-name").textContent = context.county?.name || "";
   $("today").textContent = context.today || "";
+  const picker = $("summary-date");
+  picker.max = context.today || "";
+  if (!picker.value) picker.value = context.today || "";
+}
+
+// 北京时间 HH:MM:SS on the server's clock, in the county's zone.
+function tickClock() {
+  if (!state.context) return;
+  const parts = new Intl.DateTimeFormat("en-CA", {
+    timeZone: zone(),
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hourCycle: "h23",
+  }).format(new Date(nowMs()));
+  $("clock-time").textContent = parts;
 }
 
 async function refreshAll() {
@@ -789,26 +977,170 @@ function fact(dl, key, value) {
   dl.append(h("dt", { text: t(key) }), h("dd", {}, value));
 }
 
+// A response level or grade as Ⅰ–Ⅳ级 (Level I–IV in English).
+function roman(n) {
+  const value = Number(n);
+  if (!value) return "";
+  return t("levelN", { n: label("gradeShort", value) });
+}
+
+function gradeWords(grade) {
+  const g = Number(grade);
+  if (!g) return "";
+  // "Ⅲ级 较大" / "III · Large": the words after the numeral.
+  const words = label("grade", g).split(/\s+/).slice(1).join(" ").replace(/^·\s*/, "");
+  return lang() === "zh" ? `${roman(g)}（${words}）` : `${roman(g)} (${words})`;
+}
+
+function teamNames(ids) {
+  return (ids || []).map((id) => state.teams.get(id) || t("dispatch.teams")).join(t("list"));
+}
+
+function warehouseName(id) {
+  return state.warehouses.get(id) || "";
+}
+
+function itemName(warehouse, code) {
+  return state.items.get(`${warehouse}/${code}`)?.name || state.items.get(code)?.name || "";
+}
+
+function resourceText(lines, lead = t("resources.label")) {
+  if (!lines?.length) return "";
+  const parts = lines.map((r) => {
+    const unit = state.items.get(`${r.warehouse_id}/${r.item_code}`)?.unit || "";
+    return `${warehouseName(r.warehouse_id)}${itemName(r.warehouse_id, r.item_code)} ${r.quantity}${unit}`;
+  });
+  return lead + parts.join(t("list"));
+}
+
+function because(reason) {
+  return reason ? t("colon") + reason : "";
+}
+
+// The Chinese text of a reason, or nothing when the only text is English (a rule's code).
+function chineseOnly(text) {
+  return text && /[\u4e00-\u9fff]/.test(text) ? text : "";
+}
+
+// One sentence per event, built from its payload with names (never ids, codes or arrows).
 function eventSummary(ev) {
-  // The reporting service writes a Chinese one-line summary of each event; English is built here.
-  if (lang() === "zh" && ev.summary) return ev.summary;
   const p = ev.payload || {};
-  const parts = [];
-  if (p.title) parts.push(p.title);
-  if (p.grade) parts.push(label("grade", p.grade));
-  if (p.old_grade && p.new_grade) {
-    parts.push(`${label("gradeShort", p.old_grade)} → ${label("gradeShort", p.new_grade)}`);
+  const town = townshipName(p.township_code || ev.township_code);
+  const reason = because(chineseOnly(p.reason_label || p.reason));
+  const vars = {
+    town,
+    title: p.title || titleOf(p.incident_id),
+    grade: gradeWords(p.grade),
+    old: "",
+    new: "",
+    reason,
+    primary: titleOf(p.primary_id),
+    hazard: p.hazard ? label("hazard", p.hazard) : "",
+    color: p.level ? label("level", p.level) : "",
+    headline: p.headline || "",
+    teams: teamNames(p.team_ids),
+    resources: resourceText(p.resources),
+    status: label("status", p.status),
+    warehouse: warehouseName(p.warehouse_id),
+    item: p.name || itemName(p.warehouse_id, p.item_code),
+    quantity: p.quantity ?? "",
+    unit: p.unit || "",
+    level: roman(p.level),
+    due: p.due_at ? fmtTime(p.due_at) : "",
+    number: p.number ?? "",
+    kind: label("kind", p.kind),
+    n: p.escalation ?? "",
+    date: p.date || "",
+  };
+  if (ev.event_type === "incident_regraded") {
+    vars.old = gradeWords(p.old_grade);
+    vars.new = gradeWords(p.new_grade);
+  } else if (ev.event_type === "dispatch_status_changed") {
+    vars.old = label("status", p.old_status);
+  } else if (ev.event_type === "plan_changed") {
+    vars.old = roman(p.old_level);
+  } else if (ev.event_type === "warning_adjusted") {
+    vars.reason = because(p.reason);
+  } else if (["warning_lifted", "incident_closed", "incident_regraded"].includes(ev.event_type)) {
+    vars.reason = because(p.reason);
   }
-  if (p.headline) parts.push(p.headline);
-  if (p.level && p.color) parts.push(`${label("level", p.level)}`);
-  if (p.status) parts.push(label("status", p.status));
-  if (p.number) parts.push(`#${p.number}`);
-  if (p.kind) parts.push(label("kind", p.kind));
-  if (p.reason) parts.push(p.reason);
-  if (p.team_ids?.length) parts.push(`${t("dispatch.teams")}: ${p.team_ids.join("、")}`);
-  const code = p.township_code || ev.township_code;
-  if (code) parts.push(townshipName(code));
-  return parts.join(" · ");
+  return sentence("tl", ev.event_type, vars) ?? label("event", ev.event_type);
+}
+
+function titleOf(id) {
+  if (!id) return "";
+  return state.incidents.get(id)?.title || state.titles.get(id) || t("unknownIncident");
+}
+
+function contactText(person) {
+  if (!person?.name) return "";
+  return person.phone ? t("contact", person) : person.name;
+}
+
+function affectedText(a) {
+  let text = t("affected", a);
+  if (a.houses_damaged || a.houses_collapsed) text += t("affected.houses", a);
+  if (a.direct_loss_cny) text += t("affected.loss", { loss: (a.direct_loss_cny / 10000).toFixed(1) });
+  return text;
+}
+
+// Why the incident was escalated: the text of each rule it met (篇1/篇3).
+function escalationList(inc) {
+  const details = inc.escalation_details || [];
+  const texts = details.length ? details.map((d) => d.text) : [];
+  if (!texts.length) return null;
+  return h("ul", { class: "reasons" }, ...texts.map((text) => h("li", { text })));
+}
+
+// Why it is 迟报: how long after discovery it was first reported, against the grade's limit.
+function lateText(inc) {
+  const delay = Math.round(Number(inc.report_delay_minutes || 0));
+  const limit = Math.round(Number(inc.late_limit_minutes || 0));
+  if (!limit) return t("late");
+  const grade = roman(inc.initial_grade || inc.grade);
+  return t("late.reason", { delay, limit, over: Math.max(0, delay - limit), grade });
+}
+
+function reportChain(chain) {
+  const items = chain?.items || [];
+  if (!items.length) return null;
+  return h(
+    "ol",
+    { class: "chain" },
+    ...items.map((r) =>
+      h(
+        "li",
+        { class: "chain-item" },
+        t("report.item", {
+          kind: label("kind", r.kind),
+          number: r.number ? t("report.number", { n: r.number }) : "",
+        }),
+        " · ",
+        t("report.filed", { t: fmtTime(r.filed_at) }),
+        r.late ? " " : null,
+        r.late ? marker("late", t("late")) : null,
+      ),
+    ),
+  );
+}
+
+function deadlineList(list) {
+  const items = (list?.items || []).filter((d) => d.status === "pending" || d.status === "overdue");
+  if (!items.length) return null;
+  return h(
+    "ul",
+    { class: "chain" },
+    ...items.map((d) =>
+      h("li", {
+        class: `deadline deadline-${d.status}`,
+        text: t("deadline.item", {
+          kind: label("kind", d.kind),
+          due: fmtTime(d.due_at),
+          status: label("status", d.status),
+        }),
+      }),
+    ),
+  );
 }
 
 async function openDetail(id) {
@@ -832,9 +1164,12 @@ function closeDetail() {
 async function loadDetail(id) {
   const detail = $("detail");
   try {
-    const [inc, tl] = await Promise.all([
+    const quiet = (path) => api(path).catch((err) => (err.status === 401 ? Promise.reject(err) : null));
+    const [inc, tl, reports, deadlines] = await Promise.all([
       api(`/v1/incidents/${encodeURIComponent(id)}`),
       api(`/v1/timeline/${encodeURIComponent(id)}`),
+      quiet(`/v1/reports?incident_id=${encodeURIComponent(id)}`),
+      quiet(`/v1/deadlines?incident_id=${encodeURIComponent(id)}`),
     ]);
     if (state.detailId !== id) return;
     $("detail-title").textContent = inc.title || id;
@@ -853,9 +1188,21 @@ async function loadDetail(id) {
     fact(dl, "detail.occurred", fmtTime(inc.occurred_at));
     fact(dl, "detail.reported", fmtTime(inc.reported_at));
     fact(dl, "detail.address", inc.location?.address);
+    fact(dl, "detail.source", inc.source);
     if (inc.casualties) fact(dl, "detail.casualties", t("casualties", inc.casualties));
-    if (inc.affected) fact(dl, "detail.affected", t("affected", inc.affected));
+    if (inc.affected) fact(dl, "detail.affected", affectedText(inc.affected));
+    if (inc.people_involved) fact(dl, "detail.people", t("people", { n: inc.people_involved }));
     fact(dl, "detail.description", inc.description);
+    fact(dl, "detail.scope", inc.scope);
+    fact(dl, "detail.measures", inc.measures_taken);
+    fact(dl, "detail.needs", inc.needs);
+    fact(dl, "detail.trend", inc.trend);
+    fact(dl, "detail.reporter", contactText(inc.reporter));
+    fact(dl, "detail.approver", contactText(inc.approver));
+    if (inc.escalated) fact(dl, "detail.why_escalated", escalationList(inc));
+    if (inc.late) fact(dl, "detail.why_late", lateText(inc));
+    fact(dl, "detail.reports", reportChain(reports));
+    fact(dl, "detail.deadlines", deadlineList(deadlines));
 
     const events = Array.isArray(tl) ? tl : tl.items || tl.events || [];
     const ol = $("detail-timeline");
@@ -919,7 +1266,30 @@ function feedItem(ev) {
   );
 }
 
+// The recent backlog for the feed on sign-in: the latest events of the past hour, widened to 3
+// and then 12 hours while fewer than a feed's worth came back. The audit trail (duty roles
+// only) lists oldest first, so a short window keeps the newest within the pages fetched; a
+// township key starts with an empty feed.
+async function loadBacklog() {
+  if (!["operator", "leader", "admin"].includes(state.me?.role)) return;
+  try {
+    let events = [];
+    for (const hours of BACKLOG_HOURS) {
+      const from = new Date(nowMs() - hours * 3600_000).toISOString();
+      events = await listAll(`/v1/audit?from=${encodeURIComponent(from)}`, 200, 5);
+      if (events.length >= FEED_MAX) break;
+    }
+    const recent = events.slice(-FEED_MAX).reverse();
+    const seen = new Set(state.feed.map((ev) => ev.event_id));
+    state.feed = [...state.feed, ...recent.filter((ev) => !seen.has(ev.event_id))].slice(0, FEED_MAX);
+    renderFeed();
+  } catch {
+    /* the feed still fills from the live stream */
+  }
+}
+
 function addToFeed(ev) {
+  if (ev.event_id && state.feed.some((seen) => seen.event_id === ev.event_id)) return;
   state.feed.unshift(ev);
   state.feed.length = Math.min(state.feed.length, FEED_MAX);
   if (isDrill(ev) && !state.showExercise) return;
@@ -1052,7 +1422,7 @@ async function openSummary() {
   }
   win.document.title = t("loading");
   try {
-    const date = state.context?.today || "";
+    const date = summaryDate();
     const html = await api(`/v1/summaries/daily?date=${encodeURIComponent(date)}&format=html`, {
       as: "text",
     });
@@ -1086,13 +1456,220 @@ function showPrintable(win, html) {
   doc.adoptedStyleSheets = [sheet];
 }
 
+// ------------------------------------------------------------------ forms
+
+// "YYYY-MM-DDTHH:MM" in the county's zone (a datetime-local input's value) for a moment.
+function localInput(ms) {
+  const p = Object.fromEntries(
+    new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone(), year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+    }).formatToParts(new Date(ms)).map((x) => [x.type, x.value]),
+  );
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+}
+
+// A datetime-local value read as county time, as an ISO time with the county's offset.
+function fromLocalInput(value) {
+  const offset = new Intl.DateTimeFormat("en-US", { timeZone: zone(), timeZoneName: "longOffset" })
+    .formatToParts(new Date(nowMs()))
+    .find((x) => x.type === "timeZoneName")?.value.replace("GMT", "") || "+08:00";
+  return `${value}:00${offset === "" ? "+00:00" : offset}`;
+}
+
+function options(select, entries, selected) {
+  clear(select);
+  select.append(...entries.map(([value, text]) => h("option", { value, selected: value === selected, text })));
+}
+
+function formError(form, err) {
+  form.querySelector(".form-error").textContent = err ? `${t("error.action")}: ${err.message}` : "";
+}
+
+function openForm(dialogId) {
+  const dialog = $(dialogId);
+  formError(dialog.querySelector("form"), null);
+  dialog.showModal();
+  return dialog;
+}
+
+function townshipEntries() {
+  return [...state.townships.entries()];
+}
+
+function canPhoneIn() {
+  return ["operator", "leader", "admin"].includes(state.me?.role);
+}
+
+function canIssue() {
+  return ["operator", "leader", "department"].includes(state.me?.role);
+}
+
+function canDispatch() {
+  return ["operator", "leader"].includes(state.me?.role);
+}
+
+// 电话报告: a township phones the incident in and the duty officer enters it on its behalf.
+// The caller is the 报送人; who took the call goes into the source, which intake keeps as text.
+function openPhoneForm() {
+  const form = $("incident-form");
+  form.reset();
+  options(form.township_code, townshipEntries());
+  const categories = Object.keys(DICTS.zh.category);
+  options(form.category, categories.map((c) => [c, label("category", c)]));
+  const now = localInput(nowMs());
+  form.occurred_at.value = now;
+  form.discovered_at.value = now;
+  form.taker.value = state.me?.name || "";
+  openForm("incident-dialog");
+  form.title.focus();
+}
+
+
+async function submitPhoneForm(form) {
+  const n = (name) => Number(form[name].value || 0);
+  const body = {
+    township_code: form.township_code.value,
+    category: form.category.value,
+    title: form.title.value.trim(),
+    description: form.description.value.trim(),
+    occurred_at: fromLocalInput(form.occurred_at.value),
+    discovered_at: fromLocalInput(form.discovered_at.value),
+    location: { address: form.address.value.trim() },
+    casualties: { deaths: n("deaths"), injured: n("injured"), missing: n("missing"), trapped: n("trapped") },
+    affected: { people_affected: n("people_affected"), people_evacuated: n("people_evacuated") },
+    people_involved: n("people_involved"),
+    measures_taken: form.measures_taken.value.trim(),
+    needs: form.needs.value.trim(),
+    reporter: { name: form.caller_name.value.trim(), phone: form.caller_phone.value.trim() },
+    approver: { name: form.approver_name.value.trim(), phone: form.approver_phone.value.trim() },
+    source: t("form.phone.source", { taker: form.taker.value.trim() }),
+  };
+  const trend = form.trend.value.trim();
+  if (trend) body.trend = trend;
+  const created = await api("/v1/incidents", { method: "POST", body });
+  $("incident-dialog").close();
+  scheduleRefresh(["incidents"], 0);
+  openDetail(created.id);
+}
+
+function openWarningForm() {
+  const form = $("warning-form");
+  form.reset();
+  const hazards = Object.keys(DICTS.zh.hazard);
+  options(form.hazard, hazards.map((c) => [c, label("hazard", c)]));
+  options(form.level, [4, 3, 2, 1].map((lv) => [String(lv), `${label("level", lv)}（${roman(lv)}）`]));
+  form.expires.value = localInput(nowMs() + 6 * 3600_000);
+  const box = $("warning-areas");
+  clear(box);
+  box.append(
+    ...townshipEntries().map(([code, name]) =>
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "area", value: code }), name),
+    ),
+  );
+  openForm("warning-dialog");
+  form.headline.focus();
+}
+
+
+async function submitWarningForm(form) {
+  const areas = [...form.querySelectorAll("input[name=area]:checked")].map((el) => el.value);
+  if (!areas.length) throw new ApiError(422, "validation_failed", t("form.areas.empty"));
+  const body = {
+    hazard: form.hazard.value,
+    level: Number(form.level.value),
+    headline: form.headline.value.trim(),
+    description: form.description.value.trim(),
+    instruction: form.instruction.value.trim(),
+    areas,
+    expires: fromLocalInput(form.expires.value),
+  };
+  await api("/v1/warnings", { method: "POST", body });
+  $("warning-dialog").close();
+  scheduleRefresh(["warnings", "pending"], 0);
+}
+
+// 调派 from the incident detail: the suggested teams (best match first) and one stock line.
+async function openDispatchForm() {
+  const id = state.detailId;
+  if (!id) return;
+  const form = $("dispatch-form");
+  form.reset();
+  form.dataset.incident = id;
+  $("dispatch-incident").textContent = titleOf(id);
+  const box = $("dispatch-teams");
+  clear(box);
+  box.append(h("p", { class: "hint", text: t("loading") }));
+  openForm("dispatch-dialog");
+  try {
+    const [suggested, stock] = await Promise.all([
+      api(`/v1/dispatches/suggest?incident_id=${encodeURIComponent(id)}`),
+      listAll("/v1/stock"),
+    ]);
+    clear(box);
+    box.append(
+      ...(suggested.items || []).map((s) =>
+        h(
+          "label",
+          { class: "check" },
+          h("input", { type: "checkbox", name: "team", value: s.team.id }),
+          `${s.team.name}（${s.team.township_name || townshipName(s.team.township_code)}，${t("people", { n: s.team.headcount })}${s.distance_km != null ? `，${s.distance_km} km` : ""}）`,
+        ),
+      ),
+    );
+    options(form.stock, [
+      ["", t("form.stock.none")],
+      ...stock.map((line) => [
+        `${line.warehouse_id}/${line.item_code}`,
+        `${warehouseName(line.warehouse_id)} · ${line.name}（${line.quantity}${line.unit || ""}）`,
+      ]),
+    ]);
+  } catch (err) {
+    formError(form, err);
+  }
+}
+
+async function submitDispatchForm(form) {
+  const teamIds = [...form.querySelectorAll("input[name=team]:checked")].map((el) => el.value);
+  const resources = [];
+  if (form.stock.value && Number(form.quantity.value) > 0) {
+    const [warehouse, item] = form.stock.value.split("/");
+    resources.push({ warehouse_id: warehouse, item_code: item, quantity: Number(form.quantity.value) });
+  }
+  if (!teamIds.length && !resources.length) throw new ApiError(422, "validation_failed", t("form.dispatch.empty"));
+  await api("/v1/dispatches", {
+    method: "POST",
+    body: { incident_id: form.dataset.incident, team_ids: teamIds, resources, note: form.note.value.trim() },
+  });
+  $("dispatch-dialog").close();
+  scheduleRefresh(["dispatches", "detail"], 0);
+}
+
+function wireForm(formId, submit) {
+  const form = $(formId);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      formError(form, null);
+      await submit(form);
+    } catch (err) {
+      if (err.status !== 401) formError(form, err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  form.querySelector(".form-cancel").addEventListener("click", () => form.closest("dialog").close());
+}
+
 // ------------------------------------------------------------------ login and layout
 
 function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  const headerItems = ["who", "summary-btn", "summary-docx", "summary-pdf", "exercise-toggle"];
+  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock"];
   for (const id of [...headerItems, "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
@@ -1109,6 +1686,11 @@ function showBoard() {
   $("summary-btn").hidden = me.role === "township";
   $("summary-docx").hidden = me.role === "township";
   $("summary-pdf").hidden = me.role === "township";
+  $("summary-date-box").hidden = me.role === "township";
+  $("phone-btn").hidden = !canPhoneIn();
+  $("warn-btn").hidden = !canIssue();
+  $("dispatch-btn").hidden = !canDispatch();
+  $("clock").hidden = false;
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1130,6 +1712,7 @@ function logout(message = "") {
   sessionStorage.removeItem(KEY_STORE);
   stopStream();
   clearInterval(state.refreshTimer);
+  clearInterval(state.clockTimer);
   for (const timer of state.pendingRefresh.values()) clearTimeout(timer);
   state.pendingRefresh.clear();
   // Nothing of the board stays in the page once signed out.
@@ -1170,9 +1753,14 @@ async function login(key) {
   } catch {
     state.townships = new Map();
   }
+  await loadNames();
   showBoard();
   await refreshAll();
+  tickClock();
+  clearInterval(state.clockTimer);
+  state.clockTimer = setInterval(tickClock, 1000);
   state.refreshTimer = setInterval(() => state.key && refreshAll(), REFRESH_MS);
+  await loadBacklog();
   runStream();
 }
 
@@ -1222,12 +1810,23 @@ function init() {
   });
   $("detail-close").addEventListener("click", closeDetail);
   $("reject-cancel").addEventListener("click", () => $("reject-dialog").close(""));
+  $("phone-btn").addEventListener("click", openPhoneForm);
+  $("warn-btn").addEventListener("click", openWarningForm);
+  $("dispatch-btn").addEventListener("click", openDispatchForm);
+  wireForm("incident-form", submitPhoneForm);
+  wireForm("warning-form", submitWarningForm);
+  wireForm("dispatch-form", submitDispatchForm);
+  $("approve-cancel").addEventListener("click", () => $("approve-dialog").close(""));
+  $("approve-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    $("approve-dialog").close("approve");
+  });
   $("reject-form").addEventListener("submit", (event) => {
     event.preventDefault();
     $("reject-dialog").close("reject");
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && state.detailId && !$("reject-dialog").open) closeDetail();
+    if (event.key === "Escape" && state.detailId && !document.querySelector("dialog[open]")) closeDetail();
   });
   const saved = sessionStorage.getItem(KEY_STORE);
   if (saved) login(saved);
