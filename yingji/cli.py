@@ -86,6 +86,8 @@ def environment_help() -> str:
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         shown = "(empty)" if default in ("", None) else default
+        if isinstance(default, Path) and not default.is_absolute():
+            shown = f"./{default}"
         variable = f"YINGJI_{name.upper()}"
         text = SETTING_HELP.get(name) or field.description or ""
         lines.append(f"  {variable:<36}{text} (default: {shown})")
@@ -205,6 +207,9 @@ def _serve(settings: Settings, services: Sequence[str]) -> None:
     )
     try:
         _Server(config, started).run(sockets=[listener])
+    except KeyboardInterrupt:
+        # uvicorn has shut down gracefully and re-raises Ctrl-C: that is the normal way to stop.
+        sys.stderr.write("yingji: stopped\n")
     finally:
         listener.close()
         if lock is not None:
