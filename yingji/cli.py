@@ -379,7 +379,7 @@ def check_admin(url: str, key: str) -> None:
     except ValueError:
         fail(f"{url} did not answer GET /v1/me with JSON; is it Yingji?")
     if role != "admin":
-        fail(f"the key given is a {role} key; the drill creates keys and needs an admin key")
+        fail(f"the key given has the role {role}; the drill creates keys and needs an admin key")
 
 
 def run_with_progress(drill: Any, stream: IO[str] | None = None) -> Any:

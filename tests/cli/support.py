@@ -21,9 +21,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def yingji(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> (
-    subprocess.CompletedProcess[str]
-):
+def yingji(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run ``yingji <args>`` to completion."""
     return subprocess.run(
         [sys.executable, "-m", "yingji.cli", *args],

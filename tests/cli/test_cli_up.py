@@ -52,7 +52,8 @@ def test_banner_address_answers_and_a_second_process_is_refused(tmp_path: Path) 
     again = Running("up", "--port", str(port), "--data-dir", str(data), cwd=tmp_path)
     try:
         again.wait_for("  API ")
-        assert "county_file_seed_skipped" in again.stderr and "reason=already_seeded" in again.stderr
+        skipped = again.wait_for("county_file_seed_skipped")
+        assert "reason=already_seeded" in skipped
         assert "county_file_seeded" not in again.stderr
         assert "uvicorn" not in again.stderr
     finally:
