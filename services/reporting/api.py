@@ -800,7 +800,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/summaries/situation",
-        summary="会商研判 situation pack for any period (JSON, HTML, .docx or PDF)",
+        summary="会商研判 situation pack for any period, given as local days or date-times "
+        "(JSON, HTML, .docx or PDF)",
         responses={200: DOCUMENTS},
     )
     def situation(
