@@ -147,7 +147,6 @@ def bind(host: str, port: int) -> socket.socket:
             )
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -269,18 +268,23 @@ def _add_run(commands: Any) -> None:
 
 
 def _subscribed_queues(settings: Settings) -> list[str]:
-    """The queues the services consume from, without seeding or starting anything."""
+    """The queues the services consume from. Their names depend on no data: the services are
+    assembled on a throwaway embedded store, so neither MongoDB nor a data directory is touched."""
+    import tempfile
+
     from libs.common.app import Runtime
 
-    runtime = Runtime(settings, load_specs())
-    try:
-        return [
-            sub.queue_name(spec.name)
-            for spec in runtime.specs
-            for sub in spec.subscriptions(runtime.contexts[spec.name])
-        ]
-    finally:
-        runtime.stores.close()
+    with tempfile.TemporaryDirectory(prefix="yingji-dlq-") as scratch:
+        offline = settings.model_copy(update={"mongo_url": "", "data_dir": Path(scratch)})
+        runtime = Runtime(offline, load_specs())
+        try:
+            return [
+                sub.queue_name(spec.name)
+                for spec in runtime.specs
+                for sub in spec.subscriptions(runtime.contexts[spec.name])
+            ]
+        finally:
+            runtime.stores.close()
 
 
 def cmd_dlq(args: argparse.Namespace) -> None:

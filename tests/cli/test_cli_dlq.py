@@ -57,6 +57,8 @@ def test_unknown_queue_is_an_error_and_never_declared(tmp_path: Path) -> None:
     listed = yingji("dlq", "queues", cwd=tmp_path, env=env)
     assert listed.returncode == 0
     assert "evt-intake-incident_reported--reporting.on_incident_reported" in listed.stdout.split()
+    # Naming the queues reads no store: no data directory appears.
+    assert not (tmp_path / "data").exists() and not (tmp_path / "yingji-data").exists()
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
