@@ -186,9 +186,9 @@ class _Server(uvicorn.Server):
             self.on_started()
 
 
-def _serve(settings: Settings, services: Sequence[str]) -> None:
+def _serve(settings: Settings, services: Sequence[str], *, one_per_data_dir: bool) -> None:
     configure_logging(settings.log_format, settings.log_level)
-    lock = lock_data_dir(settings.data_dir) if settings.embedded_store else None
+    lock = lock_data_dir(settings.data_dir) if one_per_data_dir else None
     listener = bind(settings.host, settings.port)
     app, runtime = build(settings, services)
 
@@ -217,12 +217,14 @@ def _serve(settings: Settings, services: Sequence[str]) -> None:
 
 def cmd_up(args: argparse.Namespace) -> None:
     """All four services in one process: embedded store, memory bus, demo county."""
-    _serve(_settings(host=args.host, port=args.port, data_dir=args.data_dir), SERVICE_NAMES)
+    settings = _settings(host=args.host, port=args.port, data_dir=args.data_dir)
+    _serve(settings, SERVICE_NAMES, one_per_data_dir=True)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     """One service, for the distributed mode (bus and store from the environment)."""
-    _serve(_settings(host=args.host, port=args.port), [args.service])
+    # The distributed services may share a data directory (the test and bench stacks do).
+    _serve(_settings(host=args.host, port=args.port), [args.service], one_per_data_dir=False)
 
 
 def _add_up(commands: Any) -> None:
