@@ -372,10 +372,10 @@ def check_admin(url: str, key: str) -> None:
         response = httpx.get(
             f"{url.rstrip('/')}/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=10
         )
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        fail(f"{url} is not an http(s) address: {exc}")
     except httpx.HTTPError as exc:
         fail(f"cannot reach {url}: {exc or type(exc).__name__} (is `yingji up` running there?)")
-    except ValueError as exc:
-        fail(f"{url} is not an http(s) URL: {exc}")
     if response.status_code in (401, 403):
         fail(f"{url} refused the admin key ({response.status_code}); check --admin-key")
     if response.status_code != 200:

@@ -45,6 +45,16 @@ def test_unreachable_address_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_malformed_address_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("YINGJI_PORT", "eighty")
+    line = one_error_line(capsys, ["drill", "--admin-key", "yj_a_bcdefghijkl"])
+    assert line.startswith("yingji drill: http://127.0.0.1:eighty is not an http(s) address")
+    line = one_error_line(capsys, ["drill", "--url", "localhost:8000", "--admin-key", "yj_a_b"])
+    assert line.startswith("yingji drill: localhost:8000 is not an http(s) address")
+
+
 def test_a_refused_or_non_admin_key_is_one_line(
     stack: Stack, served: LiveServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
