@@ -50,8 +50,8 @@ class ReplayRequest(BaseModel):
     limit: int | None = Field(default=None, ge=1, le=100_000)
 
 
-# What a person or client finds next to the API (all public except /metrics, which a reverse
-# proxy normally keeps inside).
+# Where a person or a client goes next: the documentation, the console and the probes. Paths,
+# not URLs: the index never echoes the request's Host header.
 PLATFORM_LINKS = {
     "docs": "/docs",
     "openapi": "/openapi.json",
