@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi.routing import APIRoute
 
 from libs.common.app import Runtime
-from libs.common.platform_api import build_platform_router
+from libs.common.platform_api import build_index_router, build_platform_router
 from libs.common.settings import Settings
 from yingji.platform import load_specs
 
@@ -56,8 +56,10 @@ def render() -> str:
         runtime = Runtime(Settings(data_dir=Path(tmp)), load_specs())
         sections = []
         platform_ctx = runtime.platform_context
+        platform = "platform (every process)"
         groups = [
-            ("platform (every process)", build_platform_router(platform_ctx, runtime.keys, []))
+            (platform, build_index_router(platform_ctx, "", "", dict)),
+            (platform, build_platform_router(platform_ctx, runtime.keys, [])),
         ]
         for spec in runtime.specs:
             ctx = runtime.contexts[spec.name]

@@ -1,22 +1,159 @@
-"""The ``yingji`` command: run the platform, one service, or operate dead-letter queues."""
+"""The ``yingji`` command: run the platform, one service, or operate dead-letter queues.
+
+Each subcommand is one ``_add_<name>`` function that declares its options and points at its
+``cmd_<name>``; ``SUBCOMMANDS`` lists them in the order ``yingji --help`` shows them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any, NoReturn
 
 import uvicorn
+from pydantic import ValidationError
 
 from libs.common import bus
 from libs.common.logging import configure_logging
 from libs.common.settings import Settings
 from yingji.platform import SERVICE_NAMES, build, load_specs
 
+LOCK_FILE = "yingji.lock"
+# What each YINGJI_* variable does, for `yingji --help`; the list itself comes from Settings.
+SETTING_HELP = {
+    "data_dir": "embedded store, bootstrap key and cursor secret",
+    "bus_url": "memory:// (embedded) or amqp://user:pass@host:5672/vhost",
+    "mongo_url": "MongoDB URL; empty: the embedded store in the data directory",
+    "database_prefix": "prefix of the MongoDB database names",
+    "host": "address to listen on",
+    "port": "port to listen on",
+    "public_url": "where the public reaches the API (feed links); empty: the listening address",
+    "log_format": "auto, json or console",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "bootstrap_admin_key": "the first admin key; empty: generated once into the data directory",
+    "county_file": "county YAML (townships, teams, stock); empty: the demo county",
+    "deadline_profile": "reporting deadline profile",
+    "timezone": "the county's time zone",
+    "max_body_bytes": "largest request body accepted",
+    "relay_interval_seconds": "how often the outbox relay looks for unsent events",
+    "relay_batch_size": "events the relay publishes per round",
+    "outbox_lease_seconds": "how long a relay holds an outbox row before another may take it",
+    "consumer_prefetch": "unacknowledged messages a consumer holds",
+    "handler_retries": "retries of a failing event handler before it is dead-lettered",
+    "handler_backoff_seconds": "waits between those retries (JSON list)",
+    "queue_delivery_limit": "deliveries of a message before RabbitMQ dead-letters it",
+    "timer_interval_seconds": "how often deadline and expiry jobs run",
+    "auth_failure_limit": "failed authentications per address and key id in the window",
+    "auth_failure_window_seconds": "that window",
+    "rate_limit_per_second": "requests per second per key or address; 0 switches it off",
+    "rate_limit_burst": "requests a client may send at once above that rate",
+    "forwarded_allow_ips": "proxies whose X-Forwarded-* headers are believed",
+    "cursor_secret": "HMAC key of page cursors; empty: generated once into the data directory",
+}
 
-def _banner(settings: Settings, key: str | None, services: Sequence[str]) -> str:
-    base = f"http://{settings.host}:{settings.port}"
+
+class CliError(Exception):
+    """A failure the user can act on: printed as one line, exit status 1."""
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with a one-line message."""
+    raise CliError(message)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and appends ``(default: X)`` where an option has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS, False):
+            return text
+        if action.option_strings:
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+def environment_help() -> str:
+    """The ``YINGJI_*`` variables with their defaults, listed from the Settings class."""
+    lines = ["environment (each setting can be given as a variable):"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "(empty)" if default in ("", None) else default
+        if isinstance(default, Path) and not default.is_absolute():
+            shown = f"./{default}"
+        variable = f"YINGJI_{name.upper()}"
+        text = SETTING_HELP.get(name) or field.description or ""
+        lines.append(f"  {variable:<36}{text} (default: {shown})")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ up and run
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with the command line's options on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an OS lock on the data directory for this process's lifetime (one process per
+    embedded store); the OS releases it however the process ends."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        fail(
+            f"the data directory {data_dir.resolve()} is in use by another yingji process "
+            f"(pid {holder}); stop that one first, or give another --data-dir"
+        )
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, bound before anything starts."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {host}: {exc.strerror}")
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} on {host} is already in use (another yingji?); "
+                "choose another with --port or YINGJI_PORT"
+            )
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.listen(2048)
+    return sock
+
+
+def banner(settings: Settings, key: str | None, services: Sequence[str]) -> str:
+    """What a person needs after start-up: the addresses, the data directory, the first key."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = f"http://{host}:{settings.port}"
     lines = [
         "",
         f"Yingji 应急 is running ({', '.join(services)})",
@@ -36,57 +173,141 @@ def _banner(settings: Settings, key: str | None, services: Sequence[str]) -> str
     return "\n".join(lines) + "\n"
 
 
-def _serve(settings: Settings, services: Sequence[str]) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling ``on_started`` once the app has started and is listening."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            self.on_started()
+
+
+def _serve(settings: Settings, services: Sequence[str], *, one_per_data_dir: bool) -> None:
     configure_logging(settings.log_format, settings.log_level)
+    lock = lock_data_dir(settings.data_dir) if one_per_data_dir else None
+    listener = bind(settings.host, settings.port)
     app, runtime = build(settings, services)
-    sys.stderr.write(_banner(settings, runtime.generated_admin_key, services))
-    sys.stderr.flush()
-    uvicorn.run(
+
+    def started() -> None:
+        sys.stderr.write(banner(settings, runtime.generated_admin_key, services))
+        sys.stderr.flush()
+
+    config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         log_config=None,
         # The app reads forwarded headers itself, from YINGJI_FORWARDED_ALLOW_IPS only.
         proxy_headers=False,
         timeout_graceful_shutdown=20,
         access_log=False,
     )
+    try:
+        _Server(config, started).run(sockets=[listener])
+    except KeyboardInterrupt:
+        # uvicorn has shut down gracefully and re-raises Ctrl-C: that is the normal way to stop.
+        sys.stderr.write("yingji: stopped\n")
+    finally:
+        listener.close()
+        if lock is not None:
+            lock.close()
 
 
 def cmd_up(args: argparse.Namespace) -> None:
     """All four services in one process: embedded store, memory bus, demo county."""
-    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    _serve(settings, SERVICE_NAMES)
+    settings = _settings(host=args.host, port=args.port, data_dir=args.data_dir)
+    _serve(settings, SERVICE_NAMES, one_per_data_dir=True)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     """One service, for the distributed mode (bus and store from the environment)."""
-    overrides = {"host": args.host, "port": args.port}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    _serve(settings, [args.service])
+    # The distributed services may share a data directory (the test and bench stacks do).
+    _serve(_settings(host=args.host, port=args.port), [args.service], one_per_data_dir=False)
 
 
-def _all_queues(settings: Settings) -> list[str]:
+def _add_up(commands: Any) -> None:
+    up = commands.add_parser(
+        "up",
+        help="run all four services in one process (embedded store, in-memory bus)",
+        description="Run all four services in one process: the embedded store in the data "
+        "directory, the in-memory bus, the demo county (or YINGJI_COUNTY_FILE). One process "
+        "per data directory.",
+        formatter_class=_Formatter,
+        epilog=environment_help(),
+    )
+    up.add_argument("--host", help="address to listen on (default: $YINGJI_HOST, else 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port to listen on (default: $YINGJI_PORT, else 8000)")
+    up.add_argument(
+        "--data-dir",
+        help="directory of the embedded store and keys (default: $YINGJI_DATA_DIR, "
+        "else ./yingji-data)",
+    )
+    up.set_defaults(func=cmd_up)
+
+
+def _add_run(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run one service (distributed mode: RabbitMQ and MongoDB from YINGJI_*)",
+        description="Run one service; the bus and the store come from YINGJI_BUS_URL and "
+        "YINGJI_MONGO_URL.",
+        formatter_class=_Formatter,
+        epilog=environment_help(),
+    )
+    run.add_argument(
+        "service", choices=SERVICE_NAMES, help=f"which service: {', '.join(SERVICE_NAMES)}"
+    )
+    run.add_argument("--host", help="address to listen on (default: $YINGJI_HOST, else 127.0.0.1)")
+    run.add_argument(
+        "--port", type=int, help="port to listen on (default: $YINGJI_PORT, else 8000)"
+    )
+    run.set_defaults(func=cmd_run)
+
+
+# ------------------------------------------------------------------------------ dead letters
+
+
+def _subscribed_queues(settings: Settings) -> list[str]:
+    """The queues the services consume from. Their names depend on no data: the services are
+    assembled on a throwaway embedded store, so neither MongoDB nor a data directory is touched."""
+    import tempfile
+
     from libs.common.app import Runtime
 
-    runtime = Runtime(settings, load_specs())
-    runtime.prepare()
-    queues = runtime.known_queues()
-    runtime.stop()
-    return queues
+    with tempfile.TemporaryDirectory(prefix="yingji-dlq-") as scratch:
+        offline = settings.model_copy(update={"mongo_url": "", "data_dir": Path(scratch)})
+        runtime = Runtime(offline, load_specs())
+        try:
+            return [
+                sub.queue_name(spec.name)
+                for spec in runtime.specs
+                for sub in spec.subscriptions(runtime.contexts[spec.name])
+            ]
+        finally:
+            runtime.stores.close()
 
 
 def cmd_dlq(args: argparse.Namespace) -> None:
-    """List or replay a dead-letter queue on the configured broker."""
+    """List or replay a dead-letter queue on the configured RabbitMQ broker."""
     settings = Settings()
     configure_logging("console", "WARNING")
+    if settings.memory_bus:
+        fail(
+            "the bus is the in-memory one (YINGJI_BUS_URL=memory://): its dead letters live "
+            "inside the running `yingji up`; see GET /v1/admin/dlq there, or set YINGJI_BUS_URL "
+            "to the RabbitMQ broker"
+        )
+    queues = _subscribed_queues(settings)
     if args.action == "queues":
-        for queue in _all_queues(settings):
+        for queue in queues:
             print(queue)
         return
     if not args.queue:
-        raise SystemExit("name the queue (see `yingji dlq queues`)")
+        fail("name the queue (see `yingji dlq queues`)")
+    if args.queue not in queues:
+        fail(f"{args.queue} is not a queue of Yingji (see `yingji dlq queues`)")
     if args.action == "list":
         for letter in bus.list_dead_letters(settings, args.queue, limit=args.limit or 100):
             reason = letter.headers.get("x-yingji-dead-letter-reason", "")
@@ -99,21 +320,122 @@ def cmd_dlq(args: argparse.Namespace) -> None:
         )
 
 
-def cmd_drill(args: argparse.Namespace) -> None:
-    """Drive a running stack with a seeded flood-day scenario and print what happened."""
-    from pathlib import Path
+def _add_dlq(commands: Any) -> None:
+    dlq = commands.add_parser(
+        "dlq",
+        help="list or replay dead-letter queues on RabbitMQ (distributed mode)",
+        description="Dead-letter queues on the RabbitMQ broker of YINGJI_BUS_URL. The embedded "
+        "platform's in-memory bus is inside its process: use GET /v1/admin/dlq there.",
+        formatter_class=_Formatter,
+        epilog=environment_help(),
+    )
+    dlq.add_argument(
+        "action",
+        choices=["queues", "list", "replay"],
+        help="queues: the queues that have a dead-letter queue; list: show a queue's dead "
+        "letters; replay: move them back to the queue",
+    )
+    dlq.add_argument("queue", nargs="?", help="the queue (for list and replay)")
+    dlq.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="at most this many messages (default: 100 for list, all for replay)",
+    )
+    dlq.set_defaults(func=cmd_dlq)
 
-    from yingji.drill import Drill, format_summary
 
-    key = args.admin_key or os.environ.get("YINGJI_BOOTSTRAP_ADMIN_KEY", "")
+# ------------------------------------------------------------------------------ drill
+
+
+def default_drill_url() -> str:
+    """The embedded platform on this machine, at ``YINGJI_PORT`` (8000 when unset)."""
+    return f"http://127.0.0.1:{os.environ.get('YINGJI_PORT') or 8000}"
+
+
+def _admin_key(given: str | None) -> str:
+    key = given or os.environ.get("YINGJI_BOOTSTRAP_ADMIN_KEY", "")
     if not key:
         key_file = Path(os.environ.get("YINGJI_DATA_DIR", "./yingji-data")) / "bootstrap-admin.key"
         if key_file.exists():
             key = key_file.read_text().strip()
     if not key:
-        raise SystemExit(
-            "give --admin-key (or YINGJI_BOOTSTRAP_ADMIN_KEY, or run from the data dir)"
+        fail("give --admin-key (or YINGJI_BOOTSTRAP_ADMIN_KEY, or run from the data dir)")
+    return key
+
+
+def check_admin(url: str, key: str) -> None:
+    """Fail with one line unless ``url`` answers and takes ``key`` as an admin key."""
+    import httpx
+
+    try:
+        response = httpx.get(
+            f"{url.rstrip('/')}/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=10
         )
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        fail(f"{url} is not an http(s) address: {exc}")
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {url}: {exc or type(exc).__name__} (is `yingji up` running there?)")
+    if response.status_code in (401, 403):
+        fail(f"{url} refused the admin key ({response.status_code}); check --admin-key")
+    if response.status_code != 200:
+        fail(f"{url} answered {response.status_code} to GET /v1/me; is it Yingji?")
+    try:
+        role = response.json().get("role")
+    except ValueError:
+        fail(f"{url} did not answer GET /v1/me with JSON; is it Yingji?")
+    if role != "admin":
+        fail(f"the key given has the role {role}; the drill creates keys and needs an admin key")
+
+
+def run_with_progress(drill: Any, stream: IO[str] | None = None) -> Any:
+    """Run the drill on a worker thread while a progress bar shows the time and requests."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    done: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            done["recorder"] = drill.run()
+        except BaseException as exc:
+            done["error"] = exc
+
+    console = Console(file=stream or sys.stderr)
+    columns = (
+        TextColumn("drill"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TextColumn("{task.fields[requests]} requests, {task.fields[failed]} without answer/5xx"),
+        TimeRemainingColumn(),
+    )
+    worker = threading.Thread(target=work, name="yingji-drill", daemon=True)
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("drill", total=drill.duration, requests=0, failed=0)
+        started = time.monotonic()
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.25)
+            outcomes = list(drill.recorder.outcomes)
+            progress.update(
+                task,
+                completed=min(drill.duration, time.monotonic() - started),
+                requests=len(outcomes),
+                failed=sum(1 for o in outcomes if o.indeterminate),
+            )
+    if "error" in done:
+        raise done["error"]
+    return done["recorder"]
+
+
+def cmd_drill(args: argparse.Namespace) -> None:
+    """Drive a running stack with a seeded flood-day scenario and print what happened."""
+    import httpx
+
+    from yingji.drill import Drill, format_summary
+
+    key = _admin_key(args.admin_key)
+    check_admin(args.url, key)
     drill = Drill(
         args.url,
         key,
@@ -123,7 +445,11 @@ def cmd_drill(args: argparse.Namespace) -> None:
         concurrency=args.concurrency,
     )
     try:
-        recorder = drill.run()
+        recorder = run_with_progress(drill)
+    except httpx.HTTPStatusError as exc:
+        fail(f"{args.url} answered {exc.response.status_code} while setting the drill up")
+    except httpx.HTTPError as exc:
+        fail(f"lost {args.url} while setting the drill up: {exc or type(exc).__name__}")
     finally:
         drill.close()
     print(format_summary(recorder, args.duration))
@@ -144,42 +470,90 @@ def cmd_migrate_store(args: argparse.Namespace) -> None:
     print(f"intake: {copied} incidents copied (已迁移事件数)")
 
 
+def _add_drill(commands: Any) -> None:
+    drill = commands.add_parser(
+        "drill",
+        help="drive a running platform like a county on a flood day (all writes are 演练)",
+        description="Drive a running platform over HTTP with a seeded flood-day scenario; every "
+        "write is marked exercise (演练) and leaves real operations untouched.",
+        formatter_class=_Formatter,
+        epilog=environment_help(),
+    )
+    drill.add_argument(
+        "--url",
+        default=default_drill_url(),
+        help="the platform's address (default: http://127.0.0.1:$YINGJI_PORT, now %(default)s)",
+    )
+    drill.add_argument(
+        "--admin-key",
+        help="an admin key (default: $YINGJI_BOOTSTRAP_ADMIN_KEY, else the bootstrap key "
+        "file in $YINGJI_DATA_DIR or ./yingji-data)",
+    )
+    drill.add_argument("--seed", type=int, default=1, help="seed of the scenario")
+    drill.add_argument("--rate", type=float, default=10.0, help="operations per second")
+    drill.add_argument("--duration", type=float, default=60.0, help="seconds to run")
+    drill.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
+    drill.set_defaults(func=cmd_drill)
+
+
+def _add_migrate_store(commands: Any) -> None:
+    migrate = commands.add_parser(
+        "migrate-store",
+        help="copy data of the previous embedded store into the SQLite files",
+        description="Copy a data directory written by the previous embedded store (litemongo) "
+        "into the SQLite files, losing nothing; a second run copies nothing. The platform also "
+        "does this on its first start.",
+        formatter_class=_Formatter,
+        epilog=environment_help(),
+    )
+    migrate.add_argument(
+        "--data-dir",
+        help="the data directory to migrate (default: $YINGJI_DATA_DIR, else ./yingji-data)",
+    )
+    migrate.set_defaults(func=cmd_migrate_store)
+
+
+# ------------------------------------------------------------------------------ the command
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_up,
+    _add_run,
+    _add_dlq,
+    _add_drill,
+    _add_migrate_store,
+)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    top = argparse.ArgumentParser(prog="yingji", description="Yingji 应急 emergency platform")
-    commands = top.add_subparsers(dest="command", required=True)
-
-    up = commands.add_parser("up", help="run everything in one process (embedded)")
-    up.add_argument("--host")
-    up.add_argument("--port", type=int)
-    up.add_argument("--data-dir")
-    up.set_defaults(func=cmd_up)
-
-    run = commands.add_parser("run", help="run one service (distributed mode)")
-    run.add_argument("service", choices=SERVICE_NAMES)
-    run.add_argument("--host")
-    run.add_argument("--port", type=int)
-    run.set_defaults(func=cmd_run)
-
-    dlq = commands.add_parser("dlq", help="inspect or replay dead-letter queues")
-    dlq.add_argument("action", choices=["queues", "list", "replay"])
-    dlq.add_argument("queue", nargs="?")
-    dlq.add_argument("--limit", type=int, default=None)
-    dlq.set_defaults(func=cmd_dlq)
-    drill = commands.add_parser("drill", help="drive a running stack like a county on a flood day")
-    drill.add_argument("--url", default="http://127.0.0.1:8000")
-    drill.add_argument("--admin-key")
-    drill.add_argument("--seed", type=int, default=1)
-    drill.add_argument("--rate", type=float, default=10.0, help="operations per second")
-    drill.add_argument("--duration", type=float, default=60.0, help="seconds")
-    drill.add_argument("--concurrency", type=int, default=8)
-    drill.set_defaults(func=cmd_drill)
-    migrate = commands.add_parser(
-        "migrate-store", help="copy data of the previous embedded store into the SQLite files"
+    top = argparse.ArgumentParser(
+        prog="yingji",
+        description="Yingji 应急 county emergency platform. `yingji <command> --help` tells more.",
+        formatter_class=_Formatter,
+        epilog=environment_help(),
     )
-    migrate.add_argument("--data-dir")
-    migrate.set_defaults(func=cmd_migrate_store)
+    commands = top.add_subparsers(dest="command", required=True, title="commands")
+    for add in SUBCOMMANDS:
+        add(commands)
     return top
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    # The reader went away (`yingji dlq list q | head`): no traceback, and no second error when
+    # the interpreter flushes stdout on exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(141)
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"YINGJI_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return f"a setting is not valid: {problems}"
+    return str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -187,7 +561,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command == "up":
         os.environ.setdefault("YINGJI_LOG_FORMAT", "console")
-    args.func(args)
+    try:
+        args.func(args)
+        sys.stdout.flush()
+    except (CliError, ValidationError) as exc:
+        sys.stderr.write(f"yingji {args.command}: {_one_line(exc)}\n")
+        sys.exit(1)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"yingji {args.command}: interrupted\n")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

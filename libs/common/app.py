@@ -25,10 +25,17 @@ from libs.common.hazards import HAZARDS
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
 from libs.common.metrics_start import start_at_zero
 from libs.common.offline_docs import install_offline_docs
-from libs.common.openapi import Contract, OptionsMiddleware, each_one_of, install_openapi, one_of
+from libs.common.openapi import (
+    Contract,
+    OptionsMiddleware,
+    each_one_of,
+    flat_routes,
+    install_openapi,
+    one_of,
+)
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
 from libs.common.pagination import CursorScopeMiddleware, load_cursor_secret
-from libs.common.platform_api import build_platform_router
+from libs.common.platform_api import build_index_router, build_platform_router
 from libs.common.ratelimit import RateLimitMiddleware, TokenBucketLimiter
 from libs.common.service import ServiceContext, ServiceSpec
 from libs.common.settings import Settings
@@ -350,6 +357,15 @@ def create_app(runtime: Runtime) -> FastAPI:
                     route_owner[path] = spec.name
             app.include_router(router)
 
+    app.include_router(
+        build_index_router(
+            runtime.platform_context,
+            app.title,
+            app.version,
+            lambda: service_links(app, route_owner, [s.name for s in runtime.specs]),
+        )
+    )
+
     @app.get("/healthz", tags=["platform"], summary="Liveness")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -390,6 +406,19 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(MetricsMiddleware, route_owner=route_owner)
     _add_security_middleware(app, runtime.settings)
     return app
+
+
+def service_links(
+    app: FastAPI, route_owner: dict[str, str], names: Sequence[str]
+) -> dict[str, list[str]]:
+    """Each service's collection paths: the GET routes under /v1/ without path parameters."""
+    links: dict[str, list[str]] = {name: [] for name in names}
+    for route in flat_routes(app.routes):
+        path = getattr(route, "path", "")
+        methods = getattr(route, "methods", None) or set()
+        if path in route_owner and "GET" in methods and "{" not in path and path.startswith("/v1/"):
+            links[route_owner[path]].append(path)
+    return {name: sorted(paths) for name, paths in links.items()}
 
 
 def _add_security_middleware(app: FastAPI, settings: Settings) -> None:

@@ -88,8 +88,16 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
             handler.addFilter(_RedactingFilter())
-    for noisy in ("amqp", "kombu", "uvicorn.access"):
+    # uvicorn's start and stop lines are routine: the runtime logs its own, and `yingji up`
+    # prints a banner; its errors still come through.
+    for noisy in ("amqp", "kombu", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("kombu.connection").addFilter(_routine_kombu)
+
+
+def _routine_kombu(record: logging.LogRecord) -> bool:
+    """Drop kombu's warning that memory:// has no hostname (it is said on every connection)."""
+    return not str(record.msg).startswith("No hostname was supplied")
 
 
 def get_logger(service: str, **bound: Any) -> Any:

@@ -1,7 +1,9 @@
-"""Platform routes every process serves: API keys, townships, the caller, dead-letter queues."""
+"""Platform routes every process serves: the API index, API keys, townships, the caller,
+dead-letter queues."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -46,6 +48,57 @@ class ReplayRequest(BaseModel):
 
     queue: Text = Field(min_length=1, max_length=255)
     limit: int | None = Field(default=None, ge=1, le=100_000)
+
+
+# Where a person or a client goes next: the documentation, the console and the probes. Paths,
+# not URLs: the index never echoes the request's Host header.
+PLATFORM_LINKS = {
+    "docs": "/docs",
+    "openapi": "/openapi.json",
+    "console": "/console",
+    "health": "/healthz",
+    "ready": "/readyz",
+    "metrics": "/metrics",
+}
+
+
+class ServiceEntry(BaseModel):
+    """One service of this process and where its resources are."""
+
+    name: str = Field(description="intake, warning, dispatch or reporting")
+    links: list[str] = Field(description="its collection paths (GET, no path parameters)")
+
+
+class ApiIndex(BaseModel):
+    """What this process serves, and where."""
+
+    title: str = Field(description="the platform's name")
+    version: str = Field(description="API version")
+    services: list[ServiceEntry] = Field(description="the services in this process")
+    links: dict[str, str] = Field(description="documentation, console, health and metrics")
+
+
+def build_index_router(
+    ctx: ServiceContext,
+    title: str,
+    version: str,
+    links_of: Callable[[], Mapping[str, Sequence[str]]],
+) -> APIRouter:
+    """``GET /v1/``: the services of this process and their links (public: it holds no data)."""
+    router = APIRouter(tags=["platform"])
+
+    @router.get(
+        "/v1/",
+        summary="The API index: services in this process and their links",
+        response_model=ApiIndex,
+    )
+    def index(_: None = ctx.public()) -> ApiIndex:
+        services = [
+            ServiceEntry(name=name, links=list(paths)) for name, paths in links_of().items()
+        ]
+        return ApiIndex(title=title, version=version, services=services, links=PLATFORM_LINKS)
+
+    return router
 
 
 def _key_view(record: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,14 @@ def setup(ctx: ServiceContext) -> None:
     """Indexes, then the county file's teams, warehouses and stock (only what is missing)."""
     store = DispatchStore(ctx)
     store.ensure_indexes()
-    seeded = store.seed_from_county()
+    added = store.seed_from_county()
     if ctx.log is not None:
-        ctx.log.info("dispatch_seeded", **seeded)
+        # Counts of what this start added: zeros on a restart mean nothing was missing, not an
+        # empty roster.
+        if any(added.values()):
+            ctx.log.info("county_file_seeded", **{f"added_{k}": v for k, v in added.items()})
+        else:
+            ctx.log.info("county_file_seed_skipped", reason="already_seeded")
     refresh(store)
 
 

@@ -8,10 +8,11 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from libs.common.auth import Principal, Role
@@ -258,6 +259,42 @@ def causal_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not moved:
             break
     return ordered
+
+
+# A period's bound: a plain day is the county's local (Beijing) day, ``from`` at its start and
+# ``to`` inclusive of it (up to the start of the next day); a date-time with offset is taken as
+# it is (``to`` exclusive). The schema says both forms, so clients and generators know.
+DAY_OR_TIME = {"oneOf": [{"format": "date", "pattern": DAY_PATTERN}, {"format": "date-time"}]}
+_TIME = TypeAdapter(UtcTime)
+
+
+def period_bound(value: str, path: str, tz: ZoneInfo, *, end: bool) -> datetime:
+    """A period's start (``end=False``) or exclusive end from a day or a date-time."""
+    if re.fullmatch(DAY_PATTERN, value):
+        try:
+            start, after = domain.day_bounds(dt.date.fromisoformat(value), tz)
+        except ValueError:
+            raise field_error(path, "not a calendar day", code="validation_failed") from None
+        return after if end else start
+    try:
+        return _TIME.validate_python(value)
+    except ValidationError:
+        reason = "a day YYYY-MM-DD or a date-time with offset, e.g. 2026-07-06T08:00:00+08:00"
+        raise field_error(path, reason, code="validation_failed") from None
+
+
+def period(start: str, end: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC bounds of a period given as days or date-times; a 422 names each bad bound."""
+    bounds: list[datetime] = []
+    fields: list[dict[str, str]] = []
+    for value, path, is_end in ((start, "query.from", False), (end, "query.to", True)):
+        try:
+            bounds.append(period_bound(value, path, tz, end=is_end))
+        except ApiError as exc:
+            fields += exc.fields
+    if fields:
+        raise ApiError(422, "validation_failed", "the request is not valid", fields=fields)
+    return bounds[0], bounds[1]
 
 
 def _aware(value: datetime | None, path: str) -> datetime | None:
@@ -763,19 +800,33 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/summaries/situation",
-        summary="会商研判 situation pack for any period (JSON, HTML, .docx or PDF)",
+        summary="会商研判 situation pack for any period, given as local days or date-times "
+        "(JSON, HTML, .docx or PDF)",
         responses={200: DOCUMENTS},
     )
     def situation(
-        from_: Annotated[UtcTime, Query(alias="from", description="起始时间（含时区）")],
-        to: Annotated[UtcTime, Query(description="截止时间（含时区，不含）")],
+        from_: Annotated[
+            str,
+            Query(
+                alias="from",
+                description="起始：日期 YYYY-MM-DD（当地日，自当日零时起）或含时区的时间",
+                json_schema_extra=DAY_OR_TIME,
+            ),
+        ],
+        to: Annotated[
+            str,
+            Query(
+                description="截止：日期 YYYY-MM-DD（当地日，含当日，即至次日零时）"
+                "或含时区的时间（不含）",
+                json_schema_extra=DAY_OR_TIME,
+            ),
+        ],
         format: Literal["json", "html", "docx", "pdf"] = Query(
             default="json", description="json、html、docx（公文格式）或 pdf"
         ),
         principal: Principal = readers,
     ) -> Any:
-        start, end = _aware(from_, "query.from"), _aware(to, "query.to")
-        assert start is not None and end is not None
+        start, end = period(from_, to, tz())
         if end <= start:
             raise field_error("query.to", "must be after from")
         if end - start > timedelta(days=366):

@@ -19,6 +19,7 @@ from tests.support.stack import Stack, running_stack
 pytestmark = pytest.mark.e2e
 
 PUBLIC = {
+    ("get", "/v1/"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -141,7 +142,8 @@ def test_month_day_and_times_are_what_the_schema_says(
         for path in ("/v1/zero-reports", "/v1/summaries/daily"):
             refused = module_stack.call("GET", path, params={"date": bad})
             assert refused.status_code == 422, (bad, refused.text)
-    assert parameter(doc, "get", "/v1/summaries/situation", "to")["format"] == "date-time"
+    forms = parameter(doc, "get", "/v1/summaries/situation", "to")["oneOf"]
+    assert [form["format"] for form in forms] == ["date", "date-time"]
     start = "2026-07-01T00:00:00+08:00"
     for path in ("/v1/summaries/situation", "/v1/audit"):
         refused = module_stack.call("GET", path, params={"from": start, "to": "0.5"})
