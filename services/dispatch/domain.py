@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from libs.common import incident_view
+
 # ---------------------------------------------------------------------------------------------
 # Teams
 
@@ -447,19 +449,8 @@ ENDING_WARNING_EVENTS = ("warning_lifted", "warning_expired")
 
 
 def new_incident_view(incident_id: str) -> dict[str, Any]:
-    """What dispatch knows of an incident before any of its events: nothing, not even whether
-    it is an exercise (``None`` until the initial report says)."""
-    return {
-        "_id": incident_id,
-        "township_code": None,
-        "category": None,
-        "title": "",
-        "grade": None,
-        "grade_at": None,
-        "status": "open",
-        "escalated": False,
-        "exercise": None,
-    }
+    """What dispatch knows of an incident before any of its events (see libs/common)."""
+    return {**incident_view.new_incident_view(incident_id), "escalated": False}
 
 
 def apply_incident_event(
@@ -469,42 +460,21 @@ def apply_incident_event(
     payload: Mapping[str, Any],
     at: datetime,
 ) -> dict[str, Any]:
-    """An incident view after one more of its events, whatever the order they arrive in.
-
-    The grade is the latest re-grade's (by when it occurred), else the initial report's; closed
-    is final (a late report or re-grade does not reopen it); facts only the initial report
-    carries (title, exercise, where) come from it alone.
-    """
-    incident = dict(view) if view is not None else new_incident_view(incident_id)
-    for key in ("township_code", "category"):
-        if incident.get(key) is None and payload.get(key) is not None:
-            incident[key] = payload[key]
-    if payload.get("exercise") is True:
-        # A drill is never taken for a real incident, whichever of its events says so first.
-        incident["exercise"] = True
+    """An incident view after one more of its events, whatever the order they arrive in: the
+    shared fold, plus where and when it was reported, whether it escalated and whether the
+    crowd rule (篇3, 10 or more people) fired, and when and why it closed."""
+    known = view if view is not None else new_incident_view(incident_id)
+    incident = incident_view.fold_incident_event(known, incident_id, event_type, payload, at)
     if event_type == "incident_reported":
         incident.update(
-            title=payload.get("title") or "",
-            exercise=bool(payload.get("exercise", False)),
             reported_at=payload.get("reported_at"),
             lat=payload.get("lat"),
             lon=payload.get("lon"),
             escalated=bool(incident.get("escalated")) or bool(payload.get("escalated")),
             crowd_rule=crowd_rule_fires(payload.get("escalation_reasons") or []),
         )
-        if incident.get("grade_at") is None:
-            incident["grade"] = int(payload["grade"])
-    elif event_type == "incident_regraded":
-        known = incident.get("grade_at")
-        if known is None or at >= known:
-            incident.update(grade=int(payload["new_grade"]), grade_at=at)
     elif event_type == "incident_closed":
-        incident.update(
-            status="closed",
-            closed_at=at,
-            closed_by=payload.get("closed_by"),
-            close_reason=payload.get("reason"),
-        )
+        incident.update(closed_at=at, close_reason=payload.get("reason"))
     return incident
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from libs.common import incident_view
 from libs.common.clock import as_utc
 from libs.common.errors import ApiError
 from services.warning.rules import Action, WarningRules
@@ -266,52 +267,9 @@ def issuer_name(warning: Mapping[str, Any], departments: Iterable[Any], default:
 INCIDENT_END_STATUSES = ("closed", "merged")
 
 
-def new_incident_view(incident_id: str) -> dict[str, Any]:
-    """What the service knows of an incident before any of its events."""
-    return {
-        "_id": incident_id,
-        "township_code": None,
-        "category": None,
-        "title": "",
-        "grade": None,
-        "grade_at": None,
-        "status": "open",
-        "exercise": None,
-    }
-
-
-def apply_incident_event(
-    view: Mapping[str, Any] | None,
-    incident_id: str,
-    event_type: str,
-    payload: Mapping[str, Any],
-    at: datetime,
-) -> dict[str, Any]:
-    """An incident view after one more of its events, whatever the order they arrive in.
-
-    The grade is the latest re-grade's (by when it occurred), else the initial report's; closed
-    and merged are final; title and exercise come from the initial report alone.
-    """
-    incident = dict(view) if view is not None else new_incident_view(incident_id)
-    for key in ("township_code", "category"):
-        if payload.get(key) is not None and incident.get(key) is None:
-            incident[key] = payload[key]
-    if payload.get("exercise") is True:
-        # A drill is never taken for a real incident, whichever of its events says so first.
-        incident["exercise"] = True
-    if event_type == "incident_reported":
-        incident.update(title=payload.get("title") or "", exercise=bool(payload.get("exercise")))
-        if incident.get("grade_at") is None:
-            incident["grade"] = int(payload["grade"])
-    elif event_type == "incident_regraded":
-        known = incident.get("grade_at")
-        if known is None or at >= known:
-            incident.update(grade=int(payload["new_grade"]), grade_at=at)
-    elif event_type == "incident_closed" and incident.get("status") != "merged":
-        incident.update(status="closed", closed_by=payload.get("closed_by"))
-    elif event_type == "incident_merged":
-        incident.update(status="merged", primary_id=payload.get("primary_id"))
-    return incident
+# The shared fold (libs/common/incident_view.py) is the whole rule here.
+new_incident_view = incident_view.new_incident_view
+apply_incident_event = incident_view.fold_incident_event
 
 
 def suggestion_grade(incident: Mapping[str, Any]) -> int | None:
