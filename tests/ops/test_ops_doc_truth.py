@@ -1,0 +1,36 @@
+"""Numbers and names the docs state are read from the code, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import pytest
+
+from libs.common.settings import Settings
+from tests.ops.conftest import ROOT
+
+pytestmark = pytest.mark.ops
+
+RELIABILITY = ROOT / "docs" / "reliability.md"
+README = ROOT / "README.md"
+
+
+def _defaults() -> Settings:
+    """Settings built from the code's defaults alone (no environment, no .env file)."""
+    return Settings.model_construct()
+
+
+def test_reliability_states_the_default_number_of_handler_attempts() -> None:
+    settings = _defaults()
+    text = " ".join(RELIABILITY.read_text(encoding="utf-8").split())
+    attempts = settings.handler_retries + 1
+    claim = (
+        f"A handler gets {attempts} attempts by default: the first try and "
+        f"`YINGJI_HANDLER_RETRIES` ({settings.handler_retries}) retries."
+    )
+    assert claim in text
+
+
+def test_readme_states_the_default_handler_retries_and_backoff() -> None:
+    settings = _defaults()
+    backoff = ",".join(f"{delay:g}" for delay in settings.handler_backoff_seconds)
+    row = f"| `YINGJI_HANDLER_RETRIES`, `YINGJI_HANDLER_BACKOFF_SECONDS` | `{settings.handler_retries}`, `[{backoff}]` |"
+    assert row in README.read_text(encoding="utf-8")
