@@ -53,7 +53,7 @@ SETTING_HELP = {
     "auth_failure_limit": "failed authentications per address and key id in the window",
     "auth_failure_window_seconds": "that window",
     "rate_limit_per_second": "requests per second per key or address; 0 switches it off",
-    "rate_limit_burst": "requests a client may send at once above that rate",
+    "rate_limit_burst": "requests a client may send at once above that rate; 0 switches it off",
     "forwarded_allow_ips": "proxies whose X-Forwarded-* headers are believed",
     "cursor_secret": "HMAC key of page cursors; empty: generated once into the data directory",
 }

@@ -397,7 +397,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes, service=PLATFORM
     )
-    if runtime.settings.rate_limit_per_second > 0:
+    if runtime.settings.rate_limit_per_second > 0 and runtime.settings.rate_limit_burst > 0:
         limiter = TokenBucketLimiter(
             runtime.settings.rate_limit_per_second, runtime.settings.rate_limit_burst
         )

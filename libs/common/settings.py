@@ -43,9 +43,10 @@ class Settings(BaseSettings):
     # Failed authentications allowed per client address and per key id in the window.
     auth_failure_limit: int = Field(default=20, ge=1)
     auth_failure_window_seconds: float = 60.0
-    # Requests per second per API key (per client address without a key); 0 switches it off.
+    # Requests per second per API key (per client address without a key) and the burst above
+    # it; 0 for either switches the limit off.
     rate_limit_per_second: float = Field(default=500.0, ge=0)
-    rate_limit_burst: float = Field(default=1000.0, ge=1)
+    rate_limit_burst: float = Field(default=1000.0, ge=0)
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the reverse proxy): comma-
     # separated addresses or networks, "*" for any, empty for none. Other peers' are ignored.
     forwarded_allow_ips: str = "127.0.0.1,::1"

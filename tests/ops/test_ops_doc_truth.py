@@ -32,5 +32,6 @@ def test_reliability_states_the_default_number_of_handler_attempts() -> None:
 def test_readme_states_the_default_handler_retries_and_backoff() -> None:
     settings = _defaults()
     backoff = ",".join(f"{delay:g}" for delay in settings.handler_backoff_seconds)
-    row = f"| `YINGJI_HANDLER_RETRIES`, `YINGJI_HANDLER_BACKOFF_SECONDS` | `{settings.handler_retries}`, `[{backoff}]` |"
+    names = "`YINGJI_HANDLER_RETRIES`, `YINGJI_HANDLER_BACKOFF_SECONDS`"
+    row = f"| {names} | `{settings.handler_retries}`, `[{backoff}]` |"
     assert row in README.read_text(encoding="utf-8")

@@ -218,6 +218,17 @@ def test_rate_limit_without_a_key_is_per_client(limited: Stack) -> None:
     assert answers == [401, 401, 401, 429]
 
 
+@pytest.mark.parametrize(("rate", "burst"), [(0.01, 0), (0, 3), (0, 0)])
+def test_rate_limit_zero_rate_or_burst_switches_it_off(
+    tmp_path: Path, rate: float, burst: float
+) -> None:
+    with running_stack(
+        tmp_path, specs=[SPEC], rate_limit_per_second=rate, rate_limit_burst=burst
+    ) as stack:
+        answers = {stack.call("GET", "/v1/me", who="operator").status_code for _ in range(6)}
+    assert answers == {200}
+
+
 def test_default_limits_are_generous() -> None:
     from libs.common.settings import Settings
 
