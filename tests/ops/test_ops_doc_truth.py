@@ -11,6 +11,7 @@ pytestmark = pytest.mark.ops
 
 RELIABILITY = ROOT / "docs" / "reliability.md"
 README = ROOT / "README.md"
+METRICS = ROOT / "docs" / "metrics.md"
 
 
 def _defaults() -> Settings:
@@ -35,3 +36,21 @@ def test_readme_states_the_default_handler_retries_and_backoff() -> None:
     names = "`YINGJI_HANDLER_RETRIES`, `YINGJI_HANDLER_BACKOFF_SECONDS`"
     row = f"| {names} | `{settings.handler_retries}`, `[{backoff}]` |"
     assert row in README.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["yingji_reporting_zero_reports_filed_today", "yingji_reporting_zero_reports_missing_today"],
+)
+def test_zero_report_gauges_say_which_day_they_count(name: str) -> None:
+    from services.reporting import metrics
+
+    gauge = next(g for g in vars(metrics).values() if getattr(g, "_name", None) == name)
+    assert "yesterday's zero report" in gauge._documentation
+    rows = [
+        line
+        for line in METRICS.read_text(encoding="utf-8").splitlines()
+        if line.startswith(f"| `{name}` |")
+    ]
+    assert len(rows) == 2
+    assert all("yesterday's zero report" in row and "today's zero" not in row for row in rows)
