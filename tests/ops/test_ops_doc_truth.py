@@ -12,6 +12,7 @@ pytestmark = pytest.mark.ops
 RELIABILITY = ROOT / "docs" / "reliability.md"
 README = ROOT / "README.md"
 METRICS = ROOT / "docs" / "metrics.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
 
 def _defaults() -> Settings:
@@ -54,3 +55,19 @@ def test_zero_report_gauges_say_which_day_they_count(name: str) -> None:
     ]
     assert len(rows) == 2
     assert all("yesterday's zero report" in row and "today's zero" not in row for row in rows)
+
+
+def test_fresh_cluster_steps_create_before_they_use() -> None:
+    text = OPERATIONS.read_text(encoding="utf-8")
+    start = text.index("### Deploy the demo county")
+    steps = text[start : text.index("```\n", text.index("```sh", start) + 5)]
+    order = [
+        "kubectl apply -k deploy/k8s/operators",  # creates namespace yingji
+        "kubectl -n yingji create secret generic yingji-mongodb-password",
+        "kubectl -n $ns create secret generic yingji-bus-$s",
+        "kubectl -n yingji wait mongodbcommunity/yingji-mongodb",
+        "secret yingji-mongodb-admin-yingji",
+        "kubectl apply -k deploy/k8s/overlays/demo-county",
+    ]
+    positions = [steps.index(step) for step in order]
+    assert positions == sorted(positions)

@@ -315,16 +315,25 @@ def test_operator_examples_render_and_are_structurally_valid() -> None:
         "User",
         "Permission",
         "ServiceMonitor",
+        "Namespace",
     } <= kinds
     validate_builtin(docs)
     for doc in docs:
-        check_crd(doc)
+        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+            check_crd(doc)
+    # A fresh cluster: applying the examples creates the namespace they all live in.
+    (namespace,) = by_kind(docs, "Namespace")
+    assert namespace == "yingji"
+    assert {d["metadata"].get("namespace", namespace) for d in docs} == {namespace}
     cluster = next(d for d in docs if d["kind"] == "RabbitmqCluster")
     assert cluster["spec"]["replicas"] % 2 == 1, "an odd number of nodes for quorum queues"
     mongo = next(d for d in docs if d["kind"] == "MongoDBCommunity")
     assert mongo["spec"]["members"] % 2 == 1
     dbs = {r["db"] for u in mongo["spec"]["users"] for r in u["roles"] if r["name"] == "readWrite"}
     assert dbs == {f"yingji_{s}" for s in (*SERVICES, "platform")}
+    # The documented `mongodump --oplog` reads local.oplog.rs, which only `backup` allows.
+    (user,) = mongo["spec"]["users"]
+    assert {"name": "backup", "db": "admin"} in user["roles"]
     # Same topology as the compose broker.
     definitions = __import__("json").loads((DEPLOY / "rabbitmq/definitions.json").read_text())
     policy = next(d for d in docs if d["kind"] == "Policy")["spec"]
