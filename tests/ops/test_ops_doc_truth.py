@@ -71,3 +71,9 @@ def test_fresh_cluster_steps_create_before_they_use() -> None:
     ]
     positions = [steps.index(step) for step in order]
     assert positions == sorted(positions)
+
+
+def test_operations_does_not_claim_a_failing_readyz_restarts_the_container() -> None:
+    text = " ".join(OPERATIONS.read_text(encoding="utf-8").split())
+    assert "`/readyz` fails, the container is restarted" not in text
+    assert "restarts it only when the process exits" in text
