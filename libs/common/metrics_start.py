@@ -24,7 +24,9 @@ REJECTION_REASONS = (
     "malformed_json",
     "validation",
     "unauthenticated",
-    "forbidden",
+    "forbidden_role",
+    "forbidden_township",
+    "forbidden_warning_action",
     "throttled",
     "rate_limited",
 )

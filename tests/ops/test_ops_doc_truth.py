@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import ast
+import importlib
+import re
 
+import pytest
+from prometheus_client import REGISTRY
+
+from libs.common.metrics_start import REJECTION_REASONS
 from libs.common.settings import Settings
 from tests.ops.conftest import ROOT
 
@@ -13,6 +19,14 @@ RELIABILITY = ROOT / "docs" / "reliability.md"
 README = ROOT / "README.md"
 METRICS = ROOT / "docs" / "metrics.md"
 OPERATIONS = ROOT / "docs" / "operations.md"
+METRIC_MODULES = (
+    "libs.common.metrics",
+    "services.intake.metrics",
+    "services.warning.metrics",
+    "services.dispatch.metrics",
+    "services.reporting.metrics",
+    "services.reporting.console",
+)
 
 
 def _defaults() -> Settings:
@@ -77,3 +91,67 @@ def test_operations_does_not_claim_a_failing_readyz_restarts_the_container() -> 
     text = " ".join(OPERATIONS.read_text(encoding="utf-8").split())
     assert "`/readyz` fails, the container is restarted" not in text
     assert "restarts it only when the process exits" in text
+
+
+def _metric_rows() -> list[tuple[str, set[str], str]]:
+    """``(name, labels, meaning)`` of every row of docs/metrics.md's tables."""
+    row = re.compile(r"\| `(yingji_\w+)` \| \w+ \| ([^|]*) \| ([^|]*) \|")
+    found = (row.match(line) for line in METRICS.read_text(encoding="utf-8").splitlines())
+    return [(m[1], set(re.findall(r"`(\w+)`", m[2])), m[3]) for m in found if m]
+
+
+def _declared_labels() -> dict[str, set[str]]:
+    """Label names of every yingji_* family the code registers, by exposed name."""
+    for module in METRIC_MODULES:
+        importlib.import_module(module)
+    declared: dict[str, set[str]] = {}
+    for collector in list(REGISTRY._collector_to_names):
+        name = getattr(collector, "_name", "")
+        if name.startswith("yingji_"):
+            suffix = "_total" if getattr(collector, "_type", "") == "counter" else ""
+            declared[name + suffix] = set(getattr(collector, "_labelnames", ()))
+    return declared
+
+
+def test_metrics_doc_labels_are_the_declared_labels() -> None:
+    declared = _declared_labels()
+    rows = _metric_rows()
+    assert rows
+    for name, labels, _ in rows:
+        assert name in declared, name
+        assert labels == declared[name], name
+    without_service = {name for name, labels in declared.items() if "service" not in labels}
+    intro = METRICS.read_text(encoding="utf-8").split("## ", 1)[0]
+    listed = set(re.findall(r"`(yingji_\w+)`", intro))
+    prefixes = re.findall(r"`(yingji_\w+_)\*`", intro)
+    for name in without_service:
+        assert name in listed or any(name.startswith(p) for p in prefixes), name
+
+
+def _refusal_codes() -> set[str]:
+    """Codes of every ApiError raised with 401, 403 or 429 in the code."""
+    codes: set[str] = set()
+    for tree in ("libs", "services", "yingji"):
+        for path in (ROOT / tree).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not (isinstance(node, ast.Call) and len(node.args) >= 2):
+                    continue
+                callee = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                status, code = node.args[0], node.args[1]
+                if (
+                    callee == "ApiError"
+                    and isinstance(status, ast.Constant)
+                    and status.value in (401, 403, 429)
+                    and isinstance(code, ast.Constant)
+                ):
+                    codes.add(code.value)
+    return codes
+
+
+def test_rejection_reasons_are_the_codes_the_platform_counts() -> None:
+    refusals = _refusal_codes()
+    assert {"unauthenticated", "throttled"} <= refusals
+    assert refusals <= set(REJECTION_REASONS)
+    (meaning,) = [m for n, _, m in _metric_rows() if n == "yingji_http_rejections_total"]
+    documented = set(re.findall(r"`(\w+)`", meaning))
+    assert documented == set(REJECTION_REASONS)
