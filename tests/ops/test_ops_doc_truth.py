@@ -144,7 +144,7 @@ def _refusal_codes() -> set[str]:
                     and status.value in (401, 403, 429)
                     and isinstance(code, ast.Constant)
                 ):
-                    codes.add(code.value)
+                    codes.add(str(code.value))
     return codes
 
 
