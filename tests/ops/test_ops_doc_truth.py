@@ -155,3 +155,18 @@ def test_rejection_reasons_are_the_codes_the_platform_counts() -> None:
     (meaning,) = [m for n, _, m in _metric_rows() if n == "yingji_http_rejections_total"]
     documented = set(re.findall(r"`(\w+)`", meaning))
     assert documented == set(REJECTION_REASONS)
+
+
+def test_operations_routing_table_lists_every_proxy_location_with_its_owner() -> None:
+    nginx = (ROOT / "deploy" / "nginx" / "yingji.conf").read_text(encoding="utf-8")
+    locations = dict(re.findall(r"location (?:= )?(/[\w./-]*) +\{[^}]*?\$(\w+)_upstream", nginx))
+    assert "/v1/incidents" in locations and "/redoc" in locations
+    text = " ".join(OPERATIONS.read_text(encoding="utf-8").split())
+    start = text.index("Routing (the proxy and the Kubernetes Ingress")
+    table = text[start : text.index("→ reporting.", start) + len("→ reporting.")]
+    documented: dict[str, str] = {}
+    for group in re.finditer(r"(.*?)→ (\w+)[;.]", table):
+        for prefix in re.findall(r"`(/[\w./-]*)`", group[1]):
+            documented.setdefault(prefix, group[2])
+    documented.pop("/docs/static/", None)
+    assert documented == locations
