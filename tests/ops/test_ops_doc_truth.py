@@ -5,13 +5,16 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import REGISTRY
 
 from libs.common.metrics_start import REJECTION_REASONS
 from libs.common.settings import Settings
 from tests.ops.conftest import ROOT
+from yingji.platform import SERVICE_NAMES
 
 pytestmark = pytest.mark.ops
 
@@ -170,3 +173,23 @@ def test_operations_routing_table_lists_every_proxy_location_with_its_owner() ->
             documented.setdefault(prefix, group[2])
     documented.pop("/docs/static/", None)
     assert documented == locations
+
+
+def test_stream_doc_names_the_accept_header_the_route_requires(tmp_path: Path) -> None:
+    from tests.support.stack import running_stack
+
+    console_doc = " ".join((ROOT / "docs" / "console.md").read_text(encoding="utf-8").split())
+    assert "must send `Accept: text/event-stream`" in console_doc
+    with running_stack(tmp_path) as stack:
+        plain = stack.call("GET", "/v1/stream", who="operator")
+    assert plain.status_code == 406
+    assert "without it the answer is 406 `not_acceptable`" in console_doc
+
+
+def test_dead_letter_docs_do_not_send_operators_to_an_unpublished_port() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert all("ports" not in compose["services"][name] for name in SERVICE_NAMES)
+    for doc in ("reliability.md", "operations.md"):
+        text = " ".join((ROOT / "docs" / doc).read_text(encoding="utf-8").split())
+        assert "the service's own port" not in text, doc
+        assert "docker-compose exec <service> yingji dlq" in text, doc
