@@ -193,3 +193,18 @@ def test_dead_letter_docs_do_not_send_operators_to_an_unpublished_port() -> None
         text = " ".join((ROOT / "docs" / doc).read_text(encoding="utf-8").split())
         assert "the service's own port" not in text, doc
         assert "docker-compose exec <service> yingji dlq" in text, doc
+
+
+def test_readme_names_every_package_the_test_script_installs() -> None:
+    scripts = [ROOT / "scripts" / name for name in ("install-ops-tools", "install-browser")]
+    installed: set[str] = {"rabbitmq-server", "playwright", "kubernetes-validate"}
+    for script in scripts:
+        text = script.read_text(encoding="utf-8")
+        installed |= set(re.findall(r"need_debs\+=\(([\w.-]+)\)", text))
+        for loop in re.findall(r"for deb in ([\w. -]+); do", text):
+            installed |= set(loop.split())
+    assert {"nginx", "chromium", "poppler-utils", "libpango-1.0-0"} <= installed
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    start = readme.index("`./scripts/test` needs root for `apt-get` the first time")
+    paragraph = readme[start : readme.index("Tests that need a broker", start)]
+    assert {name for name in installed if f"`{name}`" not in paragraph} == set()
