@@ -41,7 +41,9 @@ ORDER_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "completed": ("released",),
     "released": (),
 }
-ACTIVE_ORDER_STATUSES = ("ordered", "en_route", "on_scene", "completed")
+# Active: teams are on their way or at work. A completed order waits only for its release and
+# return of stock; the console tile and the yingji_dispatch_orders_active gauge leave it out.
+ACTIVE_ORDER_STATUSES = ("ordered", "en_route", "on_scene")
 EDXL_RM_PHASE = {
     "reserving": "request",
     "ordered": "commit",

@@ -21,7 +21,8 @@ STOCK_BELOW_MIN = Gauge(
     "yingji_dispatch_stock_below_min", "Stock lines whose quantity is below their minimum level"
 )
 ORDERS_ACTIVE = Gauge(
-    "yingji_dispatch_orders_active", "Dispatch orders placed and not yet released"
+    "yingji_dispatch_orders_active",
+    "Real dispatch orders in progress (ordered, en route, on scene); drills excluded",
 )
 ORDER_TO_ON_SCENE = Histogram(
     "yingji_dispatch_order_to_on_scene_seconds",

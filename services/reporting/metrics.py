@@ -31,12 +31,14 @@ ZERO_REPORTS_CONTRADICTED = Counter(
 ZERO_REPORTS_CONTRADICTED.labels(SERVICE)  # exists at 0 from the start
 ZERO_REPORTS_FILED_TODAY = Gauge(
     "yingji_reporting_zero_reports_filed_today",
-    "Townships that filed yesterday's zero report, the one whose cut-off falls today (local)",
+    "Townships that filed the zero report of the zero-report day in force (the latest day "
+    "whose cut-off has passed)",
     ["service"],
 )
 ZERO_REPORTS_MISSING_TODAY = Gauge(
     "yingji_reporting_zero_reports_missing_today",
-    "Townships that have not yet filed yesterday's zero report, due by today's cut-off (local)",
+    "Townships missing the zero report of the zero-report day in force (the latest day whose "
+    "cut-off has passed)",
     ["service"],
 )
 REPORTS_FILED = Counter(

@@ -350,12 +350,9 @@ def scan_missed(ctx: ServiceContext, store: Store) -> int:
 
 
 def refresh_gauges(ctx: ServiceContext, store: Store) -> None:
-    """Filed / missing counts for the day whose cut-off falls today (local)."""
-    prof = profile(ctx)
-    today = domain.local_date(ctx.clock.now(), domain.zone(prof))
-    day = today - timedelta(days=1)
-    filed = store.zero_reports.count_documents({"date": day.isoformat()})
-    metrics.ZERO_REPORTS_FILED_TODAY.labels(metrics.SERVICE).set(filed)
-    metrics.ZERO_REPORTS_MISSING_TODAY.labels(metrics.SERVICE).set(
-        max(0, len(ctx.county.townships) - filed)
-    )
+    """Filed / missing counts of the latest day whose cut-off has passed: the day the console's
+    zero-report tile shows, counted as ``status`` counts it (days before the start owe none)."""
+    day = domain.last_closed_zero_date(ctx.clock.now(), profile(ctx))
+    current = status(ctx, store, day)
+    metrics.ZERO_REPORTS_FILED_TODAY.labels(metrics.SERVICE).set(len(current["filed"]))
+    metrics.ZERO_REPORTS_MISSING_TODAY.labels(metrics.SERVICE).set(len(current["missing"]))

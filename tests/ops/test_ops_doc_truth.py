@@ -64,14 +64,15 @@ def test_zero_report_gauges_say_which_day_they_count(name: str) -> None:
     from services.reporting import metrics
 
     gauge = next(g for g in vars(metrics).values() if getattr(g, "_name", None) == name)
-    assert "yesterday's zero report" in gauge._documentation
+    assert "zero-report day in force" in gauge._documentation
     rows = [
         line
         for line in METRICS.read_text(encoding="utf-8").splitlines()
         if line.startswith(f"| `{name}` |")
     ]
     assert len(rows) == 2
-    assert all("yesterday's zero report" in row and "today's zero" not in row for row in rows)
+    assert all("zero-report day in force" in row or "that zero report" in row for row in rows)
+    assert not any("today's zero" in row or "yesterday's" in row for row in rows)
 
 
 def test_fresh_cluster_steps_create_before_they_use() -> None:

@@ -29,9 +29,18 @@ def alerts() -> list[dict[str, Any]]:
     return [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
 
 
-def test_promtool_check_config() -> None:
-    out = run([tool("promtool"), "check", "config", str(PROM / "prometheus.yml")])
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-embedded.yml"])
+def test_promtool_check_config(config: str) -> None:
+    out = run([tool("promtool"), "check", "config", str(PROM / config)])
     assert "SUCCESS" in out.stdout + out.stderr
+
+
+def test_embedded_config_scrapes_the_one_job_the_absent_alert_knows() -> None:
+    """The embedded process is one job, ``yingji``, which YingjiServiceAbsent leaves alone."""
+    config = load_yaml(PROM / "prometheus-embedded.yml")
+    assert [job["job_name"] for job in config["scrape_configs"]] == ["yingji"]
+    absent = {a["alert"]: " ".join(a["expr"].split()) for a in alerts()}["YingjiServiceAbsent"]
+    assert absent.endswith('unless on() up{job="yingji"}')
 
 
 def test_promtool_check_rules() -> None:
