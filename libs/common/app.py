@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -126,10 +128,13 @@ class Runtime:
         if self.prepared:
             return
         self.prepared = True
-        self.keys.collection.create_index([("role", 1)])
-        self.generated_admin_key = self.keys.bootstrap(
-            self.settings.bootstrap_admin_key, self.settings.data_dir
-        )
+        # Every service process of one host shares the platform database; the first of them to
+        # start creates it, and the others wait rather than race it into existence.
+        with _one_process_at_a_time(self.settings.data_dir / "platform-init.lock"):
+            self.keys.collection.create_index([("role", 1)])
+            self.generated_admin_key = self.keys.bootstrap(
+                self.settings.bootstrap_admin_key, self.settings.data_dir
+            )
         for spec in self.specs:
             ctx = self.contexts[spec.name]
             for collection in spec.outbox_collections:
@@ -318,6 +323,18 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+
+
+@contextmanager
+def _one_process_at_a_time(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (created if missing) for the block."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
