@@ -373,7 +373,8 @@ def test_daily_summaries_missed_during_a_downtime_are_published_on_restart(
     publishes the summaries of 07-06 to 07-10, each once, in date order."""
     ctx = rstack.ctx("reporting")
     rstack.clock.set(local(2026, 7, 10, 18))
-    assert reporting_service.publish_daily_summary(ctx) is True
+    # The stack's own timer may run first once the clock moved; either run is the catch-up.
+    reporting_service.publish_daily_summary(ctx)
     assert reporting_service.publish_daily_summary(ctx) is False
     rstack.settle()
     published = [e["payload"]["summary_id"] for e in events_of(rstack, "summary_published")]
