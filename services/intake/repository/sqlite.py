@@ -194,11 +194,23 @@ class SqliteIntakeRepository:
         event: EventEnvelope,
     ) -> bool:
         """Guard: still open, still at ``version``."""
+        return self._step_open_incident(incident_id, version, fields, entry, event)
+
+    def _step_open_incident(
+        self,
+        incident_id: str,
+        version: int,
+        fields: Mapping[str, Any],
+        entry: Mapping[str, Any],
+        event: EventEnvelope,
+        extra_guard: str = "",
+    ) -> bool:
+        """One step of an open incident at ``version``: fields set, an entry in its history."""
         expr, params = patched(fields, {"history": [entry]})
         return self._change(
             incident_id,
             f"SET doc = json_set({expr}, '$.version', version + 1)"
-            " WHERE id = ? AND version = ? AND status = 'open'",
+            " WHERE id = ? AND version = ? AND status = 'open'" + extra_guard,
             [*params, incident_id, version],
             [event],
         )
@@ -246,14 +258,13 @@ class SqliteIntakeRepository:
         event: EventEnvelope,
     ) -> bool:
         """Guard: open, at ``version``, and it absorbed no other incident."""
-        expr, params = patched(fields, {"history": [entry]})
-        return self._change(
+        return self._step_open_incident(
             duplicate_id,
-            f"SET doc = json_set({expr}, '$.version', version + 1)"
-            " WHERE id = ? AND version = ? AND status = 'open'"
+            version,
+            fields,
+            entry,
+            event,
             " AND coalesce(json_array_length(doc, '$.merged_ids'), 0) = 0",
-            [*params, duplicate_id, version],
-            [event],
         )
 
     def apply_report(
