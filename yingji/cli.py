@@ -571,7 +571,8 @@ def _add_restore(commands: Any) -> None:
     restore.add_argument(
         "--replace",
         action="store_true",
-        help="move the files the directory holds into <dir>.before-restore-<time> first",
+        help="move the files the directory holds into <dir>.before-restore-<time> first "
+        "(default: refuse a directory that holds data)",
     )
     restore.set_defaults(func=cmd_restore)
 
