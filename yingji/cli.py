@@ -55,6 +55,8 @@ SETTING_HELP = {
     "rate_limit_burst": "requests a client may send at once above that rate; 0 switches it off",
     "forwarded_allow_ips": "proxies whose X-Forwarded-* headers are believed",
     "cursor_secret": "HMAC key of page cursors; empty: generated once into the data directory",
+    "openapi_peers": "other services' base URLs whose API documents /openapi.json merges "
+    "(the process behind the proxy's /docs); empty: its own only",
 }
 
 

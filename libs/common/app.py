@@ -35,6 +35,7 @@ from libs.common.openapi import (
     install_openapi,
     one_of,
 )
+from libs.common.openapi_merge import fetch_over_http, install_merged_openapi
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
 from libs.common.pagination import CursorScopeMiddleware, load_cursor_secret
 from libs.common.platform_api import build_index_router, build_platform_router
@@ -409,6 +410,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     install_openapi(app, lambda: contract_of(runtime))
+    install_merged_openapi(
+        app, [s.name for s in runtime.specs], runtime.settings.openapi_peers, fetch_over_http
+    )
 
     start_at_zero(runtime, app.routes, route_owner)
     app.add_middleware(

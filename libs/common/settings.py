@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # HMAC key that signs pagination cursors; empty = generated once into the data directory.
     # Every replica of a service must share it.
     cursor_secret: str = ""
+    # Base URLs of the other services' processes (comma-separated), for the one process the
+    # proxy sends /docs and /openapi.json to: it serves their documents merged with its own.
+    # Empty (embedded mode, every other process): its own document only.
+    openapi_peers: str = Field(default="", pattern=r"^[\w.:/\-, ]*$")
 
     @field_validator("forwarded_allow_ips")
     @classmethod

@@ -428,3 +428,14 @@ def test_every_replica_reads_the_one_cursor_secret(config: dict[str, Any]) -> No
     secrets_read = {config["services"][n]["environment"]["YINGJI_CURSOR_SECRET"] for n in SERVICES}
     assert len(secrets_read) == 1 and len(secrets_read.pop()) >= 32
     assert re.search(r"^YINGJI_CURSOR_SECRET=$", (ROOT / ".env.example").read_text(), re.M)
+
+
+def test_the_docs_process_merges_every_other_service(config: dict[str, Any]) -> None:
+    """The proxy sends /openapi.json to reporting, which names each other service's process."""
+    from libs.common.openapi_merge import peer_urls
+
+    peers = peer_urls(config["services"]["reporting"]["environment"]["YINGJI_OPENAPI_PEERS"])
+    others = [name for name in SERVICES if name != "reporting"]
+    assert peers == [f"http://{name}:8000" for name in others]
+    for name in others:
+        assert "YINGJI_OPENAPI_PEERS" not in config["services"][name]["environment"]

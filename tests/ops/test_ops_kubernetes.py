@@ -663,4 +663,20 @@ def test_network_policies_deny_by_default_and_allow_what_the_platform_needs(
     assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
     # The default deny catches Yingji's pods only, never the broker's or the database's.
-    assert allowed(policies, stranger, Pod(namespace, {"app": "other"}, {}), 80) is not False
+    assert allowed(policies, stranger, Pod(namespace, {"app": "other"}, {}), 80)
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_the_docs_pod_merges_every_other_service(
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
+    from libs.common.openapi_merge import peer_urls
+
+    deployments = by_kind(rendered[tree], "Deployment")
+    services = by_kind(rendered[tree], "Service")
+    (container,) = deployments["reporting"]["spec"]["template"]["spec"]["containers"]
+    (peers,) = [e["value"] for e in container["env"] if e["name"] == "YINGJI_OPENAPI_PEERS"]
+    others = [name for name in SERVICES if name != "reporting"]
+    assert peer_urls(peers) == [
+        f"http://{name}:{services[name]['spec']['ports'][0]['port']}" for name in others
+    ]
