@@ -521,6 +521,7 @@ REPORTED_FIELDS = (
     "reporter",
     "approver",
     "source",
+    "received_by",
     "dispute",
     "exercise",
 )

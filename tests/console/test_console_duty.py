@@ -303,6 +303,7 @@ def test_a_phoned_in_incident_is_entered_on_a_townships_behalf(
     created = next(i for i in listed if i["title"] == "城关镇东门桥被冲毁")
     assert created["township_code"] == TOWNSHIP_A
     assert created["source"] == "电话报告（接听人：leader）"
+    assert created["received_by"] == {"name": "leader", "phone": None}  # 接听人
     assert created["reporter"] == {"name": "陈刚", "phone": "13700003333"}
     assert created["approver"] == {"name": "周敏", "phone": "13600004444"}
     assert created["casualties"]["trapped"] == 2 and created["trend"] == "水位仍在上涨。"
