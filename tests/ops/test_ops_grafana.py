@@ -314,3 +314,24 @@ def test_dashboards_leave_drills_out(dashboards: dict[str, dict[str, Any]]) -> N
         if expr not in EXERCISE_LABELLED and (found := drill_leaks(expr))
     }
     assert leaks == {}
+
+
+def test_zero_report_panels_say_which_day_they_count(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    """The zero-report gauges count the zero-report day in force (not the calendar day), and
+    the missed counter counts a day once its cut-off has passed: each panel says so."""
+    found = 0
+    for dashboard in dashboards.values():
+        for panel in panels(dashboard):
+            exprs = " ".join(t.get("expr", "") for t in panel.get("targets", []))
+            description = " ".join(panel.get("description", "").split())
+            if re.search(r"yingji_reporting_zero_reports_(filed|missing)_today", exprs):
+                found += 1
+                assert "zero-report day in force" in description, panel["title"]
+                assert "yesterday from 08:00" in description, panel["title"]
+                assert "today" not in panel["title"].lower(), panel["title"]
+            elif "yingji_reporting_zero_reports_missed_total" in exprs:
+                found += 1
+                assert "cut-off" in description, panel["title"]
+    assert found >= 5
