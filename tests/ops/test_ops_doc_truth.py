@@ -209,3 +209,17 @@ def test_readme_names_every_package_the_test_script_installs() -> None:
     start = readme.index("`./scripts/test` needs root for `apt-get` the first time")
     paragraph = readme[start : readme.index("Tests that need a broker", start)]
     assert {name for name in installed if f"`{name}`" not in paragraph} == set()
+
+
+def test_readme_service_table_lists_every_routed_prefix_with_its_owner() -> None:
+    from tests.ops.conftest import ROUTES
+
+    platform = {"/v1/admin", "/v1/townships", "/v1/me", "/docs"}
+    rows = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in SERVICE_NAMES:
+            for prefix in re.findall(r"`(/[\w./-]*)`", cells[2]):
+                rows[prefix] = cells[0]
+    expected = {p: s for p, s in ROUTES.items() if p not in platform}
+    assert rows == expected
