@@ -223,3 +223,15 @@ def test_readme_service_table_lists_every_routed_prefix_with_its_owner() -> None
                 rows[prefix] = cells[0]
     expected = {p: s for p, s in ROUTES.items() if p not in platform}
     assert rows == expected
+
+
+@pytest.mark.parametrize("setting", ["rate_limit_burst", "rate_limit_per_second"])
+def test_a_rate_limit_setting_of_zero_switches_the_limit_off(tmp_path: Path, setting: str) -> None:
+    """README and reliability.md: `0` for either switches the limit off (and starts)."""
+    from tests.support.stack import running_stack
+
+    assert "`0` for either switches it off" in README.read_text(encoding="utf-8")
+    limits = {"rate_limit_per_second": 0.01, "rate_limit_burst": 1.0, setting: 0}
+    with running_stack(tmp_path, **limits) as stack:
+        statuses = {stack.call("GET", "/v1/townships").status_code for _ in range(5)}
+    assert statuses == {200}
