@@ -146,3 +146,24 @@ def test_a_damaged_archive_is_refused_before_anything_is_written(tmp_path: Path)
 
     inside = yingji("backup", "--data-dir", str(data), "--output", str(data / "b"), cwd=tmp_path)
     assert inside.returncode == 1 and "outside the data directory" in inside.stderr
+
+
+def test_replace_sets_the_present_files_aside_and_restores(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cursor-secret.key").write_text("before")
+    (data / "notes.sqlite3").write_bytes(b"")  # not SQLite: copied as a file
+    made = yingji("backup", "--data-dir", str(data), "--output", str(tmp_path), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    (archive,) = tmp_path.glob("yingji-backup-*.tar.gz")
+    (data / "cursor-secret.key").write_text("after")
+    (data / "added-later.key").write_text("x")
+
+    done = yingji("restore", str(archive), "--data-dir", str(data), "--replace", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (data / "cursor-secret.key").read_text() == "before"
+    assert not (data / "added-later.key").exists()
+    (aside,) = tmp_path.glob("data.before-restore-*")
+    assert (aside / "cursor-secret.key").read_text() == "after"
+    assert (aside / "added-later.key").exists()
+    assert str(aside) in done.stdout
