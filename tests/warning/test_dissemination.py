@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from prometheus_client import REGISTRY
 
+from services.warning.domain import delivery_id, township_target
 from tests.warning.capschema import CAP_NS, assert_conforms
 from tests.warning.conftest import (
     TOWNSHIP_A,
@@ -341,7 +342,8 @@ def test_first_delivery_and_ack_latency_are_measured(wstack: WarningStack) -> No
 
 def test_the_cap_in_a_message_is_parseable(wstack: WarningStack) -> None:
     wid = wstack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
-    row = wstack.service.store.deliveries.find_one({"warning_id": wid})
+    ident = delivery_id(wid, 1, township_target(TOWNSHIP_A), "值班日志")
+    row = wstack.service.repo.delivery_by_id(ident)
     assert row is not None
     message = row["message"]
     document = message["cap"]
