@@ -137,10 +137,12 @@ def warning_stack(
     county: County | None = None,
     rules: WarningRules | None = None,
     start: datetime = DEFAULT_START,
+    wake_on_issue: bool | None = None,
     **settings: Any,
 ) -> Iterator[WarningStack]:
     """All services in-process (the warning service with ``rules``), a probe, a manual clock;
-    ``settings`` override process settings."""
+    ``settings`` override process settings. An issued warning wakes the delivery worker when
+    ``wake_on_issue`` (by default only with a short worker interval)."""
     from yingji.platform import load_specs
 
     reset_memory_bus()
@@ -157,7 +159,9 @@ def warning_stack(
     # A long worker interval and no wake on issue: the tests call the delivery job
     # themselves, deterministically (unless their rules ask for a short interval).
     chosen = rules or load_rules().with_changes(delivery={"worker_interval_seconds": 3600})
-    wake = chosen.delivery.worker_interval_seconds < 3600
+    wake = (
+        chosen.delivery.worker_interval_seconds < 3600 if wake_on_issue is None else wake_on_issue
+    )
     specs: Sequence[ServiceSpec] = [
         build_spec(chosen, wake_on_issue=wake) if spec.name == "warning" else spec
         for spec in load_specs()

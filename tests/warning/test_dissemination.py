@@ -369,3 +369,17 @@ def test_the_delivery_timer_runs_on_its_own(make_stack: Callable[..., Any]) -> N
                 break
             time.sleep(0.1)
         assert states(view, "值班日志") == {TOWNSHIP_A: ("delivered", 1)}
+
+
+def test_an_issued_warning_wakes_the_delivery_worker(make_stack: Callable[..., Any]) -> None:
+    """The worker's interval is an hour: only the wake on issue can deliver within the test."""
+    with make_stack(wake_on_issue=True) as stack:
+        wid = stack.issue(level=4, areas=[TOWNSHIP_A]).json()["id"]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            view = deliveries(stack, wid)
+            if states(view, "值班日志") == {TOWNSHIP_A: ("delivered", 1)}:
+                break
+            time.sleep(0.05)
+        assert states(view, "值班日志") == {TOWNSHIP_A: ("delivered", 1)}
+        assert stack.service.rules.delivery.worker_interval_seconds == 3600

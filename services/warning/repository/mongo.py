@@ -156,7 +156,9 @@ class MongoWarningRepository:
         """On the (status, exercise) index, newest issue first."""
         return list(
             self.warnings.find(
-                {"status": "active", "exercise": False}, sort=[("issued_at", -1)], limit=limit
+                {"status": "active", "exercise": False},
+                sort=[("issued_at", -1), ("_id", -1)],
+                limit=limit,
             )
         )
 
