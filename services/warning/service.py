@@ -26,6 +26,9 @@ from services.warning.rules import WarningRules, load_rules
 from services.warning.usecases import WarningUseCases
 
 NAME = "warning"
+# With nothing pending the worker sleeps this long between looks (a version issued here wakes
+# it at once; the look finds what another process planned and could not send).
+IDLE_RECHECK_SECONDS = 30.0
 
 
 def open_repository(ctx: ServiceContext) -> WarningRepository:
@@ -59,10 +62,19 @@ def migrate_store(settings: Settings, legacy_db: Any) -> int:
 
 class DeliveryWorker:
     """Runs the delivery job on its own thread: at once when woken (a version was issued),
-    otherwise every interval (retries, leftovers); between runs it blocks on an event."""
+    otherwise every interval while deliveries wait for a retry, and every
+    ``IDLE_RECHECK_SECONDS`` when none does; between runs it blocks on an event."""
 
-    def __init__(self, job: Callable[[], int], interval: float, batch: int, log: Any) -> None:
+    def __init__(
+        self,
+        job: Callable[[], int],
+        pending: Callable[[], bool],
+        interval: float,
+        batch: int,
+        log: Any,
+    ) -> None:
         self.job = job
+        self.pending = pending
         self.interval = interval
         self.batch = batch
         self.log = log
@@ -88,16 +100,20 @@ class DeliveryWorker:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        wait = self.interval
         while True:
-            self._wake.wait(self.interval)
+            self._wake.wait(wait)
             if self._stopping.is_set():
                 return
             self._wake.clear()  # a wake during the run below runs the job again
             try:
                 if self.job() >= self.batch:
                     self._wake.set()  # a full batch: more may be due
+                busy = self.pending()
             except Exception as exc:
                 self.log.error("warning_deliveries_failed", error=repr(exc))
+                busy = True
+            wait = self.interval if busy else max(self.interval, IDLE_RECHECK_SECONDS)
 
 
 def use_cases(ctx: ServiceContext, rules: WarningRules | None = None) -> WarningUseCases:
@@ -123,7 +139,11 @@ def start_delivery_worker(ctx: ServiceContext, warning: WarningUseCases, wake: b
     """The delivery worker of this context; an issued version wakes it when ``wake``."""
     delivery = warning.rules.delivery
     worker = DeliveryWorker(
-        warning.run_deliveries, delivery.worker_interval_seconds, delivery.batch_size, warning.log
+        warning.run_deliveries,
+        warning.deliveries_waiting,
+        delivery.worker_interval_seconds,
+        delivery.batch_size,
+        warning.log,
     )
     if wake:
         warning.wake_deliveries = worker.wake

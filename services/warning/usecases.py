@@ -870,6 +870,10 @@ class WarningUseCases:
         self.refresh_pending_gauge()
         return attempts
 
+    def deliveries_waiting(self) -> bool:
+        """Whether any delivery or fanout still waits (the worker keeps looking while so)."""
+        return bool(self.repo.count_pending_deliveries() or self.repo.warnings_awaiting_fanout(1))
+
     def _try(self, due: Mapping[str, Any], now: datetime) -> bool:
         """Lease a due delivery (no other worker tries it meanwhile) and try it once."""
         channel = self.channels.get(due["channel"])

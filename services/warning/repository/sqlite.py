@@ -369,6 +369,16 @@ class SqliteWarningRepository:
             [warning_id, *townships],
         )
 
+    def delivered_at_by_warning(self) -> dict[str, list[datetime]]:
+        """When each warning's deliveries went out (benches read it after a run)."""
+        found: dict[str, list[datetime]] = {}
+        for wid, at in self.db.query(
+            "SELECT warning_id, doc ->> '$.delivered_at.\"$date\"' FROM deliveries"
+            " WHERE state = 'delivered'"
+        ):
+            found.setdefault(wid, []).append(datetime.fromisoformat(at))
+        return found
+
     def count_pending_deliveries(self) -> int:
         """On the state index."""
         return int(self.db.query("SELECT count(*) FROM deliveries WHERE state = 'pending'")[0][0])
