@@ -58,7 +58,8 @@ SCHEMA = [
     "CREATE UNIQUE INDEX IF NOT EXISTS warnings_idem ON warnings (idem_key)",
     "CREATE INDEX IF NOT EXISTS warnings_created ON warnings (created_at, id)",
     "CREATE INDEX IF NOT EXISTS warnings_status_created ON warnings (status, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS warnings_active ON warnings (status, exercise, level, issued_at)",
+    "CREATE INDEX IF NOT EXISTS warnings_active ON warnings (status, exercise, level)",
+    "CREATE INDEX IF NOT EXISTS warnings_feed ON warnings (status, exercise, issued_at, id)",
     # Timers look only at what is due: partial indexes hold just those rows.
     "CREATE INDEX IF NOT EXISTS warnings_expiry ON warnings (expiry_due)"
     " WHERE expiry_due IS NOT NULL",
@@ -246,7 +247,7 @@ class SqliteWarningRepository:
         return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["_id"])
 
     def public_warnings(self, limit: int) -> list[dict[str, Any]]:
-        """On the (status, exercise, level, issued_at) index, newest issue first."""
+        """Walks the (status, exercise, issued_at, id) index backwards: newest issue first."""
         return self.db.documents(
             "SELECT doc FROM warnings WHERE status = 'active' AND exercise = 0"
             " ORDER BY issued_at DESC, id DESC LIMIT ?",
