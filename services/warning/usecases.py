@@ -258,10 +258,12 @@ class WarningUseCases:
     def _after_write(self, warning_id: str) -> None:
         self.wake_relay()
         try:
-            if self.fanout_warning(warning_id):
-                self.wake_deliveries()
-        except Exception as exc:  # the fanout job finishes it
+            self.fanout_warning(warning_id)
+        except Exception as exc:  # the delivery worker's fanout job finishes it
             self.log.warning("fanout_deferred", correlation_id=warning_id, error=repr(exc))
+        # Deliveries start at once, also when the planning above has to be finished by the
+        # worker (and a draft awaiting approval costs the worker one empty look).
+        self.wake_deliveries()
         self.refresh_gauges()
 
     def _save(
