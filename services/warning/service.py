@@ -92,6 +92,10 @@ class DeliveryWorker:
         """Run the job now rather than at the next interval."""
         self._wake.set()
 
+    def is_alive(self) -> bool:
+        """Whether the thread runs."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop after the run in hand."""
         self._stopping.set()
