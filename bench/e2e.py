@@ -31,10 +31,24 @@ from bench.common import (
     record,
 )
 from libs.common.clock import as_utc
+from libs.common.sqlite import SqliteDatabase
 from libs.common.store import EmbeddedEngine
+from services.warning.repository.sqlite import SqliteWarningRepository
 
 RATE = float(os.environ.get("BENCH_E2E_RATE", "50"))
 SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "60"))
+
+
+def _delivered(data_dir: Path) -> dict[str, list[float]]:
+    """When each warning's deliveries went out, from the warning service's SQLite file."""
+    repo = SqliteWarningRepository(SqliteDatabase(data_dir / "yingji_warning.sqlite3"))
+    try:
+        return {
+            wid: [_seconds(at) for at in times]
+            for wid, times in repo.delivered_at_by_warning().items()
+        }
+    finally:
+        repo.close()
 
 
 def _warnings(base: str, key: str, stop: threading.Event, sent: list[tuple[str, float]]) -> None:
@@ -91,14 +105,9 @@ def main() -> None:
                     {"kind": "initial"}, projection={"incident_id": 1, "created_at": 1}
                 )
             }
-            deliveries = engine.database("yingji_warning")["deliveries"]
-            delivered: dict[str, list[float]] = {}
-            for row in deliveries.find(
-                {"state": "delivered"}, projection={"warning_id": 1, "delivered_at": 1}
-            ):
-                delivered.setdefault(row["warning_id"], []).append(_seconds(row["delivered_at"]))
         finally:
             engine.close()
+        delivered = _delivered(data.parent)
     lat = [registered[i] - sent for i, sent in load.created if i in registered]
     missing = sum(1 for i, _ in load.created if i not in registered)
     record(

@@ -19,7 +19,7 @@ from libs.common.clock import ManualClock, as_utc
 from libs.common.events import EventEnvelope, make_event
 from services.dispatch.store import DispatchStore
 from services.reporting.store import Store as ReportingStore
-from services.warning.store import WarningStore
+from services.warning.service import open_repository as warning_repository
 from tests.ordering.conftest import Delivery
 from tests.support.bodies import incident_body
 from tests.support.stack import TOWNSHIP_A
@@ -134,7 +134,7 @@ def _incident_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     incident_id = ids["incident"]
     reporting = ReportingStore(delivery.stack.ctx("reporting"))
     dispatch = DispatchStore(delivery.stack.ctx("dispatch"))
-    warning = WarningStore(delivery.stack.ctx("warning").db)
+    warning = warning_repository(delivery.stack.ctx("warning"))
     seen = reporting.incident(incident_id) or {}
     open_deadlines = sorted(
         (d["kind"], as_utc(d["due_at"]).isoformat(), d["grade"])
@@ -142,8 +142,8 @@ def _incident_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     )
     local = dispatch.incidents.find_one({"_id": incident_id}) or {}
     plan_id = f"incident-{incident_id}"
-    view = warning.incidents.find_one({"_id": incident_id}) or {}
-    pending = warning.suggestions.find({"incident_id": incident_id, "status": "pending"})
+    view = warning.incident(incident_id) or {}
+    pending = warning.pending_suggestions(incident_id)
     return {
         "reporting": {
             "status": seen.get("status"),
