@@ -71,6 +71,10 @@ LEDGER_PENDING = "_ledger_pending"
 LEDGER_FLAG = "_ledger_flag"
 RELEASE_PENDING = "_release_pending"
 NOT_DRILL = {"$ne": True}
+# Quantity against minimum; a missing figure counts as 0 (mongomock cannot compare a missing one).
+_FIGURES = [{"$ifNull": ["$quantity", 0]}, {"$ifNull": ["$min_level", 0]}]
+BELOW_MIN = {"$lt": _FIGURES}
+AT_OR_ABOVE_MIN = {"$gte": _FIGURES}
 
 INDEXES: dict[str, list[dict[str, Any]]] = {
     TEAMS: [
@@ -330,8 +334,7 @@ class MongoDispatchRepository:
         """Ascending ``_id``; below the minimum by ``$expr``."""
         selector = _equal(warehouse_id=filters.warehouse_id, item_code=filters.item_code)
         if filters.below_min is not None:
-            op = "$lt" if filters.below_min else "$gte"
-            selector["$expr"] = {op: ["$quantity", "$min_level"]}
+            selector["$expr"] = BELOW_MIN if filters.below_min else AT_OR_ABOVE_MIN
         return page(
             self.stock, selector, sort_field="_id", descending=False, limit=limit, cursor=cursor
         )
@@ -379,21 +382,23 @@ class MongoDispatchRepository:
     def _flush_ledger(
         self, ident: str, known: Mapping[str, tuple[float, int]] | None = None
     ) -> int:
-        """Copy a line's pending ledger entries to the ledger collection, then drop them."""
+        """Copy a line's pending ledger entries to the ledger collection, then drop them.
+
+        ``known`` carries the figures (quantity after, sequence) of the entries this caller
+        applied; another flush may have copied such an entry first without them, so they are
+        filled in whether the entry was still pending or not.
+        """
         line = self.stock.find_one({"_id": ident}, projection={LEDGER_PENDING: 1})
         pending = list((line or {}).get(LEDGER_PENDING) or [])
+        for entry in pending:
+            insert_once(self.ledger, {**entry, "quantity_after": None, "seq": None})
+        for entry_id, (quantity_after, seq) in (known or {}).items():
+            self.ledger.update_one(
+                {"_id": entry_id, "quantity_after": None},
+                {"$set": {"quantity_after": quantity_after, "seq": seq}},
+            )
         if not pending:
             return 0
-        known = known or {}
-        for entry in pending:
-            quantity_after, seq = known.get(entry["_id"], (None, None))
-            row = {**entry, "quantity_after": quantity_after, "seq": seq}
-            if not insert_once(self.ledger, row) and quantity_after is not None:
-                # Another flush copied it first without the figure we know: fill it in.
-                self.ledger.update_one(
-                    {"_id": entry["_id"], "quantity_after": None},
-                    {"$set": {"quantity_after": quantity_after, "seq": seq}},
-                )
         ids = [entry["_id"] for entry in pending]
         self.stock.update_one({"_id": ident}, {"$pull": {LEDGER_PENDING: {"_id": {"$in": ids}}}})
         self.stock.update_one(
@@ -433,7 +438,7 @@ class MongoDispatchRepository:
             {
                 "_id": ident,
                 "low_alerted": {"$ne": True},
-                "$expr": {"$lt": ["$quantity", "$min_level"]},
+                "$expr": BELOW_MIN,
             },
             with_events({"$set": {"low_alerted": True, "low_since": now}}, [event]),
         )
@@ -442,14 +447,14 @@ class MongoDispatchRepository:
     def clear_stock_low(self, ident: str) -> None:
         """Guarded by alerted and recovered."""
         self.stock.update_one(
-            {"_id": ident, "low_alerted": True, "$expr": {"$gte": ["$quantity", "$min_level"]}},
+            {"_id": ident, "low_alerted": True, "$expr": AT_OR_ABOVE_MIN},
             {"$set": {"low_alerted": False}, "$unset": {"low_since": ""}},
         )
 
     def lines_low_unalerted(self) -> list[str]:
         """``$expr`` on quantity and minimum."""
         rows = self.stock.find(
-            {"low_alerted": {"$ne": True}, "$expr": {"$lt": ["$quantity", "$min_level"]}},
+            {"low_alerted": {"$ne": True}, "$expr": BELOW_MIN},
             projection={"_id": 1},
         )
         return [row["_id"] for row in rows]
@@ -724,9 +729,7 @@ class MongoDispatchRepository:
         active = {"status": {"$in": list(domain.ACTIVE_ORDER_STATUSES)}, **real}
         return {
             "teams": {s: self.teams.count_documents({"status": s}) for s in domain.TEAM_STATUSES},
-            "stock_below_min": self.stock.count_documents(
-                {"$expr": {"$lt": ["$quantity", "$min_level"]}}
-            ),
+            "stock_below_min": self.stock.count_documents({"$expr": BELOW_MIN}),
             "orders_active": self.orders.count_documents(active),
             "plans_active": self.plans.count_documents({"status": "active", **real}),
             "assignments_open": self.assignments.count_documents(open_selector),
