@@ -61,7 +61,7 @@ def test_three_three_rule_from_group_to_county(dstack: Stack) -> None:
     for _ in range(3):
         _attempt(dstack, aid, "county")
     top = dstack.call("POST", escalate, json={})
-    assert top.status_code == 409 and "county" in top.json()["error"]["message"]
+    assert top.status_code == 409 and "县级" in top.json()["error"]["message"]
     resolved = _attempt(dstack, aid, "county", "resolved")
     assert resolved.json()["status"] == "resolved"
     assert _attempt(dstack, aid, "county").status_code == 409
@@ -81,7 +81,7 @@ def test_major_dispute_waits_for_a_leader(dstack: Stack) -> None:
     aid = created.json()["id"]
     assert created.json()["status"] == "pending_approval"
     refused = _attempt(dstack, aid, "group")
-    assert refused.status_code == 409 and "approves" in refused.json()["error"]["message"]
+    assert refused.status_code == 409 and "审批" in refused.json()["error"]["message"]
     assert dstack.call("POST", f"/v1/assignments/{aid}/approve").status_code == 403
     approved = dstack.call(
         "POST", f"/v1/assignments/{aid}/approve", who="leader", json={"note": "同意"}
