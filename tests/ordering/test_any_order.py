@@ -17,7 +17,8 @@ from typing import Any
 
 from libs.common.clock import ManualClock, as_utc
 from libs.common.events import EventEnvelope, make_event
-from services.dispatch.store import DispatchStore
+from services.dispatch.repository import DispatchRepository
+from services.dispatch.service import open_repository as dispatch_repository
 from services.reporting.store import Store as ReportingStore
 from services.warning.service import open_repository as warning_repository
 from tests.ordering.conftest import Delivery
@@ -122,25 +123,25 @@ def _active_level(plan: dict[str, Any] | None) -> int | None:
     return int(plan["level"]) if plan and plan.get("status") == "active" else None
 
 
-def _stranded_standby(dispatch: DispatchStore, plan_id: str) -> int:
+def _stranded_standby(dispatch: DispatchRepository, plan_id: str) -> int:
     """Teams left on standby for a plan that is not active (how many teams an active plan holds
     depends on what earlier scenarios left available, so it is not compared)."""
     if _active_level(dispatch.plan(plan_id)) is not None:
         return 0
-    return int(dispatch.teams.count_documents({"standby_plan_id": plan_id, "status": "standby"}))
+    return len(dispatch.standby_teams_of(plan_id))
 
 
 def _incident_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     incident_id = ids["incident"]
     reporting = ReportingStore(delivery.stack.ctx("reporting"))
-    dispatch = DispatchStore(delivery.stack.ctx("dispatch"))
+    dispatch = dispatch_repository(delivery.stack.ctx("dispatch"))
     warning = warning_repository(delivery.stack.ctx("warning"))
     seen = reporting.incident(incident_id) or {}
     open_deadlines = sorted(
         (d["kind"], as_utc(d["due_at"]).isoformat(), d["grade"])
         for d in reporting.open_deadlines(incident_id)
     )
-    local = dispatch.incidents.find_one({"_id": incident_id}) or {}
+    local = dispatch.incident_view(incident_id) or {}
     plan_id = f"incident-{incident_id}"
     view = warning.incident(incident_id) or {}
     pending = warning.pending_suggestions(incident_id)
@@ -278,9 +279,9 @@ def _warning_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelo
 def _warning_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     warning_id = ids["warning"]
     reporting = ReportingStore(delivery.stack.ctx("reporting"))
-    dispatch = DispatchStore(delivery.stack.ctx("dispatch"))
+    dispatch = dispatch_repository(delivery.stack.ctx("dispatch"))
     seen = reporting.warnings.find_one({"_id": warning_id}) or {}
-    local = delivery.stack.ctx("dispatch").db["warning_views"].find_one({"_id": warning_id}) or {}
+    local = dispatch.warning_view(warning_id) or {}
     plan_id = f"warning-{warning_id}"
     return {
         "reporting": {k: seen.get(k) for k in ("status", "version", "level", "issued_at")},
