@@ -43,6 +43,7 @@ SETTING_HELP = {
     "timezone": "the county's time zone",
     "max_body_bytes": "largest request body accepted",
     "relay_interval_seconds": "how often the outbox relay looks for unsent events",
+    "relay_idle_seconds": "how seldom an idle relay looks (writes wake it at once)",
     "relay_batch_size": "events the relay publishes per round",
     "outbox_lease_seconds": "how long a relay holds an outbox row before another may take it",
     "consumer_prefetch": "unacknowledged messages a consumer holds",
