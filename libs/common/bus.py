@@ -51,8 +51,9 @@ PERSISTENT = 2
 # so a replayed message gets its retries again).
 RETRY_HEADER = "x-yingji-retry"
 
-# Longest a memory-bus consumer sleeps with nothing to do (puts and stops wake it sooner).
-MEMORY_IDLE_WAIT_SECONDS = 30.0
+# Longest a memory-bus consumer sleeps with nothing to do (puts and stops wake it sooner; this
+# bounds how long a stop that slips in just before the wait can go unnoticed).
+MEMORY_IDLE_WAIT_SECONDS = 5.0
 # A handler returns False when it recognised a duplicate and changed nothing.
 Handler = Callable[[EventEnvelope], bool | None]
 

@@ -34,10 +34,12 @@ def _seen() -> int:
         return _generation
 
 
-def _wait_for_news(seen: int, seconds: float) -> None:
+def _wait_for_news(seen: int, seconds: float) -> bool:
+    """Wait until something is announced after ``seen`` or ``seconds`` pass; True if woken."""
     with _ARRIVALS:
         if _generation == seen:
             _ARRIVALS.wait(seconds)
+        return _generation != seen
 
 
 class WakingChannel(memory.Channel):
@@ -60,9 +62,14 @@ class WakingMemoryTransport(memory.Transport):
     Channel = WakingChannel
 
     def drain_events(self, connection: Any, timeout: Any = None) -> Any:  # type: ignore[override]
-        """Deliver one message, waiting for one to arrive until ``timeout`` (TimeoutError)."""
-        cycle: Any = self.cycle
+        """Deliver one message, waiting for one to arrive until ``timeout`` (TimeoutError).
+
+        A wake that brings nothing for this connection (a put elsewhere, or a consumer being
+        stopped) also ends the wait with TimeoutError, so the caller can look at its own state.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        cycle: Any = self.cycle
+        woken = False
         while True:
             # Read the generation before looking: a put between the look and the wait changes it,
             # so the wait returns at once instead of missing the message.
@@ -73,6 +80,6 @@ class WakingMemoryTransport(memory.Transport):
             except Empty:
                 pass
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if woken or (remaining is not None and remaining <= 0):
                 raise TimeoutError()
-            _wait_for_news(seen, 60.0 if remaining is None else remaining)
+            woken = _wait_for_news(seen, 60.0 if remaining is None else remaining)
