@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from libs.common import bus
 from libs.common.logging import configure_logging
 from libs.common.settings import Settings
-from yingji.platform import SERVICE_NAMES, build, load_specs
+from yingji.platform import SERVICE_MODULES, SERVICE_NAMES, build, load_specs
 
 # What each YINGJI_* variable does, for `yingji --help`; the list itself comes from Settings.
 SETTING_HELP = {
@@ -42,6 +42,7 @@ SETTING_HELP = {
     "timezone": "the county's time zone",
     "max_body_bytes": "largest request body accepted",
     "relay_interval_seconds": "how often the outbox relay looks for unsent events",
+    "relay_idle_seconds": "how seldom an idle relay looks (writes wake it at once)",
     "relay_batch_size": "events the relay publishes per round",
     "outbox_lease_seconds": "how long a relay holds an outbox row before another may take it",
     "consumer_prefetch": "unacknowledged messages a consumer holds",
@@ -445,20 +446,31 @@ def cmd_drill(args: argparse.Namespace) -> None:
 
 def cmd_migrate_store(args: argparse.Namespace) -> None:
     """Bring a data directory of the previous embedded store over to the SQLite files."""
-    from libs.common.store import StoreFactory
-    from services.intake.service import migrate_store as migrate_intake
-    from services.warning.service import migrate_store as migrate_warning
-
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     settings = Settings(**overrides)
+    for name, copied in migrate_data_dir(settings):
+        print(f"{name}: {copied} copied (已迁移 {copied} 条)")
+
+
+def migrate_data_dir(settings: Settings) -> list[tuple[str, int]]:
+    """Run every service's ``migrate_store`` (those that have one) and the keys' migration;
+    what each copied. A second run copies nothing."""
+    import importlib
+
+    from libs.common.keys.assembly import migrate_keys
+    from libs.common.store import StoreFactory
+
     stores = StoreFactory(settings)
+    copied: list[tuple[str, int]] = []
     try:
-        copied = migrate_intake(settings, stores.database("intake"))
-        warning_docs = migrate_warning(settings, stores.database("warning"))
+        for name, module in SERVICE_MODULES.items():
+            migrate = getattr(importlib.import_module(module), "migrate_store", None)
+            if migrate is not None:
+                copied.append((name, migrate(settings, stores.legacy_database(name))))
+        copied.append(("keys", migrate_keys(settings, stores)))
     finally:
         stores.close()
-    print(f"intake: {copied} incidents copied (已迁移事件数)")
-    print(f"warning: {warning_docs} documents copied (已迁移预警记录数)")
+    return copied
 
 
 def _add_drill(commands: Any) -> None:

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 256 * 1024
     relay_interval_seconds: float = 0.5
+    # An idle relay looks less and less often, up to this (a write wakes it at once).
+    relay_idle_seconds: float = 5.0
     relay_batch_size: int = 100
     outbox_lease_seconds: float = 30.0
     consumer_prefetch: int = 32

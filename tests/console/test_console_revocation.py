@@ -14,6 +14,8 @@ import pytest
 
 from libs.common.auth import CACHE_SECONDS, KeyStore, Role
 from libs.common.clock import ManualClock
+from libs.common.keys.sqlite import SqliteKeyRepository
+from libs.common.sqlite import SqliteDatabase
 from tests.console.support import LiveServer, ManualTicker, messages_until, open_stream
 from tests.support.stack import TOWNSHIP_A, Stack
 
@@ -105,12 +107,15 @@ def test_fresh_verification_sees_a_revocation_made_by_another_process(
     console_stack: Stack,
 ) -> None:
     """Another service's process revokes in the shared database; this cache still says yes."""
-    collection = console_stack.ctx("reporting").db["keys_" + uuid.uuid4().hex[:8]]
-    here = KeyStore(collection, ManualClock())
-    elsewhere = KeyStore(collection, ManualClock())
+    shared = console_stack.runtime.settings.data_dir / f"keys-{uuid.uuid4().hex[:8]}.sqlite3"
+    here = KeyStore(SqliteKeyRepository(SqliteDatabase(shared)), ManualClock())
+    elsewhere = KeyStore(SqliteKeyRepository(SqliteDatabase(shared)), ManualClock())
+    here.repo.ensure_schema()
     record, key = here.create(Role.OPERATOR, "值班员")
     assert here.verify(key) is not None  # now cached here
     assert elsewhere.revoke(record["_id"])
     assert here.verify(key) is not None, "the cache answers within its lifetime"
     assert here.verify(key, fresh=True) is None
     assert here.verify(key) is None, "a fresh look-up refreshes the cache"
+    here.repo.close()
+    elsewhere.repo.close()
