@@ -459,15 +459,18 @@ def cmd_migrate_store(args: argparse.Namespace) -> None:
     """Bring a data directory of the previous embedded store over to the SQLite files."""
     from libs.common.store import StoreFactory
     from services.intake.service import migrate_store as migrate_intake
+    from services.reporting.service import migrate_store as migrate_reporting
 
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     settings = Settings(**overrides)
     stores = StoreFactory(settings)
     try:
         copied = migrate_intake(settings, stores.database("intake"))
+        documents = migrate_reporting(settings, stores.database("reporting"))
     finally:
         stores.close()
     print(f"intake: {copied} incidents copied (已迁移事件数)")
+    print(f"reporting: {documents} documents copied (已迁移报送数据)")
 
 
 def _add_drill(commands: Any) -> None:
