@@ -72,13 +72,14 @@ SCHEMA = [
         _time("occurred_at"),
     ),
     # Day ranges of real incidents (summaries, packs), per township too (zero reports, scores).
-    "CREATE INDEX IF NOT EXISTS incidents_reported ON incidents (exercise, reported_at)",
+    "CREATE INDEX IF NOT EXISTS incidents_reported ON incidents (exercise, reported_at, id)",
     "CREATE INDEX IF NOT EXISTS incidents_township_reported"
-    " ON incidents (township_code, exercise, reported_at)",
+    " ON incidents (township_code, exercise, reported_at, id)",
     "CREATE INDEX IF NOT EXISTS incidents_township_occurred"
-    " ON incidents (township_code, exercise, occurred_at)",
+    " ON incidents (township_code, exercise, occurred_at, id)",
     # The open set, in the daily report's order.
-    "CREATE INDEX IF NOT EXISTS incidents_open ON incidents (status, exercise, grade, reported_at)",
+    "CREATE INDEX IF NOT EXISTS incidents_open"
+    " ON incidents (status, exercise, grade, reported_at, id)",
     _table(
         "reports",
         _text("idem_key", f"{IDEMPOTENCY}.key"),
@@ -120,7 +121,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS deadlines_township_status_due"
     " ON deadlines (township_code, status, due_at, id)",
     "CREATE INDEX IF NOT EXISTS deadlines_incident_due ON deadlines (incident_id, due_at, id)",
-    "CREATE INDEX IF NOT EXISTS deadlines_met ON deadlines (met_at)",
+    "CREATE INDEX IF NOT EXISTS deadlines_met ON deadlines (met_at, id)",
     "CREATE INDEX IF NOT EXISTS deadlines_overdue ON deadlines (status, exercise, township_code)",
     *(
         statement
@@ -134,7 +135,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS zero_missed_day ON zero_missed (day)",
     _table("zero_conflicts", _text("day", "date"), _text("township_code"), _time("attempted_at")),
     "CREATE INDEX IF NOT EXISTS zero_conflicts_day ON zero_conflicts (day, attempted_at)",
-    "CREATE INDEX IF NOT EXISTS zero_conflicts_attempted ON zero_conflicts (attempted_at)",
+    "CREATE INDEX IF NOT EXISTS zero_conflicts_attempted ON zero_conflicts (attempted_at, id)",
     _table("state"),
     _table(
         "timeline",
@@ -162,13 +163,13 @@ SCHEMA = [
     ),
     "CREATE INDEX IF NOT EXISTS warnings_active ON warnings (ended_at, issued_at)",
     _table("dispatches", _flag("exercise"), _time("ordered_at")),
-    "CREATE INDEX IF NOT EXISTS dispatches_ordered ON dispatches (ordered_at)",
+    "CREATE INDEX IF NOT EXISTS dispatches_ordered ON dispatches (ordered_at, id)",
     _table("stock_alerts", _time("at")),
-    "CREATE INDEX IF NOT EXISTS stock_alerts_at ON stock_alerts (at)",
+    "CREATE INDEX IF NOT EXISTS stock_alerts_at ON stock_alerts (at, id)",
     _table("plans", _flag("exercise"), _time("activated_at"), _time("ended_at")),
     "CREATE INDEX IF NOT EXISTS plans_active ON plans (ended_at, activated_at)",
     _table("parked_events", _text("incident_id"), _time("occurred_at")),
-    "CREATE INDEX IF NOT EXISTS parked_incident ON parked_events (incident_id, occurred_at)",
+    "CREATE INDEX IF NOT EXISTS parked_incident ON parked_events (incident_id, occurred_at, id)",
     _table("summaries", _text("kind"), _time("published_at")),
     *SQLITE_OUTBOX_SCHEMA,
 ]
