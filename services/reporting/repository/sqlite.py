@@ -134,7 +134,7 @@ SCHEMA = [
     _table("zero_missed", _text("day", "date")),
     "CREATE INDEX IF NOT EXISTS zero_missed_day ON zero_missed (day)",
     _table("zero_conflicts", _text("day", "date"), _text("township_code"), _time("attempted_at")),
-    "CREATE INDEX IF NOT EXISTS zero_conflicts_day ON zero_conflicts (day, attempted_at)",
+    "CREATE INDEX IF NOT EXISTS zero_conflicts_day ON zero_conflicts (day, attempted_at, id)",
     "CREATE INDEX IF NOT EXISTS zero_conflicts_attempted ON zero_conflicts (attempted_at, id)",
     _table("state"),
     _table(
@@ -352,9 +352,11 @@ class SqliteReportingRepository:
         return [row[0] for row in rows]
 
     def open_incidents_reported_before(self, end: datetime) -> list[dict[str, Any]]:
-        """The open set on (status, exercise, grade, reported_at)."""
+        """The open set on (status, exercise, grade, reported_at), named: a range on report time
+        alone would read every real incident reported before ``end``."""
         return self._many(
-            "SELECT doc FROM incidents WHERE status = 'open' AND exercise = 0 AND reported_at < ?"
+            "SELECT doc FROM incidents INDEXED BY incidents_open"
+            " WHERE status = 'open' AND exercise = 0 AND reported_at < ?"
             " ORDER BY grade, reported_at, id",
             (_t(end),),
         )
@@ -657,9 +659,10 @@ class SqliteReportingRepository:
         return rows, encode_cursor(rows[-1][column], rows[-1]["_id"])
 
     def late_deadlines_met_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """A range on met_at."""
+        """A range on met_at, named: ``status = 'met'`` alone would read every met deadline."""
         return self._many(
-            "SELECT doc FROM deadlines WHERE met_at >= ? AND met_at < ? AND status = 'met'"
+            "SELECT doc FROM deadlines INDEXED BY deadlines_met"
+            " WHERE met_at >= ? AND met_at < ? AND status = 'met'"
             " AND doc ->> '$.late' = 1 AND kind != 'initial' AND exercise = 0"
             " ORDER BY met_at, id",
             (_t(start), _t(end)),
@@ -728,14 +731,15 @@ class SqliteReportingRepository:
     def contradictions_of_days(
         self, first: date, last: date, township_code: str | None = None, newest_first: bool = False
     ) -> list[dict[str, Any]]:
-        """A range on (day, attempted_at), sorted by the attempt."""
+        """One day in (day, attempted_at) order; several days (at most a quarter) sorted."""
+        days = "day = ?" if first == last else "day >= ? AND day <= ?"
+        params = [first.isoformat()] if first == last else [first.isoformat(), last.isoformat()]
         township = " AND township_code = ?" if township_code else ""
         order = "DESC" if newest_first else ""
-        params = [first.isoformat(), last.isoformat(), *([township_code] if township_code else [])]
         return self._many(
-            f"SELECT doc FROM zero_conflicts WHERE day >= ? AND day <= ?{township}"
+            f"SELECT doc FROM zero_conflicts WHERE {days}{township}"
             f" ORDER BY attempted_at {order}, id {order}",
-            params,
+            [*params, *([township_code] if township_code else [])],
         )
 
     def contradictions_attempted_between(
