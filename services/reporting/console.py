@@ -3,9 +3,9 @@
 ``GET /console`` serves a static single-page app (no build step, nothing from a CDN) under a
 strict Content-Security-Policy. ``GET /v1/stream`` is a Server-Sent-Events stream of the
 timeline: every event of every service that reporting records, polled from the shared timeline
-collection (so it works with several reporting replicas) and filtered to the caller's township
-for township keys. The page reads the stream with ``fetch()`` and the ``Authorization`` header,
-so an API key never appears in a URL or an access log.
+(through the use cases and the repository, so it works with several reporting replicas) and
+filtered to the caller's township for township keys. The page reads the stream with ``fetch()``
+and the ``Authorization`` header, so an API key never appears in a URL or an access log.
 """
 
 from __future__ import annotations

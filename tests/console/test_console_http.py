@@ -144,7 +144,7 @@ def test_stream_answers_406_to_clients_that_do_not_ask_for_a_stream(console_stac
 
 
 def timeline_doc(stack: Stack, event_type: str, payload: dict[str, Any], **extra: Any) -> dict:
-    """A timeline entry shaped as reporting stores it (see services/reporting/handlers.py)."""
+    """A timeline entry shaped as reporting stores it (services/reporting/usecases/incoming.py)."""
     event_id = str(uuid.uuid4())
     occurred = extra.pop("occurred_at", stack.clock.now())
     return {
