@@ -79,7 +79,7 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
         {"keys": [("status", 1), ("due_at", 1), ("_id", 1)]},
         {"keys": [("township_code", 1), ("due_at", 1), ("_id", 1)]},
         {"keys": [("incident_id", 1), ("due_at", 1), ("_id", 1)]},
-        {"keys": [("met_at", 1)]},
+        {"keys": [("late", 1), ("met_at", 1)]},
         *OUTBOX_INDEXES,
     ],
     ZERO_REPORTS: [{"keys": [("date", 1), ("township_code", 1)]}, *OUTBOX_INDEXES],
