@@ -73,7 +73,7 @@ def setup(ctx: ServiceContext) -> None:
         copied = import_legacy_documents(ctx.db, repo)
         if copied:
             ctx.log.info("reporting_documents_migrated", documents=copied)
-    use_cases(ctx).start()
+    use_cases(ctx).prepare()
     metrics.start_at_zero([t.code for t in ctx.county.townships])
 
 

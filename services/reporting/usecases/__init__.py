@@ -36,7 +36,7 @@ class ReportingUseCases:
 
     # ------------------------------------------------------------ start-up and timers
 
-    def start(self) -> None:
+    def prepare(self) -> None:
         """First start day, the zero-report scan cursor and the gauges from stored data."""
         start.record_first_start(self.ctx, self.repo)
         zero.init_cursor(self.ctx, self.repo)
