@@ -6,7 +6,7 @@ from typing import Any
 
 from libs.common.service import ServiceContext
 from services.reporting import domain
-from services.reporting.store import Store
+from services.reporting.repository import ReportingRepository
 
 
 def _initial_item(incident: dict[str, Any]) -> dict[str, Any]:
@@ -52,13 +52,16 @@ def _report_item(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def report_chain(
-    ctx: ServiceContext, store: Store, incident: dict[str, Any], report_id: str | None = None
+    ctx: ServiceContext,
+    repo: ReportingRepository,
+    incident: dict[str, Any],
+    report_id: str | None = None,
 ) -> dict[str, Any] | None:
     """The incident and its chain (首报, 续报第N次, 终报), or only ``report_id``'s report (None
     when the incident has no such report)."""
     first = incident.get("initial_report") or {}
     names = {t.code: t.name for t in ctx.county.townships}
-    items = [_initial_item(incident)] + [_report_item(r) for r in store.chain(incident["_id"])]
+    items = [_initial_item(incident)] + [_report_item(r) for r in repo.chain_of(incident["_id"])]
     if report_id is not None:
         items = [i for i in items if i["id"] == report_id]
         if not items:
