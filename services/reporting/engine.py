@@ -107,6 +107,7 @@ def record_incident(ctx: ServiceContext, store: Store, envelope: EventEnvelope) 
                 "source",
                 "reporter",
                 "approver",
+                "received_by",
             )
         },
         "current": {
