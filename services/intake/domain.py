@@ -406,11 +406,29 @@ def upgrade(old_grade: int, figures_grade: int) -> Regrade | None:
     return None
 
 
+# What each grading measure is called in a reason, and its unit (losses read in 万元).
+MEASURE_TERMS: dict[str, tuple[str, str]] = {
+    "deaths": ("死亡", "人"),
+    "injured": ("受伤", "人"),
+    "missing_trapped": ("失踪和被困", "人"),
+    "people_evacuated": ("紧急转移安置", "人"),
+    "direct_loss_cny": ("直接经济损失", "万元"),
+}
+
+
 def regrade_reason(label: str, grading: Grading) -> str:
-    """A one-line reason for a re-grade, naming the measures that reached the new grade."""
-    parts = [f"{b.measure} {_number(b.value)} ≥ {_number(b.threshold)}" for b in grading.basis]
-    basis = "; ".join(parts) if parts else "figures"
-    return f"{label}: {basis} → {GRADE_NUMERALS[grading.grade]} {grading.label}"
+    """A one-line Chinese reason for a re-grade, naming the measures that reached the new grade,
+    e.g. 「续报第1次：死亡12人（Ⅱ级标准10人及以上），升为Ⅱ级（重大）」."""
+    parts = [_basis_text(b) for b in grading.basis]
+    basis = "；".join(parts) if parts else "新报数字"
+    return f"{label}：{basis}，升为{GRADE_NUMERALS[grading.grade]}级（{grading.label}）"
+
+
+def _basis_text(basis: Basis) -> str:
+    term, unit = MEASURE_TERMS.get(basis.measure, ("数字", ""))
+    scale = 10_000 if unit == "万元" else 1
+    value, threshold = _number(basis.value / scale), _number(basis.threshold / scale)
+    return f"{term}{value}{unit}（{GRADE_NUMERALS[basis.grade]}级标准{threshold}{unit}及以上）"
 
 
 def _number(value: float) -> str:

@@ -481,7 +481,7 @@ class IntakeUseCases:
         now: datetime,
         change: ReportChange,
     ) -> None:
-        reason = f"{label} filed"
+        reason = f"{label}已报送，事件结案"
         change.fields.update(
             status="closed", closed_at=now, closed_by="final_report", close_reason=reason
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -347,8 +348,10 @@ def test_only_upgrades_are_automatic() -> None:
 
 
 def test_regrade_reason_names_the_measure() -> None:
-    text = regrade_reason("续报 1", TABLE.grade("flood", Figures(deaths=12)))
-    assert text == "续报 1: deaths 12 ≥ 10 → Ⅱ 重大"
+    text = regrade_reason("续报第1次", TABLE.grade("flood", Figures(deaths=12)))
+    assert text == "续报第1次：死亡12人（Ⅱ级标准10人及以上），升为Ⅱ级（重大）"
+    loss = regrade_reason("终报", TABLE.grade("geological", Figures(direct_loss_cny=12_000_000)))
+    assert "直接经济损失1200万元" in loss and not re.search(r"[A-Za-z]", loss), loss
 
 
 def test_merge_checks() -> None:
