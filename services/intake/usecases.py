@@ -537,8 +537,18 @@ class ReportChange:
     raised: tuple[int, int] | None = None
 
 
+# How a history entry names the caller's role (the entry reaches users as it is stored).
+ROLE_WORDS = {
+    "admin": "管理员",
+    "leader": "领导",
+    "operator": "值班员",
+    "department": "部门",
+    "township": "乡镇",
+}
+
+
 def _who(principal: Principal) -> str:
-    return f"{principal.name} ({principal.role})"
+    return f"{principal.name}（{ROLE_WORDS.get(str(principal.role), '用户')}）"
 
 
 def _count_new(doc: Mapping[str, Any]) -> None:

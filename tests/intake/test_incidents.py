@@ -306,6 +306,9 @@ def test_merge_keeps_both_histories_and_emits_once(
     [event] = sent_events(stack, "incident_merged", duplicate["id"])
     assert event["payload"]["primary_id"] == primary["id"]
     assert event["payload"]["reason"].startswith("同一河段")
+    # Who merged it reads in Chinese, the role as a word (值班员), not a code.
+    assert event["payload"]["merged_by"].endswith("（值班员）"), event["payload"]
+    assert merged["history"][1]["by"] == event["payload"]["merged_by"]
     # A merged incident is no longer anyone's duplicate.
     dupes = stack.call("GET", f"/v1/incidents/{primary['id']}/duplicates").json()["items"]
     assert dupes == []
