@@ -1,12 +1,19 @@
 """A phoned-in report (电话报告): the duty officer enters a township's incident and intake keeps
-who took the call (接听人) beside the caller (the reporter), stored and shown back."""
+who took the call (接听人) beside the caller (the reporter), stored and shown back, and the
+信息专报 that reporting writes from the 首报 names the 接听人."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
+from services.intake.service import SPEC as INTAKE
+from services.reporting.service import SPEC as REPORTING
 from tests.intake.helpers import created, post, report
-from tests.support.stack import Stack
+from tests.reporting.test_documents import docx_text
+from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +68,36 @@ def test_idempotent_retry_without_a_call_taker_keeps_its_fingerprint(intake: Sta
     assert again.headers["Idempotent-Replayed"] == "true"
     other = post(intake, {**body, "received_by": TAKER}, headers={"Idempotency-Key": "phone-1"})
     assert other.status_code == 409
+
+
+@pytest.fixture
+def with_reporting(tmp_path: Path) -> Iterator[Stack]:
+    """Intake and reporting: the 首报's event reaches reporting, which writes the 信息专报."""
+    with running_stack(tmp_path, specs=[INTAKE, REPORTING]) as stack:
+        yield stack
+
+
+def test_the_call_taker_reaches_the_bulletin(with_reporting: Stack) -> None:
+    stack = with_reporting
+    body = report(stack.clock.now(), source="电话报告", received_by=TAKER)
+    result = created(stack, body, who="operator")
+    stack.settle()
+    response = stack.call(
+        "GET", "/v1/reports", params={"incident_id": result["id"], "format": "docx"}
+    )
+    assert response.status_code == 200, response.text
+    text = docx_text(response.content)
+    assert "接听人：王值班（0551-6660110）（电话报告）" in text
+    assert f"报送人：{body['reporter']['name']}" in text, "the caller stays the reporter"
+
+
+def test_a_township_filed_bulletin_names_no_call_taker(with_reporting: Stack) -> None:
+    stack = with_reporting
+    result = created(stack, report(stack.clock.now()))
+    stack.settle()
+    response = stack.call(
+        "GET", "/v1/reports", params={"incident_id": result["id"], "format": "docx"}
+    )
+    assert response.status_code == 200, response.text
+    assert "报送人" in docx_text(response.content)
+    assert "接听人" not in docx_text(response.content)

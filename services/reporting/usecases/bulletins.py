@@ -26,6 +26,9 @@ def _initial_item(incident: dict[str, Any]) -> dict[str, Any]:
         "needs": first.get("needs"),
         "reporter": first.get("reporter"),
         "approver": first.get("approver"),
+        # 电话报告: the duty officer who took the call (接听人); None when the township filed it.
+        "received_by": first.get("received_by"),
+        "source": first.get("source"),
         "changes": [],
         "late": incident.get("late", False),
     }

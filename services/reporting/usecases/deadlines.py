@@ -108,6 +108,7 @@ def record_incident(
                 "source",
                 "reporter",
                 "approver",
+                "received_by",
             )
         },
         "current": {
