@@ -216,6 +216,7 @@ def open_loop(
     workers: int = 32,
     body: Callable[[random.Random], dict[str, Any]] = incident_body,
     shed_after: float = 10.0,
+    on_created: Callable[[str], None] | None = None,
 ) -> LoadResult:
     """Requests at a fixed ``rate`` for ``seconds``; latency counts from the scheduled time.
 
@@ -247,6 +248,8 @@ def open_loop(
                     result.latencies.append(took)
                     if data and "id" in data:
                         result.created.append((data["id"], wall))
+                        if on_created is not None:
+                            on_created(data["id"])
                 else:
                     result.errors += 1
                     result.statuses[str(status)] = result.statuses.get(str(status), 0) + 1
