@@ -12,7 +12,8 @@ a socket: no network and no uvicorn, and the clock is set rather than waited for
 document is still written by the service that owns it, through its own code.
 
 **Measuring.** ``yingji up`` then serves that data directory; each read is asked
-``BENCH_READS`` times (200; 50 in quick mode) in turn with one client, and its p50/p99 kept.
+``BENCH_READS`` times (200; 50 in quick mode; the summaries ``BENCH_SUMMARY_READS``, 200; 20)
+in turn with one client, and its p50/p99 kept.
 RSS: of the loading process once the history is in, and of ``yingji up`` after the reads.
 """
 
@@ -55,6 +56,7 @@ SIZES = [
     .split(",")
 ]
 READS = int(quick(200, 50, "BENCH_READS"))
+SUMMARY_READS = int(quick(200, 20, "BENCH_SUMMARY_READS"))
 DAY_INCIDENTS = 200
 HISTORY_DAYS = 360
 BATCH = 20  # incidents reported at one moment of the manual clock
@@ -256,7 +258,7 @@ def measure(size: int) -> dict[str, Any]:
                 for group, name, path in _reads(loaded["day"], today, loaded["sample_ids"]):
                     client.get(path())  # first call: caches, connections
                     took, failed = [], 0
-                    for _ in range(READS):
+                    for _ in range(SUMMARY_READS if group == "summary" else READS):
                         started = time.perf_counter()
                         response = client.get(path())
                         took.append(time.perf_counter() - started)
@@ -286,8 +288,9 @@ def main() -> None:
         at_small = small["reads"][name]
         summary = at_big["group"] == "summary"
         failed = f"; {at_big['failed']} not 200" if at_big["failed"] else ""
+        count = SUMMARY_READS if summary else READS
         row(
-            f"{name}, {b:,} incidents of history (p99 of {READS})",
+            f"{name}, {b:,} incidents of history (p99 of {count})",
             f"p99 {at_big['p99_ms']} ms, p50 {at_big['p50_ms']} ms{failed}",
             f"{s:,} incidents: p99 {at_small['p99_ms']} ms",
             _ratio(at_big["p99_ms"], at_small["p99_ms"]),
