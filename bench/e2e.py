@@ -1,4 +1,6 @@
-"""End to end on the real broker, distributed (four processes, RabbitMQ, a vhost of their own):
+"""End to end, embedded (``yingji up``, memory bus: the issue's setting) or, with
+``BENCH_E2E_MODE=distributed``, on the real broker (four processes, RabbitMQ, a vhost of their
+own):
 
 - incident posted → deadline registered in reporting: 50 incidents/s for 60 s (10 s in quick
   mode); latency = the moment a watcher first sees the incident's deadline through
@@ -15,10 +17,13 @@ observation lags by at most one read.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +32,7 @@ import httpx
 from bench.common import (
     TOWNSHIPS,
     distributed,
+    embedded_stack,
     make_key,
     ms,
     open_loop,
@@ -112,15 +118,29 @@ def _deliveries(base: str, key: str, warned: list[tuple[str, float]]) -> list[fl
     return latencies
 
 
+MODE = os.environ.get("BENCH_E2E_MODE", "embedded")
+
+
+@contextmanager
+def _urls() -> Iterator[tuple[str, str, str, str]]:
+    """(intake, warning, reporting, operator key) of a fresh stack of the chosen mode."""
+    if MODE == "distributed":
+        with distributed() as stack:
+            urls = {name: stack.processes[name].url for name in ("intake", "warning", "reporting")}
+            key = make_key(urls["intake"], stack.admin_key)
+            yield urls["intake"], urls["warning"], urls["reporting"], key
+    else:
+        with embedded_stack() as embedded:
+            url = embedded.url
+            yield url, url, url, make_key(url, embedded.admin_key)
+
+
 def main() -> None:
-    with distributed() as stack:
-        intake = stack.processes["intake"].url
-        warning = stack.processes["warning"].url
-        key = make_key(intake, stack.admin_key)
+    with _urls() as (intake, warning, reporting, key):
         stop = threading.Event()
         warned: list[tuple[str, float]] = []
         issuer = threading.Thread(target=_warnings, args=(warning, key, stop, warned))
-        watcher = Watcher(stack.processes["reporting"].url, key)
+        watcher = Watcher(reporting, key)
         watcher.start()
         issuer.start()
         load = open_loop(
@@ -145,6 +165,7 @@ def main() -> None:
     }
     record(
         "e2e.incident_to_deadline",
+        mode=MODE,
         rate=RATE,
         seconds=SECONDS,
         posted=load.ok,
