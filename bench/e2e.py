@@ -186,7 +186,8 @@ def main() -> None:
     )
     unsent = f", {load.shed} not sent in time" if load.shed else ""
     row(
-        f"end to end, distributed on RabbitMQ: `POST /v1/incidents` → deadline registered, "
+        f"end to end, {'distributed on RabbitMQ' if MODE == 'distributed' else 'embedded'}: "
+        "`POST /v1/incidents` → deadline registered, "
         f"{RATE:g}/s for {SECONDS:g} s",
         f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms ({load.ok} posted, "
         f"{len(lat)} seen registered, {missing} not within 10 s{unsent})",
