@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from pathlib import Path
@@ -60,6 +61,7 @@ SUMMARY_READS = int(quick(200, 20, "BENCH_SUMMARY_READS"))
 DAY_INCIDENTS = 200
 HISTORY_DAYS = 360
 BATCH = 20  # incidents reported at one moment of the manual clock
+LOAD_THREADS = int(os.environ.get("BENCH_LOAD_THREADS", "1"))  # requests in flight while loading
 DRAIN_TIMEOUT = 120.0
 
 
@@ -160,17 +162,25 @@ def load(data_dir: Path, size: int, admin_key: str) -> dict[str, Any]:
             make_key_in(client, admin_key, "leader"),
         )
         plan = [(at, True) for at in history] + [(at, False) for at in today]
+        moments: dict[datetime, list[tuple[int, dict[str, Any], bool]]] = {}
         for n, (at, closed) in enumerate(plan):
-            if at != clock.now():
-                if ids:
-                    feeder.drain(ids[-1])
-                clock.set(at)
-            incident_id = feeder.report(_body(rnd, at, n), n)
-            ids.append(incident_id)
+            moments.setdefault(at, []).append((n, _body(rnd, at, n), closed))
+
+        def feed(item: tuple[int, dict[str, Any], bool]) -> str:
+            n, body, closed = item
+            incident_id = feeder.report(body, n)
             if closed:
                 feeder.close(incident_id)
+            return incident_id
+
+        with ThreadPoolExecutor(LOAD_THREADS) as pool:
+            for at, items in moments.items():
+                clock.set(at)
+                batch = list(pool.map(feed, items))
+                # Every event of this moment is taken before the clock moves on.
+                list(pool.map(feeder.drain, batch))
+                ids += batch
         clock.set(datetime.now(UTC))
-        feeder.drain(ids[-1])
         time.sleep(2)  # the last closings and timers settle
         loaded_s = time.perf_counter() - started
         rss = rss_kib(os.getpid())
