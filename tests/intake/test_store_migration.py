@@ -1,8 +1,12 @@
 """Intake's documents in the previous embedded engine's files (under ``<data_dir>/store``) come
 over to intake's SQLite file, pending events into its outbox, once; ``yingji migrate-store``
-does the same. That a whole data directory of the previous engine reads back identical over the
-API, on first start and after ``migrate-store``, is tests/platform/test_legacy_migration.py (on
-the fixture the previous engine wrote)."""
+does the same.
+
+That a whole data directory of the previous engine (incidents, warnings, orders, reports and keys)
+reads back identical over the API, on first start and after ``migrate-store``, is
+tests/platform/test_legacy_migration.py, on the fixture the previous engine wrote. Here the old
+documents are written through the Mongo repository on mongomock in the previous engine's file
+format (tests/support/legacy_store.py)."""
 
 from __future__ import annotations
 
@@ -45,8 +49,8 @@ def test_pending_events_move_into_the_outbox_and_a_second_run_copies_nothing(
         assert moved is not None
         assert not any(key.startswith("_outbox") for key in moved)
         assert moved["_idem"] == {"key": "auto:a", "hash": "h"}
-        [source] = repo.relay_parts().sources
-        batch = source.claim(10, 30.0, "relay")
+        [outbox] = repo.relay_parts().sources
+        batch = outbox.claim(10, 30.0, "relay")
         assert batch is not None
         assert [e.event_id for e in batch.events] == [waiting.event_id]
         assert ManualClock(T0).now() == moved["occurred_at"]

@@ -16,6 +16,8 @@ from typing import Any
 
 import bson
 
+from libs.common.store import LegacyDatabase
+
 
 def mongomock_database(name: str) -> Any:
     """A fresh mongomock database (tz-aware, as the previous engine was opened)."""
@@ -41,7 +43,14 @@ def write_previous_engine(data_dir: Path, database: Any) -> Path:
     return directory
 
 
+def previous_engine_reader(data_dir: Path, database: Any) -> LegacyDatabase:
+    """``database`` written as the previous engine's files (replacing earlier ones), and the
+    read-only reader the platform opens on them."""
+    return LegacyDatabase(write_previous_engine(data_dir, database), database.name)
+
+
 def _write_collection(path: Path, documents: list[dict[str, Any]], indexes: list[Any]) -> None:
+    path.unlink(missing_ok=True)
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE info(key PRIMARY KEY, value)")
         conn.execute("CREATE TABLE documents(_id PRIMARY KEY,doc)")
