@@ -2,8 +2,8 @@
 
 Baselines: kombu publishing with one confirm per message (``confirm_publish=True``, each publish
 waits for its ack) to a quorum queue, and a kombu consumer draining that queue with manual acks.
-Then the relay: N outbox documents in the embedded store, published by ``OutboxRelay`` with
-pipelined confirms, checked for loss (every event id arrives in the queue).
+Then the relay: N outbox rows in a SQLite file (the embedded outbox), published by ``OutboxRelay``
+with pipelined confirms, checked for loss (every event id arrives in the queue).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from bench.common import record, vhost
 from libs.common.bus import Publisher, event_exchange
 from libs.common.clock import SystemClock
 from libs.common.events import EventEnvelope
-from libs.common.outbox import OutboxRelay, new_document
+from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, OutboxRelay, SqliteOutbox, append_events
 from libs.common.settings import Settings
-from libs.common.store import EmbeddedEngine
+from libs.common.sqlite import SqliteDatabase
 
 MESSAGES = 3000
 SOURCE = "benchsrc"
@@ -115,21 +115,20 @@ def pipelined_publish(url: str, name: str, batch: int) -> float:
 
 def relay(url: str, name: str, batch: int) -> tuple[float, int, int]:
     with tempfile.TemporaryDirectory(prefix="yingji-bench-relay-") as tmp:
-        engine = EmbeddedEngine(Path(tmp) / "store")
-        collection = engine.database("yingji_bench")["things"]
-        collection.create_index([("_outbox_pending", 1)])
+        db = SqliteDatabase(Path(tmp) / "yingji_bench.sqlite3")
+        db.script(SQLITE_OUTBOX_SCHEMA)
         envelopes = [_envelope(n) for n in range(MESSAGES)]
-        collection.insert_many(
-            [new_document({"_id": f"d{n}"}, [e]) for n, e in enumerate(envelopes)]
-        )
+        with db.transaction() as conn:
+            for n, e in enumerate(envelopes):
+                append_events(conn, f"d{n}", [e])
         settings = Settings(bus_url=url, relay_batch_size=batch)
-        outbox = OutboxRelay(settings, SOURCE, [collection], SystemClock())
+        outbox = OutboxRelay(settings, SOURCE, [SqliteOutbox(db)], SystemClock())
         started = time.perf_counter()
         sent = outbox.drain()
         took = time.perf_counter() - started
         outbox.publisher.close()
-        left = collection.count_documents({"_outbox_pending": True})
-        engine.close()
+        [(left,)] = db.query("SELECT count(*) FROM outbox")
+        db.close()
     ids = set()
     with Connection(url) as connection:
         queue = _quorum(name)(connection.channel())

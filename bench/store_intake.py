@@ -1,54 +1,30 @@
-"""Intake on the previous engine (litemongo behind one owner thread) against intake on SQLite,
-measured in the same run on the same machine:
+"""Intake on SQLite, measured in one run on one machine:
 
 1. ``POST /v1/incidents`` throughput of the intake process alone (memory bus), with a bare
    FastAPI endpoint with the same request model as the ceiling;
 2. the cost of one duplicate lookup as open incidents inside the window grow (30 → 1,030, over a
-   history of closed incidents), and of one insert with its unique key.
+   history of closed incidents), and of one insert with its unique key;
+3. optionally (``--reads N``) the p99 of the repository's reads over N incidents of history.
 
-"Old" is the tree of the commit before intake moved to SQLite, exported with ``git archive`` and
-run with the same interpreter. Prints every figure and the new/old ratios.
+It measures SQLite only. It used to run the previous engine (litemongo, no longer a dependency)
+side by side from an exported older tree; that comparison is recorded in docs/performance.md.
 
-    .venv/bin/python -m bench.store_intake [--old-ref REF] [--seconds 10] [--rounds 2]
+    .venv/bin/python -m bench.store_intake [--seconds 10] [--rounds 2] [--reads 100000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tarfile
 import tempfile
-from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, closed_loop, intake_process, record
 from bench.http_intake import bare
 
 CONCURRENCY = 8
-
-
-def old_ref() -> str:
-    """The parent of the commit that removed intake's litemongo store."""
-    out = subprocess.run(
-        ["git", "rev-list", "-1", "HEAD", "--", "services/intake/store.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip() + "^"
-
-
-def export_tree(ref: str, into: Path) -> Path:
-    """The files of ``ref`` in a directory (no worktree, no checkout)."""
-    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True)
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def post_rate(url: str, headers: dict[str, str], seconds: float) -> float:
@@ -58,7 +34,7 @@ def post_rate(url: str, headers: dict[str, str], seconds: float) -> float:
     return result.rate
 
 
-# One program per engine, run inside that engine's tree: load, then time duplicate lookups.
+# The lookup program, run in its own process: load, then time duplicate lookups.
 LOOKUP_HEAD = """
 import json, sys, time
 from datetime import UTC, datetime, timedelta
@@ -95,19 +71,7 @@ for size in sizes:
 print(json.dumps(out))
 """
 
-LOOKUP_OLD = """
-from libs.common.store import EmbeddedEngine
-from services.intake.store import IncidentStore
-engine = EmbeddedEngine(tmp / "store")
-store = IncidentStore(engine.database("yingji_intake"))
-store.ensure_indexes()
-def insert(d):
-    store.create(d, "auto:" + d["_id"], "h")
-def lookup():
-    store.duplicate_candidates("flood", at, window, False)
-"""
-
-LOOKUP_NEW = """
+LOOKUP_SQLITE = """
 from libs.common.sqlite import SqliteDatabase
 from services.intake.domain import Neighbourhood
 from services.intake.repository.sqlite import SqliteIntakeRepository
@@ -121,14 +85,13 @@ def lookup():
 """
 
 
-def lookup_costs(tree: Path, setup: str, history: int, sizes: list[int]) -> dict[str, Any]:
-    """Run the lookup program of one engine in its own tree and process."""
+def lookup_costs(history: int, sizes: list[int]) -> dict[str, Any]:
+    """Run the lookup program in its own process."""
     with tempfile.TemporaryDirectory(prefix="yingji-bench-lookup-") as tmp:
-        program = LOOKUP_HEAD + setup + LOOKUP_BODY
+        program = LOOKUP_HEAD + LOOKUP_SQLITE + LOOKUP_BODY
         out = subprocess.run(
             [sys.executable, "-c", program, tmp, str(history), json.dumps(sizes)],
-            cwd=tree,
-            env={**os.environ, "PYTHONPATH": str(tree)},
+            cwd=ROOT,
             capture_output=True,
             text=True,
         )
@@ -195,14 +158,9 @@ def read_costs(count: int) -> dict[str, Any]:
     return result
 
 
-def _ratio(old: float, new: float) -> float:
-    return round(old / max(new, 1e-3), 1)
-
-
 def main() -> None:
-    """Run both parts and print the ratios."""
+    """Run every part and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--old-ref", default=None)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--history", type=int, default=5000)
@@ -210,48 +168,29 @@ def main() -> None:
     args = parser.parse_args()
     if args.reads:
         record("store_intake.sqlite_reads", history=args.reads, **read_costs(args.reads))
-    ref = args.old_ref or old_ref()
-    with tempfile.TemporaryDirectory(prefix="yingji-bench-old-") as tmp:
-        old_tree = export_tree(ref, Path(tmp))
-        record("store_intake.trees", old=ref, new="working tree")
-        sizes = [30, 1030]
-        old = lookup_costs(old_tree, LOOKUP_OLD, args.history, sizes)
-        new = lookup_costs(ROOT, LOOKUP_NEW, args.history, sizes)
-        record(
-            "store_intake.insert_with_unique_key",
-            documents=args.history,
-            old_ms=old["insert_wall_ms"],
-            new_ms=new["insert_wall_ms"],
-            old_over_new=_ratio(old["insert_wall_ms"], new["insert_wall_ms"]),
-        )
-        for size in sizes:
-            o, n = old[str(size)], new[str(size)]
-            record(f"store_intake.lookup.open_{size}", history=args.history, old=o, new=n)
-            record(
-                f"store_intake.lookup.open_{size}.ratios",
-                lookup_cpu_old_over_new=_ratio(o["lookup_cpu_ms"], n["lookup_cpu_ms"]),
-                lookup_wall_old_over_new=_ratio(o["lookup_wall_ms"], n["lookup_wall_ms"]),
-            )
-        rates: dict[str, float] = {"bare": 0.0, "old": 0.0, "new": 0.0}
-        for _ in range(args.rounds):
-            with bare() as url:
-                rate = post_rate(url + "/v1/incidents", {}, args.seconds)
-                rates["bare"] = max(rates["bare"], rate)
-            for side, tree in (("old", old_tree), ("new", ROOT)):
-                with intake_process(tree) as (url, key):
-                    headers = {"Authorization": f"Bearer {key}"}
-                    rate = post_rate(url + "/v1/incidents", headers, args.seconds)
-                    rates[side] = max(rates[side], rate)
-        record(
-            "store_intake.post",
-            concurrency=CONCURRENCY,
-            seconds=args.seconds,
-            rounds=args.rounds,
-            **{f"{k}_req_per_s": round(v, 1) for k, v in rates.items()},
-            new_over_old=round(rates["new"] / rates["old"], 2),
-            old_over_bare=round(rates["old"] / rates["bare"], 3),
-            new_over_bare=round(rates["new"] / rates["bare"], 3),
-        )
+    sizes = [30, 1030]
+    costs = lookup_costs(args.history, sizes)
+    record(
+        "store_intake.insert_with_unique_key", documents=args.history, ms=costs["insert_wall_ms"]
+    )
+    for size in sizes:
+        record(f"store_intake.lookup.open_{size}", history=args.history, **costs[str(size)])
+    rates: dict[str, float] = {"bare": 0.0, "sqlite": 0.0}
+    for _ in range(args.rounds):
+        with bare() as url:
+            rates["bare"] = max(rates["bare"], post_rate(url + "/v1/incidents", {}, args.seconds))
+        with intake_process(ROOT) as (url, key):
+            headers = {"Authorization": f"Bearer {key}"}
+            rate = post_rate(url + "/v1/incidents", headers, args.seconds)
+            rates["sqlite"] = max(rates["sqlite"], rate)
+    record(
+        "store_intake.post",
+        concurrency=CONCURRENCY,
+        seconds=args.seconds,
+        rounds=args.rounds,
+        **{f"{k}_req_per_s": round(v, 1) for k, v in rates.items()},
+        sqlite_over_bare=round(rates["sqlite"] / rates["bare"], 3),
+    )
 
 
 if __name__ == "__main__":

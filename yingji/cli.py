@@ -27,9 +27,9 @@ from yingji.platform import SERVICE_MODULES, SERVICE_NAMES, build, load_specs
 
 # What each YINGJI_* variable does, for `yingji --help`; the list itself comes from Settings.
 SETTING_HELP = {
-    "data_dir": "embedded store, bootstrap key and cursor secret",
+    "data_dir": "SQLite files of the services and keys, bootstrap key and cursor secret",
     "bus_url": "memory:// (embedded) or amqp://user:pass@host:5672/vhost",
-    "mongo_url": "MongoDB URL; empty: the embedded store in the data directory",
+    "mongo_url": "mongodb:// URL: every service on MongoDB; empty: SQLite files in the data dir",
     "database_prefix": "prefix of the MongoDB database names",
     "host": "address to listen on",
     "port": "port to listen on",
@@ -503,9 +503,9 @@ def _add_migrate_store(commands: Any) -> None:
     migrate = commands.add_parser(
         "migrate-store",
         help="copy data of the previous embedded store into the SQLite files",
-        description="Copy a data directory written by the previous embedded store (litemongo) "
-        "into the SQLite files, losing nothing; a second run copies nothing. The platform also "
-        "does this on its first start.",
+        description="Copy a data directory written by the previous embedded store (litemongo, "
+        "read without it) into the SQLite files, losing nothing; a second run copies nothing. "
+        "The platform also does this on its first start.",
         formatter_class=_Formatter,
         epilog=environment_help(),
     )

@@ -24,7 +24,6 @@ from libs.common.clock import Clock, SystemClock
 from libs.common.county import County, load_county
 from libs.common.errors import BodyLimitMiddleware, install_error_handlers
 from libs.common.hazards import HAZARDS
-from libs.common.idempotency import IDEMPOTENCY_INDEXES
 from libs.common.keys.assembly import PLATFORM, import_legacy_keys, open_key_repository
 from libs.common.metrics_start import start_at_zero
 from libs.common.offline_docs import install_offline_docs
@@ -37,13 +36,13 @@ from libs.common.openapi import (
     one_of,
 )
 from libs.common.openapi_merge import fetch_over_http, install_merged_openapi
-from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
+from libs.common.outbox import OutboxRelay
 from libs.common.pagination import CursorScopeMiddleware, load_cursor_secret
 from libs.common.platform_api import build_index_router, build_platform_router
 from libs.common.ratelimit import RateLimitMiddleware, TokenBucketLimiter
 from libs.common.service import ServiceContext, ServiceSpec
 from libs.common.settings import Settings
-from libs.common.store import StoreFactory, ensure_indexes
+from libs.common.store import StoreFactory
 from libs.common.timers import TimerThread
 
 
@@ -98,29 +97,18 @@ class Runtime:
 
     def _database_of(self, spec: ServiceSpec) -> Any:
         """What ``ctx.db`` is: the MongoDB database, or in SQLite mode the read-only reader of
-        the previous engine's data (for the service's one-time import).
-
-        TRANSITIONAL: a service without a repository yet (no ``relay_parts``) keeps its live
-        documents in the previous engine. Remove this branch with litemongo.
-        """
-        if spec.relay_parts is None:
-            return self.stores.document_store(spec.name)
+        the previous engine's data (for the service's one-time import)."""
         return self.stores.database(spec.name)
 
     def _relay(self, spec: ServiceSpec, ctx: ServiceContext) -> OutboxRelay:
-        """The relay of a service: its repository's outbox, or its outbox collections."""
-        if spec.relay_parts is not None:
-            parts = spec.relay_parts(ctx)
-            sources, journal = list(parts.sources), parts.journal
-        else:
-            sources = [ctx.db[c] for c in spec.outbox_collections]
-            journal = ctx.db[JOURNAL_COLLECTION]
+        """The relay of a service over its repository's outbox (and journal, on the memory bus)."""
+        parts = spec.relay_parts(ctx)
         return OutboxRelay(
             self.settings,
             spec.name,
-            sources,
+            parts.sources,
             self.clock,
-            journal if self.settings.memory_bus else None,
+            parts.journal if self.settings.memory_bus else None,
         )
 
     @property
@@ -152,10 +140,6 @@ class Runtime:
             )
         for spec in self.specs:
             ctx = self.contexts[spec.name]
-            for collection in spec.outbox_collections:
-                ensure_indexes(ctx.db[collection], [*OUTBOX_INDEXES, *IDEMPOTENCY_INDEXES])
-            if self.settings.memory_bus and spec.relay_parts is None:
-                ctx.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
             spec.setup(ctx)
             subscriptions = list(spec.subscriptions(ctx))
             if subscriptions:

@@ -1,4 +1,10 @@
-"""Idempotency on both sides: consumers that tolerate redelivery, and ``Idempotency-Key`` POSTs."""
+"""Idempotency on both sides: consumers that tolerate redelivery, and ``Idempotency-Key`` POSTs.
+
+The key checks (``validate_key``, ``idempotency_scope``, ``fingerprint``, ``check_replay``) serve
+every engine. The collection helpers (``apply_once``, ``merge_once``, ``insert_once``,
+``find_replay``, ``insert_idempotent``) are the MongoDB engines' shared single-document writes,
+used by the services' ``repository/mongo.py``; the SQLite engines say theirs in SQL.
+"""
 
 from __future__ import annotations
 

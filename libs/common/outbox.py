@@ -1,7 +1,7 @@
 """The outbox and its relay.
 
-A command writes its aggregate and the events it raises atomically: on MongoDB (and the older
-document store) in one single-document update; on SQLite as rows of the ``outbox`` table written
+A command writes its aggregate and the events it raises atomically: on MongoDB in one
+single-document update; on SQLite as rows of the ``outbox`` table written
 in the same transaction as the document. The relay publishes pending events with
 publisher confirms and removes them only after the broker confirmed them, so an accepted request
 is never lost while the broker is down. Replicas claim documents with a lease, so two replicas do
@@ -382,27 +382,17 @@ class OutboxRelay(threading.Thread):
         self,
         settings: Settings,
         service: str,
-        sources: Iterable[Any],
+        sources: Iterable[OutboxSource],
         clock: Clock,
-        journal: Any | None = None,
+        journal: Journal | None = None,
         journal_window: timedelta = timedelta(minutes=10),
     ) -> None:
         super().__init__(name=f"yingji-relay-{service}", daemon=True)
         self.settings = settings
         self.service = service
-        # A bare collection is a document outbox (the form older callers pass).
-        self.sources: list[OutboxSource] = [
-            s if isinstance(s, (DocumentOutbox, SqliteOutbox)) else DocumentOutbox(s)
-            for s in sources
-        ]
+        self.sources: list[OutboxSource] = list(sources)
         self.clock = clock
-        self.journal: Journal | None = (
-            None
-            if journal is None
-            else journal
-            if isinstance(journal, (DocumentJournal, SqliteJournal))
-            else DocumentJournal(journal)
-        )
+        self.journal = journal
         self.journal_window = journal_window
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.publisher = Publisher(settings, service)

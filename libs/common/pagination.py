@@ -8,6 +8,8 @@ correctly signed value must be a plain scalar, so a query operator can never rid
 
 The secret and the list come from the request: ``CursorScopeMiddleware`` puts them in a context
 variable that ``page`` reads, so every list endpoint is covered without passing them around.
+``page`` pages a MongoDB collection (the services' ``repository/mongo.py``); the SQLite engines
+write their own ordered queries and use ``decode_cursor``/``encode_cursor``.
 """
 
 from __future__ import annotations

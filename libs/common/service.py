@@ -81,12 +81,12 @@ class ServiceSpec:
 
     name: str
     build_router: Callable[[ServiceContext], APIRouter]
+    # Where the relay finds the service's pending events and journals what it sent (its
+    # repository's outbox).
+    relay_parts: Callable[[ServiceContext], RelayParts]
     setup: Callable[[ServiceContext], None] = lambda ctx: None
     subscriptions: Callable[[ServiceContext], Sequence[Subscription]] = lambda ctx: ()
     timers: Callable[[ServiceContext], Sequence[Timer]] = lambda ctx: ()
-    outbox_collections: Sequence[str] = field(default_factory=tuple)
-    # A service on a repository names its outbox itself: the sources and the sent-events journal.
-    relay_parts: Callable[[ServiceContext], RelayParts] | None = None
     extra_routers: Callable[[ServiceContext], Sequence[APIRouter]] = lambda ctx: ()
     # What request fields are checked against beyond their types, for the OpenAPI document:
     # {schema component: {field: JSON Schema keywords}} (see libs.common.openapi.constrain).

@@ -5,10 +5,7 @@ other setting means SQLite: every service keeps its data in its own file through
 repository (``sqlite_file``), and ``database(service)`` is only a read-only reader of what the
 previous embedded engine (litemongo, under ``<data_dir>/store``) left, for the one-time import
 (``legacy_documents``). The reader opens litemongo's SQLite files with ``sqlite3`` and decodes
-their BSON documents itself; litemongo is not imported.
-
-TRANSITIONAL: a service without a repository yet still runs on the previous engine through
-``document_store`` (libs/common/previous_engine.py, which imports litemongo when it opens).
+their BSON documents itself; litemongo is not imported (nor installed).
 """
 
 from __future__ import annotations
@@ -25,11 +22,9 @@ import pymongo
 from bson.codec_options import CodecOptions
 from pymongo.database import Database
 
-from libs.common.previous_engine import EmbeddedEngine
 from libs.common.settings import Settings
 
 __all__ = [
-    "EmbeddedEngine",
     "LegacyCollection",
     "LegacyDatabase",
     "StoreFactory",
@@ -148,7 +143,6 @@ class StoreFactory:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._engine: EmbeddedEngine | None = None
         self._client: pymongo.MongoClient[Any] | None = None
         self._lock = threading.Lock()
 
@@ -185,22 +179,9 @@ class StoreFactory:
         name = self.name_of(service)
         return LegacyDatabase(Path(self.settings.data_dir) / "store" / name, name)
 
-    def document_store(self, service: str) -> Any:
-        """TRANSITIONAL: the live document store of a service that has no repository yet (the
-        previous engine in SQLite mode, its MongoDB database otherwise). Delete with litemongo."""
-        if not self.embedded:
-            return self.database(service)
-        with self._lock:
-            if self._engine is None:
-                self._engine = EmbeddedEngine(Path(self.settings.data_dir) / "store")
-            return self._engine.database(self.name_of(service))
-
     def close(self) -> None:
-        """Release the engine or the client."""
+        """Release the MongoDB client."""
         with self._lock:
-            if self._engine is not None:
-                self._engine.close()
-                self._engine = None
             if self._client is not None:
                 self._client.close()
                 self._client = None
@@ -224,21 +205,8 @@ def sqlite_file(settings: Settings, service: str) -> Path | None:
     return Path(settings.data_dir) / f"{settings.database_prefix}_{service}.sqlite3"
 
 
-def legacy_documents(collection: Any, batch: int = 500) -> Iterable[dict[str, Any]]:
-    """Every document of a collection a batch at a time (migrations).
-
-    From the legacy reader: in the order the previous engine stored them (insertion order,
-    which is also how it broke ties when sorting, so importers keep that order). From a live
-    store (the transitional engine, or MongoDB): in ``_id`` order.
-    """
-    if isinstance(collection, LegacyCollection):
-        yield from collection.documents(batch)
-        return
-    last: Any = None
-    while True:
-        selector = {} if last is None else {"_id": {"$gt": last}}
-        rows = list(collection.find(selector, sort=[("_id", 1)], limit=batch))
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1]["_id"]
+def legacy_documents(collection: LegacyCollection, batch: int = 500) -> Iterable[dict[str, Any]]:
+    """Every document of a collection of the previous engine a batch at a time (migrations), in
+    the order it stored them (insertion order, which is also how it broke ties when sorting, so
+    importers keep that order)."""
+    yield from collection.documents(batch)

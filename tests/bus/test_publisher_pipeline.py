@@ -17,9 +17,9 @@ from kombu import Connection, Queue
 from libs.common.bus import Publisher, PublishError, event_exchange
 from libs.common.clock import SystemClock
 from libs.common.events import EventEnvelope
-from libs.common.outbox import OUTBOX, PENDING, OutboxRelay, new_document
+from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, OutboxRelay, SqliteOutbox, append_events
 from libs.common.settings import Settings
-from libs.common.store import EmbeddedEngine
+from libs.common.sqlite import SqliteDatabase
 
 pytestmark = pytest.mark.bus
 
@@ -130,29 +130,30 @@ def test_the_relay_keeps_a_failed_batch_pending_and_sends_it_once_routable(
     routed, later = f"{source}-q", f"{source}-later"
     cleanup_queues.extend([routed, later])
     _bind(amqp_url, source, "thing_happened", routed)
-    engine = EmbeddedEngine(tmp_path / "store")
-    collection = engine.database("yingji_pipe")["things"]
+    db = SqliteDatabase(tmp_path / "yingji_pipe.sqlite3")
+    db.script(SQLITE_OUTBOX_SCHEMA)
     settings = Settings(bus_url=amqp_url, relay_batch_size=100)
-    relay = OutboxRelay(settings, source, [collection], SystemClock())
+    relay = OutboxRelay(settings, source, [SqliteOutbox(db)], SystemClock())
     try:
         for n in range(40):
             kind = "not_yet_routed" if n == 17 else "thing_happened"
-            collection.insert_one(new_document({"_id": f"d{n}"}, [_envelope(source, kind, n)]))
+            with db.transaction() as conn:
+                append_events(conn, f"d{n}", [_envelope(source, kind, n)])
         with pytest.raises(PublishError):
             relay.drain()
-        pending = collection.find({PENDING: True}, projection={OUTBOX: 1, "_outbox_lease": 1})
-        assert len(pending) == 40
-        assert all(len(doc[OUTBOX]) == 1 and not doc.get("_outbox_lease") for doc in pending)
+        # Every row of the failed batch is still there, and no longer leased.
+        pending = db.query("SELECT aggregate_id, lease_owner, lease_until FROM outbox")
+        assert sorted(row[0] for row in pending) == sorted(f"d{n}" for n in range(40))
+        assert all(owner is None and until is None for _, owner, until in pending)
         # Once a queue is bound, the same events go out, and only then leave the outbox.
         _bind(amqp_url, source, "not_yet_routed", later)
         assert relay.drain() == 40
-        assert collection.count_documents({PENDING: True}) == 0
-        assert collection.count_documents({f"{OUTBOX}.0": {"$exists": True}}) == 0
+        assert db.query("SELECT count(*) FROM outbox") == [(0,)]
         delivered = _drain_queue(amqp_url, routed) + _drain_queue(amqp_url, later)
         # The failed batch reached the broker too (the bound part): consumers are idempotent,
         # so what counts is that every event arrived at least once.
         assert {b["payload"]["n"] for b in delivered} == set(range(40))
     finally:
         relay.publisher.close()
-        engine.close()
+        db.close()
         _drop_exchange(amqp_url, source)

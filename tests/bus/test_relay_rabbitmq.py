@@ -18,9 +18,9 @@ import pytest
 from libs.common.bus import PublishError
 from libs.common.clock import SystemClock
 from libs.common.events import make_event
-from libs.common.outbox import OutboxRelay, new_document
+from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, OutboxRelay, SqliteOutbox, append_events
 from libs.common.settings import Settings
-from libs.common.store import EmbeddedEngine
+from libs.common.sqlite import SqliteDatabase
 from tests.support import echo_service  # noqa: F401  (registers echo_recorded)
 from tests.support.rabbitmq import OwnNode
 
@@ -28,7 +28,14 @@ pytestmark = [pytest.mark.bus, pytest.mark.fault]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _write_events(collection, count: int, offset: int) -> list[str]:
+def _outbox_file(path: Path) -> SqliteDatabase:
+    """A service's SQLite file holding only the outbox (what the relay reads)."""
+    db = SqliteDatabase(path)
+    db.script(SQLITE_OUTBOX_SCHEMA)
+    return db
+
+
+def _write_events(db: SqliteDatabase, count: int, offset: int) -> list[str]:
     ids = []
     for i in range(offset, offset + count):
         event = make_event(
@@ -38,7 +45,8 @@ def _write_events(collection, count: int, offset: int) -> list[str]:
             {"echo_id": f"e{i}", "text": f"t{i}"},
             correlation_id=f"e{i}",
         )
-        collection.insert_one(new_document({"_id": f"e{i}", "n": i}, [event]))
+        with db.transaction() as conn:
+            append_events(conn, f"e{i}", [event])
         ids.append(event.event_id)
     return ids
 
@@ -98,17 +106,16 @@ def _relay_across_a_restart(tmp_path: Path, node: OwnNode, amqp_url: str, handle
         raise AssertionError("the consumer process never became ready")
     assert consumer is not None
 
-    engine = EmbeddedEngine(tmp_path / "store")
+    db = _outbox_file(tmp_path / "yingji_echo.sqlite3")
     settings = Settings(bus_url=amqp_url, relay_interval_seconds=0.1, relay_batch_size=10)
-    collection = engine.database("yingji_echo")["echoes"]
-    relay = OutboxRelay(settings, "echo", [collection], SystemClock())
+    relay = OutboxRelay(settings, "echo", [SqliteOutbox(db)], SystemClock())
     try:
-        expected = _write_events(collection, 60, 0)
+        expected = _write_events(db, 60, 0)
         relay.start()
         time.sleep(0.3)
         node.stop_app()
         # Accepted while the broker is down: stays in the outbox.
-        expected += _write_events(collection, 60, 60)
+        expected += _write_events(db, 60, 60)
         time.sleep(2)
         assert relay.pending()[0] > 0
         node.start_app()
@@ -118,22 +125,21 @@ def _relay_across_a_restart(tmp_path: Path, node: OwnNode, amqp_url: str, handle
         assert set(applied) == set(expected), f"lost {len(set(expected) - set(applied))}"
         assert len(applied) == len(set(applied)), "an event was applied twice"
         assert relay.pending()[0] == 0
-        assert collection.count_documents({"_outbox_pending": True}) == 0
+        assert db.query("SELECT count(*) FROM outbox") == [(0,)]
     finally:
         relay.stop()
         relay.join(10)
-        engine.close()
+        db.close()
         consumer.terminate()
         consumer.wait(20)
 
 
 def test_accepted_events_wait_in_the_outbox_while_the_broker_is_unreachable(tmp_path: Path) -> None:
-    engine = EmbeddedEngine(tmp_path / "store")
+    db = _outbox_file(tmp_path / "yingji_echo.sqlite3")
     settings = Settings(bus_url="amqp://guest:guest@127.0.0.1:1//")
-    collection = engine.database("yingji_echo")["echoes"]
-    relay = OutboxRelay(settings, "echo", [collection], SystemClock())
+    relay = OutboxRelay(settings, "echo", [SqliteOutbox(db)], SystemClock())
     try:
-        _write_events(collection, 3, 0)
+        _write_events(db, 3, 0)
         with pytest.raises(PublishError):
             relay.drain()
         count, age = relay.pending()
@@ -141,4 +147,4 @@ def test_accepted_events_wait_in_the_outbox_while_the_broker_is_unreachable(tmp_
         assert age >= 0
         assert datetime.now(UTC)  # the outbox keeps them; nothing was removed
     finally:
-        engine.close()
+        db.close()

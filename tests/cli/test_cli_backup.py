@@ -17,6 +17,7 @@ import pytest
 
 from tests.cli.support import Running, free_port, yingji
 from tests.support.bodies import incident_body
+from tests.support.legacy_store import mongomock_database, write_previous_engine
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +78,10 @@ def _make_data(base: str, admin: dict[str, str]) -> tuple[str, dict[str, str]]:
 
 def test_backup_of_a_running_platform_restores_into_a_fresh_directory(tmp_path: Path) -> None:
     data, backups, restored = tmp_path / "data", tmp_path / "backups", tmp_path / "restored"
+    # Files the previous engine left (kept after their one-time import) are backed up too.
+    left = mongomock_database("yingji_archive")
+    left["things"].insert_one({"_id": "a"})
+    write_previous_engine(data, left)
     original, base = _start(data, tmp_path)
     try:
         incident_id, headers = _make_data(base, _admin(data))
@@ -106,8 +111,9 @@ def test_backup_of_a_running_platform_restores_into_a_fresh_directory(tmp_path: 
     with tarfile.open(archive) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
     paths = {row["path"]: row["kind"] for row in manifest["files"]}
-    assert paths["yingji_intake.sqlite3"] == "sqlite"
-    assert paths["store/yingji_dispatch/teams"] == "sqlite", "the previous engine's files too"
+    for service in ("platform", "intake", "warning", "dispatch", "reporting"):
+        assert paths[f"yingji_{service}.sqlite3"] == "sqlite", service
+    assert paths["store/yingji_archive/things"] == "sqlite", "the previous engine's files too"
     assert paths["bootstrap-admin.key"] == paths["cursor-secret.key"] == "file"
     assert "yingji.lock" not in paths and not any(p.endswith("-wal") for p in paths)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.echo_service import SPEC
+from tests.support.echo_service import SPEC, open_repository
 from tests.support.stack import Stack, running_stack
 
 
@@ -158,7 +158,7 @@ def test_oversized_chunked_body_is_refused_without_content_length(echo: Stack) -
         headers={**echo.headers("operator"), "content-type": "application/json"},
     )
     assert response.status_code == 413
-    assert echo.runtime.contexts["echo"].db["echoes"].count_documents({}) == 0
+    assert open_repository(echo.runtime.contexts["echo"]).count() == 0
 
 
 def test_deeply_nested_json_is_a_400(echo: Stack) -> None:
@@ -171,7 +171,7 @@ def test_deeply_nested_json_is_a_400(echo: Stack) -> None:
     )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "malformed_json"
-    assert echo.runtime.contexts["echo"].db["echoes"].count_documents({}) == 0
+    assert open_repository(echo.runtime.contexts["echo"]).count() == 0
 
 
 def test_idempotency_key_replays_and_conflicts(echo: Stack) -> None:
@@ -186,7 +186,7 @@ def test_idempotency_key_replays_and_conflicts(echo: Stack) -> None:
         "POST", "/v1/echoes", who="leader", json={"text": "b"}, headers=headers
     )
     assert other_caller.status_code == 201
-    assert echo.runtime.contexts["echo"].db["echoes"].count_documents({}) == 2
+    assert open_repository(echo.runtime.contexts["echo"]).count() == 2
 
 
 def test_probes_and_metrics(echo: Stack) -> None:

@@ -111,22 +111,3 @@ def test_migrate_store_then_start_comes_out_identical(
     again = capsys.readouterr().out
     assert "intake: 0" in again and "keys: 0" in again
     assert differences(data) == []
-
-
-def test_the_reader_sees_what_the_previous_engine_sees(tmp_path: Path) -> None:
-    """TRANSITIONAL (delete with litemongo): the sqlite3/BSON reader against litemongo itself,
-    every collection of every database of the fixture, documents and their stored order."""
-    from libs.common.store import EmbeddedEngine, LegacyDatabase
-
-    data = legacy_copy(tmp_path)
-    engine = EmbeddedEngine(data / "store")
-    try:
-        for directory in sorted((data / "store").iterdir()):
-            reader = LegacyDatabase(directory, directory.name)
-            live = engine.database(directory.name)
-            names = reader.list_collection_names()
-            assert names == sorted(live.list_collection_names())
-            for name in names:
-                assert list(reader[name].documents(batch=3)) == live[name].find({}), name
-    finally:
-        engine.close()

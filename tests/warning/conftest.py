@@ -17,7 +17,7 @@ from libs.common.app import Runtime, create_app
 from libs.common.clock import ManualClock
 from libs.common.county import County, load_county
 from libs.common.events import EventEnvelope, make_event, registered_event_types
-from libs.common.service import ServiceContext, ServiceSpec, subscribe
+from libs.common.service import RelayParts, ServiceContext, ServiceSpec, subscribe
 from libs.common.settings import Settings
 from services.warning.rules import WarningRules, load_rules
 from services.warning.service import build_spec, use_cases
@@ -53,6 +53,8 @@ class Probe:
         return ServiceSpec(
             name="probe",
             build_router=lambda ctx: __import__("fastapi").APIRouter(),
+            # It publishes nothing: no outbox, no journal.
+            relay_parts=lambda ctx: RelayParts(sources=()),
             subscriptions=subscriptions,
         )
 
