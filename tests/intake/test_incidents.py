@@ -281,7 +281,7 @@ def pair(intake: Stack) -> tuple[Stack, dict[str, Any], dict[str, Any]]:
 
 
 def merge(stack: Stack, incident_id: str, primary_id: str, who: str = "operator") -> Any:
-    body = {"primary_id": primary_id, "reason": "同一河段漫溢，村委会与镇政府各報一次"}
+    body = {"primary_id": primary_id, "reason": "同一河段漫溢，村委会与镇政府各报一次"}
     return stack.call("POST", f"/v1/incidents/{incident_id}/merge", who=who, json=body)
 
 
