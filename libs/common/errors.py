@@ -252,9 +252,7 @@ class BodyLimitMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(
-                send, 413, "body_too_large", f"请求体超过 {self.max_bytes} 字节"
-            )
+            await self._refuse(send, 413, "body_too_large", f"请求体超过 {self.max_bytes} 字节")
             return
         content_type = headers.get("content-type", "")
         if declared not in (None, "0") and content_type and not is_utf8_json(content_type):
@@ -289,9 +287,7 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await self._refuse(
-                send, 413, "body_too_large", f"请求体超过 {self.max_bytes} 字节"
-            )
+            await self._refuse(send, 413, "body_too_large", f"请求体超过 {self.max_bytes} 字节")
         except _NotUtf8:
             await self._refuse(send, 400, "malformed_json", _NotUtf8.MESSAGE)
 

@@ -116,9 +116,7 @@ def validate_key(key: str | None) -> str | None:
             400,
             "invalid_idempotency_key",
             "Idempotency-Key 须为 1–200 个可打印 ASCII 字符",
-            fields=[
-                {"path": "header.Idempotency-Key", "reason": "须为 1–200 个可打印 ASCII 字符"}
-            ],
+            fields=[{"path": "header.Idempotency-Key", "reason": "须为 1–200 个可打印 ASCII 字符"}],
         )
     return key
 
