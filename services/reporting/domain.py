@@ -201,12 +201,10 @@ def missing_elements(report: Mapping[str, Any]) -> list[dict[str, str]]:
     rows = []
     for path, label in REQUIRED_ELEMENTS.items():
         if _blank(_get(report, path)):
-            rows.append({"path": path, "reason": f"required element missing: {label}"})
+            rows.append({"path": path, "reason": f"缺少必报要素：{label}"})
     for group in ("casualties", "affected"):
         if report.get(group) is None:
-            rows.append(
-                {"path": group, "reason": "required element missing: 灾害后果（伤亡、影响范围）"}
-            )
+            rows.append({"path": group, "reason": "缺少必报要素：灾害后果（伤亡、影响范围）"})
     return rows
 
 
@@ -221,16 +219,15 @@ def length_errors(report: Mapping[str, Any]) -> list[dict[str, str]]:
             rows.append(
                 {
                     "path": path,
-                    "reason": f"{len(text)} characters; a single-item report allows "
-                    f"{SINGLE_ITEM_MAX_CHARS} (篇6)",
+                    "reason": f"共 {len(text)} 字，单项工作信息不超过 "
+                    f"{SINGLE_ITEM_MAX_CHARS} 字（篇6）",
                 }
             )
     if not rows and total > COMPREHENSIVE_MAX_CHARS:
         rows.append(
             {
                 "path": "body",
-                "reason": f"{total} characters in all; a report allows "
-                f"{COMPREHENSIVE_MAX_CHARS} (篇6)",
+                "reason": f"合计 {total} 字，综合信息不超过 {COMPREHENSIVE_MAX_CHARS} 字（篇6）",
             }
         )
     return rows
@@ -305,14 +302,15 @@ def correction_errors(
     for index, correction in enumerate(corrections):
         field = correction.get("field")
         if field in named:
-            rows.append({"path": f"corrections.{index}.field", "reason": "named twice"})
+            rows.append({"path": f"corrections.{index}.field", "reason": "重复填写"})
             continue
         named[str(field)] = index
         if field not in fallen:
             rows.append(
                 {
                     "path": f"corrections.{index}.field",
-                    "reason": f"{field} did not fall since the previous report",
+                    "reason": f"{FIGURE_LABELS.get(str(field), field)}与上一次报告相比"
+                    "没有下降，无需核减说明",
                 }
             )
     for path in fallen:
@@ -320,8 +318,8 @@ def correction_errors(
             rows.append(
                 {
                     "path": path,
-                    "reason": f"{FIGURE_LABELS[path]} fell since the previous report without "
-                    "an explanation: add corrections[] {field, reason} (核减说明)",
+                    "reason": f"{FIGURE_LABELS[path]}低于上一次报告，须在 corrections[] 中"
+                    "填写 {field, reason}（核减说明）",
                 }
             )
     return rows
@@ -440,17 +438,17 @@ def zero_report_errors(
     rows = []
     if nothing_to_report and incident_ids:
         rows.append(
-            {"path": "incident_ids", "reason": "must be empty when nothing_to_report is true"}
+            {"path": "incident_ids", "reason": "报「无事件」（nothing_to_report 为 true）时须为空"}
         )
     if not nothing_to_report and not incident_ids:
         rows.append(
             {
                 "path": "incident_ids",
-                "reason": "list what was reported, or set nothing_to_report to true",
+                "reason": "请列出当日报送的事件，或将 nothing_to_report 设为 true",
             }
         )
     if day > today:
-        rows.append({"path": "date", "reason": "a zero report covers a day that has begun"})
+        rows.append({"path": "date", "reason": "零报告只能报已经开始的日子"})
     return rows
 
 
