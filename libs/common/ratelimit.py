@@ -91,7 +91,7 @@ class RateLimitMiddleware:
             return
         metrics.HTTP_REJECTIONS.labels(self.service, "rate_limited").inc()
         body = json.dumps(
-            error_body("rate_limited", "too many requests from this caller; slow down")
+            error_body("rate_limited", "请求过于频繁，请稍后再试")
         ).encode()
         await send(
             {

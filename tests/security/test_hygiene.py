@@ -200,7 +200,7 @@ def test_rate_limit_answers_429_with_retry_after_per_key(limited: Stack) -> None
     assert refused.json() == {
         "error": {
             "code": "rate_limited",
-            "message": "too many requests from this caller; slow down",
+            "message": "请求过于频繁，请稍后再试",
             "fields": [],
         }
     }
