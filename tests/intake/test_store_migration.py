@@ -40,8 +40,8 @@ def write_history(stack: Stack) -> tuple[list[str], dict[str, Any]]:
     """Reports, a duplicate, a re-grade from a follow-up, a merge and a close, over the API."""
     now = stack.clock.now()
     body = {**BASE, "occurred_at": iso(now - timedelta(hours=1)), "discovered_at": iso(now)}
-    ids = [created(stack, {**body, "title": f"第{i}次報告"})["id"] for i in range(4)]
-    drill = created(stack, {**body, "exercise": True, "trend": "持續上漲"})["id"]
+    ids = [created(stack, {**body, "title": f"第{i}次报告"})["id"] for i in range(4)]
+    drill = created(stack, {**body, "exercise": True, "trend": "持续上涨"})["id"]
     payload = {
         "report_id": "rep-1",
         "incident_id": ids[0],
@@ -53,7 +53,7 @@ def write_history(stack: Stack) -> tuple[list[str], dict[str, Any]]:
     deliver(stack, reporting_event(stack, "followup_filed", payload))
     merge = {"primary_id": ids[0], "reason": "同一河堤漫溢"}
     assert stack.call("POST", f"/v1/incidents/{ids[1]}/merge", json=merge).status_code == 200
-    close = {"reason": "險情解除"}
+    close = {"reason": "险情解除"}
     response = stack.call("POST", f"/v1/incidents/{ids[2]}/close", who="leader", json=close)
     assert response.status_code == 200
     keyed = stack.call(
