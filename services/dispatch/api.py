@@ -408,23 +408,18 @@ def _plan_out(doc: Mapping[str, Any]) -> dict[str, Any]:
         "township_codes": doc.get("township_codes") or [],
         "scope": doc.get("scope"),
         "teams_on_standby": doc.get("teams_on_standby") or [],
-        # Plans stored before reasons were Chinese kept English in ``reason``: serve the label.
-        "reason": doc.get("reason_label") or doc.get("reason"),
+        "reason": doc.get("reason"),
         "reason_label": doc.get("reason_label") or doc.get("reason"),
         "activated_by": doc.get("activated_by"),
         "requested_by": doc.get("requested_by"),
         "requesting_township": doc.get("requesting_township"),
         "activated_at": doc.get("activated_at"),
         "ended_at": doc.get("ended_at"),
-        "end_reason": doc.get("end_reason_label") or doc.get("end_reason"),
+        "end_reason": doc.get("end_reason"),
         "end_reason_label": doc.get("end_reason_label") or doc.get("end_reason"),
         "teams_released": doc.get("teams_released") or [],
         "history": [
-            {
-                **entry,
-                "reason": entry.get("reason_label") or entry.get("reason"),
-                "reason_label": entry.get("reason_label") or entry.get("reason"),
-            }
+            {**entry, "reason_label": entry.get("reason_label") or entry.get("reason")}
             for entry in doc.get("history") or []
         ],
         "exercise": bool(doc.get("exercise")),

@@ -104,7 +104,7 @@ def plan_activated(
             "warning_id": plan.get("warning_id"),
             "hazard": plan.get("hazard"),
             "scope": plan.get("scope"),
-            "reason": plan.get("reason_label") or plan.get("reason"),
+            "reason": plan.get("reason"),
             "reason_label": plan.get("reason_label") or plan.get("reason"),
             "activated_by": plan.get("activated_by"),
             "exercise": bool(plan.get("exercise")),
