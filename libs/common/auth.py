@@ -45,6 +45,16 @@ class Role(StrEnum):
     TOWNSHIP = "township"
 
 
+# Roles as the console names them (users read refusals in Chinese).
+ROLE_LABELS = {
+    "admin": "管理员",
+    "leader": "值班领导",
+    "operator": "值班员",
+    "department": "部门",
+    "township": "乡镇",
+}
+
+
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller."""
@@ -65,8 +75,8 @@ class Principal:
             raise ApiError(
                 403,
                 "forbidden_township",
-                f"a township key for {self.township_code} may not act for {township_code}",
-                fields=[{"path": path, "reason": "outside the caller's township"}],
+                f"乡镇密钥（{self.township_code}）不能代其他乡镇（{township_code}）操作",
+                fields=[{"path": path, "reason": "不属于调用方所在乡镇"}],
             )
 
 
@@ -159,7 +169,7 @@ class FailureThrottle:
         raise ApiError(
             429,
             "throttled",
-            "too many failed authentications; try again later",
+            "认证失败次数过多，请稍后再试",
             headers={"Retry-After": str(max(1, math.ceil(max(over.values()))))},
         )
 
@@ -301,7 +311,7 @@ def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[R
             raise ApiError(
                 401,
                 "unauthenticated",
-                "send Authorization: Bearer <api key>",
+                "请在请求头中提供 Authorization: Bearer <API 密钥>",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         principal = keys.verify(token.strip())
@@ -310,7 +320,7 @@ def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[R
             raise ApiError(
                 401,
                 "unauthenticated",
-                "the API key is not valid",
+                "API 密钥无效",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         request.state.principal = principal
@@ -322,8 +332,7 @@ def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[R
 def require_role(principal: Principal, *roles: Role) -> Principal:
     """403 unless the principal has one of ``roles``."""
     if principal.role not in roles:
-        allowed = ", ".join(sorted(str(r) for r in roles))
-        raise ApiError(
-            403, "forbidden_role", f"role {principal.role} may not do this (needs {allowed})"
-        )
+        allowed = "、".join(sorted(ROLE_LABELS.get(str(r), str(r)) for r in roles))
+        mine = ROLE_LABELS.get(str(principal.role), str(principal.role))
+        raise ApiError(403, "forbidden_role", f"{mine}无权执行此操作（需要：{allowed}）")
     return principal

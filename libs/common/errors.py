@@ -41,9 +41,30 @@ def error_body(code: str, message: str, fields: Sequence[dict[str, str]] = ()) -
     return {"error": {"code": code, "message": message, "fields": list(fields)}}
 
 
+# What a 404 names, in the words of the console.
+NOT_FOUND_LABELS = {
+    "assignment": "交办事项",
+    "dispatch": "调派单",
+    "docs asset": "文档资源",
+    "file": "文件",
+    "incident": "事件",
+    "key": "API 密钥",
+    "plan": "应急预案",
+    "queue": "队列",
+    "stock line": "库存条目",
+    "suggestion": "预警建议",
+    "team": "救援队伍",
+    "warning": "预警",
+    "report": "报告",
+    "deadline": "报送时限",
+    "summary": "汇总材料",
+    "zero report": "零报告",
+}
+
+
 def not_found(what: str, ident: str) -> ApiError:
     """404 for an id that does not exist (or is not visible to the caller)."""
-    return ApiError(404, "not_found", f"{what} {ident} not found")
+    return ApiError(404, "not_found", f"未找到{NOT_FOUND_LABELS.get(what, what)} {ident}")
 
 
 def field_error(path: str, reason: str, status: int = 422, code: str = "invalid") -> ApiError:
@@ -61,14 +82,90 @@ def _path(loc: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
+# pydantic's own messages are English: the common error types in Chinese, keyed by the type
+# (the ``ctx`` values fill the braces). A type not listed keeps pydantic's message; our own
+# validators already raise Chinese messages.
+PYDANTIC_REASONS: dict[str, str] = {
+    "missing": "必填",
+    "extra_forbidden": "不允许的字段",
+    "string_type": "须为字符串",
+    "string_too_short": "至少 {min_length} 个字符",
+    "string_too_long": "最多 {max_length} 个字符",
+    "string_pattern_mismatch": "格式不符（须匹配 {pattern}）",
+    "too_short": "至少 {min_length} 项",
+    "too_long": "最多 {max_length} 项",
+    "greater_than": "须大于 {gt}",
+    "greater_than_equal": "须大于或等于 {ge}",
+    "less_than": "须小于 {lt}",
+    "less_than_equal": "须小于或等于 {le}",
+    "multiple_of": "须为 {multiple_of} 的倍数",
+    "int_type": "须为整数",
+    "int_parsing": "须为整数",
+    "int_from_float": "须为整数（不能有小数）",
+    "float_type": "须为数字",
+    "float_parsing": "须为数字",
+    "finite_number": "须为有限的数字",
+    "bool_type": "须为布尔值（true 或 false）",
+    "bool_parsing": "须为布尔值（true 或 false）",
+    "enum": "须为以下之一：{expected}",
+    "literal_error": "须为以下之一：{expected}",
+    "list_type": "须为列表",
+    "dict_type": "须为对象",
+    "model_type": "须为对象",
+    "model_attributes_type": "须为对象",
+    "date_type": "须为日期",
+    "date_parsing": "不是有效的日期（YYYY-MM-DD）",
+    "date_from_datetime_parsing": "不是有效的日期（YYYY-MM-DD）",
+    "date_from_datetime_inexact": "须为日期，不能带时刻",
+    "datetime_type": "须为时间",
+    "datetime_parsing": "不是有效的时间（ISO 8601，含时区）",
+    "datetime_from_date_parsing": "不是有效的时间（ISO 8601，含时区）",
+    "datetime_object_invalid": "不是有效的时间",
+    "timezone_aware": "须带时区",
+    "timezone_naive": "不能带时区",
+    "time_parsing": "不是有效的时刻（HH:MM）",
+    "uuid_parsing": "不是有效的 UUID",
+    "url_parsing": "不是有效的网址",
+    "url_scheme": "网址协议须为 {expected_schemes}",
+    "json_invalid": "JSON 格式错误",
+    "json_type": "须为 JSON 文本",
+    "string_unicode": "须为有效的 Unicode 字符串",
+    "union_tag_invalid": "类型标记无效",
+    "none_required": "须为空",
+}
+
+
+def chinese_reason(error: Mapping[str, Any]) -> str:
+    """The Chinese reason of one pydantic error entry, by its type."""
+    kind = str(error.get("type", ""))
+    message = str(error.get("msg", "无效"))
+    template = PYDANTIC_REASONS.get(kind)
+    if template is None:
+        # A validator's own message (value_error, custom types): drop pydantic's prefix.
+        return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    ctx = {k: str(v) for k, v in (error.get("ctx") or {}).items()}
+    try:
+        return template.format_map(ctx)
+    except KeyError:
+        return template.split("{")[0].removesuffix("：").strip() or message
+
+
 def validation_fields(errors: Sequence[Any]) -> list[dict[str, str]]:
-    """Turn pydantic error entries into ``{path, reason}`` rows."""
+    """Turn pydantic error entries into ``{path, reason, type}`` rows, the reason in Chinese and
+    ``type`` the pydantic error type (a stable code for clients)."""
     rows = []
     for error in errors:
-        reason = str(error.get("msg", "invalid"))
+        reason = chinese_reason(error)
         if error.get("type") == "json_invalid":
-            reason = "malformed JSON: " + str(error.get("ctx", {}).get("error", reason))
-        rows.append({"path": _path(error.get("loc", ())), "reason": reason})
+            detail = (error.get("ctx") or {}).get("error")
+            reason = f"JSON 格式错误：{detail}" if detail else reason
+        rows.append(
+            {
+                "path": _path(error.get("loc", ())),
+                "reason": reason,
+                "type": str(error.get("type", "invalid")),
+            }
+        )
     return rows
 
 
@@ -106,11 +203,11 @@ def install_error_handlers(
         ).inc()
         if malformed:
             return JSONResponse(
-                error_body("malformed_json", "the request body is not valid JSON", fields),
+                error_body("malformed_json", "请求体不是有效的 JSON", fields),
                 status_code=400,
             )
         return JSONResponse(
-            error_body("validation_failed", "the request is not valid", fields), status_code=422
+            error_body("validation_failed", "请求内容不合规", fields), status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -132,7 +229,7 @@ def install_error_handlers(
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
         return JSONResponse(
-            error_body("internal_error", "an unexpected error occurred; it has been logged"),
+            error_body("internal_error", "服务内部错误，已记录日志"),
             status_code=500,
         )
 
@@ -155,9 +252,7 @@ class BodyLimitMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(
-                send, 413, "body_too_large", f"request body exceeds {self.max_bytes} bytes"
-            )
+            await self._refuse(send, 413, "body_too_large", f"请求体超过 {self.max_bytes} 字节")
             return
         content_type = headers.get("content-type", "")
         if declared not in (None, "0") and content_type and not is_utf8_json(content_type):
@@ -165,8 +260,8 @@ class BodyLimitMiddleware:
                 send,
                 415,
                 "unsupported_media_type",
-                "request bodies must be application/json in UTF-8 "
-                f"(not {content_type.split(';')[0].strip()[:80]})",
+                "请求体须为 UTF-8 编码的 application/json"
+                f"（收到的是 {content_type.split(';')[0].strip()[:80]}）",
             )
             return
         received = 0
@@ -192,9 +287,7 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await self._refuse(
-                send, 413, "body_too_large", f"request body exceeds {self.max_bytes} bytes"
-            )
+            await self._refuse(send, 413, "body_too_large", f"请求体超过 {self.max_bytes} 字节")
         except _NotUtf8:
             await self._refuse(send, 400, "malformed_json", _NotUtf8.MESSAGE)
 
@@ -224,7 +317,7 @@ def is_utf8_json(content_type: str) -> bool:
 class _NotUtf8(StarletteHTTPException):
     """Raised from ``receive`` for a body that is not UTF-8 (a 400 through the error handler)."""
 
-    MESSAGE = "the request body is not UTF-8 JSON (UTF-16 and UTF-32 are not accepted)"
+    MESSAGE = "请求体不是 UTF-8 编码的 JSON（不接受 UTF-16 和 UTF-32）"
 
     def __init__(self) -> None:
         super().__init__(400, self.MESSAGE)
@@ -234,4 +327,4 @@ class _BodyTooLarge(StarletteHTTPException):
     """Raised from ``receive``; an HTTPException so the framework passes it through as 413."""
 
     def __init__(self) -> None:
-        super().__init__(413, "request body too large")
+        super().__init__(413, "请求体过大")

@@ -121,10 +121,8 @@ def validate_key(key: str | None) -> str | None:
         raise ApiError(
             400,
             "invalid_idempotency_key",
-            "Idempotency-Key must be 1–200 printable ASCII characters",
-            fields=[
-                {"path": "header.Idempotency-Key", "reason": "1–200 printable ASCII characters"}
-            ],
+            "Idempotency-Key 须为 1–200 个可打印 ASCII 字符",
+            fields=[{"path": "header.Idempotency-Key", "reason": "须为 1–200 个可打印 ASCII 字符"}],
         )
     return key
 
@@ -142,8 +140,8 @@ def check_replay(existing: Mapping[str, Any] | None, body_hash: str) -> dict[str
         raise ApiError(
             409,
             "idempotency_conflict",
-            "this Idempotency-Key was already used with a different request body",
-            fields=[{"path": "header.Idempotency-Key", "reason": "reused with another body"}],
+            "该 Idempotency-Key 已用于另一个请求体",
+            fields=[{"path": "header.Idempotency-Key", "reason": "已用于另一个请求体"}],
         )
     return dict(existing)
 

@@ -49,6 +49,10 @@ class ErrorField(BaseModel):
 
     path: str = Field(description="the field, dotted (query.limit, areas.0)")
     reason: str = Field(description="why it is refused")
+    type: str | None = Field(
+        default=None,
+        description="pydantic 错误类型（missing、string_too_long …），仅请求校验错误带有",
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -156,28 +156,28 @@ def decode_cursor(cursor: str) -> tuple[Any, Any]:
     """Check a cursor's signature for the current list and return its (value, id) scalars."""
     scope = _current_scope()
     if len(cursor) > MAX_CURSOR_CHARS or cursor.count(".") != 1:
-        raise invalid_cursor("not a cursor this API issued")
+        raise invalid_cursor("不是本接口签发的翻页游标")
     payload, tag = cursor.split(".")
     if not hmac.compare_digest(tag.encode(), _tag(scope, payload).encode()):
-        raise invalid_cursor("not a cursor of this list (altered, or issued for another list)")
+        raise invalid_cursor("不是本列表的翻页游标（被改动，或属于其他列表）")
     try:
         raw = json.loads(_unb64(payload))
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise invalid_cursor("not a cursor this API issued") from exc
+        raise invalid_cursor("不是本接口签发的翻页游标") from exc
     return _checked_scalars(raw)
 
 
 def _checked_scalars(raw: Any) -> tuple[Any, Any]:
     """The (value, id) of a decoded payload, each a plain scalar of the types cursors carry."""
     if not isinstance(raw, dict) or set(raw) not in ({"v", "i"}, {"t", "i"}):
-        raise invalid_cursor("not a cursor this API issued")
+        raise invalid_cursor("不是本接口签发的翻页游标")
     ident = raw["i"]
     if not _is_scalar(ident) or isinstance(ident, float):
-        raise invalid_cursor("the cursor's position is not a plain value")
+        raise invalid_cursor("游标中的位置不是简单值")
     if "t" in raw:
         return _parse_time(raw["t"]), ident
     if not _is_scalar(raw["v"]):
-        raise invalid_cursor("the cursor's position is not a plain value")
+        raise invalid_cursor("游标中的位置不是简单值")
     return raw["v"], ident
 
 
@@ -195,7 +195,7 @@ def _parse_time(text: Any) -> datetime:
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise invalid_cursor("the cursor's position is not a time with offset")
+        raise invalid_cursor("游标中的位置不是带时区的时间")
     return as_utc(moment)
 
 
@@ -211,7 +211,7 @@ def page(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of documents and the cursor of the next page (None at the end)."""
     if not 1 <= limit <= MAX_LIMIT:
-        raise field_error("query.limit", f"must be between 1 and {MAX_LIMIT}")
+        raise field_error("query.limit", f"须在 1 到 {MAX_LIMIT} 之间")
     query = dict(selector)
     if cursor:
         value, ident = decode_cursor(cursor)

@@ -127,19 +127,19 @@ def build_platform_router(
             raise ApiError(
                 422,
                 "unknown_township",
-                f"{body.township_code} is not a township of this county",
-                fields=[{"path": "township_code", "reason": "not in the county file"}],
+                f"{body.township_code} 不是本县的乡镇",
+                fields=[{"path": "township_code", "reason": "县情文件中没有该乡镇"}],
             )
         unknown = [
             {
                 "path": f"hazards.{i}",
-                "reason": f"not a hazard category; one of {', '.join(HAZARDS)}",
+                "reason": f"不是预警类别，可选：{'、'.join(HAZARDS)}",
             }
             for i, hazard in enumerate(body.hazards)
             if hazard not in HAZARDS
         ]
         if unknown:
-            raise ApiError(422, "unknown_hazard", "a hazard is not in the hazard list", unknown)
+            raise ApiError(422, "unknown_hazard", "预警类别不在列表中", unknown)
         record, secret = keys.create(body.role, body.name, body.township_code, tuple(body.hazards))
         ctx.log.info(
             "api_key_created", key_id=record["_id"], role=str(body.role), by=principal.key_id

@@ -90,9 +90,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         metrics.HTTP_REJECTIONS.labels(self.service, "rate_limited").inc()
-        body = json.dumps(
-            error_body("rate_limited", "too many requests from this caller; slow down")
-        ).encode()
+        body = json.dumps(error_body("rate_limited", "请求过于频繁，请稍后再试")).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -228,10 +228,15 @@ LEVEL_NUMERALS = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ"}
 
 @dataclass(frozen=True)
 class PlanReason:
-    """Why a plan started, changed or ended: English ``text`` and its Chinese ``label``."""
+    """Why a plan started, changed or ended, in Chinese: users read both the events' and the
+    API's ``reason`` and ``reason_label``, so the two carry the same sentence."""
 
-    text: str
     label: str
+
+    @property
+    def text(self) -> str:
+        """The ``reason`` field of plans and plan events (Chinese, like ``reason_label``)."""
+        return self.label
 
 
 def _level(level: int) -> str:
@@ -240,55 +245,43 @@ def _level(level: int) -> str:
 
 def incident_grade_reason(grade: int) -> PlanReason:
     """An incident's grade started the plan."""
-    return PlanReason(
-        f"incident grade {grade}", f"事件定为{_level(grade)}，启动{_level(grade)}响应"
-    )
+    return PlanReason(f"事件定为{_level(grade)}，启动{_level(grade)}响应")
 
 
 def crowd_rule_reason() -> PlanReason:
     """篇3: 10 or more people involved started the plan whatever the grade."""
-    return PlanReason(
-        "篇3: 10 or more people involved (escalated at intake)",
-        "涉及10人以上（接报时已上报），启动预案",
-    )
+    return PlanReason("涉及10人以上（接报时已上报），启动预案")
 
 
 def incident_regraded_reason(grade: int) -> PlanReason:
     """An incident's new grade stepped the plan."""
-    return PlanReason(f"incident regraded to {grade}", f"事件调整为{_level(grade)}")
+    return PlanReason(f"事件调整为{_level(grade)}")
 
 
 def incident_closed_reason(detail: str) -> PlanReason:
     """The incident closed, so its plan ends."""
-    return PlanReason(
-        f"incident closed: {detail}", f"事件已办结：{detail}" if detail else "事件已办结"
-    )
+    return PlanReason(f"事件已办结：{detail}" if detail else "事件已办结")
 
 
 def warning_level_reason(level: int) -> PlanReason:
     """A warning's level started or stepped the plan."""
-    return PlanReason(f"warning at level {level}", f"预警级别为{_level(level)}")
+    return PlanReason(f"预警级别为{_level(level)}")
 
 
 def warning_adjusted_reason(old_level: int, level: int, detail: str) -> PlanReason:
     """A warning was adjusted from one level to another."""
-    return PlanReason(
-        f"warning adjusted from level {old_level} to {level}: {detail}",
-        f"预警由{_level(old_level)}调整为{_level(level)}：{detail}",
-    )
+    return PlanReason(f"预警由{_level(old_level)}调整为{_level(level)}：{detail}")
 
 
 def warning_ended_reason(lifted: bool, detail: str | None) -> PlanReason:
     """The warning was lifted (解除) or expired, so its plan ends."""
-    what, label = ("lifted", "预警已解除") if lifted else ("ended", "预警已到期")
-    if detail:
-        return PlanReason(f"warning {what}: {detail}", f"{label}：{detail}")
-    return PlanReason(f"warning {what}", label)
+    label = "预警已解除" if lifted else "预警已到期"
+    return PlanReason(f"{label}：{detail}" if detail else label)
 
 
 def manual_reason(text: str) -> PlanReason:
-    """An operator's own words: the same text in both places."""
-    return PlanReason(text, text)
+    """An operator's own words."""
+    return PlanReason(text)
 
 
 @dataclass(frozen=True)

@@ -250,12 +250,12 @@ def period_bound(value: str, path: str, tz: ZoneInfo, *, end: bool) -> datetime:
         try:
             start, after = domain.day_bounds(dt.date.fromisoformat(value), tz)
         except ValueError:
-            raise field_error(path, "not a calendar day", code="validation_failed") from None
+            raise field_error(path, "不是有效的日期", code="validation_failed") from None
         return after if end else start
     try:
         return _TIME.validate_python(value)
     except ValidationError:
-        reason = "a day YYYY-MM-DD or a date-time with offset, e.g. 2026-07-06T08:00:00+08:00"
+        reason = "须为日期 YYYY-MM-DD 或带时区的时间，如 2026-07-06T08:00:00+08:00"
         raise field_error(path, reason, code="validation_failed") from None
 
 
@@ -269,7 +269,7 @@ def period(start: str, end: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
         except ApiError as exc:
             fields += exc.fields
     if fields:
-        raise ApiError(422, "validation_failed", "the request is not valid", fields=fields)
+        raise ApiError(422, "validation_failed", "请求内容不合规", fields=fields)
     return bounds[0], bounds[1]
 
 
@@ -277,7 +277,7 @@ def _aware(value: datetime | None, path: str) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        raise field_error(path, "include a UTC offset, e.g. 2026-07-06T08:00:00+08:00")
+        raise field_error(path, "须带时区，如 2026-07-06T08:00:00+08:00")
     return as_utc(value)
 
 
@@ -391,16 +391,16 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
             raise ApiError(
                 404,
                 "incident_unknown",
-                f"incident {incident_id} not found",
-                fields=[{"path": "query.incident_id", "reason": "unknown incident"}],
+                f"未找到事件 {incident_id}",
+                fields=[{"path": "query.incident_id", "reason": "未知事件"}],
             )
         chain = uc.bulletin_chain(incident, report_id)
         if chain is None:
             raise ApiError(
                 404,
                 "not_found",
-                f"report {report_id} is not in the chain of incident {incident_id}",
-                fields=[{"path": "query.report_id", "reason": "not a report of this incident"}],
+                f"报告 {report_id} 不在该事件的报告链中",
+                fields=[{"path": "query.report_id", "reason": "不是该事件的报告"}],
             )
         return _document(documents.bulletin_document(chain, tz()), fmt)
 
@@ -408,7 +408,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
     def read_report(report_id: str, principal: Principal = anyone) -> dict[str, Any]:
         doc = uc.report(report_id)
         if doc is None or not principal.may_act_for(doc["township_code"]):
-            raise ApiError(404, "not_found", f"report {report_id} not found")
+            raise ApiError(404, "not_found", f"未找到报告 {report_id}")
         return report_view(dict(doc))
 
     @router.get("/v1/deadlines", summary="Report deadlines by status and township")
@@ -444,7 +444,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         principal.ensure_township(body.township_code)
         township = ctx.county.township(body.township_code)
         if township is None:
-            raise field_error("township_code", "not a township of this county")
+            raise field_error("township_code", "不是本县的乡镇")
         doc = uc.file_zero_report(body.model_dump(mode="json"), principal.key_id)
         return zero.view_of(doc, township.name)
 
@@ -492,9 +492,9 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         last = to or today
         first = from_ or last - timedelta(days=6)
         if first > last:
-            raise field_error("query.from", "must not be after to")
+            raise field_error("query.from", "不能晚于 to")
         if (last - first).days >= CONTRADICTION_DAYS:
-            raise field_error("query.from", f"at most {CONTRADICTION_DAYS} days before to")
+            raise field_error("query.from", f"最多早于 to {CONTRADICTION_DAYS} 天")
         code = _township_filter(principal, township_code)
         names = {t.code: t.name for t in ctx.county.townships}
         items = uc.contradictions(first, last, names, code)
@@ -511,10 +511,10 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         if incident is not None:
             principal.ensure_township(incident["township_code"], "incident_id")
         elif principal.role == Role.TOWNSHIP:
-            raise ApiError(404, "not_found", f"incident {incident_id} not found")
+            raise ApiError(404, "not_found", f"未找到事件 {incident_id}")
         rows, next_cursor = uc.timeline_page(incident_id, limit, cursor)
         if incident is None and not rows:
-            raise ApiError(404, "not_found", f"no events about incident {incident_id}")
+            raise ApiError(404, "not_found", f"没有关于事件 {incident_id} 的记录")
         return {
             "incident_id": incident_id,
             "items": [timeline_view(r) for r in causal_order(rows)],
@@ -535,7 +535,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
     ) -> dict[str, Any]:
         start, end = _aware(from_, "query.from"), _aware(to, "query.to")
         if start and end and end <= start:
-            raise field_error("query.to", "must be after from")
+            raise field_error("query.to", "须晚于 from")
         filters = AuditFilter(
             event_type=event_type or None,
             source=source or None,
@@ -580,7 +580,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         day = date
         today = domain.local_date(ctx.clock.now(), tz())
         if day > today:
-            raise field_error("query.date", "cannot publish a day that has not begun")
+            raise field_error("query.date", "不能发布尚未开始的日子")
         doc, created = uc.publish_daily(day, principal.key_id)
         body = {
             "id": doc["_id"],
@@ -622,9 +622,9 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
     ) -> Any:
         start, end = period(from_, to, tz())
         if end <= start:
-            raise field_error("query.to", "must be after from")
+            raise field_error("query.to", "须晚于 from")
         if end - start > timedelta(days=366):
-            raise field_error("query.to", "a period is at most 366 days")
+            raise field_error("query.to", "时段最长 366 天")
         pack = uc.situation(start, end)
         if format == "html":
             return HTMLResponse(render.situation_html(pack, ctx.county.name, tz()))
@@ -638,10 +638,10 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN, Role.TOWNSHIP),
     ) -> dict[str, Any]:
         if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-            raise field_error("query.month", "a month as YYYY-MM")
+            raise field_error("query.month", "月份格式为 YYYY-MM")
         current = domain.local_date(ctx.clock.now(), tz()).strftime("%Y-%m")
         if month > current:
-            raise field_error("query.month", "a month that has begun")
+            raise field_error("query.month", "须为已经开始的月份")
         result = uc.scores(month)
         if principal.role == Role.TOWNSHIP:
             result = {

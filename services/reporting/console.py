@@ -318,8 +318,8 @@ def build_console_router(
             raise ApiError(
                 406,
                 "not_acceptable",
-                "this endpoint is a Server-Sent-Events stream: send Accept: text/event-stream",
-                fields=[{"path": "header.Accept", "reason": "must include text/event-stream"}],
+                "该接口是服务器推送事件流（SSE），请求头须带 Accept: text/event-stream",
+                fields=[{"path": "header.Accept", "reason": "须包含 text/event-stream"}],
             )
         feed = TimelineFeed(timeline, visible_to(principal), ctx.clock.now)
         await anyio.to_thread.run_sync(feed.prime)

@@ -285,7 +285,7 @@ def _reporting_blocks(pack: Mapping[str, Any], tz: ZoneInfo) -> list[Block]:
             r["township_name"],
             r["incident_title"],
             short_time(r["due_at"], tz),
-            f"{r['escalation']}级",
+            f"第{r['escalation']}次催报",
         )
         for r in rep["overdue_items"]
     ]
@@ -296,9 +296,7 @@ def _reporting_blocks(pack: Mapping[str, Any], tz: ZoneInfo) -> list[Block]:
         Block("h2", "（二）逾期未报"),
         Block(
             "table",
-            table=Table(
-                ["报告类型", "乡镇", "事件", "应报时间", "督办级别"], overdue, "无逾期未报"
-            ),
+            table=Table(["报告类型", "乡镇", "事件", "应报时间", "催报"], overdue, "无逾期未报"),
         ),
         Block("h2", "（三）零报告"),
     ]

@@ -73,6 +73,45 @@ DEADLINE_KIND_LABELS = {
     "escalation": "升级续报",
     "final": "终报",
 }
+# Response levels and grades as the documents write them (Ⅰ级 … Ⅳ级), never with Arabic numerals.
+LEVEL_NUMERALS = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ"}
+DISPATCH_STATUS_LABELS = {
+    "ordered": "已下达",
+    "en_route": "在途",
+    "on_scene": "到达现场",
+    "completed": "已完成",
+    "released": "已撤回",
+}
+# 矛盾纠纷调处层级 (篇4: 社、村、乡、县).
+MEDIATION_LEVEL_LABELS = {
+    "group": "社级",
+    "village": "村级",
+    "township": "乡镇级",
+    "county": "县级",
+}
+CLOSED_BY_LABELS = {"leader": "值班领导", "final_report": "终报"}
+SUMMARY_KIND_LABELS = {
+    "daily": "突发事件信息日报",
+    "situation": "会商研判材料",
+    "monthly_scores": "月度信息报送考核得分",
+}
+# Warning channel types by their Chinese names; a county names its channels itself (often in
+# Chinese already), so these cover the usual types and codes.
+CHANNEL_LABELS = {
+    "sms": "短信",
+    "push": "网络推送",
+    "webhook": "网络推送",
+    "app": "网络推送",
+    "wechat": "微信",
+    "email": "电子邮件",
+    "broadcast": "应急广播",
+    "radio": "广播",
+    "loudspeaker": "大喇叭",
+    "tv": "电视",
+    "phone": "电话",
+    "fax": "传真",
+    "log": "值班日志",
+}
 TIME_BANDS = ((0, 6), (6, 12), (12, 18), (18, 24))
 # Warning hazards (预警类别) by their Chinese names, as the warning service's rules.yaml has them.
 HAZARD_LABELS = {
@@ -96,6 +135,33 @@ HAZARD_LABELS = {
     "traffic": "交通",
     "other": "其他",
 }
+
+
+# Why a deadline stopped counting (a deadline's ``cancel_reason``), in the duty office's words.
+CLOSED_CANCEL_REASON = "事件已结案，续报时限终止"
+FINAL_FILED_CANCEL_REASON = "终报已报送，续报时限终止"
+
+
+def level_text(level: int) -> str:
+    """A grade or response level as documents write it: Ⅲ级 (never 3级)."""
+    numeral = LEVEL_NUMERALS.get(level)
+    return f"{numeral}级" if numeral else "未定级"
+
+
+def superseded_reason(new_grade: int) -> str:
+    """An earlier re-grade's 升级续报 is owed no more: the report at the new grade covers it."""
+    return f"事件调整为{level_text(new_grade)}，原升级续报时限作废"
+
+
+def regraded_reason(old_grade: int, new_grade: int) -> str:
+    """A pending slot of the old grade gives way to the new grade's times."""
+    return f"事件由{level_text(old_grade)}调整为{level_text(new_grade)}，原时限作废"
+
+
+def merged_reason(primary_title: str | None) -> str:
+    """A duplicate's clocks stop: its primary (named by title) carries the chain."""
+    primary = f"「{primary_title}」" if primary_title else "另一起事件"
+    return f"重复事件已并入{primary}，原时限作废"
 
 
 def chain_label(kind: str, number: int | None) -> str:
@@ -135,12 +201,10 @@ def missing_elements(report: Mapping[str, Any]) -> list[dict[str, str]]:
     rows = []
     for path, label in REQUIRED_ELEMENTS.items():
         if _blank(_get(report, path)):
-            rows.append({"path": path, "reason": f"required element missing: {label}"})
+            rows.append({"path": path, "reason": f"缺少必报要素：{label}"})
     for group in ("casualties", "affected"):
         if report.get(group) is None:
-            rows.append(
-                {"path": group, "reason": "required element missing: 灾害后果（伤亡、影响范围）"}
-            )
+            rows.append({"path": group, "reason": "缺少必报要素：灾害后果（伤亡、影响范围）"})
     return rows
 
 
@@ -155,16 +219,15 @@ def length_errors(report: Mapping[str, Any]) -> list[dict[str, str]]:
             rows.append(
                 {
                     "path": path,
-                    "reason": f"{len(text)} characters; a single-item report allows "
-                    f"{SINGLE_ITEM_MAX_CHARS} (篇6)",
+                    "reason": f"共 {len(text)} 字，单项工作信息不超过 "
+                    f"{SINGLE_ITEM_MAX_CHARS} 字（篇6）",
                 }
             )
     if not rows and total > COMPREHENSIVE_MAX_CHARS:
         rows.append(
             {
                 "path": "body",
-                "reason": f"{total} characters in all; a report allows "
-                f"{COMPREHENSIVE_MAX_CHARS} (篇6)",
+                "reason": f"合计 {total} 字，综合信息不超过 {COMPREHENSIVE_MAX_CHARS} 字（篇6）",
             }
         )
     return rows
@@ -239,14 +302,15 @@ def correction_errors(
     for index, correction in enumerate(corrections):
         field = correction.get("field")
         if field in named:
-            rows.append({"path": f"corrections.{index}.field", "reason": "named twice"})
+            rows.append({"path": f"corrections.{index}.field", "reason": "重复填写"})
             continue
         named[str(field)] = index
         if field not in fallen:
             rows.append(
                 {
                     "path": f"corrections.{index}.field",
-                    "reason": f"{field} did not fall since the previous report",
+                    "reason": f"{FIGURE_LABELS.get(str(field), field)}与上一次报告相比"
+                    "没有下降，无需核减说明",
                 }
             )
     for path in fallen:
@@ -254,8 +318,8 @@ def correction_errors(
             rows.append(
                 {
                     "path": path,
-                    "reason": f"{FIGURE_LABELS[path]} fell since the previous report without "
-                    "an explanation: add corrections[] {field, reason} (核减说明)",
+                    "reason": f"{FIGURE_LABELS[path]}低于上一次报告，须在 corrections[] 中"
+                    "填写 {field, reason}（核减说明）",
                 }
             )
     return rows
@@ -374,17 +438,17 @@ def zero_report_errors(
     rows = []
     if nothing_to_report and incident_ids:
         rows.append(
-            {"path": "incident_ids", "reason": "must be empty when nothing_to_report is true"}
+            {"path": "incident_ids", "reason": "报「无事件」（nothing_to_report 为 true）时须为空"}
         )
     if not nothing_to_report and not incident_ids:
         rows.append(
             {
                 "path": "incident_ids",
-                "reason": "list what was reported, or set nothing_to_report to true",
+                "reason": "请列出当日报送的事件，或将 nothing_to_report 设为 true",
             }
         )
     if day > today:
-        rows.append({"path": "date", "reason": "a zero report covers a day that has begun"})
+        rows.append({"path": "date", "reason": "零报告只能报已经开始的日子"})
     return rows
 
 

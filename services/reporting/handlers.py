@@ -14,7 +14,7 @@ __all__ = ["subscriptions", "summarise"]
 
 def subscriptions(ctx: ServiceContext, repo: ReportingRepository) -> list[Subscription]:
     """Every subscription of the reporting service: the timeline, then the domain's handlers."""
-    names = {t.code: t.name for t in ctx.county.townships}
+    names = incoming.TimelineNames.of(ctx.county, repo)
     subs = [
         subscribe(source, event_type, "timeline", incoming.record_timeline(repo, names))
         for source, event_type in registered_event_types()

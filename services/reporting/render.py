@@ -223,14 +223,14 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
         ),
         "<h3>逾期未报</h3>",
         _table(
-            ["类型", "乡镇", "事件", "应报时间", "督办级别"],
+            ["类型", "乡镇", "事件", "应报时间", "催报"],
             [
                 (
                     r["kind_label"],
                     r["township_name"],
                     r["incident_title"],
                     _t(r["due_at"], tz),
-                    r["escalation"],
+                    f"第{r['escalation']}次催报",
                 )
                 for r in pack["reporting"]["overdue_items"]
             ],

@@ -282,8 +282,8 @@ def _visible_to(principal: Principal, doc: Mapping[str, Any]) -> None:
         raise ApiError(
             403,
             "forbidden_township",
-            f"warning {doc['_id']} is not addressed to township {principal.township_code}",
-            fields=[{"path": "township_code", "reason": "not in the warning's areas"}],
+            f"预警 {doc['_id']} 未发往乡镇 {principal.township_code}",
+            fields=[{"path": "township_code", "reason": "不在预警发布范围内"}],
         )
 
 
@@ -504,8 +504,8 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
             raise ApiError(
                 404,
                 "not_found",
-                f"warning {warning_id} has no version {number}",
-                fields=[{"path": "query.version", "reason": "no such version"}],
+                f"预警 {warning_id} 没有第 {number} 版",
+                fields=[{"path": "query.version", "reason": "没有该版本"}],
             )
         exportable = (domain.VERSION_ISSUED, domain.VERSION_PENDING)
         if chosen["state"] not in exportable or (
@@ -514,8 +514,8 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
             raise ApiError(
                 409,
                 "version_not_exportable",
-                f"version {number} is {chosen['state']} and was never sent",
-                fields=[{"path": "query.version", "reason": chosen["state"]}],
+                f"第 {number} 版{domain.status_text(chosen['state'])}，从未发出",
+                fields=[{"path": "query.version", "reason": domain.status_text(chosen["state"])}],
             )
         xml = render_cap(service.rules, service.county, doc, chosen)
         return Response(xml, media_type=CAP_MEDIA_TYPE)

@@ -23,6 +23,34 @@ VERSION_PENDING, VERSION_ISSUED, VERSION_REJECTED, VERSION_SUPERSEDED = (
     "superseded",
 )
 ACTION_ZH = {"issue": "发布", "adjust": "调整", "lift": "解除", "approve": "审批"}
+# Warning, version and suggestion states as refusals name them.
+STATUS_ZH = {
+    "active": "生效中",
+    "pending_approval": "待审批",
+    "pending": "待处理",
+    "lifted": "已解除",
+    "expired": "已过期",
+    "rejected": "已驳回",
+    "accepted": "已采纳",
+    "dismissed": "已驳回",
+    "issued": "已发布",
+    "superseded": "已被新版本取代",
+}
+ROLE_ZH = {
+    "admin": "管理员",
+    "leader": "值班领导",
+    "operator": "值班员",
+    "department": "部门",
+    "township": "乡镇",
+}
+LEVEL_ZH = {1: "红色（Ⅰ级）", 2: "橙色（Ⅱ级）", 3: "黄色（Ⅲ级）", 4: "蓝色（Ⅳ级）"}
+
+
+def status_text(status: Any) -> str:
+    """A state in Chinese for a refusal (the code itself when it has no name)."""
+    return STATUS_ZH.get(str(status), str(status))
+
+
 TARGET_TOWNSHIP = "township"
 
 
@@ -95,19 +123,19 @@ def decide(
     """
     row = rules.permissions.get(action, {}).get(role)
     if row is None:
-        return Decision(
-            False, reason=f"role {role} may not {action} warnings ({ACTION_ZH[action]})"
-        )
+        return Decision(False, reason=f"{ROLE_ZH.get(role, role)}无权{ACTION_ZH[action]}预警")
     if level not in row.levels:
-        allowed = ", ".join(str(x) for x in row.levels)
+        allowed = "、".join(LEVEL_ZH.get(x, str(x)) for x in row.levels)
         return Decision(
-            False, reason=f"role {role} may {action} warnings of levels {allowed} only, not {level}"
+            False,
+            reason=f"{ROLE_ZH.get(role, role)}只能{ACTION_ZH[action]}{allowed}预警，"
+            f"不能{ACTION_ZH[action]}{LEVEL_ZH.get(level, str(level))}预警",
         )
     if row.hazard_scoped and hazard not in set(principal_hazards):
         return Decision(
             False,
-            reason=f"hazard {hazard} is outside this department's categories "
-            f"({', '.join(principal_hazards) or 'none'})",
+            reason=f"预警类别 {hazard} 不在本部门负责的类别内"
+            f"（{'、'.join(principal_hazards) or '无'}）",
         )
     needs = (
         action in ("issue", "adjust") and level in rules.approval_levels and not row.approves_own
@@ -126,13 +154,13 @@ def check_window(
     """Problems with a warning's validity window, as ``(field path, reason)`` rows."""
     problems: list[tuple[str, str]] = []
     if expires <= effective:
-        problems.append(("expires", "must be after effective"))
+        problems.append(("expires", "须晚于生效时间 effective"))
     if expires <= now:
-        problems.append(("expires", "must be in the future"))
+        problems.append(("expires", "须晚于当前时间"))
     if expires - effective > timedelta(hours=max_hours):
-        problems.append(("expires", f"a warning may last at most {max_hours:g} hours"))
+        problems.append(("expires", f"预警有效期最长 {max_hours:g} 小时"))
     if effective > now + timedelta(hours=max_hours):
-        problems.append(("effective", f"must be within {max_hours:g} hours from now"))
+        problems.append(("effective", f"须在当前时间起 {max_hours:g} 小时以内"))
     return problems
 
 
@@ -237,8 +265,8 @@ def command_replayed(
             raise ApiError(
                 409,
                 "idempotency_conflict",
-                "this Idempotency-Key was already used with a different request body",
-                fields=[{"path": "header.Idempotency-Key", "reason": "reused with another body"}],
+                "该 Idempotency-Key 已用于另一个请求体",
+                fields=[{"path": "header.Idempotency-Key", "reason": "已用于另一个请求体"}],
             )
         return True
     return False

@@ -221,22 +221,22 @@ class WarningUseCases:
             *self._incident_errors(incident_ids),
         ]
         if fields:
-            raise ApiError(422, "validation_failed", "the warning is not valid", fields=fields)
+            raise ApiError(422, "validation_failed", "预警内容不合规", fields=fields)
 
     def _hazard_errors(self, hazard: str) -> list[dict[str, str]]:
         if hazard in self.rules.hazards:
             return []
-        known = ", ".join(sorted(self.rules.hazards))
-        return [{"path": "hazard", "reason": f"unknown hazard; one of {known}"}]
+        known = "、".join(sorted(self.rules.hazards))
+        return [{"path": "hazard", "reason": f"未知的预警类别，可选：{known}"}]
 
     def _area_errors(self, areas: Sequence[str]) -> list[dict[str, str]]:
         fields: list[dict[str, str]] = []
         seen: set[str] = set()
         for index, code in enumerate(areas):
             if self.county.township(code) is None:
-                fields.append({"path": f"areas.{index}", "reason": f"unknown township {code}"})
+                fields.append({"path": f"areas.{index}", "reason": f"未知乡镇 {code}"})
             elif code in seen:
-                fields.append({"path": f"areas.{index}", "reason": f"{code} listed twice"})
+                fields.append({"path": f"areas.{index}", "reason": f"{code} 重复列出"})
             seen.add(code)
         return fields
 
@@ -247,7 +247,7 @@ class WarningUseCases:
         return [
             {
                 "path": f"incident_ids.{index}",
-                "reason": f"incident {incident_id} is not known to the warning service",
+                "reason": f"预警服务未收到事件 {incident_id}",
             }
             for index, incident_id in enumerate(incident_ids)
             if incident_id not in known
@@ -278,9 +278,7 @@ class WarningUseCases:
             doc["_id"], int(doc["rev"]), {**changes, "updated_at": self.now()}, unset, evts
         )
         if saved is None:
-            raise conflict(
-                "concurrent_change", "the warning changed meanwhile; read it again and retry"
-            )
+            raise conflict("concurrent_change", "预警刚被他人修改，请重新读取后再试")
         return saved
 
     def _version(
@@ -424,7 +422,7 @@ class WarningUseCases:
         self._decide(principal, "approve", doc["hazard"], int(pending["level"]))
         now = self.now()
         if as_utc(pending["expires"]) <= now:
-            raise conflict("warning_expired", "the pending version has already expired")
+            raise conflict("warning_expired", "待审批的版本已过期")
         pending.update(
             state=VERSION_ISSUED,
             approved_by=actor(principal),
@@ -491,12 +489,12 @@ class WarningUseCases:
         doc = self.warning(warning_id)
         number = doc.get("pending_version")
         if not number:
-            raise conflict("not_pending", f"warning {warning_id} has no version awaiting approval")
+            raise conflict("not_pending", f"预警 {warning_id} 没有待审批的版本")
         if expected is not None and expected != number:
             raise conflict(
                 "version_mismatch",
-                f"version {number} awaits approval, not {expected}",
-                [{"path": "version", "reason": f"the pending version is {number}"}],
+                f"待审批的是第 {number} 版，不是第 {expected} 版",
+                [{"path": "version", "reason": f"待审批的是第 {number} 版"}],
             )
         pending = find_version(doc, int(number))
         assert pending is not None
@@ -551,12 +549,13 @@ class WarningUseCases:
         doc = self.warning(warning_id)
         if doc["status"] != "active":
             raise conflict(
-                "not_active", f"only an active warning can be adjusted ({doc['status']})"
+                "not_active",
+                f"只有生效中的预警才能调整（当前：{domain.status_text(doc['status'])}）",
             )
         if doc.get("pending_version"):
             raise conflict(
                 "approval_pending",
-                f"version {doc['pending_version']} of this warning still awaits approval",
+                f"该预警的第 {doc['pending_version']} 版仍在等待审批",
             )
         return doc
 
@@ -585,7 +584,7 @@ class WarningUseCases:
             )
         ]
         if fields:
-            raise ApiError(422, "validation_failed", "the adjustment is not valid", fields=fields)
+            raise ApiError(422, "validation_failed", "预警调整内容不合规", fields=fields)
         return content
 
     def lift(
@@ -604,10 +603,8 @@ class WarningUseCases:
         if domain.is_lift_retry(doc, principal.key_id, reason, override_reason):
             return doc
         if doc["status"] != "active":
-            hint = (
-                " (reject a pending warning instead)" if doc["status"] == "pending_approval" else ""
-            )
-            raise conflict("not_active", f"only an active warning can be lifted{hint}")
+            hint = "（待审批的预警请驳回）" if doc["status"] == "pending_approval" else ""
+            raise conflict("not_active", f"只有生效中的预警才能解除{hint}")
         self._decide(principal, "lift", doc["hazard"], int(doc["level"]))
         still_open = self._open_linked(doc, override_reason)
         number = max(int(v["number"]) for v in doc["versions"]) + 1
@@ -650,9 +647,8 @@ class WarningUseCases:
         if still_open and not override_reason:
             raise conflict(
                 "open_incidents",
-                f"linked incidents are still open: {', '.join(still_open)}; "
-                "give override_reason to lift anyway",
-                [{"path": "override_reason", "reason": f"open incidents: {', '.join(still_open)}"}],
+                f"关联事件仍在处置中：{', '.join(still_open)}；如仍要解除，请填写 override_reason",
+                [{"path": "override_reason", "reason": f"处置中的事件：{', '.join(still_open)}"}],
             )
         return still_open
 
@@ -705,17 +701,17 @@ class WarningUseCases:
             raise ApiError(
                 403,
                 "forbidden_township",
-                f"warning {doc['_id']} is not addressed to township {target.township_code}",
-                fields=[{"path": "township_code", "reason": "not in the warning's areas"}],
+                f"预警 {doc['_id']} 未发往乡镇 {target.township_code}",
+                fields=[{"path": "township_code", "reason": "不在预警发布范围内"}],
             )
         if doc["status"] != "active":
-            raise conflict("not_active", f"the warning is {doc['status']}; nothing to acknowledge")
+            raise conflict("not_active", f"预警{domain.status_text(doc['status'])}，无需签收")
         current = int(doc["version"])
         if version is not None and version != current:
             raise conflict(
                 "stale_version",
-                f"version {current} is the current one; acknowledge it",
-                [{"path": "version", "reason": f"current version is {current}"}],
+                f"当前是第 {current} 版，请签收当前版本",
+                [{"path": "version", "reason": f"当前是第 {current} 版"}],
             )
         issued = find_version(doc, current)
         assert issued is not None
@@ -1133,8 +1129,10 @@ class WarningUseCases:
         suggestion = self.suggestion(suggestion_id)
         if suggestion["status"] != "pending":
             existing = suggestion.get("warning_id")
-            extra = f" (warning {existing})" if existing else ""
-            raise conflict("not_pending", f"the suggestion is {suggestion['status']}{extra}")
+            extra = f"（已生成预警 {existing}）" if existing else ""
+            raise conflict(
+                "not_pending", f"该建议{domain.status_text(suggestion['status'])}{extra}"
+            )
         content = self._accepted_content(suggestion, overrides)
         wid = f"wrn_{hashlib.sha256(suggestion_id.encode()).hexdigest()[:16]}"
         try:
@@ -1212,5 +1210,5 @@ class WarningUseCases:
         }
         if not self.repo.close_suggestion(suggestion_id, fields):
             existing = self.suggestion(suggestion_id)
-            raise conflict("not_pending", f"the suggestion is {existing['status']}")
+            raise conflict("not_pending", f"该建议{domain.status_text(existing['status'])}")
         return self.suggestion(suggestion_id)

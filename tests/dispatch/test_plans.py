@@ -59,8 +59,9 @@ def test_orange_warning_activates_then_steps_down_then_ends(dstack: Stack) -> No
     plan = _plan(dstack, plan_id).json()
     assert plan["level"] == 3 and plan["status"] == "active"
     assert [h["action"] for h in plan["history"]] == ["activated", "changed"]
-    assert plan["reason_label"] == "预警级别为Ⅱ级"
-    assert plan["history"][1]["reason_label"] == "预警由Ⅱ级调整为Ⅲ级：雨势减弱"
+    assert plan["reason"] == plan["reason_label"] == "预警级别为Ⅱ级"
+    changed = plan["history"][1]
+    assert changed["reason"] == changed["reason_label"] == "预警由Ⅱ级调整为Ⅲ级：雨势减弱"
     assert team(dstack, "T04")["status"] == "standby"  # stepping down keeps the alert
 
     # A standby team sent out meanwhile must not be touched when the plan ends.
@@ -76,7 +77,7 @@ def test_orange_warning_activates_then_steps_down_then_ends(dstack: Stack) -> No
     assert deliver_twice(dstack, lifted) == (True, False)
     plan = _plan(dstack, plan_id).json()
     assert plan["status"] == "ended" and plan["teams_released"] == ["T04"]
-    assert plan["end_reason_label"] == "预警已解除：解除"
+    assert plan["end_reason"] == plan["end_reason_label"] == "预警已解除：解除"
     assert team(dstack, "T04")["status"] == "available"
     assert team(dstack, "T09")["status"] == "deployed"
 
@@ -85,7 +86,9 @@ def test_orange_warning_activates_then_steps_down_then_ends(dstack: Stack) -> No
     assert len(_published(dstack, "plan_changed")) == 1
     ended = _published(dstack, "plan_ended")
     assert len(ended) == 1 and ended[0]["payload"]["teams_released"] == ["T04"]
-    assert ended[0]["payload"]["reason_label"] == "预警已解除：解除"
+    assert (
+        ended[0]["payload"]["reason"] == ended[0]["payload"]["reason_label"] == "预警已解除：解除"
+    )
     assert ended[0]["causation_id"] == lifted.event_id
 
 
@@ -171,7 +174,7 @@ def test_incident_grades_drive_the_plan(dstack: Stack) -> None:
         False,
     )
     plan = _plan(dstack, f"incident-{incident}").json()
-    assert plan["status"] == "ended" and plan["end_reason"].startswith("incident closed")
+    assert plan["status"] == "ended" and plan["end_reason"].startswith("事件已办结")
     assert plan["end_reason_label"] == "事件已办结：final report"
     assert [h["reason_label"] for h in plan["history"][:2]] == [
         "事件定为Ⅱ级，启动Ⅱ级响应",
@@ -191,8 +194,9 @@ def test_escalated_incident_starts_a_plan_whatever_its_grade(dstack: Stack) -> N
         people_involved=12,
     )
     plan = _plan(dstack, f"incident-{incident}").json()
-    assert plan["level"] == 4 and "篇3" in plan["reason"]
-    assert plan["reason_label"] == "涉及10人以上（接报时已上报），启动预案"
+    assert plan["level"] == 4
+    # Users read the reason in both fields: Chinese in ``reason`` too (no English rule text).
+    assert plan["reason"] == plan["reason_label"] == "涉及10人以上（接报时已上报），启动预案"
     assert plan["teams_on_standby"] == ["T10", "T11", "T15"]
 
 

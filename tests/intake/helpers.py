@@ -14,8 +14,8 @@ BASE: dict[str, Any] = {
     "category": "flood",
     "township_code": TOWNSHIP_A,
     "title": "河口村河堤漫溢",
-    "description": "持續強降雨致河口村段河堤漫溢，部分農田和民房進水。",
-    "location": {"address": "城關鎮河口村三組"},
+    "description": "持续强降雨致河口村段河堤漫溢，部分农田和民房进水。",
+    "location": {"address": "城关镇河口村三组"},
     "casualties": {"deaths": 0, "injured": 0, "missing": 0, "trapped": 0},
     "affected": {
         "people_affected": 120,
@@ -25,11 +25,11 @@ BASE: dict[str, Any] = {
         "direct_loss_cny": 150000,
     },
     "people_involved": 0,
-    "measures_taken": "已轉移群眾40人，組織搶險隊加固堤防。",
-    "needs": "需要沙袋2000條、衝鋒舟1艘。",
-    "reporter": {"name": "張偉", "phone": "13800001111"},
+    "measures_taken": "已转移群众40人，组织抢险队加固堤防。",
+    "needs": "需要沙袋2000条、冲锋舟1艘。",
+    "reporter": {"name": "张伟", "phone": "13800001111"},
     "approver": {"name": "李娜", "phone": "13900002222"},
-    "source": "村委會電話報告",
+    "source": "村委会电话报告",
 }
 
 

@@ -29,7 +29,7 @@ def test_incident_reported_event_carries_the_facts(intake: Stack) -> None:
         people_involved=25,
         dispute=dispute,
         exercise=True,
-        location={"address": "城關鎮政府門口", "lat": 31.52, "lon": 116.48},
+        location={"address": "城关镇政府门口", "lat": 31.52, "lon": 116.48},
     )
     result = created(intake, body)
     [event] = sent_events(intake, "incident_reported", result["id"])
@@ -45,7 +45,7 @@ def test_incident_reported_event_carries_the_facts(intake: Stack) -> None:
         "high_escalation_risk",
     ]
     assert payload["people_involved"] == 25
-    assert (payload["lat"], payload["lon"], payload["address"]) == (31.52, 116.48, "城關鎮政府門口")
+    assert (payload["lat"], payload["lon"], payload["address"]) == (31.52, 116.48, "城关镇政府门口")
     assert payload["dispute"]["key_persons"] is True
     assert result["exercise"] is True
 
@@ -220,7 +220,7 @@ def test_possible_duplicates_same_township_within_window(intake: Stack) -> None:
     now = intake.clock.now()
     first = created(intake, report(now))
     assert first["possible_duplicates"] == []
-    second = created(intake, report(now, title="河堤漫溢（村委會再報）"))
+    second = created(intake, report(now, title="河堤漫溢（村委会再报）"))
     assert second["possible_duplicates"] == [first["id"]]
     other_category = created(intake, report(now, category="fire"))
     assert other_category["possible_duplicates"] == []
@@ -253,9 +253,9 @@ def test_duplicate_window_edges_and_configuration(
 
 def test_duplicates_across_townships_by_distance(intake: Stack) -> None:
     now = intake.clock.now()
-    at_border = {"address": "兩鎮交界橋頭", "lat": 31.560, "lon": 116.430}
-    near = {"address": "青石鎮南橋", "lat": 31.570, "lon": 116.430}  # ~1.1 km
-    far = {"address": "青石鎮北村", "lat": 31.610, "lon": 116.390}  # ~6.6 km
+    at_border = {"address": "两镇交界桥头", "lat": 31.560, "lon": 116.430}
+    near = {"address": "青石镇南桥", "lat": 31.570, "lon": 116.430}  # ~1.1 km
+    far = {"address": "青石镇北村", "lat": 31.610, "lon": 116.390}  # ~6.6 km
     first = created(intake, report(now, location=at_border))
     near_report = report(now, township_code=TOWNSHIP_B, location=near)
     assert created(intake, near_report, "township_b")["possible_duplicates"] == []
@@ -275,13 +275,13 @@ def pair(intake: Stack) -> tuple[Stack, dict[str, Any], dict[str, Any]]:
     """A primary and its duplicate, both open."""
     now = intake.clock.now()
     primary = created(intake, report(now))
-    duplicate = created(intake, report(now, title="重複報告"))
+    duplicate = created(intake, report(now, title="重复报告"))
     assert duplicate["possible_duplicates"] == [primary["id"]]
     return intake, primary, duplicate
 
 
 def merge(stack: Stack, incident_id: str, primary_id: str, who: str = "operator") -> Any:
-    body = {"primary_id": primary_id, "reason": "同一河段漫溢，村委會與鎮政府各報一次"}
+    body = {"primary_id": primary_id, "reason": "同一河段漫溢，村委会与镇政府各报一次"}
     return stack.call("POST", f"/v1/incidents/{incident_id}/merge", who=who, json=body)
 
 
@@ -336,7 +336,7 @@ def test_merge_refusals(pair: tuple[Stack, dict[str, Any], dict[str, Any]]) -> N
     assert "演练事件与真实事件不能合并" in mixed.json()["error"]["fields"][0]["reason"]
     # Merged into the primary, the duplicate cannot be a primary or be merged elsewhere.
     assert merge(stack, duplicate["id"], primary["id"], "leader").status_code == 200
-    third = created(stack, report(stack.clock.now(), title="第三次報告"))
+    third = created(stack, report(stack.clock.now(), title="第三次报告"))
     into_merged = merge(stack, third["id"], duplicate["id"])
     assert refusal(into_merged) == (409, "merge_conflict", ["primary_id"])
     reason = into_merged.json()["error"]["fields"][0]["reason"]
@@ -358,7 +358,7 @@ def test_merge_into_a_closed_primary_is_refused(
 ) -> None:
     stack, primary, duplicate = pair
     close = stack.call(
-        "POST", f"/v1/incidents/{primary['id']}/close", who="leader", json={"reason": "已處置完畢"}
+        "POST", f"/v1/incidents/{primary['id']}/close", who="leader", json={"reason": "已处置完毕"}
     )
     assert close.status_code == 200
     response = merge(stack, duplicate["id"], primary["id"])
@@ -370,7 +370,7 @@ def test_merge_into_a_closed_primary_is_refused(
 def test_leader_closes_an_incident(intake: Stack) -> None:
     incident = created(intake, report(intake.clock.now()))
     path = f"/v1/incidents/{incident['id']}/close"
-    body = {"reason": "險情解除，群眾已返回"}
+    body = {"reason": "险情解除，群众已返回"}
     assert intake.call("POST", path, who="operator", json=body).status_code == 403
     assert intake.call("POST", path, who="township_a", json=body).status_code == 403
     assert intake.call("POST", path, who="leader", json={"reason": " "}).status_code == 422

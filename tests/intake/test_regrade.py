@@ -210,7 +210,7 @@ def test_final_report_after_a_leader_closed_changes_nothing(intake: Stack) -> No
         "POST",
         f"/v1/incidents/{reported['id']}/close",
         who="leader",
-        json={"reason": "誤報，經核實無險情"},
+        json={"reason": "误报，经核实无险情"},
     )
     assert response.status_code == 200
     deliver(intake, final(intake, reported["id"], deaths=5))

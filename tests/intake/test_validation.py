@@ -112,7 +112,7 @@ def test_null_object_counts_as_missing(shared: Stack, path: str) -> None:
 
 
 def test_every_missing_element_is_listed_at_once(shared: Stack) -> None:
-    body = {"category": "flood", "reporter": {"name": "張偉"}, "approver": {}}
+    body = {"category": "flood", "reporter": {"name": "张伟"}, "approver": {}}
     response = post(shared, body)
     assert response.status_code == 422
     paths = {f["path"] for f in response.json()["error"]["fields"]}

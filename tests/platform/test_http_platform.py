@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from libs.common.errors import validation_fields
 from tests.support.echo_service import SPEC, open_repository
 from tests.support.stack import Stack, running_stack
 
@@ -223,3 +225,68 @@ def test_rejections_are_counted_for_the_service_that_owns_the_route(echo: Stack)
     text = echo.client.get("/metrics").text
     assert 'yingji_http_rejections_total{reason="validation",service="echo"}' in text
     assert 'yingji_http_rejections_total{reason="forbidden_township",service="echo"}' in text
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "kind", "reason"),
+    [
+        ({}, "text", "missing", "必填"),
+        ({"text": ""}, "text", "string_too_short", "至少 1 个字符"),
+        ({"text": "x" * 101}, "text", "string_too_long", "最多 100 个字符"),
+        ({"text": 5}, "text", "string_type", "须为字符串"),
+        ({"text": "x", "extra": 1}, "extra", "extra_forbidden", "不允许的字段"),
+    ],
+)
+def test_validation_reasons_are_chinese_with_pydantic_types(
+    echo: Stack, body: dict[str, object], path: str, kind: str, reason: str
+) -> None:
+    """Field reasons read in Chinese; ``type`` keeps pydantic's code for clients."""
+    response = echo.client.post("/v1/echoes", json=body, headers=echo.headers("operator"))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["message"] == "请求内容不合规"
+    assert error["fields"] == [{"path": path, "reason": reason, "type": kind}]
+
+
+def test_refusals_of_the_platform_read_in_chinese(echo: Stack) -> None:
+    """401, 403, 404 and 400 answers say why in Chinese; the codes stay as they were."""
+    missing = echo.client.get("/v1/me").json()["error"]
+    wrong = echo.client.get("/v1/me", headers={"Authorization": "Bearer nope"}).json()["error"]
+    unknown = echo.client.get("/v1/nowhere", headers=echo.headers("admin")).json()["error"]
+    bad_key = echo.client.post(
+        "/v1/echoes",
+        json={"text": "x"},
+        headers={**echo.headers("operator"), "Idempotency-Key": "x" * 201},
+    ).json()["error"]
+    malformed = echo.client.post(
+        "/v1/echoes",
+        content=b"{not json",
+        headers={**echo.headers("operator"), "content-type": "application/json"},
+    ).json()["error"]
+    assert (missing["code"], wrong["code"]) == ("unauthenticated", "unauthenticated")
+    assert wrong["message"] == "API 密钥无效"
+    assert (bad_key["code"], malformed["code"]) == ("invalid_idempotency_key", "malformed_json")
+    for error in (missing, wrong, bad_key, malformed):
+        assert re.search(r"[\u4e00-\u9fff]", error["message"]), error
+        for row in error["fields"]:
+            assert re.search(r"[\u4e00-\u9fff]", row["reason"]), row
+    assert unknown["code"] == "not_found"
+
+
+def test_pydantic_error_types_are_translated() -> None:
+    rows = validation_fields(
+        [
+            {"type": "greater_than", "loc": ("query", "limit"), "msg": "x", "ctx": {"gt": 0}},
+            {"type": "enum", "loc": ("body", "kind"), "msg": "x", "ctx": {"expected": "'a'"}},
+            {"type": "int_parsing", "loc": ("body", "n"), "msg": "x"},
+            {"type": "datetime_parsing", "loc": ("body", "at"), "msg": "x", "ctx": {}},
+            {"type": "value_error", "loc": ("body", "at"), "msg": "Value error, 须晚于发生时间"},
+        ]
+    )
+    assert [(r["path"], r["reason"], r["type"]) for r in rows] == [
+        ("query.limit", "须大于 0", "greater_than"),
+        ("kind", "须为以下之一：'a'", "enum"),
+        ("n", "须为整数", "int_parsing"),
+        ("at", "不是有效的时间（ISO 8601，含时区）", "datetime_parsing"),
+        ("at", "须晚于发生时间", "value_error"),
+    ]

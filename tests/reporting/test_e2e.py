@@ -76,7 +76,9 @@ def test_incident_reported_late_followed_up_and_finalised(stack: Stack) -> None:
     planned = [(d["grade"], d["due_at"]) for d in clocks if d["status"] == "pending"]
     assert planned == [(3, local(2026, 7, 7, 8).isoformat().replace("+00:00", "Z"))]
     cancelled = [d for d in clocks if d["status"] == "cancelled"]
-    assert [(d["grade"], d["cancel_reason"]) for d in cancelled] == [(4, "regraded 4→3")]
+    assert [(d["grade"], d["cancel_reason"]) for d in cancelled] == [
+        (4, "事件由Ⅳ级调整为Ⅲ级，原时限作废")
+    ]
 
     # The next follow-up slot passes unfiled: overdue on the manual clock.
     pending = stack.call(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from libs.common.events import registered_event_types
 from services.reporting import service as reporting_service
 from tests.reporting.support import (
     emit,
@@ -432,3 +435,324 @@ def test_summaries_render_in_a_real_browser(rstack: Stack, tmp_path: Path) -> No
         )
         assert shot.exists() and shot.stat().st_size > 10_000
         print(f"screenshot: {shot}")
+
+
+def _every_event(
+    primary: str, duplicate: str, now: datetime
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """One event of every registered type, with codes and ids as the services send them; the
+    user's own texts (titles, reasons, headlines) are Chinese, so any ASCII is the platform's."""
+    tomorrow = now + timedelta(days=1)
+    warning = {"warning_id": "W-7f3a", "hazard": "rainstorm", "areas": [TOWNSHIP_A]}
+    dispatch = {"dispatch_id": "D-9c1e", "incident_id": primary}
+    assignment = {"assignment_id": "A-5b2d", "incident_id": primary}
+    day = now.date().isoformat()
+    return [
+        (
+            "intake",
+            "incident_regraded",
+            {
+                "incident_id": primary,
+                "township_code": TOWNSHIP_A,
+                "category": "flood",
+                "old_grade": 3,
+                "new_grade": 2,
+                "reason": "续报第1次：死亡12人，升为Ⅱ级（重大）",
+            },
+        ),
+        (
+            "intake",
+            "incident_merged",
+            {
+                "incident_id": duplicate,
+                "primary_id": primary,
+                "township_code": TOWNSHIP_A,
+                "merged_by": "operator",
+                "reason": "同一地点重复报告",
+            },
+        ),
+        (
+            "intake",
+            "incident_closed",
+            {
+                "incident_id": duplicate,
+                "township_code": TOWNSHIP_A,
+                "closed_by": "leader",
+                "reason": "处置完毕",
+            },
+        ),
+        (
+            "warning",
+            "warning_issued",
+            {
+                **warning,
+                "version": 1,
+                "level": 2,
+                "color": "orange",
+                "headline": "暴雨橙色预警",
+                "effective": now,
+                "expires": tomorrow,
+            },
+        ),
+        (
+            "warning",
+            "warning_adjusted",
+            {
+                **warning,
+                "version": 2,
+                "level": 1,
+                "color": "red",
+                "old_level": 2,
+                "reason": "雨势加大",
+            },
+        ),
+        (
+            "warning",
+            "warning_delivery_failed",
+            {
+                "warning_id": "W-7f3a",
+                "version": 2,
+                "township_code": TOWNSHIP_A,
+                "channel": "sms",
+                "attempts": 4,
+                "error": "HTTP 503 from gateway",
+            },
+        ),
+        (
+            "warning",
+            "warning_delivery_failed",
+            {
+                "warning_id": "W-7f3a",
+                "version": 2,
+                "township_code": TOWNSHIP_B,
+                "channel": "pager-gw",
+                "attempts": 4,
+                "error": "timeout",
+            },
+        ),
+        (
+            "warning",
+            "warning_acknowledged",
+            {"warning_id": "W-7f3a", "version": 2, "township_code": TOWNSHIP_A},
+        ),
+        (
+            "warning",
+            "warning_unacknowledged",
+            {"warning_id": "W-7f3a", "version": 2, "level": 1, "township_code": TOWNSHIP_B},
+        ),
+        (
+            "warning",
+            "warning_suggested",
+            {
+                "suggestion_id": "S-11aa",
+                "incident_id": primary,
+                "hazard": "geological",
+                "level": 3,
+                "areas": [TOWNSHIP_A],
+            },
+        ),
+        (
+            "warning",
+            "warning_lifted",
+            {**warning, "version": 3, "level": 1, "color": "red", "reason": "降雨结束"},
+        ),
+        ("warning", "warning_expired", {**warning, "version": 4, "level": 1, "color": "red"}),
+        (
+            "dispatch",
+            "dispatch_ordered",
+            {
+                **dispatch,
+                "team_ids": ["T03", "T-unknown"],
+                "resources": [
+                    {"warehouse_id": "W01", "item_code": "tent", "quantity": 50},
+                    {"warehouse_id": "W99", "item_code": "pump", "quantity": 2},
+                ],
+            },
+        ),
+        (
+            "dispatch",
+            "dispatch_status_changed",
+            {**dispatch, "old_status": "ordered", "status": "en_route"},
+        ),
+        (
+            "dispatch",
+            "stock_low",
+            {"warehouse_id": "W01", "item_code": "tent", "quantity": 60, "min_level": 80},
+        ),
+        (
+            "dispatch",
+            "stock_low",
+            {"warehouse_id": "W99", "item_code": "pump", "quantity": 1, "min_level": 5},
+        ),
+        (
+            "dispatch",
+            "plan_activated",
+            {
+                "plan_id": "P-3e3e",
+                "level": 1,
+                "trigger_kind": "incident",
+                "trigger_id": primary,
+                "township_codes": [TOWNSHIP_A],
+                "incident_id": primary,
+                "hazard": "flood",
+                "reason": "incident grade 1",
+                "reason_label": "事件定为Ⅰ级，启动预案",
+            },
+        ),
+        (
+            "dispatch",
+            "plan_changed",
+            {
+                "plan_id": "P-3e3e",
+                "old_level": 1,
+                "level": 2,
+                "reason": "incident grade 2",
+                "reason_label": "事件调整为Ⅱ级",
+            },
+        ),
+        (
+            "dispatch",
+            "plan_ended",
+            {
+                "plan_id": "P-3e3e",
+                "reason": "incident closed",
+                "reason_label": "事件已结案",
+                "incident_id": primary,
+            },
+        ),
+        (
+            "dispatch",
+            "assignment_created",
+            {**assignment, "level": "village", "due_at": tomorrow},
+        ),
+        (
+            "dispatch",
+            "assignment_escalated",
+            {**assignment, "from_level": "village", "to_level": "township"},
+        ),
+        ("dispatch", "assignment_overdue", {**assignment, "due_at": tomorrow}),
+        (
+            "reporting",
+            "followup_filed",
+            {
+                "report_id": "R-0a0a",
+                "incident_id": primary,
+                "township_code": TOWNSHIP_A,
+                "number": 1,
+                "casualties": {},
+                "affected": {},
+            },
+        ),
+        (
+            "reporting",
+            "final_report_filed",
+            {
+                "report_id": "R-0b0b",
+                "incident_id": primary,
+                "township_code": TOWNSHIP_A,
+                "casualties": {},
+                "affected": {},
+            },
+        ),
+        (
+            "reporting",
+            "report_overdue",
+            {
+                "deadline_id": f"{primary}:followup:1",
+                "kind": "followup",
+                "township_code": TOWNSHIP_A,
+                "due_at": now,
+                "escalation": 2,
+                "incident_id": primary,
+            },
+        ),
+        ("reporting", "zero_report_missed", {"township_code": TOWNSHIP_B, "date": day}),
+        (
+            "reporting",
+            "zero_report_filed",
+            {"township_code": TOWNSHIP_A, "date": day, "nothing_to_report": True},
+        ),
+        (
+            "reporting",
+            "zero_report_contradicted",
+            {
+                "township_code": TOWNSHIP_A,
+                "date": day,
+                "incident_ids": [primary],
+                "attempted_by": "township_a",
+            },
+        ),
+        (
+            "reporting",
+            "summary_published",
+            {
+                "summary_id": f"daily:{day}",
+                "kind": "daily",
+                "period_start": now - timedelta(days=1),
+                "period_end": now,
+            },
+        ),
+    ]
+
+
+# A letter of the Latin alphabet anywhere (a code, an id, an English word), or a level written
+# with an Arabic numeral (3级) instead of Ⅲ级.
+NOT_CHINESE = re.compile(r"[A-Za-z]|\d\s*级")
+
+
+def test_every_event_type_reads_as_a_chinese_sentence(rstack: Stack) -> None:
+    """Each registered event type, as the services send it, becomes a sentence with names
+    instead of codes and ids, and levels as Ⅰ–Ⅳ级."""
+    rstack.clock.set(local(2026, 7, 6, 9))
+    primary, duplicate = "6f1d2c3b4a5e", "9e8d7c6b5a4f"
+    now = rstack.clock.now()
+    for ident, title in ((primary, "青石河堤漫顶"), (duplicate, "青石河堤漫顶（重复）")):
+        incident = {
+            "incident_id": ident,
+            "township_code": TOWNSHIP_A,
+            "category": "flood",
+            "title": title,
+            "grade": 3,
+            "occurred_at": now - timedelta(minutes=30),
+            "discovered_at": now - timedelta(minutes=20),
+            "reported_at": now,
+        }
+        emit(rstack, "intake", "incident_reported", incident, correlation_id=ident, settle=False)
+    rstack.settle()
+    scenario = _every_event(primary, duplicate, rstack.clock.now())
+    assert {t for _, t, _ in scenario} | {"incident_reported"} == {
+        t for _, t in registered_event_types()
+    }, "every event type is in the scenario"
+    for source, event_type, payload in scenario:
+        emit(rstack, source, event_type, payload, correlation_id=primary, settle=False)
+    rstack.settle()
+    items = rstack.call("GET", "/v1/audit", params={"limit": 200}).json()["items"]
+    summaries = {(i["event_type"], i["summary"]) for i in items}
+    ids = [primary, duplicate, "W-7f3a", "D-9c1e", "A-5b2d", "P-3e3e", "W01", "W99", "T03"]
+    wrong = [
+        s
+        for _, s in summaries
+        if NOT_CHINESE.search(s) or any(i in s for i in ids) or "—" in s or "其他事件" in s
+    ]
+    assert wrong == []
+    assert {t for t, _ in summaries} == {t for _, t in registered_event_types()}
+    sentences = {s for _, s in summaries}
+    expected = {
+        "事件定级由Ⅲ级调整为Ⅱ级：续报第1次：死亡12人，升为Ⅱ级（重大）",
+        "重复事件并入「青石河堤漫顶」",
+        "事件结案（值班领导）：处置完毕",
+        "预警送达失败：城关镇（短信）",
+        "预警送达失败：青石镇（发布渠道）",
+        "建议发布黄色预警（地质灾害）",
+        "调派救援力量：县应急救援队及其他队伍1支，调运物资：救灾帐篷50顶、物资2",
+        "调度状态由「已下达」转为「在途」",
+        "物资低于下限：县应急物资储备库 救灾帐篷 余60顶",
+        "物资低于下限：储备库 物资 余1",
+        "启动应急预案（Ⅰ级响应）",
+        "预案响应级别 Ⅰ级 → Ⅱ级：事件调整为Ⅱ级",
+        "纠纷上交：村级 → 乡镇级",
+        "续报逾期未报（第2次催报）",
+        "青石镇 2026年7月6日 零报告缺报",
+        "发布突发事件信息日报",
+    }
+    assert expected <= sentences, sorted(expected - sentences)

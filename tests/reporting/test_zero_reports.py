@@ -212,7 +212,7 @@ def test_nothing_to_report_on_a_day_with_incidents_is_refused_as_possible_concea
     ]
     audit = rstack.call("GET", "/v1/audit", params={"event_type": "zero_report_contradicted"})
     assert [row["summary"] for row in audit.json()["items"]] == [
-        "城关镇 2026-07-06 已报送事件却报「无事件」，疑似瞒报"
+        "城关镇 2026年7月6日 已报送事件却报「无事件」，疑似瞒报"
     ]
     other = rstack.call("GET", "/v1/zero-reports", who="township_b", params={"date": "2026-07-06"})
     assert other.json()["contradictions"] == []

@@ -69,17 +69,17 @@ def _incident(code: str, at: datetime) -> dict[str, object]:
         "category": "flood",
         "township_code": code,
         "title": "河水上涨",
-        "description": f"村民報告，聯繫電話 {PHONE}",
+        "description": f"村民报告，联系电话 {PHONE}",
         "occurred_at": now,
         "discovered_at": now,
-        "location": {"address": "一號"},
+        "location": {"address": "一号"},
         "casualties": {"deaths": 0, "injured": 1, "missing": 0, "trapped": 0},
         "affected": {"people_affected": 10},
-        "reporter": {"name": "報送人", "phone": PHONE},
-        "approver": {"name": "審簽人", "phone": APPROVER_PHONE},
-        "measures_taken": "轉移群眾",
+        "reporter": {"name": "报送人", "phone": PHONE},
+        "approver": {"name": "审签人", "phone": APPROVER_PHONE},
+        "measures_taken": "转移群众",
         "needs": "沙袋",
-        "source": f"電話 {PHONE}",
+        "source": f"电话 {PHONE}",
     }
 
 
@@ -117,11 +117,11 @@ def test_no_keys_or_phone_numbers_in_logs(
                 "kind": "followup",
                 "casualties": {"deaths": 0, "injured": 2, "missing": 0, "trapped": 0},
                 "affected": {"people_affected": 20},
-                "progress": f"聯繫 {PHONE}",
-                "measures_taken": "轉移群眾",
-                "needs": "無",
-                "reporter": {"name": "報送人", "phone": PHONE},
-                "approver": {"name": "審簽人", "phone": APPROVER_PHONE},
+                "progress": f"联系 {PHONE}",
+                "measures_taken": "转移群众",
+                "needs": "无",
+                "reporter": {"name": "报送人", "phone": PHONE},
+                "approver": {"name": "审签人", "phone": APPROVER_PHONE},
             },
         )
         assert followup.status_code == 201, followup.text
@@ -200,7 +200,7 @@ def test_rate_limit_answers_429_with_retry_after_per_key(limited: Stack) -> None
     assert refused.json() == {
         "error": {
             "code": "rate_limited",
-            "message": "too many requests from this caller; slow down",
+            "message": "请求过于频繁，请稍后再试",
             "fields": [],
         }
     }

@@ -79,7 +79,7 @@ def test_a_rule_table_can_restrict_operators_to_low_levels() -> None:
     )
     decision = domain.decide(strict, "issue", "operator", (), "rainstorm", 2)
     assert not decision.allowed
-    assert "levels 3, 4" in decision.reason
+    assert decision.reason == "值班员只能发布黄色（Ⅲ级）、蓝色（Ⅳ级）预警，不能发布橙色（Ⅱ级）预警"
     assert not domain.decide(strict, "issue", "leader", (), "rainstorm", 1).allowed
 
 
@@ -96,9 +96,9 @@ def test_levels_colours_and_cap_mapping() -> None:
 
 def test_window_checks() -> None:
     assert domain.check_window(NOW, NOW + timedelta(hours=1), NOW, 168) == []
-    assert ("expires", "must be after effective") in domain.check_window(NOW, NOW, NOW, 168)
+    assert ("expires", "须晚于生效时间 effective") in domain.check_window(NOW, NOW, NOW, 168)
     past = domain.check_window(NOW - timedelta(hours=3), NOW - timedelta(hours=1), NOW, 168)
-    assert ("expires", "must be in the future") in past
+    assert ("expires", "须晚于当前时间") in past
     too_long = domain.check_window(NOW, NOW + timedelta(hours=200), NOW, 168)
     assert too_long and too_long[0][0] == "expires"
     far = domain.check_window(NOW + timedelta(days=30), NOW + timedelta(days=31), NOW, 168)

@@ -256,14 +256,14 @@ def regrade(ctx: ServiceContext, repo: ReportingRepository, envelope: EventEnvel
         changed = repo.record_deadline_if_new(doc) or changed
     # An earlier re-grade's report is owed no more: the report at this grade covers it.
     superseded = repo.cancel_superseded_escalations(
-        incident_id, at, f"superseded by the re-grade to {new_grade}"
+        incident_id, at, domain.superseded_reason(new_grade)
     )
     changed = bool(superseded) or changed
     # Pending slots of the old grade give way to the new grade's times.
     for row in repo.pending_followups(incident_id):
         if int(row["grade"]) == new_grade:
             continue
-        repo.cancel_pending_deadline(row["_id"], f"regraded {old_grade}→{new_grade}")
+        repo.cancel_pending_deadline(row["_id"], domain.regraded_reason(old_grade, new_grade))
         changed = True
     start = domain.initial_due(at, limits) if new_grade < old_grade else at
     # A slot already met under the old plan is not asked for again under the new one.
@@ -305,7 +305,8 @@ def close(ctx: ServiceContext, repo: ReportingRepository, envelope: EventEnvelop
         {"status": "closed", "closed_at": at, "closed_by": p.get("closed_by")},
         envelope.event_id,
     )
-    changed = bool(end_chain(repo, incident_id, "incident closed", FOLLOWUP_KINDS)) or applied
+    ended = end_chain(repo, incident_id, domain.CLOSED_CANCEL_REASON, FOLLOWUP_KINDS)
+    changed = bool(ended) or applied
     final_filed = repo.final_report_filed(incident_id)
     if p.get("closed_by") == "final_report" or final_filed:
         return changed
@@ -338,7 +339,7 @@ def merge(repo: ReportingRepository, envelope: EventEnvelope) -> bool:
         incident_id,
         ALL_KINDS,
         dict.fromkeys(OPEN, "cancelled"),
-        f"merged into {p.get('primary_id')}",
+        domain.merged_reason((repo.incident_view(p.get("primary_id") or "") or {}).get("title")),
     )
     return applied
 
@@ -369,9 +370,8 @@ def apply_report(ctx: ServiceContext, repo: ReportingRepository, report: Mapping
     )
     changed = changed or taken
     if report["kind"] == "final":
-        changed = (
-            bool(end_chain(repo, incident_id, "final report filed", FOLLOWUP_KINDS)) or changed
-        )
+        ended = end_chain(repo, incident_id, domain.FINAL_FILED_CANCEL_REASON, FOLLOWUP_KINDS)
+        changed = bool(ended) or changed
     return changed
 
 

@@ -7,11 +7,14 @@ events fold into the plan view by ``domain.apply_plan_event``."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from libs.common.clock import as_utc
+from libs.common.county import County
 from libs.common.events import EventEnvelope
 from libs.common.service import ServiceContext
 from services.reporting import domain, metrics
@@ -23,9 +26,9 @@ Handler = Callable[[EventEnvelope], bool]
 DISPATCH_ORDER = ("ordered", "en_route", "on_scene", "completed", "released")
 
 SUMMARIES: dict[str, str] = {
-    "incident_reported": "首报：{township_code} {title}（{grade_label}）",
-    "incident_regraded": "事件定级由{old_grade}级调整为{new_grade}级：{reason}",
-    "incident_merged": "重复事件并入 {primary_id}",
+    "incident_reported": "首报：{township_code}报告「{title}」，定为{grade_label}",
+    "incident_regraded": "事件定级由{old_grade}调整为{new_grade}：{reason}",
+    "incident_merged": "重复事件并入「{primary_title}」",
     "incident_closed": "事件结案（{closed_by}）：{reason}",
     "warning_issued": "发布{color_label}预警：{headline}",
     "warning_adjusted": "预警调整为{color_label}：{reason}",
@@ -35,10 +38,10 @@ SUMMARIES: dict[str, str] = {
     "warning_acknowledged": "{township_code} 确认收到预警",
     "warning_unacknowledged": "{township_code} 未按时确认预警",
     "warning_suggested": "建议发布{color_label}预警（{hazard}）",
-    "dispatch_ordered": "调度救援力量：队伍{team_count}支",
-    "dispatch_status_changed": "调度状态 {old_status} → {status}",
-    "stock_low": "物资低于下限：{warehouse_id}/{item_code} 余{quantity}",
-    "plan_activated": "启动应急预案（{level}级响应）",
+    "dispatch_ordered": "调派救援力量：{teams}{resources}",
+    "dispatch_status_changed": "调度状态由「{old_status}」转为「{status}」",
+    "stock_low": "物资低于下限：{warehouse} {item} 余{quantity}{unit}",
+    "plan_activated": "启动应急预案（{level}响应）",
     "plan_changed": "预案响应级别 {old_level} → {level}：{reason}",
     "plan_ended": "预案终止：{reason}",
     "assignment_created": "纠纷交办（{level}），期限{due_at}",
@@ -46,12 +49,52 @@ SUMMARIES: dict[str, str] = {
     "assignment_overdue": "交办事项逾期",
     "followup_filed": "续报第{number}次",
     "final_report_filed": "终报",
-    "report_overdue": "{kind_label}逾期未报（督办{escalation}级）",
+    "report_overdue": "{kind_label}逾期未报（第{escalation}次催报）",
     "zero_report_missed": "{township_code} {date} 零报告缺报",
     "zero_report_filed": "{township_code} {date} 零报告已报送",
     "zero_report_contradicted": "{township_code} {date} 已报送事件却报「无事件」，疑似瞒报",
     "summary_published": "发布{kind}",
 }
+
+# Fallbacks that say what a code stands for when its name is unknown: never the code or an id.
+UNKNOWN_INCIDENT = "另一起事件"
+UNKNOWN_WAREHOUSE = "储备库"
+UNKNOWN_ITEM = "物资"
+UNKNOWN_CHANNEL = "发布渠道"
+
+
+@dataclass(frozen=True)
+class TimelineNames:
+    """What reporting knows to name things in a sentence: townships, warehouses, stock items,
+    teams (from the county file), the local time zone, and incident titles (from its views)."""
+
+    townships: Mapping[str, str] = field(default_factory=dict)
+    warehouses: Mapping[str, str] = field(default_factory=dict)
+    items: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    teams: Mapping[str, str] = field(default_factory=dict)
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    incident_title: Callable[[str], str | None] = lambda _id: None
+
+    @classmethod
+    def of(cls, county: County, repo: ReportingRepository | None = None) -> TimelineNames:
+        """The names of a county's townships, warehouses and items, and titles from ``repo``."""
+
+        def title(incident_id: str) -> str | None:
+            view = repo.incident_view(incident_id) if repo is not None else None
+            return str(view["title"]) if view and view.get("title") else None
+
+        return cls(
+            townships={t.code: t.name for t in county.townships},
+            warehouses={w.id: w.name for w in county.warehouses},
+            items={
+                (w.id, line.item_code): (line.name, line.unit)
+                for w in county.warehouses
+                for line in w.stock
+            },
+            teams={t.id: t.name for t in county.teams},
+            timezone=ZoneInfo(county.timezone),
+            incident_title=title,
+        )
 
 
 class _Blank(dict[str, Any]):
@@ -59,29 +102,140 @@ class _Blank(dict[str, Any]):
         return "—"
 
 
-def summarise(event_type: str, payload: dict[str, Any], names: dict[str, str] | None = None) -> str:
-    """A one-line Chinese summary of an event for the timeline."""
+def _level(value: Any) -> str:
+    """A grade or response level as documents write it: Ⅲ级 (never 3级)."""
+    return domain.level_text(value) if isinstance(value, int) else "未定级"
+
+
+def _chinese_or(value: Any, fallback: str) -> str:
+    """A configured name as it is when it holds no ASCII letters (a Chinese name), else
+    ``fallback``: a code never reaches a sentence."""
+    text = str(value or "")
+    return text if text and not any(c.isascii() and c.isalpha() for c in text) else fallback
+
+
+def _local(value: Any, tz: ZoneInfo) -> str:
+    """A date or a moment in Chinese: 2026年7月6日, or 2026年7月6日 17:00 in local time."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+        except ValueError:
+            return "—"
+    if isinstance(value, datetime):
+        moment = as_utc(value).astimezone(tz)
+        return f"{moment.year}年{moment.month}月{moment.day}日 {moment:%H:%M}"
+    if isinstance(value, date):
+        return f"{value.year}年{value.month}月{value.day}日"
+    return "—"
+
+
+def _stock(payload: dict[str, Any], names: TimelineNames) -> tuple[str, str, str]:
+    """Warehouse, item and unit names: from the event, else the county file, else a fallback."""
+    warehouse_id, item_code = payload.get("warehouse_id", ""), payload.get("item_code", "")
+    known_name, known_unit = names.items.get((warehouse_id, item_code), ("", ""))
+    warehouse = payload.get("warehouse_name") or names.warehouses.get(warehouse_id)
+    item = payload.get("item_name") or payload.get("name") or known_name
+    unit = payload.get("unit") or known_unit
+    return (
+        _chinese_or(warehouse, UNKNOWN_WAREHOUSE),
+        _chinese_or(item, UNKNOWN_ITEM),
+        _chinese_or(unit, ""),
+    )
+
+
+def _resources(payload: dict[str, Any], names: TimelineNames) -> str:
+    """「，调运物资：帐篷50顶、…」 for the supplies of a dispatch order."""
+    lines = []
+    for line in payload.get("resources") or []:
+        _, item, unit = _stock(dict(line), names)
+        quantity = line.get("quantity")
+        amount = f"{quantity:g}" if isinstance(quantity, int | float) else ""
+        lines.append(f"{item}{amount}{unit}")
+    return f"，调运物资：{'、'.join(lines)}" if lines else ""
+
+
+def _teams(team_ids: list[str], names: TimelineNames) -> str:
+    """「城关镇应急救援队、…」, with a count for the teams the county file does not name."""
+    known = [names.teams[t] for t in team_ids if t in names.teams]
+    others = len(team_ids) - len(known)
+    if not known:
+        return f"救援队伍{others}支"
+    return "、".join(known) + (f"及其他队伍{others}支" if others else "")
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "—"
+
+
+def _fields(event_type: str, payload: dict[str, Any], names: TimelineNames) -> _Blank:
+    """The template's fields: every code and id replaced by its Chinese name."""
     fields = _Blank({k: v for k, v in payload.items() if v is not None})
     code = payload.get("township_code")
     if isinstance(code, str):
-        fields["township_code"] = (names or {}).get(code, code)
+        fields["township_code"] = names.townships.get(code) or _chinese_or(code, "乡镇")
     if "grade" in payload:
-        fields["grade_label"] = domain.GRADE_LABELS.get(payload["grade"], payload["grade"])
+        fields["grade_label"] = domain.GRADE_LABELS.get(payload["grade"], "未定级")
+    for key in ("old_grade", "new_grade", "old_level"):
+        if key in payload:
+            fields[key] = _level(payload[key])
     if "level" in payload:
-        fields["color_label"] = domain.WARNING_LEVEL_LABELS.get(payload["level"], "") + ""
+        fields["color_label"] = domain.WARNING_LEVEL_LABELS.get(payload["level"], "")
+        fields["level"] = _level(payload["level"])
+    if "hazard" in payload:
+        fields["hazard"] = domain.HAZARD_LABELS.get(payload["hazard"], "其他")
     if "team_ids" in payload:
-        fields["team_count"] = len(payload["team_ids"] or [])
-    if payload.get("reason_label"):  # plans: the reason in Chinese beside the rule's English
+        fields["teams"] = _teams(list(payload["team_ids"] or []), names)
+    if payload.get("reason_label"):  # plans: the reason in Chinese beside the rule's words
         fields["reason"] = payload["reason_label"]
     if "kind" in payload:
-        fields["kind_label"] = domain.DEADLINE_KIND_LABELS.get(payload["kind"], payload["kind"])
+        fields["kind_label"] = domain.DEADLINE_KIND_LABELS.get(payload["kind"], "报告")
+        fields["kind"] = domain.SUMMARY_KIND_LABELS.get(payload["kind"], "汇总材料")
+    for key in ("status", "old_status"):
+        if key in payload:
+            fields[key] = domain.DISPATCH_STATUS_LABELS.get(payload[key], "状态未知")
+    if "channel" in payload:
+        channel = payload["channel"]
+        fields["channel"] = domain.CHANNEL_LABELS.get(channel) or _chinese_or(
+            channel, UNKNOWN_CHANNEL
+        )
+    if "closed_by" in payload:
+        fields["closed_by"] = domain.CLOSED_BY_LABELS.get(payload["closed_by"]) or _chinese_or(
+            payload["closed_by"], "值班人员"
+        )
+    if "primary_id" in payload:
+        fields["primary_title"] = names.incident_title(payload["primary_id"]) or UNKNOWN_INCIDENT
+    if event_type.startswith("assignment_"):
+        for key in ("level", "from_level", "to_level"):
+            if key in payload:
+                fields[key] = domain.MEDIATION_LEVEL_LABELS.get(payload[key], "调处层级")
+    for key in ("due_at", "date"):
+        if key in payload:
+            fields[key] = _local(payload[key], names.timezone)
+    if event_type == "stock_low":
+        fields["warehouse"], fields["item"], fields["unit"] = _stock(payload, names)
+        fields["quantity"] = _number(payload.get("quantity"))
+    if event_type == "dispatch_ordered":
+        fields["resources"] = _resources(payload, names)
+    return fields
+
+
+def summarise(
+    event_type: str,
+    payload: dict[str, Any],
+    names: TimelineNames | Mapping[str, str] | None = None,
+) -> str:
+    """A one-line Chinese summary of an event for the timeline: names, not codes or ids.
+
+    ``names`` may be a plain mapping of township codes to names (older callers)."""
+    if not isinstance(names, TimelineNames):
+        names = TimelineNames(townships=dict(names or {}))
     template = SUMMARIES.get(event_type)
     if template is None:
-        return event_type
+        return "其他事件"
     try:
-        return template.format_map(fields)
-    except (ValueError, KeyError):
-        return event_type
+        return template.format_map(_fields(event_type, payload, names))
+    except (ValueError, KeyError, TypeError):
+        return "其他事件"
 
 
 def incident_ids_of(payload: dict[str, Any]) -> list[str]:
@@ -97,7 +251,7 @@ def incident_ids_of(payload: dict[str, Any]) -> list[str]:
     return found
 
 
-def record_timeline(repo: ReportingRepository, names: dict[str, str]) -> Handler:
+def record_timeline(repo: ReportingRepository, names: TimelineNames) -> Handler:
     """Store each event once, keyed by its id, indexed by correlation and incident ids."""
 
     def handle(envelope: EventEnvelope) -> bool:

@@ -14,9 +14,8 @@ from services.reporting.repository import ChainSlotTakenError, ReportingReposito
 from services.reporting.usecases import deadlines
 
 FIGURES_FELL_MESSAGE = (
-    "figures are lower than in the previous report without a correction: "
-    "add corrections[] {field, reason} for each (数字下降须在 corrections[] 中逐项附核减说明，"
-    "progress 中的文字说明不能代替)"
+    "数字低于上一次报告且未附核减说明：请在 corrections[] 中逐项填写 {field, reason}"
+    "（progress 中的文字说明不能代替）"
 )
 
 
@@ -29,11 +28,17 @@ def visible_incident(
         raise ApiError(
             404,
             "incident_unknown",
-            f"incident {incident_id} is unknown to reporting (not reported, or not yet received)",
-            fields=[{"path": "incident_id", "reason": "unknown incident"}],
+            f"报告服务未收到事件 {incident_id}（尚未接报，或消息还在途中）",
+            fields=[{"path": "incident_id", "reason": "未知事件"}],
         )
     principal.ensure_township(incident["township_code"], "incident_id")
     return incident
+
+
+def _title(repo: ReportingRepository, incident_id: str | None) -> str:
+    """An incident's title for a refusal, or 另一起事件 when reporting does not know it."""
+    view = repo.incident_view(incident_id or "") if incident_id else None
+    return str(view["title"]) if view and view.get("title") else "另一起事件"
 
 
 def file_report(
@@ -58,26 +63,26 @@ def file_report(
         raise ApiError(
             409,
             "incident_merged",
-            f"incident {incident['_id']} was merged into {incident.get('merged_into')}; "
-            "report on the primary incident",
-            fields=[{"path": "incident_id", "reason": "merged duplicate"}],
+            f"该事件已作为重复报告并入「{_title(repo, incident.get('merged_into'))}」，"
+            "请在主事件上报告",
+            fields=[{"path": "incident_id", "reason": "已并入其他事件的重复报告"}],
         )
     if raw.get("exercise") is not None and raw["exercise"] != bool(incident.get("exercise")):
-        what = "a drill (演练)" if incident.get("exercise") else "real"
-        raise field_error("exercise", f"the incident is {what}")
+        what = "演练事件" if incident.get("exercise") else "真实事件"
+        raise field_error("exercise", f"该事件是{what}")
     if incident.get("finalised") or repo.final_report_filed(incident["_id"]):
         raise ApiError(
             409,
             "chain_finalised",
-            f"the final report (终报) of {incident['_id']} is filed; the chain is closed",
-            fields=[{"path": "incident_id", "reason": "final report already filed"}],
+            f"「{incident.get('title') or incident['_id']}」的终报已报送，报告链已结束",
+            fields=[{"path": "incident_id", "reason": "终报已报送"}],
         )
     if kind == "followup" and incident["status"] == "closed":
         raise ApiError(
             409,
             "incident_closed",
-            f"incident {incident['_id']} is closed; only its final report (终报) may be filed",
-            fields=[{"path": "kind", "reason": "incident closed: file kind=final"}],
+            f"「{incident.get('title') or incident['_id']}」已结案，只能报送终报",
+            fields=[{"path": "kind", "reason": "事件已结案：请以 kind=final 报送终报"}],
         )
     problems = (
         domain.missing_elements(raw) + domain.length_errors(raw) + domain.same_person_error(raw)
@@ -86,7 +91,7 @@ def file_report(
         raise ApiError(
             422,
             "incomplete_report",
-            "the report lacks required elements or breaks the length limits (要素不全)",
+            "报告要素不全或超出字数限制（要素不全）",
             fields=problems,
         )
     for attempt in range(5):
@@ -164,4 +169,4 @@ def file_report(
             deadlines.apply_report(ctx, repo, stored)
             return repo.report_by_id(report_id) or stored
         return stored
-    raise ApiError(409, "concurrent_report", "another report of this chain was filed; retry")
+    raise ApiError(409, "concurrent_report", "同一报告链刚有另一份报告报送，请重试")

@@ -39,9 +39,8 @@ def file(
         raise ApiError(
             409,
             "zero_report_contradicts_incidents",
-            f"{code} reported incidents on {day.isoformat()} ({', '.join(reported)}); "
-            "a zero report for that day cannot say nothing happened (无事件). The attempt is "
-            "recorded for the duty office as possible concealment (疑似瞒报)",
+            f"{code} 在 {day.isoformat()} 已报送事件（{', '.join(reported)}），"
+            "当日零报告不能报「无事件」；此次报送已记录，提示值班室疑似瞒报",
             fields=[
                 {
                     "path": "nothing_to_report",
@@ -79,8 +78,8 @@ def file(
             raise ApiError(
                 409,
                 "zero_report_exists",
-                f"{code} already filed a different zero report for {day.isoformat()}",
-                fields=[{"path": "date", "reason": "already filed with another content"}],
+                f"{code} 已报送 {day.isoformat()} 的零报告，内容与本次不同",
+                fields=[{"path": "date", "reason": "已报送过内容不同的零报告"}],
             )
         return repod, False
     drill = metrics.exercise_label(exercise)
@@ -113,23 +112,21 @@ def _check(ctx: ServiceContext, repo: ReportingRepository, body: dict[str, Any],
     for index, incident_id in enumerate(body.get("incident_ids") or []):
         incident = repo.incident_view(incident_id)
         if incident is None:
-            errors.append(
-                {"path": f"incident_ids.{index}", "reason": "not an incident reporting knows of"}
-            )
+            errors.append({"path": f"incident_ids.{index}", "reason": "报告服务不知道该事件"})
         elif incident["township_code"] != code:
-            errors.append({"path": f"incident_ids.{index}", "reason": f"not an incident of {code}"})
+            errors.append({"path": f"incident_ids.{index}", "reason": f"不是 {code} 的事件"})
         elif bool(incident.get("exercise")) != exercise:
             errors.append(
                 {
                     "path": f"incident_ids.{index}",
-                    "reason": "a drill (演练) incident belongs only in a drill zero report"
+                    "reason": "演练事件只能列入演练零报告"
                     if incident.get("exercise")
-                    else "a drill zero report lists only drill (演练) incidents",
+                    else "演练零报告只能列演练事件",
                 }
             )
     errors.extend(domain.same_person_error(body))
     if errors:
-        raise ApiError(422, "invalid_zero_report", "the zero report is not valid", fields=errors)
+        raise ApiError(422, "invalid_zero_report", "零报告内容不合规", fields=errors)
 
 
 def incidents_reported_on(
