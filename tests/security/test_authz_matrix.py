@@ -204,6 +204,7 @@ def incident_query(t: Township) -> dict[str, str]:
 READS: dict[str, Read] = {
     "/v1/": Read("public"),
     "/v1/townships": Read("county"),
+    "/v1/county/villages": Read("own"),
     "/v1/me": Read("county"),
     "/v1/admin/keys": Read("county"),
     "/v1/admin/dlq": Read("county"),
