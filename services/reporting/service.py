@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from libs.common.openapi import Contract, one_of
-from libs.common.service import ServiceContext, ServiceSpec, Timer
+from libs.common.outbox import JOURNAL_COLLECTION
+from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
 from services.reporting import api, engine, handlers, metrics, start, summaries, zero
 from services.reporting.console import build_console_router
+from services.reporting.epidemic import service as epidemic
 from services.reporting.store import OUTBOX_COLLECTIONS, Store, setup_indexes
 
 
@@ -20,6 +22,7 @@ def setup(ctx: ServiceContext) -> None:
     engine.refresh_overdue_gauge(ctx, store)
     zero.refresh_gauges(ctx, store)
     metrics.start_at_zero([t.code for t in ctx.county.townships])
+    epidemic.setup(ctx)
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
@@ -50,12 +53,22 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("zero_report_scan", every, lambda: scan_zero_reports(ctx)),
         Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
+        *epidemic.timers(ctx, every),
     ]
 
 
 def contract(ctx: ServiceContext) -> Contract:
     """What reporting's request fields are checked against beyond their types."""
-    return {"ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)}}
+    return {
+        "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
+        **epidemic.contract(ctx),
+    }
+
+
+def relay_parts(ctx: ServiceContext) -> RelayParts:
+    """The outbox collections of the store, and the epidemic reports' outbox."""
+    store_parts = RelayParts([ctx.db[c] for c in OUTBOX_COLLECTIONS], ctx.db[JOURNAL_COLLECTION])
+    return epidemic.relay_parts(ctx, store_parts)
 
 
 SPEC = ServiceSpec(
@@ -66,5 +79,6 @@ SPEC = ServiceSpec(
     subscriptions=handlers.subscriptions,
     timers=timers,
     outbox_collections=OUTBOX_COLLECTIONS,
-    extra_routers=lambda ctx: [build_console_router(ctx)],
+    relay_parts=relay_parts,
+    extra_routers=lambda ctx: [build_console_router(ctx), epidemic.build_router(ctx)],
 )
