@@ -11,6 +11,7 @@ from libs.common.outbox import new_document
 from libs.common.service import ServiceContext
 from services.reporting import analysis, domain, events, metrics, zero
 from services.reporting.engine import profile
+from services.reporting.epidemic import service as epidemic
 from services.reporting.start import start_date
 from services.reporting.store import Store
 
@@ -264,6 +265,7 @@ def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
         "date": due_today.isoformat(),
         **zero_compliance(ctx, store, due_today, due_today),
     }
+    pack["epidemic"] = epidemic.summary_line(ctx, due_today)  # 传染病日报 of the same day
     # 「无事件」 refused during the day for a day with incidents: possible concealment (疑似瞒报).
     pack["concealment"] = [
         zero.contradiction_view(store, row, names)

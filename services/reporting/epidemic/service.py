@@ -4,6 +4,7 @@ outbox. ``services/reporting/service.py`` calls these, one line each."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ from libs.common.profiles import deadline_profile
 from libs.common.service import RelayParts, ServiceContext, Timer
 from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
-from services.reporting.epidemic import api, domain, metrics
+from services.reporting.epidemic import api, domain, metrics, summary
 from services.reporting.epidemic.repository import EpidemicRepository
 from services.reporting.epidemic.repository.mongo import MongoEpidemicRepository
 from services.reporting.epidemic.repository.sqlite import SqliteEpidemicRepository
@@ -94,6 +95,6 @@ def contract(ctx: ServiceContext) -> Contract:
     }
 
 
-def day_line(ctx: ServiceContext, day: Any) -> dict[str, Any]:
-    """The epidemic line of a day, for summaries (county-wide, real reports only)."""
-    return use_cases(ctx).day(day)
+def summary_line(ctx: ServiceContext, day: date) -> dict[str, Any]:
+    """The epidemic line of a day as the daily summary keeps it (county-wide, real reports)."""
+    return summary.compact(use_cases(ctx).day(day))
