@@ -92,7 +92,7 @@ class NotifiableDisease(BaseModel):
     code: str = Field(pattern=r"^[a-z0-9_]{2,40}$", description="病种代码（本平台使用）")
     name: Text = Field(min_length=1, max_length=40, description="病种名称")
     disease_class: Literal["甲类", "乙类", "丙类"] = Field(alias="class", description="类别")
-    icd10: str = Field(default="", max_length=30, description="ICD-10 编码（参考）")
+    icd10: Text = Field(default="", max_length=30, description="ICD-10 编码（参考）")
 
 
 class StockLine(BaseModel):
