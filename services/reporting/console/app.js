@@ -3,6 +3,7 @@
 // sessionStorage and travels only in the Authorization header.
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
+import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -905,6 +906,7 @@ const LOADERS = {
   deadlines: loadDeadlines,
   zero: loadZero,
   concealment: loadConcealment,
+  epidemic: refreshEpidemic,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -915,6 +917,7 @@ const PANEL_IDS = {
   deadlines: "panel-deadlines",
   zero: "panel-zero",
   concealment: "panel-zero",
+  epidemic: "epidemic-dialog",
   detail: "detail",
 };
 
@@ -1243,6 +1246,7 @@ function panelsFor(type) {
   }
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   if (type === "zero_report_contradicted") return ["concealment"];
+  if (type.startsWith("epidemic_report_")) return ["epidemic"];
   return [];
 }
 
@@ -1669,7 +1673,7 @@ function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock"];
+  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock", "epidemic-btn"];
   for (const id of [...headerItems, "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
@@ -1691,6 +1695,7 @@ function showBoard() {
   $("warn-btn").hidden = !canIssue();
   $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
+  $("epidemic-btn").hidden = false;
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1797,6 +1802,10 @@ function init() {
   $("lang-btn").addEventListener("click", () => applyLang(lang() === "zh" ? "en" : "zh"));
   $("logout-btn").addEventListener("click", () => logout(""));
   $("summary-btn").addEventListener("click", openSummary);
+  $("epidemic-btn").addEventListener("click", () =>
+    openEpidemic({ api, townshipName, day: state.context?.today, fmtTime }),
+  );
+  wireEpidemic();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));
