@@ -22,6 +22,9 @@ def setup(ctx: ServiceContext) -> None:
     engine.refresh_overdue_gauge(ctx, store)
     zero.refresh_gauges(ctx, store)
     metrics.start_at_zero([t.code for t in ctx.county.townships])
+    # The relay's journal (memory bus) is reporting's own collection; relay_parts names it, so
+    # the runtime leaves its index to the service.
+    ctx.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
     epidemic.setup(ctx)
 
 

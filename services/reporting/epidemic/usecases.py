@@ -66,8 +66,11 @@ class EpidemicUseCases:
         """The county file's ``start_date``, else the first day the reports ran."""
         if self.county.start_date is not None:
             return self.county.start_date
-        self.record_first_start()
-        return date.fromisoformat(self.repo.state(FIRST_START) or self.today().isoformat())
+        first = self.repo.state(FIRST_START)
+        if first is None:  # setup records it; a write only if it is somehow missing
+            self.record_first_start()
+            first = self.repo.state(FIRST_START) or self.today().isoformat()
+        return date.fromisoformat(first)
 
     # ------------------------------------------------------------ filing
 
@@ -178,8 +181,10 @@ class EpidemicUseCases:
                     metrics.SERVICE, doc["disease_code"], metrics.exercise_label(doc["exercise"])
                 ).inc()
                 return "created"
+            # Another filing of the same report won the race: as if it had been there before.
             existing = self.repo.report(doc["_id"])
             assert existing is not None
+            self._refuse_silent_changes([(entry, existing)], body.get("correction_reason"), day)
         if domain.figures(existing) == domain.figures(entry):
             return "unchanged"
         return self._correct(existing, entry, body, filed_by)
