@@ -1,51 +1,122 @@
-"""How the runtime assembles the reporting service: routes, indexes, subscriptions and timers."""
+"""How the runtime assembles the reporting service: repository, use cases, routes, handlers and
+timers. Routers, subscriptions and timers are lists, so a part of the service (a subpackage with
+its own routes or jobs) adds its entries beside these."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter
+
+from libs.common.bus import Subscription
 from libs.common.openapi import Contract, one_of
-from libs.common.outbox import JOURNAL_COLLECTION
 from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
-from services.reporting import api, engine, handlers, metrics, start, summaries, zero
+from libs.common.settings import Settings
+from libs.common.sqlite import SqliteDatabase
+from libs.common.store import sqlite_file
+from services.reporting import api, handlers, metrics
 from services.reporting.console import build_console_router
 from services.reporting.epidemic import service as epidemic
-from services.reporting.store import OUTBOX_COLLECTIONS, Store, setup_indexes
+from services.reporting.repository import ReportingRepository
+from services.reporting.repository.legacy import import_legacy_documents
+from services.reporting.repository.mongo import MongoReportingRepository
+from services.reporting.repository.sqlite import SqliteReportingRepository
+from services.reporting.usecases import ReportingUseCases
+from services.reporting.usecases.deadlines import profile
+
+NAME = "reporting"
+
+
+def open_repository(ctx: ServiceContext) -> ReportingRepository:
+    """SQLite unless the database URL is ``mongodb://``; opened once per context."""
+    repo: ReportingRepository | None = ctx.resources.get("repository")
+    if repo is None:
+        path = sqlite_file(ctx.settings, NAME)
+        if path is None:
+            repo = MongoReportingRepository(ctx.db)
+        else:
+            repo = SqliteReportingRepository(SqliteDatabase(path))
+        repo.ensure_schema()
+        ctx.resources["repository"] = repo
+        ctx.closers.append(repo.close)
+    return repo
+
+
+def migrate_store(settings: Settings, legacy_db: Any) -> int:
+    """Copy reporting's documents of the previous embedded store into its SQLite file (CLI)."""
+    path = sqlite_file(settings, NAME)
+    if path is None:
+        return 0  # on MongoDB the documents are already where they belong
+    repo = SqliteReportingRepository(SqliteDatabase(path))
+    try:
+        repo.ensure_schema()
+        return import_legacy_documents(legacy_db, repo)
+    finally:
+        repo.close()
+
+
+def use_cases(ctx: ServiceContext) -> ReportingUseCases:
+    """The use cases of this context (one instance, shared by routes, handlers and timers)."""
+    reporting: ReportingUseCases | None = ctx.resources.get("usecases")
+    if reporting is None:
+        reporting = ReportingUseCases(ctx, open_repository(ctx))
+        ctx.resources["usecases"] = reporting
+    return reporting
 
 
 def setup(ctx: ServiceContext) -> None:
-    """Indexes, the validity of the active profile, the first start and the zero-report scan
-    cursor."""
-    engine.profile(ctx)  # fail at start, not at the first event, on an unknown profile name
-    setup_indexes(ctx)
-    store = Store(ctx)
-    start.record_first_start(ctx, store)
-    zero.init_cursor(ctx, store)
-    engine.refresh_overdue_gauge(ctx, store)
-    zero.refresh_gauges(ctx, store)
+    """Check the profile, bring older data over, then the first start, the zero-report scan
+    cursor and the gauges."""
+    profile(ctx)  # fail at start, not at the first event, on an unknown profile name
+    repo = open_repository(ctx)
+    if isinstance(repo, SqliteReportingRepository):
+        copied = import_legacy_documents(ctx.db, repo)
+        if copied:
+            ctx.log.info("reporting_documents_migrated", documents=copied)
+    use_cases(ctx).prepare()
     metrics.start_at_zero([t.code for t in ctx.county.townships])
-    # The relay's journal (memory bus) is reporting's own collection; relay_parts names it, so
-    # the runtime leaves its index to the service.
-    ctx.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
     epidemic.setup(ctx)
+
+
+def build_router(ctx: ServiceContext) -> APIRouter:
+    """The reporting routes, bound to this context's use cases."""
+    return api.build_router(ctx, use_cases(ctx))
+
+
+def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
+    """The operator console (page, static files, live stream) and the epidemic reports."""
+    return [build_console_router(ctx), epidemic.build_router(ctx)]
+
+
+def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
+    """The timeline of every event and the domain's handlers."""
+    return handlers.subscriptions(ctx, open_repository(ctx))
+
+
+def relay_parts(ctx: ServiceContext) -> RelayParts:
+    """The repository's outbox and journal, and the epidemic reports' outbox."""
+    return epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
     """Timer job: overdue deadlines and their escalations."""
-    return engine.scan_deadlines(ctx, Store(ctx))
+    return use_cases(ctx).scan_deadlines()
 
 
 def scan_zero_reports(ctx: ServiceContext) -> int:
     """Timer job: missed zero reports after the cut-off."""
-    return zero.scan_missed(ctx, Store(ctx))
+    return use_cases(ctx).scan_zero_reports()
 
 
 def publish_daily_summary(ctx: ServiceContext) -> bool:
     """Timer job: today's daily summary at the daily cut-off (17:00 local)."""
-    return summaries.publish_due_daily(ctx, Store(ctx))
+    return use_cases(ctx).publish_due_daily()
 
 
 def publish_scores(ctx: ServiceContext) -> bool:
     """Timer job: last month's scores on the publication day."""
-    return summaries.publish_due_scores(ctx, Store(ctx))
+    return use_cases(ctx).publish_due_scores()
 
 
 def timers(ctx: ServiceContext) -> list[Timer]:
@@ -68,20 +139,13 @@ def contract(ctx: ServiceContext) -> Contract:
     }
 
 
-def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The outbox collections of the store, and the epidemic reports' outbox."""
-    store_parts = RelayParts([ctx.db[c] for c in OUTBOX_COLLECTIONS], ctx.db[JOURNAL_COLLECTION])
-    return epidemic.relay_parts(ctx, store_parts)
-
-
 SPEC = ServiceSpec(
-    name="reporting",
+    name=NAME,
     contract=contract,
-    build_router=api.build_router,
+    build_router=build_router,
     setup=setup,
-    subscriptions=handlers.subscriptions,
+    subscriptions=subscriptions,
     timers=timers,
-    outbox_collections=OUTBOX_COLLECTIONS,
     relay_parts=relay_parts,
-    extra_routers=lambda ctx: [build_console_router(ctx), epidemic.build_router(ctx)],
+    extra_routers=extra_routers,
 )
