@@ -18,13 +18,18 @@ from services.reporting.epidemic.usecases import EpidemicUseCases
 PHONE = r"^\+?[0-9][0-9\- ]{4,19}$"
 UNIT_ID = r"^[A-Za-z0-9_-]{1,40}$"
 
+# XML-safe text (libs/common/text.py) with at least one character that is not a space, stated in
+# the schema itself: a field's own pattern replaces the XML one in the document.
+_UNSAFE = "\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF"
+NAME = f"^[^{_UNSAFE}]*[^\\s{_UNSAFE}][^{_UNSAFE}]*$"
+
 
 class Reporter(BaseModel):
     """报告人：姓名和联系电话。"""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Text = Field(min_length=1, max_length=50, pattern=r"\S", description="姓名")
+    name: Text = Field(min_length=1, max_length=50, pattern=NAME, description="姓名")
     phone: str = Field(pattern=PHONE, description="联系电话")
 
 
