@@ -95,6 +95,8 @@ def contract(ctx: ServiceContext) -> Contract:
     }
 
 
-def summary_line(ctx: ServiceContext, day: date) -> dict[str, Any]:
-    """The epidemic line of a day as the daily summary keeps it (county-wide, real reports)."""
-    return summary.compact(use_cases(ctx).day(day))
+def summary_line(ctx: ServiceContext, day: date) -> dict[str, Any] | None:
+    """The epidemic line of a day as the daily summary keeps it (county-wide, real reports);
+    None for a day nothing was due (before the county's start), as summaries of that time had."""
+    line = summary.compact(use_cases(ctx).day(day))
+    return line if line["units_due"] else None
