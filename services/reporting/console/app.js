@@ -1270,6 +1270,24 @@ function feedItem(ev) {
   );
 }
 
+// What the feed shows once (as the stream's feed_key in console.py): an event, or a unit's
+// epidemic filing of a day, which arrives as one event per watched disease.
+function feedKey(ev) {
+  const p = ev.payload || {};
+  if (ev.event_type !== "epidemic_report_filed" || !p.unit_id) return ev.event_id;
+  return `epidemic_report_filed:${p.unit_id}:${p.date}:v${p.version}:${p.exercise ? "drill" : "real"}`;
+}
+
+function oncePerFeedKey(events) {
+  const keys = new Set();
+  return events.filter((ev) => {
+    const key = feedKey(ev);
+    if (keys.has(key)) return false;
+    keys.add(key);
+    return true;
+  });
+}
+
 // The recent backlog for the feed on sign-in: the latest events of the past hour, widened to 3
 // and then 12 hours while fewer than a feed's worth came back. The audit trail (duty roles
 // only) lists oldest first, so a short window keeps the newest within the pages fetched; a
@@ -1283,9 +1301,9 @@ async function loadBacklog() {
       events = await listAll(`/v1/audit?from=${encodeURIComponent(from)}`, 200, 5);
       if (events.length >= FEED_MAX) break;
     }
-    const recent = events.slice(-FEED_MAX).reverse();
-    const seen = new Set(state.feed.map((ev) => ev.event_id));
-    state.feed = [...state.feed, ...recent.filter((ev) => !seen.has(ev.event_id))].slice(0, FEED_MAX);
+    const recent = oncePerFeedKey(events.slice().reverse()).slice(0, FEED_MAX);
+    const seen = new Set(state.feed.map(feedKey));
+    state.feed = [...state.feed, ...recent.filter((ev) => !seen.has(feedKey(ev)))].slice(0, FEED_MAX);
     renderFeed();
   } catch {
     /* the feed still fills from the live stream */
@@ -1293,7 +1311,7 @@ async function loadBacklog() {
 }
 
 function addToFeed(ev) {
-  if (ev.event_id && state.feed.some((seen) => seen.event_id === ev.event_id)) return;
+  if (ev.event_id && state.feed.some((seen) => feedKey(seen) === feedKey(ev))) return;
   state.feed.unshift(ev);
   state.feed.length = Math.min(state.feed.length, FEED_MAX);
   if (isDrill(ev) && !state.showExercise) return;
