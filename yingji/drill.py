@@ -1,13 +1,13 @@
 """`yingji drill`: drive a running stack over HTTP like a county on a bad day (a flood day).
 
 Incidents arrive in waves from many townships, follow-ups raise the figures, some incidents get
-final reports, townships file zero reports, warnings are issued, adjusted and lifted, teams and
-supplies are dispatched and returned. Every write carries ``exercise: true`` (演练) or acts on an
-object that does, so the platform keeps it apart: it reserves no real team or stock, files no
-real zero report, and is left out of every count. Its texts are Chinese. A seed makes the
-sequence of operations repeatable; the rate and the duration bound the load. It records every
-request (operation, status, latency, the id it created) so the same run serves training drills,
-benchmarks and the fault checker.
+final reports, townships file zero reports and epidemic reports (传染病零报告), warnings are issued,
+adjusted and lifted, teams and supplies are dispatched and returned. Every write carries
+``exercise: true`` (演练) or acts on an object that does, so the platform keeps it apart: it
+reserves no real team or stock, files no real zero report, and is left out of every count. Its
+texts are Chinese. A seed makes the sequence of operations repeatable; the rate and the duration
+bound the load. It records every request (operation, status, latency, the id it created) so the
+same run serves training drills, benchmarks and the fault checker.
 """
 
 from __future__ import annotations
@@ -156,6 +156,9 @@ class Drill:
         self.open_incidents: list[dict[str, Any]] = []
         self.active_warnings: list[dict[str, Any]] = []
         self.dispatches: list[dict[str, Any]] = []
+        # Reporting units (townships, health units) and watched diseases of the epidemic reports.
+        self.epidemic_units: list[dict[str, Any]] = []
+        self.diseases: list[str] = []
         self.state_lock = threading.Lock()
         self.run_id = uuid.uuid4().hex[:6]
 
@@ -238,6 +241,13 @@ class Drill:
         )
         if teams.status_code == 200:
             self.teams = [t["id"] for t in teams.json()["items"]]
+        epidemic = self.client.get(
+            self.route("/v1/epidemic/diseases"),
+            headers={"Authorization": f"Bearer {self.keys['operator']}"},
+        )
+        if epidemic.status_code == 200:
+            self.epidemic_units = list(epidemic.json()["units"])
+            self.diseases = [d["code"] for d in epidemic.json()["items"]]
 
     # -- operations -----------------------------------------------------------------------
 
@@ -352,6 +362,39 @@ class Drill:
                 "reporter": {"name": "演练报送人", "phone": DRILL_PHONE},
                 "approver": {"name": "演练审签人", "phone": DRILL_APPROVER_PHONE},
             },
+        )
+
+    def file_epidemic_report(self) -> None:
+        """A township files yesterday's epidemic report (传染病零报告) for itself or one of its
+        health units: zero cases, now and then a few cases with a case report (drill)."""
+        if not self.epidemic_units or not self.diseases:
+            return  # a platform without epidemic reports
+        rnd = self.random
+        unit = rnd.choice(self.epidemic_units)
+        yesterday = (self.now() + timedelta(hours=8) - timedelta(days=1)).date().isoformat()
+        entries = []
+        if rnd.random() < 0.2:
+            cases = rnd.randint(1, 3)
+            report = f"演练：报告病例{cases}例，已流调并隔离治疗（演练数据）。"
+            entries.append(
+                {"disease_code": rnd.choice(self.diseases), "cases": cases, "case_report": report}
+            )
+        self.call(
+            "epidemic_report",
+            "POST",
+            "/v1/epidemic/reports",
+            f"township:{unit['township_code']}",
+            {
+                "unit_id": unit["id"],
+                "date": yesterday,
+                "entries": entries,
+                "zero_for_rest": True,
+                # A later drill filing of the same unit and day may change figures: a correction.
+                "correction_reason": "演练：数字更正",
+                "exercise": True,
+                "reporter": {"name": "演练报告人", "phone": DRILL_PHONE},
+            },
+            id_field="unit_id",
         )
 
     def issue_warning(self) -> None:
@@ -484,6 +527,7 @@ class Drill:
             (self.report_incident, 4 * wave),
             (self.file_followup, 3),
             (self.file_zero_report, 1),
+            (self.file_epidemic_report, 1),
             (self.issue_warning, 0.5),
             (self.change_warning, 1),
             (self.dispatch_team, 1.5),

@@ -1,12 +1,19 @@
-"""County reference data: townships, teams, warehouses and stock, loaded from a YAML file."""
+"""County reference data: townships and their villages, teams, warehouses and stock, health units
+and the watched notifiable diseases, loaded from a YAML file.
+
+Codes: the county is a 6-digit GB/T 2260 code; a township is 9 digits and a village (行政村 or
+社区) 12 digits, as in the statistical division codes (统计用区划代码, NBS), each code beginning
+with the code above it. GB/T 2260 itself stops at the county.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,8 +34,33 @@ class Contact(BaseModel):
     phone: Text = Field(min_length=5, max_length=20)
 
 
+class InformationOfficer(BaseModel):
+    """A village's information officer (信息员), who passes warnings on to households."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text = Field(min_length=1, max_length=50, description="信息员姓名")
+    phone: str = Field(pattern=r"^\+?[0-9][0-9\- ]{4,19}$", description="信息员电话")
+    channel: Literal["sms", "phone", "webhook"] = Field(
+        default="sms", description="送达方式：sms 短信，phone 电话，webhook 接口推送"
+    )
+
+
+class Village(BaseModel):
+    """An administrative village or community (行政村/社区) with its information officer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^\d{12}$", description="12 位统计用区划代码（村级）")
+    name: Text = Field(min_length=1, max_length=50)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    population: int = Field(default=0, ge=0, description="户籍人口（人）")
+    officer: InformationOfficer
+
+
 class Township(BaseModel):
-    """A township or street (乡镇/街道) identified by its 9-digit GB/T 2260-style code."""
+    """A township or street (乡镇/街道) identified by its 9-digit statistical division code."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -37,6 +69,30 @@ class Township(BaseModel):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     population: int = Field(default=0, ge=0)
+    villages: list[Village] = []
+
+
+class HealthUnit(BaseModel):
+    """A health unit (卫生院 and the like) that files the daily epidemic report for its township."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    name: Text = Field(min_length=1, max_length=60)
+    kind: Literal["卫生院", "社区卫生服务中心", "医院", "疾控中心"] = "卫生院"
+    township_code: str = Field(pattern=r"^\d{9}$")
+    contact: Contact | None = None
+
+
+class NotifiableDisease(BaseModel):
+    """A notifiable infectious disease (法定传染病) the county watches with daily reports."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    code: str = Field(pattern=r"^[a-z0-9_]{2,40}$", description="病种代码（本平台使用）")
+    name: Text = Field(min_length=1, max_length=40, description="病种名称")
+    disease_class: Literal["甲类", "乙类", "丙类"] = Field(alias="class", description="类别")
+    icd10: Text = Field(default="", max_length=30, description="ICD-10 编码（参考）")
 
 
 class StockLine(BaseModel):
@@ -136,6 +192,8 @@ class County(BaseModel):
     office: IssuingOffice | None = Field(
         default=None, description="报送单位：日报、信息专报的发文机关、签发人和审核人"
     )
+    health_units: list[HealthUnit] = []
+    notifiable_diseases: list[NotifiableDisease] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> County:
@@ -154,7 +212,23 @@ class County(BaseModel):
             ids = [i.id for i in group]
             if len(set(ids)) != len(ids):
                 raise ValueError("team and warehouse ids must be unique")
+        problems = [*village_problems(self.townships), *self._health_problems(known)]
+        if problems:
+            raise ValueError("县情文件有误：" + "；".join(problems))
         return self
+
+    def _health_problems(self, townships: set[str]) -> list[str]:
+        """Health units placed in known townships, unique ids; disease codes and names unique."""
+        problems = [
+            f"卫生单位 {unit.id}（{unit.name}）所在乡镇 {unit.township_code} 不在本县"
+            for unit in self.health_units
+            if unit.township_code not in townships
+        ]
+        problems += [f"卫生单位编号 {i} 重复" for i in _repeated(u.id for u in self.health_units)]
+        diseases = self.notifiable_diseases
+        problems += [f"病种代码 {c} 重复" for c in _repeated(d.code for d in diseases)]
+        problems += [f"病种名称 {n} 重复" for n in _repeated(d.name for d in diseases)]
+        return problems
 
     @property
     def issuing_office(self) -> IssuingOffice:
@@ -170,6 +244,25 @@ class County(BaseModel):
         """The township with ``code``, if it is in this county."""
         return self.township_index.get(code)
 
+    def villages(self, township_code: str | None = None) -> list[tuple[Township, Village]]:
+        """Every village with its township, in file order; one township's when a code is given."""
+        return [
+            (township, village)
+            for township in self.townships
+            if township_code is None or township.code == township_code
+            for village in township.villages
+        ]
+
+    @cached_property
+    def disease_index(self) -> dict[str, NotifiableDisease]:
+        """Watched notifiable diseases by code."""
+        return {d.code: d for d in self.notifiable_diseases}
+
+    @cached_property
+    def health_unit_index(self) -> dict[str, HealthUnit]:
+        """Health units by id."""
+        return {u.id: u for u in self.health_units}
+
     def distance_km(self, code_a: str, code_b: str) -> float:
         """Great-circle distance between two townships' reference points."""
         a, b = self.township_index[code_a], self.township_index[code_b]
@@ -180,6 +273,52 @@ class County(BaseModel):
         others = [t.code for t in self.townships if t.code != code]
         ranked = sorted(others, key=lambda other: self.distance_km(code, other))
         return [c for c in ranked if self.distance_km(code, c) <= within_km]
+
+
+def _repeated(values: Iterable[str]) -> list[str]:
+    """Values that occur more than once, each named once, in first-seen order."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
+
+
+def village_problems(townships: Sequence[Township]) -> list[str]:
+    """What is wrong with the villages of a county file, in Chinese, each naming the village:
+    a code used twice, or a code that does not begin with its township's code."""
+    problems = []
+    owner: dict[str, str] = {}
+    for township in townships:
+        for village in township.villages:
+            where = f"{township.name}（{township.code}）的 {village.name}"
+            if not village.code.startswith(township.code):
+                problems.append(
+                    f"{where}：村代码 {village.code} 不以所属乡镇代码 {township.code} 开头"
+                )
+            if village.code in owner:
+                problems.append(f"{where}：村代码 {village.code} 与 {owner[village.code]} 重复")
+            owner.setdefault(village.code, where)
+    return problems
+
+
+def village_views(county: County, township_code: str | None = None) -> list[dict[str, Any]]:
+    """Villages as the API shows them: with their township, population and information officer."""
+    return [
+        {
+            "code": village.code,
+            "name": village.name,
+            "township_code": township.code,
+            "township_name": township.name,
+            "lat": village.lat,
+            "lon": village.lon,
+            "population": village.population,
+            "officer": village.officer.model_dump(),
+        }
+        for township, village in county.villages(township_code)
+    ]
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from libs.common import bus
 from libs.common.auth import KeyStore, Principal, Role
+from libs.common.county import village_views
 from libs.common.errors import ApiError, not_found
 from libs.common.hazards import HAZARDS
 from libs.common.openapi import errors
@@ -172,6 +173,21 @@ def build_platform_router(
                 "timezone": ctx.county.timezone,
             },
         }
+
+    @router.get(
+        "/v1/county/villages",
+        summary="行政村（社区）及信息员",
+        description="各乡镇的行政村（社区）：12 位代码、位置、人口和信息员（姓名、电话、"
+        "送达方式）。乡镇账号只看到本乡镇的村。",
+    )
+    def villages(
+        township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
+        principal: Principal = ctx.allow(Role.ADMIN, Role.LEADER, Role.OPERATOR, Role.TOWNSHIP),
+    ) -> dict[str, Any]:
+        if township_code is not None:
+            principal.ensure_township(township_code, "query.township_code")
+        code = principal.township_code if principal.role == Role.TOWNSHIP else township_code
+        return {"items": village_views(ctx.county, code), "next_cursor": None}
 
     @router.get("/v1/me", summary="Who the API key belongs to")
     def me(principal: Principal = anyone) -> dict[str, Any]:

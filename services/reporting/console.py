@@ -127,12 +127,30 @@ class TimelineSource(Protocol):
         """Entries from ``low`` (or strictly after ``after``) by (occurred_at, id)."""
 
 
+def feed_key(doc: Mapping[str, Any]) -> str:
+    """What the feed tells once: an event, or for epidemic reports a unit's filing of a day.
+
+    A filing is one ``epidemic_report_filed`` per watched disease (the timeline and the audit
+    trail keep each); the feed shows the unit's day once per round (first filing, correction),
+    real and drill apart.
+    """
+    ident = str(doc.get("event_id") or doc["_id"])
+    payload = doc.get("payload") or {}
+    if doc.get("event_type") != "epidemic_report_filed" or not payload.get("unit_id"):
+        return ident
+    drill = "drill" if payload.get("exercise") else "real"
+    return (
+        f"epidemic_report_filed:{payload['unit_id']}:{payload.get('date')}:"
+        f"v{payload.get('version')}:{drill}"
+    )
+
+
 class TimelineFeed:
     """Reads timeline entries that are new since the stream opened, each exactly once.
 
     The timeline has no insertion sequence, so entries are read in ``(occurred_at, _id)``
     order from a window reaching ``LOOKBACK`` behind the newest ``occurred_at`` seen, and
-    remembered by id until they fall out of the window.
+    remembered by id (``feed_key``) until they fall out of the window.
     """
 
     def __init__(
@@ -171,7 +189,7 @@ class TimelineFeed:
             for row in rows:
                 doc = dict(row)
                 at = as_utc(doc["occurred_at"])
-                ident = str(doc.get("event_id") or doc["_id"])
+                ident = feed_key(doc)
                 if ident not in self.seen:
                     self.seen[ident] = at
                     fresh.append(doc)

@@ -25,6 +25,7 @@ from docx.oxml.ns import qn
 from docx.shared import Mm, Pt, RGBColor
 
 from libs.common.clock import as_utc
+from services.reporting.epidemic import summary as epidemic_summary
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF_TYPE = "application/pdf"
@@ -267,9 +268,11 @@ def zero_text(zero: Mapping[str, Any], subject: str = "零报告") -> str:
     """Zero-report figures of the days that are due; none due yet says so, without a rate."""
     if not zero.get("expected"):
         return f"{subject}：尚无到期应报的零报告（未到次日08:00截止时间，或在平台启用之前）。"
+    # The daily summary's figures of the day before carry no rate of their own: computed here.
+    percent = zero.get("compliance_percent", 100.0 * zero["on_time"] / zero["expected"])
     return (
         f"{subject}：应报{zero['expected']}份，按时{zero['on_time']}份，迟报{zero['late']}份，"
-        f"缺报{zero['missed']}份，按时报送率{zero['compliance_percent']:.1f}%。"
+        f"缺报{zero['missed']}份，按时报送率{percent:.1f}%。"
     )
 
 
@@ -311,6 +314,8 @@ def _reporting_blocks(pack: Mapping[str, Any], tz: ZoneInfo) -> list[Block]:
                 + zero_text(zero, f"{chinese_date(date.fromisoformat(zero['date']))}零报告"),
             )
         )
+        if pack.get("epidemic"):
+            blocks.append(Block("p", epidemic_summary.text(pack["epidemic"])))
     else:
         blocks.append(Block("p", zero_text(pack["zero_reports"])))
     return blocks

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from libs.common.clock import as_utc
 from services.reporting.documents import affected_text, casualty_text, zero_text
+from services.reporting.epidemic import summary as epidemic_summary
 
 CSS = """
 body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei","PingFang SC",
@@ -296,6 +297,7 @@ def daily_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
             ],
             "无",
         )
+        + epidemic_summary.html(pack.get("epidemic"))
     )
     return _page(
         "突发事件信息日报" + mark,

@@ -17,6 +17,7 @@ from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
 from services.reporting import api, handlers, metrics
 from services.reporting.console import build_console_router
+from services.reporting.epidemic import service as epidemic
 from services.reporting.repository import ReportingRepository
 from services.reporting.repository.legacy import import_legacy_documents
 from services.reporting.repository.mongo import MongoReportingRepository
@@ -75,6 +76,7 @@ def setup(ctx: ServiceContext) -> None:
             ctx.log.info("reporting_documents_migrated", documents=copied)
     use_cases(ctx).prepare()
     metrics.start_at_zero([t.code for t in ctx.county.townships])
+    epidemic.setup(ctx)
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
@@ -83,8 +85,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
 
 def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
-    """The operator console (page, static files, live stream)."""
-    return [build_console_router(ctx)]
+    """The operator console (page, static files, live stream) and the epidemic reports."""
+    return [build_console_router(ctx), epidemic.build_router(ctx)]
 
 
 def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
@@ -93,8 +95,8 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The repository's outbox and journal."""
-    return open_repository(ctx).relay_parts()
+    """The repository's outbox and journal, and the epidemic reports' outbox."""
+    return epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
@@ -125,12 +127,16 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("zero_report_scan", every, lambda: scan_zero_reports(ctx)),
         Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
+        *epidemic.timers(ctx, every),
     ]
 
 
 def contract(ctx: ServiceContext) -> Contract:
     """What reporting's request fields are checked against beyond their types."""
-    return {"ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)}}
+    return {
+        "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
+        **epidemic.contract(ctx),
+    }
 
 
 SPEC = ServiceSpec(

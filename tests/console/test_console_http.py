@@ -373,6 +373,45 @@ def _feed_picks_up_late_arrivals(console_stack: Stack, coll: Timeline) -> None:
     assert feed.poll() == []
 
 
+def test_feed_tells_a_units_epidemic_filing_once_not_once_per_disease(
+    console_stack: Stack, tmp_path: Path
+) -> None:
+    with separate_timeline(tmp_path) as coll:
+        _feed_tells_epidemic_filings_once(console_stack, coll)
+
+
+def _epidemic_filed(stack: Stack, unit: str, disease: str, **payload: Any) -> dict:
+    base = {"unit_id": unit, "date": "2026-07-06", "disease_code": disease, "version": 1}
+    return timeline_doc(
+        stack, "epidemic_report_filed", {**base, "exercise": False, **payload}, source="reporting"
+    )
+
+
+def _feed_tells_epidemic_filings_once(console_stack: Stack, coll: Timeline) -> None:
+    clock = ManualClock(console_stack.clock.now())
+    feed = TimelineFeed(coll.repo, lambda doc: True, clock.now, lookback=timedelta(minutes=5))
+    feed.prime()
+    diseases = ["plague", "cholera", "measles", "hfmd"]
+    coll.record(*[_epidemic_filed(console_stack, "H02", d) for d in diseases])
+    coll.record(*[_epidemic_filed(console_stack, "H03", d) for d in diseases])
+    told = feed.poll()
+    assert sorted(d["payload"]["unit_id"] for d in told) == ["H02", "H03"]
+    # The timeline keeps every disease (the audit trail reads it); only the feed is quieter.
+    assert len(coll.repo.timeline_since(clock.now() - timedelta(minutes=1), None, 100)) == 8
+    # A correction round, and a drill filing of the same unit and day, are told once more each.
+    coll.record(
+        _epidemic_filed(console_stack, "H02", "hfmd", version=2),
+        _epidemic_filed(console_stack, "H02", "measles", version=2),
+        *[_epidemic_filed(console_stack, "H02", d, exercise=True) for d in diseases],
+    )
+    told = feed.poll()
+    assert sorted((d["payload"]["version"], d["payload"]["exercise"]) for d in told) == [
+        (1, True),
+        (2, False),
+    ]
+    assert feed.poll() == []
+
+
 def test_feed_window_is_not_pushed_ahead_by_a_fast_producer_clock(
     console_stack: Stack, tmp_path: Path
 ) -> None:

@@ -20,6 +20,8 @@ class Captured(Drill):
         self.sent: list[tuple[str, str, Any]] = []
         self.townships = ["349901001", "349901101"]
         self.teams = ["T01"]
+        self.epidemic_units = [{"id": "H02", "township_code": "349901001"}]
+        self.diseases = ["hfmd", "measles"]
 
     def call(self, operation: str, method: str, path: str, who: str, body: Any = None,
              id_field: str = "id", subject: str | None = None) -> Any:  # fmt: skip
@@ -39,6 +41,7 @@ def test_every_creating_write_carries_the_flag_and_chinese_titles() -> None:
         drill.report_incident()
         drill.file_zero_report()
         drill.issue_warning()
+        drill.file_epidemic_report()
     drill.open_incidents = [
         {
             "id": "inc-1",
@@ -53,6 +56,9 @@ def test_every_creating_write_carries_the_flag_and_chinese_titles() -> None:
     bodies = [body for method, _, body in drill.sent if method == "POST" and body]
     paths = {path for _, path, _ in drill.sent}
     assert {"/v1/incidents", "/v1/zero-reports", "/v1/warnings", "/v1/reports"} <= paths
+    assert "/v1/epidemic/reports" in paths
+    case_reports = [e["case_report"] for b in bodies for e in b.get("entries", [])]
+    assert case_reports and all(r.startswith("演练：") for r in case_reports)
     assert all(body.get("exercise") is True for body in bodies)
     titles = [body["title"] for body in bodies if "title" in body]
     assert titles and all(t.startswith("演练：") for t in titles)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # What the drill must have done for the comparison to mean anything.
-DRILL_OPERATIONS = ("incident", "followup", "zero_report", "dispatch", "warning")
+DRILL_OPERATIONS = ("incident", "followup", "zero_report", "epidemic_report", "dispatch", "warning")
 GAUGES = (
     "yingji_dispatch_teams",
     "yingji_dispatch_orders_active",
@@ -33,6 +33,8 @@ GAUGES = (
     "yingji_reporting_deadlines_overdue",
     "yingji_reporting_zero_reports_filed_today",
     "yingji_reporting_zero_reports_missing_today",
+    "yingji_reporting_epidemic_units_missing",
+    "yingji_reporting_epidemic_cases",
     "yingji_warning_active",
 )
 
@@ -156,6 +158,12 @@ def gauges(platform: Platform) -> dict[str, str]:
     }
 
 
+def epidemic_line(platform: Platform, day: date) -> dict[str, Any]:
+    """The day's epidemic line without the count of drill reports, which it shows apart."""
+    line = platform.ok("GET", "/v1/epidemic/day", params={"date": day.isoformat()})
+    return {k: v for k, v in line.items() if k != "exercise_reports"}
+
+
 def snapshot(platform: Platform) -> dict[str, Any]:
     """Everything a drill must never change, read over HTTP."""
     local = platform.now().astimezone(SHANGHAI)
@@ -181,6 +189,7 @@ def snapshot(platform: Platform) -> dict[str, Any]:
         "ledger": [(e["id"], e["delta"], e["quantity_after"]) for e in ledger],
         "summary": summary,
         "zero_reports": zero,
+        "epidemic": {str(day): epidemic_line(platform, day) for day in (yesterday, today)},
         "scores": scores["items"],
         "open_incidents": sorted(i["id"] for i in real_open["items"]),
         "real_dispatches": platform.ok("GET", "/v1/dispatches", params={"exercise": "false"}),

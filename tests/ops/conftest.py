@@ -37,6 +37,7 @@ ROUTES: dict[str, str] = {
     "/v1/assignments": "dispatch",
     "/v1/reports": "reporting",
     "/v1/zero-reports": "reporting",
+    "/v1/epidemic": "reporting",
     "/v1/deadlines": "reporting",
     "/v1/timeline": "reporting",
     "/v1/summaries": "reporting",

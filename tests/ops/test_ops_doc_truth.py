@@ -28,6 +28,7 @@ METRIC_MODULES = (
     "services.warning.metrics",
     "services.dispatch.metrics",
     "services.reporting.metrics",
+    "services.reporting.epidemic.metrics",
     "services.reporting.console",
 )
 

@@ -204,6 +204,7 @@ def incident_query(t: Township) -> dict[str, str]:
 READS: dict[str, Read] = {
     "/v1/": Read("public"),
     "/v1/townships": Read("county"),
+    "/v1/county/villages": Read("own"),
     "/v1/me": Read("county"),
     "/v1/admin/keys": Read("county"),
     "/v1/admin/dlq": Read("county"),
@@ -238,6 +239,10 @@ READS: dict[str, Read] = {
     "/v1/deadlines": Read("own"),
     "/v1/zero-reports": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/zero-reports/contradictions": Read("own"),
+    "/v1/epidemic/diseases": Read("county"),
+    "/v1/epidemic/day": Read("own", params=lambda _: {"date": TODAY}),
+    "/v1/epidemic/reports": Read("own", params=lambda _: {"date": TODAY}),
+    "/v1/epidemic/missing": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/timeline/{incident_id}": Read("own", "incident_id", refused=FORBIDDEN_TOWNSHIP),
     "/v1/audit": Read("county"),
     "/v1/summaries/daily": Read("county", params=lambda _: {"date": TODAY}),
@@ -471,6 +476,18 @@ TOWNSHIP_WRITES: dict[tuple[str, str], tuple[Write, tuple[int, str]]] = {
     ),
     ("POST", "/v1/zero-reports"): (
         lambda s, t: ("/v1/zero-reports", zero_report_body(t.code, s.stack.clock.now().date())),
+        FORBIDDEN_TOWNSHIP,
+    ),
+    ("POST", "/v1/epidemic/reports"): (
+        lambda s, t: (
+            "/v1/epidemic/reports",
+            {
+                "unit_id": t.code,
+                "date": TODAY,
+                "zero_for_rest": True,
+                "reporter": {"name": "疫情报告人", "phone": "13900002000"},
+            },
+        ),
         FORBIDDEN_TOWNSHIP,
     ),
     ("POST", "/v1/warnings/{warning_id}/ack"): (

@@ -59,6 +59,10 @@ RELATIVE_RULES = {
     ("POST /v1/zero-reports", "approver"),  # reporter and approver are two people
     ("POST /v1/zero-reports", "reporter"),
     ("POST /v1/assignments", "due_at"),  # in the future
+    ("POST /v1/epidemic/reports", "date"),  # begun, not before the county's start
+    # Between fields and the day's stored figures: a disease or zero_for_rest, deaths within
+    # cases, a case report with cases, each watched disease once, a reason for a changed figure.
+    ("POST /v1/epidemic/reports", "entries"),
     ("POST /v1/dispatches", "resources"),  # a stock line listed once (by warehouse and item)
     ("POST /v1/dispatches/{dispatch_id}/status", "returned"),
 }

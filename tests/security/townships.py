@@ -215,6 +215,18 @@ def seed_shared_warning(stack: Stack, townships: dict[str, Township]) -> str:
     return warning
 
 
+def seed_epidemic_report(stack: Stack, township: Township) -> None:
+    """The township's own daily epidemic report (传染病零报告) for the seeding day."""
+    body = {
+        "unit_id": township.code,
+        "date": "2026-07-06",
+        "zero_for_rest": True,
+        "reporter": {"name": "疫情报告人", "phone": "13900002000"},
+    }
+    response = stack.call("POST", "/v1/epidemic/reports", who=township.key, json=body)
+    assert response.status_code == 200, response.text
+
+
 def seed_two_townships(stack: Stack) -> dict[str, Township]:
     """Seed townships A and B (and a third), deliver and acknowledge warnings; by key name."""
     first, second = available_teams(stack, 2)
@@ -223,6 +235,8 @@ def seed_two_townships(stack: Stack) -> dict[str, Township]:
         "township_b": seed_township(stack, "township_b", TOWNSHIP_B, second),
     }
     seed_a_third_township(stack)
+    for township in seeded.values():
+        seed_epidemic_report(stack, township)
     stack.settle()
     use_cases(stack.ctx("warning")).run_deliveries()
     for township in seeded.values():

@@ -87,3 +87,32 @@ class SummaryPublishedV1(EventPayload):
     kind: str
     period_start: datetime
     period_end: datetime
+
+
+@event_model("reporting", "epidemic_report_filed")
+class EpidemicReportFiledV1(EventPayload):
+    """A township or health unit filed (or corrected) its daily report for one watched disease:
+    zero cases (传染病零报告) or a number of cases."""
+
+    unit_id: str
+    unit_kind: str  # township (乡镇) or health_unit (卫生院等)
+    township_code: str
+    date: date
+    disease_code: str
+    cases: int
+    deaths: int = 0
+    late: bool = False
+    version: int = 1  # 2 and more: a correction (更正), the earlier figures kept in its history
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+
+
+@event_model("reporting", "epidemic_report_missed")
+class EpidemicReportMissedV1(EventPayload):
+    """A township or health unit had not filed its daily epidemic report for every watched
+    disease by the cut-off; ``disease_codes`` names those it lacked."""
+
+    unit_id: str
+    unit_kind: str
+    township_code: str
+    date: date
+    disease_codes: list[str]

@@ -3,6 +3,7 @@
 // sessionStorage and travels only in the Authorization header.
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
+import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -905,6 +906,7 @@ const LOADERS = {
   deadlines: loadDeadlines,
   zero: loadZero,
   concealment: loadConcealment,
+  epidemic: refreshEpidemic,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -915,6 +917,7 @@ const PANEL_IDS = {
   deadlines: "panel-deadlines",
   zero: "panel-zero",
   concealment: "panel-zero",
+  epidemic: "epidemic-dialog",
   detail: "detail",
 };
 
@@ -1243,6 +1246,7 @@ function panelsFor(type) {
   }
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   if (type === "zero_report_contradicted") return ["concealment"];
+  if (type.startsWith("epidemic_report_")) return ["epidemic"];
   return [];
 }
 
@@ -1266,6 +1270,24 @@ function feedItem(ev) {
   );
 }
 
+// What the feed shows once (as the stream's feed_key in console.py): an event, or a unit's
+// epidemic filing of a day, which arrives as one event per watched disease.
+function feedKey(ev) {
+  const p = ev.payload || {};
+  if (ev.event_type !== "epidemic_report_filed" || !p.unit_id) return ev.event_id;
+  return `epidemic_report_filed:${p.unit_id}:${p.date}:v${p.version}:${p.exercise ? "drill" : "real"}`;
+}
+
+function oncePerFeedKey(events) {
+  const keys = new Set();
+  return events.filter((ev) => {
+    const key = feedKey(ev);
+    if (keys.has(key)) return false;
+    keys.add(key);
+    return true;
+  });
+}
+
 // The recent backlog for the feed on sign-in: the latest events of the past hour, widened to 3
 // and then 12 hours while fewer than a feed's worth came back. The audit trail (duty roles
 // only) lists oldest first, so a short window keeps the newest within the pages fetched; a
@@ -1279,9 +1301,9 @@ async function loadBacklog() {
       events = await listAll(`/v1/audit?from=${encodeURIComponent(from)}`, 200, 5);
       if (events.length >= FEED_MAX) break;
     }
-    const recent = events.slice(-FEED_MAX).reverse();
-    const seen = new Set(state.feed.map((ev) => ev.event_id));
-    state.feed = [...state.feed, ...recent.filter((ev) => !seen.has(ev.event_id))].slice(0, FEED_MAX);
+    const recent = oncePerFeedKey(events.slice().reverse()).slice(0, FEED_MAX);
+    const seen = new Set(state.feed.map(feedKey));
+    state.feed = [...state.feed, ...recent.filter((ev) => !seen.has(feedKey(ev)))].slice(0, FEED_MAX);
     renderFeed();
   } catch {
     /* the feed still fills from the live stream */
@@ -1289,7 +1311,7 @@ async function loadBacklog() {
 }
 
 function addToFeed(ev) {
-  if (ev.event_id && state.feed.some((seen) => seen.event_id === ev.event_id)) return;
+  if (ev.event_id && state.feed.some((seen) => feedKey(seen) === feedKey(ev))) return;
   state.feed.unshift(ev);
   state.feed.length = Math.min(state.feed.length, FEED_MAX);
   if (isDrill(ev) && !state.showExercise) return;
@@ -1672,7 +1694,7 @@ function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock"];
+  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock", "epidemic-btn"];
   for (const id of [...headerItems, "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
@@ -1694,6 +1716,7 @@ function showBoard() {
   $("warn-btn").hidden = !canIssue();
   $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
+  $("epidemic-btn").hidden = false;
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1800,6 +1823,10 @@ function init() {
   $("lang-btn").addEventListener("click", () => applyLang(lang() === "zh" ? "en" : "zh"));
   $("logout-btn").addEventListener("click", () => logout(""));
   $("summary-btn").addEventListener("click", openSummary);
+  $("epidemic-btn").addEventListener("click", () =>
+    openEpidemic({ api, townshipName, day: state.context?.today, fmtTime }),
+  );
+  wireEpidemic();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));

@@ -54,6 +54,8 @@ SUMMARIES: dict[str, str] = {
     "zero_report_filed": "{township_code} {date} 零报告已报送",
     "zero_report_contradicted": "{township_code} {date} 已报送事件却报「无事件」，疑似瞒报",
     "summary_published": "发布{kind}",
+    "epidemic_report_filed": "{township_code} {date} 传染病日报：{disease_code} {cases} 例",
+    "epidemic_report_missed": "{township_code} {date} 传染病日报缺报（{unit_id}）",
 }
 
 # Fallbacks that say what a code stands for when its name is unknown: never the code or an id.

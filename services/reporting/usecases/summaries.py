@@ -8,6 +8,7 @@ from typing import Any
 from libs.common.clock import as_utc
 from libs.common.service import ServiceContext
 from services.reporting import analysis, domain, events, metrics
+from services.reporting.epidemic import service as epidemic
 from services.reporting.repository import ReportingRepository
 from services.reporting.usecases import zero
 from services.reporting.usecases.deadlines import profile
@@ -246,6 +247,7 @@ def daily(ctx: ServiceContext, repo: ReportingRepository, day: date) -> dict[str
         "date": due_today.isoformat(),
         **zero_compliance(ctx, repo, due_today, due_today),
     }
+    pack["epidemic"] = epidemic.summary_line(ctx, due_today)  # 传染病日报 of the same day
     # 「无事件」 refused during the day for a day with incidents: possible concealment (疑似瞒报).
     pack["concealment"] = [
         zero.contradiction_view(repo, row, names)
