@@ -38,6 +38,17 @@ def missed_scan(stack: Stack) -> int:
     return raised
 
 
+def missed_after_scan(rstack: Stack) -> int:
+    """Run the missed-report scan, then count every ``zero_report_missed`` raised so far.
+
+    The stack's own timer may run the same scan as soon as the clock moves, so the test counts
+    what was raised (each once), not which caller raised it.
+    """
+    missed_scan(rstack)
+    rstack.settle()
+    return len(events_of(rstack, "zero_report_missed"))
+
+
 def test_three_days_of_zero_reports_and_missed_alerts(rstack: Stack) -> None:
     codes = [t.code for t in rstack.ctx("reporting").county.townships]
     assert len(codes) == 12
@@ -47,10 +58,10 @@ def test_three_days_of_zero_reports_and_missed_alerts(rstack: Stack) -> None:
     for code in codes[:10]:
         assert file(rstack, code, days[0]).status_code == 201
     rstack.clock.set(local(2026, 7, 7, 7, 59))
-    assert missed_scan(rstack) == 0
+    assert missed_after_scan(rstack) == 0
     rstack.clock.set(local(2026, 7, 7, 8, 0))
-    assert missed_scan(rstack) == 2
-    assert missed_scan(rstack) == 0
+    assert missed_after_scan(rstack) == 2
+    assert missed_after_scan(rstack) == 2
     # One of them files late; the alert stays raised once.
     rstack.clock.set(local(2026, 7, 7, 9))
     late = file(rstack, codes[10], days[0])
@@ -66,8 +77,8 @@ def test_three_days_of_zero_reports_and_missed_alerts(rstack: Stack) -> None:
     for code in codes:
         assert file(rstack, code, days[2], nothing_to_report=True).status_code == 201
     rstack.clock.set(local(2026, 7, 9, 8, 30))
-    assert missed_scan(rstack) == 12
-    assert missed_scan(rstack) == 0
+    assert missed_after_scan(rstack) == 14
+    assert missed_after_scan(rstack) == 14
     missed = events_of(rstack, "zero_report_missed")
     assert len(missed) == 14
     assert len({(e["payload"]["township_code"], e["payload"]["date"]) for e in missed}) == 14
