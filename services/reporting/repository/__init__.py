@@ -414,6 +414,11 @@ class ReportingRepository(Protocol):
     def summary_by_id(self, ident: str) -> dict[str, Any] | None:
         """A published summary (``daily:<date>``, ``scores:<month>``)."""
 
+    def summary_publication(self, ident: str) -> dict[str, Any] | None:
+        """When and by whom a summary was published, and its 第N期 (``issue_number``, when its
+        content has one), without reading the content: a published daily pack is as large as
+        the overdue list it froze."""
+
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Publish a summary once, with its event."""
 

@@ -820,6 +820,23 @@ class MongoReportingRepository:
         """By ``_id``."""
         return _plain(self.summaries.find_one({"_id": ident}))
 
+    def summary_publication(self, ident: str) -> dict[str, Any] | None:
+        """By ``_id``, projected to three fields."""
+        doc = self.summaries.find_one(
+            {"_id": ident},
+            projection={"_id": 0, "published_at": 1, "published_by": 1, "content.issue_number": 1},
+        )
+        if doc is None:
+            return None
+        content = doc.pop("content", None) or {}
+        publication = {
+            "published_at": doc.get("published_at"),
+            "published_by": doc.get("published_by"),
+        }
+        if "issue_number" in content:
+            publication["issue_number"] = content["issue_number"]
+        return publication
+
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Insert once carrying its event."""
         return insert_once(self.summaries, new_document(doc, events))

@@ -1011,6 +1011,22 @@ class SqliteReportingRepository:
         """By primary key."""
         return self._one("summaries", ident)
 
+    def summary_publication(self, ident: str) -> dict[str, Any] | None:
+        """By primary key, three fields extracted in SQL (the content is not decoded here)."""
+        rows = self.db.query(
+            "SELECT json_object('published_at', doc -> '$.published_at',"
+            " 'published_by', doc -> '$.published_by'), doc -> '$.content.issue_number'"
+            " FROM summaries WHERE id = ?",
+            (ident,),
+        )
+        if not rows:
+            return None
+        fields, issue_number = rows[0]
+        publication: dict[str, Any] = loads(fields)
+        if issue_number is not None:
+            publication["issue_number"] = loads(issue_number)
+        return publication
+
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Insert once with its event."""
         return self._insert_once("summaries", doc, events)
