@@ -440,14 +440,14 @@ def test_titles_of_many_incidents_come_in_one_read(repo: ReportingRepository) ->
 
 def test_a_publication_is_read_without_its_content(repo: ReportingRepository) -> None:
     assert repo.summary_publication("daily:2026-07-06") is None
-    numbered = {
+    numbered: dict[str, Any] = {
         "_id": "daily:2026-07-06",
         "kind": "daily",
         "published_at": T0,
         "published_by": "timer",
         "content": {"issue_number": 7, "incident_list": [1]},
     }
-    bare = {
+    bare: dict[str, Any] = {
         "_id": "daily:2026-07-07",
         "kind": "daily",
         "published_at": T0,
