@@ -233,8 +233,10 @@ class Runtime:
             return
         for timers in self.timer_threads.values():
             timers.stop()
+        settled_at: float | None = None
         if self.settings.memory_bus:
             settled = self.quiesce(10.0)
+            settled_at = time.time() if settled else None
             self.log.info("runtime_quiesced", settled=settled)
         for relay in self.relays.values():
             relay.stop()
@@ -247,9 +249,20 @@ class Runtime:
         ]:
             if thread.is_alive():
                 thread.join(timeout=10)
+        if settled_at is not None:
+            self._forget_journals(settled_at)
         self._close_stores()
         self.started = False
         self.log.info("runtime_stopped")
+
+    def _forget_journals(self, settled_at: float) -> None:
+        """Everything sent before the bus settled was handled: nothing of it is replayed."""
+        for relay in self.relays.values():
+            try:
+                relay.forget_journal(settled_at)
+            except Exception as exc:
+                # Kept, it is only replayed (consumers converge): the stop goes on.
+                self.log.error("journal_forget_failed", error=repr(exc))
 
     def _close_stores(self) -> None:
         for ctx in self.contexts.values():

@@ -482,6 +482,13 @@ class OutboxRelay(threading.Thread):
         assert self.journal is not None
         self.journal.purge(now - self.journal_window.total_seconds())
 
+    def forget_journal(self, before: float) -> None:
+        """Forget what was sent before ``before``: after a settled stop every event was taken
+        and handled, and replaying it at the next start would only redo the work (all of the
+        last window's events, however many, competing with the first requests)."""
+        if self.journal is not None:
+            self.journal.purge(before)
+
     def replay_journal(self) -> int:
         """Publish again what was sent within the window (embedded bus lost it on a crash)."""
         if self.journal is None:

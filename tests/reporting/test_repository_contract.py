@@ -17,6 +17,7 @@ from libs.common.clock import ManualClock
 from libs.common.events import EventEnvelope, make_event
 from libs.common.pagination import cursor_scope
 from services.reporting.repository import (
+    OVERDUE_FIELDS,
     AuditFilter,
     ChainSlotTakenError,
     DeadlineFilter,
@@ -407,6 +408,63 @@ def test_a_missing_drill_flag_counts_as_real(repo: ReportingRepository) -> None:
     assert ids(False) == {"legacy", "real"}
     due = [d["_id"] for d in repo.overdue_deadlines_due_before(T0 + timedelta(seconds=1))]
     assert sorted(due) == ["legacy", "real"]
+
+
+def test_overdue_deadlines_come_with_the_fields_a_list_shows_as_stored(
+    repo: ReportingRepository,
+) -> None:
+    met_late = deadline("a", status="overdue", late=True, met_at=T0, escalation=2)
+    unmarked = deadline("b", status="overdue", due_at=T0 - timedelta(hours=1))
+    del unmarked["late"], unmarked["escalation"], unmarked["incident_id"]
+    for doc in (met_late, unmarked):
+        repo.record_deadline_if_new(doc)
+    rows = repo.overdue_deadlines_due_before(T0 + timedelta(seconds=1))
+    expected = [
+        {k: v for k, v in doc.items() if k in OVERDUE_FIELDS} for doc in (unmarked, met_late)
+    ]
+    # Missing stays missing, null stays null, booleans and datetimes keep their types.
+    assert rows == expected
+    assert type(rows[1]["late"]) is bool and type(rows[0]["status"]) is str
+
+
+def test_titles_of_many_incidents_come_in_one_read(repo: ReportingRepository) -> None:
+    repo.record_incident_if_new(incident("a", title="山洪"))
+    repo.record_incident_if_new(incident("b", title=None))
+    untitled = incident("c")
+    del untitled["title"]
+    repo.record_incident_if_new(untitled)
+    titles = repo.incident_titles(["a", "b", "c", "a", "unknown"])
+    assert titles == {"a": "山洪", "b": None, "c": None}
+    assert repo.incident_titles([]) == {}
+
+
+def test_a_publication_is_read_without_its_content(repo: ReportingRepository) -> None:
+    assert repo.summary_publication("daily:2026-07-06") is None
+    numbered: dict[str, Any] = {
+        "_id": "daily:2026-07-06",
+        "kind": "daily",
+        "published_at": T0,
+        "published_by": "timer",
+        "content": {"issue_number": 7, "incident_list": [1]},
+    }
+    bare: dict[str, Any] = {
+        "_id": "daily:2026-07-07",
+        "kind": "daily",
+        "published_at": T0,
+        "published_by": "k1",
+        "content": {},
+    }
+    for doc in (numbered, bare):
+        assert repo.record_summary_once(doc, [event(doc["_id"])])
+    assert repo.summary_publication("daily:2026-07-06") == {
+        "published_at": T0,
+        "published_by": "timer",
+        "issue_number": 7,
+    }
+    assert repo.summary_publication("daily:2026-07-07") == {
+        "published_at": T0,
+        "published_by": "k1",
+    }
 
 
 def test_a_deadline_without_the_armed_flag_is_never_due(repo: ReportingRepository) -> None:

@@ -115,6 +115,16 @@ CASES: list[tuple[str, Query, str]] = [
     ),
     ("late met on a day", lambda r: r.late_deadlines_met_between(*DAY), "deadlines_met"),
     ("overdue before", lambda r: r.overdue_deadlines_due_before(T0), "deadlines_status_due"),
+    (
+        "titles of many incidents",
+        lambda r: r.incident_titles(["i1", "i2"]),
+        "SEARCH incidents USING INDEX sqlite_autoindex_incidents_1 (id=?)",
+    ),
+    (
+        "a summary's publication",
+        lambda r: r.summary_publication("daily:2026-07-06"),
+        "SEARCH summaries USING INDEX sqlite_autoindex_summaries_1 (id=?)",
+    ),
     ("tallies", lambda r: r.deadline_tallies(*DAY), "deadlines_due"),
     (
         "zero reports of a day",

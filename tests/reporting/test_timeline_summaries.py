@@ -14,6 +14,7 @@ import pytest
 
 from libs.common.events import registered_event_types
 from services.reporting import service as reporting_service
+from services.reporting.usecases import summaries
 from tests.reporting.support import (
     emit,
     events_of,
@@ -684,6 +685,29 @@ def _every_event(
         ),
         (
             "reporting",
+            "epidemic_report_filed",
+            {
+                "unit_id": "H04",
+                "unit_kind": "health_unit",
+                "township_code": TOWNSHIP_A,
+                "date": day,
+                "disease_code": "measles",
+                "cases": 2,
+            },
+        ),
+        (
+            "reporting",
+            "epidemic_report_missed",
+            {
+                "unit_id": TOWNSHIP_B,
+                "unit_kind": "township",
+                "township_code": TOWNSHIP_B,
+                "date": day,
+                "disease_codes": ["cholera", "measles"],
+            },
+        ),
+        (
+            "reporting",
             "summary_published",
             {
                 "summary_id": f"daily:{day}",
@@ -756,3 +780,32 @@ def test_every_event_type_reads_as_a_chinese_sentence(rstack: Stack) -> None:
         "发布突发事件信息日报",
     }
     assert expected <= sentences, sorted(expected - sentences)
+
+
+def test_overdue_and_late_lists_and_publication_read_as_whole_documents_would(
+    rstack: Stack,
+) -> None:
+    """The pack's overdue and late lists (titles read in one query, deadlines projected) and the
+    daily summary's publication (read without its content) say what the whole documents say."""
+    ids = seed(rstack)
+    rstack.clock.set(local(2026, 7, 8, 9))
+    scan(rstack)
+    assert rstack.call("POST", "/v1/summaries/daily/publish", params={"date": "2026-07-06"})
+    ctx = rstack.ctx("reporting")
+    repo = reporting_service.open_repository(ctx)
+    names = {t.code: t.name for t in ctx.county.townships}
+    daily = reporting_service.use_cases(ctx).daily_summary(date(2026, 7, 6))
+    overdue = daily["reporting"]["overdue_items"]
+    assert {ids["late"], ids["b"]} <= {row["incident_id"] for row in overdue}
+    for row in overdue:
+        whole = repo.deadline_by_id(row["id"]) or {}
+        incident = repo.incident_view(whole["incident_id"]) or {}
+        title = incident.get("title") or "（事件标题未收到）"
+        assert row == {**summaries._deadline_row(whole, names), "incident_title": title}
+    assert daily["reporting"]["late_items"]
+    for row in daily["reporting"]["late_items"]:
+        title = (repo.incident_view(row["incident_id"]) or {}).get("title")
+        assert row["incident_title"] == (title or "（事件标题未收到）")
+    published = repo.summary_by_id("daily:2026-07-06") or {}
+    assert daily["published_at"] == published["published_at"]
+    assert daily["issue_number"] == published["content"]["issue_number"]

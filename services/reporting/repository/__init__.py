@@ -22,6 +22,18 @@ from libs.common.service import RelayParts
 OPEN_DEADLINE = ("pending", "overdue")
 # Most deadlines one scan step reads.
 SCAN_BATCH = 200
+# What a list of overdue deadlines shows (summaries, packs): the rest of a deadline stays unread.
+OVERDUE_FIELDS = (
+    "_id",
+    "incident_id",
+    "township_code",
+    "kind",
+    "due_at",
+    "status",
+    "late",
+    "met_at",
+    "escalation",
+)
 
 # Where each kind of document lives (collection names on MongoDB, table names on SQLite).
 INCIDENTS = "incidents"
@@ -123,6 +135,9 @@ class ReportingRepository(Protocol):
 
     def incident_view(self, incident_id: str) -> dict[str, Any] | None:
         """Reporting's view of one incident."""
+
+    def incident_titles(self, incident_ids: Sequence[str]) -> dict[str, str | None]:
+        """The title of each known incident among ``incident_ids``, in one read."""
 
     def record_incident_if_new(self, doc: Mapping[str, Any]) -> bool:
         """Insert the incident view once (keyed by ``_id``); False if it existed."""
@@ -267,7 +282,8 @@ class ReportingRepository(Protocol):
         """Real non-initial deadlines met late in [start, end), by time met."""
 
     def overdue_deadlines_due_before(self, end: datetime) -> list[dict[str, Any]]:
-        """Real overdue deadlines due before ``end``, by due time."""
+        """Real overdue deadlines due before ``end``, by due time: only the fields a list shows
+        (``OVERDUE_FIELDS``), since the set is every report still owed, however old."""
 
     def deadline_tallies(self, start: datetime, end: datetime) -> dict[str, DeadlineTally]:
         """Real deadlines due in [start, end) per township, counted by the engine."""
@@ -397,6 +413,11 @@ class ReportingRepository(Protocol):
 
     def summary_by_id(self, ident: str) -> dict[str, Any] | None:
         """A published summary (``daily:<date>``, ``scores:<month>``)."""
+
+    def summary_publication(self, ident: str) -> dict[str, Any] | None:
+        """When and by whom a summary was published, and its 第N期 (``issue_number``, when its
+        content has one), without reading the content: a published daily pack is as large as
+        the overdue list it froze."""
 
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Publish a summary once, with its event."""

@@ -34,6 +34,7 @@ from services.reporting.repository import (
     EXERCISE_ZERO_REPORTS,
     INCIDENTS,
     OUTBOX_COLLECTIONS,
+    OVERDUE_FIELDS,
     PARKED,
     PLANS,
     REPORTS,
@@ -143,6 +144,15 @@ class MongoReportingRepository:
     def incident_view(self, incident_id: str) -> dict[str, Any] | None:
         """By ``_id``."""
         return _plain(self.incidents.find_one({"_id": incident_id}))
+
+    def incident_titles(self, incident_ids: Sequence[str]) -> dict[str, str | None]:
+        """``$in`` on ``_id``, titles only."""
+        if not incident_ids:
+            return {}
+        rows = self.incidents.find(
+            {"_id": {"$in": sorted(set(incident_ids))}}, projection={"title": 1}
+        )
+        return {row["_id"]: row.get("title") for row in rows}
 
     def record_incident_if_new(self, doc: Mapping[str, Any]) -> bool:
         """Insert once by ``_id``."""
@@ -482,11 +492,12 @@ class MongoReportingRepository:
         )
 
     def overdue_deadlines_due_before(self, end: datetime) -> list[dict[str, Any]]:
-        """The overdue set by due time."""
+        """The overdue set by due time, projected to what a list shows."""
         return list(
             self.deadlines.find(
                 {"status": "overdue", "due_at": {"$lt": end}, **REAL},
                 sort=[("due_at", 1), ("_id", 1)],
+                projection=dict.fromkeys(OVERDUE_FIELDS, 1),
             )
         )
 
@@ -808,6 +819,23 @@ class MongoReportingRepository:
     def summary_by_id(self, ident: str) -> dict[str, Any] | None:
         """By ``_id``."""
         return _plain(self.summaries.find_one({"_id": ident}))
+
+    def summary_publication(self, ident: str) -> dict[str, Any] | None:
+        """By ``_id``, projected to three fields."""
+        doc = self.summaries.find_one(
+            {"_id": ident},
+            projection={"_id": 0, "published_at": 1, "published_by": 1, "content.issue_number": 1},
+        )
+        if doc is None:
+            return None
+        content = doc.pop("content", None) or {}
+        publication = {
+            "published_at": doc.get("published_at"),
+            "published_by": doc.get("published_by"),
+        }
+        if "issue_number" in content:
+            publication["issue_number"] = content["issue_number"]
+        return publication
 
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Insert once carrying its event."""

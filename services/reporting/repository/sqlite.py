@@ -27,6 +27,7 @@ from libs.common.sqlite import SqliteDatabase, dumps, iso, loads, patched
 from services.reporting.repository import (
     COLLECTIONS,
     EXERCISE_ZERO_REPORTS,
+    OVERDUE_FIELDS,
     SCAN_BATCH,
     TIMELINE,
     ZERO_REPORTS,
@@ -281,6 +282,18 @@ class SqliteReportingRepository:
     def incident_view(self, incident_id: str) -> dict[str, Any] | None:
         """One incident by primary key."""
         return self._one("incidents", incident_id)
+
+    def incident_titles(self, incident_ids: Sequence[str]) -> dict[str, str | None]:
+        """Primary-key lookups of the ids given as one JSON array; the title alone is read."""
+        if not incident_ids:
+            return {}
+        return dict(
+            self.db.query(
+                "SELECT id, doc ->> '$.title' FROM incidents"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (dumps(sorted(set(incident_ids))),),
+            )
+        )
 
     def record_incident_if_new(self, doc: Mapping[str, Any]) -> bool:
         """Insert once by id."""
@@ -670,9 +683,18 @@ class SqliteReportingRepository:
         )
 
     def overdue_deadlines_due_before(self, end: datetime) -> list[dict[str, Any]]:
-        """The overdue set on (status, due_at)."""
+        """The overdue set on (status, due_at), projected in SQL: the whole documents (applied
+        event ids, escalation times) are neither decoded nor copied."""
+        # json_each leaves a missing field missing (not null), as Mongo's projection does; its
+        # value of a JSON true/false is SQL 1/0, so the two are put back as JSON.
+        names = ", ".join(f"'{name}'" for name in OVERDUE_FIELDS)
+        value = (
+            "CASE type WHEN 'true' THEN json('true') WHEN 'false' THEN json('false') ELSE value END"
+        )
         return self._many(
-            "SELECT doc FROM deadlines WHERE status = 'overdue' AND due_at < ? AND exercise = 0"
+            f"SELECT (SELECT json_group_object(key, {value}) FROM json_each(doc)"
+            f" WHERE key IN ({names})) FROM deadlines"
+            " WHERE status = 'overdue' AND due_at < ? AND exercise = 0"
             " ORDER BY due_at, id",
             (_t(end),),
         )
@@ -988,6 +1010,22 @@ class SqliteReportingRepository:
     def summary_by_id(self, ident: str) -> dict[str, Any] | None:
         """By primary key."""
         return self._one("summaries", ident)
+
+    def summary_publication(self, ident: str) -> dict[str, Any] | None:
+        """By primary key, three fields extracted in SQL (the content is not decoded here)."""
+        rows = self.db.query(
+            "SELECT json_object('published_at', doc -> '$.published_at',"
+            " 'published_by', doc -> '$.published_by'), doc -> '$.content.issue_number'"
+            " FROM summaries WHERE id = ?",
+            (ident,),
+        )
+        if not rows:
+            return None
+        fields, issue_number = rows[0]
+        publication: dict[str, Any] = loads(fields)
+        if issue_number is not None:
+            publication["issue_number"] = loads(issue_number)
+        return publication
 
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Insert once with its event."""

@@ -134,12 +134,12 @@ class ReportingUseCases:
 
     def daily_summary(self, day: date) -> dict[str, Any]:
         """The daily report of a day, with its publication (第N期 kept as published)."""
-        published = self.repo.summary_by_id(f"daily:{day.isoformat()}")
+        published = self.repo.summary_publication(f"daily:{day.isoformat()}")
         pack = summaries.daily(self.ctx, self.repo, day)
         pack["published_at"] = published["published_at"] if published else None
-        if published and "issue_number" in published["content"]:
+        if published and "issue_number" in published:
             # 第N期 stays what it was when the report went out.
-            pack["issue_number"] = published["content"]["issue_number"]
+            pack["issue_number"] = published["issue_number"]
         return pack
 
     def publish_daily(self, day: date, published_by: str) -> tuple[dict[str, Any], bool]:

@@ -54,8 +54,8 @@ SUMMARIES: dict[str, str] = {
     "zero_report_filed": "{township_code} {date} 零报告已报送",
     "zero_report_contradicted": "{township_code} {date} 已报送事件却报「无事件」，疑似瞒报",
     "summary_published": "发布{kind}",
-    "epidemic_report_filed": "{township_code} {date} 传染病日报：{disease_code} {cases} 例",
-    "epidemic_report_missed": "{township_code} {date} 传染病日报缺报（{unit_id}）",
+    "epidemic_report_filed": "{unit} {date} 传染病日报：{disease}{cases}例",
+    "epidemic_report_missed": "{unit} {date} 传染病日报缺报（{diseases}）",
 }
 
 # Fallbacks that say what a code stands for when its name is unknown: never the code or an id.
@@ -74,6 +74,8 @@ class TimelineNames:
     warehouses: Mapping[str, str] = field(default_factory=dict)
     items: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     teams: Mapping[str, str] = field(default_factory=dict)
+    health_units: Mapping[str, str] = field(default_factory=dict)
+    diseases: Mapping[str, str] = field(default_factory=dict)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     incident_title: Callable[[str], str | None] = lambda _id: None
 
@@ -94,6 +96,8 @@ class TimelineNames:
                 for line in w.stock
             },
             teams={t.id: t.name for t in county.teams},
+            health_units={u.id: u.name for u in county.health_units},
+            diseases={d.code: d.name for d in county.notifiable_diseases},
             timezone=ZoneInfo(county.timezone),
             incident_title=title,
         )
@@ -169,6 +173,17 @@ def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else "—"
 
 
+def _epidemic_names(fields: _Blank, payload: dict[str, Any], names: TimelineNames) -> None:
+    """The reporting unit and the diseases by name (a township files as itself)."""
+    unit = str(payload.get("unit_id") or "")
+    fields["unit"] = (
+        names.health_units.get(unit) or names.townships.get(unit) or fields["township_code"]
+    )
+    fields["disease"] = names.diseases.get(str(payload.get("disease_code")), "传染病")
+    codes = payload.get("disease_codes") or []
+    fields["diseases"] = "、".join(names.diseases.get(str(c), "传染病") for c in codes) or "各病种"
+
+
 def _fields(event_type: str, payload: dict[str, Any], names: TimelineNames) -> _Blank:
     """The template's fields: every code and id replaced by its Chinese name."""
     fields = _Blank({k: v for k, v in payload.items() if v is not None})
@@ -204,6 +219,8 @@ def _fields(event_type: str, payload: dict[str, Any], names: TimelineNames) -> _
         fields["closed_by"] = domain.CLOSED_BY_LABELS.get(payload["closed_by"]) or _chinese_or(
             payload["closed_by"], "值班人员"
         )
+    if event_type.startswith("epidemic_report_"):
+        _epidemic_names(fields, payload, names)
     if "primary_id" in payload:
         fields["primary_title"] = names.incident_title(payload["primary_id"]) or UNKNOWN_INCIDENT
     if event_type.startswith("assignment_"):

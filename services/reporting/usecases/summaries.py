@@ -96,10 +96,11 @@ def _stock_row(row: dict[str, Any], ctx: ServiceContext) -> dict[str, Any]:
 
 
 def _titled(rows: list[dict[str, Any]], repo: ReportingRepository) -> list[dict[str, Any]]:
-    """Rows naming an incident get its title, so nothing upward shows an id."""
+    """Rows naming an incident get its title, so nothing upward shows an id; the titles are
+    read in one query, not one per row (the overdue list holds every report still owed)."""
+    titles = repo.incident_titles([row["incident_id"] for row in rows if row.get("incident_id")])
     for row in rows:
-        incident = repo.incident_view(row.get("incident_id") or "") or {}
-        row["incident_title"] = incident.get("title") or "（事件标题未收到）"
+        row["incident_title"] = titles.get(row.get("incident_id") or "") or "（事件标题未收到）"
     return rows
 
 
