@@ -42,8 +42,12 @@ def test_each_service_runs_alone_with_its_own_database(tmp_path: Path, amqp_url:
             ready = stack.request("GET", "/readyz")
             assert ready.status_code == 200
             assert proc.process is not None and proc.process.poll() is None
-        databases = {p.name for p in (tmp_path / "data" / "store").iterdir() if p.is_dir()}
-        assert {f"yingji_{name}" for name in SERVICES} <= databases
+        # Each service its own SQLite file in the shared data directory, the keys theirs.
+        files = {p.name for p in (tmp_path / "data").glob("*.sqlite3")}
+        assert {f"yingji_{name}.sqlite3" for name in SERVICES} | {
+            "yingji_platform.sqlite3"
+        } <= files
+        assert not (tmp_path / "data" / "store").exists()
         me = stack.request("GET", "/v1/me")
         assert me.json()["role"] == "admin"
         # A key made through one service authenticates at every other one.
