@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from libs.common.bus import Subscription
 from libs.common.openapi import Contract, one_of
-from libs.common.service import ServiceContext, ServiceSpec, Timer
+from libs.common.outbox import JOURNAL_COLLECTION
+from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
 from services.reporting import api, engine, handlers, metrics, start, summaries, zero
 from services.reporting.console import build_console_router
+from services.reporting.duty import service as duty
 from services.reporting.store import OUTBOX_COLLECTIONS, Store, setup_indexes
+
+# The duty office's events speak their own timeline sentence.
+handlers.SUMMARIES.update(duty.TIMELINE_SUMMARIES)
 
 
 def setup(ctx: ServiceContext) -> None:
@@ -20,6 +28,8 @@ def setup(ctx: ServiceContext) -> None:
     engine.refresh_overdue_gauge(ctx, store)
     zero.refresh_gauges(ctx, store)
     metrics.start_at_zero([t.code for t in ctx.county.townships])
+    ctx.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
+    duty.setup(ctx)
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
@@ -50,7 +60,19 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("zero_report_scan", every, lambda: scan_zero_reports(ctx)),
         Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
+        *duty.timers(ctx),
     ]
+
+
+def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
+    """Reporting's consumers and the duty office's."""
+    return [*handlers.subscriptions(ctx), *duty.subscriptions(ctx)]
+
+
+def relay_parts(ctx: ServiceContext) -> RelayParts:
+    """Reporting's outbox collections and the duty office's outbox, one journal."""
+    sources = [ctx.db[c] for c in OUTBOX_COLLECTIONS]
+    return RelayParts([*sources, *duty.relay_sources(ctx)], ctx.db[JOURNAL_COLLECTION])
 
 
 def contract(ctx: ServiceContext) -> Contract:
@@ -63,8 +85,9 @@ SPEC = ServiceSpec(
     contract=contract,
     build_router=api.build_router,
     setup=setup,
-    subscriptions=handlers.subscriptions,
+    subscriptions=subscriptions,
     timers=timers,
     outbox_collections=OUTBOX_COLLECTIONS,
-    extra_routers=lambda ctx: [build_console_router(ctx)],
+    relay_parts=relay_parts,
+    extra_routers=lambda ctx: [build_console_router(ctx), duty.router(ctx)],
 )
