@@ -124,6 +124,11 @@ class UpstreamRequestIn(BaseModel):
     due_at: UtcTime | None = Field(default=None, description="要求报送时间（不填为 2 小时内）")
 
 
+def shaped(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored record as the API shows it: ``id`` instead of the storage key."""
+    return {"id": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
+
+
 def build_router(ctx: ServiceContext, duty: DutyUseCases) -> APIRouter:
     """The duty office's routes."""
     router = APIRouter(tags=["duty"])
@@ -177,7 +182,7 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
         _: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:
         """The latest handovers, newest first."""
-        return {"items": duty.recent_handovers(limit, exercise)}
+        return {"items": [shaped(h) for h in duty.recent_handovers(limit, exercise)]}
 
     @router.post(
         "/v1/duty/handovers",
@@ -189,14 +194,17 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
         body: HandoverIn, principal: Principal = ctx.allow(*OFFICE)
     ) -> dict[str, Any]:
         """Open the handover of the shift in force, pre-filled with what is still open."""
-        return duty.open_handover(body.outgoing_officer, body.notes, principal.name, body.exercise)
+        opened = duty.open_handover(
+            body.outgoing_officer, body.notes, principal.name, body.exercise
+        )
+        return shaped(opened)
 
     @router.get("/v1/duty/handovers/{handover_id}", summary="交接记录")
     def handover(
         handover_id: str = Path(max_length=64), _: Principal = ctx.allow(*READERS)
     ) -> dict[str, Any]:
         """One handover record."""
-        return duty.handover(handover_id)
+        return shaped(duty.handover(handover_id))
 
     @router.patch(
         "/v1/duty/handovers/{handover_id}",
@@ -209,7 +217,7 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
         _: Principal = ctx.allow(*OFFICE),
     ) -> dict[str, Any]:
         """Change the notes until the incoming officer confirms."""
-        return duty.add_notes(handover_id, body.notes)
+        return shaped(duty.add_notes(handover_id, body.notes))
 
     @router.post(
         "/v1/duty/handovers/{handover_id}/confirm",
@@ -222,7 +230,8 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
         principal: Principal = ctx.allow(*OFFICE),
     ) -> dict[str, Any]:
         """The incoming officer confirms; the record is closed for good."""
-        return duty.confirm_handover(handover_id, body.incoming_officer, principal.name)
+        confirmed = duty.confirm_handover(handover_id, body.incoming_officer, principal.name)
+        return shaped(confirmed)
 
     @router.get(
         "/v1/duty/handovers/{handover_id}/document",
@@ -253,14 +262,14 @@ def _spot_check_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCase
         _: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:
         """The month's spot checks, oldest first."""
-        return {"month": month, "items": duty.spot_checks(month, exercise)}
+        return {"month": month, "items": [shaped(c) for c in duty.spot_checks(month, exercise)]}
 
     @router.post("/v1/duty/spot-checks", status_code=201, summary="登记抽查结果")
     def record_spot_check(
         body: SpotCheckIn, principal: Principal = ctx.allow(*CHECKERS)
     ) -> dict[str, Any]:
         """Record who called, who answered, how fast, and 在岗 or 脱岗."""
-        return duty.record_spot_check(body.model_dump(), principal.name, body.exercise)
+        return shaped(duty.record_spot_check(body.model_dump(), principal.name, body.exercise))
 
     @router.get("/v1/duty/monthly", summary="值班月度小结与得分")
     def monthly(
@@ -268,7 +277,8 @@ def _spot_check_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCase
         _: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:
         """Spot checks, missed handovers, late pushes and the duty office's score."""
-        return duty.monthly(month)
+        summary = duty.monthly(month)
+        return {**summary, "spot_checks": [shaped(c) for c in summary["spot_checks"]]}
 
 
 def _upward_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
@@ -289,14 +299,20 @@ def _upward_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
         _: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:
         """Pushes to the city, newest first, and whether upward reporting is on."""
-        return {**duty.upward_status(), "items": duty.pushes(incident_id, status, limit)}
+        items = [shaped(p) for p in duty.pushes(incident_id, status, limit)]
+        return {**duty.upward_status(), "items": items}
 
     @router.get("/v1/duty/incidents/{incident_id}/upward", summary="事件的上报与上级批示")
     def incident_upward(
         incident_id: str = Path(max_length=64), _: Principal = ctx.allow(*READERS)
     ) -> dict[str, Any]:
         """What went up for an incident, and the city's instructions and requests."""
-        return duty.upward_of_incident(incident_id)
+        found = duty.upward_of_incident(incident_id)
+        return {
+            "incident_id": incident_id,
+            "pushes": [shaped(p) for p in found["pushes"]],
+            "requests": [shaped(r) for r in found["requests"]],
+        }
 
     @router.post(
         "/v1/duty/upstream/requests",
@@ -313,4 +329,4 @@ def _upward_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
         answer by its due time. The same request id twice is answered with the first record."""
         stored, created = duty.receive_request(body.model_dump())
         response.status_code = 201 if created else 200
-        return stored
+        return shaped(stored)
