@@ -29,6 +29,7 @@ METRIC_MODULES = (
     "services.dispatch.metrics",
     "services.reporting.metrics",
     "services.reporting.console",
+    "services.reporting.duty.metrics",
 )
 
 
