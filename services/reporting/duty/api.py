@@ -147,12 +147,12 @@ def _roster_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
 
     @router.get("/v1/duty/roster", summary="一周值班表")
     def roster(
-        week: date = Query(description="该周任一日期（当地）"),
+        week: date | None = Query(default=None, description="该周任一日期（当地），默认本周"),
         exercise: bool = Query(default=False, description="演练值班表"),
         _: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:
         """Every shift of the week, with its people or empty."""
-        return duty.week(week, exercise)
+        return duty.week(week or duty.today(), exercise)
 
     @router.put("/v1/duty/roster/{week}", summary="录入一周值班表")
     def save_week(

@@ -59,6 +59,10 @@ class DutyUseCases:
         """The current moment, UTC."""
         return as_utc(self.clock.now())
 
+    def today(self) -> date:
+        """Today's local date."""
+        return self.now().astimezone(self.tz).date()
+
     def local(self, moment: datetime) -> str:
         """A moment as Beijing wall-clock text for a sentence: 7月6日10:20."""
         at = as_utc(moment).astimezone(self.tz)
