@@ -152,6 +152,8 @@ def test_a_shift_that_ends_without_a_confirmed_handover_is_flagged(dstack: Stack
     assert flag["payload"]["shift_id"] == "2026-07-06/day"
     week = ok(dstack.call("GET", "/v1/duty/roster", params={"week": WEEK}))
     assert week["shifts"][0]["handover_missing"] is True
+    again = enter_today(dstack)  # re-entering the people does not clear the flag
+    assert again["shifts"][0]["handover_missing"] is True
     tally = ok(dstack.call("GET", "/v1/duty/monthly", params={"month": "2026-07"}))["tally"]
     assert tally["missed_handovers"] == 1
 

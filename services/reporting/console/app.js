@@ -3,6 +3,7 @@
 // sessionStorage and travels only in the Authorization header.
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
+import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -950,7 +951,7 @@ async function refreshAll() {
   }
   // Incidents first: the other panels show incident titles.
   await loadIncidents();
-  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero(), loadConcealment()]);
+  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero(), loadConcealment(), refreshOnDuty()]);
   if (state.detailId) await loadDetail(state.detailId);
 }
 
@@ -1701,6 +1702,10 @@ function showBoard() {
   renderFeed();
   setLive(false);
   hideBanner();
+  setupDuty({
+    api, h, clear, fmtTime, download, localInput, fromLocalInput, nowMs, me,
+    today: () => state.context?.today || new Date(nowMs()).toISOString().slice(0, 10),
+  });
 }
 
 function logout(message = "") {
@@ -1721,6 +1726,7 @@ function logout(message = "") {
   }
   $("concealment").hidden = true;
   $("badge-concealment").hidden = true;
+  resetDuty();
   hideBanner();
   if (wasSignedIn || message) showLogin(message);
 }
@@ -1816,6 +1822,7 @@ function init() {
   wireForm("incident-form", submitPhoneForm);
   wireForm("warning-form", submitWarningForm);
   wireForm("dispatch-form", submitDispatchForm);
+  wireDuty();
   $("approve-cancel").addEventListener("click", () => $("approve-dialog").close(""));
   $("approve-form").addEventListener("submit", (event) => {
     event.preventDefault();

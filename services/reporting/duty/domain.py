@@ -34,6 +34,8 @@ SPOT_RESULTS = {"on_duty": "在岗", "absent": "脱岗"}
 PROMPT_RINGS = 3
 PROMPT_MINUTES = 1.0
 EXERCISE_PREFIX = "exercise:"
+# Flags the scans raise on a shift; they outlive any later edit of its people.
+SHIFT_FLAGS = ("vacancy_announced", "handover_missing")
 MESSAGE_NAMESPACE = uuid.UUID("6f1c1f1e-3c5e-4e3b-9a55-9d0b7d1e0c16")
 KIND_LABELS = {
     "initial": "首报",

@@ -142,6 +142,15 @@ class DutyUseCases:
             raise field_error("week", "须为周一的日期")
         by_code = {p.code: p for p in self.patterns}
         stamp, at = self.stamp(), self.now()
+        # Flags raised on a shift stay with it: re-entering the roster does not clear them.
+        kept = {
+            e["_id"]: {f: e[f] for f in domain.SHIFT_FLAGS if e.get(f)}
+            for e in self.repo.shifts_between(
+                datetime.combine(start, datetime.min.time(), self.tz) - timedelta(days=1),
+                datetime.combine(start, datetime.min.time(), self.tz) + timedelta(days=8),
+                exercise,
+            )
+        }
         docs = []
         for index, entry in enumerate(entries):
             day = entry["day"]
@@ -166,6 +175,7 @@ class DutyUseCases:
                     "entered_by": who,
                     "entered_at": at,
                     "duty_stamp": stamp,
+                    **kept.get(slot.shift_id, {}),
                 }
             )
         self.repo.save_shifts(docs)
@@ -437,7 +447,10 @@ class DutyUseCases:
             slow=sum(1 for c in checks if c["result"] == "on_duty" and not c["prompt"]),
             missed_handovers=sum(1 for s in shifts if s.get("handover_missing")),
             late_pushes=sum(1 for p in pushes if p.get("late")),
-            unstaffed_shifts=sum(1 for s in shifts if s.get("vacancy_announced")),
+            # A vacancy announced and filled before the shift began costs nothing.
+            unstaffed_shifts=sum(
+                1 for s in shifts if s.get("vacancy_announced") and domain.unstaffed(s)
+            ),
         )
         return {
             "month": month,
