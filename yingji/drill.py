@@ -5,8 +5,9 @@ final reports, townships file zero reports, warnings are issued, adjusted and li
 supplies are dispatched and returned. The duty office (值班室) works the same day: a drill roster
 for the week, shift handovers opened and confirmed, spot checks by the leader; incidents of
 grade Ⅲ and above go up to the city as drill pushes when an upstream is configured.
-Every write carries ``exercise: true`` (演练) or acts on an object that does, so the platform keeps it apart: it reserves no real team or stock, files no
-real zero report, and is left out of every count. Its texts are Chinese. A seed makes the
+Every write carries ``exercise: true`` (演练) or acts on an object that does, so the platform
+keeps it apart: it reserves no real team or stock, files no real zero report, and is left out of
+every count. Its texts are Chinese. A seed makes the
 sequence of operations repeatable; the rate and the duration bound the load. It records every
 request (operation, status, latency, the id it created) so the same run serves training drills,
 benchmarks and the fault checker.
