@@ -256,3 +256,20 @@ def test_upward_reporting_is_off_without_a_city_url(dstack: Stack) -> None:
         headers={"Authorization": "Bearer anything"},
     )
     assert refused.status_code == 401
+
+
+def test_a_drill_incident_goes_up_marked_as_an_exercise_and_counts_for_nothing(
+    ustack: Stack, upward_env: FakeCityServer
+) -> None:
+    discovered = ustack.clock.now() - timedelta(hours=5)
+    incident_reported(ustack, grade=2, discovered_at=discovered, exercise=True)
+    deliver(ustack)
+    (doc,) = upward_env.city.documents("initial")
+    assert doc["status"] == "Exercise"
+    (push,) = pushes(ustack)
+    assert push["exercise"] is True and push["late"] is True
+    assert duty(ustack).upward_status()["counts"] == {"pending": 0, "held": 0, "delivered": 0}
+    month = ustack.call("GET", "/v1/duty/monthly", params={"month": "2026-07"}).json()
+    assert month["tally"]["late_pushes"] == 0
+    (sent,) = events_of(ustack, "upward_report_sent")
+    assert sent["payload"]["exercise"] is True
