@@ -1052,6 +1052,7 @@ function eventSummary(ev) {
     kind: label("kind", p.kind),
     n: p.escalation ?? "",
     date: p.date || "",
+    summary: p.summary || "", // the duty office's events bring their own sentence
   };
   if (ev.event_type === "incident_regraded") {
     vars.old = gradeWords(p.old_grade);

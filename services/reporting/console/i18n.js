@@ -217,6 +217,9 @@ const zh = {
   "zero.tile_day": "{d} 已截止",
   "zero.provisional": "{t} 截止（未到截止时间）",
   tl: {
+    duty_shift_unstaffed: "{summary}", duty_handover_confirmed: "{summary}",
+    duty_handover_missing: "{summary}", upward_report_sent: "{summary}",
+    upward_report_failed: "{summary}", upstream_request_received: "{summary}",
     incident_reported: "{town}报告「{title}」，定为{grade}",
     incident_regraded: "事件等级由{old}调整为{new}{reason}",
     incident_merged: "重复报告并入「{primary}」",
@@ -288,6 +291,9 @@ const zh = {
   source: { intake: "接报", warning: "预警", dispatch: "调度", reporting: "报告" },
   event: {
     ready: "已连接",
+    duty_shift_unstaffed: "值班空班", duty_handover_confirmed: "交接班",
+    duty_handover_missing: "未交接班", upward_report_sent: "上报市",
+    upward_report_failed: "上报失败", upstream_request_received: "市级批示要求",
     incident_reported: "事件接报", incident_regraded: "事件定级调整", incident_merged: "事件合并",
     incident_closed: "事件结束", warning_issued: "预警发布", warning_adjusted: "预警调整",
     warning_lifted: "预警解除", warning_expired: "预警过期", warning_delivery_failed: "预警送达失败",
@@ -519,6 +525,12 @@ const en = {
   "zero.tile_day": "{d}, closed",
   "zero.provisional": "due {t} (not yet due)",
   tl: {
+    duty_shift_unstaffed: "A shift within a day has nobody on the roster",
+    duty_handover_confirmed: "The incoming officer confirmed the handover",
+    duty_handover_missing: "A shift ended without a confirmed handover",
+    upward_report_sent: "The city's platform acknowledged the report",
+    upward_report_failed: "The push to the city failed; it is retried",
+    upstream_request_received: "The city sent an instruction or asked for more, due {due}",
     incident_reported: "{town} reported “{title}”, graded {grade}",
     incident_regraded: "Grade changed from {old} to {new}{reason}",
     incident_merged: "Duplicate merged into “{primary}”",
@@ -591,6 +603,9 @@ const en = {
   source: { intake: "Intake", warning: "Warning", dispatch: "Dispatch", reporting: "Reporting" },
   event: {
     ready: "Connected",
+    duty_shift_unstaffed: "Unstaffed shift", duty_handover_confirmed: "Handover",
+    duty_handover_missing: "No handover", upward_report_sent: "Sent to the city",
+    upward_report_failed: "Push failed", upstream_request_received: "City request",
     incident_reported: "Incident reported", incident_regraded: "Incident re-graded",
     incident_merged: "Incident merged", incident_closed: "Incident closed",
     warning_issued: "Warning issued", warning_adjusted: "Warning adjusted", warning_lifted: "Warning lifted",
