@@ -156,7 +156,7 @@ function handoverItem(rec) {
     "li",
     { class: "duty-record", dataset: { id: rec.id } },
     h("strong", { text: `${rec.shift_label}${rec.exercise ? " " + t("exercise") : ""}` }),
-    h("span", { class: confirmed ? "chip chip-ok" : "chip chip-warn", text: confirmed ? t("duty.handover.confirmed") : t("duty.handover.open") }),
+    h("span", { class: confirmed ? "duty-chip duty-chip-ok" : "duty-chip duty-chip-warn", text: confirmed ? t("duty.handover.confirmed") : t("duty.handover.open") }),
     h("p", { text: t("duty.handover.parties", {
       out: rec.outgoing_officer, at: fmtTime(rec.opened_at),
       in: rec.incoming_officer || "—", confirmed: confirmed ? fmtTime(rec.confirmed_at) : "—",
@@ -232,7 +232,7 @@ async function loadSpotChecks() {
       h(
         "li",
         { class: "duty-record" },
-        h("span", { class: c.result === "absent" ? "chip chip-bad" : "chip chip-ok", text: c.result_label }),
+        h("span", { class: c.result === "absent" ? "duty-chip duty-chip-bad" : "duty-chip duty-chip-ok", text: c.result_label }),
         ` ${fmtTime(c.called_at)} ${c.caller_unit || ""} ${c.caller} → ${c.answerer || "—"} ${speed}`,
       ),
     );
@@ -282,7 +282,7 @@ async function loadUpward() {
       h(
         "li",
         { class: "duty-record", dataset: { id: p.id } },
-        h("span", { class: p.status === "delivered" ? (p.late ? "chip chip-warn" : "chip chip-ok") : bad ? "chip chip-bad" : "chip", text: p.kind_label }),
+        h("span", { class: p.status === "delivered" ? (p.late ? "duty-chip duty-chip-warn" : "duty-chip duty-chip-ok") : bad ? "duty-chip duty-chip-bad" : "duty-chip", text: p.kind_label }),
         ` ${fmtTime(p.created_at)} ${p.document?.sitrep?.reportTitle || p.document?.warning?.headline || p.reference} · ${pushStatus(p)}`,
       ),
     );
