@@ -45,6 +45,7 @@ export async function refreshOnDuty() {
         officers: officers || t("duty.none"),
       });
     }
+    el.title = el.textContent; // the whole line, also when the header cuts it short
     el.hidden = false;
   } catch {
     el.hidden = true;

@@ -3,7 +3,7 @@
 const zh = {
   "duty.open": "值班室",
   "duty.title": "值班室",
-  "duty.header": "{shift}：带班领导 {leader} · 值班员 {officers}",
+  "duty.header": "{shift} 带班{leader} 值班{officers}",
   "duty.nobody": "{shift}无人值守",
   "duty.none": "无",
   "duty.tab.roster": "值班表",
