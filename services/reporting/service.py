@@ -77,7 +77,10 @@ def relay_parts(ctx: ServiceContext) -> RelayParts:
 
 def contract(ctx: ServiceContext) -> Contract:
     """What reporting's request fields are checked against beyond their types."""
-    return {"ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)}}
+    return {
+        "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
+        "ShiftIn": {"code": one_of(duty.shift_codes(ctx))},
+    }
 
 
 SPEC = ServiceSpec(

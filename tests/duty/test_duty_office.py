@@ -72,8 +72,9 @@ def test_roster_input_is_checked_and_only_the_office_enters_it(dstack: Stack) ->
     other_week = {"shifts": [{"day": "2026-07-20", "code": "day", "officers": [OFFICER]}]}
     answer = dstack.call("PUT", f"/v1/duty/roster/{WEEK}", json=other_week)
     assert answer.json()["error"]["fields"][0]["path"] == "shifts.0.day"
-    answer = dstack.call("PUT", "/v1/duty/roster/2026-07-07", json={"shifts": []})
-    assert answer.status_code == 422 and answer.json()["error"]["fields"][0]["path"] == "week"
+    # Any day names its week: Tuesday's path enters Monday's week.
+    tuesday = ok(dstack.call("PUT", "/v1/duty/roster/2026-07-07", json={"shifts": []}))
+    assert tuesday["week"] == WEEK
     bad_phone = {
         "shifts": [{"day": WEEK, "code": "day", "officers": [{"name": "李", "phone": "x"}]}]
     }
@@ -178,8 +179,13 @@ def test_spot_checks_are_listed_and_scored_and_drills_count_for_nothing(dstack: 
     ok(spot(dstack, answerer="", rings=None, minutes=15, result="absent"), 201)
     ok(spot(dstack, result="absent", answerer="", exercise=True), 201)
     assert spot(dstack, who="township_a").status_code == 403
+    for closed in ("/v1/duty/monthly", "/v1/duty/spot-checks"):
+        refused = dstack.call("GET", closed, who="township_a", params={"month": "2026-07"})
+        assert refused.status_code == 403
+    bad_month = dstack.call("GET", "/v1/duty/monthly", params={"month": "2026-13"})
+    assert bad_month.status_code == 422
     missing = spot(dstack, answerer="")
-    assert missing.status_code == 422
+    assert missing.status_code == 422 and missing.json()["error"]["fields"][0]["path"] == "answerer"
     assert spot(dstack, result="maybe").status_code == 422
     future = spot(dstack, called_at=(dstack.clock.now() + timedelta(hours=1)).isoformat())
     assert future.json()["error"]["fields"][0]["path"] == "called_at"

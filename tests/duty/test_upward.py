@@ -219,22 +219,19 @@ def test_the_citys_instruction_is_recorded_and_owed_by_the_township(
         "kind": "more_info",
         "text": "请于两小时内续报人员搜救进展",
     }
-    city = {"Authorization": f"Bearer {TOKEN}"}
-    wrong = {"Authorization": "Bearer nope"}
-    assert (
-        ustack.client.post("/v1/duty/upstream/requests", json=body, headers=wrong).status_code
-        == 401
-    )
-    first = ustack.client.post("/v1/duty/upstream/requests", json=body, headers=city)
+    path = "/v1/duty/upstream/requests"
+    # The city calls back with the leader key the county issued to it; no other role may.
+    for refused in ("operator", "township_a", "department"):
+        assert ustack.call("POST", path, who=refused, json=body).status_code == 403
+    assert ustack.client.post(path, json=body).status_code == 401
+    first = ustack.call("POST", path, who="leader", json=body)
     assert first.status_code == 201, first.text
-    again = ustack.client.post("/v1/duty/upstream/requests", json=body, headers=city)
-    assert again.status_code == 200 and again.json()["id"] == "city-req-1"
-    unknown = ustack.client.post(
-        "/v1/duty/upstream/requests", json={**body, "incident_id": "nobody"}, headers=city
-    )
-    assert (
-        unknown.status_code == 404 and unknown.json()["error"]["fields"][0]["path"] == "incident_id"
-    )
+    assert first.json()["received_via"] == "leader"
+    again = ustack.call("POST", path, who="leader", json={**body, "text": "改过的内容"})
+    assert again.status_code == 200 and again.json()["text"] == body["text"]
+    unknown = ustack.call("POST", path, who="leader", json={**body, "incident_id": "nobody"})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["fields"][0]["path"] == "incident_id"
     ustack.settle()
     (event,) = events_of(ustack, "upstream_request_received")
     assert event["payload"]["township_code"] == TOWNSHIP_A
@@ -250,12 +247,14 @@ def test_upward_reporting_is_off_without_a_city_url(dstack: Stack) -> None:
     answer = dstack.call("GET", "/v1/duty/upward").json()
     assert answer["enabled"] is False and answer["items"] == []
     assert duty(dstack).deliver_due() == {"delivered": 0, "failed": 0}
-    refused = dstack.client.post(
+    # Nothing went up, so the city has nothing to answer about.
+    refused = dstack.call(
+        "POST",
         "/v1/duty/upstream/requests",
+        who="leader",
         json={"request_id": "x", "incident_id": "y", "kind": "instruction", "text": "批示"},
-        headers={"Authorization": "Bearer anything"},
     )
-    assert refused.status_code == 401
+    assert refused.status_code == 404
 
 
 def test_a_drill_incident_goes_up_marked_as_an_exercise_and_counts_for_nothing(

@@ -315,7 +315,8 @@ export function openDuty(tab = "roster") {
 
 export function setupDuty(deps) {
   ui = deps;
-  $("duty-btn").hidden = false;
+  // The roster is everyone's; handovers, spot checks and pushes are the duty office's.
+  $("duty-btn").hidden = !["operator", "admin", "leader"].includes(ui.me.role);
   refreshOnDuty();
 }
 

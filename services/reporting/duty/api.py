@@ -6,20 +6,26 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
-from libs.common.errors import ApiError
+from libs.common.errors import field_error
 from libs.common.service import ServiceContext
 from libs.common.text import bounded_text
 from services.reporting import documents
 from services.reporting.duty import printing
 from services.reporting.duty.usecases import DutyUseCases
 
+# Who is on duty, and the roster, are the county's reference data: every key reads them.
 READERS = (Role.ADMIN, Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
+# Handovers, spot checks, the score and the pushes name every township's work: the duty office.
+DUTY = (Role.ADMIN, Role.LEADER, Role.OPERATOR)
 OFFICE = (Role.ADMIN, Role.OPERATOR)
+# The city's platform calls back with a leader key the county issued to it (revocable, audited).
+CITY = (Role.ADMIN, Role.LEADER)
+MONTH = r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$"
 # A spot check is made by the county office, or by the city with a leader key.
 CHECKERS = (Role.ADMIN, Role.OPERATOR, Role.LEADER)
 PHONE = r"^\+?\d[\d\- ]{4,23}$"
@@ -42,7 +48,9 @@ class ShiftIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     day: date = Field(description="日期（当地）")
-    code: str = Field(max_length=20, description="班次代码，如 day（白班）、night（夜班）")
+    code: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,19}$", description="班次代码，如 day（白班）、night（夜班）"
+    )
     leader: Person | None = Field(default=None, description="带班领导")
     officers: list[Person] = Field(default=[], max_length=10, description="值班员")
 
@@ -100,12 +108,6 @@ class SpotCheckIn(BaseModel):
     result: Literal["on_duty", "absent"] = Field(description="结果：on_duty 在岗，absent 脱岗")
     exercise: bool = Field(default=False, description="演练数据")
 
-    @model_validator(mode="after")
-    def _answered(self) -> SpotCheckIn:
-        if self.result == "on_duty" and not self.answerer:
-            raise ValueError("在岗时须填写接听人 answerer")
-        return self
-
 
 class UpstreamRequestIn(BaseModel):
     """The city's leader instruction (批示) or request for more information (续报要求)."""
@@ -154,19 +156,27 @@ def _roster_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
         """Every shift of the week, with its people or empty."""
         return duty.week(week or duty.today(), exercise)
 
-    @router.put("/v1/duty/roster/{week}", summary="录入一周值班表")
+    @router.put(
+        "/v1/duty/roster/{week}",
+        summary="录入一周值班表",
+        responses={422: {"description": "班次不在该周之内或班次代码未知"}},
+    )
     def save_week(
         body: WeekIn,
-        week: date = Path(description="该周周一（当地）"),
+        week: date = Path(description="该周任一日期（当地），按所在周（周一至周日）录入"),
         principal: Principal = ctx.allow(*OFFICE),
     ) -> dict[str, Any]:
         """Enter the given shifts of the week (each stamped with the shift in force)."""
         entries = [s.model_dump() for s in body.shifts]
         return duty.save_week(week, entries, principal.name, body.exercise)
 
-    @router.post("/v1/duty/roster/{week}/copy-last-week", summary="复制上周值班表")
+    @router.post(
+        "/v1/duty/roster/{week}/copy-last-week",
+        summary="复制上周值班表",
+        responses={409: {"description": "上周没有排班"}},
+    )
     def copy_week(
-        week: date = Path(description="该周周一（当地）"),
+        week: date = Path(description="该周任一日期（当地）"),
         exercise: bool = Query(default=False, description="演练值班表"),
         principal: Principal = ctx.allow(*OFFICE),
     ) -> dict[str, Any]:
@@ -179,7 +189,7 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
     def handovers(
         limit: int = Query(default=20, ge=1, le=100, description="条数"),
         exercise: bool = Query(default=False, description="演练记录"),
-        _: Principal = ctx.allow(*READERS),
+        _: Principal = ctx.allow(*DUTY),
     ) -> dict[str, Any]:
         """The latest handovers, newest first."""
         return {"items": [shaped(h) for h in duty.recent_handovers(limit, exercise)]}
@@ -201,7 +211,7 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
 
     @router.get("/v1/duty/handovers/{handover_id}", summary="交接记录")
     def handover(
-        handover_id: str = Path(max_length=64), _: Principal = ctx.allow(*READERS)
+        handover_id: str = Path(max_length=64), _: Principal = ctx.allow(*DUTY)
     ) -> dict[str, Any]:
         """One handover record."""
         return shaped(duty.handover(handover_id))
@@ -241,7 +251,7 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
     def handover_document(
         handover_id: str = Path(max_length=64),
         format: Literal["docx", "pdf"] = Query(default="docx", description="docx 或 pdf"),
-        _: Principal = ctx.allow(*READERS),
+        _: Principal = ctx.allow(*DUTY),
     ) -> Response:
         """The handover record laid out as an official document, for printing."""
         record = duty.handover(handover_id)
@@ -257,9 +267,9 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
 def _spot_check_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
     @router.get("/v1/duty/spot-checks", summary="抽查记录（按月）")
     def spot_checks(
-        month: str = Query(pattern=r"^\d{4}-\d{2}$", description="月份 YYYY-MM"),
+        month: str = Query(pattern=MONTH, description="月份 YYYY-MM"),
         exercise: bool = Query(default=False, description="演练记录"),
-        _: Principal = ctx.allow(*READERS),
+        _: Principal = ctx.allow(*DUTY),
     ) -> dict[str, Any]:
         """The month's spot checks, oldest first."""
         return {"month": month, "items": [shaped(c) for c in duty.spot_checks(month, exercise)]}
@@ -269,12 +279,14 @@ def _spot_check_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCase
         body: SpotCheckIn, principal: Principal = ctx.allow(*CHECKERS)
     ) -> dict[str, Any]:
         """Record who called, who answered, how fast, and 在岗 or 脱岗."""
+        if body.result == "on_duty" and not body.answerer:
+            raise field_error("answerer", "在岗时须填写接听人")
         return shaped(duty.record_spot_check(body.model_dump(), principal.name, body.exercise))
 
     @router.get("/v1/duty/monthly", summary="值班月度小结与得分")
     def monthly(
-        month: str = Query(pattern=r"^\d{4}-\d{2}$", description="月份 YYYY-MM"),
-        _: Principal = ctx.allow(*READERS),
+        month: str = Query(pattern=MONTH, description="月份 YYYY-MM"),
+        _: Principal = ctx.allow(*DUTY),
     ) -> dict[str, Any]:
         """Spot checks, missed handovers, late pushes and the duty office's score."""
         summary = duty.monthly(month)
@@ -282,13 +294,6 @@ def _spot_check_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCase
 
 
 def _upward_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
-    def upstream_token(
-        authorization: str | None = Header(default=None, description="Bearer 上级平台令牌"),
-    ) -> None:
-        """401 unless the caller holds the token shared with the city (checked before the body)."""
-        if not duty.upstream_authorized(authorization):
-            raise ApiError(401, "unauthenticated", "上级平台令牌不符或未配置")
-
     @router.get("/v1/duty/upward", summary="向市级上报记录")
     def pushes(
         incident_id: str | None = Query(default=None, max_length=64, description="事件编号"),
@@ -296,7 +301,7 @@ def _upward_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
             default=None, description="pending 待回执，held 待首报，delivered 已上报"
         ),
         limit: int = Query(default=50, ge=1, le=200, description="条数"),
-        _: Principal = ctx.allow(*READERS),
+        _: Principal = ctx.allow(*DUTY),
     ) -> dict[str, Any]:
         """Pushes to the city, newest first, and whether upward reporting is on."""
         items = [shaped(p) for p in duty.pushes(incident_id, status, limit)]
@@ -304,7 +309,7 @@ def _upward_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
 
     @router.get("/v1/duty/incidents/{incident_id}/upward", summary="事件的上报与上级批示")
     def incident_upward(
-        incident_id: str = Path(max_length=64), _: Principal = ctx.allow(*READERS)
+        incident_id: str = Path(max_length=64), _: Principal = ctx.allow(*DUTY)
     ) -> dict[str, Any]:
         """What went up for an incident, and the city's instructions and requests."""
         found = duty.upward_of_incident(incident_id)
@@ -316,17 +321,19 @@ def _upward_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
 
     @router.post(
         "/v1/duty/upstream/requests",
-        summary="上级平台回传批示或续报要求（凭上级令牌）",
-        responses={401: {"description": "令牌不符"}, 404: {"description": "未上报过的事件"}},
+        summary="上级平台回传批示或续报要求",
+        responses={
+            200: {"description": "同一上级消息编号已记录过：返回首次的记录"},
+            404: {"description": "未上报过的事件"},
+        },
     )
     def upstream_request(
         body: UpstreamRequestIn,
         response: Response,
-        _: None = ctx.public(),
-        __: None = Depends(upstream_token),
+        principal: Principal = ctx.allow(*CITY),
     ) -> dict[str, Any]:
         """Record the city's instruction or request on the incident; the township owes an
         answer by its due time. The same request id twice is answered with the first record."""
-        stored, created = duty.receive_request(body.model_dump())
+        stored, created = duty.receive_request(body.model_dump(), principal.name)
         response.status_code = 201 if created else 200
         return shaped(stored)

@@ -1,5 +1,6 @@
 """The duty office's own settings (``YINGJI_UPSTREAM_*``): where the city's platform listens and
-the token both directions share. Upward reporting is off while the URL is unset."""
+the token the pushes carry to it. Upward reporting is off while the URL is unset. (The city
+calls back with an API key of its own, a leader key the county issues.)"""
 
 from __future__ import annotations
 

@@ -63,6 +63,11 @@ def use_cases(ctx: ServiceContext) -> DutyUseCases:
     return duty
 
 
+def shift_codes(ctx: ServiceContext) -> list[str]:
+    """The county's shift codes (for the API contract)."""
+    return [p.code for p in use_cases(ctx).patterns]
+
+
 def setup(ctx: ServiceContext) -> None:
     """Schema, settings checked at start, metrics at 0."""
     use_cases(ctx)

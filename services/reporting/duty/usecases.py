@@ -3,7 +3,6 @@ and reporting's open work. Routes, handlers and timers all call in here."""
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,8 +137,6 @@ class DutyUseCases:
     ) -> dict[str, Any]:
         """Replace the given shifts of the week starting ``monday``; each stamped."""
         start = domain.week_start(monday)
-        if start != monday:
-            raise field_error("week", "须为周一的日期")
         by_code = {p.code: p for p in self.patterns}
         stamp, at = self.stamp(), self.now()
         # Flags raised on a shift stay with it: re-entering the roster does not clear them.
@@ -153,13 +150,13 @@ class DutyUseCases:
         }
         docs = []
         for index, entry in enumerate(entries):
-            day = entry["day"]
-            if not start <= day < start + timedelta(days=7):
-                raise field_error(f"shifts.{index}.day", "不在本周之内")
             pattern = by_code.get(entry["code"])
             if pattern is None:
                 known = "、".join(by_code)
                 raise field_error(f"shifts.{index}.code", f"未知班次，可选：{known}")
+            day = entry["day"]
+            if not start <= day < start + timedelta(days=7):
+                raise field_error(f"shifts.{index}.day", "不在本周之内")
             slot = domain.slot(day, pattern, self.tz, exercise)
             docs.append(
                 {
@@ -713,14 +710,7 @@ class DutyUseCases:
             "requests": self.repo.requests_of_incident(incident_id),
         }
 
-    def upstream_authorized(self, authorization: str | None) -> bool:
-        """The city's call carries the shared token (compared in constant time)."""
-        token = self.settings.upstream_token
-        if not token or not authorization or not authorization.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(authorization[len("Bearer ") :].encode(), token.encode())
-
-    def receive_request(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    def receive_request(self, body: Mapping[str, Any], caller: str) -> tuple[dict[str, Any], bool]:
         """The city's 批示 or 续报要求: recorded on the incident, a deadline for the township."""
         incident = self.repo.tracked_incident(body["incident_id"])
         if incident is None or not incident.get("reported"):
@@ -735,6 +725,7 @@ class DutyUseCases:
             "kind_label": domain.REQUEST_LABELS[body["kind"]],
             "text": body["text"],
             "issued_by": body.get("issued_by"),
+            "received_via": caller,
             "received_at": moment,
             "due_at": due,
             "exercise": bool(incident.get("exercise")),
