@@ -35,6 +35,47 @@ from tests.support.rabbitmq import Broker  # noqa: E402
 
 TOWNSHIPS = ["349901001", "349901002", *(f"3499011{n:02d}" for n in range(1, 11))]
 RESULTS: dict[str, Any] = {}
+ROWS: list[dict[str, str]] = []
+# `bench/run --quick` sets BENCH_QUICK=1: every benchmark takes its short setting.
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+# Benchmarks measure capacity: the platform's per-client rate limit (500/s) is switched off.
+NO_RATE_LIMIT = {"YINGJI_RATE_LIMIT_PER_SECOND": "0"}
+BROKER_ATTEMPTS = 3
+
+
+def quick(full: float, short: float, knob: str | None = None) -> float:
+    """The knob's value if set, else the short setting in quick mode, else the full one."""
+    if knob and os.environ.get(knob):
+        return float(os.environ[knob])
+    return short if QUICK else full
+
+
+def row(
+    benchmark: str, figure: str, baseline: str = "—", ratio: str = "—", goal: str = "—"
+) -> None:
+    """One line of the Markdown table ``bench/run`` prints at the end."""
+    ROWS.append(
+        {
+            "benchmark": benchmark,
+            "figure": figure,
+            "baseline": baseline,
+            "ratio": ratio,
+            "goal": goal,
+        }
+    )
+
+
+def markdown_table() -> str:
+    """Every row recorded in this run, as a Markdown table for docs/performance.md."""
+    lines = [
+        "| benchmark | figure | baseline (same run) | ratio | goal |",
+        "|---|---|---|---|---|",
+    ]
+    for r in ROWS:
+        lines.append(
+            f"| {r['benchmark']} | {r['figure']} | {r['baseline']} | {r['ratio']} | {r['goal']} |"
+        )
+    return "\n".join(lines)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -176,6 +217,7 @@ def open_loop(
     workers: int = 32,
     body: Callable[[random.Random], dict[str, Any]] = incident_body,
     shed_after: float = 10.0,
+    on_created: Callable[[str], None] | None = None,
 ) -> LoadResult:
     """Requests at a fixed ``rate`` for ``seconds``; latency counts from the scheduled time.
 
@@ -207,6 +249,8 @@ def open_loop(
                     result.latencies.append(took)
                     if data and "id" in data:
                         result.created.append((data["id"], wall))
+                        if on_created is not None:
+                            on_created(data["id"])
                 else:
                     result.errors += 1
                     result.statuses[str(status)] = result.statuses.get(str(status), 0) + 1
@@ -259,15 +303,23 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 
 @contextmanager
-def embedded_stack(extra_env: dict[str, str] | None = None) -> Iterator[Embedded]:
-    """All four services in one process on a free port, in a fresh data directory."""
-    with tempfile.TemporaryDirectory(prefix="yingji-bench-") as tmp:
+def embedded_stack(
+    extra_env: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+    admin_key: str | None = None,
+) -> Iterator[Embedded]:
+    """All four services in one process on a free port, in a fresh data directory (or the
+    given one, e.g. one loaded with history, whose admin key is ``admin_key``)."""
+    with tempfile.TemporaryDirectory(prefix="yingji-bench-") as fresh:
+        tmp = str(data_dir or fresh)
         port = free_port()
-        key = f"bench-admin-{uuid.uuid4().hex}"
+        key = admin_key or f"bench-admin-{uuid.uuid4().hex}"
         env = {
             **os.environ,
             "YINGJI_BOOTSTRAP_ADMIN_KEY": key,
             "YINGJI_LOG_FORMAT": "json",
+            "YINGJI_LOG_LEVEL": "WARNING",
+            **NO_RATE_LIMIT,
             **(extra_env or {}),
         }
         env.pop("YINGJI_MONGO_URL", None)
@@ -293,12 +345,53 @@ def embedded_stack(extra_env: dict[str, str] | None = None) -> Iterator[Embedded
 
 
 @contextmanager
+def intake_process(tree: Path) -> Iterator[tuple[str, str]]:
+    """``yingji run intake`` from ``tree`` in a fresh data directory; (url, operator key)."""
+    with tempfile.TemporaryDirectory(prefix="yingji-bench-store-") as data:
+        port, admin = free_port(), f"bench-admin-{uuid.uuid4().hex}"
+        env = {
+            **os.environ,
+            "YINGJI_DATA_DIR": data,
+            "YINGJI_BOOTSTRAP_ADMIN_KEY": admin,
+            "YINGJI_LOG_LEVEL": "WARNING",
+            **NO_RATE_LIMIT,
+            "PYTHONPATH": str(tree),
+        }
+        for name in ("YINGJI_MONGO_URL", "YINGJI_BUS_URL"):
+            env.pop(name, None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "yingji.cli", "run", "intake", "--port", str(port)],
+            cwd=tree,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_http(url + "/readyz")
+            yield url, make_key(url, admin)
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+@contextmanager
 def distributed(extra_env: dict[str, str] | None = None) -> Iterator[DistributedStack]:
     """The four services as separate processes on RabbitMQ, in a vhost of their own."""
     with tempfile.TemporaryDirectory(prefix="yingji-bench-dist-") as tmp:
-        env = {"YINGJI_LOG_LEVEL": "WARNING", **(extra_env or {})}
-        await_broker()
-        with distributed_stack(Path(tmp), extra_env=env) as stack:
+        env = {"YINGJI_LOG_LEVEL": "WARNING", **NO_RATE_LIMIT, **(extra_env or {})}
+        with contextlib.ExitStack() as exits:
+            for attempt in range(BROKER_ATTEMPTS):
+                await_broker()
+                try:
+                    stack = exits.enter_context(distributed_stack(Path(tmp), extra_env=env))
+                    break
+                except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                    # The broker is shared: while other work restarts it, making a vhost fails.
+                    if attempt == BROKER_ATTEMPTS - 1:
+                        raise
+                    print(f"broker not taking a vhost ({exc!r}); retrying", flush=True)
+                    time.sleep(10)
             yield stack
 
 

@@ -1,8 +1,8 @@
 """Growth: the deadline scan and the situation summary as stored history grows from 1k to 100k
 incidents with the same amount due, and memory per 100k incidents.
 
-History is seeded straight through reporting's store layer (its collections, in the embedded
-engine), as reporting itself would have written it: each incident with its met initial deadline
+History is seeded straight through reporting's repository (its SQLite file in embedded mode), as
+reporting itself would have written it: each incident with its met initial deadline
 (not armed, so not in the scan's hot set), spread over the last 90 days. Each size also carries
 the same work due now: 200 armed deadlines past due, and 200 incidents in the summary's day.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 from bench.common import ms, record, rss_kib
 from libs.common.settings import Settings
-from services.reporting import engine as deadlines_engine
-from services.reporting import summaries
-from services.reporting.store import Store
+from services.reporting.service import open_repository
+from services.reporting.usecases import deadlines as deadlines_engine
+from services.reporting.usecases import summaries
 from yingji.platform import build
 
 SIZES = [int(s) for s in os.environ.get("BENCH_GROWTH_SIZES", "1000,100000").split(",")]
@@ -83,43 +83,31 @@ def measure(size: int) -> dict[str, Any]:
         _, runtime = build(settings, ["reporting"])
         runtime.prepare()
         ctx = runtime.contexts["reporting"]
-        store = Store(ctx)
+        store = open_repository(ctx)
         now = ctx.clock.now()
         townships = [t.code for t in ctx.county.townships]
         rss_before = rss_kib(os.getpid())
         seeded = time.perf_counter()
-        chunk: list[dict[str, Any]] = []
-        met: list[dict[str, Any]] = []
         for n in range(size):
             at = now - timedelta(days=2) - timedelta(seconds=(n * 7777) % (88 * 86400))
             incident = _incident(n, at, townships[n % len(townships)])
-            chunk.append(incident)
-            met.append(_deadline(n, incident, at, armed=False))
-            if len(chunk) == 2000:
-                store.incidents.insert_many(chunk)
-                store.deadlines.insert_many(met)
-                chunk, met = [], []
-        if chunk:
-            store.incidents.insert_many(chunk)
-            store.deadlines.insert_many(met)
+            store.record_incident_if_new(incident)
+            store.record_deadline_if_new(_deadline(n, incident, at, armed=False))
         today = [
             _incident(size + n, now - timedelta(hours=1, minutes=n % 50), townships[n % 12])
             for n in range(DUE)
         ]
         for row in today:
             row["status"] = "open"
-        store.incidents.insert_many(today)
+        for row in today:
+            store.record_incident_if_new(row)
         seed_s = time.perf_counter() - seeded
-        # Touch everything once so the engine's in-memory indexes are built before measuring.
-        store.incidents.count_documents({"status": "open"})
-        store.deadlines.count_documents({"armed": True})
         rss_after = rss_kib(os.getpid())
         scans, packs = [], []
         for r in range(REPEATS):
-            store.deadlines.delete_many({"kind": "followup"})
-            store.deadlines.insert_many(
-                [_deadline(r, row, now - timedelta(minutes=5), armed=True) for row in today]
-            )
+            # Fresh ids each round: the previous round's deadlines are overdue, not due again.
+            for row in today:
+                store.record_deadline_if_new(_deadline(r, row, now - timedelta(minutes=5), True))
             started = time.perf_counter()
             counts = deadlines_engine.scan_deadlines(ctx, store)
             scans.append(time.perf_counter() - started)
@@ -127,7 +115,7 @@ def measure(size: int) -> dict[str, Any]:
             started = time.perf_counter()
             pack = summaries.situation(ctx, store, now - timedelta(days=1), now)
             packs.append(time.perf_counter() - started)
-        disk = sum(f.stat().st_size for f in (Path(tmp) / "store").rglob("*") if f.is_file())
+        disk = sum(f.stat().st_size for f in Path(tmp).rglob("*.sqlite3*") if f.is_file())
         runtime.stop()
         del pack
     return {

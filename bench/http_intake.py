@@ -1,36 +1,53 @@
-"""Intake ``POST /v1/incidents``: throughput and latency, embedded and distributed, against a
-bare FastAPI endpoint with the same validation measured in the same run."""
+"""Intake ``POST /v1/incidents`` throughput, driven by ``wrk``, against a bare FastAPI endpoint
+with the same request model and a key check, all in the same run:
+
+- the bare endpoint (``bench/bare_app.py``);
+- the intake process alone (``yingji run intake``: its own SQLite file, memory bus);
+- the embedded process with all four services (``yingji up``).
+
+Each target gets a warm-up, then ``BENCH_HTTP_SECONDS`` (10; 5 in quick mode) of wrk with
+``BENCH_HTTP_CONNECTIONS`` (16) connections. Goals (issue 14): intake alone ≥ 0.5× the bare
+endpoint, embedded ≥ 0.25×.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from bench import wrk
 from bench.common import (
     ROOT,
-    closed_loop,
-    distributed,
     embedded_stack,
     free_port,
+    intake_process,
     make_key,
-    open_loop,
+    quick,
     record,
+    row,
     wait_http,
 )
 
-SECONDS = 10.0
-RATE = 100.0
-RATE_SECONDS = 20.0
-CONCURRENCY = 8
+SECONDS = quick(10, 5, "BENCH_HTTP_SECONDS")
+CONNECTIONS = int(quick(16, 16, "BENCH_HTTP_CONNECTIONS"))
+WARM_UP = 2.0
 
 
 @contextmanager
-def bare() -> Iterator[str]:
+def bare(key: str = "") -> Iterator[str]:
+    """The bare endpoint on a free port; its base URL. With ``key``, it checks that key."""
     port = free_port()
+    env = {**os.environ, "BENCH_BARE_KEY": key}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_app", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "bench.bare_app", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz")
@@ -40,45 +57,54 @@ def bare() -> Iterator[str]:
         process.wait(30)
 
 
-def measure(name: str, url: str, headers: dict[str, str]) -> tuple[float, float]:
-    # Warm up (imports, first store calls, key cache) before counting.
-    closed_loop(url, headers, 2.0, CONCURRENCY, seed=99)
-    throughput = closed_loop(url, headers, SECONDS, CONCURRENCY)
-    paced = open_loop(url, headers, RATE, RATE_SECONDS, seed=7)
-    record(
-        f"{name}.throughput",
-        concurrency=CONCURRENCY,
-        seconds=SECONDS,
-        **throughput.figures(),
-    )
-    record(f"{name}.at_{int(RATE)}_per_s", seconds=RATE_SECONDS, **paced.figures())
-    return throughput.rate, paced.figures()["p99_ms"]
+def measure(name: str, base: str, key: str) -> dict[str, Any]:
+    """Warm up, then one wrk run; the figures are recorded under ``name``."""
+    url = base + "/v1/incidents"
+    wrk.post_incidents(url, key, WARM_UP, CONNECTIONS)
+    figures = wrk.post_incidents(url, key, SECONDS, CONNECTIONS)
+    record(name, connections=CONNECTIONS, **figures)
+    return figures
+
+
+def _figure(f: dict[str, Any]) -> str:
+    errors = f" ({f['not_created']} not 201)" if f["not_created"] else ""
+    return f"{f['req_per_s']:,.0f} req/s, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms{errors}"
 
 
 def main() -> None:
-    with bare() as url:
-        base_rate, base_p99 = measure("http.baseline_bare_fastapi", url + "/v1/incidents", {})
+    key = f"bench-{uuid.uuid4().hex}"
+    with bare(key) as url:
+        base = measure("http.baseline_bare_fastapi_key_check", url, key)
+    with intake_process(ROOT) as (url, operator):
+        alone = measure("http.intake_process_alone", url, operator)
     with embedded_stack() as stack:
-        key = make_key(stack.url, stack.admin_key)
-        emb_rate, emb_p99 = measure(
-            "http.intake_embedded",
-            stack.url + "/v1/incidents",
-            {"Authorization": f"Bearer {key}"},
+        embedded = measure(
+            "http.embedded_all_four", stack.url, make_key(stack.url, stack.admin_key)
         )
-    with distributed() as dstack:
-        intake = dstack.processes["intake"].url
-        key = make_key(intake, dstack.admin_key)
-        dist_rate, dist_p99 = measure(
-            "http.intake_distributed", intake + "/v1/incidents", {"Authorization": f"Bearer {key}"}
-        )
+    ceiling = base["req_per_s"] or 1.0
+    ratio_alone = round(alone["req_per_s"] / ceiling, 3)
+    ratio_embedded = round(embedded["req_per_s"] / ceiling, 3)
     record(
         "http.ratios",
-        embedded_vs_baseline=round(emb_rate / base_rate, 2),
-        distributed_vs_baseline=round(dist_rate / base_rate, 2),
-        goal=">= 0.5, p99 < 50 ms at 100 req/s",
-        p99_embedded_ms=emb_p99,
-        p99_distributed_ms=dist_p99,
-        p99_baseline_ms=base_p99,
+        intake_alone_vs_bare=ratio_alone,
+        embedded_vs_bare=ratio_embedded,
+        goal="intake alone >= 0.5, embedded >= 0.25",
+    )
+    bare_text = f"bare FastAPI, same model + key check: {_figure(base)}"
+    row(
+        f"intake `POST /v1/incidents`, intake process alone (SQLite), wrk {CONNECTIONS} conns, "
+        f"{SECONDS:g} s",
+        _figure(alone),
+        bare_text,
+        f"**{ratio_alone:.2f}×**",
+        "≥ 0.5×",
+    )
+    row(
+        "same, embedded process with all four services",
+        _figure(embedded),
+        "same bare run",
+        f"**{ratio_embedded:.2f}×**",
+        "≥ 0.25×",
     )
 
 

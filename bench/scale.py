@@ -1,39 +1,53 @@
-"""Scale: two replicas of a consumer against one, distributed on RabbitMQ.
+"""Scale: two reporting processes on one data directory (its SQLite file) against one,
+distributed on RabbitMQ.
 
 The reporting service (the consumer with the most work per incident) is stopped, N incidents
-are posted and their events wait in its queues; then one (or two) reporting processes start and
-we measure how fast the initial deadlines get registered (between 10 % and 90 % of N, so start-up
-is not counted). Done twice in fresh stacks: one replica, two replicas.
+are posted with wrk and their events wait in its queues; then one (or two) reporting processes
+start on the same data directory and we measure how fast they take the ``incident_reported``
+deliveries, from each process's own ``yingji_bus_consumed_total`` (between 10 % and 90 % of N,
+so start-up is not counted). Done twice in fresh stacks: one replica, two replicas. Observed
+through ``/metrics`` only, so it works on any store engine.
 """
 
 from __future__ import annotations
 
-import os
+import re
 import time
-from pathlib import Path
 
-from bench.common import closed_loop, distributed, free_port, make_key, record
-from libs.common.store import EmbeddedEngine
+import httpx
+
+from bench import wrk
+from bench.common import distributed, free_port, make_key, quick, record, row
 from tests.support.distributed import ServiceProcess
 
-N = int(os.environ.get("BENCH_SCALE_INCIDENTS", "1500"))
+N = int(quick(1500, 500, "BENCH_SCALE_INCIDENTS"))
+CONSUMED = re.compile(
+    r'^yingji_bus_consumed_total\{[^}]*queue="[^"]*incident_reported[^"]*"[^}]*'
+    r'outcome="(?:applied|duplicate)"[^}]*\}\s+([0-9.e+]+)$',
+    re.MULTILINE,
+)
+
+
+def consumed(url: str) -> float:
+    """``incident_reported`` deliveries one reporting process has handled so far."""
+    try:
+        text = httpx.get(url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(float(v) for v in CONSUMED.findall(text))
 
 
 def run(replicas: int) -> float:
+    """Deliveries per second taken by ``replicas`` reporting processes from a full queue."""
     with distributed() as stack:
         intake = stack.processes["intake"].url
         key = make_key(intake, stack.admin_key)
         stack.processes["reporting"].stop()
         posted = 0
         while posted < N:
-            load = closed_loop(intake + "/v1/incidents", {"Authorization": f"Bearer {key}"}, 2.0)
-            posted += load.ok
-        base = stack.processes["reporting"]
-        data = Path(base.env["YINGJI_DATA_DIR"]) / "store"
-        engine = EmbeddedEngine(data)
-        deadlines = engine.database("yingji_reporting")["deadlines"]
-        before = deadlines.count_documents({"kind": "initial"})
+            posted += wrk.post_incidents(intake + "/v1/incidents", key, 2.0)["created"]
         time.sleep(3)  # intake's relay empties its outbox
+        base = stack.processes["reporting"]
         started = []
         for n in range(replicas):
             proc = ServiceProcess(
@@ -42,23 +56,20 @@ def run(replicas: int) -> float:
             stack.processes[f"reporting{n}"] = proc
             proc.start()
             started.append(proc)
-        target = before + posted
-        marks: dict[str, tuple[float, int]] = {}
+        marks: dict[str, tuple[float, float]] = {}
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            count = deadlines.count_documents({"kind": "initial"})
-            done = (count - before) / posted
+            count = sum(consumed(f"http://127.0.0.1:{p.port}") for p in started)
             now = time.monotonic()
-            if done >= 0.1 and "start" not in marks:
+            if count >= 0.1 * posted and "start" not in marks:
                 marks["start"] = (now, count)
-            if done >= 0.9:
+            if count >= 0.9 * posted:
                 marks["end"] = (now, count)
                 break
             time.sleep(0.2)
-        engine.close()
         for proc in started:
             proc.stop()
-        if "end" not in marks or "start" not in marks or target <= 0:
+        if "end" not in marks or "start" not in marks:
             return 0.0
         (t0, c0), (t1, c1) = marks["start"], marks["end"]
         return (c1 - c0) / max(t1 - t0, 1e-6)
@@ -67,13 +78,22 @@ def run(replicas: int) -> float:
 def main() -> None:
     one = run(1)
     two = run(2)
+    ratio = round(two / one, 2) if one else 0
     record(
         "scale.reporting_consumer",
         incidents=N,
         one_replica_per_s=round(one, 1),
         two_replicas_per_s=round(two, 1),
-        ratio=round(two / one, 2) if one else 0,
-        goal=">= 1.6x where the broker is not the bound",
+        ratio=ratio,
+        goal=">= 1.5x",
+    )
+    row(
+        f"replicas: reporting taking {N:,} queued `incident_reported` deliveries, 2 processes "
+        "on one data directory vs 1",
+        f"{two:,.1f} vs {one:,.1f} deliveries/s",
+        f"one process: {one:,.1f}/s",
+        f"**{ratio:.2f}×**",
+        "≥ 1.5×",
     )
 
 

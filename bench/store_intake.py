@@ -21,14 +21,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, closed_loop, free_port, make_key, record, wait_http
+from bench.common import ROOT, closed_loop, intake_process, record
 from bench.http_intake import bare
 
 CONCURRENCY = 8
@@ -52,37 +49,6 @@ def export_tree(ref: str, into: Path) -> Path:
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(into, filter="data")
     return into
-
-
-@contextmanager
-def intake_process(tree: Path) -> Iterator[tuple[str, str]]:
-    """``yingji run intake`` from ``tree`` in a fresh data directory; (url, operator key)."""
-    with tempfile.TemporaryDirectory(prefix="yingji-bench-store-") as data:
-        port, admin = free_port(), f"bench-admin-{uuid.uuid4().hex}"
-        env = {
-            **os.environ,
-            "YINGJI_DATA_DIR": data,
-            "YINGJI_BOOTSTRAP_ADMIN_KEY": admin,
-            "YINGJI_LOG_LEVEL": "WARNING",
-            "YINGJI_RATE_LIMIT_PER_SECOND": "0",
-            "PYTHONPATH": str(tree),
-        }
-        for name in ("YINGJI_MONGO_URL", "YINGJI_BUS_URL"):
-            env.pop(name, None)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "yingji.cli", "run", "intake", "--port", str(port)],
-            cwd=tree,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(url + "/readyz")
-            yield url, make_key(url, admin)
-        finally:
-            process.terminate()
-            process.wait(30)
 
 
 def post_rate(url: str, headers: dict[str, str], seconds: float) -> float:

@@ -23,9 +23,8 @@ from pydantic import ValidationError
 from libs.common import bus
 from libs.common.logging import configure_logging
 from libs.common.settings import Settings
-from yingji.platform import SERVICE_NAMES, build, load_specs
+from yingji.platform import SERVICE_MODULES, SERVICE_NAMES, build, load_specs
 
-LOCK_FILE = "yingji.lock"
 # What each YINGJI_* variable does, for `yingji --help`; the list itself comes from Settings.
 SETTING_HELP = {
     "data_dir": "embedded store, bootstrap key and cursor secret",
@@ -43,6 +42,7 @@ SETTING_HELP = {
     "timezone": "the county's time zone",
     "max_body_bytes": "largest request body accepted",
     "relay_interval_seconds": "how often the outbox relay looks for unsent events",
+    "relay_idle_seconds": "how seldom an idle relay looks (writes wake it at once)",
     "relay_batch_size": "events the relay publishes per round",
     "outbox_lease_seconds": "how long a relay holds an outbox row before another may take it",
     "consumer_prefetch": "unacknowledged messages a consumer holds",
@@ -56,6 +56,8 @@ SETTING_HELP = {
     "rate_limit_burst": "requests a client may send at once above that rate; 0 switches it off",
     "forwarded_allow_ips": "proxies whose X-Forwarded-* headers are believed",
     "cursor_secret": "HMAC key of page cursors; empty: generated once into the data directory",
+    "openapi_peers": "other services' base URLs whose API documents /openapi.json merges "
+    "(the process behind the proxy's /docs); empty: its own only",
 }
 
 
@@ -105,25 +107,12 @@ def _settings(**overrides: Any) -> Settings:
 def lock_data_dir(data_dir: Path) -> IO[str]:
     """Hold an OS lock on the data directory for this process's lifetime (one process per
     embedded store); the OS releases it however the process ends."""
-    import fcntl
+    from yingji.backup import DataDirInUseError, hold_data_dir
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until the process exits
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        fail(
-            f"the data directory {data_dir.resolve()} is in use by another yingji process "
-            f"(pid {holder}); stop that one first, or give another --data-dir"
-        )
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
+        return hold_data_dir(data_dir)
+    except DataDirInUseError as exc:
+        fail(str(exc))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -457,17 +446,31 @@ def cmd_drill(args: argparse.Namespace) -> None:
 
 def cmd_migrate_store(args: argparse.Namespace) -> None:
     """Bring a data directory of the previous embedded store over to the SQLite files."""
-    from libs.common.store import StoreFactory
-    from services.intake.service import migrate_store as migrate_intake
-
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     settings = Settings(**overrides)
+    for name, copied in migrate_data_dir(settings):
+        print(f"{name}: {copied} copied (已迁移 {copied} 条)")
+
+
+def migrate_data_dir(settings: Settings) -> list[tuple[str, int]]:
+    """Run every service's ``migrate_store`` (those that have one) and the keys' migration;
+    what each copied. A second run copies nothing."""
+    import importlib
+
+    from libs.common.keys.assembly import migrate_keys
+    from libs.common.store import StoreFactory
+
     stores = StoreFactory(settings)
+    copied: list[tuple[str, int]] = []
     try:
-        copied = migrate_intake(settings, stores.database("intake"))
+        for name, module in SERVICE_MODULES.items():
+            migrate = getattr(importlib.import_module(module), "migrate_store", None)
+            if migrate is not None:
+                copied.append((name, migrate(settings, stores.legacy_database(name))))
+        copied.append(("keys", migrate_keys(settings, stores)))
     finally:
         stores.close()
-    print(f"intake: {copied} incidents copied (已迁移事件数)")
+    return copied
 
 
 def _add_drill(commands: Any) -> None:
@@ -513,6 +516,84 @@ def _add_migrate_store(commands: Any) -> None:
     migrate.set_defaults(func=cmd_migrate_store)
 
 
+# ------------------------------------------------------------------------------ backup, restore
+
+
+def _data_dir(given: str | None) -> Path:
+    return Path(given) if given else Settings().data_dir
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    """Copy the embedded data directory, online, into a checked archive."""
+    from yingji.backup import BackupError, backup
+
+    data_dir, output = _data_dir(args.data_dir), Path(args.output)
+    if output.resolve().is_relative_to(data_dir.resolve()):
+        fail(f"write the backup outside the data directory ({data_dir.resolve()})")
+    try:
+        archive, count = backup(data_dir, output)
+    except BackupError as exc:
+        fail(str(exc))
+    print(f"{archive}: {count} files (已备份文件数)")
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    """Restore a backup archive into a data directory no process is using."""
+    from yingji.backup import BackupError, restore
+
+    data_dir = _data_dir(args.data_dir)
+    try:
+        count, aside = restore(Path(args.archive), data_dir, replace=args.replace)
+    except BackupError as exc:
+        fail(str(exc))
+    print(f"{data_dir.resolve()}: {count} files restored (已恢复文件数)")
+    if aside is not None:
+        print(f"the files it held before are in {aside}")
+
+
+def _add_backup(commands: Any) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="archive the embedded data directory (safe while `yingji up` runs)",
+        description="Copy every SQLite file of the data directory with SQLite's online backup "
+        "API (consistent while the platform runs), and its key files, into "
+        "yingji-backup-<UTC time>.tar.gz with a manifest of SHA-256 checksums. MongoDB is backed "
+        "up with mongodump instead (docs/operations.md).",
+        formatter_class=_Formatter,
+        epilog=environment_help(),
+    )
+    backup.add_argument(
+        "--data-dir",
+        help="the data directory to back up (default: $YINGJI_DATA_DIR, else ./yingji-data)",
+    )
+    backup.add_argument("--output", default=".", help="directory the archive is written to")
+    backup.set_defaults(func=cmd_backup)
+
+
+def _add_restore(commands: Any) -> None:
+    restore = commands.add_parser(
+        "restore",
+        help="restore a `yingji backup` archive into a stopped data directory",
+        description="Check the archive (every checksum, every SQLite file's integrity), then "
+        "restore it into the data directory. Refuses a directory a running yingji holds, and one "
+        "that already holds data unless --replace is given.",
+        formatter_class=_Formatter,
+        epilog=environment_help(),
+    )
+    restore.add_argument("archive", help="the yingji-backup-*.tar.gz file")
+    restore.add_argument(
+        "--data-dir",
+        help="the data directory to restore into (default: $YINGJI_DATA_DIR, else ./yingji-data)",
+    )
+    restore.add_argument(
+        "--replace",
+        action="store_true",
+        help="move the files the directory holds into <dir>.before-restore-<time> first "
+        "(default: refuse a directory that holds data)",
+    )
+    restore.set_defaults(func=cmd_restore)
+
+
 # ------------------------------------------------------------------------------ the command
 
 SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
@@ -521,6 +602,8 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_dlq,
     _add_drill,
     _add_migrate_store,
+    _add_backup,
+    _add_restore,
 )
 
 

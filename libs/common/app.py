@@ -25,6 +25,7 @@ from libs.common.county import County, load_county
 from libs.common.errors import BodyLimitMiddleware, install_error_handlers
 from libs.common.hazards import HAZARDS
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
+from libs.common.keys.assembly import PLATFORM, import_legacy_keys, open_key_repository
 from libs.common.metrics_start import start_at_zero
 from libs.common.offline_docs import install_offline_docs
 from libs.common.openapi import (
@@ -35,6 +36,7 @@ from libs.common.openapi import (
     install_openapi,
     one_of,
 )
+from libs.common.openapi_merge import fetch_over_http, install_merged_openapi
 from libs.common.outbox import JOURNAL_COLLECTION, OUTBOX_INDEXES, OutboxRelay
 from libs.common.pagination import CursorScopeMiddleware, load_cursor_secret
 from libs.common.platform_api import build_index_router, build_platform_router
@@ -43,8 +45,6 @@ from libs.common.service import ServiceContext, ServiceSpec
 from libs.common.settings import Settings
 from libs.common.store import StoreFactory, ensure_indexes
 from libs.common.timers import TimerThread
-
-PLATFORM = "platform"
 
 
 class Runtime:
@@ -64,8 +64,10 @@ class Runtime:
         self.county = county or load_county(settings.county_file)
         self.stores = stores or StoreFactory(settings)
         self.log = structlog.get_logger().bind(service=PLATFORM)
-        platform_db = self.stores.database(PLATFORM)
-        self.keys = KeyStore(platform_db["api_keys"], self.clock)
+        # Every service process of one host shares the platform's key file; the first of them
+        # to start creates it, and the others wait rather than race it into existence.
+        with _one_process_at_a_time(self.settings.data_dir / "platform-init.lock"):
+            self.keys = KeyStore(open_key_repository(settings, self.stores), self.clock)
         self.throttle = FailureThrottle(
             settings.auth_failure_limit, settings.auth_failure_window_seconds
         )
@@ -78,7 +80,7 @@ class Runtime:
         self.prepared = False
         self.started = False
         for spec in self.specs:
-            db = self.stores.database(spec.name)
+            db = self._database_of(spec)
             ctx = ServiceContext(
                 name=spec.name,
                 settings=settings,
@@ -93,6 +95,17 @@ class Runtime:
             ctx.wake_relay = relay.wake
             self.contexts[spec.name] = ctx
             self.relays[spec.name] = relay
+
+    def _database_of(self, spec: ServiceSpec) -> Any:
+        """What ``ctx.db`` is: the MongoDB database, or in SQLite mode the read-only reader of
+        the previous engine's data (for the service's one-time import).
+
+        TRANSITIONAL: a service without a repository yet (no ``relay_parts``) keeps its live
+        documents in the previous engine. Remove this branch with litemongo.
+        """
+        if spec.relay_parts is None:
+            return self.stores.document_store(spec.name)
+        return self.stores.database(spec.name)
 
     def _relay(self, spec: ServiceSpec, ctx: ServiceContext) -> OutboxRelay:
         """The relay of a service: its repository's outbox, or its outbox collections."""
@@ -128,10 +141,12 @@ class Runtime:
         if self.prepared:
             return
         self.prepared = True
-        # Every service process of one host shares the platform database; the first of them to
-        # start creates it, and the others wait rather than race it into existence.
+        # One process at a time: the keys of the previous engine are copied once, and only one
+        # bootstrap admin key is generated.
         with _one_process_at_a_time(self.settings.data_dir / "platform-init.lock"):
-            self.keys.collection.create_index([("role", 1)])
+            copied = import_legacy_keys(self.keys.repo, self.stores.legacy_database(PLATFORM))
+            if copied:
+                self.log.info("keys_migrated", keys=copied)
             self.generated_admin_key = self.keys.bootstrap(
                 self.settings.bootstrap_admin_key, self.settings.data_dir
             )
@@ -188,7 +203,7 @@ class Runtime:
             "runtime_started",
             services=[s.name for s in self.specs],
             bus="memory" if self.settings.memory_bus else "amqp",
-            store="embedded" if self.stores.embedded else "mongodb",
+            store="sqlite" if self.stores.embedded else "mongodb",
         )
 
     def _start_relays_when_consumers_ready(self, timeout: float = 15.0) -> None:
@@ -256,12 +271,14 @@ class Runtime:
         for ctx in self.contexts.values():
             while ctx.closers:
                 ctx.closers.pop()()
+        self.keys.repo.close()
         self.stores.close()
 
     def readiness(self) -> dict[str, Any]:
         """Check the store and the bus for real."""
         checks: dict[str, Any] = {}
         try:
+            self.keys.repo.ping()
             for ctx in self.contexts.values():
                 ctx.db.command("ping")
                 repository = ctx.resources.get("repository")
@@ -409,6 +426,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     install_openapi(app, lambda: contract_of(runtime))
+    install_merged_openapi(
+        app, [s.name for s in runtime.specs], runtime.settings.openapi_peers, fetch_over_http
+    )
 
     start_at_zero(runtime, app.routes, route_owner)
     app.add_middleware(

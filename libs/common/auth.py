@@ -2,8 +2,8 @@
 
 A key reads ``yj_<id>_<secret>``; only SHA-256 of the whole key is stored (keys are random and
 long, so a slow password hash buys nothing) and it is compared in constant time. Keys live in the
-platform database that every service reads; a verified key is cached for a few seconds, which is
-also how long a revoked key keeps working.
+platform's key repository (libs/common/keys/) that every service reads; a verified key is cached
+for a few seconds, which is also how long a revoked key keeps working.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 
 import structlog
 from fastapi import Request
-from pymongo.errors import DuplicateKeyError
 
 from libs.common import metrics
 from libs.common.clock import Clock
 from libs.common.errors import ApiError
+from libs.common.keys import KeyExistsError, KeyRepository
 
 BOOTSTRAP_KEY_ID = "bootstrap"
 BOOTSTRAP_KEY_FILE = "bootstrap-admin.key"
@@ -165,10 +165,13 @@ class FailureThrottle:
 
 
 class KeyStore:
-    """API keys in the platform database."""
+    """API keys: creation, revocation, verification with a short cache, the bootstrap admin.
 
-    def __init__(self, collection: Any, clock: Clock) -> None:
-        self.collection = collection
+    The records live behind a ``KeyRepository`` (libs/common/keys/).
+    """
+
+    def __init__(self, repo: KeyRepository, clock: Clock) -> None:
+        self.repo = repo
         self.clock = clock
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
@@ -185,7 +188,20 @@ class KeyStore:
         """Create a key; returns its record and the key itself (shown once, never stored)."""
         ident = key_id or secrets.token_hex(8)
         secret = key or new_key(ident)
-        record = {
+        record = self._record(ident, name, role, township_code, hazards, secret)
+        self.repo.add_key(record)
+        return record, secret
+
+    def _record(
+        self,
+        ident: str,
+        name: str,
+        role: Role,
+        township_code: str | None,
+        hazards: tuple[str, ...],
+        secret: str,
+    ) -> dict[str, Any]:
+        return {
             "_id": ident,
             "name": name,
             "role": str(role),
@@ -195,22 +211,17 @@ class KeyStore:
             "created_at": self.clock.now(),
             "revoked_at": None,
         }
-        self.collection.insert_one(record)
-        return record, secret
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key; False if there is no such active key."""
-        result = self.collection.update_one(
-            {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": self.clock.now()}}
-        )
+        revoked = self.repo.revoke_key(key_id, self.clock.now())
         with self._lock:
             self._cache.clear()
-        return bool(result.modified_count)
+        return revoked
 
     def list(self) -> list[dict[str, Any]]:
         """Every key record, without hashes."""
-        rows = self.collection.find({}, projection={"hash": 0}, sort=[("created_at", 1)])
-        return [dict(row) for row in rows]
+        return self.repo.keys_by_creation()
 
     def verify(self, key: str, *, fresh: bool = False) -> Principal | None:
         """The principal a key belongs to, or None; ``fresh`` reads the database, not the cache."""
@@ -220,7 +231,7 @@ class KeyStore:
             cached = None if fresh else self._cache.get(digest)
             if cached and now - cached[0] < CACHE_SECONDS:
                 return cached[1]
-        record = self.collection.find_one({"_id": key_id_of(key)})
+        record = self.repo.key_by_id(key_id_of(key))
         principal = None
         if (
             record is not None
@@ -244,15 +255,21 @@ class KeyStore:
         """Make sure an admin key exists; returns a newly generated key to print once, or None."""
         log = structlog.get_logger().bind(service="platform")
         if configured_key:
-            existing = self.collection.find_one({"_id": BOOTSTRAP_KEY_ID})
+            existing = self.repo.key_by_id(BOOTSTRAP_KEY_ID)
             if existing is None or existing["hash"] != hash_key(configured_key):
-                self._store_configured_admin_key(configured_key)
+                # Services starting together may race to write it; the repository lets the
+                # last writer win without an error.
+                self.repo.put_key(
+                    self._record(
+                        BOOTSTRAP_KEY_ID, "bootstrap admin", Role.ADMIN, None, (), configured_key
+                    )
+                )
             return None
-        if self.collection.find_one({"role": "admin", "revoked_at": None}) is not None:
+        if self.repo.active_admin_exists():
             return None
         try:
             _, secret = self.create(Role.ADMIN, "bootstrap admin", key_id=BOOTSTRAP_KEY_ID)
-        except DuplicateKeyError:
+        except KeyExistsError:
             return None
         data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / BOOTSTRAP_KEY_FILE
@@ -262,25 +279,6 @@ class KeyStore:
         os.chmod(path, 0o600)
         log.info("bootstrap_admin_key_written", path=str(path))
         return secret
-
-    def _store_configured_admin_key(self, configured_key: str) -> None:
-        """Write the configured admin key; services starting together may race to insert it."""
-        change: dict[str, Any] = {
-            "$set": {
-                "name": "bootstrap admin",
-                "role": "admin",
-                "township_code": None,
-                "hazards": [],
-                "hash": hash_key(configured_key),
-                "created_at": self.clock.now(),
-                "revoked_at": None,
-            }
-        }
-        try:
-            self.collection.update_one({"_id": BOOTSTRAP_KEY_ID}, change, upsert=True)
-        except DuplicateKeyError:
-            # Another service inserted it between our read and our upsert: update theirs.
-            self.collection.update_one({"_id": BOOTSTRAP_KEY_ID}, change)
 
 
 def client_address(request: Request) -> str:

@@ -42,6 +42,7 @@ from kombu.message import Message
 
 from libs.common import metrics
 from libs.common.events import EventEnvelope, envelope_from_wire
+from libs.common.memory_bus import WakingMemoryTransport, announce
 from libs.common.settings import Settings
 
 DEAD_LETTER_EXCHANGE = "yingji.dlx"
@@ -50,6 +51,9 @@ PERSISTENT = 2
 # so a replayed message gets its retries again).
 RETRY_HEADER = "x-yingji-retry"
 
+# Longest a memory-bus consumer sleeps with nothing to do (puts and stops wake it sooner; this
+# bounds how long a stop that slips in just before the wait can go unnoticed).
+MEMORY_IDLE_WAIT_SECONDS = 5.0
 # A handler returns False when it recognised a duplicate and changed nothing.
 Handler = Callable[[EventEnvelope], bool | None]
 
@@ -138,6 +142,10 @@ class Subscription:
         return queue_name(self.source, self.event_type, consumer, self.name)
 
 
+def _is_memory(url: str) -> bool:
+    return url.startswith("memory://")
+
+
 def _is_amqp(url: str) -> bool:
     return url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
@@ -221,11 +229,12 @@ def open_connection(settings: Settings, *, confirms: bool = True) -> Connection:
     options: dict[str, Any] = {}
     if confirms and _is_amqp(settings.bus_url):
         options["confirm_publish"] = True
-    if not _is_amqp(settings.bus_url):
-        # Virtual transports poll; the default second would add up to a second per hop.
-        options["polling_interval"] = 0.01
+    # The memory transport as kombu ships it polls every ``polling_interval``; ours sleeps until
+    # a message is put (libs/common/memory_bus.py), so an idle process stays idle.
+    transport = WakingMemoryTransport if _is_memory(settings.bus_url) else None
     return Connection(
         settings.bus_url,
+        transport=transport,
         transport_options=options,
         heartbeat=30 if _is_amqp(settings.bus_url) else 0,
         connect_timeout=5,
@@ -464,6 +473,8 @@ class ConsumerWorker(threading.Thread):
     def stop(self) -> None:
         """Ask the thread to finish the message in hand and exit."""
         self._stopping.set()
+        if _is_memory(self.settings.bus_url):
+            announce()  # a consumer waiting for a message would otherwise sleep out its wait
 
     def run(self) -> None:
         """Connect, consume, and reconnect with back-off until stopped."""
@@ -519,9 +530,24 @@ class ConsumerWorker(threading.Thread):
                 consumer.cancel()
 
     def _next_wait(self) -> float:
+        if _is_memory(self.settings.bus_url):
+            return self._next_memory_wait()
         if not self._held:
             return 0.5
         return min(0.5, max(0.0, self._held[0].due - time.monotonic()))
+
+    def _next_memory_wait(self) -> float:
+        """How long to block for the next in-memory delivery.
+
+        Right after a delivery, no wait: finding the queues empty is what marks the consumer
+        idle (``quiesce`` waits for that). Once idle, block until a put or a stop wakes the
+        thread, or a held retry falls due; there is no heartbeat to keep on the memory bus.
+        """
+        if self._held:
+            return min(MEMORY_IDLE_WAIT_SECONDS, max(0.0, self._held[0].due - time.monotonic()))
+        if not self.idle.is_set():
+            return 0.0
+        return MEMORY_IDLE_WAIT_SECONDS
 
     def _callback(
         self, channel: Any, queue: str, subscription: Subscription

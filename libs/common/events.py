@@ -165,8 +165,11 @@ def _load_models() -> None:
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
+    # Marked only once the import finished: a thread arriving meanwhile waits on the import
+    # lock instead of reading a half-filled registry (UnknownEventError).
     import libs.common.eventmodels  # noqa: F401  (registers models on import)
+
+    _LOADED = True
 
 
 __all__ = [

@@ -424,11 +424,13 @@ class OutboxRelay(threading.Thread):
     def run(self) -> None:
         """Drain, then sleep until woken or the poll interval passes; back off while down."""
         backoff = 0.0
+        idle_wait = self.settings.relay_interval_seconds
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                self.drain()
+                published = self.drain()
                 backoff = 0.0
+                idle_wait = self._next_idle_wait(idle_wait, published)
             except PublishError as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 self.log.warning("outbox_publish_failed", error=str(exc), retry_in=backoff)
@@ -436,8 +438,21 @@ class OutboxRelay(threading.Thread):
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 self.log.error("outbox_relay_error", error=repr(exc), retry_in=backoff)
             self._update_gauges()
-            self._wake.wait(backoff or self.settings.relay_interval_seconds)
+            if self._wake.wait(backoff or idle_wait):
+                idle_wait = self.settings.relay_interval_seconds
         self.publisher.close()
+
+    def _next_idle_wait(self, current: float, published: int) -> float:
+        """The poll interval after a round: reset by work, doubled by an empty round.
+
+        Writers wake the relay, so the poll only catches what nobody announced (another
+        process's expired lease); an idle process therefore looks less and less often, up to
+        ``relay_idle_seconds``, instead of querying every store twice a second.
+        """
+        base = self.settings.relay_interval_seconds
+        if published:
+            return base
+        return min(max(current * 2, base), max(base, self.settings.relay_idle_seconds))
 
     def drain(self) -> int:
         """Publish everything pending now; returns how many events were confirmed."""

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 256 * 1024
     relay_interval_seconds: float = 0.5
+    # An idle relay looks less and less often, up to this (a write wakes it at once).
+    relay_idle_seconds: float = 5.0
     relay_batch_size: int = 100
     outbox_lease_seconds: float = 30.0
     consumer_prefetch: int = 32
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     # HMAC key that signs pagination cursors; empty = generated once into the data directory.
     # Every replica of a service must share it.
     cursor_secret: str = ""
+    # Base URLs of the other services' processes (comma-separated), for the one process the
+    # proxy sends /docs and /openapi.json to: it serves their documents merged with its own.
+    # Empty (embedded mode, every other process): its own document only.
+    openapi_peers: str = Field(default="", pattern=r"^[\w.:/\-, ]*$")
 
     @field_validator("forwarded_allow_ips")
     @classmethod

@@ -1,157 +1,150 @@
-"""Store factory: ``mongodb://`` URLs go to pymongo, anything else to the embedded engine.
+"""Where each service's data lives: SQLite files (embedded and one-host mode) or MongoDB.
 
-The embedded engine is litemongo (mongomock's query engine over SQLite files, written through on
-every operation). Its SQLite connections are bound to the thread that opened them, so every call
-is handed to one owner thread; cursors are materialised there, which is why store code calls
-``find(filter, sort=..., limit=...)`` with keyword arguments and never chains cursor methods.
+``mongodb://`` URLs go to pymongo: ``database(service)`` is that service's ``Database``. Any
+other setting means SQLite: every service keeps its data in its own file through its
+repository (``sqlite_file``), and ``database(service)`` is only a read-only reader of what the
+previous embedded engine (litemongo, under ``<data_dir>/store``) left, for the one-time import
+(``legacy_documents``). The reader opens litemongo's SQLite files with ``sqlite3`` and decodes
+their BSON documents itself; litemongo is not imported.
+
+TRANSITIONAL: a service without a repository yet still runs on the previous engine through
+``document_store`` (libs/common/previous_engine.py, which imports litemongo when it opens).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+import bson
 import pymongo
 from bson.codec_options import CodecOptions
 from pymongo.database import Database
 
+from libs.common.previous_engine import EmbeddedEngine
 from libs.common.settings import Settings
 
-T = TypeVar("T")
+__all__ = [
+    "EmbeddedEngine",
+    "LegacyCollection",
+    "LegacyDatabase",
+    "StoreFactory",
+    "ensure_indexes",
+    "legacy_documents",
+    "sqlite_file",
+]
 
 _CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, tzinfo=UTC)
+# Files SQLite keeps beside a database file; litemongo keeps one file per collection.
+_SIDECARS = ("-wal", "-shm", "-journal")
 
 
-class EmbeddedEngine:
-    """Owns the litemongo client and runs every operation on one dedicated thread."""
+class LegacyCollection:
+    """One collection file of the previous engine, read-only: its documents in stored order.
 
-    def __init__(self, path: Path) -> None:
+    litemongo keeps a collection as an SQLite file with a ``documents(_id, doc)`` table, the
+    document a BSON blob, rows in insertion order (an update replaces a row's blob in place).
+    """
+
+    def __init__(self, path: Path, name: str) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yingji-store")
-        self._owner: int | None = None
-        self._client = self._executor.submit(self._open).result()
-        self._closed = False
-
-    def _open(self) -> Any:
-        import litemongo
-
-        self._owner = threading.get_ident()
-        self.path.mkdir(parents=True, exist_ok=True)
-        return litemongo.connect(str(self.path), tz_aware=True, tzinfo=UTC)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the owner thread and return its result (exceptions propagate)."""
-        if self._closed:
-            raise RuntimeError("embedded store is closed")
-        if threading.get_ident() == self._owner:
-            return fn()
-        return self._executor.submit(fn).result()
-
-    def database(self, name: str) -> EmbeddedDatabase:
-        """A database proxy whose collections route through the owner thread."""
-        return EmbeddedDatabase(self, name)
-
-    def raw_database(self, name: str) -> Any:
-        """The litemongo database object; only to be touched on the owner thread."""
-        return self._client[name]
-
-    def close(self) -> None:
-        """Close the SQLite files and stop the owner thread."""
-        if self._closed:
-            return
-        self._executor.submit(self._client.close).result()
-        self._closed = True
-        self._executor.shutdown(wait=True)
-
-
-class EmbeddedDatabase:
-    """The subset of ``pymongo.database.Database`` that store code uses."""
-
-    def __init__(self, engine: EmbeddedEngine, name: str) -> None:
-        self._engine = engine
         self.name = name
 
-    def __getitem__(self, collection: str) -> EmbeddedCollection:
-        return EmbeddedCollection(self._engine, self.name, collection)
+    def _connect(self) -> sqlite3.Connection | None:
+        if not self.path.is_file():
+            return None
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
 
-    def get_collection(self, collection: str) -> EmbeddedCollection:
-        """Same as item access, as in pymongo."""
+    def _has_table(self, conn: sqlite3.Connection, table: str) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        return found is not None
+
+    def exists(self) -> bool:
+        """True when the previous engine counted this collection as created (documents, indexes
+        or an explicit creation), as its ``list_collection_names`` did."""
+        conn = self._connect()
+        if conn is None:
+            return False
+        try:
+            for table in ("documents", "indexes"):
+                if (
+                    self._has_table(conn, table)
+                    and conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+                ):
+                    return True
+            return self._has_table(conn, "info") and bool(
+                conn.execute("SELECT 1 FROM info WHERE key = 'force_created' AND value").fetchone()
+            )
+        finally:
+            conn.close()
+
+    def documents(self, batch: int = 500) -> Iterator[dict[str, Any]]:
+        """Every document in stored order, read ``batch`` rows at a time."""
+        conn = self._connect()
+        if conn is None:
+            return
+        try:
+            if not self._has_table(conn, "documents"):
+                return
+            last = 0
+            while True:
+                rows = conn.execute(
+                    "SELECT rowid, doc FROM documents WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+                if not rows:
+                    return
+                for _, blob in rows:
+                    yield bson.decode(blob, codec_options=_CODEC)
+                last = rows[-1][0]
+        finally:
+            conn.close()
+
+    def count_documents(self, selector: Mapping[str, Any]) -> int:
+        """How many documents there are (only the empty selector is understood)."""
+        if selector:
+            raise NotImplementedError("the legacy reader counts whole collections only")
+        return sum(1 for _ in self.documents())
+
+
+class LegacyDatabase:
+    """A database directory of the previous engine, read-only (what the imports need)."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.name = name
+
+    def __getitem__(self, collection: str) -> LegacyCollection:
+        return LegacyCollection(self.path / collection, collection)
+
+    def get_collection(self, collection: str) -> LegacyCollection:
+        """Same as item access."""
         return self[collection]
 
     def list_collection_names(self) -> list[str]:
-        """Names of the collections that exist in this database."""
-        return self._engine.call(
-            lambda: self._engine.raw_database(self.name).list_collection_names()
+        """The collections the previous engine had created in this database."""
+        if not self.path.is_dir():
+            return []
+        names = sorted(
+            p.name for p in self.path.iterdir() if p.is_file() and not p.name.endswith(_SIDECARS)
         )
+        return [name for name in names if self[name].exists()]
 
     def command(self, name: str) -> dict[str, Any]:
-        """Answers ``ping`` by touching the engine, so readiness exercises the owner thread."""
+        """``ping`` answers ok: there is nothing live behind a reader."""
         if name != "ping":
-            raise NotImplementedError(f"embedded store does not run command {name!r}")
-        self._engine.call(lambda: self._engine.raw_database(self.name).list_collection_names())
+            raise NotImplementedError(f"the legacy reader does not run command {name!r}")
         return {"ok": 1.0}
 
 
-class EmbeddedCollection:
-    """A collection proxy: every pymongo call runs on the engine's owner thread."""
-
-    _MATERIALISED = frozenset({"find", "aggregate"})
-    _PASSTHROUGH = frozenset(
-        {
-            "insert_one",
-            "insert_many",
-            "find_one",
-            "find_one_and_update",
-            "find_one_and_replace",
-            "find_one_and_delete",
-            "update_one",
-            "update_many",
-            "replace_one",
-            "delete_one",
-            "delete_many",
-            "count_documents",
-            "estimated_document_count",
-            "distinct",
-            "create_index",
-            "drop_index",
-            "index_information",
-            "drop",
-            "bulk_write",
-        }
-    )
-
-    def __init__(self, engine: EmbeddedEngine, database: str, name: str) -> None:
-        self._engine = engine
-        self._database = database
-        self.name = name
-
-    def _real(self) -> Any:
-        return self._engine.raw_database(self._database)[self.name]
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method in self._MATERIALISED:
-
-            def materialised(*args: Any, **kwargs: Any) -> list[Any]:
-                return self._engine.call(
-                    lambda: list(getattr(self._real(), method)(*args, **kwargs))
-                )
-
-            return materialised
-        if method in self._PASSTHROUGH:
-
-            def passthrough(*args: Any, **kwargs: Any) -> Any:
-                return self._engine.call(lambda: getattr(self._real(), method)(*args, **kwargs))
-
-            return passthrough
-        raise AttributeError(f"embedded collection does not support {method!r}")
-
-
 class StoreFactory:
-    """Hands each service its own database, on MongoDB or on the shared embedded engine."""
+    """Hands each service its MongoDB database, or (SQLite) the reader of its legacy data."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -161,17 +154,19 @@ class StoreFactory:
 
     @property
     def embedded(self) -> bool:
-        """True when the embedded engine is in use."""
+        """True when services keep their data in SQLite files (no MongoDB URL)."""
         return self.settings.embedded_store
 
+    def name_of(self, service: str) -> str:
+        """``yingji_<service>`` by default."""
+        return f"{self.settings.database_prefix}_{service}"
+
     def database(self, service: str) -> Any:
-        """The database that belongs to ``service`` (``yingji_<service>`` by default)."""
-        name = f"{self.settings.database_prefix}_{service}"
+        """MongoDB: the service's ``Database``. SQLite: a read-only ``LegacyDatabase`` of what
+        the previous embedded engine left for it (empty when it never ran here)."""
+        if self.embedded:
+            return self.legacy_database(service)
         with self._lock:
-            if self.embedded:
-                if self._engine is None:
-                    self._engine = EmbeddedEngine(Path(self.settings.data_dir) / "store")
-                return self._engine.database(name)
             if self._client is None:
                 self._client = pymongo.MongoClient(
                     self.settings.mongo_url,
@@ -180,8 +175,25 @@ class StoreFactory:
                     serverSelectionTimeoutMS=5000,
                     appname="yingji",
                 )
-            db: Database[Any] = self._client.get_database(name, codec_options=_CODEC)
+            db: Database[Any] = self._client.get_database(
+                self.name_of(service), codec_options=_CODEC
+            )
             return db
+
+    def legacy_database(self, service: str) -> LegacyDatabase:
+        """The previous engine's directory of ``service``, read-only."""
+        name = self.name_of(service)
+        return LegacyDatabase(Path(self.settings.data_dir) / "store" / name, name)
+
+    def document_store(self, service: str) -> Any:
+        """TRANSITIONAL: the live document store of a service that has no repository yet (the
+        previous engine in SQLite mode, its MongoDB database otherwise). Delete with litemongo."""
+        if not self.embedded:
+            return self.database(service)
+        with self._lock:
+            if self._engine is None:
+                self._engine = EmbeddedEngine(Path(self.settings.data_dir) / "store")
+            return self._engine.database(self.name_of(service))
 
     def close(self) -> None:
         """Release the engine or the client."""
@@ -213,7 +225,15 @@ def sqlite_file(settings: Settings, service: str) -> Path | None:
 
 
 def legacy_documents(collection: Any, batch: int = 500) -> Iterable[dict[str, Any]]:
-    """Every document of a collection, in ``_id`` order, read a batch at a time (migrations)."""
+    """Every document of a collection a batch at a time (migrations).
+
+    From the legacy reader: in the order the previous engine stored them (insertion order,
+    which is also how it broke ties when sorting, so importers keep that order). From a live
+    store (the transitional engine, or MongoDB): in ``_id`` order.
+    """
+    if isinstance(collection, LegacyCollection):
+        yield from collection.documents(batch)
+        return
     last: Any = None
     while True:
         selector = {} if last is None else {"_id": {"$gt": last}}

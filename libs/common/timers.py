@@ -42,7 +42,13 @@ class TimerThread(threading.Thread):
                 self.log.error("timer_failed", timer=timer.name, error=repr(exc))
 
     def run(self) -> None:
-        """Loop until stopped."""
+        """Loop until stopped, sleeping until the next job is due (not polling)."""
         while not self._stopping.is_set():
             self.run_due()
-            self._stopping.wait(0.2)
+            self._stopping.wait(self._until_next_due())
+
+    def _until_next_due(self) -> float:
+        """Seconds until the earliest job is due (at least a little, at most a minute)."""
+        if not self._next:
+            return 60.0
+        return min(60.0, max(0.05, min(self._next.values()) - time.monotonic()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -13,33 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.county import TEAM_KINDS, Contact
-from libs.common.errors import ApiError, field_error, not_found
-from libs.common.idempotency import (
-    find_replay,
-    fingerprint,
-    idempotency_scope,
-    insert_idempotent,
-    validate_key,
-)
+from libs.common.errors import field_error
+from libs.common.idempotency import fingerprint, validate_key
 from libs.common.openapi import Limit, errors
-from libs.common.outbox import new_document
-from libs.common.pagination import page
 from libs.common.service import ServiceContext
 from libs.common.text import Text
-from services.dispatch import domain, events
-from services.dispatch.metrics import (
-    ORDERS,
-    STOCK_ADJUSTMENTS,
-    exercise_label,
-    observe_on_scene,
-    refresh,
+from services.dispatch import domain
+from services.dispatch.repository import (
+    AssignmentFilter,
+    LedgerFilter,
+    OrderFilter,
+    PlanFilter,
+    StockFilter,
+    TeamFilter,
 )
-from services.dispatch.store import (
-    ConflictError,
-    DispatchStore,
-    deadline,
-    line_id,
-)
+from services.dispatch.usecases import DispatchUseCases, Keyed
 
 READ_ROLES = tuple(Role)
 OPERATIONS = (Role.OPERATOR, Role.LEADER)
@@ -111,21 +99,19 @@ class TeamPatch(_Strict):
     @model_validator(mode="after")
     def _something(self) -> TeamPatch:
         if not self.model_fields_set:
-            raise ValueError("send at least one field to change")
+            raise ValueError("至少提交一个要修改的字段")
         for name in self.model_fields_set:
             if getattr(self, name) is None:
-                raise ValueError(f"{name} may not be null")
+                raise ValueError(f"{name} 不能为 null")
         return self
 
 
 def _names(values: list[str]) -> list[str]:
-    import re
-
     for value in values:
         if not re.fullmatch(NAME_PATTERN, value):
-            raise ValueError(f"{value!r}: lowercase letters, digits and _ only")
+            raise ValueError(f"{value!r}：只能用小写字母、数字和 _")
     if len(set(values)) != len(values):
-        raise ValueError("capabilities must not repeat")
+        raise ValueError("能力不能重复")
     return values
 
 
@@ -157,7 +143,7 @@ class DispatchIn(_Strict):
     @model_validator(mode="after")
     def _not_empty(self) -> DispatchIn:
         if not self.team_ids and not self.resources:
-            raise ValueError("an order needs at least one team or one resource line")
+            raise ValueError("调派单至少需要一支队伍或一条物资")
         return self
 
 
@@ -195,7 +181,7 @@ class StockAdjustIn(_Strict):
     @classmethod
     def _non_zero(cls, value: float) -> float:
         if value == 0:
-            raise ValueError("must not be zero")
+            raise ValueError("不能为 0")
         return value
 
 
@@ -253,11 +239,9 @@ class PlanIn(_Strict):
     @field_validator("township_codes")
     @classmethod
     def _codes(cls, values: list[str]) -> list[str]:
-        import re
-
         for value in values:
             if not re.fullmatch(CODE_PATTERN, value):
-                raise ValueError(f"{value!r} is not a 9-digit township code")
+                raise ValueError(f"{value!r} 不是 9 位乡镇代码")
         return sorted(set(values))
 
 
@@ -475,34 +459,46 @@ def _assignment_out(doc: Mapping[str, Any], required: int) -> dict[str, Any]:
     }
 
 
+def _suggestion_out(
+    suggestion: domain.Suggestion,
+    team: Mapping[str, Any],
+    ctx: ServiceContext,
+    principal: Principal,
+) -> dict[str, Any]:
+    return {
+        "rank": suggestion.rank,
+        "team": _team_out(team, ctx, principal),
+        "matched_capabilities": list(suggestion.matched),
+        "match_score": len(suggestion.matched),
+        "distance_km": suggestion.distance_km,
+    }
+
+
 def _page_out(rows: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
     return {"items": rows, "next_cursor": cursor}
 
 
 # ---------------------------------------------------------------------------------------------
-# Router
+# Router: each group of routes parses, authorizes, calls one use case and shapes the answer.
 
 
-def build_router(ctx: ServiceContext) -> APIRouter:
-    """The dispatch router."""
+def build_router(ctx: ServiceContext, dispatch: DispatchUseCases) -> APIRouter:
+    """The dispatch router, bound to the use cases."""
     router = APIRouter(tags=["dispatch"])
-    store = DispatchStore(ctx)
-    county = ctx.county
-    required_attempts = store.rules.attempts_per_level
+    _team_routes(router, ctx, dispatch)
+    _stock_routes(router, ctx, dispatch)
+    _order_routes(router, ctx, dispatch)
+    _plan_routes(router, ctx, dispatch)
+    _assignment_routes(router, ctx, dispatch)
+    return router
 
-    def known_township(code: str, path: str) -> None:
-        if county.township(code) is None:
-            raise field_error(path, f"{code} is not a township of {county.name}")
 
-    def idem(
-        principal: Principal, key: str | None, body: BaseModel, new_id: str
-    ) -> tuple[str | None, str, str]:
-        checked = validate_key(key)
-        scope = idempotency_scope(principal.key_id, checked, new_id)
-        return checked, scope, fingerprint(body.model_dump(mode="json"))
+def _keyed(principal: Principal, key: str | None, body: BaseModel) -> Keyed:
+    """The caller, its checked Idempotency-Key and the body's fingerprint."""
+    return Keyed(principal, validate_key(key), fingerprint(body.model_dump(mode="json")))
 
-    # -- teams ----------------------------------------------------------------------------------
 
+def _team_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:
     @router.get("/v1/teams", summary="Team roster (应急救援队伍名册)")
     def list_teams(
         status: Literal["available", "standby", "deployed", "resting"] | None = None,
@@ -513,26 +509,13 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
-        selector: dict[str, Any] = {}
-        if status:
-            selector["status"] = status
-        if kind:
-            selector["kind"] = kind
-        if township_code:
-            selector["township_code"] = township_code
-        if capability:
-            selector["capabilities"] = capability
-        rows, nxt = page(
-            store.teams, selector, sort_field="_id", descending=False, limit=limit, cursor=cursor
-        )
+        filters = TeamFilter(status, kind, township_code, capability)
+        rows, nxt = dispatch.teams_page(filters, limit, cursor)
         return _page_out([_team_out(r, ctx, principal) for r in rows], nxt)
 
     @router.get("/v1/teams/{team_id}", summary="One team")
     def get_team(team_id: str, principal: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:
-        team = store.team(team_id)
-        if team is None:
-            raise not_found("team", team_id)
-        return _team_out(team, ctx, principal)
+        return _team_out(dispatch.team(team_id), ctx, principal)
 
     @router.post("/v1/teams", status_code=201, summary="Add a team to the roster")
     def create_team(
@@ -540,49 +523,29 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         principal: Principal = ctx.allow(*ROSTER),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        known_township(body.township_code, "township_code")
+        if ctx.county.township(body.township_code) is None:
+            raise field_error("township_code", f"{body.township_code} 不是{ctx.county.name}的乡镇")
         team_id = body.id or f"T-{uuid.uuid4().hex[:10]}"
-        key, scope, digest = idem(principal, idempotency_key, body, team_id)
-        if key and (replay := find_replay(store.teams, scope, digest)):
-            return _team_out(replay, ctx)
-        now = store.now()
-        doc = {
-            "_id": team_id,
-            **body.model_dump(mode="json", exclude={"id"}),
-            "source": "api",
-            "created_by": principal.name,
-            "created_at": now,
-            "updated_at": now,
-            "status_changed_at": now,
-        }
-        created, _ = store.create_team(doc, scope, digest)
-        refresh(store)
+        fields = body.model_dump(mode="json", exclude={"id"})
+        created = dispatch.create_team(fields, team_id, _keyed(principal, idempotency_key, body))
         return _team_out(created, ctx)
 
     @router.patch("/v1/teams/{team_id}", summary="Change a team (roster fields, manual status)")
     def patch_team(
         team_id: str, body: TeamPatch, principal: Principal = ctx.allow(*ROSTER)
     ) -> dict[str, Any]:
-        if body.township_code:
-            known_township(body.township_code, "township_code")
+        if body.township_code and ctx.county.township(body.township_code) is None:
+            raise field_error("township_code", f"{body.township_code} 不是{ctx.county.name}的乡镇")
         changes = body.model_dump(mode="json", exclude_unset=True)
-        updated = store.patch_team(team_id, changes, principal.name)
-        refresh(store)
-        return _team_out(updated, ctx)
+        return _team_out(dispatch.patch_team(team_id, changes, principal.name), ctx)
 
-    # -- stock ----------------------------------------------------------------------------------
 
+def _stock_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:
     @router.get("/v1/warehouses", summary="Emergency supply stores (应急物资储备库)")
     def list_warehouses(_: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:
-        rows = store.warehouses.find({}, sort=[("_id", 1)], limit=500)
         items = [
-            {
-                "id": r["_id"],
-                "name": r["name"],
-                "township_code": r["township_code"],
-                "lines": store.stock.count_documents({"warehouse_id": r["_id"]}),
-            }
-            for r in rows
+            {"id": r["_id"], "name": r["name"], "township_code": r["township_code"], "lines": n}
+            for r, n in dispatch.warehouses()
         ]
         return _page_out(items, None)
 
@@ -595,43 +558,15 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         cursor: str | None = None,
         _: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
-        selector: dict[str, Any] = {}
-        if warehouse_id:
-            selector["warehouse_id"] = warehouse_id
-        if item_code:
-            selector["item_code"] = item_code
-        if below_min is not None:
-            op = "$lt" if below_min else "$gte"
-            selector["$expr"] = {op: ["$quantity", "$min_level"]}
-        rows, nxt = page(
-            store.stock, selector, sort_field="_id", descending=False, limit=limit, cursor=cursor
-        )
+        filters = StockFilter(warehouse_id, item_code, below_min)
+        rows, nxt = dispatch.stock_page(filters, limit, cursor)
         return _page_out([_stock_out(r) for r in rows], nxt)
 
     @router.post("/v1/stock", status_code=201, summary="Keep a new item in a warehouse")
     def create_stock_line(
         body: StockLineIn, principal: Principal = ctx.allow(*STOCK_KEEPERS)
     ) -> dict[str, Any]:
-        if store.warehouses.find_one({"_id": body.warehouse_id}) is None:
-            raise field_error("warehouse_id", f"unknown warehouse {body.warehouse_id}")
-        now = store.now()
-        doc = store.new_line(
-            body.warehouse_id, body.item_code, body.name, body.unit, body.min_level, now
-        ) | {"source": "api", "created_by": principal.name}
-        store.create_line(doc)
-        if body.quantity > 0:
-            store.change_stock(
-                body.warehouse_id,
-                body.item_code,
-                body.quantity,
-                entry_id=f"{doc['_id']}:initial",
-                reason="initial stock",
-                kind="adjustment",
-                by=principal.name,
-            )
-        store.reconcile_low(doc["_id"])
-        refresh(store)
-        return _stock_out(store.line(body.warehouse_id, body.item_code) or doc)
+        return _stock_out(dispatch.create_line(body.model_dump(), principal.name))
 
     @router.patch(
         "/v1/stock/{warehouse_id}/{item_code}", summary="Change a line's name, unit or minimum"
@@ -642,14 +577,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         body: StockLinePatch,
         _: Principal = ctx.allow(*STOCK_KEEPERS),
     ) -> dict[str, Any]:
-        if store.line(warehouse_id, item_code) is None:
-            raise not_found("stock line", line_id(warehouse_id, item_code))
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
-        if not changes:
-            raise field_error("body", "send at least one of name, unit, min_level")
-        store.set_line_fields(warehouse_id, item_code, changes)
-        refresh(store)
-        return _stock_out(store.line(warehouse_id, item_code) or {})
+        return _stock_out(dispatch.patch_line(warehouse_id, item_code, changes))
 
     @router.post(
         "/v1/stock/adjust",
@@ -661,53 +590,10 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         principal: Principal = ctx.allow(*STOCK_KEEPERS),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        key = validate_key(idempotency_key)
-        digest = fingerprint(body.model_dump(mode="json"))
-        entry_id = (
-            "adj:" + hashlib.sha256(f"{principal.key_id}:{key}".encode()).hexdigest()[:32]
-            if key
-            else f"adj:{uuid.uuid4().hex}"
+        keyed = _keyed(principal, idempotency_key, body)
+        line, entry = dispatch.adjust_stock(
+            body.warehouse_id, body.item_code, body.delta, body.reason, keyed
         )
-        outcome, line = store.change_stock(
-            body.warehouse_id,
-            body.item_code,
-            body.delta,
-            entry_id=entry_id,
-            reason=body.reason,
-            kind="adjustment",
-            by=principal.name,
-            body_hash=digest,
-        )
-        STOCK_ADJUSTMENTS.labels("adjustment", outcome).inc()
-        if outcome == "missing":
-            raise ApiError(
-                404,
-                "not_found",
-                f"{body.item_code} is not kept in warehouse {body.warehouse_id}",
-                fields=[{"path": "item_code", "reason": "no such stock line"}],
-            )
-        assert line is not None
-        if outcome == "short":
-            raise ConflictError(
-                "stock_short",
-                f"{line['quantity']:g} {line['unit']} of {body.item_code} left; "
-                f"cannot take {-body.delta:g} (stock never goes negative)",
-                "delta",
-            )
-        if outcome == "duplicate":
-            store.flush_ledger(line["_id"])
-            entry = store.ledger.find_one({"_id": entry_id}) or {}
-            if entry.get("body_hash") != digest:
-                raise ApiError(
-                    409,
-                    "idempotency_conflict",
-                    "this Idempotency-Key was already used with a different request body",
-                    fields=[
-                        {"path": "header.Idempotency-Key", "reason": "reused with another body"}
-                    ],
-                )
-        refresh(store)
-        entry = store.ledger.find_one({"_id": entry_id})
         return {**_stock_out(line), "entry": _ledger_out(entry) if entry else None}
 
     @router.get("/v1/stock/ledger", summary="Full stock ledger (库存台账)")
@@ -720,22 +606,12 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         cursor: str | None = None,
         _: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN),
     ) -> dict[str, Any]:
-        # Finish any interrupted copy first: a change is never shown without its entry.
-        store.flush_all_ledgers()
-        selector: dict[str, Any] = {}
-        for name, value in (
-            ("warehouse_id", warehouse_id),
-            ("item_code", item_code),
-            ("dispatch_id", dispatch_id),
-            ("kind", kind),
-        ):
-            if value:
-                selector[name] = value
-        rows, nxt = page(store.ledger, selector, sort_field="at", limit=limit, cursor=cursor)
+        filters = LedgerFilter(warehouse_id, item_code, dispatch_id, kind)
+        rows, nxt = dispatch.ledger_page(filters, limit, cursor)
         return _page_out([_ledger_out(r) for r in rows], nxt)
 
-    # -- dispatch orders ------------------------------------------------------------------------
 
+def _order_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:
     @router.get(
         "/v1/dispatches/suggest",
         summary="Ranked teams for an incident (推荐队伍)",
@@ -747,36 +623,13 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         include_unmatched: bool = False,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP),
     ) -> dict[str, Any]:
-        incident = store.incident(incident_id)
-        if incident is None or not principal.may_act_for(incident["township_code"]):
-            raise not_found("incident", incident_id)
-        ranked = domain.rank_teams(
-            store.dispatchable_teams(),
-            incident["category"],
-            incident["township_code"],
-            county.distance_km,
-            store.table,
-            include_unmatched=include_unmatched,
-        )[:limit]
-        teams = {
-            t["_id"]: t for t in store.teams.find({"_id": {"$in": [s.team_id for s in ranked]}})
-        }
+        incident, ranked = dispatch.suggest(incident_id, principal, limit, include_unmatched)
         return {
             "incident_id": incident_id,
             "category": incident["category"],
             "township_code": incident["township_code"],
-            "required_capabilities": list(store.table.required(incident["category"])),
-            "items": [
-                {
-                    "rank": s.rank,
-                    "team": _team_out(teams[s.team_id], ctx, principal),
-                    "matched_capabilities": list(s.matched),
-                    "match_score": len(s.matched),
-                    "distance_km": s.distance_km,
-                }
-                for s in ranked
-                if s.team_id in teams
-            ],
+            "required_capabilities": list(dispatch.table.required(incident["category"])),
+            "items": [_suggestion_out(s, team, ctx, principal) for s, team in ranked],
         }
 
     @router.post("/v1/dispatches", status_code=201, summary="Order teams and supplies (调派)")
@@ -785,69 +638,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         principal: Principal = ctx.allow(*OPERATIONS),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        order_id = uuid.uuid4().hex
-        key, scope, digest = idem(principal, idempotency_key, body, order_id)
-        if key and (replay := find_replay(store.orders, scope, digest)):
-            return _order_out(replay)
-        errors = []
-        seen: set[str] = set()
-        for index, team_id in enumerate(body.team_ids):
-            if team_id in seen:
-                errors.append({"path": f"team_ids.{index}", "reason": "team listed twice"})
-            elif store.team(team_id) is None:
-                errors.append({"path": f"team_ids.{index}", "reason": f"unknown team {team_id}"})
-            seen.add(team_id)
-        lines = [domain.Line(r.warehouse_id, r.item_code, r.quantity) for r in body.resources]
-        for index in domain.duplicate_lines(lines):
-            errors.append({"path": f"resources.{index}", "reason": "stock line listed twice"})
-        for index, line in enumerate(lines):
-            if store.line(line.warehouse_id, line.item_code) is None:
-                errors.append(
-                    {
-                        "path": f"resources.{index}.item_code",
-                        "reason": f"{line.item_code} is not kept in {line.warehouse_id}",
-                    }
-                )
-        incident = store.incident(body.incident_id)
-        if incident is None:
-            errors.append({"path": "incident_id", "reason": "unknown incident"})
-        exercise = body.exercise or bool(incident and incident.get("exercise"))
-        if incident is not None and body.exercise and not incident.get("exercise"):
-            errors.append(
-                {"path": "exercise", "reason": "a drill order (演练) needs a drill incident"}
-            )
-        if errors:
-            ORDERS.labels("invalid", exercise_label(exercise)).inc()
-            raise ApiError(422, "invalid", "the order is not valid", fields=errors)
-        assert incident is not None
-        if incident.get("status") != "open":
-            ORDERS.labels("rejected", exercise_label(exercise)).inc()
-            raise ConflictError("incident_closed", "the incident is closed", "incident_id")
-        now = store.now()
-        order = {
-            "_id": order_id,
-            "incident_id": body.incident_id,
-            "township_code": incident["township_code"],
-            "team_ids": list(body.team_ids),
-            "resources": [r.model_dump() for r in body.resources],
-            "note": body.note,
-            "status": "reserving",
-            "created_at": now,
-            "created_by": principal.name,
-            "updated_at": now,
-            "reserve_deadline": deadline(now, store.rules.reserve_timeout_seconds),
-            "history": [{"status": "requested", "at": now, "by": principal.name}],
-            "exercise": exercise,
-        }
-        try:
-            placed, created = store.place_order(order, scope, digest)
-        except ConflictError:
-            ORDERS.labels("rejected", exercise_label(exercise)).inc()
-            refresh(store)
-            raise
-        if created:
-            ORDERS.labels("ordered", exercise_label(exercise)).inc()
-        refresh(store)
+        placed = dispatch.order_teams_and_supplies(
+            body.incident_id,
+            body.team_ids,
+            [r.model_dump() for r in body.resources],
+            body.note,
+            body.exercise,
+            _keyed(principal, idempotency_key, body),
+        )
         return _order_out(placed)
 
     @router.get("/v1/dispatches", summary="Dispatch orders")
@@ -862,51 +660,29 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
-        selector: dict[str, Any] = {}
-        if incident_id:
-            selector["incident_id"] = incident_id
-        if exercise is not None:
-            selector["exercise"] = True if exercise else {"$ne": True}
-        # Refused requests are kept for the record but only listed when asked for.
-        selector["status"] = status or {"$ne": "rejected"}
-        if principal.role == Role.TOWNSHIP:
-            selector["township_code"] = principal.township_code
-        rows, nxt = page(
-            store.orders, selector, sort_field="created_at", limit=limit, cursor=cursor
-        )
+        township = principal.township_code if principal.role == Role.TOWNSHIP else None
+        filters = OrderFilter(incident_id, status, exercise, township)
+        rows, nxt = dispatch.orders_page(filters, limit, cursor)
         return _page_out([_order_out(r) for r in rows], nxt)
 
     @router.get("/v1/dispatches/{dispatch_id}", summary="One dispatch order")
     def get_dispatch(
         dispatch_id: str, principal: Principal = ctx.allow(*READ_ROLES)
     ) -> dict[str, Any]:
-        order = store.order(dispatch_id)
-        if order is None or not principal.may_act_for(order.get("township_code") or ""):
-            raise not_found("dispatch", dispatch_id)
-        return _order_out(order)
+        return _order_out(dispatch.visible_order(dispatch_id, principal))
 
     @router.post("/v1/dispatches/{dispatch_id}/status", summary="Order life cycle step")
     def dispatch_status(
         dispatch_id: str, body: StatusIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
         returned = [r.model_dump() for r in body.returned]
-        order = store.change_order_status(
+        order = dispatch.change_order_status(
             dispatch_id, body.status, principal.name, returned, body.note
         )
-        if body.status == "on_scene" and not order.get("exercise"):
-            observe_on_scene(order.get("ordered_at"), order["on_scene_at"])
-        refresh(store)
         return _order_out(order)
 
-    # -- plans ----------------------------------------------------------------------------------
 
-    def plan_visible(plan: Mapping[str, Any], principal: Principal) -> bool:
-        if principal.role != Role.TOWNSHIP:
-            return True
-        return plan.get("scope") == "county" or principal.township_code in (
-            plan.get("township_codes") or []
-        )
-
+def _plan_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:
     @router.get("/v1/plans", summary="Response plans (预案)")
     def list_plans(
         status: Literal["active", "ended"] | None = None,
@@ -918,30 +694,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         cursor: str | None = None,
         principal: Principal = ctx.allow(*READ_ROLES),
     ) -> dict[str, Any]:
-        selector: dict[str, Any] = {}
-        if exercise is not None:
-            selector["exercise"] = True if exercise else {"$ne": True}
-        for name, value in (
-            ("status", status),
-            ("trigger_kind", trigger_kind),
-            ("incident_id", incident_id),
-            ("warning_id", warning_id),
-        ):
-            if value:
-                selector[name] = value
-        if principal.role == Role.TOWNSHIP:
-            selector["$or"] = [{"scope": "county"}, {"township_codes": principal.township_code}]
-        rows, nxt = page(
-            store.plans, selector, sort_field="activated_at", limit=limit, cursor=cursor
-        )
+        township = principal.township_code if principal.role == Role.TOWNSHIP else None
+        filters = PlanFilter(status, trigger_kind, incident_id, warning_id, exercise, township)
+        rows, nxt = dispatch.plans_page(filters, limit, cursor)
         return _page_out([_plan_out(r) for r in rows], nxt)
 
     @router.get("/v1/plans/{plan_id}", summary="One response plan")
     def get_plan(plan_id: str, principal: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:
-        plan = store.plan(plan_id)
-        if plan is None or not plan_visible(plan, principal):
-            raise not_found("plan", plan_id)
-        return _plan_out(plan)
+        return _plan_out(dispatch.visible_plan(plan_id, principal))
 
     @router.post("/v1/plans", status_code=201, summary="Activate a plan (预案启动) by hand")
     def create_plan(
@@ -949,81 +709,26 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         principal: Principal = ctx.allow(*OPERATIONS),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        for index, code in enumerate(body.township_codes):
-            known_township(code, f"township_codes.{index}")
-        if body.requesting_township:
-            known_township(body.requesting_township, "requesting_township")
-        if body.hazard not in store.table.categories:
-            raise field_error(
-                "hazard", f"unknown hazard; one of {', '.join(sorted(store.table.categories))}"
-            )
-        plan_id = f"plan-{uuid.uuid4().hex[:12]}"
-        key, scope, digest = idem(principal, idempotency_key, body, plan_id)
-        if key and (replay := find_replay(store.plans, scope, digest)):
-            return _plan_out(replay)
-        plan = {
-            "_id": plan_id,
-            "level": body.level,
-            "trigger_kind": "operator",
-            "trigger_id": plan_id,
-            "incident_id": None,
-            "warning_id": None,
-            "hazard": body.hazard,
-            "township_codes": body.township_codes,
-            "scope": body.scope or domain.plan_scope(body.level, store.rules.plans),
-            "reason": body.reason,
-            "requested_by": body.requested_by,
-            "requesting_township": body.requesting_township,
-            "activated_by": principal.name,
-            "exercise": body.exercise,
-        }
-        created, _ = store.activate_plan(plan, scope_key=(scope, digest))
-        refresh(store)
-        return _plan_out(created)
+        keyed = _keyed(principal, idempotency_key, body)
+        return _plan_out(dispatch.activate_by_hand(body.model_dump(), keyed))
 
     @router.post("/v1/plans/{plan_id}/level", summary="Step a plan up or down (调整响应级别)")
     def plan_level(
         plan_id: str, body: PlanLevelIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
-        plan = store.plan(plan_id)
-        if plan is None:
-            raise not_found("plan", plan_id)
-        if plan["status"] != "active":
-            raise ConflictError("plan_ended", "the plan has ended", "level")
-        if plan["level"] == body.level:
-            raise ConflictError("same_level", f"the plan is already at level {body.level}", "level")
-        if not store.change_plan_level(
-            plan,
-            body.level,
-            domain.manual_reason(body.reason),
-            principal.name,
-            f"api:{uuid.uuid4().hex}",
-        ):
-            raise ConflictError("concurrent_change", "the plan changed meanwhile; reload")
-        return _plan_out(store.plan(plan_id) or plan)
+        plan = dispatch.change_level_by_hand(plan_id, body.level, body.reason, principal.name)
+        return _plan_out(plan)
 
     @router.post("/v1/plans/{plan_id}/end", summary="Stand a plan down (终止响应)")
     def plan_end(
         plan_id: str, body: PlanEndIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
-        plan = store.plan(plan_id)
-        if plan is None:
-            raise not_found("plan", plan_id)
-        if plan["status"] != "active":
-            raise ConflictError("plan_ended", "the plan has already ended")
-        store.end_plan(
-            plan, domain.manual_reason(body.reason), principal.name, f"api:{uuid.uuid4().hex}"
-        )
-        refresh(store)
-        return _plan_out(store.plan(plan_id) or plan)
+        return _plan_out(dispatch.end_by_hand(plan_id, body.reason, principal.name))
 
-    # -- dispute assignments --------------------------------------------------------------------
 
-    def load_assignment(assignment_id: str, principal: Principal) -> dict[str, Any]:
-        doc = store.assignment(assignment_id)
-        if doc is None or not principal.may_act_for(doc.get("township_code") or ""):
-            raise not_found("assignment", assignment_id)
-        return doc
+def _assignment_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:
+    required = dispatch.rules.attempts_per_level
+    mediators = (Role.OPERATOR, Role.LEADER, Role.TOWNSHIP)
 
     @router.post("/v1/assignments", status_code=201, summary="Assign a dispute (统一指派)")
     def create_assignment(
@@ -1031,61 +736,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         principal: Principal = ctx.allow(*OPERATIONS),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        assignment_id = uuid.uuid4().hex
-        key, scope, digest = idem(principal, idempotency_key, body, assignment_id)
-        if key and (replay := find_replay(store.assignments, scope, digest)):
-            return _assignment_out(replay, required_attempts)
-        incident = store.incident(body.incident_id)
-        if incident is None:
-            raise field_error("incident_id", "unknown incident")
-        if incident["category"] not in domain.DISPUTE_CATEGORIES:
-            raise field_error(
-                "incident_id",
-                f"the incident is {incident['category']}, not a dispute "
-                f"({' or '.join(domain.DISPUTE_CATEGORIES)})",
-            )
-        if incident.get("status") != "open":
-            raise ConflictError("incident_closed", "the incident is closed", "incident_id")
-        now = store.now()
-        if body.due_at <= now:
-            raise field_error("due_at", "must be in the future")
-        doc = {
-            "_id": assignment_id,
-            "incident_id": body.incident_id,
-            "township_code": incident["township_code"],
-            "responsible_leader": body.responsible_leader,
-            "responsible_unit": body.responsible_unit,
-            "due_at": body.due_at,
-            "major": body.major,
-            "cross_area": body.cross_area,
-            "note": body.note,
-            "status": "pending_approval" if body.major else "active",
-            "level": "county" if body.cross_area else "group",
-            "attempts": [],
-            "escalations": [],
-            "overdue": False,
-            "open_incident": body.incident_id,
-            "created_at": now,
-            "created_by": principal.name,
-            "version": 1,
-            "exercise": bool(incident.get("exercise")),
-        }
-        evts = [] if body.major else [events.assignment_created(ctx.clock, doc)]
-        from pymongo.errors import DuplicateKeyError
-
-        try:
-            created, _ = insert_idempotent(
-                store.assignments, new_document(doc, evts), scope, digest
-            )
-        except DuplicateKeyError as exc:
-            raise ConflictError(
-                "assignment_exists",
-                "the dispute already has an open assignment (one door in, one door out)",
-                "incident_id",
-            ) from exc
-        ctx.wake_relay()
-        refresh(store)
-        return _assignment_out(created, required_attempts)
+        keyed = _keyed(principal, idempotency_key, body)
+        return _assignment_out(dispatch.assign_dispute(body.model_dump(), keyed), required)
 
     @router.get("/v1/assignments", summary="Dispute assignments (督办台账)")
     def list_assignments(
@@ -1096,29 +748,18 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: Limit = 50,
         cursor: str | None = None,
-        principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP),
+        principal: Principal = ctx.allow(*mediators),
     ) -> dict[str, Any]:
-        selector: dict[str, Any] = {}
-        if exercise is not None:
-            selector["exercise"] = True if exercise else {"$ne": True}
-        for name, value in (("status", status), ("incident_id", incident_id), ("level", level)):
-            if value:
-                selector[name] = value
-        if overdue is not None:
-            selector["overdue"] = overdue
-        if principal.role == Role.TOWNSHIP:
-            selector["township_code"] = principal.township_code
-        rows, nxt = page(
-            store.assignments, selector, sort_field="created_at", limit=limit, cursor=cursor
-        )
-        return _page_out([_assignment_out(r, required_attempts) for r in rows], nxt)
+        township = principal.township_code if principal.role == Role.TOWNSHIP else None
+        filters = AssignmentFilter(status, overdue, incident_id, level, exercise, township)
+        rows, nxt = dispatch.assignments_page(filters, limit, cursor)
+        return _page_out([_assignment_out(r, required) for r in rows], nxt)
 
     @router.get("/v1/assignments/{assignment_id}", summary="One dispute assignment")
     def get_assignment(
-        assignment_id: str,
-        principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP),
+        assignment_id: str, principal: Principal = ctx.allow(*mediators)
     ) -> dict[str, Any]:
-        return _assignment_out(load_assignment(assignment_id, principal), required_attempts)
+        return _assignment_out(dispatch.visible_assignment(assignment_id, principal), required)
 
     @router.post("/v1/assignments/{assignment_id}/approve", summary="Approve a major dispute")
     def approve_assignment(
@@ -1126,25 +767,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         body: ApproveIn | None = Body(default=None),
         principal: Principal = ctx.allow(Role.LEADER),
     ) -> dict[str, Any]:
-        doc = load_assignment(assignment_id, principal)
-        if doc["status"] != "pending_approval":
-            raise ConflictError("not_pending", f"the assignment is {doc['status']}, not pending")
-        now = store.now()
-        approved = {**doc, "status": "active", "approved_by": principal.name}
-        updated = store.update_assignment(
-            doc,
-            {
-                "$set": {
-                    "status": "active",
-                    "approved_by": principal.name,
-                    "approved_at": now,
-                    "approval_note": body.note if body else "",
-                }
-            },
-            [events.assignment_created(ctx.clock, approved)],
-        )
-        refresh(store)
-        return _assignment_out(updated, required_attempts)
+        note = body.note if body else ""
+        return _assignment_out(dispatch.approve(assignment_id, note, principal), required)
 
     @router.post(
         "/v1/assignments/{assignment_id}/attempts", status_code=201, summary="Record mediation"
@@ -1152,78 +776,18 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     def record_attempt(
         assignment_id: str,
         body: AttemptIn,
-        principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP),
+        principal: Principal = ctx.allow(*mediators),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        doc = load_assignment(assignment_id, principal)
         key = validate_key(idempotency_key)
-        attempt_id = (
-            hashlib.sha256(f"{principal.key_id}:{key}".encode()).hexdigest()[:24]
-            if key
-            else uuid.uuid4().hex[:24]
-        )
-        if key and any(a.get("id") == attempt_id for a in doc.get("attempts") or []):
-            return _assignment_out(doc, required_attempts)
-        reason = domain.attempt_error(doc["status"], doc["level"], body.level)
-        if reason:
-            raise ConflictError("attempt_refused", reason, "level")
-        now = store.now()
-        attempt = {
-            "id": attempt_id,
-            "level": body.level,
-            "outcome": body.outcome,
-            "note": body.note,
-            "at": now,
-            "by": principal.name,
-        }
-        update: dict[str, Any] = {"$push": {"attempts": attempt}}
-        if body.outcome == "resolved":
-            update["$set"] = {"status": "resolved", "resolved_at": now}
-            update["$unset"] = {"open_incident": ""}
-        updated = store.update_assignment(doc, update)
-        refresh(store)
-        return _assignment_out(updated, required_attempts)
+        updated = dispatch.record_attempt(assignment_id, body.model_dump(), key, principal)
+        return _assignment_out(updated, required)
 
     @router.post("/v1/assignments/{assignment_id}/escalate", summary="Move up a level (三三制)")
     def escalate_assignment(
         assignment_id: str,
         body: EscalateIn | None = Body(default=None),
-        principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP),
+        principal: Principal = ctx.allow(*mediators),
     ) -> dict[str, Any]:
-        doc = load_assignment(assignment_id, principal)
-        request = body or EscalateIn()
-        attempts = [domain.Attempt(a["level"], a["outcome"]) for a in doc.get("attempts") or []]
-        blocked = domain.escalation_error(doc["status"], doc["level"], attempts, required_attempts)
-        if blocked:
-            raise ConflictError("escalation_refused", blocked, "level")
-        now = store.now()
-        if request.due_at is not None and request.due_at <= now:
-            raise field_error("due_at", "must be in the future")
-        to_level = domain.next_level(doc["level"])
-        assert to_level is not None
-        unresolved = domain.unresolved_at(attempts, doc["level"])
-        fields: dict[str, Any] = {"level": to_level}
-        for name in ("responsible_leader", "responsible_unit", "due_at"):
-            value = getattr(request, name)
-            if value is not None:
-                fields[name] = value
-        if "due_at" in fields:
-            fields["overdue"] = False
-        escalation = {
-            "from_level": doc["level"],
-            "to_level": to_level,
-            "reason": request.reason,
-            "unresolved_attempts": unresolved,
-            "at": now,
-            "by": principal.name,
-        }
-        event = events.assignment_escalated(
-            ctx.clock, doc, doc["level"], to_level, request.reason or None, unresolved
-        )
-        updated = store.update_assignment(
-            doc, {"$set": fields, "$push": {"escalations": escalation}}, [event]
-        )
-        refresh(store)
-        return _assignment_out(updated, required_attempts)
-
-    return router
+        request = (body or EscalateIn()).model_dump()
+        return _assignment_out(dispatch.escalate(assignment_id, request, principal), required)

@@ -23,9 +23,9 @@ MANUAL_TEAM_STATUSES = ("available", "standby", "resting")
 def manual_status_change_error(current: str, wanted: str) -> str | None:
     """Why an operator may not set a team from ``current`` to ``wanted`` by hand, or None."""
     if wanted not in MANUAL_TEAM_STATUSES:
-        return f"status {wanted!r} is set by dispatch orders, not by hand"
+        return f"状态 {wanted} 由调派单设置，不能手工修改"
     if current == "deployed":
-        return "the team is deployed on an order; release the order instead"
+        return "队伍正在执行调派单；请先撤回该调派单"
     return None
 
 
@@ -58,13 +58,13 @@ EDXL_RM_PHASE = {
 def transition_error(current: str, wanted: str) -> str | None:
     """Why an order may not move from ``current`` to ``wanted``, or None when it may."""
     if current not in ORDER_TRANSITIONS:
-        return f"the order is {current} and has no life cycle to follow"
+        return f"调派单状态为 {current}，没有后续流程"
     allowed = ORDER_TRANSITIONS[current]
     if wanted in allowed:
         return None
     if not allowed:
-        return f"the order is already {current}"
-    return f"an order that is {current} can only move to {' or '.join(allowed)}"
+        return f"调派单已是 {current}"
+    return f"状态为 {current} 的调派单只能转为 {' 或 '.join(allowed)}"
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,20 @@ def return_errors(dispatched: Sequence[Line], returned: Sequence[Line]) -> list[
     sent = {line.key: line.quantity for line in dispatched}
     errors = []
     for index in duplicate_lines(returned):
-        errors.append({"path": f"returned.{index}", "reason": "stock line listed twice"})
+        errors.append({"path": f"returned.{index}", "reason": "库存条目重复"})
     for index, line in enumerate(returned):
         if line.key not in sent:
             errors.append(
                 {
                     "path": f"returned.{index}",
-                    "reason": f"{line.item_code} from {line.warehouse_id} was not dispatched",
+                    "reason": f"仓库 {line.warehouse_id} 的 {line.item_code} 未随调派单调出",
                 }
             )
         elif line.quantity > sent[line.key] + 1e-9:
             errors.append(
                 {
                     "path": f"returned.{index}.quantity",
-                    "reason": f"more than the {sent[line.key]:g} dispatched",
+                    "reason": f"超过调出的数量 {sent[line.key]:g}",
                 }
             )
     return errors
@@ -380,15 +380,15 @@ def escalation_error(
 ) -> str | None:
     """Why an assignment may not move up a level now (三三制), or None when it may."""
     if status != "active":
-        return f"the assignment is {status}"
+        return f"该指派状态为 {status}"
     if next_level(level) is None:
-        return "the dispute is already at the county level"
+        return "矛盾纠纷已在县级，没有更高层级"
     done = unresolved_at(attempts, level)
     if done < required:
         label = MEDIATION_LEVEL_LABELS[level]
         return (
-            f"三三制: {required} unresolved attempts at {level} ({label}) level are needed "
-            f"before escalating; {done} recorded"
+            f"三三制：须在{label}级（{level}）有 {required} 次未化解的调处才能上移；"
+            f"已记录 {done} 次"
         )
     return None
 
@@ -396,11 +396,12 @@ def escalation_error(
 def attempt_error(status: str, level: str, attempt_level: str) -> str | None:
     """Why an attempt cannot be recorded, or None."""
     if status == "pending_approval":
-        return "a major dispute takes effect only after a leader approves the assignment"
+        return "重大矛盾纠纷的指派须经领导审批后才生效"
     if status != "active":
-        return f"the assignment is {status}"
+        return f"该指派状态为 {status}"
     if attempt_level != level:
-        return f"the dispute is at {level} level; attempts are recorded at that level"
+        label = MEDIATION_LEVEL_LABELS.get(level, level)
+        return f"矛盾纠纷在{label}级（{level}），调处只能记录在该层级"
     return None
 
 

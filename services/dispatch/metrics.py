@@ -1,20 +1,18 @@
 """Prometheus metrics of the dispatch service (listed in docs/metrics.md).
 
-Gauges are recomputed from the store after every change and by the timer, so every replica
+Gauges are recomputed from the repository after every change and by the timer, so every replica
 reports the same figures (they are state, not per-process counts).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.dispatch import domain
-
-if TYPE_CHECKING:
-    from services.dispatch.store import DispatchStore
 
 TEAMS = Gauge("yingji_dispatch_teams", "Teams on the roster by status", ["status"])
 STOCK_BELOW_MIN = Gauge(
@@ -60,24 +58,16 @@ def exercise_label(exercise: bool) -> str:
     return "true" if exercise else "false"
 
 
-def refresh(store: DispatchStore) -> None:
-    """Recompute every gauge from the store (a handful of indexed counts); drills (演练) are
-    left out: they hold no team and no stock."""
-    real = {"exercise": {"$ne": True}}
+def publish(figures: Mapping[str, Any]) -> None:
+    """Set every gauge from the repository's figures (a handful of indexed counts); drills
+    (演练) are left out: they hold no team and no stock."""
     for status in domain.TEAM_STATUSES:
-        TEAMS.labels(status).set(store.teams.count_documents({"status": status}))
-    STOCK_BELOW_MIN.set(
-        store.stock.count_documents({"$expr": {"$lt": ["$quantity", "$min_level"]}})
-    )
-    ORDERS_ACTIVE.set(
-        store.orders.count_documents(
-            {"status": {"$in": list(domain.ACTIVE_ORDER_STATUSES)}, **real}
-        )
-    )
-    PLANS_ACTIVE.set(store.plans.count_documents({"status": "active", **real}))
-    open_selector = {"status": {"$in": list(domain.OPEN_ASSIGNMENT_STATUSES)}, **real}
-    ASSIGNMENTS_OPEN.set(store.assignments.count_documents(open_selector))
-    ASSIGNMENTS_OVERDUE.set(store.assignments.count_documents({**open_selector, "overdue": True}))
+        TEAMS.labels(status).set(figures["teams"].get(status, 0))
+    STOCK_BELOW_MIN.set(figures["stock_below_min"])
+    ORDERS_ACTIVE.set(figures["orders_active"])
+    PLANS_ACTIVE.set(figures["plans_active"])
+    ASSIGNMENTS_OPEN.set(figures["assignments_open"])
+    ASSIGNMENTS_OVERDUE.set(figures["assignments_overdue"])
 
 
 def observe_on_scene(ordered_at: datetime | None, on_scene_at: datetime) -> None:

@@ -1,21 +1,84 @@
-"""How the runtime assembles the dispatch service."""
+"""How the runtime assembles the dispatch service: repository, use cases, routes, handlers,
+timers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from fastapi import APIRouter
+
+from libs.common.bus import Subscription
 from libs.common.openapi import Contract, each_one_of, one_of
-from libs.common.service import ServiceContext, ServiceSpec, Timer
+from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
+from libs.common.settings import Settings
+from libs.common.sqlite import SqliteDatabase
+from libs.common.store import sqlite_file
 from services.dispatch import api, config, handlers
-from services.dispatch.metrics import refresh
-from services.dispatch.store import OUTBOX_COLLECTIONS, DispatchStore
+from services.dispatch.repository import DispatchRepository
+from services.dispatch.repository.legacy import import_legacy_dispatch
+from services.dispatch.repository.mongo import MongoDispatchRepository
+from services.dispatch.repository.sqlite import SqliteDispatchRepository
+from services.dispatch.usecases import DispatchUseCases
+
+NAME = "dispatch"
+
+
+def open_repository(ctx: ServiceContext) -> DispatchRepository:
+    """SQLite unless the database URL is ``mongodb://``; opened once per context."""
+    repo: DispatchRepository | None = ctx.resources.get("repository")
+    if repo is None:
+        path = sqlite_file(ctx.settings, NAME)
+        if path is None:
+            repo = MongoDispatchRepository(ctx.db)
+        else:
+            repo = SqliteDispatchRepository(SqliteDatabase(path))
+        repo.ensure_schema()
+        ctx.resources["repository"] = repo
+        ctx.closers.append(repo.close)
+    return repo
+
+
+def migrate_store(settings: Settings, legacy_db: Any) -> int:
+    """Copy dispatch's documents of the previous embedded store into its SQLite file (CLI)."""
+    path = sqlite_file(settings, NAME)
+    if path is None:
+        return 0  # on MongoDB the documents are already where they belong
+    repo = SqliteDispatchRepository(SqliteDatabase(path))
+    try:
+        repo.ensure_schema()
+        return import_legacy_dispatch(legacy_db, repo)
+    finally:
+        repo.close()
+
+
+def use_cases(ctx: ServiceContext) -> DispatchUseCases:
+    """The use cases of this context (one instance, shared by routes, handlers and timers)."""
+    dispatch: DispatchUseCases | None = ctx.resources.get("usecases")
+    if dispatch is None:
+        dispatch = DispatchUseCases(
+            repo=open_repository(ctx),
+            county=ctx.county,
+            clock=ctx.clock,
+            table=config.load_capabilities(),
+            rules=config.load_rules(),
+            wake_relay=lambda: ctx.wake_relay(),
+            log=ctx.log,
+        )
+        ctx.resources["usecases"] = dispatch
+    return dispatch
 
 
 def setup(ctx: ServiceContext) -> None:
-    """Indexes, then the county file's teams, warehouses and stock (only what is missing)."""
-    store = DispatchStore(ctx)
-    store.ensure_indexes()
-    added = store.seed_from_county()
+    """Bring older data over, then add the county file's teams, warehouses and stock that are
+    missing."""
+    repo = open_repository(ctx)
+    if isinstance(repo, SqliteDispatchRepository):
+        copied = import_legacy_dispatch(ctx.db, repo)
+        if copied and ctx.log is not None:
+            ctx.log.info("dispatch_documents_migrated", documents=copied)
+    dispatch = use_cases(ctx)
+    added = dispatch.seed_from_county()
     if ctx.log is not None:
         # Counts of what this start added: zeros on a restart mean nothing was missing, not an
         # empty roster.
@@ -23,34 +86,42 @@ def setup(ctx: ServiceContext) -> None:
             ctx.log.info("county_file_seeded", **{f"added_{k}": v for k, v in added.items()})
         else:
             ctx.log.info("county_file_seed_skipped", reason="already_seeded")
-    refresh(store)
+    dispatch.refresh_gauges()
 
 
-def repair(store: DispatchStore) -> dict[str, int]:
+def repair(dispatch: DispatchUseCases) -> dict[str, int]:
     """The housekeeping job: interrupted orders, ledger copies, alerts and standby teams."""
-    result = store.repair_orders()
-    result["ledger"] = store.flush_all_ledgers()
-    result["stock_low"] = store.reconcile_all_low()
-    result["standby_released"] = store.repair_standby()
-    refresh(store)
-    return result
+    return dispatch.repair()
 
 
-def overdue(store: DispatchStore) -> int:
+def overdue(dispatch: DispatchUseCases) -> int:
     """The 督办 job: flag assignments past their deadline (once each)."""
-    flagged = store.scan_overdue()
-    refresh(store)
-    return flagged
+    return dispatch.scan_overdue()
 
 
 def timers(ctx: ServiceContext) -> Sequence[Timer]:
     """Periodic jobs; tests call ``repair``/``overdue`` directly after moving the clock."""
-    store = DispatchStore(ctx)
+    dispatch = use_cases(ctx)
     interval = ctx.settings.timer_interval_seconds
     return [
-        Timer("dispatch_repair", interval, lambda: repair(store)),
-        Timer("assignment_overdue", interval, lambda: overdue(store)),
+        Timer("dispatch_repair", interval, lambda: repair(dispatch)),
+        Timer("assignment_overdue", interval, lambda: overdue(dispatch)),
     ]
+
+
+def build_router(ctx: ServiceContext) -> APIRouter:
+    """The dispatch routes, bound to this context's use cases."""
+    return api.build_router(ctx, use_cases(ctx))
+
+
+def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
+    """Intake's incident events and warning's warning events."""
+    return handlers.subscriptions(use_cases(ctx))
+
+
+def relay_parts(ctx: ServiceContext) -> RelayParts:
+    """The repository's outbox and journal."""
+    return open_repository(ctx).relay_parts()
 
 
 def contract(ctx: ServiceContext) -> Contract:
@@ -88,11 +159,11 @@ def contract(ctx: ServiceContext) -> Contract:
 
 
 SPEC = ServiceSpec(
-    name="dispatch",
+    name=NAME,
     contract=contract,
-    build_router=api.build_router,
+    build_router=build_router,
     setup=setup,
-    subscriptions=handlers.subscriptions,
+    subscriptions=subscriptions,
     timers=timers,
-    outbox_collections=OUTBOX_COLLECTIONS,
+    relay_parts=relay_parts,
 )

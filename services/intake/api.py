@@ -61,6 +61,19 @@ class Contact(BaseModel):
     )
 
 
+class CallTaker(BaseModel):
+    """接听人: the duty officer who took a phoned-in report (电话报告) and entered it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: _text(50) = Field(description="接听人姓名 (name of who took the call)")  # type: ignore[valid-type]
+    phone: str | None = Field(
+        default=None,
+        pattern=r"^\+?\d[\d\- ]{4,23}$",
+        description="接听人联系电话 (phone), optional: digits, leading +, spaces or hyphens",
+    )
+
+
 class Location(BaseModel):
     """Where it happened (地点, 篇2)."""
 
@@ -213,6 +226,14 @@ class IncidentIn(BaseModel):
     source: _text(100) = Field(  # type: ignore[valid-type]
         description="信息来源 (source), e.g. 村委会电话报告, 110 转警, 部门监测"
     )
+    received_by: CallTaker | None = Field(
+        default=None,
+        description=(
+            "接听人 (who took the call): for a phoned-in report (电话报告) entered on a "
+            "township's behalf; the caller is the reporter (报送人). Omit for a report the "
+            "township files itself."
+        ),
+    )
     dispute: DisputeIn | None = Field(
         default=None, description="矛盾纠纷研判 (dispute classification, 篇1 / 篇4)"
     )
@@ -280,6 +301,9 @@ class IncidentOut(BaseModel):
     reporter: dict[str, Any]
     approver: dict[str, Any]
     source: str
+    received_by: dict[str, Any] | None = Field(
+        default=None, description="接听人 of a phoned-in report (电话报告); null otherwise"
+    )
     dispute: dict[str, Any] | None = None
     exercise: bool
     grade: int = Field(description="1 特别重大 (most severe) … 4 一般")
@@ -419,7 +443,7 @@ def _report_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases
         principal.ensure_township(body.township_code)
         command = ReportCommand(
             fields=body.model_dump(),
-            digest=fingerprint(body.model_dump(mode="json")),
+            digest=fingerprint(_fingerprinted(body)),
             idempotency_key=validate_key(idempotency_key),
             principal=principal,
         )
@@ -558,6 +582,15 @@ def _grading_rules(config: IntakeConfig) -> dict[str, Any]:
             },
         },
     }
+
+
+def _fingerprinted(body: IncidentIn) -> dict[str, Any]:
+    """The body an Idempotency-Key is bound to. A report without 接听人 keeps the fingerprint it
+    had before the field existed, so a retry across an upgrade is still the same request."""
+    dumped = body.model_dump(mode="json")
+    if dumped.get("received_by") is None:
+        dumped.pop("received_by", None)
+    return dumped
 
 
 def _view(doc: Mapping[str, Any], principal: Principal, detail: bool = False) -> dict[str, Any]:

@@ -82,8 +82,8 @@ ELEMENTS: dict[str, str] = {
 def missing_reason(path: str) -> str:
     """The rejection reason for a required element that is absent or blank."""
     term = ELEMENTS.get(path)
-    suffix = f": {term}" if term else ""
-    return f"required element missing (要素不全){suffix}"
+    suffix = f"：{term}" if term else ""
+    return f"要素不全，缺少必填要素{suffix}"
 
 
 class MeasureRule(BaseModel):
@@ -286,8 +286,7 @@ def time_issues(
         issues.append(
             {
                 "path": "occurred_at",
-                "reason": f"is more than {max_age.days} days before the server time; check the"
-                " year",
+                "reason": f"早于服务器时间{max_age.days}天以上，请检查年份",
             }
         )
     latest = now + skew
@@ -297,9 +296,8 @@ def time_issues(
                 {
                     "path": path,
                     "reason": (
-                        f"is in the future: {moment.isoformat()} is later than the server time "
-                        f"{now.isoformat()} plus the allowed clock skew of "
-                        f"{int(skew.total_seconds())} s"
+                        f"时间在未来：{moment.isoformat()} 晚于服务器时间 {now.isoformat()}"
+                        f"（允许的时钟偏差为{int(skew.total_seconds())}秒）"
                     ),
                 }
             )
@@ -307,8 +305,7 @@ def time_issues(
         issues.append(
             {
                 "path": "discovered_at",
-                "reason": "must not be earlier than occurred_at (an event is discovered after it"
-                " occurs)",
+                "reason": "发现时间不能早于发生时间（occurred_at）：事件先发生后被发现",
             }
         )
     return issues
@@ -406,11 +403,29 @@ def upgrade(old_grade: int, figures_grade: int) -> Regrade | None:
     return None
 
 
+# What each grading measure is called in a reason, and its unit (losses read in 万元).
+MEASURE_TERMS: dict[str, tuple[str, str]] = {
+    "deaths": ("死亡", "人"),
+    "injured": ("受伤", "人"),
+    "missing_trapped": ("失踪和被困", "人"),
+    "people_evacuated": ("紧急转移安置", "人"),
+    "direct_loss_cny": ("直接经济损失", "万元"),
+}
+
+
 def regrade_reason(label: str, grading: Grading) -> str:
-    """A one-line reason for a re-grade, naming the measures that reached the new grade."""
-    parts = [f"{b.measure} {_number(b.value)} ≥ {_number(b.threshold)}" for b in grading.basis]
-    basis = "; ".join(parts) if parts else "figures"
-    return f"{label}: {basis} → {GRADE_NUMERALS[grading.grade]} {grading.label}"
+    """A one-line Chinese reason for a re-grade, naming the measures that reached the new grade,
+    e.g. 「续报第1次：死亡12人（Ⅱ级标准10人及以上），升为Ⅱ级（重大）」."""
+    parts = [_basis_text(b) for b in grading.basis]
+    basis = "；".join(parts) if parts else "新报数字"
+    return f"{label}：{basis}，升为{GRADE_NUMERALS[grading.grade]}级（{grading.label}）"
+
+
+def _basis_text(basis: Basis) -> str:
+    term, unit = MEASURE_TERMS.get(basis.measure, ("数字", ""))
+    scale = 10_000 if unit == "万元" else 1
+    value, threshold = _number(basis.value / scale), _number(basis.threshold / scale)
+    return f"{term}{value}{unit}（{GRADE_NUMERALS[basis.grade]}级标准{threshold}{unit}及以上）"
 
 
 def _number(value: float) -> str:
@@ -429,34 +444,41 @@ class MergeCheck:
         return not self.problems
 
 
+# An incident's status as a reason says it (处置中, 已结案, 已并入其他事件).
+STATUS_TEXT = {"open": "处置中", "closed": "已结案", "merged": "已并入其他事件"}
+
+
+def status_text(status: object) -> str:
+    """The Chinese wording of an incident status for a reason, e.g. 已结案."""
+    return STATUS_TEXT.get(str(status), "状态未知")
+
+
 def check_merge(duplicate: Mapping[str, Any], primary: Mapping[str, Any]) -> MergeCheck:
     """Whether ``duplicate`` may be merged into ``primary``."""
     check = MergeCheck()
     if duplicate["_id"] == primary["_id"]:
-        check.problems.append(
-            {"path": "primary_id", "reason": "an incident cannot be merged into itself"}
-        )
+        check.problems.append({"path": "primary_id", "reason": "事件不能并入自身"})
         return check
     if primary.get("status") != "open":
         check.problems.append(
-            {"path": "primary_id", "reason": f"the primary is {primary.get('status')}, not open"}
+            {
+                "path": "primary_id",
+                "reason": f"主事件{status_text(primary.get('status'))}，不在处置中",
+            }
         )
     if duplicate.get("status") != "open":
         check.problems.append(
-            {"path": "incident_id", "reason": f"the incident is {duplicate.get('status')}"}
+            {"path": "incident_id", "reason": f"该事件{status_text(duplicate.get('status'))}"}
         )
     if duplicate.get("merged_ids"):
         check.problems.append(
             {
                 "path": "incident_id",
-                "reason": "other incidents were merged into this one; merge those into the"
-                " primary first",
+                "reason": "已有其他事件并入本事件，请先将它们并入主事件",
             }
         )
     if bool(duplicate.get("exercise")) != bool(primary.get("exercise")):
-        check.problems.append(
-            {"path": "primary_id", "reason": "a drill and a real incident cannot be merged"}
-        )
+        check.problems.append({"path": "primary_id", "reason": "演练事件与真实事件不能合并"})
     return check
 
 

@@ -49,6 +49,7 @@ def incident_reported(clock: Clock, doc: Mapping[str, Any]) -> EventEnvelope:
         source=doc.get("source"),
         reporter=doc.get("reporter"),
         approver=doc.get("approver"),
+        received_by=doc.get("received_by"),
     )
     return make_event(clock, SOURCE, "incident_reported", payload, correlation_id=doc["_id"])
 

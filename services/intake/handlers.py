@@ -16,7 +16,7 @@ def on_followup_filed(intake: IntakeUseCases) -> Callable[[EventEnvelope], bool]
 
     def handle(envelope: EventEnvelope) -> bool:
         payload: Any = parse_payload(envelope)
-        label = f"续报 {payload.number} ({payload.report_id})"
+        label = f"续报第{payload.number}次"
         figures = report_figures(payload, label, number=payload.number, close=False)
         return intake.take_report(envelope, figures)
 
@@ -28,7 +28,7 @@ def on_final_report_filed(intake: IntakeUseCases) -> Callable[[EventEnvelope], b
 
     def handle(envelope: EventEnvelope) -> bool:
         payload: Any = parse_payload(envelope)
-        label = f"终报 ({payload.report_id})"
+        label = "终报"
         figures = report_figures(payload, label, number=None, close=True)
         return intake.take_report(envelope, figures)
 

@@ -38,6 +38,7 @@ from services.intake.domain import (
     regrade_reason,
     report_delay,
     report_is_outdated,
+    status_text,
     time_issues,
     upgrade,
 )
@@ -167,7 +168,7 @@ class IntakeUseCases:
             return duplicate
         check = check_merge(duplicate, primary)
         if not check.ok:
-            raise ApiError(409, "merge_conflict", "the incidents cannot be merged", check.problems)
+            raise ApiError(409, "merge_conflict", "这两起事件不能合并", check.problems)
         now = self.clock.now()
         who = _who(principal)
         entry = {
@@ -186,16 +187,14 @@ class IntakeUseCases:
                 raise ApiError(
                     409,
                     "merge_conflict",
-                    "the primary changed meanwhile",
-                    [{"path": "primary_id", "reason": f"the primary is {fresh.get('status')}"}],
+                    "主事件刚被修改，请重新读取后再试",
+                    [{"path": "primary_id", "reason": f"主事件{status_text(fresh.get('status'))}"}],
                 )
         event = events.incident_merged(self.clock, duplicate, primary["_id"], who, reason)
         fields = {"status": "merged", "merged_into": primary["_id"], "updated_at": now}
         if not self.repo.mark_merged(duplicate["_id"], duplicate["version"], fields, entry, event):
             self.repo.release_merge_claim(primary["_id"], duplicate["_id"])
-            raise ApiError(
-                409, "merge_conflict", "the incident changed meanwhile; read it and retry"
-            )
+            raise ApiError(409, "merge_conflict", "该事件刚被修改，请重新读取后再试")
         self.wake_relay()
         if not duplicate.get("exercise"):  # drills (演练) are left out of every count
             metrics.MERGES.inc()
@@ -211,8 +210,8 @@ class IntakeUseCases:
                 raise ApiError(
                     409,
                     "not_open",
-                    f"incident {incident_id} is {doc['status']}",
-                    [{"path": "incident_id", "reason": f"the incident is {doc['status']}"}],
+                    f"事件 {incident_id} {status_text(doc['status'])}，不能结案",
+                    [{"path": "incident_id", "reason": f"该事件{status_text(doc['status'])}"}],
                 )
             now = self.clock.now()
             fields = {
@@ -235,7 +234,7 @@ class IntakeUseCases:
                 if not doc.get("exercise"):  # drills (演练) are left out of every count
                     metrics.CLOSED.labels("leader").inc()
                 return self.repo.incident_by_id(incident_id) or doc
-        raise ApiError(409, "conflict", "the incident keeps changing; read it and retry")
+        raise ApiError(409, "conflict", "该事件正被频繁修改，请重新读取后再试")
 
     def take_report(self, envelope: EventEnvelope, report: ReportFigures) -> bool:
         """A report's figures become the incident's facts; upgrade, and close on a final report.
@@ -314,7 +313,7 @@ class IntakeUseCases:
             self.config.max_report_age,
         )
         if issues:
-            raise ApiError(422, "invalid_times", "the report's times are not possible", issues)
+            raise ApiError(422, "invalid_times", "报告的时间不成立", issues)
         signed_twice = same_person_errors(fields["reporter"], fields["approver"])
         if signed_twice:
             raise ApiError(422, "same_person", SAME_PERSON_REASON, signed_twice)
@@ -481,7 +480,7 @@ class IntakeUseCases:
         now: datetime,
         change: ReportChange,
     ) -> None:
-        reason = f"{label} filed"
+        reason = f"{label}已报送，事件结案"
         change.fields.update(
             status="closed", closed_at=now, closed_by="final_report", close_reason=reason
         )
@@ -521,6 +520,7 @@ REPORTED_FIELDS = (
     "reporter",
     "approver",
     "source",
+    "received_by",
     "dispute",
     "exercise",
 )
@@ -537,8 +537,18 @@ class ReportChange:
     raised: tuple[int, int] | None = None
 
 
+# How a history entry names the caller's role (the entry reaches users as it is stored).
+ROLE_WORDS = {
+    "admin": "管理员",
+    "leader": "领导",
+    "operator": "值班员",
+    "department": "部门",
+    "township": "乡镇",
+}
+
+
 def _who(principal: Principal) -> str:
-    return f"{principal.name} ({principal.role})"
+    return f"{principal.name}（{ROLE_WORDS.get(str(principal.role), '用户')}）"
 
 
 def _count_new(doc: Mapping[str, Any]) -> None:

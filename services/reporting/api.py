@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -13,36 +12,18 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pymongo.errors import DuplicateKeyError
 
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime, as_utc
 from libs.common.errors import ApiError, field_error
 from libs.common.eventmodels.common import Affected, Casualties
-from libs.common.idempotency import (
-    find_replay,
-    fingerprint,
-    idempotency_scope,
-    insert_idempotent,
-    validate_key,
-)
 from libs.common.openapi import DAY_PATTERN, Day, Month, OptionalDay, errors
-from libs.common.outbox import new_document
-from libs.common.pagination import page
 from libs.common.service import ServiceContext
 from libs.common.text import Text
-from services.reporting import (
-    bulletins,
-    documents,
-    domain,
-    engine,
-    events,
-    metrics,
-    render,
-    summaries,
-    zero,
-)
-from services.reporting.store import Store
+from services.reporting import documents, domain, render
+from services.reporting.repository import AuditFilter, DeadlineFilter
+from services.reporting.usecases import ReportingUseCases, zero
+from services.reporting.usecases.deadlines import profile
 
 # One rule for falling figures, stated alike in this 422, the route's description and
 # docs/api.md: a structured correction per figure keeps the data checkable; prose does not.
@@ -51,11 +32,6 @@ CONTRADICTION_DAYS = 92
 FIGURES_FELL_RULE = (
     "A figure lower than in the previous report needs corrections[] {field, reason} (核减说明) "
     "naming it; an explanation in progress alone is not enough."
-)
-FIGURES_FELL_MESSAGE = (
-    "figures are lower than in the previous report without a correction: "
-    "add corrections[] {field, reason} for each (数字下降须在 corrections[] 中逐项附核减说明，"
-    "progress 中的文字说明不能代替)"
 )
 PHONE = r"^\+?[0-9][0-9\- ]{4,19}$"
 FigurePath = Literal[
@@ -305,157 +281,12 @@ def _aware(value: datetime | None, path: str) -> datetime | None:
     return as_utc(value)
 
 
-def _visible_incident(store: Store, principal: Principal, incident_id: str) -> dict[str, Any]:
-    incident = store.incident(incident_id)
-    if incident is None:
-        raise ApiError(
-            404,
-            "incident_unknown",
-            f"incident {incident_id} is unknown to reporting (not reported, or not yet received)",
-            fields=[{"path": "incident_id", "reason": "unknown incident"}],
-        )
-    principal.ensure_township(incident["township_code"], "incident_id")
-    return incident
-
-
 def _township_filter(principal: Principal, requested: str | None) -> str | None:
     if principal.role == Role.TOWNSHIP:
         if requested and requested != principal.township_code:
             principal.ensure_township(requested, "query.township_code")
         return principal.township_code
     return requested
-
-
-def file_report(
-    ctx: ServiceContext,
-    store: Store,
-    principal: Principal,
-    body: ReportIn,
-    idempotency_key: str | None,
-) -> dict[str, Any]:
-    """Validate and file a follow-up or final report; returns the stored document."""
-    key = validate_key(idempotency_key)
-    raw = body.model_dump(mode="json")
-    digest = fingerprint(raw)
-    if key:
-        replay = find_replay(store.reports, idempotency_scope(principal.key_id, key, ""), digest)
-        if replay is not None:
-            return replay
-    incident = _visible_incident(store, principal, body.incident_id)
-    if incident["status"] == "merged":
-        raise ApiError(
-            409,
-            "incident_merged",
-            f"incident {incident['_id']} was merged into {incident.get('merged_into')}; "
-            "report on the primary incident",
-            fields=[{"path": "incident_id", "reason": "merged duplicate"}],
-        )
-    if body.exercise is not None and body.exercise != bool(incident.get("exercise")):
-        what = "a drill (演练)" if incident.get("exercise") else "real"
-        raise field_error("exercise", f"the incident is {what}")
-    final_exists = store.reports.find_one({"chain_key": f"{incident['_id']}:final"})
-    if incident.get("finalised") or final_exists is not None:
-        raise ApiError(
-            409,
-            "chain_finalised",
-            f"the final report (终报) of {incident['_id']} is filed; the chain is closed",
-            fields=[{"path": "incident_id", "reason": "final report already filed"}],
-        )
-    if body.kind == "followup" and incident["status"] == "closed":
-        raise ApiError(
-            409,
-            "incident_closed",
-            f"incident {incident['_id']} is closed; only its final report (终报) may be filed",
-            fields=[{"path": "kind", "reason": "incident closed: file kind=final"}],
-        )
-    problems = (
-        domain.missing_elements(raw) + domain.length_errors(raw) + domain.same_person_error(raw)
-    )
-    if problems:
-        raise ApiError(
-            422,
-            "incomplete_report",
-            "the report lacks required elements or breaks the length limits (要素不全)",
-            fields=problems,
-        )
-    for attempt in range(5):
-        last = store.last_report(incident["_id"])
-        if last is not None:
-            previous = domain.flatten_figures(
-                last["casualties"], last["affected"], last.get("people_involved")
-            )
-        else:
-            previous = domain.flatten_figures(
-                incident.get("casualties"),
-                incident.get("affected"),
-                incident.get("people_involved"),
-            )
-        current = domain.flatten_figures(raw["casualties"], raw["affected"], raw["people_involved"])
-        fallen = domain.fallen_figures(previous, current)
-        errors = domain.correction_errors(fallen, raw["corrections"])
-        if errors:
-            raise ApiError(
-                422,
-                "figures_fell",
-                FIGURES_FELL_MESSAGE,
-                fields=errors,
-            )
-        number = None
-        if body.kind == "followup":
-            number = (last.get("number") or 0) + 1 if last else 1
-        seq = (last["seq"] if last else 0) + 1
-        report_id = uuid.uuid4().hex
-        doc = {
-            "_id": report_id,
-            "incident_id": incident["_id"],
-            "township_code": incident["township_code"],
-            "kind": body.kind,
-            "exercise": bool(incident.get("exercise", False)),
-            "number": number,
-            "seq": seq,
-            "chain_key": f"{incident['_id']}:F{number}"
-            if body.kind == "followup"
-            else f"{incident['_id']}:final",
-            "filed_at": ctx.clock.now(),
-            "filed_by": principal.key_id,
-            "casualties": raw["casualties"],
-            "affected": raw["affected"],
-            "people_involved": raw["people_involved"],
-            "progress": raw["progress"],
-            "measures_taken": raw["measures_taken"],
-            "needs": raw["needs"],
-            "change_note": raw["change_note"],
-            "corrections": raw["corrections"],
-            "changes": domain.figure_changes(previous, current),
-            "reporter": raw["reporter"],
-            "approver": raw["approver"],
-            "deadline_id": None,
-            "late": None,
-            "event_id": str(uuid.uuid4()),
-        }
-        event = events.report_filed(ctx.clock, doc)
-        scope = idempotency_scope(principal.key_id, key, report_id)
-        try:
-            stored, created = insert_idempotent(
-                store.reports, new_document(doc, [event]), scope, digest
-            )
-        except DuplicateKeyError:
-            # Another report of the same chain won the number; read the chain again.
-            if attempt == 4:
-                break
-            continue
-        if created:
-            ctx.wake_relay()
-            metrics.REPORTS_FILED.labels(
-                metrics.SERVICE,
-                body.kind,
-                incident["township_code"],
-                metrics.exercise_label(doc["exercise"]),
-            ).inc()
-            engine.apply_report(ctx, store, stored)
-            return store.reports.find_one({"_id": report_id}) or stored
-        return stored
-    raise ApiError(409, "concurrent_report", "another report of this chain was filed; retry")
 
 
 def _document(official: documents.Official, fmt: str) -> Response:
@@ -483,17 +314,16 @@ DOCUMENTS = {
 }
 
 
-def build_router(ctx: ServiceContext) -> APIRouter:
-    """The reporting router."""
+def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
+    """The reporting router, bound to this context's use cases."""
     router = APIRouter(tags=["reporting"])
-    store = Store(ctx)
     anyone = ctx.allow(*Role)
     filers = ctx.allow(Role.TOWNSHIP, Role.OPERATOR, Role.DEPARTMENT, Role.LEADER)
     readers = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN, Role.DEPARTMENT)
     inspectors = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN)
 
     def tz() -> Any:
-        return domain.zone(engine.profile(ctx))
+        return domain.zone(profile(ctx))
 
     @router.post(
         "/v1/reports",
@@ -508,7 +338,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         principal: Principal = filers,
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return report_view(file_report(ctx, store, principal, body, idempotency_key))
+        raw = body.model_dump(mode="json")
+        return report_view(uc.file_report(principal, raw, idempotency_key))
 
     @router.get(
         "/v1/reports",
@@ -540,8 +371,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     ) -> Any:
         if format != "json":
             return _bulletin(incident_id, report_id, format, principal)
-        incident = _visible_incident(store, principal, incident_id)
-        items = [initial_view(incident)] + [report_view(r) for r in store.chain(incident_id)]
+        incident = uc.visible_incident(principal, incident_id)
+        items = [initial_view(incident)] + [report_view(r) for r in uc.chain(incident_id)]
         return {
             "incident_id": incident_id,
             "status": incident["status"],
@@ -554,7 +385,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     def _bulletin(
         incident_id: str, report_id: str | None, fmt: str, principal: Principal
     ) -> Response:
-        incident = store.incident(incident_id)
+        incident = uc.incident(incident_id)
         # A township sees its own incidents only: another township's is as if unknown (404).
         if incident is None or not principal.may_act_for(incident["township_code"]):
             raise ApiError(
@@ -563,7 +394,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
                 f"incident {incident_id} not found",
                 fields=[{"path": "query.incident_id", "reason": "unknown incident"}],
             )
-        chain = bulletins.report_chain(ctx, store, incident, report_id)
+        chain = uc.bulletin_chain(incident, report_id)
         if chain is None:
             raise ApiError(
                 404,
@@ -575,7 +406,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/v1/reports/{report_id}", summary="One follow-up or final report")
     def read_report(report_id: str, principal: Principal = anyone) -> dict[str, Any]:
-        doc = store.reports.find_one({"_id": report_id})
+        doc = uc.report(report_id)
         if doc is None or not principal.may_act_for(doc["township_code"]):
             raise ApiError(404, "not_found", f"report {report_id} not found")
         return report_view(dict(doc))
@@ -595,24 +426,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        selector: dict[str, Any] = {}
-        if exercise is not None:
-            selector["exercise"] = True if exercise else {"$ne": True}
-        code = _township_filter(principal, township_code)
-        if code:
-            selector["township_code"] = code
-        for name, value in (("status", status), ("incident_id", incident_id), ("kind", kind)):
-            if value:
-                selector[name] = value
-        rows, next_cursor = page(
-            store.deadlines,
-            selector,
-            sort_field="due_at",
-            descending=False,
-            limit=limit,
-            cursor=cursor,
-            projection={"_outbox": 0},
+        filters = DeadlineFilter(
+            status=status or None,
+            township_code=_township_filter(principal, township_code) or None,
+            incident_id=incident_id or None,
+            kind=kind or None,
+            exercise=exercise,
         )
+        rows, next_cursor = uc.deadlines_page(filters, limit, cursor)
         return {"items": [deadline_view(r) for r in rows], "next_cursor": next_cursor}
 
     @router.post("/v1/zero-reports", status_code=201, summary="File a daily zero report")
@@ -624,7 +445,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         township = ctx.county.township(body.township_code)
         if township is None:
             raise field_error("township_code", "not a township of this county")
-        doc, _ = zero.file(ctx, store, body.model_dump(mode="json"), principal.key_id)
+        doc = uc.file_zero_report(body.model_dump(mode="json"), principal.key_id)
         return zero.view_of(doc, township.name)
 
     @router.get("/v1/zero-reports", summary="Zero-report status of every township for a day")
@@ -633,7 +454,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         day = date
-        result = zero.status(ctx, store, day)
+        result = uc.zero_status(day)
         if principal.role == Role.TOWNSHIP:
             for part in ("filed", "missing", "late", "exercise_filed", "contradictions"):
                 result[part] = [
@@ -676,7 +497,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             raise field_error("query.from", f"at most {CONTRADICTION_DAYS} days before to")
         code = _township_filter(principal, township_code)
         names = {t.code: t.name for t in ctx.county.townships}
-        items = zero.contradictions_between(store, first, last, names, code)
+        items = uc.contradictions(first, last, names, code)
         return {"from": first.isoformat(), "to": last.isoformat(), "items": items}
 
     @router.get("/v1/timeline/{incident_id}", summary="Every event about an incident, in order")
@@ -686,19 +507,12 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        incident = store.incident(incident_id)
+        incident = uc.incident(incident_id)
         if incident is not None:
             principal.ensure_township(incident["township_code"], "incident_id")
         elif principal.role == Role.TOWNSHIP:
             raise ApiError(404, "not_found", f"incident {incident_id} not found")
-        rows, next_cursor = page(
-            store.timeline,
-            {"incident_ids": incident_id},
-            sort_field="order_key",
-            descending=False,
-            limit=limit,
-            cursor=cursor,
-        )
+        rows, next_cursor = uc.timeline_page(incident_id, limit, cursor)
         if incident is None and not rows:
             raise ApiError(404, "not_found", f"no events about incident {incident_id}")
         return {
@@ -722,30 +536,15 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         start, end = _aware(from_, "query.from"), _aware(to, "query.to")
         if start and end and end <= start:
             raise field_error("query.to", "must be after from")
-        selector: dict[str, Any] = {}
-        if event_type:
-            selector["event_type"] = event_type
-        if source:
-            selector["source"] = source
-        if incident_id:
-            selector["incident_ids"] = incident_id
-        if township_code:
-            selector["township_code"] = township_code
-        span: dict[str, Any] = {}
-        if start:
-            span["$gte"] = start
-        if end:
-            span["$lt"] = end
-        if span:
-            selector["occurred_at"] = span
-        rows, next_cursor = page(
-            store.timeline,
-            selector,
-            sort_field="order_key",
-            descending=False,
-            limit=limit,
-            cursor=cursor,
+        filters = AuditFilter(
+            event_type=event_type or None,
+            source=source or None,
+            incident_id=incident_id or None,
+            township_code=township_code or None,
+            occurred_from=start,
+            occurred_before=end,
         )
+        rows, next_cursor = uc.audit_page(filters, limit, cursor)
         return {"items": [timeline_view(r) for r in rows], "next_cursor": next_cursor}
 
     @router.get(
@@ -761,12 +560,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         principal: Principal = readers,
     ) -> Any:
         day = date
-        published = store.summaries.find_one({"_id": f"daily:{day.isoformat()}"})
-        pack = summaries.daily(ctx, store, day)
-        pack["published_at"] = published["published_at"] if published else None
-        if published and "issue_number" in published["content"]:
-            # 第N期 stays what it was when the report went out.
-            pack["issue_number"] = published["content"]["issue_number"]
+        pack = uc.daily_summary(day)
         if format == "html":
             return HTMLResponse(render.daily_html(pack, ctx.county.name, tz()))
         if format in ("docx", "pdf"):
@@ -787,7 +581,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         today = domain.local_date(ctx.clock.now(), tz())
         if day > today:
             raise field_error("query.date", "cannot publish a day that has not begun")
-        doc, created = summaries.publish_daily(ctx, store, day, principal.key_id)
+        doc, created = uc.publish_daily(day, principal.key_id)
         body = {
             "id": doc["_id"],
             "kind": doc["kind"],
@@ -831,7 +625,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             raise field_error("query.to", "must be after from")
         if end - start > timedelta(days=366):
             raise field_error("query.to", "a period is at most 366 days")
-        pack = summaries.situation(ctx, store, start, end)
+        pack = uc.situation(start, end)
         if format == "html":
             return HTMLResponse(render.situation_html(pack, ctx.county.name, tz()))
         if format in ("docx", "pdf"):
@@ -848,7 +642,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         current = domain.local_date(ctx.clock.now(), tz()).strftime("%Y-%m")
         if month > current:
             raise field_error("query.month", "a month that has begun")
-        result = summaries.scores(ctx, store, month)
+        result = uc.scores(month)
         if principal.role == Role.TOWNSHIP:
             result = {
                 **result,

@@ -3,9 +3,9 @@
 ``GET /console`` serves a static single-page app (no build step, nothing from a CDN) under a
 strict Content-Security-Policy. ``GET /v1/stream`` is a Server-Sent-Events stream of the
 timeline: every event of every service that reporting records, polled from the shared timeline
-collection (so it works with several reporting replicas) and filtered to the caller's township
-for township keys. The page reads the stream with ``fetch()`` and the ``Authorization`` header,
-so an API key never appears in a URL or an access log.
+(through the use cases and the repository, so it works with several reporting replicas) and
+filtered to the caller's township for township keys. The page reads the stream with ``fetch()``
+and the ``Authorization`` header, so an API key never appears in a URL or an access log.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -30,7 +30,6 @@ from libs.common.auth import CACHE_SECONDS, Principal, Role
 from libs.common.clock import as_utc
 from libs.common.errors import ApiError, not_found
 from libs.common.service import ServiceContext
-from services.reporting.store import TIMELINE
 
 CONSOLE_DIR = Path(__file__).with_name("console")
 STATIC_TYPES = {
@@ -119,6 +118,15 @@ def sse_message(event_type: str, data: Mapping[str, Any], event_id: str | None =
     return "\n".join(lines) + "\n\n"
 
 
+class TimelineSource(Protocol):
+    """Where the feed reads the timeline from (the use cases, over the repository)."""
+
+    def timeline_since(
+        self, low: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[dict[str, Any]]:
+        """Entries from ``low`` (or strictly after ``after``) by (occurred_at, id)."""
+
+
 class TimelineFeed:
     """Reads timeline entries that are new since the stream opened, each exactly once.
 
@@ -129,13 +137,13 @@ class TimelineFeed:
 
     def __init__(
         self,
-        collection: Any,
+        source: TimelineSource,
         accept: Callable[[Mapping[str, Any]], bool],
         now: Callable[[], datetime],
         lookback: timedelta = LOOKBACK,
         batch: int = BATCH,
     ) -> None:
-        self.collection = collection
+        self.source = source
         self.accept = accept
         self.now = now
         self.lookback = lookback
@@ -159,17 +167,7 @@ class TimelineFeed:
         fresh: list[dict[str, Any]] = []
         after: tuple[datetime, Any] | None = None
         while True:
-            query: dict[str, Any] = {"occurred_at": {"$gte": low}}
-            if after is not None:
-                query = {
-                    "$or": [
-                        {"occurred_at": {"$gt": after[0]}},
-                        {"occurred_at": after[0], "_id": {"$gt": after[1]}},
-                    ]
-                }
-            rows = self.collection.find(
-                query, sort=[("occurred_at", 1), ("_id", 1)], limit=self.batch
-            )
+            rows = self.source.timeline_since(low, after, self.batch)
             for row in rows:
                 doc = dict(row)
                 at = as_utc(doc["occurred_at"])
@@ -259,7 +257,9 @@ def build_console_router(
     public = ctx.public()
     index = (CONSOLE_DIR / "index.html").read_bytes()
     static = _static_files()
-    timeline = ctx.db[TIMELINE]
+    from services.reporting.service import use_cases  # the service assembles this router
+
+    timeline = use_cases(ctx)
     install_shutdown_hook()
 
     @router.get(

@@ -444,6 +444,9 @@ def _bulletin_blocks(
         Block("p", f"报送人：{_person(item.get('reporter'))}"),
         Block("p", f"审签人：{_person(item.get('approver'))}"),
     ]
+    if item.get("received_by"):
+        how = f"（{item['source']}）" if item.get("source") else ""
+        blocks.append(Block("p", f"接听人：{_person(item['received_by'])}{how}"))
     return blocks
 
 

@@ -1,368 +1,44 @@
-"""Bus consumers: the timeline of every event, intake's incident events, and the read models of
-warnings, dispatches, stock alerts and plans that the summaries use. All idempotent, and none
-depends on the order its queues deliver in: an incident change that comes before the incident
-waits with it (parked) and applies when the initial report arrives; plan events fold into the
-plan view by ``domain.apply_plan_event``."""
+"""Bus consumers of reporting: each subscription hands its event to a use case (bus only)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
-
 from libs.common.bus import Subscription
-from libs.common.clock import as_utc
-from libs.common.events import EventEnvelope, registered_event_types
-from libs.common.idempotency import apply_once, insert_once
+from libs.common.events import registered_event_types
 from libs.common.service import ServiceContext, subscribe
-from services.reporting import domain, engine, metrics
-from services.reporting.store import Store
+from services.reporting.repository import ReportingRepository
+from services.reporting.usecases import incoming
+from services.reporting.usecases.incoming import Handler, summarise
 
-Handler = Callable[[EventEnvelope], bool]
-
-DISPATCH_ORDER = ("ordered", "en_route", "on_scene", "completed", "released")
-
-SUMMARIES: dict[str, str] = {
-    "incident_reported": "首报：{township_code} {title}（{grade_label}）",
-    "incident_regraded": "事件定级由{old_grade}级调整为{new_grade}级：{reason}",
-    "incident_merged": "重复事件并入 {primary_id}",
-    "incident_closed": "事件结案（{closed_by}）：{reason}",
-    "warning_issued": "发布{color_label}预警：{headline}",
-    "warning_adjusted": "预警调整为{color_label}：{reason}",
-    "warning_lifted": "解除预警：{reason}",
-    "warning_expired": "预警到期",
-    "warning_delivery_failed": "预警送达失败：{township_code}（{channel}）",
-    "warning_acknowledged": "{township_code} 确认收到预警",
-    "warning_unacknowledged": "{township_code} 未按时确认预警",
-    "warning_suggested": "建议发布{color_label}预警（{hazard}）",
-    "dispatch_ordered": "调度救援力量：队伍{team_count}支",
-    "dispatch_status_changed": "调度状态 {old_status} → {status}",
-    "stock_low": "物资低于下限：{warehouse_id}/{item_code} 余{quantity}",
-    "plan_activated": "启动应急预案（{level}级响应）",
-    "plan_changed": "预案响应级别 {old_level} → {level}：{reason}",
-    "plan_ended": "预案终止：{reason}",
-    "assignment_created": "纠纷交办（{level}），期限{due_at}",
-    "assignment_escalated": "纠纷上交：{from_level} → {to_level}",
-    "assignment_overdue": "交办事项逾期",
-    "followup_filed": "续报第{number}次",
-    "final_report_filed": "终报",
-    "report_overdue": "{kind_label}逾期未报（督办{escalation}级）",
-    "zero_report_missed": "{township_code} {date} 零报告缺报",
-    "zero_report_filed": "{township_code} {date} 零报告已报送",
-    "zero_report_contradicted": "{township_code} {date} 已报送事件却报「无事件」，疑似瞒报",
-    "summary_published": "发布{kind}",
-}
+__all__ = ["subscriptions", "summarise"]
 
 
-class _Blank(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return "—"
-
-
-def summarise(event_type: str, payload: dict[str, Any], names: dict[str, str] | None = None) -> str:
-    """A one-line Chinese summary of an event for the timeline."""
-    fields = _Blank({k: v for k, v in payload.items() if v is not None})
-    code = payload.get("township_code")
-    if isinstance(code, str):
-        fields["township_code"] = (names or {}).get(code, code)
-    if "grade" in payload:
-        fields["grade_label"] = domain.GRADE_LABELS.get(payload["grade"], payload["grade"])
-    if "level" in payload:
-        fields["color_label"] = domain.WARNING_LEVEL_LABELS.get(payload["level"], "") + ""
-    if "team_ids" in payload:
-        fields["team_count"] = len(payload["team_ids"] or [])
-    if payload.get("reason_label"):  # plans: the reason in Chinese beside the rule's English
-        fields["reason"] = payload["reason_label"]
-    if "kind" in payload:
-        fields["kind_label"] = domain.DEADLINE_KIND_LABELS.get(payload["kind"], payload["kind"])
-    template = SUMMARIES.get(event_type)
-    if template is None:
-        return event_type
-    try:
-        return template.format_map(fields)
-    except (ValueError, KeyError):
-        return event_type
-
-
-def incident_ids_of(payload: dict[str, Any]) -> list[str]:
-    """Every incident an event is about, from the fields that name incidents."""
-    found: list[str] = []
-    for key in ("incident_id", "primary_id"):
-        value = payload.get(key)
-        if isinstance(value, str) and value and value not in found:
-            found.append(value)
-    for value in payload.get("incident_ids") or []:
-        if isinstance(value, str) and value and value not in found:
-            found.append(value)
-    return found
-
-
-def record_timeline(store: Store, names: dict[str, str]) -> Handler:
-    """Store each event once, keyed by its id, indexed by correlation and incident ids."""
-
-    def handle(envelope: EventEnvelope) -> bool:
-        payload = dict(envelope.payload)
-        incident_ids = incident_ids_of(payload)
-        correlation = envelope.correlation_id
-        if correlation and correlation not in incident_ids and store.incident(correlation):
-            incident_ids.append(correlation)
-        occurred = as_utc(envelope.occurred_at)
-        doc = {
-            "_id": envelope.event_id,
-            "event_type": envelope.event_type,
-            "schema_version": envelope.schema_version,
-            "source": envelope.source,
-            "occurred_at": occurred,
-            # Events of one instant keep the order they arrived in (a cause before its effect).
-            "order_key": f"{occurred.strftime('%Y-%m-%dT%H:%M:%S.%f')}|{time.time_ns():020d}",
-            "correlation_id": envelope.correlation_id,
-            "causation_id": envelope.causation_id,
-            "incident_ids": incident_ids,
-            "township_code": payload.get("township_code"),
-            "summary": summarise(envelope.event_type, payload, names),
-            "payload": payload,
-        }
-        created = insert_once(store.timeline, doc)
-        if created:
-            metrics.TIMELINE_EVENTS.labels(metrics.SERVICE, envelope.source).inc()
-        return created
-
-    return handle
-
-
-def _when(value: Any) -> datetime:
-    return as_utc(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
-
-
-def _warning_handler(store: Store, kind: str) -> Handler:
-    def handle(envelope: EventEnvelope) -> bool:
-        p = envelope.payload
-        wid, version = p["warning_id"], int(p["version"])
-        at = as_utc(envelope.occurred_at)
-        insert_once(
-            store.warnings,
-            {"_id": wid, "version": 0, "status": "unknown", "issued_at": None, "ended_at": None},
-        )
-        fields: dict[str, Any] = {
-            "version": version,
-            "level": int(p["level"]),
-            "hazard": p.get("hazard"),
-            "areas": p.get("areas") or [],
-            "exercise": bool(p.get("exercise", False)),
-        }
-        if kind == "issued":
-            fields.update(status="active", headline=p.get("headline"))
-            fields["expires"] = _when(p["expires"]) if p.get("expires") else None
-        elif kind == "adjusted":
-            fields["status"] = "active"
-        else:
-            fields.update(status=kind, ended_at=at)
-        # Versions only move forward: a late-delivered older version changes nothing but the
-        # first-issued time.
-        applied = apply_once(
-            store.warnings,
-            {"_id": wid, "version": {"$lte": version}},
-            {"$set": fields},
-            envelope.event_id,
-        )
-        if kind in ("issued", "adjusted"):
-            store.warnings.update_one(
-                {"_id": wid, "$or": [{"issued_at": None}, {"issued_at": {"$gt": at}}]},
-                {"$set": {"issued_at": at}},
-            )
-        return applied
-
-    return handle
-
-
-def _is_exercise(payload: dict[str, Any], incident: dict[str, Any] | None) -> bool:
-    """A drill (演练) order: flagged in its event, or made for a drill incident."""
-    return bool(payload.get("exercise")) or bool(incident and incident.get("exercise"))
-
-
-def _dispatch_ordered(store: Store) -> Handler:
-    def handle(envelope: EventEnvelope) -> bool:
-        p = envelope.payload
-        incident = store.incident(p["incident_id"])
-        doc = {
-            "_id": p["dispatch_id"],
-            "incident_id": p["incident_id"],
-            "township_code": incident["township_code"] if incident else None,
-            "team_ids": p.get("team_ids") or [],
-            "resources": p.get("resources") or [],
-            "status": "ordered",
-            "ordered_at": as_utc(envelope.occurred_at),
-            "exercise": _is_exercise(p, incident),
-        }
-        if insert_once(store.dispatches, doc):
-            return True
-        # A status change that overtook the order (another queue) left a stub: fill in the
-        # order's facts and keep the status it reached. A real duplicate finds ordered_at set.
-        facts = {k: v for k, v in doc.items() if k not in ("_id", "status")}
-        filled = store.dispatches.update_one(
-            {"_id": p["dispatch_id"], "ordered_at": None}, {"$set": facts}
-        )
-        return bool(filled.modified_count)
-
-    return handle
-
-
-def _dispatch_status(store: Store) -> Handler:
-    def handle(envelope: EventEnvelope) -> bool:
-        p = envelope.payload
-        if store.dispatches.find_one({"_id": p["dispatch_id"]}) is None:
-            # Events on different queues arrive in any order (a backlog, a restart): keep a stub
-            # that the order fills in later, rather than failing until the event is dead-lettered.
-            incident = store.incident(p["incident_id"])
-            insert_once(
-                store.dispatches,
-                {
-                    "_id": p["dispatch_id"],
-                    "incident_id": p["incident_id"],
-                    "township_code": incident["township_code"] if incident else None,
-                    "team_ids": p.get("team_ids") or [],
-                    "resources": [],
-                    "status": "ordered",
-                    "ordered_at": None,
-                    "exercise": _is_exercise(p, incident),
-                },
-            )
-        status = p["status"]
-        earlier = (
-            list(DISPATCH_ORDER[: DISPATCH_ORDER.index(status)])
-            if status in DISPATCH_ORDER
-            else list(DISPATCH_ORDER)
-        )
-        return apply_once(
-            store.dispatches,
-            {"_id": p["dispatch_id"], "status": {"$in": earlier}},
-            {"$set": {"status": status, f"status_at.{status}": as_utc(envelope.occurred_at)}},
-            envelope.event_id,
-        )
-
-    return handle
-
-
-def _stock_low(store: Store) -> Handler:
-    def handle(envelope: EventEnvelope) -> bool:
-        p = envelope.payload
-        return insert_once(
-            store.stock_alerts,
-            {
-                "_id": envelope.event_id,
-                "warehouse_id": p["warehouse_id"],
-                "item_code": p["item_code"],
-                "quantity": p["quantity"],
-                "min_level": p["min_level"],
-                "at": as_utc(envelope.occurred_at),
-            },
-        )
-
-    return handle
-
-
-def _plan_handler(store: Store) -> Handler:
-    """Plan events fold into the plan view in any order (ended wins over a late activation)."""
-
-    def handle(envelope: EventEnvelope) -> bool:
-        p = envelope.payload
-        plan_id = p["plan_id"]
-        return store.merge_plan_event(
-            plan_id,
-            envelope.event_id,
-            lambda view: domain.apply_plan_event(
-                view, plan_id, envelope.event_type, p, envelope.occurred_at
-            ),
-        )
-
-    return handle
-
-
-IncidentChange = Callable[[EventEnvelope], bool]
-
-
-def _incident_changes(ctx: ServiceContext, store: Store) -> dict[str, IncidentChange]:
-    """How each change to a known incident is applied (each idempotent by its event id)."""
-    return {
-        "incident_regraded": lambda e: engine.regrade(ctx, store, e),
-        "incident_closed": lambda e: engine.close(ctx, store, e),
-        "incident_merged": lambda e: engine.merge(store, e),
-    }
-
-
-def apply_parked(ctx: ServiceContext, store: Store, incident_id: str) -> bool:
-    """Apply the events that came before the incident, in the order they occurred."""
-    changes = _incident_changes(ctx, store)
-    changed = False
-    for parked in domain.replay_order(store.parked_events(incident_id)):
-        envelope = EventEnvelope.model_validate(parked["envelope"])
-        changed = changes[envelope.event_type](envelope) or changed
-        store.unpark(envelope.event_id)
-    return changed
-
-
-def _incident_reported(ctx: ServiceContext, store: Store) -> Handler:
-    def handle(envelope: EventEnvelope) -> bool:
-        created = engine.record_incident(ctx, store, envelope)
-        # Also on a redelivery: a crash between the two steps must not strand a parked event.
-        return apply_parked(ctx, store, envelope.payload["incident_id"]) or created
-
-    return handle
-
-
-def _incident_change(ctx: ServiceContext, store: Store) -> Handler:
-    """A change to an incident; one that came before the incident waits with it (parked)."""
-    changes = _incident_changes(ctx, store)
-
-    def handle(envelope: EventEnvelope) -> bool:
-        incident_id = envelope.payload["incident_id"]
-        if store.incident(incident_id) is not None:
-            return changes[envelope.event_type](envelope)
-        parked = store.park_early_event(incident_id, envelope)
-        if store.incident(incident_id) is None:
-            return parked
-        # The incident arrived meanwhile (another consumer of the queue): apply what waits.
-        return apply_parked(ctx, store, incident_id) or parked
-
-    return handle
-
-
-def _own_report(ctx: ServiceContext, store: Store) -> Handler:
-    def handle(envelope: EventEnvelope) -> bool:
-        report = store.reports.find_one({"_id": envelope.payload["report_id"]})
-        if report is None:
-            return False
-        return engine.apply_report(ctx, store, report)
-
-    return handle
-
-
-def subscriptions(ctx: ServiceContext) -> list[Subscription]:
-    """Every subscription of the reporting service."""
-    store = Store(ctx)
+def subscriptions(ctx: ServiceContext, repo: ReportingRepository) -> list[Subscription]:
+    """Every subscription of the reporting service: the timeline, then the domain's handlers."""
     names = {t.code: t.name for t in ctx.county.townships}
     subs = [
-        subscribe(source, event_type, "timeline", record_timeline(store, names))
+        subscribe(source, event_type, "timeline", incoming.record_timeline(repo, names))
         for source, event_type in registered_event_types()
     ]
+    incident_change = incoming.incident_change(ctx, repo)
+    own_report = incoming.own_report(ctx, repo)
+    plan_change = incoming.plan_change(repo)
     domain_handlers: list[tuple[str, str, Handler]] = [
-        ("intake", "incident_reported", _incident_reported(ctx, store)),
-        ("intake", "incident_regraded", _incident_change(ctx, store)),
-        ("intake", "incident_closed", _incident_change(ctx, store)),
-        ("intake", "incident_merged", _incident_change(ctx, store)),
-        ("reporting", "followup_filed", _own_report(ctx, store)),
-        ("reporting", "final_report_filed", _own_report(ctx, store)),
-        ("warning", "warning_issued", _warning_handler(store, "issued")),
-        ("warning", "warning_adjusted", _warning_handler(store, "adjusted")),
-        ("warning", "warning_lifted", _warning_handler(store, "lifted")),
-        ("warning", "warning_expired", _warning_handler(store, "expired")),
-        ("dispatch", "dispatch_ordered", _dispatch_ordered(store)),
-        ("dispatch", "dispatch_status_changed", _dispatch_status(store)),
-        ("dispatch", "stock_low", _stock_low(store)),
-        ("dispatch", "plan_activated", _plan_handler(store)),
-        ("dispatch", "plan_changed", _plan_handler(store)),
-        ("dispatch", "plan_ended", _plan_handler(store)),
+        ("intake", "incident_reported", incoming.incident_reported(ctx, repo)),
+        ("intake", "incident_regraded", incident_change),
+        ("intake", "incident_closed", incident_change),
+        ("intake", "incident_merged", incident_change),
+        ("reporting", "followup_filed", own_report),
+        ("reporting", "final_report_filed", own_report),
+        ("warning", "warning_issued", incoming.warning_change(repo, "issued")),
+        ("warning", "warning_adjusted", incoming.warning_change(repo, "adjusted")),
+        ("warning", "warning_lifted", incoming.warning_change(repo, "lifted")),
+        ("warning", "warning_expired", incoming.warning_change(repo, "expired")),
+        ("dispatch", "dispatch_ordered", incoming.dispatch_ordered(repo)),
+        ("dispatch", "dispatch_status_changed", incoming.dispatch_status(repo)),
+        ("dispatch", "stock_low", incoming.stock_low(repo)),
+        ("dispatch", "plan_activated", plan_change),
+        ("dispatch", "plan_changed", plan_change),
+        ("dispatch", "plan_ended", plan_change),
     ]
     subs.extend(
         subscribe(source, event_type, f"on_{event_type}", handler)

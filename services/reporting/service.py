@@ -1,55 +1,132 @@
-"""How the runtime assembles the reporting service: routes, indexes, subscriptions and timers."""
+"""How the runtime assembles the reporting service: repository, use cases, routes, handlers and
+timers. Routers, subscriptions and timers are lists, so a part of the service (a subpackage with
+its own routes or jobs) adds its entries beside these."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter
 
 from libs.common.bus import Subscription
 from libs.common.openapi import Contract, one_of
-from libs.common.outbox import JOURNAL_COLLECTION
 from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
-from services.reporting import api, engine, handlers, metrics, start, summaries, zero
+from libs.common.settings import Settings
+from libs.common.sqlite import SqliteDatabase
+from libs.common.store import sqlite_file
+from services.reporting import api, handlers, metrics
 from services.reporting.console import build_console_router
 from services.reporting.duty import service as duty
-from services.reporting.store import OUTBOX_COLLECTIONS, Store, setup_indexes
+from services.reporting.duty.open_work import ReportingOpenWork
+from services.reporting.duty.usecases import DutyUseCases
+from services.reporting.repository import ReportingRepository
+from services.reporting.repository.legacy import import_legacy_documents
+from services.reporting.repository.mongo import MongoReportingRepository
+from services.reporting.repository.sqlite import SqliteReportingRepository
+from services.reporting.usecases import ReportingUseCases
+from services.reporting.usecases.deadlines import profile
 
-# The duty office's events speak their own timeline sentence.
-handlers.SUMMARIES.update(duty.TIMELINE_SUMMARIES)
+NAME = "reporting"
+
+
+def open_repository(ctx: ServiceContext) -> ReportingRepository:
+    """SQLite unless the database URL is ``mongodb://``; opened once per context."""
+    repo: ReportingRepository | None = ctx.resources.get("repository")
+    if repo is None:
+        path = sqlite_file(ctx.settings, NAME)
+        if path is None:
+            repo = MongoReportingRepository(ctx.db)
+        else:
+            repo = SqliteReportingRepository(SqliteDatabase(path))
+        repo.ensure_schema()
+        ctx.resources["repository"] = repo
+        ctx.closers.append(repo.close)
+    return repo
+
+
+def migrate_store(settings: Settings, legacy_db: Any) -> int:
+    """Copy reporting's documents of the previous embedded store into its SQLite file (CLI)."""
+    path = sqlite_file(settings, NAME)
+    if path is None:
+        return 0  # on MongoDB the documents are already where they belong
+    repo = SqliteReportingRepository(SqliteDatabase(path))
+    try:
+        repo.ensure_schema()
+        return import_legacy_documents(legacy_db, repo)
+    finally:
+        repo.close()
+
+
+def use_cases(ctx: ServiceContext) -> ReportingUseCases:
+    """The use cases of this context (one instance, shared by routes, handlers and timers)."""
+    reporting: ReportingUseCases | None = ctx.resources.get("usecases")
+    if reporting is None:
+        reporting = ReportingUseCases(ctx, open_repository(ctx))
+        ctx.resources["usecases"] = reporting
+    return reporting
+
+
+def duty_office(ctx: ServiceContext) -> DutyUseCases:
+    """The duty office of this context, reading reporting's open work through its use cases
+    and repository."""
+    return duty.use_cases(ctx, lambda: ReportingOpenWork(use_cases(ctx), open_repository(ctx)))
 
 
 def setup(ctx: ServiceContext) -> None:
-    """Indexes, the validity of the active profile, the first start and the zero-report scan
-    cursor."""
-    engine.profile(ctx)  # fail at start, not at the first event, on an unknown profile name
-    setup_indexes(ctx)
-    store = Store(ctx)
-    start.record_first_start(ctx, store)
-    zero.init_cursor(ctx, store)
-    engine.refresh_overdue_gauge(ctx, store)
-    zero.refresh_gauges(ctx, store)
+    """Check the profile, bring older data over, then the first start, the zero-report scan
+    cursor and the gauges."""
+    profile(ctx)  # fail at start, not at the first event, on an unknown profile name
+    repo = open_repository(ctx)
+    if isinstance(repo, SqliteReportingRepository):
+        copied = import_legacy_documents(ctx.db, repo)
+        if copied:
+            ctx.log.info("reporting_documents_migrated", documents=copied)
+    use_cases(ctx).prepare()
     metrics.start_at_zero([t.code for t in ctx.county.townships])
-    ctx.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
-    duty.setup(ctx)
+    duty.setup(duty_office(ctx))
+
+
+def build_router(ctx: ServiceContext) -> APIRouter:
+    """The reporting routes, bound to this context's use cases."""
+    return api.build_router(ctx, use_cases(ctx))
+
+
+def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
+    """The operator console (page, static files, live stream) and the duty office."""
+    return [build_console_router(ctx), duty.router(ctx, duty_office(ctx))]
+
+
+def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
+    """The timeline of every event, the domain's handlers and the duty office's."""
+    own = handlers.subscriptions(ctx, open_repository(ctx))
+    return [*own, *duty.subscriptions(duty_office(ctx))]
+
+
+def relay_parts(ctx: ServiceContext) -> RelayParts:
+    """The repository's outbox and journal, and the duty office's outbox (one relay)."""
+    own = open_repository(ctx).relay_parts()
+    return RelayParts([*own.sources, *duty.relay_sources(ctx)], own.journal)
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
     """Timer job: overdue deadlines and their escalations."""
-    return engine.scan_deadlines(ctx, Store(ctx))
+    return use_cases(ctx).scan_deadlines()
 
 
 def scan_zero_reports(ctx: ServiceContext) -> int:
     """Timer job: missed zero reports after the cut-off."""
-    return zero.scan_missed(ctx, Store(ctx))
+    return use_cases(ctx).scan_zero_reports()
 
 
 def publish_daily_summary(ctx: ServiceContext) -> bool:
     """Timer job: today's daily summary at the daily cut-off (17:00 local)."""
-    return summaries.publish_due_daily(ctx, Store(ctx))
+    return use_cases(ctx).publish_due_daily()
 
 
 def publish_scores(ctx: ServiceContext) -> bool:
     """Timer job: last month's scores on the publication day."""
-    return summaries.publish_due_scores(ctx, Store(ctx))
+    return use_cases(ctx).publish_due_scores()
 
 
 def timers(ctx: ServiceContext) -> list[Timer]:
@@ -60,37 +137,25 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("zero_report_scan", every, lambda: scan_zero_reports(ctx)),
         Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
-        *duty.timers(ctx),
+        *duty.timers(ctx, duty_office(ctx)),
     ]
-
-
-def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
-    """Reporting's consumers and the duty office's."""
-    return [*handlers.subscriptions(ctx), *duty.subscriptions(ctx)]
-
-
-def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """Reporting's outbox collections and the duty office's outbox, one journal."""
-    sources = [ctx.db[c] for c in OUTBOX_COLLECTIONS]
-    return RelayParts([*sources, *duty.relay_sources(ctx)], ctx.db[JOURNAL_COLLECTION])
 
 
 def contract(ctx: ServiceContext) -> Contract:
     """What reporting's request fields are checked against beyond their types."""
     return {
         "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
-        "ShiftIn": {"code": one_of(duty.shift_codes(ctx))},
+        "ShiftIn": {"code": one_of(duty.shift_codes(duty_office(ctx)))},
     }
 
 
 SPEC = ServiceSpec(
-    name="reporting",
+    name=NAME,
     contract=contract,
-    build_router=api.build_router,
+    build_router=build_router,
     setup=setup,
     subscriptions=subscriptions,
     timers=timers,
-    outbox_collections=OUTBOX_COLLECTIONS,
     relay_parts=relay_parts,
-    extra_routers=lambda ctx: [build_console_router(ctx), duty.router(ctx)],
+    extra_routers=extra_routers,
 )

@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, not_found
-from libs.common.idempotency import find_replay, fingerprint, idempotency_scope, validate_key
+from libs.common.idempotency import fingerprint, idempotency_scope, validate_key
 from libs.common.openapi import Limit
-from libs.common.pagination import page
 from libs.common.service import ServiceContext
 from libs.common.text import Text
 from services.warning import domain
@@ -28,7 +27,8 @@ from services.warning.cap import (
     sender_name,
     sent_of,
 )
-from services.warning.core import WarningService
+from services.warning.repository import WarningFilter
+from services.warning.usecases import WarningUseCases
 
 TownshipCode = Field(pattern=r"^\d{9}$")
 ALL = tuple(Role)
@@ -155,7 +155,7 @@ class DismissIn(_Body):
 class Views:
     """Turns documents into API bodies."""
 
-    def __init__(self, service: WarningService) -> None:
+    def __init__(self, service: WarningUseCases) -> None:
         self.service = service
         self.rules = service.rules
         self.county = service.county
@@ -293,17 +293,11 @@ REPLAYED = {
 }
 
 
-def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
+def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
     """The warning router."""
     router = APIRouter(tags=["warning"])
     views = Views(service)
-    store = service.store
-
-    def load(warning_id: str) -> dict[str, Any]:
-        doc = store.warning(warning_id)
-        if doc is None:
-            raise not_found("warning", warning_id)
-        return doc
+    load = service.warning
 
     # Static paths first: /v1/warnings/{warning_id} would otherwise swallow them.
 
@@ -318,11 +312,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
             default="json", description="json, or atom (an Atom index of CAP documents)"
         ),
     ) -> Any:
-        docs = list(
-            store.warnings.find(
-                {"status": "active", "exercise": False}, sort=[("issued_at", -1)], limit=500
-            )
-        )
+        docs = service.public_warnings()
         items = []
         for doc in docs:
             current = service.find_version(doc, int(doc["version"])) or {}
@@ -368,8 +358,8 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         responses={200: {"content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
     )
     def feed_cap(warning_id: str, _: None = ctx.public()) -> Response:
-        doc = store.warning(warning_id)
-        if doc is None or doc["exercise"] or not domain.township_visible(doc["status"]):
+        doc = load(warning_id)
+        if doc["exercise"] or not domain.township_visible(doc["status"]):
             raise not_found("warning", warning_id)
         version = service.find_version(doc, int(doc["version"]))
         assert version is not None
@@ -389,24 +379,14 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         limit: Limit = 50,
         cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
     ) -> dict[str, Any]:
-        selector: dict[str, Any] = {}
-        if status:
-            selector["status"] = status
-        if incident_id:
-            selector["incident_id"] = incident_id
-        rows, next_cursor = page(
-            store.suggestions, selector, sort_field="created_at", limit=limit, cursor=cursor
-        )
+        rows, next_cursor = service.suggestions_page(status, incident_id, limit, cursor)
         return {"items": [views.suggestion(r) for r in rows], "next_cursor": next_cursor}
 
     @router.get("/v1/warnings/suggestions/{suggestion_id}", summary="One suggestion")
     def get_suggestion(
         suggestion_id: str, principal: Principal = ctx.allow(*ISSUERS, Role.ADMIN)
     ) -> dict[str, Any]:
-        doc = store.suggestions.find_one({"_id": suggestion_id})
-        if doc is None:
-            raise not_found("suggestion", suggestion_id)
-        return views.suggestion(doc)
+        return views.suggestion(service.suggestion(suggestion_id))
 
     @router.post(
         "/v1/warnings/suggestions/{suggestion_id}/accept",
@@ -424,7 +404,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         key = validate_key(idempotency_key)
         scope = idempotency_scope(principal.key_id, key, f"{suggestion_id}:{uuid.uuid4().hex}")
         digest = fingerprint({"suggestion": suggestion_id, **body.model_dump(mode="json")})
-        if key and (replay := find_replay(store.warnings, scope, digest)):
+        if key and (replay := service.replay_of_create(scope, digest)):
             response.status_code = 200
             return views.warning(replay)
         doc, created = service.accept_suggestion(
@@ -455,7 +435,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         key = validate_key(idempotency_key)
         scope = idempotency_scope(principal.key_id, key, uuid.uuid4().hex)
         digest = fingerprint(body.model_dump(mode="json"))
-        if key and (replay := find_replay(store.warnings, scope, digest)):
+        if key and (replay := service.replay_of_create(scope, digest)):
             response.status_code = 200
             return views.warning(replay)
         doc, created = service.create(principal, body.model_dump(), scope, digest)
@@ -478,32 +458,22 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         limit: Limit = 50,
         cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
     ) -> dict[str, Any]:
-        selector: dict[str, Any] = {}
+        statuses: tuple[str, ...] | None = (status,) if status else None
         if principal.role == Role.TOWNSHIP:
             if township_code and township_code != principal.township_code:
                 principal.ensure_township(township_code, "query.township_code")
             township_code = principal.township_code
             if status and not domain.township_visible(status):
                 return {"items": [], "next_cursor": None}
-            selector["status"] = status or {"$in": list(domain.ISSUED_STATUSES)}
-        elif status:
-            selector["status"] = status
-        if township_code:
-            selector["areas"] = township_code
-        if level is not None:
-            selector["level"] = level
-        if hazard:
-            selector["hazard"] = hazard
-        if exercise is not None:
-            selector["exercise"] = exercise
-        rows, next_cursor = page(
-            store.warnings,
-            selector,
-            sort_field="created_at",
-            limit=limit,
-            cursor=cursor,
-            projection={"versions": 0, "_outbox": 0},
+            statuses = statuses or domain.ISSUED_STATUSES
+        filters = WarningFilter(
+            statuses=statuses,
+            area=township_code or None,
+            level=level,
+            hazard=hazard or None,
+            exercise=exercise,
         )
+        rows, next_cursor = service.warnings_page(filters, limit, cursor)
         return {"items": [views.warning(r, detail=False) for r in rows], "next_cursor": next_cursor}
 
     @router.get("/v1/warnings/{warning_id}", summary="One warning with its full version history")
@@ -675,15 +645,7 @@ def build_router(ctx: ServiceContext, service: WarningService) -> APIRouter:
         codes = list(doc["areas"])
         if principal.role == Role.TOWNSHIP:
             codes = [principal.township_code or ""]
-        rows = store.deliveries.find(
-            {"warning_id": warning_id, "township_code": {"$in": codes}},
-            projection={"message": 0, "_outbox": 0},
-            sort=[("version", 1), ("channel", 1)],
-        )
-        acks = store.acks.find(
-            {"warning_id": warning_id, "township_code": {"$in": codes}},
-            sort=[("version", 1)],
-        )
+        rows, acks = service.dissemination(warning_id, codes)
         townships = []
         counts = {"delivered": 0, "pending": 0, "failed": 0, "superseded": 0}
         ack_counts = {"acked": 0, "pending": 0, "overdue": 0}

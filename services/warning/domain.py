@@ -23,6 +23,53 @@ VERSION_PENDING, VERSION_ISSUED, VERSION_REJECTED, VERSION_SUPERSEDED = (
     "superseded",
 )
 ACTION_ZH = {"issue": "发布", "adjust": "调整", "lift": "解除", "approve": "审批"}
+TARGET_TOWNSHIP = "township"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who a version is delivered to and whose receipt (签收) is awaited: today a township
+    (乡镇); a village (行政村) below it is another kind, in the township it belongs to."""
+
+    kind: str
+    code: str
+    township_code: str
+
+    @property
+    def key(self) -> str:
+        """The target's part of delivery and receipt ids (a township's is its bare code, as
+        in ids written before targets had kinds)."""
+        return self.code if self.kind == TARGET_TOWNSHIP else f"{self.kind}:{self.code}"
+
+    def fields(self) -> dict[str, Any]:
+        """How a delivery or receipt names its target."""
+        return {
+            "target": {"kind": self.kind, "code": self.code},
+            "township_code": self.township_code,
+        }
+
+
+def township_target(code: str) -> Target:
+    """A township as a delivery target."""
+    return Target(TARGET_TOWNSHIP, code, code)
+
+
+def target_of(record: Mapping[str, Any]) -> Target:
+    """The target a delivery or receipt names (written before targets had kinds: a township)."""
+    named = record.get("target")
+    if not named:
+        return township_target(str(record["township_code"]))
+    return Target(str(named["kind"]), str(named["code"]), str(record["township_code"]))
+
+
+def receipt_id(warning_id: str, version: int, target: Target) -> str:
+    """The id of the receipt awaited from ``target`` for one version."""
+    return f"{warning_id}:v{version}:{target.key}"
+
+
+def delivery_id(warning_id: str, version: int, target: Target, channel: str) -> str:
+    """The id of one version's delivery to ``target`` over ``channel``."""
+    return f"{receipt_id(warning_id, version, target)}:{channel}"
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from libs.common.bus import Subscription
 from libs.common.events import EventEnvelope, parse_payload
 from libs.common.service import subscribe
-from services.warning.core import WarningService
+from services.warning.usecases import WarningUseCases
 
 
-def on_incident(service: WarningService) -> Callable[[EventEnvelope], bool]:
+def on_incident(service: WarningUseCases) -> Callable[[EventEnvelope], bool]:
     """``incident_reported`` / ``incident_regraded``: update the view, maybe draft a suggestion."""
 
     def handle(envelope: EventEnvelope) -> bool:
@@ -20,7 +20,7 @@ def on_incident(service: WarningService) -> Callable[[EventEnvelope], bool]:
     return handle
 
 
-def on_incident_status(service: WarningService) -> Callable[[EventEnvelope], bool]:
+def on_incident_status(service: WarningUseCases) -> Callable[[EventEnvelope], bool]:
     """``incident_closed`` / ``incident_merged``: the incident no longer holds a warning open."""
 
     def handle(envelope: EventEnvelope) -> bool:
@@ -30,7 +30,7 @@ def on_incident_status(service: WarningService) -> Callable[[EventEnvelope], boo
     return handle
 
 
-def subscriptions(service: WarningService) -> Sequence[Subscription]:
+def subscriptions(service: WarningUseCases) -> Sequence[Subscription]:
     """Every queue the warning service consumes."""
     return [
         subscribe("intake", "incident_reported", "suggest", on_incident(service)),

@@ -9,8 +9,10 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -231,3 +233,36 @@ def messages_before(
 def messages_until(reader: SseReader, event_id: str, timeout: float = 10.0) -> list[dict]:
     """Every message before the one carrying ``event_id`` (the marker), which must arrive."""
     return messages_before(reader, lambda m: m.get("data", {}).get("event_id") == event_id, timeout)
+
+
+class Timeline:
+    """Stores timeline entries through reporting's repository, as its timeline handler does."""
+
+    def __init__(self, repo: Any) -> None:
+        self.repo = repo
+
+    def record(self, *docs: dict[str, Any]) -> None:
+        """Keep each entry (once, by its id)."""
+        for doc in docs:
+            assert self.repo.record_timeline_entry(doc), doc["_id"]
+
+
+def reporting_timeline(stack: Any) -> Timeline:
+    """The running reporting service's timeline."""
+    from services.reporting.service import open_repository
+
+    return Timeline(open_repository(stack.ctx("reporting")))
+
+
+@contextmanager
+def separate_timeline(directory: Path) -> Iterator[Timeline]:
+    """A timeline of its own (a fresh reporting SQLite file), for feeds tested in isolation."""
+    from libs.common.sqlite import SqliteDatabase
+    from services.reporting.repository.sqlite import SqliteReportingRepository
+
+    repo = SqliteReportingRepository(SqliteDatabase(directory / f"feed-{uuid.uuid4().hex[:6]}.db"))
+    repo.ensure_schema()
+    try:
+        yield Timeline(repo)
+    finally:
+        repo.close()

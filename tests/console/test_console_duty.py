@@ -27,6 +27,7 @@ __all__ = ["chromium"]  # the browser fixture, shared with the main console test
 LOCAL = ZoneInfo("Asia/Shanghai")
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 LATIN = re.compile(r"[A-Za-z]")
+ARABIC_LEVEL = re.compile(r"(?<!催报)[0-9０-９]+\s*级")
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +172,8 @@ def test_the_incident_detail_shows_what_goes_upward(
     assert not LATIN.search(joined), joined  # no English, no codes
     assert "→" not in joined and "（geological）" not in joined
     assert f"启动{roman}级应急响应" in joined
+    # Response levels and grades read Ⅰ–Ⅳ级, never 1级 or 「1级响应」 (催报N级 counts reminders).
+    assert not ARABIC_LEVEL.search(joined), ARABIC_LEVEL.search(joined)
     assert f"调派{seeded['team']['name']}" in joined
     assert f"{seeded['team']['name']}由「已下令」转为「途中」" in joined
     assert "青石镇报告「青石镇山体滑坡」" in joined
@@ -303,6 +306,7 @@ def test_a_phoned_in_incident_is_entered_on_a_townships_behalf(
     created = next(i for i in listed if i["title"] == "城关镇东门桥被冲毁")
     assert created["township_code"] == TOWNSHIP_A
     assert created["source"] == "电话报告（接听人：leader）"
+    assert created["received_by"] == {"name": "leader", "phone": None}  # 接听人
     assert created["reporter"] == {"name": "陈刚", "phone": "13700003333"}
     assert created["approver"] == {"name": "周敏", "phone": "13600004444"}
     assert created["casualties"]["trapped"] == 2 and created["trend"] == "水位仍在上涨。"

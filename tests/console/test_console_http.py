@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,13 @@ from services.reporting.console import CONSOLE_DIR, HEARTBEAT_SECONDS, OPEN_STRE
 from tests.console.support import (
     LiveServer,
     ManualTicker,
+    Timeline,
     live_server,
     messages_until,
     open_stream,
     reopen,
+    reporting_timeline,
+    separate_timeline,
 )
 from tests.support.bodies import incident_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
@@ -140,7 +144,7 @@ def test_stream_answers_406_to_clients_that_do_not_ask_for_a_stream(console_stac
 
 
 def timeline_doc(stack: Stack, event_type: str, payload: dict[str, Any], **extra: Any) -> dict:
-    """A timeline entry shaped as reporting stores it (see services/reporting/handlers.py)."""
+    """A timeline entry shaped as reporting stores it (services/reporting/usecases/incoming.py)."""
     event_id = str(uuid.uuid4())
     occurred = extra.pop("occurred_at", stack.clock.now())
     return {
@@ -163,16 +167,16 @@ def timeline_doc(stack: Stack, event_type: str, payload: dict[str, Any], **extra
 def test_stream_delivers_a_newly_stored_event_and_not_older_ones(
     console_stack: Stack, server: LiveServer
 ) -> None:
-    timeline = console_stack.ctx("reporting").db["timeline"]
+    timeline = reporting_timeline(console_stack)
     old = timeline_doc(console_stack, "incident_closed", {"incident_id": "old-1"})
-    timeline.insert_one(old)
+    timeline.record(old)
     with open_stream(server, console_stack.keys["operator"]) as reader:
         new = timeline_doc(
             console_stack,
             "incident_reported",
             {"incident_id": "inc-new", "township_code": TOWNSHIP_A, "title": "新事件"},
         )
-        timeline.insert_one(new)
+        timeline.record(new)
         message = reader.next()
         assert message["event"] == "incident_reported"
         data = message["data"]
@@ -189,7 +193,7 @@ def test_stream_delivers_a_newly_stored_event_and_not_older_ones(
             {"warehouse_id": "W1", "item_code": "tent"},
             occurred_at=console_stack.clock.now() + timedelta(seconds=1),
         )
-        timeline.insert_one(marker)
+        timeline.record(marker)
         assert messages_until(reader, marker["_id"]) == []
 
 
@@ -214,7 +218,7 @@ def test_stream_delivers_an_incident_posted_through_the_api(
 def test_township_keys_receive_only_their_own_townships_events(
     console_stack: Stack, server: LiveServer
 ) -> None:
-    timeline = console_stack.ctx("reporting").db["timeline"]
+    timeline = reporting_timeline(console_stack)
     console_stack.settle()  # nothing of an earlier test is still on its way to the timeline
     with open_stream(server, console_stack.keys["township_a"]) as reader:
         other = timeline_doc(
@@ -238,7 +242,7 @@ def test_township_keys_receive_only_their_own_townships_events(
         countywide = timeline_doc(
             console_stack, "stock_low", {"warehouse_id": "W1", "item_code": "sandbag"}
         )
-        timeline.insert_many([other, own, warned, not_warned, countywide])
+        timeline.record(other, own, warned, not_warned, countywide)
         # Stored after the others and a second later: a poll that finds the marker has found
         # every event before it, so what came before it is all the stream will ever send.
         marker = timeline_doc(
@@ -248,7 +252,7 @@ def test_township_keys_receive_only_their_own_townships_events(
             occurred_at=console_stack.clock.now() + timedelta(seconds=1),
             source="reporting",
         )
-        timeline.insert_one(marker)
+        timeline.record(marker)
         got = [m["data"]["event_id"] for m in messages_until(reader, marker["_id"])]
         assert sorted(got) == sorted([own["_id"], warned["_id"]])
 
@@ -257,11 +261,11 @@ def test_stream_sends_heartbeats(
     console_stack: Stack, server: LiveServer, ticker: ManualTicker
 ) -> None:
     """A heartbeat once per interval of silence, on the clock the test moves."""
-    timeline = console_stack.ctx("reporting").db["timeline"]
+    timeline = reporting_timeline(console_stack)
 
     def marker() -> list[dict]:
         doc = timeline_doc(console_stack, "stock_low", {"warehouse_id": "W1", "item_code": "tent"})
-        timeline.insert_one(doc)
+        timeline.record(doc)
         return messages_until(reader, doc["_id"])
 
     console_stack.settle()  # nothing of an earlier test is still on its way to the timeline
@@ -331,13 +335,17 @@ def test_open_streams_do_not_hold_up_server_shutdown(console_stack: Stack) -> No
 
 
 def test_feed_picks_up_late_arrivals_once_and_ignores_what_was_there(
-    console_stack: Stack,
+    console_stack: Stack, tmp_path: Path
 ) -> None:
-    coll = console_stack.ctx("reporting").db[f"feed_{uuid.uuid4().hex[:6]}"]
+    with separate_timeline(tmp_path) as coll:
+        _feed_picks_up_late_arrivals(console_stack, coll)
+
+
+def _feed_picks_up_late_arrivals(console_stack: Stack, coll: Timeline) -> None:
     clock = ManualClock(console_stack.clock.now())
-    feed = TimelineFeed(coll, lambda doc: True, clock.now, lookback=timedelta(minutes=5))
+    feed = TimelineFeed(coll.repo, lambda doc: True, clock.now, lookback=timedelta(minutes=5))
     before = timeline_doc(console_stack, "incident_reported", {"incident_id": "x"})
-    coll.insert_one(before)
+    coll.record(before)
     feed.prime()
     assert feed.poll() == []
     clock.advance(60)
@@ -351,7 +359,7 @@ def test_feed_picks_up_late_arrivals_once_and_ignores_what_was_there(
         {"warning_id": "w"},
         occurred_at=clock.now() - timedelta(minutes=3),
     )
-    coll.insert_many([now_doc, late_doc])
+    coll.record(now_doc, late_doc)
     assert [d["_id"] for d in feed.poll()] == [late_doc["_id"], now_doc["_id"]]
     assert feed.poll() == []
     # Many events of one instant (a manual clock) are paged through, each once.
@@ -359,22 +367,28 @@ def test_feed_picks_up_late_arrivals_once_and_ignores_what_was_there(
         timeline_doc(console_stack, "stock_low", {"item_code": str(i)}, occurred_at=clock.now())
         for i in range(7)
     ]
-    coll.insert_many(burst)
+    coll.record(*burst)
     feed.batch = 3
     assert sorted(d["_id"] for d in feed.poll()) == sorted(d["_id"] for d in burst)
     assert feed.poll() == []
 
 
-def test_feed_window_is_not_pushed_ahead_by_a_fast_producer_clock(console_stack: Stack) -> None:
-    coll = console_stack.ctx("reporting").db[f"feed_{uuid.uuid4().hex[:6]}"]
+def test_feed_window_is_not_pushed_ahead_by_a_fast_producer_clock(
+    console_stack: Stack, tmp_path: Path
+) -> None:
+    with separate_timeline(tmp_path) as coll:
+        _feed_window_holds(console_stack, coll)
+
+
+def _feed_window_holds(console_stack: Stack, coll: Timeline) -> None:
     clock = ManualClock(console_stack.clock.now())
-    feed = TimelineFeed(coll, lambda doc: True, clock.now, lookback=timedelta(minutes=5))
+    feed = TimelineFeed(coll.repo, lambda doc: True, clock.now, lookback=timedelta(minutes=5))
     feed.prime()
     ahead = timeline_doc(
         console_stack, "stock_low", {"item_code": "a"}, occurred_at=clock.now() + timedelta(hours=2)
     )
-    coll.insert_one(ahead)
+    coll.record(ahead)
     assert [d["_id"] for d in feed.poll()] == [ahead["_id"]]
     normal = timeline_doc(console_stack, "stock_low", {"item_code": "b"}, occurred_at=clock.now())
-    coll.insert_one(normal)
+    coll.record(normal)
     assert [d["_id"] for d in feed.poll()] == [normal["_id"]]

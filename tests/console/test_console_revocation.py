@@ -14,7 +14,15 @@ import pytest
 
 from libs.common.auth import CACHE_SECONDS, KeyStore, Role
 from libs.common.clock import ManualClock
-from tests.console.support import LiveServer, ManualTicker, messages_until, open_stream
+from libs.common.keys.sqlite import SqliteKeyRepository
+from libs.common.sqlite import SqliteDatabase
+from tests.console.support import (
+    LiveServer,
+    ManualTicker,
+    messages_until,
+    open_stream,
+    reporting_timeline,
+)
 from tests.support.stack import TOWNSHIP_A, Stack
 
 pytestmark = pytest.mark.e2e
@@ -46,12 +54,12 @@ def timeline_entry(stack: Stack) -> dict[str, Any]:
 def test_a_revoked_keys_stream_ends_with_a_revoked_message(
     console_stack: Stack, server: LiveServer, ticker: ManualTicker
 ) -> None:
-    timeline = console_stack.ctx("reporting").db["timeline"]
+    timeline = reporting_timeline(console_stack)
     key_id, key = new_key(console_stack)
     console_stack.settle()
     with open_stream(server, key) as reader:
         before = timeline_entry(console_stack)
-        timeline.insert_one(before)
+        timeline.record(before)
         assert messages_until(reader, before["_id"]) == []
         revoked = console_stack.call("DELETE", f"/v1/admin/keys/{key_id}", who="admin")
         assert revoked.status_code == 204, revoked.text
@@ -61,7 +69,7 @@ def test_a_revoked_keys_stream_ends_with_a_revoked_message(
         assert last["data"]["reason"] == "key_revoked"
         assert reader.ended.wait(10), "the stream stayed open after its key was revoked"
         after = timeline_entry(console_stack)
-        timeline.insert_one(after)
+        timeline.record(after)
         # The stream has ended: whatever it delivered is already in the queue.
         assert reader.messages.empty(), "an event was delivered after the revocation"
     again = console_stack.call("GET", "/v1/me", headers={"Authorization": f"Bearer {key}"})
@@ -71,14 +79,14 @@ def test_a_revoked_keys_stream_ends_with_a_revoked_message(
 def test_a_valid_keys_stream_keeps_going_across_checks(
     console_stack: Stack, server: LiveServer, ticker: ManualTicker
 ) -> None:
-    timeline = console_stack.ctx("reporting").db["timeline"]
+    timeline = reporting_timeline(console_stack)
     _, key = new_key(console_stack, role="leader")
     console_stack.settle()
     with open_stream(server, key) as reader:
         for _ in range(3):
             ticker.advance(CACHE_SECONDS)
             marker = timeline_entry(console_stack)
-            timeline.insert_one(marker)
+            timeline.record(marker)
             got = messages_until(reader, marker["_id"])
             assert all(m.get("event") != "revoked" for m in got), got
         assert not reader.ended.is_set()
@@ -87,7 +95,7 @@ def test_a_valid_keys_stream_keeps_going_across_checks(
 def test_revoking_one_key_leaves_other_streams_open(
     console_stack: Stack, server: LiveServer, ticker: ManualTicker
 ) -> None:
-    timeline = console_stack.ctx("reporting").db["timeline"]
+    timeline = reporting_timeline(console_stack)
     gone_id, gone = new_key(console_stack)
     _, kept = new_key(console_stack)
     console_stack.settle()
@@ -96,7 +104,7 @@ def test_revoking_one_key_leaves_other_streams_open(
         ticker.advance(CACHE_SECONDS)
         assert ending.next(timeout=10)["event"] == "revoked"
         marker = timeline_entry(console_stack)
-        timeline.insert_one(marker)
+        timeline.record(marker)
         assert messages_until(staying, marker["_id"]) == []
         assert not staying.ended.is_set()
 
@@ -105,12 +113,15 @@ def test_fresh_verification_sees_a_revocation_made_by_another_process(
     console_stack: Stack,
 ) -> None:
     """Another service's process revokes in the shared database; this cache still says yes."""
-    collection = console_stack.ctx("reporting").db["keys_" + uuid.uuid4().hex[:8]]
-    here = KeyStore(collection, ManualClock())
-    elsewhere = KeyStore(collection, ManualClock())
+    shared = console_stack.runtime.settings.data_dir / f"keys-{uuid.uuid4().hex[:8]}.sqlite3"
+    here = KeyStore(SqliteKeyRepository(SqliteDatabase(shared)), ManualClock())
+    elsewhere = KeyStore(SqliteKeyRepository(SqliteDatabase(shared)), ManualClock())
+    here.repo.ensure_schema()
     record, key = here.create(Role.OPERATOR, "值班员")
     assert here.verify(key) is not None  # now cached here
     assert elsewhere.revoke(record["_id"])
     assert here.verify(key) is not None, "the cache answers within its lifetime"
     assert here.verify(key, fresh=True) is None
     assert here.verify(key) is None, "a fresh look-up refreshes the cache"
+    here.repo.close()
+    elsewhere.repo.close()

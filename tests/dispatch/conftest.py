@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from libs.common.events import EventEnvelope, make_event
-from services.dispatch.handlers import PlanHandlers
-from services.dispatch.service import SPEC
-from services.dispatch.store import DispatchStore
+from services.dispatch import handlers
+from services.dispatch.service import SPEC, use_cases
+from services.dispatch.usecases import DispatchUseCases
 from tests.support.stack import Stack, running_stack
 
 TOWN = "349901001"  # 城关镇: T01, T03, T06, T08, T10, T11, T14, T15 are based here
@@ -26,14 +26,17 @@ def dstack(tmp_path: Path) -> Iterator[Stack]:
         yield running
 
 
-def store_of(stack: Stack) -> DispatchStore:
-    """A store on the running dispatch service's database."""
-    return DispatchStore(stack.ctx("dispatch"))
+def usecases_of(stack: Stack) -> DispatchUseCases:
+    """The running dispatch service's use cases (its repository as ``.repo``)."""
+    return use_cases(stack.ctx("dispatch"))
 
 
-def handlers_of(stack: Stack) -> PlanHandlers:
-    """The dispatch handlers, to deliver events directly."""
-    return PlanHandlers(store_of(stack))
+def sent_events(stack: Stack) -> list[dict[str, Any]]:
+    """Events dispatch's relay has published (the embedded bus keeps a journal of them)."""
+    stack.settle()
+    journal = stack.runtime.relays["dispatch"].journal
+    assert journal is not None
+    return [e.to_wire() for e in journal.since(0)]
 
 
 def envelope(stack: Stack, source: str, event_type: str, payload: dict[str, Any]) -> EventEnvelope:
@@ -44,9 +47,9 @@ def envelope(stack: Stack, source: str, event_type: str, payload: dict[str, Any]
 
 def deliver_twice(stack: Stack, event: EventEnvelope) -> tuple[bool, bool]:
     """Deliver an event, then redeliver it (at-least-once bus)."""
-    handlers = {s.event_type: s.handler for s in handlers_of(stack).subscriptions()}
-    first = handlers[event.event_type](event)
-    second = handlers[event.event_type](event)
+    by_type = {s.event_type: s.handler for s in handlers.subscriptions(usecases_of(stack))}
+    first = by_type[event.event_type](event)
+    second = by_type[event.event_type](event)
     return bool(first), bool(second)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.dispatch.service import overdue
-from tests.dispatch.conftest import report_incident, store_of
+from tests.dispatch.conftest import report_incident, sent_events, usecases_of
 from tests.support.stack import Stack
 
 
@@ -61,7 +61,7 @@ def test_three_three_rule_from_group_to_county(dstack: Stack) -> None:
     for _ in range(3):
         _attempt(dstack, aid, "county")
     top = dstack.call("POST", escalate, json={})
-    assert top.status_code == 409 and "county" in top.json()["error"]["message"]
+    assert top.status_code == 409 and "县级" in top.json()["error"]["message"]
     resolved = _attempt(dstack, aid, "county", "resolved")
     assert resolved.json()["status"] == "resolved"
     assert _attempt(dstack, aid, "county").status_code == 409
@@ -71,9 +71,7 @@ def test_three_three_rule_from_group_to_county(dstack: Stack) -> None:
         ("village", "township"),
         ("township", "county"),
     ]
-    dstack.settle()
-    journal = dstack.ctx("dispatch").db["_sent_journal"].find({})
-    kinds = [r["event"]["event_type"] for r in journal]
+    kinds = [e["event_type"] for e in sent_events(dstack)]
     assert kinds.count("assignment_escalated") == 3 and kinds.count("assignment_created") == 1
 
 
@@ -83,7 +81,7 @@ def test_major_dispute_waits_for_a_leader(dstack: Stack) -> None:
     aid = created.json()["id"]
     assert created.json()["status"] == "pending_approval"
     refused = _attempt(dstack, aid, "group")
-    assert refused.status_code == 409 and "approves" in refused.json()["error"]["message"]
+    assert refused.status_code == 409 and "审批" in refused.json()["error"]["message"]
     assert dstack.call("POST", f"/v1/assignments/{aid}/approve").status_code == 403
     approved = dstack.call(
         "POST", f"/v1/assignments/{aid}/approve", who="leader", json={"note": "同意"}
@@ -119,7 +117,7 @@ def test_cross_area_dispute_starts_at_county(dstack: Stack) -> None:
 def test_overdue_assignment_emits_once(dstack: Stack) -> None:
     incident = report_incident(dstack, category="dispute")
     aid = _assign(dstack, incident, due_at=_due(dstack, hours=2)).json()["id"]
-    store = store_of(dstack)
+    store = usecases_of(dstack)
     assert overdue(store) == 0
     dstack.clock.advance(timedelta(hours=2, seconds=1))
     assert overdue(store) == 1
@@ -127,9 +125,7 @@ def test_overdue_assignment_emits_once(dstack: Stack) -> None:
     listed = dstack.call("GET", "/v1/assignments", params={"overdue": "true"}).json()["items"]
     assert [a["id"] for a in listed] == [aid]
     assert dstack.call("GET", "/v1/assignments", params={"overdue": "false"}).json()["items"] == []
-    dstack.settle()
-    journal = dstack.ctx("dispatch").db["_sent_journal"].find({})
-    assert [r["event"]["event_type"] for r in journal].count("assignment_overdue") == 1
+    assert [e["event_type"] for e in sent_events(dstack)].count("assignment_overdue") == 1
     assert "yingji_dispatch_assignments_overdue 1.0" in dstack.client.get("/metrics").text
 
 

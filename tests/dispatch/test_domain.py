@@ -29,7 +29,7 @@ def test_order_life_cycle_follows_edxl_rm() -> None:
         ("en_route", "en_route"),
     ]:
         assert domain.transition_error(current, wanted), (current, wanted)
-    assert "already released" in (domain.transition_error("released", "released") or "")
+    assert "已是 released" in (domain.transition_error("released", "released") or "")
     assert domain.transition_error("rejected", "en_route")
 
 
@@ -44,11 +44,11 @@ def test_returns_only_what_was_dispatched() -> None:
     sent = [Line("W01", "tent", 10), Line("W01", "quilt", 5)]
     assert domain.return_errors(sent, [Line("W01", "tent", 10), Line("W01", "quilt", 0)]) == []
     too_many = domain.return_errors(sent, [Line("W01", "tent", 11)])
-    assert too_many == [{"path": "returned.0.quantity", "reason": "more than the 10 dispatched"}]
+    assert too_many == [{"path": "returned.0.quantity", "reason": "超过调出的数量 10"}]
     foreign = domain.return_errors(sent, [Line("W02", "tent", 1)])
     assert foreign[0]["path"] == "returned.0"
     twice = domain.return_errors(sent, [Line("W01", "tent", 1), Line("W01", "tent", 1)])
-    assert {"path": "returned.1", "reason": "stock line listed twice"} in twice
+    assert {"path": "returned.1", "reason": "库存条目重复"} in twice
 
 
 def test_crossing_below_minimum_alerts_once() -> None:
@@ -134,7 +134,7 @@ def test_three_three_rule_at_each_level(level: str, upper: str) -> None:
     attempts: list[Attempt] = []
     for done in range(required):
         reason = domain.escalation_error("active", level, attempts, required)
-        assert reason and "三三制" in reason and f"{done} recorded" in reason
+        assert reason and "三三制" in reason and f"已记录 {done} 次" in reason
         attempts.append(Attempt(level, "unresolved"))
     # Attempts at another level do not count here.
     assert domain.unresolved_at([*attempts, Attempt("other", "unresolved")], level) == 3
@@ -144,7 +144,7 @@ def test_three_three_rule_at_each_level(level: str, upper: str) -> None:
 
 def test_no_escalation_beyond_county_or_when_not_active() -> None:
     attempts = [Attempt("county", "unresolved")] * 3
-    assert "county level" in (domain.escalation_error("active", "county", attempts, 3) or "")
+    assert "已在县级" in (domain.escalation_error("active", "county", attempts, 3) or "")
     group = [Attempt("group", "unresolved")] * 3
     assert domain.escalation_error("pending_approval", "group", group, 3)
     assert domain.escalation_error("resolved", "group", group, 3)
@@ -153,7 +153,7 @@ def test_no_escalation_beyond_county_or_when_not_active() -> None:
 def test_attempts_only_at_current_level_and_after_approval() -> None:
     assert domain.attempt_error("active", "group", "group") is None
     assert domain.attempt_error("active", "group", "village")
-    assert "approves" in (domain.attempt_error("pending_approval", "group", "group") or "")
+    assert "审批" in (domain.attempt_error("pending_approval", "group", "group") or "")
     assert domain.attempt_error("resolved", "group", "group")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.dispatch.conftest import report_incident, stock, store_of, team
+from services.dispatch.repository import TeamFilter
+from tests.dispatch.conftest import report_incident, stock, team, usecases_of
 from tests.support.stack import Stack
 
 SANDBAGS = {"warehouse_id": "W01", "item_code": "sandbag", "quantity": 50}
@@ -14,6 +15,12 @@ def _ledger(stack: Stack) -> list[dict[str, Any]]:
     response = stack.call("GET", "/v1/stock/ledger", params={"limit": 200})
     assert response.status_code == 200, response.text
     return list(response.json()["items"])
+
+
+def _statuses(stack: Stack) -> dict[str, str]:
+    """Every team's status, read from the repository."""
+    rows, _ = usecases_of(stack).repo.teams_page(TeamFilter(), 200, None)
+    return {row["_id"]: row["status"] for row in rows}
 
 
 def _order(stack: Stack, incident_id: str, **body: Any) -> Any:
@@ -100,8 +107,8 @@ def test_drill_plan_puts_no_real_team_on_standby(dstack: Stack) -> None:
     assert plan["exercise"] is True
     assert plan["teams_on_standby"] == []
     assert plan["simulated_standby"], "a drill plan names the teams it would call"
-    statuses = {row["_id"]: row["status"] for row in store_of(dstack).teams.find({})}
+    statuses = _statuses(dstack)
     assert set(statuses.values()) <= {"available", "resting"}
     ended = dstack.call("POST", f"/v1/plans/{plan['id']}/end", json={"reason": "演练结束"})
     assert ended.status_code == 200, ended.text
-    assert {row["_id"]: row["status"] for row in store_of(dstack).teams.find({})} == statuses
+    assert _statuses(dstack) == statuses

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.dispatch import events
 from services.dispatch.service import repair
 from tests.dispatch.conftest import (
     QINGSHI,
@@ -12,8 +13,9 @@ from tests.dispatch.conftest import (
     envelope,
     incident_payload,
     report_incident,
-    store_of,
+    sent_events,
     team,
+    usecases_of,
     warning_payload,
 )
 from tests.support.stack import Stack
@@ -25,9 +27,7 @@ def _plan(stack: Stack, plan_id: str, who: str = "operator") -> Any:
 
 def _published(stack: Stack, event_type: str) -> list[dict[str, Any]]:
     """Events of a type the dispatch service has written (outbox or sent journal)."""
-    stack.settle()
-    rows = stack.ctx("dispatch").db["_sent_journal"].find({})
-    return [r["event"] for r in rows if r["event"]["event_type"] == event_type]
+    return [e for e in sent_events(stack) if e["event_type"] == event_type]
 
 
 def test_orange_warning_activates_then_steps_down_then_ends(dstack: Stack) -> None:
@@ -251,12 +251,15 @@ def test_operator_activates_on_a_township_request(dstack: Stack) -> None:
 
 
 def test_standby_stranded_by_a_crash_is_released(dstack: Stack) -> None:
-    store = store_of(dstack)
+    store = usecases_of(dstack)
     payload = warning_payload(dstack, level=2, areas=[TOWN])
     deliver_twice(dstack, envelope(dstack, "warning", "warning_issued", payload))
     plan_id = f"warning-{payload['warning_id']}"
     # The plan ended but the process died before its teams were released.
-    store.plans.update_one({"_id": plan_id}, {"$set": {"status": "ended"}})
+    plan = store.repo.plan(plan_id)
+    assert plan is not None
+    ended = events.plan_ended(dstack.clock, plan, "预警解除", [], causation_id="crash")
+    assert store.repo.end_plan(plan_id, {"status": "ended"}, {"action": "ended"}, ended, "crash")
     assert team(dstack, "T03")["status"] == "standby"
     assert repair(store)["standby_released"] >= 1
     assert team(dstack, "T03")["status"] == "available"

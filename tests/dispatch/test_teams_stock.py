@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.dispatch.conftest import stock, store_of, team
+from tests.dispatch.conftest import sent_events, stock, team, usecases_of
 from tests.support.stack import Stack
 
 
@@ -23,7 +23,7 @@ def test_county_file_seeds_once_and_never_overwrites(dstack: Stack) -> None:
     assert patched.status_code == 200 and patched.json()["status"] == "resting"
     assert _adjust(dstack, -5).status_code == 200
     # A restart runs setup again: nothing the county file says may reset live state.
-    assert store_of(dstack).seed_from_county() == {"teams": 0, "warehouses": 0, "stock": 0}
+    assert usecases_of(dstack).seed_from_county() == {"teams": 0, "warehouses": 0, "stock": 0}
     assert team(dstack, "T02")["status"] == "resting"
     assert stock(dstack, "W01", "generator")["quantity"] == 15
 
@@ -109,22 +109,22 @@ def test_adjustment_idempotency_key(dstack: Stack) -> None:
 
 
 def test_concurrent_adjustments_never_go_negative(dstack: Stack) -> None:
-    store = store_of(dstack)
+    repo = usecases_of(dstack).repo
     workers = 16
     barrier = threading.Barrier(workers)
 
     def take(index: int) -> str:
         barrier.wait()
-        outcome, _ = store.change_stock(
-            "W02",
-            "assault_boat",
-            -1,
-            entry_id=f"race-{index}",
-            reason="race",
-            kind="adjustment",
-            by="t",
-        )
-        return outcome
+        entry = {
+            "_id": f"race-{index}",
+            "warehouse_id": "W02",
+            "item_code": "assault_boat",
+            "reason": "并发",
+            "kind": "adjustment",
+            "by": "t",
+        }
+        move = repo.adjust_stock("W02:assault_boat", -1, {**entry, "at": dstack.clock.now()})
+        return move.outcome
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(take, range(workers)))
@@ -144,9 +144,7 @@ def test_stock_low_emitted_once_below_minimum(dstack: Stack) -> None:
     assert [(r["warehouse_id"], r["item_code"]) for r in low] == [("W01", "generator")]
     _adjust(dstack, 10)  # recovers: the alert re-arms
     _adjust(dstack, -10)
-    dstack.settle()
-    journal = dstack.ctx("dispatch").db["_sent_journal"].find({})
-    alerts = [r["event"] for r in journal if r["event"]["event_type"] == "stock_low"]
+    alerts = [e for e in sent_events(dstack) if e["event_type"] == "stock_low"]
     assert [a["payload"]["quantity"] for a in alerts] == [4, 3]
     assert "yingji_dispatch_stock_below_min 1.0" in dstack.client.get("/metrics").text
 

@@ -12,6 +12,29 @@ from tests.support.distributed import SERVICES, distributed_stack
 pytestmark = [pytest.mark.bus, pytest.mark.e2e]
 
 
+def test_the_front_documents_every_service(tmp_path: Path, amqp_url: str) -> None:
+    """The front's /openapi.json (served by reporting, as the proxy routes it) holds every
+    process's own paths, as in compose (YINGJI_OPENAPI_PEERS)."""
+    with distributed_stack(tmp_path) as stack:
+        merged = httpx.get(stack.url_for("/openapi.json"), timeout=30).json()
+        assert sorted(merged["info"]["x-yingji-services"]) == sorted(SERVICES)
+        assert "x-yingji-missing" not in merged["info"]
+        for name in SERVICES:
+            own = httpx.get(
+                stack.processes[name].url + "/openapi.json",
+                params={"scope": "process"},
+                timeout=30,
+            ).json()
+            assert own["paths"], name
+            assert set(own["paths"]) <= set(merged["paths"]), name
+        assert {
+            "/v1/incidents",
+            "/v1/warnings",
+            "/v1/dispatches",
+            "/v1/timeline/{incident_id}",
+        } <= set(merged["paths"])
+
+
 def test_each_service_runs_alone_with_its_own_database(tmp_path: Path, amqp_url: str) -> None:
     with distributed_stack(tmp_path) as stack:
         for name in SERVICES:

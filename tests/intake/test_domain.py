@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -276,7 +277,7 @@ def test_times_within_the_skew_are_fine_and_beyond_it_are_not() -> None:
     later = NOW + SKEW + timedelta(seconds=1)
     issues = time_issues(later, later, NOW, SKEW)
     assert [i["path"] for i in issues] == ["occurred_at", "discovered_at"]
-    assert "future" in issues[0]["reason"]
+    assert issues[0]["reason"].startswith("时间在未来")
 
 
 def test_occurrences_older_than_the_age_limit_are_refused() -> None:
@@ -347,8 +348,10 @@ def test_only_upgrades_are_automatic() -> None:
 
 
 def test_regrade_reason_names_the_measure() -> None:
-    text = regrade_reason("续报 1", TABLE.grade("flood", Figures(deaths=12)))
-    assert text == "续报 1: deaths 12 ≥ 10 → Ⅱ 重大"
+    text = regrade_reason("续报第1次", TABLE.grade("flood", Figures(deaths=12)))
+    assert text == "续报第1次：死亡12人（Ⅱ级标准10人及以上），升为Ⅱ级（重大）"
+    loss = regrade_reason("终报", TABLE.grade("geological", Figures(direct_loss_cny=12_000_000)))
+    assert "直接经济损失1200万元" in loss and not re.search(r"[A-Za-z]", loss), loss
 
 
 def test_merge_checks() -> None:

@@ -306,6 +306,9 @@ def test_merge_keeps_both_histories_and_emits_once(
     [event] = sent_events(stack, "incident_merged", duplicate["id"])
     assert event["payload"]["primary_id"] == primary["id"]
     assert event["payload"]["reason"].startswith("同一河段")
+    # Who merged it reads in Chinese, the role as a word (值班员), not a code.
+    assert event["payload"]["merged_by"].endswith("（值班员）"), event["payload"]
+    assert merged["history"][1]["by"] == event["payload"]["merged_by"]
     # A merged incident is no longer anyone's duplicate.
     dupes = stack.call("GET", f"/v1/incidents/{primary['id']}/duplicates").json()["items"]
     assert dupes == []
@@ -322,7 +325,7 @@ def test_merge_refusals(pair: tuple[Stack, dict[str, Any], dict[str, Any]]) -> N
     assert refusal(unknown) == (422, "invalid", ["primary_id"])
     itself = merge(stack, duplicate["id"], duplicate["id"])
     assert refusal(itself) == (409, "merge_conflict", ["primary_id"])
-    assert "into itself" in itself.json()["error"]["fields"][0]["reason"]
+    assert "并入自身" in itself.json()["error"]["fields"][0]["reason"]
     missing_reason = stack.call(
         "POST", f"/v1/incidents/{duplicate['id']}/merge", json={"primary_id": primary["id"]}
     )
@@ -330,20 +333,21 @@ def test_merge_refusals(pair: tuple[Stack, dict[str, Any], dict[str, Any]]) -> N
     drill = created(stack, report(stack.clock.now(), exercise=True))
     mixed = merge(stack, drill["id"], primary["id"])
     assert refusal(mixed) == (409, "merge_conflict", ["primary_id"])
-    assert "drill" in mixed.json()["error"]["fields"][0]["reason"]
+    assert "演练事件与真实事件不能合并" in mixed.json()["error"]["fields"][0]["reason"]
     # Merged into the primary, the duplicate cannot be a primary or be merged elsewhere.
     assert merge(stack, duplicate["id"], primary["id"], "leader").status_code == 200
     third = created(stack, report(stack.clock.now(), title="第三次報告"))
     into_merged = merge(stack, third["id"], duplicate["id"])
     assert refusal(into_merged) == (409, "merge_conflict", ["primary_id"])
-    assert "merged, not open" in into_merged.json()["error"]["fields"][0]["reason"]
+    reason = into_merged.json()["error"]["fields"][0]["reason"]
+    assert reason == "主事件已并入其他事件，不在处置中", reason
     elsewhere = merge(stack, duplicate["id"], third["id"])
     assert refusal(elsewhere) == (409, "merge_conflict", ["incident_id"])
-    assert "merged" in elsewhere.json()["error"]["fields"][0]["reason"]
+    assert "已并入其他事件" in elsewhere.json()["error"]["fields"][0]["reason"]
     # The primary now has a merged child: it cannot itself be merged away.
     refused = merge(stack, primary["id"], third["id"])
     assert refusal(refused) == (409, "merge_conflict", ["incident_id"])
-    assert "merged into this one" in refused.json()["error"]["fields"][0]["reason"]
+    assert "已有其他事件并入本事件" in refused.json()["error"]["fields"][0]["reason"]
     # Nothing a refusal touched changed: the third report and the drill are still open.
     for ident in (third["id"], drill["id"]):
         assert stack.call("GET", f"/v1/incidents/{ident}").json()["status"] == "open"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -99,7 +100,8 @@ def test_followup_delivered_twice_regrades_once_and_flags_skipped_grades(intake:
     [sent] = sent_events(intake, "incident_regraded", reported["id"])
     payload = sent["payload"]
     assert (payload["old_grade"], payload["new_grade"], payload["skipped_grades"]) == (4, 2, True)
-    assert payload["reason"].startswith("续报 1")
+    assert payload["reason"].startswith("续报第1次：死亡11人（Ⅱ级标准10人及以上）"), payload
+    assert not re.search(r"[A-Za-z]", payload["reason"]), "the reason reaches users in Chinese"
     assert payload["casualties"]["deaths"] == 11
     assert sent["causation_id"] == event.event_id
     assert sent["correlation_id"] == reported["id"]
@@ -188,6 +190,8 @@ def test_final_report_closes_once_even_when_redelivered(intake: Stack) -> None:
     assert [h["kind"] for h in current["history"]] == ["reported", "regraded", "closed"]
     [closed] = sent_events(intake, "incident_closed", reported["id"])
     assert closed["payload"]["closed_by"] == "final_report"
+    assert closed["payload"]["reason"] == current["close_reason"] == "终报已报送，事件结案"
+    assert regraded_reason(intake, reported["id"]).startswith("终报：死亡3人（Ⅲ级标准3人及以上）")
     assert closed["payload"]["exercise"] is True
     [regraded] = sent_events(intake, "incident_regraded", reported["id"])
     assert regraded["payload"]["exercise"] is True
@@ -213,3 +217,10 @@ def test_final_report_after_a_leader_closed_changes_nothing(intake: Stack) -> No
     current = incident(intake, reported["id"])
     assert (current["closed_by"], current["grade"]) == ("leader", 4)
     assert len(sent_events(intake, "incident_closed", reported["id"])) == 1
+
+
+def regraded_reason(stack: Stack, incident_id: str) -> str:
+    """The reason of the one re-grade sent for an incident."""
+    [regraded] = sent_events(stack, "incident_regraded", incident_id)
+    reason: str = regraded["payload"]["reason"]
+    return reason

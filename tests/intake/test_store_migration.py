@@ -14,7 +14,7 @@ import pytest
 
 from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
-from libs.common.store import EmbeddedEngine, sqlite_file
+from libs.common.store import EmbeddedEngine, StoreFactory, sqlite_file
 from services.intake import service as intake_service
 from services.intake.repository.legacy import import_legacy_incidents
 from services.intake.repository.mongo import MongoIntakeRepository
@@ -31,6 +31,8 @@ def previous_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Intake as it ran before: its documents in the litemongo store of the data directory."""
     with monkeypatch.context() as patch:
         patch.setattr(intake_service, "sqlite_file", lambda settings, name: None)
+        # ctx.db is the previous engine's live store again, not the read-only reader.
+        patch.setattr(StoreFactory, "database", StoreFactory.document_store)
         yield
 
 

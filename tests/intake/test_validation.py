@@ -282,6 +282,7 @@ def test_discovered_before_occurred_is_refused(shared: Stack) -> None:
     error = response.json()["error"]
     assert error["code"] == "invalid_times"
     assert [f["path"] for f in error["fields"]] == ["discovered_at"]
+    assert error["fields"][0]["reason"].startswith("发现时间不能早于发生时间"), error
 
 
 @pytest.mark.parametrize("path", ["occurred_at", "discovered_at"])
@@ -299,7 +300,8 @@ def test_future_times_beyond_the_skew_are_refused(shared: Stack, path: str) -> N
     error = response.json()["error"]
     assert error["code"] == "invalid_times"
     assert path in {f["path"] for f in error["fields"]}
-    assert "future" in error["fields"][0]["reason"]
+    assert error["fields"][0]["reason"].startswith("时间在未来："), error
+    assert error["message"] == "报告的时间不成立"
 
 
 @pytest.mark.parametrize(
@@ -433,7 +435,7 @@ def test_an_occurrence_in_year_one_is_refused_not_a_crash(shared: Stack) -> None
     response = post(shared, body)
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["path"] == "occurred_at"
-    assert "year" in response.json()["error"]["fields"][0]["reason"]
+    assert "请检查年份" in response.json()["error"]["fields"][0]["reason"]
 
 
 def test_times_with_other_offsets_are_stored_in_utc(shared: Stack) -> None:

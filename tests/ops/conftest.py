@@ -1,6 +1,6 @@
 """Shared helpers for the ops tests: tool lookup, the routing table, metric-name parsing.
 
-Tools come from scripts/install-ops-tools (promtool, docker-compose, nginx,
+Tools come from scripts/install-ops-tools (promtool, docker-compose, nginx, openssl,
 kubernetes-validate) and the machine image (kubectl, whose built-in kustomize renders
 deploy/k8s). A missing tool fails the test when CI=true and skips it otherwise.
 """

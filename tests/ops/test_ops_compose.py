@@ -23,6 +23,9 @@ SECRETS = (
     *(f"RABBITMQ_{name.upper()}_PASSWORD" for name in SERVICES),
     "YINGJI_BOOTSTRAP_ADMIN_KEY",
     "GRAFANA_ADMIN_PASSWORD",
+    "MONGODB_ROOT_PASSWORD",
+    "MONGODB_YINGJI_PASSWORD",
+    "MONGODB_BACKUP_PASSWORD",
 )
 
 
@@ -148,8 +151,8 @@ def test_each_service_uses_its_own_broker_user(config: dict[str, Any]) -> None:
 def test_mongo_url_names_the_replica_set_the_server_runs(config: dict[str, Any]) -> None:
     services = config["services"]
     mongo = services["mongodb"]
-    command = mongo["command"]
-    replset = command[command.index("--replSet") + 1]
+    command = " ".join(mongo["entrypoint"])
+    replset = re.search(r"--replSet (\w+)", command).group(1)  # type: ignore[union-attr]
     health = " ".join(mongo["healthcheck"]["test"])
     assert "rs.initiate" in health and f"_id: '{replset}'" in health
     assert any(v.endswith((":/data/db:rw", ":/data/db")) for v in map(str, mongo["volumes"])), (
@@ -159,6 +162,102 @@ def test_mongo_url_names_the_replica_set_the_server_runs(config: dict[str, Any])
         url = urlsplit(services[name]["environment"]["YINGJI_MONGO_URL"])
         assert url.scheme == "mongodb" and url.hostname == "mongodb"
         assert parse_qs(url.query)["replicaSet"] == [replset]
+
+
+def test_mongodb_requires_authentication_and_each_user_has_only_its_roles(
+    config: dict[str, Any],
+) -> None:
+    """Root from .env; the services as `yingji` (readWrite on their databases), the backup job
+    as `yingji-backup` (the `backup` role); a key file, which authentication on a replica set
+    needs; the healthcheck logs in as root."""
+    services = config["services"]
+    mongo = services["mongodb"]
+    env = mongo["environment"]
+    assert env["MONGO_INITDB_ROOT_USERNAME"] == "root" and env["MONGO_INITDB_ROOT_PASSWORD"]
+    command = " ".join(mongo["entrypoint"])
+    assert re.search(r"exec docker-entrypoint\.sh mongod .*--keyFile (\S+)", command)
+    assert "chmod 400" in command
+    health = " ".join(mongo["healthcheck"]["test"])
+    assert '-u root -p "$$MONGO_INITDB_ROOT_PASSWORD" --authenticationDatabase admin' in health
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in mongo["volumes"]}
+    script = Path(mounts["/docker-entrypoint-initdb.d/create-users.js"])
+    assert script == DEPLOY / "mongodb" / "create-users.js"
+    text = script.read_text(encoding="utf-8")
+    users = dict(re.findall(r'user: "([\w-]+)",\s*pwd: process\.env\.(\w+)', text))
+    assert users == {
+        "yingji": "MONGODB_YINGJI_PASSWORD",
+        "yingji-backup": "MONGODB_BACKUP_PASSWORD",
+    }
+    for variable in users.values():
+        assert env[variable], variable
+    databases = re.search(r"\[([^\]]*)\]\.map", text).group(1)  # type: ignore[union-attr]
+    assert set(re.findall(r'"(\w+)"', databases)) == {*SERVICES, "platform"}
+    app_roles, backup_roles = text.split('user: "yingji-backup"')
+    assert (
+        '{ role: "readWrite", db: name }' in app_roles
+        and "backup" not in app_roles.split('user: "yingji"')[1]
+    )
+    assert '[{ role: "backup", db: "admin" }]' in backup_roles
+    for name in SERVICES:
+        url = urlsplit(services[name]["environment"]["YINGJI_MONGO_URL"])
+        assert (url.username, url.password) == ("yingji", env["MONGODB_YINGJI_PASSWORD"])
+        assert parse_qs(url.query)["authSource"] == ["admin"]
+
+
+def test_mongodb_backup_job_dumps_every_database_as_the_backup_user(
+    config: dict[str, Any],
+) -> None:
+    job = config["services"]["mongodb-backup"]
+    assert job["profiles"] == ["backup"], "run on demand, never by `up`"
+    assert job["image"] == config["services"]["mongodb"]["image"]
+    command = " ".join(job["entrypoint"])
+    uri = urlsplit(re.search(r'--uri "([^"]+)"', command).group(1))  # type: ignore[union-attr]
+    assert uri.username == "yingji-backup" and uri.hostname == "mongodb"
+    assert uri.password == "$$MONGODB_BACKUP_PASSWORD"
+    assert parse_qs(uri.query)["authSource"] == ["admin"]
+    assert "--oplog" in command and "--archive=/backup/" in command
+    assert (
+        job["environment"]["MONGODB_BACKUP_PASSWORD"]
+        == (config["services"]["mongodb"]["environment"]["MONGODB_BACKUP_PASSWORD"])
+    )
+    assert any(str(v).split(":")[1] == "/backup" for v in job["volumes"])
+    assert job["depends_on"]["mongodb"]["condition"] == "service_healthy"
+
+
+def test_proxy_serves_tls_from_the_mounted_directory_on_the_configured_address(
+    tmp_path: Path,
+) -> None:
+    """Both ports published on YINGJI_BIND_ADDRESS, the certificate directory mounted where the
+    config reads it, the config mounted as the image's template, its placeholders set."""
+    env = filled_env(tmp_path / ".env")
+    with env.open("a") as handle:
+        handle.write("YINGJI_BIND_ADDRESS=192.0.2.10\nYINGJI_HTTPS_PORT=9443\n")
+        handle.write(f"YINGJI_TLS_DIR={tmp_path / 'certs'}\n")
+    proxy = yaml.safe_load(compose(env, "config").stdout)["services"]["proxy"]
+    # docker-compose 1.29 renders each as "host_ip:published:target/tcp".
+    assert sorted(proxy["ports"]) == ["192.0.2.10:8080:80/tcp", "192.0.2.10:9443:443/tcp"]
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in proxy["volumes"]}
+    assert mounts["/etc/nginx/tls"] == str(tmp_path / "certs")
+    conf = (DEPLOY / "nginx" / "yingji.conf").read_text()
+    assert "/etc/nginx/tls/tls.crt" in conf and "/etc/nginx/tls/tls.key" in conf
+    assert Path(mounts["/etc/nginx/templates/default.conf.template"]) == (
+        DEPLOY / "nginx" / "yingji.conf"
+    )
+    for placeholder in re.findall(r"\$\{(\w+)\}", conf):
+        assert proxy["environment"][placeholder] == "9443"
+    assert proxy["environment"]["YINGJI_HTTPS_PORT"] == "9443"
+    # Defaults, as .env.example documents them: every interface, 8443 and 8080.
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^YINGJI_BIND_ADDRESS=0\.0\.0\.0$", example, re.M)
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    assert "${YINGJI_BIND_ADDRESS:-0.0.0.0}:${YINGJI_HTTPS_PORT:-8443}:443" in compose_text
+    assert "${YINGJI_BIND_ADDRESS:-0.0.0.0}:${YINGJI_HTTP_PORT:-8080}:80" in compose_text
+
+
+def test_grafana_has_a_healthcheck(config: dict[str, Any]) -> None:
+    health = config["services"]["grafana"]["healthcheck"]
+    assert "http://127.0.0.1:3000/api/health" in " ".join(health["test"])
+    assert health["retries"] >= 3
 
 
 def test_rabbitmq_runs_prometheus_plugin_and_imports_definitions(config: dict[str, Any]) -> None:
@@ -266,7 +365,7 @@ def test_enabled_plugins_exist_in_rabbitmq() -> None:
 def test_observability_and_proxy_mounts(config: dict[str, Any]) -> None:
     services = config["services"]
     proxy = " ".join(map(str, services["proxy"]["volumes"]))
-    assert "deploy/nginx/yingji.conf:/etc/nginx/conf.d/default.conf" in proxy
+    assert "deploy/nginx/yingji.conf:/etc/nginx/templates/default.conf.template" in proxy
     assert services["proxy"]["ports"]
     prom = services["prometheus"]
     assert "deploy/prometheus:/etc/prometheus" in " ".join(map(str, prom["volumes"]))
@@ -284,7 +383,7 @@ def test_observability_and_proxy_mounts(config: dict[str, Any]) -> None:
 
 def test_backend_network_is_internal(config: dict[str, Any]) -> None:
     assert config["networks"]["backend"]["internal"] is True
-    for name in (*SERVICES, "mongodb"):
+    for name in (*SERVICES, "mongodb", "mongodb-backup"):
         assert list(config["services"][name]["networks"]) == ["backend"]
 
 
@@ -329,3 +428,14 @@ def test_every_replica_reads_the_one_cursor_secret(config: dict[str, Any]) -> No
     secrets_read = {config["services"][n]["environment"]["YINGJI_CURSOR_SECRET"] for n in SERVICES}
     assert len(secrets_read) == 1 and len(secrets_read.pop()) >= 32
     assert re.search(r"^YINGJI_CURSOR_SECRET=$", (ROOT / ".env.example").read_text(), re.M)
+
+
+def test_the_docs_process_merges_every_other_service(config: dict[str, Any]) -> None:
+    """The proxy sends /openapi.json to reporting, which names each other service's process."""
+    from libs.common.openapi_merge import peer_urls
+
+    peers = peer_urls(config["services"]["reporting"]["environment"]["YINGJI_OPENAPI_PEERS"])
+    others = [name for name in SERVICES if name != "reporting"]
+    assert peers == [f"http://{name}:8000" for name in others]
+    for name in others:
+        assert "YINGJI_OPENAPI_PEERS" not in config["services"][name]["environment"]

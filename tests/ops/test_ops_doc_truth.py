@@ -210,3 +210,29 @@ def test_readme_names_every_package_the_test_script_installs() -> None:
     start = readme.index("`./scripts/test` needs root for `apt-get` the first time")
     paragraph = readme[start : readme.index("Tests that need a broker", start)]
     assert {name for name in installed if f"`{name}`" not in paragraph} == set()
+
+
+def test_readme_service_table_lists_every_routed_prefix_with_its_owner() -> None:
+    from tests.ops.conftest import ROUTES
+
+    platform = {"/v1/admin", "/v1/townships", "/v1/me", "/docs"}
+    rows = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in SERVICE_NAMES:
+            for prefix in re.findall(r"`(/[\w./-]*)`", cells[2]):
+                rows[prefix] = cells[0]
+    expected = {p: s for p, s in ROUTES.items() if p not in platform}
+    assert rows == expected
+
+
+@pytest.mark.parametrize("setting", ["rate_limit_burst", "rate_limit_per_second"])
+def test_a_rate_limit_setting_of_zero_switches_the_limit_off(tmp_path: Path, setting: str) -> None:
+    """README and reliability.md: `0` for either switches the limit off (and starts)."""
+    from tests.support.stack import running_stack
+
+    assert "`0` for either switches it off" in README.read_text(encoding="utf-8")
+    limits = {"rate_limit_per_second": 0.01, "rate_limit_burst": 1.0, setting: 0}
+    with running_stack(tmp_path, **limits) as stack:
+        statuses = {stack.call("GET", "/v1/townships").status_code for _ in range(5)}
+    assert statuses == {200}

@@ -20,6 +20,7 @@ from tests.ops.conftest import (
     tool,
     undocumented,
 )
+from tests.support.script import traditional
 
 pytestmark = pytest.mark.ops
 
@@ -146,8 +147,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
 
 def test_dashboards_parse_and_are_unique(dashboards: dict[str, dict[str, Any]]) -> None:
-    titles = {d["title"] for d in dashboards.values()}
-    assert {"Platform health", "County overview"} <= titles
+    assert {"platform-health.json", "county-overview.json"} <= set(dashboards)
     uids = [d["uid"] for d in dashboards.values()]
     assert len(set(uids)) == len(uids)
     for name, dashboard in dashboards.items():
@@ -180,16 +180,15 @@ def test_every_queried_metric_is_documented(dashboards: dict[str, dict[str, Any]
 
 
 def test_dashboards_cover_the_required_panels(dashboards: dict[str, dict[str, Any]]) -> None:
-    by_title = {d["title"]: d for d in dashboards.values()}
     county: set[str] = set()
-    for expr in expressions(by_title["County overview"]):
+    for expr in expressions(dashboards["county-overview.json"]):
         county |= promql_metric_names(expr)
     assert county >= COUNTY_METRICS
     platform: set[str] = set()
-    for expr in expressions(by_title["Platform health"]):
+    for expr in expressions(dashboards["platform-health.json"]):
         platform |= promql_metric_names(expr)
     assert platform >= PLATFORM_METRICS
-    quantiles = " ".join(expressions(by_title["Platform health"]))
+    quantiles = " ".join(expressions(dashboards["platform-health.json"]))
     assert "histogram_quantile(0.5," in quantiles and "histogram_quantile(0.99," in quantiles
 
 
@@ -314,3 +313,88 @@ def test_dashboards_leave_drills_out(dashboards: dict[str, dict[str, Any]]) -> N
         if expr not in EXERCISE_LABELLED and (found := drill_leaks(expr))
     }
     assert leaks == {}
+
+
+def test_zero_report_panels_say_which_day_they_count(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    """The zero-report gauges count the zero-report day in force (not the calendar day), and
+    the missed counter counts a day once its cut-off has passed: each panel says so."""
+    found = 0
+    for dashboard in dashboards.values():
+        for panel in panels(dashboard):
+            exprs = " ".join(t.get("expr", "") for t in panel.get("targets", []))
+            description = " ".join(panel.get("description", "").split())
+            if re.search(r"yingji_reporting_zero_reports_(filed|missing)_today", exprs):
+                found += 1
+                assert "zero-report day in force" in description, panel["title"]
+                assert "yesterday from 08:00" in description, panel["title"]
+                assert "今日" not in panel["title"] and "today" not in description.split(".")[0]
+            elif "yingji_reporting_zero_reports_missed_total" in exprs:
+                found += 1
+                assert "cut-off" in description, panel["title"]
+    assert found >= 5
+
+
+# Legends that Grafana reads as data: a heatmap's bucket bound.
+DATA_LEGENDS = {"{{le}}"}
+HAN = re.compile(r"[\u4e00-\u9fff]")
+ASCII_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def shown_texts(dashboard: dict[str, Any]) -> list[str]:
+    """What a reader sees as words: dashboard, link, variable, row and panel titles, legends
+    and value-mapping texts."""
+    texts = [dashboard["title"]]
+    texts += [link["title"] for link in dashboard.get("links", []) if link.get("title")]
+    texts += [v["label"] for v in dashboard.get("templating", {}).get("list", []) if "label" in v]
+    for panel in panels(dashboard):
+        texts.append(panel["title"])
+        texts += [
+            t["legendFormat"]
+            for t in panel.get("targets", [])
+            if t.get("legendFormat") and t["legendFormat"] not in DATA_LEGENDS
+        ]
+        defaults = panel.get("fieldConfig", {}).get("defaults", {})
+        if defaults.get("custom", {}).get("axisLabel"):
+            texts.append(defaults["custom"]["axisLabel"])
+        for mapping in defaults.get("mappings", []):
+            texts += [o["text"] for o in mapping.get("options", {}).values() if "text" in o]
+    return texts
+
+
+def test_dashboards_speak_simplified_chinese(dashboards: dict[str, dict[str, Any]]) -> None:
+    """Titles, legends, labels in simplified Chinese; every panel explains itself in English
+    in its description (Grafana shows it on the panel's ⓘ)."""
+    for name, dashboard in dashboards.items():
+        for text in shown_texts(dashboard):
+            assert HAN.search(text), f"{name}: no Chinese in «{text}»"
+            assert traditional(text) == [], f"{name}: {traditional(text)}"
+        for panel in panels(dashboard):
+            if panel["type"] == "row":
+                continue
+            description = panel.get("description", "")
+            assert ASCII_WORD.search(description), f"{name}: «{panel['title']}» has no English"
+            assert traditional(description) == [], f"{name}: {traditional(description)}"
+
+
+def test_series_colours_follow_the_renamed_legends(dashboards: dict[str, dict[str, Any]]) -> None:
+    """An override by name or pattern still matches a legend: colours did not fall off."""
+    for name, dashboard in dashboards.items():
+        for panel in panels(dashboard):
+            legends = [t.get("legendFormat", "") for t in panel.get("targets", [])]
+            for override in panel.get("fieldConfig", {}).get("overrides", []):
+                matcher = override["matcher"]
+                if matcher["id"] == "byName":
+                    pattern = re.escape(matcher["options"])
+                elif matcher["id"] == "byRegexp":
+                    pattern = matcher["options"]
+                else:
+                    continue
+                # A legend's {{label}} stands for a value: try each grade/level digit.
+                samples = [
+                    re.sub(r"\{\{\w+\}\}", digit, legend) for legend in legends for digit in "1234"
+                ]
+                assert any(re.match(pattern, sample) for sample in samples), (
+                    f"{name}: «{panel['title']}» override {matcher['options']} matches no legend"
+                )

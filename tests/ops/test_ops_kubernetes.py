@@ -331,9 +331,28 @@ def test_operator_examples_render_and_are_structurally_valid() -> None:
     assert mongo["spec"]["members"] % 2 == 1
     dbs = {r["db"] for u in mongo["spec"]["users"] for r in u["roles"] if r["name"] == "readWrite"}
     assert dbs == {f"yingji_{s}" for s in (*SERVICES, "platform")}
-    # The documented `mongodump --oplog` reads local.oplog.rs, which only `backup` allows.
-    (user,) = mongo["spec"]["users"]
-    assert {"name": "backup", "db": "admin"} in user["roles"]
+    # Each user its own password Secret and only its roles: the services read and write their
+    # databases; the backup job's `mongodump --oplog` reads local.oplog.rs (the `backup` role).
+    users = {u["name"]: u for u in mongo["spec"]["users"]}
+    assert set(users) == {"root", "yingji", "yingji-backup"}
+    assert len({u["passwordSecretRef"]["name"] for u in users.values()}) == 3
+    assert users["root"]["roles"] == [{"name": "root", "db": "admin"}]
+    assert users["yingji-backup"]["roles"] == [{"name": "backup", "db": "admin"}]
+    app_roles = {r["name"] for r in users["yingji"]["roles"]}
+    assert app_roles == {"readWrite", "clusterMonitor"}
+    (cron,) = by_kind(docs, "CronJob").values()
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (dump,) = pod["containers"]
+    assert "mongodump" in " ".join(dump["command"]) and "--oplog" in " ".join(dump["command"])
+    (uri,) = dump["env"]
+    # The operator's connection-string Secret of the backup user: <resource>-<db>-<user>.
+    ref = uri["valueFrom"]["secretKeyRef"]
+    assert ref == {
+        "name": f"{mongo['metadata']['name']}-admin-yingji-backup",
+        "key": "connectionString.standard",
+    }
+    (volume,) = pod["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] in by_kind(docs, "PersistentVolumeClaim")
     # Same topology as the compose broker.
     definitions = __import__("json").loads((DEPLOY / "rabbitmq/definitions.json").read_text())
     policy = next(d for d in docs if d["kind"] == "Policy")["spec"]
@@ -516,3 +535,148 @@ def test_pods_share_a_cursor_secret_and_trust_only_the_ingress_network(
     trusted = settings["YINGJI_FORWARDED_ALLOW_IPS"]
     assert "*" not in trusted
     assert Settings(forwarded_allow_ips=trusted)
+
+
+# ----------------------------------------------------------------- TLS and network policies
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_ingress_serves_tls_from_a_secret_and_redirects_http(
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
+    (ingress,) = by_kind(rendered[tree], "Ingress").values()
+    (tls,) = ingress["spec"]["tls"]
+    template = load_yaml(K8S / "base" / "tls-secret.template.yaml")
+    validate_builtin([template])
+    assert template["type"] == "kubernetes.io/tls"
+    assert set(template["stringData"]) == {"tls.crt", "tls.key"}
+    assert tls["secretName"] == template["metadata"]["name"]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    assert annotations["nginx.ingress.kubernetes.io/permanent-redirect-code"] in ("301", "308")
+
+
+def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    if selector is None:
+        return True
+    assert set(selector) <= {"matchLabels"}, "only matchLabels is evaluated here"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def _peer_matches(peer: dict[str, Any], pod: Pod, own_namespace: str) -> bool:
+    assert "ipBlock" not in peer
+    if "namespaceSelector" in peer:
+        namespace_ok = _matches(
+            peer["namespaceSelector"], {"kubernetes.io/metadata.name": pod.namespace}
+        )
+    else:
+        namespace_ok = pod.namespace == own_namespace
+    return namespace_ok and _matches(peer.get("podSelector"), pod.labels)
+
+
+def _port_matches(ports: list[dict[str, Any]] | None, port: int, names: dict[str, int]) -> bool:
+    if not ports:
+        return True
+    return any(names.get(str(p["port"]), p["port"]) == port for p in ports)
+
+
+class Pod:
+    """A pod as the policies see it: namespace, labels and named ports."""
+
+    def __init__(self, namespace: str, labels: dict[str, str], ports: dict[str, int]) -> None:
+        self.namespace, self.labels, self.ports = namespace, labels, ports
+
+
+def allowed(policies: list[dict[str, Any]], source: Pod, target: Pod, port: int) -> bool:
+    """Whether the NetworkPolicies let ``source`` open ``port`` on ``target`` (both the
+    source's egress and the target's ingress, as a CNI enforces them)."""
+
+    def side(pod: Pod, kind: str, rules_key: str, peer_key: str, other: Pod) -> bool:
+        selecting = [
+            p
+            for p in policies
+            if p["metadata"]["namespace"] == pod.namespace
+            and _matches(p["spec"]["podSelector"], pod.labels)
+            and kind in p["spec"]["policyTypes"]
+        ]
+        if not selecting:
+            return True
+        for policy in selecting:
+            for rule in policy["spec"].get(rules_key, []):
+                peers_ok = (
+                    any(
+                        _peer_matches(peer, other, pod.namespace) for peer in rule.get(peer_key, [])
+                    )
+                    or peer_key not in rule
+                )
+                if peers_ok and _port_matches(rule.get("ports"), port, target.ports):
+                    return True
+        return False
+
+    return side(source, "Egress", "egress", "to", target) and side(
+        target, "Ingress", "ingress", "from", source
+    )
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_network_policies_deny_by_default_and_allow_what_the_platform_needs(
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
+    docs = rendered[tree]
+    policies = list(by_kind(docs, "NetworkPolicy").values())
+    (namespace,) = by_kind(docs, "Namespace")
+    http = {"http": 8000}
+    pods = {
+        name: Pod(
+            namespace,
+            dep["spec"]["template"]["metadata"]["labels"],
+            http,
+        )
+        for name, dep in by_kind(docs, "Deployment").items()
+    }
+    controller = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, {})
+    prometheus = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"}, {})
+    stranger = Pod("default", {"app": "curl"}, {})
+    same_namespace_stranger = Pod(namespace, {"app": "curl"}, {})
+    rabbitmq = Pod("yingji", {"app.kubernetes.io/name": "yingji-rabbitmq"}, {})
+    mongodb = Pod("yingji", {"app": "yingji-mongodb-svc"}, {})
+    dns = Pod("kube-system", {"k8s-app": "kube-dns"}, {})
+    outside = Pod("internet", {}, {})
+    for name, pod in pods.items():
+        assert allowed(policies, controller, pod, 8000), f"ingress → {name}"
+        assert allowed(policies, prometheus, pod, 8000), f"Prometheus scrapes {name}"
+        assert not allowed(policies, stranger, pod, 8000), f"another namespace → {name}"
+        assert not allowed(policies, same_namespace_stranger, pod, 8000), name
+        assert not allowed(policies, controller, pod, 9000), "only the http port"
+        assert allowed(policies, pod, rabbitmq, 5672), f"{name} → RabbitMQ"
+        assert allowed(policies, pod, mongodb, 27017), f"{name} → MongoDB"
+        assert allowed(policies, pod, dns, 53), f"{name} → DNS"
+        assert not allowed(policies, pod, rabbitmq, 15672), "no management UI"
+        assert not allowed(policies, pod, outside, 443), f"{name} → the outside"
+        for other, target in pods.items():
+            if other != name:
+                # Services talk through the bus; only reporting reads the others' API documents.
+                assert allowed(policies, pod, target, 8000) == (name == "reporting"), (
+                    f"{name} → {other}"
+                )
+    (deny,) = [p for p in policies if p["metadata"]["name"] == "yingji-default-deny"]
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    # The default deny catches Yingji's pods only, never the broker's or the database's.
+    assert allowed(policies, stranger, Pod(namespace, {"app": "other"}, {}), 80)
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_the_docs_pod_merges_every_other_service(
+    rendered: dict[str, list[dict[str, Any]]], tree: str
+) -> None:
+    from libs.common.openapi_merge import peer_urls
+
+    deployments = by_kind(rendered[tree], "Deployment")
+    services = by_kind(rendered[tree], "Service")
+    (container,) = deployments["reporting"]["spec"]["template"]["spec"]["containers"]
+    (peers,) = [e["value"] for e in container["env"] if e["name"] == "YINGJI_OPENAPI_PEERS"]
+    others = [name for name in SERVICES if name != "reporting"]
+    assert peer_urls(peers) == [
+        f"http://{name}:{services[name]['spec']['ports'][0]['port']}" for name in others
+    ]

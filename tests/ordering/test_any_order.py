@@ -17,9 +17,10 @@ from typing import Any
 
 from libs.common.clock import ManualClock, as_utc
 from libs.common.events import EventEnvelope, make_event
-from services.dispatch.store import DispatchStore
-from services.reporting.store import Store as ReportingStore
-from services.warning.store import WarningStore
+from services.dispatch.repository import DispatchRepository
+from services.dispatch.service import open_repository as dispatch_repository
+from services.reporting.service import open_repository as reporting_repository
+from services.warning.service import open_repository as warning_repository
 from tests.ordering.conftest import Delivery
 from tests.support.bodies import incident_body
 from tests.support.stack import TOWNSHIP_A
@@ -122,28 +123,28 @@ def _active_level(plan: dict[str, Any] | None) -> int | None:
     return int(plan["level"]) if plan and plan.get("status") == "active" else None
 
 
-def _stranded_standby(dispatch: DispatchStore, plan_id: str) -> int:
+def _stranded_standby(dispatch: DispatchRepository, plan_id: str) -> int:
     """Teams left on standby for a plan that is not active (how many teams an active plan holds
     depends on what earlier scenarios left available, so it is not compared)."""
     if _active_level(dispatch.plan(plan_id)) is not None:
         return 0
-    return int(dispatch.teams.count_documents({"standby_plan_id": plan_id, "status": "standby"}))
+    return len(dispatch.standby_teams_of(plan_id))
 
 
 def _incident_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     incident_id = ids["incident"]
-    reporting = ReportingStore(delivery.stack.ctx("reporting"))
-    dispatch = DispatchStore(delivery.stack.ctx("dispatch"))
-    warning = WarningStore(delivery.stack.ctx("warning").db)
-    seen = reporting.incident(incident_id) or {}
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    dispatch = dispatch_repository(delivery.stack.ctx("dispatch"))
+    warning = warning_repository(delivery.stack.ctx("warning"))
+    seen = reporting.incident_view(incident_id) or {}
     open_deadlines = sorted(
         (d["kind"], as_utc(d["due_at"]).isoformat(), d["grade"])
         for d in reporting.open_deadlines(incident_id)
     )
-    local = dispatch.incidents.find_one({"_id": incident_id}) or {}
+    local = dispatch.incident_view(incident_id) or {}
     plan_id = f"incident-{incident_id}"
-    view = warning.incidents.find_one({"_id": incident_id}) or {}
-    pending = warning.suggestions.find({"incident_id": incident_id, "status": "pending"})
+    view = warning.incident(incident_id) or {}
+    pending = warning.pending_suggestions(incident_id)
     return {
         "reporting": {
             "status": seen.get("status"),
@@ -151,13 +152,13 @@ def _incident_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
             "merged_into": seen.get("merged_into") and "primary",
             "closed_at": seen.get("closed_at"),
             "open_deadlines": open_deadlines,
-            "plan_active_level": _active_level(reporting.plans.find_one({"_id": plan_id})),
-            "timeline": reporting.timeline.count_documents(
-                {"incident_ids": incident_id, "source": "intake"}
+            "plan_active_level": _active_level(reporting.plan_view(plan_id)),
+            "timeline": sum(
+                1
+                for entry in reporting.timeline_page(incident_id, 200, None)[0]
+                if entry["source"] == "intake"
             ),
-            "parked": delivery.stack.ctx("reporting")
-            .db["parked_events"]
-            .count_documents({"incident_id": incident_id}),
+            "parked": len(reporting.parked_events_of(incident_id)),
         },
         "dispatch": {
             key: local.get(key)
@@ -224,8 +225,8 @@ def _plan_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]
 
 
 def _plan_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
-    reporting = ReportingStore(delivery.stack.ctx("reporting"))
-    plan = reporting.plans.find_one({"_id": f"incident-{ids['incident']}"}) or {}
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    plan = reporting.plan_view(f"incident-{ids['incident']}") or {}
     return {
         key: plan.get(key)
         for key in ("status", "level", "activated_at", "ended_at", "trigger_kind", "township_codes")
@@ -277,10 +278,10 @@ def _warning_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelo
 
 def _warning_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     warning_id = ids["warning"]
-    reporting = ReportingStore(delivery.stack.ctx("reporting"))
-    dispatch = DispatchStore(delivery.stack.ctx("dispatch"))
-    seen = reporting.warnings.find_one({"_id": warning_id}) or {}
-    local = delivery.stack.ctx("dispatch").db["warning_views"].find_one({"_id": warning_id}) or {}
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    dispatch = dispatch_repository(delivery.stack.ctx("dispatch"))
+    seen = reporting.warning_view(warning_id) or {}
+    local = dispatch.warning_view(warning_id) or {}
     plan_id = f"warning-{warning_id}"
     return {
         "reporting": {k: seen.get(k) for k in ("status", "version", "level", "issued_at")},
@@ -318,8 +319,8 @@ def _order_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope
 
 
 def _order_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
-    reporting = ReportingStore(delivery.stack.ctx("reporting"))
-    order = reporting.dispatches.find_one({"_id": ids["order"]}) or {}
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    order = reporting.dispatch_view(ids["order"]) or {}
     return {k: order.get(k) for k in ("status", "team_ids", "ordered_at", "resources")}
 
 

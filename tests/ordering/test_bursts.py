@@ -10,7 +10,7 @@ from datetime import timedelta
 from libs.common.bus import Publisher
 from libs.common.clock import ManualClock
 from libs.common.events import make_event
-from services.reporting.store import Store as ReportingStore
+from services.reporting.service import open_repository as reporting_repository
 from tests.ordering.conftest import Delivery
 from tests.reporting.support import report_body
 from tests.support.bodies import incident_body
@@ -48,9 +48,9 @@ def test_close_and_merge_right_after_a_burst_of_reports_are_applied(delivery: De
     assert response.status_code == 200, response.text
     delivery.settle()
 
-    reporting = ReportingStore(stack.ctx("reporting"))
-    assert (reporting.incident(closed) or {}).get("status") == "closed"
-    assert (reporting.incident(duplicate) or {}).get("status") == "merged"
+    reporting = reporting_repository(stack.ctx("reporting"))
+    assert (reporting.incident_view(closed) or {}).get("status") == "closed"
+    assert (reporting.incident_view(duplicate) or {}).get("status") == "merged"
     open_kinds = {d["kind"] for d in reporting.open_deadlines(closed)}
     assert open_kinds <= {"final"}, "the closed incident's follow-up clocks keep running"
     assert reporting.open_deadlines(duplicate) == []
@@ -95,9 +95,9 @@ def test_plans_ended_before_they_were_seen_to_start_stay_ended(delivery: Deliver
         publisher.close()
     delivery.settle()
 
-    reporting = ReportingStore(stack.ctx("reporting"))
+    reporting = reporting_repository(stack.ctx("reporting"))
     for plan_id in plans:
-        plan = reporting.plans.find_one({"_id": plan_id}) or {}
+        plan = reporting.plan_view(plan_id) or {}
         assert (plan.get("status"), plan.get("level")) == ("ended", 2), plan
         assert plan.get("activated_at") is not None
     assert delivery.dead_letters() == dead_before, "an event was dead-lettered"

@@ -66,7 +66,7 @@ def test_keys_are_created_shown_once_stored_hashed_and_revocable(echo: Stack) ->
     assert created.status_code == 201
     body = created.json()
     key = body["key"]
-    record = echo.runtime.keys.collection.find_one({"_id": body["id"]})
+    record = echo.runtime.keys.repo.key_by_id(body["id"])
     assert key not in str(record)
     assert record["hash"] != key
     me = echo.client.get("/v1/me", headers={"Authorization": f"Bearer {key}"})

@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from libs.common.auth import BOOTSTRAP_KEY_ID, KeyStore
 from libs.common.clock import ManualClock
+from libs.common.keys.mongo import MongoKeyRepository
 
 pytestmark = pytest.mark.unit
 
@@ -40,7 +41,8 @@ class _RacingCollection:
 def test_a_key_inserted_by_another_service_meanwhile_is_updated_not_a_crash(tmp_path: Path) -> None:
     real = mongomock.MongoClient().db.api_keys
     other = {"_id": BOOTSTRAP_KEY_ID, "name": "bootstrap admin", "role": "admin", "hash": "old"}
-    keys = KeyStore(_RacingCollection(real, other), ManualClock(datetime(2026, 12, 1, tzinfo=UTC)))
+    racing = MongoKeyRepository(_RacingCollection(real, other))
+    keys = KeyStore(racing, ManualClock(datetime(2026, 12, 1, tzinfo=UTC)))
 
     assert keys.bootstrap("configured-admin-key-000000000000", tmp_path) is None
 

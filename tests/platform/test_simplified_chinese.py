@@ -16,35 +16,22 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
-from opencc import OpenCC
 
 from services.reporting.handlers import summarise
 from tests.console.support import warning_body
 from tests.reporting.support import report_body
 from tests.support.bodies import INCIDENT, incident_body, zero_report_body
+from tests.support.script import traditional
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-TO_SIMPLIFIED = OpenCC("t2s")
 # Routes that stream or that are not JSON answers about the county's data.
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Whoever may read a route: platform routes need the admin, county data a leader or operator.
 READERS = ("leader", "operator", "admin")
 SKIPPED = {"/v1/stream", "/metrics", "/healthz", "/readyz"}
-
-
-def traditional(text: str) -> list[str]:
-    """Each traditional-only character of ``text`` with a little context."""
-    converted = TO_SIMPLIFIED.convert(text)
-    if len(converted) != len(text):  # a phrase changed length: compare character by character
-        converted = "".join(TO_SIMPLIFIED.convert(ch) for ch in text)
-    return [
-        f"{original}→{simple} in «{text[max(0, i - 12) : i + 12]}»"
-        for i, (original, simple) in enumerate(zip(text, converted, strict=True))
-        if original != simple
-    ]
 
 
 def test_the_detector_finds_traditional_and_passes_simplified() -> None:

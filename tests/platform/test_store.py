@@ -131,3 +131,36 @@ def test_mongodb_urls_select_pymongo_with_a_database_per_service() -> None:
         assert intake.client is warning.client
     finally:
         factory.close()
+
+
+def test_sqlite_mode_hands_out_a_read_only_reader_and_never_loads_litemongo(tmp_path: Path) -> None:
+    """A process whose services all have repositories (intake here; all four once they move)
+    keeps keys and data in SQLite files and never imports the previous engine."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from libs.common.app import Runtime
+        from libs.common.settings import Settings
+        from libs.common.store import LegacyDatabase
+        from yingji.platform import load_specs
+
+        runtime = Runtime(Settings(data_dir=Path(sys.argv[1])), load_specs(["intake"]))
+        runtime.prepare()
+        assert isinstance(runtime.contexts["intake"].db, LegacyDatabase)
+        assert runtime.contexts["intake"].db.list_collection_names() == []
+        runtime.stop()
+        print("litemongo" in sys.modules)
+        """
+    )
+    data = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(data)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert (data / "yingji_platform.sqlite3").is_file() and not (data / "store").exists()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from libs.common.profiles import deadline_profile
-from services.reporting.service import SPEC
-from services.reporting.store import Store
+from services.reporting.repository.sqlite import SqliteReportingRepository
+from services.reporting.service import SPEC, open_repository
 from tests.reporting.support import (
     emit,
     events_of,
@@ -273,53 +273,43 @@ def test_township_keys_see_only_their_deadlines(rstack: Stack) -> None:
     assert bad.status_code == 422
 
 
-def _examined(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the documents the embedded engine checks against a filter."""
-    from litemongo._vendor.mongomock import collection as engine_collection
-
-    seen = [0]
-    original = engine_collection.filter_applies
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        seen[0] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(engine_collection, "filter_applies", counting)
-    return seen
-
-
-def test_a_scan_touches_only_what_is_due(rstack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = Store(rstack.ctx("reporting"))
+def test_a_scan_touches_only_what_is_due(rstack: Stack) -> None:
+    """10 000 met deadlines of history and 3 armed ones: the scan reads the 3, on its index."""
+    repo = open_repository(rstack.ctx("reporting"))
     now = rstack.clock.now()
-    history = [
-        {
-            "_id": f"old-{n}:followup",
-            "incident_id": f"old-{n}",
-            "township_code": TOWNSHIP_A,
-            "kind": "followup",
-            "grade": 4,
-            "due_at": now - timedelta(days=30, minutes=n),
-            "status": "met",
-            "late": False,
-            "escalation": 0,
-            "armed": None,
-            "next_check_at": None,
-            "met_at": now - timedelta(days=30),
-        }
-        for n in range(10_000)
-    ]
-    for chunk in range(0, len(history), 2_000):
-        store.deadlines.insert_many(history[chunk : chunk + 2_000])
+    for n in range(10_000):
+        repo.record_deadline_if_new(
+            {
+                "_id": f"old-{n}:followup",
+                "incident_id": f"old-{n}",
+                "township_code": TOWNSHIP_A,
+                "kind": "followup",
+                "grade": 4,
+                "due_at": now - timedelta(days=30, minutes=n),
+                "status": "met",
+                "late": False,
+                "escalation": 0,
+                "armed": None,
+                "next_check_at": None,
+                "met_at": now - timedelta(days=30),
+            }
+        )
     for _n in range(3):
         incident_reported(rstack, grade=4, settle=False)
     rstack.settle()
-    assert store.deadlines.count_documents({"armed": True}) == 3
     rstack.clock.advance(timedelta(days=2))
-    seen = _examined(monkeypatch)
-    due = store.due_for_check(rstack.clock.now())
+    due = repo.deadlines_due(rstack.clock.now())
     assert len(due) == 3
-    # Only the armed hot set is examined, not the 10 000 met deadlines.
-    assert seen[0] <= 3
+    # Only the armed hot set is examined, not the 10 000 met deadlines: a range on the index.
+    assert isinstance(repo, SqliteReportingRepository)
+    plan = repo.db.query(
+        "EXPLAIN QUERY PLAN SELECT doc FROM deadlines WHERE armed = 1 AND next_check_at <= ?"
+        " ORDER BY next_check_at, id LIMIT ?",
+        ("x", 200),
+    )
+    details = " ".join(row[-1] for row in plan)
+    assert "USING INDEX deadlines_scan (armed=? AND next_check_at<?)" in details, details
+    assert "TEMP B-TREE" not in details
 
 
 def test_deadlines_that_fell_due_during_a_downtime_are_raised_on_restart(rstack: Stack) -> None:

@@ -7,13 +7,14 @@ import uuid
 
 from libs.common.clock import ManualClock
 from libs.common.events import make_event
-from services.reporting.handlers import _dispatch_ordered, _dispatch_status
-from services.reporting.store import Store
+from services.reporting.service import open_repository
+from services.reporting.usecases.incoming import dispatch_ordered as _dispatch_ordered
+from services.reporting.usecases.incoming import dispatch_status as _dispatch_status
 from tests.support.stack import Stack
 
 
 def test_status_change_before_the_order_is_kept_and_filled_in(stack: Stack) -> None:
-    store = Store(stack.ctx("reporting"))
+    store = open_repository(stack.ctx("reporting"))
     clock = ManualClock(stack.clock.now())
     dispatch_id, incident_id = uuid.uuid4().hex, uuid.uuid4().hex
     ordered = make_event(
@@ -39,7 +40,7 @@ def test_status_change_before_the_order_is_kept_and_filled_in(stack: Stack) -> N
     assert _dispatch_status(store)(en_route) is False  # a redelivery changes nothing
     assert _dispatch_ordered(store)(ordered) is True
     assert _dispatch_ordered(store)(ordered) is False
-    doc = store.dispatches.find_one({"_id": dispatch_id})
+    doc = store.dispatch_view(dispatch_id)
     assert doc["status"] == "en_route"
     assert doc["team_ids"] == ["T01"]
     assert doc["ordered_at"] is not None

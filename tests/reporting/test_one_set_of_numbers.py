@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.reporting import zero
-from services.reporting.store import Store
+from services.reporting.service import use_cases
 from tests.reporting.support import local
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
@@ -89,7 +88,7 @@ def refresh_gauges(stack: Stack) -> None:
         for timer in spec.timers(stack.ctx(spec.name)):
             if "gauge" in timer.name:
                 timer.run()
-    zero.refresh_gauges(stack.ctx("reporting"), Store(stack.ctx("reporting")))
+    use_cases(stack.ctx("reporting")).refresh_zero_gauges()
 
 
 def gauges(stack: Stack) -> dict[str, float]:

@@ -43,7 +43,7 @@ def test_keys_are_stored_as_digests_and_compared_in_constant_time(
 ) -> None:
     with running_stack(tmp_path, specs=[SPEC]) as stack:
         key = stack.keys["operator"]
-        record = stack.runtime.keys.collection.find_one({"_id": auth.key_id_of(key)})
+        record = stack.runtime.keys.repo.key_by_id(auth.key_id_of(key))
         assert record["hash"] == auth.hash_key(key) and key not in str(record)
         compared: list[tuple[str, str]] = []
         real = auth.hmac.compare_digest

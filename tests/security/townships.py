@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from services.warning.service import service_for
+from services.warning.service import use_cases
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
@@ -206,7 +206,7 @@ def seed_shared_warning(stack: Stack, townships: dict[str, Township]) -> str:
     body = {**warning_body(stack, codes[0]), "headline": "两镇暴雨黄色预警", "areas": codes}
     warning = str(created(stack.call("POST", "/v1/warnings", who="department", json=body))["id"])
     stack.settle()
-    service_for(stack.ctx("warning")).run_deliveries()
+    use_cases(stack.ctx("warning")).run_deliveries()
     for township in townships.values():
         note = {"note": f"{township.code}已签收"}
         ack = stack.call("POST", f"/v1/warnings/{warning}/ack", who=township.key, json=note)
@@ -224,7 +224,7 @@ def seed_two_townships(stack: Stack) -> dict[str, Township]:
     }
     seed_a_third_township(stack)
     stack.settle()
-    service_for(stack.ctx("warning")).run_deliveries()
+    use_cases(stack.ctx("warning")).run_deliveries()
     for township in seeded.values():
         ack = stack.call("POST", f"/v1/warnings/{township.warning}/ack", who=township.key)
         assert ack.status_code == 200, ack.text

@@ -117,7 +117,7 @@ class DistributedStack:
     ) -> httpx.Response:
         """Send a request to the owning service."""
         headers = {"Authorization": f"Bearer {key or self.admin_key}"}
-        headers.update(kwargs.pop("headers", {}) or {})  # type: ignore[arg-type]
+        headers.update(kwargs.pop("headers", {}) or {})  # type: ignore[call-overload]
         return httpx.request(method, self.url_for(path), headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
 
     def wait_ready(self, names: Sequence[str] = SERVICES, timeout: float = 60) -> None:
@@ -139,6 +139,15 @@ def wait_process_ready(proc: ServiceProcess, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{proc.name} not ready:\n{proc.log.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def front_env(name: str, ports: dict[str, int]) -> dict[str, str]:
+    """As in compose: reporting, which serves the front's /docs and /openapi.json, merges the
+    other processes' documents (YINGJI_OPENAPI_PEERS)."""
+    if name != "reporting":
+        return {}
+    peers = [f"http://127.0.0.1:{ports[other]}" for other in SERVICES if other != name]
+    return {"YINGJI_OPENAPI_PEERS": ",".join(peers)}
 
 
 @contextmanager
@@ -172,9 +181,11 @@ def _stack_in(
     base_env.pop("YINGJI_MONGO_URL", None)
     if os.environ.get("YINGJI_TEST_MONGO_URL"):
         base_env["YINGJI_MONGO_URL"] = os.environ["YINGJI_TEST_MONGO_URL"]
+    ports = {name: free_port() for name in SERVICES}
     try:
         for name in SERVICES:
-            proc = ServiceProcess(name, free_port(), dict(base_env), tmp_path / f"{name}.log")
+            env = {**base_env, **front_env(name, ports), **(extra_env or {})}
+            proc = ServiceProcess(name, ports[name], env, tmp_path / f"{name}.log")
             stack.processes[name] = proc
             proc.start()
         stack.wait_ready()

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -57,6 +58,32 @@ def rabbitmq_script(name: str, *, own: bool) -> str:
     if found is None:
         raise AssertionError(f"{name} is not installed (scripts/ensure-rabbitmq installs it)")
     return found
+
+
+def run_cli(command: list[str], *, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+    """Run a RabbitMQ CLI command and fail loudly; its output. A timeout ends its process group.
+
+    rabbitmqctl is a script around an Erlang node: killing only the script leaves the node holding
+    one of the few distribution ports the CLI may use, and enough such leftovers make every later
+    rabbitmqctl call on the machine fail with ``nodistribution``.
+    """
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, command, out, err)
+    return out
 
 
 @dataclass
@@ -102,13 +129,7 @@ class Broker:
         """Run rabbitmqctl against this broker's node and fail loudly; its output."""
         node = ("-n", self.node) if self.node else ()
         command = [rabbitmq_script("rabbitmqctl", own=bool(self.env)), *node, *args]
-        env = {**os.environ, **self.env}
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-        if result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, command, result.stdout, result.stderr
-            )
-        return result.stdout
+        return run_cli(command, timeout=timeout, env={**os.environ, **self.env})
 
     def check_vhosts_manageable(self) -> None:
         """Fail clearly when rabbitmqctl could only reach some other broker than the URL's."""

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.support.rabbitmq import run_cli
+
 
 def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+    run_cli(["rabbitmqctl", *args])
 
 
 @contextmanager
@@ -25,5 +27,5 @@ def fresh_vhost(amqp_url: str) -> Iterator[str]:
         _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
         yield urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", parts.query, ""))
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        with contextlib.suppress(subprocess.SubprocessError):
             _rabbitmqctl("delete_vhost", vhost)

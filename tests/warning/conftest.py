@@ -19,9 +19,9 @@ from libs.common.county import County, load_county
 from libs.common.events import EventEnvelope, make_event, registered_event_types
 from libs.common.service import ServiceContext, ServiceSpec, subscribe
 from libs.common.settings import Settings
-from services.warning.core import WarningService
 from services.warning.rules import WarningRules, load_rules
-from services.warning.service import build_spec, service_for
+from services.warning.service import build_spec, use_cases
+from services.warning.usecases import WarningUseCases
 from tests.support.stack import DEFAULT_START, Stack, make_keys, reset_memory_bus
 
 TOWNSHIP_A = "349901001"  # 城关镇, key township_a
@@ -73,9 +73,9 @@ class WarningStack(Stack):
     probe: Probe
 
     @property
-    def service(self) -> WarningService:
-        """The running WarningService."""
-        return service_for(self.ctx("warning"))
+    def service(self) -> WarningUseCases:
+        """The running warning service's use cases."""
+        return use_cases(self.ctx("warning"))
 
     def now(self) -> datetime:
         """The manual clock's time."""
@@ -137,10 +137,12 @@ def warning_stack(
     county: County | None = None,
     rules: WarningRules | None = None,
     start: datetime = DEFAULT_START,
+    wake_on_issue: bool | None = None,
     **settings: Any,
 ) -> Iterator[WarningStack]:
     """All services in-process (the warning service with ``rules``), a probe, a manual clock;
-    ``settings`` override process settings."""
+    ``settings`` override process settings. An issued warning wakes the delivery worker when
+    ``wake_on_issue`` (by default only with a short worker interval)."""
     from yingji.platform import load_specs
 
     reset_memory_bus()
@@ -154,10 +156,15 @@ def warning_stack(
         **settings,
     )
     probe = Probe()
-    # A long worker interval: the tests call the delivery job themselves, deterministically.
+    # A long worker interval and no wake on issue: the tests call the delivery job
+    # themselves, deterministically (unless their rules ask for a short interval).
     chosen = rules or load_rules().with_changes(delivery={"worker_interval_seconds": 3600})
+    wake = (
+        chosen.delivery.worker_interval_seconds < 3600 if wake_on_issue is None else wake_on_issue
+    )
     specs: Sequence[ServiceSpec] = [
-        build_spec(chosen) if spec.name == "warning" else spec for spec in load_specs()
+        build_spec(chosen, wake_on_issue=wake) if spec.name == "warning" else spec
+        for spec in load_specs()
     ]
     runtime = Runtime(config, [*specs, probe.spec()], clock=clock, county=county or load_county())
     app = create_app(runtime)

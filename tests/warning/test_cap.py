@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from services.warning.domain import delivery_id, township_target
 from tests.warning.capschema import CAP_NS, CapSchema, assert_conforms, text_rules
 from tests.warning.conftest import TOWNSHIP_A, TOWNSHIP_B, WarningStack
 
@@ -160,10 +161,7 @@ def test_an_adjustment_states_its_new_level_and_colour_everywhere(wstack: Warnin
     assert headline == "【暴雨预警由三级（黄色）调整为一级（红色）预警】安河县暴雨红色预警"
     update = assert_conforms(cap(wstack, wid, 2))
     assert text(update, "cap:info/cap:headline") == headline
-    texts = {
-        row["version"]: row["message"]["text"]
-        for row in wstack.service.store.deliveries.find({"warning_id": wid})
-    }
+    texts = {number: delivered_text(wstack, wid, number) for number in (1, 2)}
     assert "调整为一级（红色）" in texts[2] and "安河县暴雨红色预警" in texts[2]
     assert texts[2] != texts[1]
     # A second adjustment replaces the marker, it does not stack a second one.
@@ -182,3 +180,11 @@ def test_sender_name_is_the_issuing_department(wstack: WarningStack) -> None:
     sender = "cap:info/cap:senderName"
     assert text(assert_conforms(cap(wstack, water)), sender) == "县水利局"
     assert text(assert_conforms(cap(wstack, office)), sender) == "安河县应急管理局"
+
+
+def delivered_text(wstack: WarningStack, wid: str, version: int) -> str:
+    """The SMS text of a version's delivery to township A over the demo county's channel."""
+    ident = delivery_id(wid, version, township_target(TOWNSHIP_A), "值班日志")
+    row = wstack.service.repo.delivery_by_id(ident)
+    assert row is not None
+    return str(row["message"]["text"])

@@ -175,13 +175,12 @@ def test_any_accepted_text_gives_conforming_cap_and_atom(wstack: WarningStack) -
 def test_stored_text_with_forbidden_characters_still_gives_xml(wstack: WarningStack) -> None:
     """Values stored before input was checked, or arriving from the bus, are replaced on output."""
     wid = wstack.issue().json()["id"]
-    doc = wstack.service.store.warning(wid)
+    doc = wstack.service.repo.warning_by_id(wid)
     assert doc is not None
     broken = "预警\x08标题\x01\ufffe"
     versions = [{**v, "headline": broken, "instruction": "\x0b撤离"} for v in doc["versions"]]
-    wstack.service.store.warnings.update_one(
-        {"_id": wid}, {"$set": {"headline": broken, "versions": versions}}
-    )
+    changes = {"headline": broken, "versions": versions}
+    assert wstack.service.repo.change_warning(wid, doc["rev"], changes, [], []) is not None
     for document in documents(wstack, wid, public=True):
         root = assert_conforms(document)
         assert root.findtext("cap:info/cap:headline", namespaces=NS) == "预警\ufffd标题\ufffd\ufffd"

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from prometheus_client import REGISTRY
 
+from services.warning.domain import delivery_id, township_target
 from tests.warning.capschema import CAP_NS, assert_conforms
 from tests.warning.conftest import (
     TOWNSHIP_A,
@@ -341,7 +342,8 @@ def test_first_delivery_and_ack_latency_are_measured(wstack: WarningStack) -> No
 
 def test_the_cap_in_a_message_is_parseable(wstack: WarningStack) -> None:
     wid = wstack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
-    row = wstack.service.store.deliveries.find_one({"warning_id": wid})
+    ident = delivery_id(wid, 1, township_target(TOWNSHIP_A), "值班日志")
+    row = wstack.service.repo.delivery_by_id(ident)
     assert row is not None
     message = row["message"]
     document = message["cap"]
@@ -367,3 +369,17 @@ def test_the_delivery_timer_runs_on_its_own(make_stack: Callable[..., Any]) -> N
                 break
             time.sleep(0.1)
         assert states(view, "值班日志") == {TOWNSHIP_A: ("delivered", 1)}
+
+
+def test_an_issued_warning_wakes_the_delivery_worker(make_stack: Callable[..., Any]) -> None:
+    """The worker's interval is an hour: only the wake on issue can deliver within the test."""
+    with make_stack(wake_on_issue=True) as stack:
+        wid = stack.issue(level=4, areas=[TOWNSHIP_A]).json()["id"]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            view = deliveries(stack, wid)
+            if states(view, "值班日志") == {TOWNSHIP_A: ("delivered", 1)}:
+                break
+            time.sleep(0.05)
+        assert states(view, "值班日志") == {TOWNSHIP_A: ("delivered", 1)}
+        assert stack.service.rules.delivery.worker_interval_seconds == 3600

@@ -67,7 +67,8 @@ def test_rejection_needs_a_reason_and_ends_a_draft(wstack: WarningStack) -> None
     assert cap.status_code == 409
     wstack.settle()
     assert wstack.probe.of("warning_issued") == []
-    assert wstack.service.store.deliveries.count_documents({}) == 0
+    assert wstack.service.repo.pending_deliveries(wstack.now(), 100) == []
+    assert wstack.service.repo.count_pending_deliveries() == 0
 
 
 def test_invalid_input_names_fields_and_writes_nothing(wstack: WarningStack) -> None:

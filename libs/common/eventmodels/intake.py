@@ -26,6 +26,13 @@ class Signatory(EventPayload):
     phone: str
 
 
+class CallTaker(EventPayload):
+    """接听人: the duty officer who took a phoned-in report (the phone may be unknown)."""
+
+    name: str
+    phone: str | None = None
+
+
 @event_model("intake", "incident_reported")
 class IncidentReportedV1(EventPayload):
     """An incident was accepted at intake (首报)."""
@@ -58,6 +65,8 @@ class IncidentReportedV1(EventPayload):
     source: str | None = None
     reporter: Signatory | None = None
     approver: Signatory | None = None
+    # 接听人 of a phoned-in report (电话报告); optional, so version 1 still reads older events.
+    received_by: CallTaker | None = None
 
 
 @event_model("intake", "incident_regraded")

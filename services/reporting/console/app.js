@@ -1512,7 +1512,8 @@ function canDispatch() {
 }
 
 // 电话报告: a township phones the incident in and the duty officer enters it on its behalf.
-// The caller is the 报送人; who took the call goes into the source, which intake keeps as text.
+// The caller is the 报送人; who took the call is sent as received_by (接听人) and named in the
+// source text as well.
 function openPhoneForm() {
   const form = $("incident-form");
   form.reset();
@@ -1546,6 +1547,8 @@ async function submitPhoneForm(form) {
     reporter: { name: form.caller_name.value.trim(), phone: form.caller_phone.value.trim() },
     approver: { name: form.approver_name.value.trim(), phone: form.approver_phone.value.trim() },
     source: t("form.phone.source", { taker: form.taker.value.trim() }),
+    // Intake keeps who took the call as 接听人 beside the caller (the reporter).
+    received_by: { name: form.taker.value.trim() },
   };
   const trend = form.trend.value.trim();
   if (trend) body.trend = trend;

@@ -1,53 +1,75 @@
-"""The one adapter from the duty office to reporting's state (today: ``store.Store``); the lead
-re-points it when reporting moves to its repository. Thin on purpose: queries, no rules."""
+"""The one adapter from the duty office to reporting's state: reporting's use cases and its
+repository (``services/reporting/service.py`` hands both in). Thin on purpose: queries, no
+rules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Any
 
-from libs.common.service import ServiceContext
-from services.reporting import zero
-from services.reporting.store import Store
+from libs.common.clock import as_utc
+from services.reporting.repository import (
+    AuditFilter,
+    DeadlineFilter,
+    Page,
+    ReportingRepository,
+)
+from services.reporting.usecases import ReportingUseCases
 
-ACTIVE_DISPATCH = ["ordered", "en_route", "on_scene"]
-REAL = {"exercise": {"$ne": True}}
+PAGE = 200
+DEADLINE_FIELDS = ("incident_id", "kind", "township_code", "due_at")
+
+
+def _walk(read: Callable[[str | None], Page]) -> Iterator[dict[str, Any]]:
+    """Every row of a paged read, page after page."""
+    cursor: str | None = None
+    while True:
+        rows, cursor = read(cursor)
+        yield from rows
+        if cursor is None:
+            return
 
 
 class ReportingOpenWork:
-    """OpenWork over reporting's collections."""
+    """OpenWork over reporting's use cases and repository (real items only)."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
-        self.store = Store(ctx)
+    def __init__(self, reporting: ReportingUseCases, repo: ReportingRepository) -> None:
+        self.reporting = reporting
+        self.repo = repo
 
     def open_incidents(self) -> list[dict[str, Any]]:
         """Open real incidents, most severe first."""
-        rows = self.store.incidents.find({"status": "open", **REAL}, sort=[("grade", 1)])
+        rows = self.repo.open_incidents_reported_before(self.reporting.ctx.clock.now())
         return [
             {k: r.get(k) for k in ("title", "township_code", "grade", "reported_at")}
             | {"incident_id": r["_id"]}
             for r in rows
         ]
 
-    def _deadlines(self, selector: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = self.store.deadlines.find({**selector, **REAL}, sort=[("due_at", 1)])
-        return [
-            {k: r.get(k) for k in ("incident_id", "kind", "township_code", "due_at")} for r in rows
-        ]
+    def _deadlines(self, status: str) -> Iterator[dict[str, Any]]:
+        """Real deadlines of a status, by due time."""
+        selector = DeadlineFilter(status=status, exercise=False)
+        for row in _walk(lambda cursor: self.repo.deadlines_page(selector, PAGE, cursor)):
+            yield {k: row.get(k) for k in DEADLINE_FIELDS}
 
     def overdue_deadlines(self) -> list[dict[str, Any]]:
         """Real deadlines past due and not met."""
-        return self._deadlines({"status": "overdue"})
+        return list(self._deadlines("overdue"))
 
     def deadlines_due_before(self, moment: datetime) -> list[dict[str, Any]]:
-        """Real pending deadlines due by ``moment``."""
-        return self._deadlines({"status": "pending", "due_at": {"$lte": moment}})
+        """Real pending deadlines due by ``moment`` (the walk is by due time: stop past it)."""
+        due: list[dict[str, Any]] = []
+        for row in self._deadlines("pending"):
+            if as_utc(row["due_at"]) > as_utc(moment):
+                break
+            due.append(row)
+        return due
 
     def _timeline(self, event_type: str, since: datetime) -> list[dict[str, Any]]:
-        rows = self.store.timeline.find(
-            {"event_type": event_type, "occurred_at": {"$gte": since}}, sort=[("occurred_at", 1)]
-        )
+        """Real timeline entries of one event type since ``since``, in arrival order."""
+        selector = AuditFilter(event_type=event_type, occurred_from=since)
+        rows = _walk(lambda cursor: self.repo.audit_page(selector, PAGE, cursor))
         return [dict(r) for r in rows if not (r.get("payload") or {}).get("exercise")]
 
     def pending_approvals(self, since: datetime) -> list[dict[str, Any]]:
@@ -70,8 +92,8 @@ class ReportingOpenWork:
         ]
 
     def active_plans(self) -> list[dict[str, Any]]:
-        """Plans whose view says active."""
-        rows = self.store.plans.find({"status": "active", **REAL})
+        """Real plans in force now."""
+        rows = self.repo.plans_active_at(self.reporting.ctx.clock.now())
         return [
             {k: r.get(k) for k in ("level", "incident_id", "township_codes")}
             | {"plan_id": r["_id"]}
@@ -79,17 +101,16 @@ class ReportingOpenWork:
         ]
 
     def active_dispatches(self) -> list[dict[str, Any]]:
-        """Dispatches ordered, en route or on scene."""
-        rows = self.store.dispatches.find({"status": {"$in": ACTIVE_DISPATCH}, **REAL})
+        """Real dispatches ordered, en route or on scene."""
         return [
             {k: r.get(k) for k in ("incident_id", "status", "township_code")}
             | {"dispatch_id": r["_id"]}
-            for r in rows
+            for r in self.repo.dispatches_under_way()
         ]
 
     def zero_report_status(self, day: date) -> dict[str, Any]:
         """Filed and missing townships of ``day`` (reporting's own view of it)."""
-        status = zero.status(self.ctx, self.store, day)
+        status = self.reporting.zero_status(day)
         return {
             "date": day.isoformat(),
             "past_cutoff": status["past_cutoff"],

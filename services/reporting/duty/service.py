@@ -1,9 +1,10 @@
 """How the duty office is assembled inside the reporting service: its repository, use cases,
-routes, subscriptions, timers and outbox (reporting's service.py registers these)."""
+routes, subscriptions, timers and outbox. Reporting's service.py registers these and hands in
+the open work (the adapter over reporting's state), so nothing here imports reporting's code."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter
@@ -15,7 +16,7 @@ from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
 from services.reporting.duty import api, handlers, metrics
 from services.reporting.duty.config import DutySettings
-from services.reporting.duty.open_work import ReportingOpenWork
+from services.reporting.duty.ports import OpenWork
 from services.reporting.duty.repository import DutyRepository
 from services.reporting.duty.repository.mongo import MongoDutyRepository
 from services.reporting.duty.repository.sqlite import SqliteDutyRepository
@@ -43,14 +44,15 @@ def open_repository(ctx: ServiceContext) -> DutyRepository:
     return repo
 
 
-def use_cases(ctx: ServiceContext) -> DutyUseCases:
-    """The duty office of this context (one instance for routes, handlers and timers)."""
+def use_cases(ctx: ServiceContext, open_work: Callable[[], OpenWork]) -> DutyUseCases:
+    """The duty office of this context (one instance for routes, handlers and timers);
+    ``open_work`` builds reporting's adapter the first time."""
     duty: DutyUseCases | None = ctx.resources.get(USE_CASES)
     if duty is None:
         settings = DutySettings()
         duty = DutyUseCases(
             repo=open_repository(ctx),
-            open_work=ReportingOpenWork(ctx),
+            open_work=open_work(),
             county=ctx.county,
             clock=ctx.clock,
             settings=settings,
@@ -63,31 +65,29 @@ def use_cases(ctx: ServiceContext) -> DutyUseCases:
     return duty
 
 
-def shift_codes(ctx: ServiceContext) -> list[str]:
+def shift_codes(duty: DutyUseCases) -> list[str]:
     """The county's shift codes (for the API contract)."""
-    return [p.code for p in use_cases(ctx).patterns]
+    return [p.code for p in duty.patterns]
 
 
-def setup(ctx: ServiceContext) -> None:
-    """Schema, settings checked at start, metrics at 0."""
-    use_cases(ctx)
+def setup(duty: DutyUseCases) -> None:
+    """Metrics at 0 (building ``duty`` created its schema and checked its settings)."""
     metrics.start_at_zero()
 
 
-def router(ctx: ServiceContext) -> APIRouter:
+def router(ctx: ServiceContext, duty: DutyUseCases) -> APIRouter:
     """The ``/v1/duty`` routes."""
-    return api.build_router(ctx, use_cases(ctx))
+    return api.build_router(ctx, duty)
 
 
-def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
+def subscriptions(duty: DutyUseCases) -> Sequence[Subscription]:
     """What may go up to the city."""
-    return handlers.subscriptions(use_cases(ctx))
+    return handlers.subscriptions(duty)
 
 
-def timers(ctx: ServiceContext) -> list[Timer]:
+def timers(ctx: ServiceContext, duty: DutyUseCases) -> list[Timer]:
     """Vacancies a day ahead, missed handovers, and delivery of due pushes."""
     every = ctx.settings.timer_interval_seconds
-    duty = use_cases(ctx)
     return [
         Timer("duty_vacancy_scan", every, duty.scan_vacancies),
         Timer("duty_handover_scan", every, duty.scan_missing_handovers),
@@ -98,17 +98,3 @@ def timers(ctx: ServiceContext) -> list[Timer]:
 def relay_sources(ctx: ServiceContext) -> list[Any]:
     """The duty office's outbox, relayed by reporting's relay."""
     return list(open_repository(ctx).relay_parts().sources)
-
-
-# The timeline's sentence of each duty event is written by the use case that raised it.
-TIMELINE_SUMMARIES = dict.fromkeys(
-    (
-        "upward_report_sent",
-        "upward_report_failed",
-        "upstream_request_received",
-        "duty_shift_unstaffed",
-        "duty_handover_missing",
-        "duty_handover_confirmed",
-    ),
-    "{summary}",
-)

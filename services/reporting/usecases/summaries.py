@@ -6,13 +6,12 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from libs.common.clock import as_utc
-from libs.common.idempotency import insert_once
-from libs.common.outbox import new_document
 from libs.common.service import ServiceContext
-from services.reporting import analysis, domain, events, metrics, zero
-from services.reporting.engine import profile
-from services.reporting.start import start_date
-from services.reporting.store import Store
+from services.reporting import analysis, domain, events, metrics
+from services.reporting.repository import ReportingRepository
+from services.reporting.usecases import zero
+from services.reporting.usecases.deadlines import profile
+from services.reporting.usecases.start import start_date
 
 DAILY_CURSOR = "daily_published"
 
@@ -67,11 +66,13 @@ def _deadline_row(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _incidents_of_period(store: Store, start: datetime, end: datetime) -> list[dict[str, Any]]:
+def _incidents_of_period(
+    repo: ReportingRepository, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
     """Real incidents first reported (首报) in [start, end), in order of occurrence: one that
     happened before midnight and was reported today is today's, and no incident counts in two
     periods."""
-    rows = store.between(store.incidents, "reported_at", start, end, {"exercise": False})
+    rows = repo.incidents_reported_between(start, end)
     return sorted(rows, key=lambda r: (as_utc(r["occurred_at"]), r["_id"]))
 
 
@@ -93,16 +94,16 @@ def _stock_row(row: dict[str, Any], ctx: ServiceContext) -> dict[str, Any]:
     }
 
 
-def _titled(rows: list[dict[str, Any]], store: Store) -> list[dict[str, Any]]:
+def _titled(rows: list[dict[str, Any]], repo: ReportingRepository) -> list[dict[str, Any]]:
     """Rows naming an incident get its title, so nothing upward shows an id."""
     for row in rows:
-        incident = store.incident(row.get("incident_id") or "") or {}
+        incident = repo.incident_view(row.get("incident_id") or "") or {}
         row["incident_title"] = incident.get("title") or "（事件标题未收到）"
     return rows
 
 
 def zero_compliance(
-    ctx: ServiceContext, store: Store, start_day: date, end_day: date
+    ctx: ServiceContext, repo: ReportingRepository, start_day: date, end_day: date
 ) -> dict[str, int]:
     """On-time, late and missing zero reports for the days in [start_day, end_day] whose
     cut-off has passed, from the county's start date on."""
@@ -110,12 +111,12 @@ def zero_compliance(
     now = as_utc(ctx.clock.now())
     counts = {"expected": 0, "on_time": 0, "late": 0, "missed": 0, "days": 0}
     # Days before the county's start owed nothing: no missed reports, no 0 % rates.
-    day = max(start_day, start_date(ctx, store))
+    day = max(start_day, start_date(ctx, repo))
     townships = {t.code for t in ctx.county.townships}
     while day <= end_day:
         if domain.zero_report_cutoff(day, prof) <= now:
             counts["days"] += 1
-            rows = store.zero_reports.find({"date": day.isoformat()})
+            rows = repo.zero_reports_of_day(day)
             filed = {r["township_code"]: r for r in rows if r["township_code"] in townships}
             counts["expected"] += len(townships)
             counts["late"] += sum(1 for r in filed.values() if r["late"])
@@ -125,15 +126,17 @@ def zero_compliance(
     return counts
 
 
-def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime) -> dict[str, Any]:
+def situation(
+    ctx: ServiceContext, repo: ReportingRepository, start: datetime, end: datetime
+) -> dict[str, Any]:
     """The 会商研判 pack for [start, end): drills (exercise) are left out of the statistics."""
     start, end = as_utc(start), as_utc(end)
     names = _names(ctx)
     prof = profile(ctx)
     tz = domain.zone(prof)
     length = end - start
-    incidents = [_latest_figures(r) for r in _incidents_of_period(store, start, end)]
-    previous = _incidents_of_period(store, start - length, start)
+    incidents = [_latest_figures(r) for r in _incidents_of_period(repo, start, end)]
+    previous = _incidents_of_period(repo, start - length, start)
     active_warnings = [
         {
             "warning_id": w["_id"],
@@ -146,17 +149,12 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
             "area_names": [names.get(a, a) for a in w.get("areas") or []],
             "issued_at": w.get("issued_at"),
         }
-        for w in store.warnings.find({"issued_at": {"$lt": end}}, sort=[("issued_at", 1)])
-        if not w.get("exercise") and (w.get("ended_at") is None or as_utc(w["ended_at"]) > end)
+        for w in repo.warnings_active_at(end)
     ]
     # Red (level 1) first, then by time of issue.
     active_warnings.sort(key=lambda w: (int(w["level"]), as_utc(w["issued_at"])))
-    dispatches = [
-        row
-        for row in store.between(store.dispatches, "ordered_at", start, end)
-        if not row.get("exercise")
-    ]
-    stock = [_stock_row(row, ctx) for row in store.between(store.stock_alerts, "at", start, end)]
+    dispatches = repo.dispatches_ordered_between(start, end)
+    stock = [_stock_row(row, ctx) for row in repo.stock_alerts_between(start, end)]
     plans = [
         {
             "plan_id": p["_id"],
@@ -165,8 +163,7 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
             "incident_id": p.get("incident_id"),
             "warning_id": p.get("warning_id"),
         }
-        for p in store.plans.find({"activated_at": {"$lt": end}})
-        if not p.get("exercise") and (p.get("ended_at") is None or as_utc(p["ended_at"]) > end)
+        for p in repo.plans_active_at(end)
     ]
     late_initial = [
         {
@@ -177,9 +174,7 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
             "township_name": names.get(row["township_code"], row["township_code"]),
             "filed_at": row["reported_at"],
         }
-        for row in store.between(
-            store.incidents, "reported_at", start, end, {"late": True, "exercise": False}
-        )
+        for row in repo.incidents_reported_between(start, end, late_only=True)
     ]
     late_met = [
         {
@@ -191,16 +186,9 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
             "filed_at": row["met_at"],
             "due_at": row["due_at"],
         }
-        for row in store.between(
-            store.deadlines, "met_at", start, end, {"late": True, "status": "met"}
-        )
-        if row["kind"] != "initial" and not row.get("exercise")
+        for row in repo.late_deadlines_met_between(start, end)
     ]
-    overdue = [
-        _deadline_row(row, names)
-        for row in store.deadlines.find({"status": "overdue"}, sort=[("due_at", 1)])
-        if as_utc(row["due_at"]) < end and not row.get("exercise")
-    ]
+    overdue = [_deadline_row(row, names) for row in repo.overdue_deadlines_due_before(end)]
     first_day = domain.local_date(start, tz)
     last_day = domain.local_date(end - timedelta(seconds=1), tz)
     inputs = analysis.PackInputs(
@@ -210,9 +198,9 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
         dispatches=dispatches,
         stock_alerts=stock,
         active_plans=plans,
-        late_reports=_titled(late_initial + late_met, store),
-        overdue_deadlines=_titled(overdue, store),
-        zero_reports=zero_compliance(ctx, store, first_day, last_day),
+        late_reports=_titled(late_initial + late_met, repo),
+        overdue_deadlines=_titled(overdue, repo),
+        zero_reports=zero_compliance(ctx, repo, first_day, last_day),
         township_names=names,
         tz=tz,
     )
@@ -227,7 +215,7 @@ def situation(ctx: ServiceContext, store: Store, start: datetime, end: datetime)
     return pack
 
 
-def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
+def daily(ctx: ServiceContext, repo: ReportingRepository, day: date) -> dict[str, Any]:
     """The daily situation report (日报, before 17:00 per 篇9) for a local day, up to now."""
     prof = profile(ctx)
     tz = domain.zone(prof)
@@ -235,52 +223,46 @@ def daily(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
     now = as_utc(ctx.clock.now())
     as_of = min(end, max(now, start))
     names = _names(ctx)
-    pack = situation(ctx, store, start, end)
+    pack = situation(ctx, repo, start, end)
     pack["kind"] = "daily"
     pack["date"] = day.isoformat()
     pack["as_of"] = as_of
     pack["report_cutoff"] = domain.at_local(day, prof.daily_report_cutoff, tz)
     # Before 17:00 the day's figures may still change: the report is marked 暂定.
     pack["provisional"] = now < pack["report_cutoff"]
-    pack["issue_number"] = domain.issue_number(day, start_date(ctx, store))
+    pack["issue_number"] = domain.issue_number(day, start_date(ctx, repo))
     pack["issue_year"] = day.year
-    open_rows = store.incidents.find(
-        {"status": "open", "exercise": False}, sort=[("grade", 1), ("reported_at", 1)]
-    )
-    pack["open_incidents"] = [
-        _incident_row(r, names) for r in open_rows if as_utc(r["reported_at"]) < end
-    ]
-    # Drills (演练) are left out of every count.
-    reports = store.between(store.reports, "filed_at", start, end)
-    filed = [row for row in reports if not row.get("exercise")]
-    initial = store.between(store.incidents, "reported_at", start, end, {"exercise": False})
+    open_rows = repo.open_incidents_reported_before(end)
+    pack["open_incidents"] = [_incident_row(r, names) for r in open_rows]
+    # Drills (演练) are left out of every count; the engine counts.
+    filed = repo.reports_filed_per_kind(start, end)
     pack["reports_filed"] = {
-        "initial": len(initial),
-        "followup": sum(1 for r in filed if r["kind"] == "followup"),
-        "final": sum(1 for r in filed if r["kind"] == "final"),
+        "initial": len(pack["incident_list"]),
+        "followup": filed.get("followup", 0),
+        "final": filed.get("final", 0),
     }
     due_today = day - timedelta(days=1)
     pack["zero_reports_due_today"] = {
         "date": due_today.isoformat(),
-        **zero_compliance(ctx, store, due_today, due_today),
+        **zero_compliance(ctx, repo, due_today, due_today),
     }
     # 「无事件」 refused during the day for a day with incidents: possible concealment (疑似瞒报).
     pack["concealment"] = [
-        zero.contradiction_view(store, row, names)
-        for row in store.between(store.zero_conflicts, "attempted_at", start, end)
+        zero.contradiction_view(repo, row, names)
+        for row in repo.contradictions_attempted_between(start, end)
     ]
     return pack
 
 
 def publish_daily(
-    ctx: ServiceContext, store: Store, day: date, published_by: str
+    ctx: ServiceContext, repo: ReportingRepository, day: date, published_by: str
 ) -> tuple[dict[str, Any], bool]:
     """Freeze and publish the daily summary of ``day`` once (``summary_published``)."""
     ident = f"daily:{day.isoformat()}"
-    existing = store.summaries.find_one({"_id": ident})
+    existing = repo.summary_by_id(ident)
     if existing is not None:
         return dict(existing), False
-    content = daily(ctx, store, day)
+    content = daily(ctx, repo, day)
     start, end = content["period"]["from"], content["period"]["to"]
     event = events.summary_published(ctx.clock, ident, "daily", start, content["as_of"])
     doc = {
@@ -293,8 +275,8 @@ def publish_daily(
         "published_by": published_by,
         "content": _storable(content),
     }
-    if not insert_once(store.summaries, new_document(doc, [event])):
-        return dict(store.summaries.find_one({"_id": ident}) or doc), False
+    if not repo.record_summary_once(doc, [event]):
+        return dict(repo.summary_by_id(ident) or doc), False
     metrics.SUMMARIES_PUBLISHED.labels(metrics.SERVICE, "daily").inc()
     ctx.wake_relay()
     return doc, True
@@ -309,7 +291,7 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def publish_due_daily(ctx: ServiceContext, store: Store) -> bool:
+def publish_due_daily(ctx: ServiceContext, repo: ReportingRepository) -> bool:
     """Timer: publish every daily summary whose cut-off (17:00) has come and that is not yet
     published, from the county's start date on: days that fell due while the service was down
     are published when it runs again (each once, in date order)."""
@@ -320,17 +302,15 @@ def publish_due_daily(ctx: ServiceContext, store: Store) -> bool:
     last = today if now >= domain.at_local(today, prof.daily_report_cutoff, tz) else None
     if last is None:
         last = today - timedelta(days=1)
-    day = start_date(ctx, store)
-    state = store.get_state(DAILY_CURSOR)
+    day = start_date(ctx, repo)
+    state = repo.state(DAILY_CURSOR)
     if state is not None:
         day = max(day, date.fromisoformat(state["published_through"]) + timedelta(days=1))
     created = False
     while day <= last:
-        _, fresh = publish_daily(ctx, store, day, "timer")
+        _, fresh = publish_daily(ctx, repo, day, "timer")
         created = created or fresh
-        store.state.update_one(
-            {"_id": DAILY_CURSOR}, {"$set": {"published_through": day.isoformat()}}, upsert=True
-        )
+        repo.advance_cursor(DAILY_CURSOR, "published_through", day.isoformat())
         day += timedelta(days=1)
     return created
 
@@ -362,13 +342,13 @@ def publication_at(month: str, ctx: ServiceContext) -> datetime:
     )
 
 
-def compute_scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, Any]:
+def compute_scores(ctx: ServiceContext, repo: ReportingRepository, month: str) -> dict[str, Any]:
     """Every township's score for a month under scoring.yaml."""
     config = analysis.scoring_config()
     prof = profile(ctx)
     first, last, start, end = month_bounds(month, ctx)
     # Days before the county's start owed nothing: they neither count nor set the quota.
-    first = max(first, start_date(ctx, store))
+    first = max(first, start_date(ctx, repo))
     start = max(start, domain.at_local(first, time(0), domain.zone(prof)))
     now = as_utc(ctx.clock.now())
     horizon = min(now, end)
@@ -376,26 +356,23 @@ def compute_scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, A
         t.code: analysis.TownshipTally(township_code=t.code, name=t.name)
         for t in ctx.county.townships
     }
-    for row in store.between(store.deadlines, "due_at", start, horizon):
-        tally = tallies.get(row["township_code"])
-        if tally is None or row["status"] == "cancelled" or row.get("exercise"):
+    # Counted by the engine; drills (exercise) train the chain and count towards no score.
+    for code, counted in repo.deadline_tallies(start, horizon).items():
+        tally = tallies.get(code)
+        if tally is None:
             continue
-        tally.deadlines_due += 1
-        if row["status"] == "met":
-            if row.get("late"):
-                tally.deadlines_late += 1
-            else:
-                tally.deadlines_on_time += 1
-        if row["kind"] != "initial":
-            tally.completeness_due += 1
-            tally.completeness_met += row["status"] == "met"
-    # Drills (exercise) train the chain; they do not count towards a township's score.
-    for row in store.between(store.incidents, "reported_at", start, horizon, {"exercise": False}):
-        if row["township_code"] in tallies:
-            tallies[row["township_code"]].reports_filed += 1
-    for row in store.between(store.reports, "filed_at", start, horizon):
-        if row["township_code"] in tallies and not row.get("exercise"):
-            tallies[row["township_code"]].reports_filed += 1
+        tally.deadlines_due += counted.due
+        tally.deadlines_late += counted.met_late
+        tally.deadlines_on_time += counted.met_on_time
+        tally.completeness_due += counted.later_due
+        tally.completeness_met += counted.later_met
+    for counts in (
+        repo.incidents_reported_per_township(start, horizon),
+        repo.reports_filed_per_township(start, horizon),
+    ):
+        for code, count in counts.items():
+            if code in tallies:
+                tallies[code].reports_filed += count
     day = first
     days_closed = 0
     while day <= last:
@@ -404,9 +381,7 @@ def compute_scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, A
             for tally in tallies.values():
                 tally.zero_days += 1
         day += timedelta(days=1)
-    zero_rows = store.zero_reports.find(
-        {"date": {"$gte": first.isoformat(), "$lte": last.isoformat()}}
-    )
+    zero_rows = repo.zero_reports_between(first, last)
     for row in zero_rows:
         tally = tallies.get(row["township_code"])
         if tally is None or row.get("exercise"):
@@ -441,15 +416,15 @@ def compute_scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, A
     }
 
 
-def scores(ctx: ServiceContext, store: Store, month: str) -> dict[str, Any]:
+def scores(ctx: ServiceContext, repo: ReportingRepository, month: str) -> dict[str, Any]:
     """Published scores are frozen at publication; before that they are computed live."""
-    frozen = store.summaries.find_one({"_id": f"scores:{month}"})
+    frozen = repo.summary_by_id(f"scores:{month}")
     if frozen is not None:
         return dict(frozen["content"])
-    return compute_scores(ctx, store, month)
+    return compute_scores(ctx, repo, month)
 
 
-def publish_due_scores(ctx: ServiceContext, store: Store) -> bool:
+def publish_due_scores(ctx: ServiceContext, repo: ReportingRepository) -> bool:
     """Timer: on the publication day, freeze the previous month's scores and announce them."""
     tz = domain.zone(profile(ctx))
     today = domain.local_date(ctx.clock.now(), tz)
@@ -457,9 +432,9 @@ def publish_due_scores(ctx: ServiceContext, store: Store) -> bool:
     if as_utc(ctx.clock.now()) < publication_at(previous, ctx):
         return False
     ident = f"scores:{previous}"
-    if store.summaries.find_one({"_id": ident}) is not None:
+    if repo.summary_by_id(ident) is not None:
         return False
-    content = compute_scores(ctx, store, previous)
+    content = compute_scores(ctx, repo, previous)
     _, _, start, end = month_bounds(previous, ctx)
     event = events.summary_published(ctx.clock, ident, "monthly_scores", start, end)
     doc = {
@@ -472,7 +447,7 @@ def publish_due_scores(ctx: ServiceContext, store: Store) -> bool:
         "published_by": "timer",
         "content": _storable(content),
     }
-    if insert_once(store.summaries, new_document(doc, [event])):
+    if repo.record_summary_once(doc, [event]):
         metrics.SUMMARIES_PUBLISHED.labels(metrics.SERVICE, "monthly_scores").inc()
         ctx.wake_relay()
         return True

@@ -5,23 +5,20 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from libs.common.clock import as_utc
 from libs.common.errors import ApiError
-from libs.common.idempotency import fingerprint, insert_once
-from libs.common.outbox import new_document
+from libs.common.idempotency import fingerprint
 from libs.common.service import ServiceContext
 from services.reporting import domain, events, metrics
-from services.reporting.engine import profile
-from services.reporting.start import start_date
-from services.reporting.store import Store
+from services.reporting.repository import ReportingRepository
+from services.reporting.usecases.deadlines import profile
+from services.reporting.usecases.start import start_date
 
 CURSOR = "zero_scan"
 
 
 def file(
-    ctx: ServiceContext, store: Store, body: dict[str, Any], filed_by: str
+    ctx: ServiceContext, repo: ReportingRepository, body: dict[str, Any], filed_by: str
 ) -> tuple[dict[str, Any], bool]:
     """File a township's zero report for a day; the same body again returns the original.
 
@@ -35,10 +32,10 @@ def file(
     now = ctx.clock.now()
     day = date.fromisoformat(body["date"])
     code = body["township_code"]
-    _check(ctx, store, body, day)
-    reported = [] if exercise else incidents_reported_on(ctx, store, code, day)
+    _check(ctx, repo, body, day)
+    reported = [] if exercise else incidents_reported_on(ctx, repo, code, day)
     if body["nothing_to_report"] and reported:
-        record_contradiction(ctx, store, body, reported, filed_by)
+        record_contradiction(ctx, repo, body, reported, filed_by)
         raise ApiError(
             409,
             "zero_report_contradicts_incidents",
@@ -76,36 +73,33 @@ def file(
         "hash": digest,
         "exercise": exercise,
     }
-    collection = store.exercise_zero_reports if exercise else store.zero_reports
-    try:
-        collection.insert_one(new_document(doc, [events.zero_report_filed(ctx.clock, doc)]))
-    except DuplicateKeyError:
-        existing = collection.find_one({"_id": ident})
-        if existing is None or existing.get("hash") != digest:
+    repod, created = repo.record_zero_report(doc, [events.zero_report_filed(ctx.clock, doc)])
+    if not created:
+        if repod.get("hash") != digest:
             raise ApiError(
                 409,
                 "zero_report_exists",
                 f"{code} already filed a different zero report for {day.isoformat()}",
                 fields=[{"path": "date", "reason": "already filed with another content"}],
-            ) from None
-        return dict(existing), False
+            )
+        return repod, False
     drill = metrics.exercise_label(exercise)
     metrics.REPORTS_FILED.labels(metrics.SERVICE, "zero", code, drill).inc()
     if doc["late"] and not exercise:
         metrics.REPORTS_LATE.labels(metrics.SERVICE, "zero").inc()
-    refresh_gauges(ctx, store)
+    refresh_gauges(ctx, repo)
     ctx.wake_relay()
     return doc, True
 
 
-def _check(ctx: ServiceContext, store: Store, body: dict[str, Any], day: date) -> None:
+def _check(ctx: ServiceContext, repo: ReportingRepository, body: dict[str, Any], day: date) -> None:
     """422 for a zero report that cannot be filed as it stands, naming every bad field."""
     exercise = bool(body.get("exercise"))
     today = domain.local_date(ctx.clock.now(), domain.zone(profile(ctx)))
     errors = domain.zero_report_errors(
         body["nothing_to_report"], body.get("incident_ids") or [], day, today
     )
-    first = start_date(ctx, store)
+    first = start_date(ctx, repo)
     # A drill's zero report never counts, so it may rehearse any day; a real one owes nothing
     # before the start.
     if day < first and not exercise:
@@ -117,7 +111,7 @@ def _check(ctx: ServiceContext, store: Store, body: dict[str, Any], day: date) -
         )
     code = body["township_code"]
     for index, incident_id in enumerate(body.get("incident_ids") or []):
-        incident = store.incident(incident_id)
+        incident = repo.incident_view(incident_id)
         if incident is None:
             errors.append(
                 {"path": f"incident_ids.{index}", "reason": "not an incident reporting knows of"}
@@ -138,21 +132,20 @@ def _check(ctx: ServiceContext, store: Store, body: dict[str, Any], day: date) -
         raise ApiError(422, "invalid_zero_report", "the zero report is not valid", fields=errors)
 
 
-def incidents_reported_on(ctx: ServiceContext, store: Store, code: str, day: date) -> list[str]:
+def incidents_reported_on(
+    ctx: ServiceContext, repo: ReportingRepository, code: str, day: date
+) -> list[str]:
     """Real (not exercise) incidents of a township that occurred or were reported on a local day."""
     begin, end = domain.day_bounds(day, domain.zone(profile(ctx)))
     found: set[str] = set()
     for field in ("reported_at", "occurred_at"):
-        for row in store.between(
-            store.incidents, field, begin, end, {"township_code": code, "exercise": False}
-        ):
-            found.add(row["_id"])
+        found.update(repo.township_incidents_between(code, field, begin, end))
     return sorted(found)
 
 
 def record_contradiction(
     ctx: ServiceContext,
-    store: Store,
+    repo: ReportingRepository,
     body: dict[str, Any],
     reported: list[str],
     attempted_by: str,
@@ -169,9 +162,7 @@ def record_contradiction(
     }
     doc["_id"] = f"{body['township_code']}:{body['date']}:{fingerprint(doc)[:16]}"
     doc["attempted_at"] = ctx.clock.now()
-    created = insert_once(
-        store.zero_conflicts, new_document(doc, [events.zero_report_contradicted(ctx.clock, doc)])
-    )
+    created = repo.record_contradiction(doc, [events.zero_report_contradicted(ctx.clock, doc)])
     if created:
         metrics.ZERO_REPORTS_CONTRADICTED.labels(metrics.SERVICE).inc()
         ctx.wake_relay()
@@ -181,26 +172,31 @@ def record_contradiction(
 CONCEALMENT_LABEL = "疑似瞒报：当日已报送事件，却报「无事件」"
 
 
-def contradictions(store: Store, day: date, names: dict[str, str]) -> list[dict[str, Any]]:
+def contradictions(
+    repo: ReportingRepository, day: date, names: dict[str, str]
+) -> list[dict[str, Any]]:
     """Refused 「无事件」 attempts for a day with incidents (疑似瞒报), oldest first."""
-    rows = store.zero_conflicts.find({"date": day.isoformat()}, sort=[("attempted_at", 1)])
-    return [contradiction_view(store, row, names) for row in rows]
+    rows = repo.contradictions_of_days(day, day)
+    return [contradiction_view(repo, row, names) for row in rows]
 
 
 def contradictions_between(
-    store: Store, first: date, last: date, names: dict[str, str], township_code: str | None
+    repo: ReportingRepository,
+    first: date,
+    last: date,
+    names: dict[str, str],
+    township_code: str | None,
 ) -> list[dict[str, Any]]:
     """Refused 「无事件」 attempts for the days first..last (疑似瞒报), the latest attempt first.
 
     Only real zero reports are checked against incidents, so no drill (演练) is ever listed."""
-    selector: dict[str, Any] = {"date": {"$gte": first.isoformat(), "$lte": last.isoformat()}}
-    if township_code:
-        selector["township_code"] = township_code
-    rows = store.zero_conflicts.find(selector, sort=[("attempted_at", -1)])
-    return [contradiction_view(store, row, names) for row in rows]
+    rows = repo.contradictions_of_days(first, last, township_code, newest_first=True)
+    return [contradiction_view(repo, row, names) for row in rows]
 
 
-def contradiction_view(store: Store, row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+def contradiction_view(
+    repo: ReportingRepository, row: dict[str, Any], names: dict[str, str]
+) -> dict[str, Any]:
     """One refused attempt with the incidents that contradict it (title, grade, reported at)."""
     return {
         "id": row["_id"],
@@ -208,7 +204,7 @@ def contradiction_view(store: Store, row: dict[str, Any], names: dict[str, str])
         "name": names.get(row["township_code"]),
         "date": row["date"],
         "incident_ids": row["incident_ids"],
-        "incidents": [_incident_brief(store, iid) for iid in row["incident_ids"]],
+        "incidents": [_incident_brief(repo, iid) for iid in row["incident_ids"]],
         "attempted_at": row["attempted_at"],
         "attempted_by": row["attempted_by"],
         "reporter": row.get("reporter"),
@@ -217,8 +213,8 @@ def contradiction_view(store: Store, row: dict[str, Any], names: dict[str, str])
     }
 
 
-def _incident_brief(store: Store, incident_id: str) -> dict[str, Any]:
-    incident = store.incident(incident_id) or {}
+def _incident_brief(repo: ReportingRepository, incident_id: str) -> dict[str, Any]:
+    incident = repo.incident_view(incident_id) or {}
     return {
         "id": incident_id,
         "title": incident.get("title"),
@@ -228,16 +224,14 @@ def _incident_brief(store: Store, incident_id: str) -> dict[str, Any]:
     }
 
 
-def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
+def status(ctx: ServiceContext, repo: ReportingRepository, day: date) -> dict[str, Any]:
     """Filed, missing and late townships for one day."""
     prof = profile(ctx)
-    filed = {
-        row["township_code"]: row for row in store.zero_reports.find({"date": day.isoformat()})
-    }
-    missed = {row["township_code"] for row in store.zero_missed.find({"date": day.isoformat()})}
+    filed = {row["township_code"]: row for row in repo.zero_reports_of_day(day)}
+    missed = {row["township_code"] for row in repo.missed_zero_reports_of_day(day)}
     cutoff = domain.zero_report_cutoff(day, prof)
     past_cutoff = as_utc(ctx.clock.now()) > cutoff
-    before_start = day < start_date(ctx, store)
+    before_start = day < start_date(ctx, repo)
     names = {t.code: t.name for t in ctx.county.townships}
     result: dict[str, Any] = {
         "date": day.isoformat(),
@@ -250,11 +244,9 @@ def status(ctx: ServiceContext, store: Store, day: date) -> dict[str, Any]:
         # Drill (演练) zero reports of the day: shown apart, never counted as a filing.
         "exercise_filed": [
             view_of(row, _name(ctx, row["township_code"]))
-            for row in store.exercise_zero_reports.find(
-                {"date": day.isoformat()}, sort=[("township_code", 1)]
-            )
+            for row in repo.zero_reports_of_day(day, exercise=True)
         ],
-        "contradictions": contradictions(store, day, names),
+        "contradictions": contradictions(repo, day, names),
     }
     for township in ctx.county.townships:
         row = filed.get(township.code)
@@ -300,31 +292,26 @@ def view_of(row: dict[str, Any], name: str | None = None) -> dict[str, Any]:
     }
 
 
-def init_cursor(ctx: ServiceContext, store: Store) -> None:
+def init_cursor(ctx: ServiceContext, repo: ReportingRepository) -> None:
     """On first start, days whose cut-off already passed are history, not alerts."""
     last = domain.last_closed_zero_date(ctx.clock.now(), profile(ctx))
-    insert_once(store.state, {"_id": CURSOR, "checked_through": last.isoformat()})
+    repo.record_state_if_new(CURSOR, {"checked_through": last.isoformat()})
 
 
-def scan_missed(ctx: ServiceContext, store: Store) -> int:
+def scan_missed(ctx: ServiceContext, repo: ReportingRepository) -> int:
     """Raise ``zero_report_missed`` once per township and day whose cut-off has passed."""
     prof = profile(ctx)
     last = domain.last_closed_zero_date(ctx.clock.now(), prof)
-    state = store.get_state(CURSOR)
+    state = repo.state(CURSOR)
     if state is None:
-        init_cursor(ctx, store)
+        init_cursor(ctx, repo)
         return 0
     day = max(
-        date.fromisoformat(state["checked_through"]) + timedelta(days=1), start_date(ctx, store)
+        date.fromisoformat(state["checked_through"]) + timedelta(days=1), start_date(ctx, repo)
     )
     raised = 0
     while day <= last:
-        filed = {
-            row["township_code"]
-            for row in store.zero_reports.find(
-                {"date": day.isoformat()}, projection={"township_code": 1}
-            )
-        }
+        filed = {row["township_code"] for row in repo.zero_reports_of_day(day)}
         for township in ctx.county.townships:
             if township.code in filed:
                 continue
@@ -335,24 +322,21 @@ def scan_missed(ctx: ServiceContext, store: Store) -> int:
                 "date": day.isoformat(),
                 "raised_at": ctx.clock.now(),
             }
-            if insert_once(store.zero_missed, new_document(doc, [event])):
+            if repo.record_missed_zero_report(doc, [event]):
                 raised += 1
                 metrics.ZERO_REPORTS_MISSED.labels(metrics.SERVICE, township.code).inc()
-        store.state.update_one(
-            {"_id": CURSOR, "checked_through": {"$lt": day.isoformat()}},
-            {"$set": {"checked_through": day.isoformat()}},
-        )
+        repo.advance_cursor(CURSOR, "checked_through", day.isoformat())
         day += timedelta(days=1)
     if raised:
         ctx.wake_relay()
-    refresh_gauges(ctx, store)
+    refresh_gauges(ctx, repo)
     return raised
 
 
-def refresh_gauges(ctx: ServiceContext, store: Store) -> None:
+def refresh_gauges(ctx: ServiceContext, repo: ReportingRepository) -> None:
     """Filed / missing counts of the latest day whose cut-off has passed: the day the console's
     zero-report tile shows, counted as ``status`` counts it (days before the start owe none)."""
     day = domain.last_closed_zero_date(ctx.clock.now(), profile(ctx))
-    current = status(ctx, store, day)
+    current = status(ctx, repo, day)
     metrics.ZERO_REPORTS_FILED_TODAY.labels(metrics.SERVICE).set(len(current["filed"]))
     metrics.ZERO_REPORTS_MISSING_TODAY.labels(metrics.SERVICE).set(len(current["missing"]))

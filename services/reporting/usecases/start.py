@@ -4,27 +4,26 @@ from __future__ import annotations
 
 from datetime import date
 
-from libs.common.idempotency import insert_once
 from libs.common.service import ServiceContext
 from services.reporting import domain
-from services.reporting.engine import profile
-from services.reporting.store import Store
+from services.reporting.repository import ReportingRepository
+from services.reporting.usecases.deadlines import profile
 
 FIRST_START = "first_start"
 
 
-def record_first_start(ctx: ServiceContext, store: Store) -> None:
+def record_first_start(ctx: ServiceContext, repo: ReportingRepository) -> None:
     """Remember the local day the service first started; later starts keep the first one."""
     today = domain.local_date(ctx.clock.now(), domain.zone(profile(ctx)))
-    insert_once(store.state, {"_id": FIRST_START, "date": today.isoformat()})
+    repo.record_state_if_new(FIRST_START, {"date": today.isoformat()})
 
 
-def start_date(ctx: ServiceContext, store: Store) -> date:
+def start_date(ctx: ServiceContext, repo: ReportingRepository) -> date:
     """The county file's ``start_date`` when set, else the day of the first start."""
     if ctx.county.start_date is not None:
         return ctx.county.start_date
-    state = store.get_state(FIRST_START)
+    state = repo.state(FIRST_START)
     if state is None:
-        record_first_start(ctx, store)
-        state = store.get_state(FIRST_START) or {}
+        record_first_start(ctx, repo)
+        state = repo.state(FIRST_START) or {}
     return date.fromisoformat(str(state["date"]))

@@ -6,7 +6,7 @@ from typing import Any
 
 from libs.common.service import ServiceContext
 from services.reporting import domain
-from services.reporting.store import Store
+from services.reporting.repository import ReportingRepository
 
 
 def _initial_item(incident: dict[str, Any]) -> dict[str, Any]:
@@ -26,6 +26,9 @@ def _initial_item(incident: dict[str, Any]) -> dict[str, Any]:
         "needs": first.get("needs"),
         "reporter": first.get("reporter"),
         "approver": first.get("approver"),
+        # 电话报告: the duty officer who took the call (接听人); None when the township filed it.
+        "received_by": first.get("received_by"),
+        "source": first.get("source"),
         "changes": [],
         "late": incident.get("late", False),
     }
@@ -52,13 +55,16 @@ def _report_item(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def report_chain(
-    ctx: ServiceContext, store: Store, incident: dict[str, Any], report_id: str | None = None
+    ctx: ServiceContext,
+    repo: ReportingRepository,
+    incident: dict[str, Any],
+    report_id: str | None = None,
 ) -> dict[str, Any] | None:
     """The incident and its chain (首报, 续报第N次, 终报), or only ``report_id``'s report (None
     when the incident has no such report)."""
     first = incident.get("initial_report") or {}
     names = {t.code: t.name for t in ctx.county.townships}
-    items = [_initial_item(incident)] + [_report_item(r) for r in store.chain(incident["_id"])]
+    items = [_initial_item(incident)] + [_report_item(r) for r in repo.chain_of(incident["_id"])]
     if report_id is not None:
         items = [i for i in items if i["id"] == report_id]
         if not items:

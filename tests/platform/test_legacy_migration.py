@@ -1,0 +1,132 @@
+"""A data directory written by the previous embedded engine (litemongo, every service on it, as
+of commit 9d32bef) comes out identical over the API: on first start, and after
+``yingji migrate-store``.
+
+The fixture under tests/fixtures/legacy-data/ was written through the API by that code
+(generate.py says how); answers.json holds what the old code answered to every GET that matters
+(incidents incl. a merged and a closed one, warnings incl. an approved and acknowledged one, the
+dispatch orders, teams and stock after changes, a plan, the report chain with a follow-up and a
+final report, zero reports, deadlines, timeline, audit, daily summary, scores, API keys).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import tarfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy-data"
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("legacy_generate", FIXTURE / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATE = _generator()
+META = json.loads((FIXTURE / "keys.json").read_text())
+RECORDED = json.loads((FIXTURE / "answers.json").read_text())
+
+
+def legacy_copy(tmp_path: Path) -> Path:
+    """A fresh copy of the fixture's data directory."""
+    with tarfile.open(FIXTURE / "data.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    return tmp_path / "data"
+
+
+def differences(data_dir: Path) -> list[str]:
+    """Start the current code on ``data_dir``; every recorded answer that comes out different."""
+    found = []
+    at = datetime.fromisoformat(META["clock"])
+    with GENERATE.started_on(data_dir, at) as (_, client):
+        for old in RECORDED:
+            new = GENERATE.answer(client, META["keys"], old["who"], old["path"], old["params"])
+            new = _as_recorded(new, old)
+            if new != old:
+                found.append(f"{old['who']} GET {old['path']} {old['params']}: {_diff(old, new)}")
+    return found
+
+
+def _as_recorded(new: Any, old: Any) -> Any:
+    """``new`` without the optional fields the API gained after the recording, where they are
+    empty (null) for the old data; any other difference stays visible."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {
+            key: _as_recorded(value, old.get(key))
+            for key, value in new.items()
+            if key in old or value is not None
+        }
+    if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
+        return [_as_recorded(a, b) for a, b in zip(new, old, strict=True)]
+    return new
+
+
+def _diff(old: Any, new: Any, where: str = "") -> str:
+    """The first place two answers part."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key, "<missing>") != new.get(key, "<missing>"):
+                return _diff(old.get(key, "<missing>"), new.get(key, "<missing>"), f"{where}.{key}")
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for index, (a, b) in enumerate(zip(old, new, strict=True)):
+            if a != b:
+                return _diff(a, b, f"{where}[{index}]")
+    return f"at {where or '.'}: was {str(old)[:300]!r}, now {str(new)[:300]!r}"
+
+
+def test_the_fixture_records_every_part_of_the_platform() -> None:
+    paths = {answer["path"] for answer in RECORDED}
+    for part in ("/v1/incidents", "/v1/warnings", "/v1/dispatches", "/v1/reports", "/v1/plans"):
+        assert part in paths
+    assert all(answer["status"] == 200 for answer in RECORDED)
+    incidents = next(a for a in RECORDED if a["path"] == "/v1/incidents")["body"]["items"]
+    assert {"merged", "closed"} <= {i["status"] for i in incidents}
+
+
+def test_old_data_comes_out_identical_on_first_start(tmp_path: Path) -> None:
+    assert differences(legacy_copy(tmp_path)) == []
+
+
+def test_migrate_store_then_start_comes_out_identical(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from yingji.cli import main
+
+    data = legacy_copy(tmp_path)
+    main(["migrate-store", "--data-dir", str(data)])
+    first = capsys.readouterr().out
+    assert "intake: 4" in first and "keys: " in first
+    main(["migrate-store", "--data-dir", str(data)])
+    again = capsys.readouterr().out
+    assert "intake: 0" in again and "keys: 0" in again
+    assert differences(data) == []
+
+
+def test_the_reader_sees_what_the_previous_engine_sees(tmp_path: Path) -> None:
+    """TRANSITIONAL (delete with litemongo): the sqlite3/BSON reader against litemongo itself,
+    every collection of every database of the fixture, documents and their stored order."""
+    from libs.common.store import EmbeddedEngine, LegacyDatabase
+
+    data = legacy_copy(tmp_path)
+    engine = EmbeddedEngine(data / "store")
+    try:
+        for directory in sorted((data / "store").iterdir()):
+            reader = LegacyDatabase(directory, directory.name)
+            live = engine.database(directory.name)
+            names = reader.list_collection_names()
+            assert names == sorted(live.list_collection_names())
+            for name in names:
+                assert list(reader[name].documents(batch=3)) == live[name].find({}), name
+    finally:
+        engine.close()
