@@ -72,6 +72,7 @@ DEADLINE_KIND_LABELS = {
     "followup": "续报",
     "escalation": "升级续报",
     "final": "终报",
+    "upstream_request": "上级要求",
 }
 TIME_BANDS = ((0, 6), (6, 12), (12, 18), (18, 24))
 # Warning hazards (预警类别) by their Chinese names, as the warning service's rules.yaml has them.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.reporting.service import SPEC
-from tests.duty.support import TOKEN, FakeCityServer
+from tests.duty.support import TOKEN, FakeCityServer, quiet_timers
 from tests.support.stack import Stack, running_stack
 
 
@@ -33,11 +33,11 @@ def upward_env(city: FakeCityServer, monkeypatch: pytest.MonkeyPatch) -> FakeCit
 def dstack(tmp_path: Path) -> Iterator[Stack]:
     """Reporting (with its duty office) alone; upward reporting off."""
     with running_stack(tmp_path, specs=[SPEC]) as running:
-        yield running
+        yield quiet_timers(running)
 
 
 @pytest.fixture
 def ustack(tmp_path: Path, upward_env: FakeCityServer) -> Iterator[Stack]:
     """Reporting with upward reporting to the fake city."""
     with running_stack(tmp_path, specs=[SPEC]) as running:
-        yield running
+        yield quiet_timers(running)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.stack import Stack
+
 TOKEN = "city-token-for-tests-0123456789abcdef"
 
 
@@ -93,3 +95,12 @@ class FakeCityServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def quiet_timers(stack: Stack) -> Stack:
+    """Stop the stack's own timer threads (after the pass in hand): their first pass runs at
+    start, whenever the thread is scheduled, and would race the test's explicit timer calls."""
+    for thread in stack.runtime.timer_threads.values():
+        thread.stop()
+        thread.join()
+    return stack

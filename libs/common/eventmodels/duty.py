@@ -77,7 +77,7 @@ class UpwardReportFailedV1(EventPayload):
 @event_model("reporting", "upstream_request_received")
 class UpstreamRequestReceivedV1(EventPayload):
     """The city sent a leader's instruction (批示) or asked for more (续报要求) on an incident:
-    the township owes an answer by ``due_at`` (reporting's deadline engine may take it up)."""
+    the township owes an answer by ``due_at`` (reporting's deadline engine makes it a deadline)."""
 
     request_id: str
     incident_id: str

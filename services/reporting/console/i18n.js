@@ -276,7 +276,7 @@ const zh = {
     on_scene: "到达现场", completed: "已完成", released: "已撤回", pending: "待报", overdue: "超时",
     met: "已报",
   },
-  kind: { initial: "首报", followup: "续报", escalation: "升级续报", final: "终报" },
+  kind: { initial: "首报", followup: "续报", escalation: "升级续报", final: "终报", upstream_request: "上级要求" },
   category: {
     flood: "洪涝", geological: "地质灾害", lightning: "雷击", forest_fire: "森林火灾",
     production_accident: "生产安全事故", traffic_accident: "交通事故", fire: "火灾",
@@ -587,7 +587,7 @@ const en = {
     on_scene: "On scene", completed: "Completed", released: "Released", pending: "Pending",
     overdue: "Overdue", met: "Met",
   },
-  kind: { initial: "Initial report", followup: "Follow-up", escalation: "Escalation follow-up", final: "Final report" },
+  kind: { initial: "Initial report", followup: "Follow-up", escalation: "Escalation follow-up", final: "Final report", upstream_request: "City's request" },
   category: {
     flood: "Flood", geological: "Geological", lightning: "Lightning", forest_fire: "Forest fire",
     production_accident: "Work-safety accident", traffic_accident: "Traffic accident", fire: "Fire",

@@ -274,6 +274,7 @@ def _incident_changes(ctx: ServiceContext, repo: ReportingRepository) -> dict[st
         "incident_regraded": lambda e: deadlines.regrade(ctx, repo, e),
         "incident_closed": lambda e: deadlines.close(ctx, repo, e),
         "incident_merged": lambda e: deadlines.merge(repo, e),
+        "upstream_request_received": lambda e: deadlines.record_upstream_request(ctx, repo, e),
     }
 
 
