@@ -73,10 +73,11 @@ NEWER_EVENTS = {
 
 def _without_newer_parts(new: Any, path: str) -> Any:
     """The audit trail without the events of parts newer than the recording."""
-    if path != "/v1/audit" or not isinstance(new, dict):
+    if path != "/v1/audit" or not isinstance(new.get("body"), dict):
         return new
-    items = [i for i in new.get("items", []) if i.get("event_type") not in NEWER_EVENTS]
-    return {**new, "items": items}
+    body = new["body"]
+    items = [i for i in body.get("items", []) if i.get("event_type") not in NEWER_EVENTS]
+    return {**new, "body": {**body, "items": items}}
 
 
 def _as_recorded(new: Any, old: Any) -> Any:
