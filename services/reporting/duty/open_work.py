@@ -5,7 +5,7 @@ rules."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from libs.common.clock import as_utc
@@ -38,9 +38,15 @@ class ReportingOpenWork:
         self.reporting = reporting
         self.repo = repo
 
+    def _bound(self) -> datetime:
+        """A moment past any report or activation time the clocks of the other services and
+        this process may give, so one made this very instant counts (the queries' bound is
+        exclusive); nothing is ended in the future, so nothing ended comes back."""
+        return self.reporting.ctx.clock.now() + timedelta(days=1)
+
     def open_incidents(self) -> list[dict[str, Any]]:
         """Open real incidents, most severe first."""
-        rows = self.repo.open_incidents_reported_before(self.reporting.ctx.clock.now())
+        rows = self.repo.open_incidents_reported_before(self._bound())
         return [
             {k: r.get(k) for k in ("title", "township_code", "grade", "reported_at")}
             | {"incident_id": r["_id"]}
@@ -93,7 +99,7 @@ class ReportingOpenWork:
 
     def active_plans(self) -> list[dict[str, Any]]:
         """Real plans in force now."""
-        rows = self.repo.plans_active_at(self.reporting.ctx.clock.now())
+        rows = self.repo.plans_active_at(self._bound())
         return [
             {k: r.get(k) for k in ("level", "incident_id", "township_codes")}
             | {"plan_id": r["_id"]}
