@@ -479,11 +479,6 @@ def _meet(
         return False
     late = filed_at > as_utc(target["due_at"])
     if not repo.meet_deadline(target_id, filed_at, report["_id"], late):
-        # The other caller (the API or the report's own event) may have met it a moment ago and
-        # not yet noted it on the report: note it here too (the same values), so the API never
-        # answers with a report that shows no deadline met.
-        if (repo.deadline_by_id(target_id) or {}).get("met_by") == report["_id"]:
-            repo.note_report_meets(report["_id"], target_id, late)
         return False
     # Drill reports stay out of the latency and lateness metrics the alerts read.
     if not report.get("exercise"):
