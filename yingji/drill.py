@@ -1,13 +1,16 @@
 """`yingji drill`: drive a running stack over HTTP like a county on a bad day (a flood day).
 
 Incidents arrive in waves from many townships, follow-ups raise the figures, some incidents get
-final reports, townships file zero reports and epidemic reports (传染病零报告), warnings are issued,
-adjusted and lifted, teams and supplies are dispatched and returned. Every write carries
-``exercise: true`` (演练) or acts on an object that does, so the platform keeps it apart: it
-reserves no real team or stock, files no real zero report, and is left out of every count. Its
-texts are Chinese. A seed makes the sequence of operations repeatable; the rate and the duration
-bound the load. It records every request (operation, status, latency, the id it created) so the
-same run serves training drills, benchmarks and the fault checker.
+final reports, townships file zero reports and epidemic reports (传染病零报告), warnings are
+issued, adjusted and lifted, teams and supplies are dispatched and returned. The duty office (值班室) works the same day: a drill roster
+for the week, shift handovers opened and confirmed, spot checks by the leader; incidents of
+grade Ⅲ and above go up to the city as drill pushes when an upstream is configured.
+Every write carries ``exercise: true`` (演练) or acts on an object that does, so the platform
+keeps it apart: it reserves no real team or stock, files no real zero report, and is left out of
+every count. Its texts are Chinese. A seed makes the
+sequence of operations repeatable; the rate and the duration bound the load. It records every
+request (operation, status, latency, the id it created) so the same run serves training drills,
+benchmarks and the fault checker.
 """
 
 from __future__ import annotations
@@ -248,6 +251,7 @@ class Drill:
         if epidemic.status_code == 200:
             self.epidemic_units = list(epidemic.json()["units"])
             self.diseases = [d["code"] for d in epidemic.json()["items"]]
+        self.enter_duty_roster()
 
     # -- operations -----------------------------------------------------------------------
 
@@ -343,6 +347,77 @@ class Drill:
             f"township:{incident['township']}",
             body,
             subject=incident["id"],
+        )
+
+    def enter_duty_roster(self) -> None:
+        """The week's drill roster (演练值班表): every shift staffed by drill people."""
+        local_today = (self.now() + timedelta(hours=8)).date()
+        monday = local_today - timedelta(days=local_today.weekday())
+        week = self.client.get(
+            self.route(f"/v1/duty/roster?week={monday.isoformat()}&exercise=true"),
+            headers={"Authorization": f"Bearer {self.keys['operator']}"},
+        )
+        if week.status_code != 200:
+            return  # a platform without the duty office: the rest of the drill goes on
+        shifts = [
+            {
+                "day": shift["day"],
+                "code": shift["code"],
+                "leader": {"name": "演练带班领导", "phone": DRILL_PHONE},
+                "officers": [{"name": f"演练值班员{n % 3 + 1}", "phone": DRILL_APPROVER_PHONE}],
+            }
+            for n, shift in enumerate(week.json()["shifts"])
+        ]
+        self.call(
+            "duty_roster",
+            "PUT",
+            f"/v1/duty/roster/{monday.isoformat()}",
+            "operator",
+            {"shifts": shifts, "exercise": True},
+        )
+
+    def hand_over(self) -> None:
+        """The drill officer hands the shift over and the next one confirms (once a shift)."""
+        opened = self.call(
+            "duty_handover",
+            "POST",
+            "/v1/duty/handovers",
+            "operator",
+            {
+                "outgoing_officer": "演练值班员1",
+                "notes": "演练：雨情持续，注意续报。",
+                "exercise": True,
+            },
+        )
+        if opened is None or opened.status_code != 201:
+            return  # this shift was handed over already (409)
+        self.call(
+            "duty_confirm",
+            "POST",
+            f"/v1/duty/handovers/{opened.json()['id']}/confirm",
+            "operator",
+            {"incoming_officer": "演练值班员2"},
+            subject=opened.json()["id"],
+        )
+
+    def spot_check(self) -> None:
+        """The leader calls the duty office unannounced (抽查, drill)."""
+        rnd = self.random
+        absent = rnd.random() < 0.1
+        self.call(
+            "spot_check",
+            "POST",
+            "/v1/duty/spot-checks",
+            "leader",
+            {
+                "called_at": self.now().isoformat(),
+                "caller": "演练抽查人",
+                "caller_unit": "演练：市应急管理局",
+                "answerer": "" if absent else "演练值班员1",
+                "rings": None if absent else rnd.randint(1, 6),
+                "result": "absent" if absent else "on_duty",
+                "exercise": True,
+            },
         )
 
     def file_zero_report(self) -> None:
@@ -531,6 +606,8 @@ class Drill:
             (self.issue_warning, 0.5),
             (self.change_warning, 1),
             (self.dispatch_team, 1.5),
+            (self.hand_over, 0.3),
+            (self.spot_check, 0.3),
         ]
         ops, weights = zip(*choices, strict=True)
         return self.random.choices(ops, weights=weights)[0]

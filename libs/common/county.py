@@ -170,6 +170,18 @@ class IssuingOffice(BaseModel):
     contact: Contact | None = Field(default=None, description="值班联系人及电话")
 
 
+class DutyShift(BaseModel):
+    """One shift of the duty office's day (值班班次), in local wall-clock time; a shift whose end
+    is not after its start runs past midnight (night shift 20:00–08:00)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,19}$", description="班次代码，如 day、night")
+    label: Text = Field(min_length=1, max_length=20, description="班次名称，如 白班、夜班")
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="开始时间 HH:MM")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="结束时间 HH:MM")
+
+
 class County(BaseModel):
     """The whole county file."""
 
@@ -194,6 +206,9 @@ class County(BaseModel):
     )
     health_units: list[HealthUnit] = []
     notifiable_diseases: list[NotifiableDisease] = []
+    duty_shifts: list[DutyShift] = Field(
+        default=[], description="值班班次（不设时为白班 08:00–20:00、夜班 20:00–08:00）"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> County:

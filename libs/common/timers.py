@@ -20,12 +20,16 @@ class TimerThread(threading.Thread):
         self.service = service
         self.timers = list(timers)
         self._stopping = threading.Event()
+        # Set once every job has run once (the pass at start), or on stop: tests wait for it so
+        # that pass never races the jobs they run themselves.
+        self.first_pass_done = threading.Event()
         self._next = {t.name: 0.0 for t in self.timers}
         self.log = structlog.get_logger().bind(service=service, component="timers")
 
     def stop(self) -> None:
         """Stop after the job in hand."""
         self._stopping.set()
+        self.first_pass_done.set()
 
     def run_due(self) -> None:
         """Run every job whose interval has passed."""
@@ -45,6 +49,7 @@ class TimerThread(threading.Thread):
         """Loop until stopped, sleeping until the next job is due (not polling)."""
         while not self._stopping.is_set():
             self.run_due()
+            self.first_pass_done.set()
             self._stopping.wait(self._until_next_due())
 
     def _until_next_due(self) -> float:

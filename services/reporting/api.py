@@ -128,6 +128,10 @@ class ZeroReportIn(BaseModel):
 # ---------------------------------------------------------------- views
 
 
+# 首报, 续报, 升级续报, 终报, and the city's 批示 or 续报要求 (upstream_request, 上级要求).
+DeadlineKind = Literal["initial", "followup", "escalation", "final", "upstream_request"]
+
+
 def report_view(doc: dict[str, Any]) -> dict[str, Any]:
     """A follow-up or final report as the API shows it."""
     return {
@@ -418,9 +422,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         ),
         township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
         incident_id: str | None = Query(default=None, description="事件编号"),
-        kind: Literal["initial", "followup", "escalation", "final"] | None = Query(
-            default=None, description="类型"
-        ),
+        kind: DeadlineKind | None = Query(default=None, description="类型"),
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: int = Query(default=50, ge=1, le=200, description="每页条数"),
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),

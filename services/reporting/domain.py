@@ -72,6 +72,7 @@ DEADLINE_KIND_LABELS = {
     "followup": "续报",
     "escalation": "升级续报",
     "final": "终报",
+    "upstream_request": "上级要求",
 }
 # Response levels and grades as the documents write them (Ⅰ级 … Ⅳ级), never with Arabic numerals.
 LEVEL_NUMERALS = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ"}

@@ -29,6 +29,8 @@ def subscriptions(ctx: ServiceContext, repo: ReportingRepository) -> list[Subscr
         ("intake", "incident_merged", incident_change),
         ("reporting", "followup_filed", own_report),
         ("reporting", "final_report_filed", own_report),
+        # The city's 批示 / 续报要求 (the duty office's): a deadline for the township.
+        ("reporting", "upstream_request_received", incident_change),
         ("warning", "warning_issued", incoming.warning_change(repo, "issued")),
         ("warning", "warning_adjusted", incoming.warning_change(repo, "adjusted")),
         ("warning", "warning_lifted", incoming.warning_change(repo, "lifted")),

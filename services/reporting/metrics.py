@@ -85,7 +85,7 @@ def init_report_counters(township_codes: list[str]) -> None:
                 REPORTS_FILED.labels(SERVICE, kind, code, exercise)
 
 
-DEADLINE_KINDS = ("initial", "followup", "escalation", "final")
+DEADLINE_KINDS = ("initial", "followup", "escalation", "final", "upstream_request")
 ESCALATIONS = ("1", "2")
 LATENCY_KINDS = ("initial", "followup", "final")
 SUMMARY_KINDS = ("daily", "monthly_scores")

@@ -17,6 +17,9 @@ from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
 from services.reporting import api, handlers, metrics
 from services.reporting.console import build_console_router
+from services.reporting.duty import service as duty
+from services.reporting.duty.open_work import ReportingOpenWork
+from services.reporting.duty.usecases import DutyUseCases
 from services.reporting.epidemic import service as epidemic
 from services.reporting.repository import ReportingRepository
 from services.reporting.repository.legacy import import_legacy_documents
@@ -65,6 +68,12 @@ def use_cases(ctx: ServiceContext) -> ReportingUseCases:
     return reporting
 
 
+def duty_office(ctx: ServiceContext) -> DutyUseCases:
+    """The duty office of this context, reading reporting's open work through its use cases
+    and repository."""
+    return duty.use_cases(ctx, lambda: ReportingOpenWork(use_cases(ctx), open_repository(ctx)))
+
+
 def setup(ctx: ServiceContext) -> None:
     """Check the profile, bring older data over, then the first start, the zero-report scan
     cursor and the gauges."""
@@ -77,6 +86,7 @@ def setup(ctx: ServiceContext) -> None:
     use_cases(ctx).prepare()
     metrics.start_at_zero([t.code for t in ctx.county.townships])
     epidemic.setup(ctx)
+    duty.setup(duty_office(ctx))
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
@@ -85,18 +95,26 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
 
 def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
-    """The operator console (page, static files, live stream) and the epidemic reports."""
-    return [build_console_router(ctx), epidemic.build_router(ctx)]
+    """The operator console (page, static files, live stream), the epidemic reports and the
+    duty office."""
+    return [
+        build_console_router(ctx),
+        epidemic.build_router(ctx),
+        duty.router(ctx, duty_office(ctx)),
+    ]
 
 
 def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
-    """The timeline of every event and the domain's handlers."""
-    return handlers.subscriptions(ctx, open_repository(ctx))
+    """The timeline of every event, the domain's handlers and the duty office's."""
+    own = handlers.subscriptions(ctx, open_repository(ctx))
+    return [*own, *duty.subscriptions(duty_office(ctx))]
 
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The repository's outbox and journal, and the epidemic reports' outbox."""
-    return epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
+    """The repository's outbox and journal, the epidemic reports' and the duty office's
+    outboxes (one relay)."""
+    own = epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
+    return RelayParts([*own.sources, *duty.relay_sources(ctx)], own.journal)
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
@@ -128,6 +146,7 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
         *epidemic.timers(ctx, every),
+        *duty.timers(ctx, duty_office(ctx)),
     ]
 
 
@@ -136,6 +155,7 @@ def contract(ctx: ServiceContext) -> Contract:
     return {
         "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
         **epidemic.contract(ctx),
+        "ShiftIn": {"code": one_of(duty.shift_codes(duty_office(ctx)))},
     }
 
 

@@ -43,6 +43,7 @@ ROUTES: dict[str, str] = {
     "/v1/summaries": "reporting",
     "/v1/scores": "reporting",
     "/v1/audit": "reporting",
+    "/v1/duty": "reporting",
     "/v1/stream": "reporting",
     "/console": "reporting",
     "/docs": "reporting",

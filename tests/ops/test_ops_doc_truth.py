@@ -30,6 +30,7 @@ METRIC_MODULES = (
     "services.reporting.metrics",
     "services.reporting.epidemic.metrics",
     "services.reporting.console",
+    "services.reporting.duty.metrics",
 )
 
 

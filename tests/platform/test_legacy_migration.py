@@ -52,10 +52,32 @@ def differences(data_dir: Path) -> list[str]:
     with GENERATE.started_on(data_dir, at) as (_, client):
         for old in RECORDED:
             new = GENERATE.answer(client, META["keys"], old["who"], old["path"], old["params"])
-            new = _as_recorded(new, old)
+            new = _as_recorded(_without_newer_parts(new, old["path"]), old)
             if new != old:
                 found.append(f"{old['who']} GET {old['path']} {old['params']}: {_diff(old, new)}")
     return found
+
+
+# Events of parts the platform gained after the recording: the duty office's timer raises
+# them on the first start (no roster yet: unstaffed shifts a day ahead). They sort after the
+# recorded history (they occur at the start), so leaving them out hides nothing recorded.
+NEWER_EVENTS = {
+    "duty_shift_unstaffed",
+    "duty_handover_missing",
+    "duty_handover_confirmed",
+    "upward_report_sent",
+    "upward_report_failed",
+    "upstream_request_received",
+}
+
+
+def _without_newer_parts(new: Any, path: str) -> Any:
+    """The audit trail without the events of parts newer than the recording."""
+    if path != "/v1/audit" or not isinstance(new.get("body"), dict):
+        return new
+    body = new["body"]
+    items = [i for i in body.get("items", []) if i.get("event_type") not in NEWER_EVENTS]
+    return {**new, "body": {**body, "items": items}}
 
 
 def _as_recorded(new: Any, old: Any) -> Any:

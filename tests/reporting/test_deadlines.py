@@ -8,14 +8,17 @@ from typing import Any
 
 import pytest
 
+from libs.common.events import EventEnvelope, make_event
 from libs.common.profiles import deadline_profile
 from services.reporting.repository.sqlite import SqliteReportingRepository
 from services.reporting.service import SPEC, open_repository
 from tests.reporting.support import (
+    deadlines,
     emit,
     events_of,
     incident_reported,
     local,
+    publish,
     report_body,
     scan,
 )
@@ -336,3 +339,81 @@ def test_deadlines_that_fell_due_during_a_downtime_are_raised_on_restart(rstack:
     assert sorted(per_deadline) == sorted(r["id"] for r in overdue)
     assert len(raised) == first["overdue"] + first["escalated"]
     assert all(levels in ([1], [1, 2]) for levels in per_deadline.values()), per_deadline
+
+
+def upstream_request(
+    stack: Stack, incident_id: str, request_id: str, due_in: timedelta
+) -> EventEnvelope:
+    """``upstream_request_received`` as the duty office raises it (not yet published)."""
+    now = stack.clock.now()
+    return make_event(
+        stack.clock,
+        "reporting",
+        "upstream_request_received",
+        {
+            "request_id": request_id,
+            "incident_id": incident_id,
+            "kind": "more_info",
+            "text": "请于两小时内续报人员搜救进展",
+            "due_at": now + due_in,
+            "township_code": TOWNSHIP_A,
+            "summary": "市级续报要求：请于两小时内续报人员搜救进展",
+        },
+        correlation_id=incident_id,
+    )
+
+
+def test_the_citys_request_is_a_deadline_for_the_township_and_goes_overdue(
+    rstack: Stack,
+) -> None:
+    iid = incident_reported(rstack, grade=4).payload["incident_id"]
+    request = upstream_request(rstack, iid, "city-req-1", timedelta(hours=2))
+    publish(rstack, request)
+    publish(rstack, request)  # redelivered: still one deadline
+    (owed,) = by_kind(rstack, iid)["upstream_request"]
+    assert owed["status"] == "pending" and owed["township_code"] == TOWNSHIP_A
+    assert owed["due_at"] == iso(rstack.clock.now() + timedelta(hours=2))
+    # The township sees what it owes; the list filters on the new kind.
+    kind = {"kind": "upstream_request"}
+    mine = rstack.call("GET", "/v1/deadlines", who="township_a", params=kind)
+    assert [d["id"] for d in mine.json()["items"]] == [owed["id"]]
+    rstack.clock.advance(timedelta(hours=2, minutes=1))
+    scan(rstack)
+    (overdue,) = [d for d in deadlines(rstack, status="overdue") if d["incident_id"] == iid]
+    assert overdue["id"] == owed["id"]
+    raised = [e for e in events_of(rstack, "report_overdue") if e["payload"]["incident_id"] == iid]
+    assert [e["payload"]["kind"] for e in raised] == ["upstream_request"]
+    assert raised[0]["summary"] == "上级要求逾期未报（督办1级）"
+    # The township's next follow-up answers the city, late.
+    filed = rstack.call("POST", "/v1/reports", json=report_body(iid))
+    assert filed.status_code == 201, filed.text
+    (answered,) = by_kind(rstack, iid)["upstream_request"]
+    assert answered["status"] == "met" and answered["late"] is True
+    assert answered["met_by"] == filed.json()["id"]
+
+
+def test_the_citys_request_in_any_order_with_its_incident_and_the_answer(rstack: Stack) -> None:
+    # Before its incident: it waits, and the incident's arrival records it.
+    early_id = "inc-before-request"
+    publish(rstack, upstream_request(rstack, early_id, "city-req-early", timedelta(hours=2)))
+    assert deadlines(rstack, incident_id=early_id) == []
+    incident_reported(rstack, incident_id=early_id, grade=4)
+    (early,) = by_kind(rstack, early_id)["upstream_request"]
+    assert early["status"] == "pending"
+    # After the report that answers it: recorded met by that report, on time.
+    iid = incident_reported(rstack, grade=4).payload["incident_id"]
+    request = upstream_request(rstack, iid, "city-req-late", timedelta(hours=2))
+    rstack.clock.advance(timedelta(minutes=10))
+    filed = rstack.call("POST", "/v1/reports", json=report_body(iid))
+    assert filed.status_code == 201, filed.text
+    publish(rstack, request)
+    publish(rstack, request)
+    (answered,) = by_kind(rstack, iid)["upstream_request"]
+    assert answered["status"] == "met" and answered["late"] is False
+    assert answered["met_by"] == filed.json()["id"]
+    # A report filed before the city asked answers nothing.
+    rstack.clock.advance(timedelta(minutes=1))
+    again = upstream_request(rstack, iid, "city-req-next", timedelta(hours=2))
+    publish(rstack, again)
+    pending = [d for d in by_kind(rstack, iid)["upstream_request"] if d["status"] == "pending"]
+    assert [d["id"] for d in pending] == [f"{iid}:upstream_request:city-req-next"]

@@ -318,6 +318,22 @@ def test_a_warning_view_moves_only_forward_in_version(repo: ReportingRepository)
     assert view is not None and (view["level"], view["issued_at"]) == (2, T0)
 
 
+def test_dispatches_under_way_are_the_real_ones_not_yet_completed(
+    repo: ReportingRepository,
+) -> None:
+    for ident, status, minutes, exercise in [
+        ("o-late", "on_scene", 5, False),
+        ("o-first", "ordered", 0, False),
+        ("o-done", "completed", 1, False),
+        ("o-free", "released", 2, False),
+        ("o-drill", "en_route", 3, True),
+    ]:
+        at = T0 + timedelta(minutes=minutes)
+        doc = {"_id": ident, "status": status, "ordered_at": at, "exercise": exercise}
+        assert repo.record_dispatch_if_new(doc)
+    assert [d["_id"] for d in repo.dispatches_under_way()] == ["o-first", "o-late"]
+
+
 def test_a_dispatch_advances_through_its_statuses_only(repo: ReportingRepository) -> None:
     stub = {"_id": "o1", "status": "ordered", "ordered_at": None, "exercise": False}
     assert repo.record_dispatch_if_new(stub)

@@ -25,6 +25,14 @@ from tests.support.legacy_store import (
 )
 
 pytestmark = pytest.mark.e2e
+DUTY_EVENTS = {
+    "duty_shift_unstaffed",
+    "duty_handover_missing",
+    "duty_handover_confirmed",
+    "upward_report_sent",
+    "upward_report_failed",
+    "upstream_request_received",
+}
 
 
 def test_pending_events_move_into_the_outbox_and_a_second_run_copies_nothing(

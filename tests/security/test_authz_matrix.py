@@ -251,6 +251,15 @@ READS: dict[str, Read] = {
         params=lambda _: {"from": f"{TODAY}T00:00:00+08:00", "to": f"{TODAY}T23:59:59+08:00"},
     ),
     "/v1/scores": Read("own", params=lambda _: {"month": TODAY[:7]}),
+    "/v1/duty/now": Read("county"),
+    "/v1/duty/roster": Read("county"),
+    "/v1/duty/handovers": Read("county"),
+    "/v1/duty/handovers/{handover_id}": Read("county"),
+    "/v1/duty/handovers/{handover_id}/document": Read("county"),
+    "/v1/duty/spot-checks": Read("county", params=lambda _: {"month": TODAY[:7]}),
+    "/v1/duty/monthly": Read("county", params=lambda _: {"month": TODAY[:7]}),
+    "/v1/duty/upward": Read("county"),
+    "/v1/duty/incidents/{incident_id}/upward": Read("county"),
     "/console": Read("public"),
     "/console/static/{name}": Read("public"),
     "/console/context": Read("county"),
@@ -272,7 +281,14 @@ def county_ids(seeded: Seeded) -> dict[str, str]:
     suggestions = stack.call("GET", "/v1/warnings/suggestions").json()["items"]
     assert suggestions, "the seed raised no warning suggestion to read by id"
     keys = stack.call("GET", "/v1/admin/keys", who="admin").json()["items"]
+    handovers = stack.call("GET", "/v1/duty/handovers").json()["items"]
+    if not handovers:  # the duty office's handover of the shift in force, read by id
+        opened = stack.call("POST", "/v1/duty/handovers", json={"outgoing_officer": "李明"})
+        handovers = [opened.json()]
     return {
+        "handover_id": handovers[0]["id"],
+        # The duty office's view of an incident's pushes is county-wide (no township reads it).
+        "incident_id": next(iter(seeded.townships.values())).incident,
         "team_id": stack.call("GET", "/v1/teams").json()["items"][0]["id"],
         "suggestion_id": suggestions[0]["id"],
         "key_id": keys[0]["id"],
@@ -400,6 +416,10 @@ COUNTY_WIDE = {
     },
     "/v1/admin/keys": no_params,
     "/v1/admin/dlq": no_params,
+    "/v1/duty/handovers": no_params,
+    "/v1/duty/spot-checks": lambda _: {"month": TODAY[:7]},
+    "/v1/duty/monthly": lambda _: {"month": TODAY[:7]},
+    "/v1/duty/upward": no_params,
 }
 
 

@@ -65,6 +65,9 @@ RELATIVE_RULES = {
     ("POST /v1/epidemic/reports", "entries"),
     ("POST /v1/dispatches", "resources"),  # a stock line listed once (by warehouse and item)
     ("POST /v1/dispatches/{dispatch_id}/status", "returned"),
+    ("PUT /v1/duty/roster/{week}", "shifts"),  # days of the week the path names
+    ("POST /v1/duty/spot-checks", "called_at"),  # not in the future
+    ("POST /v1/duty/spot-checks", "answerer"),  # named when the result is 在岗
 }
 
 

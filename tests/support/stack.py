@@ -107,6 +107,10 @@ def running_stack(
     runtime = Runtime(config, specs if specs is not None else load_specs(), clock=clock)
     app = create_app(runtime)
     with TestClient(app, raise_server_exceptions=False) as client:
+        # The timers' pass at start runs whenever its thread is scheduled: let it finish, so it
+        # never races the timer jobs a test runs itself (the interval keeps it the only one).
+        for timers in runtime.timer_threads.values():
+            timers.first_pass_done.wait(timeout=60)
         stack = Stack(runtime=runtime, client=client, clock=clock, keys=make_keys(runtime))
         yield stack
     reset_memory_bus()

@@ -4,6 +4,7 @@
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
+import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -953,7 +954,7 @@ async function refreshAll() {
   }
   // Incidents first: the other panels show incident titles.
   await loadIncidents();
-  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero(), loadConcealment()]);
+  await Promise.all([loadWarnings(), loadPending(), loadDispatches(), loadDeadlines(), loadZero(), loadConcealment(), refreshOnDuty()]);
   if (state.detailId) await loadDetail(state.detailId);
 }
 
@@ -1054,6 +1055,7 @@ function eventSummary(ev) {
     kind: label("kind", p.kind),
     n: p.escalation ?? "",
     date: p.date || "",
+    summary: p.summary || "", // the duty office's events bring their own sentence
   };
   if (ev.event_type === "incident_regraded") {
     vars.old = gradeWords(p.old_grade);
@@ -1727,6 +1729,10 @@ function showBoard() {
   renderFeed();
   setLive(false);
   hideBanner();
+  setupDuty({
+    api, h, clear, fmtTime, download, localInput, fromLocalInput, nowMs, me,
+    today: () => state.context?.today || new Date(nowMs()).toISOString().slice(0, 10),
+  });
 }
 
 function logout(message = "") {
@@ -1747,6 +1753,7 @@ function logout(message = "") {
   }
   $("concealment").hidden = true;
   $("badge-concealment").hidden = true;
+  resetDuty();
   hideBanner();
   if (wasSignedIn || message) showLogin(message);
 }
@@ -1846,6 +1853,7 @@ function init() {
   wireForm("incident-form", submitPhoneForm);
   wireForm("warning-form", submitWarningForm);
   wireForm("dispatch-form", submitDispatchForm);
+  wireDuty();
   $("approve-cancel").addEventListener("click", () => $("approve-dialog").close(""));
   $("approve-form").addEventListener("submit", (event) => {
     event.preventDefault();

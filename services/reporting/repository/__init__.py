@@ -83,6 +83,10 @@ OUTBOX_COLLECTIONS = (
 )
 
 
+# A dispatch in one of these states still has teams out (not completed, not released).
+DISPATCHES_UNDER_WAY = ("ordered", "en_route", "on_scene")
+
+
 class ChainSlotTakenError(Exception):
     """Another report of the chain took this number (or sequence) first: read the chain again."""
 
@@ -382,6 +386,10 @@ class ReportingRepository(Protocol):
 
     def dispatches_ordered_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Real dispatch orders made in [start, end)."""
+
+    def dispatches_under_way(self) -> list[dict[str, Any]]:
+        """Real dispatches ordered, en route or on scene (``DISPATCHES_UNDER_WAY``), by order
+        time: the duty office's handover lists them."""
 
     def record_stock_alert_if_new(self, doc: Mapping[str, Any]) -> bool:
         """Keep one low-stock alert once."""

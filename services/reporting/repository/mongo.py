@@ -31,6 +31,7 @@ from libs.common.store import ensure_indexes
 from services.reporting.repository import (
     DEADLINES,
     DISPATCHES,
+    DISPATCHES_UNDER_WAY,
     EXERCISE_ZERO_REPORTS,
     INCIDENTS,
     OUTBOX_COLLECTIONS,
@@ -100,7 +101,7 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
         {"keys": [("township_code", 1), ("order_key", 1)]},
     ],
     WARNINGS: [{"keys": [("ended_at", 1), ("issued_at", 1)]}],
-    DISPATCHES: [{"keys": [("ordered_at", 1)]}],
+    DISPATCHES: [{"keys": [("ordered_at", 1)]}, {"keys": [("status", 1), ("ordered_at", 1)]}],
     STOCK_ALERTS: [{"keys": [("at", 1)]}],
     PLANS: [{"keys": [("ended_at", 1), ("activated_at", 1)]}],
     PARKED: [{"keys": [("incident_id", 1), ("occurred_at", 1)]}],
@@ -762,6 +763,15 @@ class MongoReportingRepository:
         return list(
             self.dispatches.find(
                 {"ordered_at": {"$gte": start, "$lt": end}, **REAL},
+                sort=[("ordered_at", 1), ("_id", 1)],
+            )
+        )
+
+    def dispatches_under_way(self) -> list[dict[str, Any]]:
+        """``$in`` on status."""
+        return list(
+            self.dispatches.find(
+                {"status": {"$in": list(DISPATCHES_UNDER_WAY)}, **REAL},
                 sort=[("ordered_at", 1), ("_id", 1)],
             )
         )

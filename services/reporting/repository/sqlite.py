@@ -26,6 +26,7 @@ from libs.common.service import RelayParts
 from libs.common.sqlite import SqliteDatabase, dumps, iso, loads, patched
 from services.reporting.repository import (
     COLLECTIONS,
+    DISPATCHES_UNDER_WAY,
     EXERCISE_ZERO_REPORTS,
     OVERDUE_FIELDS,
     SCAN_BATCH,
@@ -166,6 +167,9 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS warnings_active ON warnings (ended_at, issued_at)",
     _table("dispatches", _flag("exercise"), _time("ordered_at")),
     "CREATE INDEX IF NOT EXISTS dispatches_ordered ON dispatches (ordered_at, id)",
+    # The dispatches under way (the duty office's handover), by their status in the document.
+    "CREATE INDEX IF NOT EXISTS dispatches_status"
+    " ON dispatches ((doc ->> '$.status'), exercise, ordered_at)",
     _table("stock_alerts", _time("at")),
     "CREATE INDEX IF NOT EXISTS stock_alerts_at ON stock_alerts (at, id)",
     _table("plans", _flag("exercise"), _time("activated_at"), _time("ended_at")),
@@ -938,6 +942,15 @@ class SqliteReportingRepository:
             "SELECT doc FROM dispatches WHERE ordered_at >= ? AND ordered_at < ? AND exercise = 0"
             " ORDER BY ordered_at, id",
             (_t(start), _t(end)),
+        )
+
+    def dispatches_under_way(self) -> list[dict[str, Any]]:
+        """On (status, exercise, ordered_at)."""
+        marks = ", ".join("?" * len(DISPATCHES_UNDER_WAY))
+        return self._many(
+            f"SELECT doc FROM dispatches WHERE doc ->> '$.status' IN ({marks}) AND exercise = 0"
+            " ORDER BY ordered_at, id",
+            DISPATCHES_UNDER_WAY,
         )
 
     def record_stock_alert_if_new(self, doc: Mapping[str, Any]) -> bool:

@@ -3,7 +3,9 @@
 Every step is idempotent (deterministic ids, conditional updates), so a redelivered event or a
 scan that runs twice changes nothing. Deadline ids:
 ``<incident>:initial``, ``<incident>:followup:<re-grades>:<due ISO>``,
-``<incident>:escalation:<event id>``, ``<incident>:final``.
+``<incident>:escalation:<event id>``, ``<incident>:final``, and
+``<incident>:upstream_request:<request id>`` for the city's 批示 or 续报要求 (the duty office's
+``upstream_request_received``), met by the incident's next report after it came.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from services.reporting.repository import OPEN_DEADLINE, ReportingRepository
 
 OPEN = OPEN_DEADLINE
 FOLLOWUP_KINDS = ("followup", "escalation")
-ALL_KINDS = ("initial", "followup", "escalation", "final")
+ALL_KINDS = ("initial", "followup", "escalation", "final", "upstream_request")
+# A report answers the city's request beside the slot of the chain it fills.
+ANSWERING_REPORTS = ("followup", "final")
 
 
 def profile(ctx: ServiceContext) -> DeadlineProfile:
@@ -344,6 +348,76 @@ def merge(repo: ReportingRepository, envelope: EventEnvelope) -> bool:
     return applied
 
 
+# ---------------------------------------------------------------- the city's requests
+
+
+def record_upstream_request(
+    ctx: ServiceContext, repo: ReportingRepository, envelope: EventEnvelope
+) -> bool:
+    """``upstream_request_received``: the township owes the city an answer by ``due_at``.
+
+    Needs the incident (the caller parks the event until it is known). A report filed after
+    the request came but handled before this event already answers it: the deadline is then
+    recorded met by that report. A merged duplicate owes nothing (its primary carries the chain).
+    """
+    p = envelope.payload
+    incident = repo.incident_view(p["incident_id"])
+    if incident is None:
+        raise LookupError(f"incident {p['incident_id']} unknown: the handler parks the request")
+    received = as_utc(envelope.occurred_at)
+    doc = _deadline(
+        incident,
+        "upstream_request",
+        f"{incident['_id']}:upstream_request:{p['request_id']}",
+        _when(p["due_at"]),
+        received,
+        window_start=received,
+        profile_name=profile(ctx).name,
+    )
+    doc.update(request_id=p["request_id"], request_kind=p.get("kind"))
+    if incident.get("status") == "merged":
+        doc.update(status="cancelled", armed=None, next_check_at=None, reason="merged")
+    answer = _first_answer(repo, incident["_id"], received)
+    if answer is not None and doc["status"] == "pending":
+        filed_at = as_utc(answer["filed_at"])
+        late = filed_at > doc["due_at"]
+        doc.update(status="met", met_at=filed_at, met_by=answer["_id"], late=late)
+        doc.update(armed=None, next_check_at=None)
+    return repo.record_deadline_if_new(doc)
+
+
+def _when(value: Any) -> datetime:
+    return as_utc(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
+
+
+def _first_answer(
+    repo: ReportingRepository, incident_id: str, since: datetime
+) -> Mapping[str, Any] | None:
+    """The incident's first follow-up or final report filed at or after ``since``."""
+    answers = [
+        r
+        for r in repo.chain_of(incident_id)
+        if r.get("kind") in ANSWERING_REPORTS and as_utc(r["filed_at"]) >= since
+    ]
+    return min(answers, key=lambda r: as_utc(r["filed_at"]), default=None)
+
+
+def answer_upstream_requests(repo: ReportingRepository, report: Mapping[str, Any]) -> bool:
+    """A follow-up or final report answers every open request of the city it came after."""
+    if report["kind"] not in ANSWERING_REPORTS:
+        return False
+    filed_at = as_utc(report["filed_at"])
+    answered = False
+    for deadline in repo.open_deadlines(report["incident_id"]):
+        if deadline["kind"] != "upstream_request":
+            continue
+        if as_utc(deadline["window_start"]) > filed_at:
+            continue
+        late = filed_at > as_utc(deadline["due_at"])
+        answered = repo.meet_deadline(deadline["_id"], filed_at, report["_id"], late) or answered
+    return answered
+
+
 # ---------------------------------------------------------------- reports meet deadlines
 
 
@@ -368,7 +442,7 @@ def apply_report(ctx: ServiceContext, repo: ReportingRepository, report: Mapping
         report.get("number") or 0,
         filed_at if report["kind"] == "final" else None,
     )
-    changed = changed or taken
+    changed = answer_upstream_requests(repo, report) or taken or changed
     if report["kind"] == "final":
         ended = end_chain(repo, incident_id, domain.FINAL_FILED_CANCEL_REASON, FOLLOWUP_KINDS)
         changed = bool(ended) or changed

@@ -56,6 +56,13 @@ SUMMARIES: dict[str, str] = {
     "summary_published": "发布{kind}",
     "epidemic_report_filed": "{unit} {date} 传染病日报：{disease}{cases}例",
     "epidemic_report_missed": "{unit} {date} 传染病日报缺报（{diseases}）",
+    # The duty office's events carry their sentence, written by the use case that raised them.
+    "upward_report_sent": "{summary}",
+    "upward_report_failed": "{summary}",
+    "upstream_request_received": "{summary}",
+    "duty_shift_unstaffed": "{summary}",
+    "duty_handover_missing": "{summary}",
+    "duty_handover_confirmed": "{summary}",
 }
 
 # Fallbacks that say what a code stands for when its name is unknown: never the code or an id.
@@ -440,6 +447,7 @@ def _incident_changes(ctx: ServiceContext, repo: ReportingRepository) -> dict[st
         "incident_regraded": lambda e: deadlines.regrade(ctx, repo, e),
         "incident_closed": lambda e: deadlines.close(ctx, repo, e),
         "incident_merged": lambda e: deadlines.merge(repo, e),
+        "upstream_request_received": lambda e: deadlines.record_upstream_request(ctx, repo, e),
     }
 
 
