@@ -2,9 +2,10 @@
 
 Incidents arrive in waves from many townships, follow-ups raise the figures, some incidents get
 final reports, townships file zero reports and epidemic reports (传染病零报告), warnings are
-issued, adjusted and lifted, teams and supplies are dispatched and returned. The duty office (值班室) works the same day: a drill roster
-for the week, shift handovers opened and confirmed, spot checks by the leader; incidents of
-grade Ⅲ and above go up to the city as drill pushes when an upstream is configured.
+issued, adjusted and lifted, teams and supplies are dispatched and returned. The duty office
+(值班室) works the same day: a drill roster for the week, shift handovers opened and confirmed,
+spot checks by the leader; incidents of grade Ⅲ and above go up to the city as drill pushes when
+an upstream is configured.
 Every write carries ``exercise: true`` (演练) or acts on an object that does, so the platform
 keeps it apart: it reserves no real team or stock, files no real zero report, and is left out of
 every count. Its texts are Chinese. A seed makes the
