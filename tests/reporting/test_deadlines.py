@@ -383,7 +383,7 @@ def test_the_citys_request_is_a_deadline_for_the_township_and_goes_overdue(
     assert overdue["id"] == owed["id"]
     raised = [e for e in events_of(rstack, "report_overdue") if e["payload"]["incident_id"] == iid]
     assert [e["payload"]["kind"] for e in raised] == ["upstream_request"]
-    assert raised[0]["summary"] == "上级要求逾期未报（督办1级）"
+    assert raised[0]["summary"] == "上级要求逾期未报（第1次催报）"
     # The township's next follow-up answers the city, late.
     filed = rstack.call("POST", "/v1/reports", json=report_body(iid))
     assert filed.status_code == 201, filed.text
