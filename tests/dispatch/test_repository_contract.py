@@ -29,7 +29,7 @@ from services.dispatch.repository import (
 from services.dispatch.repository.mongo import MongoDispatchRepository
 from services.dispatch.repository.sqlite import SqliteDispatchRepository
 from services.dispatch.usecases import new_line
-from tests.support.engines import engine_names, mongo_database, sqlite_database
+from tests.support.engines import engine_names, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -48,16 +48,10 @@ def listed() -> Iterator[None]:
 @pytest.fixture(params=engine_names())
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DispatchRepository]:
     """The dispatch repository on one engine, schema in place."""
-    if request.param == "sqlite":
-        with sqlite_database(tmp_path) as db:
-            sqlite_repo = SqliteDispatchRepository(db)
-            sqlite_repo.ensure_schema()
-            yield sqlite_repo
-        return
-    with mongo_database(request.param) as mdb:
-        mongo_repo = MongoDispatchRepository(mdb)
-        mongo_repo.ensure_schema()
-        yield mongo_repo
+    with repository_on(
+        request.param, tmp_path, SqliteDispatchRepository, MongoDispatchRepository
+    ) as on_engine:
+        yield on_engine
 
 
 def team(ident: str, status: str = "available", **fields: Any) -> dict[str, Any]:

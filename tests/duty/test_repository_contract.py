@@ -17,7 +17,7 @@ from libs.common.events import EventEnvelope, make_event
 from services.reporting.duty.repository import DutyRepository
 from services.reporting.duty.repository.mongo import MongoDutyRepository
 from services.reporting.duty.repository.sqlite import SqliteDutyRepository
-from tests.support.engines import engine_names, mongo_database, sqlite_database
+from tests.support.engines import engine_names, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -28,16 +28,10 @@ CLOCK = ManualClock(T0)
 @pytest.fixture(params=engine_names())
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DutyRepository]:
     """The duty repository on one engine, schema in place."""
-    if request.param == "sqlite":
-        with sqlite_database(tmp_path) as db:
-            sqlite_repo = SqliteDutyRepository(db)
-            sqlite_repo.ensure_schema()
-            yield sqlite_repo
-        return
-    with mongo_database(request.param) as mdb:
-        mongo_repo = MongoDutyRepository(mdb)
-        mongo_repo.ensure_schema()
-        yield mongo_repo
+    with repository_on(
+        request.param, tmp_path, SqliteDutyRepository, MongoDutyRepository
+    ) as on_engine:
+        yield on_engine
 
 
 def unstaffed_event(shift_id: str) -> EventEnvelope:

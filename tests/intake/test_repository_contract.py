@@ -20,7 +20,7 @@ from services.intake.domain import Neighbourhood
 from services.intake.repository import IncidentFilter, IncidentRepository
 from services.intake.repository.mongo import MongoIntakeRepository
 from services.intake.repository.sqlite import SqliteIntakeRepository
-from tests.support.engines import engine_names, mongo_database, sqlite_database
+from tests.support.engines import engine_names, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -39,16 +39,10 @@ def incidents_list() -> Iterator[None]:
 @pytest.fixture(params=engine_names())
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IncidentRepository]:
     """The intake repository on one engine, schema in place."""
-    if request.param == "sqlite":
-        with sqlite_database(tmp_path) as db:
-            sqlite_repo = SqliteIntakeRepository(db)
-            sqlite_repo.ensure_schema()
-            yield sqlite_repo
-        return
-    with mongo_database(request.param) as mdb:
-        mongo_repo = MongoIntakeRepository(mdb)
-        mongo_repo.ensure_schema()
-        yield mongo_repo
+    with repository_on(
+        request.param, tmp_path, SqliteIntakeRepository, MongoIntakeRepository
+    ) as on_engine:
+        yield on_engine
 
 
 def incident(ident: str, **fields: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from libs.common.keys import KeyExistsError, KeyRepository
 from libs.common.keys.mongo import MongoKeyRepository
 from libs.common.keys.sqlite import SqliteKeyRepository
-from tests.support.engines import engine_names, mongo_database, sqlite_database
+from tests.support.engines import engine_names, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -26,16 +26,13 @@ T0 = datetime(2026, 7, 6, 2, 0, tzinfo=UTC)
 @pytest.fixture(params=engine_names())
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyRepository]:
     """The key repository on one engine, schema in place."""
-    if request.param == "sqlite":
-        with sqlite_database(tmp_path) as db:
-            sqlite_repo = SqliteKeyRepository(db)
-            sqlite_repo.ensure_schema()
-            yield sqlite_repo
-        return
-    with mongo_database(request.param) as mdb:
-        mongo_repo = MongoKeyRepository(mdb["api_keys"])
-        mongo_repo.ensure_schema()
-        yield mongo_repo
+    with repository_on(
+        request.param,
+        tmp_path,
+        SqliteKeyRepository,
+        lambda mdb: MongoKeyRepository(mdb["api_keys"]),
+    ) as on_engine:
+        yield on_engine
 
 
 def record(ident: str, role: str = "operator", at: datetime = T0, **fields: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from services.reporting.epidemic import events
 from services.reporting.epidemic.repository import EpidemicRepository
 from services.reporting.epidemic.repository.mongo import MongoEpidemicRepository
 from services.reporting.epidemic.repository.sqlite import SqliteEpidemicRepository
-from tests.support.engines import engine_names, mongo_database, sqlite_database
+from tests.support.engines import engine_names, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -30,16 +30,10 @@ DAY = "2026-07-06"
 @pytest.fixture(params=engine_names())
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EpidemicRepository]:
     """The epidemic repository on one engine, schema in place."""
-    if request.param == "sqlite":
-        with sqlite_database(tmp_path) as db:
-            sqlite_repo = SqliteEpidemicRepository(db)
-            sqlite_repo.ensure_schema()
-            yield sqlite_repo
-        return
-    with mongo_database(request.param) as mdb:
-        mongo_repo = MongoEpidemicRepository(mdb)
-        mongo_repo.ensure_schema()
-        yield mongo_repo
+    with repository_on(
+        request.param, tmp_path, SqliteEpidemicRepository, MongoEpidemicRepository
+    ) as on_engine:
+        yield on_engine
 
 
 def report(

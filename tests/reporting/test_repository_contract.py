@@ -25,7 +25,7 @@ from services.reporting.repository import (
 )
 from services.reporting.repository.mongo import MongoReportingRepository
 from services.reporting.repository.sqlite import SqliteReportingRepository
-from tests.support.engines import engine_names, mongo_database, sqlite_database
+from tests.support.engines import engine_names, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -44,16 +44,10 @@ def a_list() -> Iterator[None]:
 @pytest.fixture(params=engine_names())
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReportingRepository]:
     """The reporting repository on one engine, schema in place."""
-    if request.param == "sqlite":
-        with sqlite_database(tmp_path) as db:
-            sqlite_repo = SqliteReportingRepository(db)
-            sqlite_repo.ensure_schema()
-            yield sqlite_repo
-        return
-    with mongo_database(request.param) as mdb:
-        mongo_repo = MongoReportingRepository(mdb)
-        mongo_repo.ensure_schema()
-        yield mongo_repo
+    with repository_on(
+        request.param, tmp_path, SqliteReportingRepository, MongoReportingRepository
+    ) as on_engine:
+        yield on_engine
 
 
 def incident(ident: str, **fields: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
@@ -97,3 +97,24 @@ def mongo_database(engine: str) -> Iterator[Any]:
     finally:
         client.drop_database(name)
         client.close()
+
+
+@contextmanager
+def repository_on(
+    engine: str,
+    tmp_path: Path,
+    on_sqlite: Callable[[Any], Any],
+    on_mongo: Callable[[Any], Any],
+) -> Iterator[Any]:
+    """A repository on ``engine`` over a fresh database, its schema in place: ``on_sqlite`` or
+    ``on_mongo`` builds it from the SQLite database or the MongoDB (mongomock) database."""
+    if engine == "sqlite":
+        with sqlite_database(tmp_path) as db:
+            repo = on_sqlite(db)
+            repo.ensure_schema()
+            yield repo
+        return
+    with mongo_database(engine) as mdb:
+        repo = on_mongo(mdb)
+        repo.ensure_schema()
+        yield repo

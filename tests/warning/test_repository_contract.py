@@ -26,7 +26,7 @@ from services.warning.repository import (
 )
 from services.warning.repository.mongo import MongoWarningRepository
 from services.warning.repository.sqlite import SqliteWarningRepository
-from tests.support.engines import engine_names, mongo_database, sqlite_database
+from tests.support.engines import engine_names, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -46,16 +46,10 @@ def warnings_list() -> Iterator[None]:
 @pytest.fixture(params=engine_names())
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WarningRepository]:
     """The warning repository on one engine, schema in place."""
-    if request.param == "sqlite":
-        with sqlite_database(tmp_path) as db:
-            sqlite_repo = SqliteWarningRepository(db)
-            sqlite_repo.ensure_schema()
-            yield sqlite_repo
-        return
-    with mongo_database(request.param) as mdb:
-        mongo_repo = MongoWarningRepository(mdb)
-        mongo_repo.ensure_schema()
-        yield mongo_repo
+    with repository_on(
+        request.param, tmp_path, SqliteWarningRepository, MongoWarningRepository
+    ) as on_engine:
+        yield on_engine
 
 
 def warning(ident: str, **fields: Any) -> dict[str, Any]:
