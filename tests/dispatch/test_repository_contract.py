@@ -5,8 +5,7 @@ its change behave the same everywhere."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 
 from libs.common.clock import ManualClock
-from libs.common.events import EventEnvelope
 from libs.common.pagination import cursor_scope
 from services.dispatch import domain, events
 from services.dispatch.repository import (
@@ -29,7 +27,7 @@ from services.dispatch.repository import (
 from services.dispatch.repository.mongo import MongoDispatchRepository
 from services.dispatch.repository.sqlite import SqliteDispatchRepository
 from services.dispatch.usecases import new_line
-from tests.support.engines import engine_names, repository_on
+from tests.support.engines import drain, engine_names, in_threads, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -156,33 +154,6 @@ def assignment(ident: str, incident_id: str, **fields: Any) -> dict[str, Any]:
         "version": 1,
         **fields,
     }
-
-
-def drain(repo: DispatchRepository) -> list[EventEnvelope]:
-    """Everything pending in the repository's outbox, confirmed as sent."""
-    sent: list[EventEnvelope] = []
-    for source in repo.relay_parts().sources:
-        while (batch := source.claim(100, 30.0, "test")) is not None:
-            sent.extend(batch.events)
-            source.confirm(batch)
-    return sent
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in ``count`` threads released together; their results."""
-    start = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        start.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 # -------------------------------------------------------------------------- guards under races

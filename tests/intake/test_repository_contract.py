@@ -5,7 +5,7 @@ missing, array membership, paging order and the outbox behave the same everywher
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from services.intake.domain import Neighbourhood
 from services.intake.repository import IncidentFilter, IncidentRepository
 from services.intake.repository.mongo import MongoIntakeRepository
 from services.intake.repository.sqlite import SqliteIntakeRepository
-from tests.support.engines import engine_names, repository_on
+from tests.support.engines import drain, engine_names, in_threads, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -83,33 +83,6 @@ def record(repo: IncidentRepository, doc: dict[str, Any], *events: EventEnvelope
     """Store ``doc`` under its own key."""
     _, created = repo.record_incident_with_event(doc, f"auto:{doc['_id']}", "h", list(events))
     assert created
-
-
-def drain(repo: IncidentRepository, owner: str = "test") -> list[EventEnvelope]:
-    """Everything pending in the repository's outbox, confirmed as sent."""
-    [source] = repo.relay_parts().sources
-    sent: list[EventEnvelope] = []
-    while (batch := source.claim(100, 30.0, owner)) is not None:
-        sent.extend(batch.events)
-        source.confirm(batch)
-    return sent
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in ``count`` threads released together; their results."""
-    start = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        start.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 # Guards under concurrency -------------------------------------------------------------------

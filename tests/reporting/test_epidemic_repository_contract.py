@@ -4,8 +4,7 @@ drills apart, missed flags once, forward-only state, and events written with the
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from services.reporting.epidemic import events
 from services.reporting.epidemic.repository import EpidemicRepository
 from services.reporting.epidemic.repository.mongo import MongoEpidemicRepository
 from services.reporting.epidemic.repository.sqlite import SqliteEpidemicRepository
-from tests.support.engines import engine_names, repository_on
+from tests.support.engines import drain, engine_names, in_threads, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -64,33 +63,6 @@ def report(
 
 def filed_event(doc: dict[str, Any]) -> EventEnvelope:
     return events.report_filed(CLOCK, doc)
-
-
-def drain(repo: EpidemicRepository) -> list[EventEnvelope]:
-    """Everything pending in the repository's outboxes, confirmed as sent."""
-    sent: list[EventEnvelope] = []
-    for source in repo.relay_parts().sources:
-        while (batch := source.claim(100, 30.0, "test")) is not None:
-            sent.extend(batch.events)
-            source.confirm(batch)
-    return sent
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in ``count`` threads released together; their results."""
-    start = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        start.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def test_a_report_is_stored_once_with_its_event(repo: EpidemicRepository) -> None:

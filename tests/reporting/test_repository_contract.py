@@ -5,8 +5,7 @@ change behave the same everywhere."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from services.reporting.repository import (
 )
 from services.reporting.repository.mongo import MongoReportingRepository
 from services.reporting.repository.sqlite import SqliteReportingRepository
-from tests.support.engines import engine_names, repository_on
+from tests.support.engines import drain, engine_names, in_threads, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -139,33 +138,6 @@ def event(aggregate: str, n: int = 1) -> EventEnvelope:
         "exercise": False,
     }
     return make_event(CLOCK, "reporting", "report_overdue", payload, correlation_id="i1")
-
-
-def drain(repo: ReportingRepository) -> list[EventEnvelope]:
-    """Everything pending in the repository's outbox, confirmed as sent."""
-    sent: list[EventEnvelope] = []
-    for source in repo.relay_parts().sources:
-        while (batch := source.claim(100, 30.0, "test")) is not None:
-            sent.extend(batch.events)
-            source.confirm(batch)
-    return sent
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in ``count`` threads released together; their results."""
-    start = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        start.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 # Insert-once under concurrency --------------------------------------------------------------

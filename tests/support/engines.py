@@ -118,3 +118,30 @@ def repository_on(
         repo = on_mongo(mdb)
         repo.ensure_schema()
         yield repo
+
+
+def drain(repo: Any, owner: str = "test") -> list[Any]:
+    """Everything pending in a repository's outboxes, confirmed as sent: the events."""
+    sent: list[Any] = []
+    for source in repo.relay_parts().sources:
+        while (batch := source.claim(100, 30.0, owner)) is not None:
+            sent.extend(batch.events)
+            source.confirm(batch)
+    return sent
+
+
+def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` in ``count`` threads released together; their results."""
+    start = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = work(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -4,7 +4,6 @@ null vs missing, array membership, paging order and the outbox behave the same e
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from services.warning.repository import (
 )
 from services.warning.repository.mongo import MongoWarningRepository
 from services.warning.repository.sqlite import SqliteWarningRepository
-from tests.support.engines import engine_names, repository_on
+from tests.support.engines import drain, engine_names, in_threads, repository_on
 
 pytestmark = pytest.mark.store
 
@@ -139,33 +138,6 @@ def delivery(wid: str, version: int, code: str, channel: str = "短信", **field
     }
     doc.update(fields)
     return doc
-
-
-def drain(repo: WarningRepository, owner: str = "test") -> list[EventEnvelope]:
-    """Everything pending in the repository's outbox, confirmed as sent."""
-    sent: list[EventEnvelope] = []
-    for source in repo.relay_parts().sources:
-        while (batch := source.claim(100, 30.0, owner)) is not None:
-            sent.extend(batch.events)
-            source.confirm(batch)
-    return sent
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in ``count`` threads released together; their results."""
-    start = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        start.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 # Guards under concurrency -------------------------------------------------------------------
