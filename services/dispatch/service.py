@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from libs.common.bus import Subscription
 from libs.common.openapi import Contract, each_one_of, one_of
+from libs.common.repository import open_service_repository
 from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
 from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
@@ -26,17 +27,7 @@ NAME = "dispatch"
 
 def open_repository(ctx: ServiceContext) -> DispatchRepository:
     """SQLite unless the database URL is ``mongodb://``; opened once per context."""
-    repo: DispatchRepository | None = ctx.resources.get("repository")
-    if repo is None:
-        path = sqlite_file(ctx.settings, NAME)
-        if path is None:
-            repo = MongoDispatchRepository(ctx.db)
-        else:
-            repo = SqliteDispatchRepository(SqliteDatabase(path))
-        repo.ensure_schema()
-        ctx.resources["repository"] = repo
-        ctx.closers.append(repo.close)
-    return repo
+    return open_service_repository(ctx, NAME, SqliteDispatchRepository, MongoDispatchRepository)
 
 
 def migrate_store(settings: Settings, legacy_db: Any) -> int:

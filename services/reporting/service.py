@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from libs.common.bus import Subscription
 from libs.common.openapi import Contract, one_of
+from libs.common.repository import open_service_repository
 from libs.common.service import RelayParts, ServiceContext, ServiceSpec, Timer
 from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
@@ -33,17 +34,7 @@ NAME = "reporting"
 
 def open_repository(ctx: ServiceContext) -> ReportingRepository:
     """SQLite unless the database URL is ``mongodb://``; opened once per context."""
-    repo: ReportingRepository | None = ctx.resources.get("repository")
-    if repo is None:
-        path = sqlite_file(ctx.settings, NAME)
-        if path is None:
-            repo = MongoReportingRepository(ctx.db)
-        else:
-            repo = SqliteReportingRepository(SqliteDatabase(path))
-        repo.ensure_schema()
-        ctx.resources["repository"] = repo
-        ctx.closers.append(repo.close)
-    return repo
+    return open_service_repository(ctx, NAME, SqliteReportingRepository, MongoReportingRepository)
 
 
 def migrate_store(settings: Settings, legacy_db: Any) -> int:
