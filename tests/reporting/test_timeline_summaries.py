@@ -712,6 +712,19 @@ def _every_event(
                 "disease_codes": ["cholera", "measles"],
             },
         ),
+        (
+            "dispatch",
+            "enterprise_registered",
+            {
+                "enterprise_id": "E-3c4d",
+                "revision": 1,
+                "name": "青石化工有限公司",
+                "township_code": TOWNSHIP_A,
+                "risk_level": "major",
+                "responsible": {"name": "赵厂长", "phone": "13800000001"},
+                "safety_officer": {"name": "钱安全", "phone": "13800000002"},
+            },
+        ),
         # The duty office's events carry the sentence its use case wrote.
         (
             "reporting",
