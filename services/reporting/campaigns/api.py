@@ -138,6 +138,8 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
     """The /v1/campaigns routes bound to the campaign use cases."""
     router = APIRouter(tags=["reporting"])
     county = ctx.allow(Role.OPERATOR, Role.LEADER)
+    # County-wide: a township sees its own campaign deadlines in /v1/deadlines.
+    readers = ctx.allow(Role.ADMIN, Role.LEADER, Role.OPERATOR, Role.DEPARTMENT)
 
     def detail(doc: Mapping[str, Any]) -> dict[str, Any]:
         deadlines = [deadline_out(d) for d in campaigns.deadlines_of(doc)]
@@ -168,13 +170,13 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: int = Query(default=50, ge=1, le=200, description="每页条数"),
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
-        principal: Principal = ctx.allow(*Role),
+        principal: Principal = readers,
     ) -> dict[str, Any]:
         rows, nxt = campaigns.campaigns_page(CampaignFilter(status, exercise), limit, cursor)
         return {"items": [campaign_out(r) for r in rows], "next_cursor": nxt}
 
     @router.get("/v1/campaigns/{campaign_id}", summary="一项专项行动：时限与已报报告")
-    def read_campaign(campaign_id: str, principal: Principal = ctx.allow(*Role)) -> dict[str, Any]:
+    def read_campaign(campaign_id: str, principal: Principal = readers) -> dict[str, Any]:
         return detail(campaigns.campaign(campaign_id))
 
     @router.post(
