@@ -444,6 +444,7 @@ def _dispute_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     """The dispute's timeline in reporting: each event once, whatever the order."""
     reporting = reporting_repository(delivery.stack.ctx("reporting"))
     rows, _ = reporting.timeline_page(ids["incident"], 50, None)
+    assert len(rows) == 3, rows  # each event once, none lost
     return {"timeline": sorted((r["event_type"], r.get("summary")) for r in rows)}
 
 
@@ -511,6 +512,7 @@ def _campaign_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
         rows, _ = reporting.audit_page(AuditFilter(event_type=event_type), 200, None)
         mine = [r for r in rows if r.get("correlation_id") == f"campaign:{ids['campaign']}"]
         entries += [(r["event_type"], r.get("summary")) for r in mine]
+    assert len(entries) == 3, entries  # each event once, none lost
     return {"audit": sorted(entries)}
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.idempotency import fingerprint, validate_key
-from libs.common.openapi import Limit
+from libs.common.openapi import Limit, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
 from services.dispatch import domain
@@ -284,7 +284,12 @@ def _supervision_routes(router: APIRouter, ctx: ServiceContext, disputes: Disput
         updated = disputes.supervise(assignment_id, body.model_dump(), key, principal)
         return _assignment_out(updated, required, disputes.meetings_of(assignment_id))
 
-    @router.post("/v1/joint-meetings", status_code=201, summary="Record a joint meeting (联席会议)")
+    @router.post(
+        "/v1/joint-meetings",
+        status_code=201,
+        summary="Record a joint meeting (联席会议)",
+        responses=errors(404),  # an assignment it names is unknown or another township's
+    )
     def hold_joint_meeting(
         body: JointMeetingIn,
         principal: Principal = mediators,

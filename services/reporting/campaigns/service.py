@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter
 
-from libs.common.openapi import Contract, one_of
+from libs.common.openapi import Contract, each_one_of, one_of
 from libs.common.profiles import deadline_profile
 from libs.common.service import RelayParts, ServiceContext, Timer
 from libs.common.sqlite import SqliteDatabase
@@ -82,4 +82,7 @@ def relay_sources(ctx: ServiceContext) -> RelayParts:
 def contract(ctx: ServiceContext) -> Contract:
     """Participants checked against the county file, for the OpenAPI document."""
     codes = [t.code for t in ctx.county.townships] + [d.id for d in ctx.county.departments]
-    return {"CampaignReportIn": {"participant": one_of(codes)}}
+    return {
+        "CampaignIn": {"participants": {**each_one_of(codes), "uniqueItems": True}},
+        "CampaignReportIn": {"participant": one_of(codes)},
+    }
