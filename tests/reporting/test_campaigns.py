@@ -167,3 +167,17 @@ def test_a_drill_campaign_is_never_counted(rstack: Stack) -> None:
     real = start(rstack)
     assert gauge._value.get() == before + 1
     assert real["exercise"] is False
+
+
+def test_the_daily_summary_names_an_overdue_campaign_report(rstack: Stack) -> None:
+    rstack.clock.set(local(2026, 7, 6, 9))
+    start(rstack, starts_on="2026-06-29", stages=[])
+    scan(rstack)
+    summary = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06"})
+    assert summary.status_code == 200, summary.text
+    overdue = [
+        d for d in summary.json()["reporting"]["overdue_items"] if d["kind"] == "campaign_report"
+    ]
+    assert {d["township_name"] for d in overdue} >= {"县水利局"}
+    assert {d["incident_title"] for d in overdue} == {"专项行动「社会矛盾纠纷大排查」"}
+    assert {d["kind_label"] for d in overdue} == {"专项行动定期报告"}
