@@ -137,3 +137,23 @@ def test_joint_meetings_are_listed_on_each_linked_assignment(dstack: Stack) -> N
     assert status == 422 and paths == ["held_on"]
     dstack.settle()
     assert [e["event_type"] for e in sent_events(dstack)].count("joint_meeting_held") == 1
+
+
+def test_a_joint_meeting_is_recorded_once_per_key(dstack: Stack) -> None:
+    aid = assign(dstack, report_incident(dstack, category="dispute"))["id"]
+    body = {
+        "held_on": dstack.clock.now().date().isoformat(),
+        "convener": "乡综治办",
+        "attendees": ["乡司法所"],
+        "decisions": ["继续调解"],
+        "assignment_ids": [aid],
+    }
+    headers = {"Idempotency-Key": "meeting-1"}
+    first = dstack.call("POST", "/v1/joint-meetings", json=body, headers=headers)
+    again = dstack.call("POST", "/v1/joint-meetings", json=body, headers=headers)
+    assert first.status_code == 201 and again.json()["id"] == first.json()["id"]
+    other = {**body, "decisions": ["另议"]}
+    refused = dstack.call("POST", "/v1/joint-meetings", json=other, headers=headers)
+    assert refusal(refused)[:2] == (409, "idempotency_conflict")
+    meetings = dstack.call("GET", f"/v1/assignments/{aid}").json()["joint_meetings"]
+    assert len(meetings) == 1

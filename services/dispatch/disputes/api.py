@@ -295,5 +295,5 @@ def _supervision_routes(router: APIRouter, ctx: ServiceContext, disputes: Disput
         principal: Principal = mediators,
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        key = validate_key(idempotency_key)
-        return _meeting_out(disputes.hold_joint_meeting(body.model_dump(), key, principal))
+        keyed = _keyed(principal, idempotency_key, body)
+        return _meeting_out(disputes.hold_joint_meeting(body.model_dump(), keyed))

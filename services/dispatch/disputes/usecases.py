@@ -16,7 +16,7 @@ from libs.common.auth import Principal
 from libs.common.clock import Clock, as_utc
 from libs.common.errors import field_error, not_found
 from libs.common.events import EventEnvelope
-from libs.common.idempotency import check_replay
+from libs.common.idempotency import IDEMPOTENCY, check_replay
 from services.dispatch import domain, events
 from services.dispatch.disputes import domain as rules
 from services.dispatch.disputes import events as dispute_events
@@ -261,11 +261,16 @@ class DisputeUseCases:
         event = dispute_events.assignment_supervised(self.clock, doc, supervision)
         return self._change_assignment(doc, {}, {"supervisions": [supervision]}, [], [event])
 
-    def hold_joint_meeting(
-        self, fields: Mapping[str, Any], key: str | None, principal: Principal
-    ) -> dict[str, Any]:
-        """Record a joint meeting (联席会议) linked to one or more assignments; once per key."""
-        meeting_id = _request_id(principal, key)
+    def hold_joint_meeting(self, fields: Mapping[str, Any], keyed: Keyed) -> dict[str, Any]:
+        """Record a joint meeting (联席会议) linked to one or more assignments; once per key
+        (409 when the key comes again with another body)."""
+        principal = keyed.principal
+        meeting_id = _request_id(principal, keyed.key)
+        stored = self.repo.joint_meeting(meeting_id) if keyed.key else None
+        if stored is not None:
+            # A retry answers the first record; another body under the same key is refused.
+            check_replay({IDEMPOTENCY: {"hash": stored.get("request_hash")}}, keyed.digest)
+            return stored
         linked = [self.visible_assignment(a, principal) for a in fields["assignment_ids"]]
         if len({a["_id"] for a in linked}) != len(linked):
             raise field_error("assignment_ids", "同一指派重复列出")
@@ -286,6 +291,7 @@ class DisputeUseCases:
             "recorded_at": self.now(),
             "recorded_by": principal.name,
             "exercise": exercise.pop(),
+            "request_hash": keyed.digest,
         }
         incidents = sorted({a["incident_id"] for a in linked})
         event = dispute_events.joint_meeting_held(self.clock, doc, incidents)
