@@ -81,6 +81,8 @@ DEADLINE_KIND_LABELS = {
     "escalation": "升级续报",
     "final": "终报",
     "upstream_request": "上级要求",
+    "campaign_report": "专项行动定期报告",
+    "campaign_stage": "专项行动阶段报告",
 }
 # Response levels and grades as the documents write them (Ⅰ级 … Ⅳ级), never with Arabic numerals.
 LEVEL_NUMERALS = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ"}

@@ -36,6 +36,10 @@ DRILL_OPERATIONS = (
     "duty_handover",
     "duty_confirm",
     "spot_check",
+    "campaign",
+    "campaign_report",
+    "supervision",
+    "joint_meeting",
 )
 GAUGES = (
     "yingji_dispatch_teams",

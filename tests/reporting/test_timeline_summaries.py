@@ -752,6 +752,70 @@ def _every_event(
                 "safety_officer": {"name": "钱安全", "phone": "13800000002"},
             },
         ),
+        (
+            "dispatch",
+            "assignment_supervised",
+            {
+                **assignment,
+                "supervision_id": "S-1",
+                "form": "meeting",
+                "on": day,
+                "by": "县综治办",
+                "summary": "县综治办对纠纷化解会议督办（" + day + "）",
+            },
+        ),
+        (
+            "dispatch",
+            "joint_meeting_held",
+            {
+                "meeting_id": "M-1",
+                "held_on": day,
+                "convener": "县矛盾纠纷大调解协调中心",
+                "attendees": ["县司法局", "县公安局"],
+                "decisions": ["司法所牵头调解"],
+                "assignment_ids": ["A-5b2d"],
+                "incident_ids": [primary],
+                "summary": "县矛盾纠纷大调解协调中心召开联席会议（"
+                + day
+                + "），2个单位参加，议定1项",
+            },
+        ),
+        # The special campaigns' events carry the sentence their use cases wrote.
+        (
+            "reporting",
+            "campaign_started",
+            {
+                "campaign_id": "C-1",
+                "name": "矛盾纠纷大排查",
+                "starts_on": day,
+                "ends_on": day,
+                "participants": [TOWNSHIP_A],
+                "report_every_days": 3,
+                "stage_report_days": 2,
+                "summary": "启动专项行动「矛盾纠纷大排查」：每3天报告一次",
+            },
+        ),
+        (
+            "reporting",
+            "campaign_report_filed",
+            {
+                "campaign_id": "C-1",
+                "report_id": "CR-1",
+                "participant": TOWNSHIP_A,
+                "kind": "campaign_report",
+                "summary": "专项行动「矛盾纠纷大排查」：青石镇报送定期报告",
+            },
+        ),
+        (
+            "reporting",
+            "campaign_ended",
+            {
+                "campaign_id": "C-1",
+                "name": "矛盾纠纷大排查",
+                "ended_at": now,
+                "summary": "专项行动「矛盾纠纷大排查」结束，此后的报告不再要求（撤销 2 项时限）",
+            },
+        ),
         # The duty office's events carry the sentence its use case wrote.
         (
             "reporting",

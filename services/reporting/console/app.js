@@ -3,6 +3,7 @@
 // sessionStorage and travels only in the Authorization header.
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
+import { campaignTitle, openCampaigns, refreshCampaigns, wireCampaigns } from "./campaigns.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 
@@ -729,14 +730,14 @@ async function loadDeadlines() {
                   "div",
                   { class: "item-head" },
                   d.grade ? gradeBadge(d.grade) : null,
-                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) || "" }),
+                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) || campaignTitle(d) }),
                   marker("late", label("kind", d.kind)),
                   drillMarker(d),
                 ),
                 h(
                   "div",
                   { class: "item-meta" },
-                  h("span", { text: townshipName(d.township_code) }),
+                  h("span", { text: d.participant_name || townshipName(d.township_code) }),
                   h("span", { text: `${t("deadline.due")} ${fmtTime(d.due_at)}` }),
                   h("span", {
                     class: "overdue-for",
@@ -908,6 +909,7 @@ const LOADERS = {
   zero: loadZero,
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
+  campaigns: refreshCampaigns,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -919,6 +921,7 @@ const PANEL_IDS = {
   zero: "panel-zero",
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
+  campaigns: "campaign-dialog",
   detail: "detail",
 };
 
@@ -1247,11 +1250,12 @@ function panelsFor(type) {
   if (type.startsWith("warning_")) return ["warnings", "pending"];
   if (type.startsWith("dispatch_")) return ["dispatches"];
   if (["followup_filed", "final_report_filed", "report_overdue"].includes(type)) {
-    return ["deadlines", "incidents"];
+    return ["deadlines", "incidents", "campaigns"];
   }
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   if (type === "zero_report_contradicted") return ["concealment"];
   if (type.startsWith("epidemic_report_")) return ["epidemic"];
+  if (type.startsWith("campaign_")) return ["campaigns", "deadlines"];
   return [];
 }
 
@@ -1722,6 +1726,7 @@ function showBoard() {
   $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
   $("epidemic-btn").hidden = false;
+  $("campaign-btn").hidden = me.role === "township"; // a township sees its campaign deadlines in the panel
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1837,6 +1842,8 @@ function init() {
     openEpidemic({ api, townshipName, day: state.context?.today, fmtTime }),
   );
   wireEpidemic();
+  $("campaign-btn").addEventListener("click", () => openCampaigns({ api, townshipName, fmtTime }));
+  wireCampaigns();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));

@@ -33,6 +33,9 @@ OVERDUE_FIELDS = (
     "late",
     "met_at",
     "escalation",
+    # A special campaign's report names its campaign and participant (no incident).
+    "campaign_name",
+    "participant_name",
 )
 
 # Where each kind of document lives (collection names on MongoDB, table names on SQLite).

@@ -66,6 +66,12 @@ SUMMARIES: dict[str, str] = {
     "duty_shift_unstaffed": "{summary}",
     "duty_handover_missing": "{summary}",
     "duty_handover_confirmed": "{summary}",
+    # So do the special campaigns' (专项行动) and the disputes' supervision and joint meetings.
+    "assignment_supervised": "{summary}",
+    "joint_meeting_held": "{summary}",
+    "campaign_started": "{summary}",
+    "campaign_ended": "{summary}",
+    "campaign_report_filed": "{summary}",
 }
 
 # Fallbacks that say what a code stands for when its name is unknown: never the code or an id.
