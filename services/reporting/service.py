@@ -22,6 +22,8 @@ from services.reporting.duty import service as duty
 from services.reporting.duty.open_work import ReportingOpenWork
 from services.reporting.duty.usecases import DutyUseCases
 from services.reporting.epidemic import service as epidemic
+from services.reporting.information import service as information
+from services.reporting.information.usecases import InformationUseCases
 from services.reporting.repository import ReportingRepository
 from services.reporting.repository.legacy import import_legacy_documents
 from services.reporting.repository.mongo import MongoReportingRepository
@@ -65,6 +67,13 @@ def duty_office(ctx: ServiceContext) -> DutyUseCases:
     return duty.use_cases(ctx, lambda: ReportingOpenWork(use_cases(ctx), open_repository(ctx)))
 
 
+def information_work(ctx: ServiceContext) -> InformationUseCases:
+    """Information work of this context, reading reporting's reports and incidents (the
+    things adoption and instructions may be recorded against)."""
+    repo = open_repository(ctx)
+    return information.use_cases(ctx, repo.report_by_id, repo.incident_view)
+
+
 def setup(ctx: ServiceContext) -> None:
     """Check the profile, bring older data over, then the first start, the zero-report scan
     cursor and the gauges."""
@@ -77,6 +86,7 @@ def setup(ctx: ServiceContext) -> None:
     use_cases(ctx).prepare()
     metrics.start_at_zero([t.code for t in ctx.county.townships])
     epidemic.setup(ctx)
+    information.setup(information_work(ctx))
     duty.setup(duty_office(ctx))
 
 
@@ -86,11 +96,12 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
 
 def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
-    """The operator console (page, static files, live stream), the epidemic reports and the
-    duty office."""
+    """The operator console (page, static files, live stream), the epidemic reports, information
+    work and the duty office."""
     return [
         build_console_router(ctx),
         epidemic.build_router(ctx),
+        information.build_router(ctx, information_work(ctx)),
         duty.router(ctx, duty_office(ctx)),
     ]
 
@@ -102,10 +113,11 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The repository's outbox and journal, the epidemic reports' and the duty office's
-    outboxes (one relay)."""
+    """The repository's outbox and journal, the epidemic reports', information work's and the
+    duty office's outboxes (one relay)."""
     own = epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
-    return RelayParts([*own.sources, *duty.relay_sources(ctx)], own.journal)
+    extra = [*information.relay_sources(ctx), *duty.relay_sources(ctx)]
+    return RelayParts([*own.sources, *extra], own.journal)
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
@@ -137,6 +149,7 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
         *epidemic.timers(ctx, every),
+        *information.timers(information_work(ctx), every),
         *duty.timers(ctx, duty_office(ctx)),
     ]
 
@@ -146,6 +159,7 @@ def contract(ctx: ServiceContext) -> Contract:
     return {
         "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
         **epidemic.contract(ctx),
+        **information.contract(ctx),
         "ShiftIn": {"code": one_of(duty.shift_codes(duty_office(ctx)))},
     }
 
