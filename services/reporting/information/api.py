@@ -125,7 +125,7 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
         raw = body.model_dump(mode="json")
         return answer(info.submit(raw, principal, idempotency_key), response)
 
-    @router.get("/v1/information/items", summary="某月报送的信息（部门、乡镇密钥只看本单位）")
+    @router.get("/v1/information/items", summary="某月报送的信息（乡镇密钥只看本乡镇）")
     def items(
         month: Month,
         unit_code: str | None = Query(default=None, pattern=UNIT_CODE, description="单位代码"),

@@ -192,8 +192,7 @@ class InformationUseCases:
         }
 
     def item_or_404(self, item_id: str, principal: Principal) -> dict[str, Any]:
-        """One item the caller may see (a township key its own township's, a department key
-        its own department's)."""
+        """One item the caller may see (a township key its own township's only)."""
         doc = self.repo.item(item_id)
         if doc is None or not may_see(principal, doc["unit_kind"], doc["unit_code"]):
             raise ApiError(404, "not_found", f"没有信息 {item_id}")
@@ -202,7 +201,7 @@ class InformationUseCases:
     def items(
         self, month: str, exercise: bool, principal: Principal, unit_code: str | None
     ) -> list[dict[str, Any]]:
-        """A month's items, newest first: a township or department key sees its own only."""
+        """A month's items, newest first: a township key sees its own township's only."""
         kind, code = own_unit(principal)
         if code is not None and unit_code not in (None, code):
             raise ApiError(
@@ -628,16 +627,22 @@ def _replayed(existing: Mapping[str, Any], digest: str) -> dict[str, Any]:
 
 
 def own_unit(principal: Principal) -> tuple[str | None, str | None]:
-    """The unit a township or department key is confined to; (None, None) for the office."""
+    """The unit whose items a key reads: a township key its own township's; the county office
+    and the departments (county-wide readers) every unit's, as (None, None)."""
     if principal.role == Role.TOWNSHIP:
         return "township", principal.township_code
-    if principal.role == Role.DEPARTMENT:
-        return "department", principal.department_code or ""
     return None, None
 
 
+def speaks_for(principal: Principal) -> tuple[str | None, str | None]:
+    """The unit a key submits for: its township or department; the office any (None, None)."""
+    if principal.role == Role.DEPARTMENT:
+        return "department", principal.department_code or ""
+    return own_unit(principal)
+
+
 def may_see(principal: Principal, unit_kind: str, unit_code: str) -> bool:
-    """The county office sees every unit's items; a unit's key its own."""
+    """Whether a key reads a unit's items and feedback."""
     kind, code = own_unit(principal)
     return code is None or (kind, code) == (unit_kind, unit_code)
 
@@ -659,7 +664,7 @@ def ensure_may_speak_for(principal: Principal, unit: Unit) -> None:
     unit for the county office (entering an item phoned in)."""
     if unit.kind == "township":
         principal.ensure_township(unit.code, "unit_code")
-    kind, code = own_unit(principal)
+    kind, code = speaks_for(principal)
     if code is not None and (kind, code) != _key(unit):
         raise ApiError(
             403,
