@@ -275,3 +275,21 @@ def test_a_published_month_takes_no_more_real_feedback(rstack: Stack) -> None:
     assert refusal(late) == (422, "invalid", ["date"])
     assert feedback(rstack, "adoptions", adoption(first, date="2026-08-16")).status_code == 201
     assert row_of(scores(rstack, "2026-08"), WATER)["parts"]["adoption"] == 4.0
+
+
+def test_the_monthly_scores_publication_lists_the_ranking(rstack: Stack) -> None:
+    [first] = submit_many(rstack, 1)
+    assert feedback(rstack, "adoptions", adoption(first)).status_code == 201
+    submit(rstack, item(TOWNSHIP_A, "township"), who="township_a")
+    rstack.clock.advance(41 * 86400)  # 2026-08-16
+    assert reporting_service.publish_scores(rstack.ctx("reporting"))
+    published = rstack.call("GET", "/v1/scores", params={"month": MONTH}).json()
+    ranking = published["information_ranking"]
+    assert ranking["departments"][0] == {
+        "unit_code": WATER,
+        "name": "县水利局",
+        "total": row_of(scores(rstack), WATER)["total"],
+        "rank": 1,
+    }
+    mine = rstack.call("GET", "/v1/scores", who="township_a", params={"month": MONTH}).json()
+    assert [r["unit_code"] for r in mine["information_ranking"]["townships"]] == [TOWNSHIP_A]
