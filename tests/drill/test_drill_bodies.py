@@ -64,3 +64,17 @@ def test_every_creating_write_carries_the_flag_and_chinese_titles() -> None:
     assert titles and all(t.startswith("演练：") for t in titles)
     assert [t for t in titles if any(c.isascii() and c.isalpha() for c in t)] == []
     drill.close()
+
+
+def test_information_items_and_their_feedback_are_drills() -> None:
+    drill = Captured()
+    drill.departments = ["water"]
+    for _ in range(20):
+        drill.submit_information()
+        drill.give_feedback("I-1")
+    sent = {path: body for method, path, body in drill.sent if method == "POST"}
+    assert {"/v1/information/adoptions", "/v1/information/instructions"} <= set(sent)
+    assert all(body["exercise"] is True for _, _, body in drill.sent)
+    items = [b for _, p, b in drill.sent if p == "/v1/information/items"]
+    assert {b["unit_kind"] for b in items} == {"department", "township"}
+    assert all(b["title"].startswith("演练：") for b in items)
