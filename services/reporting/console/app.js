@@ -4,6 +4,7 @@
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
+import { openInformation, refreshInformation, wireInformation } from "./information.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 
 const KEY_STORE = "yingji.console.key";
@@ -908,6 +909,7 @@ const LOADERS = {
   zero: loadZero,
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
+  information: refreshInformation,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -919,6 +921,7 @@ const PANEL_IDS = {
   zero: "panel-zero",
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
+  information: "info-dialog",
   detail: "detail",
 };
 
@@ -1249,6 +1252,7 @@ function panelsFor(type) {
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   if (type === "zero_report_contradicted") return ["concealment"];
   if (type.startsWith("epidemic_report_")) return ["epidemic"];
+  if (type.startsWith("information_")) return ["information"];
   return [];
 }
 
@@ -1719,6 +1723,7 @@ function showBoard() {
   $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
   $("epidemic-btn").hidden = false;
+  $("info-btn").hidden = false;
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1834,6 +1839,10 @@ function init() {
     openEpidemic({ api, townshipName, day: state.context?.today, fmtTime }),
   );
   wireEpidemic();
+  $("info-btn").addEventListener("click", () =>
+    openInformation({ api, day: state.context?.today, canRecord: ["operator", "leader"].includes(state.me?.role) }),
+  );
+  wireInformation();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));
