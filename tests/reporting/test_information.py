@@ -181,6 +181,12 @@ def test_feedback_is_validated(rstack: Stack) -> None:
     assert refusal(drill) == (422, "invalid", ["exercise"])
     level = feedback(rstack, "adoptions", adoption(first, level="town"))
     assert refusal(level)[0] == 422
+    stranger = {"unit_kind": "department", "unit_code": "navy", "reason": "late"}
+    notice = feedback(rstack, "notices", {**stranger, "text": "迟报", "date": "2026-07-06"})
+    assert refusal(notice) == (422, "invalid", ["unit_code"])
+    day = rstack.call("GET", "/v1/information/quotas", params={"date": "2026-7-6"})
+    month = rstack.call("GET", "/v1/information/scores", params={"month": "2026-13"})
+    assert (day.status_code, month.status_code) == (422, 422)
 
 
 def test_feedback_on_an_incident_report_counts_for_its_township(rstack: Stack) -> None:
