@@ -187,6 +187,8 @@ def test_feedback_is_validated(rstack: Stack) -> None:
     day = rstack.call("GET", "/v1/information/quotas", params={"date": "2026-7-6"})
     month = rstack.call("GET", "/v1/information/scores", params={"month": "2026-13"})
     assert (day.status_code, month.status_code) == (422, 422)
+    ahead = rstack.call("GET", "/v1/information/scores", params={"month": "2026-08"})
+    assert refusal(ahead) == (422, "invalid", ["query.month"])
 
 
 def test_feedback_on_an_incident_report_counts_for_its_township(rstack: Stack) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
+from libs.common.errors import field_error
 from libs.common.openapi import Month, OptionalDay, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -196,6 +197,8 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
 
     @router.get("/v1/information/scores", summary="某月信息工作考评：部门和乡镇的得分与排名")
     def scores(month: Month, principal: Principal = anyone) -> dict[str, Any]:
+        if month > info.today().isoformat()[:7]:
+            raise field_error("query.month", "须为已经开始的月份")
         return info.scores(month, principal)
 
     return router
