@@ -297,6 +297,80 @@ def test_warning_issued_adjusted_lifted_in_any_order(delivery: Delivery) -> None
     _run(delivery, _warning_events, _warning_state, ["warning"])
 
 
+def _approval_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """A level-2 draft waits for a leader, is approved, and goes out."""
+    warning_id = ids["warning"]
+    start = delivery.stack.clock.now()
+    version = {
+        "warning_id": warning_id,
+        "version": 1,
+        "hazard": "flood",
+        "areas": [TOWNSHIP_A],
+        "level": 2,
+        "color": "orange",
+    }
+    requested = make_event(
+        _at(delivery, 0),
+        "warning",
+        "warning_approval_requested",
+        {
+            **version,
+            "msg_type": "Alert",
+            "headline": "洪水橙色预警",
+            "requested_by": "值班员",
+            "requested_at": start.isoformat(),
+        },
+        correlation_id=warning_id,
+    )
+    decided_at = start + timedelta(minutes=5)
+    decided = make_event(
+        _at(delivery, 5),
+        "warning",
+        "warning_approval_decided",
+        {
+            "warning_id": warning_id,
+            "version": 1,
+            "decision": "approved",
+            "decided_by": "带班领导",
+            "decided_at": decided_at.isoformat(),
+            "note": "同意发布",
+        },
+        correlation_id=warning_id,
+    )
+    issued = make_event(
+        _at(delivery, 5),
+        "warning",
+        "warning_issued",
+        {
+            **version,
+            "headline": "洪水橙色预警",
+            "effective": decided_at.isoformat(),
+            "expires": (start + timedelta(hours=24)).isoformat(),
+        },
+        correlation_id=warning_id,
+    )
+    return [requested, decided, issued]
+
+
+def _approval_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    warning_id = ids["warning"]
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    approval = reporting.warning_approval(f"{warning_id}:1") or {}
+    still_open = [a["_id"] for a in reporting.open_warning_approvals(False)]
+    seen = reporting.warning_view(warning_id) or {}
+    return {
+        "approval": {
+            k: v for k, v in approval.items() if not k.startswith("_") and k != "warning_id"
+        },
+        "open": f"{warning_id}:1" in still_open,
+        "warning": {k: seen.get(k) for k in ("status", "version", "level")},
+    }
+
+
+def test_warning_approval_requested_decided_issued_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _approval_events, _approval_state, ["warning"])
+
+
 # ------------------------------------------------------------------------- dispatch orders
 
 

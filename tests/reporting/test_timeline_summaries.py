@@ -565,6 +565,33 @@ def _every_event(
         ),
         ("warning", "warning_expired", {**warning, "version": 4, "level": 1, "color": "red"}),
         (
+            "warning",
+            "warning_approval_requested",
+            {
+                **warning,
+                "version": 5,
+                "level": 2,
+                "color": "orange",
+                "msg_type": "Update",
+                "old_level": 1,
+                "headline": "县暴雨橙色预警",
+                "requested_by": "operator",
+                "requested_at": now.isoformat(),
+            },
+        ),
+        (
+            "warning",
+            "warning_approval_decided",
+            {
+                "warning_id": "W-7f3a",
+                "version": 5,
+                "decision": "rejected",
+                "decided_by": "leader",
+                "decided_at": now.isoformat(),
+                "note": "尚未达到橙色标准",
+            },
+        ),
+        (
             "dispatch",
             "dispatch_ordered",
             {
@@ -929,6 +956,8 @@ def test_every_event_type_reads_as_a_chinese_sentence(rstack: Stack) -> None:
         "预警送达失败：城关镇（短信）",
         "预警送达失败：青石镇（发布渠道）",
         "建议发布黄色预警（地质灾害）",
+        "橙色预警（暴雨）第5版调整待审批",
+        "预警第5版被驳回",
         "调派救援力量：县应急救援队及其他队伍1支，调运物资：救灾帐篷50顶、物资2",
         "调度状态由「已下达」转为「在途」",
         "物资低于下限：县应急物资储备库 救灾帐篷 余60顶",

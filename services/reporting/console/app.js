@@ -1067,6 +1067,9 @@ function eventSummary(ev) {
     vars.old = label("status", p.old_status);
   } else if (ev.event_type === "plan_changed") {
     vars.old = roman(p.old_level);
+  } else if (ev.event_type === "warning_approval_decided") {
+    vars.number = p.version ?? "";
+    vars.decision = label("decision", p.decision);
   } else if (ev.event_type === "warning_adjusted") {
     vars.reason = because(p.reason);
   } else if (["warning_lifted", "incident_closed", "incident_regraded"].includes(ev.event_type)) {
