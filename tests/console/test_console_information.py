@@ -92,10 +92,13 @@ def test_the_ranking_and_recording_an_adoption(board: Any) -> None:
     board.screenshot(path=str(SHOTS / "45-information.png"))
 
 
-def test_recording_an_instruction(board: Any) -> None:
+def test_recording_an_instruction(board: Any, console_stack: Stack) -> None:
+    # A live event re-renders the dialog while the form is being filled: the form stays as typed.
+    submit(console_stack, "township_a", "township", TOWNSHIP_A, "城关镇汛情续")
     form = board.locator("#info-feedback-form")
     form.locator("select[name=target_id]").select_option(label="县气象局：气象信息第1条")
     form.locator("select[name=type]").select_option("instruction")
+    form.locator("select[name=level]").select_option("county")  # the form kept 市级 from before
     form.locator("input[name=leader]").fill("县长")
     form.locator("input[name=text]").fill("请气象局加密监测。")
     form.locator("button[type=submit]").click()

@@ -106,7 +106,8 @@ function h(tag, attrs = {}, ...children) {
 }
 
 // ``message``: the answer to the last recording, kept across the re-render that follows it.
-const view = { api: null, day: "", canRecord: false, message: "" };
+// ``form``: the feedback form of this opening, kept across refreshes.
+const view = { api: null, day: "", canRecord: false, message: "", form: null };
 
 function table(id, heads, rows) {
   return h(
@@ -184,24 +185,33 @@ function field(key, control) {
   return h("label", {}, h("span", { text: say(key) }), control);
 }
 
+// The form is built once per opening and kept across refreshes (a live event re-renders the
+// dialog while someone may be typing): only its list of items is renewed, the choice kept.
 function feedbackForm(items) {
   if (!view.canRecord || !items.length) return null;
-  const form = h(
-    "form",
-    { id: "info-feedback-form", class: "info-form" },
-    h("h3", { text: say("record") }),
-    field("target", select("target_id", items.map((i) => [i.id, `${i.unit_name}：${i.title}`]))),
-    field("type", select("type", [["adoption", say("adoption")], ["instruction", say("instruction")]])),
-    field("level", select("level", LEVELS.map((l) => [l, say(l)]))),
-    field("by", h("input", { name: "by", maxlength: 60 })),
-    field("leader", h("input", { name: "leader", maxlength: 50 })),
-    field("text", h("input", { name: "text", maxlength: 1000 })),
-    field("when", h("input", { name: "date", type: "date", value: view.day, max: view.day })),
-    h("button", { type: "submit", class: "btn btn-primary", text: say("save") }),
-    h("p", { id: "info-feedback-result", class: "hint", role: "status", text: view.message }),
-  );
-  form.addEventListener("submit", recordFeedback);
-  return form;
+  if (!view.form) {
+    view.form = h(
+      "form",
+      { id: "info-feedback-form", class: "info-form" },
+      h("h3", { text: say("record") }),
+      field("target", select("target_id", [])),
+      field("type", select("type", [["adoption", say("adoption")], ["instruction", say("instruction")]])),
+      field("level", select("level", LEVELS.map((l) => [l, say(l)]))),
+      field("by", h("input", { name: "by", maxlength: 60 })),
+      field("leader", h("input", { name: "leader", maxlength: 50 })),
+      field("text", h("input", { name: "text", maxlength: 1000 })),
+      field("when", h("input", { name: "date", type: "date", value: view.day, max: view.day })),
+      h("button", { type: "submit", class: "btn btn-primary", text: say("save") }),
+      h("p", { id: "info-feedback-result", class: "hint", role: "status" }),
+    );
+    view.form.addEventListener("submit", recordFeedback);
+  }
+  const picker = view.form.querySelector("select[name=target_id]");
+  const chosen = picker.value;
+  picker.replaceChildren(...items.map((i) => h("option", { value: i.id, text: `${i.unit_name}：${i.title}` })));
+  if (items.some((i) => i.id === chosen)) picker.value = chosen;
+  view.form.querySelector("#info-feedback-result").textContent = view.message;
+  return view.form;
 }
 
 // Posts the form as an adoption or an instruction; the answer's sentence shows below it.
@@ -269,7 +279,7 @@ export async function refreshInformation() {
 
 // Opens the dialog on ``day`` (the county's today); ``canRecord`` for the county office.
 export async function openInformation({ api, day, canRecord }) {
-  Object.assign(view, { api, day, canRecord, message: "" });
+  Object.assign(view, { api, day, canRecord, message: "", form: null });
   const dialog = document.getElementById("info-dialog");
   document.getElementById("info-title").textContent = say("title");
   document.getElementById("info-day-label").textContent = say("date");
