@@ -164,6 +164,9 @@ class Drill:
         # Reporting units (townships, health units) and watched diseases of the epidemic reports.
         self.epidemic_units: list[dict[str, Any]] = []
         self.diseases: list[str] = []
+        # Information work: the departments, and the drill's items awaiting feedback.
+        self.departments: list[str] = []
+        self.information_items: list[str] = []
         self.state_lock = threading.Lock()
         self.run_id = uuid.uuid4().hex[:6]
         # The drill's special campaign (专项行动) and the disputes it has assigned.
@@ -256,7 +259,28 @@ class Drill:
         if epidemic.status_code == 200:
             self.epidemic_units = list(epidemic.json()["units"])
             self.diseases = [d["code"] for d in epidemic.json()["items"]]
+        self.learn_information_units(admin)
         self.enter_duty_roster()
+
+    def learn_information_units(self, admin: dict[str, str]) -> None:
+        """The county's departments and a key for each, bound to its department (信息报送)."""
+        units = self.client.get(
+            self.route("/v1/information/units"),
+            headers={"Authorization": f"Bearer {self.keys['operator']}"},
+        )
+        if units.status_code != 200:
+            return  # a platform without information work
+        rows = [u for u in units.json()["items"] if u["unit_kind"] == "department"]
+        for row in rows:
+            body = {
+                "role": "department",
+                "name": f"演练 {self.run_id} {row['name']}信息员",
+                "department_code": row["unit_code"],
+            }
+            made = self.client.post(self.route("/v1/admin/keys"), json=body, headers=admin)
+            made.raise_for_status()
+            self.keys[f"department:{row['unit_code']}"] = made.json()["key"]
+            self.departments.append(row["unit_code"])
 
     # -- operations -----------------------------------------------------------------------
 
@@ -477,6 +501,51 @@ class Drill:
             id_field="unit_id",
         )
 
+    def submit_information(self) -> None:
+        """A department or township submits an information or research item (信息报送); the
+        county office then records its adoption (采用) or a leader's instruction (批示), now and
+        then both (drill: counted towards no quota or score)."""
+        rnd = self.random
+        units = [("department", c) for c in self.departments]
+        units += [("township", c) for c in self.townships]
+        if not units:
+            return
+        kind, code = rnd.choice(units)
+        research = rnd.random() < 0.2
+        body = {
+            "unit_kind": kind,
+            "unit_code": code,
+            "kind": "research" if research else "info",
+            "title": "演练：汛期隐患排查调研" if research else "演练：河道水位上涨",
+            "body": "演练：受上游来水影响，河段水位上涨，已安排专人巡查（演练数据）。",
+            "exercise": True,
+        }
+        response = self.call(
+            "information_item", "POST", "/v1/information/items", f"{kind}:{code}", body
+        )
+        if response is not None and response.status_code in (200, 201):
+            self.give_feedback(response.json()["id"])
+
+    def give_feedback(self, item_id: str) -> None:
+        """The county office's adoption and instruction on a drill item, by chance."""
+        rnd = self.random
+        today = (self.now() + timedelta(hours=8)).date().isoformat()
+        target = {"target_kind": "item", "target_id": item_id, "date": today, "exercise": True}
+        if rnd.random() < 0.5:
+            level = rnd.choice(["county", "city", "province", "national"])
+            adoption = {**target, "level": level, "by": "演练：市政府办公室《政务信息》"}
+            path = "/v1/information/adoptions"
+            self.call("information_adoption", "POST", path, "leader", adoption)
+        if rnd.random() < 0.3:
+            instruction = {
+                **target,
+                "level": "county",
+                "leader": "演练县长",
+                "text": "演练：请相关部门加强巡查，及时报告。",
+            }
+            path = "/v1/information/instructions"
+            self.call("information_instruction", "POST", path, "leader", instruction)
+
     def issue_warning(self) -> None:
         """The duty office issues a yellow or blue flood warning (drill)."""
         rnd = self.random
@@ -694,6 +763,7 @@ class Drill:
             (self.file_followup, 3),
             (self.file_zero_report, 1),
             (self.file_epidemic_report, 1),
+            (self.submit_information, 1),
             (self.issue_warning, 0.5),
             (self.change_warning, 1),
             (self.dispatch_team, 1.5),

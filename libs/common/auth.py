@@ -64,6 +64,7 @@ class Principal:
     role: Role
     township_code: str | None = None
     hazards: tuple[str, ...] = ()
+    department_code: str | None = None
 
     def may_act_for(self, township_code: str) -> bool:
         """A township key acts only for its own code; every other role for any."""
@@ -194,11 +195,13 @@ class KeyStore:
         hazards: tuple[str, ...] = (),
         key_id: str | None = None,
         key: str | None = None,
+        department_code: str | None = None,
     ) -> tuple[dict[str, Any], str]:
         """Create a key; returns its record and the key itself (shown once, never stored)."""
         ident = key_id or secrets.token_hex(8)
         secret = key or new_key(ident)
         record = self._record(ident, name, role, township_code, hazards, secret)
+        record["department_code"] = department_code
         self.repo.add_key(record)
         return record, secret
 
@@ -254,6 +257,7 @@ class KeyStore:
                 role=Role(record["role"]),
                 township_code=record.get("township_code"),
                 hazards=tuple(record.get("hazards") or ()),
+                department_code=record.get("department_code"),
             )
         with self._lock:
             if len(self._cache) > 10_000:

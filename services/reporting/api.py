@@ -659,12 +659,12 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
             raise field_error("query.month", "须为已经开始的月份")
         result = uc.scores(month)
         if principal.role == Role.TOWNSHIP:
-            result = {
-                **result,
-                "items": [
-                    r for r in result["items"] if r["township_code"] == principal.township_code
-                ],
-            }
+            code = principal.township_code
+            result = {**result, "items": [r for r in result["items"] if r["township_code"] == code]}
+            ranking = result.get("information_ranking")
+            if ranking:  # publications before information work carry none
+                own = [r for r in ranking["townships"] if r["unit_code"] == code]
+                result["information_ranking"] = {**ranking, "townships": own}
         return result
 
     return router

@@ -24,6 +24,8 @@ from services.reporting.duty import service as duty
 from services.reporting.duty.open_work import ReportingOpenWork
 from services.reporting.duty.usecases import DutyUseCases
 from services.reporting.epidemic import service as epidemic
+from services.reporting.information import service as information
+from services.reporting.information.usecases import InformationUseCases
 from services.reporting.repository import ReportingRepository
 from services.reporting.repository.legacy import import_legacy_documents
 from services.reporting.repository.mongo import MongoReportingRepository
@@ -72,6 +74,13 @@ def campaign_office(ctx: ServiceContext) -> CampaignUseCases:
     return campaigns.use_cases(ctx, lambda: open_repository(ctx))
 
 
+def information_work(ctx: ServiceContext) -> InformationUseCases:
+    """Information work of this context, reading reporting's reports and incidents (the
+    things adoption and instructions may be recorded against)."""
+    repo = open_repository(ctx)
+    return information.use_cases(ctx, repo.report_by_id, repo.incident_view)
+
+
 def setup(ctx: ServiceContext) -> None:
     """Check the profile, bring older data over, then the first start, the zero-report scan
     cursor and the gauges."""
@@ -84,6 +93,7 @@ def setup(ctx: ServiceContext) -> None:
     use_cases(ctx).prepare()
     metrics.start_at_zero([t.code for t in ctx.county.townships])
     epidemic.setup(ctx)
+    information.setup(information_work(ctx))
     duty.setup(duty_office(ctx))
     campaigns.setup(campaign_office(ctx))
 
@@ -94,11 +104,12 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
 
 def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
-    """The operator console (page, static files, live stream), the epidemic reports and the
-    duty office, and the special campaigns."""
+    """The operator console (page, static files, live stream), the epidemic reports, information
+    work, the duty office and the special campaigns."""
     return [
         build_console_router(ctx),
         epidemic.build_router(ctx),
+        information.build_router(ctx, information_work(ctx)),
         duty.router(ctx, duty_office(ctx)),
         campaigns.build_router(ctx, campaign_office(ctx)),
     ]
@@ -111,10 +122,14 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The repository's outbox and journal, the epidemic reports', the duty office's and the
-    campaigns' outboxes (one relay)."""
+    """The repository's outbox and journal, and the outboxes of the epidemic reports, information
+    work, the duty office and the campaigns (one relay)."""
     own = epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
-    extra = [*duty.relay_sources(ctx), *campaigns.relay_sources(ctx).sources]
+    extra = [
+        *information.relay_sources(ctx),
+        *duty.relay_sources(ctx),
+        *campaigns.relay_sources(ctx).sources,
+    ]
     return RelayParts([*own.sources, *extra], own.journal)
 
 
@@ -147,6 +162,7 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
         *epidemic.timers(ctx, every),
+        *information.timers(information_work(ctx), every),
         *duty.timers(ctx, duty_office(ctx)),
         *campaigns.timers(campaign_office(ctx), every),
     ]
@@ -158,6 +174,7 @@ def contract(ctx: ServiceContext) -> Contract:
         "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
         **epidemic.contract(ctx),
         **campaigns.contract(ctx),
+        **information.contract(ctx),
         "ShiftIn": {"code": one_of(duty.shift_codes(duty_office(ctx)))},
     }
 

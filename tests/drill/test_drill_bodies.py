@@ -97,3 +97,17 @@ def test_the_drill_assigns_only_drill_disputes_once_each() -> None:
     assert [b["incident_id"] for b in assignments] == ["d-1"]
     assert assignments[0]["stability_contact"]["name"].startswith("演练")
     drill.close()
+
+
+def test_information_items_and_their_feedback_are_drills() -> None:
+    drill = Captured()
+    drill.departments = ["water"]
+    for _ in range(20):
+        drill.submit_information()
+        drill.give_feedback("I-1")
+    sent = {path: body for method, path, body in drill.sent if method == "POST"}
+    assert {"/v1/information/adoptions", "/v1/information/instructions"} <= set(sent)
+    assert all(body["exercise"] is True for _, _, body in drill.sent)
+    items = [b for _, p, b in drill.sent if p == "/v1/information/items"]
+    assert {b["unit_kind"] for b in items} == {"department", "township"}
+    assert all(b["title"].startswith("演练：") for b in items)

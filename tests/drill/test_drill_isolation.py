@@ -40,6 +40,9 @@ DRILL_OPERATIONS = (
     "campaign_report",
     "supervision",
     "joint_meeting",
+    "information_item",
+    "information_adoption",
+    "information_instruction",
 )
 GAUGES = (
     "yingji_dispatch_teams",
@@ -50,6 +53,7 @@ GAUGES = (
     "yingji_reporting_zero_reports_missing_today",
     "yingji_reporting_epidemic_units_missing",
     "yingji_reporting_epidemic_cases",
+    "yingji_reporting_information_units_behind",
     "yingji_warning_active",
 )
 
@@ -142,7 +146,24 @@ def seed_real_work(platform: Platform) -> None:
         "township_b",
         json=zero_report_body(TOWNSHIP_B, date.fromisoformat(yesterday)),
     )
+    seed_real_information(platform)
     platform.settle()
+
+
+def seed_real_information(platform: Platform) -> None:
+    """A real information item of the water bureau, adopted by the city (信息报送)."""
+    item = {
+        "unit_kind": "department",
+        "unit_code": "water",
+        "kind": "info",
+        "title": "城关镇河段水位上涨",
+        "body": "受上游来水影响，城关镇河段水位上涨0.8米，已安排专人巡查。",
+    }
+    made = platform.ok("POST", "/v1/information/items", "water_department", json=item)
+    day = platform.now().astimezone(SHANGHAI).date().isoformat()
+    adoption = {"target_kind": "item", "target_id": made["id"], "level": "city"}
+    adoption |= {"by": "市政府办公室《政务信息》", "date": day}
+    platform.ok("POST", "/v1/information/adoptions", json=adoption)
 
 
 def followup(incident_id: str, initial: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -215,6 +236,19 @@ def snapshot(platform: Platform) -> dict[str, Any]:
         "duty_month": platform.ok(
             "GET", "/v1/duty/monthly", params={"month": today.strftime("%Y-%m")}
         ),
+        # Information work: quotas, the month's scores and ranking, real items and feedback.
+        "information": information(platform, today),
+    }
+
+
+def information(platform: Platform, today: date) -> dict[str, Any]:
+    """Quotas, scores, real items and real feedback of information work (信息报送)."""
+    month = {"month": today.strftime("%Y-%m")}
+    return {
+        "quotas": platform.ok("GET", "/v1/information/quotas")["items"],
+        "scores": platform.ok("GET", "/v1/information/scores", params=month),
+        "items": platform.ok("GET", "/v1/information/items", params=month)["items"],
+        "feedback": platform.ok("GET", "/v1/information/feedback", params=month)["items"],
     }
 
 

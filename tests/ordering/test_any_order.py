@@ -592,3 +592,70 @@ def _campaign_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
 
 def test_campaign_started_reported_ended_in_any_order(delivery: Delivery) -> None:
     _run(delivery, _campaign_events, _campaign_state, ["campaign", "report"])
+
+
+# ------------------------------------------------------------------------- information work
+
+
+def _information_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """An item linked to an incident, its adoption and a leader's instruction on it."""
+    item_id, day = ids["item"], delivery.stack.clock.now().date().isoformat()
+    unit = {"unit_kind": "department", "unit_code": "water"}
+    target = {"target_kind": "item", "target_id": item_id, **unit, "date": day}
+    specs = [
+        (
+            "information_item_submitted",
+            {
+                "item_id": item_id,
+                **unit,
+                "kind": "info",
+                "title": "青石河水位上涨",
+                "incident_id": ids["incident"],
+                "week": day,
+                "month": day[:7],
+                "summary": "县水利局报送信息「青石河水位上涨」",
+            },
+        ),
+        (
+            "information_adopted",
+            {
+                **target,
+                "feedback_id": f"item:{item_id}:adoption:city",
+                "adopted_level": "city",
+                "adopted_by": "市政府办公室",
+                "summary": "县水利局「青石河水位上涨」获市级采用（市政府办公室）",
+            },
+        ),
+        (
+            "information_instructed",
+            {
+                **target,
+                "feedback_id": f"item:{item_id}:instruction",
+                "leader": "县长",
+                "leader_level": "county",
+                "summary": "县水利局「青石河水位上涨」获县长（县级）批示",
+            },
+        ),
+    ]
+    incident = ids["incident"]
+    return [
+        make_event(_at(delivery, minute), "reporting", kind, payload, correlation_id=incident)
+        for minute, (kind, payload) in enumerate(specs)
+    ]
+
+
+def _information_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    """The audit trail of the item as reporting keeps it: each event once, with its sentence."""
+    response = delivery.stack.call("GET", "/v1/audit", params={"limit": 200})
+    assert response.status_code == 200, response.text
+    about = [
+        r
+        for r in response.json()["items"]
+        if ids["item"] in (r["payload"].get("item_id"), r["payload"].get("target_id"))
+    ]
+    assert len(about) == 3, "each event once in the audit trail, duplicates folded"
+    return {"trail": sorted((r["event_type"], r["summary"]) for r in about)}
+
+
+def test_information_item_adoption_and_instruction_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _information_events, _information_state, ["incident", "item"])

@@ -886,6 +886,78 @@ def _every_event(
                 "summary": "市领导批示：请核实伤亡人数",
             },
         ),
+        # Information work's events carry the sentence its use case wrote.
+        (
+            "reporting",
+            "information_item_submitted",
+            {
+                "item_id": "I-1",
+                "unit_kind": "department",
+                "unit_code": "water",
+                "kind": "info",
+                "title": "青石河水位上涨",
+                "week": day,
+                "month": day[:7],
+                "summary": "县水利局报送信息「青石河水位上涨」",
+            },
+        ),
+        (
+            "reporting",
+            "information_adopted",
+            {
+                "feedback_id": "item:I-1:adoption:city",
+                "target_kind": "item",
+                "target_id": "I-1",
+                "unit_kind": "department",
+                "unit_code": "water",
+                "adopted_level": "city",
+                "adopted_by": "市政府办公室",
+                "date": day,
+                "summary": "县水利局「青石河水位上涨」获市级采用（市政府办公室）",
+            },
+        ),
+        (
+            "reporting",
+            "information_instructed",
+            {
+                "feedback_id": "item:I-1:instruction:1",
+                "target_kind": "item",
+                "target_id": "I-1",
+                "unit_kind": "department",
+                "unit_code": "water",
+                "leader": "县长",
+                "leader_level": "county",
+                "date": day,
+                "summary": "县水利局「青石河水位上涨」获县长（县级）批示",
+            },
+        ),
+        (
+            "reporting",
+            "information_noticed",
+            {
+                "feedback_id": "notice:1",
+                "unit_kind": "township",
+                "unit_code": TOWNSHIP_B,
+                "reason": "late",
+                "date": day,
+                "summary": "青石镇被通报批评（迟报）",
+            },
+        ),
+        (
+            "reporting",
+            "information_quota_missed",
+            {
+                "unit_kind": "department",
+                "unit_code": "meteorology",
+                "quota": "items",
+                "period": day,
+                "period_start": day,
+                "period_end": day,
+                "required": 5,
+                "submitted": 2,
+                "summary": "县气象局本周信息报送未完成：应报5条，实报2条",
+            },
+        ),
         (
             "reporting",
             "summary_published",
@@ -960,6 +1032,8 @@ def test_every_event_type_reads_as_a_chinese_sentence(rstack: Stack) -> None:
         "续报逾期未报（第2次催报）",
         "青石镇 2026年7月6日 零报告缺报",
         "发布突发事件信息日报",
+        "县水利局「青石河水位上涨」获市级采用（市政府办公室）",
+        "县气象局本周信息报送未完成：应报5条，实报2条",
     }
     assert expected <= sentences, sorted(expected - sentences)
 

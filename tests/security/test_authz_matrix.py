@@ -245,6 +245,12 @@ READS: dict[str, Read] = {
     "/v1/epidemic/day": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/epidemic/reports": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/epidemic/missing": Read("own", params=lambda _: {"date": TODAY}),
+    "/v1/information/units": Read("county"),
+    "/v1/information/items": Read("own", params=lambda _: {"month": TODAY[:7]}),
+    "/v1/information/items/{item_id}": Read("own", "item_id", refused=NOT_FOUND),
+    "/v1/information/feedback": Read("own", params=lambda _: {"month": TODAY[:7]}),
+    "/v1/information/quotas": Read("own"),
+    "/v1/information/scores": Read("own", params=lambda _: {"month": TODAY[:7]}),
     "/v1/timeline/{incident_id}": Read("own", "incident_id", refused=FORBIDDEN_TOWNSHIP),
     "/v1/audit": Read("county"),
     "/v1/summaries/daily": Read("county", params=lambda _: {"date": TODAY}),
@@ -517,6 +523,19 @@ TOWNSHIP_WRITES: dict[tuple[str, str], tuple[Write, tuple[int, str]]] = {
         lambda s, t: (
             f"/v1/campaigns/{campaign_of(s)}/reports",
             {"participant": t.code, "kind": "campaign_report", "content": "排查纠纷3起"},
+        ),
+        FORBIDDEN_TOWNSHIP,
+    ),
+    ("POST", "/v1/information/items"): (
+        lambda s, t: (
+            "/v1/information/items",
+            {
+                "unit_kind": "township",
+                "unit_code": t.code,
+                "kind": "info",
+                "title": "河道水位上涨",
+                "body": "受上游来水影响，河段水位较昨日上涨0.8米。",
+            },
         ),
         FORBIDDEN_TOWNSHIP,
     ),

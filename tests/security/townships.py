@@ -11,7 +11,7 @@ any of them in an answer meant for the other township.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +41,7 @@ class Township:
     dispatch: str
     plan: str
     assignment: str
+    information: str = ""  # an information item (信息报送), adopted by the county office
 
     def ids(self) -> dict[str, str]:
         """Every seeded id by the path parameter that names it."""
@@ -51,6 +52,7 @@ class Township:
             "dispatch_id": self.dispatch,
             "plan_id": self.plan,
             "assignment_id": self.assignment,
+            "item_id": self.information,
         }
 
     def markers(self) -> set[str]:
@@ -245,6 +247,27 @@ def seed_campaigns(stack: Stack) -> list[str]:
     return ids
 
 
+def seed_information_item(stack: Stack, township: Township) -> Township:
+    """The township's own information item, adopted at city level by the county office."""
+    body = {
+        "unit_kind": "township",
+        "unit_code": township.code,
+        "kind": "info",
+        "title": "河道水位上涨",
+        "body": "受上游来水影响，河段水位较昨日上涨0.8米，已安排专人巡查。",
+    }
+    item = created(stack.call("POST", "/v1/information/items", who=township.key, json=body))
+    adoption = {
+        "target_kind": "item",
+        "target_id": item["id"],
+        "level": "city",
+        "by": "市政府办公室",
+        "date": stack.clock.now().date().isoformat(),
+    }
+    created(stack.call("POST", "/v1/information/adoptions", json=adoption))
+    return replace(township, information=item["id"])
+
+
 def seed_two_townships(stack: Stack) -> dict[str, Township]:
     """Seed townships A and B (and a third), deliver and acknowledge warnings; by key name."""
     first, second = available_teams(stack, 2)
@@ -254,8 +277,9 @@ def seed_two_townships(stack: Stack) -> dict[str, Township]:
     }
     seed_a_third_township(stack)
     seed_campaigns(stack)
-    for township in seeded.values():
+    for key, township in seeded.items():
         seed_epidemic_report(stack, township)
+        seeded[key] = seed_information_item(stack, township)
     stack.settle()
     use_cases(stack.ctx("warning")).run_deliveries()
     for township in seeded.values():

@@ -160,3 +160,83 @@ class CampaignReportFiledV1(EventPayload):
     late: bool = False
     exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
     summary: str
+
+
+@event_model("reporting", "information_item_submitted")
+class InformationItemSubmittedV1(EventPayload):
+    """A department or township submitted an information item (信息) or a research item (调研)
+    to the county office (信息报送, 篇6)."""
+
+    item_id: str
+    unit_kind: str  # department (部门) or township (乡镇)
+    unit_code: str
+    kind: str  # info (信息) or research (调研)
+    title: str
+    incident_id: str | None = None
+    week: date  # the Monday of the week it counts in
+    month: str  # YYYY-MM
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+    summary: str | None = None  # the timeline's Chinese sentence
+
+
+@event_model("reporting", "information_adopted")
+class InformationAdoptedV1(EventPayload):
+    """The county office recorded that an item or report was adopted (采用) at a level
+    (county, city, province, national)."""
+
+    feedback_id: str
+    target_kind: str  # item (信息) or report (事件报告)
+    target_id: str
+    unit_kind: str
+    unit_code: str
+    adopted_level: str
+    adopted_by: str
+    date: date
+    exercise: bool = False
+    summary: str | None = None
+
+
+@event_model("reporting", "information_instructed")
+class InformationInstructedV1(EventPayload):
+    """The county office recorded a leader's instruction (批示) on an item or report."""
+
+    feedback_id: str
+    target_kind: str
+    target_id: str
+    unit_kind: str
+    unit_code: str
+    leader: str
+    leader_level: str
+    date: date
+    exercise: bool = False
+    summary: str | None = None
+
+
+@event_model("reporting", "information_noticed")
+class InformationNoticedV1(EventPayload):
+    """The county office recorded a notice of criticism (通报批评) against a unit for late,
+    missed or concealed information (迟报、漏报、瞒报)."""
+
+    feedback_id: str
+    unit_kind: str
+    unit_code: str
+    reason: str  # late, missed or concealed
+    date: date
+    exercise: bool = False
+    summary: str | None = None
+
+
+@event_model("reporting", "information_quota_missed")
+class InformationQuotaMissedV1(EventPayload):
+    """A unit ended a week (departments) or a month (townships; research items for all) below
+    its information quota (未完成)."""
+
+    unit_kind: str
+    unit_code: str
+    quota: str  # items (信息报送) or research (调研信息)
+    period: str  # the week's Monday (YYYY-MM-DD) or the month (YYYY-MM)
+    period_start: date
+    period_end: date
+    required: int
+    submitted: int
+    summary: str | None = None

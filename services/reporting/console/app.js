@@ -5,6 +5,7 @@
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 import { campaignTitle, openCampaigns, refreshCampaigns, wireCampaigns } from "./campaigns.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
+import { openInformation, refreshInformation, wireInformation } from "./information.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 
 const KEY_STORE = "yingji.console.key";
@@ -910,6 +911,7 @@ const LOADERS = {
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
   campaigns: refreshCampaigns,
+  information: refreshInformation,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -922,6 +924,7 @@ const PANEL_IDS = {
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
   campaigns: "campaign-dialog",
+  information: "info-dialog",
   detail: "detail",
 };
 
@@ -1256,6 +1259,7 @@ function panelsFor(type) {
   if (type === "zero_report_contradicted") return ["concealment"];
   if (type.startsWith("epidemic_report_")) return ["epidemic"];
   if (type.startsWith("campaign_")) return ["campaigns", "deadlines"];
+  if (type.startsWith("information_")) return ["information"];
   return [];
 }
 
@@ -1727,6 +1731,7 @@ function showBoard() {
   $("clock").hidden = false;
   $("epidemic-btn").hidden = false;
   $("campaign-btn").hidden = me.role === "township"; // a township sees its campaign deadlines in the panel
+  $("info-btn").hidden = false;
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1844,6 +1849,10 @@ function init() {
   wireEpidemic();
   $("campaign-btn").addEventListener("click", () => openCampaigns({ api, townshipName, fmtTime }));
   wireCampaigns();
+  $("info-btn").addEventListener("click", () =>
+    openInformation({ api, day: state.context?.today, canRecord: ["operator", "leader"].includes(state.me?.role) }),
+  );
+  wireInformation();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));

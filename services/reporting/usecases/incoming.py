@@ -59,6 +59,12 @@ SUMMARIES: dict[str, str] = {
     "summary_published": "发布{kind}",
     "epidemic_report_filed": "{unit} {date} 传染病日报：{disease}{cases}例",
     "epidemic_report_missed": "{unit} {date} 传染病日报缺报（{diseases}）",
+    # Information work's events carry their sentence (unit names, levels and periods in words).
+    "information_item_submitted": "{summary}",
+    "information_adopted": "{summary}",
+    "information_instructed": "{summary}",
+    "information_noticed": "{summary}",
+    "information_quota_missed": "{summary}",
     # The duty office's events carry their sentence, written by the use case that raised them.
     "upward_report_sent": "{summary}",
     "upward_report_failed": "{summary}",

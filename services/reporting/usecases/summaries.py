@@ -9,6 +9,7 @@ from libs.common.clock import as_utc
 from libs.common.service import ServiceContext
 from services.reporting import analysis, domain, events, metrics
 from services.reporting.epidemic import service as epidemic
+from services.reporting.information import service as information
 from services.reporting.repository import ReportingRepository
 from services.reporting.usecases import zero
 from services.reporting.usecases.deadlines import profile
@@ -409,6 +410,9 @@ def compute_scores(ctx: ServiceContext, repo: ReportingRepository, month: str) -
     )
     rows = [analysis.township_score(t, config, elapsed_days) for t in tallies.values()]
     published_at = publication_at(month, ctx)
+    # The information work ranking (信息工作考评) of the same month rides along, so the
+    # publication carries both and freezes both.
+    info = information.use_cases(ctx, repo.report_by_id, repo.incident_view)
     return {
         "month": month,
         "status": "published" if now >= published_at else "provisional",
@@ -425,6 +429,7 @@ def compute_scores(ctx: ServiceContext, repo: ReportingRepository, month: str) -
             "zero_report_item_weight": config.volume.zero_report_item_weight,
         },
         "items": analysis.rank(rows),
+        "information_ranking": info.ranking_line(month),
     }
 
 
