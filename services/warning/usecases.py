@@ -651,7 +651,8 @@ class WarningUseCases(LastMile):
             "fanout": [*(doc.get("fanout") or []), number],
             "fanout_due": True,
         }
-        evt = events.version_event(self.clock, {**doc, **changes}, version, None)
+        covered = self.covered(doc, list(doc["areas"]))
+        evt = events.version_event(self.clock, {**doc, **changes}, version, None, covered)
         saved = self._save(doc, changes, [evt], unset=["expiry_due"])
         self.log.info("warning_lifted", correlation_id=warning_id, version=number)
         self._after_write(warning_id)
