@@ -752,4 +752,5 @@ def _delivery_view(row: Mapping[str, Any]) -> dict[str, Any]:
         **{k: row.get(k) for k in keys},
         "target": row.get("target") or {"kind": "township", "code": row["township_code"]},
         "escalation_of": row.get("escalation_of"),
+        "exercise_ack_url": row.get("exercise_ack_url"),
     }

@@ -943,12 +943,15 @@ class WarningUseCases(LastMile):
 
     def _attempt(self, delivery: dict[str, Any], channel: WarningChannel | None) -> None:
         tries = int(delivery["attempts"]) + 1
-        error = self._send({**delivery, "message": self.outgoing(delivery)}, channel)
+        message = self.outgoing(delivery)
+        error = self._send({**delivery, "message": message}, channel)
         now = self.now()
         label = delivery["channel"]
         if error is None:
             metrics.DELIVERY_ATTEMPTS.labels(SERVICE, label, "delivered").inc()
-            outcome = DeliveryOutcome("delivered", tries, None, now)
+            # Only a drill's link is kept readable: a real one exists only in the message.
+            link = message.get("ack_url") if delivery.get("exercise") else None
+            outcome = DeliveryOutcome("delivered", tries, None, now, exercise_ack_url=link)
             self.repo.record_delivery_attempt(delivery["_id"], outcome, [])
             self._first_delivery(delivery, now)
             return

@@ -553,3 +553,16 @@ def test_a_village_receipt_without_escalation_is_never_overdue(repo: WarningRepo
     overdue = repo.receipts_overdue(T0 + timedelta(days=30), 10)
     assert [r["_id"] for r in overdue] == [chased["_id"]]
     assert {r["target"]["kind"] for r in repo.receipts_for("w1", [TOWNSHIP_A])} == {"village"}
+
+
+def test_a_drill_delivery_keeps_the_link_it_carried(repo: WarningRepository) -> None:
+    drill, real = delivery("w", 1, TOWNSHIP_A), delivery("w", 1, TOWNSHIP_B)
+    repo.plan_delivery(drill)
+    repo.plan_delivery(real)
+    link = "http://127.0.0.1:8000/v1/warnings/ack/abc"
+    outcome = DeliveryOutcome("delivered", 1, None, T0, exercise_ack_url=link)
+    repo.record_delivery_attempt(drill["_id"], outcome, [])
+    repo.record_delivery_attempt(real["_id"], DeliveryOutcome("delivered", 1, None, T0), [])
+    rows = {d["_id"]: d for d in repo.deliveries_for("w", [TOWNSHIP_A, TOWNSHIP_B])}
+    assert rows[drill["_id"]]["exercise_ack_url"] == link
+    assert "exercise_ack_url" not in rows[real["_id"]]

@@ -294,3 +294,29 @@ def test_deliveries_after_a_new_version_supersede_village_ones(wstack: WarningSt
     reach = detail(stack, wid)["reach"]
     assert reach["version"] == 2
     assert reach["villages"]["reached"] == len(villages_of(stack, TOWNSHIP_A))
+
+
+def test_a_drill_shows_its_links_and_escalates_within_the_drill(wstack: WarningStack) -> None:
+    stack = wstack
+    real = stack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
+    drill = stack.issue("leader", level=2, areas=[TOWNSHIP_A], exercise=True).json()["id"]
+    stack.service.run_deliveries()
+
+    def links(wid: str) -> list[str]:
+        rows = stack.call("GET", f"/v1/warnings/{wid}/deliveries").json()["townships"]
+        return [d["exercise_ack_url"] for r in rows for d in r["village_deliveries"]]
+
+    assert set(links(real)) == {None}  # a real link exists only in the officer's message
+    drill_links = links(drill)
+    assert len(drill_links) == len(villages_of(stack, TOWNSHIP_A)) and None not in drill_links
+    token = LINK.search(drill_links[0])
+    assert token is not None
+    assert stack.client.post(token.group(0)).status_code == 200
+    stack.clock.advance(31)  # a drill's villages escalate after half a minute
+    escalations = metric("yingji_warning_village_escalations_total", level="2")
+    stack.service.run_ack_scan()
+    stack.settle()
+    raised = stack.probe.of("warning_village_unacknowledged")
+    assert len(raised) == len(drill_links) - 1 and all(r["exercise"] for r in raised)
+    # Drills are left out of the count.
+    assert metric("yingji_warning_village_escalations_total", level="2") == escalations

@@ -45,9 +45,19 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def escalation_due(rules: WarningRules, level: int, issued_at: datetime) -> datetime | None:
+def escalation_limit(rules: WarningRules, level: int, exercise: bool) -> float | None:
+    """Minutes a village has to acknowledge a level (a drill's own, shorter, limit)."""
+    table = (
+        rules.villages.exercise_escalate_minutes if exercise else rules.villages.escalate_minutes
+    )
+    return table.get(level)
+
+
+def escalation_due(
+    rules: WarningRules, level: int, issued_at: datetime, exercise: bool = False
+) -> datetime | None:
     """When a village's silence escalates to its township; None for levels that never do."""
-    minutes = rules.villages.escalate_minutes.get(level)
+    minutes = escalation_limit(rules, level, exercise)
     return issued_at + timedelta(minutes=minutes) if minutes else None
 
 

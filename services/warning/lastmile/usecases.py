@@ -74,7 +74,12 @@ class LastMile:
         self, version: Mapping[str, Any], recipient: Mapping[str, Any]
     ) -> tuple[datetime | None, dict[str, Any]]:
         """A village receipt's escalation time (None: its level never escalates) and names."""
-        due = lm.escalation_due(self.rules, int(version["level"]), as_utc(version["issued_at"]))
+        due = lm.escalation_due(
+            self.rules,
+            int(version["level"]),
+            as_utc(version["issued_at"]),
+            bool(version.get("exercise")),
+        )
         return due, {"village_name": recipient["village_name"], "escalation_due": due is not None}
 
     def covered(self, doc: Mapping[str, Any], areas: list[str]) -> dict[str, int]:
@@ -234,7 +239,9 @@ class LastMile:
         )
         if version is None:
             return
-        minutes = self.rules.villages.escalate_minutes.get(int(receipt["level"]))
+        minutes = lm.escalation_limit(
+            self.rules, int(receipt["level"]), bool(receipt.get("exercise"))
+        )
         text = lm.escalation_text(
             domain.message_text(version, self.county.name),
             str(receipt.get("village_name") or target_of(receipt).code),

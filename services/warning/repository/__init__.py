@@ -54,6 +54,8 @@ class DeliveryOutcome:
     error: str | None
     at: datetime
     next_attempt_at: datetime | None = None
+    # A drill's village delivery keeps the link it carried, for the drill to click (演练).
+    exercise_ack_url: str | None = None
 
 
 class WarningRepository(Protocol):

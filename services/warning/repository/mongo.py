@@ -262,6 +262,8 @@ class MongoWarningRepository:
             fields["delivered_at"] = outcome.at
         if outcome.state == "failed":
             fields["failed_at"] = outcome.at
+        if outcome.exercise_ack_url:
+            fields["exercise_ack_url"] = outcome.exercise_ack_url
         update: dict[str, Any] = {"$set": fields}
         if outcome.next_attempt_at is None:
             update["$unset"] = {"next_attempt_at": ""}

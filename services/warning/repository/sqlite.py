@@ -362,6 +362,8 @@ class SqliteWarningRepository:
             fields["delivered_at"] = outcome.at
         if outcome.state == "failed":
             fields["failed_at"] = outcome.at
+        if outcome.exercise_ack_url:
+            fields["exercise_ack_url"] = outcome.exercise_ack_url
         if outcome.next_attempt_at is not None:
             fields["next_attempt_at"] = outcome.next_attempt_at
         expr, params = patched(fields)
