@@ -5,6 +5,7 @@
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
+import { reachButton, refreshReach, wireReach } from "./reach.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -395,6 +396,7 @@ function activeWarningItem(w, report) {
       h("span", { class: "item-title", text: w.headline || label("hazard", w.hazard) }),
       w.exercise ? marker("exercise", t("exercise")) : null,
       w.expires ? h("span", { class: "warn-until", text: `${t("until")} ${fmtTime(w.expires)}` }) : null,
+      w.reach?.villages?.total ? reachButton(api, w.id) : null,
     ),
     report ? ackLine(report) : h("div", { class: "item-meta", text: (w.areas || []).map(townshipName).join(t("list")) }),
   );
@@ -908,6 +910,7 @@ const LOADERS = {
   zero: loadZero,
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
+  reach: refreshReach,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -919,6 +922,7 @@ const PANEL_IDS = {
   zero: "panel-zero",
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
+  reach: "reach-dialog",
   detail: "detail",
 };
 
@@ -1056,6 +1060,7 @@ function eventSummary(ev) {
     n: p.escalation ?? "",
     date: p.date || "",
     summary: p.summary || "", // the duty office's events bring their own sentence
+    village: p.village_name || "",
   };
   if (ev.event_type === "incident_regraded") {
     vars.old = gradeWords(p.old_grade);
@@ -1241,6 +1246,7 @@ function relatedIncident(ev) {
 
 function panelsFor(type) {
   if (type.startsWith("incident_")) return ["incidents", "deadlines"];
+  if (type.startsWith("warning_village_")) return ["warnings", "reach"];
   if (type.startsWith("warning_")) return ["warnings", "pending"];
   if (type.startsWith("dispatch_")) return ["dispatches"];
   if (["followup_filed", "final_report_filed", "report_overdue"].includes(type)) {
@@ -1834,6 +1840,7 @@ function init() {
     openEpidemic({ api, townshipName, day: state.context?.today, fmtTime }),
   );
   wireEpidemic();
+  wireReach();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));
