@@ -309,7 +309,7 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
     router = APIRouter(tags=["warning"])
     views = Views(service)
     load = service.warning
-    router.include_router(lastmile_api.build_router(ctx, service))
+    lastmile_api.add_routes(router, ctx, service)
 
     # Static paths first: /v1/warnings/{warning_id} would otherwise swallow them.
 

@@ -38,9 +38,9 @@ def _answer(run: Callable[[], str]) -> HTMLResponse:
         )
 
 
-def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
-    """The link routes (public: rate-limited per client address as every route is)."""
-    router = APIRouter(tags=["warning"])
+def add_routes(router: APIRouter, ctx: ServiceContext, service: WarningUseCases) -> None:
+    """The link routes, on the warning router (public: rate-limited per client address as
+    every route is)."""
 
     @router.get(
         ACK_PATH + "{token}",
@@ -59,5 +59,3 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
     )
     def confirm(token: str = TOKEN, _: None = ctx.public()) -> Any:
         return _answer(lambda: pages.done_page(service.ack_by_token(token)))
-
-    return router
