@@ -322,9 +322,14 @@ def test_exercise_unacknowledged_does_not_page(wstack: WarningStack) -> None:
     before = metric("yingji_warning_unacknowledged_total", level="1")
     wstack.issue("leader", level=1, exercise=True)
     wstack.clock.advance(16 * 60)
-    assert wstack.service.run_ack_scan() == 2
+    villages = len(wstack.runtime.county.villages(TOWNSHIP_A)) + len(
+        wstack.runtime.county.villages(TOWNSHIP_B)
+    )
+    # Both townships, and every village of theirs (a drill's villages escalate after 30 s).
+    assert wstack.service.run_ack_scan() == 2 + villages
     assert metric("yingji_warning_unacknowledged_total", level="1") == before
     wstack.settle()
+    assert len(wstack.probe.of("warning_unacknowledged")) == 2
     assert all(e["exercise"] for e in wstack.probe.of("warning_unacknowledged"))
 
 
