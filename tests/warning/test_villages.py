@@ -89,6 +89,8 @@ def test_villages_are_reached_and_a_link_acknowledges_only_its_delivery(
 
         page = stack.client.get(f"/v1/warnings/ack/{token}")
         assert page.status_code == 200 and "确认收到" in page.text and 'method="post"' in page.text
+        assert page.headers["referrer-policy"] == "no-referrer"  # the URL is the credential
+        assert "default-src 'none'" in page.headers["content-security-policy"]
         reach = detail(stack, wid)["reach"]
         assert reach["villages"] == {
             "total": len(villages),

@@ -24,17 +24,28 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The page loads nothing from anywhere, posts only to itself, is never framed and never cached
+# (the platform's headers already keep its URL, the token, from going on as a referrer).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
 def _answer(run: Callable[[], str]) -> HTMLResponse:
     """The page, or the refusal page with its status (never JSON: a phone's browser reads it)."""
     try:
-        return HTMLResponse(run(), headers={"Cache-Control": "no-store"})
+        return HTMLResponse(run(), headers=PAGE_HEADERS)
     except ApiError as exc:
         if exc.status not in (404, 410):
             raise
         return HTMLResponse(
             pages.refusal_page(exc.status, exc.message),
             status_code=exc.status,
-            headers={"Cache-Control": "no-store"},
+            headers=PAGE_HEADERS,
         )
 
 
