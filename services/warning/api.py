@@ -244,9 +244,10 @@ class Views:
             "cap_url": f"/v1/warnings/{doc['_id']}/cap",
         }
         body["reach"] = self.service.reach_of(doc, with_villages=detail)
-        body["enterprises"] = enterprises_in_order(
-            self.service.area_enterprises(doc, list(doc["areas"]))
-        )
+        body["enterprises"] = [
+            {**e, "township_name": self.area_names([e["township_code"]])[0]["name"]}
+            for e in enterprises_in_order(self.service.area_enterprises(doc, list(doc["areas"])))
+        ]
         if detail:
             body["versions"] = [self.version(v) for v in doc["versions"]]
         return body

@@ -246,6 +246,7 @@ def test_enterprises_of_major_and_large_risk_are_reached(make_stack: Callable[..
             ("E3", "low", False),
         ]
         assert body["enterprises"][1]["name"] == "城关化工"
+        assert {e["township_name"] for e in body["enterprises"]} == {"城关镇"}
         assert body["reach"]["enterprises"] == {"reached": 2, "planned": 2}
         message = sent_to(receiver, "E2")
         assert [p["phone"] for p in message["recipient"]["people"]] == [
