@@ -7,7 +7,8 @@ link in their message or through their township, or stay silent and escalate), t
 supplies are dispatched and returned. The duty office
 (值班室) works the same day: a drill roster for the week, shift handovers opened and confirmed,
 spot checks by the leader; incidents of grade Ⅲ and above go up to the city as drill pushes when
-an upstream is configured.
+an upstream is configured. A drill special campaign (专项行动) gets its reports, and drill
+disputes are assigned, supervised (督办) and discussed at joint meetings (联席会议).
 Every write carries ``exercise: true`` (演练) or acts on an object that does, so the platform
 keeps it apart: it reserves no real team or stock, files no real zero report, and is left out of
 every count. Its texts are Chinese. A seed makes the
@@ -172,6 +173,9 @@ class Drill:
         self.diseases: list[str] = []
         self.state_lock = threading.Lock()
         self.run_id = uuid.uuid4().hex[:6]
+        # The drill's special campaign (专项行动) and the disputes it has assigned.
+        self.campaign: dict[str, Any] | None = None
+        self.assigned_disputes: set[str] = set()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -603,6 +607,92 @@ class Drill:
             with self.state_lock:
                 self.dispatches.append({"id": response.json()["id"], "status": "ordered"})
 
+    # -- special campaigns and disputes (篇1, 篇4) ------------------------------------------
+
+    def campaigns_and_disputes(self) -> None:
+        """The county's special campaign and dispute work: a drill campaign started once, then
+        a township's campaign report, or a drill dispute assigned, supervised (督办) and put on
+        a joint meeting (联席会议)."""
+        if self.campaign is None:
+            self.start_campaign()
+        elif self.random.random() < 0.5:
+            self.file_campaign_report()
+        else:
+            self.supervise_dispute()
+
+    def start_campaign(self) -> None:
+        """The county starts a drill campaign (专项行动) of a few townships, in two stages."""
+        today = (self.now() + timedelta(hours=8)).date()
+        body = {
+            "name": "演练：社会矛盾纠纷大排查专项行动",
+            "starts_on": today.isoformat(),
+            "ends_on": (today + timedelta(days=14)).isoformat(),
+            "stages": [
+                {"name": "组织动员", "ends_on": (today + timedelta(days=3)).isoformat()},
+                {"name": "全面排查", "ends_on": (today + timedelta(days=14)).isoformat()},
+            ],
+            "participants": self.townships[:4],
+            "note": "演练数据",
+            "exercise": True,
+        }
+        response = self.call("campaign", "POST", "/v1/campaigns", "operator", body)
+        if response is not None and response.status_code == 201:
+            with self.state_lock:
+                self.campaign = response.json()
+
+    def file_campaign_report(self) -> None:
+        """A participating township files its campaign report (定期报告)."""
+        campaign = self.campaign
+        if campaign is None:
+            return
+        code = self.random.choice([p["code"] for p in campaign["participants"]])
+        body = {"participant": code, "kind": "campaign_report", "content": "演练：排查纠纷若干起"}
+        path = f"/v1/campaigns/{campaign['id']}/reports"
+        self.call("campaign_report", "POST", path, f"township:{code}", body)
+
+    def supervise_dispute(self) -> None:
+        """A drill dispute is assigned with its stability-control person (稳控责任人), supervised
+        in the form now due, and discussed at a joint meeting."""
+        with self.state_lock:
+            disputes = [
+                i
+                for i in self.open_incidents
+                if i["category"] == "dispute" and i["id"] not in self.assigned_disputes
+            ]
+            if not disputes:
+                return
+            incident = self.random.choice(disputes)
+            self.assigned_disputes.add(incident["id"])
+        body = {
+            "incident_id": incident["id"],
+            "responsible_leader": "演练责任领导",
+            "responsible_unit": "演练综治办",
+            "due_at": (self.now() + timedelta(days=3)).isoformat(),
+            "stability_contact": {"name": "演练稳控人", "phone": DRILL_PHONE, "unit": "演练派出所"},
+            "note": "演练数据",
+        }
+        made = self.call("assignment", "POST", "/v1/assignments", "operator", body)
+        if made is None or made.status_code != 201:
+            return
+        assignment = made.json()
+        today = (self.now() + timedelta(hours=8)).date().isoformat()
+        supervision = {
+            "form": assignment["supervision_required_form"],
+            "on": today,
+            "by": "演练督查组",
+            "note": "演练：督促按期化解",
+        }
+        path = f"/v1/assignments/{assignment['id']}/supervisions"
+        self.call("supervision", "POST", path, "operator", supervision)
+        meeting = {
+            "held_on": today,
+            "convener": "演练矛盾纠纷大调解协调中心",
+            "attendees": ["演练司法所", "演练派出所"],
+            "decisions": ["演练：司法所牵头调解，派出所落实稳控"],
+            "assignment_ids": [assignment["id"]],
+        }
+        self.call("joint_meeting", "POST", "/v1/joint-meetings", "operator", meeting)
+
     # -- the run --------------------------------------------------------------------------
 
     @property
@@ -632,6 +722,7 @@ class Drill:
             (self.dispatch_team, 1.5),
             (self.hand_over, 0.3),
             (self.spot_check, 0.3),
+            (self.campaigns_and_disputes, 0.6),
         ]
         ops, weights = zip(*choices, strict=True)
         return self.random.choices(ops, weights=weights)[0]

@@ -17,6 +17,8 @@ from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
 from services.reporting import api, handlers, metrics
+from services.reporting.campaigns import service as campaigns
+from services.reporting.campaigns.usecases import CampaignUseCases
 from services.reporting.console import build_console_router
 from services.reporting.duty import service as duty
 from services.reporting.duty.open_work import ReportingOpenWork
@@ -65,6 +67,11 @@ def duty_office(ctx: ServiceContext) -> DutyUseCases:
     return duty.use_cases(ctx, lambda: ReportingOpenWork(use_cases(ctx), open_repository(ctx)))
 
 
+def campaign_office(ctx: ServiceContext) -> CampaignUseCases:
+    """The special campaigns of this context, writing their deadlines to reporting's."""
+    return campaigns.use_cases(ctx, lambda: open_repository(ctx))
+
+
 def setup(ctx: ServiceContext) -> None:
     """Check the profile, bring older data over, then the first start, the zero-report scan
     cursor and the gauges."""
@@ -78,6 +85,7 @@ def setup(ctx: ServiceContext) -> None:
     metrics.start_at_zero([t.code for t in ctx.county.townships])
     epidemic.setup(ctx)
     duty.setup(duty_office(ctx))
+    campaigns.setup(campaign_office(ctx))
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
@@ -87,11 +95,12 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
 def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
     """The operator console (page, static files, live stream), the epidemic reports and the
-    duty office."""
+    duty office, and the special campaigns."""
     return [
         build_console_router(ctx),
         epidemic.build_router(ctx),
         duty.router(ctx, duty_office(ctx)),
+        campaigns.build_router(ctx, campaign_office(ctx)),
     ]
 
 
@@ -102,10 +111,11 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The repository's outbox and journal, the epidemic reports' and the duty office's
-    outboxes (one relay)."""
+    """The repository's outbox and journal, the epidemic reports', the duty office's and the
+    campaigns' outboxes (one relay)."""
     own = epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
-    return RelayParts([*own.sources, *duty.relay_sources(ctx)], own.journal)
+    extra = [*duty.relay_sources(ctx), *campaigns.relay_sources(ctx).sources]
+    return RelayParts([*own.sources, *extra], own.journal)
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
@@ -138,6 +148,7 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
         *epidemic.timers(ctx, every),
         *duty.timers(ctx, duty_office(ctx)),
+        *campaigns.timers(campaign_office(ctx), every),
     ]
 
 
@@ -146,6 +157,7 @@ def contract(ctx: ServiceContext) -> Contract:
     return {
         "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
         **epidemic.contract(ctx),
+        **campaigns.contract(ctx),
         "ShiftIn": {"code": one_of(duty.shift_codes(duty_office(ctx)))},
     }
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from libs.common.clock import Clock
 from libs.common.events import EventEnvelope, make_event
+from services.warning.domain import VERSION_PENDING
 
 SOURCE = "warning"
 
@@ -192,3 +194,55 @@ def suggested_event(
         correlation_id=suggestion["incident_id"],
         causation_id=causation_id,
     )
+
+
+def approval_requested_event(
+    clock: Clock, warning: Mapping[str, Any], version: Mapping[str, Any]
+) -> EventEnvelope:
+    """``warning_approval_requested`` for a version left waiting for a leader's approval."""
+    fields = _version_fields(warning, version)
+    payload = {
+        **fields,
+        "msg_type": version["msg_type"],
+        "headline": version["headline"],
+        "requested_by": (version.get("requested_by") or {}).get("name"),
+        "requested_at": version["requested_at"],
+        "old_level": version.get("old_level"),
+    }
+    return _event(clock, "warning_approval_requested", payload, correlation_of(warning))
+
+
+def approval_decided_event(
+    clock: Clock,
+    warning: Mapping[str, Any],
+    version: Mapping[str, Any],
+    decision: str,
+    decided_at: datetime,
+    by: Mapping[str, Any] | None = None,
+    note: str | None = None,
+) -> EventEnvelope:
+    """``warning_approval_decided`` when a version that awaited approval is closed: approved,
+    rejected, superseded by a lift, or expired before anyone decided."""
+    payload = {
+        "warning_id": warning["_id"],
+        "version": version["number"],
+        "decision": decision,
+        "decided_by": (by or {}).get("name"),
+        "decided_at": decided_at,
+        "note": note,
+        "incident_ids": list(version.get("incident_ids") or []),
+        "exercise": bool(version.get("exercise")),
+    }
+    return _event(clock, "warning_approval_decided", payload, correlation_of(warning))
+
+
+def pending_closed_events(
+    clock: Clock, warning: Mapping[str, Any], decision: str, decided_at: datetime
+) -> list[EventEnvelope]:
+    """``warning_approval_decided`` for each version still awaiting approval that a lift or
+    the warning's expiry closes without a leader's decision."""
+    return [
+        approval_decided_event(clock, warning, version, decision, decided_at)
+        for version in warning.get("versions") or []
+        if version.get("state") == VERSION_PENDING
+    ]

@@ -403,7 +403,11 @@ class WarningUseCases(LastMile):
         )
         doc = self._new_warning(wid, version, principal, suggestion_id)
         covered = self.covered(doc, list(version["areas"]))
-        evts = [events.version_event(self.clock, doc, version, None, covered)] if issued else []
+        evts = [
+            events.version_event(self.clock, doc, version, None, covered)
+            if issued
+            else events.approval_requested_event(self.clock, doc, version)
+        ]
         saved, created = self.repo.record_warning(doc, scope, digest, evts)
         if created:
             self.log.info(
@@ -452,7 +456,10 @@ class WarningUseCases(LastMile):
             int(doc["level"]),
             self.covered(doc, list(pending["areas"])),
         )
-        saved = self._save(doc, changes, [evt])
+        decided = events.approval_decided_event(
+            self.clock, doc, pending, "approved", now, actor(principal), note
+        )
+        saved = self._save(doc, changes, [evt, decided])
         self.log.info("warning_approved", correlation_id=warning_id, version=pending["number"])
         self._after_write(warning_id)
         return saved
@@ -491,8 +498,12 @@ class WarningUseCases(LastMile):
         if doc["status"] == "pending_approval":
             changes.update(status="rejected", rejected_at=now, rejection_reason=reason)
             unset.append("expiry_due")
-        saved = self._save(doc, changes, [], unset)
+        decided = events.approval_decided_event(
+            self.clock, doc, pending, "rejected", now, actor(principal), reason
+        )
+        saved = self._save(doc, changes, [decided], unset)
         self.log.info("warning_rejected", correlation_id=warning_id, version=pending["number"])
+        self.wake_relay()
         self.refresh_gauges()
         return saved
 
@@ -554,6 +565,7 @@ class WarningUseCases(LastMile):
             )
         else:
             changes["pending_version"] = number
+            evts.append(events.approval_requested_event(self.clock, {**doc, **changes}, version))
         saved = self._save(doc, changes, evts)
         self.log.info(
             "warning_adjusted" if issued else "warning_adjustment_pending",
@@ -653,7 +665,9 @@ class WarningUseCases(LastMile):
         }
         covered = self.covered(doc, list(doc["areas"]))
         evt = events.version_event(self.clock, {**doc, **changes}, version, None, covered)
-        saved = self._save(doc, changes, [evt], unset=["expiry_due"])
+        # A version still awaiting approval is superseded by the lift: its approval closes.
+        closed = events.pending_closed_events(self.clock, doc, "superseded", self.now())
+        saved = self._save(doc, changes, [*closed, evt], unset=["expiry_due"])
         self.log.info("warning_lifted", correlation_id=warning_id, version=number)
         self._after_write(warning_id)
         return saved
@@ -1014,7 +1028,8 @@ class WarningUseCases(LastMile):
     # Expiry and the receipt scan -----------------------------------------------------------
 
     def run_expiry(self) -> int:
-        """Expire warnings whose time is up (active → expired + event; drafts lapse quietly)."""
+        """Expire warnings whose time is up (active → expired + event; a draft lapses, its
+        approval closed)."""
         now = self.now()
         done = 0
         for doc in self.repo.warnings_due_to_expire(now, 200):
@@ -1036,10 +1051,14 @@ class WarningUseCases(LastMile):
             "pending_version": None,
             "versions": _without_pending(doc["versions"]),
         }
+        # A version still awaiting approval lapses with the warning: its approval closes.
+        closed = events.pending_closed_events(self.clock, doc, "expired", now)
         if doc["status"] == "pending_approval":
-            self._save(doc, changes, [], unset=["expiry_due"])
+            self._save(doc, changes, closed, unset=["expiry_due"])
+            self.wake_relay()
             return False
-        self._save(doc, changes, [events.expired_event(self.clock, doc)], unset=["expiry_due"])
+        expired = events.expired_event(self.clock, doc)
+        self._save(doc, changes, [*closed, expired], unset=["expiry_due"])
         # Receipts due before the warning ran out stay for the ack scan: after a downtime
         # that spanned both, the missed acknowledgement still raises its alarm.
         self.repo.close_receipts_due_after(doc["_id"], as_utc(doc["expires"]))

@@ -40,6 +40,10 @@ DRILL_OPERATIONS = (
     "village_warning",
     "village_link_ack",
     "village_ack_by_township",
+    "campaign",
+    "campaign_report",
+    "supervision",
+    "joint_meeting",
 )
 GAUGES = (
     "yingji_dispatch_teams",

@@ -19,6 +19,7 @@ from libs.common.clock import ManualClock, as_utc
 from libs.common.events import EventEnvelope, make_event
 from services.dispatch.repository import DispatchRepository
 from services.dispatch.service import open_repository as dispatch_repository
+from services.reporting.repository import AuditFilter
 from services.reporting.service import open_repository as reporting_repository
 from services.warning.service import open_repository as warning_repository
 from tests.ordering.conftest import Delivery
@@ -347,6 +348,80 @@ def test_enterprise_snapshots_in_any_order(delivery: Delivery) -> None:
     _run(delivery, _enterprise_events, _enterprise_state, ["enterprise"])
 
 
+def _approval_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """A level-2 draft waits for a leader, is approved, and goes out."""
+    warning_id = ids["warning"]
+    start = delivery.stack.clock.now()
+    version = {
+        "warning_id": warning_id,
+        "version": 1,
+        "hazard": "flood",
+        "areas": [TOWNSHIP_A],
+        "level": 2,
+        "color": "orange",
+    }
+    requested = make_event(
+        _at(delivery, 0),
+        "warning",
+        "warning_approval_requested",
+        {
+            **version,
+            "msg_type": "Alert",
+            "headline": "洪水橙色预警",
+            "requested_by": "值班员",
+            "requested_at": start.isoformat(),
+        },
+        correlation_id=warning_id,
+    )
+    decided_at = start + timedelta(minutes=5)
+    decided = make_event(
+        _at(delivery, 5),
+        "warning",
+        "warning_approval_decided",
+        {
+            "warning_id": warning_id,
+            "version": 1,
+            "decision": "approved",
+            "decided_by": "带班领导",
+            "decided_at": decided_at.isoformat(),
+            "note": "同意发布",
+        },
+        correlation_id=warning_id,
+    )
+    issued = make_event(
+        _at(delivery, 5),
+        "warning",
+        "warning_issued",
+        {
+            **version,
+            "headline": "洪水橙色预警",
+            "effective": decided_at.isoformat(),
+            "expires": (start + timedelta(hours=24)).isoformat(),
+        },
+        correlation_id=warning_id,
+    )
+    return [requested, decided, issued]
+
+
+def _approval_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    warning_id = ids["warning"]
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    approval = reporting.warning_approval(f"{warning_id}:1") or {}
+    still_open = [a["_id"] for a in reporting.open_warning_approvals(False)]
+    seen = reporting.warning_view(warning_id) or {}
+    return {
+        "approval": {
+            k: v for k, v in approval.items() if not k.startswith("_") and k != "warning_id"
+        },
+        "open": f"{warning_id}:1" in still_open,
+        "warning": {k: seen.get(k) for k in ("status", "version", "level")},
+    }
+
+
+def test_warning_approval_requested_decided_issued_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _approval_events, _approval_state, ["warning"])
+
+
 # ------------------------------------------------------------------------- dispatch orders
 
 
@@ -434,3 +509,136 @@ def _intake_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
 
 def test_follow_ups_and_final_report_reach_intake_in_any_order(delivery: Delivery) -> None:
     _run(delivery, _report_scenario, _intake_state, [])
+
+
+# ------------------------------------------------------------------- dispute supervision
+
+
+def _dispute_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """A dispute supervised by letter, discussed at a joint meeting, then moved up a level."""
+    incident_id, assignment_id = ids["incident"], ids["assignment"]
+    day = delivery.stack.clock.now().date().isoformat()
+    supervised = make_event(
+        _at(delivery, 0),
+        "dispatch",
+        "assignment_supervised",
+        {
+            "assignment_id": assignment_id,
+            "incident_id": incident_id,
+            "supervision_id": "s1",
+            "form": "letter",
+            "on": day,
+            "by": "县综治办",
+            "summary": "县综治办对纠纷化解发函督办",
+        },
+        correlation_id=incident_id,
+    )
+    meeting = make_event(
+        _at(delivery, 5),
+        "dispatch",
+        "joint_meeting_held",
+        {
+            "meeting_id": ids["meeting"],
+            "held_on": day,
+            "convener": "县综治办",
+            "attendees": ["县司法局"],
+            "decisions": ["司法所牵头调解"],
+            "assignment_ids": [assignment_id],
+            "incident_ids": [incident_id],
+            "summary": "县综治办召开联席会议，议定1项",
+        },
+        correlation_id=f"meeting:{ids['meeting']}",
+    )
+    escalated = make_event(
+        _at(delivery, 10),
+        "dispatch",
+        "assignment_escalated",
+        {
+            "assignment_id": assignment_id,
+            "incident_id": incident_id,
+            "from_level": "group",
+            "to_level": "village",
+        },
+        correlation_id=incident_id,
+    )
+    return [supervised, meeting, escalated]
+
+
+def _dispute_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    """The dispute's timeline in reporting: each event once, whatever the order."""
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    rows, _ = reporting.timeline_page(ids["incident"], 50, None)
+    assert len(rows) == 3, rows  # each event once, none lost
+    return {"timeline": sorted((r["event_type"], r.get("summary")) for r in rows)}
+
+
+def test_supervision_meeting_and_escalation_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _dispute_events, _dispute_state, ["incident", "assignment", "meeting"])
+
+
+# ------------------------------------------------------------------- special campaigns
+
+
+def _campaign_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """A campaign started, reported on and ended (reporting's own events, as it reads them)."""
+    campaign_id = ids["campaign"]
+    day = delivery.stack.clock.now().date()
+    common = {"campaign_id": campaign_id, "exercise": False}
+    started = make_event(
+        _at(delivery, 0),
+        "reporting",
+        "campaign_started",
+        {
+            **common,
+            "name": "矛盾纠纷大排查",
+            "starts_on": day.isoformat(),
+            "ends_on": (day + timedelta(days=9)).isoformat(),
+            "participants": [TOWNSHIP_A],
+            "report_every_days": 3,
+            "stage_report_days": 2,
+            "summary": "启动专项行动「矛盾纠纷大排查」",
+        },
+        correlation_id=f"campaign:{campaign_id}",
+    )
+    filed = make_event(
+        _at(delivery, 5),
+        "reporting",
+        "campaign_report_filed",
+        {
+            **common,
+            "report_id": ids["report"],
+            "participant": TOWNSHIP_A,
+            "kind": "campaign_report",
+            "summary": "专项行动「矛盾纠纷大排查」：青石镇报送定期报告",
+        },
+        correlation_id=f"campaign:{campaign_id}",
+    )
+    ended = make_event(
+        _at(delivery, 10),
+        "reporting",
+        "campaign_ended",
+        {
+            **common,
+            "name": "矛盾纠纷大排查",
+            "ended_at": delivery.stack.clock.now().isoformat(),
+            "summary": "专项行动「矛盾纠纷大排查」结束",
+        },
+        correlation_id=f"campaign:{campaign_id}",
+    )
+    return [started, filed, ended]
+
+
+def _campaign_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    """The campaign's entries of the audit trail: each event once, whatever the order."""
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    entries = []
+    for event_type in ("campaign_started", "campaign_report_filed", "campaign_ended"):
+        rows, _ = reporting.audit_page(AuditFilter(event_type=event_type), 200, None)
+        mine = [r for r in rows if r.get("correlation_id") == f"campaign:{ids['campaign']}"]
+        entries += [(r["event_type"], r.get("summary")) for r in mine]
+    assert len(entries) == 3, entries  # each event once, none lost
+    return {"audit": sorted(entries)}
+
+
+def test_campaign_started_reported_ended_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _campaign_events, _campaign_state, ["campaign", "report"])

@@ -590,6 +590,33 @@ def _every_event(
         ),
         ("warning", "warning_expired", {**warning, "version": 4, "level": 1, "color": "red"}),
         (
+            "warning",
+            "warning_approval_requested",
+            {
+                **warning,
+                "version": 5,
+                "level": 2,
+                "color": "orange",
+                "msg_type": "Update",
+                "old_level": 1,
+                "headline": "县暴雨橙色预警",
+                "requested_by": "operator",
+                "requested_at": now.isoformat(),
+            },
+        ),
+        (
+            "warning",
+            "warning_approval_decided",
+            {
+                "warning_id": "W-7f3a",
+                "version": 5,
+                "decision": "rejected",
+                "decided_by": "leader",
+                "decided_at": now.isoformat(),
+                "note": "尚未达到橙色标准",
+            },
+        ),
+        (
             "dispatch",
             "dispatch_ordered",
             {
@@ -750,6 +777,70 @@ def _every_event(
                 "safety_officer": {"name": "钱安全", "phone": "13800000002"},
             },
         ),
+        (
+            "dispatch",
+            "assignment_supervised",
+            {
+                **assignment,
+                "supervision_id": "S-1",
+                "form": "meeting",
+                "on": day,
+                "by": "县综治办",
+                "summary": "县综治办对纠纷化解会议督办（" + day + "）",
+            },
+        ),
+        (
+            "dispatch",
+            "joint_meeting_held",
+            {
+                "meeting_id": "M-1",
+                "held_on": day,
+                "convener": "县矛盾纠纷大调解协调中心",
+                "attendees": ["县司法局", "县公安局"],
+                "decisions": ["司法所牵头调解"],
+                "assignment_ids": ["A-5b2d"],
+                "incident_ids": [primary],
+                "summary": "县矛盾纠纷大调解协调中心召开联席会议（"
+                + day
+                + "），2个单位参加，议定1项",
+            },
+        ),
+        # The special campaigns' events carry the sentence their use cases wrote.
+        (
+            "reporting",
+            "campaign_started",
+            {
+                "campaign_id": "C-1",
+                "name": "矛盾纠纷大排查",
+                "starts_on": day,
+                "ends_on": day,
+                "participants": [TOWNSHIP_A],
+                "report_every_days": 3,
+                "stage_report_days": 2,
+                "summary": "启动专项行动「矛盾纠纷大排查」：每3天报告一次",
+            },
+        ),
+        (
+            "reporting",
+            "campaign_report_filed",
+            {
+                "campaign_id": "C-1",
+                "report_id": "CR-1",
+                "participant": TOWNSHIP_A,
+                "kind": "campaign_report",
+                "summary": "专项行动「矛盾纠纷大排查」：青石镇报送定期报告",
+            },
+        ),
+        (
+            "reporting",
+            "campaign_ended",
+            {
+                "campaign_id": "C-1",
+                "name": "矛盾纠纷大排查",
+                "ended_at": now,
+                "summary": "专项行动「矛盾纠纷大排查」结束，此后的报告不再要求（撤销 2 项时限）",
+            },
+        ),
         # The duty office's events carry the sentence its use case wrote.
         (
             "reporting",
@@ -885,6 +976,8 @@ def test_every_event_type_reads_as_a_chinese_sentence(rstack: Stack) -> None:
         "青石镇上湾村 未按时确认预警，已向乡镇催办",
         "预警送达失败：青石镇（发布渠道）",
         "建议发布黄色预警（地质灾害）",
+        "橙色预警（暴雨）第5版调整待审批",
+        "预警第5版被驳回",
         "调派救援力量：县应急救援队及其他队伍1支，调运物资：救灾帐篷50顶、物资2",
         "调度状态由「已下达」转为「在途」",
         "物资低于下限：县应急物资储备库 救灾帐篷 余60顶",

@@ -241,6 +241,8 @@ READS: dict[str, Read] = {
     "/v1/deadlines": Read("own"),
     "/v1/zero-reports": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/zero-reports/contradictions": Read("own"),
+    "/v1/campaigns": Read("county"),
+    "/v1/campaigns/{campaign_id}": Read("county"),
     "/v1/epidemic/diseases": Read("county"),
     "/v1/epidemic/day": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/epidemic/reports": Read("own", params=lambda _: {"date": TODAY}),
@@ -294,6 +296,7 @@ def county_ids(seeded: Seeded) -> dict[str, str]:
         "team_id": stack.call("GET", "/v1/teams").json()["items"][0]["id"],
         "suggestion_id": suggestions[0]["id"],
         "key_id": keys[0]["id"],
+        "campaign_id": stack.call("GET", "/v1/campaigns").json()["items"][0]["id"],
         "name": "app.js",
         "token": village_link_token(seeded),
     }
@@ -527,6 +530,13 @@ TOWNSHIP_WRITES: dict[tuple[str, str], tuple[Write, tuple[int, str]]] = {
         ),
         FORBIDDEN_TOWNSHIP,
     ),
+    ("POST", "/v1/campaigns/{campaign_id}/reports"): (
+        lambda s, t: (
+            f"/v1/campaigns/{campaign_of(s)}/reports",
+            {"participant": t.code, "kind": "campaign_report", "content": "排查纠纷3起"},
+        ),
+        FORBIDDEN_TOWNSHIP,
+    ),
     ("POST", "/v1/warnings/{warning_id}/ack"): (
         lambda s, t: (f"/v1/warnings/{t.warning}/ack", {"note": "已收到"}),
         FORBIDDEN_TOWNSHIP,
@@ -538,11 +548,36 @@ TOWNSHIP_WRITES: dict[tuple[str, str], tuple[Write, tuple[int, str]]] = {
         ),
         NOT_FOUND,
     ),
+    ("POST", "/v1/assignments/{assignment_id}/supervisions"): (
+        lambda s, t: (
+            f"/v1/assignments/{t.assignment}/supervisions",
+            {"form": "notice", "on": TODAY, "by": "镇综治办"},
+        ),
+        NOT_FOUND,
+    ),
+    ("POST", "/v1/joint-meetings"): (
+        lambda s, t: (
+            "/v1/joint-meetings",
+            {
+                "held_on": TODAY,
+                "convener": "镇综治办",
+                "attendees": ["镇司法所"],
+                "decisions": ["继续调解"],
+                "assignment_ids": [t.assignment],
+            },
+        ),
+        NOT_FOUND,
+    ),
     ("POST", "/v1/assignments/{assignment_id}/escalate"): (
         lambda s, t: (f"/v1/assignments/{t.assignment}/escalate", {"reason": "三次调解未果"}),
         NOT_FOUND,
     ),
 }
+
+
+def campaign_of(seeded: Seeded) -> str:
+    """The id of a seeded campaign both townships take part in."""
+    return str(seeded.stack.call("GET", "/v1/campaigns").json()["items"][0]["id"])
 
 
 def township_writes(stack: Stack) -> list[tuple[str, str]]:

@@ -3,7 +3,8 @@
 Each township files an incident (twice: a possible duplicate) and a dispute, a follow-up, a
 refused 「无事件」 (kept as possible concealment) and a zero report; a department warns
 it (a warning for its area only), the warning is delivered and acknowledged; the duty office
-sends a team, activates a township plan and assigns the dispute. Deadlines, timeline entries,
+sends a team, activates a township plan and assigns the dispute; two special campaigns name
+both townships. Deadlines, timeline entries,
 audit rows and scores follow from these. The ids are kept per township, so a test can look for
 any of them in an answer meant for the other township.
 """
@@ -126,6 +127,7 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
                 "incident_id": dispute,
                 "responsible_leader": "李副镇长",
                 "responsible_unit": "镇综治办",
+                "stability_contact": {"name": "王稳控", "phone": "13800000001", "unit": "镇派出所"},
                 "due_at": (now + timedelta(days=3)).isoformat(),
             },
         )
@@ -227,6 +229,22 @@ def seed_epidemic_report(stack: Stack, township: Township) -> None:
     assert response.status_code == 200, response.text
 
 
+def seed_campaigns(stack: Stack) -> list[str]:
+    """Two special campaigns (专项行动) of both townships: their deadlines are each township's."""
+    today = stack.clock.now().date()
+    ids = []
+    for name in ("矛盾纠纷大排查", "安全生产大检查"):
+        body = {
+            "name": name,
+            "starts_on": today.isoformat(),
+            "ends_on": (today + timedelta(days=9)).isoformat(),
+            "stages": [{"name": "全面排查", "ends_on": (today + timedelta(days=4)).isoformat()}],
+            "participants": [TOWNSHIP_A, TOWNSHIP_B],
+        }
+        ids.append(created(stack.call("POST", "/v1/campaigns", json=body))["id"])
+    return ids
+
+
 def seed_two_townships(stack: Stack) -> dict[str, Township]:
     """Seed townships A and B (and a third), deliver and acknowledge warnings; by key name."""
     first, second = available_teams(stack, 2)
@@ -235,6 +253,7 @@ def seed_two_townships(stack: Stack) -> dict[str, Township]:
         "township_b": seed_township(stack, "township_b", TOWNSHIP_B, second),
     }
     seed_a_third_township(stack)
+    seed_campaigns(stack)
     for township in seeded.values():
         seed_epidemic_report(stack, township)
     stack.settle()

@@ -116,3 +116,47 @@ class EpidemicReportMissedV1(EventPayload):
     township_code: str
     date: date
     disease_codes: list[str]
+
+
+@event_model("reporting", "campaign_started")
+class CampaignStartedV1(EventPayload):
+    """The county started a special campaign (专项行动) with its reporting rhythm; the
+    sentence (``summary``) is written by the use case that raised it."""
+
+    campaign_id: str
+    name: str
+    starts_on: date
+    ends_on: date
+    participants: list[str]
+    report_every_days: int
+    stage_report_days: int
+    stages: int = 0
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+    summary: str
+
+
+@event_model("reporting", "campaign_ended")
+class CampaignEndedV1(EventPayload):
+    """The county ended a special campaign; its reports due later are no longer asked for."""
+
+    campaign_id: str
+    name: str
+    ended_at: datetime
+    dropped_deadlines: int = 0
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+    summary: str
+
+
+@event_model("reporting", "campaign_report_filed")
+class CampaignReportFiledV1(EventPayload):
+    """A participant filed a campaign report (定期报告 or 阶段报告), on time or late."""
+
+    campaign_id: str
+    report_id: str
+    participant: str
+    kind: str
+    stage: int | None = None
+    deadline_id: str | None = None
+    late: bool = False
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+    summary: str

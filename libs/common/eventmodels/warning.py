@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from libs.common.events import EventPayload, event_model
 
@@ -141,4 +142,31 @@ class WarningSuggestedV1(EventPayload):
     level: int
     areas: list[str]
     grade: int | None = None
+    exercise: bool = False
+
+
+@event_model("warning", "warning_approval_requested")
+class WarningApprovalRequestedV1(_WarningVersion):
+    """A version of a warning (a first issue or an adjustment) awaits a leader's approval."""
+
+    msg_type: str
+    headline: str
+    requested_by: str | None = None
+    requested_at: datetime
+    old_level: int | None = None
+    incident_ids: list[str] = []
+
+
+@event_model("warning", "warning_approval_decided")
+class WarningApprovalDecidedV1(EventPayload):
+    """A version that awaited approval was decided: approved or rejected by a leader, or
+    closed without a decision (superseded when the warning was lifted, expired unapproved)."""
+
+    warning_id: str
+    version: int
+    decision: Literal["approved", "rejected", "superseded", "expired"]
+    decided_by: str | None = None
+    decided_at: datetime
+    note: str | None = None
+    incident_ids: list[str] = []
     exercise: bool = False

@@ -3,6 +3,7 @@
 // sessionStorage and travels only in the Authorization header.
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
+import { campaignTitle, openCampaigns, refreshCampaigns, wireCampaigns } from "./campaigns.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 import { reachButton, refreshReach, wireReach } from "./reach.js";
@@ -731,14 +732,14 @@ async function loadDeadlines() {
                   "div",
                   { class: "item-head" },
                   d.grade ? gradeBadge(d.grade) : null,
-                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) || "" }),
+                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) || campaignTitle(d) }),
                   marker("late", label("kind", d.kind)),
                   drillMarker(d),
                 ),
                 h(
                   "div",
                   { class: "item-meta" },
-                  h("span", { text: townshipName(d.township_code) }),
+                  h("span", { text: d.participant_name || townshipName(d.township_code) }),
                   h("span", { text: `${t("deadline.due")} ${fmtTime(d.due_at)}` }),
                   h("span", {
                     class: "overdue-for",
@@ -911,6 +912,7 @@ const LOADERS = {
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
   reach: refreshReach,
+  campaigns: refreshCampaigns,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -923,6 +925,7 @@ const PANEL_IDS = {
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
   reach: "reach-dialog",
+  campaigns: "campaign-dialog",
   detail: "detail",
 };
 
@@ -1069,6 +1072,9 @@ function eventSummary(ev) {
     vars.old = label("status", p.old_status);
   } else if (ev.event_type === "plan_changed") {
     vars.old = roman(p.old_level);
+  } else if (ev.event_type === "warning_approval_decided") {
+    vars.number = p.version ?? "";
+    vars.decision = label("decision", p.decision);
   } else if (ev.event_type === "warning_adjusted") {
     vars.reason = because(p.reason);
   } else if (["warning_lifted", "incident_closed", "incident_regraded"].includes(ev.event_type)) {
@@ -1250,11 +1256,12 @@ function panelsFor(type) {
   if (type.startsWith("warning_")) return ["warnings", "pending"];
   if (type.startsWith("dispatch_")) return ["dispatches"];
   if (["followup_filed", "final_report_filed", "report_overdue"].includes(type)) {
-    return ["deadlines", "incidents"];
+    return ["deadlines", "incidents", "campaigns"];
   }
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   if (type === "zero_report_contradicted") return ["concealment"];
   if (type.startsWith("epidemic_report_")) return ["epidemic"];
+  if (type.startsWith("campaign_")) return ["campaigns", "deadlines"];
   return [];
 }
 
@@ -1725,6 +1732,7 @@ function showBoard() {
   $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
   $("epidemic-btn").hidden = false;
+  $("campaign-btn").hidden = me.role === "township"; // a township sees its campaign deadlines in the panel
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1841,6 +1849,8 @@ function init() {
   );
   wireEpidemic();
   wireReach();
+  $("campaign-btn").addEventListener("click", () => openCampaigns({ api, townshipName, fmtTime }));
+  wireCampaigns();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));

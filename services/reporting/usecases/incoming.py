@@ -40,6 +40,8 @@ SUMMARIES: dict[str, str] = {
     "warning_village_acknowledged": "{township_code}{village} 确认收到预警（{via}）",
     "warning_village_unacknowledged": "{township_code}{village} 未按时确认预警，已向乡镇催办",
     "warning_suggested": "建议发布{color_label}预警（{hazard}）",
+    "warning_approval_requested": "{color_label}预警（{hazard}）第{version}版{msg_label}待审批",
+    "warning_approval_decided": "预警第{version}版{decision_label}",
     "dispatch_ordered": "调派救援力量：{teams}{resources}",
     "dispatch_status_changed": "调度状态由「{old_status}」转为「{status}」",
     "stock_low": "物资低于下限：{warehouse} {item} 余{quantity}{unit}",
@@ -66,6 +68,12 @@ SUMMARIES: dict[str, str] = {
     "duty_shift_unstaffed": "{summary}",
     "duty_handover_missing": "{summary}",
     "duty_handover_confirmed": "{summary}",
+    # So do the special campaigns' (专项行动) and the disputes' supervision and joint meetings.
+    "assignment_supervised": "{summary}",
+    "joint_meeting_held": "{summary}",
+    "campaign_started": "{summary}",
+    "campaign_ended": "{summary}",
+    "campaign_report_filed": "{summary}",
 }
 
 # Fallbacks that say what a code stands for when its name is unknown: never the code or an id.
@@ -252,6 +260,11 @@ def _fields(event_type: str, payload: dict[str, Any], names: TimelineNames) -> _
         fields["closed_by"] = domain.CLOSED_BY_LABELS.get(payload["closed_by"]) or _chinese_or(
             payload["closed_by"], "值班人员"
         )
+    if event_type.startswith("warning_approval_"):
+        fields["msg_label"] = domain.WARNING_MSG_LABELS.get(str(payload.get("msg_type")), "报审")
+        fields["decision_label"] = domain.APPROVAL_DECISION_LABELS.get(
+            str(payload.get("decision")), "审批结束"
+        )
     if event_type.startswith("epidemic_report_"):
         _epidemic_names(fields, payload, names)
     if event_type.startswith("warning_"):
@@ -371,6 +384,57 @@ def warning_change(repo: ReportingRepository, kind: str) -> Handler:
         if kind in ("issued", "adjusted"):
             repo.set_warning_issued_at_if_earlier(wid, at)
         return applied
+
+    return handle
+
+
+def _approval_stub(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The approval of one warning version before either of its events has filled it in."""
+    return {
+        "_id": f"{payload['warning_id']}:{int(payload['version'])}",
+        "warning_id": payload["warning_id"],
+        "version": int(payload["version"]),
+        "exercise": bool(payload.get("exercise", False)),
+        "requested_at": None,
+        "decision": None,
+    }
+
+
+def approval_requested(repo: ReportingRepository) -> Handler:
+    """A version waits for a leader: its request is recorded once. Whatever order the two
+    events come in, an approval is open only while it has a request and no decision."""
+
+    def handle(envelope: EventEnvelope) -> bool:
+        p = envelope.payload
+        fields = {
+            "msg_type": p.get("msg_type"),
+            "hazard": p.get("hazard"),
+            "level": int(p["level"]),
+            "old_level": p.get("old_level"),
+            "color": p.get("color"),
+            "areas": list(p.get("areas") or []),
+            "headline": p.get("headline"),
+            "incident_ids": list(p.get("incident_ids") or []),
+            "requested_by": p.get("requested_by"),
+            "requested_at": _when(p["requested_at"]),
+        }
+        return repo.record_approval_request(_approval_stub(p), fields)
+
+    return handle
+
+
+def approval_decided(repo: ReportingRepository) -> Handler:
+    """A version's approval closes (approved, rejected, superseded, expired): once."""
+
+    def handle(envelope: EventEnvelope) -> bool:
+        p = envelope.payload
+        fields = {
+            "decision": p["decision"],
+            "decided_by": p.get("decided_by"),
+            "decided_at": _when(p["decided_at"]),
+            "note": p.get("note"),
+        }
+        return repo.record_approval_decision(_approval_stub(p), fields)
 
     return handle
 

@@ -57,9 +57,11 @@ def _deadline_row(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
         "id": row["_id"],
         "incident_id": row.get("incident_id"),
         "township_code": row["township_code"],
-        "township_name": names.get(row["township_code"], row["township_code"]),
+        "township_name": row.get("participant_name")
+        or names.get(row["township_code"], row["township_code"]),
         "kind": row["kind"],
         "kind_label": domain.DEADLINE_KIND_LABELS.get(row["kind"], row["kind"]),
+        "campaign_name": row.get("campaign_name"),
         "due_at": row["due_at"],
         "status": row["status"],
         "late": row.get("late", False),
@@ -101,7 +103,12 @@ def _titled(rows: list[dict[str, Any]], repo: ReportingRepository) -> list[dict[
     read in one query, not one per row (the overdue list holds every report still owed)."""
     titles = repo.incident_titles([row["incident_id"] for row in rows if row.get("incident_id")])
     for row in rows:
-        row["incident_title"] = titles.get(row.get("incident_id") or "") or "（事件标题未收到）"
+        # A special campaign's report is about the campaign, not an incident.
+        campaign = row.get("campaign_name")
+        title = f"专项行动「{campaign}」" if campaign else None
+        row["incident_title"] = (
+            title or titles.get(row.get("incident_id") or "") or "（事件标题未收到）"
+        )
     return rows
 
 
@@ -186,9 +193,11 @@ def situation(
             "kind_label": domain.DEADLINE_KIND_LABELS.get(row["kind"], row["kind"]),
             "incident_id": row["incident_id"],
             "township_code": row["township_code"],
-            "township_name": names.get(row["township_code"], row["township_code"]),
+            "township_name": row.get("participant_name")
+            or names.get(row["township_code"], row["township_code"]),
             "filed_at": row["met_at"],
             "due_at": row["due_at"],
+            "campaign_name": row.get("campaign_name"),
         }
         for row in repo.late_deadlines_met_between(start, end)
     ]
