@@ -2,7 +2,9 @@
 
 Incidents arrive in waves from many townships, follow-ups raise the figures, some incidents get
 final reports, townships file zero reports and epidemic reports (传染病零报告), warnings are
-issued, adjusted and lifted, teams and supplies are dispatched and returned. The duty office
+issued, adjusted and lifted (and reach the villages' information officers, who confirm by the
+link in their message or through their township, or stay silent and escalate), teams and
+supplies are dispatched and returned. The duty office
 (值班室) works the same day: a drill roster for the week, shift handovers opened and confirmed,
 spot checks by the leader; incidents of grade Ⅲ and above go up to the city as drill pushes when
 an upstream is configured. A drill special campaign (专项行动) gets its reports, and drill
@@ -30,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+
+from yingji import drill_villages
 
 CATEGORY_WEIGHTS = {
     "flood": 8,
@@ -160,6 +164,9 @@ class Drill:
         self.teams: list[str] = []
         self.open_incidents: list[dict[str, Any]] = []
         self.active_warnings: list[dict[str, Any]] = []
+        # The last mile: drill warnings over villages, and each township's village codes.
+        self.village_warnings: list[dict[str, Any]] = []
+        self.villages: dict[str, list[str]] = {}
         self.dispatches: list[dict[str, Any]] = []
         # Reporting units (townships, health units) and watched diseases of the epidemic reports.
         self.epidemic_units: list[dict[str, Any]] = []
@@ -186,7 +193,11 @@ class Drill:
         subject: str | None = None,
     ) -> httpx.Response | None:
         """Make one request, record it, and return the response (None when none came)."""
-        headers = {"Authorization": f"Bearer {self.keys.get(who, self.admin_key)}"}
+        headers = (
+            {}  # a village's link needs no key
+            if who == "public"
+            else {"Authorization": f"Bearer {self.keys.get(who, self.admin_key)}"}
+        )
         if method == "POST":
             headers["Idempotency-Key"] = f"drill-{self.run_id}-{uuid.uuid4().hex}"
         started = time.perf_counter()
@@ -260,6 +271,13 @@ class Drill:
             self.epidemic_units = list(epidemic.json()["units"])
             self.diseases = [d["code"] for d in epidemic.json()["items"]]
         self.learn_information_units(admin)
+        villages = self.client.get(
+            self.route("/v1/county/villages"),
+            headers={"Authorization": f"Bearer {self.keys['operator']}"},
+        )
+        if villages.status_code == 200:
+            for village in villages.json()["items"]:
+                self.villages.setdefault(village["township_code"], []).append(village["code"])
         self.enter_duty_roster()
 
     def learn_information_units(self, admin: dict[str, str]) -> None:
@@ -601,6 +619,10 @@ class Drill:
                 {"reason": "演练：雨势减弱", "override_reason": "演练结束"},
             )
 
+    def last_mile(self) -> None:
+        """Villages and their information officers (yingji/drill_villages.py)."""
+        drill_villages.village_step(self)
+
     def dispatch_team(self) -> None:
         """Dispatch the best suggested team to an open incident, or move a dispatch along."""
         with self.state_lock:
@@ -766,6 +788,7 @@ class Drill:
             (self.submit_information, 1),
             (self.issue_warning, 0.5),
             (self.change_warning, 1),
+            (self.last_mile, 0.8),
             (self.dispatch_team, 1.5),
             (self.hand_over, 0.3),
             (self.spot_check, 0.3),

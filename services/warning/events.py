@@ -50,10 +50,15 @@ def _event(
 
 
 def version_event(
-    clock: Clock, warning: Mapping[str, Any], version: Mapping[str, Any], old_level: int | None
+    clock: Clock,
+    warning: Mapping[str, Any],
+    version: Mapping[str, Any],
+    old_level: int | None,
+    covered: Mapping[str, int] | None = None,
 ) -> EventEnvelope:
-    """``warning_issued`` / ``warning_adjusted`` / ``warning_lifted`` for a version just issued."""
-    fields = _version_fields(warning, version)
+    """``warning_issued`` / ``warning_adjusted`` / ``warning_lifted`` for a version just issued;
+    ``covered`` adds what its areas reach (villages, people, enterprises)."""
+    fields = {**_version_fields(warning, version), **(covered or {})}
     approver = (version.get("approved_by") or {}).get("name")
     kind = version["msg_type"]
     if kind == "Alert":
@@ -99,6 +104,8 @@ def delivery_failed_event(
         "warning_id": delivery["warning_id"],
         "version": delivery["version"],
         "township_code": delivery["township_code"],
+        "target_kind": (delivery.get("target") or {}).get("kind", "township"),
+        "target_code": (delivery.get("target") or {}).get("code", delivery["township_code"]),
         "channel": delivery["channel"],
         "attempts": attempts,
         "error": error,
@@ -132,6 +139,39 @@ def unacknowledged_event(clock: Clock, ack: Mapping[str, Any]) -> EventEnvelope:
         "exercise": bool(ack.get("exercise")),
     }
     return _event(clock, "warning_unacknowledged", payload, ack["correlation_id"])
+
+
+def village_acknowledged_event(
+    clock: Clock, receipt: Mapping[str, Any], by: str, via: str, late: bool
+) -> EventEnvelope:
+    """``warning_village_acknowledged`` when a village (or its township for it) confirms."""
+    payload = {
+        "warning_id": receipt["warning_id"],
+        "version": receipt["version"],
+        "township_code": receipt["township_code"],
+        "village_code": receipt["target"]["code"],
+        "village_name": receipt.get("village_name"),
+        "acknowledged_by": by,
+        "via": via,
+        "late": late,
+        "exercise": bool(receipt.get("exercise")),
+    }
+    return _event(clock, "warning_village_acknowledged", payload, receipt["correlation_id"])
+
+
+def village_unacknowledged_event(clock: Clock, receipt: Mapping[str, Any]) -> EventEnvelope:
+    """``warning_village_unacknowledged`` when a village's silence escalates to its township."""
+    payload = {
+        "warning_id": receipt["warning_id"],
+        "version": receipt["version"],
+        "level": receipt["level"],
+        "township_code": receipt["township_code"],
+        "village_code": receipt["target"]["code"],
+        "village_name": receipt.get("village_name"),
+        "due_at": receipt["due_at"],
+        "exercise": bool(receipt.get("exercise")),
+    }
+    return _event(clock, "warning_village_unacknowledged", payload, receipt["correlation_id"])
 
 
 def suggested_event(

@@ -66,6 +66,21 @@ def test_every_creating_write_carries_the_flag_and_chinese_titles() -> None:
     drill.close()
 
 
+def test_the_last_mile_writes_are_drills_and_reach_villages() -> None:
+    drill = Captured()
+    drill.villages = {"349901001": ["349901001001", "349901001002"]}
+    drill.village_warnings = [{"id": "wrn_1", "areas": ["349901001"]}]
+    for _ in range(60):
+        drill.last_mile()
+    posts = [(path, body) for method, path, body in drill.sent if method == "POST"]
+    warnings = [body for path, body in posts if path == "/v1/warnings"]
+    assert warnings and all(b["exercise"] is True and b["level"] == 2 for b in warnings)
+    assert all(b["headline"].startswith("演练：") for b in warnings)
+    acks = [body for path, body in posts if path == "/v1/warnings/wrn_1/ack"]
+    assert acks and {b["village_code"] for b in acks} <= set(drill.villages["349901001"])
+    drill.close()
+
+
 def test_the_drill_campaign_is_an_exercise_and_its_texts_are_chinese() -> None:
     drill = Captured()
     drill.start_campaign()

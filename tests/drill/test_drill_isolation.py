@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from libs.common.county import load_county
+from services.warning.service import use_cases
 from tests.console.support import live_server
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
@@ -36,6 +37,9 @@ DRILL_OPERATIONS = (
     "duty_handover",
     "duty_confirm",
     "spot_check",
+    "village_warning",
+    "village_link_ack",
+    "village_ack_by_township",
     "campaign",
     "campaign_report",
     "supervision",
@@ -298,6 +302,14 @@ def test_a_drill_leaves_real_operations_exactly_as_they_were(platform: Platform)
     after = snapshot(platform)
     for part in before:
         assert after[part] == before[part], f"the drill changed {part}"
+    # The villages nobody acknowledged escalate to their townships (a drill's limit: 30 s),
+    # and real operations stay as they were.
+    platform.stack.clock.advance(60)
+    use_cases(platform.stack.ctx("warning")).run_ack_scan()
+    platform.settle()
+    escalated = snapshot(platform)
+    for part in ("teams", "stock", "ledger", "scores", "open_incidents", "real_dispatches"):
+        assert escalated[part] == before[part], f"the escalation changed {part}"
     # Every event the drill caused says it is a drill, so no consumer can take it for real work.
     caused = drill_events(platform, started)
     assert caused, "the drill caused no events"
@@ -305,6 +317,11 @@ def test_a_drill_leaves_real_operations_exactly_as_they_were(platform: Platform)
         (e["event_type"], e["payload"]) for e in caused if e["payload"].get("exercise") is not True
     ]
     assert untagged == []
+    assert any(e["event_type"] == "warning_village_unacknowledged" for e in caused)
+    assert any(
+        e["event_type"] == "warning_village_acknowledged" and e["payload"]["via"] == "link"
+        for e in caused
+    )
     # Its texts are Chinese: hazard names, not codes.
     titles = {e["payload"]["title"] for e in caused if e["event_type"] == "incident_reported"}
     assert titles

@@ -243,7 +243,14 @@ def test_plan_activated_changed_ended_in_any_order(delivery: Delivery) -> None:
 
 def _warning_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
     warning_id = ids["warning"]
-    common = {"warning_id": warning_id, "hazard": "flood", "areas": [TOWNSHIP_A]}
+    # Every version says what its areas cover (到村); the newest version's figures stand.
+    common = {
+        "warning_id": warning_id,
+        "hazard": "flood",
+        "areas": [TOWNSHIP_A],
+        "villages": 6,
+        "people": 77410,
+    }
     start = delivery.stack.clock.now()
     issued = make_event(
         _at(delivery, 0),
@@ -285,7 +292,10 @@ def _warning_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     local = dispatch.warning_view(warning_id) or {}
     plan_id = f"warning-{warning_id}"
     return {
-        "reporting": {k: seen.get(k) for k in ("status", "version", "level", "issued_at")},
+        "reporting": {
+            k: seen.get(k)
+            for k in ("status", "version", "level", "issued_at", "villages", "people")
+        },
         "dispatch": {k: local.get(k) for k in ("version", "level", "ended", "exercise")}
         | {
             "plan_active_level": _active_level(dispatch.plan(plan_id)),
@@ -296,6 +306,46 @@ def _warning_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
 
 def test_warning_issued_adjusted_lifted_in_any_order(delivery: Delivery) -> None:
     _run(delivery, _warning_events, _warning_state, ["warning"])
+
+
+# ------------------------------------------------------------------------- enterprises
+
+
+def _enterprise_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """Three snapshots of one enterprise of the register: registered, renamed, closed."""
+    enterprise_id = ids["enterprise"]
+    base = {
+        "enterprise_id": enterprise_id,
+        "township_code": TOWNSHIP_A,
+        "risk_level": "major",
+        "responsible": {"name": "赵厂长", "phone": "13800000001"},
+        "safety_officer": {"name": "钱安全", "phone": "13800000002"},
+    }
+    snapshots = [
+        {"revision": 1, "name": "城关化工"},
+        {"revision": 2, "name": "城关化工有限公司", "risk_level": "large"},
+        {"revision": 3, "name": "城关化工有限公司", "status": "closed"},
+    ]
+    return [
+        make_event(
+            _at(delivery, minutes),
+            "dispatch",
+            "enterprise_registered",
+            {**base, **snapshot},
+            correlation_id=enterprise_id,
+        )
+        for minutes, snapshot in zip((0, 5, 10), snapshots, strict=True)
+    ]
+
+
+def _enterprise_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    warning = warning_repository(delivery.stack.ctx("warning"))
+    kept = [e for e in warning.enterprises_in([TOWNSHIP_A]) if e["_id"] == ids["enterprise"]]
+    return {"warning": [{k: e.get(k) for k in ("revision", "name", "status")} for e in kept]}
+
+
+def test_enterprise_snapshots_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _enterprise_events, _enterprise_state, ["enterprise"])
 
 
 def _approval_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import pytest
 from fastapi.routing import APIRoute
 
+from services.warning.service import use_cases
 from tests.console.support import live_server, messages_before, open_stream, reopen
 from tests.security.townships import (
     Township,
@@ -212,6 +213,7 @@ READS: dict[str, Read] = {
     "/v1/incidents/grading-rules": Read("county"),
     "/v1/incidents/{incident_id}": Read("own", "incident_id", refused=NOT_FOUND),
     "/v1/incidents/{incident_id}/duplicates": Read("own", "incident_id", refused=NOT_FOUND),
+    "/v1/warnings/ack/{token}": Read("public"),
     "/v1/warnings/feed": Read("public"),
     "/v1/warnings/feed/{warning_id}/cap": Read("public", "warning_id"),
     "/v1/warnings/suggestions": Read("county"),
@@ -302,7 +304,22 @@ def county_ids(seeded: Seeded) -> dict[str, str]:
         "key_id": keys[0]["id"],
         "campaign_id": stack.call("GET", "/v1/campaigns").json()["items"][0]["id"],
         "name": "app.js",
+        "token": village_link_token(seeded),
     }
+
+
+def village_link_token(seeded: Seeded) -> str:
+    """A village's link token, as one try of the shared warning's village delivery sends it."""
+    service = use_cases(seeded.stack.ctx("warning"))
+    service.run_deliveries()
+    for township in seeded.townships.values():
+        rows = service.repo.deliveries_for(seeded.shared_warning, [township.code])
+        village = next((r for r in rows if r["target"]["kind"] == "village"), None)
+        if village is not None:
+            full = service.repo.delivery_by_id(village["_id"])
+            assert full is not None
+            return str(service.outgoing(full)["ack_url"]).rsplit("/", 1)[1]
+    raise AssertionError("the shared warning reached no village")
 
 
 def fill(path: str, read: Read, target: Township, county: Mapping[str, str]) -> str:

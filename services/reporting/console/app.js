@@ -7,6 +7,7 @@ import { campaignTitle, openCampaigns, refreshCampaigns, wireCampaigns } from ".
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
 import { openInformation, refreshInformation, wireInformation } from "./information.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
+import { reachButton, refreshReach, wireReach } from "./reach.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -397,6 +398,7 @@ function activeWarningItem(w, report) {
       h("span", { class: "item-title", text: w.headline || label("hazard", w.hazard) }),
       w.exercise ? marker("exercise", t("exercise")) : null,
       w.expires ? h("span", { class: "warn-until", text: `${t("until")} ${fmtTime(w.expires)}` }) : null,
+      w.reach?.villages?.total ? reachButton(api, w.id) : null,
     ),
     report ? ackLine(report) : h("div", { class: "item-meta", text: (w.areas || []).map(townshipName).join(t("list")) }),
   );
@@ -910,6 +912,7 @@ const LOADERS = {
   zero: loadZero,
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
+  reach: refreshReach,
   campaigns: refreshCampaigns,
   information: refreshInformation,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
@@ -923,6 +926,7 @@ const PANEL_IDS = {
   zero: "panel-zero",
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
+  reach: "reach-dialog",
   campaigns: "campaign-dialog",
   information: "info-dialog",
   detail: "detail",
@@ -1062,6 +1066,7 @@ function eventSummary(ev) {
     n: p.escalation ?? "",
     date: p.date || "",
     summary: p.summary || "", // the duty office's events bring their own sentence
+    village: p.village_name || "",
   };
   if (ev.event_type === "incident_regraded") {
     vars.old = gradeWords(p.old_grade);
@@ -1250,6 +1255,7 @@ function relatedIncident(ev) {
 
 function panelsFor(type) {
   if (type.startsWith("incident_")) return ["incidents", "deadlines"];
+  if (type.startsWith("warning_village_")) return ["warnings", "reach"];
   if (type.startsWith("warning_")) return ["warnings", "pending"];
   if (type.startsWith("dispatch_")) return ["dispatches"];
   if (["followup_filed", "final_report_filed", "report_overdue"].includes(type)) {
@@ -1847,6 +1853,7 @@ function init() {
     openEpidemic({ api, townshipName, day: state.context?.today, fmtTime }),
   );
   wireEpidemic();
+  wireReach();
   $("campaign-btn").addEventListener("click", () => openCampaigns({ api, townshipName, fmtTime }));
   wireCampaigns();
   $("info-btn").addEventListener("click", () =>

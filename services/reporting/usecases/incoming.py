@@ -30,13 +30,15 @@ SUMMARIES: dict[str, str] = {
     "incident_regraded": "事件定级由{old_grade}调整为{new_grade}：{reason}",
     "incident_merged": "重复事件并入「{primary_title}」",
     "incident_closed": "事件结案（{closed_by}）：{reason}",
-    "warning_issued": "发布{color_label}预警：{headline}",
-    "warning_adjusted": "预警调整为{color_label}：{reason}",
+    "warning_issued": "发布{color_label}预警：{headline}{reach}",
+    "warning_adjusted": "预警调整为{color_label}：{reason}{reach}",
     "warning_lifted": "解除预警：{reason}",
     "warning_expired": "预警到期",
     "warning_delivery_failed": "预警送达失败：{township_code}（{channel}）",
     "warning_acknowledged": "{township_code} 确认收到预警",
     "warning_unacknowledged": "{township_code} 未按时确认预警",
+    "warning_village_acknowledged": "{township_code}{village} 确认收到预警（{via}）",
+    "warning_village_unacknowledged": "{township_code}{village} 未按时确认预警，已向乡镇催办",
     "warning_suggested": "建议发布{color_label}预警（{hazard}）",
     "warning_approval_requested": "{color_label}预警（{hazard}）第{version}版{msg_label}待审批",
     "warning_approval_decided": "预警第{version}版{decision_label}",
@@ -98,6 +100,7 @@ class TimelineNames:
     teams: Mapping[str, str] = field(default_factory=dict)
     health_units: Mapping[str, str] = field(default_factory=dict)
     diseases: Mapping[str, str] = field(default_factory=dict)
+    villages: Mapping[str, str] = field(default_factory=dict)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     incident_title: Callable[[str], str | None] = lambda _id: None
 
@@ -120,6 +123,7 @@ class TimelineNames:
             teams={t.id: t.name for t in county.teams},
             health_units={u.id: u.name for u in county.health_units},
             diseases={d.code: d.name for d in county.notifiable_diseases},
+            villages={v.code: v.name for _, v in county.villages()},
             timezone=ZoneInfo(county.timezone),
             incident_title=title,
         )
@@ -206,6 +210,27 @@ def _epidemic_names(fields: _Blank, payload: dict[str, Any], names: TimelineName
     fields["diseases"] = "、".join(names.diseases.get(str(c), "传染病") for c in codes) or "各病种"
 
 
+VIA_LABELS = {"link": "信息员点击短信链接", "township": "乡镇代为签收"}
+
+
+def reach_text(payload: Mapping[str, Any]) -> str:
+    """「，覆盖6个村、约77410人」 from what a warning version's areas cover; empty when the
+    event does not say (older events, a county file without villages)."""
+    villages = payload.get("villages")
+    if not villages:
+        return ""
+    people = int(payload.get("people") or 0)
+    return f"，覆盖{int(villages)}个村、约{people}人" if people else f"，覆盖{int(villages)}个村"
+
+
+def _last_mile(fields: _Blank, payload: dict[str, Any], names: TimelineNames) -> None:
+    """A village by name, how it acknowledged, and a version's reach."""
+    code = str(payload.get("village_code") or "")
+    fields["village"] = _chinese_or(payload.get("village_name") or names.villages.get(code), "某村")
+    fields["via"] = VIA_LABELS.get(str(payload.get("via")), "已签收")
+    fields["reach"] = reach_text(payload)
+
+
 def _fields(event_type: str, payload: dict[str, Any], names: TimelineNames) -> _Blank:
     """The template's fields: every code and id replaced by its Chinese name."""
     fields = _Blank({k: v for k, v in payload.items() if v is not None})
@@ -248,6 +273,8 @@ def _fields(event_type: str, payload: dict[str, Any], names: TimelineNames) -> _
         )
     if event_type.startswith("epidemic_report_"):
         _epidemic_names(fields, payload, names)
+    if event_type.startswith("warning_"):
+        _last_mile(fields, payload, names)
     if "primary_id" in payload:
         fields["primary_title"] = names.incident_title(payload["primary_id"]) or UNKNOWN_INCIDENT
     if event_type.startswith("assignment_"):
@@ -346,6 +373,10 @@ def warning_change(repo: ReportingRepository, kind: str) -> Handler:
             "areas": p.get("areas") or [],
             "exercise": bool(p.get("exercise", False)),
         }
+        # What the version's areas cover (到村), when the event says so.
+        for key in ("villages", "people", "villages_without_population"):
+            if p.get(key) is not None:
+                fields[key] = int(p[key])
         if kind == "issued":
             fields.update(status="active", headline=p.get("headline"))
             fields["expires"] = _when(p["expires"]) if p.get("expires") else None

@@ -13,6 +13,7 @@ from services.reporting.information import service as information
 from services.reporting.repository import ReportingRepository
 from services.reporting.usecases import zero
 from services.reporting.usecases.deadlines import profile
+from services.reporting.usecases.incoming import reach_text
 from services.reporting.usecases.start import start_date
 
 DAILY_CURSOR = "daily_published"
@@ -158,6 +159,7 @@ def situation(
             "areas": w.get("areas") or [],
             "area_names": [names.get(a, a) for a in w.get("areas") or []],
             "issued_at": w.get("issued_at"),
+            "reach": reach_text(w).lstrip("，"),
         }
         for w in repo.warnings_active_at(end)
     ]
