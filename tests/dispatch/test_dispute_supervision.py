@@ -157,3 +157,14 @@ def test_a_joint_meeting_is_recorded_once_per_key(dstack: Stack) -> None:
     assert refusal(refused)[:2] == (409, "idempotency_conflict")
     meetings = dstack.call("GET", f"/v1/assignments/{aid}").json()["joint_meetings"]
     assert len(meetings) == 1
+
+
+def test_a_supervision_key_with_another_body_is_refused(dstack: Stack) -> None:
+    aid = assign(dstack, report_incident(dstack, category="dispute"))["id"]
+    headers = {"Idempotency-Key": "sup-2"}
+    first = supervise(dstack, aid, "letter", headers=headers)
+    assert first.status_code == 201 and "request_hash" not in first.json()["supervisions"][0]
+    refused = supervise(dstack, aid, "meeting", headers=headers)
+    assert refusal(refused)[:2] == (409, "idempotency_conflict")
+    view = dstack.call("GET", f"/v1/assignments/{aid}").json()
+    assert [s["form"] for s in view["supervisions"]] == ["letter"]

@@ -181,3 +181,18 @@ def test_the_daily_summary_names_an_overdue_campaign_report(rstack: Stack) -> No
     assert {d["township_name"] for d in overdue} >= {"县水利局"}
     assert {d["incident_title"] for d in overdue} == {"专项行动「社会矛盾纠纷大排查」"}
     assert {d["kind_label"] for d in overdue} == {"专项行动定期报告"}
+
+
+def test_a_department_files_only_for_its_own_department(rstack: Stack) -> None:
+    """The water bureau's key files for ``water``; the weather bureau's key may not."""
+    rstack.clock.set(local(2026, 7, 6, 9))
+    campaign = start(rstack)
+    path = f"/v1/campaigns/{campaign['id']}/reports"
+    report = {"participant": "water", "kind": "campaign_report", "content": "排查河道隐患3处"}
+    refused = rstack.call("POST", path, who="department", json=report)
+    assert refusal(refused) == (403, "forbidden_unit", ["participant"])
+    filed = rstack.call("POST", path, who="water_department", json=report)
+    assert filed.status_code == 201, filed.text
+    town = {"participant": TOWNSHIP_A, "kind": "campaign_report", "content": "排查纠纷3起"}
+    refused = rstack.call("POST", path, who="water_department", json=town)
+    assert refusal(refused)[:2] == (403, "forbidden_unit")

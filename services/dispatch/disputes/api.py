@@ -137,6 +137,12 @@ def _meeting_out(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _supervision_out(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded supervision with its form's label (the request's fingerprint stays inside)."""
+    shown = {k: v for k, v in record.items() if k != "request_hash"}
+    return {**shown, "form_label": rules.FORM_LABELS[record["form"]]}
+
+
 def _assignment_out(
     doc: Mapping[str, Any], required: int, meetings: Sequence[Mapping[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -172,9 +178,7 @@ def _assignment_out(
         "exercise": bool(doc.get("exercise")),
         "stability_contact": doc.get("stability_contact"),
         "stability_contact_text": rules.stability_text(doc.get("stability_contact")),
-        "supervisions": [
-            {**s, "form_label": rules.FORM_LABELS[s["form"]]} for s in doc.get("supervisions") or []
-        ],
+        "supervisions": [_supervision_out(s) for s in doc.get("supervisions") or []],
         "supervision_required_form": due,
         "supervision_required_form_label": rules.FORM_LABELS[due],
         **({"joint_meetings": [_meeting_out(m) for m in meetings]} if meetings is not None else {}),
@@ -280,8 +284,8 @@ def _supervision_routes(router: APIRouter, ctx: ServiceContext, disputes: Disput
         principal: Principal = mediators,
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        key = validate_key(idempotency_key)
-        updated = disputes.supervise(assignment_id, body.model_dump(), key, principal)
+        keyed = _keyed(principal, idempotency_key, body)
+        updated = disputes.supervise(assignment_id, body.model_dump(), keyed)
         return _assignment_out(updated, required, disputes.meetings_of(assignment_id))
 
     @router.post(

@@ -234,12 +234,17 @@ class DisputeUseCases:
         return flagged
 
     def supervise(
-        self, assignment_id: str, fields: Mapping[str, Any], key: str | None, principal: Principal
+        self, assignment_id: str, fields: Mapping[str, Any], keyed: Keyed
     ) -> dict[str, Any]:
-        """Record a supervision (督办) in a form at least as strong as the one now due."""
+        """Record a supervision (督办) in a form at least as strong as the one now due; once per
+        key (409 when the key comes again with another body)."""
+        principal = keyed.principal
         doc = self.visible_assignment(assignment_id, principal)
-        supervision_id = _request_id(principal, key)
-        if key and any(s.get("id") == supervision_id for s in doc.get("supervisions") or []):
+        supervision_id = _request_id(principal, keyed.key)
+        stored = [s for s in doc.get("supervisions") or [] if s.get("id") == supervision_id]
+        if keyed.key and stored:
+            # A retry answers the first record; another body under the same key is refused.
+            check_replay({IDEMPOTENCY: {"hash": stored[0].get("request_hash")}}, keyed.digest)
             return doc
         if doc["status"] not in domain.OPEN_ASSIGNMENT_STATUSES:
             raise ConflictError("supervision_refused", f"该指派状态为 {doc['status']}，已不需督办")
@@ -257,6 +262,7 @@ class DisputeUseCases:
             "required_form": needed,
             "recorded_at": self.now(),
             "recorded_by": principal.name,
+            "request_hash": keyed.digest,
         }
         event = dispute_events.assignment_supervised(self.clock, doc, supervision)
         return self._change_assignment(doc, {}, {"supervisions": [supervision]}, [], [event])

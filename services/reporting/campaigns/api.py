@@ -70,8 +70,17 @@ class CampaignReportIn(_Strict):
 
 def _caller(principal: Principal, key: str | None, body: BaseModel | None) -> Caller:
     digest = fingerprint(body.model_dump(mode="json") if body else {})
-    township = principal.township_code if principal.role == Role.TOWNSHIP else None
-    return Caller(principal.name, principal.key_id, township, validate_key(key), digest)
+    return Caller(principal.name, principal.key_id, _unit(principal), validate_key(key), digest)
+
+
+def _unit(principal: Principal) -> tuple[str, str] | None:
+    """The only participant a key files for: a township's own code, a department's own id
+    (a department key bound to none files for none); the county office any (None)."""
+    if principal.role == Role.TOWNSHIP:
+        return "township", principal.township_code or ""
+    if principal.role == Role.DEPARTMENT:
+        return "department", principal.department_code or ""
+    return None
 
 
 def deadline_out(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,12 +30,13 @@ OPEN = ("pending", "overdue")
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks: a name for the record, a key id and township (township keys), the request's
-    Idempotency-Key and body fingerprint."""
+    """Who asks: a name for the record, a key id, the unit it files for (a township key's
+    township, a department key's department, else None), the Idempotency-Key and body
+    fingerprint."""
 
     name: str
     key_id: str
-    township_code: str | None
+    unit: tuple[str, str] | None  # ("township" | "department", code)
     key: str | None
     digest: str
 
@@ -251,8 +252,8 @@ class CampaignUseCases:
         participant = fields["participant"]
         if participant not in {p["code"] for p in campaign["participants"]}:
             raise field_error("participant", "不是该专项行动的参加单位")
-        if caller.township_code is not None and caller.township_code != participant:
-            raise ApiError(403, "forbidden_township", "乡镇密钥只能报送本乡镇的专项行动报告")
+        if caller.unit is not None and caller.unit[1] != participant:
+            raise _not_own(caller.unit)
         stage = fields.get("stage")
         if fields["kind"] == domain.STAGE and stage not in {
             s["number"] for s in campaign["stages"]
@@ -310,3 +311,16 @@ def _report_sentence(campaign: Mapping[str, Any], report: Mapping[str, Any]) -> 
     what = f"第{report['stage']}阶段报告" if report["kind"] == domain.STAGE else "定期报告"
     late = "（迟报）" if report["late"] else ""
     return f"{who}报送{what}{late}"
+
+
+def _not_own(unit: tuple[str, str]) -> ApiError:
+    """403 for a township or department key filing for another unit."""
+    kind, code = unit
+    township = kind == "township"
+    who = "乡镇" if township else "部门"
+    return ApiError(
+        403,
+        "forbidden_township" if township else "forbidden_unit",
+        f"{who}密钥只能报送本单位的专项行动报告（{code or '未绑定部门'}）",
+        fields=[{"path": "participant", "reason": "不是调用方所在单位"}],
+    )
