@@ -5,6 +5,7 @@
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 import { campaignTitle, openCampaigns, refreshCampaigns, wireCampaigns } from "./campaigns.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
+import { openDisputes, refreshDisputes, wireDisputes } from "./disputes.js";
 import { openInformation, refreshInformation, wireInformation } from "./information.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 import { reachButton, refreshReach, wireReach } from "./reach.js";
@@ -12,6 +13,8 @@ import { reachButton, refreshReach, wireReach } from "./reach.js";
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
 const EXERCISE_STORE = "yingji.console.exercise";
+// Roles the API lets read and record dispute assignments (a township its own township's).
+const MEDIATORS = ["operator", "leader", "township"];
 const PAGE_LIMIT = 100;
 const MAX_PAGES = 10;
 const REFRESH_MS = 60_000;
@@ -915,6 +918,7 @@ const LOADERS = {
   reach: refreshReach,
   campaigns: refreshCampaigns,
   information: refreshInformation,
+  disputes: refreshDisputes,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -929,6 +933,7 @@ const PANEL_IDS = {
   reach: "reach-dialog",
   campaigns: "campaign-dialog",
   information: "info-dialog",
+  disputes: "dispute-dialog",
   detail: "detail",
 };
 
@@ -1266,6 +1271,7 @@ function panelsFor(type) {
   if (type.startsWith("epidemic_report_")) return ["epidemic"];
   if (type.startsWith("campaign_")) return ["campaigns", "deadlines"];
   if (type.startsWith("information_")) return ["information"];
+  if (type.startsWith("assignment_") || type === "joint_meeting_held") return ["disputes"];
   return [];
 }
 
@@ -1738,6 +1744,7 @@ function showBoard() {
   $("epidemic-btn").hidden = false;
   $("campaign-btn").hidden = me.role === "township"; // a township sees its campaign deadlines in the panel
   $("info-btn").hidden = false;
+  $("dispute-btn").hidden = !MEDIATORS.includes(me.role); // the API lists assignments to these only
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1860,6 +1867,18 @@ function init() {
     openInformation({ api, day: state.context?.today, canRecord: ["operator", "leader"].includes(state.me?.role) }),
   );
   wireInformation();
+  $("dispute-btn").addEventListener("click", () =>
+    openDisputes({
+      api,
+      townshipName,
+      fmtTime,
+      incidentTitle,
+      today: state.context?.today || "",
+      drills: () => state.showExercise,
+      canWrite: MEDIATORS.includes(state.me?.role),
+    }),
+  );
+  wireDisputes();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));
