@@ -24,11 +24,14 @@ __all__ = ["chromium"]  # the browser fixture, shared with the main console test
 
 LATE = "城关镇土地承包纠纷"
 LATER = "青石镇山林权属纠纷"
+DRILL = "演练：邻里宅基地纠纷"
 
 
-def dispute(stack: Stack, who: str, code: str, title: str, hours: float) -> dict[str, Any]:
+def dispute(
+    stack: Stack, who: str, code: str, title: str, hours: float, **extra: Any
+) -> dict[str, Any]:
     """A dispute incident of ``code`` assigned by the duty office, due in ``hours``."""
-    body = incident_body(stack.clock.now(), code, title=title, category="dispute")
+    body = incident_body(stack.clock.now(), code, title=title, category="dispute", **extra)
     incident = ok(stack.call("POST", "/v1/incidents", who=who, json=body))
     stack.settle()
     assignment = {
@@ -44,7 +47,9 @@ def dispute(stack: Stack, who: str, code: str, title: str, hours: float) -> dict
 @pytest.fixture(scope="module")
 def assignments(console_stack: Stack) -> dict[str, dict[str, Any]]:
     """城关镇's dispute is overdue and mediated three times at group level (社) (so the next
-    supervision must be 会议); 青石镇's is due later, listed after it."""
+    supervision must be 会议); 青石镇's is due later, listed after it; a drill is hidden until
+    显示演练 is on."""
+    dispute(console_stack, "township_a", TOWNSHIP_A, DRILL, hours=48, exercise=True)
     later = dispute(console_stack, "township_b", TOWNSHIP_B, LATER, hours=72)
     late = dispute(console_stack, "township_a", TOWNSHIP_A, LATE, hours=1)
     path = f"/v1/assignments/{late['id']}/attempts"
@@ -64,6 +69,7 @@ def board(
     """A tab signed in as the duty operator, the dialog open."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     context, tab, errors = sign_in(chromium, server, console_stack.keys["operator"])
+    tab.locator("#h-incidents").screenshot(path=str(SHOTS / "47-disputes-link.png"))
     tab.click("#dispute-btn")
     tab.wait_for_selector("#dispute-dialog[open] #dispute-list", timeout=WAIT_MS)
     yield tab
@@ -177,5 +183,19 @@ def test_keys_the_api_does_not_serve_have_no_link(
 ) -> None:
     context, tab, errors = sign_in(chromium, server, console_stack.keys["department"])
     assert tab.locator("#dispute-btn").is_hidden()
+    context.close()
+    assert errors == [], errors
+
+
+def test_drills_show_only_with_the_switch(
+    chromium: Any, server: LiveServer, console_stack: Stack, assignments: dict[str, Any]
+) -> None:
+    context, tab, errors = sign_in(chromium, server, console_stack.keys["leader"])
+    tab.click("#exercise-input")
+    tab.click("#dispute-btn")
+    tab.wait_for_selector("#dispute-dialog[open] #dispute-list", timeout=WAIT_MS)
+    drill = rows(tab).filter(has_text=DRILL)
+    expect(drill).to_have_count(1, timeout=WAIT_MS)
+    expect(drill.locator(".chip-exercise")).to_have_text("演练")
     context.close()
     assert errors == [], errors
