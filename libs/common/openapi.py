@@ -241,7 +241,8 @@ def finish(schema: dict[str, Any], routes: Iterable[Any]) -> None:
             _describe_idempotency_key(operation)
             responses = operation.setdefault("responses", {})
             for status in inferred_statuses(method, route.path_format, operation, protected):
-                responses[str(status)] = error_response(status)
+                # A route's own declaration (an HTML page for a link's 404) comes first.
+                responses.setdefault(str(status), error_response(status))
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     response.setdefault("content", error_response(int(status))["content"])

@@ -116,7 +116,7 @@ class JointMeetingIn(_Strict):
         min_length=1, max_length=50, description="参会部门、单位 attendees (departments/units)"
     )
     decisions: list[Decision] = Field(min_length=1, max_length=50, description="议定事项 decisions")
-    assignment_ids: list[str] = Field(
+    assignment_ids: list[Text] = Field(
         min_length=1, max_length=20, description="涉及的纠纷指派 linked assignments"
     )
     note: Text = Field(default="", max_length=2000, description="会议纪要 minutes")

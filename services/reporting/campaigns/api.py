@@ -38,7 +38,7 @@ class CampaignIn(_Strict):
     starts_on: dt.date = Field(description="开始日期（当地）")
     ends_on: dt.date = Field(description="结束日期（当地）")
     stages: list[StageIn] = Field(default_factory=list, max_length=10, description="工作阶段")
-    participants: list[str] = Field(
+    participants: list[Text] = Field(
         min_length=1, max_length=60, description="参加单位：乡镇代码或部门编号（县情文件）"
     )
     report_every_days: int | None = Field(
