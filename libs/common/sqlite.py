@@ -88,8 +88,15 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error."""
+        """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error.
+
+        Inside this thread's ``outer_transaction`` it is a savepoint of that one instead.
+        """
         conn = self.connection()
+        if getattr(self._local, "outer", False):
+            with self._savepoint(conn):
+                yield conn
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -99,6 +106,28 @@ class SqliteDatabase:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("SAVEPOINT tx")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO tx")
+            conn.execute("RELEASE tx")
+            raise
+        conn.execute("RELEASE tx")
+
+    @contextmanager
+    def outer_transaction(self) -> Iterator[None]:
+        """One write transaction around many, for bulk loads: this thread's ``transaction()``
+        calls inside it become savepoints, and everything commits (or rolls back) at the end."""
+        with self.transaction():
+            self._local.outer = True
+            try:
+                yield
+            finally:
+                self._local.outer = False
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """Rows of one read statement."""
