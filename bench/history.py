@@ -122,12 +122,12 @@ class Plan:
     now: datetime
 
     @classmethod
-    def of(cls, size: int, tz: ZoneInfo, now: datetime) -> Plan:
+    def of(cls, size: int, tz: ZoneInfo, now: datetime, day_incidents: int = DAY_INCIDENTS) -> Plan:
         """``size`` incidents over a year, finalised, then the measured day's open ones."""
         day, day_start, day_end = measured_day(tz, now)
         history = _moments(size, now - timedelta(days=HISTORY_DAYS), day_start - timedelta(hours=1))
         today = _moments(
-            DAY_INCIDENTS, day_start + timedelta(hours=2), day_end - timedelta(hours=1)
+            day_incidents, day_start + timedelta(hours=2), day_end - timedelta(hours=1)
         )
         rnd = random.Random(14)
         moments: dict[datetime, list[Item]] = {}
@@ -371,7 +371,7 @@ def measure(size: int) -> dict[str, Any]:
                         "failed": failed,
                     }
             rss = rss_kib(stack.process.pid)
-    figures = {k: v for k, v in loaded.items() if k != "sample_ids"}
+    figures = {k: v for k, v in loaded.items() if k not in ("sample_ids", "ids")}
     figures["served_rss_mib"] = round(rss / 1024, 1)
     figures["reads"] = timings
     record(f"history.{size}", **figures)

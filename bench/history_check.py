@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bench.history import BATCH, Plan, _settings, load_api, load_fast, make_key_in
+from bench.history import BATCH, DAY_INCIDENTS, Plan, _settings, load_api, load_fast, make_key_in
 
 HEX_ID = re.compile(
     r"\b[0-9a-f]{32}\b|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
@@ -104,10 +104,11 @@ def answers(data_dir: Path, admin_key: str, paths: list[str], names: dict[str, s
         return out
 
 
-def compare(size: int, sample_size: int = 40) -> list[str]:
-    """Load ``size`` incidents both ways; the differences found (empty when they agree)."""
+def compare(size: int, sample_size: int = 40, day_incidents: int = DAY_INCIDENTS) -> list[str]:
+    """Load ``size`` incidents (and the measured day's) both ways; the differences found (empty
+    when they agree)."""
     admin = f"bench-admin-{uuid.uuid4().hex}"
-    plan = Plan.of(size, ZoneInfo("Asia/Shanghai"), datetime.now(UTC))
+    plan = Plan.of(size, ZoneInfo("Asia/Shanghai"), datetime.now(UTC), day_incidents)
     everyone = sorted(item.n for _, items in plan.moments for item in items)
     sample = sorted(random.Random(5).sample(everyone, min(sample_size, len(everyone))))
     results = []
