@@ -18,6 +18,7 @@ of commits instead of tens of thousands.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -119,7 +120,15 @@ class Replay:
             yield
 
     def close(self) -> None:
-        """Close the stores."""
+        """Settle, forget the sent journals, close the stores.
+
+        As ``Runtime.stop`` does after a settled stop: every event sent was handled, so the next
+        start must not replay the journal's window (with a loader, that is most of the history).
+        """
+        self.settle()
+        settled_at = time.time()
+        for relay in self.runtime.relays.values():
+            relay.forget_journal(settled_at)
         self.runtime.stop()
 
 
