@@ -407,9 +407,9 @@ def main() -> None:
             "< 300 MiB at 100k",
         )
     row(
-        "history loading (in-process, through the services' own routes and consumers)",
+        "history loading (bench.replay: the services' own use cases and handlers, in-process)",
         f"{s:,}: {small['incidents_per_s']} incidents/s; {b:,}: {big['incidents_per_s']} "
-        "incidents/s (report + close each)",
+        "incidents/s (report, then 终报 for the history)",
     )
 
 
