@@ -106,11 +106,17 @@ def final_report(body: Mapping[str, Any], incident_id: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Item:
-    """One incident of the plan: its number, its report, and whether its 终报 is filed."""
+    """One incident of the plan: its number, its moment, and whether its 终报 is filed."""
 
     n: int
-    body: dict[str, Any]
+    at: datetime
     final: bool
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """Its initial report, drawn from its own seed: the plan holds no bodies (at 100,000
+        they would be most of the loader's memory), and the same item always says the same."""
+        return _body(random.Random(self.n), self.at, self.n)
 
 
 @dataclass(frozen=True)
@@ -129,10 +135,9 @@ class Plan:
         today = _moments(
             day_incidents, day_start + timedelta(hours=2), day_end - timedelta(hours=1)
         )
-        rnd = random.Random(14)
         moments: dict[datetime, list[Item]] = {}
         for n, (at, final) in enumerate([(a, True) for a in history] + [(a, False) for a in today]):
-            moments.setdefault(at, []).append(Item(n, _body(rnd, at, n), final))
+            moments.setdefault(at, []).append(Item(n, at, final))
         return cls(day, list(moments.items()), now)
 
 
@@ -187,12 +192,13 @@ def load_api(data_dir: Path, plan: Plan, admin_key: str) -> dict[int, str]:
         feeder = _Feeder(client, operator)
         for at, items in plan.moments:
             clock.set(at)
+            bodies = {item.n: item.body for item in items}
             for item in items:
-                ids[item.n] = feeder.report(item.body, item.n)
+                ids[item.n] = feeder.report(bodies[item.n], item.n)
             _quiesce(runtime)
             for item in items:
                 if item.final:
-                    feeder.finalise(item.body, ids[item.n], item.n)
+                    feeder.finalise(bodies[item.n], ids[item.n], item.n)
             _quiesce(runtime)
             _tick(runtime)
         clock.set(plan.now)
