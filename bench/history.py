@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from pathlib import Path
@@ -49,6 +49,7 @@ from bench.common import (
     row,
     rss_kib,
 )
+from bench.replay import Replay
 
 SIZES = [
     int(s)
@@ -61,8 +62,9 @@ SUMMARY_READS = int(quick(200, 20, "BENCH_SUMMARY_READS"))
 DAY_INCIDENTS = 200
 HISTORY_DAYS = 360
 BATCH = 20  # incidents reported at one moment of the manual clock
-LOAD_THREADS = int(os.environ.get("BENCH_LOAD_THREADS", "1"))  # requests in flight while loading
 DRAIN_TIMEOUT = 120.0
+# The one operator who reports the history, the same key id however it is loaded.
+OPERATOR_NAME, OPERATOR_KEY_ID = "bench operator", "b0000000000000b1"
 
 
 # ------------------------------------------------------------------ loading (own process)
@@ -86,13 +88,77 @@ def _body(rnd: random.Random, at: datetime, n: int) -> dict[str, Any]:
     return body
 
 
-class _Feeder:
-    """Posts through the in-process app and waits for reporting to have taken each batch."""
+def final_report(body: Mapping[str, Any], incident_id: str) -> dict[str, Any]:
+    """The 终报 of a history incident: same figures, every required element (it closes it)."""
+    return {
+        "incident_id": incident_id,
+        "kind": "final",
+        "casualties": body["casualties"],
+        "affected": body["affected"],
+        "people_involved": body["people_involved"],
+        "progress": "险情已排除，群众已返回，处置结束。",
+        "measures_taken": body["measures_taken"],
+        "needs": "无。",
+        "reporter": body["reporter"],
+        "approver": body["approver"],
+    }
 
-    def __init__(self, client: Any, operator: str, leader: str) -> None:
+
+@dataclass(frozen=True)
+class Item:
+    """One incident of the plan: its number, its moment, and whether its 终报 is filed."""
+
+    n: int
+    at: datetime
+    final: bool
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """Its initial report, drawn from its own seed: the plan holds no bodies (at 100,000
+        they would be most of the loader's memory), and the same item always says the same."""
+        return _body(random.Random(self.n), self.at, self.n)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to load: the moments of the clock in order, the incidents reported at each."""
+
+    day: date
+    moments: list[tuple[datetime, list[Item]]]
+    now: datetime
+
+    @classmethod
+    def of(cls, size: int, tz: ZoneInfo, now: datetime, day_incidents: int = DAY_INCIDENTS) -> Plan:
+        """``size`` incidents over a year, finalised, then the measured day's open ones."""
+        day, day_start, day_end = measured_day(tz, now)
+        history = _moments(size, now - timedelta(days=HISTORY_DAYS), day_start - timedelta(hours=1))
+        today = _moments(
+            day_incidents, day_start + timedelta(hours=2), day_end - timedelta(hours=1)
+        )
+        moments: dict[datetime, list[Item]] = {}
+        for n, (at, final) in enumerate([(a, True) for a in history] + [(a, False) for a in today]):
+            moments.setdefault(at, []).append(Item(n, at, final))
+        return cls(day, list(moments.items()), now)
+
+
+def _settings(data_dir: Path, admin_key: str) -> Any:
+    from libs.common.settings import Settings
+
+    return Settings(
+        data_dir=data_dir,
+        log_level="WARNING",
+        log_format="json",
+        bootstrap_admin_key=admin_key,
+        rate_limit_per_second=0,
+    )
+
+
+class _Feeder:
+    """Posts through the in-process app (the public API, without a socket)."""
+
+    def __init__(self, client: Any, operator: str) -> None:
         self.client = client
         self.operator = {"Authorization": f"Bearer {operator}"}
-        self.leader = {"Authorization": f"Bearer {leader}"}
 
     def report(self, body: dict[str, Any], n: int) -> str:
         headers = {**self.operator, "Idempotency-Key": f"history-{n}"}
@@ -101,26 +167,123 @@ class _Feeder:
             raise RuntimeError(f"report {n}: {response.status_code} {response.text[:300]}")
         return str(response.json()["id"])
 
-    def close(self, incident_id: str) -> None:
+    def finalise(self, body: dict[str, Any], incident_id: str, n: int) -> None:
+        headers = {**self.operator, "Idempotency-Key": f"final-{n}"}
         response = self.client.post(
-            f"/v1/incidents/{incident_id}/close",
-            json={"reason": "处置完毕，结案。"},
-            headers=self.leader,
+            "/v1/reports", json=final_report(body, incident_id), headers=headers
         )
-        if response.status_code != 200:
-            raise RuntimeError(f"close {incident_id}: {response.status_code} {response.text[:300]}")
+        if response.status_code != 201:
+            raise RuntimeError(f"final {n}: {response.status_code} {response.text[:300]}")
 
-    def drain(self, incident_id: str) -> None:
-        """Wait until reporting registered the deadlines of ``incident_id`` (FIFO consumers)."""
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while time.monotonic() < deadline:
-            response = self.client.get(
-                f"/v1/deadlines?incident_id={incident_id}&limit=1", headers=self.operator
-            )
-            if response.status_code == 200 and response.json()["items"]:
-                return
-            time.sleep(0.005)
-        raise RuntimeError(f"reporting did not take incident {incident_id} in time")
+
+def load_api(data_dir: Path, plan: Plan, admin_key: str) -> dict[int, str]:
+    """Feed the plan through the HTTP routes of a running embedded platform (slow: ~20/s)."""
+    from fastapi.testclient import TestClient
+
+    from libs.common.auth import Role
+    from libs.common.clock import ManualClock
+    from yingji.platform import build
+
+    clock = ManualClock(plan.moments[0][0])
+    app, runtime = build(_settings(data_dir, admin_key), clock=clock)
+    ids: dict[int, str] = {}
+    with TestClient(app) as client:
+        _, operator = runtime.keys.create(Role.OPERATOR, OPERATOR_NAME, key_id=OPERATOR_KEY_ID)
+        feeder = _Feeder(client, operator)
+        for at, items in plan.moments:
+            clock.set(at)
+            bodies = {item.n: item.body for item in items}
+            for item in items:
+                ids[item.n] = feeder.report(bodies[item.n], item.n)
+            _quiesce(runtime)
+            for item in items:
+                if item.final:
+                    feeder.finalise(bodies[item.n], ids[item.n], item.n)
+            _quiesce(runtime)
+            _tick(runtime)
+        clock.set(plan.now)
+        _tick(runtime)
+    return ids
+
+
+def _tick(runtime: Any) -> None:
+    """Every timer job once at this moment of the clock, as the fast loader does."""
+    for thread in runtime.timer_threads.values():
+        for timer in thread.timers:
+            timer.run()
+    _quiesce(runtime)
+
+
+def _quiesce(runtime: Any) -> None:
+    if not runtime.quiesce(DRAIN_TIMEOUT):
+        raise RuntimeError("the platform did not settle in time")
+
+
+def load_fast(data_dir: Path, plan: Plan, admin_key: str, per_commit: int = 10) -> dict[int, str]:
+    """Feed the plan through the services' use cases and handlers in-process (bench.replay)."""
+    from libs.common.auth import Role
+    from libs.common.clock import ManualClock
+    from libs.common.idempotency import fingerprint
+    from services.intake.api import IncidentIn, _fingerprinted
+    from services.intake.usecases import ReportCommand
+    from services.reporting.api import ReportIn
+
+    clock = ManualClock(plan.moments[0][0])
+    replay = Replay(_settings(data_dir, admin_key), clock)
+    try:
+        operator = replay.principal(Role.OPERATOR, OPERATOR_NAME, OPERATOR_KEY_ID)
+        intake, reporting = replay.usecases("intake"), replay.usecases("reporting")
+        ids: dict[int, str] = {}
+        for start in range(0, len(plan.moments), per_commit):
+            with replay.batch():
+                for at, items in plan.moments[start : start + per_commit]:
+                    clock.set(at)
+                    for item in items:
+                        model = IncidentIn(**item.body)
+                        doc, _ = intake.report(
+                            ReportCommand(
+                                fields=model.model_dump(),
+                                digest=fingerprint(_fingerprinted(model)),
+                                idempotency_key=f"history-{item.n}",
+                                principal=operator,
+                            )
+                        )
+                        ids[item.n] = doc["_id"]
+                    replay.settle()
+                    for item in items:
+                        if item.final:
+                            raw = ReportIn(**final_report(item.body, ids[item.n]))
+                            reporting.file_report(
+                                operator, raw.model_dump(mode="json"), f"final-{item.n}"
+                            )
+                    replay.tick()
+        clock.set(plan.now)
+        replay.tick()
+    finally:
+        replay.close()
+    return ids
+
+
+def load(data_dir: Path, size: int, admin_key: str, how: str = "fast") -> dict[str, Any]:
+    """Load ``size`` finalised incidents of history plus the measured day's open ones."""
+    tz = ZoneInfo(_settings(data_dir, admin_key).timezone)
+    plan = Plan.of(size, tz, datetime.now(UTC))
+    started = time.perf_counter()
+    ids = (load_fast if how == "fast" else load_api)(data_dir, plan, admin_key)
+    loaded_s = time.perf_counter() - started
+    rss = rss_kib(os.getpid())
+    population = [ids[n] for n in sorted(ids) if n < size] or list(ids.values())
+    sample = random.Random(14).sample(population, min(500, len(population)))
+    return {
+        "size": size,
+        "how": how,
+        "day": plan.day.isoformat(),
+        "load_s": round(loaded_s, 1),
+        "incidents_per_s": round(len(ids) / loaded_s, 1),
+        "loader_rss_mib": round(rss / 1024, 1),
+        "sample_ids": sample,
+        "ids": {str(n): i for n, i in ids.items()},
+    }
 
 
 def measured_day(tz: ZoneInfo, now: datetime) -> tuple[date, datetime, datetime]:
@@ -128,72 +291,6 @@ def measured_day(tz: ZoneInfo, now: datetime) -> tuple[date, datetime, datetime]
     day = now.astimezone(tz).date() - timedelta(days=1)
     start = datetime.combine(day, day_time(0), tz).astimezone(UTC)
     return day, start, start + timedelta(days=1)
-
-
-def load(data_dir: Path, size: int, admin_key: str) -> dict[str, Any]:
-    """Feed ``size`` closed incidents of history plus the measured day's open ones."""
-    from fastapi.testclient import TestClient
-
-    from libs.common.clock import ManualClock
-    from libs.common.settings import Settings
-    from yingji.platform import build
-
-    settings = Settings(
-        data_dir=data_dir,
-        log_level="WARNING",
-        log_format="json",
-        bootstrap_admin_key=admin_key,
-        rate_limit_per_second=0,
-    )
-    tz = ZoneInfo(settings.timezone)
-    now = datetime.now(UTC)
-    day, day_start, day_end = measured_day(tz, now)
-    history = _moments(size, now - timedelta(days=HISTORY_DAYS), day_start - timedelta(hours=1))
-    today = _moments(DAY_INCIDENTS, day_start + timedelta(hours=2), day_end - timedelta(hours=1))
-    clock = ManualClock(history[0] if history else day_start)
-    rnd = random.Random(14)
-    app, _ = build(settings, clock=clock)
-    ids: list[str] = []
-    started = time.perf_counter()
-    with TestClient(app) as client:
-        feeder = _Feeder(
-            client,
-            make_key_in(client, admin_key, "operator"),
-            make_key_in(client, admin_key, "leader"),
-        )
-        plan = [(at, True) for at in history] + [(at, False) for at in today]
-        moments: dict[datetime, list[tuple[int, dict[str, Any], bool]]] = {}
-        for n, (at, closed) in enumerate(plan):
-            moments.setdefault(at, []).append((n, _body(rnd, at, n), closed))
-
-        def feed(item: tuple[int, dict[str, Any], bool]) -> str:
-            n, body, closed = item
-            incident_id = feeder.report(body, n)
-            if closed:
-                feeder.close(incident_id)
-            return incident_id
-
-        with ThreadPoolExecutor(LOAD_THREADS) as pool:
-            for at, items in moments.items():
-                clock.set(at)
-                batch = list(pool.map(feed, items))
-                # Every event of this moment is taken before the clock moves on.
-                list(pool.map(feeder.drain, batch))
-                ids += batch
-        clock.set(datetime.now(UTC))
-        time.sleep(2)  # the last closings and timers settle
-        loaded_s = time.perf_counter() - started
-        rss = rss_kib(os.getpid())
-    population = ids[:size] or ids
-    sample = rnd.sample(population, min(500, len(population)))
-    return {
-        "size": size,
-        "day": day.isoformat(),
-        "load_s": round(loaded_s, 1),
-        "incidents_per_s": round(len(ids) / loaded_s, 1),
-        "loader_rss_mib": round(rss / 1024, 1),
-        "sample_ids": sample,
-    }
 
 
 def make_key_in(client: Any, admin_key: str, role: str) -> str:
@@ -280,7 +377,7 @@ def measure(size: int) -> dict[str, Any]:
                         "failed": failed,
                     }
             rss = rss_kib(stack.process.pid)
-    figures = {k: v for k, v in loaded.items() if k != "sample_ids"}
+    figures = {k: v for k, v in loaded.items() if k not in ("sample_ids", "ids")}
     figures["served_rss_mib"] = round(rss / 1024, 1)
     figures["reads"] = timings
     record(f"history.{size}", **figures)
@@ -316,15 +413,16 @@ def main() -> None:
             "< 300 MiB at 100k",
         )
     row(
-        "history loading (in-process, through the services' own routes and consumers)",
+        "history loading (bench.replay: the services' own use cases and handlers, in-process)",
         f"{s:,}: {small['incidents_per_s']} incidents/s; {b:,}: {big['incidents_per_s']} "
-        "incidents/s (report + close each)",
+        "incidents/s (report, then 终报 for the history)",
     )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "load":
-        result = load(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "load":
+        how = sys.argv[5] if len(sys.argv) == 6 else "fast"
+        result = load(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], how)
         print(json.dumps(result, ensure_ascii=False))
     else:
         main()

@@ -21,11 +21,26 @@ from bench.common import distributed, free_port, make_key, quick, record, row
 from tests.support.distributed import ServiceProcess
 
 N = int(quick(1500, 500, "BENCH_SCALE_INCIDENTS"))
-CONSUMED = re.compile(
-    r'^yingji_bus_consumed_total\{[^}]*queue="[^"]*incident_reported[^"]*"[^}]*'
-    r'outcome="(?:applied|duplicate)"[^}]*\}\s+([0-9.e+]+)$',
-    re.MULTILINE,
-)
+# One sample line of the counter; its labels come in the exporter's order (alphabetical), so
+# they are read as a set, not matched in a fixed order.
+SAMPLE = re.compile(r"^yingji_bus_consumed_total\{([^}]*)\}\s+([0-9.e+]+)$", re.MULTILINE)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def consumed_in(text: str) -> float:
+    """Deliveries of reporting's own ``incident_reported`` handler (applied or duplicate), from
+    /metrics text."""
+    total = 0.0
+    for labels, value in SAMPLE.findall(text):
+        found = dict(LABEL.findall(labels))
+        if found.get("queue", "").endswith(
+            "incident_reported--reporting.on_incident_reported"
+        ) and found.get("outcome") in (
+            "applied",
+            "duplicate",
+        ):
+            total += float(value)
+    return total
 
 
 def consumed(url: str) -> float:
@@ -34,7 +49,7 @@ def consumed(url: str) -> float:
         text = httpx.get(url + "/metrics", timeout=5).text
     except httpx.HTTPError:
         return 0.0
-    return sum(float(v) for v in CONSUMED.findall(text))
+    return consumed_in(text)
 
 
 def run(replicas: int) -> float:
@@ -67,6 +82,12 @@ def run(replicas: int) -> float:
                 marks["end"] = (now, count)
                 break
             time.sleep(0.2)
+        if "end" not in marks or "start" not in marks:
+            # Say what was seen, so a run that measured nothing shows why.
+            seen = [consumed(f"http://127.0.0.1:{p.port}") for p in started]
+            print(f"{replicas} replica(s): {posted} posted, consumed {seen}, marks {marks}")
+            for proc in started:
+                print(proc.log.read_text(errors="replace")[-2000:] if proc.log.exists() else "")
         for proc in started:
             proc.stop()
         if "end" not in marks or "start" not in marks:

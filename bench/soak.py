@@ -50,6 +50,12 @@ def main() -> None:
         rss_end_mib=round(last / 1024, 1),
         drift_pct=round(100 * (last - warm) / warm, 1),
         goal="< 10 %",
+        # The curve, one sample a minute (or a fifth of a short run): growth that levels off
+        # reads differently from growth that does not.
+        curve_mib=[
+            [round(t), round(kib / 1024, 1)]
+            for t, kib in samples[:: max(1, round(WARM / SAMPLE_EVERY))]
+        ],
     )
     drift = round(100 * (last - warm) / warm, 1)
     row(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -65,6 +66,15 @@ def loads(text: str) -> Any:
     return json.loads(text, object_hook=_decode)
 
 
+class _Lease:
+    """A thread's hold on a connection; dropped with the thread's locals when the thread ends."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
 class SqliteDatabase:
     """One service's SQLite file: a connection per thread, transactions that take the write lock."""
 
@@ -75,29 +85,60 @@ class SqliteDatabase:
         self._lock = threading.Lock()
         self._write_lock = _write_lock(path)
         self._connections: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._closed = False
         with self.transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use; autocommit, transactions explicit)."""
+        """This thread's connection (autocommit, transactions explicit).
+
+        A thread takes an idle connection, or opens one, on first use; when the thread ends,
+        its connection goes back to the idle ones. Server worker threads come and go (an idle
+        one retires after a few seconds), so a connection per thread *ever* would pile up open
+        files and page caches for as long as the process lives.
+        """
         if self._closed:
             raise RuntimeError(f"database {self.path} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
+        lease: _Lease | None = getattr(self._local, "lease", None)
+        if lease is None:
+            conn = self._take_idle() or self._open()
+            lease = _Lease(conn)
+            weakref.finalize(lease, self._give_back, conn)
+            self._local.lease = lease
+        return lease.conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        with self._lock:
+            self._connections.append(conn)
         return conn
+
+    def _take_idle(self) -> sqlite3.Connection | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        """The connection of a thread that ended: kept for the next thread (or closed)."""
+        with self._lock:
+            if self._closed:
+                return
+            if conn.in_transaction:  # not expected: every transaction ends in its block
+                conn.execute("ROLLBACK")
+            self._idle.append(conn)
+
+    def open_connections(self) -> int:
+        """How many connections this database holds open (in use by a thread, or idle)."""
+        with self._lock:
+            return len(self._connections)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -108,8 +149,13 @@ class SqliteDatabase:
         and is not woken when the lock frees: under concurrent requests most of the time went
         there. Other processes on the same file still meet the busy timeout. A thread that
         waits longer than that timeout goes on to SQLite's own wait, as before the lock.
+        Inside this thread's ``outer_transaction`` it is a savepoint of that one instead.
         """
         conn = self.connection()
+        if getattr(self._local, "outer", False):
+            with self._savepoint(conn):
+                yield conn
+            return
         queued = self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -124,6 +170,28 @@ class SqliteDatabase:
         finally:
             if queued:
                 self._write_lock.release()
+
+    @contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("SAVEPOINT tx")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO tx")
+            conn.execute("RELEASE tx")
+            raise
+        conn.execute("RELEASE tx")
+
+    @contextmanager
+    def outer_transaction(self) -> Iterator[None]:
+        """One write transaction around many, for bulk loads: this thread's ``transaction()``
+        calls inside it become savepoints, and everything commits (or rolls back) at the end."""
+        with self.transaction():
+            self._local.outer = True
+            try:
+                yield
+            finally:
+                self._local.outer = False
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """Rows of one read statement."""
@@ -163,6 +231,7 @@ class SqliteDatabase:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+            self._idle.clear()
 
 
 def _field(name: str) -> str:
