@@ -36,8 +36,10 @@ from services.reporting.repository import (
     ChainSlotTakenError,
     DeadlineFilter,
     DeadlineTally,
+    FirstFollowup,
     Page,
     PlanMerge,
+    ReportedIncident,
 )
 
 
@@ -311,6 +313,33 @@ class SqliteReportingRepository:
     def record_incident_if_new(self, doc: Mapping[str, Any]) -> bool:
         """Insert once by id."""
         return self._insert_once("incidents", doc)
+
+    def record_reported_incident(
+        self,
+        incident: Mapping[str, Any],
+        initial: Mapping[str, Any],
+        first_followup: FirstFollowup,
+        timeline: Mapping[str, Any],
+    ) -> ReportedIncident:
+        """One transaction: four inserts that do nothing on a known id, and two reads of the
+        incident as stored (a redelivery after a re-grade or a close plans from what is)."""
+        with self.db.transaction() as conn:
+            created = self._insert_once("incidents", incident, conn=conn)
+            met = self._insert_once("deadlines", initial, conn=conn)
+            followup = False
+            row = conn.execute("SELECT doc FROM incidents WHERE id = ?", (incident["_id"],))
+            current = loads(row.fetchone()[0])
+            if (
+                current["status"] == "open"
+                and not conn.execute(
+                    "SELECT 1 FROM deadlines WHERE incident_id = ? AND kind = 'followup' LIMIT 1",
+                    (incident["_id"],),
+                ).fetchone()
+            ):
+                slot = first_followup(current)
+                followup = slot is not None and self._insert_once("deadlines", slot, conn=conn)
+            entry = self._insert_once(TIMELINE, timeline, conn=conn)
+        return ReportedIncident(created, met, followup, entry)
 
     def set_grade_if_later(self, incident_id: str, grade: int, at: datetime) -> bool:
         """Guard: no grade time, or one not after ``at``."""
@@ -816,6 +845,10 @@ class SqliteReportingRepository:
     def record_timeline_entry(self, doc: Mapping[str, Any]) -> bool:
         """Insert once, with a membership row per incident it is about."""
         return self._insert_once(TIMELINE, doc)
+
+    def has_timeline_entry(self, event_id: str) -> bool:
+        """By primary key."""
+        return bool(self.db.query("SELECT 1 FROM timeline WHERE id = ?", (event_id,)))
 
     def timeline_page(self, incident_id: str, limit: int, cursor: str | None) -> Page:
         """Walks the (incident_id, order_key, entry) membership index."""
