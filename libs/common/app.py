@@ -302,6 +302,9 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, route_owner: dict[str, str]) -> None:
         self.app = app
         self.route_owner = route_owner
+        # The counter and histogram children of each label set, looked up once: ``labels()``
+        # checks and joins the labels and takes the metric's lock on every call.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -324,11 +327,21 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            requests, duration = self._children_of(scope["method"], template, status)
+            requests.inc()
+            duration.observe(time.perf_counter() - start)
+
+    def _children_of(self, method: str, template: str, status: int) -> tuple[Any, Any]:
+        key = (method, template, status)
+        children = self._children.get(key)
+        if children is None:
             service = self.route_owner.get(template, PLATFORM)
-            metrics.HTTP_REQUESTS.labels(service, scope["method"], template, str(status)).inc()
-            metrics.HTTP_DURATION.labels(service, scope["method"], template).observe(
-                time.perf_counter() - start
+            children = (
+                metrics.HTTP_REQUESTS.labels(service, method, template, str(status)),
+                metrics.HTTP_DURATION.labels(service, method, template),
             )
+            self._children[key] = children
+        return children
 
 
 SECURITY_HEADERS = [

@@ -231,17 +231,29 @@ SQLITE_OUTBOX_SCHEMA = [
 ]
 
 
+OutboxRow = tuple[str, str, str, str]
+
+
+def outbox_rows(aggregate_id: str, events: Sequence[EventEnvelope]) -> list[OutboxRow]:
+    """The outbox rows of ``events``, serialised before a transaction so that the file's write
+    lock is not held while Python encodes JSON."""
+    return [
+        (e.event_id, aggregate_id, iso(as_utc(e.occurred_at)), e.model_dump_json()) for e in events
+    ]
+
+
+def append_rows(conn: sqlite3.Connection, rows: Sequence[OutboxRow]) -> None:
+    """Write prepared outbox rows inside the caller's transaction (with the document)."""
+    conn.executemany(
+        "INSERT INTO outbox (event_id, aggregate_id, occurred_at, body) VALUES (?, ?, ?, ?)", rows
+    )
+
+
 def append_events(
     conn: sqlite3.Connection, aggregate_id: str, events: Sequence[EventEnvelope]
 ) -> None:
     """Write events to the SQLite outbox inside the caller's transaction (with the document)."""
-    conn.executemany(
-        "INSERT INTO outbox (event_id, aggregate_id, occurred_at, body) VALUES (?, ?, ?, ?)",
-        [
-            (e.event_id, aggregate_id, iso(as_utc(e.occurred_at)), e.model_dump_json())
-            for e in events
-        ],
-    )
+    append_rows(conn, outbox_rows(aggregate_id, events))
 
 
 class SqliteOutbox:

@@ -23,7 +23,7 @@ def subscriptions(ctx: ServiceContext, repo: ReportingRepository) -> list[Subscr
     own_report = incoming.own_report(ctx, repo)
     plan_change = incoming.plan_change(repo)
     domain_handlers: list[tuple[str, str, Handler]] = [
-        ("intake", "incident_reported", incoming.incident_reported(ctx, repo)),
+        ("intake", "incident_reported", incoming.incident_reported(ctx, repo, names)),
         ("intake", "incident_regraded", incident_change),
         ("intake", "incident_closed", incident_change),
         ("intake", "incident_merged", incident_change),

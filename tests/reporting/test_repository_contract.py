@@ -5,7 +5,7 @@ change behave the same everywhere."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,54 @@ def test_one_of_many_concurrent_inserts_of_an_incident_wins(repo: ReportingRepos
     assert outcomes.count(True) == 1
     stored = repo.incident_view("a")
     assert stored is not None and stored["title"] in {f"t{i}" for i in range(8)}
+
+
+def _first_slot(current: Mapping[str, Any]) -> dict[str, Any]:
+    generation = len(current.get("regrades") or [])
+    return deadline(f"{current['_id']}:followup:{generation}", incident_id=current["_id"])
+
+
+def test_a_first_report_is_written_whole_once(repo: ReportingRepository) -> None:
+    initial = deadline("i1:initial", kind="initial", status="met", armed=None)
+    entry = timeline_entry("e1", T0, ["i1"])
+    first = repo.record_reported_incident(incident("i1"), initial, _first_slot, entry)
+    assert (first.incident, first.initial, first.followup, first.timeline) == (True,) * 4
+    again = repo.record_reported_incident(incident("i1"), initial, _first_slot, entry)
+    assert not again.changed and not again.timeline
+    assert repo.deadline_by_id("i1:followup:0") is not None
+    assert repo.has_followup_deadline("i1") and repo.has_timeline_entry("e1")
+    assert not repo.has_timeline_entry("e2")
+    assert [r["_id"] for r in repo.timeline_page("i1", 50, None)[0]] == ["e1"]
+
+
+def test_a_redelivered_first_report_plans_from_the_incident_as_stored(
+    repo: ReportingRepository,
+) -> None:
+    repo.record_incident_if_new(incident("i1", regrades=[{"grade": 3}]))
+    initial = deadline("i1:initial", kind="initial", status="met", armed=None)
+    entry = timeline_entry("e1", T0, ["i1"])
+    written = repo.record_reported_incident(incident("i1"), initial, _first_slot, entry)
+    assert (written.incident, written.initial, written.followup) == (False, True, True)
+    assert repo.deadline_by_id("i1:followup:1") is not None
+    repo.record_incident_if_new(incident("i2", status="closed"))
+    closed = repo.record_reported_incident(
+        incident("i2"), deadline("i2:initial", incident_id="i2", kind="initial"), _first_slot, entry
+    )
+    assert closed.initial and not closed.followup and not closed.timeline
+    assert not repo.has_followup_deadline("i2")
+
+
+def test_concurrent_first_reports_write_each_part_once(repo: ReportingRepository) -> None:
+    initial = deadline("i1:initial", kind="initial", status="met", armed=None)
+    outcomes = in_threads(
+        6,
+        lambda i: repo.record_reported_incident(
+            incident("i1"), initial, _first_slot, timeline_entry("e1", T0, ["i1"])
+        ),
+    )
+    assert sum(o.incident for o in outcomes) == 1
+    assert sum(o.followup for o in outcomes) == 1
+    assert sum(o.timeline for o in outcomes) == 1
 
 
 def test_a_summary_is_published_once_with_one_event(repo: ReportingRepository) -> None:

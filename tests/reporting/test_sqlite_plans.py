@@ -169,6 +169,11 @@ CASES: list[tuple[str, Query, str]] = [
         "timeline_source",
     ),
     (
+        "audit of a township",
+        lambda r: r.audit_page(AuditFilter(township_code=TOWN), 100, None),
+        "timeline_township",
+    ),
+    (
         "audit of a day",
         lambda r: r.audit_page(
             AuditFilter(occurred_from=DAY[0], occurred_before=DAY[1]), 100, None

@@ -18,6 +18,8 @@ from libs.common.outbox import (
     SqliteJournal,
     SqliteOutbox,
     append_events,
+    append_rows,
+    outbox_rows,
 )
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from libs.common.service import RelayParts
@@ -98,12 +100,13 @@ class SqliteIntakeRepository:
     ) -> tuple[dict[str, Any], bool]:
         """One transaction: the incident row and its outbox rows; a key race returns the winner."""
         stamped = {**doc, IDEMPOTENCY: {"key": scope, "hash": digest}}
+        # Encoded before the transaction: the file's writers queue on its lock, and JSON
+        # encoding inside it (with the GIL passed between threads) would lengthen every turn.
+        body, rows = dumps(stamped), outbox_rows(doc["_id"], events)
         try:
             with self.db.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO incidents (id, doc) VALUES (?, ?)", (doc["_id"], dumps(stamped))
-                )
-                append_events(conn, doc["_id"], events)
+                conn.execute("INSERT INTO incidents (id, doc) VALUES (?, ?)", (doc["_id"], body))
+                append_rows(conn, rows)
         except sqlite3.IntegrityError:
             winner = self.incident_by_idempotency_key(scope)
             if winner is None:

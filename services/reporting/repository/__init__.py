@@ -133,6 +133,23 @@ class DeadlineTally:
 
 Page = tuple[list[dict[str, Any]], str | None]
 PlanMerge = Callable[[Mapping[str, Any] | None], Mapping[str, Any]]
+# The first follow-up slot of an incident as stored (None: the chain wants none now).
+FirstFollowup = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class ReportedIncident:
+    """What one ``incident_reported`` wrote: each part False when it was there already."""
+
+    incident: bool
+    initial: bool
+    followup: bool
+    timeline: bool
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything of reporting's own state (not the timeline) is new."""
+        return self.incident or self.initial or self.followup
 
 
 class ReportingRepository(Protocol):
@@ -151,6 +168,17 @@ class ReportingRepository(Protocol):
 
     def record_incident_if_new(self, doc: Mapping[str, Any]) -> bool:
         """Insert the incident view once (keyed by ``_id``); False if it existed."""
+
+    def record_reported_incident(
+        self,
+        incident: Mapping[str, Any],
+        initial: Mapping[str, Any],
+        first_followup: FirstFollowup,
+        timeline: Mapping[str, Any],
+    ) -> ReportedIncident:
+        """A first report as one write: the incident view, its initial deadline, its first
+        follow-up slot (``first_followup`` of the stored incident, while it is open and has no
+        follow-up slot yet) and the timeline entry, each once by id."""
 
     def set_grade_if_later(self, incident_id: str, grade: int, at: datetime) -> bool:
         """Take ``grade`` unless a re-grade later than ``at`` was already taken."""
@@ -349,6 +377,9 @@ class ReportingRepository(Protocol):
 
     def record_timeline_entry(self, doc: Mapping[str, Any]) -> bool:
         """Keep one event in the timeline, once per event id."""
+
+    def has_timeline_entry(self, event_id: str) -> bool:
+        """Whether the event's timeline entry is stored."""
 
     def timeline_page(self, incident_id: str, limit: int, cursor: str | None) -> Page:
         """Entries about an incident in arrival order (order_key, then id)."""

@@ -53,8 +53,10 @@ from services.reporting.repository import (
     ChainSlotTakenError,
     DeadlineFilter,
     DeadlineTally,
+    FirstFollowup,
     Page,
     PlanMerge,
+    ReportedIncident,
 )
 
 REAL = {"exercise": {"$ne": True}}
@@ -161,6 +163,29 @@ class MongoReportingRepository:
     def record_incident_if_new(self, doc: Mapping[str, Any]) -> bool:
         """Insert once by ``_id``."""
         return insert_once(self.incidents, doc)
+
+    def record_reported_incident(
+        self,
+        incident: Mapping[str, Any],
+        initial: Mapping[str, Any],
+        first_followup: FirstFollowup,
+        timeline: Mapping[str, Any],
+    ) -> ReportedIncident:
+        """Four inserts once by ``_id`` in turn (each document whole on its own; a redelivery
+        finishes what a crash between them left), the slot planned from the stored incident."""
+        created = insert_once(self.incidents, incident)
+        met = insert_once(self.deadlines, initial)
+        followup = False
+        current = self.incident_view(incident["_id"])
+        if (
+            current
+            and current["status"] == "open"
+            and not self.has_followup_deadline(current["_id"])
+        ):
+            slot = first_followup(current)
+            followup = slot is not None and insert_once(self.deadlines, slot)
+        entry = insert_once(self.timeline, timeline)
+        return ReportedIncident(created, met, followup, entry)
 
     def set_grade_if_later(self, incident_id: str, grade: int, at: datetime) -> bool:
         """Guard: no grade time, or one not after ``at``."""
@@ -637,6 +662,10 @@ class MongoReportingRepository:
     def record_timeline_entry(self, doc: Mapping[str, Any]) -> bool:
         """Insert once by event id."""
         return insert_once(self.timeline, doc)
+
+    def has_timeline_entry(self, event_id: str) -> bool:
+        """By ``_id``."""
+        return self.timeline.find_one({"_id": event_id}, {"_id": 1}) is not None
 
     def timeline_page(self, incident_id: str, limit: int, cursor: str | None) -> Page:
         """Array membership on the multikey (incident_ids, order_key, _id) index."""

@@ -36,8 +36,10 @@ from services.reporting.repository import (
     ChainSlotTakenError,
     DeadlineFilter,
     DeadlineTally,
+    FirstFollowup,
     Page,
     PlanMerge,
+    ReportedIncident,
 )
 
 
@@ -203,6 +205,12 @@ def _t(moment: datetime) -> str:
     return iso(moment)
 
 
+def _encoded(doc: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The document without its outbox marks, and its JSON text."""
+    kept = {k: v for k, v in doc.items() if not k.startswith(OUTBOX)}
+    return kept, dumps(kept)
+
+
 class SqliteReportingRepository:
     """ReportingRepository on one SQLite file (shared by reporting's processes on one host)."""
 
@@ -228,13 +236,22 @@ class SqliteReportingRepository:
         conn: sqlite3.Connection | None = None,
     ) -> bool:
         """``INSERT … ON CONFLICT DO NOTHING``; the events only with a row that was new."""
+        return self._insert_encoded(table, _encoded(doc), events, conn)
+
+    def _insert_encoded(
+        self,
+        table: str,
+        encoded: tuple[dict[str, Any], str],
+        events: Sequence[EventEnvelope] = (),
+        conn: sqlite3.Connection | None = None,
+    ) -> bool:
         if conn is None:
             with self.db.transaction() as own:
-                return self._insert_once(table, doc, events, own)
-        kept = {k: v for k, v in doc.items() if not k.startswith(OUTBOX)}
+                return self._insert_encoded(table, encoded, events, own)
+        kept, body = encoded
         row = conn.execute(
             f"INSERT INTO {table} (id, doc) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id",
-            (kept["_id"], dumps(kept)),
+            (kept["_id"], body),
         ).fetchone()
         if row is None:
             return False
@@ -311,6 +328,39 @@ class SqliteReportingRepository:
     def record_incident_if_new(self, doc: Mapping[str, Any]) -> bool:
         """Insert once by id."""
         return self._insert_once("incidents", doc)
+
+    def record_reported_incident(
+        self,
+        incident: Mapping[str, Any],
+        initial: Mapping[str, Any],
+        first_followup: FirstFollowup,
+        timeline: Mapping[str, Any],
+    ) -> ReportedIncident:
+        """One transaction: four inserts that do nothing on a known id, and two reads of the
+        incident as stored (a redelivery after a re-grade or a close plans from what is)."""
+        # Encoded before the transaction: the write lock is not held while Python makes JSON.
+        view, met_doc, entry_doc = _encoded(incident), _encoded(initial), _encoded(timeline)
+        with self.db.transaction() as conn:
+            created = self._insert_encoded("incidents", view, conn=conn)
+            met = self._insert_encoded("deadlines", met_doc, conn=conn)
+            followup = False
+            current = view[0] if created else self._stored_incident(conn, incident["_id"])
+            if (
+                current["status"] == "open"
+                and not conn.execute(
+                    "SELECT 1 FROM deadlines WHERE incident_id = ? AND kind = 'followup' LIMIT 1",
+                    (incident["_id"],),
+                ).fetchone()
+            ):
+                slot = first_followup(current)
+                followup = slot is not None and self._insert_once("deadlines", slot, conn=conn)
+            entry = self._insert_encoded(TIMELINE, entry_doc, conn=conn)
+        return ReportedIncident(created, met, followup, entry)
+
+    @staticmethod
+    def _stored_incident(conn: sqlite3.Connection, incident_id: str) -> dict[str, Any]:
+        row = conn.execute("SELECT doc FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return dict(loads(row[0]))
 
     def set_grade_if_later(self, incident_id: str, grade: int, at: datetime) -> bool:
         """Guard: no grade time, or one not after ``at``."""
@@ -816,6 +866,10 @@ class SqliteReportingRepository:
     def record_timeline_entry(self, doc: Mapping[str, Any]) -> bool:
         """Insert once, with a membership row per incident it is about."""
         return self._insert_once(TIMELINE, doc)
+
+    def has_timeline_entry(self, event_id: str) -> bool:
+        """By primary key."""
+        return bool(self.db.query("SELECT 1 FROM timeline WHERE id = ?", (event_id,)))
 
     def timeline_page(self, incident_id: str, limit: int, cursor: str | None) -> Page:
         """Walks the (incident_id, order_key, entry) membership index."""

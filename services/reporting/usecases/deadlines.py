@@ -19,7 +19,7 @@ from libs.common.events import EventEnvelope
 from libs.common.profiles import DeadlineProfile, deadline_profile
 from libs.common.service import ServiceContext
 from services.reporting import domain, events, metrics
-from services.reporting.repository import OPEN_DEADLINE, ReportingRepository
+from services.reporting.repository import OPEN_DEADLINE, ReportedIncident, ReportingRepository
 
 OPEN = OPEN_DEADLINE
 FOLLOWUP_KINDS = ("followup", "escalation")
@@ -70,9 +70,13 @@ def _deadline(
 
 
 def record_incident(
-    ctx: ServiceContext, repo: ReportingRepository, envelope: EventEnvelope
-) -> bool:
-    """``incident_reported``: keep the initial report (首报), its deadline and the first slot."""
+    ctx: ServiceContext,
+    repo: ReportingRepository,
+    envelope: EventEnvelope,
+    timeline: Mapping[str, Any],
+) -> ReportedIncident:
+    """``incident_reported``: keep the initial report (首报), its deadline, the first slot and
+    the timeline entry, in one write."""
     p = envelope.payload
     prof = profile(ctx)
     limits = prof.limits(int(p["grade"]))
@@ -126,18 +130,6 @@ def record_incident(
         "received_at": ctx.clock.now(),
         "regrades": [],
     }
-    created = repo.record_incident_if_new(incident)
-    exercise = metrics.exercise_label(incident["exercise"])
-    if created:
-        metrics.REPORTS_FILED.labels(
-            metrics.SERVICE, "initial", incident["township_code"], exercise
-        ).inc()
-    if created and not incident["exercise"]:
-        metrics.REPORT_LATENCY.labels(metrics.SERVICE, "initial").observe(
-            max(0.0, (reported - discovered).total_seconds())
-        )
-        if late:
-            metrics.REPORTS_LATE.labels(metrics.SERVICE, "initial").inc()
     initial = _deadline(
         incident,
         "initial",
@@ -151,12 +143,52 @@ def record_incident(
     initial.update(
         status="met", met_at=reported, met_by="initial", late=late, armed=None, next_check_at=None
     )
-    changed = repo.record_deadline_if_new(initial) or created
-    current = repo.incident_view(incident["_id"])
-    if current and current["status"] == "open" and not repo.has_followup_deadline(current["_id"]):
+
+    def first_followup(current: Mapping[str, Any]) -> dict[str, Any]:
         first = domain.first_followup(reported, limits, domain.zone(prof))
-        changed = _plan_followup(ctx, repo, current, first, reported) or changed
-    return changed
+        return _followup_slot(ctx, current, first, reported)
+
+    written = repo.record_reported_incident(incident, initial, first_followup, timeline)
+    if written.incident:
+        _count_initial(incident, reported, discovered, late)
+    return written
+
+
+def _count_initial(
+    incident: Mapping[str, Any], reported: datetime, discovered: datetime, late: bool
+) -> None:
+    exercise = metrics.exercise_label(incident["exercise"])
+    metrics.REPORTS_FILED.labels(
+        metrics.SERVICE, "initial", incident["township_code"], exercise
+    ).inc()
+    if not incident["exercise"]:
+        metrics.REPORT_LATENCY.labels(metrics.SERVICE, "initial").observe(
+            max(0.0, (reported - discovered).total_seconds())
+        )
+        if late:
+            metrics.REPORTS_LATE.labels(metrics.SERVICE, "initial").inc()
+
+
+def _followup_slot(
+    ctx: ServiceContext,
+    incident: Mapping[str, Any],
+    due: datetime,
+    window_start: datetime,
+) -> dict[str, Any]:
+    prof = profile(ctx)
+    # The plan generation (number of re-grades) keeps a re-planned slot at the same time of day
+    # apart from the one it replaces.
+    generation = len(incident.get("regrades") or [])
+    ident = f"{incident['_id']}:followup:{generation}:{as_utc(due).isoformat()}"
+    return _deadline(
+        incident,
+        "followup",
+        ident,
+        due,
+        ctx.clock.now(),
+        window_start=window_start,
+        profile_name=prof.name,
+    )
 
 
 def _plan_followup(
@@ -166,21 +198,7 @@ def _plan_followup(
     due: datetime,
     window_start: datetime,
 ) -> bool:
-    prof = profile(ctx)
-    # The plan generation (number of re-grades) keeps a re-planned slot at the same time of day
-    # apart from the one it replaces.
-    generation = len(incident.get("regrades") or [])
-    ident = f"{incident['_id']}:followup:{generation}:{as_utc(due).isoformat()}"
-    doc = _deadline(
-        incident,
-        "followup",
-        ident,
-        due,
-        ctx.clock.now(),
-        window_start=window_start,
-        profile_name=prof.name,
-    )
-    return repo.record_deadline_if_new(doc)
+    return repo.record_deadline_if_new(_followup_slot(ctx, incident, due, window_start))
 
 
 def plan_next_followup(

@@ -324,34 +324,53 @@ def incident_ids_of(payload: dict[str, Any]) -> list[str]:
     return found
 
 
+def timeline_entry(
+    repo: ReportingRepository, names: TimelineNames, envelope: EventEnvelope
+) -> dict[str, Any]:
+    """The timeline entry of one event, keyed by its id, with the incidents it is about."""
+    payload = dict(envelope.payload)
+    incident_ids = incident_ids_of(payload)
+    correlation = envelope.correlation_id
+    if correlation and correlation not in incident_ids and repo.incident_view(correlation):
+        incident_ids.append(correlation)
+    occurred = as_utc(envelope.occurred_at)
+    return {
+        "_id": envelope.event_id,
+        "event_type": envelope.event_type,
+        "schema_version": envelope.schema_version,
+        "source": envelope.source,
+        "occurred_at": occurred,
+        # Events of one instant keep the order they arrived in (a cause before its effect).
+        "order_key": f"{occurred.strftime('%Y-%m-%dT%H:%M:%S.%f')}|{time.time_ns():020d}",
+        "correlation_id": envelope.correlation_id,
+        "causation_id": envelope.causation_id,
+        "incident_ids": incident_ids,
+        "township_code": payload.get("township_code"),
+        "summary": summarise(envelope.event_type, payload, names),
+        "payload": payload,
+    }
+
+
+def count_timeline_entry(envelope: EventEnvelope) -> None:
+    """Count one new timeline entry by its source."""
+    metrics.TIMELINE_EVENTS.labels(metrics.SERVICE, envelope.source).inc()
+
+
+# Their domain handler writes the timeline entry in the same transaction as the rest.
+TIMELINE_WITH_DOMAIN = frozenset({("intake", "incident_reported")})
+
+
 def record_timeline(repo: ReportingRepository, names: TimelineNames) -> Handler:
     """Store each event once, keyed by its id, indexed by correlation and incident ids."""
 
     def handle(envelope: EventEnvelope) -> bool:
-        payload = dict(envelope.payload)
-        incident_ids = incident_ids_of(payload)
-        correlation = envelope.correlation_id
-        if correlation and correlation not in incident_ids and repo.incident_view(correlation):
-            incident_ids.append(correlation)
-        occurred = as_utc(envelope.occurred_at)
-        doc = {
-            "_id": envelope.event_id,
-            "event_type": envelope.event_type,
-            "schema_version": envelope.schema_version,
-            "source": envelope.source,
-            "occurred_at": occurred,
-            # Events of one instant keep the order they arrived in (a cause before its effect).
-            "order_key": f"{occurred.strftime('%Y-%m-%dT%H:%M:%S.%f')}|{time.time_ns():020d}",
-            "correlation_id": envelope.correlation_id,
-            "causation_id": envelope.causation_id,
-            "incident_ids": incident_ids,
-            "township_code": payload.get("township_code"),
-            "summary": summarise(envelope.event_type, payload, names),
-            "payload": payload,
-        }
-        created = repo.record_timeline_entry(doc)
+        key = (envelope.source, envelope.event_type)
+        if key in TIMELINE_WITH_DOMAIN and repo.has_timeline_entry(envelope.event_id):
+            # Written already with the event's domain changes: a read, no write transaction.
+            return False
+        created = repo.record_timeline_entry(timeline_entry(repo, names, envelope))
         if created:
-            metrics.TIMELINE_EVENTS.labels(metrics.SERVICE, envelope.source).inc()
+            count_timeline_entry(envelope)
         return created
 
     return handle
@@ -564,9 +583,17 @@ def apply_parked(ctx: ServiceContext, repo: ReportingRepository, incident_id: st
     return changed
 
 
-def incident_reported(ctx: ServiceContext, repo: ReportingRepository) -> Handler:
+def incident_reported(
+    ctx: ServiceContext, repo: ReportingRepository, names: TimelineNames
+) -> Handler:
+    """The first report: the incident, its deadlines and its timeline entry in one write."""
+
     def handle(envelope: EventEnvelope) -> bool:
-        created = deadlines.record_incident(ctx, repo, envelope)
+        entry = timeline_entry(repo, names, envelope)
+        written = deadlines.record_incident(ctx, repo, envelope, entry)
+        if written.timeline:
+            count_timeline_entry(envelope)
+        created = written.changed
         # Also on a redelivery: a crash between the two steps must not strand a parked event.
         return apply_parked(ctx, repo, envelope.payload["incident_id"]) or created
 
