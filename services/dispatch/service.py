@@ -16,6 +16,7 @@ from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
 from services.dispatch import api, config, handlers
+from services.dispatch.enterprises import service as enterprises
 from services.dispatch.repository import DispatchRepository
 from services.dispatch.repository.legacy import import_legacy_dispatch
 from services.dispatch.repository.mongo import MongoDispatchRepository
@@ -78,6 +79,7 @@ def setup(ctx: ServiceContext) -> None:
         else:
             ctx.log.info("county_file_seed_skipped", reason="already_seeded")
     dispatch.refresh_gauges()
+    enterprises.setup(ctx)
 
 
 def repair(dispatch: DispatchUseCases) -> dict[str, int]:
@@ -97,12 +99,19 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
     return [
         Timer("dispatch_repair", interval, lambda: repair(dispatch)),
         Timer("assignment_overdue", interval, lambda: overdue(dispatch)),
+        *enterprises.timers(ctx, interval),
     ]
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    """The dispatch routes, bound to this context's use cases."""
-    return api.build_router(ctx, use_cases(ctx))
+    """The dispatch routes, bound to this context's use cases, and the enterprise register's."""
+    router = api.build_router(
+        ctx,
+        use_cases(ctx),
+        lambda codes, exercise: enterprises.area_enterprises(ctx, codes, exercise),
+    )
+    router.include_router(enterprises.build_router(ctx))
+    return router
 
 
 def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
@@ -111,8 +120,8 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The repository's outbox and journal."""
-    return open_repository(ctx).relay_parts()
+    """The repository's outbox and journal, and the enterprise register's outbox."""
+    return enterprises.relay_parts(ctx, open_repository(ctx).relay_parts())
 
 
 def contract(ctx: ServiceContext) -> Contract:
@@ -141,6 +150,7 @@ def contract(ctx: ServiceContext) -> Contract:
             },
         },
         "StockAdjustIn": {"delta": {"not": {"const": 0}}},
+        **enterprises.contract(ctx),
         "PlanIn": {
             "township_codes": each_one_of(codes),
             "requesting_township": one_of(codes),

@@ -725,6 +725,19 @@ def _every_event(
                 "safety_officer": {"name": "钱安全", "phone": "13800000002"},
             },
         ),
+        (
+            "dispatch",
+            "enterprise_rectification_overdue",
+            {
+                "enterprise_id": "E-3c4d",
+                "inspection_id": "I-5e6f",
+                "name": "青石化工有限公司",
+                "township_code": TOWNSHIP_A,
+                "risk_level": "major",
+                "deadline": day,
+                "findings": 2,
+            },
+        ),
         # The duty office's events carry the sentence its use case wrote.
         (
             "reporting",
