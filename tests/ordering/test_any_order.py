@@ -384,3 +384,42 @@ def _intake_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
 
 def test_follow_ups_and_final_report_reach_intake_in_any_order(delivery: Delivery) -> None:
     _run(delivery, _report_scenario, _intake_state, [])
+
+
+# ------------------------------------------------------------------------- enterprises
+
+
+def _enterprise_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    enterprise_id = ids["enterprise"]
+    base = {
+        "enterprise_id": enterprise_id,
+        "township_code": TOWNSHIP_A,
+        "risk_level": "large",
+        "hazard_types": ["危险化学品"],
+        "responsible": {"name": "赵建国", "phone": "13800000001"},
+        "safety_officer": {"name": "钱海燕", "phone": "13800000002"},
+    }
+    steps = [
+        (1, "安河县青石化工有限公司", "active"),
+        (2, "安河县青石新材料有限公司", "active"),
+        (3, "安河县青石新材料有限公司", "closed"),
+    ]
+    return [
+        make_event(
+            _at(delivery, minutes),
+            "dispatch",
+            "enterprise_registered",
+            {**base, "revision": revision, "name": name, "status": status},
+            correlation_id=f"enterprise:{enterprise_id}",
+        )
+        for minutes, (revision, name, status) in enumerate(steps)
+    ]
+
+
+def _enterprise_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    return {"reporting_name": reporting.enterprise_name(ids["enterprise"])}
+
+
+def test_enterprise_snapshots_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _enterprise_events, _enterprise_state, ["enterprise"])

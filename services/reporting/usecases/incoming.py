@@ -506,3 +506,13 @@ def own_report(ctx: ServiceContext, repo: ReportingRepository) -> Handler:
         return deadlines.apply_report(ctx, repo, report)
 
     return handle
+
+
+def enterprise_registered(repo: ReportingRepository) -> Handler:
+    """Keep the name of each enterprise at its highest revision (incident details name it)."""
+
+    def handle(envelope: EventEnvelope) -> bool:
+        p = envelope.payload
+        return repo.keep_enterprise_name(p["enterprise_id"], int(p["revision"]), p["name"])
+
+    return handle
