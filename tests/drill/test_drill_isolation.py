@@ -36,11 +36,15 @@ DRILL_OPERATIONS = (
     "duty_handover",
     "duty_confirm",
     "spot_check",
+    "enterprise",
+    "inspection",
 )
 GAUGES = (
     "yingji_dispatch_teams",
     "yingji_dispatch_orders_active",
     "yingji_dispatch_plans_active",
+    "yingji_dispatch_enterprises",
+    "yingji_dispatch_enterprise_rectifications_overdue",
     "yingji_reporting_deadlines_overdue",
     "yingji_reporting_zero_reports_filed_today",
     "yingji_reporting_zero_reports_missing_today",
@@ -204,6 +208,7 @@ def snapshot(platform: Platform) -> dict[str, Any]:
         "scores": scores["items"],
         "open_incidents": sorted(i["id"] for i in real_open["items"]),
         "real_dispatches": platform.ok("GET", "/v1/dispatches", params={"exercise": "false"}),
+        "enterprises": platform.ok("GET", "/v1/enterprises", params={"limit": 200})["items"],
         "gauges": gauges(platform),
         # The duty office: who is on duty, the real handovers and the month's duty score.
         "on_duty": platform.ok("GET", "/v1/duty/now"),
