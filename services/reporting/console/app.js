@@ -4,6 +4,7 @@
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
+import { openEnterprises, refreshEnterprises, wireEnterprises } from "./enterprises.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 
 const KEY_STORE = "yingji.console.key";
@@ -908,6 +909,7 @@ const LOADERS = {
   zero: loadZero,
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
+  enterprises: refreshEnterprises,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -919,6 +921,7 @@ const PANEL_IDS = {
   zero: "panel-zero",
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
+  enterprises: "enterprises-dialog",
   detail: "detail",
 };
 
@@ -1249,6 +1252,7 @@ function panelsFor(type) {
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   if (type === "zero_report_contradicted") return ["concealment"];
   if (type.startsWith("epidemic_report_")) return ["epidemic"];
+  if (type.startsWith("enterprise_")) return ["enterprises"];
   return [];
 }
 
@@ -1696,7 +1700,7 @@ function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock", "epidemic-btn"];
+  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock", "epidemic-btn", "enterprises-btn"];
   for (const id of [...headerItems, "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
@@ -1719,6 +1723,7 @@ function showBoard() {
   $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
   $("epidemic-btn").hidden = false;
+  $("enterprises-btn").hidden = false;
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1834,6 +1839,10 @@ function init() {
     openEpidemic({ api, townshipName, day: state.context?.today, fmtTime }),
   );
   wireEpidemic();
+  $("enterprises-btn").addEventListener("click", () =>
+    openEnterprises({ api, townships: [...state.townships.keys()], townshipName, mine: state.me?.township_code }),
+  );
+  wireEnterprises();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));
