@@ -397,8 +397,14 @@ def _order_out(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _plan_out(doc: Mapping[str, Any], area: AreaEnterprises) -> dict[str, Any]:
+def _plan_out(
+    doc: Mapping[str, Any], area: AreaEnterprises, principal: Principal
+) -> dict[str, Any]:
     codes = None if doc.get("scope") == "county" else list(doc.get("township_codes") or [])
+    if principal.role == Role.TOWNSHIP:
+        # A township reads its own enterprises only, also in a county-wide plan.
+        own = principal.township_code or ""
+        codes = [own] if codes is None or own in codes else []
     return {
         "id": doc["_id"],
         "status": doc["status"],
@@ -706,11 +712,11 @@ def _plan_routes(
         township = principal.township_code if principal.role == Role.TOWNSHIP else None
         filters = PlanFilter(status, trigger_kind, incident_id, warning_id, exercise, township)
         rows, nxt = dispatch.plans_page(filters, limit, cursor)
-        return _page_out([_plan_out(r, area) for r in rows], nxt)
+        return _page_out([_plan_out(r, area, principal) for r in rows], nxt)
 
     @router.get("/v1/plans/{plan_id}", summary="One response plan")
     def get_plan(plan_id: str, principal: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:
-        return _plan_out(dispatch.visible_plan(plan_id, principal), area)
+        return _plan_out(dispatch.visible_plan(plan_id, principal), area, principal)
 
     @router.post("/v1/plans", status_code=201, summary="Activate a plan (预案启动) by hand")
     def create_plan(
@@ -719,20 +725,22 @@ def _plan_routes(
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
         keyed = _keyed(principal, idempotency_key, body)
-        return _plan_out(dispatch.activate_by_hand(body.model_dump(), keyed), area)
+        return _plan_out(dispatch.activate_by_hand(body.model_dump(), keyed), area, principal)
 
     @router.post("/v1/plans/{plan_id}/level", summary="Step a plan up or down (调整响应级别)")
     def plan_level(
         plan_id: str, body: PlanLevelIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
         plan = dispatch.change_level_by_hand(plan_id, body.level, body.reason, principal.name)
-        return _plan_out(plan, area)
+        return _plan_out(plan, area, principal)
 
     @router.post("/v1/plans/{plan_id}/end", summary="Stand a plan down (终止响应)")
     def plan_end(
         plan_id: str, body: PlanEndIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
-        return _plan_out(dispatch.end_by_hand(plan_id, body.reason, principal.name), area)
+        return _plan_out(
+            dispatch.end_by_hand(plan_id, body.reason, principal.name), area, principal
+        )
 
 
 def _assignment_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:

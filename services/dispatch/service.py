@@ -104,14 +104,18 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    """The dispatch routes, bound to this context's use cases, and the enterprise register's."""
-    router = api.build_router(
+    """The dispatch routes, bound to this context's use cases; plans list their area's
+    enterprises."""
+    return api.build_router(
         ctx,
         use_cases(ctx),
         lambda codes, exercise: enterprises.area_enterprises(ctx, codes, exercise),
     )
-    router.include_router(enterprises.build_router(ctx))
-    return router
+
+
+def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
+    """The enterprise register's routes (/v1/enterprises)."""
+    return [enterprises.build_router(ctx)]
 
 
 def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
@@ -163,6 +167,7 @@ SPEC = ServiceSpec(
     name=NAME,
     contract=contract,
     build_router=build_router,
+    extra_routers=extra_routers,
     setup=setup,
     subscriptions=subscriptions,
     timers=timers,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from services.dispatch.enterprises.domain import with_check
 from services.warning.service import use_cases
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
@@ -40,6 +41,7 @@ class Township:
     dispatch: str
     plan: str
     assignment: str
+    enterprise: str
 
     def ids(self) -> dict[str, str]:
         """Every seeded id by the path parameter that names it."""
@@ -50,6 +52,7 @@ class Township:
             "dispatch_id": self.dispatch,
             "plan_id": self.plan,
             "assignment_id": self.assignment,
+            "enterprise_id": self.enterprise,
         }
 
     def markers(self) -> set[str]:
@@ -130,9 +133,35 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
             },
         )
     )["id"]
+    enterprise = created(stack.call("POST", "/v1/enterprises", json=enterprise_body(code)))["id"]
     return Township(
-        key, code, incident, again["id"], dispute, report, warning, dispatch, plan, assignment
+        key,
+        code,
+        incident,
+        again["id"],
+        dispute,
+        report,
+        warning,
+        dispatch,
+        plan,
+        assignment,
+        enterprise,
     )
+
+
+def enterprise_body(code: str) -> dict[str, Any]:
+    """An enterprise of the township's on the risk register, with a credit code of its own."""
+    return {
+        "name": f"{code}化工有限公司",
+        "credit_code": with_check(f"91{code[:6]}{code[-3:]}000001"),
+        "township_code": code,
+        "risk_level": "major",
+        "hazard_types": ["危险化学品"],
+        "lat": 31.5,
+        "lon": 116.4,
+        "responsible": {"name": "赵建国", "phone": "13800003001"},
+        "safety_officer": {"name": "钱海燕", "phone": "13800003002"},
+    }
 
 
 def followup_body(incident_id: str) -> dict[str, Any]:

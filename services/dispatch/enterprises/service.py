@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import yaml
 from fastapi import APIRouter
 
-from libs.common.openapi import Contract, each_one_of, one_of
+from libs.common.openapi import Contract, one_of
 from libs.common.service import RelayParts, ServiceContext, Timer
 from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
-from services.dispatch.enterprises import api, domain, metrics
+from services.dispatch.enterprises import api, metrics
 from services.dispatch.enterprises.repository import EnterpriseRepository
 from services.dispatch.enterprises.repository.mongo import MongoEnterpriseRepository
 from services.dispatch.enterprises.repository.sqlite import SqliteEnterpriseRepository
@@ -101,13 +101,16 @@ def relay_parts(ctx: ServiceContext, parts: RelayParts) -> RelayParts:
 def contract(ctx: ServiceContext) -> Contract:
     """Request fields checked against the county file and the closed lists."""
     codes = [t.code for t in ctx.county.townships]
-    hazards = {**each_one_of(domain.HAZARD_TYPES), "uniqueItems": True}
+    hazards = {"uniqueItems": True}
+    patched = ("name", "risk_level", "lat", "lon", "responsible", "safety_officer")
     return {
         "EnterpriseIn": {"township_code": one_of(codes), "hazard_types": hazards},
         "EnterprisePatch": {
             "": {"minProperties": 1},
-            "township_code": one_of(codes),
-            "hazard_types": hazards,
+            **{field: {"nullable": False} for field in patched},
+            "response_groups": {"nullable": False},
+            "township_code": {"nullable": False, **one_of(codes)},
+            "hazard_types": {"nullable": False, **hazards},
         },
     }
 

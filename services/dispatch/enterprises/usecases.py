@@ -62,9 +62,12 @@ class EnterpriseUseCases:
         problem = fields.get("credit_code") and domain.credit_code_problem(fields["credit_code"])
         if problem:
             raise field_error("credit_code", problem)
-        for index, hazard in enumerate(fields.get("hazard_types") or []):
+        hazards = fields.get("hazard_types") or []
+        for index, hazard in enumerate(hazards):
             if hazard in domain.unknown_hazards([hazard]):
                 raise field_error(f"hazard_types.{index}", "不在危险类型清单中")
+            if hazard in hazards[:index]:
+                raise field_error(f"hazard_types.{index}", f"{hazard} 重复")
         for path, reason in domain.group_problems(fields.get("response_groups") or []):
             raise field_error(path, reason)
 
