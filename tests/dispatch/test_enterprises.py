@@ -176,8 +176,16 @@ def test_inspection_overdue_is_flagged_once_and_rectified(dstack: Stack) -> None
     deadline = today + timedelta(days=3)
     made = dstack.call("POST", url, json={**no_deadline, "deadline": deadline.isoformat()})
     assert made.status_code == 201 and made.json()["rectification_label"] == "整改中"
-    clean = dstack.call("POST", url, json={"date": today.isoformat(), "inspector": "王检查"})
+    clean_body = {"date": today.isoformat(), "inspector": "王检查"}
+    keyed = {"Idempotency-Key": "inspection-1"}
+    clean = dstack.call("POST", url, json=clean_body, headers=keyed)
     assert clean.json()["rectification"] == "none"
+    retry = dstack.call("POST", url, json=clean_body, headers=keyed)
+    assert retry.status_code == 201 and retry.json()["id"] == clean.json()["id"]
+    other = dstack.call("POST", url, json={**clean_body, "inspector": "李检查"}, headers=keyed)
+    assert other.status_code == 409 and field_of(other) == "header.Idempotency-Key"
+    listed = dstack.call("GET", "/v1/enterprises/E-I1").json()["inspections"]
+    assert len(listed) == 2
     register_uc = use_cases(dstack.ctx("dispatch"))
     assert register_uc.scan_overdue() == 0
 

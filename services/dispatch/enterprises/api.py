@@ -311,9 +311,13 @@ def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter
         "/v1/enterprises/{enterprise_id}/inspections", status_code=201, summary="记录一次检查"
     )
     def create_inspection(
-        enterprise_id: str, body: InspectionIn, principal: Principal = ctx.allow(*WRITERS)
+        enterprise_id: str,
+        body: InspectionIn,
+        principal: Principal = ctx.allow(*WRITERS),
+        idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        doc = register.inspect(enterprise_id, body.model_dump(mode="json"), principal)
+        key = validate_key(idempotency_key)
+        doc = register.inspect(enterprise_id, body.model_dump(mode="json"), principal, key)
         return inspection_out(doc, register.today())
 
     @router.patch(

@@ -4,6 +4,7 @@ inspections and rectification, the overdue scan, and the lists plans show."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from libs.common.auth import Principal
 from libs.common.clock import Clock
 from libs.common.county import County
 from libs.common.errors import ApiError, field_error, not_found
-from libs.common.idempotency import IDEMPOTENCY, check_replay, idempotency_scope
+from libs.common.idempotency import IDEMPOTENCY, check_replay, fingerprint, idempotency_scope
 from services.dispatch.enterprises import domain, events, metrics
 from services.dispatch.enterprises.repository import (
     EnterpriseFilter,
@@ -30,6 +31,14 @@ TAKEN = {
     "credit_code": "该统一社会信用代码已登记",
     "Idempotency-Key": "该 Idempotency-Key 已用于另一个请求",
 }
+
+
+def inspection_id(caller_id: str, key: str | None) -> str:
+    """An inspection's id: derived from the caller's Idempotency-Key (a retry lands on the same
+    id), else new."""
+    if key is None:
+        return f"I-{uuid.uuid4().hex[:10]}"
+    return f"I-{hashlib.sha256(f'{caller_id}:{key}'.encode()).hexdigest()[:16]}"
 
 
 def conflict(code: str, message: str, path: str) -> ApiError:
@@ -196,9 +205,14 @@ class EnterpriseUseCases:
     # ------------------------------------------------------------ inspections
 
     def inspect(
-        self, enterprise_id: str, fields: Mapping[str, Any], principal: Principal
+        self,
+        enterprise_id: str,
+        fields: Mapping[str, Any],
+        principal: Principal,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        """Record an inspection; findings need a rectification deadline on or after its date."""
+        """Record an inspection; findings need a rectification deadline on or after its date.
+        A retry with the same Idempotency-Key answers the inspection it recorded."""
         enterprise = self.enterprise(enterprise_id)
         if enterprise["status"] == "closed":
             raise conflict("enterprise_closed", "企业已注销，不能再检查", "enterprise_id")
@@ -209,9 +223,11 @@ class EnterpriseUseCases:
             raise field_error("deadline", "没有发现问题时不设整改期限")
         if deadline is not None and deadline < fields["date"]:
             raise field_error("deadline", "整改期限不能早于检查日期")
+        digest = fingerprint({**fields, "enterprise_id": enterprise_id})
         doc = {
             **fields,
-            "_id": f"I-{uuid.uuid4().hex[:10]}",
+            "_id": inspection_id(principal.key_id, key),
+            "request_digest": digest,
             "enterprise_id": enterprise_id,
             "township_code": enterprise["township_code"],
             "exercise": bool(enterprise.get("exercise")),
@@ -221,10 +237,18 @@ class EnterpriseUseCases:
             "recorded_by": principal.name,
             "recorded_at": self.clock.now(),
         }
-        self.repo.add_inspection(doc)
+        if not self.repo.add_inspection(doc):
+            return self._replayed(doc["_id"], digest)
         metrics.INSPECTIONS.labels("true" if doc["exercise"] else "false").inc()
         self.refresh_gauges()
         return doc
+
+    def _replayed(self, ident: str, digest: str) -> dict[str, Any]:
+        existing = self.repo.inspection(ident)
+        if existing is None or existing.get("request_digest") != digest:
+            message = "该 Idempotency-Key 已用于另一个请求体"
+            raise conflict("idempotency_conflict", message, "header.Idempotency-Key")
+        return existing
 
     def rectified(
         self, enterprise_id: str, inspection_id: str, fields: Mapping[str, Any], by: str
