@@ -2,10 +2,13 @@
 
 Incidents arrive in waves from many townships, follow-ups raise the figures, some incidents get
 final reports, townships file zero reports and epidemic reports (传染病零报告), warnings are
-issued, adjusted and lifted, teams and supplies are dispatched and returned. The duty office
+issued, adjusted and lifted (and reach the villages' information officers, who confirm by the
+link in their message or through their township, or stay silent and escalate), teams and
+supplies are dispatched and returned. The duty office
 (值班室) works the same day: a drill roster for the week, shift handovers opened and confirmed,
 spot checks by the leader; incidents of grade Ⅲ and above go up to the city as drill pushes when
-an upstream is configured.
+an upstream is configured. A drill special campaign (专项行动) gets its reports, and drill
+disputes are assigned, supervised (督办) and discussed at joint meetings (联席会议).
 Every write carries ``exercise: true`` (演练) or acts on an object that does, so the platform
 keeps it apart: it reserves no real team or stock, files no real zero report, and is left out of
 every count. Its texts are Chinese. A seed makes the
@@ -31,6 +34,7 @@ from typing import Any
 import httpx
 
 from services.dispatch.enterprises.domain import RESPONSE_GROUPS, with_check
+from yingji import drill_villages
 
 CATEGORY_WEIGHTS = {
     "flood": 8,
@@ -168,12 +172,21 @@ class Drill:
         self.teams: list[str] = []
         self.open_incidents: list[dict[str, Any]] = []
         self.active_warnings: list[dict[str, Any]] = []
+        # The last mile: drill warnings over villages, and each township's village codes.
+        self.village_warnings: list[dict[str, Any]] = []
+        self.villages: dict[str, list[str]] = {}
         self.dispatches: list[dict[str, Any]] = []
         # Reporting units (townships, health units) and watched diseases of the epidemic reports.
         self.epidemic_units: list[dict[str, Any]] = []
         self.diseases: list[str] = []
+        # Information work: the departments, and the drill's items awaiting feedback.
+        self.departments: list[str] = []
+        self.information_items: list[str] = []
         self.state_lock = threading.Lock()
         self.run_id = uuid.uuid4().hex[:6]
+        # The drill's special campaign (专项行动) and the disputes it has assigned.
+        self.campaign: dict[str, Any] | None = None
+        self.assigned_disputes: set[str] = set()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -188,7 +201,11 @@ class Drill:
         subject: str | None = None,
     ) -> httpx.Response | None:
         """Make one request, record it, and return the response (None when none came)."""
-        headers = {"Authorization": f"Bearer {self.keys.get(who, self.admin_key)}"}
+        headers = (
+            {}  # a village's link needs no key
+            if who == "public"
+            else {"Authorization": f"Bearer {self.keys.get(who, self.admin_key)}"}
+        )
         if method == "POST":
             headers["Idempotency-Key"] = f"drill-{self.run_id}-{uuid.uuid4().hex}"
         started = time.perf_counter()
@@ -261,7 +278,35 @@ class Drill:
         if epidemic.status_code == 200:
             self.epidemic_units = list(epidemic.json()["units"])
             self.diseases = [d["code"] for d in epidemic.json()["items"]]
+        self.learn_information_units(admin)
+        villages = self.client.get(
+            self.route("/v1/county/villages"),
+            headers={"Authorization": f"Bearer {self.keys['operator']}"},
+        )
+        if villages.status_code == 200:
+            for village in villages.json()["items"]:
+                self.villages.setdefault(village["township_code"], []).append(village["code"])
         self.enter_duty_roster()
+
+    def learn_information_units(self, admin: dict[str, str]) -> None:
+        """The county's departments and a key for each, bound to its department (信息报送)."""
+        units = self.client.get(
+            self.route("/v1/information/units"),
+            headers={"Authorization": f"Bearer {self.keys['operator']}"},
+        )
+        if units.status_code != 200:
+            return  # a platform without information work
+        rows = [u for u in units.json()["items"] if u["unit_kind"] == "department"]
+        for row in rows:
+            body = {
+                "role": "department",
+                "name": f"演练 {self.run_id} {row['name']}信息员",
+                "department_code": row["unit_code"],
+            }
+            made = self.client.post(self.route("/v1/admin/keys"), json=body, headers=admin)
+            made.raise_for_status()
+            self.keys[f"department:{row['unit_code']}"] = made.json()["key"]
+            self.departments.append(row["unit_code"])
 
     # -- operations -----------------------------------------------------------------------
 
@@ -482,6 +527,51 @@ class Drill:
             id_field="unit_id",
         )
 
+    def submit_information(self) -> None:
+        """A department or township submits an information or research item (信息报送); the
+        county office then records its adoption (采用) or a leader's instruction (批示), now and
+        then both (drill: counted towards no quota or score)."""
+        rnd = self.random
+        units = [("department", c) for c in self.departments]
+        units += [("township", c) for c in self.townships]
+        if not units:
+            return
+        kind, code = rnd.choice(units)
+        research = rnd.random() < 0.2
+        body = {
+            "unit_kind": kind,
+            "unit_code": code,
+            "kind": "research" if research else "info",
+            "title": "演练：汛期隐患排查调研" if research else "演练：河道水位上涨",
+            "body": "演练：受上游来水影响，河段水位上涨，已安排专人巡查（演练数据）。",
+            "exercise": True,
+        }
+        response = self.call(
+            "information_item", "POST", "/v1/information/items", f"{kind}:{code}", body
+        )
+        if response is not None and response.status_code in (200, 201):
+            self.give_feedback(response.json()["id"])
+
+    def give_feedback(self, item_id: str) -> None:
+        """The county office's adoption and instruction on a drill item, by chance."""
+        rnd = self.random
+        today = (self.now() + timedelta(hours=8)).date().isoformat()
+        target = {"target_kind": "item", "target_id": item_id, "date": today, "exercise": True}
+        if rnd.random() < 0.5:
+            level = rnd.choice(["county", "city", "province", "national"])
+            adoption = {**target, "level": level, "by": "演练：市政府办公室《政务信息》"}
+            path = "/v1/information/adoptions"
+            self.call("information_adoption", "POST", path, "leader", adoption)
+        if rnd.random() < 0.3:
+            instruction = {
+                **target,
+                "level": "county",
+                "leader": "演练县长",
+                "text": "演练：请相关部门加强巡查，及时报告。",
+            }
+            path = "/v1/information/instructions"
+            self.call("information_instruction", "POST", path, "leader", instruction)
+
     def issue_warning(self) -> None:
         """The duty office issues a yellow or blue flood warning (drill)."""
         rnd = self.random
@@ -536,6 +626,10 @@ class Drill:
                 "operator",
                 {"reason": "演练：雨势减弱", "override_reason": "演练结束"},
             )
+
+    def last_mile(self) -> None:
+        """Villages and their information officers (yingji/drill_villages.py)."""
+        drill_villages.village_step(self)
 
     def dispatch_team(self) -> None:
         """Dispatch the best suggested team to an open incident, or move a dispatch along."""
@@ -624,6 +718,92 @@ class Drill:
         path = f"/v1/enterprises/{made.json()['id']}/inspections"
         self.call("inspection", "POST", path, "operator", inspection)
 
+    # -- special campaigns and disputes (篇1, 篇4) ------------------------------------------
+
+    def campaigns_and_disputes(self) -> None:
+        """The county's special campaign and dispute work: a drill campaign started once, then
+        a township's campaign report, or a drill dispute assigned, supervised (督办) and put on
+        a joint meeting (联席会议)."""
+        if self.campaign is None:
+            self.start_campaign()
+        elif self.random.random() < 0.5:
+            self.file_campaign_report()
+        else:
+            self.supervise_dispute()
+
+    def start_campaign(self) -> None:
+        """The county starts a drill campaign (专项行动) of a few townships, in two stages."""
+        today = (self.now() + timedelta(hours=8)).date()
+        body = {
+            "name": "演练：社会矛盾纠纷大排查专项行动",
+            "starts_on": today.isoformat(),
+            "ends_on": (today + timedelta(days=14)).isoformat(),
+            "stages": [
+                {"name": "组织动员", "ends_on": (today + timedelta(days=3)).isoformat()},
+                {"name": "全面排查", "ends_on": (today + timedelta(days=14)).isoformat()},
+            ],
+            "participants": self.townships[:4],
+            "note": "演练数据",
+            "exercise": True,
+        }
+        response = self.call("campaign", "POST", "/v1/campaigns", "operator", body)
+        if response is not None and response.status_code == 201:
+            with self.state_lock:
+                self.campaign = response.json()
+
+    def file_campaign_report(self) -> None:
+        """A participating township files its campaign report (定期报告)."""
+        campaign = self.campaign
+        if campaign is None:
+            return
+        code = self.random.choice([p["code"] for p in campaign["participants"]])
+        body = {"participant": code, "kind": "campaign_report", "content": "演练：排查纠纷若干起"}
+        path = f"/v1/campaigns/{campaign['id']}/reports"
+        self.call("campaign_report", "POST", path, f"township:{code}", body)
+
+    def supervise_dispute(self) -> None:
+        """A drill dispute is assigned with its stability-control person (稳控责任人), supervised
+        in the form now due, and discussed at a joint meeting."""
+        with self.state_lock:
+            disputes = [
+                i
+                for i in self.open_incidents
+                if i["category"] == "dispute" and i["id"] not in self.assigned_disputes
+            ]
+            if not disputes:
+                return
+            incident = self.random.choice(disputes)
+            self.assigned_disputes.add(incident["id"])
+        body = {
+            "incident_id": incident["id"],
+            "responsible_leader": "演练责任领导",
+            "responsible_unit": "演练综治办",
+            "due_at": (self.now() + timedelta(days=3)).isoformat(),
+            "stability_contact": {"name": "演练稳控人", "phone": DRILL_PHONE, "unit": "演练派出所"},
+            "note": "演练数据",
+        }
+        made = self.call("assignment", "POST", "/v1/assignments", "operator", body)
+        if made is None or made.status_code != 201:
+            return
+        assignment = made.json()
+        today = (self.now() + timedelta(hours=8)).date().isoformat()
+        supervision = {
+            "form": assignment["supervision_required_form"],
+            "on": today,
+            "by": "演练督查组",
+            "note": "演练：督促按期化解",
+        }
+        path = f"/v1/assignments/{assignment['id']}/supervisions"
+        self.call("supervision", "POST", path, "operator", supervision)
+        meeting = {
+            "held_on": today,
+            "convener": "演练矛盾纠纷大调解协调中心",
+            "attendees": ["演练司法所", "演练派出所"],
+            "decisions": ["演练：司法所牵头调解，派出所落实稳控"],
+            "assignment_ids": [assignment["id"]],
+        }
+        self.call("joint_meeting", "POST", "/v1/joint-meetings", "operator", meeting)
+
     # -- the run --------------------------------------------------------------------------
 
     @property
@@ -647,12 +827,15 @@ class Drill:
             (self.file_followup, 3),
             (self.file_zero_report, 1),
             (self.file_epidemic_report, 1),
+            (self.submit_information, 1),
             (self.issue_warning, 0.5),
             (self.change_warning, 1),
+            (self.last_mile, 0.8),
             (self.dispatch_team, 1.5),
             (self.hand_over, 0.3),
             (self.spot_check, 0.3),
             (self.register_enterprise, 0.3),
+            (self.campaigns_and_disputes, 0.6),
         ]
         ops, weights = zip(*choices, strict=True)
         return self.random.choices(ops, weights=weights)[0]

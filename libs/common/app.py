@@ -466,26 +466,31 @@ def _add_security_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
 
 
+def _key_scope(role: Role, field: str, *, required: bool) -> dict[str, Any]:
+    """The schema rule that only keys of ``role`` carry ``field`` (and must, if ``required``)."""
+    others = [str(r) for r in Role if r != role]
+    own: dict[str, Any] = {"properties": {"role": {"const": str(role)}}}
+    if required:
+        own["properties"][field] = {"type": "string"}
+        own["required"] = [field]
+    return {"anyOf": [own, {"properties": {"role": {"enum": others}, field: {"type": "null"}}}]}
+
+
 def contract_of(runtime: Runtime) -> Contract:
     """What request fields are checked against beyond their types (the county's townships, the
     hazard list, validator rules), for the OpenAPI document."""
     codes = [t.code for t in runtime.county.townships]
-    others = [str(role) for role in Role if role != Role.TOWNSHIP]
     found: dict[str, Any] = {
         "KeyRequest": {
             "township_code": one_of(codes),
+            "department_code": one_of(d.id for d in runtime.county.departments),
             "hazards": each_one_of(HAZARDS),
-            # A township key names its township; no other key does.
+            # A township key names its township and a department key may name its department;
+            # no other key names either.
             "": {
-                "anyOf": [
-                    {
-                        "properties": {
-                            "role": {"const": "township"},
-                            "township_code": {"type": "string"},
-                        },
-                        "required": ["township_code"],
-                    },
-                    {"properties": {"role": {"enum": others}, "township_code": {"type": "null"}}},
+                "allOf": [
+                    _key_scope(Role.TOWNSHIP, "township_code", required=True),
+                    _key_scope(Role.DEPARTMENT, "department_code", required=False),
                 ]
             },
         }

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from libs.common import metrics
 from libs.common.clock import Clock
@@ -64,6 +65,7 @@ class Principal:
     role: Role
     township_code: str | None = None
     hazards: tuple[str, ...] = ()
+    department_code: str | None = None
 
     def may_act_for(self, township_code: str) -> bool:
         """A township key acts only for its own code; every other role for any."""
@@ -194,11 +196,13 @@ class KeyStore:
         hazards: tuple[str, ...] = (),
         key_id: str | None = None,
         key: str | None = None,
+        department_code: str | None = None,
     ) -> tuple[dict[str, Any], str]:
         """Create a key; returns its record and the key itself (shown once, never stored)."""
         ident = key_id or secrets.token_hex(8)
         secret = key or new_key(ident)
         record = self._record(ident, name, role, township_code, hazards, secret)
+        record["department_code"] = department_code
         self.repo.add_key(record)
         return record, secret
 
@@ -233,14 +237,24 @@ class KeyStore:
         """Every key record, without hashes."""
         return self.repo.keys_by_creation()
 
+    def cached(self, key: str) -> tuple[bool, Principal | None]:
+        """(True, the principal or None) when the key was verified in the last few seconds;
+        (False, None) when only the database can tell."""
+        digest = hash_key(key)
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return True, cached[1]
+        return False, None
+
     def verify(self, key: str, *, fresh: bool = False) -> Principal | None:
         """The principal a key belongs to, or None; ``fresh`` reads the database, not the cache."""
+        if not fresh:
+            hit, principal = self.cached(key)
+            if hit:
+                return principal
         digest = hash_key(key)
         now = time.monotonic()
-        with self._lock:
-            cached = None if fresh else self._cache.get(digest)
-            if cached and now - cached[0] < CACHE_SECONDS:
-                return cached[1]
         record = self.repo.key_by_id(key_id_of(key))
         principal = None
         if (
@@ -254,6 +268,7 @@ class KeyStore:
                 role=Role(record["role"]),
                 township_code=record.get("township_code"),
                 hazards=tuple(record.get("hazards") or ()),
+                department_code=record.get("department_code"),
             )
         with self._lock:
             if len(self._cache) > 10_000:
@@ -300,10 +315,17 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[Request], Principal]:
-    """A FastAPI dependency that returns the caller or raises 401/429."""
+def make_authenticator(
+    keys: KeyStore, throttle: FailureThrottle
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency that returns the caller or raises 401/429.
 
-    def authenticate(request: Request) -> Principal:
+    It runs on the event loop: a key verified in the last few seconds is answered from the
+    cache there, and only a database read goes to a worker thread (a plain function dependency
+    would take a thread hop on every request).
+    """
+
+    async def authenticate(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -314,7 +336,9 @@ def make_authenticator(keys: KeyStore, throttle: FailureThrottle) -> Callable[[R
                 "请在请求头中提供 Authorization: Bearer <API 密钥>",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        principal = keys.verify(token.strip())
+        hit, principal = keys.cached(token.strip())
+        if not hit:
+            principal = await run_in_threadpool(keys.verify, token.strip())
         if principal is None:
             throttle.failed(client_address(request), key_id_of(token.strip()))
             raise ApiError(

@@ -141,13 +141,15 @@ class Team(BaseModel):
 
 
 class Department(BaseModel):
-    """A county department and the hazard categories it may warn about."""
+    """A county department (部门): its code, name, information contact (信息联络员) and the
+    hazard categories it may warn about (none for a department that only reports)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: Text
-    name: Text
-    hazards: list[Text]
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$", description="部门代码")
+    name: Text = Field(min_length=1, max_length=60, description="部门名称")
+    contact: Contact | None = Field(default=None, description="信息联络员及电话")
+    hazards: list[Text] = Field(default=[], description="可发布预警的灾种")
 
 
 class Channel(BaseModel):
@@ -228,6 +230,7 @@ class County(BaseModel):
             if len(set(ids)) != len(ids):
                 raise ValueError("team and warehouse ids must be unique")
         problems = [*village_problems(self.townships), *self._health_problems(known)]
+        problems += [f"部门代码 {c} 重复" for c in _repeated(d.id for d in self.departments)]
         if problems:
             raise ValueError("县情文件有误：" + "；".join(problems))
         return self
@@ -267,6 +270,15 @@ class County(BaseModel):
             if township_code is None or township.code == township_code
             for village in township.villages
         ]
+
+    @cached_property
+    def department_index(self) -> dict[str, Department]:
+        """Departments by code."""
+        return {d.id: d for d in self.departments}
+
+    def department(self, code: str) -> Department | None:
+        """The department with ``code``, if the county file lists it."""
+        return self.department_index.get(code)
 
     @cached_property
     def disease_index(self) -> dict[str, NotifiableDisease]:

@@ -105,8 +105,12 @@ def make_event(
         raise ValueError(f"{source} may not emit {event_type}")
     chosen = version or latest_version(event_type)
     model = payload_model(event_type, chosen)
-    body = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
-    validated = model.model_validate(body).model_dump(mode="json")
+    if type(payload) is model:
+        # Built with the registered model's constructor, so validated already: only dumped.
+        validated = payload.model_dump(mode="json")
+    else:
+        body = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
+        validated = model.model_validate(body).model_dump(mode="json")
     return EventEnvelope(
         event_id=event_id or str(uuid.uuid4()),
         event_type=event_type,

@@ -32,6 +32,11 @@ class KeyRequest(BaseModel):
     hazards: list[Text] = Field(
         default_factory=list, description="hazard categories a department key may warn about"
     )
+    department_code: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]{1,39}$",
+        description="部门代码：部门密钥以该部门名义报送信息（县情文件 departments）",
+    )
 
     @model_validator(mode="after")
     def _township_matches_role(self) -> KeyRequest:
@@ -39,6 +44,8 @@ class KeyRequest(BaseModel):
             raise ValueError("township_code is required for a township key")
         if self.role != Role.TOWNSHIP and self.township_code:
             raise ValueError("township_code is only for township keys")
+        if self.role != Role.DEPARTMENT and self.department_code:
+            raise ValueError("department_code is only for department keys")
         return self
 
 
@@ -109,6 +116,7 @@ def _key_view(record: dict[str, Any]) -> dict[str, Any]:
         "role": record["role"],
         "township_code": record.get("township_code"),
         "hazards": record.get("hazards") or [],
+        "department_code": record.get("department_code"),
         "created_at": record.get("created_at"),
         "revoked_at": record.get("revoked_at"),
     }
@@ -141,7 +149,20 @@ def build_platform_router(
         ]
         if unknown:
             raise ApiError(422, "unknown_hazard", "预警类别不在列表中", unknown)
-        record, secret = keys.create(body.role, body.name, body.township_code, tuple(body.hazards))
+        if body.department_code and ctx.county.department(body.department_code) is None:
+            raise ApiError(
+                422,
+                "unknown_department",
+                f"{body.department_code} 不是本县的部门",
+                fields=[{"path": "department_code", "reason": "县情文件中没有该部门"}],
+            )
+        record, secret = keys.create(
+            body.role,
+            body.name,
+            body.township_code,
+            tuple(body.hazards),
+            department_code=body.department_code,
+        )
         ctx.log.info(
             "api_key_created", key_id=record["_id"], role=str(body.role), by=principal.key_id
         )
@@ -197,6 +218,7 @@ def build_platform_router(
             "role": str(principal.role),
             "township_code": principal.township_code,
             "hazards": list(principal.hazards),
+            "department_code": principal.department_code,
         }
 
     @router.get(

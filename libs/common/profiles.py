@@ -32,6 +32,23 @@ class GradeLimits(BaseModel):
         return sorted(_parse_time(v) if isinstance(v, str) else v for v in values)
 
 
+class CampaignRhythm(BaseModel):
+    """A special campaign's reporting rhythm (专项行动报送节奏, 篇1): a report every few days
+    while it runs, and one within a day or two after each stage ends; due at the local
+    ``report_time``. A campaign may set its own days when it starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    report_every_days: int = Field(default=3, ge=1, le=31)
+    stage_report_days: int = Field(default=2, ge=1, le=7)
+    report_time: time = time(17, 0)
+
+    @field_validator("report_time", mode="before")
+    @classmethod
+    def _time(cls, value: str) -> time:
+        return _parse_time(value) if isinstance(value, str) else value
+
+
 class DeadlineProfile(BaseModel):
     """A named set of reporting limits."""
 
@@ -44,6 +61,7 @@ class DeadlineProfile(BaseModel):
     daily_report_cutoff: time
     long_overdue_minutes: int = Field(gt=0)
     grades: dict[int, GradeLimits]
+    campaign: CampaignRhythm = CampaignRhythm()
 
     @field_validator("zero_report_cutoff", "daily_report_cutoff", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from libs.common.auth import Principal, Role, require_role
 from libs.common.bus import Subscription
@@ -25,7 +25,7 @@ class ServiceContext:
     clock: Clock
     db: Any
     county: County
-    authenticate: Callable[..., Principal]
+    authenticate: Callable[..., Any]
     wake_relay: Callable[[], None] = lambda: None
     log: Any = None
     # What service.py assembled once for this context (its repository), and how to release it.
@@ -42,8 +42,10 @@ class ServiceContext:
         """
         authenticate = self.authenticate
 
-        def dependency(principal: Principal = Depends(authenticate)) -> Principal:
-            return require_role(principal, *roles)
+        # One coroutine that calls the authenticator itself: a plain function would cost a
+        # worker-thread hop per request, and a nested dependency another round of resolution.
+        async def dependency(request: Request) -> Principal:
+            return require_role(await authenticate(request), *roles)
 
         dependency.allowed_roles = tuple(roles)  # type: ignore[attr-defined]
         return Depends(dependency)
@@ -51,7 +53,7 @@ class ServiceContext:
     def public(self) -> Any:
         """Marks a route as deliberately open (no key needed), for the route audit."""
 
-        def dependency() -> None:
+        async def dependency() -> None:
             return None
 
         dependency.allowed_roles = ("public",)  # type: ignore[attr-defined]

@@ -21,9 +21,9 @@ def _phone(person: Mapping[str, Any]) -> str:
 
 def same_person(reporter: Mapping[str, Any], approver: Mapping[str, Any]) -> bool:
     """True when the approver is the reporter: the same name or the same phone number."""
-    same_name = bool(_name(reporter)) and _name(reporter) == _name(approver)
-    same_phone = bool(_phone(reporter)) and _phone(reporter) == _phone(approver)
-    return same_name or same_phone
+    name, phone = _name(reporter), _phone(reporter)
+    same_name = bool(name) and name == _name(approver)
+    return same_name or (bool(phone) and phone == _phone(approver))
 
 
 def same_person_errors(

@@ -4,7 +4,8 @@ Documents are stored as JSON text. Datetimes are written as ``{"$date": "<fixed-
 so they come back as datetimes and compare correctly as text inside SQL (a generated column
 ``doc ->> '$.at."$date"'`` sorts in time order). Several processes may open the same file: WAL
 lets readers run beside the one writer, and the busy timeout makes a writer wait for the lock
-instead of failing.
+instead of failing. Inside one process, writers queue on a lock of the file first (see
+``SqliteDatabase.transaction``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ from typing import Any
 DATE = "$date"
 BUSY_TIMEOUT_MS = 10_000
 _ISO = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.Lock:
+    """The one writer lock of a file in this process (shared by every handle on that file)."""
+    key = str(path.resolve())
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
 def iso(moment: datetime) -> str:
@@ -61,6 +73,7 @@ class SqliteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._write_lock = _write_lock(path)
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
         with self.transaction() as conn:
@@ -88,17 +101,29 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error."""
+        """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error.
+
+        The threads of this process queue for the file on a lock first. Left to SQLite, a writer
+        that finds the file locked sleeps in its busy handler with growing pauses (up to 100 ms)
+        and is not woken when the lock frees: under concurrent requests most of the time went
+        there. Other processes on the same file still meet the busy timeout. A thread that
+        waits longer than that timeout goes on to SQLite's own wait, as before the lock.
+        """
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
+        queued = self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
         try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            # Also after a failed COMMIT: the connection must not stay inside a transaction.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # Also after a failed COMMIT: the connection must not stay inside a transaction.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if queued:
+                self._write_lock.release()
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """Rows of one read statement."""

@@ -1,4 +1,5 @@
-"""HTTP routes of the dispatch service: teams, stock, dispatch orders, plans, assignments."""
+"""HTTP routes of the dispatch service: teams, stock, dispatch orders, plans (the dispute
+assignments' routes are in ``services/dispatch/disputes/api.py``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from libs.common.auth import Principal, Role
-from libs.common.clock import UtcTime
 from libs.common.county import TEAM_KINDS, Contact
 from libs.common.errors import field_error
 from libs.common.idempotency import fingerprint, validate_key
@@ -20,7 +20,6 @@ from libs.common.service import ServiceContext
 from libs.common.text import Text
 from services.dispatch import domain
 from services.dispatch.repository import (
-    AssignmentFilter,
     LedgerFilter,
     OrderFilter,
     PlanFilter,
@@ -261,58 +260,6 @@ class PlanEndIn(_Strict):
     reason: Text = Field(min_length=1, max_length=1000, description="终止理由 why")
 
 
-class AssignmentIn(_Strict):
-    """A dispute assignment (统一指派化解, 篇4)."""
-
-    incident_id: Text = Field(min_length=1, max_length=64, description="纠纷事件编号 incident id")
-    responsible_leader: Text = Field(
-        min_length=1, max_length=50, description="化解责任领导 responsible leader"
-    )
-    responsible_unit: Text = Field(
-        min_length=1, max_length=100, description="化解责任单位 responsible unit"
-    )
-    due_at: UtcTime = Field(description="化解时限 deadline (ISO 8601 with offset)")
-    major: bool = Field(
-        default=False, description="重大矛盾纠纷 major dispute: needs a leader's approval (审批)"
-    )
-    cross_area: bool = Field(
-        default=False,
-        description="跨区域、跨行业 cross-area dispute: handled at county level from the start",
-    )
-    note: Text = Field(default="", max_length=1000, description="处理意见 handling opinion")
-
-
-class AttemptIn(_Strict):
-    """One mediation attempt (调处) at the dispute's current level."""
-
-    level: Literal["group", "village", "township", "county"] = Field(
-        description="调处层级 level: group (社), village (村), township (乡), county (县)"
-    )
-    outcome: Literal["resolved", "unresolved"] = Field(
-        description="调处结果 outcome: resolved (化解) or unresolved (未化解)"
-    )
-    note: Text = Field(default="", max_length=1000, description="调处情况 what was done")
-
-
-class EscalateIn(_Strict):
-    """Moving a dispute up one level (移交上一级) after 三三制 attempts."""
-
-    reason: Text = Field(default="", max_length=1000, description="移交理由 why")
-    responsible_leader: Text | None = Field(
-        default=None, min_length=1, max_length=50, description="新责任领导 new responsible leader"
-    )
-    responsible_unit: Text | None = Field(
-        default=None, min_length=1, max_length=100, description="新责任单位 new responsible unit"
-    )
-    due_at: UtcTime | None = Field(default=None, description="新化解时限 new deadline")
-
-
-class ApproveIn(_Strict):
-    """A leader's approval of a major-dispute assignment (党委书记审批)."""
-
-    note: Text = Field(default="", max_length=1000, description="审批意见 approval note")
-
-
 # ---------------------------------------------------------------------------------------------
 # Views
 
@@ -438,38 +385,6 @@ def _plan_out(
     }
 
 
-def _assignment_out(doc: Mapping[str, Any], required: int) -> dict[str, Any]:
-    attempts = [domain.Attempt(a["level"], a["outcome"]) for a in doc.get("attempts") or []]
-    blocked = domain.escalation_error(doc["status"], doc["level"], attempts, required)
-    return {
-        "id": doc["_id"],
-        "incident_id": doc["incident_id"],
-        "township_code": doc.get("township_code"),
-        "responsible_leader": doc["responsible_leader"],
-        "responsible_unit": doc["responsible_unit"],
-        "due_at": doc["due_at"],
-        "major": doc["major"],
-        "cross_area": doc.get("cross_area", False),
-        "note": doc.get("note", ""),
-        "status": doc["status"],
-        "level": doc["level"],
-        "level_label": domain.MEDIATION_LEVEL_LABELS[doc["level"]],
-        "attempts": doc.get("attempts") or [],
-        "unresolved_at_level": domain.unresolved_at(attempts, doc["level"]),
-        "attempts_required": required,
-        "escalation_allowed": blocked is None,
-        "escalations": doc.get("escalations") or [],
-        "overdue": doc.get("overdue", False),
-        "overdue_at": doc.get("overdue_at"),
-        "created_at": doc["created_at"],
-        "created_by": doc["created_by"],
-        "approved_by": doc.get("approved_by"),
-        "approved_at": doc.get("approved_at"),
-        "resolved_at": doc.get("resolved_at"),
-        "exercise": bool(doc.get("exercise")),
-    }
-
-
 def _suggestion_out(
     suggestion: domain.Suggestion,
     team: Mapping[str, Any],
@@ -502,7 +417,6 @@ def build_router(
     _stock_routes(router, ctx, dispatch)
     _order_routes(router, ctx, dispatch)
     _plan_routes(router, ctx, dispatch, area)
-    _assignment_routes(router, ctx, dispatch)
     return router
 
 
@@ -741,70 +655,3 @@ def _plan_routes(
         return _plan_out(
             dispatch.end_by_hand(plan_id, body.reason, principal.name), area, principal
         )
-
-
-def _assignment_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:
-    required = dispatch.rules.attempts_per_level
-    mediators = (Role.OPERATOR, Role.LEADER, Role.TOWNSHIP)
-
-    @router.post("/v1/assignments", status_code=201, summary="Assign a dispute (统一指派)")
-    def create_assignment(
-        body: AssignmentIn,
-        principal: Principal = ctx.allow(*OPERATIONS),
-        idempotency_key: str | None = Header(default=None),
-    ) -> dict[str, Any]:
-        keyed = _keyed(principal, idempotency_key, body)
-        return _assignment_out(dispatch.assign_dispute(body.model_dump(), keyed), required)
-
-    @router.get("/v1/assignments", summary="Dispute assignments (督办台账)")
-    def list_assignments(
-        status: Literal["pending_approval", "active", "resolved", "closed"] | None = None,
-        overdue: bool | None = None,
-        incident_id: str | None = None,
-        level: Literal["group", "village", "township", "county"] | None = None,
-        exercise: bool | None = Query(default=None, description="演练 drills only / none"),
-        limit: Limit = 50,
-        cursor: str | None = None,
-        principal: Principal = ctx.allow(*mediators),
-    ) -> dict[str, Any]:
-        township = principal.township_code if principal.role == Role.TOWNSHIP else None
-        filters = AssignmentFilter(status, overdue, incident_id, level, exercise, township)
-        rows, nxt = dispatch.assignments_page(filters, limit, cursor)
-        return _page_out([_assignment_out(r, required) for r in rows], nxt)
-
-    @router.get("/v1/assignments/{assignment_id}", summary="One dispute assignment")
-    def get_assignment(
-        assignment_id: str, principal: Principal = ctx.allow(*mediators)
-    ) -> dict[str, Any]:
-        return _assignment_out(dispatch.visible_assignment(assignment_id, principal), required)
-
-    @router.post("/v1/assignments/{assignment_id}/approve", summary="Approve a major dispute")
-    def approve_assignment(
-        assignment_id: str,
-        body: ApproveIn | None = Body(default=None),
-        principal: Principal = ctx.allow(Role.LEADER),
-    ) -> dict[str, Any]:
-        note = body.note if body else ""
-        return _assignment_out(dispatch.approve(assignment_id, note, principal), required)
-
-    @router.post(
-        "/v1/assignments/{assignment_id}/attempts", status_code=201, summary="Record mediation"
-    )
-    def record_attempt(
-        assignment_id: str,
-        body: AttemptIn,
-        principal: Principal = ctx.allow(*mediators),
-        idempotency_key: str | None = Header(default=None),
-    ) -> dict[str, Any]:
-        key = validate_key(idempotency_key)
-        updated = dispatch.record_attempt(assignment_id, body.model_dump(), key, principal)
-        return _assignment_out(updated, required)
-
-    @router.post("/v1/assignments/{assignment_id}/escalate", summary="Move up a level (三三制)")
-    def escalate_assignment(
-        assignment_id: str,
-        body: EscalateIn | None = Body(default=None),
-        principal: Principal = ctx.allow(*mediators),
-    ) -> dict[str, Any]:
-        request = (body or EscalateIn()).model_dump()
-        return _assignment_out(dispatch.escalate(assignment_id, request, principal), required)

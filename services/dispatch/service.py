@@ -16,6 +16,8 @@ from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
 from services.dispatch import api, config, handlers
+from services.dispatch.disputes import api as disputes_api
+from services.dispatch.disputes.usecases import DisputeUseCases
 from services.dispatch.enterprises import service as enterprises
 from services.dispatch.repository import DispatchRepository
 from services.dispatch.repository.legacy import import_legacy_dispatch
@@ -61,6 +63,23 @@ def use_cases(ctx: ServiceContext) -> DispatchUseCases:
     return dispatch
 
 
+def dispute_cases(ctx: ServiceContext) -> DisputeUseCases:
+    """The dispute assignments' use cases of this context (one instance), on dispatch's
+    repository and gauges."""
+    disputes: DisputeUseCases | None = ctx.resources.get("dispute_usecases")
+    if disputes is None:
+        dispatch = use_cases(ctx)
+        disputes = DisputeUseCases(
+            repo=dispatch.repo,
+            clock=ctx.clock,
+            attempts_per_level=dispatch.rules.attempts_per_level,
+            wake_relay=lambda: ctx.wake_relay(),
+            refresh_gauges=dispatch.refresh_gauges,
+        )
+        ctx.resources["dispute_usecases"] = disputes
+    return disputes
+
+
 def setup(ctx: ServiceContext) -> None:
     """Bring older data over, then add the county file's teams, warehouses and stock that are
     missing."""
@@ -87,9 +106,9 @@ def repair(dispatch: DispatchUseCases) -> dict[str, int]:
     return dispatch.repair()
 
 
-def overdue(dispatch: DispatchUseCases) -> int:
+def overdue(disputes: DisputeUseCases) -> int:
     """The 督办 job: flag assignments past their deadline (once each)."""
-    return dispatch.scan_overdue()
+    return disputes.scan_overdue()
 
 
 def timers(ctx: ServiceContext) -> Sequence[Timer]:
@@ -98,7 +117,7 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
     interval = ctx.settings.timer_interval_seconds
     return [
         Timer("dispatch_repair", interval, lambda: repair(dispatch)),
-        Timer("assignment_overdue", interval, lambda: overdue(dispatch)),
+        Timer("assignment_overdue", interval, lambda: overdue(dispute_cases(ctx))),
         *enterprises.timers(ctx, interval),
     ]
 
@@ -114,8 +133,9 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
 
 def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
-    """The enterprise register's routes (/v1/enterprises)."""
-    return [enterprises.build_router(ctx)]
+    """The dispute assignments' routes (统一指派、督办、联席会议) and the enterprise register's
+    (/v1/enterprises)."""
+    return [disputes_api.build_router(ctx, dispute_cases(ctx)), enterprises.build_router(ctx)]
 
 
 def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:

@@ -1,7 +1,7 @@
 """Dispatch's use cases: the only place that combines the rules, the repository and the events.
 
-Commands (order teams and supplies, move an order along, adjust stock, activate and end plans,
-assign and escalate disputes) and queries (pages, one document, suggestions). The HTTP routes,
+Commands (order teams and supplies, move an order along, adjust stock, activate and end plans)
+and queries (pages, one document, suggestions). The HTTP routes,
 the bus handlers and the timers call these and nothing else.
 
 Consistency:
@@ -34,7 +34,6 @@ from libs.common.events import EventEnvelope, parse_payload
 from libs.common.idempotency import check_replay, idempotency_scope
 from services.dispatch import domain, events, metrics
 from services.dispatch.repository import (
-    AssignmentFilter,
     DispatchRepository,
     DuplicateKeyTaken,
     LedgerFilter,
@@ -1087,179 +1086,6 @@ class DispatchUseCases:
         _, created = self.activate_plan(plan_doc, causation_id=envelope.event_id)
         self.refresh_gauges()
         return created
-
-    # Dispute assignments -----------------------------------------------------------------------
-
-    def assignments_page(self, filters: AssignmentFilter, limit: int, cursor: str | None) -> Page:
-        """Assignments newest first."""
-        return self.repo.assignments_page(filters, limit, cursor)
-
-    def visible_assignment(self, assignment_id: str, principal: Principal) -> dict[str, Any]:
-        """One assignment; another township's is reported absent."""
-        doc = self.repo.assignment(assignment_id)
-        if doc is None or not principal.may_act_for(doc.get("township_code") or ""):
-            raise not_found("assignment", assignment_id)
-        return doc
-
-    def assign_dispute(self, fields: Mapping[str, Any], keyed: Keyed) -> dict[str, Any]:
-        """Assign a dispute (统一指派): one open assignment per dispute."""
-        assignment_id = uuid.uuid4().hex
-        scope = keyed.scope(assignment_id)
-        if keyed.key and (
-            replay := check_replay(self.repo.assignment_by_idempotency_scope(scope), keyed.digest)
-        ):
-            return replay
-        incident = self._open_dispute(fields["incident_id"])
-        now = self.now()
-        if fields["due_at"] <= now:
-            raise field_error("due_at", "须晚于当前时间")
-        doc = {
-            "_id": assignment_id,
-            **fields,
-            "township_code": incident["township_code"],
-            "status": "pending_approval" if fields["major"] else "active",
-            "level": "county" if fields["cross_area"] else "group",
-            "attempts": [],
-            "escalations": [],
-            "overdue": False,
-            "open_incident": fields["incident_id"],
-            "created_at": now,
-            "created_by": keyed.principal.name,
-            "version": 1,
-            "exercise": bool(incident.get("exercise")),
-        }
-        evts = [] if fields["major"] else [events.assignment_created(self.clock, doc)]
-        try:
-            created, _ = self.repo.record_assignment(doc, scope, keyed.digest, evts)
-        except DuplicateKeyTaken as exc:
-            raise ConflictError(
-                "assignment_exists", "该纠纷已有未结的指派（一个口子入、一个口子出）", "incident_id"
-            ) from exc
-        self.wake_relay()
-        self.refresh_gauges()
-        return created
-
-    def _open_dispute(self, incident_id: str) -> dict[str, Any]:
-        """The open dispute incident an assignment is for (422/409 otherwise)."""
-        incident = self.incident(incident_id)
-        if incident is None:
-            raise field_error("incident_id", "未知事件")
-        if incident["category"] not in domain.DISPUTE_CATEGORIES:
-            raise field_error(
-                "incident_id",
-                f"该事件类别为 {incident['category']}，不是矛盾纠纷"
-                f"（{' 或 '.join(domain.DISPUTE_CATEGORIES)}）",
-            )
-        if incident.get("status") != "open":
-            raise ConflictError("incident_closed", "事件已关闭", "incident_id")
-        return incident
-
-    def approve(self, assignment_id: str, note: str, principal: Principal) -> dict[str, Any]:
-        """A leader approves a major dispute's assignment; it becomes active."""
-        doc = self.visible_assignment(assignment_id, principal)
-        if doc["status"] != "pending_approval":
-            raise ConflictError("not_pending", f"该指派状态为 {doc['status']}，不是待审批")
-        approved = {**doc, "status": "active", "approved_by": principal.name}
-        fields = {
-            "status": "active",
-            "approved_by": principal.name,
-            "approved_at": self.now(),
-            "approval_note": note,
-        }
-        event = events.assignment_created(self.clock, approved)
-        return self._change_assignment(doc, fields, {}, [], [event])
-
-    def record_attempt(
-        self, assignment_id: str, fields: Mapping[str, Any], key: str | None, principal: Principal
-    ) -> dict[str, Any]:
-        """One mediation attempt at the dispute's level (once per Idempotency-Key)."""
-        doc = self.visible_assignment(assignment_id, principal)
-        attempt_id = (
-            hashlib.sha256(f"{principal.key_id}:{key}".encode()).hexdigest()[:24]
-            if key
-            else uuid.uuid4().hex[:24]
-        )
-        if key and any(a.get("id") == attempt_id for a in doc.get("attempts") or []):
-            return doc
-        reason = domain.attempt_error(doc["status"], doc["level"], fields["level"])
-        if reason:
-            raise ConflictError("attempt_refused", reason, "level")
-        now = self.now()
-        attempt = {"id": attempt_id, **fields, "at": now, "by": principal.name}
-        changes: dict[str, Any] = {}
-        removed = []
-        if fields["outcome"] == "resolved":
-            changes = {"status": "resolved", "resolved_at": now}
-            removed = ["open_incident"]
-        return self._change_assignment(doc, changes, {"attempts": [attempt]}, removed, [])
-
-    def escalate(
-        self, assignment_id: str, request: Mapping[str, Any], principal: Principal
-    ) -> dict[str, Any]:
-        """Move a dispute up one level after 三三制 attempts (new leader, unit or deadline)."""
-        doc = self.visible_assignment(assignment_id, principal)
-        attempts = [domain.Attempt(a["level"], a["outcome"]) for a in doc.get("attempts") or []]
-        required = self.rules.attempts_per_level
-        blocked = domain.escalation_error(doc["status"], doc["level"], attempts, required)
-        if blocked:
-            raise ConflictError("escalation_refused", blocked, "level")
-        now = self.now()
-        due_at = request.get("due_at")
-        if due_at is not None and due_at <= now:
-            raise field_error("due_at", "须晚于当前时间")
-        to_level = domain.next_level(doc["level"])
-        assert to_level is not None
-        unresolved = domain.unresolved_at(attempts, doc["level"])
-        fields: dict[str, Any] = {"level": to_level}
-        for name in ("responsible_leader", "responsible_unit", "due_at"):
-            if request.get(name) is not None:
-                fields[name] = request[name]
-        if due_at is not None:
-            fields["overdue"] = False
-        why = request.get("reason") or ""
-        escalation = {
-            "from_level": doc["level"],
-            "to_level": to_level,
-            "reason": why,
-            "unresolved_attempts": unresolved,
-            "at": now,
-            "by": principal.name,
-        }
-        event = events.assignment_escalated(
-            self.clock, doc, doc["level"], to_level, why or None, unresolved
-        )
-        return self._change_assignment(doc, fields, {"escalations": [escalation]}, [], [event])
-
-    def _change_assignment(
-        self,
-        doc: Mapping[str, Any],
-        fields: Mapping[str, Any],
-        appends: Mapping[str, Sequence[Any]],
-        removed: Sequence[str],
-        evts: Sequence[EventEnvelope],
-    ) -> dict[str, Any]:
-        """Apply a change if the assignment did not change since it was read (version)."""
-        updated = self.repo.change_assignment(
-            doc["_id"], doc["version"], fields, appends, removed, evts
-        )
-        if updated is None:
-            raise ConflictError("concurrent_change", "该指派已被修改，请刷新")
-        if evts:
-            self.wake_relay()
-        self.refresh_gauges()
-        return updated
-
-    def scan_overdue(self) -> int:
-        """Flag open assignments past their deadline and emit ``assignment_overdue`` once."""
-        now = self.now()
-        flagged = 0
-        for row in self.repo.assignments_past_due(now):
-            event = events.assignment_overdue(self.clock, row)
-            flagged += self.repo.mark_assignment_overdue(row["_id"], now, event)
-        if flagged:
-            self.wake_relay()
-        self.refresh_gauges()
-        return flagged
 
 
 def _plan_visible(plan: Mapping[str, Any], principal: Principal) -> bool:

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     model_validator,
 )
+from starlette.concurrency import run_in_threadpool
 
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
@@ -439,7 +440,7 @@ def _report_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases
             422: {"description": "missing elements (incomplete_report), limits, bad times"},
         },
     )
-    def report_incident(
+    async def report_incident(
         body: IncidentIn,
         response: Response,
         principal: Principal = ctx.allow(*REPORTERS),
@@ -448,7 +449,11 @@ def _report_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases
             description="幂等键: retry with the same key and body to get the original result",
         ),
     ) -> dict[str, Any]:
-        """Accept an initial report: grade it, flag 迟报 and escalation, look for duplicates."""
+        """Accept an initial report: grade it, flag 迟报 and escalation, look for duplicates.
+
+        A coroutine that sends only the store work to a worker thread: as a plain function the
+        route and then its response check would each take a thread hop.
+        """
         principal.ensure_township(body.township_code)
         command = ReportCommand(
             fields=body.model_dump(),
@@ -456,7 +461,7 @@ def _report_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases
             idempotency_key=validate_key(idempotency_key),
             principal=principal,
         )
-        doc, replayed = intake.report(command)
+        doc, replayed = await run_in_threadpool(intake.report, command)
         if replayed:
             response.headers["Idempotent-Replayed"] = "true"
         return _view(doc, principal, detail=True)

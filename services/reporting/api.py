@@ -129,7 +129,15 @@ class ZeroReportIn(BaseModel):
 
 
 # 首报, 续报, 升级续报, 终报, and the city's 批示 or 续报要求 (upstream_request, 上级要求).
-DeadlineKind = Literal["initial", "followup", "escalation", "final", "upstream_request"]
+DeadlineKind = Literal[
+    "initial",
+    "followup",
+    "escalation",
+    "final",
+    "upstream_request",
+    "campaign_report",
+    "campaign_stage",
+]
 
 
 def report_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +209,11 @@ def deadline_view(doc: dict[str, Any]) -> dict[str, Any]:
         "cancel_reason": doc.get("cancel_reason"),
         "skipped_grades": doc.get("skipped_grades"),
         "exercise": bool(doc.get("exercise")),
+        "kind_label": domain.DEADLINE_KIND_LABELS.get(doc["kind"], doc["kind"]),
+        "campaign_id": doc.get("campaign_id"),
+        "campaign_name": doc.get("campaign_name"),
+        "participant_name": doc.get("participant_name"),
+        "stage": doc.get("stage"),
     }
 
 
@@ -647,12 +660,12 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
             raise field_error("query.month", "须为已经开始的月份")
         result = uc.scores(month)
         if principal.role == Role.TOWNSHIP:
-            result = {
-                **result,
-                "items": [
-                    r for r in result["items"] if r["township_code"] == principal.township_code
-                ],
-            }
+            code = principal.township_code
+            result = {**result, "items": [r for r in result["items"] if r["township_code"] == code]}
+            ranking = result.get("information_ranking")
+            if ranking:  # publications before information work carry none
+                own = [r for r in ranking["townships"] if r["unit_code"] == code]
+                result["information_ranking"] = {**ranking, "townships": own}
         return result
 
     return router

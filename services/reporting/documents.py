@@ -232,7 +232,7 @@ def _response_blocks(pack: Mapping[str, Any]) -> list[Block]:
             f"{w['color']}预警",
             w["hazard_label"],
             w.get("headline") or "",
-            "、".join(w["area_names"]),
+            "、".join(w["area_names"]) + (f"（{w['reach']}）" if w.get("reach") else ""),
         )
         for w in pack["warnings"]["items"]
     ]

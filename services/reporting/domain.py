@@ -53,6 +53,14 @@ REQUIRED_ELEMENTS: dict[str, str] = {
 
 GRADE_LABELS = {1: "特别重大（Ⅰ级）", 2: "重大（Ⅱ级）", 3: "较大（Ⅲ级）", 4: "一般（Ⅳ级）"}
 WARNING_LEVEL_LABELS = {1: "红色", 2: "橙色", 3: "黄色", 4: "蓝色"}
+# What a warning version waiting for approval is (CAP msgType), and how its approval ended.
+WARNING_MSG_LABELS = {"Alert": "首发", "Update": "调整"}
+APPROVAL_DECISION_LABELS = {
+    "approved": "审批通过",
+    "rejected": "被驳回",
+    "superseded": "未经审批即随预警解除作废",
+    "expired": "到期未审批，已作废",
+}
 CATEGORY_LABELS = {
     "flood": "洪涝灾害",
     "geological": "地质灾害",
@@ -73,6 +81,8 @@ DEADLINE_KIND_LABELS = {
     "escalation": "升级续报",
     "final": "终报",
     "upstream_request": "上级要求",
+    "campaign_report": "专项行动定期报告",
+    "campaign_stage": "专项行动阶段报告",
 }
 # Response levels and grades as the documents write them (Ⅰ级 … Ⅳ级), never with Arabic numerals.
 LEVEL_NUMERALS = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ"}

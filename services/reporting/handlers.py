@@ -35,6 +35,8 @@ def subscriptions(ctx: ServiceContext, repo: ReportingRepository) -> list[Subscr
         ("warning", "warning_adjusted", incoming.warning_change(repo, "adjusted")),
         ("warning", "warning_lifted", incoming.warning_change(repo, "lifted")),
         ("warning", "warning_expired", incoming.warning_change(repo, "expired")),
+        ("warning", "warning_approval_requested", incoming.approval_requested(repo)),
+        ("warning", "warning_approval_decided", incoming.approval_decided(repo)),
         ("dispatch", "dispatch_ordered", incoming.dispatch_ordered(repo)),
         ("dispatch", "dispatch_status_changed", incoming.dispatch_status(repo)),
         ("dispatch", "stock_low", incoming.stock_low(repo)),

@@ -85,7 +85,16 @@ def init_report_counters(township_codes: list[str]) -> None:
                 REPORTS_FILED.labels(SERVICE, kind, code, exercise)
 
 
-DEADLINE_KINDS = ("initial", "followup", "escalation", "final", "upstream_request")
+# The special campaigns' reports (专项行动) go overdue on the same scan as the incidents'.
+DEADLINE_KINDS = (
+    "initial",
+    "followup",
+    "escalation",
+    "final",
+    "upstream_request",
+    "campaign_report",
+    "campaign_stage",
+)
 ESCALATIONS = ("1", "2")
 LATENCY_KINDS = ("initial", "followup", "final")
 SUMMARY_KINDS = ("daily", "monthly_scores")

@@ -184,7 +184,8 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
                     f"{w['color']}预警",
                     w.get("hazard_label") or "其他",
                     w.get("headline") or "",
-                    "、".join(w.get("area_names") or []),
+                    "、".join(w.get("area_names") or [])
+                    + (f"（{w['reach']}）" if w.get("reach") else ""),
                 )
                 for w in pack["warnings"]["items"]
             ],

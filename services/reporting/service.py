@@ -17,11 +17,15 @@ from libs.common.settings import Settings
 from libs.common.sqlite import SqliteDatabase
 from libs.common.store import sqlite_file
 from services.reporting import api, handlers, metrics
+from services.reporting.campaigns import service as campaigns
+from services.reporting.campaigns.usecases import CampaignUseCases
 from services.reporting.console import build_console_router
 from services.reporting.duty import service as duty
 from services.reporting.duty.open_work import ReportingOpenWork
 from services.reporting.duty.usecases import DutyUseCases
 from services.reporting.epidemic import service as epidemic
+from services.reporting.information import service as information
+from services.reporting.information.usecases import InformationUseCases
 from services.reporting.repository import ReportingRepository
 from services.reporting.repository.legacy import import_legacy_documents
 from services.reporting.repository.mongo import MongoReportingRepository
@@ -65,6 +69,18 @@ def duty_office(ctx: ServiceContext) -> DutyUseCases:
     return duty.use_cases(ctx, lambda: ReportingOpenWork(use_cases(ctx), open_repository(ctx)))
 
 
+def campaign_office(ctx: ServiceContext) -> CampaignUseCases:
+    """The special campaigns of this context, writing their deadlines to reporting's."""
+    return campaigns.use_cases(ctx, lambda: open_repository(ctx))
+
+
+def information_work(ctx: ServiceContext) -> InformationUseCases:
+    """Information work of this context, reading reporting's reports and incidents (the
+    things adoption and instructions may be recorded against)."""
+    repo = open_repository(ctx)
+    return information.use_cases(ctx, repo.report_by_id, repo.incident_view)
+
+
 def setup(ctx: ServiceContext) -> None:
     """Check the profile, bring older data over, then the first start, the zero-report scan
     cursor and the gauges."""
@@ -77,7 +93,9 @@ def setup(ctx: ServiceContext) -> None:
     use_cases(ctx).prepare()
     metrics.start_at_zero([t.code for t in ctx.county.townships])
     epidemic.setup(ctx)
+    information.setup(information_work(ctx))
     duty.setup(duty_office(ctx))
+    campaigns.setup(campaign_office(ctx))
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
@@ -86,12 +104,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
 
 def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
-    """The operator console (page, static files, live stream), the epidemic reports and the
-    duty office."""
+    """The operator console (page, static files, live stream), the epidemic reports, information
+    work, the duty office and the special campaigns."""
     return [
         build_console_router(ctx),
         epidemic.build_router(ctx),
+        information.build_router(ctx, information_work(ctx)),
         duty.router(ctx, duty_office(ctx)),
+        campaigns.build_router(ctx, campaign_office(ctx)),
     ]
 
 
@@ -102,10 +122,15 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The repository's outbox and journal, the epidemic reports' and the duty office's
-    outboxes (one relay)."""
+    """The repository's outbox and journal, and the outboxes of the epidemic reports, information
+    work, the duty office and the campaigns (one relay)."""
     own = epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
-    return RelayParts([*own.sources, *duty.relay_sources(ctx)], own.journal)
+    extra = [
+        *information.relay_sources(ctx),
+        *duty.relay_sources(ctx),
+        *campaigns.relay_sources(ctx).sources,
+    ]
+    return RelayParts([*own.sources, *extra], own.journal)
 
 
 def scan_deadlines(ctx: ServiceContext) -> dict[str, int]:
@@ -137,7 +162,9 @@ def timers(ctx: ServiceContext) -> list[Timer]:
         Timer("daily_summary_publish", every, lambda: publish_daily_summary(ctx)),
         Timer("scores_publish", every, lambda: publish_scores(ctx)),
         *epidemic.timers(ctx, every),
+        *information.timers(information_work(ctx), every),
         *duty.timers(ctx, duty_office(ctx)),
+        *campaigns.timers(campaign_office(ctx), every),
     ]
 
 
@@ -146,6 +173,8 @@ def contract(ctx: ServiceContext) -> Contract:
     return {
         "ZeroReportIn": {"township_code": one_of(t.code for t in ctx.county.townships)},
         **epidemic.contract(ctx),
+        **campaigns.contract(ctx),
+        **information.contract(ctx),
         "ShiftIn": {"code": one_of(duty.shift_codes(duty_office(ctx)))},
     }
 

@@ -27,6 +27,8 @@ from services.warning.cap import (
     sender_name,
     sent_of,
 )
+from services.warning.lastmile import api as lastmile_api
+from services.warning.lastmile.domain import TARGET_VILLAGE, enterprises_in_order
 from services.warning.repository import WarningFilter
 from services.warning.usecases import WarningUseCases
 
@@ -122,6 +124,11 @@ class AckIn(_Body):
         default=None, ge=1, description="签收版本 version received; default current"
     )
     note: Text | None = Field(default=None, max_length=500, description="签收备注 note")
+    village_code: str | None = Field(
+        default=None,
+        pattern=r"^\d{12}$",
+        description="代村签收 a village of the caller's township to acknowledge for (12 digits)",
+    )
 
 
 class AcceptIn(_Body):
@@ -236,6 +243,11 @@ class Views:
             "rejection_reason": doc.get("rejection_reason"),
             "cap_url": f"/v1/warnings/{doc['_id']}/cap",
         }
+        body["reach"] = self.service.reach_of(doc, with_villages=detail)
+        body["enterprises"] = [
+            {**e, "township_name": self.area_names([e["township_code"]])[0]["name"]}
+            for e in enterprises_in_order(self.service.area_enterprises(doc, list(doc["areas"])))
+        ]
         if detail:
             body["versions"] = [self.version(v) for v in doc["versions"]]
         return body
@@ -298,6 +310,7 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
     router = APIRouter(tags=["warning"])
     views = Views(service)
     load = service.warning
+    lastmile_api.add_routes(router, ctx, service)
 
     # Static paths first: /v1/warnings/{warning_id} would otherwise swallow them.
 
@@ -483,6 +496,11 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         body = views.warning(doc)
         if principal.role == Role.TOWNSHIP:
             body["versions"] = [v for v in body["versions"] if v["state"] == domain.VERSION_ISSUED]
+            body["reach"]["village_states"] = [
+                v
+                for v in body["reach"]["village_states"]
+                if v["township_code"] == principal.township_code
+            ]
         return body
 
     @router.get(
@@ -632,7 +650,9 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         body: AckIn = Body(default_factory=AckIn),
         principal: Principal = ctx.allow(Role.TOWNSHIP),
     ) -> dict[str, Any]:
-        record = service.acknowledge(principal, warning_id, body.version, body.note)
+        record = service.acknowledge(
+            principal, warning_id, body.version, body.note, body.village_code
+        )
         return _ack_view(record)
 
     @router.get(
@@ -651,8 +671,8 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         ack_counts = {"acked": 0, "pending": 0, "overdue": 0}
         current = int(doc["version"])
         for code in codes:
-            mine = [r for r in rows if r["township_code"] == code]
-            receipts = [_ack_view(a) for a in acks if a["township_code"] == code]
+            mine = [r for r in rows if r["township_code"] == code and _own(r)]
+            receipts = [_ack_view(a) for a in acks if a["township_code"] == code and _own(a)]
             latest = next((r for r in reversed(receipts) if r["version"] == current), None)
             for row in mine:
                 counts[row["state"]] = counts.get(row["state"], 0) + 1
@@ -666,6 +686,11 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
                     "acknowledgement": latest,
                     "acknowledgements": receipts,
                     "deliveries": [_delivery_view(r) for r in mine],
+                    "village_deliveries": [
+                        _delivery_view(r)
+                        for r in rows
+                        if r["township_code"] == code and not _own(r)
+                    ],
                 }
             )
         return {
@@ -677,6 +702,12 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         }
 
     return router
+
+
+def _own(record: Mapping[str, Any]) -> bool:
+    """A township's own delivery or receipt (not a village's, enterprise's or a repeat)."""
+    kind = (record.get("target") or {}).get("kind", domain.TARGET_TOWNSHIP)
+    return kind == domain.TARGET_TOWNSHIP and not record.get("escalation_of")
 
 
 def _ack_view(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -696,6 +727,10 @@ def _ack_view(record: Mapping[str, Any]) -> dict[str, Any]:
     )
     body = {k: record.get(k) for k in keys}
     body["acked_by"] = (record.get("acked_by") or {}).get("name")
+    target = record.get("target") or {}
+    if target.get("kind") == TARGET_VILLAGE:
+        body.update(village_code=target["code"], village_name=record.get("village_name"))
+        body["via"] = record.get("via")
     return body
 
 
@@ -713,4 +748,10 @@ def _delivery_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "failed_at",
         "created_at",
     )
-    return {"id": row["_id"], **{k: row.get(k) for k in keys}}
+    return {
+        "id": row["_id"],
+        **{k: row.get(k) for k in keys},
+        "target": row.get("target") or {"kind": "township", "code": row["township_code"]},
+        "escalation_of": row.get("escalation_of"),
+        "exercise_ack_url": row.get("exercise_ack_url"),
+    }

@@ -156,8 +156,18 @@ def render_cap(
                 "circle",
                 f"{township.lat:.4f},{township.lon:.4f} {rules.cap.circle_radius_km:g}",
             )
-        _pair(area, "geocode", rules.cap.geocode_name, code)
+        _area_geocodes(area, rules, county, code)
     return ET.tostring(alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
+
+
+def _area_geocodes(area: ET.Element, rules: WarningRules, county: County, code: str) -> None:
+    """The geocodes of a township area: its county's GB/T 2260 code (6 digits, the standard
+    stops at the county), the township's and each village's 统计用区划代码 (National Bureau of
+    Statistics, 9 and 12 digits), each under its own valueName."""
+    _pair(area, "geocode", rules.cap.geocode_name, code[:6])
+    _pair(area, "geocode", rules.cap.township_geocode_name, code)
+    for _, village in county.villages(code):
+        _pair(area, "geocode", rules.cap.village_geocode_name, village.code)
 
 
 def render_atom(

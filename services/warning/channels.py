@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
@@ -49,6 +49,9 @@ class _Options(BaseModel):
     backoff_base_seconds: float | None = Field(default=None, ge=0)
     backoff_factor: float | None = Field(default=None, ge=1)
     backoff_max_seconds: float | None = Field(default=None, ge=0)
+    # Recipients' channel kinds this channel carries (an SMS gateway: [sms]); a village's
+    # officer and an enterprise's people are reached over the channels that carry their kind.
+    carries: list[Literal["sms", "phone", "webhook"]] = []
 
 
 class WarningChannel:
@@ -61,6 +64,7 @@ class WarningChannel:
         self.name = options.name
         self.options = options
         self.policy = policy
+        self.carries = tuple(options.carries)
 
     def send(self, message: Mapping[str, Any], delivery_id: str) -> None:
         """Deliver ``message``; raise ChannelError when it did not get through."""

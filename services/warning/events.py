@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from libs.common.clock import Clock
 from libs.common.events import EventEnvelope, make_event
+from services.warning.domain import VERSION_PENDING
 
 SOURCE = "warning"
 
@@ -48,10 +50,15 @@ def _event(
 
 
 def version_event(
-    clock: Clock, warning: Mapping[str, Any], version: Mapping[str, Any], old_level: int | None
+    clock: Clock,
+    warning: Mapping[str, Any],
+    version: Mapping[str, Any],
+    old_level: int | None,
+    covered: Mapping[str, int] | None = None,
 ) -> EventEnvelope:
-    """``warning_issued`` / ``warning_adjusted`` / ``warning_lifted`` for a version just issued."""
-    fields = _version_fields(warning, version)
+    """``warning_issued`` / ``warning_adjusted`` / ``warning_lifted`` for a version just issued;
+    ``covered`` adds what its areas reach (villages, people, enterprises)."""
+    fields = {**_version_fields(warning, version), **(covered or {})}
     approver = (version.get("approved_by") or {}).get("name")
     kind = version["msg_type"]
     if kind == "Alert":
@@ -97,6 +104,8 @@ def delivery_failed_event(
         "warning_id": delivery["warning_id"],
         "version": delivery["version"],
         "township_code": delivery["township_code"],
+        "target_kind": (delivery.get("target") or {}).get("kind", "township"),
+        "target_code": (delivery.get("target") or {}).get("code", delivery["township_code"]),
         "channel": delivery["channel"],
         "attempts": attempts,
         "error": error,
@@ -132,6 +141,39 @@ def unacknowledged_event(clock: Clock, ack: Mapping[str, Any]) -> EventEnvelope:
     return _event(clock, "warning_unacknowledged", payload, ack["correlation_id"])
 
 
+def village_acknowledged_event(
+    clock: Clock, receipt: Mapping[str, Any], by: str, via: str, late: bool
+) -> EventEnvelope:
+    """``warning_village_acknowledged`` when a village (or its township for it) confirms."""
+    payload = {
+        "warning_id": receipt["warning_id"],
+        "version": receipt["version"],
+        "township_code": receipt["township_code"],
+        "village_code": receipt["target"]["code"],
+        "village_name": receipt.get("village_name"),
+        "acknowledged_by": by,
+        "via": via,
+        "late": late,
+        "exercise": bool(receipt.get("exercise")),
+    }
+    return _event(clock, "warning_village_acknowledged", payload, receipt["correlation_id"])
+
+
+def village_unacknowledged_event(clock: Clock, receipt: Mapping[str, Any]) -> EventEnvelope:
+    """``warning_village_unacknowledged`` when a village's silence escalates to its township."""
+    payload = {
+        "warning_id": receipt["warning_id"],
+        "version": receipt["version"],
+        "level": receipt["level"],
+        "township_code": receipt["township_code"],
+        "village_code": receipt["target"]["code"],
+        "village_name": receipt.get("village_name"),
+        "due_at": receipt["due_at"],
+        "exercise": bool(receipt.get("exercise")),
+    }
+    return _event(clock, "warning_village_unacknowledged", payload, receipt["correlation_id"])
+
+
 def suggested_event(
     clock: Clock, suggestion: Mapping[str, Any], causation_id: str
 ) -> EventEnvelope:
@@ -152,3 +194,55 @@ def suggested_event(
         correlation_id=suggestion["incident_id"],
         causation_id=causation_id,
     )
+
+
+def approval_requested_event(
+    clock: Clock, warning: Mapping[str, Any], version: Mapping[str, Any]
+) -> EventEnvelope:
+    """``warning_approval_requested`` for a version left waiting for a leader's approval."""
+    fields = _version_fields(warning, version)
+    payload = {
+        **fields,
+        "msg_type": version["msg_type"],
+        "headline": version["headline"],
+        "requested_by": (version.get("requested_by") or {}).get("name"),
+        "requested_at": version["requested_at"],
+        "old_level": version.get("old_level"),
+    }
+    return _event(clock, "warning_approval_requested", payload, correlation_of(warning))
+
+
+def approval_decided_event(
+    clock: Clock,
+    warning: Mapping[str, Any],
+    version: Mapping[str, Any],
+    decision: str,
+    decided_at: datetime,
+    by: Mapping[str, Any] | None = None,
+    note: str | None = None,
+) -> EventEnvelope:
+    """``warning_approval_decided`` when a version that awaited approval is closed: approved,
+    rejected, superseded by a lift, or expired before anyone decided."""
+    payload = {
+        "warning_id": warning["_id"],
+        "version": version["number"],
+        "decision": decision,
+        "decided_by": (by or {}).get("name"),
+        "decided_at": decided_at,
+        "note": note,
+        "incident_ids": list(version.get("incident_ids") or []),
+        "exercise": bool(version.get("exercise")),
+    }
+    return _event(clock, "warning_approval_decided", payload, correlation_of(warning))
+
+
+def pending_closed_events(
+    clock: Clock, warning: Mapping[str, Any], decision: str, decided_at: datetime
+) -> list[EventEnvelope]:
+    """``warning_approval_decided`` for each version still awaiting approval that a lift or
+    the warning's expiry closes without a leader's decision."""
+    return [
+        approval_decided_event(clock, warning, version, decision, decided_at)
+        for version in warning.get("versions") or []
+        if version.get("state") == VERSION_PENDING
+    ]

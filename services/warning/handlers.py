@@ -1,4 +1,5 @@
-"""Bus consumers: intake's incidents feed suggestions and the lift guard's open-incident view."""
+"""Bus consumers: intake's incidents feed suggestions and the lift guard's open-incident view;
+dispatch's enterprise register feeds the enterprises a warning reaches."""
 
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ def on_incident_status(service: WarningUseCases) -> Callable[[EventEnvelope], bo
     return handle
 
 
+def on_enterprise(service: WarningUseCases) -> Callable[[EventEnvelope], bool]:
+    """``enterprise_registered``: keep the snapshot of the highest revision."""
+
+    def handle(envelope: EventEnvelope) -> bool:
+        payload = parse_payload(envelope).model_dump(mode="python")
+        return service.on_enterprise(payload)
+
+    return handle
+
+
 def subscriptions(service: WarningUseCases) -> Sequence[Subscription]:
     """Every queue the warning service consumes."""
     return [
@@ -37,4 +48,5 @@ def subscriptions(service: WarningUseCases) -> Sequence[Subscription]:
         subscribe("intake", "incident_regraded", "suggest", on_incident(service)),
         subscribe("intake", "incident_closed", "incident_view", on_incident_status(service)),
         subscribe("intake", "incident_merged", "incident_view", on_incident_status(service)),
+        subscribe("dispatch", "enterprise_registered", "enterprises", on_enterprise(service)),
     ]

@@ -51,7 +51,20 @@ SUGGESTIONS = Counter(
     ["service", "hazard"],
 )
 
+DELIVERIES_PLANNED = Counter(
+    "yingji_warning_deliveries_planned_total",
+    "Deliveries planned for non-exercise warnings, by target kind (township / village /"
+    " enterprise / escalation: a repeat to a township naming a silent village)",
+    ["service", "kind"],
+)
+VILLAGE_ESCALATIONS = Counter(
+    "yingji_warning_village_escalations_total",
+    "Villages that did not acknowledge a non-exercise red/orange warning in time, by level",
+    ["service", "level"],
+)
+
 DELIVERY_OUTCOMES = ("delivered", "error")
+PLANNED_KINDS = ("township", "village", "enterprise", "escalation")
 
 
 def start_at_zero(
@@ -64,6 +77,9 @@ def start_at_zero(
         ISSUE_TO_FIRST_DELIVERY.labels(SERVICE, str(level))
         ISSUE_TO_ACK.labels(SERVICE, str(level))
         UNACKNOWLEDGED.labels(SERVICE, str(level))
+        VILLAGE_ESCALATIONS.labels(SERVICE, str(level))
+    for kind in PLANNED_KINDS:
+        DELIVERIES_PLANNED.labels(SERVICE, kind)
     for channel in channels:
         DELIVERY_FAILURES.labels(SERVICE, channel)
         for outcome in DELIVERY_OUTCOMES:

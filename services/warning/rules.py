@@ -108,7 +108,20 @@ class CapRules(_Strict):
     sender_name: str
     language: str
     geocode_name: str
+    township_geocode_name: str = "CN-NBS-TOWN"
+    village_geocode_name: str = "CN-NBS-VILLAGE"
     circle_radius_km: float = Field(gt=0)
+
+
+class VillageRules(_Strict):
+    """The last mile (到村、到户、到信息员): which levels a village must acknowledge, and how long
+    it has before the warning is escalated to its township."""
+
+    escalate_minutes: dict[int, float] = Field(default_factory=lambda: {1: 30.0, 2: 60.0})
+    # Drills (演练) compress time: an exercise warning's villages escalate after these minutes.
+    exercise_escalate_minutes: dict[int, float] = Field(default_factory=lambda: {1: 0.5, 2: 0.5})
+    # A link token stays usable this long after the warning's expiry at most.
+    link_grace_hours: float = Field(default=0.0, ge=0)
 
 
 class WarningRules(_Strict):
@@ -122,6 +135,7 @@ class WarningRules(_Strict):
     suggestions: SuggestionRules
     delivery: DeliveryRules
     cap: CapRules
+    villages: VillageRules = Field(default_factory=VillageRules)
 
     @model_validator(mode="after")
     def _consistent(self) -> WarningRules:
@@ -137,6 +151,10 @@ class WarningRules(_Strict):
         for grade, level in self.suggestions.grade_levels.items():
             if grade not in (1, 2, 3, 4) or level not in self.levels:
                 raise ValueError("suggestions.grade_levels: grades and levels are 1–4")
+        limits = {**self.villages.escalate_minutes, **self.villages.exercise_escalate_minutes}
+        for level, minutes in limits.items():
+            if level not in self.levels or minutes <= 0:
+                raise ValueError("villages.*escalate_minutes: levels 1–4, minutes above 0")
         return self
 
     def level(self, level: int) -> LevelRule:

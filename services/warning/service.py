@@ -125,6 +125,7 @@ def use_cases(ctx: ServiceContext, rules: WarningRules | None = None) -> Warning
             channels=build_channels(ctx.county.warning_channels, chosen.delivery),
             wake_relay=lambda: ctx.wake_relay(),
             log=ctx.log or structlog.get_logger().bind(service=NAME),
+            public_url=ctx.settings.public_base_url,
         )
         ctx.resources["usecases"] = warning
     return warning

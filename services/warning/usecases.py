@@ -33,13 +33,17 @@ from services.warning.domain import (
     MSG_ALERT,
     MSG_CANCEL,
     MSG_UPDATE,
+    TARGET_TOWNSHIP,
     VERSION_ISSUED,
     VERSION_PENDING,
     VERSION_REJECTED,
     VERSION_SUPERSEDED,
     Target,
+    target_of,
     township_target,
 )
+from services.warning.lastmile import domain as lm
+from services.warning.lastmile.usecases import LastMile, Planned
 from services.warning.repository import (
     DeliveryOutcome,
     WarningExistsError,
@@ -117,7 +121,7 @@ def _issued_fields(version: Mapping[str, Any], fanout: list[int]) -> dict[str, A
 
 
 @dataclass
-class WarningUseCases:
+class WarningUseCases(LastMile):
     """The warning service's commands, jobs and queries, bound to the repository and rules."""
 
     repo: WarningRepository
@@ -129,6 +133,8 @@ class WarningUseCases:
     # Wakes the delivery worker: a version was issued, its deliveries can start at once.
     wake_deliveries: Callable[[], None] = lambda: None
     log: Any = None
+    # Where the public reaches the API: the base of the links in villages' messages.
+    public_url: str = ""
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -396,7 +402,12 @@ class WarningUseCases:
             self_approved=issued and int(body["level"]) in self.rules.approval_levels,
         )
         doc = self._new_warning(wid, version, principal, suggestion_id)
-        evts = [events.version_event(self.clock, doc, version, None)] if issued else []
+        covered = self.covered(doc, list(version["areas"]))
+        evts = [
+            events.version_event(self.clock, doc, version, None, covered)
+            if issued
+            else events.approval_requested_event(self.clock, doc, version)
+        ]
         saved, created = self.repo.record_warning(doc, scope, digest, evts)
         if created:
             self.log.info(
@@ -438,8 +449,17 @@ class WarningUseCases:
         }
         if doc["status"] == "pending_approval":
             changes.update(status="active", issued_at=now)
-        evt = events.version_event(self.clock, {**doc, **changes}, pending, int(doc["level"]))
-        saved = self._save(doc, changes, [evt])
+        evt = events.version_event(
+            self.clock,
+            {**doc, **changes},
+            pending,
+            int(doc["level"]),
+            self.covered(doc, list(pending["areas"])),
+        )
+        decided = events.approval_decided_event(
+            self.clock, doc, pending, "approved", now, actor(principal), note
+        )
+        saved = self._save(doc, changes, [evt, decided])
         self.log.info("warning_approved", correlation_id=warning_id, version=pending["number"])
         self._after_write(warning_id)
         return saved
@@ -478,8 +498,12 @@ class WarningUseCases:
         if doc["status"] == "pending_approval":
             changes.update(status="rejected", rejected_at=now, rejection_reason=reason)
             unset.append("expiry_due")
-        saved = self._save(doc, changes, [], unset)
+        decided = events.approval_decided_event(
+            self.clock, doc, pending, "rejected", now, actor(principal), reason
+        )
+        saved = self._save(doc, changes, [decided], unset)
         self.log.info("warning_rejected", correlation_id=warning_id, version=pending["number"])
+        self.wake_relay()
         self.refresh_gauges()
         return saved
 
@@ -531,10 +555,17 @@ class WarningUseCases:
         if issued:
             changes.update(_issued_fields(version, list(doc.get("fanout") or [])))
             evts.append(
-                events.version_event(self.clock, {**doc, **changes}, version, int(doc["level"]))
+                events.version_event(
+                    self.clock,
+                    {**doc, **changes},
+                    version,
+                    int(doc["level"]),
+                    self.covered(doc, list(version["areas"])),
+                )
             )
         else:
             changes["pending_version"] = number
+            evts.append(events.approval_requested_event(self.clock, {**doc, **changes}, version))
         saved = self._save(doc, changes, evts)
         self.log.info(
             "warning_adjusted" if issued else "warning_adjustment_pending",
@@ -632,8 +663,11 @@ class WarningUseCases:
             "fanout": [*(doc.get("fanout") or []), number],
             "fanout_due": True,
         }
-        evt = events.version_event(self.clock, {**doc, **changes}, version, None)
-        saved = self._save(doc, changes, [evt], unset=["expiry_due"])
+        covered = self.covered(doc, list(doc["areas"]))
+        evt = events.version_event(self.clock, {**doc, **changes}, version, None, covered)
+        # A version still awaiting approval is superseded by the lift: its approval closes.
+        closed = events.pending_closed_events(self.clock, doc, "superseded", self.now())
+        saved = self._save(doc, changes, [*closed, evt], unset=["expiry_due"])
         self.log.info("warning_lifted", correlation_id=warning_id, version=number)
         self._after_write(warning_id)
         return saved
@@ -665,14 +699,22 @@ class WarningUseCases:
     # Receipts (签收) ------------------------------------------------------------------------
 
     def acknowledge(
-        self, principal: Principal, warning_id: str, version: int | None, note: str | None
+        self,
+        principal: Principal,
+        warning_id: str,
+        version: int | None,
+        note: str | None,
+        village_code: str | None = None,
     ) -> dict[str, Any]:
-        """A township confirms receipt of the current version (idempotent)."""
+        """A township confirms receipt of the current version, for itself or on behalf of one
+        of its villages (idempotent)."""
         doc = self.repo.warning_by_id(warning_id)
         if doc is None or not domain.township_visible(doc["status"]):
             raise not_found("warning", warning_id)
         target = township_target(principal.township_code or "")
         issued = self._acknowledgeable(doc, target, version)
+        if village_code is not None:
+            return self.acknowledge_village(principal, doc, village_code, int(issued["number"]))
         receipt_id = self._ensure_receipt(doc, issued, target)
         now = self.now()
         record = self.repo.receipt_by_id(receipt_id)
@@ -718,11 +760,19 @@ class WarningUseCases:
         return issued
 
     def _ensure_receipt(
-        self, doc: Mapping[str, Any], version: Mapping[str, Any], target: Target
+        self,
+        doc: Mapping[str, Any],
+        version: Mapping[str, Any],
+        target: Target,
+        recipient: Mapping[str, Any] | None = None,
     ) -> str:
-        """The receipt awaited from ``target`` for ``version`` (created once); its id."""
+        """The receipt awaited from ``target`` for ``version`` (created once); its id. A
+        village's is due at its escalation time, or never chased (levels that do not escalate)."""
         issued_at = as_utc(version["issued_at"])
-        due = domain.ack_due(self.rules, int(version["level"]), issued_at)
+        due: datetime | None = domain.ack_due(self.rules, int(version["level"]), issued_at)
+        extra: dict[str, Any] = {}
+        if target.kind == lm.TARGET_VILLAGE and recipient is not None:
+            due, extra = self.village_receipt_fields(version, recipient)
         number = int(version["number"])
         receipt = {
             "_id": domain.receipt_id(doc["_id"], number, target),
@@ -738,22 +788,32 @@ class WarningUseCases:
             "state": "pending",
             "ack_due_at": due,
             "acked_at": None,
+            **extra,
         }
+        if due is None:
+            del receipt["ack_due_at"]
         self.repo.ensure_receipt(receipt)
         return str(receipt["_id"])
 
     # Fanout and deliveries -----------------------------------------------------------------
 
     def targets_of(self, version: Mapping[str, Any]) -> list[Target]:
-        """Who a version goes to: each township of its areas."""
+        """The townships a version goes to (their villages and enterprises: planned_targets)."""
         return [township_target(code) for code in version["areas"]]
 
     def _message(
-        self, doc: Mapping[str, Any], version: Mapping[str, Any], cap_xml: str, target: Target
+        self,
+        doc: Mapping[str, Any],
+        version: Mapping[str, Any],
+        cap_xml: str,
+        target: Target,
+        recipient: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         township = self.county.township(target.township_code)
         level_rule = self.rules.level(int(version["level"]))
         return {
+            "target": {"kind": target.kind, "code": target.code},
+            "recipient": dict(recipient) if recipient else None,
             "warning_id": doc["_id"],
             "version": int(version["number"]),
             "identifier": version["identifier"],
@@ -829,18 +889,29 @@ class WarningUseCases:
     def _plan_version(self, doc: Mapping[str, Any], version: Mapping[str, Any]) -> int:
         """Supersede what older versions left pending; plan receipts and deliveries."""
         self.repo.supersede_older(doc["_id"], int(version["number"]))
-        targets = self.targets_of(version)
+        targets = self.planned_targets(doc, version)
         if domain.needs_ack(version["msg_type"]) and doc["status"] == "active":
-            for target in targets:
-                self._ensure_receipt(doc, version, target)
+            for target, recipient, _ in targets:
+                if target.kind != lm.TARGET_ENTERPRISE:
+                    self._ensure_receipt(doc, version, target, recipient)
         cap_xml = render_cap(self.rules, self.county, doc, version).decode()
-        planned = 0
-        for target in targets:
-            message = self._message(doc, version, cap_xml, target)
-            for name in self.channels:
-                delivery = self._delivery(doc, version, target, name, message)
-                planned += int(self.repo.plan_delivery(delivery))
-        return planned
+        return sum(self._plan_target(doc, version, cap_xml, planned) for planned in targets)
+
+    def _plan_target(
+        self, doc: Mapping[str, Any], version: Mapping[str, Any], cap_xml: str, planned: Planned
+    ) -> int:
+        """Plan one target's deliveries over the channels that reach it."""
+        target, recipient, carried = planned
+        message = self._message(doc, version, cap_xml, target, recipient)
+        if target.kind != TARGET_TOWNSHIP:
+            message.pop("cap")  # an officer's phone gets the text, not the XML
+        count = 0
+        for name in self.channel_names(carried):
+            delivery = self._delivery(doc, version, target, name, message)
+            count += int(self.repo.plan_delivery(delivery))
+        if count and not doc.get("exercise"):
+            metrics.DELIVERIES_PLANNED.labels(SERVICE, target.kind).inc(count)
+        return count
 
     def run_fanout(self) -> int:
         """Plan what the API did not get to (a crash, a database hiccup)."""
@@ -886,12 +957,15 @@ class WarningUseCases:
 
     def _attempt(self, delivery: dict[str, Any], channel: WarningChannel | None) -> None:
         tries = int(delivery["attempts"]) + 1
-        error = self._send(delivery, channel)
+        message = self.outgoing(delivery)
+        error = self._send({**delivery, "message": message}, channel)
         now = self.now()
         label = delivery["channel"]
         if error is None:
             metrics.DELIVERY_ATTEMPTS.labels(SERVICE, label, "delivered").inc()
-            outcome = DeliveryOutcome("delivered", tries, None, now)
+            # Only a drill's link is kept readable: a real one exists only in the message.
+            link = message.get("ack_url") if delivery.get("exercise") else None
+            outcome = DeliveryOutcome("delivered", tries, None, now, exercise_ack_url=link)
             self.repo.record_delivery_attempt(delivery["_id"], outcome, [])
             self._first_delivery(delivery, now)
             return
@@ -938,8 +1012,10 @@ class WarningUseCases:
         )
 
     def _first_delivery(self, delivery: Mapping[str, Any], now: datetime) -> None:
-        """Measure issue → first delivery to a target, once per version and target."""
+        """Measure issue → first delivery to a township, once per version and township."""
         target = domain.target_of(delivery)
+        if target.kind != TARGET_TOWNSHIP or delivery.get("escalation_of"):
+            return
         mark_id = domain.receipt_id(delivery["warning_id"], int(delivery["version"]), target)
         if self.repo.first_delivery(mark_id, now, delivery["channel"]) and not delivery.get(
             "exercise"
@@ -952,7 +1028,8 @@ class WarningUseCases:
     # Expiry and the receipt scan -----------------------------------------------------------
 
     def run_expiry(self) -> int:
-        """Expire warnings whose time is up (active → expired + event; drafts lapse quietly)."""
+        """Expire warnings whose time is up (active → expired + event; a draft lapses, its
+        approval closed)."""
         now = self.now()
         done = 0
         for doc in self.repo.warnings_due_to_expire(now, 200):
@@ -974,10 +1051,14 @@ class WarningUseCases:
             "pending_version": None,
             "versions": _without_pending(doc["versions"]),
         }
+        # A version still awaiting approval lapses with the warning: its approval closes.
+        closed = events.pending_closed_events(self.clock, doc, "expired", now)
         if doc["status"] == "pending_approval":
-            self._save(doc, changes, [], unset=["expiry_due"])
+            self._save(doc, changes, closed, unset=["expiry_due"])
+            self.wake_relay()
             return False
-        self._save(doc, changes, [events.expired_event(self.clock, doc)], unset=["expiry_due"])
+        expired = events.expired_event(self.clock, doc)
+        self._save(doc, changes, [*closed, expired], unset=["expiry_due"])
         # Receipts due before the warning ran out stay for the ack scan: after a downtime
         # that spanned both, the missed acknowledgement still raises its alarm.
         self.repo.close_receipts_due_after(doc["_id"], as_utc(doc["expires"]))
@@ -1002,7 +1083,10 @@ class WarningUseCases:
             ):
                 self.repo.close_receipt(receipt["_id"])
                 continue
-            raised += int(self._raise_overdue(receipt, now))
+            if target_of(receipt).kind == lm.TARGET_VILLAGE:
+                raised += int(self.escalate(receipt, now))
+            else:
+                raised += int(self._raise_overdue(receipt, now))
         if raised:
             self.wake_relay()
         return raised

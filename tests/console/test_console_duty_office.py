@@ -1,12 +1,13 @@
 """The duty office (值班室) in the console, in headless Chromium: the header says who is on duty
 (and when nobody is), the week's roster is entered and copied, a handover is opened pre-filled
-and confirmed by the incoming officer, a spot check is recorded into the month's score, and the
-pushes to the city are listed with their receipt or failure. Screenshots go to
-``$CONSOLE_SCREENSHOTS`` (``duty-*.png``)."""
+(a warning awaiting approval listed by name) and confirmed by the incoming officer, a spot check
+is recorded into the month's score, and the pushes to the city are listed with their receipt or
+failure. Screenshots go to ``$CONSOLE_SCREENSHOTS`` (``duty-*.png``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -34,6 +35,17 @@ def seeded(console_stack: Stack) -> dict[str, Any]:
         casualties={"deaths": 4, "injured": 2, "missing": 1, "trapped": 3},
     )
     slide = ok(console_stack.call("POST", "/v1/incidents", who="operator", json=body))
+    draft = {
+        "hazard": "rainstorm",
+        "level": 2,
+        "headline": "安河县暴雨橙色预警",
+        "description": "预计未来6小时青石镇降雨量将达100毫米以上。",
+        "instruction": "转移低洼地带人员。",
+        "areas": [TOWNSHIP_B],
+        "expires": (now + timedelta(hours=24)).isoformat(),
+    }
+    # A department's orange warning waits for a leader: the handover hands it over.
+    ok(console_stack.call("POST", "/v1/warnings", who="department", json=draft))
     console_stack.settle()
     return {"slide": slide}
 
@@ -100,6 +112,11 @@ def test_a_handover_is_opened_pre_filled_and_confirmed(page: Any) -> None:
     expect(record).to_contain_text("待接班确认", timeout=WAIT_MS)
     expect(record).to_contain_text("未结事件 1")
     expect(record).to_contain_text("青石镇滑坡仍在处置")
+    expect(record).to_contain_text("待审批 2")
+    approvals = record.locator(".duty-approvals li")
+    expect(approvals).to_have_text(
+        ["暴雨橙色预警第1版（首发）：安河县暴雨橙色预警", "建议发布地质灾害黄色预警"]
+    )
     page.screenshot(path=str(SHOTS / "duty-02-handover-open.png"))
     record.locator("[name=incoming]").fill("赵强")
     record.get_by_role("button", name="确认接班").click()

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
-from services.dispatch.service import overdue
-from tests.dispatch.conftest import report_incident, sent_events, usecases_of
+from services.dispatch.service import dispute_cases, overdue
+from tests.dispatch.conftest import report_incident, sent_events
 from tests.support.stack import Stack
+
+STABILITY = {"name": "王稳控", "phone": "13800000001", "unit": "乡综治办"}
 
 
 def _due(stack: Stack, hours: float = 48) -> str:
@@ -22,6 +24,7 @@ def _assign(stack: Stack, incident: str, **extra: Any) -> Any:
         "responsible_leader": "李副乡长",
         "responsible_unit": "乡综治办",
         "due_at": _due(stack),
+        "stability_contact": STABILITY,
         **extra,
     }
     return stack.call("POST", "/v1/assignments", json=body)
@@ -117,7 +120,7 @@ def test_cross_area_dispute_starts_at_county(dstack: Stack) -> None:
 def test_overdue_assignment_emits_once(dstack: Stack) -> None:
     incident = report_incident(dstack, category="dispute")
     aid = _assign(dstack, incident, due_at=_due(dstack, hours=2)).json()["id"]
-    store = usecases_of(dstack)
+    store = dispute_cases(dstack.ctx("dispatch"))
     assert overdue(store) == 0
     dstack.clock.advance(timedelta(hours=2, seconds=1))
     assert overdue(store) == 1

@@ -453,3 +453,43 @@ def test_a_view_takes_each_event_once(repo: DispatchRepository) -> None:
     assert repo.incident_view("inc-1")["count"] == 2  # type: ignore[index]
     assert repo.merge_warning_event("w-1", "e", lambda view: domain.new_warning_view("w-1"))
     assert repo.warning_view("w-1")["ended"] is False  # type: ignore[index]
+
+
+# ------------------------------------------------------------------------- joint meetings
+
+
+def meeting(ident: str, held_on: str, assignment_ids: list[str]) -> dict[str, Any]:
+    """A joint meeting (联席会议) linked to assignments."""
+    return {
+        "_id": ident,
+        "held_on": held_on,
+        "convener": "县综治办",
+        "attendees": ["县司法局", "县公安局"],
+        "decisions": ["由司法所牵头调解"],
+        "assignment_ids": assignment_ids,
+        "recorded_at": T0,
+        "recorded_by": "值班员",
+        "exercise": False,
+    }
+
+
+def test_a_joint_meeting_is_recorded_once_with_its_event(repo: DispatchRepository) -> None:
+    doc = meeting("m1", "2026-07-06", ["a1", "a2"])
+    event = events.assignment_overdue(CLOCK, assignment("a1", "inc-1"))
+    results = in_threads(4, lambda i: repo.record_joint_meeting(doc, [event]))
+    assert [created for _, created in results].count(True) == 1
+    assert all(stored["_id"] == "m1" for stored, _ in results)
+    assert [e.event_id for e in drain(repo)] == [event.event_id]
+    stored = repo.joint_meeting("m1")
+    assert stored is not None and stored["decisions"] == ["由司法所牵头调解"]
+    assert repo.joint_meeting("nope") is None
+
+
+def test_meetings_are_listed_on_each_linked_assignment_in_order(repo: DispatchRepository) -> None:
+    repo.record_joint_meeting(meeting("m2", "2026-07-08", ["a1"]), [])
+    repo.record_joint_meeting(meeting("m1", "2026-07-06", ["a1", "a2"]), [])
+    repo.record_joint_meeting(meeting("m3", "2026-07-07", ["a3"]), [])
+    assert [m["_id"] for m in repo.meetings_of_assignment("a1")] == ["m1", "m2"]
+    assert [m["_id"] for m in repo.meetings_of_assignment("a2")] == ["m1"]
+    assert repo.meetings_of_assignment("a9") == []
+    assert "_outbox" not in repo.meetings_of_assignment("a3")[0]

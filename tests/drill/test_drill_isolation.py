@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from libs.common.county import load_county
+from services.warning.service import use_cases
 from tests.console.support import live_server
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
@@ -38,6 +39,16 @@ DRILL_OPERATIONS = (
     "spot_check",
     "enterprise",
     "inspection",
+    "village_warning",
+    "village_link_ack",
+    "village_ack_by_township",
+    "campaign",
+    "campaign_report",
+    "supervision",
+    "joint_meeting",
+    "information_item",
+    "information_adoption",
+    "information_instruction",
 )
 GAUGES = (
     "yingji_dispatch_teams",
@@ -50,6 +61,7 @@ GAUGES = (
     "yingji_reporting_zero_reports_missing_today",
     "yingji_reporting_epidemic_units_missing",
     "yingji_reporting_epidemic_cases",
+    "yingji_reporting_information_units_behind",
     "yingji_warning_active",
 )
 
@@ -142,7 +154,24 @@ def seed_real_work(platform: Platform) -> None:
         "township_b",
         json=zero_report_body(TOWNSHIP_B, date.fromisoformat(yesterday)),
     )
+    seed_real_information(platform)
     platform.settle()
+
+
+def seed_real_information(platform: Platform) -> None:
+    """A real information item of the water bureau, adopted by the city (信息报送)."""
+    item = {
+        "unit_kind": "department",
+        "unit_code": "water",
+        "kind": "info",
+        "title": "城关镇河段水位上涨",
+        "body": "受上游来水影响，城关镇河段水位上涨0.8米，已安排专人巡查。",
+    }
+    made = platform.ok("POST", "/v1/information/items", "water_department", json=item)
+    day = platform.now().astimezone(SHANGHAI).date().isoformat()
+    adoption = {"target_kind": "item", "target_id": made["id"], "level": "city"}
+    adoption |= {"by": "市政府办公室《政务信息》", "date": day}
+    platform.ok("POST", "/v1/information/adoptions", json=adoption)
 
 
 def followup(incident_id: str, initial: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -216,6 +245,19 @@ def snapshot(platform: Platform) -> dict[str, Any]:
         "duty_month": platform.ok(
             "GET", "/v1/duty/monthly", params={"month": today.strftime("%Y-%m")}
         ),
+        # Information work: quotas, the month's scores and ranking, real items and feedback.
+        "information": information(platform, today),
+    }
+
+
+def information(platform: Platform, today: date) -> dict[str, Any]:
+    """Quotas, scores, real items and real feedback of information work (信息报送)."""
+    month = {"month": today.strftime("%Y-%m")}
+    return {
+        "quotas": platform.ok("GET", "/v1/information/quotas")["items"],
+        "scores": platform.ok("GET", "/v1/information/scores", params=month),
+        "items": platform.ok("GET", "/v1/information/items", params=month)["items"],
+        "feedback": platform.ok("GET", "/v1/information/feedback", params=month)["items"],
     }
 
 
@@ -265,6 +307,14 @@ def test_a_drill_leaves_real_operations_exactly_as_they_were(platform: Platform)
     after = snapshot(platform)
     for part in before:
         assert after[part] == before[part], f"the drill changed {part}"
+    # The villages nobody acknowledged escalate to their townships (a drill's limit: 30 s),
+    # and real operations stay as they were.
+    platform.stack.clock.advance(60)
+    use_cases(platform.stack.ctx("warning")).run_ack_scan()
+    platform.settle()
+    escalated = snapshot(platform)
+    for part in ("teams", "stock", "ledger", "scores", "open_incidents", "real_dispatches"):
+        assert escalated[part] == before[part], f"the escalation changed {part}"
     # Every event the drill caused says it is a drill, so no consumer can take it for real work.
     caused = drill_events(platform, started)
     assert caused, "the drill caused no events"
@@ -272,6 +322,11 @@ def test_a_drill_leaves_real_operations_exactly_as_they_were(platform: Platform)
         (e["event_type"], e["payload"]) for e in caused if e["payload"].get("exercise") is not True
     ]
     assert untagged == []
+    assert any(e["event_type"] == "warning_village_unacknowledged" for e in caused)
+    assert any(
+        e["event_type"] == "warning_village_acknowledged" and e["payload"]["via"] == "link"
+        for e in caused
+    )
     # Its texts are Chinese: hazard names, not codes.
     titles = {e["payload"]["title"] for e in caused if e["event_type"] == "incident_reported"}
     assert titles

@@ -19,6 +19,7 @@ from libs.common.clock import ManualClock, as_utc
 from libs.common.events import EventEnvelope, make_event
 from services.dispatch.repository import DispatchRepository
 from services.dispatch.service import open_repository as dispatch_repository
+from services.reporting.repository import AuditFilter
 from services.reporting.service import open_repository as reporting_repository
 from services.warning.service import open_repository as warning_repository
 from tests.ordering.conftest import Delivery
@@ -242,7 +243,14 @@ def test_plan_activated_changed_ended_in_any_order(delivery: Delivery) -> None:
 
 def _warning_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
     warning_id = ids["warning"]
-    common = {"warning_id": warning_id, "hazard": "flood", "areas": [TOWNSHIP_A]}
+    # Every version says what its areas cover (到村); the newest version's figures stand.
+    common = {
+        "warning_id": warning_id,
+        "hazard": "flood",
+        "areas": [TOWNSHIP_A],
+        "villages": 6,
+        "people": 77410,
+    }
     start = delivery.stack.clock.now()
     issued = make_event(
         _at(delivery, 0),
@@ -284,7 +292,10 @@ def _warning_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     local = dispatch.warning_view(warning_id) or {}
     plan_id = f"warning-{warning_id}"
     return {
-        "reporting": {k: seen.get(k) for k in ("status", "version", "level", "issued_at")},
+        "reporting": {
+            k: seen.get(k)
+            for k in ("status", "version", "level", "issued_at", "villages", "people")
+        },
         "dispatch": {k: local.get(k) for k in ("version", "level", "ended", "exercise")}
         | {
             "plan_active_level": _active_level(dispatch.plan(plan_id)),
@@ -295,6 +306,124 @@ def _warning_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
 
 def test_warning_issued_adjusted_lifted_in_any_order(delivery: Delivery) -> None:
     _run(delivery, _warning_events, _warning_state, ["warning"])
+
+
+# ------------------------------------------------------------------------- enterprises
+
+
+def _enterprise_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """Three snapshots of one enterprise of the register: registered, renamed, closed."""
+    enterprise_id = ids["enterprise"]
+    base = {
+        "enterprise_id": enterprise_id,
+        "township_code": TOWNSHIP_A,
+        "risk_level": "major",
+        "responsible": {"name": "赵厂长", "phone": "13800000001"},
+        "safety_officer": {"name": "钱安全", "phone": "13800000002"},
+    }
+    snapshots = [
+        {"revision": 1, "name": "城关化工"},
+        {"revision": 2, "name": "城关化工有限公司", "risk_level": "large"},
+        {"revision": 3, "name": "城关化工有限公司", "status": "closed"},
+    ]
+    return [
+        make_event(
+            _at(delivery, minutes),
+            "dispatch",
+            "enterprise_registered",
+            {**base, **snapshot},
+            correlation_id=enterprise_id,
+        )
+        for minutes, snapshot in zip((0, 5, 10), snapshots, strict=True)
+    ]
+
+
+def _enterprise_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    warning = warning_repository(delivery.stack.ctx("warning"))
+    kept = [e for e in warning.enterprises_in([TOWNSHIP_A]) if e["_id"] == ids["enterprise"]]
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    return {
+        "warning": [{k: e.get(k) for k in ("revision", "name", "status")} for e in kept],
+        "reporting_name": reporting.enterprise_name(ids["enterprise"]),
+    }
+
+
+def test_enterprise_snapshots_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _enterprise_events, _enterprise_state, ["enterprise"])
+
+
+def _approval_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """A level-2 draft waits for a leader, is approved, and goes out."""
+    warning_id = ids["warning"]
+    start = delivery.stack.clock.now()
+    version = {
+        "warning_id": warning_id,
+        "version": 1,
+        "hazard": "flood",
+        "areas": [TOWNSHIP_A],
+        "level": 2,
+        "color": "orange",
+    }
+    requested = make_event(
+        _at(delivery, 0),
+        "warning",
+        "warning_approval_requested",
+        {
+            **version,
+            "msg_type": "Alert",
+            "headline": "洪水橙色预警",
+            "requested_by": "值班员",
+            "requested_at": start.isoformat(),
+        },
+        correlation_id=warning_id,
+    )
+    decided_at = start + timedelta(minutes=5)
+    decided = make_event(
+        _at(delivery, 5),
+        "warning",
+        "warning_approval_decided",
+        {
+            "warning_id": warning_id,
+            "version": 1,
+            "decision": "approved",
+            "decided_by": "带班领导",
+            "decided_at": decided_at.isoformat(),
+            "note": "同意发布",
+        },
+        correlation_id=warning_id,
+    )
+    issued = make_event(
+        _at(delivery, 5),
+        "warning",
+        "warning_issued",
+        {
+            **version,
+            "headline": "洪水橙色预警",
+            "effective": decided_at.isoformat(),
+            "expires": (start + timedelta(hours=24)).isoformat(),
+        },
+        correlation_id=warning_id,
+    )
+    return [requested, decided, issued]
+
+
+def _approval_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    warning_id = ids["warning"]
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    approval = reporting.warning_approval(f"{warning_id}:1") or {}
+    still_open = [a["_id"] for a in reporting.open_warning_approvals(False)]
+    seen = reporting.warning_view(warning_id) or {}
+    return {
+        "approval": {
+            k: v for k, v in approval.items() if not k.startswith("_") and k != "warning_id"
+        },
+        "open": f"{warning_id}:1" in still_open,
+        "warning": {k: seen.get(k) for k in ("status", "version", "level")},
+    }
+
+
+def test_warning_approval_requested_decided_issued_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _approval_events, _approval_state, ["warning"])
 
 
 # ------------------------------------------------------------------------- dispatch orders
@@ -386,40 +515,201 @@ def test_follow_ups_and_final_report_reach_intake_in_any_order(delivery: Deliver
     _run(delivery, _report_scenario, _intake_state, [])
 
 
-# ------------------------------------------------------------------------- enterprises
+# ------------------------------------------------------------------- dispute supervision
 
 
-def _enterprise_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
-    enterprise_id = ids["enterprise"]
-    base = {
-        "enterprise_id": enterprise_id,
-        "township_code": TOWNSHIP_A,
-        "risk_level": "large",
-        "hazard_types": ["危险化学品"],
-        "responsible": {"name": "赵建国", "phone": "13800000001"},
-        "safety_officer": {"name": "钱海燕", "phone": "13800000002"},
-    }
-    steps = [
-        (1, "安河县青石化工有限公司", "active"),
-        (2, "安河县青石新材料有限公司", "active"),
-        (3, "安河县青石新材料有限公司", "closed"),
-    ]
-    return [
-        make_event(
-            _at(delivery, minutes),
-            "dispatch",
-            "enterprise_registered",
-            {**base, "revision": revision, "name": name, "status": status},
-            correlation_id=f"enterprise:{enterprise_id}",
-        )
-        for minutes, (revision, name, status) in enumerate(steps)
-    ]
+def _dispute_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """A dispute supervised by letter, discussed at a joint meeting, then moved up a level."""
+    incident_id, assignment_id = ids["incident"], ids["assignment"]
+    day = delivery.stack.clock.now().date().isoformat()
+    supervised = make_event(
+        _at(delivery, 0),
+        "dispatch",
+        "assignment_supervised",
+        {
+            "assignment_id": assignment_id,
+            "incident_id": incident_id,
+            "supervision_id": "s1",
+            "form": "letter",
+            "on": day,
+            "by": "县综治办",
+            "summary": "县综治办对纠纷化解发函督办",
+        },
+        correlation_id=incident_id,
+    )
+    meeting = make_event(
+        _at(delivery, 5),
+        "dispatch",
+        "joint_meeting_held",
+        {
+            "meeting_id": ids["meeting"],
+            "held_on": day,
+            "convener": "县综治办",
+            "attendees": ["县司法局"],
+            "decisions": ["司法所牵头调解"],
+            "assignment_ids": [assignment_id],
+            "incident_ids": [incident_id],
+            "summary": "县综治办召开联席会议，议定1项",
+        },
+        correlation_id=f"meeting:{ids['meeting']}",
+    )
+    escalated = make_event(
+        _at(delivery, 10),
+        "dispatch",
+        "assignment_escalated",
+        {
+            "assignment_id": assignment_id,
+            "incident_id": incident_id,
+            "from_level": "group",
+            "to_level": "village",
+        },
+        correlation_id=incident_id,
+    )
+    return [supervised, meeting, escalated]
 
 
-def _enterprise_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+def _dispute_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    """The dispute's timeline in reporting: each event once, whatever the order."""
     reporting = reporting_repository(delivery.stack.ctx("reporting"))
-    return {"reporting_name": reporting.enterprise_name(ids["enterprise"])}
+    rows, _ = reporting.timeline_page(ids["incident"], 50, None)
+    assert len(rows) == 3, rows  # each event once, none lost
+    return {"timeline": sorted((r["event_type"], r.get("summary")) for r in rows)}
 
 
-def test_enterprise_snapshots_in_any_order(delivery: Delivery) -> None:
-    _run(delivery, _enterprise_events, _enterprise_state, ["enterprise"])
+def test_supervision_meeting_and_escalation_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _dispute_events, _dispute_state, ["incident", "assignment", "meeting"])
+
+
+# ------------------------------------------------------------------- special campaigns
+
+
+def _campaign_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """A campaign started, reported on and ended (reporting's own events, as it reads them)."""
+    campaign_id = ids["campaign"]
+    day = delivery.stack.clock.now().date()
+    common = {"campaign_id": campaign_id, "exercise": False}
+    started = make_event(
+        _at(delivery, 0),
+        "reporting",
+        "campaign_started",
+        {
+            **common,
+            "name": "矛盾纠纷大排查",
+            "starts_on": day.isoformat(),
+            "ends_on": (day + timedelta(days=9)).isoformat(),
+            "participants": [TOWNSHIP_A],
+            "report_every_days": 3,
+            "stage_report_days": 2,
+            "summary": "启动专项行动「矛盾纠纷大排查」",
+        },
+        correlation_id=f"campaign:{campaign_id}",
+    )
+    filed = make_event(
+        _at(delivery, 5),
+        "reporting",
+        "campaign_report_filed",
+        {
+            **common,
+            "report_id": ids["report"],
+            "participant": TOWNSHIP_A,
+            "kind": "campaign_report",
+            "summary": "专项行动「矛盾纠纷大排查」：青石镇报送定期报告",
+        },
+        correlation_id=f"campaign:{campaign_id}",
+    )
+    ended = make_event(
+        _at(delivery, 10),
+        "reporting",
+        "campaign_ended",
+        {
+            **common,
+            "name": "矛盾纠纷大排查",
+            "ended_at": delivery.stack.clock.now().isoformat(),
+            "summary": "专项行动「矛盾纠纷大排查」结束",
+        },
+        correlation_id=f"campaign:{campaign_id}",
+    )
+    return [started, filed, ended]
+
+
+def _campaign_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    """The campaign's entries of the audit trail: each event once, whatever the order."""
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    entries = []
+    for event_type in ("campaign_started", "campaign_report_filed", "campaign_ended"):
+        rows, _ = reporting.audit_page(AuditFilter(event_type=event_type), 200, None)
+        mine = [r for r in rows if r.get("correlation_id") == f"campaign:{ids['campaign']}"]
+        entries += [(r["event_type"], r.get("summary")) for r in mine]
+    assert len(entries) == 3, entries  # each event once, none lost
+    return {"audit": sorted(entries)}
+
+
+def test_campaign_started_reported_ended_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _campaign_events, _campaign_state, ["campaign", "report"])
+
+
+# ------------------------------------------------------------------------- information work
+
+
+def _information_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnvelope]:
+    """An item linked to an incident, its adoption and a leader's instruction on it."""
+    item_id, day = ids["item"], delivery.stack.clock.now().date().isoformat()
+    unit = {"unit_kind": "department", "unit_code": "water"}
+    target = {"target_kind": "item", "target_id": item_id, **unit, "date": day}
+    specs = [
+        (
+            "information_item_submitted",
+            {
+                "item_id": item_id,
+                **unit,
+                "kind": "info",
+                "title": "青石河水位上涨",
+                "incident_id": ids["incident"],
+                "week": day,
+                "month": day[:7],
+                "summary": "县水利局报送信息「青石河水位上涨」",
+            },
+        ),
+        (
+            "information_adopted",
+            {
+                **target,
+                "feedback_id": f"item:{item_id}:adoption:city",
+                "adopted_level": "city",
+                "adopted_by": "市政府办公室",
+                "summary": "县水利局「青石河水位上涨」获市级采用（市政府办公室）",
+            },
+        ),
+        (
+            "information_instructed",
+            {
+                **target,
+                "feedback_id": f"item:{item_id}:instruction",
+                "leader": "县长",
+                "leader_level": "county",
+                "summary": "县水利局「青石河水位上涨」获县长（县级）批示",
+            },
+        ),
+    ]
+    incident = ids["incident"]
+    return [
+        make_event(_at(delivery, minute), "reporting", kind, payload, correlation_id=incident)
+        for minute, (kind, payload) in enumerate(specs)
+    ]
+
+
+def _information_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
+    """The audit trail of the item as reporting keeps it: each event once, with its sentence."""
+    response = delivery.stack.call("GET", "/v1/audit", params={"limit": 200})
+    assert response.status_code == 200, response.text
+    about = [
+        r
+        for r in response.json()["items"]
+        if ids["item"] in (r["payload"].get("item_id"), r["payload"].get("target_id"))
+    ]
+    assert len(about) == 3, "each event once in the audit trail, duplicates folded"
+    return {"trail": sorted((r["event_type"], r["summary"]) for r in about)}
+
+
+def test_information_item_adoption_and_instruction_in_any_order(delivery: Delivery) -> None:
+    _run(delivery, _information_events, _information_state, ["incident", "item"])

@@ -104,3 +104,39 @@ def test_the_embedded_platform_keeps_its_data_in_sqlite_and_never_loads_an_emula
         path = data / f"yingji_{name}.sqlite3"
         with closing(sqlite3.connect(path)) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",), name
+
+
+def test_concurrent_writers_on_one_file_all_commit(tmp_path: Path) -> None:
+    """Threads of one process, through two handles on the same file, each get their turn at the
+    write lock: every transaction commits, none is lost or refused as locked."""
+    import threading
+
+    from libs.common.sqlite import SqliteDatabase
+
+    first, second = (
+        SqliteDatabase(tmp_path / "one.sqlite3"),
+        SqliteDatabase(tmp_path / "one.sqlite3"),
+    )
+    first.script(["CREATE TABLE counter (n INTEGER)", "INSERT INTO counter VALUES (0)"])
+    errors: list[BaseException] = []
+
+    def write(db: SqliteDatabase) -> None:
+        try:
+            for _ in range(25):
+                with db.transaction() as conn:
+                    (n,) = conn.execute("SELECT n FROM counter").fetchone()
+                    conn.execute("UPDATE counter SET n = ?", (n + 1,))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(db,)) for db in [first, second] * 6]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert first.query("SELECT n FROM counter") == [(12 * 25,)]
+    finally:
+        first.close()
+        second.close()

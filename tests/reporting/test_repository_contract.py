@@ -664,3 +664,65 @@ def test_an_enterprise_name_moves_only_forward_in_revision(repo: ReportingReposi
     assert repo.enterprise_name("E1") == "新名称"
     assert repo.keep_enterprise_name("E1", 3, "更新名称")
     assert repo.enterprise_name("E1") == "更新名称"
+
+
+# Approvals of warning versions -------------------------------------------------------------
+
+
+def approval_stub(warning_id: str, version: int, exercise: bool = False) -> dict[str, Any]:
+    """An approval before either of its events filled it in, as the handlers make it."""
+    return {
+        "_id": f"{warning_id}:{version}",
+        "warning_id": warning_id,
+        "version": version,
+        "exercise": exercise,
+        "requested_at": None,
+        "decision": None,
+    }
+
+
+def test_a_decision_before_its_request_leaves_the_approval_closed(
+    repo: ReportingRepository,
+) -> None:
+    decided = {"decision": "approved", "decided_by": "带班领导", "decided_at": T0, "note": None}
+    requested = {"level": 2, "headline": "暴雨橙色预警", "requested_at": T0 - timedelta(minutes=5)}
+    assert repo.record_approval_decision(approval_stub("w1", 1), decided)
+    assert repo.record_approval_request(approval_stub("w1", 1), requested)
+    assert not repo.record_approval_request(approval_stub("w1", 1), requested)
+    assert not repo.record_approval_decision(approval_stub("w1", 1), {**decided, "note": "x"})
+    assert repo.open_warning_approvals(False) == []
+    stored = repo.warning_approval("w1:1") or {}
+    assert (stored["decision"], stored["note"], stored["headline"]) == (
+        "approved",
+        None,
+        "暴雨橙色预警",
+    )
+    assert stored["requested_at"] == T0 - timedelta(minutes=5)
+
+
+def test_open_approvals_are_requested_undecided_and_drills_apart(
+    repo: ReportingRepository,
+) -> None:
+    for ident, minutes, drill in (("w2", 2, False), ("w1", 1, False), ("w3", 0, True)):
+        fields = {"level": 1, "requested_at": T0 + timedelta(minutes=minutes)}
+        assert repo.record_approval_request(approval_stub(ident, 1, drill), fields)
+    repo.record_approval_decision(approval_stub("w4", 1), {"decision": "expired", "decided_at": T0})
+    outcomes = in_threads(
+        4,
+        lambda i: repo.record_approval_decision(
+            approval_stub("w2", 1), {"decision": "rejected", "decided_at": T0, "note": f"n{i}"}
+        ),
+    )
+    assert outcomes.count(True) == 1
+    assert [a["_id"] for a in repo.open_warning_approvals(False)] == ["w1:1"]
+    assert [a["_id"] for a in repo.open_warning_approvals(True)] == ["w3:1"]
+
+
+def test_a_report_note_is_written_once_and_read_back(repo: ReportingRepository) -> None:
+    repo.record_report(report("r1", 1, late=None), "auto:r1", "h", [])
+    stored = in_threads(4, lambda i: repo.note_report_meets("r1", "d1", i % 2 == 0))
+    assert len(set(stored)) == 1 and isinstance(stored[0], bool)
+    kept = repo.report_by_id("r1") or {}
+    assert (kept["late"], kept["deadline_id"]) == (stored[0], "d1")
+    assert repo.note_report_meets("r1", "d1", not stored[0]) is stored[0]
+    assert repo.note_report_meets("unknown", "d1", True) is None

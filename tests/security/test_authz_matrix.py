@@ -31,6 +31,7 @@ from typing import Any, Literal
 import pytest
 from fastapi.routing import APIRoute
 
+from services.warning.service import use_cases
 from tests.console.support import live_server, messages_before, open_stream, reopen
 from tests.security.townships import (
     Township,
@@ -212,6 +213,7 @@ READS: dict[str, Read] = {
     "/v1/incidents/grading-rules": Read("county"),
     "/v1/incidents/{incident_id}": Read("own", "incident_id", refused=NOT_FOUND),
     "/v1/incidents/{incident_id}/duplicates": Read("own", "incident_id", refused=NOT_FOUND),
+    "/v1/warnings/ack/{token}": Read("public"),
     "/v1/warnings/feed": Read("public"),
     "/v1/warnings/feed/{warning_id}/cap": Read("public", "warning_id"),
     "/v1/warnings/suggestions": Read("county"),
@@ -239,6 +241,8 @@ READS: dict[str, Read] = {
     "/v1/deadlines": Read("own"),
     "/v1/zero-reports": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/zero-reports/contradictions": Read("own"),
+    "/v1/campaigns": Read("county"),
+    "/v1/campaigns/{campaign_id}": Read("county"),
     "/v1/epidemic/diseases": Read("county"),
     "/v1/enterprise-reference": Read("county"),
     "/v1/enterprises": Read("own"),
@@ -246,6 +250,12 @@ READS: dict[str, Read] = {
     "/v1/epidemic/day": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/epidemic/reports": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/epidemic/missing": Read("own", params=lambda _: {"date": TODAY}),
+    "/v1/information/units": Read("county"),
+    "/v1/information/items": Read("own", params=lambda _: {"month": TODAY[:7]}),
+    "/v1/information/items/{item_id}": Read("own", "item_id", refused=NOT_FOUND),
+    "/v1/information/feedback": Read("own", params=lambda _: {"month": TODAY[:7]}),
+    "/v1/information/quotas": Read("own"),
+    "/v1/information/scores": Read("own", params=lambda _: {"month": TODAY[:7]}),
     "/v1/timeline/{incident_id}": Read("own", "incident_id", refused=FORBIDDEN_TOWNSHIP),
     "/v1/audit": Read("county"),
     "/v1/summaries/daily": Read("county", params=lambda _: {"date": TODAY}),
@@ -295,8 +305,24 @@ def county_ids(seeded: Seeded) -> dict[str, str]:
         "team_id": stack.call("GET", "/v1/teams").json()["items"][0]["id"],
         "suggestion_id": suggestions[0]["id"],
         "key_id": keys[0]["id"],
+        "campaign_id": stack.call("GET", "/v1/campaigns").json()["items"][0]["id"],
         "name": "app.js",
+        "token": village_link_token(seeded),
     }
+
+
+def village_link_token(seeded: Seeded) -> str:
+    """A village's link token, as one try of the shared warning's village delivery sends it."""
+    service = use_cases(seeded.stack.ctx("warning"))
+    service.run_deliveries()
+    for township in seeded.townships.values():
+        rows = service.repo.deliveries_for(seeded.shared_warning, [township.code])
+        village = next((r for r in rows if r["target"]["kind"] == "village"), None)
+        if village is not None:
+            full = service.repo.delivery_by_id(village["_id"])
+            assert full is not None
+            return str(service.outgoing(full)["ack_url"]).rsplit("/", 1)[1]
+    raise AssertionError("the shared warning reached no village")
 
 
 def fill(path: str, read: Read, target: Township, county: Mapping[str, str]) -> str:
@@ -513,6 +539,26 @@ TOWNSHIP_WRITES: dict[tuple[str, str], tuple[Write, tuple[int, str]]] = {
         ),
         FORBIDDEN_TOWNSHIP,
     ),
+    ("POST", "/v1/campaigns/{campaign_id}/reports"): (
+        lambda s, t: (
+            f"/v1/campaigns/{campaign_of(s)}/reports",
+            {"participant": t.code, "kind": "campaign_report", "content": "排查纠纷3起"},
+        ),
+        FORBIDDEN_TOWNSHIP,
+    ),
+    ("POST", "/v1/information/items"): (
+        lambda s, t: (
+            "/v1/information/items",
+            {
+                "unit_kind": "township",
+                "unit_code": t.code,
+                "kind": "info",
+                "title": "河道水位上涨",
+                "body": "受上游来水影响，河段水位较昨日上涨0.8米。",
+            },
+        ),
+        FORBIDDEN_TOWNSHIP,
+    ),
     ("POST", "/v1/warnings/{warning_id}/ack"): (
         lambda s, t: (f"/v1/warnings/{t.warning}/ack", {"note": "已收到"}),
         FORBIDDEN_TOWNSHIP,
@@ -524,11 +570,36 @@ TOWNSHIP_WRITES: dict[tuple[str, str], tuple[Write, tuple[int, str]]] = {
         ),
         NOT_FOUND,
     ),
+    ("POST", "/v1/assignments/{assignment_id}/supervisions"): (
+        lambda s, t: (
+            f"/v1/assignments/{t.assignment}/supervisions",
+            {"form": "notice", "on": TODAY, "by": "镇综治办"},
+        ),
+        NOT_FOUND,
+    ),
+    ("POST", "/v1/joint-meetings"): (
+        lambda s, t: (
+            "/v1/joint-meetings",
+            {
+                "held_on": TODAY,
+                "convener": "镇综治办",
+                "attendees": ["镇司法所"],
+                "decisions": ["继续调解"],
+                "assignment_ids": [t.assignment],
+            },
+        ),
+        NOT_FOUND,
+    ),
     ("POST", "/v1/assignments/{assignment_id}/escalate"): (
         lambda s, t: (f"/v1/assignments/{t.assignment}/escalate", {"reason": "三次调解未果"}),
         NOT_FOUND,
     ),
 }
+
+
+def campaign_of(seeded: Seeded) -> str:
+    """The id of a seeded campaign both townships take part in."""
+    return str(seeded.stack.call("GET", "/v1/campaigns").json()["items"][0]["id"])
 
 
 def township_writes(stack: Stack) -> list[tuple[str, str]]:

@@ -53,6 +53,7 @@ LISTS = [
     "/v1/plans",
     "/v1/assignments",
     "/v1/deadlines",
+    "/v1/campaigns",
     "/v1/timeline/{incident_id}",
     "/v1/audit",
 ]

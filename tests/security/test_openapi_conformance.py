@@ -42,6 +42,7 @@ REFERENCES = {
     "team_ids",
     "warning_id",
     "suggestion_id",
+    "assignment_ids",
 }
 # Rules the schema cannot state: relative to the present (the stack's clock) or between fields.
 RELATIVE_RULES = {
@@ -59,6 +60,13 @@ RELATIVE_RULES = {
     ("POST /v1/zero-reports", "approver"),  # reporter and approver are two people
     ("POST /v1/zero-reports", "reporter"),
     ("POST /v1/assignments", "due_at"),  # in the future
+    ("POST /v1/joint-meetings", "held_on"),  # not in the future
+    ("POST /v1/campaigns", "ends_on"),  # not before starts_on, at most 366 days after it
+    ("POST /v1/campaigns", "stages"),  # each ending within the period, in order
+    ("GET /v1/information/scores", "query.month"),  # a month that has begun
+    ("POST /v1/information/items", "unit_code"),  # a department or township as unit_kind says
+    ("POST /v1/information/notices", "unit_code"),
+    ("POST /v1/information/notices", "date"),  # not in the future, in a month not yet scored
     ("POST /v1/epidemic/reports", "date"),  # begun, not before the county's start
     # Between fields and the day's stored figures: a disease or zero_for_rest, deaths within
     # cases, a case report with cases, each watched disease once, a reason for a changed figure.

@@ -23,6 +23,8 @@ PUBLIC = {
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/v1/warnings/ack/{token}"),
+    ("post", "/v1/warnings/ack/{token}"),
     ("get", "/v1/warnings/feed"),
     ("get", "/v1/warnings/feed/{warning_id}/cap"),
     ("get", "/console"),

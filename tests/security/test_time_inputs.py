@@ -33,6 +33,7 @@ def test_assignment_deadlines(stack: Stack, moment: str) -> None:
         "responsible_leader": "王",
         "responsible_unit": "司法所",
         "due_at": moment,
+        "stability_contact": {"name": "王", "phone": "13800000001", "unit": "司法所"},
     }
     response = stack.call("POST", "/v1/assignments", json=body)
     assert response.status_code == 422, response.text

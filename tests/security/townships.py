@@ -3,14 +3,15 @@
 Each township files an incident (twice: a possible duplicate) and a dispute, a follow-up, a
 refused 「无事件」 (kept as possible concealment) and a zero report; a department warns
 it (a warning for its area only), the warning is delivered and acknowledged; the duty office
-sends a team, activates a township plan and assigns the dispute. Deadlines, timeline entries,
+sends a team, activates a township plan and assigns the dispute; two special campaigns name
+both townships. Deadlines, timeline entries,
 audit rows and scores follow from these. The ids are kept per township, so a test can look for
 any of them in an answer meant for the other township.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -41,7 +42,8 @@ class Township:
     dispatch: str
     plan: str
     assignment: str
-    enterprise: str
+    information: str = ""  # an information item (信息报送), adopted by the county office
+    enterprise: str = ""  # an enterprise of the risk register (企业风险台账)
 
     def ids(self) -> dict[str, str]:
         """Every seeded id by the path parameter that names it."""
@@ -52,6 +54,7 @@ class Township:
             "dispatch_id": self.dispatch,
             "plan_id": self.plan,
             "assignment_id": self.assignment,
+            "item_id": self.information,
             "enterprise_id": self.enterprise,
         }
 
@@ -129,6 +132,7 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
                 "incident_id": dispute,
                 "responsible_leader": "李副镇长",
                 "responsible_unit": "镇综治办",
+                "stability_contact": {"name": "王稳控", "phone": "13800000001", "unit": "镇派出所"},
                 "due_at": (now + timedelta(days=3)).isoformat(),
             },
         )
@@ -145,7 +149,7 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
         dispatch,
         plan,
         assignment,
-        enterprise,
+        enterprise=enterprise,
     )
 
 
@@ -256,6 +260,43 @@ def seed_epidemic_report(stack: Stack, township: Township) -> None:
     assert response.status_code == 200, response.text
 
 
+def seed_campaigns(stack: Stack) -> list[str]:
+    """Two special campaigns (专项行动) of both townships: their deadlines are each township's."""
+    today = stack.clock.now().date()
+    ids = []
+    for name in ("矛盾纠纷大排查", "安全生产大检查"):
+        body = {
+            "name": name,
+            "starts_on": today.isoformat(),
+            "ends_on": (today + timedelta(days=9)).isoformat(),
+            "stages": [{"name": "全面排查", "ends_on": (today + timedelta(days=4)).isoformat()}],
+            "participants": [TOWNSHIP_A, TOWNSHIP_B],
+        }
+        ids.append(created(stack.call("POST", "/v1/campaigns", json=body))["id"])
+    return ids
+
+
+def seed_information_item(stack: Stack, township: Township) -> Township:
+    """The township's own information item, adopted at city level by the county office."""
+    body = {
+        "unit_kind": "township",
+        "unit_code": township.code,
+        "kind": "info",
+        "title": "河道水位上涨",
+        "body": "受上游来水影响，河段水位较昨日上涨0.8米，已安排专人巡查。",
+    }
+    item = created(stack.call("POST", "/v1/information/items", who=township.key, json=body))
+    adoption = {
+        "target_kind": "item",
+        "target_id": item["id"],
+        "level": "city",
+        "by": "市政府办公室",
+        "date": stack.clock.now().date().isoformat(),
+    }
+    created(stack.call("POST", "/v1/information/adoptions", json=adoption))
+    return replace(township, information=item["id"])
+
+
 def seed_two_townships(stack: Stack) -> dict[str, Township]:
     """Seed townships A and B (and a third), deliver and acknowledge warnings; by key name."""
     first, second = available_teams(stack, 2)
@@ -264,8 +305,10 @@ def seed_two_townships(stack: Stack) -> dict[str, Township]:
         "township_b": seed_township(stack, "township_b", TOWNSHIP_B, second),
     }
     seed_a_third_township(stack)
-    for township in seeded.values():
+    seed_campaigns(stack)
+    for key, township in seeded.items():
         seed_epidemic_report(stack, township)
+        seeded[key] = seed_information_item(stack, township)
     stack.settle()
     use_cases(stack.ctx("warning")).run_deliveries()
     for township in seeded.values():

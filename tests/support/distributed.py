@@ -36,6 +36,7 @@ ROUTES = {
     "/v1/dispatches": "dispatch",
     "/v1/plans": "dispatch",
     "/v1/assignments": "dispatch",
+    "/v1/joint-meetings": "dispatch",
 }
 
 

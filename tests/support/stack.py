@@ -62,7 +62,8 @@ class Stack:
 
 
 def make_keys(runtime: Runtime) -> dict[str, str]:
-    """A key for each role, two townships and a weather department."""
+    """A key for each role, two townships, the weather and the water department."""
+    departments = {"department": "meteorology", "water_department": "water"}
     made = {}
     for who, role, township, hazards in [
         ("admin", Role.ADMIN, None, ()),
@@ -73,7 +74,9 @@ def make_keys(runtime: Runtime) -> dict[str, str]:
         ("township_a", Role.TOWNSHIP, TOWNSHIP_A, ()),
         ("township_b", Role.TOWNSHIP, TOWNSHIP_B, ()),
     ]:
-        _, secret = runtime.keys.create(role, who, township, hazards)
+        _, secret = runtime.keys.create(
+            role, who, township, hazards, department_code=departments.get(who)
+        )
         made[who] = secret
     return made
 

@@ -194,7 +194,10 @@ def make_stack(tmp_path: Path) -> Callable[..., Any]:
     return factory
 
 
-def county_with_channels(channels: list[dict[str, Any]]) -> County:
-    """The demo county with other warning channels."""
-    demo = load_county()
-    return County.model_validate({**demo.model_dump(), "warning_channels": channels})
+def county_with_channels(channels: list[dict[str, Any]], villages: bool = True) -> County:
+    """The demo county with other warning channels; without its villages when not
+    ``villages`` (only the townships are reached: tests of one delivery's retries)."""
+    data = load_county().model_dump()
+    if not villages:
+        data["townships"] = [{**t, "villages": []} for t in data["townships"]]
+    return County.model_validate({**data, "warning_channels": channels})

@@ -81,8 +81,19 @@ def test_alert_of_an_issued_warning(wstack: WarningStack) -> None:
     assert params(root)["level"] == "3" and params(root)["color"] == "yellow"
     areas = info.findall("cap:area", NS)
     assert [text(a, "cap:areaDesc") for a in areas] == ["城关镇", "青石镇"]
-    assert [text(a, "cap:geocode/cap:value") for a in areas] == [TOWNSHIP_A, TOWNSHIP_B]
-    assert {text(a, "cap:geocode/cap:valueName") for a in areas} == {"GB/T 2260"}
+    for area, township in zip(areas, (TOWNSHIP_A, TOWNSHIP_B), strict=True):
+        pairs = [
+            (text(g, "cap:valueName"), text(g, "cap:value"))
+            for g in area.findall("cap:geocode", NS)
+        ]
+        villages = [v.code for _, v in wstack.runtime.county.villages(township)]
+        # GB/T 2260 only for the county's 6 digits; townships and villages carry the NBS codes.
+        assert pairs == [
+            ("GB/T 2260", township[:6]),
+            ("CN-NBS-TOWN", township),
+            *[("CN-NBS-VILLAGE", code) for code in villages],
+        ]
+        assert len(villages) >= 4
     assert text(areas[0], "cap:circle") == "31.5200,116.4800 5"
 
 

@@ -113,7 +113,8 @@ def test_webhook_retries_with_backoff_until_delivered(
                     "backoff_base_seconds": 10,
                     "backoff_factor": 2,
                 },
-            ]
+            ],
+            villages=False,
         )
         with make_stack(county=county) as stack:
             before = metric(
@@ -178,7 +179,8 @@ def test_webhook_gives_up_after_max_attempts(make_stack: Callable[..., Any]) -> 
                     "backoff_base_seconds": 5,
                     "backoff_factor": 1,
                 }
-            ]
+            ],
+            villages=False,
         )
         with make_stack(county=county) as stack:
             failures = metric("yingji_warning_delivery_failures_total", channel="广播")
@@ -221,7 +223,9 @@ def test_unreachable_gateway_counts_as_a_failed_try(make_stack: Callable[..., An
 def test_a_newer_version_supersedes_pending_deliveries(make_stack: Callable[..., Any]) -> None:
     receiver = Receiver(fail_first=1)
     with serving(receiver) as url:
-        county = county_with_channels([{"type": "webhook", "name": "短信", "url": url}])
+        county = county_with_channels(
+            [{"type": "webhook", "name": "短信", "url": url}], villages=False
+        )
         with make_stack(county=county) as stack:
             wid = stack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
             stack.service.run_deliveries()  # v1 fails once, stays pending
@@ -318,9 +322,14 @@ def test_exercise_unacknowledged_does_not_page(wstack: WarningStack) -> None:
     before = metric("yingji_warning_unacknowledged_total", level="1")
     wstack.issue("leader", level=1, exercise=True)
     wstack.clock.advance(16 * 60)
-    assert wstack.service.run_ack_scan() == 2
+    villages = len(wstack.runtime.county.villages(TOWNSHIP_A)) + len(
+        wstack.runtime.county.villages(TOWNSHIP_B)
+    )
+    # Both townships, and every village of theirs (a drill's villages escalate after 30 s).
+    assert wstack.service.run_ack_scan() == 2 + villages
     assert metric("yingji_warning_unacknowledged_total", level="1") == before
     wstack.settle()
+    assert len(wstack.probe.of("warning_unacknowledged")) == 2
     assert all(e["exercise"] for e in wstack.probe.of("warning_unacknowledged"))
 
 

@@ -488,3 +488,81 @@ def test_events_of_a_warning_leave_in_order_and_only_once_confirmed(
     assert drain(repo) == []
     for source in repo.relay_parts().sources:
         assert source.pending() == (0, None)
+
+
+# The last mile: link tokens and the enterprise register -------------------------------------
+
+
+def enterprise(ident: str, revision: int, **fields: Any) -> dict[str, Any]:
+    """A folded enterprise snapshot as the use cases keep it."""
+    return {
+        "_id": ident,
+        "revision": revision,
+        "name": f"企业{ident}",
+        "township_code": TOWNSHIP_A,
+        "risk_level": "major",
+        "status": "active",
+        "exercise": False,
+        **fields,
+    }
+
+
+def test_an_ack_token_is_kept_once_and_found_by_its_hash(repo: WarningRepository) -> None:
+    token = {"_id": "a" * 64, "receipt_id": "w:v1:village:349901001001", "expires_at": T0}
+    assert repo.record_ack_token(token) is True
+    assert repo.record_ack_token({**token, "receipt_id": "other"}) is False
+    found = repo.ack_token("a" * 64)
+    assert found is not None and found["receipt_id"] == "w:v1:village:349901001001"
+    assert found["expires_at"] == T0
+    assert repo.ack_token("b" * 64) is None
+
+
+def test_the_highest_enterprise_revision_wins_in_any_order(repo: WarningRepository) -> None:
+    assert repo.fold_enterprise(enterprise("E1", 2, name="二版")) is True
+    assert repo.fold_enterprise(enterprise("E1", 1, name="一版")) is False  # late, older
+    assert repo.fold_enterprise(enterprise("E1", 2, name="二版重复")) is False  # duplicate
+    assert repo.fold_enterprise(enterprise("E1", 10, name="十版")) is True  # 10 > 2, not "10" < "2"
+    (kept,) = repo.enterprises_in([TOWNSHIP_A])
+    assert (kept["name"], kept["revision"]) == ("十版", 10)
+
+
+def test_enterprises_are_listed_by_township(repo: WarningRepository) -> None:
+    repo.fold_enterprise(enterprise("E1", 1))
+    repo.fold_enterprise(enterprise("E2", 1, township_code=TOWNSHIP_B, status="closed"))
+    repo.fold_enterprise(enterprise("E3", 1, township_code="349901102"))
+    assert [e["_id"] for e in repo.enterprises_in([TOWNSHIP_A, TOWNSHIP_B])] == ["E1", "E2"]
+    assert repo.enterprises_in([]) == []
+
+
+def test_a_village_receipt_without_escalation_is_never_overdue(repo: WarningRepository) -> None:
+    village = Target("village", "349901001001", TOWNSHIP_A)
+    quiet = {
+        "_id": receipt_id("w1", 1, village),
+        "warning_id": "w1",
+        "version": 1,
+        **village.fields(),
+        "level": 3,
+        "due_at": None,
+        "state": "pending",
+        "acked_at": None,
+    }
+    repo.ensure_receipt(quiet)
+    chased = {**quiet, "_id": receipt_id("w1", 1, Target("village", "349901001002", TOWNSHIP_A))}
+    chased.update(target={"kind": "village", "code": "349901001002"}, due_at=T0, ack_due_at=T0)
+    repo.ensure_receipt(chased)
+    overdue = repo.receipts_overdue(T0 + timedelta(days=30), 10)
+    assert [r["_id"] for r in overdue] == [chased["_id"]]
+    assert {r["target"]["kind"] for r in repo.receipts_for("w1", [TOWNSHIP_A])} == {"village"}
+
+
+def test_a_drill_delivery_keeps_the_link_it_carried(repo: WarningRepository) -> None:
+    drill, real = delivery("w", 1, TOWNSHIP_A), delivery("w", 1, TOWNSHIP_B)
+    repo.plan_delivery(drill)
+    repo.plan_delivery(real)
+    link = "http://127.0.0.1:8000/v1/warnings/ack/abc"
+    outcome = DeliveryOutcome("delivered", 1, None, T0, exercise_ack_url=link)
+    repo.record_delivery_attempt(drill["_id"], outcome, [])
+    repo.record_delivery_attempt(real["_id"], DeliveryOutcome("delivered", 1, None, T0), [])
+    rows = {d["_id"]: d for d in repo.deliveries_for("w", [TOWNSHIP_A, TOWNSHIP_B])}
+    assert rows[drill["_id"]]["exercise_ack_url"] == link
+    assert "exercise_ack_url" not in rows[real["_id"]]

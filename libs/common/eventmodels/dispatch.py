@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from libs.common.events import EventPayload, event_model
 
@@ -133,3 +133,33 @@ class AssignmentOverdueV1(EventPayload):
     incident_id: str
     due_at: datetime
     exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+
+
+@event_model("dispatch", "assignment_supervised")
+class AssignmentSupervisedV1(EventPayload):
+    """A supervision (督办) was recorded on a dispute assignment, in one of the seed's forms
+    (letter 发函, meeting 会议, onsite 现场, notice 通报); the sentence is the use case's."""
+
+    assignment_id: str
+    incident_id: str
+    supervision_id: str
+    form: str
+    on: date
+    by: str
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+    summary: str
+
+
+@event_model("dispatch", "joint_meeting_held")
+class JointMeetingHeldV1(EventPayload):
+    """A joint meeting (联席会议) on one or more disputes was recorded with its decisions."""
+
+    meeting_id: str
+    held_on: date
+    convener: str
+    attendees: list[str]
+    decisions: list[str]
+    assignment_ids: list[str]
+    incident_ids: list[str]
+    exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+    summary: str

@@ -1,6 +1,7 @@
 """The platform's storage boundary for API keys: what authentication asks of the key records.
 
-A key record is ``{_id, name, role, township_code, hazards, hash, created_at, revoked_at}``; only
+A key record is ``{_id, name, role, township_code, hazards, department_code, hash, created_at,
+revoked_at}``; only
 the SHA-256 of a key is kept. Two engines implement it: ``sqlite.py`` (embedded and one-host
 mode: the platform's own SQLite file, shared by every service process of the host) and
 ``mongo.py`` (the cluster: the ``api_keys`` collection of the platform database). Nothing else

@@ -387,6 +387,18 @@ class DispatchRepository(Protocol):
     def assignments_past_due(self, now: datetime) -> list[dict[str, Any]]:
         """Open assignments past their deadline not flagged yet."""
 
+    def joint_meeting(self, meeting_id: str) -> dict[str, Any] | None:
+        """A joint meeting (联席会议)."""
+
+    def record_joint_meeting(
+        self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]
+    ) -> tuple[dict[str, Any], bool]:
+        """Insert a joint meeting and its links to ``doc['assignment_ids']`` with its events
+        (one write); when the id exists, the stored meeting and False."""
+
+    def meetings_of_assignment(self, assignment_id: str) -> list[dict[str, Any]]:
+        """The joint meetings linked to an assignment, by the day held, then id."""
+
     def mark_assignment_overdue(
         self, assignment_id: str, now: datetime, event: EventEnvelope
     ) -> bool:

@@ -35,6 +35,7 @@ from libs.common.outbox import (
     DocumentJournal,
     DocumentOutbox,
     new_document,
+    strip_internal,
     with_events,
 )
 from libs.common.pagination import page
@@ -65,7 +66,8 @@ PLANS = "plans"
 ASSIGNMENTS = "assignments"
 INCIDENTS = "incidents"
 WARNING_VIEWS = "warning_views"
-OUTBOX_COLLECTIONS = (ORDERS, PLANS, ASSIGNMENTS, STOCK)
+MEETINGS = "joint_meetings"
+OUTBOX_COLLECTIONS = (ORDERS, PLANS, ASSIGNMENTS, STOCK, MEETINGS)
 
 LEDGER_PENDING = "_ledger_pending"
 LEDGER_FLAG = "_ledger_flag"
@@ -117,6 +119,8 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
         *OUTBOX_INDEXES,
         *IDEMPOTENCY_INDEXES,
     ],
+    # A meeting's linked assignments (multikey), in meeting order.
+    MEETINGS: [{"keys": [("assignment_ids", 1), ("held_on", 1), ("_id", 1)]}, *OUTBOX_INDEXES],
 }
 
 
@@ -738,8 +742,30 @@ class MongoDispatchRepository:
             ),
         }
 
+    def joint_meeting(self, meeting_id: str) -> dict[str, Any] | None:
+        """By ``_id``, without outbox fields."""
+        return strip_internal(self.db[MEETINGS].find_one({"_id": meeting_id}))
+
+    def record_joint_meeting(
+        self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]
+    ) -> tuple[dict[str, Any], bool]:
+        """One insert carrying its events (the links are its ``assignment_ids``)."""
+        try:
+            self.db[MEETINGS].insert_one(new_document(doc, events))
+        except DuplicateKeyError:
+            return self.joint_meeting(doc["_id"]) or dict(doc), False
+        return dict(doc), True
+
+    def meetings_of_assignment(self, assignment_id: str) -> list[dict[str, Any]]:
+        """Array membership on the multikey index."""
+        rows = self.db[MEETINGS].find(
+            {"assignment_ids": assignment_id}, sort=[("held_on", 1), ("_id", 1)]
+        )
+        return [strip_internal(r) or {} for r in rows]
+
     def relay_parts(self) -> RelayParts:
-        """Events inside orders, plans, assignments and stock lines; the journal."""
+        """Events inside orders, plans, assignments, stock lines and joint meetings; the
+        journal."""
         return RelayParts(
             sources=[DocumentOutbox(self.db[name]) for name in OUTBOX_COLLECTIONS],
             journal=DocumentJournal(self.db[JOURNAL_COLLECTION]),

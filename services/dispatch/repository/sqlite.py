@@ -162,6 +162,11 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS assignments_created ON assignments (created_at, id)",
     "CREATE INDEX IF NOT EXISTS assignments_due ON assignments (status, due_at)",
     "CREATE INDEX IF NOT EXISTS assignments_incident ON assignments (incident_id)",
+    _table("joint_meetings"),
+    # A meeting may be about several disputes: one link row per assignment, in meeting order.
+    "CREATE TABLE IF NOT EXISTS joint_meeting_links ("
+    " assignment_id TEXT NOT NULL, held_on TEXT NOT NULL, meeting_id TEXT NOT NULL,"
+    " PRIMARY KEY (assignment_id, held_on, meeting_id))",
     *SQLITE_OUTBOX_SCHEMA,
 ]
 # Tables of the previous store's collections, by collection name.
@@ -911,6 +916,38 @@ class SqliteDispatchRepository:
     def imported(self) -> bool:
         """True once documents of the previous store were imported (or found none to import)."""
         return self.db.get_meta(LEGACY_MARK) == "done"
+
+    def joint_meeting(self, meeting_id: str) -> dict[str, Any] | None:
+        """By primary key."""
+        return self._one("joint_meetings", meeting_id)
+
+    def record_joint_meeting(
+        self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]
+    ) -> tuple[dict[str, Any], bool]:
+        """The meeting, its link rows and its outbox rows in one transaction."""
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "INSERT OR IGNORE INTO joint_meetings (id, doc) VALUES (?, ?) RETURNING id",
+                (doc["_id"], dumps(doc)),
+            ).fetchone()
+            if row is not None:
+                conn.executemany(
+                    "INSERT INTO joint_meeting_links (assignment_id, held_on, meeting_id)"
+                    " VALUES (?, ?, ?)",
+                    [(a, doc["held_on"], doc["_id"]) for a in doc["assignment_ids"]],
+                )
+                append_events(conn, doc["_id"], events)
+        if row is None:
+            return self.joint_meeting(doc["_id"]) or dict(doc), False
+        return dict(doc), True
+
+    def meetings_of_assignment(self, assignment_id: str) -> list[dict[str, Any]]:
+        """A range of the link table's primary key."""
+        return self.db.documents(
+            "SELECT m.doc FROM joint_meeting_links l JOIN joint_meetings m ON m.id = l.meeting_id"
+            " WHERE l.assignment_id = ? ORDER BY l.held_on, l.meeting_id",
+            (assignment_id,),
+        )
 
     def relay_parts(self) -> RelayParts:
         """The outbox table and the sent-events journal of this file."""

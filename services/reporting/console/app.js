@@ -3,9 +3,12 @@
 // sessionStorage and travels only in the Authorization header.
 
 import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
+import { campaignTitle, openCampaigns, refreshCampaigns, wireCampaigns } from "./campaigns.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
 import { openEnterprises, refreshEnterprises, wireEnterprises } from "./enterprises.js";
+import { openInformation, refreshInformation, wireInformation } from "./information.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
+import { reachButton, refreshReach, wireReach } from "./reach.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -396,6 +399,7 @@ function activeWarningItem(w, report) {
       h("span", { class: "item-title", text: w.headline || label("hazard", w.hazard) }),
       w.exercise ? marker("exercise", t("exercise")) : null,
       w.expires ? h("span", { class: "warn-until", text: `${t("until")} ${fmtTime(w.expires)}` }) : null,
+      w.reach?.villages?.total ? reachButton(api, w.id) : null,
     ),
     report ? ackLine(report) : h("div", { class: "item-meta", text: (w.areas || []).map(townshipName).join(t("list")) }),
   );
@@ -730,14 +734,14 @@ async function loadDeadlines() {
                   "div",
                   { class: "item-head" },
                   d.grade ? gradeBadge(d.grade) : null,
-                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) || "" }),
+                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) || campaignTitle(d) }),
                   marker("late", label("kind", d.kind)),
                   drillMarker(d),
                 ),
                 h(
                   "div",
                   { class: "item-meta" },
-                  h("span", { text: townshipName(d.township_code) }),
+                  h("span", { text: d.participant_name || townshipName(d.township_code) }),
                   h("span", { text: `${t("deadline.due")} ${fmtTime(d.due_at)}` }),
                   h("span", {
                     class: "overdue-for",
@@ -910,6 +914,9 @@ const LOADERS = {
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
   enterprises: refreshEnterprises,
+  reach: refreshReach,
+  campaigns: refreshCampaigns,
+  information: refreshInformation,
   detail: () => (state.detailId ? loadDetail(state.detailId) : null),
 };
 const PANEL_IDS = {
@@ -922,6 +929,9 @@ const PANEL_IDS = {
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
   enterprises: "enterprises-dialog",
+  reach: "reach-dialog",
+  campaigns: "campaign-dialog",
+  information: "info-dialog",
   detail: "detail",
 };
 
@@ -1059,6 +1069,7 @@ function eventSummary(ev) {
     n: p.escalation ?? "",
     date: p.date || "",
     summary: p.summary || "", // the duty office's events bring their own sentence
+    village: p.village_name || "",
   };
   if (ev.event_type === "incident_regraded") {
     vars.old = gradeWords(p.old_grade);
@@ -1067,6 +1078,9 @@ function eventSummary(ev) {
     vars.old = label("status", p.old_status);
   } else if (ev.event_type === "plan_changed") {
     vars.old = roman(p.old_level);
+  } else if (ev.event_type === "warning_approval_decided") {
+    vars.number = p.version ?? "";
+    vars.decision = label("decision", p.decision);
   } else if (ev.event_type === "warning_adjusted") {
     vars.reason = because(p.reason);
   } else if (["warning_lifted", "incident_closed", "incident_regraded"].includes(ev.event_type)) {
@@ -1244,15 +1258,18 @@ function relatedIncident(ev) {
 
 function panelsFor(type) {
   if (type.startsWith("incident_")) return ["incidents", "deadlines"];
+  if (type.startsWith("warning_village_")) return ["warnings", "reach"];
   if (type.startsWith("warning_")) return ["warnings", "pending"];
   if (type.startsWith("dispatch_")) return ["dispatches"];
   if (["followup_filed", "final_report_filed", "report_overdue"].includes(type)) {
-    return ["deadlines", "incidents"];
+    return ["deadlines", "incidents", "campaigns"];
   }
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   if (type === "zero_report_contradicted") return ["concealment"];
   if (type.startsWith("epidemic_report_")) return ["epidemic"];
   if (type.startsWith("enterprise_")) return ["enterprises"];
+  if (type.startsWith("campaign_")) return ["campaigns", "deadlines"];
+  if (type.startsWith("information_")) return ["information"];
   return [];
 }
 
@@ -1724,6 +1741,8 @@ function showBoard() {
   $("clock").hidden = false;
   $("epidemic-btn").hidden = false;
   $("enterprises-btn").hidden = false;
+  $("campaign-btn").hidden = me.role === "township"; // a township sees its campaign deadlines in the panel
+  $("info-btn").hidden = false;
   $("exercise-toggle").hidden = false;
   $("exercise-input").checked = state.showExercise;
   $("logout-btn").hidden = false;
@@ -1843,6 +1862,13 @@ function init() {
     openEnterprises({ api, townships: [...state.townships.keys()], townshipName, mine: state.me?.township_code }),
   );
   wireEnterprises();
+  wireReach();
+  $("campaign-btn").addEventListener("click", () => openCampaigns({ api, townshipName, fmtTime }));
+  wireCampaigns();
+  $("info-btn").addEventListener("click", () =>
+    openInformation({ api, day: state.context?.today, canRecord: ["operator", "leader"].includes(state.me?.role) }),
+  );
+  wireInformation();
   $("summary-docx").addEventListener("click", () => downloadSummary("docx"));
   $("summary-pdf").addEventListener("click", () => downloadSummary("pdf"));
   $("bulletin-docx").addEventListener("click", () => downloadBulletin("docx"));

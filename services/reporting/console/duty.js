@@ -150,6 +150,18 @@ function snapshotLine(snap) {
   });
 }
 
+// What waits for a leader, each with the label the service wrote (演练 marked on drill items).
+function approvalList(items) {
+  const { h } = ui;
+  if (!items.length) return null;
+  return h(
+    "div",
+    { class: "duty-approvals" },
+    h("strong", { text: `${t("duty.approvals")}：` }),
+    h("ul", {}, ...items.map((a) => h("li", { dataset: { kind: a.kind }, text: a.label || a.kind_label || "" }))),
+  );
+}
+
 function handoverItem(rec) {
   const { h, fmtTime } = ui;
   const confirmed = Boolean(rec.confirmed_at);
@@ -163,6 +175,7 @@ function handoverItem(rec) {
       in: rec.incoming_officer || "—", confirmed: confirmed ? fmtTime(rec.confirmed_at) : "—",
     }) }),
     h("p", { class: "hint", text: snapshotLine(rec.snapshot || {}) }),
+    approvalList((rec.snapshot || {}).pending_approvals || []),
     rec.notes ? h("p", { text: `${t("duty.notes")}：${rec.notes}` }) : null,
     h("button", { type: "button", class: "btn", text: t("duty.docx"), onclick: () => ui.download(`/v1/duty/handovers/${rec.id}/document?format=docx`) }),
     h("button", { type: "button", class: "btn", text: t("duty.pdf"), onclick: () => ui.download(`/v1/duty/handovers/${rec.id}/document?format=pdf`) }),

@@ -4,11 +4,12 @@ rules."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from libs.common.clock import as_utc
+from services.reporting import domain
 from services.reporting.repository import (
     AuditFilter,
     DeadlineFilter,
@@ -19,6 +20,55 @@ from services.reporting.usecases import ReportingUseCases
 
 PAGE = 200
 DEADLINE_FIELDS = ("incident_id", "kind", "township_code", "due_at")
+APPROVAL_FIELDS = (
+    "warning_id",
+    "version",
+    "msg_type",
+    "hazard",
+    "level",
+    "color",
+    "areas",
+    "headline",
+    "requested_by",
+    "requested_at",
+    "incident_ids",
+)
+
+
+def _color(level: Any) -> str:
+    return domain.WARNING_LEVEL_LABELS.get(level, "") if isinstance(level, int) else ""
+
+
+def _drill(exercise: Any) -> str:
+    return "【演练】" if exercise else ""
+
+
+def approval_item(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A warning version awaiting a leader's approval, with its Chinese label."""
+    hazard = domain.HAZARD_LABELS.get(str(row.get("hazard")), "其他")
+    color = _color(row.get("level"))
+    what = domain.WARNING_MSG_LABELS.get(str(row.get("msg_type")), "报审")
+    return {
+        "kind": "warning_approval",
+        "kind_label": "预警待审批",
+        **{k: row.get(k) for k in APPROVAL_FIELDS},
+        "exercise": bool(row.get("exercise")),
+        "label": f"{_drill(row.get('exercise'))}{hazard}{color}预警第{row.get('version')}版"
+        f"（{what}）：{row.get('headline') or '（标题未收到）'}",
+    }
+
+
+def suggestion_item(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A warning suggested from an incident, for a leader to decide on, with its label."""
+    hazard = domain.HAZARD_LABELS.get(str(payload.get("hazard")), "其他")
+    color = _color(payload.get("level"))
+    return {
+        "kind": "warning_suggestion",
+        "kind_label": "建议发布预警",
+        **{k: payload.get(k) for k in ("suggestion_id", "incident_id", "hazard", "level")},
+        "exercise": bool(payload.get("exercise")),
+        "label": f"{_drill(payload.get('exercise'))}建议发布{hazard}{color}预警",
+    }
 
 
 def _walk(read: Callable[[str | None], Page]) -> Iterator[dict[str, Any]]:
@@ -32,7 +82,8 @@ def _walk(read: Callable[[str | None], Page]) -> Iterator[dict[str, Any]]:
 
 
 class ReportingOpenWork:
-    """OpenWork over reporting's use cases and repository (real items only)."""
+    """OpenWork over reporting's use cases and repository (real items only; a drill handover
+    also sees drill approvals, marked 演练)."""
 
     def __init__(self, reporting: ReportingUseCases, repo: ReportingRepository) -> None:
         self.reporting = reporting
@@ -72,17 +123,26 @@ class ReportingOpenWork:
             due.append(row)
         return due
 
-    def _timeline(self, event_type: str, since: datetime) -> list[dict[str, Any]]:
-        """Real timeline entries of one event type since ``since``, in arrival order."""
+    def _timeline(
+        self, event_type: str, since: datetime, with_drill: bool = False
+    ) -> list[dict[str, Any]]:
+        """Timeline entries of one event type since ``since``, in arrival order: real ones,
+        and drill ones too when ``with_drill``."""
         selector = AuditFilter(event_type=event_type, occurred_from=since)
         rows = _walk(lambda cursor: self.repo.audit_page(selector, PAGE, cursor))
-        return [dict(r) for r in rows if not (r.get("payload") or {}).get("exercise")]
+        return [dict(r) for r in rows if with_drill or not (r.get("payload") or {}).get("exercise")]
 
-    def pending_approvals(self, since: datetime) -> list[dict[str, Any]]:
-        """Warning suggestions (建议发布预警) since ``since``: a leader decides on them."""
+    def pending_approvals(self, since: datetime, with_drill: bool = False) -> list[dict[str, Any]]:
+        """What waits for a leader: warning versions awaiting approval (预警审批, open however
+        old), then warning suggestions since ``since`` (建议发布预警). Real items only, unless
+        ``with_drill`` (a drill handover), which adds the drill ones marked 演练."""
+        approvals = self.repo.open_warning_approvals(False)
+        if with_drill:
+            approvals = approvals + self.repo.open_warning_approvals(True)
+        suggestions = self._timeline("warning_suggested", since, with_drill)
         return [
-            {k: r["payload"].get(k) for k in ("suggestion_id", "incident_id", "hazard", "level")}
-            for r in self._timeline("warning_suggested", since)
+            *(approval_item(row) for row in approvals),
+            *(suggestion_item(row["payload"]) for row in suggestions),
         ]
 
     def unacknowledged_warnings(self, since: datetime) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ from typing import Any, Protocol
 
 
 class OpenWork(Protocol):
-    """Reporting's open work at a moment: real (non-drill) items only, each a plain dict."""
+    """Reporting's open work at a moment: real (non-drill) items only, each a plain dict (a
+    drill handover may ask for drill approvals too)."""
 
     def open_incidents(self) -> list[dict[str, Any]]:
         """Open incidents: ``incident_id``, ``title``, ``township_code``, ``grade``."""
@@ -20,8 +21,10 @@ class OpenWork(Protocol):
     def deadlines_due_before(self, moment: datetime) -> list[dict[str, Any]]:
         """Pending reports due by ``moment``, same fields as the overdue ones."""
 
-    def pending_approvals(self, since: datetime) -> list[dict[str, Any]]:
-        """Things waiting for a leader's decision (warning suggestions since ``since``)."""
+    def pending_approvals(self, since: datetime, with_drill: bool = False) -> list[dict[str, Any]]:
+        """Things waiting for a leader's decision: warning versions awaiting approval, then
+        warning suggestions since ``since``; each has ``kind``, ``kind_label`` and a Chinese
+        ``label``. Drill items (``exercise``, marked 演练) only ``with_drill``."""
 
     def unacknowledged_warnings(self, since: datetime) -> list[dict[str, Any]]:
         """Townships that did not acknowledge a warning since ``since`` and have not since."""

@@ -85,7 +85,23 @@ def _deadline_blocks(snap: Mapping[str, Any], county: County, tz: ZoneInfo) -> l
     ]
 
 
-def _response_blocks(snap: Mapping[str, Any], county: County) -> list[Block]:
+def _approval_rows(snap: Mapping[str, Any], tz: ZoneInfo) -> list[list[str]]:
+    """Each item waiting for a leader: what it is, its label, who asked and when."""
+    rows = []
+    for item in snap.get("pending_approvals") or []:
+        asked = item.get("requested_at")
+        by = str(item.get("requested_by") or "")
+        rows.append(
+            [
+                str(item.get("kind_label") or "待审批"),
+                str(item.get("label") or ""),
+                f"{by} {short_time(asked, tz)}".strip() if asked else by or "—",
+            ]
+        )
+    return rows
+
+
+def _response_blocks(snap: Mapping[str, Any], county: County, tz: ZoneInfo) -> list[Block]:
     unacked = [w.get("township_code") for w in snap.get("unacknowledged_warnings") or []]
     dispatches = "、".join(
         DISPATCH_NAMES.get(str(d.get("status")), str(d.get("status")))
@@ -95,6 +111,7 @@ def _response_blocks(snap: Mapping[str, Any], county: County) -> list[Block]:
     return [
         Block("h1", "四、预警与审批"),
         Block("p", f"待审批事项：{len(snap.get('pending_approvals') or [])}项。"),
+        Block("table", table=Table(["类别", "事项", "提请"], _approval_rows(snap, tz))),
         Block("p", f"未按时确认预警的乡镇：{_names(county, unacked)}。"),
         Block("h1", "五、应急响应"),
         Block("p", f"启动中的预案：{len(snap.get('active_plans') or [])}个。"),
@@ -123,7 +140,7 @@ def _blocks(record: Mapping[str, Any], county: County, tz: ZoneInfo) -> list[Blo
         Block("h1", "二、未结事件"),
         Block("table", table=Table(["级别", "事件", "乡镇"], _incident_rows(snap, county))),
         *_deadline_blocks(snap, county, tz),
-        *_response_blocks(snap, county),
+        *_response_blocks(snap, county, tz),
         Block("h1", "七、上级批示与要求"),
         Block("table", table=Table(["类别", "内容", "时限"], _request_rows(snap, tz))),
         Block("h1", "八、交班事项"),

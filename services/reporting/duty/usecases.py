@@ -240,7 +240,7 @@ class DutyUseCases:
 
     # ------------------------------------------------------------ handovers
 
-    def _snapshot(self, moment: datetime) -> dict[str, Any]:
+    def _snapshot(self, moment: datetime, exercise: bool = False) -> dict[str, Any]:
         since = moment - timedelta(hours=24)
         work = self.open_work
         incidents = work.open_incidents()
@@ -252,7 +252,8 @@ class DutyUseCases:
             "open_incidents_by_grade": by_grade,
             "overdue_deadlines": work.overdue_deadlines(),
             "soon_due_deadlines": work.deadlines_due_before(moment + domain.SOON_DUE),
-            "pending_approvals": work.pending_approvals(since),
+            # A drill handover also lists drill approvals (marked 演练); a real one never does.
+            "pending_approvals": work.pending_approvals(since, with_drill=exercise),
             "unacknowledged_warnings": work.unacknowledged_warnings(since),
             "active_plans": work.active_plans(),
             "active_dispatches": work.active_dispatches(),
@@ -284,7 +285,7 @@ class DutyUseCases:
             "opened_by": who,
             "outgoing_officer": outgoing_officer,
             "notes": notes,
-            "snapshot": self._snapshot(moment),
+            "snapshot": self._snapshot(moment, exercise),
             "incoming_officer": None,
             "confirmed_at": None,
             "exercise": exercise,

@@ -33,6 +33,9 @@ OVERDUE_FIELDS = (
     "late",
     "met_at",
     "escalation",
+    # A special campaign's report names its campaign and participant (no incident).
+    "campaign_name",
+    "participant_name",
 )
 
 # Where each kind of document lives (collection names on MongoDB, table names on SQLite).
@@ -47,6 +50,8 @@ ZERO_CONFLICTS = "zero_conflicts"
 STATE = "state"
 TIMELINE = "timeline"
 WARNINGS = "warnings"
+# Versions of warnings that waited for a leader's approval, by (warning, version).
+WARNING_APPROVALS = "warning_approvals"
 DISPATCHES = "dispatches"
 STOCK_ALERTS = "stock_alerts"
 PLANS = "plans"
@@ -67,6 +72,7 @@ COLLECTIONS = (
     STATE,
     TIMELINE,
     WARNINGS,
+    WARNING_APPROVALS,
     DISPATCHES,
     STOCK_ALERTS,
     PLANS,
@@ -217,8 +223,10 @@ class ReportingRepository(Protocol):
     def claim_deadline_for_report(self, report_id: str, deadline_id: str) -> str | None:
         """Record the deadline the report meets unless it has one; the one it now meets."""
 
-    def note_report_meets(self, report_id: str, deadline_id: str, late: bool) -> None:
-        """Write on the report which deadline it met and whether late."""
+    def note_report_meets(self, report_id: str, deadline_id: str, late: bool) -> bool | None:
+        """Write on the report the deadline it met and whether it was late, only when it has
+        no note yet (the API and the report's own event may both get here); the stored
+        ``late`` after the write (None when the report is unknown)."""
 
     def reports_filed_per_kind(self, start: datetime, end: datetime) -> dict[str, int]:
         """Real follow-up and final reports filed in [start, end), per kind."""
@@ -377,6 +385,21 @@ class ReportingRepository(Protocol):
 
     def warnings_active_at(self, end: datetime) -> list[dict[str, Any]]:
         """Real warnings issued before ``end`` and not ended by it."""
+
+    def warning_approval(self, approval_id: str) -> dict[str, Any] | None:
+        """One approval of a warning version (``<warning_id>:<version>``)."""
+
+    def record_approval_request(self, stub: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+        """Create the approval from ``stub`` if absent; set the request's ``fields`` unless a
+        request is already recorded (True when set now)."""
+
+    def record_approval_decision(self, stub: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+        """Create the approval from ``stub`` if absent; set the decision's ``fields`` unless a
+        decision is already recorded (True when set now). A decision that comes before its
+        request leaves the approval closed once the request arrives."""
+
+    def open_warning_approvals(self, exercise: bool) -> list[dict[str, Any]]:
+        """Approvals requested and not decided (real or drill ones), oldest request first."""
 
     def dispatch_view(self, dispatch_id: str) -> dict[str, Any] | None:
         """Reporting's view of one dispatch order."""

@@ -45,6 +45,7 @@ from services.reporting.repository import (
     STOCK_ALERTS,
     SUMMARIES,
     TIMELINE,
+    WARNING_APPROVALS,
     WARNINGS,
     ZERO_CONFLICTS,
     ZERO_MISSED,
@@ -102,6 +103,7 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
         {"keys": [("township_code", 1), ("order_key", 1)]},
     ],
     WARNINGS: [{"keys": [("ended_at", 1), ("issued_at", 1)]}],
+    WARNING_APPROVALS: [{"keys": [("decision", 1), ("exercise", 1), ("requested_at", 1)]}],
     DISPATCHES: [{"keys": [("ordered_at", 1)]}, {"keys": [("status", 1), ("ordered_at", 1)]}],
     STOCK_ALERTS: [{"keys": [("at", 1)]}],
     PLANS: [{"keys": [("ended_at", 1), ("activated_at", 1)]}],
@@ -129,6 +131,7 @@ class MongoReportingRepository:
         self.states = db[STATE]
         self.timeline = db[TIMELINE]
         self.warnings = db[WARNINGS]
+        self.approvals = db[WARNING_APPROVALS]
         self.dispatches = db[DISPATCHES]
         self.stock_alerts = db[STOCK_ALERTS]
         self.plans = db[PLANS]
@@ -296,12 +299,14 @@ class MongoReportingRepository:
         claimed = (self.reports.find_one({"_id": report_id}) or {}).get("meets")
         return str(claimed) if claimed else None
 
-    def note_report_meets(self, report_id: str, deadline_id: str, late: bool) -> None:
-        """Plain ``$set``."""
+    def note_report_meets(self, report_id: str, deadline_id: str, late: bool) -> bool | None:
+        """Guard: no ``late`` yet (null or missing); then the stored one read back."""
         self.reports.update_one(
-            {"_id": report_id},
+            {"_id": report_id, "late": None},
             {"$set": {"deadline_id": deadline_id, "deadline_ids": [deadline_id], "late": late}},
         )
+        stored = self.reports.find_one({"_id": report_id}, projection={"late": 1})
+        return None if stored is None or stored.get("late") is None else bool(stored["late"])
 
     def reports_filed_per_kind(self, start: datetime, end: datetime) -> dict[str, int]:
         """``$group`` on the filed_at range."""
@@ -750,6 +755,35 @@ class MongoReportingRepository:
                 }
             )
         )
+
+    def warning_approval(self, approval_id: str) -> dict[str, Any] | None:
+        """By ``_id``."""
+        return _plain(self.approvals.find_one({"_id": approval_id}))
+
+    def _fill_once(self, stub: Mapping[str, Any], fields: Mapping[str, Any], unset: str) -> bool:
+        """The stub inserted once, then ``fields`` set while ``unset`` is still null."""
+        insert_once(self.approvals, stub)
+        result = self.approvals.update_one(
+            {"_id": stub["_id"], unset: None}, {"$set": dict(fields)}
+        )
+        return bool(result.matched_count)
+
+    def record_approval_request(self, stub: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+        """Guard: no request time yet."""
+        return self._fill_once(stub, fields, "requested_at")
+
+    def record_approval_decision(self, stub: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+        """Guard: no decision yet."""
+        return self._fill_once(stub, fields, "decision")
+
+    def open_warning_approvals(self, exercise: bool) -> list[dict[str, Any]]:
+        """The open set on the (decision, exercise, requested_at) index."""
+        chosen = {"exercise": True} if exercise else REAL
+        rows = self.approvals.find(
+            {"decision": None, "requested_at": {"$ne": None}, **chosen},
+            sort=[("requested_at", 1), ("_id", 1)],
+        )
+        return [dict(r) for r in rows]
 
     def dispatch_view(self, dispatch_id: str) -> dict[str, Any] | None:
         """By ``_id``."""

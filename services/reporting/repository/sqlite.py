@@ -165,6 +165,15 @@ SCHEMA = [
         _time("ended_at"),
     ),
     "CREATE INDEX IF NOT EXISTS warnings_active ON warnings (ended_at, issued_at)",
+    _table(
+        "warning_approvals",
+        _text("decision"),
+        _flag("exercise"),
+        _time("requested_at"),
+    ),
+    # The open set: requested, not decided; real and drill apart.
+    "CREATE INDEX IF NOT EXISTS warning_approvals_open"
+    " ON warning_approvals (decision, exercise, requested_at, id)",
     _table("dispatches", _flag("exercise"), _time("ordered_at")),
     "CREATE INDEX IF NOT EXISTS dispatches_ordered ON dispatches (ordered_at, id)",
     # The dispatches under way (the duty office's handover), by their status in the document.
@@ -459,12 +468,14 @@ class SqliteReportingRepository:
         rows = self.db.query("SELECT doc ->> '$.meets' FROM reports WHERE id = ?", (report_id,))
         return rows[0][0] if rows and rows[0][0] else None
 
-    def note_report_meets(self, report_id: str, deadline_id: str, late: bool) -> None:
-        """Plain set by id."""
+    def note_report_meets(self, report_id: str, deadline_id: str, late: bool) -> bool | None:
+        """Guard: no ``late`` yet; then the stored one read back."""
         expr, params = patched(
             {"deadline_id": deadline_id, "deadline_ids": [deadline_id], "late": late}
         )
-        self._change("reports", report_id, expr, "", params)
+        self._change("reports", report_id, expr, " AND doc ->> '$.late' IS NULL", params)
+        rows = self.db.query("SELECT doc ->> '$.late' FROM reports WHERE id = ?", (report_id,))
+        return bool(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def reports_filed_per_kind(self, start: datetime, end: datetime) -> dict[str, int]:
         """GROUP BY on the (exercise, filed_at) range."""
@@ -923,6 +934,39 @@ class SqliteReportingRepository:
             " UNION ALL SELECT doc FROM warnings WHERE ended_at > :end AND issued_at < :end"
             " AND exercise = 0",
             {"end": _t(end)},
+        )
+
+    def warning_approval(self, approval_id: str) -> dict[str, Any] | None:
+        """By primary key."""
+        return self._one("warning_approvals", approval_id)
+
+    def _fill_once(self, stub: Mapping[str, Any], fields: Mapping[str, Any], unset: str) -> bool:
+        """The stub inserted once, then ``fields`` set while column ``unset`` is still NULL:
+        one transaction."""
+        expr, params = patched(fields)
+        with self.db.transaction() as conn:
+            self._insert_once("warning_approvals", stub, (), conn)
+            row = conn.execute(
+                f"UPDATE warning_approvals SET doc = {expr} WHERE id = ? AND {unset} IS NULL"
+                " RETURNING id",
+                [*params, stub["_id"]],
+            ).fetchone()
+        return row is not None
+
+    def record_approval_request(self, stub: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+        """Guard: no request time yet."""
+        return self._fill_once(stub, fields, "requested_at")
+
+    def record_approval_decision(self, stub: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+        """Guard: no decision yet."""
+        return self._fill_once(stub, fields, "decision")
+
+    def open_warning_approvals(self, exercise: bool) -> list[dict[str, Any]]:
+        """A range on the (decision, exercise, requested_at) index."""
+        return self._many(
+            "SELECT doc FROM warning_approvals WHERE decision IS NULL AND exercise = ?"
+            " AND requested_at IS NOT NULL ORDER BY requested_at, id",
+            (int(exercise),),
         )
 
     def dispatch_view(self, dispatch_id: str) -> dict[str, Any] | None:

@@ -463,7 +463,10 @@ def _claim_deadline(
     kinds = FOLLOWUP_KINDS if report["kind"] == "followup" else ("final",)
     targets = domain.deadlines_to_meet(repo.open_deadlines(report["incident_id"]), filed_at, kinds)
     if not targets:
-        return None
+        # The other path may have claimed and met the deadline since the first read: the
+        # claim it left on the report is the one to note.
+        claimed = (repo.report_by_id(report["_id"]) or {}).get("meets")
+        return str(claimed) if claimed else None
     return repo.claim_deadline_for_report(report["_id"], targets[0]["_id"])
 
 
@@ -480,18 +483,30 @@ def _meet(
         return False
     late = filed_at > as_utc(target["due_at"])
     if not repo.meet_deadline(target_id, filed_at, report["_id"], late):
+        _note_met_elsewhere(repo, report, target_id)
         return False
     # Drill reports stay out of the latency and lateness metrics the alerts read.
     if not report.get("exercise"):
         metrics.REPORT_LATENCY.labels(metrics.SERVICE, report["kind"]).observe(
             max(0.0, (filed_at - as_utc(target["due_at"])).total_seconds())
         )
-    repo.note_report_meets(report["_id"], target_id, late)
+    late = bool(repo.note_report_meets(report["_id"], target_id, late))
     if late and not report.get("exercise"):
         metrics.REPORTS_LATE.labels(metrics.SERVICE, report["kind"]).inc()
     if target["kind"] == "followup" and target["status"] == "pending":
         plan_next_followup(ctx, repo, report["incident_id"], as_utc(target["due_at"]))
     return True
+
+
+def _note_met_elsewhere(
+    repo: ReportingRepository, report: Mapping[str, Any], target_id: str
+) -> None:
+    """The deadline was met meanwhile; when by this very report (the API and the report's own
+    event ran together), the note is written here too if the winner has not written it yet,
+    so whichever path answers reads the report's true ``late``."""
+    met = repo.deadline_by_id(target_id) or {}
+    if met.get("met_by") == report["_id"]:
+        repo.note_report_meets(report["_id"], target_id, bool(met.get("late")))
 
 
 # ---------------------------------------------------------------- the scan

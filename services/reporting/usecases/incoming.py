@@ -30,14 +30,18 @@ SUMMARIES: dict[str, str] = {
     "incident_regraded": "事件定级由{old_grade}调整为{new_grade}：{reason}",
     "incident_merged": "重复事件并入「{primary_title}」",
     "incident_closed": "事件结案（{closed_by}）：{reason}",
-    "warning_issued": "发布{color_label}预警：{headline}",
-    "warning_adjusted": "预警调整为{color_label}：{reason}",
+    "warning_issued": "发布{color_label}预警：{headline}{reach}",
+    "warning_adjusted": "预警调整为{color_label}：{reason}{reach}",
     "warning_lifted": "解除预警：{reason}",
     "warning_expired": "预警到期",
     "warning_delivery_failed": "预警送达失败：{township_code}（{channel}）",
     "warning_acknowledged": "{township_code} 确认收到预警",
     "warning_unacknowledged": "{township_code} 未按时确认预警",
+    "warning_village_acknowledged": "{township_code}{village} 确认收到预警（{via}）",
+    "warning_village_unacknowledged": "{township_code}{village} 未按时确认预警，已向乡镇催办",
     "warning_suggested": "建议发布{color_label}预警（{hazard}）",
+    "warning_approval_requested": "{color_label}预警（{hazard}）第{version}版{msg_label}待审批",
+    "warning_approval_decided": "预警第{version}版{decision_label}",
     "dispatch_ordered": "调派救援力量：{teams}{resources}",
     "dispatch_status_changed": "调度状态由「{old_status}」转为「{status}」",
     "stock_low": "物资低于下限：{warehouse} {item} 余{quantity}{unit}",
@@ -58,6 +62,12 @@ SUMMARIES: dict[str, str] = {
     "summary_published": "发布{kind}",
     "epidemic_report_filed": "{unit} {date} 传染病日报：{disease}{cases}例",
     "epidemic_report_missed": "{unit} {date} 传染病日报缺报（{diseases}）",
+    # Information work's events carry their sentence (unit names, levels and periods in words).
+    "information_item_submitted": "{summary}",
+    "information_adopted": "{summary}",
+    "information_instructed": "{summary}",
+    "information_noticed": "{summary}",
+    "information_quota_missed": "{summary}",
     # The duty office's events carry their sentence, written by the use case that raised them.
     "upward_report_sent": "{summary}",
     "upward_report_failed": "{summary}",
@@ -65,6 +75,12 @@ SUMMARIES: dict[str, str] = {
     "duty_shift_unstaffed": "{summary}",
     "duty_handover_missing": "{summary}",
     "duty_handover_confirmed": "{summary}",
+    # So do the special campaigns' (专项行动) and the disputes' supervision and joint meetings.
+    "assignment_supervised": "{summary}",
+    "joint_meeting_held": "{summary}",
+    "campaign_started": "{summary}",
+    "campaign_ended": "{summary}",
+    "campaign_report_filed": "{summary}",
 }
 
 # Fallbacks that say what a code stands for when its name is unknown: never the code or an id.
@@ -85,6 +101,7 @@ class TimelineNames:
     teams: Mapping[str, str] = field(default_factory=dict)
     health_units: Mapping[str, str] = field(default_factory=dict)
     diseases: Mapping[str, str] = field(default_factory=dict)
+    villages: Mapping[str, str] = field(default_factory=dict)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     incident_title: Callable[[str], str | None] = lambda _id: None
 
@@ -107,6 +124,7 @@ class TimelineNames:
             teams={t.id: t.name for t in county.teams},
             health_units={u.id: u.name for u in county.health_units},
             diseases={d.code: d.name for d in county.notifiable_diseases},
+            villages={v.code: v.name for _, v in county.villages()},
             timezone=ZoneInfo(county.timezone),
             incident_title=title,
         )
@@ -193,6 +211,27 @@ def _epidemic_names(fields: _Blank, payload: dict[str, Any], names: TimelineName
     fields["diseases"] = "、".join(names.diseases.get(str(c), "传染病") for c in codes) or "各病种"
 
 
+VIA_LABELS = {"link": "信息员点击短信链接", "township": "乡镇代为签收"}
+
+
+def reach_text(payload: Mapping[str, Any]) -> str:
+    """「，覆盖6个村、约77410人」 from what a warning version's areas cover; empty when the
+    event does not say (older events, a county file without villages)."""
+    villages = payload.get("villages")
+    if not villages:
+        return ""
+    people = int(payload.get("people") or 0)
+    return f"，覆盖{int(villages)}个村、约{people}人" if people else f"，覆盖{int(villages)}个村"
+
+
+def _last_mile(fields: _Blank, payload: dict[str, Any], names: TimelineNames) -> None:
+    """A village by name, how it acknowledged, and a version's reach."""
+    code = str(payload.get("village_code") or "")
+    fields["village"] = _chinese_or(payload.get("village_name") or names.villages.get(code), "某村")
+    fields["via"] = VIA_LABELS.get(str(payload.get("via")), "已签收")
+    fields["reach"] = reach_text(payload)
+
+
 def _fields(event_type: str, payload: dict[str, Any], names: TimelineNames) -> _Blank:
     """The template's fields: every code and id replaced by its Chinese name."""
     fields = _Blank({k: v for k, v in payload.items() if v is not None})
@@ -228,8 +267,15 @@ def _fields(event_type: str, payload: dict[str, Any], names: TimelineNames) -> _
         fields["closed_by"] = domain.CLOSED_BY_LABELS.get(payload["closed_by"]) or _chinese_or(
             payload["closed_by"], "值班人员"
         )
+    if event_type.startswith("warning_approval_"):
+        fields["msg_label"] = domain.WARNING_MSG_LABELS.get(str(payload.get("msg_type")), "报审")
+        fields["decision_label"] = domain.APPROVAL_DECISION_LABELS.get(
+            str(payload.get("decision")), "审批结束"
+        )
     if event_type.startswith("epidemic_report_"):
         _epidemic_names(fields, payload, names)
+    if event_type.startswith("warning_"):
+        _last_mile(fields, payload, names)
     if "primary_id" in payload:
         fields["primary_title"] = names.incident_title(payload["primary_id"]) or UNKNOWN_INCIDENT
     if event_type.startswith("assignment_"):
@@ -328,6 +374,10 @@ def warning_change(repo: ReportingRepository, kind: str) -> Handler:
             "areas": p.get("areas") or [],
             "exercise": bool(p.get("exercise", False)),
         }
+        # What the version's areas cover (到村), when the event says so.
+        for key in ("villages", "people", "villages_without_population"):
+            if p.get(key) is not None:
+                fields[key] = int(p[key])
         if kind == "issued":
             fields.update(status="active", headline=p.get("headline"))
             fields["expires"] = _when(p["expires"]) if p.get("expires") else None
@@ -341,6 +391,57 @@ def warning_change(repo: ReportingRepository, kind: str) -> Handler:
         if kind in ("issued", "adjusted"):
             repo.set_warning_issued_at_if_earlier(wid, at)
         return applied
+
+    return handle
+
+
+def _approval_stub(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The approval of one warning version before either of its events has filled it in."""
+    return {
+        "_id": f"{payload['warning_id']}:{int(payload['version'])}",
+        "warning_id": payload["warning_id"],
+        "version": int(payload["version"]),
+        "exercise": bool(payload.get("exercise", False)),
+        "requested_at": None,
+        "decision": None,
+    }
+
+
+def approval_requested(repo: ReportingRepository) -> Handler:
+    """A version waits for a leader: its request is recorded once. Whatever order the two
+    events come in, an approval is open only while it has a request and no decision."""
+
+    def handle(envelope: EventEnvelope) -> bool:
+        p = envelope.payload
+        fields = {
+            "msg_type": p.get("msg_type"),
+            "hazard": p.get("hazard"),
+            "level": int(p["level"]),
+            "old_level": p.get("old_level"),
+            "color": p.get("color"),
+            "areas": list(p.get("areas") or []),
+            "headline": p.get("headline"),
+            "incident_ids": list(p.get("incident_ids") or []),
+            "requested_by": p.get("requested_by"),
+            "requested_at": _when(p["requested_at"]),
+        }
+        return repo.record_approval_request(_approval_stub(p), fields)
+
+    return handle
+
+
+def approval_decided(repo: ReportingRepository) -> Handler:
+    """A version's approval closes (approved, rejected, superseded, expired): once."""
+
+    def handle(envelope: EventEnvelope) -> bool:
+        p = envelope.payload
+        fields = {
+            "decision": p["decision"],
+            "decided_by": p.get("decided_by"),
+            "decided_at": _when(p["decided_at"]),
+            "note": p.get("note"),
+        }
+        return repo.record_approval_decision(_approval_stub(p), fields)
 
     return handle
 

@@ -9,9 +9,11 @@ from libs.common.clock import as_utc
 from libs.common.service import ServiceContext
 from services.reporting import analysis, domain, events, metrics
 from services.reporting.epidemic import service as epidemic
+from services.reporting.information import service as information
 from services.reporting.repository import ReportingRepository
 from services.reporting.usecases import zero
 from services.reporting.usecases.deadlines import profile
+from services.reporting.usecases.incoming import reach_text
 from services.reporting.usecases.start import start_date
 
 DAILY_CURSOR = "daily_published"
@@ -56,9 +58,11 @@ def _deadline_row(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
         "id": row["_id"],
         "incident_id": row.get("incident_id"),
         "township_code": row["township_code"],
-        "township_name": names.get(row["township_code"], row["township_code"]),
+        "township_name": row.get("participant_name")
+        or names.get(row["township_code"], row["township_code"]),
         "kind": row["kind"],
         "kind_label": domain.DEADLINE_KIND_LABELS.get(row["kind"], row["kind"]),
+        "campaign_name": row.get("campaign_name"),
         "due_at": row["due_at"],
         "status": row["status"],
         "late": row.get("late", False),
@@ -100,7 +104,12 @@ def _titled(rows: list[dict[str, Any]], repo: ReportingRepository) -> list[dict[
     read in one query, not one per row (the overdue list holds every report still owed)."""
     titles = repo.incident_titles([row["incident_id"] for row in rows if row.get("incident_id")])
     for row in rows:
-        row["incident_title"] = titles.get(row.get("incident_id") or "") or "（事件标题未收到）"
+        # A special campaign's report is about the campaign, not an incident.
+        campaign = row.get("campaign_name")
+        title = f"专项行动「{campaign}」" if campaign else None
+        row["incident_title"] = (
+            title or titles.get(row.get("incident_id") or "") or "（事件标题未收到）"
+        )
     return rows
 
 
@@ -150,6 +159,7 @@ def situation(
             "areas": w.get("areas") or [],
             "area_names": [names.get(a, a) for a in w.get("areas") or []],
             "issued_at": w.get("issued_at"),
+            "reach": reach_text(w).lstrip("，"),
         }
         for w in repo.warnings_active_at(end)
     ]
@@ -184,9 +194,11 @@ def situation(
             "kind_label": domain.DEADLINE_KIND_LABELS.get(row["kind"], row["kind"]),
             "incident_id": row["incident_id"],
             "township_code": row["township_code"],
-            "township_name": names.get(row["township_code"], row["township_code"]),
+            "township_name": row.get("participant_name")
+            or names.get(row["township_code"], row["township_code"]),
             "filed_at": row["met_at"],
             "due_at": row["due_at"],
+            "campaign_name": row.get("campaign_name"),
         }
         for row in repo.late_deadlines_met_between(start, end)
     ]
@@ -400,6 +412,9 @@ def compute_scores(ctx: ServiceContext, repo: ReportingRepository, month: str) -
     )
     rows = [analysis.township_score(t, config, elapsed_days) for t in tallies.values()]
     published_at = publication_at(month, ctx)
+    # The information work ranking (信息工作考评) of the same month rides along, so the
+    # publication carries both and freezes both.
+    info = information.use_cases(ctx, repo.report_by_id, repo.incident_view)
     return {
         "month": month,
         "status": "published" if now >= published_at else "provisional",
@@ -416,6 +431,7 @@ def compute_scores(ctx: ServiceContext, repo: ReportingRepository, month: str) -
             "zero_report_item_weight": config.volume.zero_report_item_weight,
         },
         "items": analysis.rank(rows),
+        "information_ranking": info.ranking_line(month),
     }
 
 

@@ -6,8 +6,8 @@ mode; documents as JSON with indexed generated columns, events in an outbox tabl
 same transaction) and ``mongo.py`` (the cluster; events inside the changed document, one
 single-document write). No other module of the warning service touches a database.
 
-Deliveries and receipts are keyed by a delivery target (``domain.Target``): today a township,
-later also a village below it. Lists of them are by the township the target lies in.
+Deliveries and receipts are keyed by a delivery target (``domain.Target``): a township, a
+village below it, or an enterprise in it. Lists of them are by the township the target lies in.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ RECEIPTS = "acks"
 SUGGESTIONS = "suggestions"
 INCIDENTS = "incidents"
 MARKS = "delivery_marks"
+TOKENS = "ack_tokens"
+ENTERPRISES = "enterprises"
 DOCUMENT_TABLES = (WARNINGS, DELIVERIES, RECEIPTS, SUGGESTIONS, INCIDENTS, MARKS)
 # Fields a warnings list leaves out (the version history is read one warning at a time).
 LIST_OMITS = ("versions",)
@@ -52,6 +54,8 @@ class DeliveryOutcome:
     error: str | None
     at: datetime
     next_attempt_at: datetime | None = None
+    # A drill's village delivery keeps the link it carried, for the drill to click (演练).
+    exercise_ack_url: str | None = None
 
 
 class WarningRepository(Protocol):
@@ -174,6 +178,22 @@ class WarningRepository(Protocol):
 
     def close_receipts_due_after(self, warning_id: str, expires: datetime) -> None:
         """Pending receipts due at or after the warning's end are no longer owed."""
+
+    # Link tokens (the last mile) -----------------------------------------------------------
+
+    def record_ack_token(self, token: Mapping[str, Any]) -> bool:
+        """Keep one link token (``_id`` is its SHA-256, never the token); False if known."""
+
+    def ack_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The link token with this SHA-256."""
+
+    # Enterprises (the dispatch service's register, folded) ---------------------------------
+
+    def fold_enterprise(self, snapshot: Mapping[str, Any]) -> bool:
+        """Keep the snapshot if its ``revision`` is above the kept one's; True if it was."""
+
+    def enterprises_in(self, townships: Sequence[str]) -> list[dict[str, Any]]:
+        """Every kept enterprise (any status) of these townships."""
 
     # Suggestions ---------------------------------------------------------------------------
 

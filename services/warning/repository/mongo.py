@@ -25,11 +25,13 @@ from libs.common.service import RelayParts
 from libs.common.store import ensure_indexes
 from services.warning.repository import (
     DELIVERIES,
+    ENTERPRISES,
     INCIDENTS,
     LIST_OMITS,
     MARKS,
     RECEIPTS,
     SUGGESTIONS,
+    TOKENS,
     WARNINGS,
     DeliveryOutcome,
     WarningExistsError,
@@ -55,6 +57,7 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
         {"keys": [("ack_due_at", 1)]},
         {"keys": [("warning_id", 1), ("township_code", 1)]},
     ],
+    ENTERPRISES: [{"keys": [("township_code", 1)]}],
     SUGGESTIONS: [
         {"keys": [("created_at", -1), ("_id", -1)]},
         {"keys": [("status", 1)]},
@@ -74,6 +77,8 @@ class MongoWarningRepository:
         self.suggestions = db[SUGGESTIONS]
         self.incidents = db[INCIDENTS]
         self.marks = db[MARKS]
+        self.tokens = db[TOKENS]
+        self.enterprises = db[ENTERPRISES]
 
     def ensure_schema(self) -> None:
         """Create the indexes the queries below rely on, the outbox's and the journal's."""
@@ -257,6 +262,8 @@ class MongoWarningRepository:
             fields["delivered_at"] = outcome.at
         if outcome.state == "failed":
             fields["failed_at"] = outcome.at
+        if outcome.exercise_ack_url:
+            fields["exercise_ack_url"] = outcome.exercise_ack_url
         update: dict[str, Any] = {"$set": fields}
         if outcome.next_attempt_at is None:
             update["$unset"] = {"next_attempt_at": ""}
@@ -339,6 +346,36 @@ class MongoWarningRepository:
         self.receipts.update_many(
             {"warning_id": warning_id, "state": "pending", "due_at": {"$gte": expires}},
             {"$set": {"state": "closed"}, "$unset": {"ack_due_at": ""}},
+        )
+
+    # Link tokens ---------------------------------------------------------------------------
+
+    def record_ack_token(self, token: Mapping[str, Any]) -> bool:
+        """Insert once by ``_id`` (the token's SHA-256)."""
+        return insert_once(self.tokens, token)
+
+    def ack_token(self, token_hash: str) -> dict[str, Any] | None:
+        """One token by ``_id``."""
+        doc = self.tokens.find_one({"_id": token_hash})
+        return dict(doc) if doc else None
+
+    # Enterprises ---------------------------------------------------------------------------
+
+    def fold_enterprise(self, snapshot: Mapping[str, Any]) -> bool:
+        """Insert, or replace a kept snapshot of a lower revision (one guarded write)."""
+        if insert_once(self.enterprises, snapshot):
+            return True
+        fields = {k: v for k, v in snapshot.items() if k != "_id"}
+        result = self.enterprises.update_one(
+            {"_id": snapshot["_id"], "revision": {"$lt": int(snapshot["revision"])}},
+            {"$set": fields},
+        )
+        return bool(result.modified_count)
+
+    def enterprises_in(self, townships: Sequence[str]) -> list[dict[str, Any]]:
+        """On the township index."""
+        return list(
+            self.enterprises.find({"township_code": {"$in": list(townships)}}, sort=[("_id", 1)])
         )
 
     # Suggestions ---------------------------------------------------------------------------

@@ -25,10 +25,12 @@ from libs.common.sqlite import SqliteDatabase, dumps, iso, loads, patched
 from services.warning.repository import (
     DELIVERIES,
     DOCUMENT_TABLES,
+    ENTERPRISES,
     INCIDENTS,
     MARKS,
     RECEIPTS,
     SUGGESTIONS,
+    TOKENS,
     WARNINGS,
     DeliveryOutcome,
     WarningExistsError,
@@ -105,6 +107,13 @@ SCHEMA = [
     " doc TEXT NOT NULL CHECK (json_valid(doc)))",
     "CREATE TABLE IF NOT EXISTS delivery_marks (id TEXT PRIMARY KEY,"
     " doc TEXT NOT NULL CHECK (json_valid(doc)))",
+    "CREATE TABLE IF NOT EXISTS ack_tokens (id TEXT PRIMARY KEY,"
+    " doc TEXT NOT NULL CHECK (json_valid(doc)))",
+    "CREATE TABLE IF NOT EXISTS enterprises ("
+    " id TEXT PRIMARY KEY,"
+    " doc TEXT NOT NULL CHECK (json_valid(doc)),"
+    " township_code TEXT GENERATED ALWAYS AS (doc ->> '$.township_code') VIRTUAL)",
+    "CREATE INDEX IF NOT EXISTS enterprises_township ON enterprises (township_code)",
     *SQLITE_OUTBOX_SCHEMA,
 ]
 LEGACY_MARK = "warning_migrated_from_document_store"
@@ -353,6 +362,8 @@ class SqliteWarningRepository:
             fields["delivered_at"] = outcome.at
         if outcome.state == "failed":
             fields["failed_at"] = outcome.at
+        if outcome.exercise_ack_url:
+            fields["exercise_ack_url"] = outcome.exercise_ack_url
         if outcome.next_attempt_at is not None:
             fields["next_attempt_at"] = outcome.next_attempt_at
         expr, params = patched(fields)
@@ -450,6 +461,39 @@ class SqliteWarningRepository:
                 " WHERE warning_id = ? AND state = 'pending' AND due_at >= ?",
                 (warning_id, iso(expires)),
             )
+
+    # Link tokens ---------------------------------------------------------------------------
+
+    def record_ack_token(self, token: Mapping[str, Any]) -> bool:
+        """Insert once by primary key (the token's SHA-256)."""
+        return self._insert_once(TOKENS, token, [], "")
+
+    def ack_token(self, token_hash: str) -> dict[str, Any] | None:
+        """One token by primary key."""
+        return self._one(TOKENS, token_hash)
+
+    # Enterprises ---------------------------------------------------------------------------
+
+    def fold_enterprise(self, snapshot: Mapping[str, Any]) -> bool:
+        """One upsert whose update is guarded by a lower kept revision."""
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO enterprises (id, doc) VALUES (?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc"
+                " WHERE CAST(enterprises.doc ->> '$.revision' AS INTEGER)"
+                " < CAST(excluded.doc ->> '$.revision' AS INTEGER)"
+                " RETURNING id",
+                (snapshot["_id"], dumps(snapshot)),
+            ).fetchone()
+        return row is not None
+
+    def enterprises_in(self, townships: Sequence[str]) -> list[dict[str, Any]]:
+        """On the township index."""
+        marks = ",".join("?" * len(townships)) or "NULL"
+        return self.db.documents(
+            f"SELECT doc FROM {ENTERPRISES} WHERE township_code IN ({marks}) ORDER BY id",
+            list(townships),
+        )
 
     # Suggestions ---------------------------------------------------------------------------
 
