@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from services.dispatch.enterprises.domain import RESPONSE_GROUPS, with_check
 from yingji import drill_villages
 
 CATEGORY_WEIGHTS = {
@@ -61,6 +62,13 @@ HAZARD_OF = {"flood": "flood", "geological": "geological", "lightning": "lightni
 DRILL_PHONE = "13900000000"
 # 篇6: the approver is another person, with a phone of their own.
 DRILL_APPROVER_PHONE = "13900000001"
+# Drill enterprises (演练企业): risk levels and hazard types they are registered with.
+DRILL_ENTERPRISE_KINDS = [
+    ("major", ["危险化学品", "有限空间"], "化工"),
+    ("large", ["非煤矿山"], "矿业"),
+    ("general", ["资金链断裂", "拖欠工资"], "纺织"),
+    ("low", ["粉尘涉爆"], "木业"),
+]
 
 
 @dataclass
@@ -676,6 +684,40 @@ class Drill:
             with self.state_lock:
                 self.dispatches.append({"id": response.json()["id"], "status": "ordered"})
 
+    def register_enterprise(self) -> None:
+        """Register a drill enterprise (演练企业) with a valid credit code of its own, then record
+        an inspection of it with a finding and a rectification deadline a week ahead."""
+        rnd = self.random
+        code = rnd.choice(self.townships)
+        level, hazards, trade = rnd.choice(DRILL_ENTERPRISE_KINDS)
+        serial = "".join(rnd.choice("0123456789") for _ in range(9))
+        person = {"name": "演练联系人", "phone": DRILL_PHONE}
+        body = {
+            "name": f"演练：第{serial[-4:]}号{trade}企业",
+            "credit_code": with_check(f"91{code[:6]}{serial}"),
+            "township_code": code,
+            "risk_level": level,
+            "hazard_types": hazards,
+            "lat": 31.5 + rnd.uniform(-0.2, 0.2),
+            "lon": 116.45 + rnd.uniform(-0.2, 0.2),
+            "responsible": {"name": "演练负责人", "phone": DRILL_PHONE},
+            "safety_officer": {"name": "演练安全员", "phone": DRILL_APPROVER_PHONE},
+            "response_groups": [{"group": group, **person} for group in RESPONSE_GROUPS],
+            "exercise": True,
+        }
+        made = self.call("enterprise", "POST", "/v1/enterprises", "operator", body)
+        if made is None or made.status_code != 201:
+            return
+        today = (self.now() + timedelta(hours=8)).date()
+        inspection = {
+            "date": today.isoformat(),
+            "inspector": "演练检查组",
+            "findings": ["演练：应急疏散通道堆放杂物"],
+            "deadline": (today + timedelta(days=7)).isoformat(),
+        }
+        path = f"/v1/enterprises/{made.json()['id']}/inspections"
+        self.call("inspection", "POST", path, "operator", inspection)
+
     # -- special campaigns and disputes (篇1, 篇4) ------------------------------------------
 
     def campaigns_and_disputes(self) -> None:
@@ -792,6 +834,7 @@ class Drill:
             (self.dispatch_team, 1.5),
             (self.hand_over, 0.3),
             (self.spot_check, 0.3),
+            (self.register_enterprise, 0.3),
             (self.campaigns_and_disputes, 0.6),
         ]
         ops, weights = zip(*choices, strict=True)

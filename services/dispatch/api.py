@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -36,6 +36,9 @@ STOCK_KEEPERS = (Role.OPERATOR, Role.ADMIN)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CODE_PATTERN = r"^\d{9}$"
 NAME_PATTERN = r"^[a-z0-9_]{1,40}$"
+
+# The enterprises of an area (None: the county), 重大 first; real ones, and drill ones for a drill.
+AreaEnterprises = Callable[[Sequence[str] | None, bool], list[dict[str, Any]]]
 
 TeamKind = Literal["rescue", "fire", "medical", "militia", "police", "utility", "expert"]
 assert set(TeamKind.__args__) == set(TEAM_KINDS)  # type: ignore[attr-defined]
@@ -341,7 +344,14 @@ def _order_out(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _plan_out(doc: Mapping[str, Any]) -> dict[str, Any]:
+def _plan_out(
+    doc: Mapping[str, Any], area: AreaEnterprises, principal: Principal
+) -> dict[str, Any]:
+    codes = None if doc.get("scope") == "county" else list(doc.get("township_codes") or [])
+    if principal.role == Role.TOWNSHIP:
+        # A township reads its own enterprises only, also in a county-wide plan.
+        own = principal.township_code or ""
+        codes = [own] if codes is None or own in codes else []
     return {
         "id": doc["_id"],
         "status": doc["status"],
@@ -371,6 +381,7 @@ def _plan_out(doc: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "exercise": bool(doc.get("exercise")),
         "simulated_standby": doc.get("simulated_standby") or [],
+        "enterprises": area(codes, bool(doc.get("exercise"))),
     }
 
 
@@ -397,13 +408,15 @@ def _page_out(rows: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
 # Router: each group of routes parses, authorizes, calls one use case and shapes the answer.
 
 
-def build_router(ctx: ServiceContext, dispatch: DispatchUseCases) -> APIRouter:
-    """The dispatch router, bound to the use cases."""
+def build_router(
+    ctx: ServiceContext, dispatch: DispatchUseCases, area: AreaEnterprises
+) -> APIRouter:
+    """The dispatch router, bound to the use cases; plans list their area's enterprises."""
     router = APIRouter(tags=["dispatch"])
     _team_routes(router, ctx, dispatch)
     _stock_routes(router, ctx, dispatch)
     _order_routes(router, ctx, dispatch)
-    _plan_routes(router, ctx, dispatch)
+    _plan_routes(router, ctx, dispatch, area)
     return router
 
 
@@ -596,7 +609,9 @@ def _order_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseC
         return _order_out(order)
 
 
-def _plan_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:
+def _plan_routes(
+    router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases, area: AreaEnterprises
+) -> None:
     @router.get("/v1/plans", summary="Response plans (预案)")
     def list_plans(
         status: Literal["active", "ended"] | None = None,
@@ -611,11 +626,11 @@ def _plan_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCa
         township = principal.township_code if principal.role == Role.TOWNSHIP else None
         filters = PlanFilter(status, trigger_kind, incident_id, warning_id, exercise, township)
         rows, nxt = dispatch.plans_page(filters, limit, cursor)
-        return _page_out([_plan_out(r) for r in rows], nxt)
+        return _page_out([_plan_out(r, area, principal) for r in rows], nxt)
 
     @router.get("/v1/plans/{plan_id}", summary="One response plan")
     def get_plan(plan_id: str, principal: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:
-        return _plan_out(dispatch.visible_plan(plan_id, principal))
+        return _plan_out(dispatch.visible_plan(plan_id, principal), area, principal)
 
     @router.post("/v1/plans", status_code=201, summary="Activate a plan (预案启动) by hand")
     def create_plan(
@@ -624,17 +639,19 @@ def _plan_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCa
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
         keyed = _keyed(principal, idempotency_key, body)
-        return _plan_out(dispatch.activate_by_hand(body.model_dump(), keyed))
+        return _plan_out(dispatch.activate_by_hand(body.model_dump(), keyed), area, principal)
 
     @router.post("/v1/plans/{plan_id}/level", summary="Step a plan up or down (调整响应级别)")
     def plan_level(
         plan_id: str, body: PlanLevelIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
         plan = dispatch.change_level_by_hand(plan_id, body.level, body.reason, principal.name)
-        return _plan_out(plan)
+        return _plan_out(plan, area, principal)
 
     @router.post("/v1/plans/{plan_id}/end", summary="Stand a plan down (终止响应)")
     def plan_end(
         plan_id: str, body: PlanEndIn, principal: Principal = ctx.allow(*OPERATIONS)
     ) -> dict[str, Any]:
-        return _plan_out(dispatch.end_by_hand(plan_id, body.reason, principal.name))
+        return _plan_out(
+            dispatch.end_by_hand(plan_id, body.reason, principal.name), area, principal
+        )

@@ -18,6 +18,7 @@ from libs.common.store import sqlite_file
 from services.dispatch import api, config, handlers
 from services.dispatch.disputes import api as disputes_api
 from services.dispatch.disputes.usecases import DisputeUseCases
+from services.dispatch.enterprises import service as enterprises
 from services.dispatch.repository import DispatchRepository
 from services.dispatch.repository.legacy import import_legacy_dispatch
 from services.dispatch.repository.mongo import MongoDispatchRepository
@@ -97,6 +98,7 @@ def setup(ctx: ServiceContext) -> None:
         else:
             ctx.log.info("county_file_seed_skipped", reason="already_seeded")
     dispatch.refresh_gauges()
+    enterprises.setup(ctx)
 
 
 def repair(dispatch: DispatchUseCases) -> dict[str, int]:
@@ -116,17 +118,24 @@ def timers(ctx: ServiceContext) -> Sequence[Timer]:
     return [
         Timer("dispatch_repair", interval, lambda: repair(dispatch)),
         Timer("assignment_overdue", interval, lambda: overdue(dispute_cases(ctx))),
+        *enterprises.timers(ctx, interval),
     ]
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    """The dispatch routes, bound to this context's use cases."""
-    return api.build_router(ctx, use_cases(ctx))
+    """The dispatch routes, bound to this context's use cases; plans list their area's
+    enterprises."""
+    return api.build_router(
+        ctx,
+        use_cases(ctx),
+        lambda codes, exercise: enterprises.area_enterprises(ctx, codes, exercise),
+    )
 
 
 def extra_routers(ctx: ServiceContext) -> list[APIRouter]:
-    """The dispute assignments' routes (统一指派、督办、联席会议)."""
-    return [disputes_api.build_router(ctx, dispute_cases(ctx))]
+    """The dispute assignments' routes (统一指派、督办、联席会议) and the enterprise register's
+    (/v1/enterprises)."""
+    return [disputes_api.build_router(ctx, dispute_cases(ctx)), enterprises.build_router(ctx)]
 
 
 def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
@@ -135,8 +144,8 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
-    """The repository's outbox and journal."""
-    return open_repository(ctx).relay_parts()
+    """The repository's outbox and journal, and the enterprise register's outbox."""
+    return enterprises.relay_parts(ctx, open_repository(ctx).relay_parts())
 
 
 def contract(ctx: ServiceContext) -> Contract:
@@ -165,6 +174,7 @@ def contract(ctx: ServiceContext) -> Contract:
             },
         },
         "StockAdjustIn": {"delta": {"not": {"const": 0}}},
+        **enterprises.contract(ctx),
         "PlanIn": {
             "township_codes": each_one_of(codes),
             "requesting_township": one_of(codes),
@@ -177,9 +187,9 @@ SPEC = ServiceSpec(
     name=NAME,
     contract=contract,
     build_router=build_router,
+    extra_routers=extra_routers,
     setup=setup,
     subscriptions=subscriptions,
     timers=timers,
     relay_parts=relay_parts,
-    extra_routers=extra_routers,
 )

@@ -238,6 +238,14 @@ class IncidentIn(BaseModel):
     dispute: DisputeIn | None = Field(
         default=None, description="矛盾纠纷研判 (dispute classification, 篇1 / 篇4)"
     )
+    enterprise_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description=(
+            "涉及企业编号 (enterprise on dispatch's risk register, 企业风险台账); only its form "
+            "is checked here: the register is dispatch's"
+        ),
+    )
     exercise: bool = Field(
         default=False, description="演练 (drill): true for exercise data, carried on every event"
     )
@@ -306,6 +314,7 @@ class IncidentOut(BaseModel):
         default=None, description="接听人 of a phoned-in report (电话报告); null otherwise"
     )
     dispute: dict[str, Any] | None = None
+    enterprise_id: str | None = Field(default=None, description="涉及企业编号；未涉及企业为 null")
     exercise: bool
     grade: int = Field(description="1 特别重大 (most severe) … 4 一般")
     grade_label: str
@@ -590,11 +599,12 @@ def _grading_rules(config: IntakeConfig) -> dict[str, Any]:
 
 
 def _fingerprinted(body: IncidentIn) -> dict[str, Any]:
-    """The body an Idempotency-Key is bound to. A report without 接听人 keeps the fingerprint it
-    had before the field existed, so a retry across an upgrade is still the same request."""
+    """The body an Idempotency-Key is bound to. A report without 接听人 or enterprise keeps the
+    fingerprint it had before those fields existed, so a retry across an upgrade is the same."""
     dumped = body.model_dump(mode="json")
-    if dumped.get("received_by") is None:
-        dumped.pop("received_by", None)
+    for added in ("received_by", "enterprise_id"):
+        if dumped.get(added) is None:
+            dumped.pop(added, None)
     return dumped
 
 

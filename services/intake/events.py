@@ -50,6 +50,7 @@ def incident_reported(clock: Clock, doc: Mapping[str, Any]) -> EventEnvelope:
         reporter=doc.get("reporter"),
         approver=doc.get("approver"),
         received_by=doc.get("received_by"),
+        enterprise_id=doc.get("enterprise_id"),
     )
     return make_event(clock, SOURCE, "incident_reported", payload, correlation_id=doc["_id"])
 

@@ -522,6 +522,7 @@ REPORTED_FIELDS = (
     "source",
     "received_by",
     "dispute",
+    "enterprise_id",
     "exercise",
 )
 

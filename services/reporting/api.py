@@ -395,6 +395,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
             "status": incident["status"],
             "grade": incident["grade"],
             "finalised": bool(incident.get("finalised")),
+            "enterprise": uc.enterprise_of(incident),
             "items": items,
             "next_cursor": None,
         }

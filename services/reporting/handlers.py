@@ -43,6 +43,7 @@ def subscriptions(ctx: ServiceContext, repo: ReportingRepository) -> list[Subscr
         ("dispatch", "plan_activated", plan_change),
         ("dispatch", "plan_changed", plan_change),
         ("dispatch", "plan_ended", plan_change),
+        ("dispatch", "enterprise_registered", incoming.enterprise_registered(repo)),
     ]
     subs.extend(
         subscribe(source, event_type, f"on_{event_type}", handler)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from services.dispatch.enterprises.domain import credit_code_problem
 from services.reporting.domain import CATEGORY_LABELS
 from yingji.drill import CATEGORY_NAMES, CATEGORY_WEIGHTS, Drill
 
@@ -42,6 +43,7 @@ def test_every_creating_write_carries_the_flag_and_chinese_titles() -> None:
         drill.file_zero_report()
         drill.issue_warning()
         drill.file_epidemic_report()
+        drill.register_enterprise()
     drill.open_incidents = [
         {
             "id": "inc-1",
@@ -56,7 +58,10 @@ def test_every_creating_write_carries_the_flag_and_chinese_titles() -> None:
     bodies = [body for method, _, body in drill.sent if method == "POST" and body]
     paths = {path for _, path, _ in drill.sent}
     assert {"/v1/incidents", "/v1/zero-reports", "/v1/warnings", "/v1/reports"} <= paths
-    assert "/v1/epidemic/reports" in paths
+    assert "/v1/epidemic/reports" in paths and "/v1/enterprises" in paths
+    names = [body["name"] for body in bodies if "credit_code" in body]
+    assert names and all(n.startswith("演练：") for n in names)
+    assert all(credit_code_problem(b["credit_code"]) is None for b in bodies if "credit_code" in b)
     case_reports = [e["case_report"] for b in bodies for e in b.get("entries", [])]
     assert case_reports and all(r.startswith("演练：") for r in case_reports)
     assert all(body.get("exercise") is True for body in bodies)

@@ -341,7 +341,11 @@ def _enterprise_events(delivery: Delivery, ids: dict[str, str]) -> list[EventEnv
 def _enterprise_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]:
     warning = warning_repository(delivery.stack.ctx("warning"))
     kept = [e for e in warning.enterprises_in([TOWNSHIP_A]) if e["_id"] == ids["enterprise"]]
-    return {"warning": [{k: e.get(k) for k in ("revision", "name", "status")} for e in kept]}
+    reporting = reporting_repository(delivery.stack.ctx("reporting"))
+    return {
+        "warning": [{k: e.get(k) for k in ("revision", "name", "status")} for e in kept],
+        "reporting_name": reporting.enterprise_name(ids["enterprise"]),
+    }
 
 
 def test_enterprise_snapshots_in_any_order(delivery: Delivery) -> None:

@@ -779,6 +779,19 @@ def _every_event(
         ),
         (
             "dispatch",
+            "enterprise_rectification_overdue",
+            {
+                "enterprise_id": "E-3c4d",
+                "inspection_id": "I-5e6f",
+                "name": "青石化工有限公司",
+                "township_code": TOWNSHIP_A,
+                "risk_level": "major",
+                "deadline": day,
+                "findings": 2,
+            },
+        ),
+        (
+            "dispatch",
             "assignment_supervised",
             {
                 **assignment,

@@ -46,6 +46,7 @@ LISTS = [
     "/v1/warnings/suggestions",
     "/v1/warnings",
     "/v1/teams",
+    "/v1/enterprises",
     "/v1/stock",
     "/v1/stock/ledger",
     "/v1/dispatches",

@@ -76,6 +76,17 @@ RELATIVE_RULES = {
     ("PUT /v1/duty/roster/{week}", "shifts"),  # days of the week the path names
     ("POST /v1/duty/spot-checks", "called_at"),  # not in the future
     ("POST /v1/duty/spot-checks", "answerer"),  # named when the result is 在岗
+    # GB 32100's check character over the other 17, and one registration per code.
+    ("POST /v1/enterprises", "credit_code"),
+    ("POST /v1/enterprises", "response_groups"),  # each of the four groups once
+    # The revision read (If-Match or revision) must be given and still be the stored one.
+    ("PATCH /v1/enterprises/{enterprise_id}", "revision"),
+    ("PATCH /v1/enterprises/{enterprise_id}", "header.If-Match"),  # the ETag read, e.g. "3"
+    ("PATCH /v1/enterprises/{enterprise_id}", "response_groups"),
+    # A deadline with findings only, not before the inspection's date.
+    ("POST /v1/enterprises/{enterprise_id}/inspections", "deadline"),
+    # Not before the inspection's date.
+    ("PATCH /v1/enterprises/{enterprise_id}/inspections/{inspection_id}", "rectified_on"),
 }
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from services.dispatch.enterprises.domain import with_check
 from services.warning.service import use_cases
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
@@ -42,6 +43,7 @@ class Township:
     plan: str
     assignment: str
     information: str = ""  # an information item (信息报送), adopted by the county office
+    enterprise: str = ""  # an enterprise of the risk register (企业风险台账)
 
     def ids(self) -> dict[str, str]:
         """Every seeded id by the path parameter that names it."""
@@ -53,6 +55,7 @@ class Township:
             "plan_id": self.plan,
             "assignment_id": self.assignment,
             "item_id": self.information,
+            "enterprise_id": self.enterprise,
         }
 
     def markers(self) -> set[str]:
@@ -134,9 +137,35 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
             },
         )
     )["id"]
+    enterprise = created(stack.call("POST", "/v1/enterprises", json=enterprise_body(code)))["id"]
     return Township(
-        key, code, incident, again["id"], dispute, report, warning, dispatch, plan, assignment
+        key,
+        code,
+        incident,
+        again["id"],
+        dispute,
+        report,
+        warning,
+        dispatch,
+        plan,
+        assignment,
+        enterprise=enterprise,
     )
+
+
+def enterprise_body(code: str) -> dict[str, Any]:
+    """An enterprise of the township's on the risk register, with a credit code of its own."""
+    return {
+        "name": f"{code}化工有限公司",
+        "credit_code": with_check(f"91{code[:6]}{code[-3:]}000001"),
+        "township_code": code,
+        "risk_level": "major",
+        "hazard_types": ["危险化学品"],
+        "lat": 31.5,
+        "lon": 116.4,
+        "responsible": {"name": "赵建国", "phone": "13800003001"},
+        "safety_officer": {"name": "钱海燕", "phone": "13800003002"},
+    }
 
 
 def followup_body(incident_id: str) -> dict[str, Any]:

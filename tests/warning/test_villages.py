@@ -240,14 +240,17 @@ def test_enterprises_of_major_and_large_risk_are_reached(make_stack: Callable[..
         wid = stack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
         stack.service.run_deliveries()
         body = detail(stack, wid)
-        assert [(e["id"], e["risk_level"], e["in_fanout"]) for e in body["enterprises"]] == [
+        # Those published here; the demo county's own register (seeded by dispatch) is beside them.
+        published = [e for e in body["enterprises"] if e["id"] in {"E1", "E2", "E3", "E4", "E5"}]
+        assert [(e["id"], e["risk_level"], e["in_fanout"]) for e in published] == [
             ("E2", "major", True),
             ("E1", "large", True),
             ("E3", "low", False),
         ]
-        assert body["enterprises"][1]["name"] == "城关化工"
+        assert published[1]["name"] == "城关化工"
         assert {e["township_name"] for e in body["enterprises"]} == {"城关镇"}
-        assert body["reach"]["enterprises"] == {"reached": 2, "planned": 2}
+        # With 城关燃气 (重大) and 城关食品冷链 (较大) of the demo register: four in the fan-out.
+        assert body["reach"]["enterprises"] == {"reached": 4, "planned": 4}
         message = sent_to(receiver, "E2")
         assert [p["phone"] for p in message["recipient"]["people"]] == [
             "13800000001",
@@ -255,7 +258,7 @@ def test_enterprises_of_major_and_large_risk_are_reached(make_stack: Callable[..
         ]
         stack.settle()
         (issued,) = stack.probe.of("warning_issued")
-        assert issued["enterprises"] == 2
+        assert issued["enterprises"] == 4
         assert issued["villages"] == len(villages_of(stack, TOWNSHIP_A))
 
 
@@ -307,7 +310,13 @@ def test_a_drill_shows_its_links_and_escalates_within_the_drill(wstack: WarningS
 
     def links(wid: str) -> list[str]:
         rows = stack.call("GET", f"/v1/warnings/{wid}/deliveries").json()["townships"]
-        return [d["exercise_ack_url"] for r in rows for d in r["village_deliveries"]]
+        # Villages only: the demo county's enterprises of 重大/较大 risk are reached beside them.
+        return [
+            d["exercise_ack_url"]
+            for r in rows
+            for d in r["village_deliveries"]
+            if d["target"]["kind"] == "village"
+        ]
 
     assert set(links(real)) == {None}  # a real link exists only in the officer's message
     drill_links = links(drill)

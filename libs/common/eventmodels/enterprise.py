@@ -41,3 +41,18 @@ class EnterpriseRegisteredV1(EventPayload):
     response_groups: list[ResponseGroup] = []
     status: str = "active"  # active / closed
     exercise: bool = False  # 演练 (drill): touches nothing real, left out of every count
+
+
+@event_model("dispatch", "enterprise_rectification_overdue")
+class EnterpriseRectificationOverdueV1(EventPayload):
+    """An inspection's findings were not rectified by the deadline (整改逾期); sent once per
+    inspection."""
+
+    enterprise_id: str
+    inspection_id: str
+    name: str
+    township_code: str
+    risk_level: str
+    deadline: str  # the local date of the rectification deadline (整改期限)
+    findings: int
+    exercise: bool = False

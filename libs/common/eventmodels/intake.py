@@ -67,6 +67,8 @@ class IncidentReportedV1(EventPayload):
     approver: Signatory | None = None
     # 接听人 of a phoned-in report (电话报告); optional, so version 1 still reads older events.
     received_by: CallTaker | None = None
+    # The enterprise of dispatch's risk register it concerns (企业风险台账); optional, additive.
+    enterprise_id: str | None = None
 
 
 @event_model("intake", "incident_regraded")

@@ -6,6 +6,7 @@ import { DICTS, label, lang, sentence, setLang, t } from "./i18n.js";
 import { campaignTitle, openCampaigns, refreshCampaigns, wireCampaigns } from "./campaigns.js";
 import { openEpidemic, refreshEpidemic, wireEpidemic } from "./epidemic.js";
 import { openDisputes, refreshDisputes, wireDisputes } from "./disputes.js";
+import { openEnterprises, refreshEnterprises, wireEnterprises } from "./enterprises.js";
 import { openInformation, refreshInformation, wireInformation } from "./information.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 import { reachButton, refreshReach, wireReach } from "./reach.js";
@@ -915,6 +916,7 @@ const LOADERS = {
   zero: loadZero,
   concealment: loadConcealment,
   epidemic: refreshEpidemic,
+  enterprises: refreshEnterprises,
   reach: refreshReach,
   campaigns: refreshCampaigns,
   information: refreshInformation,
@@ -930,6 +932,7 @@ const PANEL_IDS = {
   zero: "panel-zero",
   concealment: "panel-zero",
   epidemic: "epidemic-dialog",
+  enterprises: "enterprises-dialog",
   reach: "reach-dialog",
   campaigns: "campaign-dialog",
   information: "info-dialog",
@@ -1269,6 +1272,7 @@ function panelsFor(type) {
   if (type === "zero_report_missed" || type === "zero_report_filed") return ["zero"];
   if (type === "zero_report_contradicted") return ["concealment"];
   if (type.startsWith("epidemic_report_")) return ["epidemic"];
+  if (type.startsWith("enterprise_")) return ["enterprises"];
   if (type.startsWith("campaign_")) return ["campaigns", "deadlines"];
   if (type.startsWith("information_")) return ["information"];
   if (type.startsWith("assignment_") || type === "joint_meeting_held") return ["disputes"];
@@ -1719,7 +1723,7 @@ function showLogin(message = "") {
   $("login").hidden = false;
   $("board").hidden = true;
   $("detail").hidden = true;
-  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock", "epidemic-btn"];
+  const headerItems = ["who", "phone-btn", "warn-btn", "summary-btn", "summary-docx", "summary-pdf", "summary-date-box", "exercise-toggle", "clock", "epidemic-btn", "enterprises-btn"];
   for (const id of [...headerItems, "logout-btn", "live"]) $(id).hidden = true;
   $("login-error").textContent = message;
   $("key-input").value = "";
@@ -1742,6 +1746,7 @@ function showBoard() {
   $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
   $("epidemic-btn").hidden = false;
+  $("enterprises-btn").hidden = false;
   $("campaign-btn").hidden = me.role === "township"; // a township sees its campaign deadlines in the panel
   $("info-btn").hidden = false;
   $("dispute-btn").hidden = !MEDIATORS.includes(me.role); // the API lists assignments to these only
@@ -1860,6 +1865,10 @@ function init() {
     openEpidemic({ api, townshipName, day: state.context?.today, fmtTime }),
   );
   wireEpidemic();
+  $("enterprises-btn").addEventListener("click", () =>
+    openEnterprises({ api, townships: [...state.townships.keys()], townshipName, mine: state.me?.township_code }),
+  );
+  wireEnterprises();
   wireReach();
   $("campaign-btn").addEventListener("click", () => openCampaigns({ api, townshipName, fmtTime }));
   wireCampaigns();

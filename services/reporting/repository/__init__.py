@@ -56,6 +56,8 @@ DISPATCHES = "dispatches"
 STOCK_ALERTS = "stock_alerts"
 PLANS = "plans"
 SUMMARIES = "summaries"
+# Names of dispatch's register (企业风险台账), folded from enterprise_registered snapshots.
+ENTERPRISE_NAMES = "enterprise_names"
 # Incident events that arrived before the incident's initial report, kept until it does.
 PARKED = "parked_events"
 
@@ -397,6 +399,12 @@ class ReportingRepository(Protocol):
 
     def warning_view(self, warning_id: str) -> dict[str, Any] | None:
         """Reporting's view of one warning."""
+
+    def keep_enterprise_name(self, enterprise_id: str, revision: int, name: str) -> bool:
+        """Keep an enterprise's name unless a later revision is kept already; True when kept."""
+
+    def enterprise_name(self, enterprise_id: str) -> str | None:
+        """The name of an enterprise of dispatch's register, if a snapshot has arrived."""
 
     def apply_warning_version(
         self, warning_id: str, version: int, fields: Mapping[str, Any], event_id: str

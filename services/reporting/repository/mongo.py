@@ -32,6 +32,7 @@ from services.reporting.repository import (
     DEADLINES,
     DISPATCHES,
     DISPATCHES_UNDER_WAY,
+    ENTERPRISE_NAMES,
     EXERCISE_ZERO_REPORTS,
     INCIDENTS,
     OUTBOX_COLLECTIONS,
@@ -138,6 +139,7 @@ class MongoReportingRepository:
         self.plans = db[PLANS]
         self.summaries = db[SUMMARIES]
         self.parked = db[PARKED]
+        self.enterprise_names = db[ENTERPRISE_NAMES]
 
     def ensure_schema(self) -> None:
         """Create the indexes the queries below rely on."""
@@ -725,6 +727,23 @@ class MongoReportingRepository:
     def warning_view(self, warning_id: str) -> dict[str, Any] | None:
         """By ``_id``."""
         return _plain(self.warnings.find_one({"_id": warning_id}))
+
+    def keep_enterprise_name(self, enterprise_id: str, revision: int, name: str) -> bool:
+        """Upsert guarded by a lower revision; a higher one stored makes the insert a duplicate."""
+        try:
+            result = self.enterprise_names.update_one(
+                {"_id": enterprise_id, "revision": {"$lt": revision}},
+                {"$set": {"revision": revision, "name": name}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return bool(result.modified_count or result.upserted_id is not None)
+
+    def enterprise_name(self, enterprise_id: str) -> str | None:
+        """By ``_id``."""
+        found = self.enterprise_names.find_one({"_id": enterprise_id})
+        return None if found is None else str(found["name"])
 
     def apply_warning_version(
         self, warning_id: str, version: int, fields: Mapping[str, Any], event_id: str

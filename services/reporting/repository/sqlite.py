@@ -188,6 +188,7 @@ SCHEMA = [
     _table("parked_events", _text("incident_id"), _time("occurred_at")),
     "CREATE INDEX IF NOT EXISTS parked_incident ON parked_events (incident_id, occurred_at, id)",
     _table("summaries", _text("kind"), _time("published_at")),
+    _table("enterprise_names"),
     *SQLITE_OUTBOX_SCHEMA,
 ]
 LEGACY_MARK = "migrated_from_document_store"
@@ -932,6 +933,23 @@ class SqliteReportingRepository:
     def warning_view(self, warning_id: str) -> dict[str, Any] | None:
         """By primary key."""
         return self._one("warnings", warning_id)
+
+    def keep_enterprise_name(self, enterprise_id: str, revision: int, name: str) -> bool:
+        """An upsert that only a higher revision overwrites, so any order converges."""
+        doc = dumps({"_id": enterprise_id, "revision": revision, "name": name})
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO enterprise_names (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE"
+                " SET doc = excluded.doc WHERE enterprise_names.doc ->> '$.revision'"
+                " < excluded.doc ->> '$.revision' RETURNING id",
+                (enterprise_id, doc),
+            ).fetchone()
+        return row is not None
+
+    def enterprise_name(self, enterprise_id: str) -> str | None:
+        """By primary key."""
+        found = self._one("enterprise_names", enterprise_id)
+        return None if found is None else str(found["name"])
 
     def apply_warning_version(
         self, warning_id: str, version: int, fields: Mapping[str, Any], event_id: str

@@ -5,7 +5,7 @@ console, handlers and timers call."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -78,6 +78,13 @@ class ReportingUseCases:
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         """Reporting's view of an incident."""
         return self.repo.incident_view(incident_id)
+
+    def enterprise_of(self, incident: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The enterprise an incident names, with its name once reporting has heard of it."""
+        enterprise_id = incident.get("enterprise_id")
+        if not enterprise_id:
+            return None
+        return {"id": enterprise_id, "name": self.repo.enterprise_name(enterprise_id)}
 
     def chain(self, incident_id: str) -> list[dict[str, Any]]:
         """Follow-up and final reports of an incident in filing order."""

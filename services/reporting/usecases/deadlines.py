@@ -104,6 +104,7 @@ def record_incident(
         "casualties": p.get("casualties") or {},
         "affected": p.get("affected") or {},
         "people_involved": p.get("people_involved", 0),
+        "enterprise_id": p.get("enterprise_id"),
         "initial_report": {
             name: p.get(name)
             for name in (

@@ -46,6 +46,7 @@ SUMMARIES: dict[str, str] = {
     "dispatch_status_changed": "调度状态由「{old_status}」转为「{status}」",
     "stock_low": "物资低于下限：{warehouse} {item} 余{quantity}{unit}",
     "enterprise_registered": "企业风险台账登记：{name}",
+    "enterprise_rectification_overdue": "企业整改逾期：{name}，整改期限{deadline}",
     "plan_activated": "启动应急预案（{level}响应）",
     "plan_changed": "预案响应级别 {old_level} → {level}：{reason}",
     "plan_ended": "预案终止：{reason}",
@@ -631,5 +632,15 @@ def own_report(ctx: ServiceContext, repo: ReportingRepository) -> Handler:
         if report is None:
             return False
         return deadlines.apply_report(ctx, repo, report)
+
+    return handle
+
+
+def enterprise_registered(repo: ReportingRepository) -> Handler:
+    """Keep the name of each enterprise at its highest revision (incident details name it)."""
+
+    def handle(envelope: EventEnvelope) -> bool:
+        p = envelope.payload
+        return repo.keep_enterprise_name(p["enterprise_id"], int(p["revision"]), p["name"])
 
     return handle
