@@ -212,6 +212,21 @@ class SqliteDatabase:
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
+    def init_meta(self, key: str, value: str) -> bool:
+        """Record a bookkeeping value unless one is there; whether this call recorded it."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?) RETURNING key", (key, value)
+            ).fetchone()
+        return row is not None
+
+    def advance_meta(self, key: str, value: str) -> None:
+        """Move a bookkeeping value forward only (ISO dates and months compare as text)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = ? AND value < ?", (value, key, value)
+            )
+
     def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
         """Record a bookkeeping value inside the caller's transaction."""
         conn.execute(

@@ -10,6 +10,7 @@ import { openEnterprises, refreshEnterprises, wireEnterprises } from "./enterpri
 import { openInformation, refreshInformation, wireInformation } from "./information.js";
 import { refreshOnDuty, resetDuty, setupDuty, wireDuty } from "./duty.js";
 import { reachButton, refreshReach, wireReach } from "./reach.js";
+import { h } from "./dom.js";
 
 const KEY_STORE = "yingji.console.key";
 const LANG_STORE = "yingji.console.lang";
@@ -54,24 +55,6 @@ const $ = (id) => document.getElementById(id);
 
 // ------------------------------------------------------------------ DOM helpers
 
-// An element with attributes and children; strings become text nodes, so data is never parsed
-// as markup.
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") el.className = value;
-    else if (name === "text") el.textContent = value;
-    else if (name === "dataset") Object.assign(el.dataset, value);
-    else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
-    else el.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
 
 function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);

@@ -3,7 +3,7 @@
 // Reads GET /v1/campaigns and GET /v1/campaigns/{id}; refreshed by campaign_* and report events
 // while open. County roles only (a township sees its campaign deadlines in the overdue panel).
 
-import { lang } from "./i18n.js";
+import { h, sayer } from "./dom.js";
 
 const TEXT = {
   zh: {
@@ -50,27 +50,8 @@ const TEXT = {
   },
 };
 
-function say(key, vars = {}) {
-  const table = TEXT[lang()] || TEXT.zh;
-  const text = key.split(".").reduce((node, part) => node?.[part], table) ?? TEXT.zh[key];
-  return String(text).replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
+const say = sayer(TEXT);
 
-// The same element helper as app.js: strings become text nodes, never markup.
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") el.className = value;
-    else if (name === "text") el.textContent = value;
-    else el.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
 
 const view = { api: null, townshipName: (code) => code, fmtTime: (s) => s, campaigns: [] };
 

@@ -6,26 +6,11 @@
 // POST /v1/joint-meetings; refreshed by assignment_* and joint_meeting_held while open.
 
 import { label, t } from "./i18n.js";
+import { h } from "./dom.js";
 
 const FORMS = ["letter", "meeting", "onsite", "notice"]; // weakest first, as the API orders them
 const OPEN = ["active", "pending_approval"];
 
-// The same element helper as app.js: strings become text nodes, never markup.
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") el.className = value;
-    else if (name === "text") el.textContent = value;
-    else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
-    else el.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
 
 const say = (key, vars) => t(`disputes.${key}`, vars);
 

@@ -3,7 +3,7 @@
 // inspections and any rectification overdue (整改逾期). Reads GET /v1/enterprises; refreshed by
 // the stream's enterprise_registered / enterprise_rectification_overdue while open.
 
-import { lang } from "./i18n.js";
+import { h, sayer } from "./dom.js";
 
 const TEXT = {
   zh: {
@@ -52,26 +52,8 @@ const LEVELS = { major: "重大", large: "较大", general: "一般", low: "低"
 const LEVEL_CLASS = { major: "level-1", large: "level-2", general: "level-3", low: "level-4" };
 const STATE_CLASS = { overdue: "chip chip-missing", open: "chip chip-open", rectified: "chip chip-filed", none: "chip chip-filed" };
 
-function say(key, vars = {}) {
-  const text = (TEXT[lang()] || TEXT.zh)[key] ?? TEXT.zh[key];
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
+const say = sayer(TEXT);
 
-// The same element helper as app.js: strings become text nodes, never markup.
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") el.className = value;
-    else if (name === "text") el.textContent = value;
-    else el.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
 
 const view = { api: null, townships: [], townshipName: (code) => code, mine: null };
 

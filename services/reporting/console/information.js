@@ -4,7 +4,7 @@
 // instruction (批示). Reads GET /v1/information/quotas, /scores and /items; writes POST
 // /v1/information/adoptions and /instructions. Refreshed by the stream's information_* events.
 
-import { lang } from "./i18n.js";
+import { h, sayer } from "./dom.js";
 
 const TEXT = {
   zh: {
@@ -84,26 +84,8 @@ const TEXT = {
 };
 const LEVELS = ["county", "city", "province", "national"];
 
-function say(key, vars = {}) {
-  const text = (TEXT[lang()] || TEXT.zh)[key] ?? TEXT.zh[key];
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
+const say = sayer(TEXT);
 
-// The same element helper as app.js: strings become text nodes, never markup.
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") el.className = value;
-    else if (name === "text") el.textContent = value;
-    else el.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
 
 // ``message``: the answer to the last recording, kept across the re-render that follows it.
 // ``form``: the feedback form of this opening, kept across refreshes.

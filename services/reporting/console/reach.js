@@ -3,7 +3,7 @@
 // table (escalated villages first, in red; then those not yet acknowledged; then the rest).
 // Reads GET /v1/warnings/{id}; a township key sees its own villages.
 
-import { lang } from "./i18n.js";
+import { h, sayer } from "./dom.js";
 
 const TEXT = {
   zh: {
@@ -60,26 +60,8 @@ const TEXT = {
   },
 };
 
-function say(key, vars = {}) {
-  const text = (TEXT[lang()] || TEXT.zh)[key] ?? TEXT.zh[key];
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
+const say = sayer(TEXT);
 
-// The same element helper as app.js: strings become text nodes, never markup.
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") el.className = value;
-    else if (name === "text") el.textContent = value;
-    else el.setAttribute(name, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
 
 const view = { api: null, id: "" };
 

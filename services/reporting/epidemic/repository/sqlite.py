@@ -126,18 +126,11 @@ class SqliteEpidemicRepository:
 
     def init_state(self, key: str, value: str) -> bool:
         """Insert unless present."""
-        with self.db.transaction() as conn:
-            row = conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?) RETURNING key", (key, value)
-            ).fetchone()
-        return row is not None
+        return self.db.init_meta(key, value)
 
     def advance_state(self, key: str, value: str) -> None:
         """Only forward: ISO dates compare as text."""
-        with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE meta SET value = ? WHERE key = ? AND value < ?", (value, key, value)
-            )
+        self.db.advance_meta(key, value)
 
     def relay_parts(self) -> RelayParts:
         """The outbox table of this file."""

@@ -1,0 +1,33 @@
+// Shared by the console's modules: building elements and reading a dialog's own texts.
+
+import { lang } from "./i18n.js";
+
+// An element with attributes and children; strings become text nodes, so data is never parsed
+// as markup.
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") el.className = value;
+    else if (name === "text") el.textContent = value;
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+// A dialog's text lookup: its table in the console's language (Chinese when missing), a dotted
+// key for nested entries, {name} filled from vars.
+export function sayer(texts) {
+  return (key, vars = {}) => {
+    const table = texts[lang()] || texts.zh;
+    const pick = (root) => key.split(".").reduce((node, part) => node?.[part], root);
+    const text = pick(table) ?? pick(texts.zh);
+    return String(text).replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+  };
+}
