@@ -27,6 +27,8 @@ REJECTION_REASONS = (
     "forbidden_role",
     "forbidden_township",
     "forbidden_warning_action",
+    "forbidden_unit",
+    "forbidden_village",
     "throttled",
     "rate_limited",
 )

@@ -43,6 +43,7 @@ DELIVERED, LOST, DUPLICATED, UNEXPECTED = "delivered", "lost", "duplicated", "un
 
 # Operations whose effects the checker follows.
 INCIDENT, FOLLOWUP, FINAL, WARNING = "incident", "followup", "final_report", "warning"
+VILLAGE_WARNING = "village_warning"
 
 Get = Callable[[str], httpx.Response]
 
@@ -222,11 +223,13 @@ def check(
             verdict.effects["reporting.chain.reports"]["indeterminate_present"] += len(unexplained)
 
     # -- warnings: in warning, and warning_issued once in reporting's audit trail ------------
+    # The drill issues warnings as two operations: the usual ones and those of the last mile.
+    warning_ops = [*by_op[WARNING], *by_op[VILLAGE_WARNING]]
     acked_warnings = sorted(
-        o.created_id for o in by_op[WARNING] if classify(o) == ACKNOWLEDGED and o.created_id
+        o.created_id for o in warning_ops if classify(o) == ACKNOWLEDGED and o.created_id
     )
-    open_warnings = sum(1 for o in by_op[WARNING] if classify(o) == INDETERMINATE)
-    if by_op[WARNING]:
+    open_warnings = sum(1 for o in warning_ops if classify(o) == INDETERMINATE)
+    if warning_ops:
         issued = Counter(
             e["payload"].get("warning_id")
             for e in _all_pages(get, "/v1/audit?event_type=warning_issued&limit=200")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import tarfile
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +53,8 @@ def differences(data_dir: Path) -> list[str]:
     with GENERATE.started_on(data_dir, at) as (_, client):
         for old in RECORDED:
             new = GENERATE.answer(client, META["keys"], old["who"], old["path"], old["params"])
+            if old["path"].endswith("/cap"):
+                old = {**old, "body": GEOCODE.sub("", old["body"])}
             new = _as_recorded(_without_newer_parts(new, old["path"]), old)
             if new != old:
                 found.append(f"{old['who']} GET {old['path']} {old['params']}: {_diff(old, new)}")
@@ -68,11 +71,23 @@ NEWER_EVENTS = {
     "upward_report_sent",
     "upward_report_failed",
     "upstream_request_received",
+    "enterprise_registered",  # the demo register, seeded on the first start
+    "information_quota_missed",
+    "campaign_report_filed",
 }
+
+# The CAP areas' geocodes changed on purpose after the recording: the township's 9-digit code was
+# labelled GB/T 2260 (which has 6 digits); now the county's GB/T 2260 code stands beside the
+# township and village codes of the statistics bureau. tests/warning/test_cap.py checks them, so
+# both sides are compared without their geocodes.
+GEOCODE = re.compile(r"<geocode>.*?</geocode>")
 
 
 def _without_newer_parts(new: Any, path: str) -> Any:
-    """The audit trail without the events of parts newer than the recording."""
+    """The audit trail without the events of parts newer than the recording, and CAP without
+    the geocodes added since."""
+    if path.endswith("/cap") and isinstance(new.get("body"), str):
+        return {**new, "body": GEOCODE.sub("", new["body"])}
     if path != "/v1/audit" or not isinstance(new.get("body"), dict):
         return new
     body = new["body"]
@@ -81,14 +96,11 @@ def _without_newer_parts(new: Any, path: str) -> Any:
 
 
 def _as_recorded(new: Any, old: Any) -> Any:
-    """``new`` without the optional fields the API gained after the recording, where they are
-    empty (null) for the old data; any other difference stays visible."""
+    """``new`` without the fields the API gained after the recording (labels, reach, the
+    enterprises of an area): additions are allowed, while every recorded field must come out
+    as it was recorded."""
     if isinstance(new, dict) and isinstance(old, dict):
-        return {
-            key: _as_recorded(value, old.get(key))
-            for key, value in new.items()
-            if key in old or value is not None
-        }
+        return {key: _as_recorded(value, old[key]) for key, value in new.items() if key in old}
     if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
         return [_as_recorded(a, b) for a, b in zip(new, old, strict=True)]
     return new

@@ -37,6 +37,7 @@ ROUTES = {
     "/v1/plans": "dispatch",
     "/v1/assignments": "dispatch",
     "/v1/joint-meetings": "dispatch",
+    "/v1/enterprises": "dispatch",
 }
 
 
