@@ -88,7 +88,10 @@ def test_two_replicas_share_work_without_duplicates(tmp_path: Path, amqp_url: st
             for p in intakes
         ), "one intake relay did all the publishing"
 
-        queue = "evt-intake-incident_reported--reporting.timeline"
+        # The first-report handler: its timeline entry may already be written by the timeline
+        # consumer (then that one counts a duplicate), but the incident and its deadlines are
+        # written here once, so each delivery is applied exactly once across the replicas.
+        queue = "evt-intake-incident_reported--reporting.on_incident_reported"
         applied = [
             _metric(p, "yingji_bus_consumed_total", queue=queue, outcome="applied")
             for p in reportings

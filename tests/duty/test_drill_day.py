@@ -32,14 +32,16 @@ def platform(tmp_path: Path, upward_env: FakeCityServer) -> Iterator[Platform]:
 
 
 def drill_shift(platform: Platform, drill: PlatformDrill) -> None:
-    """Run the drill until this shift was handed over and a serious drill incident went up."""
+    """Run the drill until this shift was handed over, a serious drill incident went up and a
+    spot check was made (the drill picks operations at random, the spot check among many)."""
     handed_over = len(drill.recorder.acknowledged_ids("duty_handover"))
     ends = time.monotonic() + BUDGET_SECONDS
     while time.monotonic() < ends:
         drill.run()
         platform.settle()
         pushed = platform.ok("GET", "/v1/duty/upward", params={"limit": 200})["items"]
-        if len(drill.recorder.acknowledged_ids("duty_handover")) > handed_over and pushed:
+        handed = len(drill.recorder.acknowledged_ids("duty_handover")) > handed_over
+        if handed and pushed and did(drill, "spot_check"):
             return
 
 

@@ -97,6 +97,17 @@ class WarningStack(Stack):
         body.update(overrides)
         return body
 
+    def without_enterprises(self) -> None:
+        """Close every enterprise of the register (the demo county seeds some): a warning then
+        reaches the townships (and villages) only."""
+        listed = self.call("GET", "/v1/enterprises", params={"limit": 200})
+        assert listed.status_code == 200, listed.text
+        for enterprise in listed.json()["items"]:
+            path = f"/v1/enterprises/{enterprise['id']}/close"
+            closed = self.call("POST", path, json={"reason": "测试：仅送达乡镇"})
+            assert closed.status_code == 200, closed.text
+        self.settle()
+
     def issue(self, who: str = "operator", **overrides: Any) -> Any:
         """POST a warning; returns the response."""
         return self.call("POST", "/v1/warnings", who=who, json=self.warning_body(**overrides))

@@ -117,6 +117,7 @@ def test_webhook_retries_with_backoff_until_delivered(
             villages=False,
         )
         with make_stack(county=county) as stack:
+            stack.without_enterprises()
             before = metric(
                 "yingji_warning_delivery_attempts_total", channel="短信网关", outcome="error"
             )
@@ -183,6 +184,7 @@ def test_webhook_gives_up_after_max_attempts(make_stack: Callable[..., Any]) -> 
             villages=False,
         )
         with make_stack(county=county) as stack:
+            stack.without_enterprises()
             failures = metric("yingji_warning_delivery_failures_total", channel="广播")
             wid = stack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
             for _ in range(3):
@@ -227,6 +229,7 @@ def test_a_newer_version_supersedes_pending_deliveries(make_stack: Callable[...,
             [{"type": "webhook", "name": "短信", "url": url}], villages=False
         )
         with make_stack(county=county) as stack:
+            stack.without_enterprises()
             wid = stack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
             stack.service.run_deliveries()  # v1 fails once, stays pending
             stack.call("POST", f"/v1/warnings/{wid}/adjust", json={"level": 4, "reason": "减弱"})
