@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.sqlite import SqliteDatabase
+from libs.common.sqlite import CACHE_KIB, MAX_IDLE, SqliteDatabase
 
 
 def _write(db: SqliteDatabase, key: str) -> None:
@@ -52,6 +52,43 @@ def test_threads_at_once_each_have_their_own(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert _keys(db) == ["t0", "t1", "t2"]
+    db.close()
+
+
+def test_a_burst_of_threads_leaves_at_most_max_idle_connections(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "x.sqlite3")
+    count = MAX_IDLE + 6
+    inside, release = threading.Barrier(count + 1), threading.Event()
+
+    def hold(n: int) -> None:
+        db.connection()
+        inside.wait()
+        release.wait()
+        _write(db, f"t{n:02}")
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    inside.wait()
+    assert db.open_connections() == count + 1
+    release.set()
+    for thread in threads:
+        thread.join()
+    # The creating thread's connection and MAX_IDLE kept for later threads; the rest closed.
+    assert db.open_connections() == MAX_IDLE + 1
+    assert len(_keys(db)) == count
+    # Later threads take the kept ones rather than opening more.
+    for n in range(MAX_IDLE + 3):
+        thread = threading.Thread(target=_write, args=(db, f"u{n:02}"))
+        thread.start()
+        thread.join()
+    assert db.open_connections() == MAX_IDLE + 1
+    db.close()
+
+
+def test_each_connection_has_the_bounded_page_cache(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "x.sqlite3")
+    assert db.query("PRAGMA cache_size") == [(-CACHE_KIB,)]
     db.close()
 
 
