@@ -37,6 +37,7 @@ ROUTES: dict[str, str] = {
     "/v1/assignments": "dispatch",
     "/v1/joint-meetings": "dispatch",
     "/v1/enterprises": "dispatch",
+    "/v1/enterprise-reference": "dispatch",
     "/v1/reports": "reporting",
     "/v1/zero-reports": "reporting",
     "/v1/epidemic": "reporting",

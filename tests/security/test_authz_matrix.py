@@ -244,7 +244,7 @@ READS: dict[str, Read] = {
     "/v1/campaigns": Read("county"),
     "/v1/campaigns/{campaign_id}": Read("county"),
     "/v1/epidemic/diseases": Read("county"),
-    "/v1/enterprises/reference": Read("county"),
+    "/v1/enterprise-reference": Read("county"),
     "/v1/enterprises": Read("own"),
     "/v1/enterprises/{enterprise_id}": Read("own", "enterprise_id", refused=NOT_FOUND),
     "/v1/epidemic/day": Read("own", params=lambda _: {"date": TODAY}),

@@ -38,6 +38,7 @@ ROUTES = {
     "/v1/assignments": "dispatch",
     "/v1/joint-meetings": "dispatch",
     "/v1/enterprises": "dispatch",
+    "/v1/enterprise-reference": "dispatch",
 }
 
 

@@ -228,7 +228,7 @@ def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter
         inspections = register.inspections_of([doc["_id"]])[doc["_id"]]
         return enterprise_out(ctx, doc, inspections, register.today())
 
-    @router.get("/v1/enterprises/reference", summary="风险等级、危险类型和应急处置小组清单")
+    @router.get("/v1/enterprise-reference", summary="风险等级、危险类型和应急处置小组清单")
     def reference(_: Principal = anyone) -> dict[str, Any]:
         levels = [{"code": k, "label": v} for k, v in domain.RISK_LEVELS.items()]
         return {
