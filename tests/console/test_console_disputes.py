@@ -114,12 +114,13 @@ def test_a_weaker_form_is_refused_and_the_required_one_recorded(
     options = board.locator("#dispute-supervise-form select[name=form] option")
     assert options.all_text_contents() == ["会议", "现场", "通报"]  # 发函 is too weak
     # The server refuses a form weaker than due: force one past the select to see its message.
+    # In one step: a live refresh between forcing and sending would rebuild the select.
     board.evaluate(
-        """() => { const s = document.querySelector('#dispute-supervise-form select');
-        s.append(new Option('发函', 'letter')); s.value = 'letter'; }"""
+        """() => { const f = document.querySelector('#dispute-supervise-form');
+        const s = f.querySelector('select[name=form]');
+        s.append(new Option('发函', 'letter')); s.value = 'letter';
+        f.querySelector('input[name=by]').value = '县综治办'; f.requestSubmit(); }"""
     )
-    board.fill("#dispute-supervise-form input[name=by]", "县综治办")
-    board.click("#dispute-supervise-form button[type=submit]")
     expect(board.locator("#dispute-result")).to_contain_text("本次督办须采用「会议」或更高形式")
     board.select_option("#dispute-supervise-form select[name=form]", "meeting")
     board.fill("#dispute-supervise-form input[name=by]", "县综治办")
