@@ -32,7 +32,7 @@ FORMAT = "yingji-data-backup/1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Coordination files of a running process: never state, never copied.
 SKIPPED_NAMES = {LOCK_FILE, "platform-init.lock"}
-SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal")
+SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal", "-writer")
 
 
 class BackupError(Exception):

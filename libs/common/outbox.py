@@ -85,6 +85,9 @@ class Batch:
     events: list[EventEnvelope]
     token: str
     held: list[Any] = field(default_factory=list)
+    # The events' JSON as the source stored it, when it keeps them as text (the journal keeps
+    # the same text instead of encoding every event again).
+    bodies: list[str] = field(default_factory=list)
 
 
 class OutboxSource(Protocol):
@@ -93,8 +96,9 @@ class OutboxSource(Protocol):
     def claim(self, size: int, lease_seconds: float, owner: str) -> Batch | None:
         """Lease the next events (in order per aggregate); None when nothing is free."""
 
-    def confirm(self, batch: Batch) -> None:
-        """The broker confirmed every event of the batch: remove them and end the lease."""
+    def confirm(self, batch: Batch, journal: Journal | None = None) -> None:
+        """The broker confirmed every event of the batch: remove them and end the lease, and
+        remember them in ``journal`` (in the same write where the source can)."""
 
     def give_back(self, batch: Batch) -> None:
         """Publishing failed: end the lease at once so the retry need not wait for it."""
@@ -170,14 +174,16 @@ class DocumentOutbox:
             {"$unset": {LEASE: ""}},
         )
 
-    def confirm(self, batch: Batch) -> None:
-        """Drop the confirmed events from the documents and end the lease.
+    def confirm(self, batch: Batch, journal: Journal | None = None) -> None:
+        """Drop the confirmed events from the documents and end the lease (journal first).
 
         Usual case, one write per batch: a document we still lease whose outbox still holds
         exactly the events we read (only relays remove events, and only under their lease) is
         emptied. Otherwise (new events pushed meanwhile, or our lease ran out) the confirmed
         events are pulled by id and the pending flag cleared where nothing is left.
         """
+        if journal is not None and batch.events:
+            journal.record(batch.events)
         event_ids = [e.event_id for e in batch.events]
         by_size: dict[int, list[Any]] = {}
         for document in batch.held:
@@ -296,12 +302,20 @@ class SqliteOutbox:
         if not rows:
             return None
         rows.sort()
-        events = [EventEnvelope.model_validate_json(body) for _, body in rows]
-        return Batch(events=events, token=token, held=[seq for seq, _ in rows])
+        bodies = [body for _, body in rows]
+        events = [EventEnvelope.model_validate_json(body) for body in bodies]
+        return Batch(events=events, token=token, held=[seq for seq, _ in rows], bodies=bodies)
 
-    def confirm(self, batch: Batch) -> None:
-        """Delete the confirmed rows (even if our lease ran out: they were sent)."""
+    def confirm(self, batch: Batch, journal: Journal | None = None) -> None:
+        """Delete the confirmed rows (even if our lease ran out: they were sent); the journal
+        of the same file is written in the same transaction (one commit settles a batch)."""
+        own_journal = isinstance(journal, SqliteJournal) and journal.db is self.db
+        if journal is not None and not own_journal and batch.events:
+            journal.record(batch.events)
         with self.db.transaction() as conn:
+            if own_journal and batch.events:
+                assert isinstance(journal, SqliteJournal)
+                journal.record_in(conn, batch)
             conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in batch.held])
 
     def give_back(self, batch: Batch) -> None:
@@ -367,13 +381,18 @@ class SqliteJournal:
 
     def record(self, events: Sequence[EventEnvelope]) -> None:
         """One row per event (a repeat is ignored)."""
-        now = time.time()
         with self.db.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO sent_journal (event_id, event_type, sent_at, body)"
-                " VALUES (?, ?, ?, ?)",
-                [(e.event_id, e.event_type, now, e.model_dump_json()) for e in events],
-            )
+            self.record_in(conn, Batch(events=list(events), token=""))
+
+    def record_in(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        """The batch's rows inside the caller's transaction (its stored JSON when it has it)."""
+        now = time.time()
+        bodies = batch.bodies or [e.model_dump_json() for e in batch.events]
+        conn.executemany(
+            "INSERT OR IGNORE INTO sent_journal (event_id, event_type, sent_at, body)"
+            " VALUES (?, ?, ?, ?)",
+            [(e.event_id, e.event_type, now, b) for e, b in zip(batch.events, bodies, strict=True)],
+        )
 
     def purge(self, before: float) -> None:
         """Delete old rows."""
@@ -482,13 +501,11 @@ class OutboxRelay(threading.Thread):
         # and released, or none is.
         try:
             if batch.events:
-                self.publisher.publish(batch.events)
+                self.publisher.publish(batch.events, batch.bodies)
         except PublishError:
             source.give_back(batch)
             raise
-        if batch.events and self.journal is not None:
-            self.journal.record(batch.events)
-        source.confirm(batch)
+        source.confirm(batch, self.journal)
         return len(batch.events)
 
     def _purge_journal(self) -> None:

@@ -3,14 +3,16 @@
 Documents are stored as JSON text. Datetimes are written as ``{"$date": "<fixed-width UTC ISO>"}``
 so they come back as datetimes and compare correctly as text inside SQL (a generated column
 ``doc ->> '$.at."$date"'`` sorts in time order). Several processes may open the same file: WAL
-lets readers run beside the one writer, and the busy timeout makes a writer wait for the lock
-instead of failing. Inside one process, writers queue on a lock of the file first (see
-``SqliteDatabase.transaction``).
+lets readers run beside the one writer. Writers queue for the file before SQLite's own lock:
+threads on a lock of the process, processes on an advisory lock of a file beside the database
+(see ``SqliteDatabase.transaction``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import weakref
@@ -30,18 +32,74 @@ CACHE_KIB = 512
 # Connections kept for later threads once theirs ended; more are closed, so a burst of threads
 # does not leave its connections (files, page caches, parsed schema) open for the process's life.
 MAX_IDLE = 4
+# The file beside a database whose advisory lock orders the writers of several processes.
+WRITER_SUFFIX = "-writer"
 _ISO = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 
 
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
+class _WriterQueue:
+    """Where the writers of one database file wait their turn: the threads of this process on a
+    lock, then the processes of the host on an advisory lock (``flock``) of ``<file>-writer``.
+
+    SQLite's own busy handler, left alone, sleeps with growing pauses (up to 100 ms) and is not
+    woken when the lock frees, so writers of two processes on one file spent most of their time
+    asleep (docs/performance.md, replicas). A process waiting in ``flock`` is woken by the kernel
+    the moment the holder lets go, and the kernel lets go for a process that dies.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.threads = threading.Lock()
+        self.users = 0
+        self._fd = os.open(f"{path}{WRITER_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def close(self) -> None:
+        """Let go of the lock file (the last handle on the database was closed)."""
+        os.close(self._fd)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the file for one write transaction."""
+        # A thread that waits longer than the busy timeout goes on to SQLite's own wait.
+        queued = self.threads.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            if queued:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)  # waits without the GIL
+            try:
+                yield
+            finally:
+                if queued:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            if queued:
+                self.threads.release()
 
 
-def _write_lock(path: Path) -> threading.Lock:
-    """The one writer lock of a file in this process (shared by every handle on that file)."""
+_WRITER_QUEUES: dict[str, _WriterQueue] = {}
+_WRITER_QUEUES_GUARD = threading.Lock()
+
+
+def _join_writers(path: Path) -> _WriterQueue:
+    """The writer queue of a file in this process (shared by every handle on that file)."""
     key = str(path.resolve())
-    with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+    with _WRITER_QUEUES_GUARD:
+        if key not in _WRITER_QUEUES:
+            _WRITER_QUEUES[key] = _WriterQueue(path)
+        queue = _WRITER_QUEUES[key]
+        queue.users += 1
+        return queue
+
+
+def _leave_writers(path: Path) -> None:
+    """One handle on the file fewer; the last one closes the queue's lock file."""
+    key = str(path.resolve())
+    with _WRITER_QUEUES_GUARD:
+        queue = _WRITER_QUEUES.get(key)
+        if queue is None:
+            return
+        queue.users -= 1
+        if queue.users <= 0:
+            del _WRITER_QUEUES[key]
+            queue.close()
 
 
 def iso(moment: datetime) -> str:
@@ -91,7 +149,7 @@ class SqliteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._write_lock = _write_lock(path)
+        self._writers = _join_writers(path)
         self._connections: list[sqlite3.Connection] = []
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
@@ -158,11 +216,8 @@ class SqliteDatabase:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error.
 
-        The threads of this process queue for the file on a lock first. Left to SQLite, a writer
-        that finds the file locked sleeps in its busy handler with growing pauses (up to 100 ms)
-        and is not woken when the lock frees: under concurrent requests most of the time went
-        there. Other processes on the same file still meet the busy timeout. A thread that
-        waits longer than that timeout goes on to SQLite's own wait, as before the lock.
+        Writers of the file queue for their turn first (threads, then processes: see
+        ``_WriterQueue``); SQLite's busy timeout stays as the last resort.
         Inside this thread's ``outer_transaction`` it is a savepoint of that one instead.
         """
         conn = self.connection()
@@ -170,8 +225,7 @@ class SqliteDatabase:
             with self._savepoint(conn):
                 yield conn
             return
-        queued = self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
+        with self._writers.turn():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -181,9 +235,6 @@ class SqliteDatabase:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        finally:
-            if queued:
-                self._write_lock.release()
 
     @contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -256,6 +307,8 @@ class SqliteDatabase:
     def close(self) -> None:
         """Close every thread's connection."""
         with self._lock:
+            if not self._closed:
+                _leave_writers(self.path)
             self._closed = True
             for conn in self._connections:
                 conn.close()

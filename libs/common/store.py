@@ -35,7 +35,7 @@ __all__ = [
 
 _CODEC: CodecOptions[Any] = CodecOptions(tz_aware=True, tzinfo=UTC)
 # Files SQLite keeps beside a database file; litemongo keeps one file per collection.
-_SIDECARS = ("-wal", "-shm", "-journal")
+_SIDECARS = ("-wal", "-shm", "-journal", "-writer")
 
 
 class LegacyCollection:

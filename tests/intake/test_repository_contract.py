@@ -338,6 +338,23 @@ def test_events_leave_in_order_per_incident_and_only_once_confirmed(
     assert source.claim(100, 30.0, "relay-1") is None
 
 
+def test_a_confirmed_batch_is_journalled_as_it_leaves_the_outbox(
+    repo: IncidentRepository,
+) -> None:
+    first, second = event("a", "1"), event("a", "2")
+    record(repo, incident("a"), first)
+    assert repo.close_incident("a", 1, {"status": "closed"}, {"kind": "closed"}, second)
+    parts = repo.relay_parts()
+    [source] = parts.sources
+    assert parts.journal is not None
+    batch = source.claim(100, 30.0, "relay-1")
+    assert batch is not None
+    source.confirm(batch, parts.journal)
+    assert source.pending() == (0, None)
+    # What the journal gives back (to publish again after a crash) is the events as sent.
+    assert parts.journal.since(0) == [first, second]
+
+
 def test_a_later_event_waits_while_an_earlier_one_of_its_incident_is_leased(
     repo: IncidentRepository,
 ) -> None:
