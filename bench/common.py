@@ -8,6 +8,7 @@ import math
 import os
 import queue
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -398,6 +399,40 @@ def distributed(extra_env: dict[str, str] | None = None) -> Iterator[Distributed
 def await_broker() -> None:
     """Other work on this machine may restart RabbitMQ; wait until its app runs."""
     subprocess.run(["rabbitmqctl", "await_startup", "--timeout", "300"], capture_output=True)
+
+
+STORE_SAMPLE = re.compile(
+    r'^yingji_store_write_(transactions|wait_seconds|held_seconds)_total\{database="([^"]+)"\}'
+    r"\s+([0-9.e+-]+)$",
+    re.MULTILINE,
+)
+
+
+def store_writes(url: str, database: str) -> dict[str, float]:
+    """A process's write transactions on one SQLite file so far, with the seconds they waited
+    for their turn and held the file (``yingji_store_write_*`` of its /metrics)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    found = {"transactions": 0.0, "wait_seconds": 0.0, "held_seconds": 0.0}
+    for kind, name, value in STORE_SAMPLE.findall(text):
+        if name == database:
+            found[kind] += float(value)
+    return found
+
+
+def store_delta(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, Any]:
+    """Per-write hold and wait, and the share of ``seconds`` the file was held, between two
+    readings of ``store_writes`` (summed over processes beforehand when there are several)."""
+    count = after["transactions"] - before["transactions"]
+    held = after["held_seconds"] - before["held_seconds"]
+    wait = after["wait_seconds"] - before["wait_seconds"]
+    return {
+        "writes": int(count),
+        "held_ms_per_write": round(1000 * held / count, 3) if count else 0.0,
+        "wait_ms_per_write": round(1000 * wait / count, 3) if count else 0.0,
+        "held_share": round(held / seconds, 3) if seconds else 0.0,
+    }
 
 
 def make_key(base: str, admin_key: str, role: str = "operator", **extra: Any) -> str:

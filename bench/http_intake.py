@@ -30,12 +30,15 @@ from bench.common import (
     quick,
     record,
     row,
+    store_delta,
+    store_writes,
     wait_http,
 )
 
 SECONDS = quick(10, 5, "BENCH_HTTP_SECONDS")
 CONNECTIONS = int(quick(16, 16, "BENCH_HTTP_CONNECTIONS"))
 WARM_UP = 2.0
+INTAKE_FILE = "yingji_intake"
 
 
 @contextmanager
@@ -57,18 +60,30 @@ def bare(key: str = "") -> Iterator[str]:
         process.wait(30)
 
 
-def measure(name: str, base: str, key: str) -> dict[str, Any]:
-    """Warm up, then one wrk run; the figures are recorded under ``name``."""
+def measure(name: str, base: str, key: str, database: str = "") -> dict[str, Any]:
+    """Warm up, then one wrk run; the figures are recorded under ``name``. With ``database``,
+    also how long intake's writes held its SQLite file (the one writer slot of that file)."""
     url = base + "/v1/incidents"
     wrk.post_incidents(url, key, WARM_UP, CONNECTIONS)
+    before = store_writes(base, database) if database else {}
     figures = wrk.post_incidents(url, key, SECONDS, CONNECTIONS)
+    if database:
+        after = store_writes(base, database)
+        figures["store"] = store_delta(before, after, figures["seconds"])
     record(name, connections=CONNECTIONS, **figures)
     return figures
 
 
 def _figure(f: dict[str, Any]) -> str:
     errors = f" ({f['not_created']} not 201)" if f["not_created"] else ""
-    return f"{f['req_per_s']:,.0f} req/s, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms{errors}"
+    text = f"{f['req_per_s']:,.0f} req/s, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms{errors}"
+    store = f.get("store")
+    if store:
+        text += (
+            f"; intake's file held {store['held_share']:.0%} of the time,"
+            f" {store['held_ms_per_write']} ms a write"
+        )
+    return text
 
 
 def main() -> None:
@@ -76,10 +91,13 @@ def main() -> None:
     with bare(key) as url:
         base = measure("http.baseline_bare_fastapi_key_check", url, key)
     with intake_process(ROOT) as (url, operator):
-        alone = measure("http.intake_process_alone", url, operator)
+        alone = measure("http.intake_process_alone", url, operator, INTAKE_FILE)
     with embedded_stack() as stack:
         embedded = measure(
-            "http.embedded_all_four", stack.url, make_key(stack.url, stack.admin_key)
+            "http.embedded_all_four",
+            stack.url,
+            make_key(stack.url, stack.admin_key),
+            INTAKE_FILE,
         )
     ceiling = base["req_per_s"] or 1.0
     ratio_alone = round(alone["req_per_s"] / ceiling, 3)

@@ -13,14 +13,25 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import httpx
 
 from bench import wrk
-from bench.common import distributed, free_port, make_key, quick, record, row
+from bench.common import (
+    distributed,
+    free_port,
+    make_key,
+    quick,
+    record,
+    row,
+    store_delta,
+    store_writes,
+)
 from tests.support.distributed import ServiceProcess
 
-N = int(quick(1500, 500, "BENCH_SCALE_INCIDENTS"))
+N = int(quick(3000, 1500, "BENCH_SCALE_INCIDENTS"))
+REPORTING_FILE = "yingji_reporting"
 # One sample line of the counter; its labels come in the exporter's order (alphabetical), so
 # they are read as a set, not matched in a fixed order.
 SAMPLE = re.compile(r"^yingji_bus_consumed_total\{([^}]*)\}\s+([0-9.e+]+)$", re.MULTILINE)
@@ -52,8 +63,9 @@ def consumed(url: str) -> float:
     return consumed_in(text)
 
 
-def run(replicas: int) -> float:
-    """Deliveries per second taken by ``replicas`` reporting processes from a full queue."""
+def run(replicas: int) -> tuple[float, dict[str, Any]]:
+    """Deliveries per second taken by ``replicas`` reporting processes from a full queue, and
+    how their writes held reporting's SQLite file while they took the queue."""
     with distributed() as stack:
         intake = stack.processes["intake"].url
         key = make_key(intake, stack.admin_key)
@@ -72,6 +84,7 @@ def run(replicas: int) -> float:
             proc.start()
             started.append(proc)
         marks: dict[str, tuple[float, float]] = {}
+        first_look = time.monotonic()
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             count = sum(consumed(f"http://127.0.0.1:{p.port}") for p in started)
@@ -88,17 +101,32 @@ def run(replicas: int) -> float:
             print(f"{replicas} replica(s): {posted} posted, consumed {seen}, marks {marks}")
             for proc in started:
                 print(proc.log.read_text(errors="replace")[-2000:] if proc.log.exists() else "")
+        writes = _summed([store_writes(_url(p), REPORTING_FILE) for p in started])
         for proc in started:
             proc.stop()
         if "end" not in marks or "start" not in marks:
-            return 0.0
+            return 0.0, {}
         (t0, c0), (t1, c1) = marks["start"], marks["end"]
-        return (c1 - c0) / max(t1 - t0, 1e-6)
+        window = marks["end"][0] - first_look
+        return (c1 - c0) / max(t1 - t0, 1e-6), store_delta(_summed([]), writes, window)
+
+
+def _url(proc: ServiceProcess) -> str:
+    return f"http://127.0.0.1:{proc.port}"
+
+
+def _summed(readings: list[dict[str, float]]) -> dict[str, float]:
+    """Store figures of several processes on one file, added up."""
+    total = {"transactions": 0.0, "wait_seconds": 0.0, "held_seconds": 0.0}
+    for reading in readings:
+        for kind, value in reading.items():
+            total[kind] += value
+    return total
 
 
 def main() -> None:
-    one = run(1)
-    two = run(2)
+    one, one_writes = run(1)
+    two, two_writes = run(2)
     ratio = round(two / one, 2) if one else 0
     record(
         "scale.reporting_consumer",
@@ -107,12 +135,17 @@ def main() -> None:
         two_replicas_per_s=round(two, 1),
         ratio=ratio,
         goal=">= 1.5x",
+        one_replica_store=one_writes,
+        two_replicas_store=two_writes,
     )
     row(
         f"replicas: reporting taking {N:,} queued `incident_reported` deliveries, 2 processes "
         "on one data directory vs 1",
-        f"{two:,.1f} vs {one:,.1f} deliveries/s",
-        f"one process: {one:,.1f}/s",
+        f"{two:,.1f} vs {one:,.1f} deliveries/s; reporting's file held"
+        f" {two_writes.get('held_share', 0):.0%} of the time"
+        f" ({two_writes.get('held_ms_per_write', 0)} ms a write)",
+        f"one process: {one:,.1f}/s, file held {one_writes.get('held_share', 0):.0%}"
+        f" ({one_writes.get('held_ms_per_write', 0)} ms a write)",
         f"**{ratio:.2f}×**",
         "≥ 1.5×",
     )

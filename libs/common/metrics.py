@@ -49,6 +49,21 @@ BUS_DEAD_LETTERED = Counter(
     "Deliveries moved to a dead-letter queue",
     ["service", "queue"],
 )
+STORE_WRITES = Counter(
+    "yingji_store_write_transactions_total",
+    "Write transactions on a SQLite database file (committed or rolled back)",
+    ["database"],
+)
+STORE_WRITE_WAIT = Counter(
+    "yingji_store_write_wait_seconds_total",
+    "Time writers waited for their turn at a SQLite database file",
+    ["database"],
+)
+STORE_WRITE_HELD = Counter(
+    "yingji_store_write_held_seconds_total",
+    "Time write transactions held their SQLite database file, commit included",
+    ["database"],
+)
 BUS_CONNECTED = Gauge(
     "yingji_bus_connected", "1 while the consumer/relay connection is up", ["service", "role"]
 )

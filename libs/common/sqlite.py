@@ -15,12 +15,15 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from libs.common import metrics
 
 DATE = "$date"
 BUSY_TIMEOUT_MS = 10_000
@@ -150,6 +153,9 @@ class SqliteDatabase:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._writers = _join_writers(path)
+        self.name = path.stem
+        for counter in (metrics.STORE_WRITES, metrics.STORE_WRITE_WAIT, metrics.STORE_WRITE_HELD):
+            counter.labels(self.name)
         self._connections: list[sqlite3.Connection] = []
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
@@ -225,9 +231,11 @@ class SqliteDatabase:
             with self._savepoint(conn):
                 yield conn
             return
+        queued_at = time.perf_counter()
         with self._writers.turn():
-            conn.execute("BEGIN IMMEDIATE")
+            turn_at = time.perf_counter()
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
@@ -235,6 +243,15 @@ class SqliteDatabase:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._count_write(queued_at, turn_at)
+
+    def _count_write(self, queued_at: float, turn_at: float) -> None:
+        # How long writers queue and hold the file: the figures that bound what several
+        # threads or processes writing one file can do (docs/performance.md, replicas).
+        metrics.STORE_WRITES.labels(self.name).inc()
+        metrics.STORE_WRITE_WAIT.labels(self.name).inc(turn_at - queued_at)
+        metrics.STORE_WRITE_HELD.labels(self.name).inc(time.perf_counter() - turn_at)
 
     @contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from libs.common import metrics
 from libs.common.clock import ManualClock
 from libs.common.eventmodels.intake import IncidentClosedV1
 from libs.common.events import EventEnvelope, make_event
@@ -77,6 +78,7 @@ def test_a_writer_waits_while_another_process_holds_the_file(tmp_path: Path) -> 
     # advisory lock (SQLite's own lock is free, so only the queue can hold the writer back).
     other = os.open(f"{path}{WRITER_SUFFIX}", os.O_RDWR)
     fcntl.flock(other, fcntl.LOCK_EX)
+    waited, writes = _figure(metrics.STORE_WRITE_WAIT), _figure(metrics.STORE_WRITES)
     writer = threading.Thread(target=_increment, args=(db,))
     writer.start()
     writer.join(0.5)
@@ -85,6 +87,26 @@ def test_a_writer_waits_while_another_process_holds_the_file(tmp_path: Path) -> 
     os.close(other)
     writer.join(10)
     assert not writer.is_alive() and _count(db) == 1
+    # The wait is counted: the writer was held back for at least the half second above.
+    assert _figure(metrics.STORE_WRITES) == writes + 1
+    assert _figure(metrics.STORE_WRITE_WAIT) >= waited + 0.5
+    db.close()
+
+
+def _figure(counter: Any) -> float:
+    """This test file's series of a store counter (the file is named ``x``)."""
+    return float(counter.labels("x")._value.get())
+
+
+def test_writes_are_counted_with_the_time_they_held_the_file(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "x.sqlite3")
+    writes, held = _figure(metrics.STORE_WRITES), _figure(metrics.STORE_WRITE_HELD)
+    for _ in range(5):
+        _increment(db)
+    with pytest.raises(RuntimeError), db.transaction():
+        raise RuntimeError("rolled back, and counted all the same")
+    assert _figure(metrics.STORE_WRITES) == writes + 6
+    assert _figure(metrics.STORE_WRITE_HELD) > held
     db.close()
 
 
