@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 
@@ -14,6 +14,8 @@ from libs.common.clock import Clock
 from libs.common.county import County
 from libs.common.events import EventEnvelope
 from libs.common.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,6 +35,13 @@ class ServiceContext:
     closers: list[Callable[[], None]] = field(default_factory=list)
     # Looks an API key up in the database, bypassing the cache (long-lived streams re-check).
     verify_key: Callable[[str], Principal | None] = lambda key: None
+
+    def resource(self, key: str, build: Callable[[], T]) -> T:
+        """``resources[key]``, built by ``build`` the first time it is asked for."""
+        if key not in self.resources:
+            self.resources[key] = build()
+        found: T = self.resources[key]
+        return found
 
     def allow(self, *roles: Role) -> Any:
         """A FastAPI dependency: authenticate, then 403 unless the caller has one of ``roles``.

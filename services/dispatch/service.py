@@ -145,7 +145,8 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 
 def relay_parts(ctx: ServiceContext) -> RelayParts:
     """The repository's outbox and journal, and the enterprise register's outbox."""
-    return enterprises.relay_parts(ctx, open_repository(ctx).relay_parts())
+    own = open_repository(ctx).relay_parts()
+    return RelayParts([*own.sources, *enterprises.relay_sources(ctx)], own.journal)
 
 
 def contract(ctx: ServiceContext) -> Contract:

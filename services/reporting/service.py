@@ -124,11 +124,12 @@ def subscriptions(ctx: ServiceContext) -> Sequence[Subscription]:
 def relay_parts(ctx: ServiceContext) -> RelayParts:
     """The repository's outbox and journal, and the outboxes of the epidemic reports, information
     work, the duty office and the campaigns (one relay)."""
-    own = epidemic.relay_parts(ctx, open_repository(ctx).relay_parts())
+    own = open_repository(ctx).relay_parts()
     extra = [
+        *epidemic.relay_sources(ctx),
         *information.relay_sources(ctx),
         *duty.relay_sources(ctx),
-        *campaigns.relay_sources(ctx).sources,
+        *campaigns.relay_sources(ctx),
     ]
     return RelayParts([*own.sources, *extra], own.journal)
 

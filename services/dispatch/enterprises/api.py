@@ -29,23 +29,6 @@ PHONE = r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$"
 RiskLevel = Literal["major", "large", "general", "low"]
 GroupName = Literal["财产保全组", "职工利益保障组", "政策咨询组", "维护稳定组"]
 assert set(GroupName.__args__) == set(domain.RESPONSE_GROUPS)  # type: ignore[attr-defined]
-HazardType = Literal[
-    "资金链断裂",
-    "关停倒闭",
-    "拖欠工资",
-    "债务纠纷",
-    "用工异动",
-    "群体上访",
-    "危险化学品",
-    "非煤矿山",
-    "烟花爆竹",
-    "粉尘涉爆",
-    "有限空间",
-    "燃气",
-    "涉氨制冷",
-    "金属冶炼",
-]
-assert HazardType.__args__ == domain.HAZARD_TYPES  # type: ignore[attr-defined]
 # The alphabet of GB 32100 (no I, O, S, V, Z); the check character is checked by the use case.
 CREDIT_CODE = r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
 
@@ -80,8 +63,8 @@ class EnterpriseIn(_Strict):
     risk_level: RiskLevel = Field(
         description="风险等级：major 重大、large 较大、general 一般、low 低"
     )
-    hazard_types: list[HazardType] = Field(
-        min_length=1, max_length=14, description="危险类型（清单内）"
+    hazard_types: list[domain.HazardType] = Field(
+        min_length=1, max_length=len(domain.HAZARD_TYPES), description="危险类型（清单内）"
     )
     lat: float = Field(ge=-90, le=90, description="纬度")
     lon: float = Field(ge=-180, le=180, description="经度")
@@ -100,7 +83,9 @@ class EnterprisePatch(_Strict):
     name: Text | None = Field(default=None, min_length=2, max_length=100)
     township_code: str | None = Field(default=None, pattern=CODE_PATTERN)
     risk_level: RiskLevel | None = None
-    hazard_types: list[HazardType] | None = Field(default=None, min_length=1, max_length=14)
+    hazard_types: list[domain.HazardType] | None = Field(
+        default=None, min_length=1, max_length=len(domain.HAZARD_TYPES)
+    )
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     responsible: ContactIn | None = None
@@ -241,7 +226,7 @@ def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter
     def list_enterprises(
         township_code: str | None = Query(default=None, pattern=CODE_PATTERN),
         risk_level: RiskLevel | None = None,
-        hazard_type: HazardType | None = Query(default=None, description="危险类型"),
+        hazard_type: domain.HazardType | None = Query(default=None, description="危险类型"),
         status: Literal["active", "closed"] = Query(default="active", description="在册或已注销"),
         exercise: bool = Query(default=False, description="true：只看演练企业"),
         limit: Limit = 50,

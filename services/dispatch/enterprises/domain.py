@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 # GB 32100-2015: 18 characters from this alphabet (no I, O, S, V, Z); the last is a check
@@ -18,8 +18,9 @@ RISK_LEVELS = {"major": "重大", "large": "较大", "general": "一般", "low":
 RISK_RANK = {level: rank for rank, level in enumerate(RISK_LEVELS)}
 
 # Hazard types: the business risks 篇3 names (资金链断裂、关停倒闭、欠薪、债务纠纷、用工异动、
-# 群体上访) and the production-safety hazards a county's register keeps beside them.
-HAZARD_TYPES = (
+# 群体上访) and the production-safety hazards a county's register keeps beside them. Declared
+# once as a type, so the API's requests and OpenAPI enum take the same list in the same order.
+HazardType = Literal[
     "资金链断裂",
     "关停倒闭",
     "拖欠工资",
@@ -34,7 +35,8 @@ HAZARD_TYPES = (
     "燃气",
     "涉氨制冷",
     "金属冶炼",
-)
+]
+HAZARD_TYPES: tuple[str, ...] = get_args(HazardType)
 
 # The four response groups of 篇3 (应急处置小组), each with a contact per enterprise.
 RESPONSE_GROUPS = ("财产保全组", "职工利益保障组", "政策咨询组", "维护稳定组")

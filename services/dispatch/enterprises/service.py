@@ -12,9 +12,8 @@ import yaml
 from fastapi import APIRouter
 
 from libs.common.openapi import Contract, one_of
-from libs.common.service import RelayParts, ServiceContext, Timer
-from libs.common.sqlite import SqliteDatabase
-from libs.common.store import sqlite_file
+from libs.common.repository import open_service_repository
+from libs.common.service import ServiceContext, Timer
 from services.dispatch.enterprises import api, metrics
 from services.dispatch.enterprises.repository import EnterpriseRepository
 from services.dispatch.enterprises.repository.mongo import MongoEnterpriseRepository
@@ -31,32 +30,23 @@ DEMO_FILE = Path(__file__).parents[3] / "libs" / "common" / "data" / "demo-enter
 
 def open_repository(ctx: ServiceContext) -> EnterpriseRepository:
     """SQLite unless the database URL is ``mongodb://`` (then dispatch's database); once."""
-    repo: EnterpriseRepository | None = ctx.resources.get(REPOSITORY)
-    if repo is None:
-        path = sqlite_file(ctx.settings, FILE)
-        if path is None:
-            repo = MongoEnterpriseRepository(ctx.db)
-        else:
-            repo = SqliteEnterpriseRepository(SqliteDatabase(path))
-        repo.ensure_schema()
-        ctx.resources[REPOSITORY] = repo
-        ctx.closers.append(repo.close)
-    return repo
+    return open_service_repository(
+        ctx, FILE, SqliteEnterpriseRepository, MongoEnterpriseRepository, REPOSITORY
+    )
 
 
 def use_cases(ctx: ServiceContext) -> EnterpriseUseCases:
     """The register's use cases of this context (one instance)."""
-    found: EnterpriseUseCases | None = ctx.resources.get(USECASES)
-    if found is None:
-        found = EnterpriseUseCases(
+    return ctx.resource(
+        USECASES,
+        lambda: EnterpriseUseCases(
             repo=open_repository(ctx),
             county=ctx.county,
             clock=ctx.clock,
             tz=ZoneInfo(ctx.county.timezone),
             wake_relay=lambda: ctx.wake_relay(),
-        )
-        ctx.resources[USECASES] = found
-    return found
+        ),
+    )
 
 
 def demo_entries(county_code: str, path: Path = DEMO_FILE) -> list[dict[str, Any]]:
@@ -92,10 +82,9 @@ def timers(ctx: ServiceContext, every: float) -> Sequence[Timer]:
     return [Timer("enterprise_rectification_overdue", every, lambda: use_cases(ctx).scan_overdue())]
 
 
-def relay_parts(ctx: ServiceContext, parts: RelayParts) -> RelayParts:
-    """Dispatch's relay parts with the register's outbox added (the journal stays dispatch's)."""
-    extra = open_repository(ctx).relay_parts().sources
-    return RelayParts(sources=[*parts.sources, *extra], journal=parts.journal)
+def relay_sources(ctx: ServiceContext) -> list[Any]:
+    """The register's outbox sources (the journal stays dispatch's)."""
+    return list(open_repository(ctx).relay_parts().sources)
 
 
 def contract(ctx: ServiceContext) -> Contract:

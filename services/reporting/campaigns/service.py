@@ -4,14 +4,14 @@ and outbox. ``services/reporting/service.py`` calls these, one line each."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import APIRouter
 
 from libs.common.openapi import Contract, each_one_of, one_of
 from libs.common.profiles import deadline_profile
-from libs.common.service import RelayParts, ServiceContext, Timer
-from libs.common.sqlite import SqliteDatabase
-from libs.common.store import sqlite_file
+from libs.common.repository import open_service_repository
+from libs.common.service import ServiceContext, Timer
 from services.reporting.campaigns import api, metrics
 from services.reporting.campaigns.repository import CampaignRepository
 from services.reporting.campaigns.repository.mongo import MongoCampaignRepository
@@ -27,35 +27,26 @@ USECASES = "campaign_usecases"
 
 def open_repository(ctx: ServiceContext) -> CampaignRepository:
     """SQLite unless the database URL is ``mongodb://`` (then reporting's database); once."""
-    repo: CampaignRepository | None = ctx.resources.get(REPOSITORY)
-    if repo is None:
-        path = sqlite_file(ctx.settings, FILE)
-        if path is None:
-            repo = MongoCampaignRepository(ctx.db)
-        else:
-            repo = SqliteCampaignRepository(SqliteDatabase(path))
-        repo.ensure_schema()
-        ctx.resources[REPOSITORY] = repo
-        ctx.closers.append(repo.close)
-    return repo
+    return open_service_repository(
+        ctx, FILE, SqliteCampaignRepository, MongoCampaignRepository, REPOSITORY
+    )
 
 
 def use_cases(
     ctx: ServiceContext, deadlines: Callable[[], ReportingRepository]
 ) -> CampaignUseCases:
     """The campaign use cases of this context (one instance), writing reporting's deadlines."""
-    found: CampaignUseCases | None = ctx.resources.get(USECASES)
-    if found is None:
-        found = CampaignUseCases(
+    return ctx.resource(
+        USECASES,
+        lambda: CampaignUseCases(
             repo=open_repository(ctx),
             deadlines=deadlines(),
             county=ctx.county,
             clock=ctx.clock,
             profile=deadline_profile(ctx.settings.deadline_profile),
             wake_relay=lambda: ctx.wake_relay(),
-        )
-        ctx.resources[USECASES] = found
-    return found
+        ),
+    )
 
 
 def setup(campaigns: CampaignUseCases) -> None:
@@ -74,9 +65,9 @@ def timers(campaigns: CampaignUseCases, every: float) -> Sequence[Timer]:
     return [Timer("campaign_plan", every, campaigns.converge)]
 
 
-def relay_sources(ctx: ServiceContext) -> RelayParts:
-    """The campaigns' outbox (the journal stays reporting's)."""
-    return open_repository(ctx).relay_parts()
+def relay_sources(ctx: ServiceContext) -> list[Any]:
+    """The campaigns' outbox sources (the journal stays reporting's)."""
+    return list(open_repository(ctx).relay_parts().sources)
 
 
 def contract(ctx: ServiceContext) -> Contract:

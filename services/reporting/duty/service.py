@@ -11,9 +11,8 @@ from fastapi import APIRouter
 
 from libs.common.bus import Subscription
 from libs.common.profiles import deadline_profile
+from libs.common.repository import open_service_repository
 from libs.common.service import ServiceContext, Timer
-from libs.common.sqlite import SqliteDatabase
-from libs.common.store import sqlite_file
 from services.reporting.duty import api, handlers, metrics
 from services.reporting.duty.config import DutySettings
 from services.reporting.duty.ports import OpenWork
@@ -31,26 +30,18 @@ USE_CASES = "duty_usecases"
 
 def open_repository(ctx: ServiceContext) -> DutyRepository:
     """SQLite unless the database URL is ``mongodb://``; opened once per context."""
-    repo: DutyRepository | None = ctx.resources.get(REPOSITORY)
-    if repo is None:
-        path = sqlite_file(ctx.settings, FILE_NAME)
-        if path is None:
-            repo = MongoDutyRepository(ctx.db)
-        else:
-            repo = SqliteDutyRepository(SqliteDatabase(path))
-        repo.ensure_schema()
-        ctx.resources[REPOSITORY] = repo
-        ctx.closers.append(repo.close)
-    return repo
+    return open_service_repository(
+        ctx, FILE_NAME, SqliteDutyRepository, MongoDutyRepository, REPOSITORY
+    )
 
 
 def use_cases(ctx: ServiceContext, open_work: Callable[[], OpenWork]) -> DutyUseCases:
     """The duty office of this context (one instance for routes, handlers and timers);
     ``open_work`` builds reporting's adapter the first time."""
-    duty: DutyUseCases | None = ctx.resources.get(USE_CASES)
-    if duty is None:
+
+    def build() -> DutyUseCases:
         settings = DutySettings()
-        duty = DutyUseCases(
+        return DutyUseCases(
             repo=open_repository(ctx),
             open_work=open_work(),
             county=ctx.county,
@@ -61,8 +52,8 @@ def use_cases(ctx: ServiceContext, open_work: Callable[[], OpenWork]) -> DutyUse
             wake_relay=lambda: ctx.wake_relay(),
             log=ctx.log,
         )
-        ctx.resources[USE_CASES] = duty
-    return duty
+
+    return ctx.resource(USE_CASES, build)
 
 
 def shift_codes(duty: DutyUseCases) -> list[str]:

@@ -12,9 +12,8 @@ from fastapi import APIRouter
 
 from libs.common.openapi import Contract, one_of
 from libs.common.profiles import deadline_profile
-from libs.common.service import RelayParts, ServiceContext, Timer
-from libs.common.sqlite import SqliteDatabase
-from libs.common.store import sqlite_file
+from libs.common.repository import open_service_repository
+from libs.common.service import ServiceContext, Timer
 from services.reporting.epidemic import api, domain, metrics, summary
 from services.reporting.epidemic.repository import EpidemicRepository
 from services.reporting.epidemic.repository.mongo import MongoEpidemicRepository
@@ -30,25 +29,17 @@ USECASES = "epidemic_usecases"
 
 def open_repository(ctx: ServiceContext) -> EpidemicRepository:
     """SQLite unless the database URL is ``mongodb://`` (then reporting's database); once."""
-    repo: EpidemicRepository | None = ctx.resources.get(REPOSITORY)
-    if repo is None:
-        path = sqlite_file(ctx.settings, FILE)
-        if path is None:
-            repo = MongoEpidemicRepository(ctx.db)
-        else:
-            repo = SqliteEpidemicRepository(SqliteDatabase(path))
-        repo.ensure_schema()
-        ctx.resources[REPOSITORY] = repo
-        ctx.closers.append(repo.close)
-    return repo
+    return open_service_repository(
+        ctx, FILE, SqliteEpidemicRepository, MongoEpidemicRepository, REPOSITORY
+    )
 
 
 def use_cases(ctx: ServiceContext) -> EpidemicUseCases:
     """The epidemic use cases of this context (one instance)."""
-    found: EpidemicUseCases | None = ctx.resources.get(USECASES)
-    if found is None:
+
+    def build() -> EpidemicUseCases:
         profile = deadline_profile(ctx.settings.deadline_profile)
-        found = EpidemicUseCases(
+        return EpidemicUseCases(
             repo=open_repository(ctx),
             county=ctx.county,
             clock=ctx.clock,
@@ -56,8 +47,8 @@ def use_cases(ctx: ServiceContext) -> EpidemicUseCases:
             tz=ZoneInfo(profile.timezone),
             wake_relay=lambda: ctx.wake_relay(),
         )
-        ctx.resources[USECASES] = found
-    return found
+
+    return ctx.resource(USECASES, build)
 
 
 def setup(ctx: ServiceContext) -> None:
@@ -79,10 +70,9 @@ def timers(ctx: ServiceContext, every: float) -> Sequence[Timer]:
     return [Timer("epidemic_report_scan", every, lambda: use_cases(ctx).scan_missed())]
 
 
-def relay_parts(ctx: ServiceContext, parts: RelayParts) -> RelayParts:
-    """Reporting's relay parts with the epidemic outbox added (the journal stays reporting's)."""
-    extra = open_repository(ctx).relay_parts().sources
-    return RelayParts(sources=[*parts.sources, *extra], journal=parts.journal)
+def relay_sources(ctx: ServiceContext) -> list[Any]:
+    """The epidemic reports' outbox sources (the journal stays reporting's)."""
+    return list(open_repository(ctx).relay_parts().sources)
 
 
 def contract(ctx: ServiceContext) -> Contract:

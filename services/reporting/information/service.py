@@ -11,9 +11,8 @@ from fastapi import APIRouter
 
 from libs.common.openapi import Contract, one_of
 from libs.common.profiles import deadline_profile
+from libs.common.repository import open_service_repository
 from libs.common.service import ServiceContext, Timer
-from libs.common.sqlite import SqliteDatabase
-from libs.common.store import sqlite_file
 from services.reporting.information import api, domain, metrics
 from services.reporting.information.repository import InformationRepository
 from services.reporting.information.repository.mongo import MongoInformationRepository
@@ -30,25 +29,17 @@ Lookup = Callable[[str], dict[str, Any] | None]
 
 def open_repository(ctx: ServiceContext) -> InformationRepository:
     """SQLite unless the database URL is ``mongodb://`` (then reporting's database); once."""
-    repo: InformationRepository | None = ctx.resources.get(REPOSITORY)
-    if repo is None:
-        path = sqlite_file(ctx.settings, FILE)
-        if path is None:
-            repo = MongoInformationRepository(ctx.db)
-        else:
-            repo = SqliteInformationRepository(SqliteDatabase(path))
-        repo.ensure_schema()
-        ctx.resources[REPOSITORY] = repo
-        ctx.closers.append(repo.close)
-    return repo
+    return open_service_repository(
+        ctx, FILE, SqliteInformationRepository, MongoInformationRepository, REPOSITORY
+    )
 
 
 def use_cases(ctx: ServiceContext, report: Lookup, incident: Lookup) -> InformationUseCases:
     """The information use cases of this context (one instance); ``report`` and ``incident``
     read reporting's follow-up/final reports and incidents, which feedback may be about."""
-    found: InformationUseCases | None = ctx.resources.get(USECASES)
-    if found is None:
-        found = InformationUseCases(
+    return ctx.resource(
+        USECASES,
+        lambda: InformationUseCases(
             repo=open_repository(ctx),
             county=ctx.county,
             clock=ctx.clock,
@@ -57,9 +48,8 @@ def use_cases(ctx: ServiceContext, report: Lookup, incident: Lookup) -> Informat
             report=report,
             incident=incident,
             wake_relay=lambda: ctx.wake_relay(),
-        )
-        ctx.resources[USECASES] = found
-    return found
+        ),
+    )
 
 
 def setup(info: InformationUseCases) -> None:
