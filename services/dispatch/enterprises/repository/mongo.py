@@ -14,14 +14,12 @@ from libs.common.events import EventEnvelope
 from libs.common.idempotency import IDEMPOTENCY_INDEXES
 from libs.common.outbox import (
     OUTBOX_INDEXES,
-    DocumentOutbox,
     new_document,
     strip_internal,
     with_events,
 )
 from libs.common.pagination import page
-from libs.common.service import RelayParts
-from libs.common.store import ensure_indexes
+from libs.common.repository_tails import MongoRepository
 from services.dispatch.enterprises.repository import EnterpriseFilter, Page, TakenError
 
 ENTERPRISES = "enterprises"
@@ -41,18 +39,16 @@ INSPECTION_INDEXES: list[dict[str, Any]] = [
 OPEN_FINDINGS: dict[str, Any] = {"rectified_on": None, "deadline": {"$ne": None}}
 
 
-class MongoEnterpriseRepository:
+class MongoEnterpriseRepository(MongoRepository):
     """EnterpriseRepository on a MongoDB database (or mongomock's, in tests)."""
 
+    INDEXES = {ENTERPRISES: ENTERPRISE_INDEXES, INSPECTIONS: INSPECTION_INDEXES}
+    EVENT_COLLECTIONS = (ENTERPRISES, INSPECTIONS)
+
     def __init__(self, db: Any) -> None:
-        self.db = db
+        super().__init__(db)
         self.enterprises = db[ENTERPRISES]
         self.inspections = db[INSPECTIONS]
-
-    def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on."""
-        ensure_indexes(self.enterprises, ENTERPRISE_INDEXES)
-        ensure_indexes(self.inspections, INSPECTION_INDEXES)
 
     def enterprise(self, enterprise_id: str) -> dict[str, Any] | None:
         """By ``_id``, without outbox fields."""
@@ -180,19 +176,6 @@ class MongoEnterpriseRepository:
             }
         )
         return {"enterprises": {r["_id"]: r["n"] for r in rows}, "overdue": overdue}
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside the enterprises and the inspections."""
-        return RelayParts(
-            sources=[DocumentOutbox(self.enterprises), DocumentOutbox(self.inspections)]
-        )
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the process's store factory, which closes it."""
 
 
 def _selector(filters: EnterpriseFilter) -> dict[str, Any]:

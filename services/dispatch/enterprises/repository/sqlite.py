@@ -11,10 +11,10 @@ from typing import Any
 
 from libs.common.errors import field_error
 from libs.common.events import EventEnvelope
-from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, SqliteOutbox, append_events
+from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, append_events
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps, loads, patched
+from libs.common.repository_tails import SqliteRepository
+from libs.common.sqlite import dumps, loads, patched
 from services.dispatch.enterprises.repository import EnterpriseFilter, Page, TakenError
 
 SCHEMA = [
@@ -55,16 +55,10 @@ SCHEMA = [
 OPEN_FINDINGS = "rectified_on IS NULL AND deadline IS NOT NULL"
 
 
-class SqliteEnterpriseRepository:
+class SqliteEnterpriseRepository(SqliteRepository):
     """EnterpriseRepository on one SQLite file (shared by dispatch's processes on one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the tables, their indexes and the outbox."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
 
     def enterprise(self, enterprise_id: str) -> dict[str, Any] | None:
         """Primary key."""
@@ -218,18 +212,6 @@ class SqliteEnterpriseRepository:
             (today,),
         )
         return {"enterprises": dict(levels), "overdue": int(overdue[0][0])}
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table of this file."""
-        return RelayParts(sources=[self.outbox])
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        self.db.close()
 
 
 def _where(filters: EnterpriseFilter) -> tuple[list[str], list[Any]]:

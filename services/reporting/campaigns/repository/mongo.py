@@ -11,14 +11,12 @@ from pymongo.errors import DuplicateKeyError
 from libs.common.events import EventEnvelope
 from libs.common.outbox import (
     OUTBOX_INDEXES,
-    DocumentOutbox,
     new_document,
     strip_internal,
     with_events,
 )
 from libs.common.pagination import page
-from libs.common.service import RelayParts
-from libs.common.store import ensure_indexes
+from libs.common.repository_tails import MongoRepository
 from services.reporting.campaigns.repository import CampaignFilter, Page
 
 CAMPAIGNS = "campaigns"
@@ -34,18 +32,16 @@ REPORT_INDEXES: list[dict[str, Any]] = [
 ]
 
 
-class MongoCampaignRepository:
+class MongoCampaignRepository(MongoRepository):
     """CampaignRepository on a MongoDB database (or mongomock's, in tests)."""
 
+    INDEXES = {CAMPAIGNS: CAMPAIGN_INDEXES, REPORTS: REPORT_INDEXES}
+    EVENT_COLLECTIONS = (CAMPAIGNS, REPORTS)
+
     def __init__(self, db: Any) -> None:
-        self.db = db
+        super().__init__(db)
         self.campaigns = db[CAMPAIGNS]
         self.reports = db[REPORTS]
-
-    def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on."""
-        ensure_indexes(self.campaigns, CAMPAIGN_INDEXES)
-        ensure_indexes(self.reports, REPORT_INDEXES)
 
     def campaign(self, campaign_id: str) -> dict[str, Any] | None:
         """One campaign by ``_id``, without outbox fields."""
@@ -97,17 +93,6 @@ class MongoCampaignRepository:
         """A range of the (campaign_id, filed_at) index."""
         rows = self.reports.find({"campaign_id": campaign_id}, sort=[("filed_at", 1), ("_id", 1)])
         return [strip_internal(r) or {} for r in rows]
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside the campaigns and the reports."""
-        return RelayParts(sources=[DocumentOutbox(self.campaigns), DocumentOutbox(self.reports)])
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the process's store factory, which closes it."""
 
 
 def _insert(

@@ -10,10 +10,10 @@ from typing import Any
 
 from libs.common.errors import field_error
 from libs.common.events import EventEnvelope
-from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, SqliteOutbox, append_events
+from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, append_events
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps, iso, patched
+from libs.common.repository_tails import SqliteRepository
+from libs.common.sqlite import dumps, iso, patched
 from services.reporting.campaigns.repository import CampaignFilter, Page
 
 SCHEMA = [
@@ -37,16 +37,10 @@ SCHEMA = [
 ]
 
 
-class SqliteCampaignRepository:
+class SqliteCampaignRepository(SqliteRepository):
     """CampaignRepository on one SQLite file (shared by reporting's processes on one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the tables, their indexes and the outbox."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
 
     def campaign(self, campaign_id: str) -> dict[str, Any] | None:
         """One campaign by primary key."""
@@ -138,15 +132,3 @@ class SqliteCampaignRepository:
                 raise
             return existing, False
         return dict(doc), True
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table of this file."""
-        return RelayParts(sources=[self.outbox])
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        self.db.close()

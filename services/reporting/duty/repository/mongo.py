@@ -14,20 +14,16 @@ from pymongo.errors import DuplicateKeyError
 
 from libs.common.events import EventEnvelope
 from libs.common.outbox import (
-    JOURNAL_COLLECTION,
     OUTBOX_INDEXES,
-    DocumentJournal,
-    DocumentOutbox,
     new_document,
     strip_internal,
     with_events,
 )
-from libs.common.service import RelayParts
-from libs.common.store import ensure_indexes
+from libs.common.repository_tails import MongoRepository
 from services.reporting.duty.repository import PUSH_HELD, PUSH_PENDING
 
 PREFIX = "duty_"
-INDEXES: dict[str, list[dict[str, Any]]] = {
+KIND_INDEXES: dict[str, list[dict[str, Any]]] = {
     "shifts": [{"keys": [("exercise", 1), ("starts_at", 1)]}, *OUTBOX_INDEXES],
     "handovers": [
         {"keys": [("shift_id", 1)], "unique": True, "name": "one_per_shift"},
@@ -50,7 +46,7 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
 }
 OPEN_REQUEST_LOOKBACK = timedelta(days=2)
 # The collections whose documents carry events (the relay's sources).
-EVENT_COLLECTIONS = ("shifts", "handovers", "tracked_incidents", "pushes", "upstream_requests")
+EVENT_KINDS = ("shifts", "handovers", "tracked_incidents", "pushes", "upstream_requests")
 
 
 def _clean(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -61,23 +57,21 @@ def _all(rows: Any) -> list[dict[str, Any]]:
     return [d for d in (_clean(r) for r in rows) if d is not None]
 
 
-class MongoDutyRepository:
+class MongoDutyRepository(MongoRepository):
     """DutyRepository on the reporting service's MongoDB database (collections ``duty_*``)."""
 
+    INDEXES = {PREFIX + name: specs for name, specs in KIND_INDEXES.items()}
+    EVENT_COLLECTIONS = tuple(PREFIX + name for name in EVENT_KINDS)
+    JOURNAL = True
+
     def __init__(self, db: Any) -> None:
-        self.db = db
+        super().__init__(db)
         self.shifts = db[PREFIX + "shifts"]
         self.handovers = db[PREFIX + "handovers"]
         self.spot_checks = db[PREFIX + "spot_checks"]
         self.incidents = db[PREFIX + "tracked_incidents"]
         self.pushes = db[PREFIX + "pushes"]
         self.requests = db[PREFIX + "upstream_requests"]
-
-    def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on."""
-        for name, specs in INDEXES.items():
-            ensure_indexes(self.db[PREFIX + name], specs)
-        self.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
 
     # ------------------------------------------------------------ roster
 
@@ -297,19 +291,3 @@ class MongoDutyRepository:
             sort=[("due_at", 1), ("_id", 1)],
         )
         return _all(rows)
-
-    # ------------------------------------------------------------ plumbing
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside the documents; the journal as a collection."""
-        return RelayParts(
-            sources=[DocumentOutbox(self.db[PREFIX + name]) for name in EVENT_COLLECTIONS],
-            journal=DocumentJournal(self.db[JOURNAL_COLLECTION]),
-        )
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the runtime; nothing to release here."""

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from libs.common.events import EventEnvelope
-from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, SqliteJournal, SqliteOutbox, append_events
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps, iso, loads, patched
+from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, append_events
+from libs.common.repository_tails import SqliteRepository
+from libs.common.sqlite import dumps, iso, loads, patched
 from services.reporting.duty.repository import PUSH_HELD, PUSH_PENDING
 
 _AT = '"$date"\''  # tail of a JSON path that reads a tagged datetime's text
@@ -66,16 +66,11 @@ SCHEMA = [
 OPEN_REQUEST_LOOKBACK = timedelta(days=2)
 
 
-class SqliteDutyRepository:
+class SqliteDutyRepository(SqliteRepository):
     """DutyRepository on one SQLite file (shared by the reporting processes of one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the tables, their indexes, the outbox and the journal."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
+    JOURNAL = True
 
     def _one(self, table: str, ident: str) -> dict[str, Any] | None:
         docs = self.db.documents(f"SELECT doc FROM {table} WHERE id = ?", (ident,))
@@ -332,17 +327,3 @@ class SqliteDutyRepository:
             " ORDER BY due_at, id",
             (iso(now - OPEN_REQUEST_LOOKBACK),),
         )
-
-    # ------------------------------------------------------------ plumbing
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table and the sent-events journal of this file."""
-        return RelayParts(sources=[self.outbox], journal=SqliteJournal(self.db))
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close the file's connections."""
-        self.db.close()

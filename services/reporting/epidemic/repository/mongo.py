@@ -11,13 +11,11 @@ from pymongo.errors import DuplicateKeyError
 from libs.common.events import EventEnvelope
 from libs.common.outbox import (
     OUTBOX_INDEXES,
-    DocumentOutbox,
     new_document,
     strip_internal,
     with_events,
 )
-from libs.common.service import RelayParts
-from libs.common.store import ensure_indexes
+from libs.common.repository_tails import MongoRepositoryWithState
 
 REPORTS = "epidemic_reports"
 MISSED = "epidemic_missed"
@@ -30,19 +28,17 @@ MISSED_INDEXES: list[dict[str, Any]] = [{"keys": [("date", 1)]}, *OUTBOX_INDEXES
 ORDER = [("township_code", 1), ("unit_id", 1), ("disease_code", 1)]
 
 
-class MongoEpidemicRepository:
+class MongoEpidemicRepository(MongoRepositoryWithState):
     """EpidemicRepository on a MongoDB database (or mongomock's, in tests)."""
 
+    INDEXES = {REPORTS: REPORT_INDEXES, MISSED: MISSED_INDEXES}
+    EVENT_COLLECTIONS = (REPORTS, MISSED)
+    STATE = STATE
+
     def __init__(self, db: Any) -> None:
-        self.db = db
+        super().__init__(db)
         self.reports = db[REPORTS]
         self.missed = db[MISSED]
-        self.states = db[STATE]
-
-    def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on."""
-        ensure_indexes(self.reports, REPORT_INDEXES)
-        ensure_indexes(self.missed, MISSED_INDEXES)
 
     def report(self, report_id: str) -> dict[str, Any] | None:
         """One report by ``_id``, without outbox fields."""
@@ -98,31 +94,3 @@ class MongoEpidemicRepository:
         """The day's flags, by id."""
         rows = self.missed.find({"date": day}, sort=[("_id", 1)])
         return [strip_internal(row) or {} for row in rows]
-
-    def state(self, key: str) -> str | None:
-        """A value of the state collection."""
-        row = self.states.find_one({"_id": key})
-        return None if row is None else str(row["value"])
-
-    def init_state(self, key: str, value: str) -> bool:
-        """Insert unless present."""
-        try:
-            self.states.insert_one({"_id": key, "value": value})
-        except DuplicateKeyError:
-            return False
-        return True
-
-    def advance_state(self, key: str, value: str) -> None:
-        """Only forward: ISO dates compare as strings."""
-        self.states.update_one({"_id": key, "value": {"$lt": value}}, {"$set": {"value": value}})
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside the reports and the missed flags."""
-        return RelayParts(sources=[DocumentOutbox(self.reports), DocumentOutbox(self.missed)])
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the process's store factory, which closes it."""

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from libs.common.events import EventEnvelope
-from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, SqliteOutbox, append_events
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps, patched
+from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, append_events
+from libs.common.repository_tails import SqliteRepositoryWithState
+from libs.common.sqlite import dumps, patched
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS epidemic_reports ("
@@ -35,16 +35,10 @@ SCHEMA = [
 ]
 
 
-class SqliteEpidemicRepository:
+class SqliteEpidemicRepository(SqliteRepositoryWithState):
     """EpidemicRepository on one SQLite file (shared by reporting's processes on one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the tables, their indexes and the outbox."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
 
     def report(self, report_id: str) -> dict[str, Any] | None:
         """One report by primary key."""
@@ -119,27 +113,3 @@ class SqliteEpidemicRepository:
         return self.db.documents(
             "SELECT doc FROM epidemic_missed WHERE day = ? ORDER BY id", (day,)
         )
-
-    def state(self, key: str) -> str | None:
-        """From the file's meta table."""
-        return self.db.get_meta(key)
-
-    def init_state(self, key: str, value: str) -> bool:
-        """Insert unless present."""
-        return self.db.init_meta(key, value)
-
-    def advance_state(self, key: str, value: str) -> None:
-        """Only forward: ISO dates compare as text."""
-        self.db.advance_meta(key, value)
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table of this file."""
-        return RelayParts(sources=[self.outbox])
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        self.db.close()

@@ -9,9 +9,8 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from libs.common.events import EventEnvelope
-from libs.common.outbox import OUTBOX_INDEXES, DocumentOutbox, new_document, strip_internal
-from libs.common.service import RelayParts
-from libs.common.store import ensure_indexes
+from libs.common.outbox import OUTBOX_INDEXES, new_document, strip_internal
+from libs.common.repository_tails import MongoRepositoryWithState
 from services.reporting.information.repository import Counts, Period
 
 ITEMS = "information_items"
@@ -31,21 +30,18 @@ FEEDBACK_INDEXES: list[dict[str, Any]] = [
 MISSED_INDEXES: list[dict[str, Any]] = [{"keys": [("period", 1)]}, *OUTBOX_INDEXES]
 
 
-class MongoInformationRepository:
+class MongoInformationRepository(MongoRepositoryWithState):
     """InformationRepository on a MongoDB database (or mongomock's, in tests)."""
 
+    INDEXES = {ITEMS: ITEM_INDEXES, FEEDBACK: FEEDBACK_INDEXES, MISSED: MISSED_INDEXES}
+    EVENT_COLLECTIONS = (ITEMS, FEEDBACK, MISSED)
+    STATE = STATE
+
     def __init__(self, db: Any) -> None:
-        self.db = db
+        super().__init__(db)
         self.items = db[ITEMS]
         self.feedback = db[FEEDBACK]
         self.missed = db[MISSED]
-        self.states = db[STATE]
-
-    def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on."""
-        ensure_indexes(self.items, ITEM_INDEXES)
-        ensure_indexes(self.feedback, FEEDBACK_INDEXES)
-        ensure_indexes(self.missed, MISSED_INDEXES)
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """One item by ``_id``, without outbox fields."""
@@ -134,32 +130,3 @@ class MongoInformationRepository:
         """The period's flags, by id."""
         rows = self.missed.find({"period": period}, sort=[("_id", 1)])
         return [strip_internal(row) or {} for row in rows]
-
-    def state(self, key: str) -> str | None:
-        """A value of the state collection."""
-        row = self.states.find_one({"_id": key})
-        return None if row is None else str(row["value"])
-
-    def init_state(self, key: str, value: str) -> bool:
-        """Insert unless present."""
-        try:
-            self.states.insert_one({"_id": key, "value": value})
-        except DuplicateKeyError:
-            return False
-        return True
-
-    def advance_state(self, key: str, value: str) -> None:
-        """Only forward: ISO dates and months compare as strings."""
-        self.states.update_one({"_id": key, "value": {"$lt": value}}, {"$set": {"value": value}})
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside the items, the feedback and the missed flags."""
-        sources = [DocumentOutbox(self.items), DocumentOutbox(self.feedback)]
-        return RelayParts(sources=[*sources, DocumentOutbox(self.missed)])
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the process's store factory, which closes it."""

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from libs.common.events import EventEnvelope
-from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, SqliteOutbox, append_events
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps
+from libs.common.outbox import SQLITE_OUTBOX_SCHEMA, append_events
+from libs.common.repository_tails import SqliteRepositoryWithState
+from libs.common.sqlite import dumps
 from services.reporting.information.repository import Counts, Period
 
 SCHEMA = [
@@ -51,16 +51,10 @@ SCHEMA = [
 ]
 
 
-class SqliteInformationRepository:
+class SqliteInformationRepository(SqliteRepositoryWithState):
     """InformationRepository on one SQLite file (shared by reporting's processes on one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the tables, their indexes and the outbox."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """One item by primary key."""
@@ -155,27 +149,3 @@ class SqliteInformationRepository:
         return self.db.documents(
             "SELECT doc FROM information_missed WHERE period = ? ORDER BY id", (period,)
         )
-
-    def state(self, key: str) -> str | None:
-        """From the file's meta table."""
-        return self.db.get_meta(key)
-
-    def init_state(self, key: str, value: str) -> bool:
-        """Insert unless present."""
-        return self.db.init_meta(key, value)
-
-    def advance_state(self, key: str, value: str) -> None:
-        """Only forward: ISO dates and months compare as text."""
-        self.db.advance_meta(key, value)
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table of this file."""
-        return RelayParts(sources=[self.outbox])
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        self.db.close()
