@@ -315,6 +315,52 @@ def test_a_phoned_in_incident_is_entered_on_a_townships_behalf(
     board.keyboard.press("Escape")
 
 
+def test_a_report_sent_again_after_a_lost_answer_is_entered_once(
+    board: Any, console_stack: Stack
+) -> None:
+    keys: list[str] = []
+    lost: list[int] = []
+
+    def lose_the_first_answer(route: Any) -> None:
+        keys.append(route.request.headers.get("idempotency-key", ""))
+        if lost:
+            route.continue_()
+            return
+        lost.append(route.fetch().status)  # the server takes the report ...
+        route.abort()  # ... and its answer never reaches the console
+
+    board.route("**/v1/incidents", lose_the_first_answer)
+    board.click("#phone-btn")
+    form = board.locator("#incident-form")
+    form.locator("select[name=township_code]").select_option(TOWNSHIP_A)
+    form.locator("select[name=category]").select_option(label="洪涝")
+    fields = {
+        "title": "城关镇南河堤坝渗水",
+        "description": "南河堤坝背水坡渗水，已组织巡堤。",
+        "address": "城关镇南河村",
+        "measures_taken": "已设置警戒，组织巡堤。",
+        "needs": "需要编织袋500条。",
+        "caller_name": "陈刚",
+        "caller_phone": "13700003333",
+        "approver_name": "周敏",
+        "approver_phone": "13600004444",
+    }
+    for name, value in fields.items():
+        form.locator(f"[name={name}]").fill(value)
+    form.locator("button[type=submit]").click()
+    # The console says the action failed and keeps the form as it was.
+    expect(form.locator(".form-error")).not_to_be_empty(timeout=WAIT_MS)
+    expect(board.locator("#incident-dialog")).to_be_visible()
+    form.locator("button[type=submit]").click()  # the officer sends it again
+    expect(board.locator("#detail-title")).to_have_text("城关镇南河堤坝渗水", timeout=WAIT_MS)
+    board.unroute("**/v1/incidents")
+    assert lost == [201] and len(keys) == 2
+    assert keys[0] and keys[0] == keys[1], keys
+    listed = ok(console_stack.call("GET", "/v1/incidents?status=open&limit=200"))["items"]
+    assert [i["title"] for i in listed].count("城关镇南河堤坝渗水") == 1
+    board.keyboard.press("Escape")
+
+
 def test_a_warning_is_issued_from_the_form(board: Any, console_stack: Stack) -> None:
     board.click("#warn-btn")
     form = board.locator("#warning-form")

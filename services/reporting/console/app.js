@@ -145,25 +145,43 @@ class ApiError extends Error {
   }
 }
 
+// A write whose answer never came (the network dropped): sending the same write again reuses
+// its Idempotency-Key, so a change the server already made is answered, not made twice.
+let unanswered = null;
+
+function idempotencyKey(method, path, text) {
+  if (unanswered && unanswered.method === method && unanswered.path === path && unanswered.text === text) {
+    return unanswered.key;
+  }
+  // crypto.randomUUID needs a secure context; county LANs often serve the console over http.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return "console-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function api(path, { method = "GET", body, as = "json" } = {}) {
   if (!state.key) throw new ApiError(401, "unauthenticated", "not signed in");
   const headers = { Authorization: `Bearer ${state.key}` };
+  const text = body === undefined ? undefined : JSON.stringify(body);
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  const write = method !== "GET";
+  if (write) headers["Idempotency-Key"] = idempotencyKey(method, path, text);
   let res;
   try {
     res = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: text,
       cache: "no-store",
       credentials: "same-origin",
       redirect: "error",
     });
   } catch (err) {
+    if (write) unanswered = { method, path, text, key: headers["Idempotency-Key"] };
     state.netDown = true;
     showBanner(t("reconnecting"));
     throw new ApiError(0, "network", String(err));
   }
+  if (write) unanswered = null;
   if (state.netDown) {
     state.netDown = false;
     if (state.live) hideBanner();
