@@ -153,9 +153,11 @@ class SqliteDatabase:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._writers = _join_writers(path)
-        self.name = path.stem
-        for counter in (metrics.STORE_WRITES, metrics.STORE_WRITE_WAIT, metrics.STORE_WRITE_HELD):
-            counter.labels(self.name)
+        # The file's series, made once (at 0) and kept: a labels() lookup per write costs more
+        # than the increment.
+        self._writes = metrics.STORE_WRITES.labels(path.stem)
+        self._write_wait = metrics.STORE_WRITE_WAIT.labels(path.stem)
+        self._write_held = metrics.STORE_WRITE_HELD.labels(path.stem)
         self._connections: list[sqlite3.Connection] = []
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
@@ -249,9 +251,9 @@ class SqliteDatabase:
     def _count_write(self, queued_at: float, turn_at: float) -> None:
         # How long writers queue and hold the file: the figures that bound what several
         # threads or processes writing one file can do (docs/performance.md, replicas).
-        metrics.STORE_WRITES.labels(self.name).inc()
-        metrics.STORE_WRITE_WAIT.labels(self.name).inc(turn_at - queued_at)
-        metrics.STORE_WRITE_HELD.labels(self.name).inc(time.perf_counter() - turn_at)
+        self._writes.inc()
+        self._write_wait.inc(turn_at - queued_at)
+        self._write_held.inc(time.perf_counter() - turn_at)
 
     @contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
