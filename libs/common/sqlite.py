@@ -45,9 +45,11 @@ class _WriterQueue:
     lock, then the processes of the host on an advisory lock (``flock``) of ``<file>-writer``.
 
     SQLite's own busy handler, left alone, sleeps with growing pauses (up to 100 ms) and is not
-    woken when the lock frees, so writers of two processes on one file spent most of their time
-    asleep (docs/performance.md, replicas). A process waiting in ``flock`` is woken by the kernel
-    the moment the holder lets go, and the kernel lets go for a process that dies.
+    woken when the lock frees, so writers of two processes on one file spent much of their time
+    asleep (docs/performance.md, replicas). Here a waiting process looks again every millisecond,
+    and the kernel lets go of the lock of a process that dies. Either wait is bounded by the busy
+    timeout: a writer that waited that long goes on to SQLite's own wait, which fails then
+    instead of hanging (a process stopped inside a write holds both locks).
     """
 
     def __init__(self, path: Path) -> None:
@@ -65,16 +67,27 @@ class _WriterQueue:
         # A thread that waits longer than the busy timeout goes on to SQLite's own wait.
         queued = self.threads.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
         try:
-            if queued:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)  # waits without the GIL
+            locked = queued and self._lock_file()
             try:
                 yield
             finally:
-                if queued:
+                if locked:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             if queued:
                 self.threads.release()
+
+    def _lock_file(self) -> bool:
+        """Take the file's advisory lock; False when the busy timeout passed first."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.001)
 
 
 _WRITER_QUEUES: dict[str, _WriterQueue] = {}

@@ -87,9 +87,10 @@ def test_a_writer_waits_while_another_process_holds_the_file(tmp_path: Path) -> 
     os.close(other)
     writer.join(10)
     assert not writer.is_alive() and _count(db) == 1
-    # The wait is counted: the writer was held back for at least the half second above.
+    # The wait is counted: the writer was held back for most of the half second above (its
+    # wait began a moment after the thread started).
     assert _figure(metrics.STORE_WRITES) == writes + 1
-    assert _figure(metrics.STORE_WRITE_WAIT) >= waited + 0.5
+    assert _figure(metrics.STORE_WRITE_WAIT) >= waited + 0.4
     db.close()
 
 
