@@ -109,6 +109,28 @@ def test_pages_are_newest_first_and_filter_drills(repo: CampaignRepository) -> N
     assert [c["_id"] for c in repo.active_campaigns()] == ["C1", "C2", "C3"]
 
 
+def test_a_participant_pages_through_the_campaigns_it_takes_part_in(
+    repo: CampaignRepository,
+) -> None:
+    water = {"code": "water", "kind": "department", "name": "县水利局"}
+    other = {"code": "349901002", "kind": "township", "name": "城关镇"}
+    repo.record_campaign(campaign("C1", 0), [])
+    repo.record_campaign(campaign("C2", 1, participants=[other, water]), [])
+    repo.record_campaign(campaign("C3", 2, participants=[water, other]), [])
+
+    def ids(unit: str, limit: int = 10, cursor: str | None = None) -> list[str]:
+        rows, _ = repo.campaigns_page(CampaignFilter(participant=unit), limit, cursor)
+        return [c["_id"] for c in rows]
+
+    assert ids("349901001") == ["C1"]
+    assert ids("349901002") == ["C3", "C2"]
+    assert ids("water") == ["C3", "C2"]
+    assert ids("3499") == [] and ids("nobody") == []  # whole codes only
+    first, cursor = repo.campaigns_page(CampaignFilter(participant="water"), 1, None)
+    assert [c["_id"] for c in first] == ["C3"]
+    assert ids("water", 1, cursor) == ["C2"]
+
+
 def test_reports_are_kept_once_in_filing_order(repo: CampaignRepository) -> None:
     repo.record_campaign_report(report("R2", 5), [])
     stored, created = repo.record_campaign_report(report("R1", 1), [])

@@ -111,6 +111,31 @@ def test_a_township_files_only_its_own_and_a_stage_report_names_its_stage(rstack
     assert staged.json()["deadline_id"].endswith(f":campaign_stage:{TOWNSHIP_A}:1")
 
 
+def test_a_township_reads_only_the_campaigns_it_takes_part_in_and_its_own_part(
+    rstack: Stack,
+) -> None:
+    rstack.clock.set(local(2026, 7, 6, 9))
+    both = start(rstack)
+    only_b = start(rstack, name="防汛隐患排查", participants=[TOWNSHIP_B])
+    path = f"/v1/campaigns/{both['id']}/reports"
+    for who, code in (("township_a", TOWNSHIP_A), ("township_b", TOWNSHIP_B)):
+        body = {"participant": code, "kind": "campaign_report", "content": f"{code}排查纠纷"}
+        assert rstack.call("POST", path, who=who, json=body).status_code == 201
+    listed = rstack.call("GET", "/v1/campaigns", who="township_a")
+    assert listed.status_code == 200, listed.text
+    assert [c["id"] for c in listed.json()["items"]] == [both["id"]]
+    mine = rstack.call("GET", f"/v1/campaigns/{both['id']}", who="township_a").json()
+    assert {d["participant"] for d in mine["deadlines"]} == {TOWNSHIP_A}
+    assert [r["participant"] for r in mine["reports"]] == [TOWNSHIP_A]
+    assert TOWNSHIP_B not in {d["participant"] for d in mine["deadlines"]}
+    hidden = rstack.call("GET", f"/v1/campaigns/{only_b['id']}", who="township_a")
+    assert refusal(hidden)[:2] == (404, "not_found")
+    # The county office reads every campaign and every participant's part.
+    county = rstack.call("GET", f"/v1/campaigns/{both['id']}").json()
+    assert {r["participant"] for r in county["reports"]} == {TOWNSHIP_A, TOWNSHIP_B}
+    assert len(rstack.call("GET", "/v1/campaigns").json()["items"]) == 2
+
+
 def test_wrong_dates_and_participants_are_refused(rstack: Stack) -> None:
     rstack.clock.set(local(2026, 7, 6, 9))
     backwards = campaign_body(ends_on="2026-07-01")

@@ -241,6 +241,9 @@ READS: dict[str, Read] = {
     "/v1/deadlines": Read("own"),
     "/v1/zero-reports": Read("own", params=lambda _: {"date": TODAY}),
     "/v1/zero-reports/contradictions": Read("own"),
+    # The seeded campaign has both townships among its participants, so each reads it; what a
+    # township sees of a campaign (its own deadlines and reports, none it is not part of) is
+    # tested in tests/reporting/test_campaigns.py.
     "/v1/campaigns": Read("county"),
     "/v1/campaigns/{campaign_id}": Read("county"),
     "/v1/epidemic/diseases": Read("county"),

@@ -83,6 +83,11 @@ def _unit(principal: Principal) -> tuple[str, str] | None:
     return None
 
 
+def _own_unit(principal: Principal) -> str | None:
+    """The township a township key reads for; None for every county-level key."""
+    return principal.township_code or "" if principal.role == Role.TOWNSHIP else None
+
+
 def deadline_out(doc: Mapping[str, Any]) -> dict[str, Any]:
     """One of the campaign's deadlines as its view shows it."""
     return {
@@ -147,12 +152,16 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
     """The /v1/campaigns routes bound to the campaign use cases."""
     router = APIRouter(tags=["reporting"])
     county = ctx.allow(Role.OPERATOR, Role.LEADER)
-    # County-wide: a township sees its own campaign deadlines in /v1/deadlines.
-    readers = ctx.allow(Role.ADMIN, Role.LEADER, Role.OPERATOR, Role.DEPARTMENT)
+    # A township key reads the campaigns its township takes part in, with its own deadlines and
+    # reports (as it sees only its own incidents); the county office and departments read all.
+    readers = ctx.allow(Role.ADMIN, Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
 
-    def detail(doc: Mapping[str, Any]) -> dict[str, Any]:
+    def detail(doc: Mapping[str, Any], unit: str | None = None) -> dict[str, Any]:
         deadlines = [deadline_out(d) for d in campaigns.deadlines_of(doc)]
         reports = [report_out(r) for r in campaigns.reports_of(doc["_id"])]
+        if unit is not None:
+            deadlines = [d for d in deadlines if d["participant"] == unit]
+            reports = [r for r in reports if r["participant"] == unit]
         return {**campaign_out(doc), "deadlines": deadlines, "reports": reports}
 
     @router.post("/v1/campaigns", status_code=201, summary="启动专项行动（报送节奏）")
@@ -173,7 +182,11 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
         reason = body.reason if body else ""
         return detail(campaigns.end(campaign_id, principal.name, reason))
 
-    @router.get("/v1/campaigns", summary="专项行动列表（新的在前）")
+    @router.get(
+        "/v1/campaigns",
+        summary="专项行动列表（新的在前）",
+        description="乡镇账号只列出本乡镇参加的专项行动。",
+    )
     def list_campaigns(
         status: Literal["active", "ended"] | None = Query(default=None, description="状态"),
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
@@ -181,12 +194,18 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = readers,
     ) -> dict[str, Any]:
-        rows, nxt = campaigns.campaigns_page(CampaignFilter(status, exercise), limit, cursor)
+        filters = CampaignFilter(status, exercise, participant=_own_unit(principal))
+        rows, nxt = campaigns.campaigns_page(filters, limit, cursor)
         return {"items": [campaign_out(r) for r in rows], "next_cursor": nxt}
 
-    @router.get("/v1/campaigns/{campaign_id}", summary="一项专项行动：时限与已报报告")
+    @router.get(
+        "/v1/campaigns/{campaign_id}",
+        summary="一项专项行动：时限与已报报告",
+        description="乡镇账号只能读取本乡镇参加的专项行动，且只见本乡镇的时限与报告。",
+    )
     def read_campaign(campaign_id: str, principal: Principal = readers) -> dict[str, Any]:
-        return detail(campaigns.campaign(campaign_id))
+        unit = _own_unit(principal)
+        return detail(campaigns.campaign_seen_by(campaign_id, unit), unit)
 
     @router.post(
         "/v1/campaigns/{campaign_id}/reports",

@@ -139,6 +139,11 @@ def slot_to_meet(
     return min(candidates, key=lambda s: s.due_at, default=None)
 
 
+def takes_part(campaign: Mapping[str, Any], unit: str) -> bool:
+    """Whether a township or department (by its code) is among the campaign's participants."""
+    return any(p["code"] == unit for p in campaign["participants"])
+
+
 def future_slots(slots: Iterable[Slot], now: datetime) -> list[Slot]:
     """Slots due after ``now``: what ending the campaign drops."""
     return [s for s in slots if s.due_at > now]

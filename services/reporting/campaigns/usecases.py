@@ -213,6 +213,14 @@ class CampaignUseCases:
         """Campaigns newest first."""
         return self.repo.campaigns_page(filters, limit, cursor)
 
+    def campaign_seen_by(self, campaign_id: str, unit: str | None) -> dict[str, Any]:
+        """A campaign as a township key reads it: 404 unless the township takes part (county-level
+        keys, ``unit`` None, read every one)."""
+        campaign = self.campaign(campaign_id)
+        if unit is not None and not domain.takes_part(campaign, unit):
+            raise not_found("campaign", campaign_id)
+        return campaign
+
     def deadlines_of(self, campaign: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The campaign's deadlines as reporting keeps them, by due time."""
         found = (self.deadlines.deadline_by_id(s.ident) for s in domain.plan(campaign, self.tz))
@@ -250,7 +258,7 @@ class CampaignUseCases:
     ) -> dict[str, Any]:
         """The report document and the deadline it meets (checked against the campaign)."""
         participant = fields["participant"]
-        if participant not in {p["code"] for p in campaign["participants"]}:
+        if not domain.takes_part(campaign, participant):
             raise field_error("participant", "不是该专项行动的参加单位")
         if caller.unit is not None and caller.unit[1] != participant:
             raise _not_own(caller.unit)

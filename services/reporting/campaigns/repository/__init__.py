@@ -25,6 +25,8 @@ class CampaignFilter:
 
     status: str | None = None
     exercise: bool | None = None
+    # Only campaigns this township or department takes part in.
+    participant: str | None = None
 
 
 class CampaignRepository(Protocol):

@@ -69,6 +69,8 @@ class MongoCampaignRepository(MongoRepository):
             selector["status"] = filters.status
         if filters.exercise is not None:
             selector["exercise"] = filters.exercise
+        if filters.participant is not None:
+            selector["participants.code"] = filters.participant
         rows, nxt = page(
             self.campaigns, selector, sort_field="started_at", limit=limit, cursor=cursor
         )

@@ -79,6 +79,12 @@ class SqliteCampaignRepository(SqliteRepository):
         if filters.exercise is not None:
             where.append("exercise = ?")
             params.append(int(filters.exercise))
+        if filters.participant is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(doc, '$.participants') AS p"
+                " WHERE p.value ->> '$.code' = ?)"
+            )
+            params.append(filters.participant)
         if cursor:
             value, ident = decode_cursor(cursor)
             where.append("(started_at < ? OR (started_at = ? AND id < ?))")
