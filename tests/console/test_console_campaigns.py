@@ -1,7 +1,7 @@
 """The console's 专项行动 dialog: the chosen campaign's period, rhythm and stages, and per
 participant its reports filed of those owed, late and overdue, with the next one due; live
-while open; overdue campaign reports in the 超时未报 panel under the campaign's name; no button
-for township keys. Headless Chromium against the embedded stack; screenshots go to
+while open; overdue campaign reports in the 超时未报 panel under the campaign's name; a township
+key sees its own row only. Headless Chromium against the embedded stack; screenshots go to
 ``$CONSOLE_SCREENSHOTS``."""
 
 from __future__ import annotations
@@ -102,11 +102,18 @@ def test_overdue_campaign_reports_are_named_by_their_campaign(board: Any) -> Non
     expect(panel).to_contain_text("县水利局")
 
 
-def test_a_township_has_no_campaign_button(
+def test_a_township_sees_its_own_part_of_the_campaign(
     chromium: Any, server: LiveServer, console_stack: Stack, campaign: dict[str, Any]
 ) -> None:
     context, tab, errors = sign_in(chromium, server, console_stack.keys["township_a"])
     tab.wait_for_selector("#list-deadlines", timeout=WAIT_MS)
-    assert tab.locator("#campaign-btn").is_hidden()
+    tab.click("#campaign-btn")
+    expect(tab.locator("#campaign-participants tbody tr", has_text="城关镇")).to_have_count(
+        1, timeout=WAIT_MS
+    )
+    assert tab.locator("#campaign-participants tbody tr").count() == 1
+    assert "青石镇" not in tab.text_content("#campaign-participants")
+    assert "县水利局" not in tab.text_content("#campaign-participants")
+    tab.screenshot(path=str(SHOTS / "45-campaigns-township.png"))
     context.close()
     assert errors == [], errors

@@ -1748,7 +1748,7 @@ function showBoard() {
   $("clock").hidden = false;
   $("epidemic-btn").hidden = false;
   $("enterprises-btn").hidden = false;
-  $("campaign-btn").hidden = me.role === "township"; // a township sees its campaign deadlines in the panel
+  $("campaign-btn").hidden = false; // a township key is answered its own campaigns and part
   $("info-btn").hidden = false;
   $("dispute-btn").hidden = !MEDIATORS.includes(me.role); // the API lists assignments to these only
   $("exercise-toggle").hidden = false;
@@ -1871,7 +1871,9 @@ function init() {
   );
   wireEnterprises();
   wireReach();
-  $("campaign-btn").addEventListener("click", () => openCampaigns({ api, townshipName, fmtTime }));
+  $("campaign-btn").addEventListener("click", () =>
+    openCampaigns({ api, townshipName, fmtTime, mine: state.me?.township_code || null }),
+  );
   wireCampaigns();
   $("info-btn").addEventListener("click", () =>
     openInformation({ api, day: state.context?.today, canRecord: ["operator", "leader"].includes(state.me?.role) }),

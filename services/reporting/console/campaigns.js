@@ -1,7 +1,8 @@
 // 专项行动: the county's special campaigns (篇1) in a dialog — the chosen campaign's period, rhythm
 // and stages, and per participant its reports met, owed and overdue, with the next one due.
 // Reads GET /v1/campaigns and GET /v1/campaigns/{id}; refreshed by campaign_* and report events
-// while open. County roles only (a township sees its campaign deadlines in the overdue panel).
+// while open. A township key reads only the campaigns its township takes part in, and only its own
+// row of each (the API answers it so).
 
 import { h, sayer } from "./dom.js";
 
@@ -53,7 +54,7 @@ const TEXT = {
 const say = sayer(TEXT);
 
 
-const view = { api: null, townshipName: (code) => code, fmtTime: (s) => s, campaigns: [] };
+const view = { api: null, townshipName: (code) => code, fmtTime: (s) => s, campaigns: [], mine: null };
 
 // A campaign deadline's title in the overdue panel (no incident: the campaign names it).
 export function campaignTitle(deadline) {
@@ -83,7 +84,9 @@ function cell(part) {
 }
 
 function participantRows(campaign) {
-  return campaign.participants.map((p) => {
+  // A township key is answered its own deadlines only: its own row is the one to show.
+  const shown = view.mine ? campaign.participants.filter((p) => p.code === view.mine) : campaign.participants;
+  return shown.map((p) => {
     const mine = campaign.deadlines.filter((d) => d.participant === p.code);
     const periodic = tally(mine.filter((d) => d.kind === "campaign_report"));
     const staged = tally(mine.filter((d) => d.kind === "campaign_stage"));
@@ -168,8 +171,8 @@ export async function refreshCampaigns() {
 }
 
 // Opens the dialog with app.js's request and naming helpers.
-export async function openCampaigns({ api, townshipName, fmtTime }) {
-  Object.assign(view, { api, townshipName, fmtTime });
+export async function openCampaigns({ api, townshipName, fmtTime, mine = null }) {
+  Object.assign(view, { api, townshipName, fmtTime, mine });
   const dialog = document.getElementById("campaign-dialog");
   document.getElementById("campaign-title").textContent = say("title");
   document.getElementById("campaign-pick-label").textContent = say("pick");
