@@ -275,29 +275,39 @@ def test_any_days_summary_can_be_printed(board: Any, console_stack: Stack) -> No
     popup.close()
 
 
-def test_a_phoned_in_incident_is_entered_on_a_townships_behalf(
-    board: Any, console_stack: Stack
-) -> None:
+CALLER = {
+    "caller_name": "陈刚",
+    "caller_phone": "13700003333",
+    "approver_name": "周敏",
+    "approver_phone": "13600004444",
+}
+
+
+def phone_form(board: Any, **fields: str) -> Any:
+    """The 电话报告 form opened and filled for 城关镇, a flood, with the caller and approver."""
     board.click("#phone-btn")
     form = board.locator("#incident-form")
     expect(form).to_be_visible()
     form.locator("select[name=township_code]").select_option(TOWNSHIP_A)
     form.locator("select[name=category]").select_option(label="洪涝")
-    fields = {
-        "title": "城关镇东门桥被冲毁",
-        "description": "山洪冲毁东门桥，两岸交通中断。",
-        "address": "城关镇东门村",
-        "trapped": "2",
-        "measures_taken": "已封闭道路，设置警示。",
-        "needs": "需要冲锋舟1艘。",
-        "trend": "水位仍在上涨。",
-        "caller_name": "陈刚",
-        "caller_phone": "13700003333",
-        "approver_name": "周敏",
-        "approver_phone": "13600004444",
-    }
-    for name, value in fields.items():
+    for name, value in {**fields, **CALLER}.items():
         form.locator(f"[name={name}]").fill(value)
+    return form
+
+
+def test_a_phoned_in_incident_is_entered_on_a_townships_behalf(
+    board: Any, console_stack: Stack
+) -> None:
+    form = phone_form(
+        board,
+        title="城关镇东门桥被冲毁",
+        description="山洪冲毁东门桥，两岸交通中断。",
+        address="城关镇东门村",
+        trapped="2",
+        measures_taken="已封闭道路，设置警示。",
+        needs="需要冲锋舟1艘。",
+        trend="水位仍在上涨。",
+    )
     assert form.locator("[name=taker]").input_value() == "leader"  # the signed-in officer
     board.screenshot(path=str(SHOTS / "46-phone-form.png"))
     form.locator("button[type=submit]").click()
@@ -330,23 +340,14 @@ def test_a_report_sent_again_after_a_lost_answer_is_entered_once(
         route.abort()  # ... and its answer never reaches the console
 
     board.route("**/v1/incidents", lose_the_first_answer)
-    board.click("#phone-btn")
-    form = board.locator("#incident-form")
-    form.locator("select[name=township_code]").select_option(TOWNSHIP_A)
-    form.locator("select[name=category]").select_option(label="洪涝")
-    fields = {
-        "title": "城关镇南河堤坝渗水",
-        "description": "南河堤坝背水坡渗水，已组织巡堤。",
-        "address": "城关镇南河村",
-        "measures_taken": "已设置警戒，组织巡堤。",
-        "needs": "需要编织袋500条。",
-        "caller_name": "陈刚",
-        "caller_phone": "13700003333",
-        "approver_name": "周敏",
-        "approver_phone": "13600004444",
-    }
-    for name, value in fields.items():
-        form.locator(f"[name={name}]").fill(value)
+    form = phone_form(
+        board,
+        title="城关镇南河堤坝渗水",
+        description="南河堤坝背水坡渗水，已组织巡堤。",
+        address="城关镇南河村",
+        measures_taken="已设置警戒，组织巡堤。",
+        needs="需要编织袋500条。",
+    )
     form.locator("button[type=submit]").click()
     # The console says the action failed and keeps the form as it was.
     expect(form.locator(".form-error")).not_to_be_empty(timeout=WAIT_MS)
