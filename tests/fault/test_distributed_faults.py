@@ -360,10 +360,17 @@ def test_poison_message_dead_lettered_visible_and_replayable(ledger: Ledger) -> 
 
 def dead_lettered_poison(stack: DistributedStack) -> list[str]:
     """The dead-letter queues holding the poison: every consumer of `incident_reported` that
-    validates what it reads (the timeline records any well-formed envelope as received)."""
-    depths = stack.broker.queue_depths(stack.vhost)
-    found = [q for q, n in depths.items() if n and q.endswith(".dlq")]
-    assert f"{REPORTING_INCIDENTS}.dlq" in found
+    validates what it reads (the timeline records any well-formed envelope as received).
+    A quorum queue's count in `rabbitmqctl list_queues` is refreshed on a timer, so reporting's
+    dead-letter queue, refilled by the replay moments ago, is waited for rather than read once."""
+    found: list[str] = []
+
+    def reporting_counted() -> bool:
+        depths = stack.broker.queue_depths(stack.vhost)
+        found[:] = [q for q, n in depths.items() if n and q.endswith(".dlq")]
+        return f"{REPORTING_INCIDENTS}.dlq" in found
+
+    _wait(reporting_counted, 30, "the broker to count the poison in reporting's dead-letter queue")
     print("poison dead-lettered in:", found)
     return found
 
