@@ -309,10 +309,46 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
     """The warning router."""
     router = APIRouter(tags=["warning"])
     views = Views(service)
-    load = service.warning
     lastmile_api.add_routes(router, ctx, service)
-
     # Static paths first: /v1/warnings/{warning_id} would otherwise swallow them.
+    _feed_routes(router, ctx, service, views)
+    _suggestion_routes(router, ctx, service, views)
+    _issue_routes(router, ctx, service, views)
+    _cap_routes(router, ctx, service)
+    _approval_routes(router, ctx, service, views)
+    _change_routes(router, ctx, service, views)
+    _delivery_routes(router, ctx, service, views)
+    return router
+
+
+def _feed_item(service: WarningUseCases, views: Views, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One public warning as listed in the feed."""
+    current = service.find_version(doc, int(doc["version"])) or {}
+    return {
+        "id": doc["_id"],
+        "identifier": current.get("identifier"),
+        "version": doc["version"],
+        "msg_type": current.get("msg_type"),
+        "hazard": doc["hazard"],
+        "event": f"{service.rules.hazards[doc['hazard']].name}预警",
+        "level": doc["level"],
+        "color": doc["color"],
+        "level_label": service.rules.level(int(doc["level"])).label,
+        "headline": doc["headline"],
+        "description": doc["description"],
+        "instruction": doc["instruction"],
+        "areas": views.area_names(doc["areas"]),
+        "effective": doc["effective"],
+        "expires": doc["expires"],
+        "sent": sent_of(current) if current else doc["issued_at"],
+        "cap_path": f"{FEED_PATH}/{doc['_id']}/cap",
+    }
+
+
+def _feed_routes(
+    router: APIRouter, ctx: ServiceContext, service: WarningUseCases, views: Views
+) -> None:
+    """The public feed and its CAP documents, readable without a key."""
 
     @router.get(
         "/v1/warnings/feed",
@@ -326,30 +362,7 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         ),
     ) -> Any:
         docs = service.public_warnings()
-        items = []
-        for doc in docs:
-            current = service.find_version(doc, int(doc["version"])) or {}
-            items.append(
-                {
-                    "id": doc["_id"],
-                    "identifier": current.get("identifier"),
-                    "version": doc["version"],
-                    "msg_type": current.get("msg_type"),
-                    "hazard": doc["hazard"],
-                    "event": f"{service.rules.hazards[doc['hazard']].name}预警",
-                    "level": doc["level"],
-                    "color": doc["color"],
-                    "level_label": service.rules.level(int(doc["level"])).label,
-                    "headline": doc["headline"],
-                    "description": doc["description"],
-                    "instruction": doc["instruction"],
-                    "areas": views.area_names(doc["areas"]),
-                    "effective": doc["effective"],
-                    "expires": doc["expires"],
-                    "sent": sent_of(current) if current else doc["issued_at"],
-                    "cap_path": f"{FEED_PATH}/{doc['_id']}/cap",
-                }
-            )
+        items = [_feed_item(service, views, doc) for doc in docs]
         if format == "atom":
             authors = {doc["_id"]: sender_name(service.rules, service.county, doc) for doc in docs}
             xml = render_atom(
@@ -371,7 +384,7 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         responses={200: {"content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
     )
     def feed_cap(warning_id: str, _: None = ctx.public()) -> Response:
-        doc = load(warning_id)
+        doc = service.warning(warning_id)
         if doc["exercise"] or not domain.township_visible(doc["status"]):
             raise not_found("warning", warning_id)
         version = service.find_version(doc, int(doc["version"]))
@@ -379,6 +392,12 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         return Response(
             render_cap(service.rules, service.county, doc, version), media_type=CAP_MEDIA_TYPE
         )
+
+
+def _suggestion_routes(
+    router: APIRouter, ctx: ServiceContext, service: WarningUseCases, views: Views
+) -> None:
+    """Warning suggestions drawn from incidents: list, read, accept, dismiss."""
 
     @router.get(
         "/v1/warnings/suggestions", summary="Warning suggestions drawn from incidents (预警建议)"
@@ -432,6 +451,12 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         suggestion_id: str, body: DismissIn, principal: Principal = ctx.allow(*ISSUERS)
     ) -> dict[str, Any]:
         return views.suggestion(service.dismiss_suggestion(principal, suggestion_id, body.reason))
+
+
+def _issue_routes(
+    router: APIRouter, ctx: ServiceContext, service: WarningUseCases, views: Views
+) -> None:
+    """Issuing a warning, listing warnings and reading one with its history."""
 
     @router.post(
         "/v1/warnings",
@@ -491,7 +516,7 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
 
     @router.get("/v1/warnings/{warning_id}", summary="One warning with its full version history")
     def get_warning(warning_id: str, principal: Principal = ctx.allow(*ALL)) -> dict[str, Any]:
-        doc = load(warning_id)
+        doc = service.warning(warning_id)
         _visible_to(principal, doc)
         body = views.warning(doc)
         if principal.role == Role.TOWNSHIP:
@@ -502,6 +527,10 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
                 if v["township_code"] == principal.township_code
             ]
         return body
+
+
+def _cap_routes(router: APIRouter, ctx: ServiceContext, service: WarningUseCases) -> None:
+    """The CAP 1.2 document of any version a caller may read."""
 
     @router.get(
         "/v1/warnings/{warning_id}/cap",
@@ -514,7 +543,7 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         principal: Principal = ctx.allow(*ALL),
         version: int | None = Query(default=None, ge=1, description="版本 version number"),
     ) -> Response:
-        doc = load(warning_id)
+        doc = service.warning(warning_id)
         _visible_to(principal, doc)
         number = version or int(doc["version"])
         chosen = service.find_version(doc, number)
@@ -538,35 +567,44 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         xml = render_cap(service.rules, service.county, doc, chosen)
         return Response(xml, media_type=CAP_MEDIA_TYPE)
 
-    def once(
-        warning_id: str,
-        action: str,
-        body: BaseModel,
-        principal: Principal,
-        idempotency_key: str | None,
-        response: Response,
-        run: Callable[[dict[str, str] | None], dict[str, Any]],
-    ) -> dict[str, Any]:
-        """Run a command on a warning once per Idempotency-Key: a retry with the key and body
-        gets the warning back (200, Idempotent-Replayed), another body 409, as the creates."""
-        key = validate_key(idempotency_key)
-        if key is None:
-            return views.warning(run(None))
-        mark = {
-            "scope": idempotency_scope(principal.key_id, key, warning_id),
-            "hash": fingerprint({"action": action, **body.model_dump(mode="json")}),
-        }
-        if (replay := service.replay(warning_id, action, mark)) is not None:
+
+def _once(
+    views: Views,
+    warning_id: str,
+    action: str,
+    body: BaseModel,
+    principal: Principal,
+    idempotency_key: str | None,
+    response: Response,
+    run: Callable[[dict[str, str] | None], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run a command on a warning once per Idempotency-Key: a retry with the key and body
+    gets the warning back (200, Idempotent-Replayed), another body 409, as the creates."""
+    service = views.service
+    key = validate_key(idempotency_key)
+    if key is None:
+        return views.warning(run(None))
+    mark = {
+        "scope": idempotency_scope(principal.key_id, key, warning_id),
+        "hash": fingerprint({"action": action, **body.model_dump(mode="json")}),
+    }
+    if (replay := service.replay(warning_id, action, mark)) is not None:
+        response.headers["Idempotent-Replayed"] = "true"
+        return views.warning(replay)
+    try:
+        return views.warning(run(mark))
+    except ApiError as exc:
+        # Two tries with one key at once: the loser sees the winner's state change (409).
+        if exc.status == 409 and (replay := service.replay(warning_id, action, mark)):
             response.headers["Idempotent-Replayed"] = "true"
             return views.warning(replay)
-        try:
-            return views.warning(run(mark))
-        except ApiError as exc:
-            # Two tries with one key at once: the loser sees the winner's state change (409).
-            if exc.status == 409 and (replay := service.replay(warning_id, action, mark)):
-                response.headers["Idempotent-Replayed"] = "true"
-                return views.warning(replay)
-            raise
+        raise
+
+
+def _approval_routes(
+    router: APIRouter, ctx: ServiceContext, service: WarningUseCases, views: Views
+) -> None:
+    """A leader's approval or rejection of the pending version, once per key."""
 
     @router.post(
         "/v1/warnings/{warning_id}/approve", summary="Approve the pending version (leader)"
@@ -578,7 +616,8 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         principal: Principal = ctx.allow(Role.LEADER),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return once(
+        return _once(
+            views,
             warning_id,
             "approve",
             body,
@@ -596,7 +635,8 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         principal: Principal = ctx.allow(Role.LEADER),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return once(
+        return _once(
+            views,
             warning_id,
             "reject",
             body,
@@ -606,6 +646,12 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
             lambda mark: service.reject(principal, warning_id, body.reason, body.version, mark),
         )
 
+
+def _change_routes(
+    router: APIRouter, ctx: ServiceContext, service: WarningUseCases, views: Views
+) -> None:
+    """An issuer's adjustment (CAP Update) or lifting (CAP Cancel), once per key."""
+
     @router.post("/v1/warnings/{warning_id}/adjust", summary="Adjust: a new version (CAP Update)")
     def adjust(
         warning_id: str,
@@ -614,7 +660,8 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         principal: Principal = ctx.allow(*ISSUERS),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return once(
+        return _once(
+            views,
             warning_id,
             "adjust",
             body,
@@ -632,7 +679,8 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         principal: Principal = ctx.allow(*ISSUERS),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
-        return once(
+        return _once(
+            views,
             warning_id,
             "lift",
             body,
@@ -643,6 +691,12 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
                 principal, warning_id, body.reason, body.override_reason, mark
             ),
         )
+
+
+def _delivery_routes(
+    router: APIRouter, ctx: ServiceContext, service: WarningUseCases, views: Views
+) -> None:
+    """A township's receipt (签收), and deliveries and receipts per township."""
 
     @router.post("/v1/warnings/{warning_id}/ack", summary="A township acknowledges receipt (签收)")
     def ack(
@@ -660,7 +714,7 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
         summary="Deliveries and acknowledgements per township",
     )
     def deliveries(warning_id: str, principal: Principal = ctx.allow(*ALL)) -> dict[str, Any]:
-        doc = load(warning_id)
+        doc = service.warning(warning_id)
         _visible_to(principal, doc)
         codes = list(doc["areas"])
         if principal.role == Role.TOWNSHIP:
@@ -700,8 +754,6 @@ def build_router(ctx: ServiceContext, service: WarningUseCases) -> APIRouter:
             "summary": {"deliveries": counts, "acknowledgements": ack_counts},
             "townships": townships,
         }
-
-    return router
 
 
 def _own(record: Mapping[str, Any]) -> bool:
