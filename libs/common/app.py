@@ -5,8 +5,8 @@ from __future__ import annotations
 import fcntl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -366,6 +366,34 @@ def _one_process_at_a_time(lock_file: Path) -> Iterator[None]:
 
 def create_app(runtime: Runtime) -> FastAPI:
     """The HTTP app of a process: platform routes plus every service's router."""
+    names = ", ".join(spec.name for spec in runtime.specs)
+    app = FastAPI(
+        title="Yingji 应急 — county emergency coordination API",
+        version="1.0",
+        description=f"Services in this process: {names}. Auth: `Authorization: Bearer <api key>`.",
+        lifespan=_lifespan(runtime),
+    )
+    app.state.runtime = runtime
+    install_offline_docs(app)
+    runtime.prepare()
+
+    route_owner: dict[str, str] = {}
+    install_error_handlers(app, PLATFORM, route_owner)
+    _include_routers(app, runtime, route_owner)
+    _add_probe_routes(app, runtime)
+
+    install_openapi(app, lambda: contract_of(runtime))
+    install_merged_openapi(
+        app, [s.name for s in runtime.specs], runtime.settings.openapi_peers, fetch_over_http
+    )
+
+    start_at_zero(runtime, app.routes, route_owner)
+    _add_middleware(app, runtime, route_owner)
+    return app
+
+
+def _lifespan(runtime: Runtime) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: the runtime starts with it and stops after it."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -375,19 +403,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         finally:
             runtime.stop()
 
-    names = ", ".join(spec.name for spec in runtime.specs)
-    app = FastAPI(
-        title="Yingji 应急 — county emergency coordination API",
-        version="1.0",
-        description=f"Services in this process: {names}. Auth: `Authorization: Bearer <api key>`.",
-        lifespan=lifespan,
-    )
-    app.state.runtime = runtime
-    install_offline_docs(app)
-    runtime.prepare()
+    return lifespan
 
-    route_owner: dict[str, str] = {}
-    install_error_handlers(app, PLATFORM, route_owner)
+
+def _include_routers(app: FastAPI, runtime: Runtime, route_owner: dict[str, str]) -> None:
+    """The platform routes, every service's routers (noting who owns each path), the index."""
     platform_router = build_platform_router(
         runtime.platform_context, runtime.keys, runtime.known_queues()
     )
@@ -409,6 +429,10 @@ def create_app(runtime: Runtime) -> FastAPI:
             lambda: service_links(app, route_owner, [s.name for s in runtime.specs]),
         )
     )
+
+
+def _add_probe_routes(app: FastAPI, runtime: Runtime) -> None:
+    """Liveness, readiness and the Prometheus metrics, open to all."""
 
     @app.get("/healthz", tags=["platform"], summary="Liveness")
     def healthz() -> dict[str, str]:
@@ -435,12 +459,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    install_openapi(app, lambda: contract_of(runtime))
-    install_merged_openapi(
-        app, [s.name for s in runtime.specs], runtime.settings.openapi_peers, fetch_over_http
-    )
 
-    start_at_zero(runtime, app.routes, route_owner)
+def _add_middleware(app: FastAPI, runtime: Runtime, route_owner: dict[str, str]) -> None:
+    """Body limits, rate limits, OPTIONS, request metrics and the security layers."""
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes, service=PLATFORM
     )
@@ -452,7 +473,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(OptionsMiddleware, router_app=lambda: app)
     app.add_middleware(MetricsMiddleware, route_owner=route_owner)
     _add_security_middleware(app, runtime.settings)
-    return app
 
 
 def service_links(

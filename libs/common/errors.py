@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -179,10 +180,18 @@ def install_error_handlers(
     """
     log = structlog.get_logger().bind(service=service)
     owners = route_owner if route_owner is not None else {}
+    _install_rejection_handlers(app, functools.partial(_route_owner, owners, service))
+    _install_fallback_handlers(app, log)
 
-    def owner(request: Request) -> str:
-        route = request.scope.get("route")
-        return owners.get(getattr(route, "path", ""), service)
+
+def _route_owner(owners: Mapping[str, str], service: str, request: Request) -> str:
+    """The service that owns the request's route, or ``service`` when it matched none."""
+    route = request.scope.get("route")
+    return owners.get(getattr(route, "path", ""), service)
+
+
+def _install_rejection_handlers(app: FastAPI, owner: Callable[[Request], str]) -> None:
+    """Refused and invalid requests, each counted for the service that owns the route."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -209,6 +218,10 @@ def install_error_handlers(
         return JSONResponse(
             error_body("validation_failed", "请求内容不合规", fields), status_code=422
         )
+
+
+def _install_fallback_handlers(app: FastAPI, log: Any) -> None:
+    """The framework's own HTTP errors, and anything unexpected (logged, answered 500)."""
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

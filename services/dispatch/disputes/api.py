@@ -23,6 +23,7 @@ from services.dispatch.repository import AssignmentFilter
 from services.dispatch.usecases import Keyed
 
 OPERATIONS = (Role.OPERATOR, Role.LEADER)
+MEDIATORS = (Role.OPERATOR, Role.LEADER, Role.TOWNSHIP)
 PHONE = r"^\+?[0-9][0-9\- ]{4,19}$"
 Name100 = Annotated[Text, StringConstraints(min_length=1, max_length=100)]
 Decision = Annotated[Text, StringConstraints(min_length=1, max_length=500)]
@@ -194,13 +195,14 @@ def build_router(ctx: ServiceContext, disputes: DisputeUseCases) -> APIRouter:
     """The /v1/assignments and /v1/joint-meetings routes, bound to the dispute use cases."""
     router = APIRouter(tags=["dispatch"])
     _assignment_routes(router, ctx, disputes)
+    _mediation_routes(router, ctx, disputes)
     _supervision_routes(router, ctx, disputes)
     return router
 
 
-def _assignment_routes(router: APIRouter, ctx: ServiceContext, dispatch: DisputeUseCases) -> None:
-    required = dispatch.attempts_per_level
-    mediators = (Role.OPERATOR, Role.LEADER, Role.TOWNSHIP)
+def _assignment_routes(router: APIRouter, ctx: ServiceContext, disputes: DisputeUseCases) -> None:
+    """Assigning a dispute, the assignments and one assignment."""
+    required = disputes.attempts_per_level
 
     @router.post("/v1/assignments", status_code=201, summary="Assign a dispute (统一指派)")
     def create_assignment(
@@ -209,7 +211,7 @@ def _assignment_routes(router: APIRouter, ctx: ServiceContext, dispatch: Dispute
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
         keyed = _keyed(principal, idempotency_key, body)
-        return _assignment_out(dispatch.assign_dispute(body.model_dump(), keyed), required)
+        return _assignment_out(disputes.assign_dispute(body.model_dump(), keyed), required)
 
     @router.get("/v1/assignments", summary="Dispute assignments (督办台账)")
     def list_assignments(
@@ -220,19 +222,24 @@ def _assignment_routes(router: APIRouter, ctx: ServiceContext, dispatch: Dispute
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: Limit = 50,
         cursor: str | None = None,
-        principal: Principal = ctx.allow(*mediators),
+        principal: Principal = ctx.allow(*MEDIATORS),
     ) -> dict[str, Any]:
         township = principal.township_code if principal.role == Role.TOWNSHIP else None
         filters = AssignmentFilter(status, overdue, incident_id, level, exercise, township)
-        rows, nxt = dispatch.assignments_page(filters, limit, cursor)
+        rows, nxt = disputes.assignments_page(filters, limit, cursor)
         return {"items": [_assignment_out(r, required) for r in rows], "next_cursor": nxt}
 
     @router.get("/v1/assignments/{assignment_id}", summary="One dispute assignment")
     def get_assignment(
-        assignment_id: str, principal: Principal = ctx.allow(*mediators)
+        assignment_id: str, principal: Principal = ctx.allow(*MEDIATORS)
     ) -> dict[str, Any]:
-        doc = dispatch.visible_assignment(assignment_id, principal)
-        return _assignment_out(doc, required, dispatch.meetings_of(assignment_id))
+        doc = disputes.visible_assignment(assignment_id, principal)
+        return _assignment_out(doc, required, disputes.meetings_of(assignment_id))
+
+
+def _mediation_routes(router: APIRouter, ctx: ServiceContext, disputes: DisputeUseCases) -> None:
+    """Approving an assignment, recording mediation and moving it up a level."""
+    required = disputes.attempts_per_level
 
     @router.post("/v1/assignments/{assignment_id}/approve", summary="Approve a major dispute")
     def approve_assignment(
@@ -241,7 +248,7 @@ def _assignment_routes(router: APIRouter, ctx: ServiceContext, dispatch: Dispute
         principal: Principal = ctx.allow(Role.LEADER),
     ) -> dict[str, Any]:
         note = body.note if body else ""
-        return _assignment_out(dispatch.approve(assignment_id, note, principal), required)
+        return _assignment_out(disputes.approve(assignment_id, note, principal), required)
 
     @router.post(
         "/v1/assignments/{assignment_id}/attempts", status_code=201, summary="Record mediation"
@@ -249,24 +256,25 @@ def _assignment_routes(router: APIRouter, ctx: ServiceContext, dispatch: Dispute
     def record_attempt(
         assignment_id: str,
         body: AttemptIn,
-        principal: Principal = ctx.allow(*mediators),
+        principal: Principal = ctx.allow(*MEDIATORS),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
         key = validate_key(idempotency_key)
-        updated = dispatch.record_attempt(assignment_id, body.model_dump(), key, principal)
+        updated = disputes.record_attempt(assignment_id, body.model_dump(), key, principal)
         return _assignment_out(updated, required)
 
     @router.post("/v1/assignments/{assignment_id}/escalate", summary="Move up a level (三三制)")
     def escalate_assignment(
         assignment_id: str,
         body: EscalateIn | None = Body(default=None),
-        principal: Principal = ctx.allow(*mediators),
+        principal: Principal = ctx.allow(*MEDIATORS),
     ) -> dict[str, Any]:
         request = (body or EscalateIn()).model_dump()
-        return _assignment_out(dispatch.escalate(assignment_id, request, principal), required)
+        return _assignment_out(disputes.escalate(assignment_id, request, principal), required)
 
 
 def _supervision_routes(router: APIRouter, ctx: ServiceContext, disputes: DisputeUseCases) -> None:
+    """Supervisions (督办) of an assignment and joint meetings."""
     required = disputes.attempts_per_level
     mediators = ctx.allow(Role.OPERATOR, Role.LEADER, Role.TOWNSHIP)
 

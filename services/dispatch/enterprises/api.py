@@ -207,11 +207,23 @@ def revision_of(if_match: str | None, body_revision: int | None) -> int:
 def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter:
     """The /v1/enterprises routes bound to the register's use cases."""
     router = APIRouter(tags=["dispatch"])
-    anyone = ctx.allow(*Role)
+    _read_routes(router, ctx, register)
+    _register_routes(router, ctx, register)
+    _inspection_routes(router, ctx, register)
+    return router
 
-    def shown(doc: Mapping[str, Any]) -> dict[str, Any]:
-        inspections = register.inspections_of([doc["_id"]])[doc["_id"]]
-        return enterprise_out(ctx, doc, inspections, register.today())
+
+def _shown(
+    ctx: ServiceContext, register: EnterpriseUseCases, doc: Mapping[str, Any]
+) -> dict[str, Any]:
+    """An enterprise as the API shows it, with its inspections as of today."""
+    inspections = register.inspections_of([doc["_id"]])[doc["_id"]]
+    return enterprise_out(ctx, doc, inspections, register.today())
+
+
+def _read_routes(router: APIRouter, ctx: ServiceContext, register: EnterpriseUseCases) -> None:
+    """The reference lists, the register and one enterprise, for every key."""
+    anyone = ctx.allow(*Role)
 
     @router.get("/v1/enterprise-reference", summary="风险等级、危险类型和应急处置小组清单")
     def reference(_: Principal = anyone) -> dict[str, Any]:
@@ -250,7 +262,11 @@ def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter
     ) -> dict[str, Any]:
         doc = register.enterprise(enterprise_id, principal)
         response.headers["ETag"] = f'"{doc["revision"]}"'
-        return shown(doc)
+        return _shown(ctx, register, doc)
+
+
+def _register_routes(router: APIRouter, ctx: ServiceContext, register: EnterpriseUseCases) -> None:
+    """Registering, changing and closing an enterprise."""
 
     @router.post("/v1/enterprises", status_code=201, summary="企业登记入台账")
     def create_enterprise(
@@ -263,7 +279,7 @@ def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter
         digest = fingerprint(fields)
         doc = register.register(fields, principal, validate_key(idempotency_key), digest)
         response.headers["ETag"] = f'"{doc["revision"]}"'
-        return shown(doc)
+        return _shown(ctx, register, doc)
 
     @router.patch("/v1/enterprises/{enterprise_id}", summary="修改企业登记（按版本，冲突 409）")
     def patch_enterprise(
@@ -282,7 +298,7 @@ def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter
         revision = revision_of(if_match, body.revision)
         doc = register.change(enterprise_id, revision, changes, principal.name)
         response.headers["ETag"] = f'"{doc["revision"]}"'
-        return shown(doc)
+        return _shown(ctx, register, doc)
 
     @router.post("/v1/enterprises/{enterprise_id}/close", summary="注销企业（关停、迁出）")
     def close_enterprise(
@@ -290,7 +306,14 @@ def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter
         body: CloseIn,
         principal: Principal = ctx.allow(*WRITERS),
     ) -> dict[str, Any]:
-        return shown(register.close(enterprise_id, body.revision, body.reason, principal.name))
+        closed = register.close(enterprise_id, body.revision, body.reason, principal.name)
+        return _shown(ctx, register, closed)
+
+
+def _inspection_routes(
+    router: APIRouter, ctx: ServiceContext, register: EnterpriseUseCases
+) -> None:
+    """Recording an inspection and its rectification."""
 
     @router.post(
         "/v1/enterprises/{enterprise_id}/inspections", status_code=201, summary="记录一次检查"
@@ -318,5 +341,3 @@ def build_router(ctx: ServiceContext, register: EnterpriseUseCases) -> APIRouter
         fields = body.model_dump(mode="json")
         doc = register.rectified(enterprise_id, inspection_id, fields, principal.name)
         return inspection_out(doc, register.today())
-
-    return router

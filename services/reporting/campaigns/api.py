@@ -151,18 +151,27 @@ def report_out(doc: Mapping[str, Any]) -> dict[str, Any]:
 def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
     """The /v1/campaigns routes bound to the campaign use cases."""
     router = APIRouter(tags=["reporting"])
-    county = ctx.allow(Role.OPERATOR, Role.LEADER)
-    # A township key reads the campaigns its township takes part in, with its own deadlines and
-    # reports (as it sees only its own incidents); the county office and departments read all.
-    readers = ctx.allow(Role.ADMIN, Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
+    _lifecycle_routes(router, ctx, campaigns)
+    _read_routes(router, ctx, campaigns)
+    _report_routes(router, ctx, campaigns)
+    return router
 
-    def detail(doc: Mapping[str, Any], unit: str | None = None) -> dict[str, Any]:
-        deadlines = [deadline_out(d) for d in campaigns.deadlines_of(doc)]
-        reports = [report_out(r) for r in campaigns.reports_of(doc["_id"])]
-        if unit is not None:
-            deadlines = [d for d in deadlines if d["participant"] == unit]
-            reports = [r for r in reports if r["participant"] == unit]
-        return {**campaign_out(doc), "deadlines": deadlines, "reports": reports}
+
+def _detail(
+    campaigns: CampaignUseCases, doc: Mapping[str, Any], unit: str | None = None
+) -> dict[str, Any]:
+    """A campaign with its deadlines and reports (only the unit's own, for a unit)."""
+    deadlines = [deadline_out(d) for d in campaigns.deadlines_of(doc)]
+    reports = [report_out(r) for r in campaigns.reports_of(doc["_id"])]
+    if unit is not None:
+        deadlines = [d for d in deadlines if d["participant"] == unit]
+        reports = [r for r in reports if r["participant"] == unit]
+    return {**campaign_out(doc), "deadlines": deadlines, "reports": reports}
+
+
+def _lifecycle_routes(router: APIRouter, ctx: ServiceContext, campaigns: CampaignUseCases) -> None:
+    """Starting and ending a campaign, by the county office."""
+    county = ctx.allow(Role.OPERATOR, Role.LEADER)
 
     @router.post("/v1/campaigns", status_code=201, summary="启动专项行动（报送节奏）")
     def start_campaign(
@@ -171,7 +180,7 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
         caller = _caller(principal, idempotency_key, body)
-        return detail(campaigns.start(body.model_dump(), caller))
+        return _detail(campaigns, campaigns.start(body.model_dump(), caller))
 
     @router.post("/v1/campaigns/{campaign_id}/end", summary="结束专项行动，撤销此后的报告时限")
     def end_campaign(
@@ -180,7 +189,14 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
         principal: Principal = county,
     ) -> dict[str, Any]:
         reason = body.reason if body else ""
-        return detail(campaigns.end(campaign_id, principal.name, reason))
+        return _detail(campaigns, campaigns.end(campaign_id, principal.name, reason))
+
+
+def _read_routes(router: APIRouter, ctx: ServiceContext, campaigns: CampaignUseCases) -> None:
+    """The campaigns and one campaign, as each key may see them."""
+    # A township key reads the campaigns its township takes part in, with its own deadlines and
+    # reports (as it sees only its own incidents); the county office and departments read all.
+    readers = ctx.allow(Role.ADMIN, Role.LEADER, Role.OPERATOR, Role.DEPARTMENT, Role.TOWNSHIP)
 
     @router.get(
         "/v1/campaigns",
@@ -205,7 +221,11 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
     )
     def read_campaign(campaign_id: str, principal: Principal = readers) -> dict[str, Any]:
         unit = _own_unit(principal)
-        return detail(campaigns.campaign_seen_by(campaign_id, unit), unit)
+        return _detail(campaigns, campaigns.campaign_seen_by(campaign_id, unit), unit)
+
+
+def _report_routes(router: APIRouter, ctx: ServiceContext, campaigns: CampaignUseCases) -> None:
+    """Filing a participant's campaign report."""
 
     @router.post(
         "/v1/campaigns/{campaign_id}/reports",
@@ -222,5 +242,3 @@ def build_router(ctx: ServiceContext, campaigns: CampaignUseCases) -> APIRouter:
     ) -> dict[str, Any]:
         caller = _caller(principal, idempotency_key, body)
         return report_out(campaigns.file_report(campaign_id, body.model_dump(), caller))
-
-    return router

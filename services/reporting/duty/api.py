@@ -136,12 +136,16 @@ def build_router(ctx: ServiceContext, duty: DutyUseCases) -> APIRouter:
     router = APIRouter(tags=["duty"])
     _roster_routes(router, ctx, duty)
     _handover_routes(router, ctx, duty)
+    _handover_closing_routes(router, ctx, duty)
+    _handover_document_routes(router, ctx, duty)
     _spot_check_routes(router, ctx, duty)
     _upward_routes(router, ctx, duty)
     return router
 
 
 def _roster_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
+    """Who is on duty, and the weekly roster."""
+
     @router.get("/v1/duty/now", summary="当前值班（带班领导、值班员）")
     def on_duty_now(_: Principal = ctx.allow(*READERS)) -> dict[str, Any]:
         """Who is on duty now and who comes next."""
@@ -185,6 +189,8 @@ def _roster_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
 
 
 def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
+    """Listing, opening and reading handovers."""
+
     @router.get("/v1/duty/handovers", summary="交接班记录")
     def handovers(
         limit: int = Query(default=20, ge=1, le=100, description="条数"),
@@ -216,6 +222,10 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
         """One handover record."""
         return shaped(duty.handover(handover_id))
 
+
+def _handover_closing_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
+    """The outgoing officer's notes, then the incoming officer's confirmation."""
+
     @router.patch(
         "/v1/duty/handovers/{handover_id}",
         summary="补充交班事项（确认前）",
@@ -243,6 +253,10 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
         confirmed = duty.confirm_handover(handover_id, body.incoming_officer, principal.name)
         return shaped(confirmed)
 
+
+def _handover_document_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
+    """The handover record as a document to print."""
+
     @router.get(
         "/v1/duty/handovers/{handover_id}/document",
         summary="交接班记录（.docx 或 PDF）",
@@ -265,6 +279,8 @@ def _handover_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases)
 
 
 def _spot_check_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
+    """Spot checks of the duty office and its monthly score."""
+
     @router.get("/v1/duty/spot-checks", summary="抽查记录（按月）")
     def spot_checks(
         month: str = Query(pattern=MONTH, description="月份 YYYY-MM"),
@@ -294,6 +310,8 @@ def _spot_check_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCase
 
 
 def _upward_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -> None:
+    """Reports pushed to the city, and the city's instructions and requests."""
+
     @router.get("/v1/duty/upward", summary="向市级上报记录")
     def pushes(
         incident_id: str | None = Query(default=None, max_length=64, description="事件编号"),

@@ -74,13 +74,21 @@ class EpidemicDayIn(BaseModel):
 def build_router(ctx: ServiceContext, epidemic: EpidemicUseCases) -> APIRouter:
     """The /v1/epidemic routes bound to the epidemic use cases."""
     router = APIRouter(tags=["reporting"])
-    anyone = ctx.allow(*Role)
+    _filing_routes(router, ctx, epidemic)
+    _day_routes(router, ctx, epidemic)
+    return router
 
-    def scope(principal: Principal, township_code: str | None) -> str | None:
-        """A township key reads its own township; others the one they ask for, or all."""
-        if township_code is not None:
-            principal.ensure_township(township_code, "query.township_code")
-        return principal.township_code if principal.role == Role.TOWNSHIP else township_code
+
+def _scope(principal: Principal, township_code: str | None) -> str | None:
+    """A township key reads its own township; others the one they ask for, or all."""
+    if township_code is not None:
+        principal.ensure_township(township_code, "query.township_code")
+    return principal.township_code if principal.role == Role.TOWNSHIP else township_code
+
+
+def _filing_routes(router: APIRouter, ctx: ServiceContext, epidemic: EpidemicUseCases) -> None:
+    """The watched diseases and reporting units, and filing a unit's day."""
+    anyone = ctx.allow(*Role)
 
     @router.get("/v1/epidemic/diseases", summary="监测的法定传染病和报告单位")
     def diseases(principal: Principal = anyone) -> dict[str, Any]:
@@ -106,13 +114,18 @@ def build_router(ctx: ServiceContext, epidemic: EpidemicUseCases) -> APIRouter:
             principal.ensure_township(unit.township_code, "unit_id")
         return epidemic.file_day(body.model_dump(mode="json"), principal.key_id)
 
+
+def _day_routes(router: APIRouter, ctx: ServiceContext, epidemic: EpidemicUseCases) -> None:
+    """One day's picture: the totals, the reports and the units still missing."""
+    anyone = ctx.allow(*Role)
+
     @router.get("/v1/epidemic/day", summary="某日传染病疫情：应报、已报、缺报单位和各病种病例数")
     def day_line(
         date: Day,
         township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        return epidemic.day(date, scope(principal, township_code))
+        return epidemic.day(date, _scope(principal, township_code))
 
     @router.get("/v1/epidemic/reports", summary="某日的传染病日报（含更正历史）")
     def reports(
@@ -121,7 +134,7 @@ def build_router(ctx: ServiceContext, epidemic: EpidemicUseCases) -> APIRouter:
         exercise: bool = Query(default=False, description="true：只看演练报告"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        code = scope(principal, township_code)
+        code = _scope(principal, township_code)
         return {"items": epidemic.reports(date, exercise, code), "next_cursor": None}
 
     @router.get("/v1/epidemic/missing", summary="某日未报齐传染病日报的单位")
@@ -130,6 +143,4 @@ def build_router(ctx: ServiceContext, epidemic: EpidemicUseCases) -> APIRouter:
         township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        return epidemic.missing(date, scope(principal, township_code))
-
-    return router
+        return epidemic.missing(date, _scope(principal, township_code))

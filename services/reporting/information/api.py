@@ -96,14 +96,22 @@ class NoticeIn(BaseModel):
 def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
     """The /v1/information routes bound to the information use cases."""
     router = APIRouter(tags=["reporting"])
-    anyone = ctx.allow(*Role)
-    office = ctx.allow(Role.OPERATOR, Role.LEADER)
+    _item_routes(router, ctx, info)
+    _feedback_routes(router, ctx, info)
+    _evaluation_routes(router, ctx, info)
+    return router
 
-    def answer(result: tuple[dict[str, Any], bool], response: Response) -> dict[str, Any]:
-        """201 for a new record, 200 for the one stored before."""
-        body, created = result
-        response.status_code = 201 if created else 200
-        return {**body, "created": created}
+
+def _answer(result: tuple[dict[str, Any], bool], response: Response) -> dict[str, Any]:
+    """201 for a new record, 200 for the one stored before."""
+    body, created = result
+    response.status_code = 201 if created else 200
+    return {**body, "created": created}
+
+
+def _item_routes(router: APIRouter, ctx: ServiceContext, info: InformationUseCases) -> None:
+    """The reporting units, and submitting and reading information items."""
+    anyone = ctx.allow(*Role)
 
     @router.get("/v1/information/units", summary="报送信息的单位：县直部门和乡镇")
     def units(principal: Principal = anyone) -> dict[str, Any]:
@@ -124,7 +132,7 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
         raw = body.model_dump(mode="json")
-        return answer(info.submit(raw, principal, idempotency_key), response)
+        return _answer(info.submit(raw, principal, idempotency_key), response)
 
     @router.get("/v1/information/items", summary="某月报送的信息（乡镇密钥只看本乡镇）")
     def items(
@@ -143,6 +151,12 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
     def item(item_id: str, principal: Principal = anyone) -> dict[str, Any]:
         return info.item_or_404(item_id, principal)
 
+
+def _feedback_routes(router: APIRouter, ctx: ServiceContext, info: InformationUseCases) -> None:
+    """Adoptions, instructions and notices the county office records, and reading them."""
+    anyone = ctx.allow(*Role)
+    office = ctx.allow(Role.OPERATOR, Role.LEADER)
+
     @router.post(
         "/v1/information/adoptions",
         status_code=201,
@@ -152,7 +166,7 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
     )
     def adopt(body: AdoptionIn, response: Response, principal: Principal = office) -> Any:
         raw = body.model_dump(mode="json")
-        return answer(info.record_feedback("adoption", raw, principal), response)
+        return _answer(info.record_feedback("adoption", raw, principal), response)
 
     @router.post(
         "/v1/information/instructions",
@@ -163,7 +177,7 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
     )
     def instruct(body: InstructionIn, response: Response, principal: Principal = office) -> Any:
         raw = body.model_dump(mode="json")
-        return answer(info.record_feedback("instruction", raw, principal), response)
+        return _answer(info.record_feedback("instruction", raw, principal), response)
 
     @router.post(
         "/v1/information/notices",
@@ -173,7 +187,7 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
     )
     def notice(body: NoticeIn, response: Response, principal: Principal = office) -> Any:
         raw = body.model_dump(mode="json")
-        return answer(info.record_feedback("notice", raw, principal), response)
+        return _answer(info.record_feedback("notice", raw, principal), response)
 
     @router.get("/v1/information/feedback", summary="某月记录的采用、批示和通报")
     def feedback(
@@ -182,6 +196,11 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         return {"items": info.feedback(month, exercise, principal), "next_cursor": None}
+
+
+def _evaluation_routes(router: APIRouter, ctx: ServiceContext, info: InformationUseCases) -> None:
+    """The units' quotas and the monthly scores."""
+    anyone = ctx.allow(*Role)
 
     @router.get(
         "/v1/information/quotas",
@@ -200,5 +219,3 @@ def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
         if month > info.today().isoformat()[:7]:
             raise field_error("query.month", "须为已经开始的月份")
         return info.scores(month, principal)
-
-    return router
