@@ -127,35 +127,48 @@ def build_platform_router(
 ) -> APIRouter:
     """Routes for keys, townships, the caller and dead letters."""
     router = APIRouter(tags=["platform"])
+    _key_routes(router, ctx, keys)
+    _county_routes(router, ctx)
+    _caller_routes(router, ctx)
+    _dead_letter_routes(router, ctx, known_queues)
+    return router
+
+
+def _check_key_request(ctx: ServiceContext, body: KeyRequest) -> None:
+    """422 unless the key's township, hazards and department are the county's own."""
+    if body.township_code and ctx.county.township(body.township_code) is None:
+        raise ApiError(
+            422,
+            "unknown_township",
+            f"{body.township_code} 不是本县的乡镇",
+            fields=[{"path": "township_code", "reason": "县情文件中没有该乡镇"}],
+        )
+    unknown = [
+        {
+            "path": f"hazards.{i}",
+            "reason": f"不是预警类别，可选：{'、'.join(HAZARDS)}",
+        }
+        for i, hazard in enumerate(body.hazards)
+        if hazard not in HAZARDS
+    ]
+    if unknown:
+        raise ApiError(422, "unknown_hazard", "预警类别不在列表中", unknown)
+    if body.department_code and ctx.county.department(body.department_code) is None:
+        raise ApiError(
+            422,
+            "unknown_department",
+            f"{body.department_code} 不是本县的部门",
+            fields=[{"path": "department_code", "reason": "县情文件中没有该部门"}],
+        )
+
+
+def _key_routes(router: APIRouter, ctx: ServiceContext, keys: KeyStore) -> None:
+    """API keys: create (the secret shown once), list, revoke."""
     admin = ctx.allow(Role.ADMIN)
-    anyone = ctx.allow(*Role)
 
     @router.post("/v1/admin/keys", status_code=201, summary="Create an API key (shown once)")
     def create_key(body: KeyRequest, principal: Principal = admin) -> dict[str, Any]:
-        if body.township_code and ctx.county.township(body.township_code) is None:
-            raise ApiError(
-                422,
-                "unknown_township",
-                f"{body.township_code} 不是本县的乡镇",
-                fields=[{"path": "township_code", "reason": "县情文件中没有该乡镇"}],
-            )
-        unknown = [
-            {
-                "path": f"hazards.{i}",
-                "reason": f"不是预警类别，可选：{'、'.join(HAZARDS)}",
-            }
-            for i, hazard in enumerate(body.hazards)
-            if hazard not in HAZARDS
-        ]
-        if unknown:
-            raise ApiError(422, "unknown_hazard", "预警类别不在列表中", unknown)
-        if body.department_code and ctx.county.department(body.department_code) is None:
-            raise ApiError(
-                422,
-                "unknown_department",
-                f"{body.department_code} 不是本县的部门",
-                fields=[{"path": "department_code", "reason": "县情文件中没有该部门"}],
-            )
+        _check_key_request(ctx, body)
         record, secret = keys.create(
             body.role,
             body.name,
@@ -179,8 +192,12 @@ def build_platform_router(
         ctx.log.info("api_key_revoked", key_id=key_id, by=principal.key_id)
         return Response(status_code=204)
 
+
+def _county_routes(router: APIRouter, ctx: ServiceContext) -> None:
+    """The county's townships and villages (行政村), from the county file."""
+
     @router.get("/v1/townships", summary="The county's townships")
-    def townships(principal: Principal = anyone) -> dict[str, Any]:
+    def townships(principal: Principal = ctx.allow(*Role)) -> dict[str, Any]:
         items = [
             {"code": t.code, "name": t.name, "lat": t.lat, "lon": t.lon}
             for t in ctx.county.townships
@@ -210,8 +227,12 @@ def build_platform_router(
         code = principal.township_code if principal.role == Role.TOWNSHIP else township_code
         return {"items": village_views(ctx.county, code), "next_cursor": None}
 
+
+def _caller_routes(router: APIRouter, ctx: ServiceContext) -> None:
+    """Who the calling key belongs to."""
+
     @router.get("/v1/me", summary="Who the API key belongs to")
-    def me(principal: Principal = anyone) -> dict[str, Any]:
+    def me(principal: Principal = ctx.allow(*Role)) -> dict[str, Any]:
         return {
             "id": principal.key_id,
             "name": principal.name,
@@ -221,6 +242,35 @@ def build_platform_router(
             "department_code": principal.department_code,
         }
 
+
+def _dead_letters_view(
+    ctx: ServiceContext, known_queues: list[str], queue: str | None, limit: int
+) -> dict[str, Any]:
+    """Every known queue with its dead-letter queue, or the dead letters of one queue."""
+    if queue is None:
+        return {
+            "items": [
+                {"queue": q, "dead_letter_queue": bus.dead_letter_queue_name(q)}
+                for q in known_queues
+            ],
+            "next_cursor": None,
+        }
+    if queue not in known_queues:
+        raise not_found("queue", queue)
+    letters = bus.list_dead_letters(ctx.settings, queue, limit=limit)
+    return {
+        "items": [
+            {"queue": d.queue, "message_id": d.message_id, "headers": d.headers, "body": d.body}
+            for d in letters
+        ],
+        "next_cursor": None,
+    }
+
+
+def _dead_letter_routes(router: APIRouter, ctx: ServiceContext, known_queues: list[str]) -> None:
+    """Dead-letter queues: what they hold, and moving their messages back."""
+    admin = ctx.allow(Role.ADMIN)
+
     @router.get(
         "/v1/admin/dlq", summary="Dead-letter queues and their messages", responses=errors(404)
     )
@@ -229,24 +279,7 @@ def build_platform_router(
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
         principal: Principal = admin,
     ) -> dict[str, Any]:
-        if queue is None:
-            return {
-                "items": [
-                    {"queue": q, "dead_letter_queue": bus.dead_letter_queue_name(q)}
-                    for q in known_queues
-                ],
-                "next_cursor": None,
-            }
-        if queue not in known_queues:
-            raise not_found("queue", queue)
-        letters = bus.list_dead_letters(ctx.settings, queue, limit=limit)
-        return {
-            "items": [
-                {"queue": d.queue, "message_id": d.message_id, "headers": d.headers, "body": d.body}
-                for d in letters
-            ],
-            "next_cursor": None,
-        }
+        return _dead_letters_view(ctx, known_queues, queue, limit)
 
     @router.post(
         "/v1/admin/dlq/replay",
@@ -259,5 +292,3 @@ def build_platform_router(
         moved = bus.replay_dead_letters(ctx.settings, body.queue, body.limit)
         ctx.log.info("dead_letters_replayed", queue=body.queue, moved=moved, by=principal.key_id)
         return {"queue": body.queue, "moved": moved}
-
-    return router

@@ -330,17 +330,78 @@ DOCUMENTS = {
     },
 }
 
+# Each tuple keeps its roles' order: docs/api.md lists a route's roles in it.
+FILERS = (Role.TOWNSHIP, Role.OPERATOR, Role.DEPARTMENT, Role.LEADER)
+READERS = (Role.OPERATOR, Role.LEADER, Role.ADMIN, Role.DEPARTMENT)
+INSPECTORS = (Role.OPERATOR, Role.LEADER, Role.ADMIN)
+
 
 def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
     """The reporting router, bound to this context's use cases."""
     router = APIRouter(tags=["reporting"])
-    anyone = ctx.allow(*Role)
-    filers = ctx.allow(Role.TOWNSHIP, Role.OPERATOR, Role.DEPARTMENT, Role.LEADER)
-    readers = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN, Role.DEPARTMENT)
-    inspectors = ctx.allow(Role.OPERATOR, Role.LEADER, Role.ADMIN)
+    _report_routes(router, ctx, uc)
+    _deadline_routes(router, ctx, uc)
+    _zero_report_routes(router, ctx, uc)
+    _timeline_routes(router, ctx, uc)
+    _daily_summary_routes(router, ctx, uc)
+    _situation_routes(router, ctx, uc)
+    _score_routes(router, ctx, uc)
+    return router
 
-    def tz() -> Any:
-        return domain.zone(profile(ctx))
+
+def _zone(ctx: ServiceContext) -> ZoneInfo:
+    """The county's time zone, as its active deadline profile states it."""
+    return domain.zone(profile(ctx))
+
+
+def _chain_view(
+    uc: ReportingUseCases, incident_id: str, incident: dict[str, Any]
+) -> dict[str, Any]:
+    """An incident's report chain as JSON: the initial report, then follow-ups and final."""
+    items = [initial_view(incident)] + [report_view(r) for r in uc.chain(incident_id)]
+    return {
+        "incident_id": incident_id,
+        "status": incident["status"],
+        "grade": incident["grade"],
+        "finalised": bool(incident.get("finalised")),
+        "enterprise": uc.enterprise_of(incident),
+        "items": items,
+        "next_cursor": None,
+    }
+
+
+def _bulletin(
+    ctx: ServiceContext,
+    uc: ReportingUseCases,
+    incident_id: str,
+    report_id: str | None,
+    fmt: str,
+    principal: Principal,
+) -> Response:
+    """The 信息专报 of an incident's chain (or of one report of it) as .docx or PDF."""
+    incident = uc.incident(incident_id)
+    # A township sees its own incidents only: another township's is as if unknown (404).
+    if incident is None or not principal.may_act_for(incident["township_code"]):
+        raise ApiError(
+            404,
+            "incident_unknown",
+            f"未找到事件 {incident_id}",
+            fields=[{"path": "query.incident_id", "reason": "未知事件"}],
+        )
+    chain = uc.bulletin_chain(incident, report_id)
+    if chain is None:
+        raise ApiError(
+            404,
+            "not_found",
+            f"报告 {report_id} 不在该事件的报告链中",
+            fields=[{"path": "query.report_id", "reason": "不是该事件的报告"}],
+        )
+    return _document(documents.bulletin_document(chain, _zone(ctx)), fmt)
+
+
+def _report_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCases) -> None:
+    """Follow-up and final reports, and an incident's whole report chain."""
+    anyone = ctx.allow(*Role)
 
     @router.post(
         "/v1/reports",
@@ -352,7 +413,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
     )
     def create_report(
         body: ReportIn,
-        principal: Principal = filers,
+        principal: Principal = ctx.allow(*FILERS),
         idempotency_key: str | None = Header(default=None),
     ) -> dict[str, Any]:
         raw = body.model_dump(mode="json")
@@ -387,40 +448,8 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         principal: Principal = anyone,
     ) -> Any:
         if format != "json":
-            return _bulletin(incident_id, report_id, format, principal)
-        incident = uc.visible_incident(principal, incident_id)
-        items = [initial_view(incident)] + [report_view(r) for r in uc.chain(incident_id)]
-        return {
-            "incident_id": incident_id,
-            "status": incident["status"],
-            "grade": incident["grade"],
-            "finalised": bool(incident.get("finalised")),
-            "enterprise": uc.enterprise_of(incident),
-            "items": items,
-            "next_cursor": None,
-        }
-
-    def _bulletin(
-        incident_id: str, report_id: str | None, fmt: str, principal: Principal
-    ) -> Response:
-        incident = uc.incident(incident_id)
-        # A township sees its own incidents only: another township's is as if unknown (404).
-        if incident is None or not principal.may_act_for(incident["township_code"]):
-            raise ApiError(
-                404,
-                "incident_unknown",
-                f"未找到事件 {incident_id}",
-                fields=[{"path": "query.incident_id", "reason": "未知事件"}],
-            )
-        chain = uc.bulletin_chain(incident, report_id)
-        if chain is None:
-            raise ApiError(
-                404,
-                "not_found",
-                f"报告 {report_id} 不在该事件的报告链中",
-                fields=[{"path": "query.report_id", "reason": "不是该事件的报告"}],
-            )
-        return _document(documents.bulletin_document(chain, tz()), fmt)
+            return _bulletin(ctx, uc, incident_id, report_id, format, principal)
+        return _chain_view(uc, incident_id, uc.visible_incident(principal, incident_id))
 
     @router.get("/v1/reports/{report_id}", summary="One follow-up or final report")
     def read_report(report_id: str, principal: Principal = anyone) -> dict[str, Any]:
@@ -428,6 +457,10 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         if doc is None or not principal.may_act_for(doc["township_code"]):
             raise ApiError(404, "not_found", f"未找到报告 {report_id}")
         return report_view(dict(doc))
+
+
+def _deadline_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCases) -> None:
+    """Report deadlines (报送时限) by status, township, incident and kind."""
 
     @router.get("/v1/deadlines", summary="Report deadlines by status and township")
     def list_deadlines(
@@ -440,7 +473,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         exercise: bool | None = Query(default=None, description="演练 drills only / none"),
         limit: int = Query(default=50, ge=1, le=200, description="每页条数"),
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
-        principal: Principal = anyone,
+        principal: Principal = ctx.allow(*Role),
     ) -> dict[str, Any]:
         filters = DeadlineFilter(
             status=status or None,
@@ -451,6 +484,32 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         )
         rows, next_cursor = uc.deadlines_page(filters, limit, cursor)
         return {"items": [deadline_view(r) for r in rows], "next_cursor": next_cursor}
+
+
+def _own_zero_status(result: dict[str, Any], township_code: str | None) -> dict[str, Any]:
+    """A day's zero-report status cut down to one township's rows (for township keys)."""
+    for part in ("filed", "missing", "late", "exercise_filed", "contradictions"):
+        result[part] = [r for r in result[part] if r["township_code"] == township_code]
+    return result
+
+
+def _contradiction_days(
+    ctx: ServiceContext, start: dt.date | None, end: dt.date | None
+) -> tuple[dt.date, dt.date]:
+    """The report days to search for refused 「无事件」: by default the last 7 up to today."""
+    today = domain.local_date(ctx.clock.now(), _zone(ctx))
+    last = end or today
+    first = start or last - timedelta(days=6)
+    if first > last:
+        raise field_error("query.from", "不能晚于 to")
+    if (last - first).days >= CONTRADICTION_DAYS:
+        raise field_error("query.from", f"最多早于 to {CONTRADICTION_DAYS} 天")
+    return first, last
+
+
+def _zero_report_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCases) -> None:
+    """Daily zero reports (零报告): filing, a day's status, and refused 「无事件」 attempts."""
+    anyone = ctx.allow(*Role)
 
     @router.post("/v1/zero-reports", status_code=201, summary="File a daily zero report")
     def create_zero_report(
@@ -469,13 +528,9 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         date: Day,
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        day = date
-        result = uc.zero_status(day)
+        result = uc.zero_status(date)
         if principal.role == Role.TOWNSHIP:
-            for part in ("filed", "missing", "late", "exercise_filed", "contradictions"):
-                result[part] = [
-                    r for r in result[part] if r["township_code"] == principal.township_code
-                ]
+            return _own_zero_status(result, principal.township_code)
         return result
 
     @router.get(
@@ -504,24 +559,22 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
-        today = domain.local_date(ctx.clock.now(), tz())
-        last = to or today
-        first = from_ or last - timedelta(days=6)
-        if first > last:
-            raise field_error("query.from", "不能晚于 to")
-        if (last - first).days >= CONTRADICTION_DAYS:
-            raise field_error("query.from", f"最多早于 to {CONTRADICTION_DAYS} 天")
+        first, last = _contradiction_days(ctx, from_, to)
         code = _township_filter(principal, township_code)
         names = {t.code: t.name for t in ctx.county.townships}
         items = uc.contradictions(first, last, names, code)
         return {"from": first.isoformat(), "to": last.isoformat(), "items": items}
+
+
+def _timeline_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCases) -> None:
+    """An incident's timeline and the inspectors' audit trail of every event."""
 
     @router.get("/v1/timeline/{incident_id}", summary="Every event about an incident, in order")
     def timeline(
         incident_id: str,
         limit: int = Query(default=200, ge=1, le=200, description="每页条数"),
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
-        principal: Principal = anyone,
+        principal: Principal = ctx.allow(*Role),
     ) -> dict[str, Any]:
         incident = uc.incident(incident_id)
         if incident is not None:
@@ -547,7 +600,7 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
         limit: int = Query(default=100, ge=1, le=200, description="每页条数"),
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
-        principal: Principal = inspectors,
+        principal: Principal = ctx.allow(*INSPECTORS),
     ) -> dict[str, Any]:
         start, end = _aware(from_, "query.from"), _aware(to, "query.to")
         if start and end and end <= start:
@@ -563,6 +616,22 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         rows, next_cursor = uc.audit_page(filters, limit, cursor)
         return {"items": [timeline_view(r) for r in rows], "next_cursor": next_cursor}
 
+
+def _publication_view(doc: dict[str, Any], created: bool) -> dict[str, Any]:
+    """A published daily summary as the API shows it."""
+    return {
+        "id": doc["_id"],
+        "kind": doc["kind"],
+        "date": doc["date"],
+        "published_at": doc["published_at"],
+        "published_by": doc["published_by"],
+        "created": created,
+    }
+
+
+def _daily_summary_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCases) -> None:
+    """The daily situation report (日报) and its publication."""
+
     @router.get(
         "/v1/summaries/daily",
         summary="Daily situation report (JSON, printable HTML, or .docx / PDF to send upward)",
@@ -573,14 +642,13 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         format: Literal["json", "html", "docx", "pdf"] = Query(
             default="json", description="json、html、docx（公文格式）或 pdf"
         ),
-        principal: Principal = readers,
+        principal: Principal = ctx.allow(*READERS),
     ) -> Any:
-        day = date
-        pack = uc.daily_summary(day)
+        pack = uc.daily_summary(date)
         if format == "html":
-            return HTMLResponse(render.daily_html(pack, ctx.county.name, tz()))
+            return HTMLResponse(render.daily_html(pack, ctx.county.name, _zone(ctx)))
         if format in ("docx", "pdf"):
-            return _document(documents.daily_document(pack, tz()), format)
+            return _document(documents.daily_document(pack, _zone(ctx)), format)
         return pack
 
     @router.post(
@@ -593,20 +661,16 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         date: Day,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER),
     ) -> Any:
-        day = date
-        today = domain.local_date(ctx.clock.now(), tz())
-        if day > today:
+        today = domain.local_date(ctx.clock.now(), _zone(ctx))
+        if date > today:
             raise field_error("query.date", "不能发布尚未开始的日子")
-        doc, created = uc.publish_daily(day, principal.key_id)
-        body = {
-            "id": doc["_id"],
-            "kind": doc["kind"],
-            "date": doc["date"],
-            "published_at": doc["published_at"],
-            "published_by": doc["published_by"],
-            "created": created,
-        }
+        doc, created = uc.publish_daily(date, principal.key_id)
+        body = _publication_view(doc, created)
         return JSONResponse(content=_jsonable(body), status_code=201 if created else 200)
+
+
+def _situation_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCases) -> None:
+    """The 会商研判 situation pack for any period."""
 
     @router.get(
         "/v1/summaries/situation",
@@ -634,19 +698,34 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
         format: Literal["json", "html", "docx", "pdf"] = Query(
             default="json", description="json、html、docx（公文格式）或 pdf"
         ),
-        principal: Principal = readers,
+        principal: Principal = ctx.allow(*READERS),
     ) -> Any:
-        start, end = period(from_, to, tz())
+        start, end = period(from_, to, _zone(ctx))
         if end <= start:
             raise field_error("query.to", "须晚于 from")
         if end - start > timedelta(days=366):
             raise field_error("query.to", "时段最长 366 天")
         pack = uc.situation(start, end)
         if format == "html":
-            return HTMLResponse(render.situation_html(pack, ctx.county.name, tz()))
+            return HTMLResponse(render.situation_html(pack, ctx.county.name, _zone(ctx)))
         if format in ("docx", "pdf"):
-            return _document(documents.situation_document(pack, tz()), format)
+            return _document(documents.situation_document(pack, _zone(ctx)), format)
         return pack
+
+
+def _own_scores(result: dict[str, Any], township_code: str | None) -> dict[str, Any]:
+    """A month's scores cut down to one township's rows (for township keys)."""
+    own = [r for r in result["items"] if r["township_code"] == township_code]
+    result = {**result, "items": own}
+    ranking = result.get("information_ranking")
+    if ranking:  # publications before information work carry none
+        townships = [r for r in ranking["townships"] if r["unit_code"] == township_code]
+        result["information_ranking"] = {**ranking, "townships": townships}
+    return result
+
+
+def _score_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCases) -> None:
+    """Monthly reporting scores per township (篇6)."""
 
     @router.get("/v1/scores", summary="Monthly reporting scores per township (篇6)")
     def scores(
@@ -655,20 +734,13 @@ def build_router(ctx: ServiceContext, uc: ReportingUseCases) -> APIRouter:
     ) -> dict[str, Any]:
         if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
             raise field_error("query.month", "月份格式为 YYYY-MM")
-        current = domain.local_date(ctx.clock.now(), tz()).strftime("%Y-%m")
+        current = domain.local_date(ctx.clock.now(), _zone(ctx)).strftime("%Y-%m")
         if month > current:
             raise field_error("query.month", "须为已经开始的月份")
         result = uc.scores(month)
         if principal.role == Role.TOWNSHIP:
-            code = principal.township_code
-            result = {**result, "items": [r for r in result["items"] if r["township_code"] == code]}
-            ranking = result.get("information_ranking")
-            if ranking:  # publications before information work carry none
-                own = [r for r in ranking["townships"] if r["unit_code"] == code]
-                result["information_ranking"] = {**ranking, "townships": own}
+            return _own_scores(result, principal.township_code)
         return result
-
-    return router
 
 
 def _jsonable(value: Any) -> Any:

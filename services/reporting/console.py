@@ -15,6 +15,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,6 +71,12 @@ BATCH = 500
 CLOSING = "console_closing"
 # The message a stream ends with when its key no longer authenticates.
 REVOKED = {"reason": "key_revoked", "message": "API 密钥已被吊销或已失效，实时动态已关闭。"}
+
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
 OPEN_STREAMS = Gauge(
     "yingji_reporting_console_streams", "Console event streams (/v1/stream) open in this process"
@@ -254,6 +261,17 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
     return files
 
 
+@dataclass(frozen=True)
+class StreamPace:
+    """How often an open stream polls, sends a heartbeat and checks its key again, measured on
+    ``ticker`` (a monotonic clock; tests drive it)."""
+
+    poll_seconds: float
+    heartbeat_seconds: float
+    reverify_seconds: float
+    ticker: Callable[[], float]
+
+
 def build_console_router(
     ctx: ServiceContext,
     poll_seconds: float = POLL_SECONDS,
@@ -270,15 +288,20 @@ def build_console_router(
     """
     if reverify_seconds is None:
         reverify_seconds = max(poll_seconds, CACHE_SECONDS - poll_seconds)
+    from services.reporting.service import use_cases  # the service assembles this router
+
+    pace = StreamPace(poll_seconds, heartbeat_seconds, reverify_seconds, ticker)
     router = APIRouter(tags=["console"])
-    anyone = ctx.allow(*Role)
+    _page_routes(router, ctx, pace)
+    _stream_routes(router, ctx, use_cases(ctx), pace)
+    return router
+
+
+def _page_routes(router: APIRouter, ctx: ServiceContext, pace: StreamPace) -> None:
+    """The console's page, its static files (public) and what it needs to know at start."""
     public = ctx.public()
     index = (CONSOLE_DIR / "index.html").read_bytes()
     static = _static_files()
-    from services.reporting.service import use_cases  # the service assembles this router
-
-    timeline = use_cases(ctx)
-    install_shutdown_hook()
 
     @router.get(
         "/console",
@@ -303,7 +326,7 @@ def build_console_router(
         return Response(body, media_type=media_type, headers=PAGE_HEADERS)
 
     @router.get("/console/context", summary="What the console needs to know: county, today")
-    def console_context(principal: Principal = anyone) -> dict[str, Any]:
+    def console_context(principal: Principal = ctx.allow(*Role)) -> dict[str, Any]:
         now = as_utc(ctx.clock.now())
         zone = ZoneInfo(ctx.county.timezone)
         return {
@@ -311,9 +334,16 @@ def build_console_router(
             "today": now.astimezone(zone).date().isoformat(),
             "timezone": ctx.county.timezone,
             "county": {"code": ctx.county.code, "name": ctx.county.name},
-            "poll_seconds": poll_seconds,
-            "heartbeat_seconds": heartbeat_seconds,
+            "poll_seconds": pace.poll_seconds,
+            "heartbeat_seconds": pace.heartbeat_seconds,
         }
+
+
+def _stream_routes(
+    router: APIRouter, ctx: ServiceContext, timeline: TimelineSource, pace: StreamPace
+) -> None:
+    """``/v1/stream``: the live timeline as Server-Sent Events."""
+    install_shutdown_hook()
 
     @router.get(
         "/v1/stream",
@@ -329,67 +359,87 @@ def build_console_router(
         ),
         response_class=StreamingResponse,
     )
-    async def stream(request: Request, principal: Principal = anyone) -> StreamingResponse:
-        # A client that does not ask for a stream (a plain HTTP client, a crawler of the route
-        # table) gets an answer instead of a response that never ends.
-        if "text/event-stream" not in request.headers.get("accept", ""):
-            raise ApiError(
-                406,
-                "not_acceptable",
-                "该接口是服务器推送事件流（SSE），请求头须带 Accept: text/event-stream",
-                fields=[{"path": "header.Accept", "reason": "须包含 text/event-stream"}],
-            )
+    async def stream(
+        request: Request, principal: Principal = ctx.allow(*Role)
+    ) -> StreamingResponse:
+        _require_event_stream(request)
         feed = TimelineFeed(timeline, visible_to(principal), ctx.clock.now)
         await anyio.to_thread.run_sync(feed.prime)
         # Authentication succeeded, so the header is ``Bearer <key>``.
         key = request.headers.get("authorization", "").partition(" ")[2].strip()
         ctx.log.info("console_stream_opened", key_id=principal.key_id, role=str(principal.role))
+        messages = _messages(ctx, request, principal, key, feed, pace)
+        return StreamingResponse(messages, media_type="text/event-stream", headers=STREAM_HEADERS)
 
-        def key_still_valid() -> bool:
-            return ctx.verify_key(key) == principal
 
-        async def events() -> AsyncIterator[str]:
-            yield sse_message("ready", {"role": str(principal.role)})
-            last_sent = last_checked = ticker()
-            OPEN_STREAMS.inc()
-            try:
-                while not _closing(request) and not await request.is_disconnected():
-                    if ticker() - last_checked >= reverify_seconds:
-                        last_checked = ticker()
-                        try:
-                            valid = await anyio.to_thread.run_sync(key_still_valid)
-                        except Exception as exc:  # the key store went away: fail closed
-                            ctx.log.warning("console_stream_failed", error=repr(exc))
-                            return
-                        if not valid:
-                            ctx.log.info("console_stream_revoked", key_id=principal.key_id)
-                            yield sse_message("revoked", REVOKED)
-                            return
-                    try:
-                        fresh = await anyio.to_thread.run_sync(feed.poll)
-                    except Exception as exc:  # the store went away (shutdown, failover)
-                        ctx.log.warning("console_stream_failed", error=repr(exc))
-                        return
-                    for doc in fresh:
-                        view = event_view(doc)
-                        yield sse_message(str(view.get("event_type") or "message"), view)
-                        last_sent = ticker()
-                    if ticker() - last_sent >= heartbeat_seconds:
-                        yield ": heartbeat\n\n"
-                        last_sent = ticker()
-                    await asyncio.sleep(poll_seconds)
-            finally:
-                OPEN_STREAMS.dec()
-                ctx.log.info("console_stream_closed", key_id=principal.key_id)
-
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={
-                "Cache-Control": "no-cache, no-transform",
-                "X-Accel-Buffering": "no",
-                "Cross-Origin-Resource-Policy": "same-origin",
-            },
+def _require_event_stream(request: Request) -> None:
+    """406 unless the request asks for ``text/event-stream``."""
+    # A client that does not ask for a stream (a plain HTTP client, a crawler of the route
+    # table) gets an answer instead of a response that never ends.
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        raise ApiError(
+            406,
+            "not_acceptable",
+            "该接口是服务器推送事件流（SSE），请求头须带 Accept: text/event-stream",
+            fields=[{"path": "header.Accept", "reason": "须包含 text/event-stream"}],
         )
 
-    return router
+
+async def _key_verdict(ctx: ServiceContext, principal: Principal, key: str) -> str:
+    """``valid``, ``revoked`` (the key no longer authenticates as ``principal``) or ``failed``."""
+    try:
+        found = await anyio.to_thread.run_sync(ctx.verify_key, key)
+    except Exception as exc:  # the key store went away: fail closed
+        ctx.log.warning("console_stream_failed", error=repr(exc))
+        return "failed"
+    if found != principal:
+        ctx.log.info("console_stream_revoked", key_id=principal.key_id)
+        return "revoked"
+    return "valid"
+
+
+async def _poll(ctx: ServiceContext, feed: TimelineFeed) -> list[dict[str, Any]] | None:
+    """The feed's new entries, or None once the store cannot be read."""
+    try:
+        return await anyio.to_thread.run_sync(feed.poll)
+    except Exception as exc:  # the store went away (shutdown, failover)
+        ctx.log.warning("console_stream_failed", error=repr(exc))
+        return None
+
+
+async def _messages(
+    ctx: ServiceContext,
+    request: Request,
+    principal: Principal,
+    key: str,
+    feed: TimelineFeed,
+    pace: StreamPace,
+) -> AsyncIterator[str]:
+    """An open stream's messages: ``ready``, then new events and heartbeats until the client
+    leaves, the process shuts down, the store fails or the key is revoked."""
+    yield sse_message("ready", {"role": str(principal.role)})
+    last_sent = last_checked = pace.ticker()
+    OPEN_STREAMS.inc()
+    try:
+        while not _closing(request) and not await request.is_disconnected():
+            if pace.ticker() - last_checked >= pace.reverify_seconds:
+                last_checked = pace.ticker()
+                verdict = await _key_verdict(ctx, principal, key)
+                if verdict == "revoked":
+                    yield sse_message("revoked", REVOKED)
+                if verdict != "valid":
+                    return
+            fresh = await _poll(ctx, feed)
+            if fresh is None:
+                return
+            for doc in fresh:
+                view = event_view(doc)
+                yield sse_message(str(view.get("event_type") or "message"), view)
+                last_sent = pace.ticker()
+            if pace.ticker() - last_sent >= pace.heartbeat_seconds:
+                yield ": heartbeat\n\n"
+                last_sent = pace.ticker()
+            await asyncio.sleep(pace.poll_seconds)
+    finally:
+        OPEN_STREAMS.dec()
+        ctx.log.info("console_stream_closed", key_id=principal.key_id)
