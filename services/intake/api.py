@@ -423,7 +423,8 @@ def build_router(ctx: ServiceContext, intake: IntakeUseCases) -> APIRouter:
     """The intake router: reports, reads, and the merge and close commands."""
     router = APIRouter(tags=["intake"], route_class=IntakeRoute)
     _report_route(router, ctx, intake)
-    _read_routes(router, ctx, intake)
+    _list_route(router, ctx, intake)
+    _incident_routes(router, ctx, intake)
     _change_routes(router, ctx, intake)
     return router
 
@@ -467,7 +468,9 @@ def _report_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases
         return _view(doc, principal, detail=True)
 
 
-def _read_routes(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases) -> None:
+def _list_route(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases) -> None:
+    """The incident list, with its filters."""
+
     @router.get(
         INCIDENTS_PATH,
         response_model=IncidentPage,
@@ -494,12 +497,8 @@ def _read_routes(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases)
         cursor: str | None = Query(default=None, max_length=500, description="next_cursor"),
     ) -> dict[str, Any]:
         """Incidents, newest report first, with filters and cursor pagination."""
-        if principal.role == Role.TOWNSHIP:
-            if township_code is not None:
-                principal.ensure_township(township_code, path="query.township_code")
-            township_code = principal.township_code
         filters = IncidentFilter(
-            township_code=township_code,
+            township_code=_township_seen(principal, township_code),
             category=category,
             status=status,
             grade=grade,
@@ -511,6 +510,19 @@ def _read_routes(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases)
         )
         rows, next_cursor = intake.incidents_page(filters, limit, cursor)
         return {"items": [_view(r, principal) for r in rows], "next_cursor": next_cursor}
+
+
+def _township_seen(principal: Principal, township_code: str | None) -> str | None:
+    """The township a list is narrowed to: a township key sees only its own."""
+    if principal.role != Role.TOWNSHIP:
+        return township_code
+    if township_code is not None:
+        principal.ensure_township(township_code, path="query.township_code")
+    return principal.township_code
+
+
+def _incident_routes(router: APIRouter, ctx: ServiceContext, intake: IntakeUseCases) -> None:
+    """The grading rules, one incident, and its possible duplicates."""
 
     @router.get(
         f"{INCIDENTS_PATH}/grading-rules",
