@@ -185,10 +185,7 @@ def _report_doc(
 ) -> dict[str, Any]:
     """The report as stored: numbered after the chain's last report, with its figure changes."""
     kind = raw["kind"]
-    number = None
-    if kind == "followup":
-        number = (last.get("number") or 0) + 1 if last else 1
-    seq = (last["seq"] if last else 0) + 1
+    number, seq = _chain_position(kind, last)
     report_id = uuid.uuid4().hex
     return {
         "_id": report_id,
@@ -218,6 +215,15 @@ def _report_doc(
         "late": None,
         "event_id": str(uuid.uuid4()),
     }
+
+
+def _chain_position(kind: str, last: dict[str, Any] | None) -> tuple[int | None, int]:
+    """The report's follow-up number (None for a final report) and its place in the chain."""
+    number = None
+    if kind == "followup":
+        number = (last.get("number") or 0) + 1 if last else 1
+    seq = (last["seq"] if last else 0) + 1
+    return number, seq
 
 
 def _after_filing(
