@@ -310,7 +310,7 @@ def _plan_escalation(
     p = envelope.payload
     prof = profile(ctx)
     new_grade = int(p["new_grade"])
-    ident = f"{incident['_id']}:escalation:{envelope.event_id}"
+    ident = f"{p['incident_id']}:escalation:{envelope.event_id}"
     doc = _deadline(
         incident,
         "escalation",
