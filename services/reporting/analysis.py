@@ -221,104 +221,157 @@ def situation_pack(inputs: PackInputs) -> dict[str, Any]:
     return pack
 
 
+_Advice = list[dict[str, str]]
+_Pack = Mapping[str, Any]
+_Rules = Mapping[str, Mapping[str, float]]
+
+
 def recommendations(
     pack: Mapping[str, Any], rules: Mapping[str, Mapping[str, float]]
 ) -> list[dict[str, str]]:
-    """Advice from the documented rules in summary-rules.yaml, most urgent first."""
+    """_Advice from the documented rules in summary-rules.yaml, most urgent first."""
     advice: list[dict[str, str]] = []
-    incidents = pack["incidents"]
-    total = incidents["total"]
+    for rule in _RULES:
+        advice.extend(rule(pack, rules))
+    return advice
 
+
+def _severe_incidents(pack: _Pack, rules: _Rules) -> _Advice:
+    """Incidents of a severe grade call for the plans and the county's leadership."""
     severe_max = rules["severe_incidents"]["max_grade"]
-    severe = sum(r["count"] for r in incidents["by_grade"] if r["grade"] <= severe_max)
-    if severe:
-        advice.append(
-            {
-                "rule": "severe_incidents",
-                "text": f"本期发生重大及以上突发事件{severe}起，建议启动或保持相应应急预案，"
-                "由县领导坐镇指挥，严格执行续报制度。",
-            }
-        )
+    severe = sum(r["count"] for r in pack["incidents"]["by_grade"] if r["grade"] <= severe_max)
+    if not severe:
+        return []
+    return [
+        {
+            "rule": "severe_incidents",
+            "text": f"本期发生重大及以上突发事件{severe}起，建议启动或保持相应应急预案，"
+            "由县领导坐镇指挥，严格执行续报制度。",
+        }
+    ]
+
+
+def _high_warnings(pack: _Pack, rules: _Rules) -> _Advice:
+    """Active warnings of a high level call for their response measures."""
     high_max = rules["high_warnings"]["max_level"]
     high = [w for w in pack["warnings"]["by_level"] if w["level"] <= high_max and w["count"]]
-    if high:
-        names = "、".join(f"{w['color']}预警{w['count']}条" for w in high)
-        advice.append(
-            {
-                "rule": "high_warnings",
-                "text": f"当前生效{names}，建议落实预警响应措施，确保预警信息入户到人。",
-            }
-        )
+    if not high:
+        return []
+    names = "、".join(f"{w['color']}预警{w['count']}条" for w in high)
+    return [
+        {
+            "rule": "high_warnings",
+            "text": f"当前生效{names}，建议落实预警响应措施，确保预警信息入户到人。",
+        }
+    ]
+
+
+def _trend_rise(pack: _Pack, rules: _Rules) -> _Advice:
+    """A marked rise in incidents over the previous period calls for more checks."""
+    total = pack["incidents"]["total"]
     rise = rules["trend_rise"]
     change = pack["trend"]["change_percent"]
-    if total >= rise["min_incidents"] and (change is None or change >= rise["min_rise_percent"]):
-        text = (
-            f"事件数{total}起，较上期{pack['trend']['previous']}起"
-            + (f"上升{change:.0f}%" if change is not None else "明显增加")
-            + "，建议加强风险隐患排查和值班值守。"
-        )
-        advice.append({"rule": "trend_rise", "text": text})
+    if not (
+        total >= rise["min_incidents"] and (change is None or change >= rise["min_rise_percent"])
+    ):
+        return []
+    text = (
+        f"事件数{total}起，较上期{pack['trend']['previous']}起"
+        + (f"上升{change:.0f}%" if change is not None else "明显增加")
+        + "，建议加强风险隐患排查和值班值守。"
+    )
+    return [{"rule": "trend_rise", "text": text}]
+
+
+def _hot_spots(pack: _Pack, rules: _Rules) -> _Advice:
+    """Each township holding many of the period's incidents calls for targeted checks."""
     hot = rules["hot_spot"]
-    for spot in pack["hot_spots"]:
-        if (
-            spot["count"] >= hot["min_incidents"]
-            and spot["share_percent"] >= hot["min_share_percent"]
-        ):
-            advice.append(
-                {
-                    "rule": "hot_spot",
-                    "text": f"{spot['name']}发生{spot['count']}起，占{spot['share_percent']:.0f}%，"
-                    "为本期热点区域，建议开展重点排查和督导。",
-                }
-            )
+    return [
+        {
+            "rule": "hot_spot",
+            "text": f"{spot['name']}发生{spot['count']}起，占{spot['share_percent']:.0f}%，"
+            "为本期热点区域，建议开展重点排查和督导。",
+        }
+        for spot in pack["hot_spots"]
+        if spot["count"] >= hot["min_incidents"]
+        and spot["share_percent"] >= hot["min_share_percent"]
+    ]
+
+
+def _time_bands(pack: _Pack, rules: _Rules) -> _Advice:
+    """Each time of day holding many of the period's incidents calls for more patrols."""
     band = rules["time_band"]
-    if total >= band["min_incidents"]:
-        for row in pack["time_bands"]:
-            if row["share_percent"] >= band["min_share_percent"]:
-                advice.append(
-                    {
-                        "rule": "time_band",
-                        "text": f"{row['band']}时段发生{row['count']}起，"
-                        f"占{row['share_percent']:.0f}%，"
-                        "建议加强该时段巡查和值守力量。",
-                    }
-                )
+    if not pack["incidents"]["total"] >= band["min_incidents"]:
+        return []
+    return [
+        {
+            "rule": "time_band",
+            "text": f"{row['band']}时段发生{row['count']}起，"
+            f"占{row['share_percent']:.0f}%，"
+            "建议加强该时段巡查和值守力量。",
+        }
+        for row in pack["time_bands"]
+        if row["share_percent"] >= band["min_share_percent"]
+    ]
+
+
+def _overdue_reports(pack: _Pack, rules: _Rules) -> _Advice:
+    """Reports overdue now call for pressing the townships that owe them."""
     overdue = pack["reporting"]["overdue_now"]
-    if overdue >= rules["overdue_reports"]["min_overdue"]:
-        townships = sorted(
-            {
-                d.get("township_name") or d["township_code"]
-                for d in pack["reporting"]["overdue_items"]
-            }
-        )
-        advice.append(
-            {
-                "rule": "overdue_reports",
-                "text": f"{overdue}项报告逾期未报（{'、'.join(townships)}），建议督促续报、终报，"
-                "杜绝迟报漏报。",
-            }
-        )
+    if not overdue >= rules["overdue_reports"]["min_overdue"]:
+        return []
+    townships = sorted(
+        {d.get("township_name") or d["township_code"] for d in pack["reporting"]["overdue_items"]}
+    )
+    return [
+        {
+            "rule": "overdue_reports",
+            "text": f"{overdue}项报告逾期未报（{'、'.join(townships)}），建议督促续报、终报，"
+            "杜绝迟报漏报。",
+        }
+    ]
+
+
+def _zero_report_compliance(pack: _Pack, rules: _Rules) -> _Advice:
+    """A low on-time rate of zero reports calls for naming the townships that missed them."""
     zero = pack["zero_reports"]
-    if (
+    if not (
         zero.get("expected")
         and zero["compliance_percent"] < rules["zero_report_compliance"]["min_percent"]
     ):
-        advice.append(
-            {
-                "rule": "zero_report_compliance",
-                "text": f"零报告按时报送率{zero['compliance_percent']:.0f}%，"
-                "建议通报缺报、迟报乡镇并督促整改。",
-            }
-        )
-    if pack["stock_alerts"]["total"] >= rules["stock_alerts"]["min_alerts"]:
-        advice.append(
-            {
-                "rule": "stock_alerts",
-                "text": f"应急物资低于储备下限{pack['stock_alerts']['total']}次，"
-                "建议及时补充储备。",
-            }
-        )
-    return advice
+        return []
+    return [
+        {
+            "rule": "zero_report_compliance",
+            "text": f"零报告按时报送率{zero['compliance_percent']:.0f}%，"
+            "建议通报缺报、迟报乡镇并督促整改。",
+        }
+    ]
+
+
+def _stock_alerts(pack: _Pack, rules: _Rules) -> _Advice:
+    """Stock that fell below its minimum calls for restocking."""
+    if not pack["stock_alerts"]["total"] >= rules["stock_alerts"]["min_alerts"]:
+        return []
+    return [
+        {
+            "rule": "stock_alerts",
+            "text": f"应急物资低于储备下限{pack['stock_alerts']['total']}次，建议及时补充储备。",
+        }
+    ]
+
+
+# Most urgent first: the order the advice is listed in.
+_RULES = (
+    _severe_incidents,
+    _high_warnings,
+    _trend_rise,
+    _hot_spots,
+    _time_bands,
+    _overdue_reports,
+    _zero_report_compliance,
+    _stock_alerts,
+)
 
 
 # ---------------------------------------------------------------- scores

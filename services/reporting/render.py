@@ -113,17 +113,35 @@ def _page(title: str, subtitle: str, body: str, generated: str) -> str:
 
 
 def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
-    incidents = pack["incidents"]
-    trend = pack["trend"]
+    """The six numbered sections shared by the situation pack and the daily report."""
+    sections = [
+        _overview_section(pack),
+        _statistics_section(pack),
+        _hot_spots_section(pack),
+        _response_section(pack),
+        _reporting_section(pack, tz),
+        _recommendations_section(pack),
+    ]
+    return "".join(sections)
+
+
+def _trend_text(trend: Mapping[str, Any]) -> str:
+    """The period's incident count against the previous period's, in words."""
     change = trend["change_percent"]
-    trend_text = (
+    return (
         f"{trend['current']}起，上期{trend['previous']}起，"
         + ("持平" if trend["delta"] == 0 else ("上升" if trend["delta"] > 0 else "下降"))
         + (f"{abs(change):.1f}%" if change is not None and trend["delta"] else "")
         + (f"（增加{trend['delta']}起）" if change is None and trend["delta"] > 0 else "")
     )
+
+
+def _overview_section(pack: Mapping[str, Any]) -> str:
+    """一、总体情况: the headline figures, the trend and the casualties."""
+    incidents = pack["incidents"]
+    trend_text = _trend_text(pack["trend"])
     cas = incidents["casualties"]
-    sections = [
+    parts = [
         "<h2>一、总体情况</h2>",
         _kpis(
             [
@@ -141,6 +159,14 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
         ),
         f"<p>与上期对比：{escape(trend_text)}。</p>",
         f"<p>人员伤亡：{escape(casualty_text(cas))}；{escape(affected_text(incidents))}。</p>",
+    ]
+    return "".join(parts)
+
+
+def _statistics_section(pack: Mapping[str, Any]) -> str:
+    """二、事件统计: incidents by grade, category, township and time of day."""
+    incidents = pack["incidents"]
+    parts = [
         "<h2>二、事件统计</h2>",
         '<div class="charts">',
         '<div class="chart">'
@@ -164,11 +190,21 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
         )
         + "</div>",
         "</div>",
-        "<h2>三、热点区域</h2>",
-        _table(
-            ["乡镇", "事件数", "占比"],
-            [(h["name"], h["count"], f"{h['share_percent']:.1f}%") for h in pack["hot_spots"]],
-        ),
+    ]
+    return "".join(parts)
+
+
+def _hot_spots_section(pack: Mapping[str, Any]) -> str:
+    """三、热点区域: the townships with the most incidents."""
+    return "<h2>三、热点区域</h2>" + _table(
+        ["乡镇", "事件数", "占比"],
+        [(h["name"], h["count"], f"{h['share_percent']:.1f}%") for h in pack["hot_spots"]],
+    )
+
+
+def _response_section(pack: Mapping[str, Any]) -> str:
+    """四、预警与应急响应: active warnings, dispatches, low stock and active plans."""
+    parts = [
         "<h2>四、预警与应急响应</h2>",
         '<div class="chart">'
         + bar_chart(
@@ -177,20 +213,7 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
             LEVEL_COLOURS,
         )
         + "</div>",
-        _table(
-            ["级别", "灾种", "标题", "范围"],
-            [
-                (
-                    f"{w['color']}预警",
-                    w.get("hazard_label") or "其他",
-                    w.get("headline") or "",
-                    "、".join(w.get("area_names") or [])
-                    + (f"（{w['reach']}）" if w.get("reach") else ""),
-                )
-                for w in pack["warnings"]["items"]
-            ],
-            "无生效预警",
-        ),
+        _warnings_table(pack["warnings"]["items"]),
         _table(
             ["调度状态", "次数"],
             [
@@ -199,27 +222,58 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
             ],
             "本期无调度",
         ),
-        _table(
-            ["仓库", "物资", "库存", "下限"],
-            [
-                (
-                    a.get("warehouse_name"),
-                    a.get("item_name"),
-                    f"{a.get('quantity', 0):g}{a.get('unit', '')}",
-                    f"{a.get('min_level', 0):g}{a.get('unit', '')}",
-                )
-                for a in pack["stock_alerts"]["items"]
-            ],
-            "无物资低库存告警",
-        ),
+        _stock_table(pack["stock_alerts"]["items"]),
         f"<p>启动中的应急预案：{pack['plans']['active_total']}个。</p>",
+    ]
+    return "".join(parts)
+
+
+def _warnings_table(items: Sequence[Mapping[str, Any]]) -> str:
+    """The active warnings with their level, hazard, headline and area."""
+    return _table(
+        ["级别", "灾种", "标题", "范围"],
+        [
+            (
+                f"{w['color']}预警",
+                w.get("hazard_label") or "其他",
+                w.get("headline") or "",
+                "、".join(w.get("area_names") or [])
+                + (f"（{w['reach']}）" if w.get("reach") else ""),
+            )
+            for w in items
+        ],
+        "无生效预警",
+    )
+
+
+def _stock_table(items: Sequence[Mapping[str, Any]]) -> str:
+    """The low-stock alerts with each item's quantity and minimum level."""
+    return _table(
+        ["仓库", "物资", "库存", "下限"],
+        [
+            (
+                a.get("warehouse_name"),
+                a.get("item_name"),
+                f"{a.get('quantity', 0):g}{a.get('unit', '')}",
+                f"{a.get('min_level', 0):g}{a.get('unit', '')}",
+            )
+            for a in items
+        ],
+        "无物资低库存告警",
+    )
+
+
+def _reporting_section(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
+    """五、信息报送情况: late reports, reports still overdue and zero reports."""
+    reporting = pack["reporting"]
+    parts = [
         "<h2>五、信息报送情况</h2>",
         "<h3>迟报情况</h3>",
         _table(
             ["类型", "乡镇", "事件", "报送时间"],
             [
                 (r["kind_label"], r["township_name"], r["incident_title"], _t(r["filed_at"], tz))
-                for r in pack["reporting"]["late_items"]
+                for r in reporting["late_items"]
             ],
             "无迟报",
         ),
@@ -234,18 +288,24 @@ def _pack_sections(pack: Mapping[str, Any], tz: ZoneInfo) -> str:
                     _t(r["due_at"], tz),
                     f"第{r['escalation']}次催报",
                 )
-                for r in pack["reporting"]["overdue_items"]
+                for r in reporting["overdue_items"]
             ],
             "无逾期未报",
         ),
         "<h3>零报告</h3>",
         f"<p>{escape(zero_text(pack['zero_reports']))}</p>",
-        "<h2>六、研判建议</h2>",
+    ]
+    return "".join(parts)
+
+
+def _recommendations_section(pack: Mapping[str, Any]) -> str:
+    """六、研判建议: the advice of the summary rules, or steady duty when none applies."""
+    body = (
         "<ol>" + "".join(f"<li>{escape(r['text'])}</li>" for r in pack["recommendations"]) + "</ol>"
         if pack["recommendations"]
-        else "<p>本期各项指标未触发预警规则，建议保持常态值守。</p>",
-    ]
-    return "".join(sections)
+        else "<p>本期各项指标未触发预警规则，建议保持常态值守。</p>"
+    )
+    return "<h2>六、研判建议</h2>" + body
 
 
 def situation_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:

@@ -12,7 +12,7 @@ from libs.common.clock import as_utc
 from libs.common.county import County
 from libs.common.text import xml_safe
 from services.warning.domain import MSG_ALERT, VERSION_PENDING, issuer_name, references_of
-from services.warning.rules import WarningRules
+from services.warning.rules import HazardRule, LevelRule, WarningRules
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -92,23 +92,41 @@ def render_cap(
     issued version. A version still waiting for approval is exported with status Draft.
     """
     sender = cap_sender(rules, county)
-    tz = county.timezone
-    level = int(version["level"])
-    level_rule = rules.level(level)
+    level_rule = rules.level(int(version["level"]))
     hazard = rules.hazards[version["hazard"]]
-    msg_type = version["msg_type"]
-
     alert = ET.Element(f"{{{CAP_NS}}}alert")
+    _alert_head(alert, sender, county.timezone, warning, version)
+    info = _sub(alert, "info")
+    _info_event(info, rules, hazard, level_rule, version)
+    _info_texts(info, rules, county, warning, version)
+    _info_parameters(info, level_rule, warning, version)
+    for code in version["areas"]:
+        _area(info, rules, county, code)
+    return ET.tostring(alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
+
+
+def _cap_status(version: Mapping[str, Any]) -> str:
+    """Draft while waiting for approval, Exercise for a drill, else Actual."""
+    if version.get("state") == VERSION_PENDING:
+        return "Draft"
+    if version.get("exercise"):
+        return "Exercise"
+    return "Actual"
+
+
+def _alert_head(
+    alert: ET.Element,
+    sender: str,
+    tz: str,
+    warning: Mapping[str, Any],
+    version: Mapping[str, Any],
+) -> None:
+    """The alert's message elements: identity, status, type, note and references."""
+    msg_type = version["msg_type"]
     _sub(alert, "identifier", message_identifier(version))
     _sub(alert, "sender", sender)
     _sub(alert, "sent", cap_time(sent_of(version), tz))
-    if version.get("state") == VERSION_PENDING:
-        status = "Draft"
-    elif version.get("exercise"):
-        status = "Exercise"
-    else:
-        status = "Actual"
-    _sub(alert, "status", status)
+    _sub(alert, "status", _cap_status(version))
     _sub(alert, "msgType", msg_type)
     _sub(alert, "source", "Yingji 应急")
     _sub(alert, "scope", "Public")
@@ -125,15 +143,35 @@ def render_cap(
     if version.get("incident_ids"):
         _sub(alert, "incidents", " ".join(version["incident_ids"]))
 
-    info = _sub(alert, "info")
+
+def _info_event(
+    info: ET.Element,
+    rules: WarningRules,
+    hazard: HazardRule,
+    level_rule: LevelRule,
+    version: Mapping[str, Any],
+) -> None:
+    """The info's event: language, category, response, urgency, severity and certainty."""
     _sub(info, "language", rules.cap.language)
     _sub(info, "category", hazard.cap_category)
     _sub(info, "event", f"{hazard.name}预警")
-    _sub(info, "responseType", "AllClear" if msg_type == "Cancel" else level_rule.response_type)
+    response = "AllClear" if version["msg_type"] == "Cancel" else level_rule.response_type
+    _sub(info, "responseType", response)
     _sub(info, "urgency", level_rule.urgency)
     _sub(info, "severity", level_rule.severity)
     _sub(info, "certainty", level_rule.certainty)
     _pair(info, "eventCode", "yingji:hazard", str(version["hazard"]))
+
+
+def _info_texts(
+    info: ET.Element,
+    rules: WarningRules,
+    county: County,
+    warning: Mapping[str, Any],
+    version: Mapping[str, Any],
+) -> None:
+    """The info's times, issuing department and the texts people read."""
+    tz = county.timezone
     _sub(info, "effective", cap_time(version["effective"], tz))
     _sub(info, "onset", cap_time(version["effective"], tz))
     _sub(info, "expires", cap_time(version["expires"], tz))
@@ -141,23 +179,34 @@ def render_cap(
     _sub(info, "headline", str(version["headline"]))
     _sub(info, "description", str(version["description"]))
     _sub(info, "instruction", str(version["instruction"]))
-    _pair(info, "parameter", "level", str(level))
+
+
+def _info_parameters(
+    info: ET.Element,
+    level_rule: LevelRule,
+    warning: Mapping[str, Any],
+    version: Mapping[str, Any],
+) -> None:
+    """The info's parameters: level, colour, label, warning id and version number."""
+    _pair(info, "parameter", "level", str(int(version["level"])))
     _pair(info, "parameter", "color", level_rule.color)
     _pair(info, "parameter", "levelLabel", level_rule.label)
     _pair(info, "parameter", "yingji:warningId", str(warning["_id"]))
     _pair(info, "parameter", "yingji:version", str(version["number"]))
-    for code in version["areas"]:
-        township = county.township(code)
-        area = _sub(info, "area")
-        _sub(area, "areaDesc", township.name if township else code)
-        if township is not None:
-            _sub(
-                area,
-                "circle",
-                f"{township.lat:.4f},{township.lon:.4f} {rules.cap.circle_radius_km:g}",
-            )
-        _area_geocodes(area, rules, county, code)
-    return ET.tostring(alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
+
+
+def _area(info: ET.Element, rules: WarningRules, county: County, code: str) -> None:
+    """One township's area: its name, a circle around it and its geocodes."""
+    township = county.township(code)
+    area = _sub(info, "area")
+    _sub(area, "areaDesc", township.name if township else code)
+    if township is not None:
+        _sub(
+            area,
+            "circle",
+            f"{township.lat:.4f},{township.lon:.4f} {rules.cap.circle_radius_km:g}",
+        )
+    _area_geocodes(area, rules, county, code)
 
 
 def _area_geocodes(area: ET.Element, rules: WarningRules, county: County, code: str) -> None:

@@ -84,7 +84,44 @@ def record_incident(
     reported = as_utc(datetime.fromisoformat(p["reported_at"]))
     due = domain.initial_due(discovered, limits)
     late = reported > due
-    incident = {
+    incident = _incident_doc(ctx, envelope, discovered, reported, late)
+    initial = _initial_deadline(ctx, incident, due, prof.name)
+
+    def first_followup(current: Mapping[str, Any]) -> dict[str, Any]:
+        first = domain.first_followup(reported, limits, domain.zone(prof))
+        return _followup_slot(ctx, current, first, reported)
+
+    written = repo.record_reported_incident(incident, initial, first_followup, timeline)
+    if written.incident:
+        _count_initial(incident, reported, discovered, late)
+    return written
+
+
+# What the initial report (首报) said beyond its figures, kept as intake sent it.
+_INITIAL_REPORT_FIELDS = (
+    "address",
+    "description",
+    "scope",
+    "measures_taken",
+    "needs",
+    "trend",
+    "source",
+    "reporter",
+    "approver",
+    "received_by",
+)
+
+
+def _incident_doc(
+    ctx: ServiceContext,
+    envelope: EventEnvelope,
+    discovered: datetime,
+    reported: datetime,
+    late: bool,
+) -> dict[str, Any]:
+    """The incident as reporting keeps it, from intake's ``incident_reported``."""
+    p = envelope.payload
+    return {
         "_id": p["incident_id"],
         "township_code": p["township_code"],
         "category": p["category"],
@@ -105,21 +142,7 @@ def record_incident(
         "affected": p.get("affected") or {},
         "people_involved": p.get("people_involved", 0),
         "enterprise_id": p.get("enterprise_id"),
-        "initial_report": {
-            name: p.get(name)
-            for name in (
-                "address",
-                "description",
-                "scope",
-                "measures_taken",
-                "needs",
-                "trend",
-                "source",
-                "reporter",
-                "approver",
-                "received_by",
-            )
-        },
+        "initial_report": {name: p.get(name) for name in _INITIAL_REPORT_FIELDS},
         "current": {
             "casualties": p.get("casualties") or {},
             "affected": p.get("affected") or {},
@@ -131,28 +154,31 @@ def record_incident(
         "received_at": ctx.clock.now(),
         "regrades": [],
     }
+
+
+def _initial_deadline(
+    ctx: ServiceContext, incident: Mapping[str, Any], due: datetime, profile_name: str
+) -> dict[str, Any]:
+    """The initial report's deadline, met by the report that created it: 迟报 is flagged at
+    once."""
     initial = _deadline(
         incident,
         "initial",
         f"{incident['_id']}:initial",
         due,
         ctx.clock.now(),
-        window_start=discovered,
-        profile_name=prof.name,
+        window_start=incident["discovered_at"],
+        profile_name=profile_name,
     )
-    # The initial deadline is met by the report that created it: 迟报 is flagged at once.
     initial.update(
-        status="met", met_at=reported, met_by="initial", late=late, armed=None, next_check_at=None
+        status="met",
+        met_at=incident["reported_at"],
+        met_by="initial",
+        late=incident["late"],
+        armed=None,
+        next_check_at=None,
     )
-
-    def first_followup(current: Mapping[str, Any]) -> dict[str, Any]:
-        first = domain.first_followup(reported, limits, domain.zone(prof))
-        return _followup_slot(ctx, current, first, reported)
-
-    written = repo.record_reported_incident(incident, initial, first_followup, timeline)
-    if written.incident:
-        _count_initial(incident, reported, discovered, late)
-    return written
+    return initial
 
 
 def _count_initial(
@@ -228,11 +254,38 @@ def regrade(ctx: ServiceContext, repo: ReportingRepository, envelope: EventEnvel
     at = as_utc(envelope.occurred_at)
     new_grade, old_grade = int(p["new_grade"]), int(p["old_grade"])
     current = domain.regrade_is_current(incident, at)
+    applied = _record_regrade(repo, envelope, at, current)
+    incident = repo.incident_view(incident_id) or incident
+    if not current:
+        return applied
+    if incident["status"] == "closed":
+        return _regrade_final_deadline(ctx, repo, incident, new_grade) or applied
+    if incident["status"] != "open" or incident.get("finalised"):
+        return applied
+    limits = profile(ctx).limits(new_grade)
+    changed = applied
+    if new_grade < old_grade:
+        changed = _plan_escalation(ctx, repo, envelope, incident, at, now) or changed
+    changed = _cancel_old_plan(repo, incident_id, at, old_grade, new_grade) or changed
+    start = domain.initial_due(at, limits) if new_grade < old_grade else at
+    # A slot already met under the old plan is not asked for again under the new one.
+    met = repo.last_met_followup(incident_id)
+    if met:
+        start = max(start, as_utc(met["due_at"]))
+    return plan_next_followup(ctx, repo, incident_id, start) or changed
+
+
+def _record_regrade(
+    repo: ReportingRepository, envelope: EventEnvelope, at: datetime, current: bool
+) -> bool:
+    """Set the incident's grade when the re-grade is its latest, and keep the re-grade once."""
+    p = envelope.payload
+    new_grade, old_grade = int(p["new_grade"]), int(p["old_grade"])
     if current:
         # Guarded by time: a later re-grade that got here first keeps its grade.
-        repo.set_grade_if_later(incident_id, new_grade, at)
-    applied = repo.add_regrade_once(
-        incident_id,
+        repo.set_grade_if_later(p["incident_id"], new_grade, at)
+    return repo.add_regrade_once(
+        p["incident_id"],
         {
             "old_grade": old_grade,
             "new_grade": new_grade,
@@ -242,58 +295,61 @@ def regrade(ctx: ServiceContext, repo: ReportingRepository, envelope: EventEnvel
         },
         envelope.event_id,
     )
-    incident = repo.incident_view(incident_id) or incident
-    if not current:
-        return applied
-    if incident["status"] == "closed":
-        return _regrade_final_deadline(ctx, repo, incident, new_grade) or applied
-    if incident["status"] != "open" or incident.get("finalised"):
-        return applied
+
+
+def _plan_escalation(
+    ctx: ServiceContext,
+    repo: ReportingRepository,
+    envelope: EventEnvelope,
+    incident: Mapping[str, Any],
+    at: datetime,
+    now: datetime,
+) -> bool:
+    """Upgrade: a report at the new grade is due within its initial limit (越级上报 when
+    grades were skipped), unless the follow-up whose figures caused it already is one."""
+    p = envelope.payload
     prof = profile(ctx)
-    limits = prof.limits(new_grade)
-    changed = applied
-    if new_grade < old_grade:
-        # Upgrade: a report at the new grade is due within its initial limit (越级上报 when
-        # grades were skipped), unless the follow-up whose figures caused it already is one.
-        ident = f"{incident_id}:escalation:{envelope.event_id}"
-        doc = _deadline(
-            incident,
-            "escalation",
-            ident,
-            domain.initial_due(at, limits),
-            now,
-            grade=new_grade,
-            window_start=at,
-            profile_name=prof.name,
+    new_grade = int(p["new_grade"])
+    ident = f"{p['incident_id']}:escalation:{envelope.event_id}"
+    doc = _deadline(
+        incident,
+        "escalation",
+        ident,
+        domain.initial_due(at, prof.limits(new_grade)),
+        now,
+        grade=new_grade,
+        window_start=at,
+        profile_name=prof.name,
+    )
+    doc["skipped_grades"] = bool(p.get("skipped_grades", False))
+    cause = repo.report_by_event_id(envelope.causation_id) if envelope.causation_id else None
+    if cause is not None:
+        doc.update(
+            status="met",
+            met_at=cause["filed_at"],
+            met_by=cause["_id"],
+            armed=None,
+            next_check_at=None,
         )
-        doc["skipped_grades"] = bool(p.get("skipped_grades", False))
-        cause = repo.report_by_event_id(envelope.causation_id) if envelope.causation_id else None
-        if cause is not None:
-            doc.update(
-                status="met",
-                met_at=cause["filed_at"],
-                met_by=cause["_id"],
-                armed=None,
-                next_check_at=None,
-            )
-        changed = repo.record_deadline_if_new(doc) or changed
+    return repo.record_deadline_if_new(doc)
+
+
+def _cancel_old_plan(
+    repo: ReportingRepository, incident_id: str, at: datetime, old_grade: int, new_grade: int
+) -> bool:
+    """Cancel what the new grade replaces; True when anything was cancelled."""
     # An earlier re-grade's report is owed no more: the report at this grade covers it.
     superseded = repo.cancel_superseded_escalations(
         incident_id, at, domain.superseded_reason(new_grade)
     )
-    changed = bool(superseded) or changed
+    changed = bool(superseded)
     # Pending slots of the old grade give way to the new grade's times.
     for row in repo.pending_followups(incident_id):
         if int(row["grade"]) == new_grade:
             continue
         repo.cancel_pending_deadline(row["_id"], domain.regraded_reason(old_grade, new_grade))
         changed = True
-    start = domain.initial_due(at, limits) if new_grade < old_grade else at
-    # A slot already met under the old plan is not asked for again under the new one.
-    met = repo.last_met_followup(incident_id)
-    if met:
-        start = max(start, as_utc(met["due_at"]))
-    return plan_next_followup(ctx, repo, incident_id, start) or changed
+    return changed
 
 
 def _regrade_final_deadline(

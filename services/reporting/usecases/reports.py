@@ -52,13 +52,33 @@ def file_report(
     returns the stored document."""
     key = validate_key(idempotency_key)
     digest = fingerprint(raw)
-    kind = raw["kind"]
     if key:
-        scope = idempotency_scope(principal.key_id, key, "")
-        replay = check_replay(repo.report_by_idempotency_scope(scope), digest)
+        replay = _replay(repo, principal, key, digest)
         if replay is not None:
             return replay
     incident = visible_incident(repo, principal, raw["incident_id"])
+    _ensure_chain_open(repo, incident, raw)
+    _ensure_complete(raw)
+    for _attempt in range(5):
+        filed = _try_filing(ctx, repo, principal, raw, incident, key, digest)
+        if filed is not None:
+            return filed
+        # Another report of the same chain won the number; read the chain again.
+    raise ApiError(409, "concurrent_report", "同一报告链刚有另一份报告报送，请重试")
+
+
+def _replay(
+    repo: ReportingRepository, principal: Principal, key: str, digest: str
+) -> dict[str, Any] | None:
+    """The report already filed under this idempotency key, if the same body is sent again."""
+    scope = idempotency_scope(principal.key_id, key, "")
+    return check_replay(repo.report_by_idempotency_scope(scope), digest)
+
+
+def _ensure_chain_open(
+    repo: ReportingRepository, incident: dict[str, Any], raw: dict[str, Any]
+) -> None:
+    """409 (or 422 for a drill mismatch) when the incident's chain takes no report of this kind."""
     if incident["status"] == "merged":
         raise ApiError(
             409,
@@ -77,13 +97,17 @@ def file_report(
             f"「{incident.get('title') or incident['_id']}」的终报已报送，报告链已结束",
             fields=[{"path": "incident_id", "reason": "终报已报送"}],
         )
-    if kind == "followup" and incident["status"] == "closed":
+    if raw["kind"] == "followup" and incident["status"] == "closed":
         raise ApiError(
             409,
             "incident_closed",
             f"「{incident.get('title') or incident['_id']}」已结案，只能报送终报",
             fields=[{"path": "kind", "reason": "事件已结案：请以 kind=final 报送终报"}],
         )
+
+
+def _ensure_complete(raw: dict[str, Any]) -> None:
+    """422 naming every missing element, over-long text or same reporter and approver."""
     problems = (
         domain.missing_elements(raw) + domain.length_errors(raw) + domain.same_person_error(raw)
     )
@@ -94,79 +118,123 @@ def file_report(
             "报告要素不全或超出字数限制（要素不全）",
             fields=problems,
         )
-    for attempt in range(5):
-        last = repo.last_report(incident["_id"])
-        if last is not None:
-            previous = domain.flatten_figures(
-                last["casualties"], last["affected"], last.get("people_involved")
-            )
-        else:
-            previous = domain.flatten_figures(
-                incident.get("casualties"),
-                incident.get("affected"),
-                incident.get("people_involved"),
-            )
-        current = domain.flatten_figures(raw["casualties"], raw["affected"], raw["people_involved"])
-        fallen = domain.fallen_figures(previous, current)
-        errors = domain.correction_errors(fallen, raw["corrections"])
-        if errors:
-            raise ApiError(
-                422,
-                "figures_fell",
-                FIGURES_FELL_MESSAGE,
-                fields=errors,
-            )
-        number = None
-        if kind == "followup":
-            number = (last.get("number") or 0) + 1 if last else 1
-        seq = (last["seq"] if last else 0) + 1
-        report_id = uuid.uuid4().hex
-        doc = {
-            "_id": report_id,
-            "incident_id": incident["_id"],
-            "township_code": incident["township_code"],
-            "kind": kind,
-            "exercise": bool(incident.get("exercise", False)),
-            "number": number,
-            "seq": seq,
-            "chain_key": f"{incident['_id']}:F{number}"
-            if kind == "followup"
-            else f"{incident['_id']}:final",
-            "filed_at": ctx.clock.now(),
-            "filed_by": principal.key_id,
-            "casualties": raw["casualties"],
-            "affected": raw["affected"],
-            "people_involved": raw["people_involved"],
-            "progress": raw["progress"],
-            "measures_taken": raw["measures_taken"],
-            "needs": raw["needs"],
-            "change_note": raw["change_note"],
-            "corrections": raw["corrections"],
-            "changes": domain.figure_changes(previous, current),
-            "reporter": raw["reporter"],
-            "approver": raw["approver"],
-            "deadline_id": None,
-            "late": None,
-            "event_id": str(uuid.uuid4()),
-        }
-        event = events.report_filed(ctx.clock, doc)
-        scope = idempotency_scope(principal.key_id, key, report_id)
-        try:
-            stored, created = repo.record_report(doc, scope, digest, [event])
-        except ChainSlotTakenError:
-            # Another report of the same chain won the number; read the chain again.
-            if attempt == 4:
-                break
-            continue
-        if created:
-            ctx.wake_relay()
-            metrics.REPORTS_FILED.labels(
-                metrics.SERVICE,
-                kind,
-                incident["township_code"],
-                metrics.exercise_label(doc["exercise"]),
-            ).inc()
-            deadlines.apply_report(ctx, repo, stored)
-            return repo.report_by_id(report_id) or stored
-        return stored
-    raise ApiError(409, "concurrent_report", "同一报告链刚有另一份报告报送，请重试")
+
+
+def _try_filing(
+    ctx: ServiceContext,
+    repo: ReportingRepository,
+    principal: Principal,
+    raw: dict[str, Any],
+    incident: dict[str, Any],
+    key: str | None,
+    digest: str,
+) -> dict[str, Any] | None:
+    """File the report as the next of its chain; None when another report took that slot."""
+    last = repo.last_report(incident["_id"])
+    previous = _previous_figures(incident, last)
+    current = domain.flatten_figures(raw["casualties"], raw["affected"], raw["people_involved"])
+    _ensure_corrections(previous, current, raw)
+    doc = _report_doc(ctx, principal, raw, incident, last, domain.figure_changes(previous, current))
+    event = events.report_filed(ctx.clock, doc)
+    scope = idempotency_scope(principal.key_id, key, doc["_id"])
+    try:
+        stored, created = repo.record_report(doc, scope, digest, [event])
+    except ChainSlotTakenError:
+        return None
+    if created:
+        _after_filing(ctx, repo, stored, doc)
+        return repo.report_by_id(doc["_id"]) or stored
+    return stored
+
+
+def _previous_figures(incident: dict[str, Any], last: dict[str, Any] | None) -> dict[str, float]:
+    """The figures the report is compared with: the chain's last report's, else the initial's."""
+    if last is not None:
+        return domain.flatten_figures(
+            last["casualties"], last["affected"], last.get("people_involved")
+        )
+    return domain.flatten_figures(
+        incident.get("casualties"),
+        incident.get("affected"),
+        incident.get("people_involved"),
+    )
+
+
+def _ensure_corrections(
+    previous: dict[str, float], current: dict[str, float], raw: dict[str, Any]
+) -> None:
+    """422 when a figure fell below the last report's without a correction saying why."""
+    fallen = domain.fallen_figures(previous, current)
+    errors = domain.correction_errors(fallen, raw["corrections"])
+    if errors:
+        raise ApiError(
+            422,
+            "figures_fell",
+            FIGURES_FELL_MESSAGE,
+            fields=errors,
+        )
+
+
+def _report_doc(
+    ctx: ServiceContext,
+    principal: Principal,
+    raw: dict[str, Any],
+    incident: dict[str, Any],
+    last: dict[str, Any] | None,
+    changes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The report as stored: numbered after the chain's last report, with its figure changes."""
+    kind = raw["kind"]
+    number, seq = _chain_position(kind, last)
+    report_id = uuid.uuid4().hex
+    return {
+        "_id": report_id,
+        "incident_id": incident["_id"],
+        "township_code": incident["township_code"],
+        "kind": kind,
+        "exercise": bool(incident.get("exercise", False)),
+        "number": number,
+        "seq": seq,
+        "chain_key": f"{incident['_id']}:F{number}"
+        if kind == "followup"
+        else f"{incident['_id']}:final",
+        "filed_at": ctx.clock.now(),
+        "filed_by": principal.key_id,
+        "casualties": raw["casualties"],
+        "affected": raw["affected"],
+        "people_involved": raw["people_involved"],
+        "progress": raw["progress"],
+        "measures_taken": raw["measures_taken"],
+        "needs": raw["needs"],
+        "change_note": raw["change_note"],
+        "corrections": raw["corrections"],
+        "changes": changes,
+        "reporter": raw["reporter"],
+        "approver": raw["approver"],
+        "deadline_id": None,
+        "late": None,
+        "event_id": str(uuid.uuid4()),
+    }
+
+
+def _chain_position(kind: str, last: dict[str, Any] | None) -> tuple[int | None, int]:
+    """The report's follow-up number (None for a final report) and its place in the chain."""
+    number = None
+    if kind == "followup":
+        number = (last.get("number") or 0) + 1 if last else 1
+    seq = (last["seq"] if last else 0) + 1
+    return number, seq
+
+
+def _after_filing(
+    ctx: ServiceContext, repo: ReportingRepository, stored: dict[str, Any], doc: dict[str, Any]
+) -> None:
+    """A newly filed report wakes the relay, is counted and meets the deadlines it answers."""
+    ctx.wake_relay()
+    metrics.REPORTS_FILED.labels(
+        metrics.SERVICE,
+        doc["kind"],
+        doc["township_code"],
+        metrics.exercise_label(doc["exercise"]),
+    ).inc()
+    deadlines.apply_report(ctx, repo, stored)

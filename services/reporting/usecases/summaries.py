@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from libs.common.clock import as_utc
+from libs.common.profiles import DeadlineProfile
 from libs.common.service import ServiceContext
 from services.reporting import analysis, domain, events, metrics
 from services.reporting.epidemic import service as epidemic
@@ -144,10 +146,55 @@ def situation(
     start, end = as_utc(start), as_utc(end)
     names = _names(ctx)
     prof = profile(ctx)
-    tz = domain.zone(prof)
-    length = end - start
     incidents = [_latest_figures(r) for r in _incidents_of_period(repo, start, end)]
-    previous = _incidents_of_period(repo, start - length, start)
+    inputs = _situation_inputs(ctx, repo, start, end, incidents, names, domain.zone(prof))
+    pack = analysis.situation_pack(inputs)
+    _describe_pack(ctx, pack, start, end, prof.name)
+    pack["incident_list"] = [_incident_row(r, names) for r in incidents]
+    return pack
+
+
+def _situation_inputs(
+    ctx: ServiceContext,
+    repo: ReportingRepository,
+    start: datetime,
+    end: datetime,
+    incidents: list[dict[str, Any]],
+    names: dict[str, str],
+    tz: ZoneInfo,
+) -> analysis.PackInputs:
+    """What the pack of [start, end) is computed from, read from the service's collections."""
+    previous = _incidents_of_period(repo, start - (end - start), start)
+    active_warnings = _active_warnings(repo, end, names)
+    dispatches = repo.dispatches_ordered_between(start, end)
+    stock = [_stock_row(row, ctx) for row in repo.stock_alerts_between(start, end)]
+    plans = _active_plans(repo, end)
+    late = [
+        *_late_initial_reports(repo, start, end, names),
+        *_late_deadlines_met(repo, start, end, names),
+    ]
+    overdue = [_deadline_row(row, names) for row in repo.overdue_deadlines_due_before(end)]
+    first_day = domain.local_date(start, tz)
+    last_day = domain.local_date(end - timedelta(seconds=1), tz)
+    return analysis.PackInputs(
+        incidents=incidents,
+        previous_count=len(previous),
+        active_warnings=active_warnings,
+        dispatches=dispatches,
+        stock_alerts=stock,
+        active_plans=plans,
+        late_reports=_titled(late, repo),
+        overdue_deadlines=_titled(overdue, repo),
+        zero_reports=zero_compliance(ctx, repo, first_day, last_day),
+        township_names=names,
+        tz=tz,
+    )
+
+
+def _active_warnings(
+    repo: ReportingRepository, end: datetime, names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The warnings in force at ``end``, red (level 1) first, then by time of issue."""
     active_warnings = [
         {
             "warning_id": w["_id"],
@@ -163,11 +210,13 @@ def situation(
         }
         for w in repo.warnings_active_at(end)
     ]
-    # Red (level 1) first, then by time of issue.
     active_warnings.sort(key=lambda w: (int(w["level"]), as_utc(w["issued_at"])))
-    dispatches = repo.dispatches_ordered_between(start, end)
-    stock = [_stock_row(row, ctx) for row in repo.stock_alerts_between(start, end)]
-    plans = [
+    return active_warnings
+
+
+def _active_plans(repo: ReportingRepository, end: datetime) -> list[dict[str, Any]]:
+    """The emergency plans in force at ``end``."""
+    return [
         {
             "plan_id": p["_id"],
             "level": p.get("level"),
@@ -177,7 +226,13 @@ def situation(
         }
         for p in repo.plans_active_at(end)
     ]
-    late_initial = [
+
+
+def _late_initial_reports(
+    repo: ReportingRepository, start: datetime, end: datetime, names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Initial reports (首报) of the period that came after their deadline."""
+    return [
         {
             "kind": "initial",
             "kind_label": "首报",
@@ -188,7 +243,13 @@ def situation(
         }
         for row in repo.incidents_reported_between(start, end, late_only=True)
     ]
-    late_met = [
+
+
+def _late_deadlines_met(
+    repo: ReportingRepository, start: datetime, end: datetime, names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Later reports of the period that met their deadline late."""
+    return [
         {
             "kind": row["kind"],
             "kind_label": domain.DEADLINE_KIND_LABELS.get(row["kind"], row["kind"]),
@@ -202,31 +263,18 @@ def situation(
         }
         for row in repo.late_deadlines_met_between(start, end)
     ]
-    overdue = [_deadline_row(row, names) for row in repo.overdue_deadlines_due_before(end)]
-    first_day = domain.local_date(start, tz)
-    last_day = domain.local_date(end - timedelta(seconds=1), tz)
-    inputs = analysis.PackInputs(
-        incidents=incidents,
-        previous_count=len(previous),
-        active_warnings=active_warnings,
-        dispatches=dispatches,
-        stock_alerts=stock,
-        active_plans=plans,
-        late_reports=_titled(late_initial + late_met, repo),
-        overdue_deadlines=_titled(overdue, repo),
-        zero_reports=zero_compliance(ctx, repo, first_day, last_day),
-        township_names=names,
-        tz=tz,
-    )
-    pack = analysis.situation_pack(inputs)
+
+
+def _describe_pack(
+    ctx: ServiceContext, pack: dict[str, Any], start: datetime, end: datetime, profile_name: str
+) -> None:
+    """Stamp the pack with its period, time of making, profile, county and issuing office."""
     pack["period"] = {"from": start, "to": end}
-    pack["previous_period"] = {"from": start - length, "to": start}
+    pack["previous_period"] = {"from": start - (end - start), "to": start}
     pack["generated_at"] = ctx.clock.now()
-    pack["profile"] = prof.name
+    pack["profile"] = profile_name
     pack["county"] = {"code": ctx.county.code, "name": ctx.county.name}
     pack["issuer"] = ctx.county.issuing_office.model_dump()
-    pack["incident_list"] = [_incident_row(r, names) for r in incidents]
-    return pack
 
 
 def daily(ctx: ServiceContext, repo: ReportingRepository, day: date) -> dict[str, Any]:
@@ -367,49 +415,12 @@ def compute_scores(ctx: ServiceContext, repo: ReportingRepository, month: str) -
     start = max(start, domain.at_local(first, time(0), domain.zone(prof)))
     now = as_utc(ctx.clock.now())
     horizon = min(now, end)
-    tallies = {
-        t.code: analysis.TownshipTally(township_code=t.code, name=t.name)
-        for t in ctx.county.townships
-    }
-    # Counted by the engine; drills (exercise) train the chain and count towards no score.
-    for code, counted in repo.deadline_tallies(start, horizon).items():
-        tally = tallies.get(code)
-        if tally is None:
-            continue
-        tally.deadlines_due += counted.due
-        tally.deadlines_late += counted.met_late
-        tally.deadlines_on_time += counted.met_on_time
-        tally.completeness_due += counted.later_due
-        tally.completeness_met += counted.later_met
-    for counts in (
-        repo.incidents_reported_per_township(start, horizon),
-        repo.reports_filed_per_township(start, horizon),
-    ):
-        for code, count in counts.items():
-            if code in tallies:
-                tallies[code].reports_filed += count
-    day = first
-    days_closed = 0
-    while day <= last:
-        if domain.zero_report_cutoff(day, prof) <= now:
-            days_closed += 1
-            for tally in tallies.values():
-                tally.zero_days += 1
-        day += timedelta(days=1)
-    zero_rows = repo.zero_reports_between(first, last)
-    for row in zero_rows:
-        tally = tallies.get(row["township_code"])
-        if tally is None or row.get("exercise"):
-            continue
-        tally.zero_reports_filed += 1
-        if domain.zero_report_cutoff(date.fromisoformat(row["date"]), prof) <= now:
-            if row["late"]:
-                tally.zero_late += 1
-            else:
-                tally.zero_on_time += 1
-    elapsed_days = (
-        max(1, round((horizon - start).total_seconds() / 86400)) if horizon > start else 0
-    )
+    tallies = _new_tallies(ctx)
+    _count_deadlines(repo, tallies, start, horizon)
+    _count_reports(repo, tallies, start, horizon)
+    days_closed = _count_zero_report_days(tallies, first, last, prof, now)
+    _count_zero_reports(repo, tallies, first, last, prof, now)
+    elapsed_days = _elapsed_days(start, horizon)
     rows = [analysis.township_score(t, config, elapsed_days) for t in tallies.values()]
     published_at = publication_at(month, ctx)
     # The information work ranking (信息工作考评) of the same month rides along, so the
@@ -422,16 +433,105 @@ def compute_scores(ctx: ServiceContext, repo: ReportingRepository, month: str) -
         "computed_at": ctx.clock.now(),
         "days_counted": elapsed_days,
         "zero_report_days": days_closed,
-        "formula": {
-            "weights": config.weights.model_dump(),
-            "timeliness_late_credit": config.timeliness.late_credit,
-            "zero_report_late_credit": config.zero_report.late_credit,
-            "weekly_quota": config.volume.weekly_quota,
-            "counted_from": first.isoformat(),
-            "zero_report_item_weight": config.volume.zero_report_item_weight,
-        },
+        "formula": _formula(config, first),
         "items": analysis.rank(rows),
         "information_ranking": info.ranking_line(month),
+    }
+
+
+_Tallies = dict[str, analysis.TownshipTally]
+
+
+def _new_tallies(ctx: ServiceContext) -> _Tallies:
+    """An empty tally for every township of the county, by code."""
+    return {
+        t.code: analysis.TownshipTally(township_code=t.code, name=t.name)
+        for t in ctx.county.townships
+    }
+
+
+def _count_deadlines(
+    repo: ReportingRepository, tallies: _Tallies, start: datetime, horizon: datetime
+) -> None:
+    """Add the deadlines due and met in [start, horizon) to each township's tally."""
+    # Counted by the engine; drills (exercise) train the chain and count towards no score.
+    for code, counted in repo.deadline_tallies(start, horizon).items():
+        tally = tallies.get(code)
+        if tally is None:
+            continue
+        tally.deadlines_due += counted.due
+        tally.deadlines_late += counted.met_late
+        tally.deadlines_on_time += counted.met_on_time
+        tally.completeness_due += counted.later_due
+        tally.completeness_met += counted.later_met
+
+
+def _count_reports(
+    repo: ReportingRepository, tallies: _Tallies, start: datetime, horizon: datetime
+) -> None:
+    """Add the initial and later reports filed in [start, horizon) to each township's tally."""
+    for counts in (
+        repo.incidents_reported_per_township(start, horizon),
+        repo.reports_filed_per_township(start, horizon),
+    ):
+        for code, count in counts.items():
+            if code in tallies:
+                tallies[code].reports_filed += count
+
+
+def _count_zero_report_days(
+    tallies: _Tallies, first: date, last: date, prof: DeadlineProfile, now: datetime
+) -> int:
+    """Owe every township a zero report for each day in [first, last] whose cut-off has passed;
+    returns the number of such days."""
+    day = first
+    days_closed = 0
+    while day <= last:
+        if domain.zero_report_cutoff(day, prof) <= now:
+            days_closed += 1
+            for tally in tallies.values():
+                tally.zero_days += 1
+        day += timedelta(days=1)
+    return days_closed
+
+
+def _count_zero_reports(
+    repo: ReportingRepository,
+    tallies: _Tallies,
+    first: date,
+    last: date,
+    prof: DeadlineProfile,
+    now: datetime,
+) -> None:
+    """Add the real zero reports of [first, last] to each township's tally, on time or late
+    once the day's cut-off has passed."""
+    zero_rows = repo.zero_reports_between(first, last)
+    for row in zero_rows:
+        tally = tallies.get(row["township_code"])
+        if tally is None or row.get("exercise"):
+            continue
+        tally.zero_reports_filed += 1
+        if domain.zero_report_cutoff(date.fromisoformat(row["date"]), prof) <= now:
+            if row["late"]:
+                tally.zero_late += 1
+            else:
+                tally.zero_on_time += 1
+
+
+def _elapsed_days(start: datetime, horizon: datetime) -> int:
+    """Whole days counted from ``start`` to ``horizon`` (at least one once it has begun)."""
+    return max(1, round((horizon - start).total_seconds() / 86400)) if horizon > start else 0
+
+
+def _formula(config: analysis.ScoringConfig, first: date) -> dict[str, Any]:
+    """The weights and credits the scores were computed with, shown beside them."""
+    return {
+        "weights": config.weights.model_dump(),
+        "timeliness_late_credit": config.timeliness.late_credit,
+        "zero_report_late_credit": config.zero_report.late_credit,
+        "weekly_quota": config.volume.weekly_quota,
+        "counted_from": first.isoformat(),
+        "zero_report_item_weight": config.volume.zero_report_item_weight,
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from libs.common.clock import as_utc
@@ -36,18 +36,39 @@ def file(
     reported = [] if exercise else incidents_reported_on(ctx, repo, code, day)
     if body["nothing_to_report"] and reported:
         record_contradiction(ctx, repo, body, reported, filed_by)
-        raise ApiError(
-            409,
-            "zero_report_contradicts_incidents",
-            f"{code} 在 {day.isoformat()} 已报送事件（{', '.join(reported)}），"
-            "当日零报告不能报「无事件」；此次报送已记录，提示值班室疑似瞒报",
-            fields=[
-                {
-                    "path": "nothing_to_report",
-                    "reason": f"当日已报送事件 {', '.join(reported)}，不能报「无事件」",
-                }
-            ],
-        )
+        raise _contradiction_error(code, day, reported)
+    cutoff = domain.zero_report_cutoff(day, prof)
+    doc = _zero_report_doc(body, day, now, filed_by, cutoff)
+    repod, created = repo.record_zero_report(doc, [events.zero_report_filed(ctx.clock, doc)])
+    if not created:
+        _ensure_same_as_filed(repod, doc)
+        return repod, False
+    _after_filing(ctx, repo, doc)
+    return doc, True
+
+
+def _contradiction_error(code: str, day: date, reported: list[str]) -> ApiError:
+    """409 for a real 「无事件」 on a day the township reported incidents on."""
+    return ApiError(
+        409,
+        "zero_report_contradicts_incidents",
+        f"{code} 在 {day.isoformat()} 已报送事件（{', '.join(reported)}），"
+        "当日零报告不能报「无事件」；此次报送已记录，提示值班室疑似瞒报",
+        fields=[
+            {
+                "path": "nothing_to_report",
+                "reason": f"当日已报送事件 {', '.join(reported)}，不能报「无事件」",
+            }
+        ],
+    )
+
+
+def _zero_report_doc(
+    body: dict[str, Any], day: date, now: datetime, filed_by: str, cutoff: datetime
+) -> dict[str, Any]:
+    """The zero report as stored, late when filed after the day's cut-off, with the hash of
+    what it says so that the same body again is told from a different one."""
+    code = body["township_code"]
     signatures = {"reporter": body["reporter"], "approver": body["approver"]}
     digest = fingerprint(
         {
@@ -56,10 +77,8 @@ def file(
             **signatures,
         }
     )
-    ident = f"{code}:{day.isoformat()}"
-    cutoff = domain.zero_report_cutoff(day, prof)
-    doc = {
-        "_id": ident,
+    return {
+        "_id": f"{code}:{day.isoformat()}",
         "township_code": code,
         "date": day.isoformat(),
         "nothing_to_report": body["nothing_to_report"],
@@ -70,25 +89,29 @@ def file(
         "cutoff_at": cutoff,
         "late": as_utc(now) > cutoff,
         "hash": digest,
-        "exercise": exercise,
+        "exercise": bool(body.get("exercise")),
     }
-    repod, created = repo.record_zero_report(doc, [events.zero_report_filed(ctx.clock, doc)])
-    if not created:
-        if repod.get("hash") != digest:
-            raise ApiError(
-                409,
-                "zero_report_exists",
-                f"{code} 已报送 {day.isoformat()} 的零报告，内容与本次不同",
-                fields=[{"path": "date", "reason": "已报送过内容不同的零报告"}],
-            )
-        return repod, False
-    drill = metrics.exercise_label(exercise)
-    metrics.REPORTS_FILED.labels(metrics.SERVICE, "zero", code, drill).inc()
-    if doc["late"] and not exercise:
+
+
+def _ensure_same_as_filed(stored: dict[str, Any], doc: dict[str, Any]) -> None:
+    """409 when the day's zero report was already filed with different content."""
+    if stored.get("hash") != doc["hash"]:
+        raise ApiError(
+            409,
+            "zero_report_exists",
+            f"{doc['township_code']} 已报送 {doc['date']} 的零报告，内容与本次不同",
+            fields=[{"path": "date", "reason": "已报送过内容不同的零报告"}],
+        )
+
+
+def _after_filing(ctx: ServiceContext, repo: ReportingRepository, doc: dict[str, Any]) -> None:
+    """A newly filed zero report is counted, updates the gauges and wakes the relay."""
+    drill = metrics.exercise_label(doc["exercise"])
+    metrics.REPORTS_FILED.labels(metrics.SERVICE, "zero", doc["township_code"], drill).inc()
+    if doc["late"] and not doc["exercise"]:
         metrics.REPORTS_LATE.labels(metrics.SERVICE, "zero").inc()
     refresh_gauges(ctx, repo)
     ctx.wake_relay()
-    return doc, True
 
 
 def _check(ctx: ServiceContext, repo: ReportingRepository, body: dict[str, Any], day: date) -> None:
