@@ -226,10 +226,15 @@ _Pack = Mapping[str, Any]
 _Rules = Mapping[str, Mapping[str, float]]
 
 
+def _advice(rule: str, text: str) -> _Advice:
+    """One piece of advice, named by the rule that gave it."""
+    return [{"rule": rule, "text": text}]
+
+
 def recommendations(
     pack: Mapping[str, Any], rules: Mapping[str, Mapping[str, float]]
 ) -> list[dict[str, str]]:
-    """_Advice from the documented rules in summary-rules.yaml, most urgent first."""
+    """Advice from the documented rules in summary-rules.yaml, most urgent first."""
     advice: list[dict[str, str]] = []
     for rule in _RULES:
         advice.extend(rule(pack, rules))
@@ -242,13 +247,11 @@ def _severe_incidents(pack: _Pack, rules: _Rules) -> _Advice:
     severe = sum(r["count"] for r in pack["incidents"]["by_grade"] if r["grade"] <= severe_max)
     if not severe:
         return []
-    return [
-        {
-            "rule": "severe_incidents",
-            "text": f"本期发生重大及以上突发事件{severe}起，建议启动或保持相应应急预案，"
-            "由县领导坐镇指挥，严格执行续报制度。",
-        }
-    ]
+    return _advice(
+        "severe_incidents",
+        f"本期发生重大及以上突发事件{severe}起，建议启动或保持相应应急预案，"
+        "由县领导坐镇指挥，严格执行续报制度。",
+    )
 
 
 def _high_warnings(pack: _Pack, rules: _Rules) -> _Advice:
@@ -258,12 +261,9 @@ def _high_warnings(pack: _Pack, rules: _Rules) -> _Advice:
     if not high:
         return []
     names = "、".join(f"{w['color']}预警{w['count']}条" for w in high)
-    return [
-        {
-            "rule": "high_warnings",
-            "text": f"当前生效{names}，建议落实预警响应措施，确保预警信息入户到人。",
-        }
-    ]
+    return _advice(
+        "high_warnings", f"当前生效{names}，建议落实预警响应措施，确保预警信息入户到人。"
+    )
 
 
 def _trend_rise(pack: _Pack, rules: _Rules) -> _Advice:
@@ -280,7 +280,7 @@ def _trend_rise(pack: _Pack, rules: _Rules) -> _Advice:
         + (f"上升{change:.0f}%" if change is not None else "明显增加")
         + "，建议加强风险隐患排查和值班值守。"
     )
-    return [{"rule": "trend_rise", "text": text}]
+    return _advice("trend_rise", text)
 
 
 def _hot_spots(pack: _Pack, rules: _Rules) -> _Advice:
@@ -323,13 +323,10 @@ def _overdue_reports(pack: _Pack, rules: _Rules) -> _Advice:
     townships = sorted(
         {d.get("township_name") or d["township_code"] for d in pack["reporting"]["overdue_items"]}
     )
-    return [
-        {
-            "rule": "overdue_reports",
-            "text": f"{overdue}项报告逾期未报（{'、'.join(townships)}），建议督促续报、终报，"
-            "杜绝迟报漏报。",
-        }
-    ]
+    return _advice(
+        "overdue_reports",
+        f"{overdue}项报告逾期未报（{'、'.join(townships)}），建议督促续报、终报，杜绝迟报漏报。",
+    )
 
 
 def _zero_report_compliance(pack: _Pack, rules: _Rules) -> _Advice:
@@ -340,25 +337,19 @@ def _zero_report_compliance(pack: _Pack, rules: _Rules) -> _Advice:
         and zero["compliance_percent"] < rules["zero_report_compliance"]["min_percent"]
     ):
         return []
-    return [
-        {
-            "rule": "zero_report_compliance",
-            "text": f"零报告按时报送率{zero['compliance_percent']:.0f}%，"
-            "建议通报缺报、迟报乡镇并督促整改。",
-        }
-    ]
+    return _advice(
+        "zero_report_compliance",
+        f"零报告按时报送率{zero['compliance_percent']:.0f}%，建议通报缺报、迟报乡镇并督促整改。",
+    )
 
 
 def _stock_alerts(pack: _Pack, rules: _Rules) -> _Advice:
     """Stock that fell below its minimum calls for restocking."""
     if not pack["stock_alerts"]["total"] >= rules["stock_alerts"]["min_alerts"]:
         return []
-    return [
-        {
-            "rule": "stock_alerts",
-            "text": f"应急物资低于储备下限{pack['stock_alerts']['total']}次，建议及时补充储备。",
-        }
-    ]
+    return _advice(
+        "stock_alerts", f"应急物资低于储备下限{pack['stock_alerts']['total']}次，建议及时补充储备。"
+    )
 
 
 # Most urgent first: the order the advice is listed in.
