@@ -134,15 +134,20 @@ def build_platform_router(
     return router
 
 
+def _not_in_county_file(field: str, code: str, kind: str) -> ApiError:
+    """422 for a township or department code the county file does not list."""
+    return ApiError(
+        422,
+        f"unknown_{field.removesuffix('_code')}",
+        f"{code} 不是本县的{kind}",
+        fields=[{"path": field, "reason": f"县情文件中没有该{kind}"}],
+    )
+
+
 def _check_key_request(ctx: ServiceContext, body: KeyRequest) -> None:
     """422 unless the key's township, hazards and department are the county's own."""
     if body.township_code and ctx.county.township(body.township_code) is None:
-        raise ApiError(
-            422,
-            "unknown_township",
-            f"{body.township_code} 不是本县的乡镇",
-            fields=[{"path": "township_code", "reason": "县情文件中没有该乡镇"}],
-        )
+        raise _not_in_county_file("township_code", body.township_code, "乡镇")
     unknown = [
         {
             "path": f"hazards.{i}",
@@ -154,12 +159,7 @@ def _check_key_request(ctx: ServiceContext, body: KeyRequest) -> None:
     if unknown:
         raise ApiError(422, "unknown_hazard", "预警类别不在列表中", unknown)
     if body.department_code and ctx.county.department(body.department_code) is None:
-        raise ApiError(
-            422,
-            "unknown_department",
-            f"{body.department_code} 不是本县的部门",
-            fields=[{"path": "department_code", "reason": "县情文件中没有该部门"}],
-        )
+        raise _not_in_county_file("department_code", body.department_code, "部门")
 
 
 def _key_routes(router: APIRouter, ctx: ServiceContext, keys: KeyStore) -> None:

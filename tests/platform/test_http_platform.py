@@ -93,7 +93,19 @@ def test_key_requests_are_validated(echo: Stack) -> None:
         json={"role": "township", "name": "x", "township_code": "349901999"},
     )
     assert unknown.status_code == 422
+    assert unknown.json()["error"]["code"] == "unknown_township"
     assert unknown.json()["error"]["fields"][0]["path"] == "township_code"
+    no_department = echo.call(
+        "POST",
+        "/v1/admin/keys",
+        who="admin",
+        json={"role": "department", "name": "x", "department_code": "no_such_department"},
+    )
+    assert no_department.status_code == 422, no_department.text
+    assert no_department.json()["error"]["code"] == "unknown_department"
+    assert no_department.json()["error"]["fields"] == [
+        {"path": "department_code", "reason": "县情文件中没有该部门"}
+    ]
     bad_role = echo.call("POST", "/v1/admin/keys", who="admin", json={"role": "king", "name": "x"})
     assert bad_role.json()["error"]["fields"][0]["path"] == "role"
 
