@@ -30,17 +30,13 @@ from libs.common.idempotency import (
     merge_once,
 )
 from libs.common.outbox import (
-    JOURNAL_COLLECTION,
     OUTBOX_INDEXES,
-    DocumentJournal,
-    DocumentOutbox,
     new_document,
     strip_internal,
     with_events,
 )
 from libs.common.pagination import page
-from libs.common.service import RelayParts
-from libs.common.store import ensure_indexes
+from libs.common.repository_tails import MongoRepository
 from services.dispatch import domain
 from services.dispatch.repository import (
     AssignmentFilter,
@@ -134,11 +130,15 @@ def _drills(exercise: bool | None) -> dict[str, Any]:
     return {"exercise": True if exercise else NOT_DRILL}
 
 
-class MongoDispatchRepository:
+class MongoDispatchRepository(MongoRepository):
     """DispatchRepository on a MongoDB database (or mongomock's, in tests)."""
 
+    INDEXES = INDEXES
+    EVENT_COLLECTIONS = OUTBOX_COLLECTIONS
+    JOURNAL = True
+
     def __init__(self, db: Any) -> None:
-        self.db = db
+        super().__init__(db)
         self.teams = db[TEAMS]
         self.warehouses = db[WAREHOUSES]
         self.stock = db[STOCK]
@@ -148,12 +148,6 @@ class MongoDispatchRepository:
         self.assignments = db[ASSIGNMENTS]
         self.incidents = db[INCIDENTS]
         self.warning_views = db[WARNING_VIEWS]
-
-    def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on."""
-        for name, specs in INDEXES.items():
-            ensure_indexes(self.db[name], specs)
-        self.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
 
     # Local views -------------------------------------------------------------------------------
 
@@ -762,18 +756,3 @@ class MongoDispatchRepository:
             {"assignment_ids": assignment_id}, sort=[("held_on", 1), ("_id", 1)]
         )
         return [strip_internal(r) or {} for r in rows]
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside orders, plans, assignments, stock lines and joint meetings; the
-        journal."""
-        return RelayParts(
-            sources=[DocumentOutbox(self.db[name]) for name in OUTBOX_COLLECTIONS],
-            journal=DocumentJournal(self.db[JOURNAL_COLLECTION]),
-        )
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the runtime."""

@@ -24,13 +24,11 @@ from libs.common.idempotency import (
 from libs.common.outbox import (
     OUTBOX,
     SQLITE_OUTBOX_SCHEMA,
-    SqliteJournal,
-    SqliteOutbox,
     append_events,
 )
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps, iso, patched
+from libs.common.repository_tails import SqliteRepository
+from libs.common.sqlite import dumps, iso, patched
 from services.dispatch import domain
 from services.dispatch.repository import (
     AssignmentFilter,
@@ -193,16 +191,11 @@ class _Refused(Exception):  # noqa: N818 (a signal, not an error)
         self.shortfall = shortfall
 
 
-class SqliteDispatchRepository:
+class SqliteDispatchRepository(SqliteRepository):
     """DispatchRepository on one SQLite file (shared by dispatch's processes on one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the tables, their indexes, the outbox and the journal."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
+    JOURNAL = True
 
     # Plain reads and writes --------------------------------------------------------------------
 
@@ -948,18 +941,6 @@ class SqliteDispatchRepository:
             " WHERE l.assignment_id = ? ORDER BY l.held_on, l.meeting_id",
             (assignment_id,),
         )
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table and the sent-events journal of this file."""
-        return RelayParts(sources=[self.outbox], journal=SqliteJournal(self.db))
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        self.db.close()
 
 
 def _loads(text: str) -> dict[str, Any]:

@@ -12,16 +12,12 @@ from pymongo.errors import DuplicateKeyError
 from libs.common.events import EventEnvelope
 from libs.common.idempotency import APPLIED, APPLIED_KEEP, IDEMPOTENCY, IDEMPOTENCY_INDEXES
 from libs.common.outbox import (
-    JOURNAL_COLLECTION,
     OUTBOX_INDEXES,
-    DocumentJournal,
-    DocumentOutbox,
     new_document,
     with_events,
 )
 from libs.common.pagination import page
-from libs.common.service import RelayParts
-from libs.common.store import ensure_indexes
+from libs.common.repository_tails import MongoRepository
 from services.intake.domain import Neighbourhood
 from services.intake.repository import DUPLICATE_FIELDS, DUPLICATE_SCAN_LIMIT, IncidentFilter
 
@@ -47,17 +43,16 @@ INDEXES: list[dict[str, Any]] = [
 ]
 
 
-class MongoIntakeRepository:
+class MongoIntakeRepository(MongoRepository):
     """IncidentRepository on a MongoDB database (or mongomock's, in tests)."""
 
-    def __init__(self, db: Any) -> None:
-        self.db = db
-        self.incidents = db[INCIDENTS]
+    INDEXES = {INCIDENTS: INDEXES}
+    EVENT_COLLECTIONS = (INCIDENTS,)
+    JOURNAL = True
 
-    def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on."""
-        ensure_indexes(self.incidents, INDEXES)
-        self.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
+    def __init__(self, db: Any) -> None:
+        super().__init__(db)
+        self.incidents = db[INCIDENTS]
 
     def incident_by_id(self, incident_id: str) -> dict[str, Any] | None:
         """One incident by ``_id``."""
@@ -237,17 +232,3 @@ class MongoIntakeRepository:
             with_events(update, events),
         )
         return bool(result.matched_count)
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside the incidents; the journal as a collection."""
-        return RelayParts(
-            sources=[DocumentOutbox(self.incidents)],
-            journal=DocumentJournal(self.db[JOURNAL_COLLECTION]),
-        )
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the process's store factory, which closes it."""

@@ -15,15 +15,13 @@ from libs.common.idempotency import APPLIED, APPLIED_KEEP, IDEMPOTENCY
 from libs.common.outbox import (
     OUTBOX,
     SQLITE_OUTBOX_SCHEMA,
-    SqliteJournal,
-    SqliteOutbox,
     append_events,
     append_rows,
     outbox_rows,
 )
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps, iso, patched
+from libs.common.repository_tails import SqliteRepository
+from libs.common.sqlite import dumps, iso, patched
 from services.intake.domain import Neighbourhood
 from services.intake.repository import DUPLICATE_FIELDS, DUPLICATE_SCAN_LIMIT, IncidentFilter
 
@@ -67,16 +65,11 @@ SCHEMA = [
 LEGACY_MARK = "migrated_from_document_store"
 
 
-class SqliteIntakeRepository:
+class SqliteIntakeRepository(SqliteRepository):
     """IncidentRepository on one SQLite file (shared by intake's processes on one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the table, its indexes, the outbox and the journal."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
+    JOURNAL = True
 
     def incident_by_id(self, incident_id: str) -> dict[str, Any] | None:
         """One incident by primary key."""
@@ -330,18 +323,6 @@ class SqliteIntakeRepository:
     def imported(self) -> bool:
         """True once documents of the previous store were imported (or found none to import)."""
         return self.db.get_meta(LEGACY_MARK) == "done"
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table and the sent-events journal of this file."""
-        return RelayParts(sources=[self.outbox], journal=SqliteJournal(self.db))
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        self.db.close()
 
 
 def _as_text(value: Any) -> Any:

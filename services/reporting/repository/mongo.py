@@ -18,16 +18,12 @@ from libs.common.idempotency import (
     merge_once,
 )
 from libs.common.outbox import (
-    JOURNAL_COLLECTION,
     OUTBOX_INDEXES,
-    DocumentJournal,
-    DocumentOutbox,
     new_document,
     with_events,
 )
 from libs.common.pagination import page
-from libs.common.service import RelayParts
-from libs.common.store import ensure_indexes
+from libs.common.repository_tails import MongoRepository
 from services.reporting.repository import (
     DEADLINES,
     DISPATCHES,
@@ -118,11 +114,15 @@ def _plain(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(doc) if doc is not None else None
 
 
-class MongoReportingRepository:
+class MongoReportingRepository(MongoRepository):
     """ReportingRepository on a MongoDB database (or mongomock's, in tests)."""
 
+    INDEXES = INDEXES
+    EVENT_COLLECTIONS = OUTBOX_COLLECTIONS
+    JOURNAL = True
+
     def __init__(self, db: Any) -> None:
-        self.db = db
+        super().__init__(db)
         self.incidents = db[INCIDENTS]
         self.reports = db[REPORTS]
         self.deadlines = db[DEADLINES]
@@ -140,12 +140,6 @@ class MongoReportingRepository:
         self.summaries = db[SUMMARIES]
         self.parked = db[PARKED]
         self.enterprise_names = db[ENTERPRISE_NAMES]
-
-    def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on."""
-        for name, specs in INDEXES.items():
-            ensure_indexes(self.db[name], specs)
-        self.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
 
     # ------------------------------------------------------------ incidents
 
@@ -934,17 +928,3 @@ class MongoReportingRepository:
         return insert_once(self.summaries, new_document(doc, events))
 
     # ------------------------------------------------------------ plumbing
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside the documents of the outbox collections; the journal as a collection."""
-        return RelayParts(
-            sources=[DocumentOutbox(self.db[name]) for name in OUTBOX_COLLECTIONS],
-            journal=DocumentJournal(self.db[JOURNAL_COLLECTION]),
-        )
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the process's store factory, which closes it."""

@@ -17,13 +17,11 @@ from libs.common.idempotency import APPLIED, APPLIED_KEEP, IDEMPOTENCY, REVISION
 from libs.common.outbox import (
     OUTBOX,
     SQLITE_OUTBOX_SCHEMA,
-    SqliteJournal,
-    SqliteOutbox,
     append_events,
 )
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps, iso, loads, patched
+from libs.common.repository_tails import SqliteRepository
+from libs.common.sqlite import dumps, iso, loads, patched
 from services.reporting.repository import (
     COLLECTIONS,
     DISPATCHES_UNDER_WAY,
@@ -212,16 +210,11 @@ def _encoded(doc: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return kept, dumps(kept)
 
 
-class SqliteReportingRepository:
+class SqliteReportingRepository(SqliteRepository):
     """ReportingRepository on one SQLite file (shared by reporting's processes on one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the tables, their indexes, the outbox and the journal."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
+    JOURNAL = True
 
     # ------------------------------------------------------------ plumbing of this engine
 
@@ -1182,18 +1175,6 @@ class SqliteReportingRepository:
     def imported(self) -> bool:
         """True once documents of the previous store were imported (or found none to import)."""
         return self.db.get_meta(LEGACY_MARK) == "done"
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table and the sent-events journal of this file."""
-        return RelayParts(sources=[self.outbox], journal=SqliteJournal(self.db))
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        self.db.close()
 
 
 def _order_prefix(moment: datetime) -> str:

@@ -12,16 +12,13 @@ from pymongo.errors import DuplicateKeyError
 from libs.common.events import EventEnvelope
 from libs.common.idempotency import IDEMPOTENCY, IDEMPOTENCY_INDEXES, insert_once, merge_once
 from libs.common.outbox import (
-    JOURNAL_COLLECTION,
     OUTBOX,
     OUTBOX_INDEXES,
-    DocumentJournal,
-    DocumentOutbox,
     new_document,
     with_events,
 )
 from libs.common.pagination import page
-from libs.common.service import RelayParts
+from libs.common.repository_tails import MongoRepository
 from libs.common.store import ensure_indexes
 from services.warning.repository import (
     DELIVERIES,
@@ -66,11 +63,15 @@ INDEXES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-class MongoWarningRepository:
+class MongoWarningRepository(MongoRepository):
     """WarningRepository on a MongoDB database (or mongomock's, in tests)."""
 
+    INDEXES = INDEXES
+    EVENT_COLLECTIONS = OUTBOX_COLLECTIONS
+    JOURNAL = True
+
     def __init__(self, db: Any) -> None:
-        self.db = db
+        super().__init__(db)
         self.warnings = db[WARNINGS]
         self.deliveries = db[DELIVERIES]
         self.receipts = db[RECEIPTS]
@@ -81,12 +82,11 @@ class MongoWarningRepository:
         self.enterprises = db[ENTERPRISES]
 
     def ensure_schema(self) -> None:
-        """Create the indexes the queries below rely on, the outbox's and the journal's."""
-        for name, indexes in INDEXES.items():
-            ensure_indexes(self.db[name], indexes)
+        """The indexes of every collection, and the outbox's and idempotency's on each collection
+        that carries events."""
+        super().ensure_schema()
         for name in OUTBOX_COLLECTIONS:
             ensure_indexes(self.db[name], [*OUTBOX_INDEXES, *IDEMPOTENCY_INDEXES])
-        self.db[JOURNAL_COLLECTION].create_index([("sent_at", 1)])
 
     # Warnings ------------------------------------------------------------------------------
 
@@ -458,17 +458,3 @@ class MongoWarningRepository:
         return merge_once(self.incidents, incident_id, event_id, merge)
 
     # Plumbing ------------------------------------------------------------------------------
-
-    def relay_parts(self) -> RelayParts:
-        """Events inside warnings, deliveries, receipts and suggestions; the journal."""
-        return RelayParts(
-            sources=[DocumentOutbox(self.db[name]) for name in OUTBOX_COLLECTIONS],
-            journal=DocumentJournal(self.db[JOURNAL_COLLECTION]),
-        )
-
-    def ping(self) -> None:
-        """The server's ping command."""
-        self.db.command("ping")
-
-    def close(self) -> None:
-        """The client belongs to the process's store factory, which closes it."""

@@ -15,13 +15,11 @@ from libs.common.idempotency import APPLIED, APPLIED_KEEP, IDEMPOTENCY, REVISION
 from libs.common.outbox import (
     OUTBOX,
     SQLITE_OUTBOX_SCHEMA,
-    SqliteJournal,
-    SqliteOutbox,
     append_events,
 )
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
-from libs.common.service import RelayParts
-from libs.common.sqlite import SqliteDatabase, dumps, iso, loads, patched
+from libs.common.repository_tails import SqliteRepository
+from libs.common.sqlite import dumps, iso, loads, patched
 from services.warning.repository import (
     DELIVERIES,
     DOCUMENT_TABLES,
@@ -123,16 +121,11 @@ SUPERSEDED_RECEIPT = "json_remove(json_set(doc, '$.state', 'superseded'), '$.ack
 CLOSED_RECEIPT = "json_remove(json_set(doc, '$.state', 'closed'), '$.ack_due_at')"
 
 
-class SqliteWarningRepository:
+class SqliteWarningRepository(SqliteRepository):
     """WarningRepository on one SQLite file (shared by the service's processes on one host)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.outbox = SqliteOutbox(db)
-
-    def ensure_schema(self) -> None:
-        """Create the tables, their indexes, the outbox and the journal."""
-        self.db.script(SCHEMA)
+    SCHEMA = SCHEMA
+    JOURNAL = True
 
     def _one(self, table: str, ident: str) -> dict[str, Any] | None:
         docs = self.db.documents(f"SELECT doc FROM {table} WHERE id = ?", (ident,))
@@ -621,18 +614,6 @@ class SqliteWarningRepository:
         return self.db.get_meta(LEGACY_MARK) == "done"
 
     # Plumbing ------------------------------------------------------------------------------
-
-    def relay_parts(self) -> RelayParts:
-        """The outbox table and the sent-events journal of this file."""
-        return RelayParts(sources=[self.outbox], journal=SqliteJournal(self.db))
-
-    def ping(self) -> None:
-        """A trivial read."""
-        self.db.ping()
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        self.db.close()
 
 
 def _path(name: str) -> str:
