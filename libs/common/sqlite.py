@@ -27,6 +27,11 @@ from libs.common import metrics
 
 DATE = "$date"
 BUSY_TIMEOUT_MS = 10_000
+# A process waiting for another's write looks again after 0.1 ms, then twice as long each time,
+# up to 2 ms: most writes hold the file for under a millisecond, so the first looks find it free
+# soon after it is let go, and a long write is not polled a thousand times a second.
+FIRST_LOOK_SECONDS = 0.0001
+LAST_LOOK_SECONDS = 0.002
 # Page cache of each connection, KiB (SQLite's default is 2 MiB). Every connection keeps its own
 # copy of the pages it read, and a process holds one connection per live thread per file: at the
 # default, the caches filled as the data grew and were most of the embedded process's drift
@@ -46,7 +51,7 @@ class _WriterQueue:
 
     SQLite's own busy handler, left alone, sleeps with growing pauses (up to 100 ms) and is not
     woken when the lock frees, so writers of two processes on one file spent much of their time
-    asleep (docs/performance.md, replicas). Here a waiting process looks again every millisecond,
+    asleep (docs/performance.md, replicas). Here a waiting process looks again within a millisecond,
     and the kernel lets go of the lock of a process that dies. Either wait is bounded by the busy
     timeout: a writer that waited that long goes on to SQLite's own wait, which fails then
     instead of hanging (a process stopped inside a write holds both locks).
@@ -80,6 +85,7 @@ class _WriterQueue:
     def _lock_file(self) -> bool:
         """Take the file's advisory lock; False when the busy timeout passed first."""
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = FIRST_LOOK_SECONDS
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -87,7 +93,8 @@ class _WriterQueue:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     return False
-                time.sleep(0.001)
+                time.sleep(pause)
+                pause = min(pause * 2, LAST_LOOK_SECONDS)
 
 
 _WRITER_QUEUES: dict[str, _WriterQueue] = {}
