@@ -100,6 +100,32 @@ def record(name: str, **figures: Any) -> None:
     print(f"[{name}] {shown}", flush=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, seconds (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serving_pid(url: str) -> int:
+    """The process listening on the port of ``url`` on this machine (from /proc): the bench
+    starts servers in several ways, and this finds each one's process the same way."""
+    port = httpx.URL(url).port
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            listening = fields[3] == "0A"
+            if listening and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                sockets.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                        return int(pid)
+    raise LookupError(f"no process of this machine listens on port {port}")
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of a process, KiB (from /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

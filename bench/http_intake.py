@@ -6,7 +6,8 @@ with the same request model and a key check, all in the same run:
 - the embedded process with all four services (``yingji up``).
 
 Each target gets a warm-up, then ``BENCH_HTTP_SECONDS`` (10; 5 in quick mode) of wrk with
-``BENCH_HTTP_CONNECTIONS`` (16) connections. Goals (issue 14): intake alone ≥ 0.5× the bare
+``BENCH_HTTP_CONNECTIONS`` (16) connections. Besides the rate, each target's CPU (user +
+system, from /proc) per request answered. Goals (issue 14): intake alone ≥ 0.5× the bare
 endpoint, embedded ≥ 0.25×.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 from bench import wrk
 from bench.common import (
     ROOT,
+    cpu_seconds,
     embedded_stack,
     free_port,
     intake_process,
@@ -30,6 +32,7 @@ from bench.common import (
     quick,
     record,
     row,
+    serving_pid,
     store_delta,
     store_writes,
     wait_http,
@@ -66,7 +69,12 @@ def measure(name: str, base: str, key: str, database: str = "") -> dict[str, Any
     url = base + "/v1/incidents"
     wrk.post_incidents(url, key, WARM_UP, CONNECTIONS)
     before = store_writes(base, database) if database else {}
+    pid = serving_pid(base)
+    cpu_before = cpu_seconds(pid)
     figures = wrk.post_incidents(url, key, SECONDS, CONNECTIONS)
+    cpu = cpu_seconds(pid) - cpu_before
+    figures["cpu_ms_per_request"] = round(1000 * cpu / max(figures["requests"], 1), 3)
+    figures["cores"] = round(cpu / figures["seconds"], 2)
     if database:
         after = store_writes(base, database)
         figures["store"] = store_delta(before, after, figures["seconds"])
@@ -76,7 +84,10 @@ def measure(name: str, base: str, key: str, database: str = "") -> dict[str, Any
 
 def _figure(f: dict[str, Any]) -> str:
     errors = f" ({f['not_created']} not 201)" if f["not_created"] else ""
-    text = f"{f['req_per_s']:,.0f} req/s, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms{errors}"
+    text = (
+        f"{f['req_per_s']:,.0f} req/s, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms{errors};"
+        f" {f['cpu_ms_per_request']} ms of CPU a request ({f['cores']} cores)"
+    )
     store = f.get("store")
     if store:
         text += (

@@ -7,20 +7,12 @@ seconds per wall second. Goal (issue 14): < 0.01 cores (block on the memory bus,
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
-from bench.common import embedded_stack, quick, record, row
+from bench.common import cpu_seconds, embedded_stack, quick, record, row
 
 SECONDS = quick(60, 20, "BENCH_IDLE_SECONDS")
 SETTLE = 10.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
