@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response
@@ -496,21 +496,9 @@ def _issue_routes(
         limit: Limit = 50,
         cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
     ) -> dict[str, Any]:
-        statuses: tuple[str, ...] | None = (status,) if status else None
-        if principal.role == Role.TOWNSHIP:
-            if township_code and township_code != principal.township_code:
-                principal.ensure_township(township_code, "query.township_code")
-            township_code = principal.township_code
-            if status and not domain.township_visible(status):
-                return {"items": [], "next_cursor": None}
-            statuses = statuses or domain.ISSUED_STATUSES
-        filters = WarningFilter(
-            statuses=statuses,
-            area=township_code or None,
-            level=level,
-            hazard=hazard or None,
-            exercise=exercise,
-        )
+        filters = _warning_filter(principal, status, township_code, level, hazard, exercise)
+        if filters is None:
+            return {"items": [], "next_cursor": None}
         rows, next_cursor = service.warnings_page(filters, limit, cursor)
         return {"items": [views.warning(r, detail=False) for r in rows], "next_cursor": next_cursor}
 
@@ -518,15 +506,47 @@ def _issue_routes(
     def get_warning(warning_id: str, principal: Principal = ctx.allow(*ALL)) -> dict[str, Any]:
         doc = service.warning(warning_id)
         _visible_to(principal, doc)
-        body = views.warning(doc)
-        if principal.role == Role.TOWNSHIP:
-            body["versions"] = [v for v in body["versions"] if v["state"] == domain.VERSION_ISSUED]
-            body["reach"]["village_states"] = [
-                v
-                for v in body["reach"]["village_states"]
-                if v["township_code"] == principal.township_code
-            ]
-        return body
+        return _as_seen_by(principal, views.warning(doc))
+
+
+def _warning_filter(
+    principal: Principal,
+    status: str | None,
+    township_code: str | None,
+    level: int | None,
+    hazard: str | None,
+    exercise: bool | None,
+) -> WarningFilter | None:
+    """What a caller's warning list is filtered by: a township key sees only the warnings issued
+    to its own township; None when the asked status is one it never sees."""
+    statuses: tuple[str, ...] | None = (status,) if status else None
+    if principal.role == Role.TOWNSHIP:
+        if township_code and township_code != principal.township_code:
+            principal.ensure_township(township_code, "query.township_code")
+        township_code = principal.township_code
+        if status and not domain.township_visible(status):
+            return None
+        statuses = statuses or domain.ISSUED_STATUSES
+    return WarningFilter(
+        statuses=statuses,
+        area=township_code or None,
+        level=level,
+        hazard=hazard or None,
+        exercise=exercise,
+    )
+
+
+def _as_seen_by(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """A warning as ``principal`` reads it: a township sees the issued versions and the reach of
+    its own villages only."""
+    if principal.role == Role.TOWNSHIP:
+        body["versions"] = [v for v in body["versions"] if v["state"] == domain.VERSION_ISSUED]
+        body["reach"]["village_states"] = [
+            v
+            for v in body["reach"]["village_states"]
+            if v["township_code"] == principal.township_code
+        ]
+    return body
 
 
 def _cap_routes(router: APIRouter, ctx: ServiceContext, service: WarningUseCases) -> None:
@@ -720,40 +740,49 @@ def _delivery_routes(
         if principal.role == Role.TOWNSHIP:
             codes = [principal.township_code or ""]
         rows, acks = service.dissemination(warning_id, codes)
-        townships = []
-        counts = {"delivered": 0, "pending": 0, "failed": 0, "superseded": 0}
-        ack_counts = {"acked": 0, "pending": 0, "overdue": 0}
-        current = int(doc["version"])
-        for code in codes:
-            mine = [r for r in rows if r["township_code"] == code and _own(r)]
-            receipts = [_ack_view(a) for a in acks if a["township_code"] == code and _own(a)]
-            latest = next((r for r in reversed(receipts) if r["version"] == current), None)
-            for row in mine:
-                counts[row["state"]] = counts.get(row["state"], 0) + 1
-            if latest is not None and latest["state"] in ack_counts:
-                ack_counts[latest["state"]] += 1
-            townships.append(
-                {
-                    "township_code": code,
-                    "township_name": views.area_names([code])[0]["name"],
-                    "acknowledged": bool(latest and latest["acked_at"]),
-                    "acknowledgement": latest,
-                    "acknowledgements": receipts,
-                    "deliveries": [_delivery_view(r) for r in mine],
-                    "village_deliveries": [
-                        _delivery_view(r)
-                        for r in rows
-                        if r["township_code"] == code and not _own(r)
-                    ],
-                }
-            )
-        return {
-            "warning_id": warning_id,
-            "version": current,
-            "status": doc["status"],
-            "summary": {"deliveries": counts, "acknowledgements": ack_counts},
-            "townships": townships,
-        }
+        return _dissemination_view(doc, codes, rows, acks, views)
+
+
+def _dissemination_view(
+    doc: Mapping[str, Any],
+    codes: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    acks: Sequence[Mapping[str, Any]],
+    views: Views,
+) -> dict[str, Any]:
+    """Deliveries and receipts of a warning per township, with their counts (a township's latest
+    receipt of the current version counts)."""
+    counts = {"delivered": 0, "pending": 0, "failed": 0, "superseded": 0}
+    ack_counts = {"acked": 0, "pending": 0, "overdue": 0}
+    current = int(doc["version"])
+    townships = []
+    for code in codes:
+        mine = [r for r in rows if r["township_code"] == code and _own(r)]
+        receipts = [_ack_view(a) for a in acks if a["township_code"] == code and _own(a)]
+        latest = next((r for r in reversed(receipts) if r["version"] == current), None)
+        for row in mine:
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        if latest is not None and latest["state"] in ack_counts:
+            ack_counts[latest["state"]] += 1
+        villages = [r for r in rows if r["township_code"] == code and not _own(r)]
+        townships.append(
+            {
+                "township_code": code,
+                "township_name": views.area_names([code])[0]["name"],
+                "acknowledged": bool(latest and latest["acked_at"]),
+                "acknowledgement": latest,
+                "acknowledgements": receipts,
+                "deliveries": [_delivery_view(r) for r in mine],
+                "village_deliveries": [_delivery_view(r) for r in villages],
+            }
+        )
+    return {
+        "warning_id": doc["_id"],
+        "version": current,
+        "status": doc["status"],
+        "summary": {"deliveries": counts, "acknowledgements": ack_counts},
+        "townships": townships,
+    }
 
 
 def _own(record: Mapping[str, Any]) -> bool:
