@@ -109,13 +109,13 @@ class IntakeUseCases:
     def duplicates_of(self, incident_id: str, principal: Principal) -> list[dict[str, Any]]:
         """Open incidents that may be the same event as this one, in occurrence order."""
         doc = self.visible_incident(incident_id, principal)
-        rows = [
-            other
+        ids = [
+            other.incident_id
             for other in self._possible_duplicates(doc)
-            if principal.may_act_for(other["township_code"])
+            if principal.may_act_for(other.township_code)
         ][: self.config.settings.duplicate_limit]
-        full = {d["_id"]: d for d in self.repo.incidents_by_ids([r["_id"] for r in rows])}
-        return [full[r["_id"]] for r in rows if r["_id"] in full]
+        full = {d["_id"]: d for d in self.repo.incidents_by_ids(ids)}
+        return [full[i] for i in ids if i in full]
 
     def open_counts(self) -> dict[int, int]:
         """Open real incidents per grade (the gauge's source)."""
@@ -143,7 +143,7 @@ class IntakeUseCases:
         self._check_report(cmd.fields, now)
         doc = self._new_incident(incident_id, cmd, township.name, now)
         doc["possible_duplicates"] = [
-            {"id": other["_id"], "township_code": other["township_code"]}
+            {"id": other.incident_id, "township_code": other.township_code}
             for other in self._possible_duplicates(doc)
         ][: self.config.settings.duplicate_limit]
         event = events.incident_reported(self.clock, doc)
@@ -280,7 +280,7 @@ class IntakeUseCases:
 
     # Helpers -------------------------------------------------------------------------------
 
-    def _possible_duplicates(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _possible_duplicates(self, doc: Mapping[str, Any]) -> list[DuplicateProbe]:
         """Candidates in the window that the duplicate rule accepts (the incident itself not)."""
         window = self.config.duplicate_window
         probe = DuplicateProbe.of(doc)
@@ -297,7 +297,7 @@ class IntakeUseCases:
             for other in candidates
             if is_possible_duplicate(
                 probe,
-                DuplicateProbe.of(other),
+                other,
                 window,
                 self.config.settings.duplicate_distance_km,
             )

@@ -16,7 +16,7 @@ from libs.common.clock import ManualClock
 from libs.common.eventmodels.intake import IncidentClosedV1
 from libs.common.events import EventEnvelope, make_event
 from libs.common.pagination import cursor_scope
-from services.intake.domain import Neighbourhood
+from services.intake.domain import DuplicateProbe, Neighbourhood
 from services.intake.repository import IncidentFilter, IncidentRepository
 from services.intake.repository.mongo import MongoIntakeRepository
 from services.intake.repository.sqlite import SqliteIntakeRepository
@@ -283,16 +283,15 @@ def test_duplicate_candidates_are_open_same_kind_incidents_inside_the_window(
     found = repo.duplicate_candidates(
         "flood", T0 - timedelta(hours=1), T0 + timedelta(hours=2), False, HERE
     )
-    assert [d["_id"] for d in found] == ["early", "inside", "edge"]
-    assert set(found[0]) == {
-        "_id",
-        "category",
-        "township_code",
-        "occurred_at",
-        "exercise",
-        "location",
-    }
-    assert found[1]["occurred_at"] == T0 + timedelta(minutes=30)
+    assert [d.incident_id for d in found] == ["early", "inside", "edge"]
+    assert found[1] == DuplicateProbe(
+        incident_id="inside",
+        category="flood",
+        township_code="349901001",
+        occurred_at=T0 + timedelta(minutes=30),
+        exercise=False,
+    )
+    assert found[1].occurred_at.utcoffset() == timedelta(0)
 
 
 def test_duplicate_candidates_are_the_township_s_or_inside_the_box(
@@ -308,9 +307,10 @@ def test_duplicate_candidates_are_the_township_s_or_inside_the_box(
     box = Neighbourhood("349901001", (31.4, 31.6, 116.3, 116.5))
     window = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
     found = repo.duplicate_candidates("flood", *window, False, box)
-    assert sorted(d["_id"] for d in found) == ["near", "same_township"]
+    assert sorted(d.incident_id for d in found) == ["near", "same_township"]
+    assert [(d.lat, d.lon) for d in found if d.incident_id == "near"] == [(31.5, 116.4)]
     found = repo.duplicate_candidates("flood", *window, False, HERE)
-    assert [d["_id"] for d in found] == ["same_township"]
+    assert [d.incident_id for d in found] == ["same_township"]
 
 
 # The outbox ---------------------------------------------------------------------------------

@@ -15,10 +15,8 @@ from typing import Any, Protocol
 
 from libs.common.events import EventEnvelope
 from libs.common.service import RelayParts
-from services.intake.domain import Neighbourhood
+from services.intake.domain import DuplicateProbe, Neighbourhood
 
-# Fields a duplicate lookup returns (enough for the domain's duplicate rule).
-DUPLICATE_FIELDS = ("_id", "category", "township_code", "occurred_at", "exercise", "location")
 # Most candidates one duplicate lookup reads (a flood hour stays bounded).
 DUPLICATE_SCAN_LIMIT = 500
 
@@ -78,9 +76,10 @@ class IncidentRepository(Protocol):
         latest: datetime,
         exercise: bool,
         near: Neighbourhood,
-    ) -> list[dict[str, Any]]:
+    ) -> list[DuplicateProbe]:
         """Open incidents of ``category`` occurring in [earliest, latest] in the neighbourhood
-        (same township, or coordinates inside its box), oldest first."""
+        (same township, or coordinates inside its box), oldest first: the facts the duplicate
+        rule compares, not whole documents (a flood hour has hundreds of them)."""
 
     def incidents_page(
         self, filters: IncidentFilter, limit: int, cursor: str | None

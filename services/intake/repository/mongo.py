@@ -18,10 +18,19 @@ from libs.common.outbox import (
 )
 from libs.common.pagination import page
 from libs.common.repository_tails import MongoRepository
-from services.intake.domain import Neighbourhood
-from services.intake.repository import DUPLICATE_FIELDS, DUPLICATE_SCAN_LIMIT, IncidentFilter
+from services.intake.domain import DuplicateProbe, Neighbourhood
+from services.intake.repository import DUPLICATE_SCAN_LIMIT, IncidentFilter
 
 INCIDENTS = "incidents"
+# What a duplicate lookup reads of each candidate: the facts of ``DuplicateProbe``.
+PROBE_FIELDS = (
+    "category",
+    "township_code",
+    "occurred_at",
+    "exercise",
+    "location.lat",
+    "location.lon",
+)
 INDEXES: list[dict[str, Any]] = [
     # Lists sort newest first by report time, filtered by township, status or grade.
     {"keys": [("reported_at", -1), ("_id", -1)]},
@@ -89,7 +98,7 @@ class MongoIntakeRepository(MongoRepository):
         latest: datetime,
         exercise: bool,
         near: Neighbourhood,
-    ) -> list[dict[str, Any]]:
+    ) -> list[DuplicateProbe]:
         """Ranges on the duplicate indexes: the township's, or the window filtered by the box."""
         places: list[dict[str, Any]] = [{"township_code": near.township_code}]
         if near.box is not None:
@@ -100,20 +109,19 @@ class MongoIntakeRepository(MongoRepository):
                     "location.lon": {"$gte": lon_min, "$lte": lon_max},
                 }
             )
-        return list(
-            self.incidents.find(
-                {
-                    "category": category,
-                    "status": "open",
-                    "exercise": exercise,
-                    "occurred_at": {"$gte": earliest, "$lte": latest},
-                    "$or": places,
-                },
-                sort=[("occurred_at", 1), ("_id", 1)],
-                limit=DUPLICATE_SCAN_LIMIT,
-                projection=dict.fromkeys(DUPLICATE_FIELDS, 1),
-            )
+        found = self.incidents.find(
+            {
+                "category": category,
+                "status": "open",
+                "exercise": exercise,
+                "occurred_at": {"$gte": earliest, "$lte": latest},
+                "$or": places,
+            },
+            sort=[("occurred_at", 1), ("_id", 1)],
+            limit=DUPLICATE_SCAN_LIMIT,
+            projection=dict.fromkeys(PROBE_FIELDS, 1),
         )
+        return [DuplicateProbe.of(doc) for doc in found]
 
     def incidents_page(
         self, filters: IncidentFilter, limit: int, cursor: str | None

@@ -22,8 +22,8 @@ from libs.common.outbox import (
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from libs.common.repository_tails import SqliteRepository
 from libs.common.sqlite import dumps, iso, patched
-from services.intake.domain import Neighbourhood
-from services.intake.repository import DUPLICATE_FIELDS, DUPLICATE_SCAN_LIMIT, IncidentFilter
+from services.intake.domain import DuplicateProbe, Neighbourhood
+from services.intake.repository import DUPLICATE_SCAN_LIMIT, IncidentFilter
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS incidents ("
@@ -114,9 +114,9 @@ class SqliteIntakeRepository(SqliteRepository):
         latest: datetime,
         exercise: bool,
         near: Neighbourhood,
-    ) -> list[dict[str, Any]]:
-        """The township's incidents by index range; nearby ones by the window, then the box."""
-        pairs = ", ".join(f"'{name}', doc -> '$.{name}'" for name in DUPLICATE_FIELDS[1:])
+    ) -> list[DuplicateProbe]:
+        """The township's incidents by index range; nearby ones by the window, then the box.
+        Read from the generated columns: no candidate's document is decoded."""
         params: dict[str, Any] = {
             "category": category,
             "exercise": int(exercise),
@@ -125,26 +125,35 @@ class SqliteIntakeRepository(SqliteRepository):
             "latest": iso(latest),
             "limit": DUPLICATE_SCAN_LIMIT,
         }
+        probe = "SELECT id, category, township_code, occurred_at, exercise, lat, lon FROM incidents"
         branches = [
-            "SELECT id, occurred_at FROM incidents WHERE category = :category"
-            " AND status = 'open' AND exercise = :exercise AND township_code = :township"
-            " AND occurred_at BETWEEN :earliest AND :latest"
+            f"{probe} WHERE category = :category AND status = 'open' AND exercise = :exercise"
+            " AND township_code = :township AND occurred_at BETWEEN :earliest AND :latest"
         ]
         if near.box is not None:
             branches.append(
-                "SELECT id, occurred_at FROM incidents WHERE category = :category"
-                " AND status = 'open' AND exercise = :exercise"
-                " AND occurred_at BETWEEN :earliest AND :latest"
+                f"{probe} WHERE category = :category AND status = 'open'"
+                " AND exercise = :exercise AND occurred_at BETWEEN :earliest AND :latest"
                 " AND lat BETWEEN :lat_min AND :lat_max AND lon BETWEEN :lon_min AND :lon_max"
             )
             params.update(zip(("lat_min", "lat_max", "lon_min", "lon_max"), near.box, strict=True))
-        return self.db.documents(
-            f"SELECT json_object('_id', id, {pairs}) FROM incidents WHERE id IN"
-            f" (SELECT id FROM ({' UNION '.join(branches)})"
-            "  ORDER BY occurred_at, id LIMIT :limit)"
-            " ORDER BY occurred_at, id",
-            params,
+        # Each branch stops at the limit in its index's order before the two are merged.
+        first = " UNION ".join(
+            f"SELECT * FROM ({branch} ORDER BY occurred_at, id LIMIT :limit)" for branch in branches
         )
+        rows = self.db.query(f"{first} ORDER BY occurred_at, id LIMIT :limit", params)
+        return [
+            DuplicateProbe(
+                incident_id=ident,
+                category=kind,
+                township_code=township,
+                occurred_at=datetime.fromisoformat(occurred),
+                exercise=bool(drill),
+                lat=lat,
+                lon=lon,
+            )
+            for ident, kind, township, occurred, drill, lat, lon in rows
+        ]
 
     def incidents_page(
         self, filters: IncidentFilter, limit: int, cursor: str | None
