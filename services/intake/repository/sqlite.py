@@ -138,10 +138,10 @@ class SqliteIntakeRepository(SqliteRepository):
             )
             params.update(zip(("lat_min", "lat_max", "lon_min", "lon_max"), near.box, strict=True))
         # Each branch stops at the limit in its index's order before the two are merged.
-        first = " UNION ".join(
+        merged = " UNION ".join(
             f"SELECT * FROM ({branch} ORDER BY occurred_at, id LIMIT :limit)" for branch in branches
         )
-        rows = self.db.query(f"{first} ORDER BY occurred_at, id LIMIT :limit", params)
+        rows = self.db.query(f"{merged} ORDER BY occurred_at, id LIMIT :limit", params)
         return [
             DuplicateProbe(
                 incident_id=ident,
