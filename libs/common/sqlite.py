@@ -139,9 +139,14 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
 
 
+def from_iso(text: str) -> datetime:
+    """A time written by ``iso`` (a column, or a tagged value) back as an aware UTC datetime."""
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
 def _decode(obj: dict[str, Any]) -> Any:
     if len(obj) == 1 and DATE in obj and isinstance(obj[DATE], str):
-        return datetime.fromisoformat(obj[DATE]).astimezone(UTC)
+        return from_iso(obj[DATE])
     return obj
 
 

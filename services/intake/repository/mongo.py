@@ -31,7 +31,7 @@ PROBE_FIELDS = (
     "location.lat",
     "location.lon",
 )
-INDEXES: list[dict[str, Any]] = [
+INCIDENT_INDEXES: list[dict[str, Any]] = [
     # Lists sort newest first by report time, filtered by township, status or grade.
     {"keys": [("reported_at", -1), ("_id", -1)]},
     {"keys": [("township_code", 1), ("reported_at", -1)]},
@@ -55,7 +55,7 @@ INDEXES: list[dict[str, Any]] = [
 class MongoIntakeRepository(MongoRepository):
     """IncidentRepository on a MongoDB database (or mongomock's, in tests)."""
 
-    INDEXES = {INCIDENTS: INDEXES}
+    INDEXES = {INCIDENTS: INCIDENT_INDEXES}
     EVENT_COLLECTIONS = (INCIDENTS,)
     JOURNAL = True
 

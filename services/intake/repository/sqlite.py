@@ -21,7 +21,7 @@ from libs.common.outbox import (
 )
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from libs.common.repository_tails import SqliteRepository
-from libs.common.sqlite import dumps, iso, patched
+from libs.common.sqlite import dumps, from_iso, iso, patched
 from services.intake.domain import DuplicateProbe, Neighbourhood
 from services.intake.repository import DUPLICATE_SCAN_LIMIT, IncidentFilter
 
@@ -147,7 +147,7 @@ class SqliteIntakeRepository(SqliteRepository):
                 incident_id=ident,
                 category=kind,
                 township_code=township,
-                occurred_at=datetime.fromisoformat(occurred),
+                occurred_at=from_iso(occurred),
                 exercise=bool(drill),
                 lat=lat,
                 lon=lon,

@@ -19,7 +19,7 @@ from libs.common.outbox import (
 )
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from libs.common.repository_tails import SqliteRepository
-from libs.common.sqlite import dumps, iso, loads, patched
+from libs.common.sqlite import dumps, from_iso, iso, loads, patched
 from services.warning.repository import (
     DELIVERIES,
     DOCUMENT_TABLES,
@@ -381,7 +381,7 @@ class SqliteWarningRepository(SqliteRepository):
             "SELECT warning_id, doc ->> '$.delivered_at.\"$date\"' FROM deliveries"
             " WHERE state = 'delivered'"
         ):
-            found.setdefault(wid, []).append(datetime.fromisoformat(at))
+            found.setdefault(wid, []).append(from_iso(at))
         return found
 
     def count_pending_deliveries(self) -> int:
