@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response
@@ -739,56 +739,38 @@ def _delivery_routes(
         codes = list(doc["areas"])
         if principal.role == Role.TOWNSHIP:
             codes = [principal.township_code or ""]
-        rows, acks = service.dissemination(warning_id, codes)
-        return _dissemination_view(doc, codes, rows, acks, views)
+        return _dissemination_view(doc, service.dissemination(doc, codes), views)
 
 
 def _dissemination_view(
-    doc: Mapping[str, Any],
-    codes: Sequence[str],
-    rows: Sequence[Mapping[str, Any]],
-    acks: Sequence[Mapping[str, Any]],
-    views: Views,
+    doc: Mapping[str, Any], reached: domain.Dissemination, views: Views
 ) -> dict[str, Any]:
-    """Deliveries and receipts of a warning per township, with their counts (a township's latest
-    receipt of the current version counts)."""
-    counts = {"delivered": 0, "pending": 0, "failed": 0, "superseded": 0}
-    ack_counts = {"acked": 0, "pending": 0, "overdue": 0}
-    current = int(doc["version"])
-    townships = []
-    for code in codes:
-        mine = [r for r in rows if r["township_code"] == code and _own(r)]
-        receipts = [_ack_view(a) for a in acks if a["township_code"] == code and _own(a)]
-        latest = next((r for r in reversed(receipts) if r["version"] == current), None)
-        for row in mine:
-            counts[row["state"]] = counts.get(row["state"], 0) + 1
-        if latest is not None and latest["state"] in ack_counts:
-            ack_counts[latest["state"]] += 1
-        villages = [r for r in rows if r["township_code"] == code and not _own(r)]
-        townships.append(
-            {
-                "township_code": code,
-                "township_name": views.area_names([code])[0]["name"],
-                "acknowledged": bool(latest and latest["acked_at"]),
-                "acknowledgement": latest,
-                "acknowledgements": receipts,
-                "deliveries": [_delivery_view(r) for r in mine],
-                "village_deliveries": [_delivery_view(r) for r in villages],
-            }
-        )
+    """Deliveries and receipts of a warning per township, with their counts."""
     return {
         "warning_id": doc["_id"],
-        "version": current,
+        "version": int(doc["version"]),
         "status": doc["status"],
-        "summary": {"deliveries": counts, "acknowledgements": ack_counts},
-        "townships": townships,
+        "summary": {
+            "deliveries": reached.delivery_counts,
+            "acknowledgements": reached.receipt_counts,
+        },
+        "townships": [_township_dissemination_view(t, views) for t in reached.townships],
     }
 
 
-def _own(record: Mapping[str, Any]) -> bool:
-    """A township's own delivery or receipt (not a village's, enterprise's or a repeat)."""
-    kind = (record.get("target") or {}).get("kind", domain.TARGET_TOWNSHIP)
-    return kind == domain.TARGET_TOWNSHIP and not record.get("escalation_of")
+def _township_dissemination_view(
+    township: domain.TownshipDissemination, views: Views
+) -> dict[str, Any]:
+    current = township.current_receipt
+    return {
+        "township_code": township.township_code,
+        "township_name": views.area_names([township.township_code])[0]["name"],
+        "acknowledged": township.acknowledged,
+        "acknowledgement": _ack_view(current) if current is not None else None,
+        "acknowledgements": [_ack_view(r) for r in township.receipts],
+        "deliveries": [_delivery_view(r) for r in township.deliveries],
+        "village_deliveries": [_delivery_view(r) for r in township.village_deliveries],
+    }
 
 
 def _ack_view(record: Mapping[str, Any]) -> dict[str, Any]:

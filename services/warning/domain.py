@@ -90,6 +90,67 @@ def target_of(record: Mapping[str, Any]) -> Target:
     return Target(str(named["kind"]), str(named["code"]), str(record["township_code"]))
 
 
+def is_townships_own(record: Mapping[str, Any]) -> bool:
+    """A township's own delivery or receipt (not a village's, an enterprise's or a repeat)."""
+    return target_of(record).kind == TARGET_TOWNSHIP and not record.get("escalation_of")
+
+
+DELIVERY_STATES = ("delivered", "pending", "failed", "superseded")
+RECEIPT_STATES = ("acked", "pending", "overdue")
+
+
+@dataclass(frozen=True)
+class TownshipDissemination:
+    """How one version reached one township: its own deliveries and receipts, and its
+    villages' deliveries."""
+
+    township_code: str
+    deliveries: list[Mapping[str, Any]]
+    village_deliveries: list[Mapping[str, Any]]
+    receipts: list[Mapping[str, Any]]
+    current_receipt: Mapping[str, Any] | None
+
+    @property
+    def acknowledged(self) -> bool:
+        """The township signed for the current version."""
+        return bool(self.current_receipt and self.current_receipt.get("acked_at"))
+
+
+@dataclass(frozen=True)
+class Dissemination:
+    """A warning's deliveries and receipts per township, with the counts of the whole: every
+    delivery of a township's own by state, and each township's latest receipt of the current
+    version by state (older versions' receipts are history, not counted)."""
+
+    townships: list[TownshipDissemination]
+    delivery_counts: dict[str, int]
+    receipt_counts: dict[str, int]
+
+
+def dissemination(
+    version: int,
+    townships: Sequence[str],
+    deliveries: Sequence[Mapping[str, Any]],
+    receipts: Sequence[Mapping[str, Any]],
+) -> Dissemination:
+    """Group a warning's deliveries and receipts (oldest first) by township and count them."""
+    delivery_counts = dict.fromkeys(DELIVERY_STATES, 0)
+    receipt_counts = dict.fromkeys(RECEIPT_STATES, 0)
+    per_township = []
+    for code in townships:
+        here = [d for d in deliveries if d["township_code"] == code]
+        own = [d for d in here if is_townships_own(d)]
+        signed = [r for r in receipts if r["township_code"] == code and is_townships_own(r)]
+        current = next((r for r in reversed(signed) if int(r["version"]) == version), None)
+        for row in own:
+            delivery_counts[row["state"]] = delivery_counts.get(row["state"], 0) + 1
+        if current is not None and current["state"] in receipt_counts:
+            receipt_counts[current["state"]] += 1
+        villages = [d for d in here if not is_townships_own(d)]
+        per_township.append(TownshipDissemination(code, own, villages, signed, current))
+    return Dissemination(per_township, delivery_counts, receipt_counts)
+
+
 def receipt_id(warning_id: str, version: int, target: Target) -> str:
     """The id of the receipt awaited from ``target`` for one version."""
     return f"{warning_id}:v{version}:{target.key}"

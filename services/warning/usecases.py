@@ -184,12 +184,14 @@ class WarningUseCases(LastMile):
         return self.repo.suggestions_page(status, incident_id, limit, cursor)
 
     def dissemination(
-        self, warning_id: str, townships: Sequence[str]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Deliveries and receipts of a warning for targets in these townships."""
-        return (
-            self.repo.deliveries_for(warning_id, townships),
-            self.repo.receipts_for(warning_id, townships),
+        self, doc: Mapping[str, Any], townships: Sequence[str]
+    ) -> domain.Dissemination:
+        """How a warning reached these townships and their villages, with the counts."""
+        return domain.dissemination(
+            int(doc["version"]),
+            townships,
+            self.repo.deliveries_for(doc["_id"], townships),
+            self.repo.receipts_for(doc["_id"], townships),
         )
 
     # Checks --------------------------------------------------------------------------------

@@ -184,3 +184,35 @@ def test_channels_are_built_from_the_county_file() -> None:
         build_channels(
             [Channel(type="log", name="x"), Channel(type="log", name="x")], RULES.delivery
         )
+
+
+def _delivery(township: str, state: str, **extra: object) -> dict[str, object]:
+    return {"township_code": township, "state": state, "version": 2, **extra}
+
+
+def test_dissemination_counts_each_townships_own_and_its_current_receipt() -> None:
+    village = {"target": {"kind": "village", "code": "v1"}}
+    deliveries = [
+        _delivery("t1", "delivered"),
+        _delivery("t1", "superseded", version=1),
+        _delivery("t1", "delivered", **village),
+        _delivery("t1", "pending", escalation_of="d1"),
+        _delivery("t2", "failed"),
+        _delivery("t3", "delivered"),
+    ]
+    receipts = [
+        {"township_code": "t1", "version": 1, "state": "acked", "acked_at": NOW},
+        {"township_code": "t1", "version": 2, "state": "pending", "acked_at": None},
+        {"township_code": "t1", "version": 2, "state": "acked", "acked_at": NOW, **village},
+        {"township_code": "t2", "version": 2, "state": "overdue", "acked_at": None},
+    ]
+    reached = domain.dissemination(2, ["t1", "t2"], deliveries, receipts)
+    assert reached.delivery_counts == {"delivered": 1, "pending": 0, "failed": 1, "superseded": 1}
+    # A village's receipt and an older version's are not the township's current one.
+    assert reached.receipt_counts == {"acked": 0, "pending": 1, "overdue": 1}
+    t1, t2 = reached.townships
+    assert [d["state"] for d in t1.village_deliveries] == ["delivered", "pending"]
+    assert len(t1.receipts) == 2 and t1.current_receipt == receipts[1]
+    assert not t1.acknowledged and not t2.acknowledged
+    acked = domain.dissemination(1, ["t1"], deliveries, receipts).townships[0]
+    assert acked.acknowledged and acked.current_receipt == receipts[0]
