@@ -14,6 +14,9 @@ document is still written by the service that owns it, through its own code.
 **Measuring.** ``yingji up`` then serves that data directory; each read is asked
 ``BENCH_READS`` times (200; 50 in quick mode; the summaries ``BENCH_SUMMARY_READS``, 200; 20)
 in turn with one client, and its p50/p99 kept.
+Before the reads, ``BENCH_ACTIVE_WARNINGS`` (20) county-wide warnings are issued and waited for
+until each has reached every village, so the board's list of active warnings counts the reach
+of a flood season (each warning's deliveries and receipts to every township and village).
 RSS: of the loading process once the history is in, and of ``yingji up`` after the reads.
 """
 
@@ -39,6 +42,7 @@ import httpx
 
 from bench.common import (
     ROOT,
+    TOWNSHIPS,
     embedded_stack,
     incident_body,
     make_key,
@@ -58,6 +62,8 @@ SIZES = [
     .split(",")
 ]
 READS = int(quick(200, 50, "BENCH_READS"))
+# Active county-wide warnings on the board while the reads run.
+ACTIVE_WARNINGS = int(quick(20, 20, "BENCH_ACTIVE_WARNINGS"))
 SUMMARY_READS = int(quick(200, 20, "BENCH_SUMMARY_READS"))
 DAY_INCIDENTS = 200
 HISTORY_DAYS = 360
@@ -362,6 +368,7 @@ def measure(size: int) -> dict[str, Any]:
             with httpx.Client(
                 base_url=stack.url, headers={"Authorization": f"Bearer {key}"}, timeout=120
             ) as client:
+                issue_warnings(client, ACTIVE_WARNINGS)
                 for group, name, path in _reads(loaded["day"], today, loaded["sample_ids"]):
                     client.get(path())  # first call: caches, connections
                     took, failed = [], 0
@@ -379,9 +386,40 @@ def measure(size: int) -> dict[str, Any]:
             rss = rss_kib(stack.process.pid)
     figures = {k: v for k, v in loaded.items() if k not in ("sample_ids", "ids")}
     figures["served_rss_mib"] = round(rss / 1024, 1)
+    figures["active_warnings"] = ACTIVE_WARNINGS
     figures["reads"] = timings
     record(f"history.{size}", **figures)
     return figures
+
+
+def issue_warnings(client: httpx.Client, count: int) -> None:
+    """``count`` county-wide blue warnings, each waited for until it reached every township and
+    village of the county file: the board of a flood season, with its reach to count."""
+    ids = []
+    for n in range(count):
+        now = datetime.now(UTC)
+        body = {
+            "hazard": "flood",
+            "level": 4,
+            "headline": f"暴雨洪水蓝色预警（{n + 1}）",
+            "description": "预计未来6小时有强降雨。",
+            "instruction": "低洼地区群众注意转移。",
+            "areas": TOWNSHIPS,
+            "effective": now.isoformat(),
+            "expires": (now + timedelta(hours=12)).isoformat(),
+        }
+        response = client.post("/v1/warnings", json=body)
+        response.raise_for_status()
+        ids.append(response.json()["id"])
+    deadline = time.monotonic() + 120
+    while ids and time.monotonic() < deadline:
+        reach = client.get(f"/v1/warnings/{ids[-1]}").json()["reach"]
+        if reach["villages"]["reached"] == reach["villages"]["total"]:
+            ids.pop()
+        else:
+            time.sleep(0.2)
+    if ids:
+        raise RuntimeError(f"{len(ids)} warnings did not reach every village in 120 s")
 
 
 def _ratio(big: float, small: float) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response
@@ -209,8 +209,23 @@ class Views:
         body["level_label"] = self.rules.level(int(version["level"])).label
         return body
 
-    def warning(self, doc: Mapping[str, Any], detail: bool = True) -> dict[str, Any]:
-        """A warning: current fields, and its full version history when ``detail``."""
+    def warnings(self, docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """A page of warnings, without their version histories."""
+        named = self.service.enterprises_named(docs)
+        reached = self.service.reach_of_page(docs)
+        return [
+            self.warning(doc, detail=False, read=(reached[doc["_id"]], named[doc["_id"]]))
+            for doc in docs
+        ]
+
+    def warning(
+        self,
+        doc: Mapping[str, Any],
+        detail: bool = True,
+        read: tuple[dict[str, Any], Sequence[Mapping[str, Any]]] | None = None,
+    ) -> dict[str, Any]:
+        """A warning: current fields, and its full version history when ``detail`` (``read``:
+        its reach and the enterprises it names, when read for a whole page)."""
         level = int(doc["level"])
         body: dict[str, Any] = {
             "id": doc["_id"],
@@ -243,10 +258,15 @@ class Views:
             "rejection_reason": doc.get("rejection_reason"),
             "cap_url": f"/v1/warnings/{doc['_id']}/cap",
         }
-        body["reach"] = self.service.reach_of(doc, with_villages=detail)
+        if read is None:
+            read = (
+                self.service.reach_of(doc, with_villages=detail),
+                self.service.area_enterprises(doc, list(doc["areas"])),
+            )
+        body["reach"], enterprises = read
         body["enterprises"] = [
             {**e, "township_name": self.area_names([e["township_code"]])[0]["name"]}
-            for e in enterprises_in_order(self.service.area_enterprises(doc, list(doc["areas"])))
+            for e in enterprises_in_order(enterprises)
         ]
         if detail:
             body["versions"] = [self.version(v) for v in doc["versions"]]
@@ -500,7 +520,7 @@ def _issue_routes(
         if filters is None:
             return {"items": [], "next_cursor": None}
         rows, next_cursor = service.warnings_page(filters, limit, cursor)
-        return {"items": [views.warning(r, detail=False) for r in rows], "next_cursor": next_cursor}
+        return {"items": views.warnings(rows), "next_cursor": next_cursor}
 
     @router.get("/v1/warnings/{warning_id}", summary="One warning with its full version history")
     def get_warning(warning_id: str, principal: Principal = ctx.allow(*ALL)) -> dict[str, Any]:

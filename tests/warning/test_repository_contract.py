@@ -17,6 +17,7 @@ from libs.common.events import EventEnvelope
 from libs.common.pagination import cursor_scope
 from services.warning import events
 from services.warning.domain import Target, delivery_id, receipt_id, township_target
+from services.warning.lastmile.domain import ReachMarks
 from services.warning.repository import (
     DeliveryOutcome,
     WarningExistsError,
@@ -403,6 +404,49 @@ def test_the_newest_version_supersedes_what_older_ones_left_pending(
     superseded = repo.receipt_by_id(receipt_id("w", 1, a))
     assert superseded is not None and superseded["state"] == "superseded"
     assert "ack_due_at" not in superseded
+
+
+def test_reach_marks_name_each_target_of_the_version_and_its_state(
+    repo: WarningRepository,
+) -> None:
+    village = Target("village", "349901001001", TOWNSHIP_A)
+    enterprise = Target("enterprise", "ent-1", TOWNSHIP_B)
+    old_style = delivery("w", 2, TOWNSHIP_A, state="delivered")
+    del old_style["target"]  # written before targets had kinds: the township's
+    repo.plan_delivery(old_style)
+    for target, state in ((village, "failed"), (enterprise, "delivered")):
+        repo.plan_delivery(
+            {
+                **delivery("w", 2, TOWNSHIP_A),
+                **target.fields(),
+                "_id": f"{target.key}",
+                "state": state,
+            }
+        )
+    repeat = {**delivery("w", 2, TOWNSHIP_B), "_id": "repeat", "escalation_of": "first"}
+    repo.plan_delivery(repeat)
+    repo.plan_delivery(delivery("w", 1, TOWNSHIP_B, state="delivered"))
+    repo.plan_delivery(delivery("other", 2, TOWNSHIP_A, state="delivered"))
+    signed = receipt("w", township_target(TOWNSHIP_A), version=2, acked_at=T0)
+    signed["_id"] = receipt_id("w", 2, township_target(TOWNSHIP_A))
+    late = receipt("w", village, version=2, overdue_at=T0)
+    late["_id"] = receipt_id("w", 2, village)
+    del late["acked_at"]  # missing, as null is: not acknowledged
+    for doc in (signed, late, receipt("w", township_target(TOWNSHIP_B), acked_at=T0)):
+        repo.ensure_receipt(doc)
+    marks = repo.reach_marks({"w": 2, "none": 1})
+    assert marks["none"] == ReachMarks() and repo.reach_marks({}) == {}
+    facts = {fact: codes for fact, codes in marks["w"].codes.items() if codes}
+    assert facts == {
+        ("planned", "township"): {TOWNSHIP_A},
+        ("delivered", "township"): {TOWNSHIP_A},
+        ("planned", "village"): {"349901001001"},
+        ("failed", "village"): {"349901001001"},
+        ("planned", "enterprise"): {"ent-1"},
+        ("delivered", "enterprise"): {"ent-1"},
+        ("acknowledged", "township"): {TOWNSHIP_A},
+        ("escalated", "village"): {"349901001001"},
+    }
 
 
 # Paging order and due work ------------------------------------------------------------------

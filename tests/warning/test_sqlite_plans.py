@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from libs.common.sqlite import SqliteDatabase
-from services.warning.repository.sqlite import SqliteWarningRepository
+from services.warning.repository.sqlite import (
+    ACKNOWLEDGED,
+    ESCALATED,
+    REPEAT_OF,
+    TARGET_CODE,
+    TARGET_KIND,
+    SqliteWarningRepository,
+)
 
 pytestmark = pytest.mark.store
 
@@ -73,7 +80,20 @@ def plan(db: SqliteDatabase, sql: str, params: tuple[object, ...]) -> str:
             "SELECT json_remove(doc, '$.message') FROM deliveries"
             " WHERE warning_id = ? AND township_code IN (?, ?) ORDER BY version, channel",
             ("w", "a", "b"),
-            "deliveries_warning",
+            "deliveries_by_warning",
+        ),
+        (
+            f"SELECT warning_id, version, {TARGET_KIND}, {TARGET_CODE}, state FROM deliveries"
+            f" INDEXED BY deliveries_by_warning WHERE warning_id IN (?, ?) AND {REPEAT_OF} IS NULL",
+            ("w", "v"),
+            "deliveries_by_warning",
+        ),
+        (
+            f"SELECT warning_id, version, {TARGET_KIND}, {TARGET_CODE}, {ACKNOWLEDGED},"
+            f" {ESCALATED} FROM acks INDEXED BY acks_reach"
+            f" WHERE warning_id IN (?, ?) AND {REPEAT_OF} IS NULL",
+            ("w", "v"),
+            "acks_reach",
         ),
         (
             "UPDATE deliveries SET doc = json_set(doc, '$.state', 'superseded')"
@@ -128,5 +148,5 @@ def test_the_query_uses_its_index(
     assert index in steps, steps
     # One warning's deliveries and receipts (townships × channels × versions) are sorted after
     # the index found them; every other list walks its index in order.
-    if index not in ("deliveries_warning", "acks_warning"):
+    if index not in ("deliveries_by_warning", "acks_warning"):
         assert "TEMP B-TREE" not in steps, steps

@@ -260,6 +260,17 @@ def test_enterprises_of_major_and_large_risk_are_reached(make_stack: Callable[..
         (issued,) = stack.probe.of("warning_issued")
         assert issued["enterprises"] == 4
         assert issued["villages"] == len(villages_of(stack, TOWNSHIP_A))
+        # A page of warnings reads the register once, and each names what its detail names:
+        # only a drill names the drill enterprise, only a warning over 青石 names 青石矿业.
+        drill = stack.issue(level=3, areas=[TOWNSHIP_A], exercise=True).json()["id"]
+        other = stack.issue(level=3, areas=[TOWNSHIP_B]).json()["id"]
+        page = stack.call("GET", "/v1/warnings").json()["items"]
+        assert {item["id"] for item in page} == {wid, drill, other}
+        for item in page:
+            assert item["enterprises"] == detail(stack, item["id"])["enterprises"]
+        named = {item["id"]: {e["id"] for e in item["enterprises"]} for item in page}
+        assert "E5" in named[drill] and "E5" not in named[wid]
+        assert "E6" in named[other] and "E6" not in named[wid] | named[drill]
 
 
 def test_last_mile_metrics_exist_at_zero(wstack: WarningStack) -> None:

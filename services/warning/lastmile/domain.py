@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,30 +109,66 @@ def coverage(county: County, areas: Sequence[str]) -> dict[str, int]:
     }
 
 
-def _current(records: Iterable[Mapping[str, Any]], version: int) -> list[Mapping[str, Any]]:
-    """Records of this version that are not escalation repeats."""
-    return [r for r in records if int(r["version"]) == version and not r.get("escalation_of")]
+DELIVERED, FAILED, PLANNED, ACKNOWLEDGED, ESCALATED = (
+    "delivered",
+    "failed",
+    "planned",
+    "acknowledged",
+    "escalated",
+)
 
 
-def _codes(records: Iterable[Mapping[str, Any]], kind: str, pick: Any) -> set[str]:
-    return {target_of(r).code for r in records if target_of(r).kind == kind and pick(r)}
+@dataclass
+class ReachMarks:
+    """What a version's reach counts, as sets of target codes by fact and kind: the targets its
+    own deliveries reached, failed for good or were planned for, and whose receipts (签收) were
+    acknowledged or escalated; escalation repeats are left out. Engines hand sets over, so that
+    a page of warnings decodes no delivery."""
+
+    codes: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def note(self, fact: str, kind: str, code: str) -> None:
+        """Add a target of ``kind`` to what the version did (``fact``)."""
+        codes = self.codes.get((fact, kind))
+        if codes is None:
+            codes = self.codes[(fact, kind)] = set()
+        codes.add(code)
+
+    def note_delivery(self, kind: str, code: str, state: str) -> None:
+        """Add one delivery to a target."""
+        self.note(PLANNED, kind, code)
+        if state in (DELIVERED, FAILED):
+            self.note(state, kind, code)
+
+    def note_receipt(self, kind: str, code: str, acknowledged: bool, escalated: bool) -> None:
+        """Add one receipt awaited from a target."""
+        if acknowledged:
+            self.note(ACKNOWLEDGED, kind, code)
+        if escalated:
+            self.note(ESCALATED, kind, code)
+
+    def of(self, fact: str, kind: str) -> set[str]:
+        """Targets of ``kind`` the version did ``fact`` for."""
+        return self.codes.get((fact, kind), set())
 
 
 def village_rows(
     county: County,
     areas: Sequence[str],
-    deliveries: Iterable[Mapping[str, Any]],
+    marks: ReachMarks,
     receipts: Iterable[Mapping[str, Any]],
     version: int,
 ) -> list[dict[str, Any]]:
-    """Each village of the areas with its delivery and acknowledgement state for ``version``."""
-    sent = _current(deliveries, version)
-    delivered = _codes(sent, TARGET_VILLAGE, lambda r: r["state"] == "delivered")
-    failed = _codes(sent, TARGET_VILLAGE, lambda r: r["state"] == "failed")
+    """Each village of the areas with its delivery and acknowledgement state for ``version``
+    (``receipts``: the warning's receipts, whole)."""
+    delivered = marks.of(DELIVERED, TARGET_VILLAGE)
+    failed = marks.of(FAILED, TARGET_VILLAGE)
     by_code = {
         target_of(r).code: r
-        for r in _current(receipts, version)
-        if target_of(r).kind == TARGET_VILLAGE
+        for r in receipts
+        if int(r["version"]) == version
+        and not r.get("escalation_of")
+        and target_of(r).kind == TARGET_VILLAGE
     }
     rows = []
     for code in areas:
@@ -157,40 +194,34 @@ def village_rows(
     return rows
 
 
-def reach(
-    county: County,
-    areas: Sequence[str],
-    deliveries: Sequence[Mapping[str, Any]],
-    receipts: Sequence[Mapping[str, Any]],
-    version: int,
-) -> dict[str, Any]:
+def reach(county: County, areas: Sequence[str], marks: ReachMarks, version: int) -> dict[str, Any]:
     """A warning's reach for its current version: townships and villages reached and
     acknowledged, people covered (population of reached villages), enterprises reached."""
-    sent = _current(deliveries, version)
-    acked = [r for r in _current(receipts, version) if r.get("acked_at")]
-    villages = village_rows(county, areas, deliveries, receipts, version)
-    reached = [v for v in villages if v["delivered"]]
+    villages = [v for code in areas for _, v in county.villages(code)]
+    delivered = marks.of(DELIVERED, TARGET_VILLAGE)
+    escalated = marks.of(ESCALATED, TARGET_VILLAGE)
+    reached = [v for v in villages if v.code in delivered]
     return {
         "version": version,
         "townships": {
             "total": len(areas),
-            "reached": len(_codes(sent, TARGET_TOWNSHIP, lambda r: r["state"] == "delivered")),
-            "acknowledged": len(_codes(acked, TARGET_TOWNSHIP, lambda r: True)),
+            "reached": len(marks.of(DELIVERED, TARGET_TOWNSHIP)),
+            "acknowledged": len(marks.of(ACKNOWLEDGED, TARGET_TOWNSHIP)),
         },
         "villages": {
             "total": len(villages),
             "reached": len(reached),
-            "acknowledged": len(_codes(acked, TARGET_VILLAGE, lambda r: True)),
-            "escalated": sum(1 for v in villages if v["escalated"]),
+            "acknowledged": len(marks.of(ACKNOWLEDGED, TARGET_VILLAGE)),
+            "escalated": sum(1 for v in villages if v.code in escalated),
         },
         "people": {
-            "covered": sum(v["population"] or 0 for v in reached),
-            "in_area": sum(v["population"] or 0 for v in villages),
-            "villages_without_population": sum(1 for v in villages if not v["population"]),
+            "covered": sum(v.population for v in reached),
+            "in_area": sum(v.population for v in villages),
+            "villages_without_population": sum(1 for v in villages if not v.population),
         },
         "enterprises": {
-            "reached": len(_codes(sent, TARGET_ENTERPRISE, lambda r: r["state"] == "delivered")),
-            "planned": len(_codes(sent, TARGET_ENTERPRISE, lambda r: True)),
+            "reached": len(marks.of(DELIVERED, TARGET_ENTERPRISE)),
+            "planned": len(marks.of(PLANNED, TARGET_ENTERPRISE)),
         },
     }
 

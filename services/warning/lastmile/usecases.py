@@ -5,7 +5,7 @@ and a warning's reach."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -300,6 +300,23 @@ class LastMile:
         exercise = bool(doc.get("exercise"))
         return [e for e in self.repo.enterprises_in(areas) if lm.enterprise_visible(e, exercise)]
 
+    def enterprises_named(
+        self, docs: Sequence[Mapping[str, Any]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The enterprises each of a page of warnings names, by warning id, read once for the
+        whole page."""
+        areas = sorted({code for doc in docs for code in doc["areas"]})
+        known = self.repo.enterprises_in(areas) if areas else []
+        return {
+            doc["_id"]: [
+                e
+                for e in known
+                if e["township_code"] in doc["areas"]
+                and lm.enterprise_visible(e, bool(doc.get("exercise")))
+            ]
+            for doc in docs
+        }
+
     def fanout_enterprises(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Enterprises of 重大/较大 risk in the warning's areas."""
         return [
@@ -313,11 +330,21 @@ class LastMile:
     def reach_of(self, doc: Mapping[str, Any], with_villages: bool) -> dict[str, Any]:
         """The warning's reach for its current version; each village's state when asked."""
         areas = list(doc["areas"])
-        deliveries = self.repo.deliveries_for(doc["_id"], areas)
-        receipts = self.repo.receipts_for(doc["_id"], areas)
         version = int(doc["version"])
-        body = lm.reach(self.county, areas, deliveries, receipts, version)
+        marks = self.repo.reach_marks({doc["_id"]: version})[doc["_id"]]
+        body = lm.reach(self.county, areas, marks, version)
         if with_villages:
-            rows = lm.village_rows(self.county, areas, deliveries, receipts, version)
+            receipts = self.repo.receipts_for(doc["_id"], areas)
+            rows = lm.village_rows(self.county, areas, marks, receipts, version)
             body["village_states"] = sorted(rows, key=lm.village_sort_key)
         return body
+
+    def reach_of_page(self, docs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The reach of each of a page of warnings, by warning id, read at once."""
+        marks = self.repo.reach_marks({doc["_id"]: int(doc["version"]) for doc in docs})
+        return {
+            doc["_id"]: lm.reach(
+                self.county, list(doc["areas"]), marks[doc["_id"]], int(doc["version"])
+            )
+            for doc in docs
+        }

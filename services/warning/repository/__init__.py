@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from libs.common.events import EventEnvelope
 from libs.common.service import RelayParts
+from services.warning.lastmile.domain import ReachMarks
 
 # Collections (MongoDB, and the previous embedded store) and tables (SQLite) alike.
 WARNINGS = "warnings"
@@ -146,6 +147,11 @@ class WarningRepository(Protocol):
     def deliveries_for(self, warning_id: str, townships: Sequence[str]) -> list[dict[str, Any]]:
         """Deliveries of a warning to targets in these townships, without the message, by
         version then channel."""
+
+    def reach_marks(self, versions: Mapping[str, int]) -> dict[str, ReachMarks]:
+        """For each warning (id → its current version), whom that version's own deliveries
+        and receipts went to and their states (escalation repeats left out), for a whole page
+        at once and without decoding any document."""
 
     def count_pending_deliveries(self) -> int:
         """Deliveries still waiting for a try."""

@@ -20,6 +20,8 @@ from libs.common.outbox import (
 from libs.common.pagination import page
 from libs.common.repository_tails import MongoRepository
 from libs.common.store import ensure_indexes
+from services.warning.domain import target_of
+from services.warning.lastmile.domain import ReachMarks
 from services.warning.repository import (
     DELIVERIES,
     ENTERPRISES,
@@ -309,6 +311,24 @@ class MongoWarningRepository(MongoRepository):
         )
         return bool(result.matched_count)
 
+    def reach_marks(self, versions: Mapping[str, int]) -> dict[str, ReachMarks]:
+        """On the (warning_id, version) and (warning_id, township_code) indexes; only the fields
+        a mark needs."""
+        if not versions:
+            return {}  # MongoDB refuses an empty $or
+        query = {
+            "$or": [{"warning_id": wid, "version": v} for wid, v in versions.items()],
+            "escalation_of": None,
+        }
+        fields = {"_id": 0, "warning_id": 1, "target": 1, "township_code": 1}
+        found = {wid: ReachMarks() for wid in versions}
+        for d in self.deliveries.find(query, projection={**fields, "state": 1}):
+            found[d["warning_id"]].note_delivery(*_target(d), d["state"])
+        for r in self.receipts.find(query, projection={**fields, "acked_at": 1, "overdue_at": 1}):
+            acknowledged, escalated = r.get("acked_at") is not None, r.get("overdue_at") is not None
+            found[r["warning_id"]].note_receipt(*_target(r), acknowledged, escalated)
+        return found
+
     def receipts_for(self, warning_id: str, townships: Sequence[str]) -> list[dict[str, Any]]:
         """On the (warning_id, township_code) index."""
         return list(
@@ -458,3 +478,9 @@ class MongoWarningRepository(MongoRepository):
         return merge_once(self.incidents, incident_id, event_id, merge)
 
     # Plumbing ------------------------------------------------------------------------------
+
+
+def _target(record: Mapping[str, Any]) -> tuple[str, str]:
+    """The kind and code of the target a delivery or receipt names."""
+    target = target_of(record)
+    return target.kind, target.code
