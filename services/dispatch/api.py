@@ -385,6 +385,20 @@ def _plan_out(
     }
 
 
+def _read_once(area: AreaEnterprises) -> AreaEnterprises:
+    """``area`` for one page: plans of the same area (most are county-wide) read the register
+    once between them."""
+    known: dict[tuple[tuple[str, ...] | None, bool], list[dict[str, Any]]] = {}
+
+    def same_page(codes: Sequence[str] | None, exercise: bool) -> list[dict[str, Any]]:
+        key = (None if codes is None else tuple(codes), exercise)
+        if key not in known:
+            known[key] = area(codes, exercise)
+        return known[key]
+
+    return same_page
+
+
 def _suggestion_out(
     suggestion: domain.Suggestion,
     team: Mapping[str, Any],
@@ -626,7 +640,8 @@ def _plan_routes(
         township = principal.township_code if principal.role == Role.TOWNSHIP else None
         filters = PlanFilter(status, trigger_kind, incident_id, warning_id, exercise, township)
         rows, nxt = dispatch.plans_page(filters, limit, cursor)
-        return _page_out([_plan_out(r, area, principal) for r in rows], nxt)
+        page_area = _read_once(area)
+        return _page_out([_plan_out(r, page_area, principal) for r in rows], nxt)
 
     @router.get("/v1/plans/{plan_id}", summary="One response plan")
     def get_plan(plan_id: str, principal: Principal = ctx.allow(*READ_ROLES)) -> dict[str, Any]:

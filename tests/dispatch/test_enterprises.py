@@ -238,3 +238,41 @@ def test_a_township_reads_only_its_own_enterprises_in_a_county_plan(dstack: Stac
     assert len({e["township_code"] for e in created["enterprises"]}) > 2
     seen = dstack.call("GET", f"/v1/plans/{created['id']}", who="township_a").json()
     assert seen["enterprises"] and {e["township_code"] for e in seen["enterprises"]} == {TOWNSHIP_A}
+
+
+def test_a_page_of_plans_names_what_each_plan_names(dstack: Stack) -> None:
+    county = {
+        "level": 2,
+        "township_codes": [TOWNSHIP_A, TOWNSHIP_B],
+        "hazard": "flood",
+        "reason": "全县防汛",
+        "requested_by": "县防指",
+        "scope": "county",
+    }
+    township = {**county, "level": 4, "township_codes": [TOWNSHIP_A], "scope": "township"}
+    for plan in (county, township, {**county, "exercise": True}):
+        assert dstack.call("POST", "/v1/plans", json=plan).status_code == 201
+    for who in ("operator", "township_a"):
+        page = dstack.call("GET", "/v1/plans", who=who).json()["items"]
+        assert len(page) == 3
+        for item in page:
+            detail = dstack.call("GET", f"/v1/plans/{item['id']}", who=who).json()
+            assert item["enterprises"] == detail["enterprises"]
+    names = {len(item["enterprises"]) for item in dstack.call("GET", "/v1/plans").json()["items"]}
+    assert len(names) == 2  # the county's and the township's: the page kept them apart
+
+
+def test_a_page_reads_the_register_once_an_area() -> None:
+    from services.dispatch.api import _read_once
+
+    calls: list[tuple[object, bool]] = []
+
+    def area(codes: Any, exercise: bool) -> list[dict[str, Any]]:
+        calls.append((codes, exercise))
+        return [{"codes": codes, "exercise": exercise}]
+
+    once = _read_once(area)
+    assert once(None, False) == once(None, False) == [{"codes": None, "exercise": False}]
+    assert once(None, True) == [{"codes": None, "exercise": True}]
+    assert once([TOWNSHIP_A], False) == once([TOWNSHIP_A], False)
+    assert calls == [(None, False), (None, True), ([TOWNSHIP_A], False)]
