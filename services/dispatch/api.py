@@ -429,7 +429,9 @@ def build_router(
     router = APIRouter(tags=["dispatch"])
     _team_routes(router, ctx, dispatch)
     _stock_routes(router, ctx, dispatch)
+    _ledger_routes(router, ctx, dispatch)
     _order_routes(router, ctx, dispatch)
+    _order_tracking_routes(router, ctx, dispatch)
     _plan_routes(router, ctx, dispatch, area)
     return router
 
@@ -521,6 +523,8 @@ def _stock_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseC
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
         return _stock_out(dispatch.patch_line(warehouse_id, item_code, changes))
 
+
+def _ledger_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases) -> None:
     @router.post(
         "/v1/stock/adjust",
         summary="Adjust a stock line with a reason (ledger entry)",
@@ -589,6 +593,10 @@ def _order_routes(router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseC
         )
         return _order_out(placed)
 
+
+def _order_tracking_routes(
+    router: APIRouter, ctx: ServiceContext, dispatch: DispatchUseCases
+) -> None:
     @router.get("/v1/dispatches", summary="Dispatch orders")
     def list_dispatches(
         incident_id: str | None = None,
