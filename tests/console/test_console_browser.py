@@ -305,6 +305,11 @@ def test_a_township_key_sees_only_its_township(
     assert tab.locator(f"#list-incidents li[data-id='{seeded['slide']['id']}']").count() == 0
     assert tab.locator("#panel-pending").is_hidden()
     assert tab.locator("#summary-btn").is_hidden()
+    # A warning over two townships: the 签收 line of a township key names its own only.
+    warning = tab.locator(f"#list-warnings li[data-id='{seeded['active']['id']}']")
+    expect(warning.locator(f".ack[data-code='{TOWNSHIP_A}']")).to_have_count(1, timeout=WAIT_MS)
+    assert warning.locator(f".ack[data-code='{TOWNSHIP_B}']").count() == 0
+    assert warning.locator(".ack-summary").text_content() in ("签收 0/1", "签收 1/1")
     tab.screenshot(path=str(SHOTS / "09-township.png"))
     context.close()
 

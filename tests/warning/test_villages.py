@@ -99,7 +99,12 @@ def test_villages_are_reached_and_a_link_acknowledges_only_its_delivery(
             "escalated": 0,
         }
         assert reach["people"]["covered"] == sum(v.population for v in villages)
-        assert reach["townships"] == {"total": 1, "reached": 1, "acknowledged": 0}
+        assert reach["townships"] == {
+            "total": 1,
+            "reached": 1,
+            "acknowledged": 0,
+            "acknowledged_codes": [],
+        }
 
         done = stack.client.post(f"/v1/warnings/ack/{token}")
         assert done.status_code == 200 and "已确认收到" in done.text
@@ -108,6 +113,7 @@ def test_villages_are_reached_and_a_link_acknowledges_only_its_delivery(
         body = detail(stack, wid)
         assert body["reach"]["villages"]["acknowledged"] == 1
         assert body["reach"]["townships"]["acknowledged"] == 0  # a village is not its township
+        assert body["reach"]["townships"]["acknowledged_codes"] == []
         states = {v["code"]: v for v in body["reach"]["village_states"]}
         assert states[first.code]["acked_via"] == "link"
         assert states[second.code]["acked_at"] is None
@@ -297,6 +303,12 @@ def test_list_answers_carry_reach(wstack: WarningStack) -> None:
     assert item["reach"]["villages"]["reached"] == len(villages_of(wstack, TOWNSHIP_A))
     assert "village_states" not in item["reach"]
     assert item["reach"]["people"]["villages_without_population"] == 0
+    assert item["reach"]["townships"]["acknowledged_codes"] == []
+    signed = wstack.call("POST", f"/v1/warnings/{item['id']}/ack", who="township_a", json={})
+    assert signed.status_code == 200, signed.text
+    (item,) = wstack.call("GET", "/v1/warnings").json()["items"]
+    # The console's 签收 line reads this: no request a warning for who has signed.
+    assert item["reach"]["townships"]["acknowledged_codes"] == [TOWNSHIP_A]
 
 
 def test_deliveries_after_a_new_version_supersede_village_ones(wstack: WarningStack) -> None:

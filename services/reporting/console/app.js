@@ -365,11 +365,10 @@ async function loadWarnings() {
     const all = await listAll("/v1/warnings?status=active");
     const items = listed(all);
     items.sort((a, b) => a.level - b.level || String(b.effective).localeCompare(String(a.effective)));
-    const acks = await Promise.all(items.map(loadAcks));
     clear(list);
     list.append(
       ...(items.length
-        ? items.map((w, i) => activeWarningItem(w, acks[i]))
+        ? items.map((w) => activeWarningItem(w, ackReport(w)))
         : [emptyItem("empty.warnings")]),
     );
     setCount("c-warnings", real(all).length);
@@ -380,14 +379,16 @@ async function loadWarnings() {
   }
 }
 
-// Who has acknowledged (签收) a warning: one entry per township of its areas.
-async function loadAcks(w) {
-  try {
-    return await api(`/v1/warnings/${encodeURIComponent(w.id)}/deliveries`);
-  } catch (err) {
-    if (err.status === 401) throw err;
-    return null;
-  }
+// Who has acknowledged (签收) a warning's current version: one entry per township of its areas
+// (a township key: its own), from the reach the list carries, so the panel asks nothing more.
+function ackReport(w) {
+  const signed = w.reach?.townships?.acknowledged_codes;
+  if (!signed) return null;
+  const mine = state.me?.role === "township" ? state.me.township_code : null;
+  const codes = (w.areas || []).filter((code) => !mine || code === mine);
+  return {
+    townships: codes.map((code) => ({ township_code: code, acknowledged: signed.includes(code) })),
+  };
 }
 
 // An active warning in one or two short lines (six fit on a 1366×768 screen): level, headline,

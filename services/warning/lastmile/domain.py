@@ -207,6 +207,7 @@ def reach(county: County, areas: Sequence[str], marks: ReachMarks, version: int)
             "total": len(areas),
             "reached": len(marks.of(DELIVERED, TARGET_TOWNSHIP)),
             "acknowledged": len(marks.of(ACKNOWLEDGED, TARGET_TOWNSHIP)),
+            "acknowledged_codes": sorted(marks.of(ACKNOWLEDGED, TARGET_TOWNSHIP)),
         },
         "villages": {
             "total": len(villages),
