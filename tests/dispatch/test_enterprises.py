@@ -225,30 +225,25 @@ def test_a_plan_lists_its_area_enterprises_major_first(dstack: Stack) -> None:
     assert ranks == sorted(ranks) and listed[0]["risk_label"] == "重大"
 
 
+COUNTY_PLAN = {
+    "level": 2,
+    "township_codes": [TOWNSHIP_A, TOWNSHIP_B],
+    "hazard": "flood",
+    "reason": "全县防汛",
+    "requested_by": "县防指",
+    "scope": "county",
+}
+
+
 def test_a_township_reads_only_its_own_enterprises_in_a_county_plan(dstack: Stack) -> None:
-    plan = {
-        "level": 2,
-        "township_codes": [TOWNSHIP_A, TOWNSHIP_B],
-        "hazard": "flood",
-        "reason": "全县防汛",
-        "requested_by": "县防指",
-        "scope": "county",
-    }
-    created = dstack.call("POST", "/v1/plans", json=plan).json()
+    created = dstack.call("POST", "/v1/plans", json=COUNTY_PLAN).json()
     assert len({e["township_code"] for e in created["enterprises"]}) > 2
     seen = dstack.call("GET", f"/v1/plans/{created['id']}", who="township_a").json()
     assert seen["enterprises"] and {e["township_code"] for e in seen["enterprises"]} == {TOWNSHIP_A}
 
 
 def test_a_page_of_plans_names_what_each_plan_names(dstack: Stack) -> None:
-    county = {
-        "level": 2,
-        "township_codes": [TOWNSHIP_A, TOWNSHIP_B],
-        "hazard": "flood",
-        "reason": "全县防汛",
-        "requested_by": "县防指",
-        "scope": "county",
-    }
+    county = COUNTY_PLAN
     township = {**county, "level": 4, "township_codes": [TOWNSHIP_A], "scope": "township"}
     for plan in (county, township, {**county, "exercise": True}):
         assert dstack.call("POST", "/v1/plans", json=plan).status_code == 201
