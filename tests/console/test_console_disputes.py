@@ -135,12 +135,18 @@ def test_a_joint_meeting_is_listed_on_its_assignment(
     board: Any, console_stack: Stack, assignments: dict[str, Any]
 ) -> None:
     rows(board).nth(0).click()
-    form = board.locator("#dispute-meeting-form")
+    # Fill the form of the assignment chosen, once its record is shown (choosing one refreshes
+    # the dialog, and a live refresh may come in between).
+    chosen = board.locator(f"#dispute-forms[data-assignment='{assignments['late']['id']}']")
+    expect(chosen).to_be_visible(timeout=WAIT_MS)
+    form = chosen.locator("#dispute-meeting-form")
     form.locator("input[name=convener]").fill("县委政法委")
     form.locator("textarea[name=attendees]").fill("县司法局\n县信访局\n城关镇")
     form.locator("textarea[name=decisions]").fill("由城关镇牵头重新丈量\n十日内再次调解")
     form.locator("button[type=submit]").click()
-    expect(board.locator("#dispute-result")).to_contain_text("已记录联席会议（涉及 1 件纠纷）")
+    expect(board.locator("#dispute-result")).to_contain_text(
+        "已记录联席会议（涉及 1 件纠纷）", timeout=WAIT_MS
+    )
     meetings = board.locator("#dispute-meetings")
     expect(meetings).to_contain_text("联席会议（1）", timeout=WAIT_MS)
     expect(meetings).to_contain_text("县委政法委召集")
@@ -157,9 +163,18 @@ def test_a_new_supervision_appears_live(
     """The stream's ``assignment_supervised`` refreshes the open dialog without a click."""
     aid = assignments["late"]["id"]
     body = {"form": "onsite", "on": console_stack.clock.now().date().isoformat(), "by": "县政府"}
+    # Someone is typing into the meeting form when the event arrives.
+    convener = board.locator("#dispute-meeting-form input[name=convener]")
+    convener.click()
+    board.keyboard.type("县委")
     ok(console_stack.call("POST", f"/v1/assignments/{aid}/supervisions", json=body))
     supervisions = board.locator("#dispute-supervisions")
     expect(supervisions).to_contain_text("现场督办 · 县政府", timeout=WAIT_MS)
+    # The refresh left the form where it was: the field kept the focus and the typing goes on.
+    board.keyboard.type("政法委")
+    assert convener.input_value() == "县委政法委"
+    assert board.evaluate("document.activeElement.name") == "convener"
+    convener.fill("")
     board.click("#dispute-close")
     assert board.locator("#dispute-dialog[open]").count() == 0
 

@@ -6,7 +6,7 @@
 // POST /v1/joint-meetings; refreshed by assignment_* and joint_meeting_held while open.
 
 import { label, t } from "./i18n.js";
-import { h } from "./dom.js";
+import { h, refill } from "./dom.js";
 
 const FORMS = ["letter", "meeting", "onsite", "notice"]; // weakest first, as the API orders them
 const OPEN = ["active", "pending_approval"];
@@ -289,10 +289,6 @@ async function choose(id) {
   await refreshDisputes();
 }
 
-function clear(el) {
-  while (el.firstChild) el.removeChild(el.firstChild);
-}
-
 // Loads the open assignments and the chosen one's record; errors show in the alert line.
 export async function refreshDisputes() {
   const dialog = document.getElementById("dispute-dialog");
@@ -304,8 +300,8 @@ export async function refreshDisputes() {
     if (!view.rows.some((r) => r.id === view.chosen)) view.chosen = view.rows[0]?.id ?? null;
     const doc = view.chosen ? await view.api(`/v1/assignments/${encodeURIComponent(view.chosen)}`) : null;
     const body = document.getElementById("dispute-body");
-    clear(body);
-    body.append(listTable(view.rows), doc ? detail(doc) : "", doc ? forms(doc) : "");
+    const kept = doc ? forms(doc) : null;
+    refill(body, kept, listTable(view.rows), doc ? detail(doc) : null, kept);
     error.hidden = true;
   } catch (err) {
     error.textContent = err.message || String(err);

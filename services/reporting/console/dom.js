@@ -31,3 +31,18 @@ export function sayer(texts) {
     return String(text).replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
   };
 }
+
+// Fills ``container`` with ``children`` in order, but never takes ``kept`` (a form someone may be
+// typing into) out of the page: a live refresh that moved it would take the focus from its
+// field, and what is typed next would go nowhere. ``kept`` ends up where ``children`` place it.
+export function refill(container, kept, ...children) {
+  const wanted = children.flat().filter((c) => c !== null && c !== undefined && c !== false && c !== "");
+  for (const node of [...container.childNodes]) if (node !== kept) container.removeChild(node);
+  const at = kept && kept.parentNode === container ? wanted.indexOf(kept) : -1;
+  for (const [i, node] of wanted.entries()) {
+    if (node === kept && at >= 0) continue;
+    const child = node instanceof Node ? node : document.createTextNode(String(node));
+    if (at >= 0 && i < at) container.insertBefore(child, kept);
+    else container.append(child);
+  }
+}

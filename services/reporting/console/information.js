@@ -4,7 +4,7 @@
 // instruction (批示). Reads GET /v1/information/quotas, /scores and /items; writes POST
 // /v1/information/adoptions and /instructions. Refreshed by the stream's information_* events.
 
-import { h, sayer } from "./dom.js";
+import { h, refill, sayer } from "./dom.js";
 
 const TEXT = {
   zh: {
@@ -216,8 +216,10 @@ async function recordFeedback(event) {
 
 function render(quotas, scores, items) {
   const body = document.getElementById("info-body");
-  while (body.firstChild) body.removeChild(body.firstChild);
-  body.append(
+  const form = feedbackForm(items);
+  refill(
+    body,
+    form,
     h("h3", { text: say("quotas", { week: quotas.week.label, month: quotas.month }) }),
     h("p", { class: "zero-label bad", id: "info-unfinished", text: say("unfinished", { n: quotas.unfinished }) }),
     quotaTables(quotas),
@@ -230,7 +232,7 @@ function render(quotas, scores, items) {
     ),
     h("h3", { text: say("list") }),
     itemList(items),
-    feedbackForm(items),
+    form,
   );
 }
 
