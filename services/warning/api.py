@@ -214,7 +214,7 @@ class Views:
         named = self.service.enterprises_named(docs)
         reached = self.service.reach_of_page(docs)
         return [
-            self.warning(doc, detail=False, read=(reached[doc["_id"]], named[doc["_id"]]))
+            self.warning(doc, False, reach=reached[doc["_id"]], enterprises=named[doc["_id"]])
             for doc in docs
         ]
 
@@ -222,10 +222,11 @@ class Views:
         self,
         doc: Mapping[str, Any],
         detail: bool = True,
-        read: tuple[dict[str, Any], Sequence[Mapping[str, Any]]] | None = None,
+        reach: dict[str, Any] | None = None,
+        enterprises: Sequence[Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """A warning: current fields, and its full version history when ``detail`` (``read``:
-        its reach and the enterprises it names, when read for a whole page)."""
+        """A warning: current fields, and its full version history when ``detail`` (``reach``
+        and ``enterprises``: when already read for a whole page)."""
         level = int(doc["level"])
         body: dict[str, Any] = {
             "id": doc["_id"],
@@ -258,12 +259,11 @@ class Views:
             "rejection_reason": doc.get("rejection_reason"),
             "cap_url": f"/v1/warnings/{doc['_id']}/cap",
         }
-        if read is None:
-            read = (
-                self.service.reach_of(doc, with_villages=detail),
-                self.service.area_enterprises(doc, list(doc["areas"])),
-            )
-        body["reach"], enterprises = read
+        if reach is None:
+            reach = self.service.reach_of(doc, with_villages=detail)
+        if enterprises is None:
+            enterprises = self.service.area_enterprises(doc, list(doc["areas"]))
+        body["reach"] = reach
         body["enterprises"] = [
             {**e, "township_name": self.area_names([e["township_code"]])[0]["name"]}
             for e in enterprises_in_order(enterprises)
@@ -520,7 +520,8 @@ def _issue_routes(
         if filters is None:
             return {"items": [], "next_cursor": None}
         rows, next_cursor = service.warnings_page(filters, limit, cursor)
-        return {"items": views.warnings(rows), "next_cursor": next_cursor}
+        items = [_as_seen_by(principal, item) for item in views.warnings(rows)]
+        return {"items": items, "next_cursor": next_cursor}
 
     @router.get("/v1/warnings/{warning_id}", summary="One warning with its full version history")
     def get_warning(warning_id: str, principal: Principal = ctx.allow(*ALL)) -> dict[str, Any]:
@@ -557,15 +558,18 @@ def _warning_filter(
 
 
 def _as_seen_by(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """A warning as ``principal`` reads it: a township sees the issued versions and the reach of
-    its own villages only."""
-    if principal.role == Role.TOWNSHIP:
+    """A warning as ``principal`` reads it: a township sees the issued versions, whether it signed
+    itself (not which other townships did), and the reach of its own villages only."""
+    if principal.role != Role.TOWNSHIP:
+        return body
+    own = principal.township_code
+    if "versions" in body:
         body["versions"] = [v for v in body["versions"] if v["state"] == domain.VERSION_ISSUED]
-        body["reach"]["village_states"] = [
-            v
-            for v in body["reach"]["village_states"]
-            if v["township_code"] == principal.township_code
-        ]
+    reach = body["reach"]
+    signed = reach["townships"]["acknowledged_codes"]
+    reach["townships"]["acknowledged_codes"] = [code for code in signed if code == own]
+    if "village_states" in reach:
+        reach["village_states"] = [v for v in reach["village_states"] if v["township_code"] == own]
     return body
 
 

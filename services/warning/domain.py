@@ -90,9 +90,15 @@ def target_of(record: Mapping[str, Any]) -> Target:
     return Target(str(named["kind"]), str(named["code"]), str(record["township_code"]))
 
 
+def is_repeat(record: Mapping[str, Any]) -> bool:
+    """A delivery repeating a silent village's warning to its township (催办): counted apart
+    from the version's own deliveries and receipts."""
+    return bool(record.get("escalation_of"))
+
+
 def is_townships_own(record: Mapping[str, Any]) -> bool:
     """A township's own delivery or receipt (not a village's, an enterprise's or a repeat)."""
-    return target_of(record).kind == TARGET_TOWNSHIP and not record.get("escalation_of")
+    return target_of(record).kind == TARGET_TOWNSHIP and not is_repeat(record)
 
 
 DELIVERY_STATES = ("delivered", "pending", "failed", "superseded")

@@ -1015,9 +1015,9 @@ class WarningUseCases(LastMile):
 
     def _first_delivery(self, delivery: Mapping[str, Any], now: datetime) -> None:
         """Measure issue → first delivery to a township, once per version and township."""
-        target = domain.target_of(delivery)
-        if target.kind != TARGET_TOWNSHIP or delivery.get("escalation_of"):
+        if not domain.is_townships_own(delivery):
             return
+        target = domain.target_of(delivery)
         mark_id = domain.receipt_id(delivery["warning_id"], int(delivery["version"]), target)
         if self.repo.first_delivery(mark_id, now, delivery["channel"]) and not delivery.get(
             "exercise"

@@ -9,6 +9,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from services.dispatch.api import _read_once
 from services.dispatch.enterprises import domain
 from services.dispatch.enterprises.service import use_cases
 from tests.dispatch.conftest import sent_events
@@ -258,8 +259,6 @@ def test_a_page_of_plans_names_what_each_plan_names(dstack: Stack) -> None:
 
 
 def test_a_page_reads_the_register_once_an_area() -> None:
-    from services.dispatch.api import _read_once
-
     calls: list[tuple[object, bool]] = []
 
     def area(codes: Any, exercise: bool) -> list[dict[str, Any]]:

@@ -355,3 +355,22 @@ def test_a_drill_shows_its_links_and_escalates_within_the_drill(wstack: WarningS
     assert len(raised) == len(drill_links) - 1 and all(r["exercise"] for r in raised)
     # Drills are left out of the count.
     assert metric("yingji_warning_village_escalations_total", level="2") == escalations
+
+
+def test_a_township_reads_whether_it_signed_not_which_others_did(wstack: WarningStack) -> None:
+    wid = wstack.issue(level=3, areas=[TOWNSHIP_A, TOWNSHIP_B]).json()["id"]
+    wstack.service.run_deliveries()
+    signed = wstack.call("POST", f"/v1/warnings/{wid}/ack", who="township_a", json={})
+    assert signed.status_code == 200, signed.text
+
+    def codes(who: str) -> tuple[list[str], list[str]]:
+        (item,) = wstack.call("GET", "/v1/warnings", who=who).json()["items"]
+        one = wstack.call("GET", f"/v1/warnings/{wid}", who=who).json()
+        return (
+            item["reach"]["townships"]["acknowledged_codes"],
+            one["reach"]["townships"]["acknowledged_codes"],
+        )
+
+    assert codes("operator") == ([TOWNSHIP_A], [TOWNSHIP_A])
+    assert codes("township_a") == ([TOWNSHIP_A], [TOWNSHIP_A])
+    assert codes("township_b") == ([], [])

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from libs.common.county import County
-from services.warning.domain import TARGET_TOWNSHIP, Target, target_of
+from services.warning.domain import TARGET_TOWNSHIP, Target, is_repeat, target_of
 from services.warning.rules import WarningRules
 
 TARGET_VILLAGE = "village"
@@ -166,9 +166,7 @@ def village_rows(
     by_code = {
         target_of(r).code: r
         for r in receipts
-        if int(r["version"]) == version
-        and not r.get("escalation_of")
-        and target_of(r).kind == TARGET_VILLAGE
+        if int(r["version"]) == version and not is_repeat(r) and target_of(r).kind == TARGET_VILLAGE
     }
     rows = []
     for code in areas:
