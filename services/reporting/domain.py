@@ -5,7 +5,7 @@ Nothing here reads the clock or the store: time is passed in, so every rule is u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -387,6 +387,17 @@ def next_followup_due(after: datetime, times: Sequence[time], tz: ZoneInfo) -> d
             if due > as_utc(after):
                 return due
     raise AssertionError("no follow-up slot within three days")
+
+
+def next_unmet_followup_due(
+    after: datetime, times: Sequence[time], tz: ZoneInfo, met: Collection[datetime]
+) -> datetime:
+    """The first follow-up time after ``after`` that no met slot already answered: a re-grade
+    brings in the new grade's times, but never asks again for a slot at a time already met."""
+    due = next_followup_due(after, times, tz)
+    while due in met:
+        due = next_followup_due(due, times, tz)
+    return due
 
 
 def first_followup(reported_at: datetime, limits: GradeLimits, tz: ZoneInfo) -> datetime:

@@ -263,6 +263,51 @@ def test_a_regrade_caused_by_our_followup_is_met_by_that_followup(rstack: Stack)
     assert escalation["status"] == "met" and escalation["met_by"] == response.json()["id"]
 
 
+def test_a_regrade_brings_the_new_grades_times_from_its_escalation_due_time(
+    rstack: Stack,
+) -> None:
+    """A grade-IV incident (follow-ups at 17:00) reported at 01:30 whose early follow-up raises
+    it to III (08:00 and 17:00): the next slot is 08:00 the same day, not the next morning; a
+    slot at a time already met is not asked for again."""
+    rstack.clock.set(local(2026, 12, 4, 1, 30))
+    iid = incident_reported(rstack, grade=4).payload["incident_id"]
+    rstack.clock.set(local(2026, 12, 4, 1, 35))
+    deaths = {"deaths": 3, "injured": 0, "missing": 0, "trapped": 0}
+    filed = rstack.call("POST", "/v1/reports", json=report_body(iid, casualties=deaths))
+    assert filed.status_code == 201, filed.text
+    rstack.settle()
+    regrade = {"old_grade": 4, "new_grade": 3, "reason": "死亡3人", "skipped_grades": False}
+    emit(
+        rstack,
+        "intake",
+        "incident_regraded",
+        {"incident_id": iid, "township_code": TOWNSHIP_A, "category": "flood", **regrade},
+        correlation_id=iid,
+        causation_id=events_of(rstack, "followup_filed")[0]["event_id"],
+    )
+
+    def followups() -> list[tuple[str, str, int]]:
+        rows = sorted(by_kind(rstack, iid)["followup"], key=lambda d: d["due_at"])
+        return [(d["due_at"], d["status"], d["grade"]) for d in rows]
+
+    # The grade-IV slot planned after the early follow-up gives way to grade III's.
+    assert followups() == [
+        (iso(local(2026, 12, 4, 8)), "pending", 3),
+        (iso(local(2026, 12, 4, 17)), "met", 4),
+        (iso(local(2026, 12, 5, 17)), "cancelled", 4),
+    ]
+    rstack.clock.set(local(2026, 12, 4, 7, 50))
+    second = rstack.call("POST", "/v1/reports", json=report_body(iid, casualties=deaths))
+    assert second.status_code == 201, second.text
+    rstack.settle()
+    assert followups() == [
+        (iso(local(2026, 12, 4, 8)), "met", 3),
+        (iso(local(2026, 12, 4, 17)), "met", 4),
+        (iso(local(2026, 12, 5, 8)), "pending", 3),
+        (iso(local(2026, 12, 5, 17)), "cancelled", 4),
+    ]
+
+
 def test_township_keys_see_only_their_deadlines(rstack: Stack) -> None:
     incident_reported(rstack, township_code=TOWNSHIP_A)
     incident_reported(rstack, township_code=TOWNSHIP_B)

@@ -257,6 +257,22 @@ def test_a_deadline_goes_overdue_once_then_escalates_once(repo: ReportingReposit
     assert repo.deadlines_due(later + timedelta(days=9)) == []
 
 
+def test_the_due_times_of_met_follow_ups_are_those_of_the_incident(
+    repo: ReportingRepository,
+) -> None:
+    later = T0 + timedelta(hours=9)
+    repo.record_deadline_if_new(deadline("d1"))
+    repo.record_deadline_if_new(deadline("d2", due_at=later))
+    repo.record_deadline_if_new(deadline("d3", due_at=later + timedelta(days=1)))
+    repo.record_deadline_if_new(deadline("e1", kind="escalation", due_at=later))
+    repo.record_deadline_if_new(deadline("x1", incident_id="i2", due_at=later))
+    assert repo.met_followup_dues("i1") == set()
+    for ident in ("d1", "d2", "e1", "x1"):
+        assert repo.meet_deadline(ident, T0, f"r-{ident}", False)
+    assert repo.met_followup_dues("i1") == {T0, later}
+    assert repo.met_followup_dues("i3") == set()
+
+
 def test_a_guard_that_fails_writes_no_event(repo: ReportingRepository) -> None:
     repo.record_deadline_if_new(deadline("d1", status="met", armed=None))
     assert not repo.mark_overdue("d1", T0, T0, event("d1"))

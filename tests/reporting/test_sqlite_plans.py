@@ -86,7 +86,7 @@ CASES: list[tuple[str, Query, str]] = [
     ("scan", lambda r: r.deadlines_due(T0), "deadlines_scan"),
     ("open deadlines", lambda r: r.open_deadlines("i1"), "deadlines_incident"),
     ("follow-up exists", lambda r: r.has_followup_deadline("i1", "pending"), "deadlines_incident"),
-    ("last met follow-up", lambda r: r.last_met_followup("i1"), "deadlines_incident"),
+    ("met follow-up dues", lambda r: r.met_followup_dues("i1"), "deadlines_incident"),
     ("overdue gauge", lambda r: r.overdue_per_township(), "deadlines_overdue"),
     (
         "deadline list",

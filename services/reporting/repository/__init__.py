@@ -279,8 +279,8 @@ class ReportingRepository(Protocol):
     def pending_followups(self, incident_id: str) -> list[dict[str, Any]]:
         """Pending follow-up deadlines of one incident."""
 
-    def last_met_followup(self, incident_id: str) -> dict[str, Any] | None:
-        """The met follow-up deadline of the incident that was due last."""
+    def met_followup_dues(self, incident_id: str) -> set[datetime]:
+        """The due times of the incident's follow-up slots already met, of any grade."""
 
     def end_deadlines(
         self, incident_id: str, kinds: Sequence[str], statuses: Mapping[str, str], reason: str

@@ -9,6 +9,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from libs.common.clock import as_utc
 from libs.common.events import EventEnvelope
 from libs.common.idempotency import (
     IDEMPOTENCY,
@@ -372,16 +373,13 @@ class MongoReportingRepository(MongoRepository):
             )
         )
 
-    def last_met_followup(self, incident_id: str) -> dict[str, Any] | None:
-        """Latest due first."""
-        rows = list(
-            self.deadlines.find(
-                {"incident_id": incident_id, "kind": "followup", "status": "met"},
-                sort=[("due_at", -1)],
-                limit=1,
-            )
+    def met_followup_dues(self, incident_id: str) -> set[datetime]:
+        """On (incident_id, kind, status), the due times only."""
+        rows = self.deadlines.find(
+            {"incident_id": incident_id, "kind": "followup", "status": "met"},
+            projection={"due_at": 1, "_id": 0},
         )
-        return dict(rows[0]) if rows else None
+        return {as_utc(row["due_at"]) for row in rows}
 
     def end_deadlines(
         self, incident_id: str, kinds: Sequence[str], statuses: Mapping[str, str], reason: str

@@ -21,7 +21,7 @@ from libs.common.outbox import (
 )
 from libs.common.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from libs.common.repository_tails import SqliteRepository
-from libs.common.sqlite import dumps, iso, loads, patched
+from libs.common.sqlite import dumps, from_iso, iso, loads, patched
 from services.reporting.repository import (
     COLLECTIONS,
     DISPATCHES_UNDER_WAY,
@@ -575,14 +575,14 @@ class SqliteReportingRepository(SqliteRepository):
             (incident_id,),
         )
 
-    def last_met_followup(self, incident_id: str) -> dict[str, Any] | None:
-        """On (incident_id, kind, status), latest due first."""
-        docs = self._many(
-            "SELECT doc FROM deadlines WHERE incident_id = ? AND kind = 'followup'"
-            " AND status = 'met' ORDER BY due_at DESC LIMIT 1",
+    def met_followup_dues(self, incident_id: str) -> set[datetime]:
+        """On (incident_id, kind, status), the due times from their column."""
+        rows = self.db.query(
+            "SELECT due_at FROM deadlines WHERE incident_id = ? AND kind = 'followup'"
+            " AND status = 'met'",
             (incident_id,),
         )
-        return docs[0] if docs else None
+        return {from_iso(row[0]) for row in rows}
 
     def _end_where(
         self, conn: sqlite3.Connection, where: str, params: Sequence[Any], fields: dict[str, Any]

@@ -239,7 +239,9 @@ def plan_next_followup(
         return False
     prof = profile(ctx)
     limits = prof.limits(int(incident["grade"]))
-    due = domain.next_followup_due(after, limits.followup_times, domain.zone(prof))
+    due = domain.next_unmet_followup_due(
+        after, limits.followup_times, domain.zone(prof), repo.met_followup_dues(incident_id)
+    )
     return _plan_followup(ctx, repo, incident, due, after)
 
 
@@ -267,11 +269,9 @@ def regrade(ctx: ServiceContext, repo: ReportingRepository, envelope: EventEnvel
     if new_grade < old_grade:
         changed = _plan_escalation(ctx, repo, envelope, incident, at, now) or changed
     changed = _cancel_old_plan(repo, incident_id, at, old_grade, new_grade) or changed
+    # The new grade's times run from the escalation due time (a downgrade's from the re-grade);
+    # a slot already met under the old plan is skipped, not asked for again.
     start = domain.initial_due(at, limits) if new_grade < old_grade else at
-    # A slot already met under the old plan is not asked for again under the new one.
-    met = repo.last_met_followup(incident_id)
-    if met:
-        start = max(start, as_utc(met["due_at"]))
     return plan_next_followup(ctx, repo, incident_id, start) or changed
 
 
