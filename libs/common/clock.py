@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
@@ -54,6 +55,11 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def local_date(moment: datetime, tz: ZoneInfo) -> date:
+    """The calendar date of ``moment`` in ``tz`` (the county's day, not UTC's)."""
+    return as_utc(moment).astimezone(tz).date()
 
 
 def isoformat(moment: datetime | None) -> str | None:

@@ -58,17 +58,29 @@ def test_a_report_meets_the_earliest_open_period_it_may() -> None:
 
 
 def test_dates_that_do_not_fit_are_named() -> None:
+    today = date(2026, 7, 6)
     stage = [{"ends_on": date(2026, 7, 20)}]
-    assert domain.dates_error(date(2026, 7, 6), date(2026, 7, 5), []) == (
+    assert domain.dates_error(date(2026, 7, 6), date(2026, 7, 5), [], today) == (
         "ends_on",
         "结束日期不能早于开始日期",
     )
-    assert domain.dates_error(date(2026, 7, 6), date(2026, 7, 16), stage)[0] == "stages.0.ends_on"  # type: ignore[index]
+    late_stage = domain.dates_error(date(2026, 7, 6), date(2026, 7, 16), stage, today)
+    assert late_stage is not None and late_stage[0] == "stages.0.ends_on"
     unordered = [{"ends_on": date(2026, 7, 10)}, {"ends_on": date(2026, 7, 9)}]
-    assert (
-        domain.dates_error(date(2026, 7, 6), date(2026, 7, 16), unordered)[0] == "stages.1.ends_on"
-    )  # type: ignore[index]
-    assert domain.dates_error(date(2026, 7, 6), date(2026, 7, 16), []) is None
+    wrong_order = domain.dates_error(date(2026, 7, 6), date(2026, 7, 16), unordered, today)
+    assert wrong_order is not None and wrong_order[0] == "stages.1.ends_on"
+    over = domain.dates_error(date(2026, 6, 1), date(2026, 7, 5), [], today)
+    assert over is not None and over[0] == "ends_on"
+    assert domain.dates_error(date(2026, 6, 1), date(2026, 7, 6), [], today) is None
+    assert domain.dates_error(date(2026, 7, 6), date(2026, 7, 16), [], today) is None
+
+
+def test_a_campaign_registered_late_owes_only_what_falls_due_after() -> None:
+    registered = {**CAMPAIGN, "started_at": at(9, 18)}
+    assert [s.due_at for s in domain.plan(registered, TZ)] == [
+        s.due_at for s in domain.plan(CAMPAIGN, TZ) if s.due_at > at(9, 18)
+    ]
+    assert domain.plan(registered, TZ) != domain.plan(CAMPAIGN, TZ)
 
 
 def test_ending_drops_only_what_is_due_later() -> None:

@@ -148,6 +148,23 @@ def test_wrong_dates_and_participants_are_refused(rstack: Stack) -> None:
     assert refused.status_code == 403
 
 
+def test_a_campaign_registered_after_it_began_owes_only_what_falls_due_later(
+    rstack: Stack,
+) -> None:
+    """Begun on 6-29 and registered on 7-06 at 09:00: the reports of 7-02 and 7-05 could not
+    have been filed here, so the first one owed is 7-08's, and nothing is overdue at once."""
+    rstack.clock.set(local(2026, 7, 6, 9))
+    start(rstack, starts_on="2026-06-29", stages=[{"name": "排查", "ends_on": "2026-07-03"}])
+    scan(rstack)
+    owed = deadlines(rstack, township_code=TOWNSHIP_A)
+    assert [d["due_at"][:16] for d in owed] == [
+        local(2026, 7, day, 17).isoformat()[:16] for day in (8, 11, 14)
+    ]
+    assert deadlines(rstack, status="overdue") == []
+    ended = campaign_body(starts_on="2026-06-20", ends_on="2026-07-05", stages=[])
+    assert "ends_on" in refusal(rstack.call("POST", "/v1/campaigns", json=ended))[2]
+
+
 def test_ending_drops_the_later_deadlines(rstack: Stack) -> None:
     rstack.clock.set(local(2026, 7, 6, 9))
     campaign = start(rstack)
@@ -197,8 +214,9 @@ def test_a_drill_campaign_is_never_counted(rstack: Stack) -> None:
 def test_the_daily_summary_names_an_overdue_campaign_report(rstack: Stack) -> None:
     rstack.clock.set(local(2026, 7, 6, 9))
     start(rstack, starts_on="2026-06-29", stages=[])
+    rstack.clock.set(local(2026, 7, 8, 18))
     scan(rstack)
-    summary = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06"})
+    summary = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-08"})
     assert summary.status_code == 200, summary.text
     overdue = [
         d for d in summary.json()["reporting"]["overdue_items"] if d["kind"] == "campaign_report"

@@ -96,15 +96,22 @@ def plan(campaign: Mapping[str, Any], tz: ZoneInfo) -> list[Slot]:
         code = participant["code"]
         slots += periodic_slots(campaign["_id"], code, rhythm, tz)
         slots += stage_slots(campaign["_id"], code, stages, rhythm, tz)
+    # A campaign registered after it began owes nothing that fell due before it was registered:
+    # no one could have filed those reports here.
+    registered = campaign.get("started_at")
+    if registered is not None:
+        slots = [s for s in slots if s.due_at > as_utc(registered)]
     return sorted(slots, key=lambda s: (s.due_at, s.ident))
 
 
 def dates_error(
-    starts_on: date, ends_on: date, stages: Sequence[Mapping[str, Any]]
+    starts_on: date, ends_on: date, stages: Sequence[Mapping[str, Any]], today: date
 ) -> tuple[str, str] | None:
     """(field path, reason) when the period or the stages do not fit together, else None."""
     if ends_on < starts_on:
         return "ends_on", "结束日期不能早于开始日期"
+    if ends_on < today:
+        return "ends_on", "结束日期不能早于今天：已结束的专项行动无需登记"
     if (ends_on - starts_on).days > MAX_DAYS:
         return "ends_on", f"专项行动不超过 {MAX_DAYS} 天"
     previous = starts_on - timedelta(days=1)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from libs.common.clock import Clock, as_utc
+from libs.common.clock import Clock, as_utc, local_date
 from libs.common.county import County
 from libs.common.errors import ApiError, field_error, not_found
 from libs.common.profiles import DeadlineProfile
@@ -114,7 +114,8 @@ class CampaignUseCases:
             {"number": i + 1, "name": s["name"], "ends_on": s["ends_on"]}
             for i, s in enumerate(fields["stages"])
         ]
-        wrong = domain.dates_error(fields["starts_on"], fields["ends_on"], stages)
+        today = local_date(self.clock.now(), self.tz)
+        wrong = domain.dates_error(fields["starts_on"], fields["ends_on"], stages, today)
         if wrong:
             raise field_error(*wrong)
         rhythm = self.profile.campaign
