@@ -169,12 +169,23 @@ class _Lease:
         self.conn = conn
 
 
+def _owner_only(path: Path) -> None:
+    """Make the file (and its journal files) readable by the service's own user only: they hold
+    a county's reports, names and phone numbers. SQLite gives the journal files the database
+    file's mode, so the file is made before SQLite opens it."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if part.exists() and part.stat().st_mode & 0o077:
+            part.chmod(0o600)
+
+
 class SqliteDatabase:
     """One service's SQLite file: a connection per thread, transactions that take the write lock."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(path)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._writers = _join_writers(path)

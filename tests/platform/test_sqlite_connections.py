@@ -112,3 +112,16 @@ def test_outer_transaction_commits_everything_at_its_end(tmp_path: Path) -> None
     assert _keys(other) == ["a", "c", "e"]
     db.close()
     other.close()
+
+
+def test_the_file_and_its_journal_are_the_owners_alone(tmp_path: Path) -> None:
+    """A county's reports, names and phone numbers are not for every user of the host."""
+    path = tmp_path / "x.sqlite3"
+    db = SqliteDatabase(path)
+    _write(db, "k")
+    files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}
+    db.close()
+    path.chmod(0o644)
+    SqliteDatabase(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
