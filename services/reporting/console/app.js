@@ -17,6 +17,7 @@ const LANG_STORE = "yingji.console.lang";
 const EXERCISE_STORE = "yingji.console.exercise";
 // Roles the API lets read and record dispute assignments (a township its own township's).
 const MEDIATORS = ["operator", "leader", "township"];
+const INCIDENT_READERS = ["leader", "operator", "department", "township"]; // intake's READERS
 const PAGE_LIMIT = 100;
 const MAX_PAGES = 10;
 const REFRESH_MS = 60_000;
@@ -531,9 +532,10 @@ function askReject(w, status, buttons) {
   const dialog = $("reject-dialog");
   $("reject-headline").textContent = w.headline || w.id;
   $("reject-reason").value = "";
+  $("reject-error").textContent = "";
   dialog.onclose = async () => {
     if (dialog.returnValue !== "reject") return;
-    const reason = $("reject-reason").value.trim() || t("reject.default");
+    const reason = $("reject-reason").value.trim();
     buttons.forEach((b) => (b.disabled = true));
     try {
       await api(`/v1/warnings/${encodeURIComponent(w.id)}/reject`, {
@@ -588,6 +590,7 @@ function incidentItem(inc) {
 async function loadIncidents() {
   const panel = $("panel-incidents");
   const list = $("list-incidents");
+  if (state.me && !readsIncidents()) return showIncidentsWithheld(); // signed out: nothing to say
   try {
     const all = await listAll("/v1/incidents?status=open");
     all.sort(
@@ -611,8 +614,24 @@ function incidentTitle(id) {
   return titleOf(id);
 }
 
+// Intake lets these roles read incidents; an admin key manages keys and settings, not cases.
+function readsIncidents() {
+  return INCIDENT_READERS.includes(state.me?.role);
+}
+
+// A key that may not read incidents gets one plain line in the panel, no tiles for them and
+// dispatches without an incident to open (instead of a 403 per request).
+function showIncidentsWithheld() {
+  const list = $("list-incidents");
+  clear(list);
+  list.append(h("li", { class: "empty withheld", id: "incidents-withheld", text: t("withheld.incidents") }));
+  setCount("c-incidents", null);
+  panelError($("panel-incidents"), null);
+}
+
 // Titles of incidents no longer open (a dispatch or deadline may still name one), fetched once.
 async function fetchTitles(ids) {
+  if (!readsIncidents()) return;
   const missing = [...new Set(ids)].filter(
     (id) => id && !state.incidents.has(id) && !state.titles.has(id),
   );
@@ -678,12 +697,17 @@ async function loadDispatches() {
               },
               h(
                 "button",
-                { type: "button", class: "item-button", onclick: () => openDetail(d.incident_id) },
+                {
+                  type: "button",
+                  class: "item-button",
+                  disabled: !readsIncidents(),
+                  onclick: () => readsIncidents() && openDetail(d.incident_id),
+                },
                 h(
                   "div",
                   { class: "item-head" },
                   h("span", { class: `status status-${d.status}`, text: label("status", d.status) }),
-                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) }),
+                  h("span", { class: "item-title", text: incidentTitle(d.incident_id) || t("dispatch.order") }),
                   drillMarker(d),
                 ),
                 h(
@@ -732,8 +756,8 @@ async function loadDeadlines() {
                 {
                   type: "button",
                   class: "item-button",
-                  disabled: !d.incident_id,
-                  onclick: () => d.incident_id && openDetail(d.incident_id),
+                  disabled: !d.incident_id || !readsIncidents(),
+                  onclick: () => d.incident_id && readsIncidents() && openDetail(d.incident_id),
                 },
                 h(
                   "div",
@@ -1097,7 +1121,7 @@ function eventSummary(ev) {
 }
 
 function titleOf(id) {
-  if (!id) return "";
+  if (!id || !readsIncidents()) return "";
   return state.incidents.get(id)?.title || state.titles.get(id) || t("unknownIncident");
 }
 
@@ -1295,7 +1319,7 @@ function feedItem(ev) {
     "li",
     { class: `feed-item src-${ev.source || ""}${isDrill(ev) ? " drill" : ""}` },
     h("time", { datetime: ev.occurred_at, text: fmtTime(ev.occurred_at, false) }),
-    incident
+    incident && readsIncidents()
       ? h("button", { type: "button", class: "link", onclick: () => openDetail(incident) }, text)
       : text,
   );
@@ -1550,8 +1574,9 @@ function townshipEntries() {
   return [...state.townships.entries()];
 }
 
+// The duty office enters a phoned-in report; intake takes reports from these two of its roles.
 function canPhoneIn() {
-  return ["operator", "leader", "admin"].includes(state.me?.role);
+  return ["operator", "leader"].includes(state.me?.role);
 }
 
 function canIssue() {
@@ -1651,6 +1676,7 @@ async function openDispatchForm() {
   if (!id) return;
   const form = $("dispatch-form");
   form.reset();
+  form.quantity.removeAttribute("aria-invalid"); // reset() keeps what the last check marked
   form.dataset.incident = id;
   $("dispatch-incident").textContent = titleOf(id);
   const box = $("dispatch-teams");
@@ -1685,14 +1711,34 @@ async function openDispatchForm() {
   }
 }
 
+// What keeps the dispatch form from being sent (a text key), or null: a chosen supply needs a
+// quantity, and an order needs a team or a supply.
+function dispatchProblem(form) {
+  const chosenTeam = form.querySelector("input[name=team]:checked");
+  if (form.stock.value && !(Number(form.quantity.value) > 0)) return "form.dispatch.quantity";
+  if (!chosenTeam && !form.stock.value) return "form.dispatch.empty";
+  return null;
+}
+
+// Once a problem is shown, each change says whether it is still there (and clears it if not).
+function recheckDispatchForm() {
+  const form = $("dispatch-form");
+  if (!form.querySelector(".form-error").textContent) return;
+  const problem = dispatchProblem(form);
+  form.quantity.toggleAttribute("aria-invalid", problem === "form.dispatch.quantity");
+  formError(form, problem ? new ApiError(422, "validation_failed", t(problem)) : null);
+}
+
 async function submitDispatchForm(form) {
   const teamIds = [...form.querySelectorAll("input[name=team]:checked")].map((el) => el.value);
+  const problem = dispatchProblem(form);
+  form.quantity.toggleAttribute("aria-invalid", problem === "form.dispatch.quantity");
+  if (problem) throw new ApiError(422, "validation_failed", t(problem));
   const resources = [];
-  if (form.stock.value && Number(form.quantity.value) > 0) {
+  if (form.stock.value) {
     const [warehouse, item] = form.stock.value.split("/");
     resources.push({ warehouse_id: warehouse, item_code: item, quantity: Number(form.quantity.value) });
   }
-  if (!teamIds.length && !resources.length) throw new ApiError(422, "validation_failed", t("form.dispatch.empty"));
   await api("/v1/dispatches", {
     method: "POST",
     body: { incident_id: form.dataset.incident, team_ids: teamIds, resources, note: form.note.value.trim() },
@@ -1744,6 +1790,10 @@ function showBoard() {
   $("summary-pdf").hidden = me.role === "township";
   $("summary-date-box").hidden = me.role === "township";
   $("phone-btn").hidden = !canPhoneIn();
+  for (const tile of ["incidents", "major"]) {
+    document.querySelector(`.tile[data-tile="${tile}"]`).hidden = !readsIncidents();
+  }
+  $("tiles").classList.toggle("no-incidents", !readsIncidents());
   $("warn-btn").hidden = !canIssue();
   $("dispatch-btn").hidden = !canDispatch();
   $("clock").hidden = false;
@@ -1873,7 +1923,7 @@ function init() {
   wireEnterprises();
   wireReach();
   $("campaign-btn").addEventListener("click", () =>
-    openCampaigns({ api, townshipName, fmtTime, mine: state.me?.township_code || null }),
+    openCampaigns({ api, townshipName, fmtTime, mine: state.me?.township_code || null, drills: () => state.showExercise }),
   );
   wireCampaigns();
   $("info-btn").addEventListener("click", () =>
@@ -1911,6 +1961,8 @@ function init() {
   wireForm("incident-form", submitPhoneForm);
   wireForm("warning-form", submitWarningForm);
   wireForm("dispatch-form", submitDispatchForm);
+  $("dispatch-form").addEventListener("input", recheckDispatchForm);
+  $("dispatch-form").addEventListener("change", recheckDispatchForm);
   wireDuty();
   $("approve-cancel").addEventListener("click", () => $("approve-dialog").close(""));
   $("approve-form").addEventListener("submit", (event) => {
@@ -1919,8 +1971,15 @@ function init() {
   });
   $("reject-form").addEventListener("submit", (event) => {
     event.preventDefault();
+    // The leader's reason goes to the issuer: a blank one is asked for, never made up.
+    if (!$("reject-reason").value.trim()) {
+      $("reject-error").textContent = t("reject.blank");
+      $("reject-reason").focus();
+      return;
+    }
     $("reject-dialog").close("reject");
   });
+  $("reject-reason").addEventListener("input", () => ($("reject-error").textContent = ""));
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && state.detailId && !document.querySelector("dialog[open]")) closeDetail();
   });

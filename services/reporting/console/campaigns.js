@@ -54,7 +54,7 @@ const TEXT = {
 const say = sayer(TEXT);
 
 
-const view = { api: null, townshipName: (code) => code, fmtTime: (s) => s, campaigns: [], mine: null };
+const view = { api: null, townshipName: (code) => code, fmtTime: (s) => s, campaigns: [], mine: null, drills: () => false };
 
 // A campaign deadline's title in the overdue panel (no incident: the campaign names it).
 export function campaignTitle(deadline) {
@@ -108,12 +108,13 @@ function render(campaign) {
   const status = campaign.status === "ended"
     ? say("ended", { at: view.fmtTime(campaign.ended_at) })
     : say(`status.${campaign.status}`);
-  body.append(
+  // append() writes null as the text "null": a campaign without stages has no stage line.
+  const parts = [
     h(
       "p",
       { class: "zero-date", id: "campaign-period" },
       `${say("period", { from: campaign.starts_on, to: campaign.ends_on })} · ${status}`,
-      campaign.exercise ? h("span", { class: "chip chip-exercise" }, say("drill")) : "",
+      campaign.exercise ? [" · ", h("span", { class: "chip chip-exercise", id: "campaign-drill" }, say("drill"))] : null,
     ),
     h(
       "p",
@@ -133,7 +134,8 @@ function render(campaign) {
       h("thead", {}, h("tr", {}, ...["participant", "periodic", "staged", "next"].map((k) => h("th", { text: say(k) })))),
       h("tbody", {}, ...participantRows(campaign)),
     ),
-  );
+  ];
+  body.append(...parts.filter(Boolean));
 }
 
 function fillPicker(items) {
@@ -145,6 +147,13 @@ function fillPicker(items) {
     picker.append(h("option", { value: c.id }, `${c.name}（${tag}）`));
   }
   if (items.some((c) => c.id === chosen)) picker.value = chosen;
+  else picker.value = firstShown(items)?.id || "";
+}
+
+// The campaign the dialog opens on: the newest (the list comes newest first), a real one while
+// the board hides drills.
+function firstShown(items) {
+  return (view.drills() ? items[0] : items.find((c) => !c.exercise)) || items[0];
 }
 
 // Loads the list and the chosen campaign into the dialog; errors show in its alert line.
@@ -171,8 +180,8 @@ export async function refreshCampaigns() {
 }
 
 // Opens the dialog with app.js's request and naming helpers.
-export async function openCampaigns({ api, townshipName, fmtTime, mine = null }) {
-  Object.assign(view, { api, townshipName, fmtTime, mine });
+export async function openCampaigns({ api, townshipName, fmtTime, mine = null, drills = () => false }) {
+  Object.assign(view, { api, townshipName, fmtTime, mine, drills });
   const dialog = document.getElementById("campaign-dialog");
   document.getElementById("campaign-title").textContent = say("title");
   document.getElementById("campaign-pick-label").textContent = say("pick");

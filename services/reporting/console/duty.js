@@ -79,6 +79,7 @@ async function loadRoster() {
   const data = await api(`/v1/duty/roster?week=${week}`);
   const body = $("duty-roster-body");
   clear(body);
+  delete body.dataset.edited;
   const editable = office();
   for (const s of data.shifts) {
     const row = h(
@@ -96,20 +97,33 @@ async function loadRoster() {
   $("duty-roster-copy").hidden = !editable;
 }
 
-function readPerson(row, prefix) {
-  const name = row.querySelector(`[name=${prefix}-name]`).value.trim();
+// A person's two fields, or null when both are empty. A phone without a name is marked and
+// reported rather than dropped, so nobody typed in vanishes from the roster on save.
+function readPerson(row, prefix, problems) {
+  const nameInput = row.querySelector(`[name=${prefix}-name]`);
+  const name = nameInput.value.trim();
   const phone = row.querySelector(`[name=${prefix}-phone]`).value.trim();
+  nameInput.toggleAttribute("aria-invalid", Boolean(phone && !name));
+  if (phone && !name) problems.push(nameInput);
   return name ? { name, phone } : null;
 }
 
 async function saveRoster() {
   const week = $("duty-week").value;
+  const problems = [];
   const shifts = [...$("duty-roster-body").querySelectorAll("tr")].map((row) => ({
     day: row.dataset.day,
     code: row.dataset.code,
-    leader: readPerson(row, "leader"),
-    officers: [readPerson(row, "o1"), readPerson(row, "o2")].filter(Boolean),
+    leader: readPerson(row, "leader", problems),
+    officers: [readPerson(row, "o1", problems), readPerson(row, "o2", problems)].filter(Boolean),
   }));
+  if (problems.length) {
+    const shift = problems[0].closest("tr").firstChild.textContent;
+    $("duty-roster-status").textContent = "";
+    $("duty-roster-error").textContent = t("duty.name.missing", { shift, n: problems.length });
+    problems[0].focus();
+    return;
+  }
   try {
     await ui.api(`/v1/duty/roster/${week}`, { method: "PUT", body: { shifts } });
     $("duty-roster-status").textContent = t("duty.saved");
@@ -307,11 +321,14 @@ async function loadUpward() {
 
 const LOAD = { roster: loadRoster, handover: loadHandovers, spot: loadSpotChecks, upward: loadUpward };
 
-async function showTab(name) {
+// Going back to the roster tab keeps what was typed and not yet saved (a new week, a save or
+// reopening the dialog loads it afresh).
+async function showTab(name, { keepEdits = false } = {}) {
   for (const tab of TABS) {
     $(`duty-tab-${tab}`).setAttribute("aria-selected", tab === name ? "true" : "false");
     $(`duty-pane-${tab}`).hidden = tab !== name;
   }
+  if (keepEdits && name === "roster" && $("duty-roster-body").dataset.edited) return;
   try {
     await LOAD[name]();
   } catch (err) {
@@ -343,7 +360,11 @@ export function resetDuty() {
 export function wireDuty() {
   $("duty-btn").addEventListener("click", () => openDuty("roster"));
   $("duty-close").addEventListener("click", () => $("duty-dialog").close());
-  for (const tab of TABS) $(`duty-tab-${tab}`).addEventListener("click", () => showTab(tab));
+  for (const tab of TABS) $(`duty-tab-${tab}`).addEventListener("click", () => showTab(tab, { keepEdits: true }));
+  $("duty-roster-body").addEventListener("input", (event) => {
+    $("duty-roster-body").dataset.edited = "1";
+    if (event.target.value.trim()) event.target.removeAttribute("aria-invalid");
+  });
   $("duty-week").addEventListener("change", () => showTab("roster"));
   $("duty-month").addEventListener("change", () => showTab("spot"));
   $("duty-roster-save").addEventListener("click", saveRoster);

@@ -18,6 +18,8 @@ const TEXT = {
     lacking: "未报齐单位",
     diseases: "报告病例的病种",
     none: "各监测病种均为零报告",
+    none_so_far: "已报单位均未报告病例（尚有 {n} 个单位未报齐）",
+    nothing_filed: "尚无单位报送",
     all: "全部报齐",
     provisional: "{t} 截止（未到截止时间）",
     closed: "{t} 已截止",
@@ -39,6 +41,8 @@ const TEXT = {
     lacking: "Units not in full",
     diseases: "Diseases with cases",
     none: "Zero cases for every watched disease",
+    none_so_far: "No case from the units that filed ({n} units not yet in full)",
+    nothing_filed: "No unit has filed yet",
     all: "All filed",
     provisional: "due {t} (not yet due)",
     closed: "closed {t}",
@@ -78,6 +82,14 @@ function townshipRows(data) {
   );
 }
 
+// What the day's filings say when no case was reported: 「各监测病种均为零报告」 only once every
+// unit due has filed in full; before that, only what the units that filed have said.
+function noCasesLine(data) {
+  if (!data.units_missing) return say("none");
+  const anyFiled = (data.units || []).some((u) => u.status === "filed" || u.status === "partial");
+  return anyFiled ? say("none_so_far", { n: data.units_missing }) : say("nothing_filed");
+}
+
 function render(data) {
   const body = document.getElementById("epidemic-body");
   while (body.firstChild) body.removeChild(body.firstChild);
@@ -85,7 +97,8 @@ function render(data) {
     ? say("before")
     : say(data.past_cutoff ? "closed" : "provisional", { t: view.fmtTime(data.cutoff_at) });
   const withCases = (data.diseases || []).filter((d) => d.cases > 0);
-  body.append(
+  // append() writes null as the text "null": the parts a day may lack are dropped first.
+  const parts = [
     h("p", { class: "zero-date", id: "epidemic-date" }, `${data.date} · ${note}`),
     h(
       "div",
@@ -104,7 +117,7 @@ function render(data) {
             h("li", { class: "chip chip-missing", text: `${d.name}（${d.class}） ${say("unit_cases", { n: d.cases })}` }),
           ),
         )
-      : h("p", { class: "empty", id: "epidemic-diseases", text: say("none") }),
+      : h("p", { class: "empty", id: "epidemic-diseases", text: noCasesLine(data) }),
     h(
       "table",
       { class: "epi-table", id: "epidemic-townships" },
@@ -116,7 +129,8 @@ function render(data) {
       h("tbody", {}, ...townshipRows(data)),
     ),
     data.exercise_reports ? h("p", { class: "hint", text: say("drills", { n: data.exercise_reports }) }) : null,
-  );
+  ];
+  body.append(...parts.filter(Boolean));
 }
 
 // Loads the chosen day into the dialog; errors show in its alert line.
