@@ -159,6 +159,13 @@ def _settings(data_dir: Path, admin_key: str) -> Any:
     )
 
 
+def _county_zone(settings: Any) -> ZoneInfo:
+    """The county's time zone, as the services take it: from the deadline profile."""
+    from libs.common.profiles import deadline_profile
+
+    return ZoneInfo(deadline_profile(settings.deadline_profile).timezone)
+
+
 class _Feeder:
     """Posts through the in-process app (the public API, without a socket)."""
 
@@ -272,7 +279,7 @@ def load_fast(data_dir: Path, plan: Plan, admin_key: str, per_commit: int = 10) 
 
 def load(data_dir: Path, size: int, admin_key: str, how: str = "fast") -> dict[str, Any]:
     """Load ``size`` finalised incidents of history plus the measured day's open ones."""
-    tz = ZoneInfo(_settings(data_dir, admin_key).timezone)
+    tz = _county_zone(_settings(data_dir, admin_key))
     plan = Plan.of(size, tz, datetime.now(UTC))
     started = time.perf_counter()
     ids = (load_fast if how == "fast" else load_api)(data_dir, plan, admin_key)
@@ -362,7 +369,7 @@ def measure(size: int) -> dict[str, Any]:
         loaded = json.loads(out.stdout.strip().splitlines()[-1])
         with embedded_stack(data_dir=Path(tmp), admin_key=admin) as stack:
             key = make_key(stack.url, stack.admin_key)
-            tz = ZoneInfo(os.environ.get("YINGJI_TIMEZONE", "Asia/Shanghai"))
+            tz = _county_zone(_settings(Path(tmp), admin))
             today = datetime.now(UTC).astimezone(tz).date().isoformat()
             timings: dict[str, dict[str, Any]] = {}
             with httpx.Client(

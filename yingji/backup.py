@@ -11,6 +11,7 @@ checksum and every SQLite file's integrity before it writes anything, then moves
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -66,9 +67,17 @@ class Entry:
 
 def hold_data_dir(data_dir: Path) -> IO[str]:
     """Take the data directory's OS lock (the one ``yingji up`` holds while it runs) and write
-    this process's pid into it; raises DataDirInUseError when another process holds it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held by the caller
+    this process's pid into it; raises DataDirInUseError when another process holds it, and
+    BackupError when the directory cannot be made or written (a file, a read-only place)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise BackupError(f"the data directory {data_dir.resolve()} is a file, not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held by the caller
+    except OSError as exc:
+        raise BackupError(
+            f"cannot use {data_dir.resolve()} as the data directory: {exc.strerror or exc}"
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -81,6 +90,19 @@ def hold_data_dir(data_dir: Path) -> IO[str]:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+def release_data_dir(handle: IO[str], data_dir: Path, *, created: bool) -> None:
+    """Let go of the lock after a failed command; a directory the command created and left
+    holding nothing but the lock file goes too, so the failure leaves no trace."""
+    if created and [p.name for p in data_dir.iterdir()] == [LOCK_FILE]:
+        # Removed while still held, so no other process takes a lock file about to vanish.
+        (data_dir / LOCK_FILE).unlink()
+        handle.close()
+        with contextlib.suppress(OSError):
+            data_dir.rmdir()
+        return
+    handle.close()
 
 
 def _is_sqlite(path: Path) -> bool:
@@ -148,7 +170,12 @@ def backup(data_dir: Path, output_dir: Path, now: datetime | None = None) -> tup
     if not data_dir.is_dir():
         raise BackupError(f"no data directory at {data_dir.resolve()}")
     moment = now or datetime.now(UTC)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(
+            f"cannot write the archive into {output_dir.resolve()}: {exc.strerror or exc}"
+        ) from None
     target = output_dir / archive_name(moment)
     if target.exists():
         raise BackupError(f"{target} already exists")
@@ -259,6 +286,7 @@ def restore(archive: Path, data_dir: Path, *, replace: bool = False) -> tuple[in
     """Restore ``archive`` into ``data_dir``; the number of files and where the replaced files
     went (with ``replace``). Refuses a data directory in use, or one holding data without
     ``replace``; writes nothing unless the whole archive checks out."""
+    created = not data_dir.exists()
     lock = hold_data_dir(data_dir)
     try:
         present = _existing_state(data_dir)
@@ -275,6 +303,8 @@ def restore(archive: Path, data_dir: Path, *, replace: bool = False) -> tuple[in
                 target = data_dir / entry.path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(root / "data" / entry.path, target)
-        return len(entries), aside
-    finally:
-        lock.close()
+    except BaseException:
+        release_data_dir(lock, data_dir, created=created)
+        raise
+    lock.close()
+    return len(entries), aside

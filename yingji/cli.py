@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from libs.common import bus
+from libs.common.app import Runtime
+from libs.common.county import County
 from libs.common.logging import configure_logging
 from libs.common.settings import Settings
 from yingji.platform import SERVICE_MODULES, SERVICE_NAMES, build, load_specs
@@ -38,8 +42,7 @@ SETTING_HELP = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "bootstrap_admin_key": "the first admin key; empty: generated once into the data directory",
     "county_file": "county YAML (townships, teams, stock); empty: the demo county",
-    "deadline_profile": "reporting deadline profile",
-    "timezone": "the county's time zone",
+    "deadline_profile": "reporting deadline profile (it sets the county's local time zone too)",
     "max_body_bytes": "largest request body accepted",
     "relay_interval_seconds": "how often the outbox relay looks for unsent events",
     "relay_idle_seconds": "how seldom an idle relay looks (writes wake it at once)",
@@ -82,17 +85,76 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+# The services' own settings classes (``module:Class``), listed after the platform's.
+SERVICE_SETTINGS = (
+    "services.intake.config:IntakeSettings",
+    "services.reporting.duty.config:DutySettings",
+)
+# Variables a service reads by name rather than through a settings class: (help, default).
+FILE_VARIABLES = {
+    "YINGJI_WARNING_RULES_FILE": ("the warning rule table (YAML)", "services/warning/rules.yaml"),
+    "YINGJI_DISPATCH_RULES_FILE": (
+        "the dispatch rule table (YAML)",
+        "services/dispatch/rules.yaml",
+    ),
+    "YINGJI_DISPATCH_CAPABILITIES_FILE": (
+        "what each kind of team and stock can do (YAML)",
+        "services/dispatch/capabilities.yaml",
+    ),
+}
+# The duty office's settings say what they are for in comments, not descriptions.
+SERVICE_SETTING_HELP = {
+    "YINGJI_UPSTREAM_URL": "the city's platform the duty office reports up to (上报市); empty: off",
+    "YINGJI_UPSTREAM_TOKEN": "the token every push to the city's platform carries",
+    "YINGJI_UPSTREAM_TIMEOUT_SECONDS": "how long a push to the city's platform may take",
+    "YINGJI_UPSTREAM_DEADLINE_PROFILE": "the deadline profile that judges 迟报 upward",
+    "YINGJI_UPSTREAM_LEASE_SECONDS": "how long one process holds a push while it tries it",
+}
+
+
+def _shown_default(default: Any) -> Any:
+    if default in ("", None):
+        return "(empty)"
+    if isinstance(default, Path):
+        root = Path(__file__).resolve().parents[1]
+        if default.is_relative_to(root):
+            return default.relative_to(root)
+        if not default.is_absolute():
+            return f"./{default}"
+    return default
+
+
+def _settings_lines(settings_class: type[BaseSettings], notes: dict[str, str]) -> list[str]:
+    prefix = str(settings_class.model_config.get("env_prefix", "")).upper()
+    lines = []
+    for name, field in settings_class.model_fields.items():
+        default = _shown_default(field.get_default(call_default_factory=True))
+        variable = f"{prefix}{name.upper()}"
+        text = notes.get(name) or notes.get(variable) or field.description or ""
+        lines.append(f"  {variable:<39} {text} (default: {default})")
+    return lines
+
+
+def service_settings_classes() -> list[type[BaseSettings]]:
+    """The services' own settings classes, whose fields are ``YINGJI_*`` variables too."""
+    import importlib
+
+    classes = []
+    for path in SERVICE_SETTINGS:
+        module, name = path.split(":")
+        classes.append(getattr(importlib.import_module(module), name))
+    return classes
+
+
 def environment_help() -> str:
-    """The ``YINGJI_*`` variables with their defaults, listed from the Settings class."""
+    """Every ``YINGJI_*`` variable with its default: the platform's Settings, the services'
+    settings classes and the rule files the services read by name."""
     lines = ["environment (each setting can be given as a variable):"]
-    for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        shown = "(empty)" if default in ("", None) else default
-        if isinstance(default, Path) and not default.is_absolute():
-            shown = f"./{default}"
-        variable = f"YINGJI_{name.upper()}"
-        text = SETTING_HELP.get(name) or field.description or ""
-        lines.append(f"  {variable:<36}{text} (default: {shown})")
+    lines += _settings_lines(Settings, SETTING_HELP)
+    for settings_class in service_settings_classes():
+        lines += _settings_lines(settings_class, SERVICE_SETTING_HELP)
+    for variable, (text, default) in FILE_VARIABLES.items():
+        lines.append(f"  {variable:<39} {text} (default: {default})")
     return "\n".join(lines)
 
 
@@ -107,12 +169,43 @@ def _settings(**overrides: Any) -> Settings:
 def lock_data_dir(data_dir: Path) -> IO[str]:
     """Hold an OS lock on the data directory for this process's lifetime (one process per
     embedded store); the OS releases it however the process ends."""
-    from yingji.backup import DataDirInUseError, hold_data_dir
+    from yingji.backup import BackupError, hold_data_dir
 
     try:
         return hold_data_dir(data_dir)
-    except DataDirInUseError as exc:
+    except BackupError as exc:
         fail(str(exc))
+
+
+def check_port(port: int | None) -> None:
+    """Refuse a port number TCP does not have (the socket layer would wrap or reject it)."""
+    if port is not None and not 1 <= port <= 65535:
+        fail(f"--port {port}: a port is a number from 1 to 65535")
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """Validation errors of a file's content as ``field.path: reason``, one after another."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or '(the whole file)'}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
+def load_county_file(path: Path | None) -> County:
+    """The county of ``YINGJI_COUNTY_FILE`` (the demo county when unset), read before anything
+    starts; a missing, unreadable or invalid file is one line naming the file and the field."""
+    import yaml
+
+    from libs.common.county import load_county
+
+    try:
+        return load_county(path)
+    except OSError as exc:
+        fail(f"cannot read the county file {path} (YINGJI_COUNTY_FILE): {exc.strerror or exc}")
+    except yaml.YAMLError as exc:
+        fail(f"the county file {path} is not valid YAML: {' '.join(str(exc).split())}")
+    except ValidationError as exc:
+        fail(f"the county file {path} is not valid: {validation_problems(exc)}")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -175,11 +268,34 @@ class _Server(uvicorn.Server):
             self.on_started()
 
 
+def _start(
+    settings: Settings, services: Sequence[str], *, one_per_data_dir: bool
+) -> tuple[socket.socket, IO[str] | None, FastAPI, Runtime]:
+    """The listening socket, the data directory's lock and the assembled app, taken in the
+    order that makes a failure leave nothing behind (a directory it created goes again)."""
+    from yingji.backup import release_data_dir
+
+    county = load_county_file(settings.county_file)
+    listener = bind(settings.host, settings.port)
+    created = not settings.data_dir.exists()
+    try:
+        lock = lock_data_dir(settings.data_dir) if one_per_data_dir else None
+    except BaseException:
+        listener.close()
+        raise
+    try:
+        app, runtime = build(settings, services, county=county)
+    except BaseException:
+        listener.close()
+        if lock is not None:
+            release_data_dir(lock, settings.data_dir, created=created)
+        raise
+    return listener, lock, app, runtime
+
+
 def _serve(settings: Settings, services: Sequence[str], *, one_per_data_dir: bool) -> None:
     configure_logging(settings.log_format, settings.log_level)
-    lock = lock_data_dir(settings.data_dir) if one_per_data_dir else None
-    listener = bind(settings.host, settings.port)
-    app, runtime = build(settings, services)
+    listener, lock, app, runtime = _start(settings, services, one_per_data_dir=one_per_data_dir)
 
     def started() -> None:
         sys.stderr.write(banner(settings, runtime.generated_admin_key, services))
@@ -206,6 +322,7 @@ def _serve(settings: Settings, services: Sequence[str], *, one_per_data_dir: boo
 
 def cmd_up(args: argparse.Namespace) -> None:
     """All four services in one process: embedded store, memory bus, demo county."""
+    check_port(args.port)
     settings = _settings(host=args.host, port=args.port, data_dir=args.data_dir)
     _serve(settings, SERVICE_NAMES, one_per_data_dir=True)
 
@@ -213,6 +330,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     """One service, for the distributed mode (bus and store from the environment)."""
     # The distributed services may share a data directory (the test and bench stacks do).
+    check_port(args.port)
     _serve(_settings(host=args.host, port=args.port), [args.service], one_per_data_dir=False)
 
 
@@ -448,8 +566,16 @@ def cmd_migrate_store(args: argparse.Namespace) -> None:
     """Bring a data directory of the previous embedded store over to the SQLite files."""
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     settings = Settings(**overrides)
-    for name, copied in migrate_data_dir(settings):
-        print(f"{name}: {copied} copied (已迁移 {copied} 条)")
+    if not settings.data_dir.is_dir():
+        fail(f"no data directory at {settings.data_dir.resolve()}")
+    # The same lock `up` holds: a running platform's files are not copied under it.
+    lock = lock_data_dir(settings.data_dir)
+    try:
+        copied = migrate_data_dir(settings)
+    finally:
+        lock.close()
+    for name, count in copied:
+        print(f"{name}: {count} copied (已迁移 {count} 条)")
 
 
 def migrate_data_dir(settings: Settings) -> list[tuple[str, int]]:
@@ -631,8 +757,14 @@ def _quiet_broken_pipe() -> NoReturn:
 
 def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
+        classes: list[type[BaseSettings]] = [Settings, *service_settings_classes()]
+        prefixes = {
+            cls.__name__: str(cls.model_config.get("env_prefix", "")).upper() for cls in classes
+        }
+        if exc.title not in prefixes:
+            return f"{exc.title} is not valid: {validation_problems(exc)}"
         problems = "; ".join(
-            f"YINGJI_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            f"{prefixes[exc.title]}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
             for error in exc.errors()
         )
         return f"a setting is not valid: {problems}"

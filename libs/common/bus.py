@@ -54,6 +54,8 @@ RETRY_HEADER = "x-yingji-retry"
 # Longest a memory-bus consumer sleeps with nothing to do (puts and stops wake it sooner; this
 # bounds how long a stop that slips in just before the wait can go unnoticed).
 MEMORY_IDLE_WAIT_SECONDS = 5.0
+# How long an idle relay's check waits for the broker's frames (heartbeats, a close).
+KEEP_ALIVE_READ_SECONDS = 0.01
 # A handler returns False when it recognised a duplicate and changed nothing.
 Handler = Callable[[EventEnvelope], bool | None]
 
@@ -389,6 +391,24 @@ class Publisher:
                 continue
         if confirms.failures:
             raise PublishError("; ".join(confirms.failures[:3]))
+
+    def check(self) -> None:
+        """Connect now if not connected, and on AMQP read the broker's frames and heartbeats:
+        an idle relay still tells whether it could publish (``yingji_bus_connected``)."""
+        try:
+            self._ensure()
+            if _is_amqp(self.settings.bus_url):
+                self._keep_alive()
+        except Exception as exc:
+            self.close()
+            raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _keep_alive(self) -> None:
+        assert self._connection is not None
+        # Reading is what notices a broker that went away, and what records its heartbeats.
+        with contextlib.suppress(TimeoutError):
+            self._connection.drain_events(timeout=KEEP_ALIVE_READ_SECONDS)
+        self._connection.heartbeat_check()
 
     def close(self) -> None:
         """Drop the connection; the next publish reconnects."""

@@ -14,12 +14,17 @@ _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
 # API keys (``yj_<id>_<secret>``) and bearer tokens, wherever they appear in text.
 _KEY = re.compile(r"\byj_[A-Za-z0-9]+_[A-Za-z0-9_\-]{8,}")
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+# A village's acknowledgement link (/v1/warnings/ack/<token>) is a credential: whoever has it can
+# acknowledge the warning. Its first characters stay, to correlate a line with a delivery.
+_ACK_LINK = re.compile(r"(/v1/warnings/ack/)([A-Za-z0-9_\-]{0,6})[A-Za-z0-9_\-]*")
 _SECRET_KEYS = {"key", "api_key", "authorization", "token", "password", "phone", "secret"}
 
 
 def redact_text(text: str) -> str:
-    """Mask personal phone numbers, API keys and bearer tokens in free text."""
+    """Mask personal phone numbers, API keys, bearer tokens and acknowledgement links' tokens
+    in free text."""
     text = _KEY.sub("yj_***", text)
+    text = _ACK_LINK.sub(r"\1\2***", text)
     text = _BEARER.sub(r"\1***", text)
     return _PHONE.sub(r"\1****\2", text)
 

@@ -36,6 +36,9 @@ PENDING = "_outbox_pending"
 LEASE = "_outbox_lease"
 JOURNAL_COLLECTION = "_sent_journal"
 WAKE_GATHER_SECONDS = 0.005
+# How often a relay looks at its broker connection at most (an idle relay wakes at least every
+# ``relay_idle_seconds``, so that bounds how stale ``yingji_bus_connected`` gets).
+CHECK_SECONDS = 1.0
 
 OUTBOX_INDEXES: list[dict[str, Any]] = [{"keys": [(PENDING, 1)]}]
 
@@ -432,6 +435,7 @@ class OutboxRelay(threading.Thread):
         self._stopping = threading.Event()
         self._last_gauge = 0.0
         self._last_purge = 0.0
+        self._last_check = -CHECK_SECONDS
         self.log = structlog.get_logger().bind(service=service, component="relay")
 
     def wake(self) -> None:
@@ -450,6 +454,7 @@ class OutboxRelay(threading.Thread):
         while not self._stopping.is_set():
             self._wake.clear()
             try:
+                self._check_connection()
                 published = self.drain()
                 backoff = 0.0
                 idle_wait = self._next_idle_wait(idle_wait, published)
@@ -467,6 +472,16 @@ class OutboxRelay(threading.Thread):
                 # of a round of transactions per event competing with the requests.
                 self._stopping.wait(WAKE_GATHER_SECONDS)
         self.publisher.close()
+
+    def _check_connection(self) -> None:
+        """Connect at start and look at the connection at least every ``CHECK_SECONDS``, so
+        ``yingji_bus_connected{role="relay"}`` is 1 for a healthy idle relay and 0 for one that
+        cannot reach the broker, whether or not it has anything to publish."""
+        now = time.monotonic()
+        if now - self._last_check < CHECK_SECONDS:
+            return
+        self._last_check = now
+        self.publisher.check()
 
     def _next_idle_wait(self, current: float, published: int) -> float:
         """The poll interval after a round: reset by work, doubled by an empty round.

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     mongo_url: str = ""
     database_prefix: str = "yingji"
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     # Where the public reaches the API (links in the Atom feed); never taken from a request's
     # Host header, which any client can set. Empty: the listening address.
     public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     bootstrap_admin_key: str = ""
     county_file: Path | None = None
+    # The county's local time zone is not a setting: it is the deadline profile's
+    # (``timezone`` in libs/common/data/deadline-profiles.yaml) and the county file's.
     deadline_profile: str = "default"
-    timezone: str = "Asia/Shanghai"
 
     max_body_bytes: int = 256 * 1024
     relay_interval_seconds: float = 0.5

@@ -67,8 +67,9 @@ SUMMARIES_PUBLISHED = Counter(
 )
 TIMELINE_EVENTS = Counter(
     "yingji_reporting_timeline_events_total",
-    "Events recorded in the timeline (first delivery only), by source",
-    ["service", "source"],
+    "Events recorded in the timeline (first delivery only), by source; exercise=true for "
+    "events flagged as drills (演练), left out of dashboards",
+    ["service", "source", "exercise"],
 )
 
 
@@ -119,6 +120,7 @@ def start_at_zero(township_codes: list[str]) -> None:
         SUMMARIES_PUBLISHED.labels(SERVICE, kind)
     # The timeline records every registered event type, so every source.
     for source in sorted({source for source, _ in registered_event_types()}):
-        TIMELINE_EVENTS.labels(SERVICE, source)
+        for exercise in ("false", "true"):
+            TIMELINE_EVENTS.labels(SERVICE, source, exercise)
     ZERO_REPORTS_FILED_TODAY.labels(SERVICE)
     ZERO_REPORTS_MISSING_TODAY.labels(SERVICE)

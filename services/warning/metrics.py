@@ -27,13 +27,14 @@ ISSUE_TO_ACK = Histogram(
 )
 DELIVERY_ATTEMPTS = Counter(
     "yingji_warning_delivery_attempts_total",
-    "Delivery attempts by channel and outcome (delivered / error)",
-    ["service", "channel", "outcome"],
+    "Delivery attempts by channel and outcome (delivered / error); exercise=true for drills"
+    " (演练), left out of dashboards",
+    ["service", "channel", "outcome", "exercise"],
 )
 DELIVERY_FAILURES = Counter(
     "yingji_warning_delivery_failures_total",
-    "Deliveries given up after their last attempt, by channel",
-    ["service", "channel"],
+    "Deliveries given up after their last attempt, by channel; exercise=true for drills (演练)",
+    ["service", "channel", "exercise"],
 )
 DELIVERIES_PENDING = Gauge(
     "yingji_warning_deliveries_pending",
@@ -64,7 +65,13 @@ VILLAGE_ESCALATIONS = Counter(
 )
 
 DELIVERY_OUTCOMES = ("delivered", "error")
+EXERCISE_LABELS = ("false", "true")
 PLANNED_KINDS = ("township", "village", "enterprise", "escalation")
+
+
+def exercise_label(exercise: object) -> str:
+    """The ``exercise`` label value of a drill (``true``) or real (``false``) delivery."""
+    return "true" if exercise else "false"
 
 
 def start_at_zero(
@@ -81,9 +88,10 @@ def start_at_zero(
     for kind in PLANNED_KINDS:
         DELIVERIES_PLANNED.labels(SERVICE, kind)
     for channel in channels:
-        DELIVERY_FAILURES.labels(SERVICE, channel)
-        for outcome in DELIVERY_OUTCOMES:
-            DELIVERY_ATTEMPTS.labels(SERVICE, channel, outcome)
+        for exercise in EXERCISE_LABELS:
+            DELIVERY_FAILURES.labels(SERVICE, channel, exercise)
+            for outcome in DELIVERY_OUTCOMES:
+                DELIVERY_ATTEMPTS.labels(SERVICE, channel, outcome, exercise)
     for hazard in hazards:
         SUGGESTIONS.labels(SERVICE, hazard)
     DELIVERIES_PENDING.labels(SERVICE)

@@ -962,16 +962,16 @@ class WarningUseCases(LastMile):
         message = self.outgoing(delivery)
         error = self._send({**delivery, "message": message}, channel)
         now = self.now()
-        label = delivery["channel"]
+        label, drill = delivery["channel"], metrics.exercise_label(delivery.get("exercise"))
         if error is None:
-            metrics.DELIVERY_ATTEMPTS.labels(SERVICE, label, "delivered").inc()
+            metrics.DELIVERY_ATTEMPTS.labels(SERVICE, label, "delivered", drill).inc()
             # Only a drill's link is kept readable: a real one exists only in the message.
             link = message.get("ack_url") if delivery.get("exercise") else None
             outcome = DeliveryOutcome("delivered", tries, None, now, exercise_ack_url=link)
             self.repo.record_delivery_attempt(delivery["_id"], outcome, [])
             self._first_delivery(delivery, now)
             return
-        metrics.DELIVERY_ATTEMPTS.labels(SERVICE, label, "error").inc()
+        metrics.DELIVERY_ATTEMPTS.labels(SERVICE, label, "error", drill).inc()
         if channel is None or tries >= channel.policy.max_attempts:
             self._give_up(delivery, tries, error, now)
             return
@@ -1002,7 +1002,8 @@ class WarningUseCases(LastMile):
         evt = events.delivery_failed_event(self.clock, delivery, tries, error)
         outcome = DeliveryOutcome("failed", tries, error, now)
         self.repo.record_delivery_attempt(delivery["_id"], outcome, [evt])
-        metrics.DELIVERY_FAILURES.labels(SERVICE, delivery["channel"]).inc()
+        drill = metrics.exercise_label(delivery.get("exercise"))
+        metrics.DELIVERY_FAILURES.labels(SERVICE, delivery["channel"], drill).inc()
         self.wake_relay()
         self.log.warning(
             "warning_delivery_failed",

@@ -4,11 +4,18 @@ setting of the Settings class is listed as its YINGJI_* variable."""
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from libs.common.settings import Settings
 from yingji.cli import main, parser
+from yingji.platform import load_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIABLE = re.compile(r"YINGJI_[A-Z0-9_]*[A-Z0-9]\b")
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +68,56 @@ def test_drill_defaults_to_the_local_port_of_yingji_port(monkeypatch: pytest.Mon
     assert parser().parse_args(["drill"]).url == "http://127.0.0.1:18123"
     monkeypatch.delenv("YINGJI_PORT")
     assert parser().parse_args(["drill"]).url == "http://127.0.0.1:8000"
+
+
+def _settings_classes() -> list[type[BaseSettings]]:
+    """Every settings class of the platform and its services (all service modules loaded)."""
+    load_specs()
+    found, todo = [], list(BaseSettings.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.split(".")[0] in ("libs", "services", "yingji"):
+            found.append(cls)
+    return found
+
+
+def variables_read_anywhere() -> set[str]:
+    """The YINGJI_* variables of every settings class and every name the code spells out."""
+    names = {
+        f"{str(cls.model_config.get('env_prefix', '')).upper()}{field.upper()}"
+        for cls in _settings_classes()
+        for field in cls.model_fields
+    }
+    for top in ("libs", "services", "yingji"):
+        for path in (ROOT / top).rglob("*.py"):
+            names |= set(VARIABLE.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+def test_every_yingji_variable_read_anywhere_is_listed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = {row.split()[0] for row in capsys.readouterr().out.splitlines() if row.strip()}
+    read = variables_read_anywhere()
+    assert {"YINGJI_UPSTREAM_URL", "YINGJI_INTAKE_CLOCK_SKEW_SECONDS"} <= read
+    assert sorted(read - listed) == []
+
+
+def test_no_setting_is_left_unread() -> None:
+    """A setting nothing reads is a promise the platform does not keep (YINGJI_TIMEZONE was)."""
+    code = "\n".join(
+        path.read_text(encoding="utf-8")
+        for top in ("libs", "services", "yingji")
+        for path in (ROOT / top).rglob("*.py")
+        if path != ROOT / "libs" / "common" / "settings.py"
+    )
+    own = (ROOT / "libs" / "common" / "settings.py").read_text(encoding="utf-8")
+    unread = [
+        name
+        for name in Settings.model_fields
+        if not re.search(rf"settings\.{name}\b", code) and f"self.{name}" not in own
+    ]
+    assert unread == []

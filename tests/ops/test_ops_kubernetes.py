@@ -102,6 +102,22 @@ def test_secret_template_validates_and_holds_every_key_the_pods_read(
         assert refs == [template["metadata"]["name"]]
 
 
+def test_pods_get_every_variable_compose_gives_the_services(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """What compose sets for every service, the pods read from yingji-settings or
+    yingji-secrets (the bus URL from their own Secret): a Kubernetes county can set it too."""
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    (settings,) = [
+        c for n, c in by_kind(rendered["base"], "ConfigMap").items() if n.startswith("yingji-set")
+    ]
+    secret = load_yaml(K8S / "base" / "secret.template.yaml")["stringData"]
+    given = set(settings["data"]) | set(secret) | {"YINGJI_BUS_URL"}
+    assert {"YINGJI_UPSTREAM_URL", "YINGJI_UPSTREAM_TOKEN"} <= set(compose["x-yingji-env"])
+    assert sorted(set(compose["x-yingji-env"]) - given) == []
+    assert settings["data"]["YINGJI_UPSTREAM_URL"] == "", "upward reporting is off by default"
+
+
 def test_each_service_connects_as_its_own_broker_user(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
@@ -283,7 +299,7 @@ def test_overlay_puts_everything_in_its_namespace(
     (settings,) = [
         c for n, c in by_kind(docs, "ConfigMap").items() if n.startswith("yingji-settings-")
     ]
-    assert settings["data"]["YINGJI_TIMEZONE"] == "Asia/Shanghai"
+    assert settings["data"]["YINGJI_DEADLINE_PROFILE"] == "default"
     assert settings["data"]["YINGJI_LOG_FORMAT"] == "json", "merged over the base settings"
 
 

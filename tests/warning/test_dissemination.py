@@ -119,7 +119,10 @@ def test_webhook_retries_with_backoff_until_delivered(
         with make_stack(county=county) as stack:
             stack.without_enterprises()
             before = metric(
-                "yingji_warning_delivery_attempts_total", channel="短信网关", outcome="error"
+                "yingji_warning_delivery_attempts_total",
+                channel="短信网关",
+                outcome="error",
+                exercise="false",
             )
             wid = stack.issue(level=3).json()["id"]
             svc = stack.service
@@ -150,7 +153,10 @@ def test_webhook_retries_with_backoff_until_delivered(
             }
             assert (
                 metric(
-                    "yingji_warning_delivery_attempts_total", channel="短信网关", outcome="error"
+                    "yingji_warning_delivery_attempts_total",
+                    channel="短信网关",
+                    outcome="error",
+                    exercise="false",
                 )
                 - before
                 == 4
@@ -185,7 +191,9 @@ def test_webhook_gives_up_after_max_attempts(make_stack: Callable[..., Any]) -> 
         )
         with make_stack(county=county) as stack:
             stack.without_enterprises()
-            failures = metric("yingji_warning_delivery_failures_total", channel="广播")
+            failures = metric(
+                "yingji_warning_delivery_failures_total", channel="广播", exercise="false"
+            )
             wid = stack.issue(level=3, areas=[TOWNSHIP_A]).json()["id"]
             for _ in range(3):
                 assert stack.service.run_deliveries() == 1
@@ -194,7 +202,11 @@ def test_webhook_gives_up_after_max_attempts(make_stack: Callable[..., Any]) -> 
             view = deliveries(stack, wid)
             assert states(view, "广播") == {TOWNSHIP_A: ("failed", 3)}
             assert view["summary"]["deliveries"]["failed"] == 1
-            assert metric("yingji_warning_delivery_failures_total", channel="广播") - failures == 1
+            assert (
+                metric("yingji_warning_delivery_failures_total", channel="广播", exercise="false")
+                - failures
+                == 1
+            )
             stack.settle()
             failed = stack.probe.of("warning_delivery_failed")
             assert len(failed) == 1
@@ -395,3 +407,29 @@ def test_an_issued_warning_wakes_the_delivery_worker(make_stack: Callable[..., A
             time.sleep(0.05)
         assert states(view, "值班日志") == {TOWNSHIP_A: ("delivered", 1)}
         assert stack.service.rules.delivery.worker_interval_seconds == 3600
+
+
+def test_drill_deliveries_are_counted_apart_from_real_ones(wstack: WarningStack) -> None:
+    """A drill's deliveries raise only exercise="true"; both series exist at 0 from the start."""
+    labels = {"channel": "值班日志", "outcome": "delivered"}
+    for exercise in ("false", "true"):
+        series = {"service": "warning", **labels, "exercise": exercise}
+        assert (
+            REGISTRY.get_sample_value("yingji_warning_delivery_attempts_total", series) is not None
+        )
+    real, drill = (
+        metric("yingji_warning_delivery_attempts_total", **labels, exercise=e)
+        for e in ("false", "true")
+    )
+    wstack.issue(exercise=True)
+    drill_attempts = wstack.service.run_deliveries()
+    assert drill_attempts > 0
+    assert metric("yingji_warning_delivery_attempts_total", **labels, exercise="true") - drill == (
+        drill_attempts
+    )
+    assert metric("yingji_warning_delivery_attempts_total", **labels, exercise="false") == real
+    wstack.issue()
+    real_attempts = wstack.service.run_deliveries()
+    assert metric("yingji_warning_delivery_attempts_total", **labels, exercise="false") - real == (
+        real_attempts
+    )
