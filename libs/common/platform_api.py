@@ -14,6 +14,7 @@ from libs.common.auth import KeyStore, Principal, Role
 from libs.common.county import village_views
 from libs.common.errors import ApiError, not_found
 from libs.common.hazards import HAZARDS
+from libs.common.jsontypes import JsonInt
 from libs.common.openapi import errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -55,7 +56,7 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     queue: Text = Field(min_length=1, max_length=255)
-    limit: int | None = Field(default=None, ge=1, le=100_000)
+    limit: JsonInt | None = Field(default=None, ge=1, le=100_000)
 
 
 # Where a person or a client goes next: the documentation, the console and the probes. Paths,

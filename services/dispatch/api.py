@@ -15,6 +15,7 @@ from libs.common.auth import Principal, Role
 from libs.common.county import TEAM_KINDS, Contact
 from libs.common.errors import field_error
 from libs.common.idempotency import fingerprint, validate_key
+from libs.common.jsontypes import JsonBool, JsonInt, JsonNumber
 from libs.common.openapi import Limit, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -64,7 +65,7 @@ class TeamIn(_Strict):
         min_length=1, max_length=30, description="专业能力 capabilities, e.g. flood, rescue"
     )
     township_code: str = Field(pattern=CODE_PATTERN, description="驻地乡镇代码 base township")
-    headcount: int = Field(ge=1, le=100_000, description="人数 headcount")
+    headcount: JsonInt = Field(ge=1, le=100_000, description="人数 headcount")
     contact: Contact = Field(description="联系人 contact person and phone")
     status: Literal["available", "standby", "resting"] = Field(
         default="available", description="状态 status: available (待命可用), standby, resting"
@@ -87,7 +88,7 @@ class TeamPatch(_Strict):
     township_code: str | None = Field(
         default=None, pattern=CODE_PATTERN, description="驻地乡镇代码 base township"
     )
-    headcount: int | None = Field(default=None, ge=1, le=100_000, description="人数 headcount")
+    headcount: JsonInt | None = Field(default=None, ge=1, le=100_000, description="人数 headcount")
     contact: Contact | None = Field(default=None, description="联系人 contact")
     status: Literal["available", "standby", "resting"] | None = Field(
         default=None, description="状态 status: available, standby or resting (休整)"
@@ -122,7 +123,7 @@ class ResourceIn(_Strict):
 
     warehouse_id: Text = Field(min_length=1, max_length=64, description="仓库编号 warehouse id")
     item_code: str = Field(pattern=NAME_PATTERN, description="物资代码 item code")
-    quantity: float = Field(gt=0, le=1e9, allow_inf_nan=False, description="数量 quantity")
+    quantity: JsonNumber = Field(gt=0, le=1e9, allow_inf_nan=False, description="数量 quantity")
 
 
 class DispatchIn(_Strict):
@@ -136,7 +137,7 @@ class DispatchIn(_Strict):
         default_factory=list, max_length=50, description="调拨物资 supplies to send"
     )
     note: Text = Field(default="", max_length=1000, description="备注 note for the teams")
-    exercise: bool = Field(
+    exercise: JsonBool = Field(
         default=False,
         description="演练 drill order: reserves no real team or stock, records what it would take; "
         "always true for a drill incident",
@@ -154,7 +155,7 @@ class ReturnedIn(_Strict):
 
     warehouse_id: Text = Field(min_length=1, max_length=64, description="仓库编号 warehouse id")
     item_code: str = Field(pattern=NAME_PATTERN, description="物资代码 item code")
-    quantity: float = Field(ge=0, le=1e9, allow_inf_nan=False, description="归还数量 quantity")
+    quantity: JsonNumber = Field(ge=0, le=1e9, allow_inf_nan=False, description="归还数量 quantity")
 
 
 class StatusIn(_Strict):
@@ -174,7 +175,7 @@ class StockAdjustIn(_Strict):
 
     warehouse_id: Text = Field(min_length=1, max_length=64, description="仓库编号 warehouse id")
     item_code: str = Field(pattern=NAME_PATTERN, description="物资代码 item code")
-    delta: float = Field(
+    delta: JsonNumber = Field(
         ge=-1e9, le=1e9, allow_inf_nan=False, description="变动数量 change (+ in, − out)"
     )
     reason: Text = Field(min_length=1, max_length=500, description="调整原因 reason")
@@ -194,10 +195,10 @@ class StockLineIn(_Strict):
     item_code: str = Field(pattern=NAME_PATTERN, description="物资代码 item code")
     name: Text = Field(min_length=1, max_length=100, description="物资名称 item name")
     unit: Text = Field(min_length=1, max_length=20, description="计量单位 unit")
-    quantity: float = Field(
+    quantity: JsonNumber = Field(
         default=0, ge=0, le=1e9, allow_inf_nan=False, description="初始数量 initial quantity"
     )
-    min_level: float = Field(
+    min_level: JsonNumber = Field(
         default=0, ge=0, le=1e9, allow_inf_nan=False, description="最低储备 minimum level"
     )
 
@@ -207,7 +208,7 @@ class StockLinePatch(_Strict):
 
     name: Text | None = Field(default=None, min_length=1, max_length=100, description="物资名称")
     unit: Text | None = Field(default=None, min_length=1, max_length=20, description="计量单位")
-    min_level: float | None = Field(
+    min_level: JsonNumber | None = Field(
         default=None, ge=0, le=1e9, allow_inf_nan=False, description="最低储备 minimum level"
     )
 
@@ -215,7 +216,7 @@ class StockLinePatch(_Strict):
 class PlanIn(_Strict):
     """An operator's activation of a response plan (预案启动), e.g. on a township's request."""
 
-    level: int = Field(ge=1, le=4, description="响应级别 response level, 1 = Ⅰ级 highest")
+    level: JsonInt = Field(ge=1, le=4, description="响应级别 response level, 1 = Ⅰ级 highest")
     hazard: str = Field(
         pattern=NAME_PATTERN, description="灾种 hazard or incident category (capabilities table)"
     )
@@ -233,7 +234,7 @@ class PlanIn(_Strict):
         default=None, pattern=CODE_PATTERN, description="请求支援的乡镇 requesting township"
     )
     reason: Text = Field(min_length=1, max_length=1000, description="启动理由 why")
-    exercise: bool = Field(
+    exercise: JsonBool = Field(
         default=False,
         description="演练 drill plan: puts no real team on standby, names the teams it would call",
     )
@@ -250,7 +251,7 @@ class PlanIn(_Strict):
 class PlanLevelIn(_Strict):
     """A new response level (调整响应级别)."""
 
-    level: int = Field(ge=1, le=4, description="响应级别 response level")
+    level: JsonInt = Field(ge=1, le=4, description="响应级别 response level")
     reason: Text = Field(min_length=1, max_length=1000, description="调整理由 why")
 
 

@@ -130,6 +130,19 @@ def valid_quantity(value: float) -> bool:
     return math.isfinite(value) and value >= 0
 
 
+# Units of items counted one by one (量词): half a boat or a tent is no stock at all. Measured
+# goods (吨、千克、升、米、立方米 …) divide, and so does any unit not listed here: a stock line may
+# name its unit freely, and an unknown unit must not block an order in an emergency.
+COUNTED_UNITS = frozenset("艘台顶个件套辆箱床条根袋包桶瓶双副把张块支只盏部架组盒捆卷具面座枚罐提")
+
+
+def fraction_error(quantity: float, unit: str) -> str | None:
+    """Why ``quantity`` cannot be an amount of an item counted in ``unit``, or None when it can."""
+    if unit.strip() not in COUNTED_UNITS or float(quantity).is_integer():
+        return None
+    return f"以“{unit.strip()}”计的物资须为整数，不能是 {quantity:g}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Capabilities and suggestions
 

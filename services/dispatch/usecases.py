@@ -293,6 +293,8 @@ class DispatchUseCases:
         warehouse_id, item_code = fields["warehouse_id"], fields["item_code"]
         if self.repo.warehouse(warehouse_id) is None:
             raise field_error("warehouse_id", f"未知仓库 {warehouse_id}")
+        if fraction := domain.fraction_error(fields["quantity"], fields["unit"]):
+            raise field_error("quantity", fraction)
         now = self.now()
         doc = new_line(
             warehouse_id, item_code, fields["name"], fields["unit"], fields["min_level"], now
@@ -333,6 +335,7 @@ class DispatchUseCases:
             else f"adj:{uuid.uuid4().hex}"
         )
         ident = line_id(warehouse_id, item_code)
+        self._refuse_fraction(ident, delta, "delta")
         entry = self._ledger_entry(
             {"warehouse_id": warehouse_id, "item_code": item_code},
             entry_id,
@@ -466,19 +469,31 @@ class DispatchUseCases:
         lines = [domain.Line(r["warehouse_id"], r["item_code"], r["quantity"]) for r in resources]
         for index in domain.duplicate_lines(lines):
             errors.append({"path": f"resources.{index}", "reason": "库存条目重复"})
-        for index, line in enumerate(lines):
-            if self.repo.stock_line(line_id(line.warehouse_id, line.item_code)) is None:
-                errors.append(
-                    {
-                        "path": f"resources.{index}.item_code",
-                        "reason": f"仓库 {line.warehouse_id} 未储备 {line.item_code}",
-                    }
-                )
+        errors += self._resource_errors(lines)
         if incident is None:
             errors.append({"path": "incident_id", "reason": "未知事件"})
         elif exercise and not incident.get("exercise"):
             errors.append({"path": "exercise", "reason": "演练调派单只能用于演练事件"})
         return errors
+
+    def _resource_errors(self, lines: Sequence[domain.Line]) -> list[dict[str, str]]:
+        """Lines naming stock a warehouse does not keep, or a fraction of a whole-unit item."""
+        errors = []
+        for index, line in enumerate(lines):
+            stock = self.repo.stock_line(line_id(line.warehouse_id, line.item_code))
+            if stock is None:
+                reason = f"仓库 {line.warehouse_id} 未储备 {line.item_code}"
+                errors.append({"path": f"resources.{index}.item_code", "reason": reason})
+            elif fraction := domain.fraction_error(line.quantity, stock["unit"]):
+                errors.append({"path": f"resources.{index}.quantity", "reason": fraction})
+        return errors
+
+    def _refuse_fraction(self, ident: str, quantity: float, path: str) -> None:
+        """422 when ``quantity`` would split an item the stock line counts in whole units."""
+        stock = self.repo.stock_line(ident)
+        reason = domain.fraction_error(quantity, stock["unit"]) if stock else None
+        if reason:
+            raise field_error(path, reason)
 
     def place_order(
         self, order: Mapping[str, Any], scope: str, digest: str
@@ -651,9 +666,12 @@ class DispatchUseCases:
         self.refresh_gauges()
         return moved
 
-    @staticmethod
     def _check_step(
-        order: Mapping[str, Any], current: str, wanted: str, returned: Sequence[Mapping[str, Any]]
+        self,
+        order: Mapping[str, Any],
+        current: str,
+        wanted: str,
+        returned: Sequence[Mapping[str, Any]],
     ) -> None:
         """409 for a step the life cycle forbids; 422 for returns that do not match."""
         reason = domain.transition_error(current, wanted)
@@ -672,8 +690,18 @@ class DispatchUseCases:
         ]
         back = [domain.Line(r["warehouse_id"], r["item_code"], r["quantity"]) for r in returned]
         errors = domain.return_errors(dispatched, back)
+        errors += self._returned_fraction_errors(back)
         if errors:
             raise ApiError(422, "invalid_return", "归还物资与调拨不符", fields=errors)
+
+    def _returned_fraction_errors(self, back: Sequence[domain.Line]) -> list[dict[str, str]]:
+        """Returned quantities that would split an item counted in whole units."""
+        errors = []
+        for index, line in enumerate(back):
+            stock = self.repo.stock_line(line_id(line.warehouse_id, line.item_code))
+            if stock and (fraction := domain.fraction_error(line.quantity, stock["unit"])):
+                errors.append({"path": f"returned.{index}.quantity", "reason": fraction})
+        return errors
 
     def finish_release(self, order_id: str) -> None:
         """Free a released order's teams and put back returned supplies (idempotent)."""

@@ -21,6 +21,7 @@ from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, validation_fields
 from libs.common.idempotency import fingerprint, validate_key
+from libs.common.jsontypes import JsonBool, JsonInt, JsonNumber
 from libs.common.service import ServiceContext
 from libs.common.text import Text, bounded_text
 from services.intake import metrics
@@ -83,10 +84,10 @@ class Location(BaseModel):
     address: _text(200) = Field(  # type: ignore[valid-type]
         description="地点 (address): village, road, landmark"
     )
-    lat: float | None = Field(
+    lat: JsonNumber | None = Field(
         default=None, ge=-90, le=90, description="纬度 (latitude, WGS84); give with lon"
     )
-    lon: float | None = Field(
+    lon: JsonNumber | None = Field(
         default=None, ge=-180, le=180, description="经度 (longitude, WGS84); give with lat"
     )
 
@@ -102,10 +103,10 @@ class CasualtiesIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    deaths: int = Field(default=0, ge=0, le=1_000_000, description="死亡人数 (deaths)")
-    injured: int = Field(default=0, ge=0, le=1_000_000, description="受伤人数 (injured)")
-    missing: int = Field(default=0, ge=0, le=1_000_000, description="失踪人数 (missing)")
-    trapped: int = Field(default=0, ge=0, le=1_000_000, description="被困人数 (trapped)")
+    deaths: JsonInt = Field(default=0, ge=0, le=1_000_000, description="死亡人数 (deaths)")
+    injured: JsonInt = Field(default=0, ge=0, le=1_000_000, description="受伤人数 (injured)")
+    missing: JsonInt = Field(default=0, ge=0, le=1_000_000, description="失踪人数 (missing)")
+    trapped: JsonInt = Field(default=0, ge=0, le=1_000_000, description="被困人数 (trapped)")
 
 
 class AffectedIn(BaseModel):
@@ -113,19 +114,19 @@ class AffectedIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    people_affected: int = Field(
+    people_affected: JsonInt = Field(
         default=0, ge=0, le=100_000_000, description="受灾人数 (people affected)"
     )
-    people_evacuated: int = Field(
+    people_evacuated: JsonInt = Field(
         default=0, ge=0, le=100_000_000, description="紧急转移安置人数 (people evacuated)"
     )
-    houses_damaged: int = Field(
+    houses_damaged: JsonInt = Field(
         default=0, ge=0, le=100_000_000, description="损坏房屋（间） (houses damaged)"
     )
-    houses_collapsed: int = Field(
+    houses_collapsed: JsonInt = Field(
         default=0, ge=0, le=100_000_000, description="倒塌房屋（间） (houses collapsed)"
     )
-    direct_loss_cny: float = Field(
+    direct_loss_cny: JsonNumber = Field(
         default=0,
         ge=0,
         le=1e13,
@@ -167,13 +168,13 @@ class DisputeIn(BaseModel):
         default=None,
         description="激化的可能性 (likelihood of escalating, 篇1); high escalates",
     )
-    petition_or_lawsuit: bool = Field(
+    petition_or_lawsuit: JsonBool = Field(
         default=False, description="涉法涉诉 (involves petitions or lawsuits, 篇1); escalates"
     )
-    repeated_petitions: bool = Field(
+    repeated_petitions: JsonBool = Field(
         default=False, description="缠访缠诉 (repeated petitions or suits, 篇1); escalates"
     )
-    key_persons: bool = Field(
+    key_persons: JsonBool = Field(
         default=False, description="涉及重点人员 (key persons involved, 篇1); escalates"
     )
 
@@ -201,7 +202,7 @@ class IncidentIn(BaseModel):
     location: Location = Field(description="地点 (location)")
     casualties: CasualtiesIn = Field(description="人员伤亡 (casualties)")
     affected: AffectedIn = Field(description="影响范围与损失 (scope and losses)")
-    people_involved: int = Field(
+    people_involved: JsonInt = Field(
         default=0,
         ge=0,
         le=10_000_000,
@@ -246,7 +247,7 @@ class IncidentIn(BaseModel):
             "is checked here: the register is dispatch's"
         ),
     )
-    exercise: bool = Field(
+    exercise: JsonBool = Field(
         default=False, description="演练 (drill): true for exercise data, carried on every event"
     )
 

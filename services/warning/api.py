@@ -13,6 +13,7 @@ from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.errors import ApiError, not_found
 from libs.common.idempotency import fingerprint, idempotency_scope, validate_key
+from libs.common.jsontypes import JsonBool, JsonInt
 from libs.common.openapi import Limit
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -47,7 +48,7 @@ class WarningIn(_Body):
     hazard: Text = Field(
         min_length=1, max_length=40, description="预警类别 hazard, e.g. rainstorm 暴雨, flood 洪水"
     )
-    level: int = Field(
+    level: JsonInt = Field(
         ge=1, le=4, description="预警级别 level 1–4; 1 = 一级（红色）最高, 4 = 四级（蓝色）"
     )
     headline: Text = Field(min_length=1, max_length=140, description="标题 headline")
@@ -65,13 +66,13 @@ class WarningIn(_Body):
     incident_ids: list[Text] = Field(
         default_factory=list, max_length=20, description="关联事件 linked incident ids"
     )
-    exercise: bool = Field(default=False, description="演练 drill: CAP status Exercise")
+    exercise: JsonBool = Field(default=False, description="演练 drill: CAP status Exercise")
 
 
 class AdjustIn(_Body):
     """A new version of an active warning (预警调整)."""
 
-    level: int = Field(ge=1, le=4, description="调整后级别 new level 1–4 (1 = 红色)")
+    level: JsonInt = Field(ge=1, le=4, description="调整后级别 new level 1–4 (1 = 红色)")
     reason: Text = Field(min_length=1, max_length=500, description="调整原因 reason")
     headline: Text | None = Field(
         default=None, min_length=1, max_length=140, description="标题 headline"
@@ -101,7 +102,7 @@ class ApproveIn(_Body):
     """A leader's approval (领导审批)."""
 
     note: Text | None = Field(default=None, max_length=500, description="审批意见 note")
-    version: int | None = Field(
+    version: JsonInt | None = Field(
         default=None,
         ge=1,
         description="待审批版本 the pending version seen (guards against a race)",
@@ -112,7 +113,7 @@ class RejectIn(_Body):
     """A leader's rejection (审批不通过)."""
 
     reason: Text = Field(min_length=1, max_length=500, description="驳回理由 reason")
-    version: int | None = Field(
+    version: JsonInt | None = Field(
         default=None, ge=1, description="待审批版本 the pending version seen"
     )
 
@@ -120,7 +121,7 @@ class RejectIn(_Body):
 class AckIn(_Body):
     """A township's receipt (签收)."""
 
-    version: int | None = Field(
+    version: JsonInt | None = Field(
         default=None, ge=1, description="签收版本 version received; default current"
     )
     note: Text | None = Field(default=None, max_length=500, description="签收备注 note")
@@ -137,7 +138,7 @@ class AcceptIn(_Body):
     hazard: Text | None = Field(
         default=None, min_length=1, max_length=40, description="预警类别 hazard"
     )
-    level: int | None = Field(default=None, ge=1, le=4, description="预警级别 level 1–4")
+    level: JsonInt | None = Field(default=None, ge=1, le=4, description="预警级别 level 1–4")
     headline: Text | None = Field(default=None, min_length=1, max_length=140, description="标题")
     description: Text | None = Field(
         default=None, min_length=1, max_length=1500, description="预警内容"
@@ -150,7 +151,7 @@ class AcceptIn(_Body):
     )
     effective: UtcTime | None = Field(default=None, description="生效时间 effective from")
     expires: UtcTime | None = Field(default=None, description="失效时间 expires at")
-    exercise: bool | None = Field(default=None, description="演练 drill")
+    exercise: JsonBool | None = Field(default=None, description="演练 drill")
 
 
 class DismissIn(_Body):

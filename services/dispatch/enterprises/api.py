@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.auth import Principal, Role
 from libs.common.errors import field_error
 from libs.common.idempotency import fingerprint, validate_key
+from libs.common.jsontypes import JsonBool, JsonInt, JsonNumber
 from libs.common.openapi import Limit
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -66,28 +67,30 @@ class EnterpriseIn(_Strict):
     hazard_types: list[domain.HazardType] = Field(
         min_length=1, max_length=len(domain.HAZARD_TYPES), description="危险类型（清单内）"
     )
-    lat: float = Field(ge=-90, le=90, description="纬度")
-    lon: float = Field(ge=-180, le=180, description="经度")
+    lat: JsonNumber = Field(ge=-90, le=90, description="纬度")
+    lon: JsonNumber = Field(ge=-180, le=180, description="经度")
     responsible: ContactIn = Field(description="主要负责人")
     safety_officer: ContactIn = Field(description="安全管理员")
     response_groups: list[ResponseGroupIn] = Field(
         default_factory=list, max_length=4, description="应急处置小组及联系人"
     )
-    exercise: bool = Field(default=False, description="演练：另行保存，不计入台账统计")
+    exercise: JsonBool = Field(default=False, description="演练：另行保存，不计入台账统计")
 
 
 class EnterprisePatch(_Strict):
     """修改企业登记内容；须给出读到的版本（If-Match 或 revision），版本已变则 409。"""
 
-    revision: int | None = Field(default=None, ge=1, description="读到的版本号（或用 If-Match）")
+    revision: JsonInt | None = Field(
+        default=None, ge=1, description="读到的版本号（或用 If-Match）"
+    )
     name: Text | None = Field(default=None, min_length=2, max_length=100)
     township_code: str | None = Field(default=None, pattern=CODE_PATTERN)
     risk_level: RiskLevel | None = None
     hazard_types: list[domain.HazardType] | None = Field(
         default=None, min_length=1, max_length=len(domain.HAZARD_TYPES)
     )
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
+    lat: JsonNumber | None = Field(default=None, ge=-90, le=90)
+    lon: JsonNumber | None = Field(default=None, ge=-180, le=180)
     responsible: ContactIn | None = None
     safety_officer: ContactIn | None = None
     response_groups: list[ResponseGroupIn] | None = Field(default=None, max_length=4)
@@ -97,7 +100,7 @@ class CloseIn(_Strict):
     """注销（关停、迁出）：原因必填，记录保留。"""
 
     reason: Text = Field(min_length=2, max_length=200, description="注销原因")
-    revision: int | None = Field(default=None, ge=1, description="读到的版本号（可不给）")
+    revision: JsonInt | None = Field(default=None, ge=1, description="读到的版本号（可不给）")
 
 
 class InspectionIn(_Strict):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
 from libs.common.idempotency import fingerprint, validate_key
+from libs.common.jsontypes import JsonBool, JsonInt
 from libs.common.service import ServiceContext
 from libs.common.text import Text
 from services.reporting.campaigns import domain
@@ -41,14 +42,14 @@ class CampaignIn(_Strict):
     participants: list[Text] = Field(
         min_length=1, max_length=60, description="参加单位：乡镇代码或部门编号（县情文件）"
     )
-    report_every_days: int | None = Field(
+    report_every_days: JsonInt | None = Field(
         default=None, ge=1, le=31, description="每几天报告一次（默认按时限配置，3 天）"
     )
-    stage_report_days: int | None = Field(
+    stage_report_days: JsonInt | None = Field(
         default=None, ge=1, le=7, description="阶段结束后几天内报送阶段报告（默认 2 天）"
     )
     note: Text = Field(default="", max_length=1000, description="说明")
-    exercise: bool = Field(default=False, description="演练：另行标记，不计入真实统计")
+    exercise: JsonBool = Field(default=False, description="演练：另行标记，不计入真实统计")
 
 
 class CampaignEndIn(_Strict):
@@ -64,7 +65,7 @@ class CampaignReportIn(_Strict):
     kind: Literal["campaign_report", "campaign_stage"] = Field(
         description="campaign_report 定期报告；campaign_stage 阶段报告"
     )
-    stage: int | None = Field(default=None, ge=1, le=10, description="阶段序号（阶段报告必填）")
+    stage: JsonInt | None = Field(default=None, ge=1, le=10, description="阶段序号（阶段报告必填）")
     content: Text = Field(min_length=2, max_length=5000, description="报告内容")
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
+from libs.common.jsontypes import JsonBool, JsonInt
 from libs.common.openapi import Day
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -39,8 +40,8 @@ class DiseaseEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     disease_code: str = Field(pattern=r"^[a-z0-9_]{2,40}$", description="病种代码")
-    cases: int = Field(ge=0, le=100_000, description="病例数（0 即零报告）")
-    deaths: int = Field(default=0, ge=0, le=100_000, description="死亡数")
+    cases: JsonInt = Field(ge=0, le=100_000, description="病例数（0 即零报告）")
+    deaths: JsonInt = Field(default=0, ge=0, le=100_000, description="死亡数")
     case_report: Text | None = Field(
         default=None,
         max_length=3000,
@@ -58,7 +59,7 @@ class EpidemicDayIn(BaseModel):
     entries: list[DiseaseEntry] = Field(
         default_factory=list, max_length=100, description="各病种的报告"
     )
-    zero_for_rest: bool = Field(
+    zero_for_rest: JsonBool = Field(
         default=False, description="其余监测病种均为零病例（一次报完零报告）"
     )
     reporter: Reporter = Field(description="报告人")
@@ -68,7 +69,7 @@ class EpidemicDayIn(BaseModel):
         max_length=300,
         description="更正说明：已报数字有变动时必填，原数字保留在历史中",
     )
-    exercise: bool = Field(default=False, description="演练：另行保存，不计入真实统计")
+    exercise: JsonBool = Field(default=False, description="演练：另行保存，不计入真实统计")
 
 
 def build_router(ctx: ServiceContext, epidemic: EpidemicUseCases) -> APIRouter:
