@@ -7,6 +7,7 @@ key sees its own row only. Headless Chromium against the embedded stack; screens
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,8 +25,9 @@ NAME = "社会矛盾纠纷大排查"
 
 @pytest.fixture(scope="module")
 def campaign(console_stack: Stack) -> dict[str, Any]:
-    """A campaign begun a week before the stack's first day (so two periodic reports are
-    overdue), two townships and the water bureau; 城关镇 filed its first report late."""
+    """A campaign registered on its first day, a week before the stack's (so two periodic
+    reports are overdue by now), two townships and the water bureau; 城关镇 filed its first
+    report late."""
     body = {
         "name": NAME,
         "starts_on": "2026-06-29",
@@ -36,7 +38,10 @@ def campaign(console_stack: Stack) -> dict[str, Any]:
         ],
         "participants": [TOWNSHIP_A, TOWNSHIP_B, "water"],
     }
+    now = console_stack.clock.now()
+    console_stack.clock.set(now - timedelta(days=7))
     started = ok(console_stack.call("POST", "/v1/campaigns", json=body))
+    console_stack.clock.set(now)
     console_stack.ctx("reporting").resources["usecases"].scan_deadlines()
     report = {"participant": TOWNSHIP_A, "kind": "campaign_report", "content": "排查纠纷12起"}
     path = f"/v1/campaigns/{started['id']}/reports"
