@@ -98,7 +98,7 @@ MONTH_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
 
 def _iso_day(value: Any) -> Any:
     if isinstance(value, str) and not re.fullmatch(DAY_PATTERN, value):
-        raise ValueError("a date as YYYY-MM-DD, from 1900 to 2999")
+        raise ValueError("须为 YYYY-MM-DD 格式、1900 至 2999 年之间的日期")
     return value
 
 
@@ -110,7 +110,8 @@ Day = Annotated[
     BeforeValidator(_iso_day),
     Query(description="日期 YYYY-MM-DD（当地）", json_schema_extra={"pattern": DAY_PATTERN}),
 ]
-# The same day for an optional parameter (its Query, with any alias, goes at the route).
+# The same day for an optional parameter. Its Query (with any alias) goes inside the route's
+# Annotated[OptionalDay, Query(...)] = None: as a default (= Query(...)) it drops the validator.
 OptionalDay = Annotated[date | None, BeforeValidator(_iso_day)]
 Month = Annotated[str, Query(pattern=MONTH_PATTERN, description="月份 YYYY-MM")]
 

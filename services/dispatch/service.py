@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
 
@@ -73,6 +74,7 @@ def dispute_cases(ctx: ServiceContext) -> DisputeUseCases:
             repo=dispatch.repo,
             clock=ctx.clock,
             attempts_per_level=dispatch.rules.attempts_per_level,
+            tz=ZoneInfo(ctx.county.timezone),
             wake_relay=lambda: ctx.wake_relay(),
             refresh_gauges=dispatch.refresh_gauges,
         )

@@ -17,6 +17,7 @@ from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime, as_utc
 from libs.common.errors import ApiError, field_error
 from libs.common.eventmodels.common import Affected, Casualties
+from libs.common.jsontypes import JsonBool, JsonInt
 from libs.common.openapi import DAY_PATTERN, Day, Month, OptionalDay, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -84,7 +85,7 @@ class ReportIn(BaseModel):
     kind: Literal["followup", "final"] = Field(description="报告类型：followup 续报，final 终报")
     casualties: Casualties | None = Field(default=None, description="人员伤亡（灾害后果）")
     affected: Affected | None = Field(default=None, description="影响范围与损失（灾害后果）")
-    people_involved: int | None = Field(default=None, ge=0, description="涉及人数")
+    people_involved: JsonInt | None = Field(default=None, ge=0, description="涉及人数")
     progress: Text | None = Field(
         default=None, max_length=5000, description="处置进展与发展态势（单项信息≤500字，篇6）"
     )
@@ -100,7 +101,7 @@ class ReportIn(BaseModel):
     )
     reporter: Person | None = Field(default=None, description="报送人")
     approver: Person | None = Field(default=None, description="审签人")
-    exercise: bool | None = Field(
+    exercise: JsonBool | None = Field(
         default=None,
         description="演练 drill report: when given, must match the incident's own drill flag",
     )
@@ -113,11 +114,11 @@ class ZeroReportIn(BaseModel):
 
     township_code: str = Field(pattern=r"^\d{9}$", description="乡镇代码")
     date: dt.date = Field(description="所报日期（当地日期，次日08:00前报送）")
-    nothing_to_report: bool = Field(description="无事可报（零报告）")
+    nothing_to_report: JsonBool = Field(description="无事可报（零报告）")
     incident_ids: list[Text] = Field(
         default_factory=list, max_length=200, description="当日已报送的事件编号"
     )
-    exercise: bool = Field(
+    exercise: JsonBool = Field(
         default=False,
         description="演练 drill zero report: kept apart, never the township's real filing",
     )
@@ -545,17 +546,20 @@ def _zero_report_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUse
         ),
     )
     def zero_contradictions(
-        from_: OptionalDay = Query(
-            default=None,
-            alias="from",
-            description="起始日期 YYYY-MM-DD",
-            json_schema_extra={"pattern": DAY_PATTERN},
-        ),
-        to: OptionalDay = Query(
-            default=None,
-            description="截止日期 YYYY-MM-DD（含）",
-            json_schema_extra={"pattern": DAY_PATTERN},
-        ),
+        from_: Annotated[
+            OptionalDay,
+            Query(
+                alias="from",
+                description="起始日期 YYYY-MM-DD",
+                json_schema_extra={"pattern": DAY_PATTERN},
+            ),
+        ] = None,
+        to: Annotated[
+            OptionalDay,
+            Query(
+                description="截止日期 YYYY-MM-DD（含）", json_schema_extra={"pattern": DAY_PATTERN}
+            ),
+        ] = None,
         township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:
@@ -655,15 +659,15 @@ def _daily_summary_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingU
         "/v1/summaries/daily/publish",
         status_code=201,
         summary="Publish the daily summary",
-        responses={200: {"description": "Already published: the earlier publication"}},
+        responses={
+            200: {"description": "Already published: the earlier publication"},
+            **errors(409),
+        },
     )
     def publish_daily(
         date: Day,
         principal: Principal = ctx.allow(Role.OPERATOR, Role.LEADER),
     ) -> Any:
-        today = domain.local_date(ctx.clock.now(), _zone(ctx))
-        if date > today:
-            raise field_error("query.date", "不能发布尚未开始的日子")
         doc, created = uc.publish_daily(date, principal.key_id)
         body = _publication_view(doc, created)
         return JSONResponse(content=_jsonable(body), status_code=201 if created else 200)
@@ -705,6 +709,9 @@ def _situation_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCa
             raise field_error("query.to", "须晚于 from")
         if end - start > timedelta(days=366):
             raise field_error("query.to", "时段最长 366 天")
+        if start > as_utc(ctx.clock.now()):
+            # A period that has not begun has no situation to judge, only empty figures.
+            raise field_error("query.from", "时段尚未开始：起始不能晚于现在")
         pack = uc.situation(start, end)
         if format == "html":
             return HTMLResponse(render.situation_html(pack, ctx.county.name, _zone(ctx)))

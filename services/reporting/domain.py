@@ -191,6 +191,20 @@ def issue_number(day: date, counted_from: date) -> int:
     return max(1, (day - first).days + 1)
 
 
+def daily_report_refusal(day: date, today: date, first_day: date) -> str | None:
+    """Why no daily report (日报) exists for ``day``, or None when it does: a day after today
+    (local) has not happened, and a day before the county's first day of operation had no
+    report, so it gets no 期号 of its own and never shares the first issue's."""
+    if day > today:
+        return f"{day.isoformat()} 尚未到来（今天是 {today.isoformat()}），没有该日的日报"
+    if day < first_day:
+        return (
+            f"{day.isoformat()} 早于本县启用平台的日期 {first_day.isoformat()}，没有该日的日报"
+            f"（第1期为 {first_day.isoformat()} 的日报）"
+        )
+    return None
+
+
 # ---------------------------------------------------------------- report elements
 
 
@@ -456,7 +470,9 @@ def last_closed_zero_date(now: datetime, profile: DeadlineProfile) -> date:
 def zero_report_errors(
     nothing_to_report: bool, incident_ids: Sequence[str], day: date, today: date
 ) -> list[dict[str, str]]:
-    """A zero report says "nothing" with no ids, or lists ids; it covers a day already begun."""
+    """A zero report says "nothing" with no ids, or lists ids; it covers a day already over
+    (local): it is filed by 08:00 for the previous day, and a day still running may yet bring
+    the incidents it would deny."""
     rows = []
     if nothing_to_report and incident_ids:
         rows.append(
@@ -469,9 +485,21 @@ def zero_report_errors(
                 "reason": "请列出当日报送的事件，或将 nothing_to_report 设为 true",
             }
         )
-    if day > today:
-        rows.append({"path": "date", "reason": "零报告只能报已经开始的日子"})
+    if day >= today:
+        rows.append(
+            {
+                "path": "date",
+                "reason": f"{day.isoformat()} 尚未结束（当地时间，今天是 {today.isoformat()}）："
+                "零报告报的是已经结束的一天，须在次日 08:00 前报送",
+            }
+        )
     return rows
+
+
+def incident_days(occurred_at: datetime, reported_at: datetime, tz: ZoneInfo) -> list[date]:
+    """The local days an incident belongs to for zero reports: the day it occurred and the day
+    it was reported (the days a 「无事件」 would deny it)."""
+    return sorted({local_date(occurred_at, tz), local_date(reported_at, tz)})
 
 
 # ---------------------------------------------------------------- events in any order

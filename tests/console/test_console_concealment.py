@@ -5,7 +5,7 @@ screenshots go to ``$CONSOLE_SCREENSHOTS``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,15 +23,16 @@ LOCAL = ZoneInfo("Asia/Shanghai")
 
 
 def conceal(stack: Stack, who: str, code: str, title: str) -> dict[str, Any]:
-    """A real incident of ``code`` today, then its 「无事件」 for today: refused (409)."""
+    """A real incident of ``code`` now, then a day later (a zero report covers a day that is
+    over) its 「无事件」 for that day: refused (409)."""
     now = stack.clock.now()
     incident = ok(
         stack.call("POST", "/v1/incidents", who=who, json=incident_body(now, code, title=title))
     )
     stack.settle()
-    refused = stack.call(
-        "POST", "/v1/zero-reports", who=who, json=zero_report_body(code, now.date())
-    )
+    stack.clock.advance(timedelta(days=1))
+    day = now.astimezone(LOCAL).date()
+    refused = stack.call("POST", "/v1/zero-reports", who=who, json=zero_report_body(code, day))
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"]["code"] == "zero_report_contradicts_incidents"
     return incident

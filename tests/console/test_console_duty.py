@@ -260,19 +260,25 @@ def test_the_board_has_a_beijing_clock_and_the_recent_backlog(
 
 
 def test_any_days_summary_can_be_printed(board: Any, console_stack: Stack) -> None:
-    yesterday = (console_stack.clock.now().astimezone(LOCAL) - timedelta(days=1)).date()
-    board.fill("#summary-date", yesterday.isoformat())
-    with (
-        board.expect_request(lambda r: "/v1/summaries/daily" in r.url) as request,
-        board.expect_popup() as popup_info,
-    ):
-        board.click("#summary-btn")
-    assert parse_qs(urlparse(request.value.url).query)["date"] == [yesterday.isoformat()]
-    popup = popup_info.value
-    popup.wait_for_selector("h1", timeout=WAIT_MS)
-    assert "日报" in popup.text_content("h1")
-    popup.screenshot(path=str(SHOTS / "43-summary-yesterday.png"), full_page=True)
-    popup.close()
+    """A day after the county's first (the stack's), so the clock moves on a day meanwhile."""
+    first_day = console_stack.clock.now()
+    console_stack.clock.set(first_day + timedelta(days=1))
+    try:
+        yesterday = first_day.astimezone(LOCAL).date()
+        board.fill("#summary-date", yesterday.isoformat())
+        with (
+            board.expect_request(lambda r: "/v1/summaries/daily" in r.url) as request,
+            board.expect_popup() as popup_info,
+        ):
+            board.click("#summary-btn")
+        assert parse_qs(urlparse(request.value.url).query)["date"] == [yesterday.isoformat()]
+        popup = popup_info.value
+        popup.wait_for_selector("h1", timeout=WAIT_MS)
+        assert "日报" in popup.text_content("h1")
+        popup.screenshot(path=str(SHOTS / "43-summary-yesterday.png"), full_page=True)
+        popup.close()
+    finally:
+        console_stack.clock.set(first_day)
 
 
 CALLER = {

@@ -5,7 +5,7 @@ stronger each time the 三三制 steps are exhausted (发函 → 会议 → 现�
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -168,3 +168,44 @@ def test_a_supervision_key_with_another_body_is_refused(dstack: Stack) -> None:
     assert refusal(refused)[:2] == (409, "idempotency_conflict")
     view = dstack.call("GET", f"/v1/assignments/{aid}").json()
     assert [s["form"] for s in view["supervisions"]] == ["letter"]
+
+
+# 01:30 on 7 July in the county (Asia/Shanghai) is still 6 July in UTC.
+LOCAL_NIGHT = datetime(2026, 7, 6, 17, 30, tzinfo=UTC)
+
+
+def meeting_on(stack: Stack, aid: str, held_on: str) -> Any:
+    body = {
+        "held_on": held_on,
+        "convener": "县综治中心",
+        "attendees": ["县司法局"],
+        "decisions": ["继续调解"],
+        "assignment_ids": [aid],
+    }
+    return stack.call("POST", "/v1/joint-meetings", json=body)
+
+
+def supervise_on(stack: Stack, aid: str, on: str) -> Any:
+    body = {"form": "letter", "on": on, "by": "县综治中心"}
+    return stack.call("POST", f"/v1/assignments/{aid}/supervisions", json=body)
+
+
+def test_a_joint_meeting_is_dated_by_the_county_day_not_utc(dstack: Stack) -> None:
+    dstack.clock.set(LOCAL_NIGHT)
+    aid = assign(dstack, report_incident(dstack, category="dispute"))["id"]
+    held = meeting_on(dstack, aid, "2026-07-07")
+    assert held.status_code == 201, held.text
+    status, _, paths = refusal(meeting_on(dstack, aid, "2026-07-08"))
+    assert status == 422 and paths == ["held_on"]
+
+
+def test_a_supervision_is_dated_between_the_assignment_and_today(dstack: Stack) -> None:
+    dstack.clock.set(LOCAL_NIGHT)
+    aid = assign(dstack, report_incident(dstack, category="dispute"))["id"]
+    for misdated in ("2027-07-07", "1990-01-01", "2026-07-06"):
+        refused = supervise_on(dstack, aid, misdated)
+        assert refusal(refused) == (422, "invalid", ["on"]), misdated
+        assert "督办日期" in refused.json()["error"]["fields"][0]["reason"]
+    recorded = supervise_on(dstack, aid, "2026-07-07")
+    assert recorded.status_code == 201, recorded.text
+    assert [s["on"] for s in recorded.json()["supervisions"]] == ["2026-07-07"]

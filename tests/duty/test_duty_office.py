@@ -14,6 +14,7 @@ from libs.common.sqlite import loads
 from services.reporting.duty.usecases import DutyUseCases
 from tests.reporting.support import events_of, incident_reported, local, scan
 from tests.reporting.test_documents import docx_text, pdf_text
+from tests.support.errors import refusal
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +84,26 @@ def test_roster_input_is_checked_and_only_the_office_enters_it(dstack: Stack) ->
     assert forbidden.status_code == 403
 
 
+def test_a_roster_week_outside_1900_to_2999_is_refused_on_the_field(dstack: Stack) -> None:
+    for week in ("0001-01-01", "9999-12-31"):
+        answer = dstack.call("GET", "/v1/duty/roster", params={"week": week})
+        assert refusal(answer) == (422, "validation_failed", ["query.week"]), week
+    for week in ("9999-12-27", "0001-01-01"):
+        answer = dstack.call("PUT", f"/v1/duty/roster/{week}", json={"shifts": []})
+        assert refusal(answer) == (422, "validation_failed", ["path.week"]), week
+    copied = dstack.call("POST", "/v1/duty/roster/0001-01-01/copy-last-week")
+    assert refusal(copied) == (422, "validation_failed", ["path.week"])
+
+
+def test_a_shift_entered_twice_in_one_week_is_refused(dstack: Stack) -> None:
+    first = {"day": WEEK, "code": "day", "leader": LEADER, "officers": [OFFICER]}
+    twice = {"shifts": [first, {**first, "officers": [NIGHT_OFFICER]}]}
+    answer = dstack.call("PUT", f"/v1/duty/roster/{WEEK}", json=twice)
+    assert refusal(answer) == (422, "invalid", ["shifts.1"])
+    week = ok(dstack.call("GET", "/v1/duty/roster", params={"week": WEEK}))
+    assert not any(s["staffed"] for s in week["shifts"])  # nothing of the refused week written
+
+
 def test_a_shift_with_nobody_on_it_is_announced_a_day_ahead_once(dstack: Stack) -> None:
     enter_today(dstack, night=False)
     duty(dstack).scan_vacancies()  # the service's timer may have run this scan already
@@ -140,6 +161,23 @@ def test_the_handover_lists_the_open_work_is_confirmed_and_then_immutable(dstack
     pdf = dstack.call("GET", f"/v1/duty/handovers/{hid}/document", params={"format": "pdf"})
     assert pdf.headers["content-type"] == "application/pdf"
     assert "交班人：李明" in pdf_text(pdf.content).replace(" ", "")
+
+
+def test_the_outgoing_officer_cannot_confirm_his_own_handover(dstack: Stack) -> None:
+    enter_today(dstack)
+    opened = dstack.call("POST", "/v1/duty/handovers", json={"outgoing_officer": "李明"})
+    hid = ok(opened, 201)["id"]
+    for himself in ("李明", " 李 明 "):
+        answer = dstack.call(
+            "POST", f"/v1/duty/handovers/{hid}/confirm", json={"incoming_officer": himself}
+        )
+        assert refusal(answer) == (422, "invalid", ["incoming_officer"])
+        assert "接班人不能与交班人相同" in answer.json()["error"]["fields"][0]["reason"]
+    assert ok(dstack.call("GET", f"/v1/duty/handovers/{hid}"))["confirmed_at"] is None
+    confirmed = dstack.call(
+        "POST", f"/v1/duty/handovers/{hid}/confirm", json={"incoming_officer": "赵强"}
+    )
+    assert ok(confirmed)["incoming_officer"] == "赵强"
 
 
 def test_a_shift_that_ends_without_a_confirmed_handover_is_flagged(dstack: Stack) -> None:

@@ -55,6 +55,7 @@ def differences(data_dir: Path) -> list[str]:
             new = GENERATE.answer(client, META["keys"], old["who"], old["path"], old["params"])
             if old["path"].endswith("/cap"):
                 old = {**old, "body": GEOCODE.sub("", old["body"])}
+            old = _merged_duplicate_left_out(old)
             new = _as_recorded(_without_newer_parts(new, old["path"]), old)
             if new != old:
                 found.append(f"{old['who']} GET {old['path']} {old['params']}: {_diff(old, new)}")
@@ -81,6 +82,28 @@ NEWER_EVENTS = {
 # township and village codes of the statistics bureau. tests/warning/test_cap.py checks them, so
 # both sides are compared without their geocodes.
 GEOCODE = re.compile(r"<geocode>.*?</geocode>")
+
+
+# Fixed on purpose after the recording: the daily summary counted a merged duplicate as an event
+# of its own. Its list is now the recorded one without the duplicate; the figures drawn from that
+# list are checked by tests/reporting/test_timeline_summaries.py, so they are not compared here.
+COUNTED_FROM_THE_LIST = {
+    "incidents",
+    "trend",
+    "hot_spots",
+    "time_bands",
+    "recommendations",
+    "reports_filed",
+}
+
+
+def _merged_duplicate_left_out(old: Any) -> Any:
+    """The recorded daily summary as it reads now that a merged duplicate counts once."""
+    if old["path"] != "/v1/summaries/daily" or not isinstance(old.get("body"), dict):
+        return old
+    body = {k: v for k, v in old["body"].items() if k not in COUNTED_FROM_THE_LIST}
+    body["incident_list"] = [i for i in body["incident_list"] if i["status"] != "merged"]
+    return {**old, "body": body}
 
 
 def _without_newer_parts(new: Any, path: str) -> Any:

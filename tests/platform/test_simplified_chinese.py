@@ -113,7 +113,9 @@ def seeded(stack: Stack) -> dict[str, str]:
     quiet = next(
         t.code for t in stack.runtime.county.townships if t.code not in (TOWNSHIP_A, TOWNSHIP_B)
     )
-    ok(stack.call("POST", "/v1/zero-reports", json=zero_report_body(quiet, today)))
+    # Only a day that is over takes a zero report; the day before the start, as a drill.
+    yesterday = zero_report_body(quiet, today - timedelta(days=1), exercise=True)
+    ok(stack.call("POST", "/v1/zero-reports", json=yesterday))
     stack.settle()
     return ids
 

@@ -191,6 +191,12 @@ def test_feedback_is_validated(rstack: Stack) -> None:
     assert refusal(ahead) == (422, "invalid", ["query.month"])
 
 
+def test_a_quota_day_outside_1900_to_2999_is_refused_on_the_field(rstack: Stack) -> None:
+    for day in ("9999-12-31", "0001-01-01"):
+        answer = rstack.call("GET", "/v1/information/quotas", params={"date": day})
+        assert refusal(answer) == (422, "validation_failed", ["query.date"]), day
+
+
 def test_feedback_on_an_incident_report_counts_for_its_township(rstack: Stack) -> None:
     incident_id = incident_reported(rstack).payload["incident_id"]
     filed = rstack.call("POST", "/v1/reports", who="township_a", json=report_body(incident_id))

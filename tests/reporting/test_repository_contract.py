@@ -484,33 +484,24 @@ def test_titles_of_many_incidents_come_in_one_read(repo: ReportingRepository) ->
     assert repo.incident_titles([]) == {}
 
 
-def test_a_publication_is_read_without_its_content(repo: ReportingRepository) -> None:
-    assert repo.summary_publication("daily:2026-07-06") is None
-    numbered: dict[str, Any] = {
+def test_a_published_summary_comes_back_whole_with_its_times(
+    repo: ReportingRepository,
+) -> None:
+    """A published daily report is served from its stored copy: nested datetimes stay aware."""
+    assert repo.summary_by_id("daily:2026-07-06") is None
+    doc: dict[str, Any] = {
         "_id": "daily:2026-07-06",
         "kind": "daily",
         "published_at": T0,
         "published_by": "timer",
-        "content": {"issue_number": 7, "incident_list": [1]},
+        "content": {"issue_number": 7, "period": {"from": T0}, "incident_list": [{"n": 1}]},
     }
-    bare: dict[str, Any] = {
-        "_id": "daily:2026-07-07",
-        "kind": "daily",
-        "published_at": T0,
-        "published_by": "k1",
-        "content": {},
-    }
-    for doc in (numbered, bare):
-        assert repo.record_summary_once(doc, [event(doc["_id"])])
-    assert repo.summary_publication("daily:2026-07-06") == {
-        "published_at": T0,
-        "published_by": "timer",
-        "issue_number": 7,
-    }
-    assert repo.summary_publication("daily:2026-07-07") == {
-        "published_at": T0,
-        "published_by": "k1",
-    }
+    assert repo.record_summary_once(doc, [event(doc["_id"])])
+    assert not repo.record_summary_once({**doc, "published_by": "k1"}, [event("again")])
+    stored = repo.summary_by_id("daily:2026-07-06")
+    assert stored is not None and stored["published_by"] == "timer"
+    assert stored["content"] == doc["content"]
+    assert stored["content"]["period"]["from"].utcoffset() == timedelta(0)
 
 
 def test_a_deadline_without_the_armed_flag_is_never_due(repo: ReportingRepository) -> None:
@@ -604,6 +595,35 @@ def test_incidents_of_a_period_are_real_and_half_open(repo: ReportingRepository)
         "i2",
     ]
     assert repo.township_incidents_between(TOWN_B, "occurred_at", start, end) == ["late"]
+
+
+def test_a_merged_duplicate_is_no_incident_of_the_period(repo: ReportingRepository) -> None:
+    """The period's incidents leave a merged duplicate out (its primary is the event); what the
+    township itself filed still counts for its reporting work and its zero report."""
+    repo.record_incident_if_new(incident("primary"))
+    repo.record_incident_if_new(incident("dup", status="merged", late=True))
+    repo.record_incident_if_new(incident("closed", status="closed"))
+    day = (T0, T0 + timedelta(days=1))
+    assert [r["_id"] for r in repo.incidents_reported_between(*day)] == ["closed", "primary"]
+    assert repo.incidents_reported_between(*day, late_only=True) == []
+    assert repo.incidents_reported_per_township(*day) == {TOWN_A: 3}
+    assert repo.township_incidents_between(TOWN_A, "reported_at", *day) == [
+        "closed",
+        "dup",
+        "primary",
+    ]
+    for about in ("primary", "dup"):
+        filed = report(f"r-{about}", 1, incident_id=about, chain_key=f"{about}:F1")
+        repo.record_report(filed, f"auto:{about}", "h", [])
+        late = deadline(f"late-{about}", incident_id=about, status="met", late=True, met_at=T0)
+        repo.record_deadline_if_new(late)
+    # A campaign's deadline names no incident and stays in.
+    campaign = deadline("campaign", incident_id=None, status="met", late=True, met_at=T0)
+    repo.record_deadline_if_new(campaign)
+    assert repo.reports_filed_per_kind(*day) == {"followup": 1}
+    assert repo.reports_filed_per_township(*day) == {TOWN_A: 2}
+    late_ids = [d["_id"] for d in repo.late_deadlines_met_between(*day)]
+    assert sorted(late_ids) == ["campaign", "late-primary"]
 
 
 def test_the_open_set_comes_by_grade_then_report_time(repo: ReportingRepository) -> None:

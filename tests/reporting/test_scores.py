@@ -52,15 +52,22 @@ def _incidents_of_the_10th(stack: Stack) -> dict[str, str]:
     return {code: envelope.payload["incident_id"] for code, envelope in ids.items()}
 
 
+def _yesterdays_zero_reports(stack: Stack, today: date, incidents: dict[str, str]) -> None:
+    """The exemplary township files yesterday's zero report on time, the late one after 08:00."""
+    stack.clock.set(local(today.year, today.month, today.day, 7))
+    _zero(stack, EXEMPLARY, today - timedelta(days=1), incidents)
+    stack.clock.set(local(today.year, today.month, today.day, 9))
+    _zero(stack, LATE, today - timedelta(days=1), incidents)
+
+
 def _november(stack: Stack) -> None:
-    """Every day: the late township files yesterday's zero report at 09:00 (after the 08:00
-    cut-off), the exemplary one files today's at 20:00; the other two file none."""
+    """Every day: the exemplary township files yesterday's zero report at 07:00, the late one
+    at 09:00 (after the 08:00 cut-off); the other two file none."""
     incidents: dict[str, str] = {}
     for number in range(1, 31):
         day = date(2026, 11, number)
         if number > 1:
-            stack.clock.set(local(2026, 11, number, 9))
-            _zero(stack, LATE, day - timedelta(days=1), incidents)
+            _yesterdays_zero_reports(stack, day, incidents)
         if number == 10:
             incidents = _incidents_of_the_10th(stack)
             stack.clock.set(local(2026, 11, 10, 16))
@@ -73,10 +80,7 @@ def _november(stack: Stack) -> None:
             stack.clock.set(local(2026, 11, 11, 10))
             _file(stack, incidents[EXEMPLARY], "final")
             _file(stack, incidents[LATE], "final")
-        stack.clock.set(local(2026, 11, number, 20))
-        _zero(stack, EXEMPLARY, day, incidents)
-    stack.clock.set(local(2026, 12, 1, 9))
-    _zero(stack, LATE, date(2026, 11, 30), incidents)
+    _yesterdays_zero_reports(stack, date(2026, 12, 1), incidents)
     scan(stack)
 
 

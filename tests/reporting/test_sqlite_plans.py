@@ -121,8 +121,8 @@ CASES: list[tuple[str, Query, str]] = [
         "SEARCH incidents USING INDEX sqlite_autoindex_incidents_1 (id=?)",
     ),
     (
-        "a summary's publication",
-        lambda r: r.summary_publication("daily:2026-07-06"),
+        "a published summary",
+        lambda r: r.summary_by_id("daily:2026-07-06"),
         "SEARCH summaries USING INDEX sqlite_autoindex_summaries_1 (id=?)",
     ),
     ("tallies", lambda r: r.deadline_tallies(*DAY), "deadlines_due"),

@@ -252,11 +252,12 @@ def test_daily_summary_numbers_and_publication(rstack: Stack) -> None:
     assert "<script" not in html.text and "http://" not in html.text.replace(
         'xmlns="http://www.w3.org/2000/svg"', ""
     )
-    # Publishing: by the operator once, then the 17:00 timer does not publish again.
+    # Publishing: by the operator once the 17:00 cut-off has passed, then the timer does not
+    # publish again.
+    rstack.clock.set(local(2026, 7, 6, 17))
     first = rstack.call("POST", "/v1/summaries/daily/publish", params={"date": "2026-07-06"})
     again = rstack.call("POST", "/v1/summaries/daily/publish", params={"date": "2026-07-06"})
     assert (first.status_code, again.status_code) == (201, 200)
-    rstack.clock.set(local(2026, 7, 6, 17))
     ctx = rstack.ctx("reporting")
     assert reporting_service.publish_daily_summary(ctx) is False
     rstack.clock.set(local(2026, 7, 7, 16, 59))
@@ -269,6 +270,123 @@ def test_daily_summary_numbers_and_publication(rstack: Stack) -> None:
         "daily:2026-07-06",
         "daily:2026-07-07",
     ]
+
+
+def publish_daily(stack: Stack, day: str) -> Any:
+    """The operator's 发布 of a day's report."""
+    return stack.call("POST", "/v1/summaries/daily/publish", params={"date": day})
+
+
+def daily_of(stack: Stack, day: str) -> dict[str, Any]:
+    """The daily report of a day as JSON."""
+    response = stack.call("GET", "/v1/summaries/daily", params={"date": day})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_an_early_publication_is_refused_and_the_publication_freezes_the_report(
+    rstack: Stack,
+) -> None:
+    """Before 17:00 the report is 暂定 and cannot be published (409 naming the cut-off); the
+    report published at the cut-off is what the day then reads, whatever comes later."""
+    rstack.clock.set(local(2026, 7, 6, 1, 38))
+    incident_reported(rstack, deaths=1)
+    early = publish_daily(rstack, "2026-07-06")
+    assert early.status_code == 409, early.text
+    assert early.json()["error"]["fields"][0]["path"] == "query.date"
+    assert "17:00" in early.json()["error"]["message"]
+    assert daily_of(rstack, "2026-07-06")["provisional"] is True
+    rstack.clock.set(local(2026, 7, 6, 17))
+    assert reporting_service.publish_daily_summary(rstack.ctx("reporting")) is True
+    rstack.settle()
+    assert [e["payload"]["summary_id"] for e in events_of(rstack, "summary_published")] == [
+        "daily:2026-07-06"
+    ]
+    rstack.clock.set(local(2026, 7, 6, 20))
+    incident_reported(rstack, deaths=5)
+    frozen = daily_of(rstack, "2026-07-06")
+    assert frozen["provisional"] is False and frozen["published_at"] is not None
+    assert frozen["incidents"]["total"] == 1 and frozen["incidents"]["casualties"]["deaths"] == 1
+    document = rstack.call(
+        "GET", "/v1/summaries/daily", params={"date": "2026-07-06", "format": "html"}
+    )
+    assert "暂定" not in document.text
+    assert publish_daily(rstack, "2026-07-06").status_code == 200
+
+
+def test_no_daily_report_for_a_day_to_come_or_before_the_start(rstack: Stack) -> None:
+    """A future day and a day before the county's first day have no report (422 on date),
+    so the first issue's 第1期 belongs to the start day alone."""
+    rstack.clock.set(local(2026, 7, 7, 1, 38))
+    for day in ("2026-07-08", "2026-12-25", "2026-07-05", "1999-01-01"):
+        for response in (
+            rstack.call("GET", "/v1/summaries/daily", params={"date": day, "format": "html"}),
+            publish_daily(rstack, day),
+        ):
+            assert response.status_code == 422, (day, response.text)
+            field = response.json()["error"]["fields"][0]
+            assert field["path"] == "query.date" and day in field["reason"]
+    assert daily_of(rstack, "2026-07-06")["issue_number"] == 1
+    assert daily_of(rstack, "2026-07-07")["issue_number"] == 2
+    to_come = rstack.call(
+        "GET", "/v1/summaries/situation", params={"from": "2026-07-08", "to": "2026-07-08"}
+    )
+    assert to_come.status_code == 422
+    assert to_come.json()["error"]["fields"][0]["path"] == "query.from"
+    today = rstack.call(
+        "GET", "/v1/summaries/situation", params={"from": "2026-07-07", "to": "2026-07-07"}
+    )
+    assert today.status_code == 200
+
+
+def merge(stack: Stack, duplicate: str, primary: str, *, settle: bool = True) -> None:
+    """``incident_merged`` as intake emits it."""
+    emit(
+        stack,
+        "intake",
+        "incident_merged",
+        {
+            "incident_id": duplicate,
+            "primary_id": primary,
+            "township_code": TOWNSHIP_A,
+            "merged_by": "operator",
+            "reason": "同一地点重复报告",
+        },
+        correlation_id=duplicate,
+        settle=settle,
+    )
+
+
+@pytest.mark.parametrize("merge_first", [False, True], ids=["merge-after", "merge-before"])
+def test_a_merged_duplicate_is_counted_once(rstack: Stack, merge_first: bool) -> None:
+    """Two reports of one event, the second merged into the first: the daily report and the
+    day's situation pack count one event and its deaths once, whether the merge reaches
+    reporting after the duplicate's reports or before them (parked until the first comes)."""
+    rstack.clock.set(local(2026, 7, 6, 9))
+    primary = incident_reported(rstack, grade=3, deaths=2).payload["incident_id"]
+    if merge_first:
+        merge(rstack, "inc-dup", primary)
+    rstack.clock.set(local(2026, 7, 6, 9, 5))
+    incident_reported(rstack, incident_id="inc-dup", grade=3, township_code=TOWNSHIP_B, deaths=2)
+    if not merge_first:
+        # The duplicate's own follow-up before the merge goes with it: neither counted nor summed.
+        deaths = {"deaths": 3, "injured": 0, "missing": 0, "trapped": 0}
+        followup = report_body("inc-dup", casualties=deaths)
+        assert rstack.call("POST", "/v1/reports", json=followup).status_code == 201
+        rstack.settle()
+        merge(rstack, "inc-dup", primary)
+    daily = daily_of(rstack, "2026-07-06")
+    pack = rstack.call(
+        "GET", "/v1/summaries/situation", params={"from": "2026-07-06", "to": "2026-07-06"}
+    ).json()
+    for summary in (daily, pack):
+        incidents = summary["incidents"]
+        assert incidents["total"] == 1 and incidents["casualties"]["deaths"] == 2
+        assert {r["township_code"]: r["count"] for r in incidents["by_township"]} == {TOWNSHIP_A: 1}
+        assert [g["count"] for g in incidents["by_grade"]] == [0, 0, 1, 0]
+        assert [r["id"] for r in summary["incident_list"]] == [primary]
+    assert daily["reports_filed"] == {"initial": 1, "followup": 0, "final": 0}
+    assert [r["id"] for r in daily["open_incidents"]] == [primary]
 
 
 def test_situation_pack_trend_hot_spots_and_overdue(rstack: Stack) -> None:
@@ -321,7 +439,7 @@ def test_scores_for_a_month_provisional_then_published(rstack: Stack) -> None:
     # On the seeded day A and B list their incidents; 「无事件」 would be refused (409).
     listed = {TOWNSHIP_A: [ids["flood"], ids["late"]], TOWNSHIP_B: [ids["b"]]}
     for day in range(6, 31):
-        rstack.clock.set(local(2026, 7, day, 20))
+        rstack.clock.set(local(2026, 7, day + 1, 7))  # each day's zero report the next morning
         for code in codes[:-1]:
             body = zero_body(code, date(2026, 7, day))
             if day == 6 and code in listed:

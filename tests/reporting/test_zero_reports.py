@@ -13,12 +13,12 @@ from libs.common.county import load_county
 from libs.common.signatures import SAME_PERSON_REASON
 from services.reporting import service as reporting_service
 from services.reporting.service import SPEC
-from tests.reporting.support import events_of, incident_reported, local, zero_body
+from tests.reporting.support import events_of, incident_reported, local, publish, zero_body
 from tests.support.errors import refusal
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 
 
-def file(stack: Stack, code: str, day: date, who: str = "operator", **body: object) -> object:
+def file(stack: Stack, code: str, day: date, who: str = "operator", **body: object) -> Any:
     payload = zero_body(code, day, **body)
     return stack.call("POST", "/v1/zero-reports", who=who, json=payload)
 
@@ -31,6 +31,11 @@ def filed_on(stack: Stack, day: date) -> dict[str, tuple[bool, list[str]]]:
         r["township_code"]: (r["nothing_to_report"], r["incident_ids"])
         for r in response.json()["filed"]
     }
+
+
+def next_morning(stack: Stack) -> None:
+    """07:00 on 07-07: 07-06 (the stack's first day) is over and its cut-off not yet passed."""
+    stack.clock.set(local(2026, 7, 7, 7))
 
 
 def missed_scan(stack: Stack) -> int:
@@ -59,7 +64,7 @@ def test_three_days_of_zero_reports_and_missed_alerts(rstack: Stack) -> None:
     missed_before = REGISTRY.get_sample_value(missed_series, silent) or 0.0
     days = [date(2026, 7, 6), date(2026, 7, 7), date(2026, 7, 8)]
     # Day 1: everyone but the last two files before the cut-off.
-    rstack.clock.set(local(2026, 7, 6, 20))
+    next_morning(rstack)
     for code in codes[:10]:
         assert file(rstack, code, days[0]).status_code == 201
     rstack.clock.set(local(2026, 7, 7, 7, 59))
@@ -78,7 +83,7 @@ def test_three_days_of_zero_reports_and_missed_alerts(rstack: Stack) -> None:
     assert status["missing"][0]["missed_alert_raised"] is True
     assert [r["township_code"] for r in status["late"]] == [codes[10]]
     # Day 2: nobody files; day 3: all file on time. Scans run late, once for two days.
-    rstack.clock.set(local(2026, 7, 8, 22))
+    rstack.clock.set(local(2026, 7, 9, 7))
     for code in codes:
         assert file(rstack, code, days[2], nothing_to_report=True).status_code == 201
     rstack.clock.set(local(2026, 7, 9, 8, 30))
@@ -103,6 +108,7 @@ def test_a_fresh_install_does_not_alert_for_the_past(rstack: Stack) -> None:
 
 def test_filing_is_idempotent_and_scoped_to_the_township(rstack: Stack) -> None:
     day = date(2026, 7, 6)
+    next_morning(rstack)
     first = file(rstack, TOWNSHIP_A, day, who="township_a")
     again = file(rstack, TOWNSHIP_A, day, who="township_a")
     assert first.status_code == again.status_code == 201
@@ -139,6 +145,7 @@ def test_filing_is_idempotent_and_scoped_to_the_township(rstack: Stack) -> None:
 
 def test_filing_raises_one_zero_report_filed_event(rstack: Stack) -> None:
     day = date(2026, 7, 6)
+    next_morning(rstack)
     assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 201
     assert file(rstack, TOWNSHIP_A, day, who="township_a").status_code == 201
     rstack.settle()
@@ -173,6 +180,7 @@ def test_drill_zero_report_is_kept_apart_from_the_real_filing(rstack: Stack) -> 
 
 def test_drill_zero_report_cannot_cite_a_real_incident(rstack: Stack) -> None:
     real = incident_reported(rstack).payload["incident_id"]
+    next_morning(rstack)
     refused = file(
         rstack,
         TOWNSHIP_A,
@@ -188,6 +196,7 @@ def test_drill_zero_report_cannot_cite_a_real_incident(rstack: Stack) -> None:
 def test_zero_reports_carry_two_different_signatures(rstack: Stack) -> None:
     """篇6: a zero report names its reporter and its approver (审签), two different people."""
     day = date(2026, 7, 6)
+    next_morning(rstack)
     unsigned = {"township_code": TOWNSHIP_A, "date": day.isoformat(), "nothing_to_report": True}
     response = rstack.call("POST", "/v1/zero-reports", json=unsigned)
     assert response.status_code == 422
@@ -208,6 +217,7 @@ def test_nothing_to_report_on_a_day_with_incidents_is_refused_as_possible_concea
     day = date(2026, 7, 6)
     iid = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
     incident_reported(rstack, township_code=TOWNSHIP_B, exercise=True)
+    next_morning(rstack)
     refused = file(rstack, TOWNSHIP_A, day, who="township_a")
     assert refused.status_code == 409
     error = refused.json()["error"]
@@ -231,13 +241,13 @@ def test_nothing_to_report_on_a_day_with_incidents_is_refused_as_possible_concea
     ]
     other = rstack.call("GET", "/v1/zero-reports", who="township_b", params={"date": "2026-07-06"})
     assert other.json()["contradictions"] == []
-    # The day's summary (日报) lists it too, in JSON and on the printable page.
-    daily = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06"}).json()
+    # The summary (日报) of the day of the attempt lists it too, in JSON and on the page.
+    daily = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-07"}).json()
     assert [(c["township_code"], c["incident_ids"]) for c in daily["concealment"]] == [
         (TOWNSHIP_A, [iid])
     ]
     page = rstack.call(
-        "GET", "/v1/summaries/daily", params={"date": "2026-07-06", "format": "html"}
+        "GET", "/v1/summaries/daily", params={"date": "2026-07-07", "format": "html"}
     ).text
     section = page.split("八、疑似瞒报", 1)[1]
     assert "城关镇" in section and "2026-07-06" in section and f"flood {iid}" in section
@@ -300,23 +310,23 @@ def test_refused_nothing_to_report_attempts_are_listed_for_the_duty_office(rstac
     rstack.clock.set(local(2026, 7, 6, 10))
     iid = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
     drill = incident_reported(rstack, township_code=TOWNSHIP_B, exercise=True)
-    rstack.clock.set(local(2026, 7, 6, 20, 15))
+    rstack.clock.set(local(2026, 7, 7, 7, 15))
     assert file(rstack, TOWNSHIP_A, date(2026, 7, 6), who="township_a").status_code == 409
     # A drill's 「无事件」 on the day of a drill incident is a rehearsal, never 瞒报.
     assert drill.payload["exercise"] is True
     drill_zero = file(rstack, TOWNSHIP_B, date(2026, 7, 6), who="township_b", exercise=True)
-    assert drill_zero.status_code == 201, drill_zero.text  # type: ignore[attr-defined]
+    assert drill_zero.status_code == 201, drill_zero.text
     response = contradictions(rstack)
     assert response.status_code == 200
     listed = response.json()
-    assert (listed["from"], listed["to"]) == ("2026-06-30", "2026-07-06")
+    assert (listed["from"], listed["to"]) == ("2026-07-01", "2026-07-07")
     [item] = listed["items"]
     assert (item["township_code"], item["name"], item["date"]) == (
         TOWNSHIP_A,
         "城关镇",
         "2026-07-06",
     )
-    assert item["attempted_at"].startswith("2026-07-06T12:15")  # 20:15 in Asia/Shanghai
+    assert item["attempted_at"].startswith("2026-07-06T23:15")  # 07-07 07:15 in Asia/Shanghai
     assert item["attempted_by"] and item["label"].startswith("疑似瞒报")
     assert [(i["id"], i["title"], i["grade"]) for i in item["incidents"]] == [
         (iid, f"flood {iid}", 4)
@@ -335,13 +345,17 @@ def test_refused_nothing_to_report_attempts_are_listed_for_the_duty_office(rstac
     too_long = contradictions(rstack, **{"from": "2026-01-01", "to": "2026-07-06"})
     assert refusal(too_long) == (422, "invalid", ["query.from"])
     assert refusal(contradictions(rstack, to="07/06")) == (422, "validation_failed", ["query.to"])
+    for day in ("0001-01-01", "9999-12-31"):
+        assert refusal(contradictions(rstack, to=day)) == (422, "validation_failed", ["query.to"])
+        far = contradictions(rstack, **{"from": day})
+        assert refusal(far) == (422, "validation_failed", ["query.from"])
 
 
 def test_zero_reports_missed_during_a_downtime_are_raised_on_restart(rstack: Stack) -> None:
-    """Up on 07-06 (A filed that day), down until 07-09 09:00: the first scan raises every
+    """Up on 07-06 (A filed for that day), down until 07-09 09:00: the first scan raises every
     township and day whose cut-off passed meanwhile, each once; 07-09 is not closed yet."""
     codes = [t.code for t in rstack.ctx("reporting").county.townships]
-    rstack.clock.set(local(2026, 7, 6, 20))
+    next_morning(rstack)
     assert file(rstack, TOWNSHIP_A, date(2026, 7, 6)).status_code == 201
     assert missed_scan(rstack) == 0
     rstack.clock.set(local(2026, 7, 9, 9))
@@ -355,3 +369,40 @@ def test_zero_reports_missed_during_a_downtime_are_raised_on_restart(rstack: Sta
         (day, c) for day in ("2026-07-07", "2026-07-08") for c in codes
     ]
     assert raised == sorted(expected)
+
+
+def test_a_zero_report_for_a_day_not_yet_over_is_refused(rstack: Stack) -> None:
+    """At 01:33 on 07-07 in the county (UTC still says 07-06) 07-07 has hardly begun: its
+    「无事件」 could not be true yet; 07-06 is over and may be filed."""
+    rstack.clock.set(local(2026, 7, 7, 1, 33))
+    for drill in (False, True):
+        early = file(rstack, TOWNSHIP_A, date(2026, 7, 7), who="township_a", exercise=drill)
+        assert refusal(early) == (422, "invalid_zero_report", ["date"])
+        assert "尚未结束" in early.json()["error"]["fields"][0]["reason"]
+    assert filed_on(rstack, date(2026, 7, 7)) == {}
+    assert file(rstack, TOWNSHIP_A, date(2026, 7, 6), who="township_a").status_code == 201
+
+
+def test_an_incident_arriving_after_nothing_to_report_is_flagged(rstack: Stack) -> None:
+    """「无事件」 for 07-06 stands; an incident of 07-06 reported the next morning contradicts it
+    as the refused attempt does (疑似瞒报), once however often it is delivered; incidents of
+    another day, another township or a drill do not."""
+    next_morning(rstack)
+    assert file(rstack, TOWNSHIP_A, date(2026, 7, 6), who="township_a").status_code == 201
+    night = local(2026, 7, 6, 23)
+    late = incident_reported(rstack, township_code=TOWNSHIP_A, occurred_at=night)
+    publish(rstack, late)  # delivered again
+    incident_reported(rstack, township_code=TOWNSHIP_A)  # occurred on 07-07
+    incident_reported(rstack, township_code=TOWNSHIP_B, occurred_at=night)
+    incident_reported(rstack, township_code=TOWNSHIP_A, occurred_at=night, exercise=True)
+    iid = late.payload["incident_id"]
+    status = rstack.call("GET", "/v1/zero-reports", params={"date": "2026-07-06"}).json()
+    assert [(c["township_code"], c["incident_ids"]) for c in status["contradictions"]] == [
+        (TOWNSHIP_A, [iid])
+    ]
+    assert "瞒报" in status["contradictions"][0]["label"]
+    assert [r["township_code"] for r in status["filed"]] == [TOWNSHIP_A]  # it still stands
+    raised = events_of(rstack, "zero_report_contradicted")
+    assert [(e["payload"]["date"], e["payload"]["incident_ids"]) for e in raised] == [
+        ("2026-07-06", [iid])
+    ]

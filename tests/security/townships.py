@@ -12,14 +12,16 @@ any of them in an answer meant for the other township.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.dispatch.enterprises.domain import with_check
 from services.warning.service import use_cases
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 DISPUTE = {
     "nature": "relocation",
     "stability_impact": "medium",
@@ -97,22 +99,6 @@ def seed_township(stack: Stack, key: str, code: str, team_id: str) -> Township:
     )["id"]
     stack.settle()
     report = created(stack.call("POST", "/v1/reports", who=key, json=followup_body(incident)))["id"]
-    # 「无事件」 on a day with incidents: refused, and kept for the duty office (疑似瞒报).
-    concealed = stack.call(
-        "POST", "/v1/zero-reports", who=key, json=zero_report_body(code, now.date())
-    )
-    assert concealed.status_code == 409, concealed.text
-    created(
-        stack.call(
-            "POST",
-            "/v1/zero-reports",
-            who=key,
-            # The township reported incidents today: its zero report lists them.
-            json=zero_report_body(
-                code, now.date(), nothing_to_report=False, incident_ids=[incident]
-            ),
-        )
-    )
     warning = created(
         stack.call("POST", "/v1/warnings", who="department", json=warning_body(stack, code))
     )["id"]
@@ -297,6 +283,20 @@ def seed_information_item(stack: Stack, township: Township) -> Township:
     return replace(township, information=item["id"])
 
 
+def seed_zero_reports(stack: Stack, townships: list[Township]) -> None:
+    """Just after midnight, once the seeding day is over: each township's 「无事件」 for it is
+    refused (its incidents contradict it, kept for the duty office as 疑似瞒报), and its zero
+    report lists the incidents instead."""
+    day = stack.clock.now().astimezone(SHANGHAI).date()
+    stack.clock.set(datetime.combine(day + timedelta(days=1), time(0, 30), SHANGHAI))
+    for township in townships:
+        body = zero_report_body(township.code, day)
+        concealed = stack.call("POST", "/v1/zero-reports", who=township.key, json=body)
+        assert concealed.status_code == 409, concealed.text
+        listed = {**body, "nothing_to_report": False, "incident_ids": [township.incident]}
+        created(stack.call("POST", "/v1/zero-reports", who=township.key, json=listed))
+
+
 def seed_two_townships(stack: Stack) -> dict[str, Township]:
     """Seed townships A and B (and a third), deliver and acknowledge warnings; by key name."""
     first, second = available_teams(stack, 2)
@@ -314,5 +314,6 @@ def seed_two_townships(stack: Stack) -> dict[str, Township]:
     for township in seeded.values():
         ack = stack.call("POST", f"/v1/warnings/{township.warning}/ack", who=township.key)
         assert ack.status_code == 200, ack.text
+    seed_zero_reports(stack, list(seeded.values()))
     stack.settle()
     return seeded

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.idempotency import fingerprint, validate_key
+from libs.common.jsontypes import JsonBool
 from libs.common.openapi import Limit, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -52,10 +53,10 @@ class AssignmentIn(_Strict):
         min_length=1, max_length=100, description="化解责任单位 responsible unit"
     )
     due_at: UtcTime = Field(description="化解时限 deadline (ISO 8601 with offset)")
-    major: bool = Field(
+    major: JsonBool = Field(
         default=False, description="重大矛盾纠纷 major dispute: needs a leader's approval (审批)"
     )
-    cross_area: bool = Field(
+    cross_area: JsonBool = Field(
         default=False,
         description="跨区域、跨行业 cross-area dispute: handled at county level from the start",
     )

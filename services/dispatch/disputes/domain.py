@@ -4,6 +4,7 @@ next supervision must take, and the stability-control person as documents write 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from services.dispatch.domain import Attempt, unresolved_at
@@ -37,6 +38,23 @@ def form_error(form: str, needed: str) -> str | None:
         f"三三制调处已用尽，本次督办须采用「{FORM_LABELS[needed]}」或更高形式"
         f"（{' → '.join(FORM_LABELS[f] for f in FORMS)}），不能用「{FORM_LABELS[form]}」"
     )
+
+
+def supervision_date_error(on: date, assigned_on: date, today: date) -> str | None:
+    """Why a supervision cannot be dated ``on`` (local dates), or None: it happens while the
+    assignment exists, so not before the day it was assigned and not after today."""
+    if on > today:
+        return f"督办日期不能晚于今天（{today.isoformat()}）"
+    if on < assigned_on:
+        return f"督办日期不能早于指派日期（{assigned_on.isoformat()}）"
+    return None
+
+
+def meeting_date_error(held_on: date, today: date) -> str | None:
+    """Why a joint meeting cannot be dated ``held_on`` (local dates), or None."""
+    if held_on > today:
+        return f"会议日期不能晚于今天（{today.isoformat()}）"
+    return None
 
 
 def stability_text(contact: Mapping[str, Any] | None) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from libs.common.auth import Principal
 from libs.common.clock import Clock, as_utc
@@ -50,12 +51,17 @@ class DisputeUseCases:
     repo: DispatchRepository
     clock: Clock
     attempts_per_level: int
+    tz: ZoneInfo
     wake_relay: Callable[[], None] = lambda: None
     refresh_gauges: Callable[[], None] = lambda: None
 
     def now(self) -> datetime:
         """The service clock."""
         return as_utc(self.clock.now())
+
+    def today(self) -> date:
+        """The county's local date now (not UTC's: at 01:30 in Shanghai UTC is still yesterday)."""
+        return self.now().astimezone(self.tz).date()
 
     def _incident(self, incident_id: str) -> dict[str, Any] | None:
         """The local copy of an incident once its category is known."""
@@ -252,6 +258,10 @@ class DisputeUseCases:
         weaker = rules.form_error(fields["form"], needed)
         if weaker:
             raise ConflictError("supervision_form_too_weak", weaker, "form")
+        assigned_on = as_utc(doc["created_at"]).astimezone(self.tz).date()
+        misdated = rules.supervision_date_error(fields["on"], assigned_on, self.today())
+        if misdated:
+            raise field_error("on", misdated)
         supervision = {
             "id": supervision_id,
             "form": fields["form"],
@@ -281,8 +291,9 @@ class DisputeUseCases:
         if len({a["_id"] for a in linked}) != len(linked):
             raise field_error("assignment_ids", "同一指派重复列出")
         held_on: date = fields["held_on"]
-        if held_on > self.now().date():
-            raise field_error("held_on", "会议日期不能晚于今天")
+        misdated = rules.meeting_date_error(held_on, self.today())
+        if misdated:
+            raise field_error("held_on", misdated)
         exercise = {bool(a.get("exercise")) for a in linked}
         if len(exercise) > 1:
             raise field_error("assignment_ids", "演练与真实的指派不能列入同一次会议")

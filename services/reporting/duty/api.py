@@ -4,7 +4,7 @@ shape the answer."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.errors import field_error
+from libs.common.jsontypes import JsonBool, JsonInt, JsonNumber
+from libs.common.openapi import DAY_PATTERN, Day, OptionalDay
 from libs.common.service import ServiceContext
 from libs.common.text import bounded_text
 from services.reporting import documents
@@ -61,7 +63,7 @@ class WeekIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     shifts: list[ShiftIn] = Field(max_length=100, description="本周各班次")
-    exercise: bool = Field(default=False, description="演练数据（不计入考核）")
+    exercise: JsonBool = Field(default=False, description="演练数据（不计入考核）")
 
 
 class HandoverIn(BaseModel):
@@ -71,7 +73,7 @@ class HandoverIn(BaseModel):
 
     outgoing_officer: Name = Field(description="交班人")  # type: ignore[valid-type]
     notes: Note = Field(default="", description="交班事项")  # type: ignore[valid-type]
-    exercise: bool = Field(default=False, description="演练数据")
+    exercise: JsonBool = Field(default=False, description="演练数据")
 
 
 class NotesIn(BaseModel):
@@ -103,10 +105,10 @@ class SpotCheckIn(BaseModel):
     answerer: bounded_text(50, min_length=0) = Field(  # type: ignore[valid-type]
         default="", description="接听人（脱岗时可空）"
     )
-    rings: int | None = Field(default=None, ge=0, le=100, description="几声铃响内接听")
-    minutes: float | None = Field(default=None, ge=0, le=1440, description="几分钟内回应")
+    rings: JsonInt | None = Field(default=None, ge=0, le=100, description="几声铃响内接听")
+    minutes: JsonNumber | None = Field(default=None, ge=0, le=1440, description="几分钟内回应")
     result: Literal["on_duty", "absent"] = Field(description="结果：on_duty 在岗，absent 脱岗")
-    exercise: bool = Field(default=False, description="演练数据")
+    exercise: JsonBool = Field(default=False, description="演练数据")
 
 
 class UpstreamRequestIn(BaseModel):
@@ -153,7 +155,13 @@ def _roster_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
 
     @router.get("/v1/duty/roster", summary="一周值班表")
     def roster(
-        week: date | None = Query(default=None, description="该周任一日期（当地），默认本周"),
+        week: Annotated[
+            OptionalDay,
+            Query(
+                description="该周任一日期 YYYY-MM-DD（当地），默认本周",
+                json_schema_extra={"pattern": DAY_PATTERN},
+            ),
+        ] = None,
         exercise: bool = Query(default=False, description="演练值班表"),
         _: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:
@@ -167,7 +175,9 @@ def _roster_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
     )
     def save_week(
         body: WeekIn,
-        week: date = Path(description="该周任一日期（当地），按所在周（周一至周日）录入"),
+        week: Annotated[
+            Day, Path(description="该周任一日期 YYYY-MM-DD（当地），按所在周（周一至周日）录入")
+        ],
         principal: Principal = ctx.allow(*OFFICE),
     ) -> dict[str, Any]:
         """Enter the given shifts of the week (each stamped with the shift in force)."""
@@ -180,7 +190,7 @@ def _roster_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
         responses={409: {"description": "上周没有排班"}},
     )
     def copy_week(
-        week: date = Path(description="该周任一日期（当地）"),
+        week: Annotated[Day, Path(description="该周任一日期 YYYY-MM-DD（当地）")],
         exercise: bool = Query(default=False, description="演练值班表"),
         principal: Principal = ctx.allow(*OFFICE),
     ) -> dict[str, Any]:

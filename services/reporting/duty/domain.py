@@ -105,6 +105,23 @@ def week_start(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def repeated_shift(entries: Sequence[Mapping[str, Any]]) -> tuple[int, int] | None:
+    """The first entry naming a shift (day and code) an earlier entry named, with that earlier
+    entry's index, or None: one week's entry lists each shift once."""
+    seen: dict[tuple[Any, Any], int] = {}
+    for index, entry in enumerate(entries):
+        key = (entry["day"], entry["code"])
+        if key in seen:
+            return index, seen[key]
+        seen[key] = index
+    return None
+
+
+def same_officer(outgoing: str, incoming: str) -> bool:
+    """Whether two names are the same person's (spacing aside): nobody hands over to himself."""
+    return "".join(outgoing.split()) == "".join(incoming.split())
+
+
 def slot_at(moment: datetime, patterns: Sequence[DutyShift], tz: ZoneInfo) -> ShiftSlot | None:
     """The shift in force at ``moment`` (yesterday's night shift until its morning end)."""
     local_day = moment.astimezone(tz).date()

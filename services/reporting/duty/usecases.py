@@ -137,6 +137,7 @@ class DutyUseCases:
     ) -> dict[str, Any]:
         """Replace the given shifts of the week starting ``monday``; each stamped."""
         start = domain.week_start(monday)
+        _refuse_repeated_shifts(entries)
         by_code = {p.code: p for p in self.patterns}
         stamp, at = self.stamp(), self.now()
         # Flags raised on a shift stay with it: re-entering the roster does not clear them.
@@ -324,6 +325,8 @@ class DutyUseCases:
     def confirm_handover(self, handover_id: str, incoming_officer: str, who: str) -> dict[str, Any]:
         """The incoming officer confirms receipt; the record is closed for good."""
         current = self.handover(handover_id)
+        if domain.same_officer(current["outgoing_officer"], incoming_officer):
+            raise field_error("incoming_officer", "接班人不能与交班人相同")
         moment = self.now()
         event = self._event(
             "duty_handover_confirmed",
@@ -759,3 +762,13 @@ class DutyUseCases:
             "enabled": self.settings.upward_enabled,
             "counts": {s: counts.get(s, 0) for s in metrics.PUSH_STATUSES},
         }
+
+
+def _refuse_repeated_shifts(entries: Sequence[Mapping[str, Any]]) -> None:
+    """422 naming the entry that repeats a shift of the week (it would silently replace one)."""
+    repeated = domain.repeated_shift(entries)
+    if repeated is not None:
+        index, first = repeated
+        shift = f"{entries[index]['day']} {entries[index]['code']}"
+        reason = f"与 shifts.{first} 是同一班次（{shift}），每个班次只能录入一次"
+        raise field_error(f"shifts.{index}", reason)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
 from libs.common.errors import field_error
-from libs.common.openapi import Month, OptionalDay, errors
+from libs.common.jsontypes import JsonBool
+from libs.common.openapi import DAY_PATTERN, Month, OptionalDay, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
 from services.reporting.information.usecases import InformationUseCases
@@ -45,7 +46,7 @@ class ItemIn(BaseModel):
     incident_id: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="关联事件（可选）"
     )
-    exercise: bool = Field(default=False, description="演练：另行保存，不计入配额和考评")
+    exercise: JsonBool = Field(default=False, description="演练：另行保存，不计入配额和考评")
 
 
 class _Feedback(BaseModel):
@@ -57,7 +58,7 @@ class _Feedback(BaseModel):
     target_id: str = Field(pattern=TARGET_ID, description="信息、报告或事件编号")
     level: Level = Field(description="级别：county 县级，city 市级，province 省级，national 国家级")
     date: dt.date = Field(description="日期（当地）")
-    exercise: bool | None = Field(default=None, description="演练：须与对象一致（可省略）")
+    exercise: JsonBool | None = Field(default=None, description="演练：须与对象一致（可省略）")
 
 
 class AdoptionIn(_Feedback):
@@ -90,7 +91,7 @@ class NoticeIn(BaseModel):
     )
     text: Text = Field(min_length=2, max_length=500, pattern=WORDS, description="通报内容")
     date: dt.date = Field(description="通报日期（当地）")
-    exercise: bool = Field(default=False, description="演练：不计入考评")
+    exercise: JsonBool = Field(default=False, description="演练：不计入考评")
 
 
 def build_router(ctx: ServiceContext, info: InformationUseCases) -> APIRouter:
@@ -207,9 +208,14 @@ def _evaluation_routes(router: APIRouter, ctx: ServiceContext, info: Information
         summary="各单位本周、本月的信息报送配额完成情况（未完成标记）",
     )
     def quotas(
-        day: OptionalDay = Query(
-            default=None, alias="date", description="日期 YYYY-MM-DD（当地），默认今天"
-        ),
+        day: Annotated[
+            OptionalDay,
+            Query(
+                alias="date",
+                description="日期 YYYY-MM-DD（当地），默认今天",
+                json_schema_extra={"pattern": DAY_PATTERN},
+            ),
+        ] = None,
         principal: Principal = anyone,
     ) -> dict[str, Any]:
         return info.quotas(day or info.today(), principal)

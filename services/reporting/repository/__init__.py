@@ -204,7 +204,8 @@ class ReportingRepository(Protocol):
     def incidents_reported_between(
         self, start: datetime, end: datetime, *, late_only: bool = False
     ) -> list[dict[str, Any]]:
-        """Real (non-drill) incidents first reported in [start, end), by report time."""
+        """Real (non-drill) incidents first reported in [start, end), by report time; a merged
+        duplicate is no event of its own (its primary is) and is left out."""
 
     def township_incidents_between(
         self, township_code: str, field: str, start: datetime, end: datetime
@@ -257,7 +258,8 @@ class ReportingRepository(Protocol):
         ``late`` after the write (None when the report is unknown)."""
 
     def reports_filed_per_kind(self, start: datetime, end: datetime) -> dict[str, int]:
-        """Real follow-up and final reports filed in [start, end), per kind."""
+        """Real follow-up and final reports filed in [start, end), per kind, but none about a
+        merged duplicate (a summary counts its primary's chain only)."""
 
     def reports_filed_per_township(self, start: datetime, end: datetime) -> dict[str, int]:
         """Real follow-up and final reports filed in [start, end), per township."""
@@ -321,7 +323,8 @@ class ReportingRepository(Protocol):
         """One page of deadlines by due time (ties by id), and the next cursor."""
 
     def late_deadlines_met_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Real non-initial deadlines met late in [start, end), by time met."""
+        """Real non-initial deadlines met late in [start, end), by time met, but none of a
+        merged duplicate."""
 
     def overdue_deadlines_due_before(self, end: datetime) -> list[dict[str, Any]]:
         """Real overdue deadlines due before ``end``, by due time: only the fields a list shows
@@ -483,11 +486,6 @@ class ReportingRepository(Protocol):
 
     def summary_by_id(self, ident: str) -> dict[str, Any] | None:
         """A published summary (``daily:<date>``, ``scores:<month>``)."""
-
-    def summary_publication(self, ident: str) -> dict[str, Any] | None:
-        """When and by whom a summary was published, and its 第N期 (``issue_number``, when its
-        content has one), without reading the content: a published daily pack is as large as
-        the overdue list it froze."""
 
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Publish a summary once, with its event."""

@@ -223,8 +223,12 @@ class MongoReportingRepository(MongoRepository):
     def incidents_reported_between(
         self, start: datetime, end: datetime, *, late_only: bool = False
     ) -> list[dict[str, Any]]:
-        """A range on (exercise, reported_at)."""
-        query: dict[str, Any] = {"exercise": False, "reported_at": {"$gte": start, "$lt": end}}
+        """A range on (exercise, reported_at); merged duplicates filtered out of the range."""
+        query: dict[str, Any] = {
+            "exercise": False,
+            "reported_at": {"$gte": start, "$lt": end},
+            "status": {"$ne": "merged"},
+        }
         if late_only:
             query["late"] = True
         return list(self.incidents.find(query, sort=[("reported_at", 1), ("_id", 1)]))
@@ -328,11 +332,14 @@ class MongoReportingRepository(MongoRepository):
         stored = self.reports.find_one({"_id": report_id}, projection={"late": 1})
         return None if stored is None or stored.get("late") is None else bool(stored["late"])
 
+    def _not_merged(self) -> dict[str, Any]:
+        """A filter leaving out what names a merged duplicate (the status index; few rows)."""
+        return {"incident_id": {"$nin": self.incidents.distinct("_id", {"status": "merged"})}}
+
     def reports_filed_per_kind(self, start: datetime, end: datetime) -> dict[str, int]:
         """``$group`` on the filed_at range."""
-        return self._count_by(
-            self.reports, {**REAL, "filed_at": {"$gte": start, "$lt": end}}, "kind"
-        )
+        query = {**REAL, "filed_at": {"$gte": start, "$lt": end}, **self._not_merged()}
+        return self._count_by(self.reports, query, "kind")
 
     def reports_filed_per_township(self, start: datetime, end: datetime) -> dict[str, int]:
         """``$group`` on the filed_at range."""
@@ -511,6 +518,7 @@ class MongoReportingRepository(MongoRepository):
                     "status": "met",
                     "kind": {"$ne": "initial"},
                     **REAL,
+                    **self._not_merged(),
                 },
                 sort=[("met_at", 1), ("_id", 1)],
             )
@@ -903,23 +911,6 @@ class MongoReportingRepository(MongoRepository):
     def summary_by_id(self, ident: str) -> dict[str, Any] | None:
         """By ``_id``."""
         return _plain(self.summaries.find_one({"_id": ident}))
-
-    def summary_publication(self, ident: str) -> dict[str, Any] | None:
-        """By ``_id``, projected to three fields."""
-        doc = self.summaries.find_one(
-            {"_id": ident},
-            projection={"_id": 0, "published_at": 1, "published_by": 1, "content.issue_number": 1},
-        )
-        if doc is None:
-            return None
-        content = doc.pop("content", None) or {}
-        publication = {
-            "published_at": doc.get("published_at"),
-            "published_by": doc.get("published_by"),
-        }
-        if "issue_number" in content:
-            publication["issue_number"] = content["issue_number"]
-        return publication
 
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Insert once carrying its event."""

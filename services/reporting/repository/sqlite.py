@@ -62,6 +62,13 @@ def _table(name: str, *columns: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {name} ({body})"
 
 
+# A merged duplicate is no event of its own: what was filed about it stays out of a period's
+# figures. NOT EXISTS (not NOT IN) keeps rows without an incident, such as a campaign's.
+_NOT_MERGED = (
+    " AND NOT EXISTS (SELECT 1 FROM incidents AS merged"
+    " WHERE merged.id = {table}.incident_id AND merged.status = 'merged')"
+)
+
 SCHEMA = [
     _table(
         "incidents",
@@ -402,11 +409,11 @@ class SqliteReportingRepository(SqliteRepository):
     def incidents_reported_between(
         self, start: datetime, end: datetime, *, late_only: bool = False
     ) -> list[dict[str, Any]]:
-        """A range on (exercise, reported_at)."""
+        """A range on (exercise, reported_at); merged duplicates filtered out of the range."""
         late = " AND late = 1" if late_only else ""
         return self._many(
             "SELECT doc FROM incidents WHERE exercise = 0 AND reported_at >= ? AND reported_at < ?"
-            f"{late} ORDER BY reported_at, id",
+            f" AND status <> 'merged'{late} ORDER BY reported_at, id",
             (_t(start), _t(end)),
         )
 
@@ -521,11 +528,12 @@ class SqliteReportingRepository(SqliteRepository):
         return bool(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def reports_filed_per_kind(self, start: datetime, end: datetime) -> dict[str, int]:
-        """GROUP BY on the (exercise, filed_at) range."""
+        """GROUP BY on the (exercise, filed_at) range; each row's incident by primary key."""
         return dict(
             self.db.query(
                 "SELECT kind, count(*) FROM reports WHERE exercise = 0"
-                " AND filed_at >= ? AND filed_at < ? GROUP BY kind",
+                f" AND filed_at >= ? AND filed_at < ?{_NOT_MERGED.format(table='reports')}"
+                " GROUP BY kind",
                 (_t(start), _t(end)),
             )
         )
@@ -736,7 +744,7 @@ class SqliteReportingRepository(SqliteRepository):
         return self._many(
             "SELECT doc FROM deadlines INDEXED BY deadlines_met"
             " WHERE late = 1 AND met_at >= ? AND met_at < ? AND status = 'met'"
-            " AND kind != 'initial' AND exercise = 0"
+            f" AND kind != 'initial' AND exercise = 0{_NOT_MERGED.format(table='deadlines')}"
             " ORDER BY met_at, id",
             (_t(start), _t(end)),
         )
@@ -1132,22 +1140,6 @@ class SqliteReportingRepository(SqliteRepository):
     def summary_by_id(self, ident: str) -> dict[str, Any] | None:
         """By primary key."""
         return self._one("summaries", ident)
-
-    def summary_publication(self, ident: str) -> dict[str, Any] | None:
-        """By primary key, three fields extracted in SQL (the content is not decoded here)."""
-        rows = self.db.query(
-            "SELECT json_object('published_at', doc -> '$.published_at',"
-            " 'published_by', doc -> '$.published_by'), doc -> '$.content.issue_number'"
-            " FROM summaries WHERE id = ?",
-            (ident,),
-        )
-        if not rows:
-            return None
-        fields, issue_number = rows[0]
-        publication: dict[str, Any] = loads(fields)
-        if issue_number is not None:
-            publication["issue_number"] = loads(issue_number)
-        return publication
 
     def record_summary_once(self, doc: Mapping[str, Any], events: Sequence[EventEnvelope]) -> bool:
         """Insert once with its event."""

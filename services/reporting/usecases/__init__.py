@@ -140,18 +140,12 @@ class ReportingUseCases:
     # ------------------------------------------------------------ summaries
 
     def daily_summary(self, day: date) -> dict[str, Any]:
-        """The daily report of a day, with its publication (第N期 kept as published)."""
-        published = self.repo.summary_publication(f"daily:{day.isoformat()}")
-        pack = summaries.daily(self.ctx, self.repo, day)
-        pack["published_at"] = published["published_at"] if published else None
-        if published and "issue_number" in published:
-            # 第N期 stays what it was when the report went out.
-            pack["issue_number"] = published["issue_number"]
-        return pack
+        """The daily report of a day: frozen as published once it is, live before."""
+        return summaries.daily_report(self.ctx, self.repo, day)
 
     def publish_daily(self, day: date, published_by: str) -> tuple[dict[str, Any], bool]:
-        """Publish a day's summary once."""
-        return summaries.publish_daily(self.ctx, self.repo, day, published_by)
+        """Publish a day's summary once, after its cut-off."""
+        return summaries.publish_daily_on_request(self.ctx, self.repo, day, published_by)
 
     def situation(self, start_at: datetime, end_at: datetime) -> dict[str, Any]:
         """The 会商研判 pack of a period."""

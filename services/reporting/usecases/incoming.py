@@ -19,7 +19,7 @@ from libs.common.events import EventEnvelope
 from libs.common.service import ServiceContext
 from services.reporting import domain, metrics
 from services.reporting.repository import ReportingRepository
-from services.reporting.usecases import deadlines
+from services.reporting.usecases import deadlines, zero
 
 Handler = Callable[[EventEnvelope], bool]
 
@@ -354,7 +354,8 @@ def timeline_entry(
 
 def count_timeline_entry(envelope: EventEnvelope) -> None:
     """Count one new timeline entry by its source."""
-    metrics.TIMELINE_EVENTS.labels(metrics.SERVICE, envelope.source).inc()
+    drill = metrics.exercise_label(envelope.payload.get("exercise"))
+    metrics.TIMELINE_EVENTS.labels(metrics.SERVICE, envelope.source, drill).inc()
 
 
 # Their domain handler writes the timeline entry in the same transaction as the rest.
@@ -595,8 +596,11 @@ def incident_reported(
         if written.timeline:
             count_timeline_entry(envelope)
         created = written.changed
-        # Also on a redelivery: a crash between the two steps must not strand a parked event.
-        return apply_parked(ctx, repo, envelope.payload["incident_id"]) or created
+        incident_id = envelope.payload["incident_id"]
+        # Also on a redelivery: a crash between the steps must not strand a parked event or a
+        # 「无事件」 this incident contradicts (each is recorded once).
+        flagged = zero.contradict_standing_reports(ctx, repo, incident_id)
+        return apply_parked(ctx, repo, incident_id) or created or flagged
 
     return handle
 

@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from libs.common.clock import as_utc
+from libs.common.errors import ApiError, field_error
 from libs.common.profiles import DeadlineProfile
 from libs.common.service import ServiceContext
 from services.reporting import analysis, domain, events, metrics
@@ -317,11 +318,55 @@ def daily(ctx: ServiceContext, repo: ReportingRepository, day: date) -> dict[str
     return pack
 
 
+def _daily_id(day: date) -> str:
+    return f"daily:{day.isoformat()}"
+
+
+def check_daily_date(ctx: ServiceContext, repo: ReportingRepository, day: date) -> None:
+    """422 on ``date`` when the day has no daily report: after today (local), or before the
+    county's first day of operation."""
+    today = domain.local_date(ctx.clock.now(), domain.zone(profile(ctx)))
+    reason = domain.daily_report_refusal(day, today, start_date(ctx, repo))
+    if reason is not None:
+        raise field_error("query.date", reason)
+
+
+def daily_report(ctx: ServiceContext, repo: ReportingRepository, day: date) -> dict[str, Any]:
+    """The day's report as readers get it: the frozen copy once published, else computed live
+    (暂定 before the cut-off)."""
+    check_daily_date(ctx, repo, day)
+    frozen = repo.summary_by_id(_daily_id(day))
+    if frozen is None:
+        return {**daily(ctx, repo, day), "published_at": None}
+    return {**frozen["content"], "published_at": frozen["published_at"]}
+
+
+def publish_daily_on_request(
+    ctx: ServiceContext, repo: ReportingRepository, day: date, published_by: str
+) -> tuple[dict[str, Any], bool]:
+    """An operator's publication: only a day whose report exists and whose cut-off (17:00)
+    has passed, so what is frozen and sent upward is the final report, never the 暂定 draft."""
+    check_daily_date(ctx, repo, day)
+    prof = profile(ctx)
+    tz = domain.zone(prof)
+    cutoff = domain.at_local(day, prof.daily_report_cutoff, tz)
+    if as_utc(ctx.clock.now()) < cutoff:
+        local_cutoff = cutoff.astimezone(tz)
+        reason = (
+            f"{day.isoformat()} 的日报须在当日 {local_cutoff:%H:%M} 截止后发布；"
+            "截止前数字仍会变化，只能查看暂定稿"
+        )
+        raise ApiError(
+            409, "before_cutoff", reason, fields=[{"path": "query.date", "reason": reason}]
+        )
+    return publish_daily(ctx, repo, day, published_by)
+
+
 def publish_daily(
     ctx: ServiceContext, repo: ReportingRepository, day: date, published_by: str
 ) -> tuple[dict[str, Any], bool]:
     """Freeze and publish the daily summary of ``day`` once (``summary_published``)."""
-    ident = f"daily:{day.isoformat()}"
+    ident = _daily_id(day)
     existing = repo.summary_by_id(ident)
     if existing is not None:
         return dict(existing), False

@@ -189,6 +189,32 @@ def record_contradiction(
     return created
 
 
+def contradict_standing_reports(
+    ctx: ServiceContext, repo: ReportingRepository, incident_id: str
+) -> bool:
+    """A real incident that arrives after its township filed 「无事件」 for its day stands
+    against that zero report as the refused attempt does (疑似瞒报): events come in any order,
+    and both orders must end flagged."""
+    incident = repo.incident_view(incident_id)
+    if incident is None or incident.get("exercise"):
+        return False
+    code = incident["township_code"]
+    days = domain.incident_days(
+        incident["occurred_at"], incident["reported_at"], domain.zone(profile(ctx))
+    )
+    flagged = False
+    for day in days:
+        filed = _real_zero_report(repo, code, day)
+        if filed is not None and filed["nothing_to_report"]:
+            flagged |= record_contradiction(ctx, repo, filed, [incident_id], filed["filed_by"])
+    return flagged
+
+
+def _real_zero_report(repo: ReportingRepository, code: str, day: date) -> dict[str, Any] | None:
+    """The township's real zero report for a day, or None."""
+    return next((r for r in repo.zero_reports_of_day(day) if r["township_code"] == code), None)
+
+
 CONCEALMENT_LABEL = "疑似瞒报：当日已报送事件，却报「无事件」"
 
 
