@@ -94,7 +94,7 @@ class Location(BaseModel):
     @model_validator(mode="after")
     def _both_or_neither(self) -> Location:
         if (self.lat is None) != (self.lon is None):
-            raise ValueError("lat and lon must be given together")
+            raise ValueError("经度和纬度须同时填写")
         return self
 
 
@@ -407,7 +407,7 @@ class IntakeRoute(APIRoute):
                     raise ApiError(
                         422,
                         "incomplete_report",
-                        f"the report is missing required elements (要素不全): {names}",
+                        f"报告要素不全，缺少：{names}",
                         fields=explained,
                     ) from exc
                 raise

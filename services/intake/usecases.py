@@ -131,7 +131,7 @@ class IntakeUseCases:
         township = self.county.township(cmd.fields["township_code"])
         if township is None:
             raise field_error(
-                "township_code", f"not a township of {self.county.name} ({self.county.code})"
+                "township_code", f"不是{self.county.name}（{self.county.code}）的乡镇代码"
             )
         incident_id = uuid.uuid4().hex
         scope = idempotency_scope(cmd.principal.key_id, cmd.idempotency_key, incident_id)

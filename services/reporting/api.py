@@ -639,6 +639,8 @@ def _daily_summary_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingU
     @router.get(
         "/v1/summaries/daily",
         summary="Daily situation report (JSON, printable HTML, or .docx / PDF to send upward)",
+        description="日报统计时段为前一日截止时间至当日截止时间（默认 17:00 至 17:00，取自时限配置"
+        "的 daily_report_cutoff）：17:00 后首报的事件进入次日日报。",
         responses={200: DOCUMENTS},
     )
     def daily_summary(

@@ -351,7 +351,8 @@ def daily_document(pack: Mapping[str, Any], tz: ZoneInfo) -> Official:
     office = _office(pack)
     day = date.fromisoformat(pack["date"])
     provisional = bool(pack.get("provisional"))
-    notes = [f"统计截至{local_time(pack['as_of'], tz)}。"]
+    span = f"{local_time(pack['period']['from'], tz)}至{local_time(pack['as_of'], tz)}"
+    notes = [f"统计时段：{span}。"]
     if provisional:
         notes.insert(0, "暂定：17:00前数据仍可能变化，以17:00后发布的日报为准。")
     return Official(

@@ -191,6 +191,13 @@ def issue_number(day: date, counted_from: date) -> int:
     return max(1, (day - first).days + 1)
 
 
+def daily_period(day: date, cutoff: time, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The span a day's report (日报) covers: from the previous day's cut-off to this day's
+    (17:00 to 17:00). The report is sent at its cut-off, so nothing reported after it is left
+    out of every report: it is the next day's."""
+    return at_local(day - timedelta(days=1), cutoff, tz), at_local(day, cutoff, tz)
+
+
 def daily_report_refusal(day: date, today: date, first_day: date) -> str | None:
     """Why no daily report (日报) exists for ``day``, or None when it does: a day after today
     (local) has not happened, and a day before the county's first day of operation had no

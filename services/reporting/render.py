@@ -324,7 +324,7 @@ def daily_html(pack: Mapping[str, Any], county: str, tz: ZoneInfo) -> str:
     subtitle = (
         f"{office.get('name', county)}　{pack['issue_year']}年第{pack['issue_number']}期{mark}　"
         f"签发人：{office.get('signer') or '＿＿'}　审核人：{office.get('reviewer') or '＿＿'}　"
-        f"{pack['date']}（截至 {_t(pack['as_of'], tz)}）"
+        f"{pack['date']}（统计时段 {_t(pack['period']['from'], tz)} 至 {_t(pack['as_of'], tz)}）"
     )
     filed = pack["reports_filed"]
     zero = pack["zero_reports_due_today"]

@@ -214,9 +214,9 @@ def test_a_drill_campaign_is_never_counted(rstack: Stack) -> None:
 def test_the_daily_summary_names_an_overdue_campaign_report(rstack: Stack) -> None:
     rstack.clock.set(local(2026, 7, 6, 9))
     start(rstack, starts_on="2026-06-29", stages=[])
-    rstack.clock.set(local(2026, 7, 8, 18))
+    rstack.clock.set(local(2026, 7, 9, 9))
     scan(rstack)
-    summary = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-08"})
+    summary = rstack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-09"})
     assert summary.status_code == 200, summary.text
     overdue = [
         d for d in summary.json()["reporting"]["overdue_items"] if d["kind"] == "campaign_report"

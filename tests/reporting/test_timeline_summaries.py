@@ -312,6 +312,12 @@ def test_an_early_publication_is_refused_and_the_publication_freezes_the_report(
     )
     assert "暂定" not in document.text
     assert publish_daily(rstack, "2026-07-06").status_code == 200
+    # What came after the cut-off is the next day's report (17:00 to 17:00), not lost.
+    rstack.clock.set(local(2026, 7, 7, 9))
+    next_day = daily_of(rstack, "2026-07-07")
+    assert next_day["incidents"]["total"] == 1
+    assert next_day["incidents"]["casualties"]["deaths"] == 5
+    assert next_day["period"]["from"] == local(2026, 7, 6, 17).isoformat().replace("+00:00", "Z")
 
 
 def test_no_daily_report_for_a_day_to_come_or_before_the_start(rstack: Stack) -> None:
@@ -1205,11 +1211,12 @@ def test_overdue_and_late_lists_and_publication_read_as_whole_documents_would(
     ids = seed(rstack)
     rstack.clock.set(local(2026, 7, 8, 9))
     scan(rstack)
-    assert rstack.call("POST", "/v1/summaries/daily/publish", params={"date": "2026-07-06"})
+    # The 7th's report (17:00 on the 6th to 17:00 on the 7th) lists what was overdue by then.
+    assert rstack.call("POST", "/v1/summaries/daily/publish", params={"date": "2026-07-07"})
     ctx = rstack.ctx("reporting")
     repo = reporting_service.open_repository(ctx)
     names = {t.code: t.name for t in ctx.county.townships}
-    daily = reporting_service.use_cases(ctx).daily_summary(date(2026, 7, 6))
+    daily = reporting_service.use_cases(ctx).daily_summary(date(2026, 7, 7))
     overdue = daily["reporting"]["overdue_items"]
     assert {ids["late"], ids["b"]} <= {row["incident_id"] for row in overdue}
     for row in overdue:
@@ -1217,10 +1224,13 @@ def test_overdue_and_late_lists_and_publication_read_as_whole_documents_would(
         incident = repo.incident_view(whole["incident_id"]) or {}
         title = incident.get("title") or "（事件标题未收到）"
         assert row == {**summaries._deadline_row(whole, names), "incident_title": title}
-    assert daily["reporting"]["late_items"]
-    for row in daily["reporting"]["late_items"]:
+    late_items = reporting_service.use_cases(ctx).daily_summary(date(2026, 7, 6))["reporting"][
+        "late_items"
+    ]
+    assert late_items
+    for row in late_items:
         title = (repo.incident_view(row["incident_id"]) or {}).get("title")
         assert row["incident_title"] == (title or "（事件标题未收到）")
-    published = repo.summary_by_id("daily:2026-07-06") or {}
+    published = repo.summary_by_id("daily:2026-07-07") or {}
     assert daily["published_at"] == published["published_at"]
     assert daily["issue_number"] == published["content"]["issue_number"]

@@ -273,7 +273,7 @@ class SqliteDispatchRepository(SqliteRepository):
     ) -> Page:
         """Walk (sort column, id) from the cursor; the sort column has the field's name."""
         if not 1 <= limit <= MAX_LIMIT:
-            raise field_error("query.limit", f"must be between 1 and {MAX_LIMIT}")
+            raise field_error("query.limit", f"须在 1 到 {MAX_LIMIT} 之间")
         op, order = ("<", "DESC") if descending else (">", "ASC")
         if cursor:
             value, ident = decode_cursor(cursor)

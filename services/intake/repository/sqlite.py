@@ -160,7 +160,7 @@ class SqliteIntakeRepository(SqliteRepository):
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Walks (reported_at, id) descending from the cursor, filtering as it goes."""
         if not 1 <= limit <= MAX_LIMIT:
-            raise field_error("query.limit", f"must be between 1 and {MAX_LIMIT}")
+            raise field_error("query.limit", f"须在 1 到 {MAX_LIMIT} 之间")
         where, params = _where(filters)
         if cursor:
             value, ident = decode_cursor(cursor)

@@ -723,7 +723,7 @@ class SqliteReportingRepository(SqliteRepository):
     ) -> Page:
         """Ascending by (column, id), one more row than asked to know if a next page exists."""
         if not 1 <= limit <= MAX_LIMIT:
-            raise field_error("query.limit", f"must be between 1 and {MAX_LIMIT}")
+            raise field_error("query.limit", f"须在 1 到 {MAX_LIMIT} 之间")
         if cursor:
             value, ident = decode_cursor(cursor)
             value = _t(value) if isinstance(value, datetime) else value
@@ -876,7 +876,7 @@ class SqliteReportingRepository(SqliteRepository):
     def timeline_page(self, incident_id: str, limit: int, cursor: str | None) -> Page:
         """Walks the (incident_id, order_key, entry) membership index."""
         if not 1 <= limit <= MAX_LIMIT:
-            raise field_error("query.limit", f"must be between 1 and {MAX_LIMIT}")
+            raise field_error("query.limit", f"须在 1 到 {MAX_LIMIT} 之间")
         where, params = "m.incident_id = ?", [incident_id]
         if cursor:
             value, ident = decode_cursor(cursor)

@@ -279,10 +279,11 @@ def _describe_pack(
 
 
 def daily(ctx: ServiceContext, repo: ReportingRepository, day: date) -> dict[str, Any]:
-    """The daily situation report (日报, before 17:00 per 篇9) for a local day, up to now."""
+    """The daily situation report (日报, by 17:00 per 篇9) of a local day: the day before's
+    cut-off to this day's, up to now."""
     prof = profile(ctx)
     tz = domain.zone(prof)
-    start, end = domain.day_bounds(day, tz)
+    start, end = domain.daily_period(day, prof.daily_report_cutoff, tz)
     now = as_utc(ctx.clock.now())
     as_of = min(end, max(now, start))
     names = _names(ctx)
@@ -290,7 +291,7 @@ def daily(ctx: ServiceContext, repo: ReportingRepository, day: date) -> dict[str
     pack["kind"] = "daily"
     pack["date"] = day.isoformat()
     pack["as_of"] = as_of
-    pack["report_cutoff"] = domain.at_local(day, prof.daily_report_cutoff, tz)
+    pack["report_cutoff"] = end
     # Before 17:00 the day's figures may still change: the report is marked 暂定.
     pack["provisional"] = now < pack["report_cutoff"]
     pack["issue_number"] = domain.issue_number(day, start_date(ctx, repo))

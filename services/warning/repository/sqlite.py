@@ -248,7 +248,7 @@ class SqliteWarningRepository(SqliteRepository):
         cursor: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         if not 1 <= limit <= MAX_LIMIT:
-            raise field_error("query.limit", f"must be between 1 and {MAX_LIMIT}")
+            raise field_error("query.limit", f"须在 1 到 {MAX_LIMIT} 之间")
         if cursor:
             value, ident = decode_cursor(cursor)
             moment = iso(value) if isinstance(value, datetime) else value
