@@ -8,10 +8,12 @@ the test, it never skips."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 # Hooks of this conftest: under CI=true a skip fails; every run prints the skip summary line.
 from tests.support.ci import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401
@@ -26,6 +28,19 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     """All four services in-process on a manual clock."""
     with running_stack(tmp_path) as running:
         yield running
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo configure_logging after the test (it configures the whole process)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 def broker_reachable() -> bool:

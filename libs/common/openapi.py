@@ -113,6 +113,14 @@ Day = Annotated[
 # The same day for an optional parameter. Its Query (with any alias) goes inside the route's
 # Annotated[OptionalDay, Query(...)] = None: as a default (= Query(...)) it drops the validator.
 OptionalDay = Annotated[date | None, BeforeValidator(_iso_day)]
+
+
+def day_query(description: str, alias: str | None = None) -> Any:
+    """The Query of an optional day (``Annotated[OptionalDay, day_query(...)] = None``): its
+    description and alias, and the pattern the schema states."""
+    return Query(alias=alias, description=description, json_schema_extra={"pattern": DAY_PATTERN})
+
+
 Month = Annotated[str, Query(pattern=MONTH_PATTERN, description="月份 YYYY-MM")]
 
 

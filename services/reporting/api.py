@@ -18,7 +18,7 @@ from libs.common.clock import UtcTime, as_utc
 from libs.common.errors import ApiError, field_error
 from libs.common.eventmodels.common import Affected, Casualties
 from libs.common.jsontypes import JsonBool, JsonInt
-from libs.common.openapi import DAY_PATTERN, Day, Month, OptionalDay, errors
+from libs.common.openapi import DAY_PATTERN, Day, Month, OptionalDay, day_query, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
 from services.reporting import documents, domain, render
@@ -546,20 +546,8 @@ def _zero_report_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUse
         ),
     )
     def zero_contradictions(
-        from_: Annotated[
-            OptionalDay,
-            Query(
-                alias="from",
-                description="起始日期 YYYY-MM-DD",
-                json_schema_extra={"pattern": DAY_PATTERN},
-            ),
-        ] = None,
-        to: Annotated[
-            OptionalDay,
-            Query(
-                description="截止日期 YYYY-MM-DD（含）", json_schema_extra={"pattern": DAY_PATTERN}
-            ),
-        ] = None,
+        from_: Annotated[OptionalDay, day_query("起始日期 YYYY-MM-DD", alias="from")] = None,
+        to: Annotated[OptionalDay, day_query("截止日期 YYYY-MM-DD（含）")] = None,
         township_code: str | None = Query(default=None, pattern=r"^\d{9}$", description="乡镇代码"),
         principal: Principal = anyone,
     ) -> dict[str, Any]:

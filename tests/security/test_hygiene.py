@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import structlog
 
 from libs.common import auth, metrics
 from libs.common.bus import Publisher
@@ -24,18 +23,6 @@ from tests.support.stack import TOWNSHIP_A, Stack, running_stack
 
 PHONE = "13812345678"
 APPROVER_PHONE = "15987654321"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def test_keys_are_stored_as_digests_and_compared_in_constant_time(

@@ -16,7 +16,7 @@ import pytest
 
 from libs.common.errors import PYDANTIC_REASONS
 from tests.reporting.support import SHANGHAI
-from tests.security.test_text_fields import body_with, json_body_operations, post_raw
+from tests.security.test_text_fields import body_with, json_body_operations, post_raw, resolve
 from tests.support.bodies import incident_body, zero_report_body
 from tests.support.stack import TOWNSHIP_A, Stack, running_stack
 
@@ -38,16 +38,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-def _resolve(schema: Mapping[str, Any], components: Mapping[str, Any]) -> Mapping[str, Any]:
-    ref = schema.get("$ref")
-    return components[ref.rsplit("/", 1)[-1]] if ref else schema
-
-
 def scalar_fields(
     schema: Mapping[str, Any], components: Mapping[str, Any], path: Path_ = ()
 ) -> Iterator[tuple[Path_, str]]:
     """Every integer, boolean or number place in a body schema, with its path and type."""
-    schema = _resolve(schema, components)
+    schema = resolve(schema, components)
     for key in ("anyOf", "oneOf", "allOf"):
         for alternative in schema.get(key, []):
             yield from scalar_fields(alternative, components, path)

@@ -45,7 +45,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-def _resolve(schema: Mapping[str, Any], components: Mapping[str, Any]) -> Mapping[str, Any]:
+def resolve(schema: Mapping[str, Any], components: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A schema, or the component its $ref names."""
     ref = schema.get("$ref")
     return components[ref.rsplit("/", 1)[-1]] if ref else schema
 
@@ -54,7 +55,7 @@ def string_fields(
     schema: Mapping[str, Any], components: Mapping[str, Any], path: Path_ = ()
 ) -> Iterator[tuple[Path_, Mapping[str, Any]]]:
     """Every string-valued place in a body schema, with its path (list items as index 0)."""
-    schema = _resolve(schema, components)
+    schema = resolve(schema, components)
     for key in ("anyOf", "oneOf", "allOf"):
         for alternative in schema.get(key, []):
             yield from string_fields(alternative, components, path)

@@ -3,13 +3,11 @@ a credential, so only its first characters reach the log, enough to correlate a 
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import structlog
 
 from libs.common.logging import configure_logging, redact_text
 from services.warning.channels import LogChannel, RetryPolicy, _Options
@@ -17,19 +15,6 @@ from tests.warning.conftest import TOWNSHIP_A, county_with_channels
 
 ACK_LINK = re.compile(r"/v1/warnings/ack/([A-Za-z0-9_\-]+)")
 TOKEN = "Zq3xJ9-kLmN0pQrStUvWxYz_12345678"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Undo configure_logging after the test (it configures the whole process)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def test_a_link_token_is_masked_but_its_start_is_kept() -> None:

@@ -13,7 +13,7 @@ from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.errors import field_error
 from libs.common.jsontypes import JsonBool, JsonInt, JsonNumber
-from libs.common.openapi import DAY_PATTERN, Day, OptionalDay
+from libs.common.openapi import Day, OptionalDay, day_query
 from libs.common.service import ServiceContext
 from libs.common.text import bounded_text
 from services.reporting import documents
@@ -155,13 +155,7 @@ def _roster_routes(router: APIRouter, ctx: ServiceContext, duty: DutyUseCases) -
 
     @router.get("/v1/duty/roster", summary="一周值班表")
     def roster(
-        week: Annotated[
-            OptionalDay,
-            Query(
-                description="该周任一日期 YYYY-MM-DD（当地），默认本周",
-                json_schema_extra={"pattern": DAY_PATTERN},
-            ),
-        ] = None,
+        week: Annotated[OptionalDay, day_query("该周任一日期 YYYY-MM-DD（当地），默认本周")] = None,
         exercise: bool = Query(default=False, description="演练值班表"),
         _: Principal = ctx.allow(*READERS),
     ) -> dict[str, Any]:

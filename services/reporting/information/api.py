@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.auth import Principal, Role
 from libs.common.errors import field_error
 from libs.common.jsontypes import JsonBool
-from libs.common.openapi import DAY_PATTERN, Month, OptionalDay, errors
+from libs.common.openapi import Month, OptionalDay, day_query, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
 from services.reporting.information.usecases import InformationUseCases
@@ -209,12 +209,7 @@ def _evaluation_routes(router: APIRouter, ctx: ServiceContext, info: Information
     )
     def quotas(
         day: Annotated[
-            OptionalDay,
-            Query(
-                alias="date",
-                description="日期 YYYY-MM-DD（当地），默认今天",
-                json_schema_extra={"pattern": DAY_PATTERN},
-            ),
+            OptionalDay, day_query("日期 YYYY-MM-DD（当地），默认今天", alias="date")
         ] = None,
         principal: Principal = anyone,
     ) -> dict[str, Any]:
