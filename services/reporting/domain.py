@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from libs.common.clock import as_utc
+from libs.common.clock import as_utc, local_date
 from libs.common.profiles import DeadlineProfile, GradeLimits
 from libs.common.signatures import same_person_errors
 
@@ -198,6 +198,17 @@ def daily_period(day: date, cutoff: time, tz: ZoneInfo) -> tuple[datetime, datet
     return at_local(day - timedelta(days=1), cutoff, tz), at_local(day, cutoff, tz)
 
 
+def early_publication(day: date, now: datetime, cutoff: time, tz: ZoneInfo) -> str | None:
+    """Why a day's report may not be published yet (its cut-off has not passed: the figures may
+    still change, so only the 暂定 draft exists), or None once it may."""
+    if as_utc(now) >= at_local(day, cutoff, tz):
+        return None
+    return (
+        f"{day.isoformat()} 的日报须在当日 {cutoff:%H:%M} 截止后发布；"
+        "截止前数字仍会变化，只能查看暂定稿"
+    )
+
+
 def daily_report_refusal(day: date, today: date, first_day: date) -> str | None:
     """Why no daily report (日报) exists for ``day``, or None when it does: a day after today
     (local) has not happened, and a day before the county's first day of operation had no
@@ -363,11 +374,6 @@ def correction_errors(
 def zone(profile: DeadlineProfile) -> ZoneInfo:
     """The profile's time zone."""
     return ZoneInfo(profile.timezone)
-
-
-def local_date(moment: datetime, tz: ZoneInfo) -> date:
-    """The calendar date of ``moment`` in ``tz``."""
-    return as_utc(moment).astimezone(tz).date()
 
 
 def at_local(day: date, clock_time: time, tz: ZoneInfo) -> datetime:

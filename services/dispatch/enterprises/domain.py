@@ -4,9 +4,8 @@ lists of risk levels, hazard types and response groups, and when a rectification
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal, get_args
-from zoneinfo import ZoneInfo
 
 # GB 32100-2015: 18 characters from this alphabet (no I, O, S, V, Z); the last is a check
 # character over the first 17, weighted by 3^i mod 31.
@@ -88,11 +87,6 @@ def group_problems(groups: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]
             problems.append((f"response_groups.{index}.group", f"{name} 重复"))
         seen.add(name)
     return problems
-
-
-def local_date(moment: datetime, tz: ZoneInfo) -> date:
-    """The county's local date of a moment."""
-    return moment.astimezone(tz).date()
 
 
 def rectification_state(inspection: Mapping[str, Any], today: date) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from libs.common.auth import Principal
-from libs.common.clock import Clock
+from libs.common.clock import Clock, local_date
 from libs.common.county import County
 from libs.common.errors import ApiError, field_error, not_found
 from libs.common.idempotency import IDEMPOTENCY, check_replay, fingerprint, idempotency_scope
@@ -58,7 +58,7 @@ class EnterpriseUseCases:
 
     def today(self) -> date:
         """The county's local date now."""
-        return domain.local_date(self.clock.now(), self.tz)
+        return local_date(self.clock.now(), self.tz)
 
     # ------------------------------------------------------------ the register
 

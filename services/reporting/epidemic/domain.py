@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from libs.common.clock import as_utc
+from libs.common.clock import as_utc, local_date
 from libs.common.county import County
 
 UnitKind = Literal["township", "health_unit"]
@@ -51,11 +51,6 @@ def unit_by_id(county: County, unit_id: str) -> ReportingUnit | None:
 
 
 # ---------------------------------------------------------------- time
-
-
-def local_date(moment: datetime, tz: ZoneInfo) -> date:
-    """The calendar date of ``moment`` in ``tz``."""
-    return as_utc(moment).astimezone(tz).date()
 
 
 def cutoff(day: date, cutoff_time: time, tz: ZoneInfo) -> datetime:

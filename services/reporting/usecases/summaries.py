@@ -349,14 +349,10 @@ def publish_daily_on_request(
     has passed, so what is frozen and sent upward is the final report, never the 暂定 draft."""
     check_daily_date(ctx, repo, day)
     prof = profile(ctx)
-    tz = domain.zone(prof)
-    cutoff = domain.at_local(day, prof.daily_report_cutoff, tz)
-    if as_utc(ctx.clock.now()) < cutoff:
-        local_cutoff = cutoff.astimezone(tz)
-        reason = (
-            f"{day.isoformat()} 的日报须在当日 {local_cutoff:%H:%M} 截止后发布；"
-            "截止前数字仍会变化，只能查看暂定稿"
-        )
+    reason = domain.early_publication(
+        day, ctx.clock.now(), prof.daily_report_cutoff, domain.zone(prof)
+    )
+    if reason is not None:
         raise ApiError(
             409, "before_cutoff", reason, fields=[{"path": "query.date", "reason": reason}]
         )
