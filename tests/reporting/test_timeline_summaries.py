@@ -345,19 +345,24 @@ def test_no_daily_report_for_a_day_to_come_or_before_the_start(rstack: Stack) ->
     assert today.status_code == 200
 
 
+def merged(duplicate: str, primary: str) -> dict[str, Any]:
+    """The payload of ``incident_merged`` as intake emits it."""
+    return {
+        "incident_id": duplicate,
+        "primary_id": primary,
+        "township_code": TOWNSHIP_A,
+        "merged_by": "operator",
+        "reason": "同一地点重复报告",
+    }
+
+
 def merge(stack: Stack, duplicate: str, primary: str, *, settle: bool = True) -> None:
     """``incident_merged`` as intake emits it."""
     emit(
         stack,
         "intake",
         "incident_merged",
-        {
-            "incident_id": duplicate,
-            "primary_id": primary,
-            "township_code": TOWNSHIP_A,
-            "merged_by": "operator",
-            "reason": "同一地点重复报告",
-        },
+        merged(duplicate, primary),
         correlation_id=duplicate,
         settle=settle,
     )
@@ -594,13 +599,7 @@ def _every_event(
         (
             "intake",
             "incident_merged",
-            {
-                "incident_id": duplicate,
-                "primary_id": primary,
-                "township_code": TOWNSHIP_A,
-                "merged_by": "operator",
-                "reason": "同一地点重复报告",
-            },
+            merged(duplicate, primary),
         ),
         (
             "intake",
