@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -166,10 +166,18 @@ class IssuingOffice(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=60, description="发文机关（报送单位）全称")
-    signer: str = Field(default="", max_length=50, description="签发人")
-    reviewer: str = Field(default="", max_length=50, description="审核人")
+    name: Text = Field(min_length=1, max_length=60, description="发文机关（报送单位）全称")
+    signer: Text = Field(default="", max_length=50, description="签发人")
+    reviewer: Text = Field(default="", max_length=50, description="审核人")
     contact: Contact | None = Field(default=None, description="值班联系人及电话")
+    printing_office: Text = Field(
+        default="",
+        max_length=60,
+        description="版记的印发机关（如 县应急管理局办公室）；不设时为发文机关",
+    )
+    copy_to: list[Annotated[Text, Field(min_length=1, max_length=60)]] = Field(
+        default=[], max_length=20, description="版记的抄送机关，按顺序"
+    )
 
 
 class DutyShift(BaseModel):

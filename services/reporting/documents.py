@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from docx import Document
 from docx.enum.section import WD_SECTION_START
 from docx.enum.table import WD_TABLE_ALIGNMENT
-from docx.enum.text import WD_ALIGN_PARAGRAPH, WD_BREAK
+from docx.enum.text import WD_ALIGN_PARAGRAPH, WD_BREAK, WD_TAB_ALIGNMENT
 from docx.oxml.ns import qn
 from docx.shared import Mm, Pt, RGBColor
 
@@ -39,6 +39,7 @@ FONTS = {
     "heading": ("黑体", "SimHei", "Noto Sans CJK SC"),
     "body": ("仿宋_GB2312", "仿宋", "FangSong", "Noto Serif CJK SC"),
     "kai": ("楷体_GB2312", "楷体", "KaiTi", "Noto Serif CJK SC"),
+    "song": ("宋体", "SimSun", "Noto Serif CJK SC"),
 }
 # The children of w:pPr that must follow w:pBdr (ECMA-376 CT_PPrBase order).
 AFTER_PBDR = (
@@ -71,6 +72,8 @@ AFTER_PBDR = (
     "w:pPrChange",
 )
 SIZES_PT = {"masthead": 36, "title": 22, "body": 16, "table": 12, "note": 14}
+# 版记 rules in eighths of a point: 0.35 mm for the first and last, 0.25 mm between (GB/T 9704).
+THICK_RULE, THIN_RULE = 8, 6
 
 
 @dataclass
@@ -106,6 +109,34 @@ class Official:
     contact: str = ""
     filename: str = "文件"
     notes: list[str] = field(default_factory=list)
+    # 版记 (GB/T 9704 7.4): 抄送机关, and 印发机关 with 印发日期 (the document's date). A record
+    # that is not sent anywhere (the handover record) has neither, and so no 版记.
+    copy_to: Sequence[str] = ()
+    printed_by: str = ""
+
+    @property
+    def annotation(self) -> str:
+        """附注 (GB/T 9704 7.3.7): 审核人 and the contact, in brackets under 成文日期."""
+        parts = [f"审核人：{self.reviewer}" if self.reviewer else "", self.contact]
+        text = "　".join(part for part in parts if part)
+        return f"（{text}）" if text else ""
+
+    @property
+    def signature_offsets(self) -> tuple[float, float]:
+        """How many characters in from the right the 发文机关署名 and the 成文日期 stand: the name
+        two in, the date starting two characters right of the name's first; a date too long
+        for that stands two in and pushes the name left (GB/T 9704 7.3.5.3)."""
+        name, dated = text_width(self.issuer), text_width(chinese_date(self.dated))
+        name_offset = max(2.0, dated + 4 - name)
+        return name_offset, name_offset + name - 2 - dated
+
+    @property
+    def record_lines(self) -> list[str]:
+        """版记 lines: 抄送 (if any), then 印发机关 and 印发日期 (if the document is sent)."""
+        lines = [f"抄送：{'，'.join(self.copy_to)}。"] if self.copy_to else []
+        if self.printed_by:
+            lines.append(f"{self.printed_by}\t{chinese_date(self.dated)}印发")
+        return lines
 
 
 # ---------------------------------------------------------------- formatting
@@ -132,6 +163,12 @@ def short_time(value: Any, tz: ZoneInfo) -> str:
 def chinese_date(day: date) -> str:
     """成文日期 in Arabic numerals, as GB/T 9704-2012 writes it: 2026年7月6日."""
     return f"{day.year}年{day.month}月{day.day}日"
+
+
+def text_width(text: str) -> float:
+    """Width in characters of the body's size: a Chinese character is one, a half-width
+    digit or letter half of one."""
+    return sum(0.5 if char.isascii() else 1.0 for char in text)
 
 
 def money(cny: float) -> str:
@@ -346,6 +383,15 @@ def _contact(office: Mapping[str, Any]) -> str:
     return f"联系人：{person['name']}　电话：{person['phone']}" if person else ""
 
 
+def _record(office: Mapping[str, Any]) -> dict[str, Any]:
+    """版记 of a document sent upward: the office's 抄送机关 and its 印发机关 (itself unless the
+    county file names another, usually its 办公室)."""
+    return {
+        "copy_to": tuple(office.get("copy_to") or ()),
+        "printed_by": office.get("printing_office") or office["name"],
+    }
+
+
 def daily_document(pack: Mapping[str, Any], tz: ZoneInfo) -> Official:
     """The 17:00 daily report (突发事件信息日报) as an official document."""
     office = _office(pack)
@@ -371,6 +417,7 @@ def daily_document(pack: Mapping[str, Any], tz: ZoneInfo) -> Official:
         + _advice_blocks(pack),
         dated=day,
         contact=_contact(office),
+        **_record(office),
         filename=f"{pack['county']['name']}突发事件信息日报_{pack['date']}",
         notes=notes,
     )
@@ -395,6 +442,7 @@ def situation_document(pack: Mapping[str, Any], tz: ZoneInfo) -> Official:
         + _advice_blocks(pack),
         dated=generated,
         contact=_contact(office),
+        **_record(office),
         filename=f"{pack['county']['name']}会商研判材料_{as_utc(start).astimezone(tz):%Y-%m-%d}",
     )
 
@@ -482,6 +530,7 @@ def bulletin_document(chain: Mapping[str, Any], tz: ZoneInfo) -> Official:
         blocks=blocks,
         dated=as_utc(last["filed_at"]).astimezone(tz).date(),
         contact=_contact(office),
+        **_record(office),
         filename=f"{drill}信息专报_{inc['title']}_{labels}",
     )
 
@@ -511,30 +560,72 @@ def _para(doc: Any, text: str, role: str = "body", size: float | None = None, **
     return paragraph
 
 
-def _rules(paragraph: Any, edges: Sequence[str], color: str, eighths: int) -> None:
-    """Lines above and/or below a paragraph (``edges``: top, bottom), ``eighths`` of a point
-    thick: the red 版头 separator and the 版记's lines."""
+def _rules(paragraph: Any, color: str, eighths: Mapping[str, int]) -> None:
+    """Lines above and/or below a paragraph (``eighths``: edge → thickness in eighths of a
+    point): the red 版头 separator and the 版记's rules."""
     p_pr = paragraph._p.get_or_add_pPr()
     border = p_pr.makeelement(qn("w:pBdr"), {})
     for edge in ("top", "bottom"):  # the schema's order within w:pBdr
-        if edge in edges:
-            line = {qn("w:val"): "single", qn("w:sz"): str(eighths), qn("w:color"): color}
+        if edge in eighths:
+            line = {qn("w:val"): "single", qn("w:sz"): str(eighths[edge]), qn("w:color"): color}
             border.append(border.makeelement(qn("w:" + edge), line))
     # w:pPr's children have a fixed order; w:pBdr goes before w:shd, w:spacing, w:jc, …
     p_pr.insert_element_before(border, *AFTER_PBDR)
 
 
-def _page_numbers(section: Any) -> None:
-    """Page numbers at the foot, centred, as 「— 1 —」 (GB/T 9704 页码)."""
-    paragraph = section.footer.paragraphs[0]
-    paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
-    _font(paragraph.add_run("— "), "body", 14)
+def _page_number(paragraph: Any, odd: bool) -> None:
+    """「— 1 —」 in 4号 宋体, one character in from the right on odd pages and from the left on
+    even ones (GB/T 9704 7.5)."""
+    size = SIZES_PT["note"]
+    paragraph.alignment = WD_ALIGN_PARAGRAPH.RIGHT if odd else WD_ALIGN_PARAGRAPH.LEFT
+    indent = Pt(size)
+    if odd:
+        paragraph.paragraph_format.right_indent = indent
+    else:
+        paragraph.paragraph_format.left_indent = indent
+    _font(paragraph.add_run("— "), "song", size)
     field = paragraph._p.makeelement(qn("w:fldSimple"), {qn("w:instr"): "PAGE"})
-    paragraph._p.append(field)
-    _font(paragraph.add_run(" —"), "body", 14)
-    # The field sits between the two dashes.
-    paragraph._p.remove(field)
     paragraph.runs[0]._element.addnext(field)
+    _font(paragraph.add_run(" —"), "song", size)
+
+
+def _page_numbers(doc: Any, section: Any) -> None:
+    """Odd and even pages get their own footer, so each page's number sits on its outer side."""
+    doc.settings.odd_and_even_pages_header_footer = True
+    _page_number(section.footer.paragraphs[0], odd=True)
+    _page_number(section.even_page_footer.paragraphs[0], odd=False)
+
+
+def _signature(doc: Any, official: Official) -> None:
+    """落款: a blank line under the text, then the issuing office and the date (成文日期)."""
+    name_offset, date_offset = official.signature_offsets
+    size = SIZES_PT["body"]
+    for text, offset in (
+        (official.issuer, name_offset),
+        (chinese_date(official.dated), date_offset),
+    ):
+        paragraph = _para(doc, text, align=WD_ALIGN_PARAGRAPH.RIGHT)
+        paragraph.paragraph_format.right_indent = Pt(offset * size)
+        if text == official.issuer:
+            paragraph.paragraph_format.space_before = Pt(size * 1.5)
+
+
+def _record_block(doc: Any, official: Official) -> None:
+    """版记: its lines between thick rules, thin rules between them, each line one character in
+    from both sides and the 印发日期 flush right (GB/T 9704 7.4)."""
+    lines = official.record_lines
+    size = SIZES_PT["note"]
+    # The 版心 is 156 mm wide; the date's tab stop is one character in from its right edge.
+    right_edge = Mm(210 - MARGINS_MM["left"] - MARGINS_MM["right"]) - 2 * Pt(size)
+    for index, line in enumerate(lines):
+        paragraph = _para(doc, line, size=size)  # a tab in the text becomes w:tab
+        form = paragraph.paragraph_format
+        form.left_indent = form.right_indent = Pt(size)
+        form.tab_stops.add_tab_stop(right_edge, WD_TAB_ALIGNMENT.RIGHT)
+        rules = {"bottom": THICK_RULE if index == len(lines) - 1 else THIN_RULE}
+        if index == 0:
+            rules["top"] = THICK_RULE
+        _rules(paragraph, "000000", rules)
 
 
 def _docx_table(doc: Any, table: Table) -> None:
@@ -580,7 +671,7 @@ def to_docx(official: Official) -> bytes:
     _para(doc, official.masthead, "title", SIZES_PT["masthead"], align=center, red=True)
     _para(doc, official.issue_line, align=center)
     head = _para(doc, f"{official.issuer}　　签发人：{official.signer or '＿＿＿＿'}", align=right)
-    _rules(head, ["bottom"], RED, 12)
+    _rules(head, RED, {"bottom": 12})
     if official.title:
         _para(doc, official.title, "title", SIZES_PT["title"], align=center)
     for note in official.notes:
@@ -598,19 +689,11 @@ def to_docx(official: Official) -> bytes:
             _docx_table(doc, block.table)
         else:
             _para(doc, block.text, indent=True)
-    _para(doc, official.issuer, align=right)
-    _para(doc, chinese_date(official.dated), align=right)
-    footer = _para(
-        doc,
-        f"审核人：{official.reviewer or '＿＿＿＿'}　　签发人：{official.signer or '＿＿＿＿'}",
-        size=SIZES_PT["note"],
-    )
-    closing = footer
-    if official.contact:
-        closing = _para(doc, official.contact, size=SIZES_PT["note"])
-    _rules(footer, ["top"], "000000", 8)
-    _rules(closing, ["bottom"], "000000", 8)
-    _page_numbers(section)
+    _signature(doc, official)
+    if official.annotation:
+        _para(doc, official.annotation, indent=True)
+    _record_block(doc, official)
+    _page_numbers(doc, section)
     _font_fallbacks(doc)
     doc.core_properties.title = official.title or official.masthead
     doc.core_properties.author = official.issuer
@@ -630,8 +713,10 @@ def _css() -> str:
     m = MARGINS_MM
     return (
         f"@page{{size:A4;margin:{m['top']}mm {m['right']}mm {m['bottom']}mm {m['left']}mm;"
-        f"@bottom-center{{content:'— ' counter(page) ' —';font-family:{_family('body')};"
-        "font-size:14pt}}"
+        "}"
+        # 页码: one character in from the outer edge, right on odd pages, left on even ones.
+        f"@page :right{{@bottom-right{{{_page_number_css('right')}}}}}"
+        f"@page :left{{@bottom-left{{{_page_number_css('left')}}}}}"
         f"body{{font-family:{_family('body')};font-size:{SIZES_PT['body']}pt;line-height:1.6}}"
         f".masthead{{font-family:{_family('title')};color:#{RED};font-size:"
         f"{SIZES_PT['masthead']}pt;text-align:center;margin:0}}"
@@ -650,11 +735,45 @@ def _css() -> str:
         "th{white-space:nowrap}tr{break-inside:avoid}"
         f"th{{font-family:{_family('heading')};font-weight:normal}}"
         ".sign{text-align:right;text-indent:0}"
-        ".record{border-top:1pt solid #000;border-bottom:1pt solid #000;"
+        ".annotation{text-indent:2em}"
+        f".record{{border-top:1pt solid #000;border-bottom:1pt solid #000;"
         f"font-size:{SIZES_PT['note']}pt;margin-top:16pt}}"
-        ".record p{text-indent:0}"
+        ".record p{text-indent:0;margin:0;padding:0 1em;display:flex;"
+        "justify-content:space-between}"
+        ".record p+p{border-top:0.7pt solid #000}"
         ".break{break-after:page}"
     )
+
+
+def _page_number_css(side: str) -> str:
+    return (
+        f"content:'— ' counter(page) ' —';font-family:{_family('song')};font-size:"
+        f"{SIZES_PT['note']}pt;text-align:{side};padding-{side}:{SIZES_PT['note']}pt"
+    )
+
+
+def _html_signature(official: Official) -> list[str]:
+    name_offset, date_offset = official.signature_offsets
+    return [
+        f'<p class="sign" style="padding-right:{name_offset:g}em;margin-top:1.5em">'
+        f"{escape(official.issuer)}</p>",
+        f'<p class="sign" style="padding-right:{date_offset:g}em">'
+        f"{escape(chinese_date(official.dated))}</p>",
+    ]
+
+
+def _html_record(official: Official) -> list[str]:
+    """附注 under the date, then the 版记 (if the document is sent)."""
+    parts = (
+        [f'<p class="annotation">{escape(official.annotation)}</p>'] if official.annotation else []
+    )
+    lines = official.record_lines
+    if lines:
+        cells = [
+            "".join(f"<span>{escape(cell)}</span>" for cell in line.split("\t")) for line in lines
+        ]
+        parts.append('<div class="record">' + "".join(f"<p>{c}</p>" for c in cells) + "</div>")
+    return parts
 
 
 def _html_block(block: Block) -> str:
@@ -693,12 +812,9 @@ def to_html(official: Official) -> str:
     parts += [f'<p class="note">{escape(n)}</p>' for n in official.notes]
     parts += [_html_block(b) for b in official.blocks]
     parts += [
-        f'<p class="sign">{escape(official.issuer)}</p>',
-        f'<p class="sign">{escape(chinese_date(official.dated))}</p>',
-        '<div class="record">',
-        f"<p>审核人：{escape(official.reviewer or '＿＿＿＿')}　　签发人：{escape(signer)}</p>",
-        f"<p>{escape(official.contact)}</p>" if official.contact else "",
-        "</div></body></html>",
+        *_html_signature(official),
+        *_html_record(official),
+        "</body></html>",
     ]
     return "".join(parts)
 

@@ -46,7 +46,8 @@ def pdf_text(content: bytes) -> str:
 
 def assert_official_layout(content: bytes) -> None:
     """GB/T 9704 in the .docx: A4, its margins, the red 发文机关标志 in 小标宋, 仿宋 body."""
-    from docx.shared import Mm, RGBColor
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.shared import Mm, Pt, RGBColor
 
     document = docx.Document(io.BytesIO(content))
     section = document.sections[0]
@@ -66,9 +67,14 @@ def assert_official_layout(content: bytes) -> None:
     body = next(p for p in document.paragraphs if p.text.startswith("本期共发生")).runs[0]
     assert east_asian_font(body) == "仿宋_GB2312"
     assert body.font.size is not None and body.font.size.pt == 16  # 三号
-    # 页码 in the footer: a PAGE field between dashes.
-    footer = section.footer.paragraphs[0]._p.xml
-    assert 'w:instr="PAGE"' in footer and "— " in footer
+    # 页码: a PAGE field between dashes, in 宋体, on the outer side of odd and even pages.
+    assert document.settings.odd_and_even_pages_header_footer
+    for footer, side in ((section.footer, "right"), (section.even_page_footer, "left")):
+        number = footer.paragraphs[0]
+        assert 'w:instr="PAGE"' in number._p.xml and number.text == "—  —"
+        assert number.alignment == getattr(WD_ALIGN_PARAGRAPH, side.upper())
+        assert getattr(number.paragraph_format, f"{side}_indent") == Pt(14)  # one character
+        assert east_asian_font(number.runs[0]) == "宋体"
 
 
 def east_asian_font(run: Any) -> str | None:
@@ -210,6 +216,69 @@ def test_daily_report_as_docx_and_pdf_carries_every_element(rstack: Stack) -> No
     # After 17:00 the mark is gone.
     rstack.clock.set(local(2026, 7, 6, 17, 30))
     assert "暂定" not in docx_text(daily(rstack, "docx").content)
+
+
+def test_closing_elements_follow_gbt_9704(rstack: Stack) -> None:
+    """落款, 附注 and 版记 as GB/T 9704 places them, in the .docx and the PDF."""
+    from docx.shared import Pt
+
+    seed(rstack)
+    rstack.clock.set(local(2026, 7, 6, 17, 30))
+    document = docx.Document(io.BytesIO(daily(rstack, "docx").content))
+    closing = document.paragraphs[-5:]
+    assert [p.text for p in closing] == [
+        "安河县应急管理局",
+        "2026年7月6日",
+        "（审核人：李文华　联系人：县应急管理局值班室　电话：0551-6660110）",
+        "抄送：县委办公室，县政府办公室。",
+        "安河县应急管理局办公室\t2026年7月6日印发",
+    ]
+    # The name two characters in from the right; the date (6 characters wide) starts two
+    # characters right of the name's first (8 characters wide), so it too ends two in.
+    assert [p.paragraph_format.right_indent for p in closing[:2]] == [Pt(32), Pt(32)]
+    # 版记: thick rules (0.35 mm) first and last, a thin one (0.25 mm) between its lines.
+    borders = [p._p.xml for p in closing[3:]]
+    assert '<w:top w:val="single" w:sz="8"' in borders[0]
+    assert '<w:bottom w:val="single" w:sz="6"' in borders[0]
+    assert '<w:bottom w:val="single" w:sz="8"' in borders[1]
+    assert "<w:tab/>" in borders[1] and 'w:val="right"' in borders[1]  # date flush right
+    text = pdf_text(daily(rstack, "pdf").content)
+    for element in ("抄送：县委办公室，县政府办公室。", "安河县应急管理局办公室2026年7月6日印发"):
+        assert element in text
+    assert text.index("（审核人：李文华") < text.index("抄送：") < text.index("印发")
+
+
+def test_pdf_page_numbers_sit_on_the_outer_side(rstack: Stack) -> None:
+    seed(rstack)
+    severe_overnight(rstack)
+    rstack.clock.set(local(2026, 7, 6, 17, 30))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "daily.pdf"
+        path.write_bytes(daily(rstack, "pdf").content)
+        boxes = subprocess.run(
+            ["pdftotext", "-bbox", str(path), "-"], capture_output=True, check=True, text=True
+        ).stdout
+    pages = boxes.split("<page ")[1:]
+    assert len(pages) >= 2
+    for number, page in enumerate(pages, 1):
+        width = float(re.search(r'width="([\d.]+)"', page).group(1))  # type: ignore[union-attr]
+        words = re.findall(rf'xMin="([\d.]+)" yMin="([\d.]+)"[^>]*>{number}</word>', page)
+        # The page's own number is the lowest word that spells it (tables hold numbers too).
+        x, _ = max(words, key=lambda word: float(word[1]))
+        outer_right = float(x) > width * 0.75
+        assert outer_right == (number % 2 == 1), (number, x, width)
+
+
+def test_signature_of_a_short_office_name_is_pushed_left() -> None:
+    """A date longer than the name less two characters stands two in; the name moves left."""
+    from datetime import date
+
+    from services.reporting.documents import Official
+
+    short = Official("日报", "", "县政府", "", "", "", [], date(2026, 12, 31))
+    assert short.signature_offsets == (8.0, 2.0)  # date 7 wide: 2026年12月31日
+    long = Official("日报", "", "安河县突发事件应急管理局", "", "", "", [], date(2026, 7, 6))
+    assert long.signature_offsets == (2.0, 6.0)
 
 
 def test_zero_reports_not_yet_due_show_no_rate(rstack: Stack) -> None:
