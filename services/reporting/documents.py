@@ -113,11 +113,19 @@ class Official:
     # that is not sent anywhere (the handover record) has neither, and so no 版记.
     copy_to: Sequence[str] = ()
     printed_by: str = ""
+    # What the two people are called: a record that is not a 公文 names them by their part.
+    signer_label: str = "签发人"
+    reviewer_label: str = "审核人"
+
+    @property
+    def head_line(self) -> str:
+        """The line above the red separator: 发文机关 and 签发人 (a blank to sign on if unset)."""
+        return f"{self.issuer}　　{self.signer_label}：{self.signer or '＿＿＿＿'}"
 
     @property
     def annotation(self) -> str:
         """附注 (GB/T 9704 7.3.7): 审核人 and the contact, in brackets under 成文日期."""
-        parts = [f"审核人：{self.reviewer}" if self.reviewer else "", self.contact]
+        parts = [f"{self.reviewer_label}：{self.reviewer}" if self.reviewer else "", self.contact]
         text = "　".join(part for part in parts if part)
         return f"（{text}）" if text else ""
 
@@ -670,7 +678,7 @@ def to_docx(official: Official) -> bytes:
     center, right = WD_ALIGN_PARAGRAPH.CENTER, WD_ALIGN_PARAGRAPH.RIGHT
     _para(doc, official.masthead, "title", SIZES_PT["masthead"], align=center, red=True)
     _para(doc, official.issue_line, align=center)
-    head = _para(doc, f"{official.issuer}　　签发人：{official.signer or '＿＿＿＿'}", align=right)
+    head = _para(doc, official.head_line, align=right)
     _rules(head, RED, {"bottom": 12})
     if official.title:
         _para(doc, official.title, "title", SIZES_PT["title"], align=center)
@@ -798,14 +806,13 @@ def _html_block(block: Block) -> str:
 
 def to_html(official: Official) -> str:
     """The document as a self-contained printable page (the PDF's source)."""
-    signer = official.signer or "＿＿＿＿"
     parts = [
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">',
         f"<title>{escape(official.title or official.masthead)}</title>",
         f"<style>{_css()}</style></head><body>",
         f'<p class="masthead">{escape(official.masthead)}</p>',
         f'<p class="issue">{escape(official.issue_line)}</p>',
-        f'<p class="head">{escape(official.issuer)}　　签发人：{escape(signer)}</p>',
+        f'<p class="head">{escape(official.head_line)}</p>',
     ]
     if official.title:
         parts.append(f'<p class="title">{escape(official.title)}</p>')

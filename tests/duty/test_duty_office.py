@@ -158,6 +158,8 @@ def test_the_handover_lists_the_open_work_is_confirmed_and_then_immutable(dstack
         "重大（Ⅱ级）",
     ):
         assert expected in text
+    # A record kept in the office, not a 公文: its people by their parts, and no 版记.
+    assert "签发人" not in text and "审核人" not in text and "印发" not in text
     pdf = dstack.call("GET", f"/v1/duty/handovers/{hid}/document", params={"format": "pdf"})
     assert pdf.headers["content-type"] == "application/pdf"
     assert "交班人：李明" in pdf_text(pdf.content).replace(" ", "")

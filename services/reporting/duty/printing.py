@@ -159,6 +159,8 @@ def handover_document(record: Mapping[str, Any], county: County, tz: ZoneInfo) -
         issuer=office.name,
         signer=str(record.get("incoming_officer") or ""),
         reviewer=str(record.get("outgoing_officer") or ""),
+        signer_label="接班人",
+        reviewer_label="交班人",
         title=f"{county.name}应急值班交接班记录{drill}",
         blocks=_blocks(record, county, tz),
         dated=opened.date(),
