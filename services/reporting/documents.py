@@ -115,6 +115,7 @@ class Official:
     printed_by: str = ""
     # What the two people are called: a record that is not a 公文 names them by their part.
     signer_label: str = "签发人"
+    urgency: str = ""  # 紧急程度: 特急 or 加急, top left above the 发文机关标志
     reviewer_label: str = "审核人"
 
     @property
@@ -540,6 +541,7 @@ def bulletin_document(chain: Mapping[str, Any], tz: ZoneInfo) -> Official:
         contact=_contact(office),
         **_record(office),
         filename=f"{drill}信息专报_{inc['title']}_{labels}",
+        urgency=inc.get("urgency", ""),
     )
 
 
@@ -676,6 +678,8 @@ def to_docx(official: Official) -> bytes:
     section.top_margin, section.bottom_margin = Mm(MARGINS_MM["top"]), Mm(MARGINS_MM["bottom"])
     section.left_margin, section.right_margin = Mm(MARGINS_MM["left"]), Mm(MARGINS_MM["right"])
     center, right = WD_ALIGN_PARAGRAPH.CENTER, WD_ALIGN_PARAGRAPH.RIGHT
+    if official.urgency:  # 3号黑体, 顶格
+        _para(doc, official.urgency, "heading")
     _para(doc, official.masthead, "title", SIZES_PT["masthead"], align=center, red=True)
     _para(doc, official.issue_line, align=center)
     head = _para(doc, official.head_line, align=right)
@@ -729,6 +733,7 @@ def _css() -> str:
         f".masthead{{font-family:{_family('title')};color:#{RED};font-size:"
         f"{SIZES_PT['masthead']}pt;text-align:center;margin:0}}"
         ".issue{text-align:center;margin:0}"
+        f".urgency{{font-family:{_family('heading')};text-indent:0;margin:0}}"
         f".head{{text-align:right;border-bottom:2pt solid #{RED};padding-bottom:4pt}}"
         f".title{{font-family:{_family('title')};font-size:{SIZES_PT['title']}pt;"
         "text-align:center;margin:16pt 0 8pt}"
@@ -810,6 +815,7 @@ def to_html(official: Official) -> str:
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">',
         f"<title>{escape(official.title or official.masthead)}</title>",
         f"<style>{_css()}</style></head><body>",
+        f'<p class="urgency">{escape(official.urgency)}</p>' if official.urgency else "",
         f'<p class="masthead">{escape(official.masthead)}</p>',
         f'<p class="issue">{escape(official.issue_line)}</p>',
         f'<p class="head">{escape(official.head_line)}</p>',

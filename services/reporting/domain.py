@@ -52,6 +52,9 @@ REQUIRED_ELEMENTS: dict[str, str] = {
 }
 
 GRADE_LABELS = {1: "特别重大（Ⅰ级）", 2: "重大（Ⅱ级）", 3: "较大（Ⅲ级）", 4: "一般（Ⅳ级）"}
+# 紧急程度 of a 信息专报 (GB/T 9704 7.2.3): 特急 for the grades the county reports upward at
+# once, 加急 for 较大; an 一般 incident's bulletin goes in the ordinary way.
+URGENCY_BY_GRADE = {1: "特急", 2: "特急", 3: "加急"}
 WARNING_LEVEL_LABELS = {1: "红色", 2: "橙色", 3: "黄色", 4: "蓝色"}
 # What a warning version waiting for approval is (CAP msgType), and how its approval ended.
 WARNING_MSG_LABELS = {"Alert": "首发", "Update": "调整"}

@@ -357,6 +357,11 @@ def test_bulletin_chain_as_docx_and_pdf(rstack: Stack) -> None:
             "联系人：县应急管理局值班室",
         ):
             assert re.sub(r"\s+", "", element) in text, (fmt, element)
+        # 紧急程度 of a grade Ⅰ incident's bulletin: 特急, top left, before the masthead.
+        assert text.startswith("特急"), text[:20]
+    first = docx.Document(io.BytesIO(response_docx(rstack, slide).content)).paragraphs[0]
+    assert first.text == "特急" and east_asian_font(first.runs[0]) == "黑体"
+    assert first.alignment is None  # 顶格: the body's left edge
     one = rstack.call(
         "GET",
         "/v1/reports",
@@ -372,6 +377,18 @@ def test_bulletin_chain_as_docx_and_pdf(rstack: Stack) -> None:
         "GET", "/v1/reports", params={"incident_id": slide, "format": "pdf", "report_id": "x"}
     )
     assert missing.status_code == 404
+
+
+def response_docx(stack: Stack, incident_id: str) -> Any:
+    return stack.call("GET", "/v1/reports", params={"incident_id": incident_id, "format": "docx"})
+
+
+@pytest.mark.parametrize(("grade", "urgency"), [(1, "特急"), (2, "特急"), (3, "加急"), (4, "")])
+def test_bulletin_urgency_follows_the_grade(rstack: Stack, grade: int, urgency: str) -> None:
+    incident = incident_reported(rstack, grade=grade).payload["incident_id"]
+    paragraphs = docx.Document(io.BytesIO(response_docx(rstack, incident).content)).paragraphs
+    expected = [urgency, "信息专报"] if urgency else ["信息专报"]
+    assert [p.text for p in paragraphs[: len(expected)]] == expected
 
 
 def test_drill_bulletin_is_marked_in_the_title(rstack: Stack) -> None:

@@ -77,6 +77,7 @@ def report_chain(
             "address": first.get("address"),
             "category_label": domain.CATEGORY_LABELS.get(incident["category"], "其他"),
             "grade_label": domain.GRADE_LABELS.get(int(incident["grade"]), "未定级"),
+            "urgency": domain.URGENCY_BY_GRADE.get(int(incident["grade"]), ""),
             "occurred_at": incident["occurred_at"],
             "discovered_at": incident["discovered_at"],
             "description": first.get("description"),
