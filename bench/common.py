@@ -102,8 +102,27 @@ def record(name: str, **figures: Any) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far, seconds (from /proc)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far, seconds (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary context switches of all a process's threads so far: each is a thread that
+    went to sleep, on a lock, the GIL, a queue or the socket (from /proc)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("voluntary_"))
+    return total
 
 
 def serving_pid(url: str) -> int:

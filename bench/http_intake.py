@@ -24,7 +24,8 @@ from typing import Any
 from bench import wrk
 from bench.common import (
     ROOT,
-    cpu_seconds,
+    context_switches,
+    cpu_split,
     embedded_stack,
     free_port,
     intake_process,
@@ -70,10 +71,14 @@ def measure(name: str, base: str, key: str, database: str = "") -> dict[str, Any
     wrk.post_incidents(url, key, WARM_UP, CONNECTIONS)
     before = store_writes(base, database) if database else {}
     pid = serving_pid(base)
-    cpu_before = cpu_seconds(pid)
+    (user_before, system_before), switches_before = cpu_split(pid), context_switches(pid)
     figures = wrk.post_incidents(url, key, SECONDS, CONNECTIONS)
-    cpu = cpu_seconds(pid) - cpu_before
-    figures["cpu_ms_per_request"] = round(1000 * cpu / max(figures["requests"], 1), 3)
+    user_after, system_after = cpu_split(pid)
+    answered = max(figures["requests"], 1)
+    cpu = user_after - user_before + system_after - system_before
+    figures["cpu_ms_per_request"] = round(1000 * cpu / answered, 3)
+    figures["system_ms_per_request"] = round(1000 * (system_after - system_before) / answered, 3)
+    figures["switches_per_request"] = round((context_switches(pid) - switches_before) / answered, 1)
     figures["cores"] = round(cpu / figures["seconds"], 2)
     if database:
         after = store_writes(base, database)
@@ -86,7 +91,8 @@ def _figure(f: dict[str, Any]) -> str:
     errors = f" ({f['not_created']} not 201)" if f["not_created"] else ""
     text = (
         f"{f['req_per_s']:,.0f} req/s, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms{errors};"
-        f" {f['cpu_ms_per_request']} ms of CPU a request ({f['cores']} cores)"
+        f" {f['cpu_ms_per_request']} ms of CPU a request ({f['system_ms_per_request']} in the"
+        f" kernel; {f['switches_per_request']} thread switches; {f['cores']} cores)"
     )
     store = f.get("store")
     if store:
