@@ -93,6 +93,21 @@ def test_health_units_and_diseases_are_checked() -> None:
 
 
 @pytest.mark.unit
+def test_the_offices_record_fields_are_checked() -> None:
+    """版记 lines end up in .docx files: what XML cannot carry, or an empty 抄送机关, is refused."""
+    raw = demo_raw()
+    raw["office"]["copy_to"] = ["县委办公室", ""]
+    assert "office.copy_to.1" in refusal(raw)
+    raw = demo_raw()
+    raw["office"]["printing_office"] = "办公室\x01"
+    assert "office.printing_office" in refusal(raw)
+    raw = demo_raw()
+    del raw["office"]["printing_office"], raw["office"]["copy_to"]
+    office = County.model_validate(raw).issuing_office
+    assert office.printing_office == "" and office.copy_to == []
+
+
+@pytest.mark.unit
 def test_a_county_file_without_villages_still_loads(tmp_path: Path) -> None:
     raw = demo_raw()
     for township in raw["townships"]:
