@@ -113,9 +113,9 @@ class Official:
     # that is not sent anywhere (the handover record) has neither, and so no 版记.
     copy_to: Sequence[str] = ()
     printed_by: str = ""
+    urgency: str = ""  # 紧急程度: 特急 or 加急, top left above the 发文机关标志
     # What the two people are called: a record that is not a 公文 names them by their part.
     signer_label: str = "签发人"
-    urgency: str = ""  # 紧急程度: 特急 or 加急, top left above the 发文机关标志
     reviewer_label: str = "审核人"
 
     @property
@@ -610,14 +610,11 @@ def _signature(doc: Any, official: Official) -> None:
     """落款: a blank line under the text, then the issuing office and the date (成文日期)."""
     name_offset, date_offset = official.signature_offsets
     size = SIZES_PT["body"]
-    for text, offset in (
-        (official.issuer, name_offset),
-        (chinese_date(official.dated), date_offset),
-    ):
-        paragraph = _para(doc, text, align=WD_ALIGN_PARAGRAPH.RIGHT)
-        paragraph.paragraph_format.right_indent = Pt(offset * size)
-        if text == official.issuer:
-            paragraph.paragraph_format.space_before = Pt(size * 1.5)
+    name = _para(doc, official.issuer, align=WD_ALIGN_PARAGRAPH.RIGHT)
+    name.paragraph_format.right_indent = Pt(name_offset * size)
+    name.paragraph_format.space_before = Pt(size * 1.5)
+    dated = _para(doc, chinese_date(official.dated), align=WD_ALIGN_PARAGRAPH.RIGHT)
+    dated.paragraph_format.right_indent = Pt(date_offset * size)
 
 
 def _record_block(doc: Any, official: Official) -> None:
@@ -748,7 +745,6 @@ def _css() -> str:
         "th{white-space:nowrap}tr{break-inside:avoid}"
         f"th{{font-family:{_family('heading')};font-weight:normal}}"
         ".sign{text-align:right;text-indent:0}"
-        ".annotation{text-indent:2em}"
         f".record{{border-top:1pt solid #000;border-bottom:1pt solid #000;"
         f"font-size:{SIZES_PT['note']}pt;margin-top:16pt}}"
         ".record p{text-indent:0;margin:0;padding:0 1em;display:flex;"
