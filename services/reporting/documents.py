@@ -71,6 +71,8 @@ AFTER_PBDR = (
     "w:sectPr",
     "w:pPrChange",
 )
+# …and those that must follow w:framePr.
+AFTER_FRAMEPR = ("w:widowControl", "w:numPr", "w:suppressLineNumbers", "w:pBdr", *AFTER_PBDR)
 SIZES_PT = {"masthead": 36, "title": 22, "body": 16, "table": 12, "note": 14}
 # 版记 rules in eighths of a point: 0.35 mm for the first and last, 0.25 mm between (GB/T 9704).
 THICK_RULE, THIN_RULE = 8, 6
@@ -633,6 +635,27 @@ def _record_block(doc: Any, official: Official) -> None:
         if index == 0:
             rules["top"] = THICK_RULE
         _rules(paragraph, "000000", rules)
+        _at_page_foot(paragraph)
+
+
+def _at_page_foot(paragraph: Any) -> None:
+    """Anchor a paragraph to the foot of its page's 版心, as wide as the 版心: the 版记's last
+    line sits on the page's last line (GB/T 9704 7.4). Consecutive paragraphs with the same
+    frame share it, so the 版记's lines stay together, in order."""
+    p_pr = paragraph._p.get_or_add_pPr()
+    width = Mm(210 - MARGINS_MM["left"] - MARGINS_MM["right"]).twips
+    frame = p_pr.makeelement(
+        qn("w:framePr"),
+        {
+            qn("w:w"): str(width),
+            qn("w:wrap"): "around",
+            qn("w:hAnchor"): "margin",
+            qn("w:vAnchor"): "margin",
+            qn("w:xAlign"): "center",
+            qn("w:yAlign"): "bottom",
+        },
+    )
+    p_pr.insert_element_before(frame, *AFTER_FRAMEPR)
 
 
 def _docx_table(doc: Any, table: Table) -> None:
@@ -750,6 +773,8 @@ def _css() -> str:
         ".record p{text-indent:0;margin:0;padding:0 1em;display:flex;"
         "justify-content:space-between}"
         ".record p+p{border-top:0.7pt solid #000}"
+        # The 版记 sits at the foot of the last page (GB/T 9704 7.4): a footnote of no mark.
+        ".record{float:footnote}.record::footnote-call,.record::footnote-marker{content:none}"
         ".break{break-after:page}"
     )
 

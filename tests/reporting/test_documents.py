@@ -220,7 +220,8 @@ def test_daily_report_as_docx_and_pdf_carries_every_element(rstack: Stack) -> No
 
 def test_closing_elements_follow_gbt_9704(rstack: Stack) -> None:
     """落款, 附注 and 版记 as GB/T 9704 places them, in the .docx and the PDF."""
-    from docx.shared import Pt
+    from docx.oxml.ns import qn
+    from docx.shared import Mm, Pt
 
     seed(rstack)
     rstack.clock.set(local(2026, 7, 6, 17, 30))
@@ -242,23 +243,64 @@ def test_closing_elements_follow_gbt_9704(rstack: Stack) -> None:
     assert '<w:bottom w:val="single" w:sz="6"' in borders[0]
     assert '<w:bottom w:val="single" w:sz="8"' in borders[1]
     assert "<w:tab/>" in borders[1] and 'w:val="right"' in borders[1]  # date flush right
+    # Both lines share one frame at the foot of the 版心, as wide as it (156 mm).
+    frames = [p._p.get_or_add_pPr().find(qn("w:framePr")) for p in closing[3:]]
+    assert all(f is not None for f in frames)
+    assert len({tuple(sorted(f.attrib.items())) for f in frames}) == 1
+    assert frames[0].get(qn("w:yAlign")) == "bottom"
+    assert frames[0].get(qn("w:vAnchor")) == "margin"
+    assert frames[0].get(qn("w:w")) == str(Mm(156).twips)
+    framed = [
+        p.text
+        for p in document.paragraphs
+        if p._p.get_or_add_pPr().find(qn("w:framePr")) is not None
+    ]
+    assert framed == [p.text for p in closing[3:]]
     text = pdf_text(daily(rstack, "pdf").content)
     for element in ("抄送：县委办公室，县政府办公室。", "安河县应急管理局办公室2026年7月6日印发"):
         assert element in text
     assert text.index("（审核人：李文华") < text.index("抄送：") < text.index("印发")
 
 
+def test_pdf_record_sits_at_the_foot_of_the_last_page(rstack: Stack) -> None:
+    """The 版记's last line is the page's last line of text, whatever the body's length."""
+    seed(rstack)
+    rstack.clock.set(local(2026, 7, 6, 17, 30))
+    pages = pdf_boxes(daily(rstack, "pdf").content)
+    last = pages[-1]
+    height = float(re.search(r'height="([\d.]+)"', last).group(1))  # type: ignore[union-attr]
+    words = [
+        (float(y), float(x), word)
+        for x, y, word in re.findall(r'xMin="([\d.]+)"[^>]*yMax="([\d.]+)">([^<]+)</word>', last)
+        if not re.fullmatch(r"[—\d]+", word)  # the page number, in the bottom margin
+    ]
+    bottom = max(y for y, _, _ in words)
+    line = sorted((x, word) for y, x, word in words if bottom - y < 4)
+    last_line = "".join(word for _, word in line)
+    assert last_line == "安河县应急管理局办公室2026年7月6日印发", last_line
+    # The 版心's foot: 35 mm above the page's bottom edge, within one line.
+    foot = height - 35 / 25.4 * 72
+    assert foot - 20 < bottom <= foot + 1, (bottom, foot)
+    signature = max(y for y, _, word in words if word == "安河县应急管理局")
+    assert bottom - signature > 60  # pushed down, away from the 落款
+
+
+def pdf_boxes(content: bytes) -> list[str]:
+    """pdftotext's word boxes, one string a page."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "document.pdf"
+        path.write_bytes(content)
+        boxes = subprocess.run(
+            ["pdftotext", "-bbox", str(path), "-"], capture_output=True, check=True, text=True
+        ).stdout
+    return boxes.split("<page ")[1:]
+
+
 def test_pdf_page_numbers_sit_on_the_outer_side(rstack: Stack) -> None:
     seed(rstack)
     severe_overnight(rstack)
     rstack.clock.set(local(2026, 7, 6, 17, 30))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "daily.pdf"
-        path.write_bytes(daily(rstack, "pdf").content)
-        boxes = subprocess.run(
-            ["pdftotext", "-bbox", str(path), "-"], capture_output=True, check=True, text=True
-        ).stdout
-    pages = boxes.split("<page ")[1:]
+    pages = pdf_boxes(daily(rstack, "pdf").content)
     assert len(pages) >= 2
     for number, page in enumerate(pages, 1):
         width = float(re.search(r'width="([\d.]+)"', page).group(1))  # type: ignore[union-attr]
