@@ -621,15 +621,19 @@ def _fingerprinted(body: IncidentIn) -> dict[str, Any]:
     return dumped
 
 
+# Kept for the rules, not shown: the API gives the duplicates, the delay and the history instead.
+INTERNAL_FIELDS = frozenset(
+    {"possible_duplicates", "report_delay_seconds", "last_followup_number", "final_report_at"}
+)
+
+
 def _view(doc: Mapping[str, Any], principal: Principal, detail: bool = False) -> dict[str, Any]:
     """An incident as the API shows it to ``principal``."""
     duplicates: Sequence[Mapping[str, Any]] = doc.get("possible_duplicates") or []
     view = {
         key: value
         for key, value in doc.items()
-        if not key.startswith("_")
-        and key not in {"possible_duplicates", "report_delay_seconds", "last_followup_number"}
-        and (detail or key != "history")
+        if not key.startswith("_") and key not in INTERNAL_FIELDS and (detail or key != "history")
     }
     view.update(
         id=doc["_id"],

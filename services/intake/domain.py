@@ -482,6 +482,19 @@ def check_merge(duplicate: Mapping[str, Any], primary: Mapping[str, Any]) -> Mer
     return check
 
 
+def final_report_is_moot(incident: Mapping[str, Any]) -> bool:
+    """True when a final report (终报) can no longer change the incident: it was merged into
+    its primary (whose own chain reports), or a final report already closed it. A final
+    report after a leader's close still gives the incident its last figures."""
+    return incident["status"] == "merged" or final_report_applied(incident)
+
+
+def final_report_applied(incident: Mapping[str, Any]) -> bool:
+    """True once a final report's figures are the incident's (older incidents closed by
+    their final report carry no ``final_report_at``)."""
+    return bool(incident.get("final_report_at")) or incident.get("closed_by") == "final_report"
+
+
 def report_is_outdated(incident: Mapping[str, Any], followup_number: int | None) -> bool:
     """True when a report's figures are older than what the incident already holds.
 
@@ -491,6 +504,6 @@ def report_is_outdated(incident: Mapping[str, Any], followup_number: int | None)
     """
     if followup_number is None:
         return False
-    if incident.get("closed_by") == "final_report":
+    if final_report_applied(incident):
         return True
     return followup_number <= int(incident.get("last_followup_number") or 0)

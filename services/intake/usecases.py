@@ -32,6 +32,7 @@ from services.intake.domain import (
     Regrade,
     check_merge,
     escalation_reasons,
+    final_report_is_moot,
     is_late,
     is_possible_duplicate,
     merge_reasons,
@@ -241,7 +242,7 @@ class IntakeUseCases:
 
         Returns False (acknowledged, nothing changed) for a redelivered event, an unknown
         incident, a follow-up older than one already applied or than the final report, or a
-        final report for an incident that is no longer open.
+        final report for a merged incident or one a final report already closed.
         """
         for _ in range(MAX_ATTEMPTS):
             doc = self.repo.incident_by_id(report.incident_id)
@@ -254,7 +255,7 @@ class IntakeUseCases:
                 return False
             if envelope.event_id in (doc.get(APPLIED) or []):
                 return False
-            if report.close and doc["status"] != "open":
+            if report.close and final_report_is_moot(doc):
                 return False
             if report_is_outdated(doc, report.number):
                 # An older follow-up arriving after a newer one or after the final report.
@@ -269,7 +270,7 @@ class IntakeUseCases:
                 envelope.event_id,
             ):
                 self.wake_relay()
-                _count_report(doc, change, report.close)
+                _count_report(doc, change, report.close and doc["status"] == "open")
                 return True
             fresh = self.repo.incident_by_id(report.incident_id)
             if fresh is not None and envelope.event_id in (fresh.get(APPLIED) or []):
@@ -392,9 +393,11 @@ class IntakeUseCases:
         grading = self.config.grading.grade(
             doc["category"], Figures.from_report(figures["casualties"], figures["affected"])
         )
-        # A closed or merged incident records late figures but is never re-graded: its clocks
-        # ended.
-        regrade = upgrade(doc["grade"], grading.grade) if doc["status"] == "open" else None
+        # A closed or merged incident records late figures but a follow-up never re-grades it:
+        # its clocks ended. The final report (终报) is the incident's last word, so it still
+        # raises the grade of an incident a leader closed before it came.
+        regradable = doc["status"] == "open" or (report.close and doc["status"] == "closed")
+        regrade = upgrade(doc["grade"], grading.grade) if regradable else None
         grade = regrade.new_grade if regrade else doc["grade"]
         old_reasons = list(doc.get("escalation_reasons") or [])
         reasons = merge_reasons(
@@ -413,6 +416,8 @@ class IntakeUseCases:
         )
         if report.number is not None:
             change.fields["last_followup_number"] = report.number
+        if report.close:
+            change.fields["final_report_at"] = now
         if regrade is not None:
             self._regrade(doc, envelope, report.label, regrade, grading, now, change)
         else:
@@ -425,7 +430,7 @@ class IntakeUseCases:
                     "event_id": envelope.event_id,
                 }
             )
-        if report.close:
+        if report.close and doc["status"] == "open":
             self._close_by_report(doc, envelope, report.label, now, change)
         return change
 

@@ -204,19 +204,70 @@ def test_final_report_closes_once_even_when_redelivered(intake: Stack) -> None:
     assert len(sent_events(intake, "incident_regraded", reported["id"])) == 1
 
 
-def test_final_report_after_a_leader_closed_changes_nothing(intake: Stack) -> None:
-    reported = created(intake, report(intake.clock.now()))
+def test_final_report_after_a_leader_closed_gives_its_figures_and_grade(intake: Stack) -> None:
+    """The leader's close starts the final report's clock; the final report that answers it is
+    the incident's last word: its figures are kept and raise the grade, once, with no second
+    close."""
+    reported = created(intake, report(intake.clock.now(), casualties=casualties(deaths=2)))
     response = intake.call(
         "POST",
         f"/v1/incidents/{reported['id']}/close",
         who="leader",
-        json={"reason": "误报，经核实无险情"},
+        json={"reason": "应急响应结束"},
     )
     assert response.status_code == 200
-    deliver(intake, final(intake, reported["id"], deaths=5))
+    before = regrades("4", "3")
+    event = final(intake, reported["id"], deaths=3)
+    deliver(intake, event, event)
     current = incident(intake, reported["id"])
-    assert (current["closed_by"], current["grade"]) == ("leader", 4)
+    assert (current["status"], current["closed_by"]) == ("closed", "leader")
+    assert (current["grade"], current["casualties"]["deaths"]) == (3, 3)
+    assert [h["kind"] for h in current["history"]] == ["reported", "closed", "regraded"]
+    assert regraded_reason(intake, reported["id"]).startswith("终报：死亡3人")
     assert len(sent_events(intake, "incident_closed", reported["id"])) == 1
+    assert regrades("4", "3") == before + 1
+    # A follow-up filed before the close and delivered after the final report is older than
+    # it: the final figures stay.
+    deliver(intake, followup(intake, reported["id"], 2, deaths=40))
+    after = incident(intake, reported["id"])
+    assert (after["grade"], after["casualties"]["deaths"]) == (3, 3)
+    assert "final_report_at" not in after
+
+
+def test_a_second_final_report_or_one_for_a_merged_incident_changes_nothing(
+    intake: Stack,
+) -> None:
+    reported = created(intake, report(intake.clock.now()))
+    deliver(intake, final(intake, reported["id"], deaths=1))
+    late = reporting_event(
+        intake,
+        "final_report_filed",
+        {
+            "report_id": "final-again",
+            "incident_id": reported["id"],
+            "township_code": TOWNSHIP_A,
+            "casualties": casualties(deaths=5),
+            "affected": affected(),
+        },
+    )
+    deliver(intake, late)
+    current = incident(intake, reported["id"])
+    assert (current["grade"], current["casualties"]["deaths"]) == (4, 1)
+    assert sent_events(intake, "incident_regraded", reported["id"]) == []
+    # A duplicate merged into its primary reports through the primary's chain.
+    primary = created(intake, report(intake.clock.now(), title="主事件"))
+    duplicate = created(intake, report(intake.clock.now(), title="重复报告"))
+    merged = intake.call(
+        "POST",
+        f"/v1/incidents/{duplicate['id']}/merge",
+        who="leader",
+        json={"primary_id": primary["id"], "reason": "同一事件重复报告"},
+    )
+    assert merged.status_code == 200
+    deliver(intake, final(intake, duplicate["id"], deaths=5))
+    after = incident(intake, duplicate["id"])
+    assert (after["status"], after["grade"], after["casualties"]["deaths"]) == ("merged", 4, 0)
+    assert sent_events(intake, "incident_regraded", duplicate["id"]) == []
 
 
 def regraded_reason(stack: Stack, incident_id: str) -> str:

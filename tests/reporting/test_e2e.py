@@ -134,3 +134,41 @@ def test_incident_reported_late_followed_up_and_finalised(stack: Stack) -> None:
 
     html = stack.call("GET", "/v1/summaries/daily", params={"date": "2026-07-06", "format": "html"})
     assert html.status_code == 200 and "突发事件信息日报" in html.text and "<svg" in html.text
+
+
+def test_a_final_report_after_the_leaders_close_raises_the_grade_without_new_clocks(
+    stack: Stack,
+) -> None:
+    """A leader ends the response; the final report then owed brings three deaths: the
+    incident and its chain become Ⅲ, and a closed incident gets no escalation or follow-up."""
+    stack.clock.set(local(2026, 7, 6, 10))
+    body = bodies.incident_body(
+        stack.clock.now(),
+        TOWNSHIP_A,
+        casualties={"deaths": 2, "injured": 0, "missing": 0, "trapped": 0},
+    )
+    iid = stack.call("POST", "/v1/incidents", who="township_a", json=body).json()["id"]
+    stack.settle()
+    closed = stack.call(
+        "POST", f"/v1/incidents/{iid}/close", who="leader", json={"reason": "应急响应结束"}
+    )
+    assert closed.status_code == 200, closed.text
+    stack.settle()
+    stack.clock.set(local(2026, 7, 8, 9))
+    deaths = {"deaths": 3, "injured": 0, "missing": 0, "trapped": 0}
+    final_body = report_body(iid, "final", casualties=deaths, affected=body["affected"])
+    final = stack.call("POST", "/v1/reports", who="township_a", json=final_body)
+    assert final.status_code == 201, final.text
+    stack.settle()
+    incident = stack.call("GET", f"/v1/incidents/{iid}").json()
+    assert (incident["status"], incident["closed_by"]) == ("closed", "leader")
+    assert (incident["grade"], incident["casualties"]["deaths"]) == (3, 3)
+    chain = stack.call("GET", "/v1/reports", params={"incident_id": iid}).json()
+    assert (chain["grade"], chain["finalised"]) == (3, True)
+    clocks = stack.call("GET", "/v1/deadlines", params={"incident_id": iid}).json()["items"]
+    assert not [d for d in clocks if d["status"] in ("pending", "overdue")]
+    assert not [d for d in clocks if d["kind"] == "escalation"]
+    assert [d["status"] for d in clocks if d["kind"] == "final"] == ["met"]
+    timeline = stack.call("GET", f"/v1/timeline/{iid}").json()["items"]
+    types = [i["event_type"] for i in timeline]
+    assert types.index("incident_closed") < types.index("incident_regraded")
