@@ -281,3 +281,50 @@ def test_a_drill_incident_goes_up_marked_as_an_exercise_and_counts_for_nothing(
     assert month["tally"]["late_pushes"] == 0
     (sent,) = events_of(ustack, "upward_report_sent")
     assert sent["payload"]["exercise"] is True
+
+
+def test_a_closed_incident_raised_to_grade_three_by_its_final_report_goes_up(
+    ustack: Stack, upward_env: FakeCityServer
+) -> None:
+    """The final report after a leader's close can show a 较大 event: it still goes upward."""
+    incident_id = incident_reported(ustack, grade=4, deaths=2).payload["incident_id"]
+    assert pushes(ustack) == []
+    emit(
+        ustack,
+        "intake",
+        "incident_closed",
+        {
+            "incident_id": incident_id,
+            "township_code": TOWNSHIP_A,
+            "closed_by": "leader",
+            "reason": "应急响应结束",
+            "exercise": False,
+        },
+        correlation_id=incident_id,
+    )
+    emit(
+        ustack,
+        "intake",
+        "incident_regraded",
+        {
+            "incident_id": incident_id,
+            "township_code": TOWNSHIP_A,
+            "category": "flood",
+            "old_grade": 4,
+            "new_grade": 3,
+            "reason": "终报：死亡3人（Ⅲ级标准3人及以上）",
+            "skipped_grades": False,
+            "exercise": False,
+            "escalated": False,
+            "escalation_reasons": [],
+            "casualties": {"deaths": 3, "injured": 0, "missing": 0, "trapped": 0},
+            "affected": {},
+            "people_involved": None,
+        },
+        correlation_id=incident_id,
+    )
+    (push,) = pushes(ustack)
+    assert (push["incident_id"], push["kind"]) == (incident_id, "initial")
+    assert deliver(ustack) == {"delivered": 1, "failed": 0}
+    (doc,) = upward_env.city.documents("initial")
+    assert doc["信息专报"]["事件级别"] == 3
