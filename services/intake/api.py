@@ -191,8 +191,9 @@ class IncidentIn(BaseModel):
     title: _text(100) = Field(description="标题 (title)")  # type: ignore[valid-type]
     description: _text(1500) = Field(  # type: ignore[valid-type]
         description=(
-            "事件概况 (description): 程度、后果、危害 (篇2, 篇9); at most 1500 characters "
-            "(篇6: 综合信息不超过1500字)"
+            "事件概况 (description): 程度、后果、危害 (篇2, 篇9); with measures_taken, needs, "
+            "trend and scope at most 1500 characters in all (篇6: 综合信息不超过1500字; "
+            "422 too_long, path body)"
         )
     )
     occurred_at: UtcTime = Field(description="发生时间 (occurred at), ISO 8601 with offset")

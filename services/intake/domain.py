@@ -272,6 +272,20 @@ def is_late(discovered_at: datetime, reported_at: datetime, limit_minutes: int) 
     return report_delay(discovered_at, reported_at) > timedelta(minutes=limit_minutes)
 
 
+# 篇6: 原则上综合信息不超过1500字. The initial report's texts together are one item.
+COMPREHENSIVE_MAX_CHARS = 1500
+REPORT_TEXT_FIELDS = ("description", "measures_taken", "needs", "trend", "scope")
+
+
+def length_issues(fields: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The whole report over 1500 characters, named as reporting names a follow-up's."""
+    total = sum(len(fields.get(name) or "") for name in REPORT_TEXT_FIELDS)
+    if total <= COMPREHENSIVE_MAX_CHARS:
+        return []
+    reason = f"合计 {total} 字，综合信息不超过 {COMPREHENSIVE_MAX_CHARS} 字（篇6）"
+    return [{"path": "body", "reason": reason}]
+
+
 def time_issues(
     occurred_at: datetime,
     discovered_at: datetime,

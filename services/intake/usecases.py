@@ -35,6 +35,7 @@ from services.intake.domain import (
     final_report_is_moot,
     is_late,
     is_possible_duplicate,
+    length_issues,
     merge_reasons,
     regrade_reason,
     report_delay,
@@ -305,7 +306,8 @@ class IntakeUseCases:
         ]
 
     def _check_report(self, fields: Mapping[str, Any], now: datetime) -> None:
-        """422 for impossible times or one person signing as submitter and approver."""
+        """422 for impossible times, a report over its length or one person signing as
+        submitter and approver."""
         issues = time_issues(
             fields["occurred_at"],
             fields["discovered_at"],
@@ -315,6 +317,9 @@ class IntakeUseCases:
         )
         if issues:
             raise ApiError(422, "invalid_times", "报告的时间不成立", issues)
+        too_long = length_issues(fields)
+        if too_long:
+            raise ApiError(422, "too_long", "报告超出字数限制", too_long)
         signed_twice = same_person_errors(fields["reporter"], fields["approver"])
         if signed_twice:
             raise ApiError(422, "same_person", SAME_PERSON_REASON, signed_twice)

@@ -133,7 +133,6 @@ def test_missing_and_invalid_are_reported_together(shared: Stack) -> None:
     ("path", "limit"),
     [
         ("title", 100),
-        ("description", 1500),
         ("measures_taken", 500),
         ("needs", 500),
         ("source", 100),
@@ -498,3 +497,23 @@ def test_every_request_field_is_documented_in_chinese(shared: Stack) -> None:
     assert "1500" in components["IncidentIn"]["properties"]["description"]["description"]
     params = schema["paths"]["/v1/incidents"]["get"]["parameters"]
     assert all(_has_cjk(p["description"]) for p in params if p["name"] not in {"limit", "cursor"})
+
+
+def test_a_report_over_1500_characters_in_all_is_refused_whole(shared: Stack) -> None:
+    """篇6: each text within its own limit, the report as one item within 1500 characters."""
+    now = shared.clock.now()
+    texts = {"description": "灾" * 1000, "measures_taken": "措" * 200, "needs": "需" * 100}
+    fits = report(now, **texts, trend="势" * 100, scope="围" * 100)
+    assert post(shared, fits).status_code == 201
+    over = report(now, **texts, trend="势" * 100, scope="围" * 101)
+    response = post(shared, over)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "too_long"
+    assert error["fields"] == [
+        {"path": "body", "reason": "合计 1501 字，综合信息不超过 1500 字（篇6）"}
+    ]
+    # A description over 1500 on its own is named by its field.
+    alone = post(shared, report(now, description="灾" * 1501))
+    assert alone.status_code == 422
+    assert [f["path"] for f in alone.json()["error"]["fields"]] == ["description"]
