@@ -512,6 +512,28 @@ def zero_report_errors(
     return rows
 
 
+def zero_listing_errors(
+    listed: Sequence[str], of_day: Collection[str], owed: Collection[str], day: date
+) -> list[dict[str, str]]:
+    """A zero report that lists incidents lists the township's incidents of that day, all of
+    them (不漏报, 不谎报): ``of_day`` are its real incidents that occurred or were reported
+    on the day, ``owed`` those of them that must be listed (a merged duplicate need not be)."""
+    rows = [
+        {"path": f"incident_ids.{index}", "reason": f"不是 {day.isoformat()} 发生或报送的事件"}
+        for index, incident_id in enumerate(listed)
+        if incident_id not in of_day
+    ]
+    left_out = sorted(set(owed) - set(listed))
+    if left_out:
+        rows.append(
+            {
+                "path": "incident_ids",
+                "reason": f"漏列 {day.isoformat()} 已报送的事件：{', '.join(left_out)}",
+            }
+        )
+    return rows
+
+
 def incident_days(occurred_at: datetime, reported_at: datetime, tz: ZoneInfo) -> list[date]:
     """The local days an incident belongs to for zero reports: the day it occurred and the day
     it was reported (the days a 「无事件」 would deny it)."""

@@ -13,7 +13,14 @@ from libs.common.county import load_county
 from libs.common.signatures import SAME_PERSON_REASON
 from services.reporting import service as reporting_service
 from services.reporting.service import SPEC
-from tests.reporting.support import events_of, incident_reported, local, publish, zero_body
+from tests.reporting.support import (
+    emit,
+    events_of,
+    incident_reported,
+    local,
+    publish,
+    zero_body,
+)
 from tests.support.errors import refusal
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack, running_stack
 
@@ -113,7 +120,11 @@ def test_filing_is_idempotent_and_scoped_to_the_township(rstack: Stack) -> None:
     again = file(rstack, TOWNSHIP_A, day, who="township_a")
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
-    iid = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    # An incident of the day, reported after the township's 「无事件」 (flagged elsewhere).
+    evening = local(2026, 7, 6, 20)
+    iid = incident_reported(
+        rstack, township_code=TOWNSHIP_A, occurred_at=evening, discovered_at=evening
+    ).payload["incident_id"]
     changed = file(
         rstack, TOWNSHIP_A, day, who="township_a", nothing_to_report=False, incident_ids=[iid]
     )
@@ -406,3 +417,39 @@ def test_an_incident_arriving_after_nothing_to_report_is_flagged(rstack: Stack) 
     assert [(e["payload"]["date"], e["payload"]["incident_ids"]) for e in raised] == [
         ("2026-07-06", [iid])
     ]
+
+
+def test_a_listing_names_exactly_the_townships_incidents_of_its_day(rstack: Stack) -> None:
+    """不漏报、不谎报: an incident of another day is refused by its place in the list, and an
+    incident of the day left out is named; a merged duplicate need not be listed."""
+    day = date(2026, 7, 6)
+    first = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    second = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    duplicate = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    emit(
+        rstack,
+        "intake",
+        "incident_merged",
+        {
+            "incident_id": duplicate,
+            "primary_id": first,
+            "township_code": TOWNSHIP_A,
+            "merged_by": "operator",
+        },
+        correlation_id=duplicate,
+    )
+    next_morning(rstack)
+    later = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
+    rstack.clock.set(local(2026, 7, 7, 7, 30))
+    left_out = file(rstack, TOWNSHIP_A, day, nothing_to_report=False, incident_ids=[first])
+    assert refusal(left_out) == (422, "invalid_zero_report", ["incident_ids"])
+    reason = left_out.json()["error"]["fields"][0]["reason"]
+    assert reason == f"漏列 2026-07-06 已报送的事件：{second}"
+    wrong_day = file(
+        rstack, TOWNSHIP_A, day, nothing_to_report=False, incident_ids=[first, later, second]
+    )
+    assert refusal(wrong_day) == (422, "invalid_zero_report", ["incident_ids.1"])
+    assert filed_on(rstack, day) == {}
+    exact = file(rstack, TOWNSHIP_A, day, nothing_to_report=False, incident_ids=[second, first])
+    assert exact.status_code == 201, exact.text
+    assert filed_on(rstack, day) == {TOWNSHIP_A: (False, sorted([first, second]))}

@@ -286,14 +286,17 @@ def seed_information_item(stack: Stack, township: Township) -> Township:
 def seed_zero_reports(stack: Stack, townships: list[Township]) -> None:
     """Just after midnight, once the seeding day is over: each township's 「无事件」 for it is
     refused (its incidents contradict it, kept for the duty office as 疑似瞒报), and its zero
-    report lists the incidents instead."""
+    report lists its real incidents of the day instead."""
     day = stack.clock.now().astimezone(SHANGHAI).date()
     stack.clock.set(datetime.combine(day + timedelta(days=1), time(0, 30), SHANGHAI))
     for township in townships:
         body = zero_report_body(township.code, day)
         concealed = stack.call("POST", "/v1/zero-reports", who=township.key, json=body)
         assert concealed.status_code == 409, concealed.text
-        listed = {**body, "nothing_to_report": False, "incident_ids": [township.incident]}
+        own = stack.call("GET", "/v1/incidents", who=township.key, params={"limit": 100})
+        real = [i["id"] for i in own.json()["items"] if not i.get("exercise")]
+        assert township.incident in real
+        listed = {**body, "nothing_to_report": False, "incident_ids": real}
         created(stack.call("POST", "/v1/zero-reports", who=township.key, json=listed))
 
 

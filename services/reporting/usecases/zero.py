@@ -37,6 +37,8 @@ def file(
     if body["nothing_to_report"] and reported:
         record_contradiction(ctx, repo, body, reported, filed_by)
         raise _contradiction_error(code, day, reported)
+    if not exercise and not body["nothing_to_report"]:
+        _check_listing(repo, body["incident_ids"], reported, day)
     cutoff = domain.zero_report_cutoff(day, prof)
     doc = _zero_report_doc(body, day, now, filed_by, cutoff)
     repod, created = repo.record_zero_report(doc, [events.zero_report_filed(ctx.clock, doc)])
@@ -148,6 +150,22 @@ def _check(ctx: ServiceContext, repo: ReportingRepository, body: dict[str, Any],
                 }
             )
     errors.extend(domain.same_person_error(body))
+    if errors:
+        raise ApiError(422, "invalid_zero_report", "零报告内容不合规", fields=errors)
+
+
+def _check_listing(
+    repo: ReportingRepository, listed: list[str], reported: list[str], day: date
+) -> None:
+    """422 when a real zero report's list is not the township's incidents of its day. An
+    incident that reaches reporting after the filing is reported all the same (intake has
+    it): the standing list is not held against the township."""
+    owed = [
+        incident_id
+        for incident_id in reported
+        if (repo.incident_view(incident_id) or {}).get("status") != "merged"
+    ]
+    errors = domain.zero_listing_errors(listed, reported, owed, day)
     if errors:
         raise ApiError(422, "invalid_zero_report", "零报告内容不合规", fields=errors)
 
