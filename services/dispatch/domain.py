@@ -172,6 +172,21 @@ class CapabilityTable:
         """The capabilities that answer ``category`` (the category itself when unlisted)."""
         return self.categories.get(category, (category,))
 
+    def known(self) -> frozenset[str]:
+        """Every capability some category asks for, and the categories themselves."""
+        return frozenset(self.categories).union(*self.categories.values())
+
+    def unknown_errors(self, capabilities: Iterable[str]) -> list[dict[str, str]]:
+        """A team's capabilities that no category asks for: such a team would never be
+        suggested or put on standby, so a typo is refused, not kept."""
+        known = self.known()
+        choices = "、".join(sorted(known))
+        return [
+            {"path": f"capabilities.{index}", "reason": f"未知专业能力；可选：{choices}"}
+            for index, name in enumerate(capabilities)
+            if name not in known
+        ]
+
     def matched(self, capabilities: Iterable[str], category: str) -> list[str]:
         """The capabilities of a team that answer ``category``, in the table's order."""
         have = set(capabilities)

@@ -219,6 +219,7 @@ class DispatchUseCases:
 
     def create_team(self, fields: Mapping[str, Any], team_id: str, keyed: Keyed) -> dict[str, Any]:
         """Add a team to the roster; a retry with the same key answers the same team."""
+        self._known_capabilities(fields["capabilities"])
         scope = keyed.scope(team_id)
         if keyed.key and (
             replay := check_replay(self.repo.team_by_idempotency_scope(scope), keyed.digest)
@@ -245,6 +246,7 @@ class DispatchUseCases:
         """Change roster fields or the manual status, never under a running order."""
         for _ in range(PATCH_ATTEMPTS):
             current = self.team(team_id)
+            self._known_capabilities(changes.get("capabilities") or [])
             fields: dict[str, Any] = {**changes, "updated_at": self.now(), "updated_by": by}
             wanted = changes.get("status")
             if wanted is not None and wanted != current["status"]:
@@ -259,6 +261,11 @@ class DispatchUseCases:
                 self.refresh_gauges()
                 return updated
         raise ConflictError("concurrent_change", f"队伍 {team_id} 正被并发修改，请重试")
+
+    def _known_capabilities(self, capabilities: Sequence[str]) -> None:
+        errors = self.table.unknown_errors(capabilities)
+        if errors:
+            raise ApiError(422, "validation_failed", "请求内容不合规", errors)
 
     def suggest(
         self, incident_id: str, principal: Principal, limit: int, include_unmatched: bool

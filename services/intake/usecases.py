@@ -165,7 +165,7 @@ class IntakeUseCases:
             raise not_found("incident", incident_id)
         primary = self.repo.incident_by_id(primary_id)
         if primary is None:
-            raise field_error("primary_id", f"no incident {primary_id}")
+            raise field_error("primary_id", f"未找到事件 {primary_id}")
         if duplicate.get("merged_into") == primary["_id"]:
             return duplicate
         check = check_merge(duplicate, primary)

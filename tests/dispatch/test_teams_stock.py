@@ -50,6 +50,15 @@ def test_roster_maintained_over_the_api(dstack: Stack) -> None:
     assert kind.status_code == 422 and kind.json()["error"]["fields"][0]["path"] == "kind"
     caps = dstack.call("POST", "/v1/teams", json={**body, "id": "T98", "capabilities": ["Flood!"]})
     assert caps.status_code == 422
+    # A misspelt capability would leave the team out of every suggestion and plan.
+    typo = dstack.call(
+        "POST", "/v1/teams", json={**body, "id": "T98", "capabilities": ["flood", "resuce"]}
+    )
+    assert typo.status_code == 422
+    [field] = typo.json()["error"]["fields"]
+    assert field["path"] == "capabilities.1" and field["reason"].startswith("未知专业能力；可选：")
+    assert "rescue" in field["reason"]
+    assert dstack.call("GET", "/v1/teams/T98").status_code == 404
     assert dstack.call("POST", "/v1/teams", who="township_a", json=body).status_code == 403
 
     patched = dstack.call(
@@ -57,6 +66,9 @@ def test_roster_maintained_over_the_api(dstack: Stack) -> None:
     )
     assert patched.json()["headcount"] == 20 and patched.json()["capabilities"] == ["flood"]
     assert dstack.call("PATCH", "/v1/teams/T99", json={}).status_code == 422
+    flod = dstack.call("PATCH", "/v1/teams/T99", json={"capabilities": ["flod"]})
+    assert flod.status_code == 422 and flod.json()["error"]["fields"][0]["path"] == "capabilities.0"
+    assert team(dstack, "T99")["capabilities"] == ["flood"]
     assert dstack.call("PATCH", "/v1/teams/T99", json={"status": "deployed"}).status_code == 422
     assert dstack.call("PATCH", "/v1/teams/NOPE", json={"headcount": 2}).status_code == 404
     filtered = dstack.call(
