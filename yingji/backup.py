@@ -135,6 +135,9 @@ def copy_sqlite(source: Path, target: Path) -> None:
     """A consistent copy of a live SQLite file through the online backup API (the writer keeps
     going; the copy is one point in time of this file, WAL content included)."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Made owner-only before SQLite writes a page into it (and its journal takes its mode).
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    os.chmod(target, 0o600)
     src = sqlite3.connect(f"{source.as_uri()}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(target)
     try:
@@ -302,7 +305,11 @@ def restore(archive: Path, data_dir: Path, *, replace: bool = False) -> tuple[in
             for entry in entries:
                 target = data_dir / entry.path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(root / "data" / entry.path, target)
+                source = root / "data" / entry.path
+                # Owner only, before it is in place: the files hold phone numbers, key hashes,
+                # the bootstrap key and the cursor secret.
+                os.chmod(source, 0o600)
+                os.replace(source, target)
     except BaseException:
         release_data_dir(lock, data_dir, created=created)
         raise

@@ -27,6 +27,7 @@ from libs.common.app import Runtime
 from libs.common.county import County
 from libs.common.logging import configure_logging
 from libs.common.settings import Settings
+from libs.common.sqlite import DamagedStoreError
 from yingji.platform import SERVICE_MODULES, SERVICE_NAMES, build, load_specs
 
 # What each YINGJI_* variable does, for `yingji --help`; the list itself comes from Settings.
@@ -61,6 +62,8 @@ SETTING_HELP = {
     "cursor_secret": "HMAC key of page cursors; empty: generated once into the data directory",
     "openapi_peers": "other services' base URLs whose API documents /openapi.json merges "
     "(the process behind the proxy's /docs); empty: its own only",
+    "min_free_disk_bytes": "readiness fails below this much free space (bytes) where the data "
+    "directory is; 0 switches the check off",
 }
 
 
@@ -162,8 +165,29 @@ def environment_help() -> str:
 
 
 def _settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with the command line's options on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from the environment, with the command line's options on top; the services'
+    own settings are checked too, so a bad one stops the command before anything is made."""
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    check_service_settings()
+    return settings
+
+
+def check_service_settings() -> None:
+    """Read the services' settings classes once (a ValidationError names the variable) and
+    refuse a deadline profile (``…_DEADLINE_PROFILE``) that the profiles file does not have."""
+    from libs.common.profiles import load_profiles
+
+    known = load_profiles()
+    for settings_class in service_settings_classes():
+        prefix = str(settings_class.model_config.get("env_prefix", "")).upper()
+        values = settings_class()
+        for name in settings_class.model_fields:
+            value = getattr(values, name)
+            if name.endswith("deadline_profile") and value not in known:
+                fail(
+                    f"{prefix}{name.upper()}={value!r} is not a deadline profile; "
+                    f"known: {', '.join(known)}"
+                )
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
@@ -764,7 +788,8 @@ def _one_line(exc: Exception) -> str:
         if exc.title not in prefixes:
             return f"{exc.title} is not valid: {validation_problems(exc)}"
         problems = "; ".join(
-            f"{prefixes[exc.title]}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            f"{prefixes[exc.title]}{'_'.join(str(p) for p in error['loc']).upper()}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
             for error in exc.errors()
         )
         return f"a setting is not valid: {problems}"
@@ -779,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args.func(args)
         sys.stdout.flush()
-    except (CliError, ValidationError) as exc:
+    except (CliError, ValidationError, DamagedStoreError) as exc:
         sys.stderr.write(f"yingji {args.command}: {_one_line(exc)}\n")
         sys.exit(1)
     except BrokenPipeError:

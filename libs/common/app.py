@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -271,6 +272,17 @@ class Runtime:
         self.keys.repo.close()
         self.stores.close()
 
+    def _disk_space(self) -> str:
+        """ "ok", or why the embedded store cannot take writes: too little free space where the
+        data directory is (``YINGJI_MIN_FREE_DISK_BYTES``)."""
+        limit = self.settings.min_free_disk_bytes
+        if not self.settings.embedded_store or limit <= 0:
+            return "ok"
+        free = shutil.disk_usage(self.settings.data_dir).free
+        if free < limit:
+            return f"error: disk_full ({free} bytes free, below {limit})"
+        return "ok"
+
     def readiness(self) -> dict[str, Any]:
         """Check the store and the bus for real."""
         checks: dict[str, Any] = {}
@@ -281,7 +293,7 @@ class Runtime:
                 repository = ctx.resources.get("repository")
                 if repository is not None:
                     repository.ping()
-            checks["store"] = "ok"
+            checks["store"] = self._disk_space()
         except Exception as exc:
             checks["store"] = f"error: {type(exc).__name__}"
         try:

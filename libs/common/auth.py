@@ -233,6 +233,14 @@ class KeyStore:
             self._cache.clear()
         return revoked
 
+    def revoke_keeping_an_admin(self, key_id: str) -> str:
+        """Revoke a key unless it is the last active admin key: ``"revoked"``, ``"missing"``
+        or ``"last_admin"`` (refused: nobody could manage keys any more)."""
+        outcome = self.repo.revoke_key_keeping_an_admin(key_id, self.clock.now())
+        with self._lock:
+            self._cache.clear()
+        return outcome
+
     def list(self) -> list[dict[str, Any]]:
         """Every key record, without hashes."""
         return self.repo.keys_by_creation()

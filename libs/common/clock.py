@@ -74,7 +74,7 @@ def _to_utc(moment: datetime) -> datetime:
     try:
         return moment.astimezone(UTC)
     except OverflowError as exc:
-        raise ValueError("is outside the range of representable times") from exc
+        raise ValueError("超出可表示的时间范围（换算为 UTC 后不在公元 1–9999 年之内）") from exc
 
 
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
@@ -84,7 +84,7 @@ def _iso_text(value: object) -> object:
     """Only ISO 8601 text (or a datetime) is a time: pydantic alone reads 0.5 as a Unix time."""
     if isinstance(value, datetime) or (isinstance(value, str) and _ISO_TIME.match(value)):
         return value
-    raise ValueError("an ISO 8601 date-time with offset, e.g. 2026-07-06T08:00:00+08:00")
+    raise ValueError("须为带时区的 ISO 8601 时间，例如 2026-07-06T08:00:00+08:00")
 
 
 # An ISO 8601 time with an offset, as every API field takes it: stored and compared in UTC, and

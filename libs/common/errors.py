@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -220,6 +221,45 @@ def _install_rejection_handlers(app: FastAPI, owner: Callable[[Request], str]) -
         )
 
 
+# The framework's own refusals carry English details ("Not Found", "Method Not Allowed",
+# "There was an error parsing the body"): in Chinese, by status.
+HTTP_MESSAGES = {
+    400: "请求体无法解析：须为有效的 JSON（嵌套不能过深）",
+    404: "未找到该路径",
+    405: "该路径不支持此请求方法",
+    413: "请求体过大",
+    415: "请求体须为 UTF-8 编码的 application/json",
+}
+
+
+def _chinese_detail(exc: StarletteHTTPException) -> str:
+    """The detail of an HTTP error when it is ours (Chinese), else the Chinese one of its status."""
+    detail = str(exc.detail)
+    if any("\u4e00" <= ch <= "\u9fff" for ch in detail):
+        return detail
+    return HTTP_MESSAGES.get(exc.status_code, f"请求无法处理（HTTP {exc.status_code}）")
+
+
+# SQLite's result code for "database or disk is full", and when a client should try again.
+SQLITE_FULL = 13
+STORE_FULL_RETRY_SECONDS = 60
+
+
+def store_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is SQLite's "database or disk is full"."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, sqlite3.OperationalError) and (
+            (getattr(seen, "sqlite_errorcode", 0) or 0) & 0xFF == SQLITE_FULL
+            or "database or disk is full" in str(seen)
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _install_fallback_handlers(app: FastAPI, log: Any) -> None:
     """The framework's own HTTP errors, and anything unexpected (logged, answered 500)."""
 
@@ -233,13 +273,20 @@ def _install_fallback_handlers(app: FastAPI, log: Any) -> None:
             415: "unsupported_media_type",
         }
         return JSONResponse(
-            error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
+            error_body(codes.get(exc.status_code, "http_error"), _chinese_detail(exc)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if store_full(exc):
+            log.error("store_full", path=request.url.path, error=repr(exc))
+            return JSONResponse(
+                error_body("store_unavailable", "存储空间已满，暂时无法写入，请稍后重试"),
+                status_code=503,
+                headers={"Retry-After": str(STORE_FULL_RETRY_SECONDS)},
+            )
         log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
         return JSONResponse(
             error_body("internal_error", "服务内部错误，已记录日志"),

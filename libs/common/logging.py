@@ -89,7 +89,7 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
+    _configure_stdlib(renderer if use_json else None, level.upper())
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
             handler.addFilter(_RedactingFilter())
@@ -98,6 +98,57 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     for noisy in ("amqp", "kombu", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("kombu.connection").addFilter(_routine_kombu)
+
+
+def _configure_stdlib(json_renderer: Any, level: str) -> None:
+    """The root logger's handler. In JSON mode every record of the standard library (uvicorn's
+    "Exception in ASGI application", kombu, …) comes out as one JSON line like structlog's, its
+    traceback inside as ``exception``; on a terminal, ``<logger> <message>`` as before."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OWN_HANDLER, False)]:
+        root.removeHandler(old)
+    if json_renderer is None:
+        if not root.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+            setattr(handler, _OWN_HANDLER, True)
+            root.addHandler(handler)
+        root.setLevel(level)
+        return
+    # Another handler writing plain text to the terminal would repeat each line unformatted.
+    for plain in [h for h in root.handlers if _plain_stderr(h)]:
+        root.removeHandler(plain)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _redact,
+                json_renderer,
+            ],
+        )
+    )
+    setattr(handler, _OWN_HANDLER, True)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+_OWN_HANDLER = "_yingji_handler"
+
+
+def _plain_stderr(handler: logging.Handler) -> bool:
+    """A handler of ``logging.basicConfig`` (or alike) on stderr, not ours and not a test's."""
+    return (
+        type(handler) is logging.StreamHandler
+        and getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__)
+        and not getattr(handler, _OWN_HANDLER, False)
+    )
 
 
 def _routine_kombu(record: logging.LogRecord) -> bool:

@@ -3,11 +3,13 @@ dead-letter queues."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from libs.common import bus
 from libs.common.auth import KeyStore, Principal, Role
@@ -20,18 +22,29 @@ from libs.common.service import ServiceContext
 from libs.common.text import Text
 
 
+def _visible(text: str) -> bool:
+    """Whether ``text`` has a character one can see: not only spaces, tabs, line breaks or
+    invisible format characters (zero-width space U+200B, BOM, joiners …)."""
+    return any(not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Zs") for ch in text)
+
+
 class KeyRequest(BaseModel):
     """A new API key."""
 
     model_config = ConfigDict(extra="forbid")
 
     role: Role = Field(description="admin, leader, operator, department or township")
-    name: Text = Field(min_length=1, max_length=100, description="who holds the key")
+    name: Text = Field(
+        min_length=1, max_length=100, description="who holds the key (not blank; 持有人)"
+    )
     township_code: str | None = Field(
         default=None, pattern=r"^\d{9}$", description="required for township keys (乡镇代码)"
     )
     hazards: list[Text] = Field(
-        default_factory=list, description="hazard categories a department key may warn about"
+        default_factory=list,
+        max_length=len(HAZARDS),
+        description="hazard categories a department key may warn about (department keys only; "
+        "each at most once)",
     )
     department_code: str | None = Field(
         default=None,
@@ -39,15 +52,37 @@ class KeyRequest(BaseModel):
         description="部门代码：部门密钥以该部门名义报送信息（县情文件 departments）",
     )
 
-    @model_validator(mode="after")
-    def _township_matches_role(self) -> KeyRequest:
-        if self.role == Role.TOWNSHIP and not self.township_code:
-            raise ValueError("township_code is required for a township key")
-        if self.role != Role.TOWNSHIP and self.township_code:
-            raise ValueError("township_code is only for township keys")
-        if self.role != Role.DEPARTMENT and self.department_code:
-            raise ValueError("department_code is only for department keys")
-        return self
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not _visible(value):
+            raise PydanticCustomError("blank", "不能为空白（不能只有空格、制表符或不可见字符）")
+        return value
+
+
+def _role_fields(body: KeyRequest) -> list[dict[str, str]]:
+    """The fields that do not fit the key's role, each with its Chinese reason."""
+    rows: list[dict[str, str]] = []
+    if body.role == Role.TOWNSHIP and not body.township_code:
+        rows.append({"path": "township_code", "reason": "乡镇密钥必须填写乡镇代码"})
+    if body.role != Role.TOWNSHIP and body.township_code:
+        rows.append({"path": "township_code", "reason": "只有乡镇密钥才能填写乡镇代码"})
+    if body.role != Role.DEPARTMENT and body.department_code:
+        rows.append({"path": "department_code", "reason": "只有部门密钥才能填写部门代码"})
+    if body.role != Role.DEPARTMENT and body.hazards:
+        rows.append({"path": "hazards", "reason": "只有部门密钥才能指定预警类别"})
+    if body.role == Role.DEPARTMENT and not body.department_code and not body.hazards:
+        reason = "部门密钥须填写部门代码（department_code）或预警类别（hazards），至少其一"
+        rows += [
+            {"path": "department_code", "reason": reason},
+            {"path": "hazards", "reason": reason},
+        ]
+    first: dict[str, int] = {}
+    for i, hazard in enumerate(body.hazards):
+        if hazard in first:
+            rows.append({"path": f"hazards.{i}", "reason": f"与第 {first[hazard] + 1} 项重复"})
+        first.setdefault(hazard, i)
+    return rows
 
 
 class ReplayRequest(BaseModel):
@@ -146,7 +181,11 @@ def _not_in_county_file(field: str, code: str, kind: str) -> ApiError:
 
 
 def _check_key_request(ctx: ServiceContext, body: KeyRequest) -> None:
-    """422 unless the key's township, hazards and department are the county's own."""
+    """422 unless the key's fields fit its role and its township, hazards and department are
+    the county's own."""
+    misfits = _role_fields(body)
+    if misfits:
+        raise ApiError(422, "validation_failed", "请求内容不合规", misfits)
     if body.township_code and ctx.county.township(body.township_code) is None:
         raise _not_in_county_file("township_code", body.township_code, "乡镇")
     unknown = [
@@ -186,10 +225,25 @@ def _key_routes(router: APIRouter, ctx: ServiceContext, keys: KeyStore) -> None:
     def list_keys(principal: Principal = admin) -> dict[str, Any]:
         return {"items": [_key_view(r) for r in keys.list()], "next_cursor": None}
 
-    @router.delete("/v1/admin/keys/{key_id}", status_code=204, summary="Revoke an API key")
+    @router.delete(
+        "/v1/admin/keys/{key_id}",
+        status_code=204,
+        summary="Revoke an API key",
+        description="Revokes the key at once (every replica within 5 s). The last active "
+        "admin key is never revoked: 409 `last_admin_key` (最后一个管理员密钥不能吊销).",
+        responses=errors(404, 409),
+    )
     def revoke_key(key_id: str, principal: Principal = admin) -> Response:
-        if not keys.revoke(key_id):
+        outcome = keys.revoke_keeping_an_admin(key_id)
+        if outcome == "missing":
             raise not_found("key", key_id)
+        if outcome == "last_admin":
+            raise ApiError(
+                409,
+                "last_admin_key",
+                f"{key_id} 是最后一个有效的管理员密钥，不能吊销：吊销后将无人能管理密钥；"
+                "请先创建另一个管理员密钥",
+            )
         ctx.log.info("api_key_revoked", key_id=key_id, by=principal.key_id)
         return Response(status_code=204)
 

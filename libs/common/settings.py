@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # proxy sends /docs and /openapi.json to: it serves their documents merged with its own.
     # Empty (embedded mode, every other process): its own document only.
     openapi_peers: str = Field(default="", pattern=r"^[\w.:/\-, ]*$")
+    # Readiness fails while the data directory's file system has less free space than this
+    # (bytes; embedded store only): writes would soon fail with "database or disk is full".
+    # 0 switches the check off.
+    min_free_disk_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
 
     @field_validator("forwarded_allow_ips")
     @classmethod
@@ -71,6 +75,16 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
             except ValueError as exc:
                 raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
+
+    @field_validator("deadline_profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        from libs.common.profiles import load_profiles
+
+        known = load_profiles()
+        if value not in known:
+            raise ValueError(f"unknown deadline profile {value!r}; known: {', '.join(known)}")
         return value
 
     @field_validator("cursor_secret")

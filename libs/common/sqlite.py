@@ -42,7 +42,50 @@ CACHE_KIB = 512
 MAX_IDLE = 4
 # The file beside a database whose advisory lock orders the writers of several processes.
 WRITER_SUFFIX = "-writer"
-_ISO = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+# Fixed width: a four-digit year (zero-padded below 1000, which ``strftime('%Y')`` does not do
+# everywhere), then microseconds and the UTC offset, so the text sorts in time order and
+# ``datetime.fromisoformat`` reads it back for every year 1..9999.
+_ISO_TAIL = "-%m-%dT%H:%M:%S.%f+00:00"
+
+
+# SQLite's primary result codes for a file that is not a database or whose pages are damaged.
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
+
+
+class DamagedStoreError(sqlite3.DatabaseError):
+    """A SQLite file that is not a database or is damaged (truncated, overwritten): the command
+    stops with one line naming the file, and ``yingji restore`` brings back a backup."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(
+            f"the SQLite file {path} is damaged ({detail}); restore the data directory from a "
+            "backup: yingji restore <backup.tar.gz> --data-dir <dir> --replace"
+        )
+        self.path = path
+
+
+def _is_damage(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        (code is not None and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB))
+        or "malformed" in str(exc)
+        or "not a database" in str(exc)
+    )
+
+
+@contextmanager
+def _naming_damage(path: Path) -> Iterator[None]:
+    """Turn SQLite's "file is not a database" or "disk image is malformed" into an error that
+    names the file."""
+    try:
+        yield
+    except DamagedStoreError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        if _is_damage(exc):
+            raise DamagedStoreError(path, str(exc)) from exc
+        raise
 
 
 class _WriterQueue:
@@ -128,7 +171,8 @@ def _leave_writers(path: Path) -> None:
 def iso(moment: datetime) -> str:
     """A datetime as fixed-width UTC text (naive values are taken as UTC), sortable as text."""
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime(_ISO)
+    utc = aware.astimezone(UTC)
+    return f"{utc.year:04d}{utc.strftime(_ISO_TAIL)}"
 
 
 def _encode(value: Any) -> Any:
@@ -197,8 +241,11 @@ class SqliteDatabase:
         self._connections: list[sqlite3.Connection] = []
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
-        with self.transaction() as conn:
+        with _naming_damage(path), self.transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            # Reads the schema, so a file that is not a database, or whose schema pages are
+            # damaged, is named here rather than at the first request.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (autocommit, transactions explicit).
@@ -225,10 +272,15 @@ class SqliteDatabase:
             check_same_thread=False,
             timeout=BUSY_TIMEOUT_MS / 1000,
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        try:
+            with _naming_damage(self.path):
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        except BaseException:
+            conn.close()
+            raise
         with self._lock:
             self._connections.append(conn)
         return conn
@@ -270,7 +322,7 @@ class SqliteDatabase:
                 yield conn
             return
         queued_at = time.perf_counter()
-        with self._writers.turn():
+        with _naming_damage(self.path), self._writers.turn():
             turn_at = time.perf_counter()
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -315,7 +367,8 @@ class SqliteDatabase:
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """Rows of one read statement."""
-        return self.connection().execute(sql, params).fetchall()
+        with _naming_damage(self.path):
+            return self.connection().execute(sql, params).fetchall()
 
     def documents(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """The decoded documents of a statement selecting one JSON column."""

@@ -40,6 +40,10 @@ class KeyRepository(Protocol):
     def revoke_key(self, key_id: str, at: datetime) -> bool:
         """Mark a key revoked at ``at``; False when there is no such key or it is revoked."""
 
+    def revoke_key_keeping_an_admin(self, key_id: str, at: datetime) -> str:
+        """Revoke a key unless it is the last active admin key: ``"revoked"``, ``"missing"``
+        (no such active key) or ``"last_admin"`` (nothing written)."""
+
     def put_key(self, record: Mapping[str, Any]) -> None:
         """Store ``record`` whether or not its id exists (the configured admin key); services
         starting together may race to do it, and the last one wins without an error."""

@@ -52,6 +52,22 @@ class MongoKeyRepository:
         )
         return bool(result.modified_count)
 
+    def revoke_key_keeping_an_admin(self, key_id: str, at: datetime) -> str:
+        """Revoke a key unless it is the last active admin key. Without a transaction, two
+        admins revoking each other at the same instant could both pass the check; the
+        bootstrap key (``YINGJI_BOOTSTRAP_ADMIN_KEY``) restores access then."""
+        record = self.collection.find_one({"_id": key_id, "revoked_at": None}, {"role": 1})
+        if record is None:
+            return "missing"
+        if record.get("role") == "admin" and (
+            self.collection.find_one(
+                {"role": "admin", "revoked_at": None, "_id": {"$ne": key_id}}, {"_id": 1}
+            )
+            is None
+        ):
+            return "last_admin"
+        return "revoked" if self.revoke_key(key_id, at) else "missing"
+
     def put_key(self, record: Mapping[str, Any]) -> None:
         """Upsert the record; of two concurrent upserts the loser updates the winner's."""
         change = {"$set": {k: v for k, v in record.items() if k != "_id"}}

@@ -76,6 +76,31 @@ class SqliteKeyRepository:
             ).fetchall()
         return bool(rows)
 
+    def revoke_key_keeping_an_admin(self, key_id: str, at: datetime) -> str:
+        """Revoke a key unless it is the last active admin key; the check and the write are one
+        transaction (the write lock is held), so two admins revoking each other leave one."""
+        expression, params = patched({"revoked_at": at})
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT role FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,)
+            ).fetchone()
+            if row is None:
+                return "missing"
+            if (
+                row[0] == "admin"
+                and not conn.execute(
+                    "SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"
+                    " AND id != ? LIMIT 1",
+                    (key_id,),
+                ).fetchone()
+            ):
+                return "last_admin"
+            conn.execute(
+                f"UPDATE api_keys SET doc = {expression} WHERE id = ? AND revoked_at IS NULL",
+                (*params, key_id),
+            )
+        return "revoked"
+
     def put_key(self, record: Mapping[str, Any]) -> None:
         """Insert or replace the record with this id, in one statement."""
         with self.db.transaction() as conn:
