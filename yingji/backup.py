@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,35 +132,90 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def copy_sqlite(source: Path, target: Path) -> None:
-    """A consistent copy of a live SQLite file through the online backup API (the writer keeps
-    going; the copy is one point in time of this file, WAL content included)."""
+# How long a backup waits for the writers of the files it copies before it gives up.
+WRITER_WAIT_SECONDS = 30.0
+
+
+def copy_sqlite(source: sqlite3.Connection, target: Path) -> None:
+    """Copy a live SQLite file through the online backup API, from a read connection already
+    in its read transaction: the copy is that transaction's point in time, WAL content
+    included, while writers keep going."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # Made owner-only before SQLite writes a page into it (and its journal takes its mode).
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     os.chmod(target, 0o600)
-    src = sqlite3.connect(f"{source.as_uri()}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(target)
     try:
-        src.backup(dst)
+        source.backup(dst)
         # One self-contained file: no -wal beside it in the archive.
         dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()
-        src.close()
+
+
+def _hold_writers(path: Path, deadline: float) -> int:
+    """Take the advisory lock the writers of ``path`` queue on (``<file>-writer``), waiting for
+    the one writing now; the descriptor that holds it."""
+    fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise BackupError(
+                    f"a writer held {path} for over {WRITER_WAIT_SECONDS:g} s; try again"
+                ) from None
+            time.sleep(0.001)
+
+
+@contextmanager
+def one_moment(paths: list[Path]) -> Iterator[dict[Path, sqlite3.Connection]]:
+    """Read connections on every SQLite file, each in a read transaction begun while no writer
+    of any of them was inside a write: one point in time across the files.
+
+    Each service writes its own file, and an event one service wrote reaches another's file
+    later. Files copied one after the other would be of different moments, and a later copy of
+    a consumer could hold what an earlier copy of its producer lacks (reporting's deadlines for
+    an incident intake's copy never had), which nothing mends. Writers wait a few milliseconds
+    while the read transactions begin; the copies are then made with writers going on."""
+    deadline = time.monotonic() + WRITER_WAIT_SECONDS
+    readers: dict[Path, sqlite3.Connection] = {}
+    held: list[int] = []
+    try:
+        try:
+            for path in paths:  # in path order, as every backup takes them
+                held.append(_hold_writers(path, deadline))
+            for path in paths:
+                reader = sqlite3.connect(
+                    f"{path.as_uri()}?mode=ro", uri=True, timeout=30, isolation_level=None
+                )
+                readers[path] = reader
+                reader.execute("BEGIN")
+                reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            for fd in held:
+                os.close(fd)  # closing the descriptor lets go of its lock
+        yield readers
+    finally:
+        for reader in readers.values():
+            reader.close()
 
 
 def _snapshot(data_dir: Path, staging: Path) -> list[Entry]:
+    files = state_files(data_dir)
     entries = []
-    for path, kind in state_files(data_dir):
-        relative = path.relative_to(data_dir).as_posix()
-        copy = staging / relative
-        if kind == "sqlite":
-            copy_sqlite(path, copy)
-        else:
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, copy)
-        entries.append(Entry(relative, kind, copy.stat().st_size, sha256_of(copy)))
+    with one_moment([path for path, kind in files if kind == "sqlite"]) as readers:
+        for path, kind in files:
+            relative = path.relative_to(data_dir).as_posix()
+            copy = staging / relative
+            if kind == "sqlite":
+                copy_sqlite(readers[path], copy)
+            else:
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy)
+            entries.append(Entry(relative, kind, copy.stat().st_size, sha256_of(copy)))
     return entries
 
 
