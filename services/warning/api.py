@@ -560,7 +560,8 @@ def _warning_filter(
 
 def _as_seen_by(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """A warning as ``principal`` reads it: a township sees the issued versions, whether it signed
-    itself (not which other townships did), and the reach of its own villages only."""
+    itself (not which other townships did), and its own villages and enterprises only (as the
+    enterprise register shows a township key only its own)."""
     if principal.role != Role.TOWNSHIP:
         return body
     own = principal.township_code
@@ -571,6 +572,7 @@ def _as_seen_by(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     reach["townships"]["acknowledged_codes"] = [code for code in signed if code == own]
     if "village_states" in reach:
         reach["village_states"] = [v for v in reach["village_states"] if v["township_code"] == own]
+    body["enterprises"] = [e for e in body["enterprises"] if e["township_code"] == own]
     return body
 
 

@@ -420,3 +420,34 @@ def suggestion_grade(incident: Mapping[str, Any]) -> int | None:
     if incident.get("exercise") is None or incident.get("grade") is None:
         return None
     return int(incident["grade"])
+
+
+# ---------------------------------------------------------------- drills stay drills (演练)
+
+
+def linked_incident_problem(
+    incident_id: str, view: Mapping[str, Any] | None, exercise: bool
+) -> str | None:
+    """Why a warning (a drill when ``exercise``) may not link this incident, None when it may:
+    the view must know it, know whether it is a drill (its initial report says), and the drill
+    flags must match, so a drill never reaches a real incident's timeline and a real warning
+    never names (nor waits for) a drill incident."""
+    if view is None:
+        return f"预警服务未收到事件 {incident_id}"
+    if view.get("exercise") is None:
+        return f"预警服务尚未收到事件 {incident_id} 的初报，无法确认是否演练事件"
+    if bool(view["exercise"]) and not exercise:
+        return "该事件是演练事件，演练事件只能关联演练预警"
+    if not bool(view["exercise"]) and exercise:
+        return "该事件是真实事件，演练预警只能关联演练事件"
+    return None
+
+
+def suggestion_exercise_problem(suggested: bool, wanted: bool | None) -> str | None:
+    """Why a suggestion (from a drill incident when ``suggested``) may not be accepted with the
+    drill flag ``wanted`` (None: not overridden), None when it may."""
+    if wanted is None or bool(wanted) == suggested:
+        return None
+    if suggested:
+        return "该建议来自演练事件，只能发布演练预警"
+    return "该建议来自真实事件，不能发布为演练预警"

@@ -120,6 +120,20 @@ def _issued_fields(version: Mapping[str, Any], fanout: list[int]) -> dict[str, A
     }
 
 
+def _check_exercise_override(suggestion: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """422 naming ``exercise`` when accepting would turn a drill incident's suggestion into a
+    real warning, or a real incident's into a drill (nothing is written)."""
+    wanted = overrides.get("exercise")
+    reason = domain.suggestion_exercise_problem(bool(suggestion.get("exercise")), wanted)
+    if reason is not None:
+        raise ApiError(
+            422,
+            "validation_failed",
+            "预警内容不合规",
+            fields=[{"path": "exercise", "reason": reason}],
+        )
+
+
 @dataclass
 class WarningUseCases(LastMile):
     """The warning service's commands, jobs and queries, bound to the repository and rules."""
@@ -215,8 +229,10 @@ class WarningUseCases(LastMile):
         expires: datetime,
         incident_ids: Sequence[str],
         now: datetime,
+        exercise: bool = False,
     ) -> None:
-        """422 naming every field at fault: hazard, areas, the time window, linked incidents."""
+        """422 naming every field at fault: hazard, areas, the time window, linked incidents
+        (known to the view, and drills with drills only)."""
         fields = [
             *self._hazard_errors(hazard),
             *self._area_errors(areas),
@@ -226,7 +242,7 @@ class WarningUseCases(LastMile):
                     as_utc(effective), as_utc(expires), now, self.rules.max_duration_hours
                 )
             ],
-            *self._incident_errors(incident_ids),
+            *self._incident_errors(incident_ids, exercise),
         ]
         if fields:
             raise ApiError(422, "validation_failed", "预警内容不合规", fields=fields)
@@ -248,18 +264,18 @@ class WarningUseCases(LastMile):
             seen.add(code)
         return fields
 
-    def _incident_errors(self, incident_ids: Sequence[str]) -> list[dict[str, str]]:
+    def _incident_errors(self, incident_ids: Sequence[str], exercise: bool) -> list[dict[str, str]]:
+        """Linked incidents the view does not know, or whose drill flag is not the warning's:
+        a drill warning never names a real incident, a real warning never a drill one."""
         if not incident_ids:
             return []
         known = self.repo.incidents_with_primaries(incident_ids)
-        return [
-            {
-                "path": f"incident_ids.{index}",
-                "reason": f"预警服务未收到事件 {incident_id}",
-            }
-            for index, incident_id in enumerate(incident_ids)
-            if incident_id not in known
-        ]
+        fields = []
+        for index, incident_id in enumerate(incident_ids):
+            reason = domain.linked_incident_problem(incident_id, known.get(incident_id), exercise)
+            if reason is not None:
+                fields.append({"path": f"incident_ids.{index}", "reason": reason})
+        return fields
 
     # Writing a warning ---------------------------------------------------------------------
 
@@ -390,6 +406,7 @@ class WarningUseCases(LastMile):
             expires=body["expires"],
             incident_ids=body.get("incident_ids") or [],
             now=now,
+            exercise=bool(body.get("exercise")),
         )
         wid = warning_id or f"wrn_{uuid.uuid4().hex[:16]}"
         issued = not decision.needs_approval
@@ -1259,6 +1276,7 @@ class WarningUseCases(LastMile):
             "incident_ids": [suggestion["incident_id"]],
             "exercise": bool(suggestion.get("exercise")),
         }
+        _check_exercise_override(suggestion, overrides)
         content.update({k: v for k, v in overrides.items() if v is not None})
         content.update(self._redrafted_texts(suggestion, content, overrides))
         return content

@@ -216,3 +216,28 @@ def test_dissemination_counts_each_townships_own_and_its_current_receipt() -> No
     assert not t1.acknowledged and not t2.acknowledged
     acked = domain.dissemination(1, ["t1"], deliveries, receipts).townships[0]
     assert acked.acknowledged and acked.current_receipt == receipts[0]
+
+
+def test_a_warning_links_incidents_of_its_own_kind_only() -> None:
+    real, drill = {"exercise": False}, {"exercise": True}
+    assert domain.linked_incident_problem("i", real, False) is None
+    assert domain.linked_incident_problem("i", drill, True) is None
+    assert domain.linked_incident_problem("i", drill, False) == (
+        "该事件是演练事件，演练事件只能关联演练预警"
+    )
+    assert domain.linked_incident_problem("i", real, True) == (
+        "该事件是真实事件，演练预警只能关联演练事件"
+    )
+    assert domain.linked_incident_problem("i", None, False) == "预警服务未收到事件 i"
+    unreported = domain.linked_incident_problem("i", {"exercise": None}, False)
+    assert unreported is not None and "初报" in unreported
+
+
+def test_a_suggestion_keeps_its_drill_flag() -> None:
+    assert domain.suggestion_exercise_problem(True, None) is None
+    assert domain.suggestion_exercise_problem(True, True) is None
+    assert domain.suggestion_exercise_problem(False, False) is None
+    assert domain.suggestion_exercise_problem(True, False) == "该建议来自演练事件，只能发布演练预警"
+    assert domain.suggestion_exercise_problem(False, True) == (
+        "该建议来自真实事件，不能发布为演练预警"
+    )

@@ -224,3 +224,77 @@ def test_public_feed_lists_active_public_warnings(wstack: WarningStack) -> None:
     drill = wstack.call("GET", "/v1/warnings?exercise=true").json()["items"][0]["id"]
     assert wstack.client.get(f"/v1/warnings/feed/{drill}/cap").status_code == 404
     assert wstack.client.get(f"/v1/warnings/{public}/cap").status_code == 401
+
+
+def _nothing_written(stack: WarningStack) -> None:
+    """No warning and no warning event came of a refused request."""
+    assert stack.call("GET", "/v1/warnings").json()["items"] == []
+    stack.settle()
+    assert stack.probe.of("warning_issued") == []
+    assert stack.probe.of("warning_approval_requested") == []
+
+
+def test_a_drill_suggestion_is_accepted_only_as_a_drill_warning(wstack: WarningStack) -> None:
+    wstack.report_incident("drill-1", category="flood", grade=2, exercise=True)
+    (drill,) = wstack.call("GET", "/v1/warnings/suggestions?incident_id=drill-1").json()["items"]
+    assert drill["exercise"] is True
+    path = f"/v1/warnings/suggestions/{drill['id']}/accept"
+    refused = wstack.call("POST", path, json={"exercise": False, "level": 2})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["fields"] == [
+        {"path": "exercise", "reason": "该建议来自演练事件，只能发布演练预警"}
+    ]
+    _nothing_written(wstack)
+    after = wstack.call("GET", f"/v1/warnings/suggestions/{drill['id']}").json()
+    assert (after["status"], after["warning_id"]) == ("pending", None)
+    accepted = wstack.call("POST", path, json={"exercise": True, "level": 3})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["exercise"] is True
+
+
+def test_a_real_suggestion_is_not_accepted_as_a_drill(wstack: WarningStack) -> None:
+    wstack.report_incident("real-1", category="flood", grade=2)
+    (real,) = wstack.call("GET", "/v1/warnings/suggestions").json()["items"]
+    refused = wstack.call(
+        "POST", f"/v1/warnings/suggestions/{real['id']}/accept", json={"exercise": True}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["fields"] == [
+        {"path": "exercise", "reason": "该建议来自真实事件，不能发布为演练预警"}
+    ]
+    _nothing_written(wstack)
+    assert wstack.call("GET", f"/v1/warnings/suggestions/{real['id']}").json()["status"] == (
+        "pending"
+    )
+
+
+def test_a_warning_links_only_incidents_of_its_own_kind(wstack: WarningStack) -> None:
+    wstack.report_incident("real-1", category="flood", grade=3)
+    wstack.report_incident("drill-1", category="flood", grade=3, exercise=True)
+    regrade = wstack.incident_event(
+        "incident_regraded",
+        incident_id="early-1",
+        township_code=TOWNSHIP_A,
+        category="flood",
+        old_grade=3,
+        new_grade=2,
+        reason="x",
+    )
+    wstack.service.on_incident(regrade, regrade.payload)  # its report has not arrived yet
+    drill = wstack.issue(exercise=True, incident_ids=["drill-1", "real-1", "early-1"])
+    assert drill.status_code == 422, drill.text
+    assert drill.json()["error"]["fields"] == [
+        {"path": "incident_ids.1", "reason": "该事件是真实事件，演练预警只能关联演练事件"},
+        {
+            "path": "incident_ids.2",
+            "reason": "预警服务尚未收到事件 early-1 的初报，无法确认是否演练事件",
+        },
+    ]
+    real = wstack.issue(incident_ids=["real-1", "drill-1"])
+    assert real.status_code == 422, real.text
+    assert real.json()["error"]["fields"] == [
+        {"path": "incident_ids.1", "reason": "该事件是演练事件，演练事件只能关联演练预警"}
+    ]
+    _nothing_written(wstack)
+    assert wstack.issue(incident_ids=["real-1"]).status_code == 201
+    assert wstack.issue(exercise=True, incident_ids=["drill-1"]).status_code == 201

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -374,3 +374,52 @@ def test_a_township_reads_whether_it_signed_not_which_others_did(wstack: Warning
     assert codes("operator") == ([TOWNSHIP_A], [TOWNSHIP_A])
     assert codes("township_a") == ([TOWNSHIP_A], [TOWNSHIP_A])
     assert codes("township_b") == ([], [])
+
+
+def test_a_township_sees_only_its_own_enterprises(wstack: WarningStack) -> None:
+    stack = wstack
+    common = {"revision": 1, "risk_level": "major"}
+    publish_enterprise(stack, enterprise_id="EA", name="城关化工", **common)
+    publish_enterprise(
+        stack, enterprise_id="EB", name="青石矿业", township_code=TOWNSHIP_B, **common
+    )
+    wid = stack.issue(level=3, areas=[TOWNSHIP_A, TOWNSHIP_B]).json()["id"]
+    stack.service.run_deliveries()
+
+    def townships(who: str) -> tuple[set[str], set[str], set[str]]:
+        (item,) = stack.call("GET", "/v1/warnings", who=who).json()["items"]
+        one = detail(stack, wid, who)
+        ids = {e["id"] for e in one["enterprises"]}
+        assert ids == {e["id"] for e in item["enterprises"]}
+        listed = {e["township_code"] for e in item["enterprises"]}
+        return ids & {"EA", "EB"}, listed, {e["township_code"] for e in one["enterprises"]}
+
+    assert townships("operator") == (
+        {"EA", "EB"},
+        {TOWNSHIP_A, TOWNSHIP_B},
+        {TOWNSHIP_A, TOWNSHIP_B},
+    )
+    assert townships("township_a") == ({"EA"}, {TOWNSHIP_A}, {TOWNSHIP_A})
+    assert townships("township_b") == ({"EB"}, {TOWNSHIP_B}, {TOWNSHIP_B})
+
+
+def test_the_link_page_shows_the_county_s_local_time(wstack: WarningStack) -> None:
+    stack = wstack
+    stack.clock.set(datetime(2026, 12, 4, 15, 20, tzinfo=UTC))  # 23:20 in Asia/Shanghai
+    wid = stack.issue("leader", level=2, areas=[TOWNSHIP_A], exercise=True).json()["id"]
+    stack.service.run_deliveries()
+    rows = stack.call("GET", f"/v1/warnings/{wid}/deliveries").json()["townships"]
+    link = next(
+        d["exercise_ack_url"]
+        for r in rows
+        for d in r["village_deliveries"]
+        if d["target"]["kind"] == "village"
+    )
+    found = LINK.search(link)
+    assert found is not None
+    stack.clock.advance(3 * 60)
+    done = stack.client.post(found.group(0))
+    assert done.status_code == 200, done.text
+    assert "（2026年12月4日 23:23）" in done.text and "+00:00" not in done.text
+    again = stack.client.get(found.group(0))  # a later visit shows the same time
+    assert "（2026年12月4日 23:23）" in again.text

@@ -60,7 +60,11 @@ def add_routes(router: APIRouter, ctx: ServiceContext, service: WarningUseCases)
         responses=RESPONSES,
     )
     def show(token: str = TOKEN, _: None = ctx.public()) -> Any:
-        return _answer(lambda: pages.confirm_page(service.token_view(token), ACK_PATH + token))
+        return _answer(
+            lambda: pages.confirm_page(
+                service.token_view(token), ACK_PATH + token, service.county.timezone
+            )
+        )
 
     @router.post(
         ACK_PATH + "{token}",
@@ -69,4 +73,6 @@ def add_routes(router: APIRouter, ctx: ServiceContext, service: WarningUseCases)
         responses=RESPONSES,
     )
     def confirm(token: str = TOKEN, _: None = ctx.public()) -> Any:
-        return _answer(lambda: pages.done_page(service.ack_by_token(token)))
+        return _answer(
+            lambda: pages.done_page(service.ack_by_token(token), service.county.timezone)
+        )

@@ -5,8 +5,12 @@ with no script, font or style sheet from elsewhere."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from libs.common.clock import as_utc
 
 STYLE = (
     "body{font-family:sans-serif;max-width:32em;margin:2em auto;padding:0 1em;line-height:1.6}"
@@ -36,10 +40,18 @@ def _summary(view: Mapping[str, Any]) -> str:
     )
 
 
-def confirm_page(view: Mapping[str, Any], action: str) -> str:
-    """The GET: what the warning says, and a button that POSTs the acknowledgement."""
+def local_time(at: datetime, timezone: str) -> str:
+    """A moment as an officer reads it: the county's local time in Chinese, e.g.
+    「2026年12月4日 23:23」 (stored times are UTC)."""
+    local = as_utc(at).astimezone(ZoneInfo(timezone))
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def confirm_page(view: Mapping[str, Any], action: str, timezone: str) -> str:
+    """The GET: what the warning says, and a button that POSTs the acknowledgement
+    (``timezone``: the county's, for the time of an earlier acknowledgement)."""
     if view["receipt"].get("acked_at"):
-        return done_page(view)
+        return done_page(view, timezone)
     form = (
         f'<form method="post" action="{escape(action)}">'
         '<button type="submit">确认收到</button></form>'
@@ -48,10 +60,11 @@ def confirm_page(view: Mapping[str, Any], action: str) -> str:
     return _page("确认收到预警", _summary(view) + form)
 
 
-def done_page(view: Mapping[str, Any]) -> str:
-    """The answer once acknowledged (the same on every later visit)."""
+def done_page(view: Mapping[str, Any], timezone: str) -> str:
+    """The answer once acknowledged (the same on every later visit), with the time of the
+    acknowledgement in the county's ``timezone``."""
     at = view["receipt"].get("acked_at")
-    when = at.isoformat(timespec="minutes") if hasattr(at, "isoformat") else str(at or "")
+    when = local_time(at, timezone) if isinstance(at, datetime) else str(at or "")
     note = f"<p><strong>已确认收到</strong>（{escape(when)}）</p>"
     return _page("已确认收到", _summary(view) + note)
 
