@@ -41,6 +41,7 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.message import Message
 
 from libs.common import metrics
+from libs.common.errors import store_unavailable
 from libs.common.events import EventEnvelope, envelope_from_wire
 from libs.common.memory_bus import WakingMemoryTransport, announce
 from libs.common.settings import Settings
@@ -638,10 +639,12 @@ class ConsumerWorker(threading.Thread):
                 # Not acknowledged: the broker redelivers it to whoever consumes next.
                 log.warning("bus_handler_interrupted", attempts=attempts)
                 message.requeue()
-            elif attempts > self.settings.handler_retries:
+            elif attempts > self.settings.handler_retries and not store_unavailable(exc):
                 log.error("bus_handler_gave_up", attempts=attempts, error=repr(exc))
                 self._dead_letter(queue, message, repr(exc), attempts=attempts)
             else:
+                # A store out of reach (a full disk, a lost MongoDB) is not poison: the delivery
+                # waits, at the last back-off, as long as the outage lasts.
                 delay = self._delay_after(attempts)
                 log.warning(
                     "bus_handler_failed", attempts=attempts, error=repr(exc), retry_in=delay

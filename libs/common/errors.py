@@ -260,6 +260,38 @@ def store_full(exc: BaseException) -> bool:
     return False
 
 
+# SQLite's result codes for a store that cannot be used now but may be soon: busy, locked, read
+# only, an I/O error, full, cannot open (a missing mount). None of them says the data is wrong.
+SQLITE_PASSING = frozenset({5, 6, 8, 10, 13, 14})
+PASSING_TEXTS = ("database or disk is full", "database is locked", "disk I/O error")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the store is out of reach for a while (SQLite
+    busy, full, read only or failing I/O; MongoDB unreachable), not that the work is poison."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, sqlite3.OperationalError) and (
+            (getattr(seen, "sqlite_errorcode", 0) or 0) & 0xFF in SQLITE_PASSING
+            or any(text in str(seen) for text in PASSING_TEXTS)
+        ):
+            return True
+        if _mongo_unreachable(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _mongo_unreachable(exc: BaseException) -> bool:
+    try:
+        from pymongo.errors import ConnectionFailure
+    except ImportError:  # pragma: no cover - pymongo is a dependency
+        return False
+    return isinstance(exc, ConnectionFailure)
+
+
 def _install_fallback_handlers(app: FastAPI, log: Any) -> None:
     """The framework's own HTTP errors, and anything unexpected (logged, answered 500)."""
 

@@ -12,7 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from libs.common import metrics
-from libs.common.bus import ConsumerWorker, Publisher, Subscription, list_dead_letters
+from libs.common.bus import (
+    ConsumerWorker,
+    Publisher,
+    Subscription,
+    list_dead_letters,
+    queue_name,
+)
 from libs.common.clock import SystemClock
 from libs.common.events import EventEnvelope, make_event
 from libs.common.settings import Settings
@@ -91,6 +97,48 @@ def test_an_event_waiting_for_its_predecessor_does_not_block_the_predecessor(
         assert attempts["first"] >= 2, "the dependent event was retried"
         assert metrics.BUS_DEAD_LETTERED.labels("retrytest", dependent_queue)._value.get() == before
         assert list_dead_letters(settings, dependent_queue) == []
+    finally:
+        publisher.close()
+        worker.stop()
+        worker.join(10)
+
+
+def test_a_store_out_of_reach_is_waited_out_and_poison_still_dead_lettered(
+    bus_url: str,
+) -> None:
+    """A full disk is not poison: its delivery is retried past the retry limit until the disk
+    has room, while a handler that fails on the data itself is dead-lettered at the limit."""
+    import sqlite3
+
+    settings = Settings(bus_url=bus_url, handler_retries=1, handler_backoff_seconds=[0.05])
+    handler_name = f"outage_{uuid.uuid4().hex[:8]}"
+    attempts: dict[str, int] = {}
+    applied: list[str] = []
+
+    def handle(envelope: EventEnvelope) -> None:
+        text = envelope.payload["text"]
+        attempts[text] = attempts.get(text, 0) + 1
+        if text == "full" and attempts[text] <= 5:
+            raise sqlite3.OperationalError("database or disk is full")
+        if text == "poison":
+            raise sqlite3.OperationalError("no such column: nope")
+        applied.append(text)
+
+    worker = ConsumerWorker(
+        settings, "outage", [Subscription("echo", "echo_recorded", handle, handler_name)]
+    )
+    worker.start()
+    assert worker.ready.wait(30)
+    queue = queue_name("echo", "echo_recorded", "outage", handler_name)
+    publisher = Publisher(settings, "echo")
+    try:
+        publisher.publish([_event("full"), _event("poison")])
+        assert _wait(lambda: "full" in applied)
+        assert attempts["full"] == 6  # five failures against a retry limit of one
+        assert _wait(lambda: attempts.get("poison") == 2)
+        assert _wait(lambda: len(list_dead_letters(settings, queue)) == 1)
+        [letter] = list_dead_letters(settings, queue)
+        assert letter.body["payload"]["text"] == "poison"
     finally:
         publisher.close()
         worker.stop()
