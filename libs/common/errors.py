@@ -347,13 +347,14 @@ class BodyLimitMiddleware:
             await self._refuse(send, 413, "body_too_large", f"请求体超过 {self.max_bytes} 字节")
             return
         content_type = headers.get("content-type", "")
-        if declared not in (None, "0") and content_type and not is_utf8_json(content_type):
+        if declared not in (None, "0") and not is_utf8_json(content_type):
+            # A body without a type is not read as JSON on a guess.
+            received_as = content_type.split(";")[0].strip()[:80] or "未声明 Content-Type"
             await self._refuse(
                 send,
                 415,
                 "unsupported_media_type",
-                "请求体须为 UTF-8 编码的 application/json"
-                f"（收到的是 {content_type.split(';')[0].strip()[:80]}）",
+                f"请求体须为 UTF-8 编码的 application/json（收到的是 {received_as}）",
             )
             return
         received = 0

@@ -139,6 +139,8 @@ def test_bootstrap_key_file_is_private(echo: Stack) -> None:
             "unsupported_media_type",
         ),
         (b"\xff\xfe\xfa", {"content-type": "application/json"}, 400, "malformed_json"),
+        # JSON without a declared type is not read on a guess.
+        (b'{"text": "x"}', {}, 415, "unsupported_media_type"),
         (
             b'{"text": "' + b"x" * 300_000 + b'"}',
             {"content-type": "application/json"},
