@@ -39,7 +39,7 @@ SETTING_HELP = {
     "host": "address to listen on",
     "port": "port to listen on",
     "public_url": "where the public reaches the API (feed links); empty: the listening address",
-    "log_format": "auto, json or console",
+    "log_format": "auto, json or console (`yingji up` uses console unless set)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "bootstrap_admin_key": "the first admin key; empty: generated once into the data directory",
     "county_file": "county YAML (townships, teams, stock); empty: the demo county",
