@@ -20,9 +20,16 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from libs.common import metrics
 from libs.common.auth import FailureThrottle, KeyStore, Role, make_authenticator
-from libs.common.bus import ConsumerWorker, open_connection, wait_until
+from libs.common.bus import (
+    ConsumerWorker,
+    keep_dead_letters,
+    open_connection,
+    restore_dead_letters,
+    wait_until,
+)
 from libs.common.clock import Clock, SystemClock
 from libs.common.county import County, load_county
+from libs.common.dead_letters import KeptDeadLetters
 from libs.common.errors import BodyLimitMiddleware, install_error_handlers
 from libs.common.hazards import HAZARDS
 from libs.common.keys.assembly import PLATFORM, import_legacy_keys, open_key_repository
@@ -77,6 +84,7 @@ class Runtime:
         self.consumers: dict[str, ConsumerWorker] = {}
         self.timer_threads: dict[str, TimerThread] = {}
         self.generated_admin_key: str | None = None
+        self.dead_letters: KeptDeadLetters | None = None
         self.prepared = False
         self.started = False
         for spec in self.specs:
@@ -158,6 +166,7 @@ class Runtime:
             # In-memory exchanges drop what no queue is bound to yet: bind before publishing.
             for worker in self.consumers.values():
                 worker.declare()
+            self._keep_dead_letters()
         for worker in self.consumers.values():
             worker.start()
         if self.settings.memory_bus:
@@ -190,6 +199,14 @@ class Runtime:
             bus="memory" if self.settings.memory_bus else "amqp",
             store="sqlite" if self.stores.embedded else "mongodb",
         )
+
+    def _keep_dead_letters(self) -> None:
+        """Memory bus: an earlier run's dead letters back in their queues, new ones kept."""
+        self.dead_letters = KeptDeadLetters(self.settings.data_dir)
+        restored = restore_dead_letters(self.settings, self.dead_letters)
+        if restored:
+            self.log.warning("dead_letters_restored", count=restored)
+        keep_dead_letters(self.dead_letters)
 
     def _start_relays_when_consumers_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -252,6 +269,10 @@ class Runtime:
                 thread.join(timeout=10)
         if settled_at is not None:
             self._forget_journals(settled_at)
+        if self.dead_letters is not None:
+            keep_dead_letters(None)
+            self.dead_letters.close()
+            self.dead_letters = None
         self._close_stores()
         self.started = False
         self.log.info("runtime_stopped")

@@ -41,6 +41,7 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.message import Message
 
 from libs.common import metrics
+from libs.common.dead_letters import KEPT_HEADER, KeptDeadLetters
 from libs.common.errors import store_unavailable
 from libs.common.events import EventEnvelope, envelope_from_wire
 from libs.common.memory_bus import WakingMemoryTransport, announce
@@ -742,6 +743,17 @@ class ConsumerWorker(threading.Thread):
                 "x-yingji-dead-lettered-at": time.time(),
             }
         )
+        keeper = _KEPT.get("keeper")
+        if keeper is not None and not _is_amqp(self.settings.bus_url):
+            # The memory transport forgets its queues with the process: on disk first.
+            headers[KEPT_HEADER] = keeper.keep(
+                queue,
+                message.body,
+                message.content_type,
+                message.content_encoding,
+                headers,
+                (message.properties or {}).get("message_id"),
+            )
         try:
             self._side_producer().publish(
                 message.body,
@@ -826,6 +838,7 @@ def replay_dead_letters(settings: Settings, queue: str, limit: int | None = None
                 k: v for k, v in (message.headers or {}).items() if not k.startswith("x-death")
             }
             headers["x-yingji-replayed"] = int(headers.get("x-yingji-replayed", 0)) + 1
+            kept = headers.pop(KEPT_HEADER, None)
             producer.publish(
                 message.body,
                 exchange=redelivery,
@@ -838,8 +851,49 @@ def replay_dead_letters(settings: Settings, queue: str, limit: int | None = None
                 retry=False,
             )
             message.ack()
+            keeper = _KEPT.get("keeper")
+            if kept is not None and keeper is not None:
+                keeper.release(int(kept))
             moved += 1
     return moved
+
+
+# The memory bus's dead letters on disk (libs/common/dead_letters.py), for the one embedded
+# platform of this process; the memory transport itself is one per process too.
+_KEPT: dict[str, KeptDeadLetters] = {}
+
+
+def keep_dead_letters(keeper: KeptDeadLetters | None) -> None:
+    """Keep the memory bus's dead letters in ``keeper`` from now on (None: stop keeping)."""
+    if keeper is None:
+        _KEPT.pop("keeper", None)
+    else:
+        _KEPT["keeper"] = keeper
+
+
+def restore_dead_letters(settings: Settings, keeper: KeptDeadLetters) -> int:
+    """Put the kept dead letters back into their dead-letter queues on the memory bus (after a
+    restart, before anything consumes); how many."""
+    letters = keeper.waiting()
+    if not letters:
+        return 0
+    with open_connection(settings, confirms=False) as connection:
+        channel = connection.channel()
+        producer = Producer(channel)
+        for letter in letters:
+            declare_dead_letter_queue(connection, channel, settings, letter.queue)
+            producer.publish(
+                letter.body,
+                exchange=dead_letter_exchange(),
+                routing_key=letter.queue,
+                delivery_mode=PERSISTENT,
+                content_type=letter.content_type,
+                content_encoding=letter.content_encoding,
+                headers={**letter.headers, KEPT_HEADER: letter.id},
+                message_id=letter.message_id,
+                retry=False,
+            )
+    return len(letters)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
