@@ -22,6 +22,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.errors import error_body
+from libs.common.jsontypes import DAY_PATTERN, DAY_REASON
 from libs.common.pagination import MAX_LIMIT
 
 BEARER = "bearer"
@@ -90,15 +91,13 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # ---------------------------------------------------------------- query parameter types
 
 
-# Days and months from 1900 to 2999: the platform's records lie there, and a day's arithmetic
-# (the day before, the local midnight in UTC) stays within what dates can hold.
-DAY_PATTERN = r"^(19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}$"
+# Days (libs/common/jsontypes.py) and months from 1900 to 2999.
 MONTH_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
 
 
 def _iso_day(value: Any) -> Any:
     if isinstance(value, str) and not re.fullmatch(DAY_PATTERN, value):
-        raise ValueError("须为 YYYY-MM-DD 格式、1900 至 2999 年之间的日期")
+        raise ValueError(DAY_REASON)
     return value
 
 

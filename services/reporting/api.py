@@ -17,7 +17,7 @@ from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime, as_utc
 from libs.common.errors import ApiError, field_error
 from libs.common.eventmodels.common import Affected, Casualties
-from libs.common.jsontypes import JsonBool, JsonInt
+from libs.common.jsontypes import JsonBool, JsonDay, JsonInt
 from libs.common.openapi import DAY_PATTERN, Day, Month, OptionalDay, day_query, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -113,7 +113,7 @@ class ZeroReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     township_code: str = Field(pattern=r"^\d{9}$", description="乡镇代码")
-    date: dt.date = Field(description="所报日期（当地日期，次日08:00前报送）")
+    date: JsonDay = Field(description="所报日期（当地日期，次日08:00前报送）")
     nothing_to_report: JsonBool = Field(description="无事可报（零报告）")
     incident_ids: list[Text] = Field(
         default_factory=list, max_length=200, description="当日已报送的事件编号"
@@ -569,13 +569,15 @@ def _timeline_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCas
         principal: Principal = ctx.allow(*Role),
     ) -> dict[str, Any]:
         incident = uc.incident(incident_id)
-        if incident is not None:
-            principal.ensure_township(incident["township_code"], "incident_id")
-        elif principal.role == Role.TOWNSHIP:
+        township = principal.role == Role.TOWNSHIP
+        # A township sees its own incidents only: another township's is as if unknown (404).
+        if township and (incident is None or not principal.may_act_for(incident["township_code"])):
             raise ApiError(404, "not_found", f"未找到事件 {incident_id}")
         rows, next_cursor = uc.timeline_page(incident_id, limit, cursor)
         if incident is None and not rows:
             raise ApiError(404, "not_found", f"没有关于事件 {incident_id} 的记录")
+        if township:  # of warnings, issued versions only: no drafts, approvals or suggestions
+            rows = [r for r in rows if domain.township_may_see_event(r)]
         return {
             "incident_id": incident_id,
             "items": [timeline_view(r) for r in causal_order(rows)],

@@ -31,6 +31,7 @@ from libs.common.auth import CACHE_SECONDS, Principal, Role
 from libs.common.clock import as_utc
 from libs.common.errors import ApiError, not_found
 from libs.common.service import ServiceContext
+from services.reporting import domain
 
 CONSOLE_DIR = Path(__file__).with_name("console")
 STATIC_TYPES = {
@@ -99,11 +100,13 @@ def township_codes_of(doc: Mapping[str, Any]) -> set[str]:
 
 
 def visible_to(principal: Principal) -> Callable[[Mapping[str, Any]], bool]:
-    """Which timeline events a caller may see: township keys only their own township's."""
+    """Which timeline events a caller may see: township keys only their own township's, and of
+    the warning service only issued versions (never a draft awaiting approval, its approval
+    or rejection, or a suggestion); every other role everything."""
     if principal.role != Role.TOWNSHIP:
         return lambda doc: True
     own = principal.township_code
-    return lambda doc: own in township_codes_of(doc)
+    return lambda doc: own in township_codes_of(doc) and domain.township_may_see_event(doc)
 
 
 def event_view(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -352,7 +355,9 @@ def _stream_routes(
             "`text/event-stream`: one `event: <event_type>` message per event recorded in the "
             "timeline after the stream opened, with the event as JSON data (`event_id, "
             "event_type, source, occurred_at, correlation_id, incident_ids, payload`). Township "
-            "keys receive only their own township's events. A comment line is sent every "
+            "keys receive only their own township's events, and of warnings only issued "
+            "versions (no drafts awaiting approval, approvals or suggestions). A comment "
+            "line is sent every "
             f"{HEARTBEAT_SECONDS:.0f} s. The key is checked again within every "
             f"{CACHE_SECONDS:.0f} s (the key cache's lifetime): once it is revoked the stream "
             "sends `event: revoked` and ends. Read it with fetch() and the Authorization header."

@@ -152,8 +152,39 @@ HAZARD_LABELS = {
 
 
 # Why a deadline stopped counting (a deadline's ``cancel_reason``), in the duty office's words.
+# The warning service's events a township key may see (services/warning/events.py): a version
+# once issued (发布、调整、解除), its expiry, and its delivery and receipts. Everything else of the
+# warning service — a suggestion drawn from an incident (warning_suggested), a version waiting
+# for a leader (warning_approval_requested) and how that approval ended, approved or rejected
+# (warning_approval_decided) — is the county's drafting: a township sees a draft neither over
+# REST (404) nor in its stream or an incident's timeline. A warning event type added later stays
+# county-only until it is named here.
+TOWNSHIP_WARNING_EVENTS = frozenset(
+    {
+        "warning_issued",
+        "warning_adjusted",
+        "warning_lifted",
+        "warning_expired",
+        "warning_delivery_failed",
+        "warning_acknowledged",
+        "warning_unacknowledged",
+        "warning_village_acknowledged",
+        "warning_village_unacknowledged",
+    }
+)
+
 CLOSED_CANCEL_REASON = "事件已结案，续报时限终止"
 FINAL_FILED_CANCEL_REASON = "终报已报送，续报时限终止"
+
+
+def township_may_see_event(entry: Mapping[str, Any]) -> bool:
+    """Whether a township key may see a timeline entry for what it is: any event but the
+    warning service's drafting and approval (only issued versions, see
+    ``TOWNSHIP_WARNING_EVENTS``). Which township an event concerns is checked apart."""
+    event_type = str(entry.get("event_type") or "")
+    if entry.get("source") != "warning" and not event_type.startswith("warning_"):
+        return True
+    return event_type in TOWNSHIP_WARNING_EVENTS
 
 
 def level_text(level: int) -> str:

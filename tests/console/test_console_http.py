@@ -257,6 +257,67 @@ def test_township_keys_receive_only_their_own_townships_events(
         assert sorted(got) == sorted([own["_id"], warned["_id"]])
 
 
+def test_township_keys_receive_issued_warnings_only_never_drafts(
+    console_stack: Stack, server: LiveServer
+) -> None:
+    """A warning version waiting for a leader (and its approval or rejection, and a suggestion
+    drawn from an incident) is the county's drafting: over REST a township gets 404 for it, and
+    its stream carries none of it, its headline least of all. The issued version comes through;
+    the duty office sees everything."""
+    timeline = reporting_timeline(console_stack)
+    console_stack.settle()
+    draft = {
+        "warning_id": "w-draft",
+        "version": 1,
+        "level": 2,
+        "color": "orange",
+        "hazard": "rainstorm",
+        "areas": [TOWNSHIP_A],
+        "msg_type": "Alert",
+        "headline": "草稿：城关镇暴雨橙色预警",
+        "incident_ids": ["a-1"],
+    }
+    with (
+        open_stream(server, console_stack.keys["township_a"]) as township,
+        open_stream(server, console_stack.keys["operator"]) as operator,
+    ):
+        county_only = [
+            timeline_doc(console_stack, "warning_approval_requested", draft, source="warning"),
+            timeline_doc(
+                console_stack,
+                "warning_approval_decided",
+                {**draft, "decision": "rejected", "note": "草稿有误"},
+                source="warning",
+            ),
+            timeline_doc(
+                console_stack,
+                "warning_suggested",
+                {"suggestion_id": "s-1", "incident_id": "a-1", "areas": [TOWNSHIP_A]},
+                source="warning",
+            ),
+        ]
+        issued = timeline_doc(
+            console_stack,
+            "warning_issued",
+            {**draft, "warning_id": "w-issued", "headline": "城关镇暴雨橙色预警"},
+            source="warning",
+        )
+        timeline.record(*county_only, issued)
+        marker = timeline_doc(
+            console_stack,
+            "followup_filed",
+            {"incident_id": "a-1", "township_code": TOWNSHIP_A},
+            occurred_at=console_stack.clock.now() + timedelta(seconds=1),
+            source="reporting",
+        )
+        timeline.record(marker)
+        got = messages_until(township, marker["_id"])
+        assert [m["data"]["event_id"] for m in got] == [issued["_id"]]
+        assert "草稿" not in str(got)
+        seen = {m["data"]["event_id"] for m in messages_until(operator, marker["_id"])}
+        assert {d["_id"] for d in [*county_only, issued]} <= seen
+
+
 def test_stream_sends_heartbeats(
     console_stack: Stack, server: LiveServer, ticker: ManualTicker
 ) -> None:

@@ -67,9 +67,11 @@ def incident_reported(
     injured: int = 0,
     people_affected: int = 0,
     exercise: bool = False,
+    enterprise_id: str | None = None,
     settle: bool = True,
 ) -> EventEnvelope:
-    """``incident_reported`` as intake emits it, reported now."""
+    """``incident_reported`` as intake emits it, reported now (naming ``enterprise_id`` of
+    dispatch's register when given)."""
     ident = incident_id or f"inc-{uuid.uuid4().hex[:10]}"
     now = stack.clock.now()
     discovered = discovered_at or now - timedelta(minutes=10)
@@ -96,6 +98,7 @@ def incident_reported(
             },
             "people_involved": 0,
             "exercise": exercise,
+            **({"enterprise_id": enterprise_id} if enterprise_id else {}),
         },
         correlation_id=ident,
         settle=settle,

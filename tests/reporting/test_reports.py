@@ -12,6 +12,7 @@ from tests.reporting.support import (
     publish,
     report_body,
 )
+from tests.support.errors import refusal
 from tests.support.stack import TOWNSHIP_A, TOWNSHIP_B, Stack
 
 
@@ -134,16 +135,17 @@ def test_falling_figures_need_a_correction_for_each(rstack: Stack) -> None:
 
 
 def test_township_keys_report_only_on_their_own_incidents(rstack: Stack) -> None:
+    """Another township's incident is as if unknown (404): see test_township_reach.py."""
     iid = incident_reported(rstack, township_code=TOWNSHIP_A).payload["incident_id"]
     other = rstack.call("POST", "/v1/reports", who="township_b", json=report_body(iid))
-    assert other.status_code == 403
+    assert refusal(other) == (404, "incident_unknown", ["incident_id"])
     assert (
         rstack.call("GET", "/v1/reports", who="township_b", params={"incident_id": iid}).status_code
-        == 403
+        == 404
     )
     own = rstack.call("POST", "/v1/reports", who="township_a", json=report_body(iid))
     assert own.status_code == 201
-    assert rstack.call("GET", f"/v1/timeline/{iid}", who="township_b").status_code == 403
+    assert rstack.call("GET", f"/v1/timeline/{iid}", who="township_b").status_code == 404
 
 
 def test_a_report_read_by_id_is_found_only_by_its_own_township(rstack: Stack) -> None:

@@ -748,6 +748,24 @@ def test_an_enterprise_name_moves_only_forward_in_revision(repo: ReportingReposi
     assert repo.enterprise_name("E1") == "新名称"
     assert repo.keep_enterprise_name("E1", 3, "更新名称")
     assert repo.enterprise_name("E1") == "更新名称"
+    assert repo.enterprise_entry("E1") == {
+        "_id": "E1",
+        "revision": 3,
+        "name": "更新名称",
+        "exercise": False,
+    }
+
+
+def test_an_enterprise_keeps_its_drill_flag(repo: ReportingRepository) -> None:
+    """A drill enterprise (演练) stays one at every revision it is kept at."""
+    assert repo.enterprise_entry("E-drill") is None
+    assert repo.keep_enterprise_name("E-drill", 1, "演练：化工", exercise=True)
+    assert not repo.keep_enterprise_name("E-drill", 1, "演练：化工", exercise=True)
+    entry = repo.enterprise_entry("E-drill")
+    assert entry is not None and (entry["name"], entry["exercise"]) == ("演练：化工", True)
+    assert repo.keep_enterprise_name("E-drill", 2, "演练：化工厂", exercise=True)
+    entry = repo.enterprise_entry("E-drill")
+    assert entry is not None and (entry["revision"], entry["exercise"]) == (2, True)
 
 
 # Approvals of warning versions -------------------------------------------------------------

@@ -62,6 +62,8 @@ CALLERS = {
 FORBIDDEN_ROLE = (403, "forbidden_role")
 NOT_FOUND = (404, "not_found")
 FORBIDDEN_TOWNSHIP = (403, "forbidden_township")
+# Another township's incident is answered as an unknown one: probing ids tells nothing.
+UNKNOWN_INCIDENT = (404, "incident_unknown")
 STREAM = "/v1/stream"
 
 
@@ -236,7 +238,7 @@ READS: dict[str, Read] = {
     "/v1/plans/{plan_id}": Read("own", "plan_id", refused=NOT_FOUND),
     "/v1/assignments": Read("own"),
     "/v1/assignments/{assignment_id}": Read("own", "assignment_id", refused=NOT_FOUND),
-    "/v1/reports": Read("own", "incident_id", incident_query, refused=FORBIDDEN_TOWNSHIP),
+    "/v1/reports": Read("own", "incident_id", incident_query, refused=UNKNOWN_INCIDENT),
     "/v1/reports/{report_id}": Read("own", "report_id", refused=NOT_FOUND),
     "/v1/deadlines": Read("own"),
     "/v1/zero-reports": Read("own", params=lambda _: {"date": TODAY}),
@@ -259,7 +261,7 @@ READS: dict[str, Read] = {
     "/v1/information/feedback": Read("own", params=lambda _: {"month": TODAY[:7]}),
     "/v1/information/quotas": Read("own"),
     "/v1/information/scores": Read("own", params=lambda _: {"month": TODAY[:7]}),
-    "/v1/timeline/{incident_id}": Read("own", "incident_id", refused=FORBIDDEN_TOWNSHIP),
+    "/v1/timeline/{incident_id}": Read("own", "incident_id", refused=NOT_FOUND),
     "/v1/audit": Read("county"),
     "/v1/summaries/daily": Read("county", params=lambda _: {"date": TODAY}),
     "/v1/summaries/situation": Read(
@@ -524,7 +526,7 @@ TOWNSHIP_WRITES: dict[tuple[str, str], tuple[Write, tuple[int, str]]] = {
     ),
     ("POST", "/v1/reports"): (
         lambda s, t: ("/v1/reports", followup_body(t.incident)),
-        FORBIDDEN_TOWNSHIP,
+        UNKNOWN_INCIDENT,
     ),
     ("POST", "/v1/zero-reports"): (
         lambda s, t: ("/v1/zero-reports", zero_report_body(t.code, s.stack.clock.now().date())),

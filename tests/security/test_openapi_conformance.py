@@ -91,6 +91,14 @@ RELATIVE_RULES = {
     ("POST /v1/enterprises/{enterprise_id}/inspections", "deadline"),
     # Not before the inspection's date.
     ("PATCH /v1/enterprises/{enterprise_id}/inspections/{inspection_id}", "rectified_on"),
+    # A key's fields by its role: a township code for a township key only, a department's code
+    # or hazards (each once) for a department key only.
+    ("POST /v1/admin/keys", "township_code"),
+    ("POST /v1/admin/keys", "department_code"),
+    ("POST /v1/admin/keys", "hazards"),
+    # Names from capabilities.yaml, a file the county may replace (YINGJI_DISPATCH_…_FILE).
+    ("POST /v1/teams", "capabilities"),
+    ("PATCH /v1/teams/{team_id}", "capabilities"),
 }
 
 

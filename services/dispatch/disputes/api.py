@@ -3,7 +3,6 @@ supervise (督办) and joint meetings (联席会议). Parse, authorize, call a u
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -13,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.idempotency import fingerprint, validate_key
-from libs.common.jsontypes import JsonBool
+from libs.common.jsontypes import JsonBool, JsonDay
 from libs.common.openapi import Limit, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -104,7 +103,7 @@ class SupervisionIn(_Strict):
         description="督办形式 form: letter 发函, meeting 会议, onsite 现场, notice 通报"
         "（三三制调处用尽后须逐级加重）"
     )
-    on: dt.date = Field(description="督办日期 date")
+    on: JsonDay = Field(description="督办日期 date")
     by: Text = Field(min_length=1, max_length=100, description="督办人或单位 by whom")
     note: Text = Field(default="", max_length=1000, description="督办内容 note")
 
@@ -112,7 +111,7 @@ class SupervisionIn(_Strict):
 class JointMeetingIn(_Strict):
     """A joint meeting (联席会议) on one or more disputes: who came and what was decided."""
 
-    held_on: dt.date = Field(description="会议日期 date")
+    held_on: JsonDay = Field(description="会议日期 date")
     convener: Text = Field(min_length=1, max_length=100, description="召集人 convener")
     attendees: list[Name100] = Field(
         min_length=1, max_length=50, description="参会部门、单位 attendees (departments/units)"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.auth import Principal, Role
 from libs.common.errors import field_error
 from libs.common.idempotency import fingerprint, validate_key
-from libs.common.jsontypes import JsonBool, JsonInt, JsonNumber
+from libs.common.jsontypes import JsonBool, JsonDay, JsonInt, JsonNumber
 from libs.common.openapi import Limit
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -106,17 +106,17 @@ class CloseIn(_Strict):
 class InspectionIn(_Strict):
     """一次检查：日期、检查人、发现的问题；有问题须给整改期限。"""
 
-    date: dt.date = Field(description="检查日期")
+    date: JsonDay = Field(description="检查日期")
     inspector: Text = Field(min_length=1, max_length=50, description="检查人")
     findings: list[Text] = Field(default_factory=list, max_length=50, description="发现的问题")
-    deadline: dt.date | None = Field(default=None, description="整改期限（有问题时必填）")
+    deadline: JsonDay | None = Field(default=None, description="整改期限（有问题时必填）")
     note: Text | None = Field(default=None, max_length=500, description="备注")
 
 
 class RectifyIn(_Strict):
     """整改完成：日期和说明。"""
 
-    rectified_on: dt.date = Field(description="整改完成日期")
+    rectified_on: JsonDay = Field(description="整改完成日期")
     rectification_note: Text = Field(min_length=2, max_length=500, description="整改情况说明")
 
 

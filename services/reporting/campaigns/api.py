@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -11,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
 from libs.common.idempotency import fingerprint, validate_key
-from libs.common.jsontypes import JsonBool, JsonInt
+from libs.common.jsontypes import JsonBool, JsonDay, JsonInt
 from libs.common.service import ServiceContext
 from libs.common.text import Text
 from services.reporting.campaigns import domain
@@ -29,15 +28,15 @@ class StageIn(_Strict):
     """One stage of a campaign (工作阶段), e.g. 组织动员、全面排查、化解矛盾完善机制."""
 
     name: Text = Field(min_length=1, max_length=50, description="阶段名称")
-    ends_on: dt.date = Field(description="阶段结束日期（当地）")
+    ends_on: JsonDay = Field(description="阶段结束日期（当地）")
 
 
 class CampaignIn(_Strict):
     """A special campaign (专项行动) and its reporting rhythm (篇1)."""
 
     name: Text = Field(min_length=2, max_length=100, description="专项行动名称")
-    starts_on: dt.date = Field(description="开始日期（当地）")
-    ends_on: dt.date = Field(description="结束日期（当地）")
+    starts_on: JsonDay = Field(description="开始日期（当地）")
+    ends_on: JsonDay = Field(description="结束日期（当地）")
     stages: list[StageIn] = Field(default_factory=list, max_length=10, description="工作阶段")
     participants: list[Text] = Field(
         min_length=1, max_length=60, description="参加单位：乡镇代码或部门编号（县情文件）"

@@ -3,7 +3,6 @@ shape the answer."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
@@ -12,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.auth import Principal, Role
 from libs.common.clock import UtcTime
 from libs.common.errors import field_error
-from libs.common.jsontypes import JsonBool, JsonInt, JsonNumber
+from libs.common.jsontypes import JsonBool, JsonDay, JsonInt, JsonNumber
 from libs.common.openapi import Day, OptionalDay, day_query
 from libs.common.service import ServiceContext
 from libs.common.text import bounded_text
@@ -49,7 +48,7 @@ class ShiftIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    day: date = Field(description="日期（当地）")
+    day: JsonDay = Field(description="日期（当地）")
     code: str = Field(
         pattern=r"^[a-z][a-z0-9_]{0,19}$", description="班次代码，如 day（白班）、night（夜班）"
     )

@@ -3,14 +3,13 @@ case, shape."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
-from libs.common.jsontypes import JsonBool, JsonInt
+from libs.common.jsontypes import JsonBool, JsonDay, JsonInt
 from libs.common.openapi import Day
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -55,7 +54,7 @@ class EpidemicDayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     unit_id: str = Field(pattern=UNIT_ID, description="报告单位：乡镇代码或卫生单位编号")
-    date: dt.date = Field(description="所报日期（当地日期，次日08:00前报送）")
+    date: JsonDay = Field(description="所报日期（当地日期，次日08:00前报送）")
     entries: list[DiseaseEntry] = Field(
         default_factory=list, max_length=100, description="各病种的报告"
     )

@@ -12,12 +12,27 @@ from zoneinfo import ZoneInfo
 from libs.common.clock import Clock, as_utc
 from libs.common.county import County
 from libs.common.errors import ApiError
+from libs.common.events import EventEnvelope
 from services.reporting.epidemic import domain, events, metrics
 from services.reporting.epidemic.domain import ReportingUnit
 from services.reporting.epidemic.repository import FIRST_START, SCAN_CURSOR, EpidemicRepository
 
 # A scan that has fallen far behind (a long outage) checks at most this many days per run.
 SCAN_DAYS_PER_RUN = 62
+
+
+@dataclass(frozen=True)
+class _Write:
+    """What a filing writes for one disease, built before anything is written: a new report
+    (``new``), a correction of ``existing`` (``fields`` set, ``earlier`` kept in its history)
+    or nothing (figures unchanged); ``events`` go with the write."""
+
+    entry: Mapping[str, Any]
+    existing: Mapping[str, Any] | None
+    new: dict[str, Any] | None
+    events: list[EventEnvelope]
+    fields: dict[str, Any] | None = None
+    earlier: dict[str, Any] | None = None
 
 
 @dataclass
@@ -80,20 +95,23 @@ class EpidemicUseCases:
         The same figures again change nothing (idempotent). Different figures for a disease
         already filed are a correction: refused with 409 unless ``correction_reason`` is
         given, then applied at the report's version with the earlier figures kept in its
-        history. Nothing is written unless every entry can be."""
+        history. Nothing is written unless every entry can be: every check, and every report,
+        correction and event, is made before the first write."""
         unit = self._unit_or_422(body["unit_id"])
         day = date.fromisoformat(body["date"])
         exercise = bool(body.get("exercise"))
         entries = domain.complete_entries(body["entries"], self.watched, body["zero_for_rest"])
-        self._check(body, entries, day, exercise)
+        self._check(entries, day, exercise)
         planned = [
             (entry, self.repo.report(self._id(unit, day, entry, exercise))) for entry in entries
         ]
         self._refuse_silent_changes(planned, body.get("correction_reason"), day)
+        writes = [
+            self._prepare(unit, day, entry, existing, body, filed_by) for entry, existing in planned
+        ]
         outcome = {"created": 0, "corrected": 0, "unchanged": 0}
-        for entry, existing in planned:
-            kind = self._write(unit, day, entry, existing, body, filed_by)
-            outcome[kind] += 1
+        for write in writes:
+            outcome[self._apply(write, unit, day, body, filed_by)] += 1
         if outcome["created"] or outcome["corrected"]:
             self.wake_relay()
             self.refresh_gauges()
@@ -117,20 +135,18 @@ class EpidemicUseCases:
             raise ApiError(
                 422,
                 "unknown_unit",
-                f"{unit_id} is neither a township nor a health unit of this county",
+                f"{unit_id} 不是本县的乡镇或卫生单位",
                 fields=[{"path": "unit_id", "reason": "不是本县的乡镇或卫生单位"}],
             )
         return unit
 
-    def _check(
-        self, body: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], day: date, drill: bool
-    ) -> None:
+    def _check(self, entries: Sequence[Mapping[str, Any]], day: date, drill: bool) -> None:
         """422 naming every field that cannot stand."""
         errors = domain.entry_errors(entries, self.watched, day, self.today())
         if not entries:
             errors.append({"path": "entries", "reason": "至少报一个病种，或设 zero_for_rest"})
-        # A drill never counts, so it may rehearse any day; a real report owes nothing before
-        # the county's start.
+        # A drill never counts, so it may rehearse any day (a drill on a county's first day
+        # files for the day before); a real report owes nothing before the county's start.
         first = self.start_date()
         if day < first and not drill:
             errors.append({"path": "date", "reason": f"早于本县平台启用日期 {first.isoformat()}"})
@@ -158,12 +174,12 @@ class EpidemicUseCases:
             raise ApiError(
                 409,
                 "epidemic_report_exists",
-                f"reports for {day.isoformat()} were already filed with other figures; "
-                "send correction_reason to correct them (更正)",
+                f"{day.isoformat()} 的传染病日报已按其他数字报送；更正须填写 correction_reason"
+                "（更正说明），原数字保留在历史中",
                 fields=changed,
             )
 
-    def _write(
+    def _prepare(
         self,
         unit: ReportingUnit,
         day: date,
@@ -171,11 +187,40 @@ class EpidemicUseCases:
         existing: Mapping[str, Any] | None,
         body: Mapping[str, Any],
         filed_by: str,
-    ) -> str:
-        """Create, correct or leave one disease's report; which it did."""
+    ) -> _Write:
+        """What one disease's filing will write (a new report, a correction or nothing), built
+        in full before anything of the filing is written."""
         if existing is None:
             doc = self._new_report(unit, day, entry, body, filed_by)
-            _, created = self.repo.record_report(doc, [events.report_filed(self.clock, doc)])
+            return _Write(entry, None, doc, [events.report_filed(self.clock, doc)])
+        if domain.figures(existing) == domain.figures(entry):
+            return _Write(entry, existing, None, [])
+        now = self.clock.now()
+        earlier = {
+            **domain.figures(existing),
+            "version": existing["version"],
+            "reporter": existing.get("reporter"),
+            "replaced_at": now,
+            "replaced_by": filed_by,
+            "reason": body["correction_reason"],
+        }
+        fields = {**domain.figures(entry), "reporter": body["reporter"], "corrected_at": now}
+        after = {**existing, **fields, "version": existing["version"] + 1}
+        event = events.report_filed(self.clock, after)
+        return _Write(entry, existing, None, [event], fields, earlier)
+
+    def _apply(
+        self,
+        write: _Write,
+        unit: ReportingUnit,
+        day: date,
+        body: Mapping[str, Any],
+        filed_by: str,
+    ) -> str:
+        """Write what was prepared for one disease; which it did (created, corrected, unchanged)."""
+        if write.new is not None:
+            doc = write.new
+            _, created = self.repo.record_report(doc, write.events)
             if created:
                 metrics.REPORTS_FILED.labels(
                     metrics.SERVICE, doc["disease_code"], metrics.exercise_label(doc["exercise"])
@@ -184,10 +229,12 @@ class EpidemicUseCases:
             # Another filing of the same report won the race: as if it had been there before.
             existing = self.repo.report(doc["_id"])
             assert existing is not None
-            self._refuse_silent_changes([(entry, existing)], body.get("correction_reason"), day)
-        if domain.figures(existing) == domain.figures(entry):
+            reason = body.get("correction_reason")
+            self._refuse_silent_changes([(write.entry, existing)], reason, day)
+            write = self._prepare(unit, day, write.entry, existing, body, filed_by)
+        if write.existing is None or write.fields is None or write.earlier is None:
             return "unchanged"
-        return self._correct(existing, entry, body, filed_by)
+        return self._correct(write)
 
     def _new_report(
         self,
@@ -218,33 +265,17 @@ class EpidemicUseCases:
             "history": [],
         }
 
-    def _correct(
-        self,
-        existing: Mapping[str, Any],
-        entry: Mapping[str, Any],
-        body: Mapping[str, Any],
-        filed_by: str,
-    ) -> str:
+    def _correct(self, write: _Write) -> str:
         """One correction at the version read; a concurrent change answers 409 (read again)."""
-        now = self.clock.now()
-        earlier = {
-            **domain.figures(existing),
-            "version": existing["version"],
-            "reporter": existing.get("reporter"),
-            "replaced_at": now,
-            "replaced_by": filed_by,
-            "reason": body["correction_reason"],
-        }
-        fields = {**domain.figures(entry), "reporter": body["reporter"], "corrected_at": now}
-        after = {**existing, **fields, "version": existing["version"] + 1}
-        event = events.report_filed(self.clock, after)
+        existing = write.existing
+        assert existing is not None and write.fields is not None and write.earlier is not None
         if not self.repo.correct_report(
-            existing["_id"], existing["version"], fields, earlier, [event]
+            existing["_id"], existing["version"], write.fields, write.earlier, write.events
         ):
             raise ApiError(
                 409,
                 "epidemic_report_changed",
-                f"{existing['_id']} changed meanwhile; read it again and resend",
+                f"报告 {existing['_id']} 刚被他人更正，请刷新后重报",
                 fields=[{"path": "entries", "reason": "报告已被他人更正，请刷新后重报"}],
             )
         if not existing.get("exercise"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
@@ -10,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.auth import Principal, Role
 from libs.common.errors import field_error
-from libs.common.jsontypes import JsonBool
+from libs.common.jsontypes import JsonBool, JsonDay
 from libs.common.openapi import Month, OptionalDay, day_query, errors
 from libs.common.service import ServiceContext
 from libs.common.text import Text
@@ -57,7 +56,7 @@ class _Feedback(BaseModel):
     )
     target_id: str = Field(pattern=TARGET_ID, description="信息、报告或事件编号")
     level: Level = Field(description="级别：county 县级，city 市级，province 省级，national 国家级")
-    date: dt.date = Field(description="日期（当地）")
+    date: JsonDay = Field(description="日期（当地）")
     exercise: JsonBool | None = Field(default=None, description="演练：须与对象一致（可省略）")
 
 
@@ -90,7 +89,7 @@ class NoticeIn(BaseModel):
         description="late 迟报，missed 漏报，concealed 瞒报"
     )
     text: Text = Field(min_length=2, max_length=500, pattern=WORDS, description="通报内容")
-    date: dt.date = Field(description="通报日期（当地）")
+    date: JsonDay = Field(description="通报日期（当地）")
     exercise: JsonBool = Field(default=False, description="演练：不计入考评")
 
 

@@ -134,9 +134,9 @@ class InformationUseCases:
         if not raw.get("incident_id"):
             return exercise
         incident = self.incident(raw["incident_id"])
-        if incident is None:
+        # Another township's incident is refused as if unknown: no answer tells it exists.
+        if incident is None or not principal.may_act_for(incident["township_code"]):
             raise field_error("incident_id", "报告服务未收到该事件")
-        principal.ensure_township(incident["township_code"], "incident_id")
         if bool(incident.get("exercise")) != exercise:
             raise field_error("exercise", "须与所关联事件一致（演练事件只能关联演练信息）")
         return exercise

@@ -403,11 +403,18 @@ class ReportingRepository(Protocol):
     def warning_view(self, warning_id: str) -> dict[str, Any] | None:
         """Reporting's view of one warning."""
 
-    def keep_enterprise_name(self, enterprise_id: str, revision: int, name: str) -> bool:
-        """Keep an enterprise's name unless a later revision is kept already; True when kept."""
+    def keep_enterprise_name(
+        self, enterprise_id: str, revision: int, name: str, exercise: bool = False
+    ) -> bool:
+        """Keep an enterprise's name and drill flag (演练) unless a later revision is kept
+        already; True when kept."""
 
     def enterprise_name(self, enterprise_id: str) -> str | None:
         """The name of an enterprise of dispatch's register, if a snapshot has arrived."""
+
+    def enterprise_entry(self, enterprise_id: str) -> dict[str, Any] | None:
+        """What is kept of an enterprise (``name``, ``revision``, ``exercise``: a drill
+        enterprise), if a snapshot has arrived."""
 
     def apply_warning_version(
         self, warning_id: str, version: int, fields: Mapping[str, Any], event_id: str

@@ -728,12 +728,14 @@ class MongoReportingRepository(MongoRepository):
         """By ``_id``."""
         return _plain(self.warnings.find_one({"_id": warning_id}))
 
-    def keep_enterprise_name(self, enterprise_id: str, revision: int, name: str) -> bool:
+    def keep_enterprise_name(
+        self, enterprise_id: str, revision: int, name: str, exercise: bool = False
+    ) -> bool:
         """Upsert guarded by a lower revision; a higher one stored makes the insert a duplicate."""
         try:
             result = self.enterprise_names.update_one(
                 {"_id": enterprise_id, "revision": {"$lt": revision}},
-                {"$set": {"revision": revision, "name": name}},
+                {"$set": {"revision": revision, "name": name, "exercise": exercise}},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -744,6 +746,11 @@ class MongoReportingRepository(MongoRepository):
         """By ``_id``."""
         found = self.enterprise_names.find_one({"_id": enterprise_id})
         return None if found is None else str(found["name"])
+
+    def enterprise_entry(self, enterprise_id: str) -> dict[str, Any] | None:
+        """By ``_id``; a name kept before the flag was is a real enterprise's."""
+        found = _plain(self.enterprise_names.find_one({"_id": enterprise_id}))
+        return None if found is None else {**found, "exercise": bool(found.get("exercise"))}
 
     def apply_warning_version(
         self, warning_id: str, version: int, fields: Mapping[str, Any], event_id: str

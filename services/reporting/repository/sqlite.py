@@ -935,9 +935,12 @@ class SqliteReportingRepository(SqliteRepository):
         """By primary key."""
         return self._one("warnings", warning_id)
 
-    def keep_enterprise_name(self, enterprise_id: str, revision: int, name: str) -> bool:
+    def keep_enterprise_name(
+        self, enterprise_id: str, revision: int, name: str, exercise: bool = False
+    ) -> bool:
         """An upsert that only a higher revision overwrites, so any order converges."""
-        doc = dumps({"_id": enterprise_id, "revision": revision, "name": name})
+        kept = {"_id": enterprise_id, "revision": revision, "name": name, "exercise": exercise}
+        doc = dumps(kept)
         with self.db.transaction() as conn:
             row = conn.execute(
                 "INSERT INTO enterprise_names (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE"
@@ -951,6 +954,11 @@ class SqliteReportingRepository(SqliteRepository):
         """By primary key."""
         found = self._one("enterprise_names", enterprise_id)
         return None if found is None else str(found["name"])
+
+    def enterprise_entry(self, enterprise_id: str) -> dict[str, Any] | None:
+        """By primary key; a name kept before the flag was is a real enterprise's."""
+        found = self._one("enterprise_names", enterprise_id)
+        return None if found is None else {**found, "exercise": bool(found.get("exercise"))}
 
     def apply_warning_version(
         self, warning_id: str, version: int, fields: Mapping[str, Any], event_id: str

@@ -80,11 +80,16 @@ class ReportingUseCases:
         return self.repo.incident_view(incident_id)
 
     def enterprise_of(self, incident: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The enterprise an incident names, with its name once reporting has heard of it."""
+        """The enterprise an incident names, with its name once reporting has heard of it.
+
+        A drill enterprise (演练) is named only for a drill incident: a real incident that
+        names one shows its id without a name, so nothing of a drill reads as real."""
         enterprise_id = incident.get("enterprise_id")
         if not enterprise_id:
             return None
-        return {"id": enterprise_id, "name": self.repo.enterprise_name(enterprise_id)}
+        entry = self.repo.enterprise_entry(enterprise_id)
+        named = entry is not None and (not entry["exercise"] or bool(incident.get("exercise")))
+        return {"id": enterprise_id, "name": str(entry["name"]) if entry and named else None}
 
     def chain(self, incident_id: str) -> list[dict[str, Any]]:
         """Follow-up and final reports of an incident in filing order."""

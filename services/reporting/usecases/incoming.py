@@ -641,10 +641,13 @@ def own_report(ctx: ServiceContext, repo: ReportingRepository) -> Handler:
 
 
 def enterprise_registered(repo: ReportingRepository) -> Handler:
-    """Keep the name of each enterprise at its highest revision (incident details name it)."""
+    """Keep the name and drill flag of each enterprise at its highest revision (incident
+    details name it; a drill enterprise only for a drill incident)."""
 
     def handle(envelope: EventEnvelope) -> bool:
         p = envelope.payload
-        return repo.keep_enterprise_name(p["enterprise_id"], int(p["revision"]), p["name"])
+        return repo.keep_enterprise_name(
+            p["enterprise_id"], int(p["revision"]), p["name"], bool(p.get("exercise"))
+        )
 
     return handle

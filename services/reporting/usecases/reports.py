@@ -22,16 +22,16 @@ FIGURES_FELL_MESSAGE = (
 def visible_incident(
     repo: ReportingRepository, principal: Principal, incident_id: str
 ) -> dict[str, Any]:
-    """The incident if the caller may see it; 404 when unknown, 403 for another township's."""
+    """The incident if the caller may see it; 404 when unknown, and for a township key also
+    when it is another township's (as if unknown: no answer tells that it exists)."""
     incident = repo.incident_view(incident_id)
-    if incident is None:
+    if incident is None or not principal.may_act_for(incident["township_code"]):
         raise ApiError(
             404,
             "incident_unknown",
             f"报告服务未收到事件 {incident_id}（尚未接报，或消息还在途中）",
             fields=[{"path": "incident_id", "reason": "未知事件"}],
         )
-    principal.ensure_township(incident["township_code"], "incident_id")
     return incident
 
 

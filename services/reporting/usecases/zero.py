@@ -124,8 +124,8 @@ def _check(ctx: ServiceContext, repo: ReportingRepository, body: dict[str, Any],
         body["nothing_to_report"], body.get("incident_ids") or [], day, today
     )
     first = start_date(ctx, repo)
-    # A drill's zero report never counts, so it may rehearse any day; a real one owes nothing
-    # before the start.
+    # A drill's zero report never counts, so it may rehearse any day (a drill on a county's
+    # first day files for the day before); a real one owes nothing before the start.
     if day < first and not exercise:
         errors.append(
             {
