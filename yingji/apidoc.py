@@ -27,7 +27,7 @@ brief; every path and field name there is kept. Request and response fields, wit
 terms, are in the OpenAPI document at `/docs` (`/openapi.json`), which also declares the bearer
 scheme and every status each operation can answer (docs/reliability.md, "The API contract").
 Request bodies are `application/json` in UTF-8 (other media types, or none declared, 415;
-UTF-16/32 400); `OPTIONS`
+UTF-16/32 400); a day, in a body or a query, is `YYYY-MM-DD` from 1900 to 2999; `OPTIONS`
 on any path answers 204 with `Allow`. Service-specific rules are in
 `docs/services/<service>.md`.
 
