@@ -595,6 +595,11 @@ def cmd_migrate_store(args: argparse.Namespace) -> None:
     # The same lock `up` holds: a running platform's files are not copied under it.
     lock = lock_data_dir(settings.data_dir)
     try:
+        previous = settings.data_dir / "store"
+        if not previous.is_dir():
+            # Nothing of the previous engine: no empty SQLite files are made for it either.
+            print(f"nothing to migrate: no previous store at {previous.resolve()} (无需迁移)")
+            return
         copied = migrate_data_dir(settings)
     finally:
         lock.close()

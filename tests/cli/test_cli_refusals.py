@@ -105,6 +105,19 @@ def test_migrate_store_refuses_a_missing_directory(tmp_path: Path) -> None:
     assert not typo.exists()
 
 
+def test_migrate_store_on_a_directory_without_a_previous_store_makes_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    result = yingji("migrate-store", "--data-dir", str(data), cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == (
+        f"nothing to migrate: no previous store at {data / 'store'} (无需迁移)"
+    )
+    assert [p.name for p in data.iterdir()] == ["yingji.lock"]
+
+
 def test_migrate_store_refuses_a_directory_in_use(tmp_path: Path) -> None:
     data = tmp_path / "data"
     held = hold_data_dir(data)
