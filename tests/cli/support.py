@@ -35,6 +35,14 @@ def yingji(
     )
 
 
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line a refused command wrote to stderr (exit status 1, no traceback)."""
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 def free_port() -> int:
     """A port nothing listens on right now."""
     with socket.socket() as sock:

@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.cli.support import cli_env, free_port, yingji
+from tests.cli.support import cli_env, free_port, one_line, yingji
 from yingji.backup import hold_data_dir
 
 pytestmark = pytest.mark.e2e
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The single line a refused command wrote to stderr (exit status 1, no traceback)."""
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 @pytest.mark.parametrize("port", ["99999", "-1", "0", "65536"])

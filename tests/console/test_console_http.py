@@ -243,18 +243,24 @@ def test_township_keys_receive_only_their_own_townships_events(
             console_stack, "stock_low", {"warehouse_id": "W1", "item_code": "sandbag"}
         )
         timeline.record(other, own, warned, not_warned, countywide)
-        # Stored after the others and a second later: a poll that finds the marker has found
-        # every event before it, so what came before it is all the stream will ever send.
-        marker = timeline_doc(
-            console_stack,
-            "followup_filed",
-            {"incident_id": "a-1", "township_code": TOWNSHIP_A},
-            occurred_at=console_stack.clock.now() + timedelta(seconds=1),
-            source="reporting",
-        )
-        timeline.record(marker)
+        marker = record_marker(console_stack, timeline)
         got = [m["data"]["event_id"] for m in messages_until(reader, marker["_id"])]
         assert sorted(got) == sorted([own["_id"], warned["_id"]])
+
+
+def record_marker(stack: Stack, timeline: Any) -> dict[str, Any]:
+    """An event of township A's incident stored after the others and a second later: a poll
+    that finds it has found every event before it, so what came before it is all the stream
+    will ever send."""
+    marker = timeline_doc(
+        stack,
+        "followup_filed",
+        {"incident_id": "a-1", "township_code": TOWNSHIP_A},
+        occurred_at=stack.clock.now() + timedelta(seconds=1),
+        source="reporting",
+    )
+    timeline.record(marker)
+    return marker
 
 
 def test_township_keys_receive_issued_warnings_only_never_drafts(
@@ -303,14 +309,7 @@ def test_township_keys_receive_issued_warnings_only_never_drafts(
             source="warning",
         )
         timeline.record(*county_only, issued)
-        marker = timeline_doc(
-            console_stack,
-            "followup_filed",
-            {"incident_id": "a-1", "township_code": TOWNSHIP_A},
-            occurred_at=console_stack.clock.now() + timedelta(seconds=1),
-            source="reporting",
-        )
-        timeline.record(marker)
+        marker = record_marker(console_stack, timeline)
         got = messages_until(township, marker["_id"])
         assert [m["data"]["event_id"] for m in got] == [issued["_id"]]
         assert "草稿" not in str(got)

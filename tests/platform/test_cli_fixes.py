@@ -15,17 +15,9 @@ from pathlib import Path
 import pytest
 
 from libs.common.sqlite import SqliteDatabase
-from tests.cli.support import ROOT, cli_env, free_port, yingji
+from tests.cli.support import ROOT, cli_env, free_port, one_line, yingji
 
 pytestmark = pytest.mark.e2e
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The single line a refused command wrote to stderr (exit status 1, no traceback)."""
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 @pytest.mark.parametrize(
