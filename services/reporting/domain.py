@@ -151,7 +151,6 @@ HAZARD_LABELS = {
 }
 
 
-# Why a deadline stopped counting (a deadline's ``cancel_reason``), in the duty office's words.
 # The warning service's events a township key may see (services/warning/events.py): a version
 # once issued (发布、调整、解除), its expiry, and its delivery and receipts. Everything else of the
 # warning service — a suggestion drawn from an incident (warning_suggested), a version waiting
@@ -173,6 +172,7 @@ TOWNSHIP_WARNING_EVENTS = frozenset(
     }
 )
 
+# Why a deadline stopped counting (a deadline's ``cancel_reason``), in the duty office's words.
 CLOSED_CANCEL_REASON = "事件已结案，续报时限终止"
 FINAL_FILED_CANCEL_REASON = "终报已报送，续报时限终止"
 
