@@ -71,8 +71,6 @@ AFTER_PBDR = (
     "w:sectPr",
     "w:pPrChange",
 )
-# …and those that must follow w:framePr.
-AFTER_FRAMEPR = ("w:widowControl", "w:numPr", "w:suppressLineNumbers", "w:pBdr", *AFTER_PBDR)
 SIZES_PT = {"masthead": 36, "title": 22, "body": 16, "table": 12, "note": 14}
 # 版记 rules in eighths of a point: 0.35 mm for the first and last, 0.25 mm between (GB/T 9704).
 THICK_RULE, THIN_RULE = 8, 6
@@ -615,8 +613,11 @@ def _signature(doc: Any, official: Official) -> None:
     name = _para(doc, official.issuer, align=WD_ALIGN_PARAGRAPH.RIGHT)
     name.paragraph_format.right_indent = Pt(name_offset * size)
     name.paragraph_format.space_before = Pt(size * 1.5)
+    # The office, the date and the 附注 under it stay on one page.
+    name.paragraph_format.keep_with_next = True
     dated = _para(doc, chinese_date(official.dated), align=WD_ALIGN_PARAGRAPH.RIGHT)
     dated.paragraph_format.right_indent = Pt(date_offset * size)
+    dated.paragraph_format.keep_with_next = bool(official.annotation)
 
 
 def _record_block(doc: Any, official: Official) -> None:
@@ -631,31 +632,11 @@ def _record_block(doc: Any, official: Official) -> None:
         form = paragraph.paragraph_format
         form.left_indent = form.right_indent = Pt(size)
         form.tab_stops.add_tab_stop(right_edge, WD_TAB_ALIGNMENT.RIGHT)
+        form.keep_with_next = index < len(lines) - 1  # never split over two pages
         rules = {"bottom": THICK_RULE if index == len(lines) - 1 else THIN_RULE}
         if index == 0:
             rules["top"] = THICK_RULE
         _rules(paragraph, "000000", rules)
-        _at_page_foot(paragraph)
-
-
-def _at_page_foot(paragraph: Any) -> None:
-    """Anchor a paragraph to the foot of its page's 版心, as wide as the 版心: the 版记's last
-    line sits on the page's last line (GB/T 9704 7.4). Consecutive paragraphs with the same
-    frame share it, so the 版记's lines stay together, in order."""
-    p_pr = paragraph._p.get_or_add_pPr()
-    width = Mm(210 - MARGINS_MM["left"] - MARGINS_MM["right"]).twips
-    frame = p_pr.makeelement(
-        qn("w:framePr"),
-        {
-            qn("w:w"): str(width),
-            qn("w:wrap"): "around",
-            qn("w:hAnchor"): "margin",
-            qn("w:vAnchor"): "margin",
-            qn("w:xAlign"): "center",
-            qn("w:yAlign"): "bottom",
-        },
-    )
-    p_pr.insert_element_before(frame, *AFTER_FRAMEPR)
 
 
 def _docx_table(doc: Any, table: Table) -> None:
@@ -768,6 +749,10 @@ def _css() -> str:
         "th{white-space:nowrap}tr{break-inside:avoid}"
         f"th{{font-family:{_family('heading')};font-weight:normal}}"
         ".sign{text-align:right;text-indent:0}"
+        # Centred and right-aligned lines start at no indent: the body's 2em would push them off
+        # the centre by one character of their own size.
+        ".masthead,.issue,.head,.title,.note{text-indent:0}"
+        ".closing{break-inside:avoid}"
         f".record{{border-top:1pt solid #000;border-bottom:1pt solid #000;"
         f"font-size:{SIZES_PT['note']}pt;margin-top:16pt}}"
         ".record p{text-indent:0;margin:0;padding:0 1em;display:flex;"
@@ -787,20 +772,23 @@ def _page_number_css(side: str) -> str:
 
 
 def _html_signature(official: Official) -> list[str]:
+    """落款 and 成文日期, with the 附注 under them: one block that a page break never splits."""
     name_offset, date_offset = official.signature_offsets
+    annotation = (
+        f'<p class="annotation">{escape(official.annotation)}</p>' if official.annotation else ""
+    )
     return [
+        '<div class="closing">'
         f'<p class="sign" style="padding-right:{name_offset:g}em;margin-top:1.5em">'
-        f"{escape(official.issuer)}</p>",
+        f"{escape(official.issuer)}</p>"
         f'<p class="sign" style="padding-right:{date_offset:g}em">'
-        f"{escape(chinese_date(official.dated))}</p>",
+        f"{escape(chinese_date(official.dated))}</p>{annotation}</div>",
     ]
 
 
 def _html_record(official: Official) -> list[str]:
-    """附注 under the date, then the 版记 (if the document is sent)."""
-    parts = (
-        [f'<p class="annotation">{escape(official.annotation)}</p>'] if official.annotation else []
-    )
+    """The 版记 (if the document is sent)."""
+    parts: list[str] = []
     lines = official.record_lines
     if lines:
         cells = [

@@ -220,8 +220,7 @@ def test_daily_report_as_docx_and_pdf_carries_every_element(rstack: Stack) -> No
 
 def test_closing_elements_follow_gbt_9704(rstack: Stack) -> None:
     """落款, 附注 and 版记 as GB/T 9704 places them, in the .docx and the PDF."""
-    from docx.oxml.ns import qn
-    from docx.shared import Mm, Pt
+    from docx.shared import Pt
 
     seed(rstack)
     rstack.clock.set(local(2026, 7, 6, 17, 30))
@@ -243,19 +242,9 @@ def test_closing_elements_follow_gbt_9704(rstack: Stack) -> None:
     assert '<w:bottom w:val="single" w:sz="6"' in borders[0]
     assert '<w:bottom w:val="single" w:sz="8"' in borders[1]
     assert "<w:tab/>" in borders[1] and 'w:val="right"' in borders[1]  # date flush right
-    # Both lines share one frame at the foot of the 版心, as wide as it (156 mm).
-    frames = [p._p.get_or_add_pPr().find(qn("w:framePr")) for p in closing[3:]]
-    assert all(f is not None for f in frames)
-    assert len({tuple(sorted(f.attrib.items())) for f in frames}) == 1
-    assert frames[0].get(qn("w:yAlign")) == "bottom"
-    assert frames[0].get(qn("w:vAnchor")) == "margin"
-    assert frames[0].get(qn("w:w")) == str(Mm(156).twips)
-    framed = [
-        p.text
-        for p in document.paragraphs
-        if p._p.get_or_add_pPr().find(qn("w:framePr")) is not None
-    ]
-    assert framed == [p.text for p in closing[3:]]
+    # The office, the date and the 附注 keep together, and so do the 版记's lines (a .docx
+    # cannot anchor the 版记 at the page's foot in a way every word processor keeps).
+    assert [p.paragraph_format.keep_with_next for p in closing] == [True, True, None, True, False]
     text = pdf_text(daily(rstack, "pdf").content)
     for element in ("抄送：县委办公室，县政府办公室。", "安河县应急管理局办公室2026年7月6日印发"):
         assert element in text
@@ -463,3 +452,44 @@ def test_printable_html_has_names_headings_and_losses(rstack: Stack) -> None:
     ):
         assert element in html, element
     assert "<td>W01</td>" not in html and "<td>rainstorm</td>" not in html
+
+
+def test_pdf_centred_lines_sit_on_the_centre_of_the_type_area(rstack: Stack) -> None:
+    """The 发文机关标志, the 期号 line and the title are centred on the 版心 (28 mm from the
+    left, 156 mm wide), with no body indent pushing them right."""
+    seed(rstack)
+    rstack.clock.set(local(2026, 7, 6, 17, 30))
+    first = pdf_boxes(daily(rstack, "pdf").content)[0]
+    centre = (28 + 156 / 2) / 25.4 * 72
+    words = re.findall(r'xMin="([\d.]+)"[^>]*xMax="([\d.]+)"[^>]*>([^<]+)</word>', first)
+    masthead = [(float(a), float(b)) for a, b, word in words if word == "突发事件信息日报"]
+    assert masthead, "the masthead is on the first page"
+    (left, right), *_ = masthead
+    assert abs((left + right) / 2 - centre) < 3, (left, right, centre)
+
+
+def test_pdf_keeps_the_office_the_date_and_the_annotation_on_one_page() -> None:
+    """落款, 成文日期 and 附注 are never split by a page break, wherever the body ends: bodies
+    of growing length move the page break over every line of the closing."""
+    from datetime import date
+
+    from services.reporting.documents import Block, Official, to_pdf
+
+    for lines in range(12, 18):  # 14 and 15 split the closing before it was kept together
+        official = Official(
+            "突发事件信息日报",
+            "2026年第1期",
+            "安河县应急管理局",
+            "王建国",
+            "李文华",
+            "测试",
+            [Block("p", f"正文第{n}段。") for n in range(lines)],
+            date(2026, 7, 6),
+            contact="县应急管理局值班室　电话：0551-6660110",
+        )
+        pages = pdf_boxes(to_pdf(official))
+        # The office's last appearance is the 落款 (the first is above the red separator).
+        office = max(i for i, page in enumerate(pages) if ">安河县应急管理局</word>" in page)
+        dated = [i for i, page in enumerate(pages) if ">2026年7月6日</word>" in page]
+        annotated = [i for i, page in enumerate(pages) if ">（审核人：李文华</word>" in page]
+        assert dated == annotated == [office], (lines, office, dated, annotated)
