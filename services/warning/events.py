@@ -76,6 +76,7 @@ def version_event(
             **fields,
             "old_level": old_level if old_level is not None else version["level"],
             "reason": version.get("reason") or "",
+            "headline": version["headline"],
             "expires": version["expires"],
             "approved_by": approver,
         }

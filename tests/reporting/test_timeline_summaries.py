@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from libs.common.clock import as_utc
 from libs.common.events import registered_event_types
 from services.reporting import service as reporting_service
 from services.reporting.usecases import summaries
@@ -1233,3 +1234,49 @@ def test_overdue_and_late_lists_and_publication_read_as_whole_documents_would(
     published = repo.summary_by_id("daily:2026-07-07") or {}
     assert daily["published_at"] == published["published_at"]
     assert daily["issue_number"] == published["content"]["issue_number"]
+
+
+@pytest.mark.parametrize("adjusted_first", [False, True], ids=["in-order", "adjustment-first"])
+def test_an_adjusted_warning_is_listed_with_its_new_headline(
+    rstack: Stack, adjusted_first: bool
+) -> None:
+    """Summaries and documents print a warning's current headline beside its current level,
+    whichever of its two versions reaches reporting first."""
+    now = rstack.clock.now()
+    common = {
+        "warning_id": "W-adj",
+        "hazard": "rainstorm",
+        "areas": [TOWNSHIP_A],
+        "exercise": False,
+    }
+    issued = (
+        "warning_issued",
+        {
+            **common,
+            "version": 1,
+            "level": 3,
+            "color": "yellow",
+            "headline": "城关镇暴雨黄色预警",
+            "effective": now,
+            "expires": now + timedelta(hours=12),
+        },
+    )
+    adjusted = (
+        "warning_adjusted",
+        {
+            **common,
+            "version": 2,
+            "level": 2,
+            "color": "orange",
+            "old_level": 3,
+            "reason": "雨势加大",
+            "headline": "城关镇暴雨橙色预警",
+            "expires": now + timedelta(hours=24),
+        },
+    )
+    for event_type, payload in [adjusted, issued] if adjusted_first else [issued, adjusted]:
+        emit(rstack, "warning", event_type, payload, correlation_id="W-adj")
+    repo = rstack.ctx("reporting").resources["repository"]
+    [active] = repo.warnings_active_at(now + timedelta(hours=1))
+    assert (active["level"], active["headline"]) == (2, "城关镇暴雨橙色预警")
+    assert as_utc(active["expires"]) == as_utc(now + timedelta(hours=24))

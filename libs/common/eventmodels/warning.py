@@ -45,6 +45,8 @@ class WarningAdjustedV1(_WarningVersion):
     incident_ids: list[str] = []
     expires: datetime | None = None
     approved_by: str | None = None
+    # The new version's headline (absent from events sent before it was added).
+    headline: str | None = None
 
 
 @event_model("warning", "warning_lifted")

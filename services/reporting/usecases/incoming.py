@@ -402,7 +402,13 @@ def warning_change(repo: ReportingRepository, kind: str) -> Handler:
             fields.update(status="active", headline=p.get("headline"))
             fields["expires"] = _when(p["expires"]) if p.get("expires") else None
         elif kind == "adjusted":
+            # The new version's headline and expiry replace the first version's (summaries and
+            # documents print them beside the new level); an older event carries neither.
             fields["status"] = "active"
+            if p.get("headline"):
+                fields["headline"] = p["headline"]
+            if p.get("expires"):
+                fields["expires"] = _when(p["expires"])
         else:
             fields.update(status=kind, ended_at=at)
         # Versions only move forward: a late-delivered older version changes nothing but the
