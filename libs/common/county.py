@@ -28,7 +28,7 @@ TEAM_KINDS = ("rescue", "fire", "medical", "militia", "police", "utility", "expe
 class Contact(BaseModel):
     """A named person with a phone number."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="CountyContact")
 
     name: Text = Field(min_length=1, max_length=50)
     phone: Text = Field(min_length=5, max_length=20)

@@ -54,7 +54,7 @@ Status = Literal["open", "closed", "merged"]
 class Contact(BaseModel):
     """A named person and how to reach them (篇6: 注明审签人及报送人姓名、联系方式)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="ReportContact")
 
     name: _text(50) = Field(description="姓名 (name)")  # type: ignore[valid-type]
     phone: str = Field(
@@ -267,7 +267,7 @@ class MergeIn(BaseModel):
 class CloseIn(BaseModel):
     """Close an incident (leader)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="IncidentCloseIn")
 
     reason: _text(500) = Field(description="结案理由 (why the incident is closed)")  # type: ignore[valid-type]
 

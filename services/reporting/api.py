@@ -52,7 +52,7 @@ FigurePath = Literal[
 class Person(BaseModel):
     """A named person with a contact number (篇6: 审签人及报送人姓名、联系方式)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="ReportPerson")
 
     name: Text | None = Field(default=None, max_length=50, description="姓名")
     phone: str | None = Field(default=None, pattern=PHONE, description="联系电话")

@@ -101,6 +101,9 @@ class LiftIn(_Body):
 class ApproveIn(_Body):
     """A leader's approval (领导审批)."""
 
+    # Its own title: another service has a model of the same name in one OpenAPI document.
+    model_config = ConfigDict(title="WarningApproveIn")
+
     note: Text | None = Field(default=None, max_length=500, description="审批意见 note")
     version: JsonInt | None = Field(
         default=None,

@@ -93,6 +93,9 @@ class EscalateIn(_Strict):
 class ApproveIn(_Strict):
     """A leader's approval of a major-dispute assignment (党委书记审批)."""
 
+    # Its own title: another service has a model of the same name in one OpenAPI document.
+    model_config = ConfigDict(title="DisputeApproveIn")
+
     note: Text = Field(default="", max_length=1000, description="审批意见 approval note")
 
 

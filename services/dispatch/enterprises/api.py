@@ -99,6 +99,9 @@ class EnterprisePatch(_Strict):
 class CloseIn(_Strict):
     """注销（关停、迁出）：原因必填，记录保留。"""
 
+    # Its own title: another service has a model of the same name in one OpenAPI document.
+    model_config = ConfigDict(title="EnterpriseCloseIn")
+
     reason: Text = Field(min_length=2, max_length=200, description="注销原因")
     revision: JsonInt | None = Field(default=None, ge=1, description="读到的版本号（可不给）")
 

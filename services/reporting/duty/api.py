@@ -37,7 +37,7 @@ Note = bounded_text(4000, min_length=0)
 class Person(BaseModel):
     """A person on duty and the phone to reach them on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="DutyPerson")
 
     name: Name = Field(description="姓名")  # type: ignore[valid-type]
     phone: str = Field(pattern=PHONE, description="联系电话")
