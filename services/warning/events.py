@@ -231,6 +231,7 @@ def approval_decided_event(
         "decided_by": (by or {}).get("name"),
         "decided_at": decided_at,
         "note": note,
+        "headline": version.get("headline"),
         "incident_ids": list(version.get("incident_ids") or []),
         "exercise": bool(version.get("exercise")),
     }

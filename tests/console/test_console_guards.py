@@ -217,6 +217,10 @@ def test_a_rejection_needs_a_reason_that_is_not_blank(
     )
     warning = ok(console_stack.call("GET", f"/v1/warnings/{pending['id']}"))
     assert warning["status"] == "rejected"
+    # The feed tells which draft was rejected, by whom and why (the issuer learns it there).
+    feed = tab.locator("#list-feed")
+    expect(feed).to_contain_text("预警「暴雨橙色预警」第1版", timeout=WAIT_MS)
+    expect(feed).to_contain_text("范围有误，请重新研判")
     context.close()
     assert errors == [], errors
 

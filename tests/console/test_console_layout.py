@@ -135,6 +135,23 @@ def test_a_phone_opens_the_phone_report_form_inside_the_screen(phone: Any) -> No
     expect(dialog).to_be_hidden()
 
 
+def test_a_phone_shows_the_roster_with_its_tabs_and_shifts_in_view(phone: Any) -> None:
+    """Only the roster table scrolls sideways; the tabs keep their words on one line and the
+    shift column stays in view while the officers' columns scroll."""
+    phone.click("#duty-btn")
+    first = phone.locator("#duty-roster-body tr").first
+    first.wait_for(timeout=WAIT_MS)
+    dialog = box(phone, ".duty-dialog")
+    assert dialog["left"] >= 0 and dialog["right"] <= 390
+    assert phone.eval_on_selector(".duty-dialog", "el => el.scrollWidth <= el.clientWidth + 1")
+    assert box(phone, "#duty-tab-roster")["height"] < 40  # 值班表 on one line
+    shift = box(phone, "#duty-roster-body tr:first-child td:first-child")
+    phone.eval_on_selector(".duty-table", "el => { el.scrollLeft = el.scrollWidth; }")
+    assert box(phone, "#duty-roster-body tr:first-child td:first-child")["left"] == shift["left"]
+    phone.screenshot(path=str(SHOTS / "layout-390-duty.png"))
+    phone.click("#duty-close")
+
+
 def test_the_duty_room_keeps_one_top_bar_line_under_a_long_roster(duty_room: Any) -> None:
     duty_room.screenshot(path=str(SHOTS / "layout-1366-long-roster.png"))
     header = box(duty_room, "header")

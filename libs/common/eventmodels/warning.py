@@ -170,5 +170,7 @@ class WarningApprovalDecidedV1(EventPayload):
     decided_by: str | None = None
     decided_at: datetime
     note: str | None = None
+    # The draft's headline, so the issuer knows which one was decided (absent before it was).
+    headline: str | None = None
     incident_ids: list[str] = []
     exercise: bool = False

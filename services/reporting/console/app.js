@@ -199,9 +199,12 @@ async function api(path, { method = "GET", body, as = "json" } = {}) {
       if (err) {
         code = err.code || code;
         message = err.message || message;
-        if (err.fields?.length) {
-          message += " (" + err.fields.map((f) => `${f.path}: ${f.reason}`).join("; ") + ")";
-        }
+        // Each field's reason once: not what the message already says, and without the
+        // path "body" (the request as a whole).
+        const extra = (err.fields || [])
+          .filter((f) => f.reason && !message.includes(f.reason))
+          .map((f) => (f.path && f.path !== "body" ? `${f.path}: ${f.reason}` : f.reason));
+        if (extra.length) message += "（" + extra.join("；") + "）";
       }
     } catch {
       /* not JSON */
@@ -1110,8 +1113,12 @@ function eventSummary(ev) {
   } else if (ev.event_type === "plan_changed") {
     vars.old = roman(p.old_level);
   } else if (ev.event_type === "warning_approval_decided") {
+    // Which draft, who decided and why: the issuer is told of a rejection here.
+    vars.headline = p.headline ? `「${p.headline}」` : "";
     vars.number = p.version ?? "";
     vars.decision = label("decision", p.decision);
+    vars.by = p.decided_by ? `（${p.decided_by}）` : "";
+    vars.note = because(p.note);
   } else if (ev.event_type === "warning_adjusted") {
     vars.reason = because(p.reason);
   } else if (["warning_lifted", "incident_closed", "incident_regraded"].includes(ev.event_type)) {
