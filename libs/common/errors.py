@@ -240,48 +240,56 @@ def _chinese_detail(exc: StarletteHTTPException) -> str:
     return HTTP_MESSAGES.get(exc.status_code, f"请求无法处理（HTTP {exc.status_code}）")
 
 
-# SQLite's result code for "database or disk is full", and when a client should try again.
+# SQLite's result codes for a store that cannot be used now but may be soon: busy, locked, read
+# only, an I/O error, full, cannot open (a missing mount). None of them says the data is wrong.
 SQLITE_FULL = 13
+SQLITE_PASSING = frozenset({5, 6, 8, 10, SQLITE_FULL, 14})
+PASSING_TEXTS = ("database or disk is full", "database is locked", "disk I/O error")
+# When a client should try again: a full disk waits for an operator, the rest pass sooner.
 STORE_FULL_RETRY_SECONDS = 60
+STORE_OUTAGE_RETRY_SECONDS = 5
 
 
-def store_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is SQLite's "database or disk is full"."""
+def _in_causes(exc: BaseException, found: Callable[[BaseException], bool]) -> bool:
+    """Whether ``exc`` or one of the errors that caused it (a few levels deep) is ``found``."""
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
             return False
-        if isinstance(seen, sqlite3.OperationalError) and (
-            (getattr(seen, "sqlite_errorcode", 0) or 0) & 0xFF == SQLITE_FULL
-            or "database or disk is full" in str(seen)
-        ):
+        if found(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
 
 
-# SQLite's result codes for a store that cannot be used now but may be soon: busy, locked, read
-# only, an I/O error, full, cannot open (a missing mount). None of them says the data is wrong.
-SQLITE_PASSING = frozenset({5, 6, 8, 10, 13, 14})
-PASSING_TEXTS = ("database or disk is full", "database is locked", "disk I/O error")
+def _sqlite_code(exc: BaseException) -> int | None:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return None
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def store_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is SQLite's "database or disk is full"."""
+    return _in_causes(
+        exc,
+        lambda e: (
+            _sqlite_code(e) == SQLITE_FULL
+            or (_sqlite_code(e) is not None and "database or disk is full" in str(e))
+        ),
+    )
 
 
 def store_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) says the store is out of reach for a while (SQLite
     busy, full, read only or failing I/O; MongoDB unreachable), not that the work is poison."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, sqlite3.OperationalError) and (
-            (getattr(seen, "sqlite_errorcode", 0) or 0) & 0xFF in SQLITE_PASSING
-            or any(text in str(seen) for text in PASSING_TEXTS)
-        ):
-            return True
-        if _mongo_unreachable(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+
+    def passing(e: BaseException) -> bool:
+        code = _sqlite_code(e)
+        if code is not None:
+            return code in SQLITE_PASSING or any(text in str(e) for text in PASSING_TEXTS)
+        return _mongo_unreachable(e)
+
+    return _in_causes(exc, passing)
 
 
 def _mongo_unreachable(exc: BaseException) -> bool:
@@ -312,12 +320,16 @@ def _install_fallback_handlers(app: FastAPI, log: Any) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if store_full(exc):
-            log.error("store_full", path=request.url.path, error=repr(exc))
+        if store_unavailable(exc):
+            # The request was not taken (nothing committed): the client may send it again.
+            full = store_full(exc)
+            log.error("store_unavailable", path=request.url.path, full=full, error=repr(exc))
+            message = "存储空间已满，暂时无法写入" if full else "存储暂时不可用"
+            wait = STORE_FULL_RETRY_SECONDS if full else STORE_OUTAGE_RETRY_SECONDS
             return JSONResponse(
-                error_body("store_unavailable", "存储空间已满，暂时无法写入，请稍后重试"),
+                error_body("store_unavailable", message + "，请稍后重试"),
                 status_code=503,
-                headers={"Retry-After": str(STORE_FULL_RETRY_SECONDS)},
+                headers={"Retry-After": str(wait)},
             )
         log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
         return JSONResponse(

@@ -190,6 +190,14 @@ def test_a_full_disk_is_503_store_unavailable_with_retry_after() -> None:
         conn.execute("CREATE TABLE t (v TEXT)")
         conn.execute("INSERT INTO t VALUES (?)", ("x" * 100_000,))  # SQLITE_FULL
 
+    @app.post("/locked")
+    def locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    @app.post("/poison")
+    def poison() -> None:
+        raise sqlite3.OperationalError("no such column: nope")
+
     @app.post("/other")
     def other() -> None:
         raise RuntimeError("not the disk")
@@ -199,7 +207,14 @@ def test_a_full_disk_is_503_store_unavailable_with_retry_after() -> None:
     assert full.status_code == 503, full.text
     assert full.json()["error"]["code"] == "store_unavailable"
     assert CJK.search(full.json()["error"]["message"])
-    assert int(full.headers["retry-after"]) >= 1
+    assert int(full.headers["retry-after"]) == 60
+    # A store out of reach for a moment is a 503 too, to be tried again sooner.
+    busy = client.post("/locked")
+    assert busy.status_code == 503 and busy.json()["error"]["code"] == "store_unavailable"
+    assert busy.json()["error"]["message"] == "存储暂时不可用，请稍后重试"
+    assert int(busy.headers["retry-after"]) == 5
+    # A statement that can never work is a fault of the platform, not an outage.
+    assert client.post("/poison").status_code == 500
     assert client.post("/other").status_code == 500
 
 
