@@ -344,7 +344,11 @@ def _enterprise_state(delivery: Delivery, ids: dict[str, str]) -> dict[str, Any]
     reporting = reporting_repository(delivery.stack.ctx("reporting"))
     return {
         "warning": [{k: e.get(k) for k in ("revision", "name", "status")} for e in kept],
-        "reporting_name": reporting.enterprise_name(ids["enterprise"]),
+        "reporting": {
+            k: v
+            for k, v in (reporting.enterprise_entry(ids["enterprise"]) or {}).items()
+            if k != "_id"
+        },
     }
 
 

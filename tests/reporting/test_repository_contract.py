@@ -741,13 +741,12 @@ def test_events_leave_in_order_per_aggregate_and_only_once_confirmed(
 
 
 def test_an_enterprise_name_moves_only_forward_in_revision(repo: ReportingRepository) -> None:
-    assert repo.enterprise_name("E1") is None
+    assert repo.enterprise_entry("E1") is None
     assert repo.keep_enterprise_name("E1", 2, "新名称")
     assert not repo.keep_enterprise_name("E1", 1, "旧名称")
     assert not repo.keep_enterprise_name("E1", 2, "新名称")
-    assert repo.enterprise_name("E1") == "新名称"
+    assert repo.enterprise_entry("E1")["name"] == "新名称"  # type: ignore[index]
     assert repo.keep_enterprise_name("E1", 3, "更新名称")
-    assert repo.enterprise_name("E1") == "更新名称"
     assert repo.enterprise_entry("E1") == {
         "_id": "E1",
         "revision": 3,

@@ -409,9 +409,6 @@ class ReportingRepository(Protocol):
         """Keep an enterprise's name and drill flag (演练) unless a later revision is kept
         already; True when kept."""
 
-    def enterprise_name(self, enterprise_id: str) -> str | None:
-        """The name of an enterprise of dispatch's register, if a snapshot has arrived."""
-
     def enterprise_entry(self, enterprise_id: str) -> dict[str, Any] | None:
         """What is kept of an enterprise (``name``, ``revision``, ``exercise``: a drill
         enterprise), if a snapshot has arrived."""

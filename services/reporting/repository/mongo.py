@@ -742,11 +742,6 @@ class MongoReportingRepository(MongoRepository):
             return False
         return bool(result.modified_count or result.upserted_id is not None)
 
-    def enterprise_name(self, enterprise_id: str) -> str | None:
-        """By ``_id``."""
-        found = self.enterprise_names.find_one({"_id": enterprise_id})
-        return None if found is None else str(found["name"])
-
     def enterprise_entry(self, enterprise_id: str) -> dict[str, Any] | None:
         """By ``_id``; a name kept before the flag was is a real enterprise's."""
         found = _plain(self.enterprise_names.find_one({"_id": enterprise_id}))

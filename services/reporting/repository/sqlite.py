@@ -950,11 +950,6 @@ class SqliteReportingRepository(SqliteRepository):
             ).fetchone()
         return row is not None
 
-    def enterprise_name(self, enterprise_id: str) -> str | None:
-        """By primary key."""
-        found = self._one("enterprise_names", enterprise_id)
-        return None if found is None else str(found["name"])
-
     def enterprise_entry(self, enterprise_id: str) -> dict[str, Any] | None:
         """By primary key; a name kept before the flag was is a real enterprise's."""
         found = self._one("enterprise_names", enterprise_id)
