@@ -568,16 +568,7 @@ def _timeline_routes(router: APIRouter, ctx: ServiceContext, uc: ReportingUseCas
         cursor: str | None = Query(default=None, description="翻页游标（上一页的 next_cursor）"),
         principal: Principal = ctx.allow(*Role),
     ) -> dict[str, Any]:
-        incident = uc.incident(incident_id)
-        township = principal.role == Role.TOWNSHIP
-        # A township sees its own incidents only: another township's is as if unknown (404).
-        if township and (incident is None or not principal.may_act_for(incident["township_code"])):
-            raise ApiError(404, "not_found", f"未找到事件 {incident_id}")
-        rows, next_cursor = uc.timeline_page(incident_id, limit, cursor)
-        if incident is None and not rows:
-            raise ApiError(404, "not_found", f"没有关于事件 {incident_id} 的记录")
-        if township:  # of warnings, issued versions only: no drafts, approvals or suggestions
-            rows = [r for r in rows if domain.township_may_see_event(r)]
+        rows, next_cursor = uc.timeline_seen_by(principal, incident_id, limit, cursor)
         return {
             "incident_id": incident_id,
             "items": [timeline_view(r) for r in causal_order(rows)],

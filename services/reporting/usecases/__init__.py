@@ -9,8 +9,10 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from libs.common.auth import Principal
+from libs.common.auth import Principal, Role
+from libs.common.errors import ApiError
 from libs.common.service import ServiceContext
+from services.reporting import domain
 from services.reporting.repository import (
     AuditFilter,
     DeadlineFilter,
@@ -128,9 +130,22 @@ class ReportingUseCases:
 
     # ------------------------------------------------------------ timeline
 
-    def timeline_page(self, incident_id: str, limit: int, cursor: str | None) -> Page:
-        """Events about an incident in arrival order."""
-        return self.repo.timeline_page(incident_id, limit, cursor)
+    def timeline_seen_by(
+        self, principal: Principal, incident_id: str, limit: int, cursor: str | None
+    ) -> Page:
+        """Events about an incident in arrival order, as ``principal`` may see them: a township
+        key only its own incidents (another's is as unknown as an id never issued) and of the
+        warning service only issued versions; 404 when nothing is known of the incident."""
+        incident = self.incident(incident_id)
+        township = principal.role == Role.TOWNSHIP
+        if township and (incident is None or not principal.may_act_for(incident["township_code"])):
+            raise ApiError(404, "not_found", f"未找到事件 {incident_id}")
+        rows, next_cursor = self.repo.timeline_page(incident_id, limit, cursor)
+        if incident is None and not rows:
+            raise ApiError(404, "not_found", f"没有关于事件 {incident_id} 的记录")
+        if township:
+            rows = [row for row in rows if domain.township_may_see_event(row)]
+        return rows, next_cursor
 
     def audit_page(self, filters: AuditFilter, limit: int, cursor: str | None) -> Page:
         """The audit trail in arrival order."""
