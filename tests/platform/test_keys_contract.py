@@ -153,3 +153,21 @@ def test_legacy_keys_are_imported_once_on_sqlite_and_left_alone_on_mongodb(
         assert (copied, again) == (0, 0)
     assert repo.key_by_id("late") is None
     repo.ping()
+
+
+def test_the_last_active_admin_key_is_kept(repo: KeyRepository) -> None:
+    """Revoking keeps one admin: the last active one is refused with nothing written, a key of
+    another role or a second admin goes, and a revoked or unknown key is missing."""
+    repo.add_key(record("op"))
+    older = record("admin-1", role="admin")
+    del older["revoked_at"]  # records of older versions may lack the field: still active
+    repo.add_key(older)
+    assert repo.revoke_key_keeping_an_admin("admin-1", T0) == "last_admin"
+    assert repo.key_by_id("admin-1").get("revoked_at") is None  # type: ignore[union-attr]
+    assert repo.revoke_key_keeping_an_admin("op", T0) == "revoked"
+    assert repo.revoke_key_keeping_an_admin("op", T0) == "missing"
+    assert repo.revoke_key_keeping_an_admin("nobody", T0) == "missing"
+    repo.add_key(record("admin-2", role="admin"))
+    assert repo.revoke_key_keeping_an_admin("admin-1", T0) == "revoked"
+    assert repo.revoke_key_keeping_an_admin("admin-2", T0) == "last_admin"
+    assert repo.active_admin_exists()
